@@ -1,0 +1,3 @@
+/* fedgap command-line entry point (placeholder while the engine lands). */
+#include <stdio.h>
+int main(void) { puts("fedgap"); return 0; }

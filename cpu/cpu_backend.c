@@ -1,0 +1,2 @@
+/* placeholder until the CPU backend lands */
+#include "cpu/cpu_backend.h"

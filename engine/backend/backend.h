@@ -1,0 +1,202 @@
+/* Backend interface: one table of function pointers per device kind (CPU, CUDA).
+ *
+ * Layers and methods never call a backend directly: they call the validating entry points in
+ * engine/backend/ops.h, which check shapes, dtypes and devices and then call the table of the
+ * device the tensors live on. An absent (NULL) entry means "not supported": the entry point
+ * returns FG_ERR_UNSUPPORTED, never a silent fallback. Compute entries receive their workspace
+ * explicitly and never allocate. Owns: nothing; backends own their contexts. */
+#ifndef FG_BACKEND_H
+#define FG_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/base/status.h"
+#include "engine/tensor/tensor.h"
+
+/* ----------------------------------------------------------------------------------------- */
+/* Op descriptors                                                                             */
+
+/* 2-D convolution, square stride and padding, dilation 1. Kernel size comes from w's shape. */
+typedef struct fg_conv_desc {
+  int stride;
+  int pad;
+  int groups; /* 1 = dense; C = depthwise */
+} fg_conv_desc;
+
+/* Max pooling window. Output extent floor((H + 2 pad - kernel) / stride) + 1. */
+typedef struct fg_pool_desc {
+  int kernel;
+  int stride;
+  int pad;
+} fg_pool_desc;
+
+typedef enum fg_kl_reduction {
+  FG_KL_BATCHMEAN = 0,    /* sum over classes, mean over the batch */
+  FG_KL_ELEMENTWISE_MEAN, /* mean over batch x classes (PyTorch's default "mean") */
+} fg_kl_reduction;
+
+/* Distillation loss  weight * T^2 * reduce( sum_k q_k (log q_k - log p_k) )  with
+ * p = softmax(student / T), q = softmax(teacher / T) + teacher_eps. */
+typedef struct fg_kl_desc {
+  float temperature;
+  float teacher_eps;
+  fg_kl_reduction reduction;
+  float weight;
+} fg_kl_desc;
+
+/* SGD as PyTorch: d = g + wd*p; buf = momentum*buf + (1 - dampening)*d (buf = d at the first
+ * step, which a zero-initialised buffer gives when dampening = 0); p -= lr*(nesterov ? d +
+ * momentum*buf : buf). Coupled weight decay. */
+typedef struct fg_sgd_hparams {
+  float lr;
+  float momentum;
+  float weight_decay;
+  float dampening;
+  int nesterov;
+} fg_sgd_hparams;
+
+/* Adam as PyTorch (coupled L2 weight decay: g += wd*p); step is 1-based. */
+typedef struct fg_adam_hparams {
+  float lr;
+  float beta1;
+  float beta2;
+  float eps;
+  float weight_decay;
+} fg_adam_hparams;
+
+typedef struct fg_workspace {
+  void *ptr;
+  size_t bytes;
+} fg_workspace;
+
+/* ----------------------------------------------------------------------------------------- */
+/* The table                                                                                  */
+
+typedef struct fg_backend fg_backend;
+
+typedef enum fg_copy_kind { FG_COPY_H2D = 0, FG_COPY_D2H, FG_COPY_D2D } fg_copy_kind;
+
+struct fg_backend {
+  const char *name;        /* "cpu", "cuda" */
+  fg_device device;
+  size_t alignment;        /* region alignment in bytes (64 CPU, 256 CUDA) */
+  int available;           /* 0: compiled but unusable, see `reason` */
+  char reason[256];        /* why unavailable */
+  char description[256];   /* e.g. "cpu: 2 threads, OpenBLAS 0.3.21" */
+  void *ctx;
+
+  /* Memory. Only engine/mem/region.c calls alloc/free, after charging the ledger. */
+  fg_status (*alloc)(fg_backend *b, size_t bytes, void **out);
+  void (*free)(fg_backend *b, void *ptr);
+  fg_status (*copy)(fg_backend *b, void *dst, const void *src, size_t bytes, fg_copy_kind kind);
+  fg_status (*synchronize)(fg_backend *b);
+  fg_status (*mem_query)(fg_backend *b, size_t *free_bytes, size_t *total_bytes);
+
+  /* Convolution. x [N,C,H,W], w [O,C/groups,kh,kw], bias [O] or NULL, y [N,O,Ho,Wo].
+   * workspace: bytes any of the three calls needs for these shapes. */
+  size_t (*conv2d_workspace)(fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
+                             const fg_tensor *w);
+  fg_status (*conv2d_forward)(fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
+                              const fg_tensor *w, const fg_tensor *bias, fg_tensor *y,
+                              fg_workspace ws);
+  /* dx (=|+=) conv_transpose(dy, w). */
+  fg_status (*conv2d_backward_data)(fg_backend *b, const fg_conv_desc *d, const fg_tensor *dy,
+                                    const fg_tensor *w, fg_tensor *dx, int accumulate,
+                                    fg_workspace ws);
+  /* dw := sum over the batch; dbias := sum of dy over N,H,W (when not NULL). */
+  fg_status (*conv2d_backward_filter)(fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
+                                      const fg_tensor *dy, fg_tensor *dw, fg_tensor *dbias,
+                                      fg_workspace ws);
+
+  /* Linear. x [N,I], w [O,I], bias [O] or NULL, y [N,O]. */
+  fg_status (*linear_forward)(fg_backend *b, const fg_tensor *x, const fg_tensor *w,
+                              const fg_tensor *bias, fg_tensor *y);
+  fg_status (*linear_backward_data)(fg_backend *b, const fg_tensor *dy, const fg_tensor *w,
+                                    fg_tensor *dx, int accumulate);
+  /* dw := dy^T x, dbias := column sums of dy (each when not NULL). */
+  fg_status (*linear_backward_params)(fg_backend *b, const fg_tensor *x, const fg_tensor *dy,
+                                      fg_tensor *dw, fg_tensor *dbias);
+
+  /* Batch norm over N,H,W per channel. x, y [N,C,H,W] or [N,C]; gamma, beta, mean, invstd,
+   * running_* [C]. Train: normalise with the biased batch variance; save mean and 1/sqrt(var +
+   * eps); when running_mean is not NULL update running_mean/var with `momentum`, running_var with
+   * the unbiased variance. */
+  fg_status (*bn_forward_train)(fg_backend *b, const fg_tensor *x, const fg_tensor *gamma,
+                                const fg_tensor *beta, fg_tensor *y, fg_tensor *save_mean,
+                                fg_tensor *save_invstd, fg_tensor *running_mean,
+                                fg_tensor *running_var, float momentum, float eps);
+  fg_status (*bn_forward_eval)(fg_backend *b, const fg_tensor *x, const fg_tensor *gamma,
+                               const fg_tensor *beta, const fg_tensor *running_mean,
+                               const fg_tensor *running_var, float eps, fg_tensor *y);
+  /* Backward of the training-mode forward. dx (=|+=), dgamma := , dbeta := ; each may be NULL. */
+  fg_status (*bn_backward)(fg_backend *b, const fg_tensor *dy, const fg_tensor *x,
+                           const fg_tensor *gamma, const fg_tensor *save_mean,
+                           const fg_tensor *save_invstd, fg_tensor *dx, fg_tensor *dgamma,
+                           fg_tensor *dbeta, int accumulate);
+
+  /* Elementwise, any shape; numel must agree. In-place (x == y) is allowed where noted. */
+  fg_status (*relu_forward)(fg_backend *b, const fg_tensor *x, fg_tensor *y);      /* in-place ok */
+  /* dx (=|+=) dy * (y > 0), from the forward output y. dx == dy allowed when !accumulate. */
+  fg_status (*relu_backward)(fg_backend *b, const fg_tensor *y, const fg_tensor *dy, fg_tensor *dx,
+                             int accumulate);
+  fg_status (*add)(fg_backend *b, const fg_tensor *x1, const fg_tensor *x2, fg_tensor *y); /* in-place ok */
+  fg_status (*axpy)(fg_backend *b, float alpha, const fg_tensor *x, fg_tensor *y);      /* y += alpha x */
+  fg_status (*scale)(fg_backend *b, float alpha, const fg_tensor *x, fg_tensor *y);     /* in-place ok */
+  fg_status (*copy_tensor)(fg_backend *b, const fg_tensor *x, fg_tensor *y);
+  fg_status (*fill)(fg_backend *b, fg_tensor *y, float value);
+  /* Inverted dropout: keep_i = uniform_at(key, i) >= p; y_i = keep_i ? x_i / (1 - p) : 0. The
+   * mask is recomputed from the key in backward, so nothing is stored. */
+  fg_status (*dropout_forward)(fg_backend *b, const fg_tensor *x, fg_tensor *y, float p,
+                               uint64_t key);
+  fg_status (*dropout_backward)(fg_backend *b, const fg_tensor *dy, fg_tensor *dx, float p,
+                                uint64_t key, int accumulate);
+
+  /* Pooling. Max pool: x [N,C,H,W], y [N,C,Ho,Wo], argmax u8 [N,C,Ho,Wo] (position in the
+   * window, row-major; ties go to the first) or NULL; padding never wins. */
+  fg_status (*maxpool_forward)(fg_backend *b, const fg_pool_desc *d, const fg_tensor *x,
+                               fg_tensor *y, fg_tensor *argmax);
+  fg_status (*maxpool_backward)(fg_backend *b, const fg_pool_desc *d, const fg_tensor *dy,
+                                const fg_tensor *argmax, fg_tensor *dx, int accumulate);
+  /* Global average pool: x [N,C,H,W] -> y [N,C]. */
+  fg_status (*avgpool_global_forward)(fg_backend *b, const fg_tensor *x, fg_tensor *y);
+  fg_status (*avgpool_global_backward)(fg_backend *b, const fg_tensor *dy, fg_tensor *dx,
+                                       int accumulate);
+
+  /* Losses; the scalar comes back on the host. logits [N,K], labels i32 [N] in [0,K).
+   * loss = weight * mean_n CE; dlogits (=|+=) its gradient when not NULL; correct (when not NULL)
+   * = number of rows whose first argmax equals the label. */
+  fg_status (*softmax_xent)(fg_backend *b, const fg_tensor *logits, const fg_tensor *labels,
+                            float weight, fg_tensor *dlogits, int accumulate, double *loss,
+                            int64_t *correct);
+  /* student, teacher [N,K]; dstudent / dteacher (=|+=) when not NULL (NULL = detached). */
+  fg_status (*kl_div)(fg_backend *b, const fg_kl_desc *d, const fg_tensor *student,
+                      const fg_tensor *teacher, fg_tensor *dstudent, fg_tensor *dteacher,
+                      int accumulate, double *loss);
+  /* loss = weight * mean((y - target)^2); dy (=|+=) 2 weight (y - target) / numel. */
+  fg_status (*mse)(fg_backend *b, const fg_tensor *y, const fg_tensor *target, float weight,
+                   fg_tensor *dy, int accumulate, double *loss);
+
+  /* Optimizers over one parameter tensor (flat). */
+  fg_status (*sgd_step)(fg_backend *b, const fg_sgd_hparams *h, fg_tensor *param,
+                        const fg_tensor *grad, fg_tensor *momentum_buf);
+  fg_status (*adam_step)(fg_backend *b, const fg_adam_hparams *h, int64_t step, fg_tensor *param,
+                         const fg_tensor *grad, fg_tensor *m, fg_tensor *v);
+
+  /* Reductions. */
+  fg_status (*sum_squares)(fg_backend *b, const fg_tensor *x, double *out);
+};
+
+/* ----------------------------------------------------------------------------------------- */
+/* Registry: one backend per device kind, filled by explicit registration calls at start-up
+ * (cpu/cpu_backend.h, cuda/cuda_backend.h). */
+
+fg_status fg_backend_register(fg_backend *b);
+/* The backend of `device`, or NULL with FG_ERR_NO_DEVICE recorded (naming the reason). */
+fg_backend *fg_backend_for(fg_device device);
+/* The registered backend of a kind, available or not; NULL when never registered. */
+fg_backend *fg_backend_registered(fg_device_kind kind);
+/* Forget all registrations (tests). Does not free backends. */
+void fg_backend_registry_clear(void);
+
+#endif

@@ -1,0 +1,99 @@
+/* Engine ops: the validating entry points every layer and method calls.
+ *
+ * Each entry checks ranks, extents, dtypes (f32 unless noted) and that all tensors live on one
+ * device, records a message naming the op, the argument and the shapes when they do not, and then
+ * dispatches to that device's backend table (engine/backend/backend.h, which documents each op's
+ * arithmetic). Optional tensors may be NULL where noted there. Owns nothing. */
+#ifndef FG_OPS_H
+#define FG_OPS_H
+
+#include "engine/backend/backend.h"
+
+/* Conv output extent: floor((in + 2 pad - k) / stride) + 1. */
+int64_t fg_conv_out_extent(int64_t in, int k, int stride, int pad);
+
+/* x [N,C,H,W], w [O,C/g,k,k] -> bytes of workspace the backend needs for this convolution. */
+fg_status fg_conv2d_workspace(const fg_conv_desc *d, const fg_tensor *x, const fg_tensor *w,
+                              size_t *bytes);
+/* x [N,C,H,W], w [O,C/g,kh,kw], bias [O] | NULL, y [N,O,Ho,Wo]. */
+fg_status fg_conv2d_forward(const fg_conv_desc *d, const fg_tensor *x, const fg_tensor *w,
+                            const fg_tensor *bias, fg_tensor *y, fg_workspace ws);
+/* dy [N,O,Ho,Wo], w [O,C/g,kh,kw], dx [N,C,H,W]. */
+fg_status fg_conv2d_backward_data(const fg_conv_desc *d, const fg_tensor *dy, const fg_tensor *w,
+                                  fg_tensor *dx, int accumulate, fg_workspace ws);
+/* x [N,C,H,W], dy [N,O,Ho,Wo], dw [O,C/g,kh,kw], dbias [O] | NULL. */
+fg_status fg_conv2d_backward_filter(const fg_conv_desc *d, const fg_tensor *x, const fg_tensor *dy,
+                                    fg_tensor *dw, fg_tensor *dbias, fg_workspace ws);
+
+/* x [N,I], w [O,I], bias [O] | NULL, y [N,O]. */
+fg_status fg_linear_forward(const fg_tensor *x, const fg_tensor *w, const fg_tensor *bias,
+                            fg_tensor *y);
+/* dy [N,O], w [O,I], dx [N,I]. */
+fg_status fg_linear_backward_data(const fg_tensor *dy, const fg_tensor *w, fg_tensor *dx,
+                                  int accumulate);
+/* x [N,I], dy [N,O], dw [O,I] | NULL, dbias [O] | NULL. */
+fg_status fg_linear_backward_params(const fg_tensor *x, const fg_tensor *dy, fg_tensor *dw,
+                                    fg_tensor *dbias);
+
+/* x, y [N,C,H,W] or [N,C]; gamma, beta, save_mean, save_invstd, running_mean, running_var [C];
+ * running_* both NULL or both set. */
+fg_status fg_bn_forward_train(const fg_tensor *x, const fg_tensor *gamma, const fg_tensor *beta,
+                              fg_tensor *y, fg_tensor *save_mean, fg_tensor *save_invstd,
+                              fg_tensor *running_mean, fg_tensor *running_var, float momentum,
+                              float eps);
+fg_status fg_bn_forward_eval(const fg_tensor *x, const fg_tensor *gamma, const fg_tensor *beta,
+                             const fg_tensor *running_mean, const fg_tensor *running_var, float eps,
+                             fg_tensor *y);
+/* dy, x, dx [N,C,H,W] or [N,C]; gamma, save_mean, save_invstd, dgamma, dbeta [C]. */
+fg_status fg_bn_backward(const fg_tensor *dy, const fg_tensor *x, const fg_tensor *gamma,
+                         const fg_tensor *save_mean, const fg_tensor *save_invstd, fg_tensor *dx,
+                         fg_tensor *dgamma, fg_tensor *dbeta, int accumulate);
+
+/* Elementwise: all tensors have equal numel. */
+fg_status fg_relu_forward(const fg_tensor *x, fg_tensor *y);
+fg_status fg_relu_backward(const fg_tensor *y, const fg_tensor *dy, fg_tensor *dx, int accumulate);
+fg_status fg_add(const fg_tensor *x1, const fg_tensor *x2, fg_tensor *y);
+fg_status fg_axpy(float alpha, const fg_tensor *x, fg_tensor *y);
+fg_status fg_scale(float alpha, const fg_tensor *x, fg_tensor *y);
+fg_status fg_copy(const fg_tensor *x, fg_tensor *y);
+fg_status fg_fill(fg_tensor *y, float value);
+/* 0 <= p < 1. */
+fg_status fg_dropout_forward(const fg_tensor *x, fg_tensor *y, float p, uint64_t key);
+fg_status fg_dropout_backward(const fg_tensor *dy, fg_tensor *dx, float p, uint64_t key,
+                              int accumulate);
+
+/* x [N,C,H,W], y [N,C,Ho,Wo], argmax u8 [N,C,Ho,Wo] | NULL; kernel*kernel <= 256. */
+fg_status fg_maxpool_forward(const fg_pool_desc *d, const fg_tensor *x, fg_tensor *y,
+                             fg_tensor *argmax);
+/* dy [N,C,Ho,Wo], argmax u8 [N,C,Ho,Wo], dx [N,C,H,W]. */
+fg_status fg_maxpool_backward(const fg_pool_desc *d, const fg_tensor *dy, const fg_tensor *argmax,
+                              fg_tensor *dx, int accumulate);
+/* x [N,C,H,W] -> y [N,C]. */
+fg_status fg_avgpool_global_forward(const fg_tensor *x, fg_tensor *y);
+/* dy [N,C] -> dx [N,C,H,W]. */
+fg_status fg_avgpool_global_backward(const fg_tensor *dy, fg_tensor *dx, int accumulate);
+
+/* logits [N,K], labels i32 [N], dlogits [N,K] | NULL; loss and correct on the host. */
+fg_status fg_softmax_xent(const fg_tensor *logits, const fg_tensor *labels, float weight,
+                          fg_tensor *dlogits, int accumulate, double *loss, int64_t *correct);
+/* student, teacher, dstudent | NULL, dteacher | NULL: [N,K]. */
+fg_status fg_kl_div(const fg_kl_desc *d, const fg_tensor *student, const fg_tensor *teacher,
+                    fg_tensor *dstudent, fg_tensor *dteacher, int accumulate, double *loss);
+/* y, target, dy | NULL: equal numel. */
+fg_status fg_mse(const fg_tensor *y, const fg_tensor *target, float weight, fg_tensor *dy,
+                 int accumulate, double *loss);
+
+/* param, grad, momentum_buf | NULL (NULL only when momentum == 0): equal numel. */
+fg_status fg_sgd_step(const fg_sgd_hparams *h, fg_tensor *param, const fg_tensor *grad,
+                      fg_tensor *momentum_buf);
+/* param, grad, m, v: equal numel; step >= 1. */
+fg_status fg_adam_step(const fg_adam_hparams *h, int64_t step, fg_tensor *param,
+                       const fg_tensor *grad, fg_tensor *m, fg_tensor *v);
+
+fg_status fg_sum_squares(const fg_tensor *x, double *out);
+
+/* Host <-> device transfers of a whole tensor (sizes must agree). */
+fg_status fg_tensor_from_host(fg_tensor *dst, const void *src_host, size_t bytes);
+fg_status fg_tensor_to_host(void *dst_host, const fg_tensor *src, size_t bytes);
+
+#endif

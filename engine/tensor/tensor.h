@@ -1,0 +1,59 @@
+/* Tensor descriptors: a typed, shaped view of memory on one device.
+ *
+ * A tensor never owns its memory: data points into a region (engine/mem/region.h) or into
+ * caller-owned storage. Layout is dense row-major (NCHW for images, (out, in) for linear weights),
+ * rank 1 to 4. Owns nothing. */
+#ifndef FG_TENSOR_H
+#define FG_TENSOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/base/status.h"
+
+typedef enum fg_dtype { FG_F32 = 0, FG_I32, FG_U8 } fg_dtype;
+
+typedef enum fg_device_kind { FG_DEV_CPU = 0, FG_DEV_CUDA = 1, FG_DEV_KINDS } fg_device_kind;
+
+typedef struct fg_device {
+  fg_device_kind kind;
+  int index;
+} fg_device;
+
+#define FG_MAX_DIMS 4
+
+typedef struct fg_tensor {
+  void *data;
+  int64_t shape[FG_MAX_DIMS]; /* unused trailing extents are 1 */
+  int ndim;
+  fg_dtype dtype;
+  fg_device device;
+} fg_tensor;
+
+static inline fg_device fg_cpu_device(void) {
+  fg_device d = {FG_DEV_CPU, 0};
+  return d;
+}
+
+/* Build a view. `shape` has `ndim` extents (1..4). */
+fg_tensor fg_tensor_view(void *data, fg_dtype dtype, fg_device device, int ndim, const int64_t *shape);
+fg_tensor fg_tensor_1d(float *data, int64_t n);                               /* CPU f32 */
+fg_tensor fg_tensor_2d(float *data, int64_t rows, int64_t cols);              /* CPU f32 */
+fg_tensor fg_tensor_4d(float *data, int64_t n, int64_t c, int64_t h, int64_t w); /* CPU f32 */
+
+int64_t fg_tensor_numel(const fg_tensor *t);
+size_t fg_dtype_size(fg_dtype dtype);
+size_t fg_tensor_bytes(const fg_tensor *t);
+int fg_tensor_same_shape(const fg_tensor *a, const fg_tensor *b);
+int fg_device_equal(fg_device a, fg_device b);
+const char *fg_dtype_name(fg_dtype dtype);
+const char *fg_device_kind_name(fg_device_kind kind);
+
+/* Writes "[2, 3, 4]" into buf; returns buf. */
+const char *fg_shape_str(const fg_tensor *t, char *buf, size_t cap);
+
+static inline float *fg_f32(const fg_tensor *t) { return (float *)t->data; }
+static inline int32_t *fg_i32(const fg_tensor *t) { return (int32_t *)t->data; }
+static inline uint8_t *fg_u8(const fg_tensor *t) { return (uint8_t *)t->data; }
+
+#endif

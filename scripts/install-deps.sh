@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages fedgap needs, only those that are missing.
+#   scripts/install-deps.sh            build + test + main-job packages
+#   scripts/install-deps.sh --bench    also PyTorch (bench/ comparisons)
+set -euo pipefail
+
+pkgs=(build-essential cmake pkg-config git
+      libopenblas-openmp-dev zlib1g-dev libcriterion-dev libcyaml-dev
+      dataset-fashion-mnist)
+if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-torch python3-numpy); fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+sudo_cmd=()
+[[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+echo "installing: ${missing[*]}" >&2
+"${sudo_cmd[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

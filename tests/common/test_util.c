@@ -1,0 +1,79 @@
+/* Shared test helpers. */
+#define _XOPEN_SOURCE 700
+#include "common/test_util.h"
+
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cpu/cpu_backend.h"
+#include "engine/base/rng.h"
+
+void fgt_setup_cpu(int threads) {
+  fg_cpu_options opt = {threads, 0};
+  fg_status s = fg_cpu_backend_register(&opt);
+  cr_assert_eq(s, FG_OK, "cpu backend: %s", fg_last_error());
+}
+
+void fgt_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi) {
+  fg_rng r = fg_rng_stream(seed, FG_RNG_TEST, 0, 0);
+  for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * fg_rng_uniform(&r);
+}
+
+void fgt_fill_uniform_double(double *x, size_t n, uint64_t seed, double lo, double hi) {
+  fg_rng r = fg_rng_stream(seed, FG_RNG_TEST, 0, 0);
+  for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * fg_rng_uniform(&r);
+}
+
+static int allclose_impl(const float *got, const double *wantd, const float *wantf, size_t n,
+                         double atol, double rtol, char *msg, size_t cap) {
+  size_t worst = 0, bad = 0;
+  double worst_excess = -1.0;
+  for (size_t i = 0; i < n; i++) {
+    double w = wantd ? wantd[i] : (double)wantf[i];
+    double err = fabs((double)got[i] - w);
+    double excess = err - (atol + rtol * fabs(w));
+    if (!(excess <= 0.0)) bad++;
+    if (!(excess <= worst_excess)) {
+      worst_excess = excess;
+      worst = i;
+    }
+  }
+  if (bad == 0) return 1;
+  double w = wantd ? wantd[worst] : (double)wantf[worst];
+  if (msg)
+    snprintf(msg, cap, "%zu of %zu values out of tolerance (atol %g, rtol %g); worst at %zu: got %.9g, want %.9g",
+             bad, n, atol, rtol, worst, (double)got[worst], w);
+  return 0;
+}
+
+int fgt_allclose(const float *got, const double *want, size_t n, double atol, double rtol,
+                 char *msg, size_t cap) {
+  return allclose_impl(got, want, NULL, n, atol, rtol, msg, cap);
+}
+
+int fgt_allclose_f(const float *got, const float *want, size_t n, double atol, double rtol,
+                   char *msg, size_t cap) {
+  return allclose_impl(got, NULL, want, n, atol, rtol, msg, cap);
+}
+
+char *fgt_mkdtemp(void) {
+  const char *base = getenv("TMPDIR");
+  char tmpl[4096];
+  snprintf(tmpl, sizeof tmpl, "%s/fedgap-test-XXXXXX", base && *base ? base : "/tmp");
+  char *dir = mkdtemp(tmpl);
+  cr_assert_not_null(dir, "mkdtemp failed");
+  return strdup(dir);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+void fgt_rmtree(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }

@@ -1,0 +1,39 @@
+/* Shared helpers for the Criterion suites: backend set-up, deterministic fills, comparisons
+ * against double-precision references, temporary directories. */
+#ifndef FG_TEST_UTIL_H
+#define FG_TEST_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <criterion/criterion.h>
+
+#include "engine/base/status.h"
+
+/* Registers the CPU backend with `threads` threads (0 = all cores). */
+void fgt_setup_cpu(int threads);
+
+/* Asserts that a call returned FG_OK, printing the engine's message otherwise. */
+#define FGT_OK(expr)                                                                  \
+  do {                                                                                \
+    fg_status fgt_s_ = (expr);                                                        \
+    cr_assert_eq(fgt_s_, FG_OK, "%s -> %s: %s", #expr, fg_status_name(fgt_s_),       \
+                 fg_last_error());                                                    \
+  } while (0)
+
+/* Uniform values in [lo, hi) from the test RNG stream `seed`. */
+void fgt_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi);
+void fgt_fill_uniform_double(double *x, size_t n, uint64_t seed, double lo, double hi);
+
+/* Worst elementwise violation of |got - want| <= atol + rtol |want|. Returns 1 when all pass;
+ * otherwise 0 and a message naming the worst index and values. */
+int fgt_allclose(const float *got, const double *want, size_t n, double atol, double rtol,
+                 char *msg, size_t cap);
+int fgt_allclose_f(const float *got, const float *want, size_t n, double atol, double rtol,
+                   char *msg, size_t cap);
+
+/* A fresh directory under $TMPDIR (or /tmp); the caller removes it with fgt_rmtree. */
+char *fgt_mkdtemp(void);
+void fgt_rmtree(const char *path);
+
+#endif
