@@ -29,3 +29,7 @@ add_library(fedgap_openblas INTERFACE)
 target_include_directories(fedgap_openblas INTERFACE ${_fg_blas_inc})
 target_link_libraries(fedgap_openblas INTERFACE ${_fg_blas_lib})
 message(STATUS "fedgap: OpenBLAS ${_fg_blas_lib}")
+
+# cJSON: JSON headers of safetensors files, metrics records, run summaries.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(CJSON REQUIRED IMPORTED_TARGET libcjson)

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config git
-      libopenblas-openmp-dev zlib1g-dev libcriterion-dev libcyaml-dev
+      libopenblas-openmp-dev zlib1g-dev libcriterion-dev libcyaml-dev libcjson-dev
       dataset-fashion-mnist)
 if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-torch python3-numpy); fi
 
@@ -19,4 +19,11 @@ sudo_cmd=()
 [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
 echo "installing: ${missing[*]}" >&2
 "${sudo_cmd[@]}" apt-get update -qq
-DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+log=$(mktemp)
+if ! DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends \
+     "${missing[@]}" >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "install-deps: apt-get install failed" >&2
+  exit 1
+fi
+rm -f "$log"
