@@ -1,0 +1,135 @@
+/* Memory plans: the exact program and memory layout of one training (or inference) step.
+ *
+ * Planning allocates nothing. From a graph, a batch size, an execution mode, a loss and an
+ * optimizer it derives which nodes run forward and backward (frozen parameters need no
+ * gradient, and a frozen prefix keeps no activations), the instruction list of one step, the
+ * lifetime of every buffer, and an offset for each inside two arenas (activations saved for
+ * backward; transient workspace), packed by a best-fit pass over the lifetimes. Region sizes are
+ * rounded exactly as the ledger will charge them, so a plan's total is the peak the ledger
+ * measures when a trainer built from it runs a step. Owns: the program and the layout. */
+#ifndef FG_PLAN_H
+#define FG_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/mem/ledger.h"
+#include "engine/nn/graph.h"
+#include "engine/optim/optim.h"
+
+typedef enum fg_exec_mode {
+  FG_EXEC_STORE = 0,    /* keep every activation backward needs */
+  FG_EXEC_CHECKPOINT,   /* keep segment inputs only; recompute each segment in backward */
+  FG_EXEC_INFERENCE,    /* forward only: no gradients, no optimizer, nothing saved */
+} fg_exec_mode;
+
+typedef enum fg_loss_kind { FG_LOSS_XENT = 0, FG_LOSS_KL } fg_loss_kind;
+
+/* One term of the training loss; outputs are indices into the graph's output list. */
+typedef struct fg_loss_term {
+  fg_loss_kind kind;
+  int output;          /* xent: logits; kl: student */
+  int teacher;         /* kl: teacher logits */
+  int detach_teacher;  /* kl: no gradient into the teacher */
+  float weight;        /* xent weight (kl uses kl.weight) */
+  fg_kl_desc kl;
+} fg_loss_term;
+
+enum { FG_MAX_LOSS_TERMS = 32, FG_MAX_OUTPUTS = 16 };
+
+typedef struct fg_loss_spec {
+  int n; /* 0: cross-entropy on every output with weight 1 (the joint multi-exit loss) */
+  fg_loss_term terms[FG_MAX_LOSS_TERMS];
+} fg_loss_spec;
+
+typedef struct fg_trainer_options {
+  int64_t batch;           /* largest batch a step will see */
+  fg_exec_mode mode;
+  fg_optim_config optim;   /* kind NONE: gradients only */
+  fg_loss_spec loss;
+  fg_device device;
+} fg_trainer_options;
+
+/* Where a buffer lives. */
+typedef enum fg_arena {
+  FG_ARENA_ACT = 0,  /* saved activations (category activations) */
+  FG_ARENA_WS,       /* transient (category workspace) */
+  FG_ARENA_IMAGES,   /* the input batch (category data) */
+  FG_ARENA_COUNT
+} fg_arena;
+
+typedef struct fg_vbuf {
+  size_t bytes;       /* rounded to the device alignment */
+  int first, last;    /* instruction indices of its lifetime (inclusive) */
+  int program;        /* 0 = train, 1 = eval */
+  int is_value;       /* node value or saved statistic (else gradient or scratch) */
+  int parent;         /* in-place merges: storage shared with `parent` (itself if root) */
+  fg_arena arena;
+  size_t offset;
+} fg_vbuf;
+
+typedef enum fg_instr_kind {
+  FG_I_FORWARD = 0,
+  FG_I_RECOMPUTE,   /* forward again from a checkpoint; BN statistics not updated twice */
+  FG_I_LOSS,        /* one loss term (node = term index) */
+  FG_I_BACKWARD,
+  FG_I_ACCUMULATE,  /* din[0] += dout (a gradient reaching a node through a view) */
+} fg_instr_kind;
+
+typedef struct fg_instr {
+  fg_instr_kind kind;
+  int node;
+  int eval;            /* inference semantics (BN running statistics, no dropout) */
+  int update_running;  /* BN: update running statistics */
+  int out;             /* value written */
+  int in[2];           /* values read */
+  int aux[2];          /* BN mean/invstd, max-pool argmax: written by forward, read by backward */
+  int ws;              /* op workspace */
+  int self_out;        /* backward: the node's own forward output (ReLU) */
+  int dout;            /* backward: gradient of the output */
+  int din[2];          /* backward / loss: gradients written (-1: none) */
+  int din_acc[2];      /* accumulate into din instead of overwriting */
+} fg_instr;
+
+/* Regions a trainer allocates, in this order. */
+typedef enum fg_plan_region {
+  FG_REGION_STATE = 0, /* parameters + buffers */
+  FG_REGION_GRADS,
+  FG_REGION_OPTIM,
+  FG_REGION_ACT,
+  FG_REGION_WS,
+  FG_REGION_IMAGES,
+  FG_REGION_LABELS,
+  FG_PLAN_REGIONS
+} fg_plan_region;
+
+typedef struct fg_plan {
+  fg_trainer_options opt;
+  int n_nodes;
+  fg_instr *train;
+  int n_train;
+  int loss_at;             /* index of the first LOSS instruction in `train` */
+  fg_instr *eval;
+  int n_eval;
+  fg_vbuf *vbufs;
+  int n_vbufs;
+  int64_t *grad_offset;    /* per parameter: float offset in the gradient region, or -1 */
+  int64_t *optim_offset;   /* per parameter: float offset in the optimizer region, or -1 */
+  int64_t grad_numel, optim_numel;
+  int *node_backward;      /* per node: runs backward in the train program */
+  int n_backward_nodes;
+  size_t region_bytes[FG_PLAN_REGIONS];
+  size_t bytes_by_cat[FG_MEM_CATEGORIES];
+  size_t total;            /* sum of region_bytes = the ledger's peak for one step */
+} fg_plan;
+
+/* Builds the plan of `g` under `o`. The graph must not change while the plan is used. */
+fg_status fg_plan_build(const fg_graph *g, const fg_trainer_options *o, fg_plan **out);
+void fg_plan_free(fg_plan *p);
+fg_mem_category fg_plan_region_category(fg_plan_region r);
+const char *fg_plan_region_name(fg_plan_region r);
+const char *fg_exec_mode_name(fg_exec_mode m);
+/* The storage root of a buffer after in-place merges. */
+int fg_plan_root(const fg_plan *p, int vbuf);
+
+#endif

@@ -1,0 +1,415 @@
+/* The executor: regions from a plan, and one op call per instruction. */
+#include "engine/nn/trainer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/backend/ops.h"
+#include "engine/base/rng.h"
+
+struct fg_trainer {
+  const fg_graph *g;
+  fg_plan *plan;
+  fg_region region[FG_PLAN_REGIONS];
+  fg_device device;
+  int64_t n;            /* samples in the running step */
+  int64_t step;         /* steps run (dropout streams) */
+  int64_t optim_step;   /* optimizer steps since the last reset (Adam) */
+  uint64_t drop_seed, drop_stream;
+  fg_loss_spec loss;    /* effective loss terms */
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* Creation                                                                                    */
+
+static fg_loss_spec default_loss(const fg_graph *g, const fg_loss_spec *l) {
+  if (l->n > 0) return *l;
+  fg_loss_spec d;
+  memset(&d, 0, sizeof d);
+  d.n = fg_graph_output_count(g);
+  for (int k = 0; k < d.n; k++) {
+    d.terms[k].kind = FG_LOSS_XENT;
+    d.terms[k].output = k;
+    d.terms[k].weight = 1.0f;
+  }
+  return d;
+}
+
+fg_status fg_trainer_create(const fg_graph *g, const fg_trainer_options *o, fg_ledger *ledger,
+                            fg_trainer **out) {
+  *out = NULL;
+  fg_plan *plan;
+  FG_TRY(fg_plan_build(g, o, &plan));
+  fg_trainer *t = calloc(1, sizeof *t);
+  if (!t) {
+    fg_plan_free(plan);
+    return FG_FAIL(FG_ERR_OOM, "trainer: out of memory");
+  }
+  t->g = g;
+  t->plan = plan;
+  t->device = o->device;
+  t->loss = default_loss(g, &o->loss);
+  for (int r = 0; r < FG_PLAN_REGIONS; r++) {
+    fg_status s = fg_region_alloc(&t->region[r], ledger, o->device,
+                                  fg_plan_region_category((fg_plan_region)r), plan->region_bytes[r],
+                                  fg_plan_region_name((fg_plan_region)r));
+    if (s != FG_OK) {
+      fg_trainer_destroy(t);
+      return s;
+    }
+  }
+  fg_status s = fg_trainer_reset_optimizer(t);
+  if (s != FG_OK) {
+    fg_trainer_destroy(t);
+    return s;
+  }
+  *out = t;
+  return FG_OK;
+}
+
+void fg_trainer_destroy(fg_trainer *t) {
+  if (!t) return;
+  for (int r = FG_PLAN_REGIONS - 1; r >= 0; r--) fg_region_free(&t->region[r]);
+  fg_plan_free(t->plan);
+  free(t);
+}
+
+const fg_plan *fg_trainer_plan(const fg_trainer *t) { return t->plan; }
+const fg_graph *fg_trainer_graph(const fg_trainer *t) { return t->g; }
+
+/* ------------------------------------------------------------------------------------------ */
+/* Views                                                                                       */
+
+static fg_tensor view(const fg_trainer *t, void *data, fg_dtype dtype, int ndim, const int64_t *shape) {
+  return fg_tensor_view(data, dtype, t->device, ndim, shape);
+}
+
+static float *region_f32(const fg_trainer *t, fg_plan_region r) { return (float *)t->region[r].ptr; }
+
+static void *vbuf_ptr(const fg_trainer *t, int v) {
+  const fg_vbuf *vb = &t->plan->vbufs[v];
+  fg_plan_region r = vb->arena == FG_ARENA_ACT ? FG_REGION_ACT
+                     : vb->arena == FG_ARENA_WS ? FG_REGION_WS
+                                                : FG_REGION_IMAGES;
+  return (char *)t->region[r].ptr + vb->offset;
+}
+
+/* Value (or gradient) of node i for the running batch, stored in vbuf v. */
+static fg_tensor node_tensor(const fg_trainer *t, int i, int v, fg_dtype dtype) {
+  const fg_node *n = fg_graph_node(t->g, i);
+  int64_t shape[4] = {t->n, n->shape[0], n->shape[1], n->shape[2]};
+  return view(t, vbuf_ptr(t, v), dtype, n->ndim + 1, shape);
+}
+
+static fg_tensor param_tensor(const fg_trainer *t, int p) {
+  const fg_param *pa = fg_graph_param(t->g, p);
+  return view(t, region_f32(t, FG_REGION_STATE) + pa->offset, FG_F32, pa->ndim, pa->shape);
+}
+
+static int has_grad(const fg_trainer *t, int p) { return p >= 0 && t->plan->grad_offset[p] >= 0; }
+
+static fg_tensor grad_tensor(const fg_trainer *t, int p) {
+  const fg_param *pa = fg_graph_param(t->g, p);
+  return view(t, region_f32(t, FG_REGION_GRADS) + t->plan->grad_offset[p], FG_F32, pa->ndim, pa->shape);
+}
+
+static fg_tensor channel_tensor(const fg_trainer *t, int v, int64_t c) {
+  return view(t, vbuf_ptr(t, v), FG_F32, 1, &c);
+}
+
+static fg_tensor labels_tensor(const fg_trainer *t) {
+  return view(t, t->region[FG_REGION_LABELS].ptr, FG_I32, 1, &t->n);
+}
+
+static fg_workspace workspace(const fg_trainer *t, int v) {
+  fg_workspace ws = {NULL, 0};
+  if (v > 0) {
+    ws.ptr = vbuf_ptr(t, v);
+    ws.bytes = t->plan->vbufs[v].bytes;
+  }
+  return ws;
+}
+
+static uint64_t dropout_key(const fg_trainer *t, int node) {
+  return fg_rng_key(t->drop_seed, FG_RNG_DROPOUT, (t->drop_stream << 20) ^ (uint64_t)node,
+                    (uint64_t)t->step);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Instructions                                                                                */
+
+static fg_status run_forward(fg_trainer *t, const fg_instr *in) {
+  const fg_node *n = fg_graph_node(t->g, in->node);
+  fg_tensor x = node_tensor(t, n->in[0], in->in[0], FG_F32);
+  fg_tensor y = node_tensor(t, in->node, in->out, FG_F32);
+  switch (n->kind) {
+    case FG_NODE_CONV: {
+      fg_tensor w = param_tensor(t, n->param[0]);
+      fg_tensor b = n->param[1] >= 0 ? param_tensor(t, n->param[1]) : w;
+      return fg_conv2d_forward(&n->conv, &x, &w, n->param[1] >= 0 ? &b : NULL, &y, workspace(t, in->ws));
+    }
+    case FG_NODE_LINEAR: {
+      fg_tensor w = param_tensor(t, n->param[0]);
+      fg_tensor b = n->param[1] >= 0 ? param_tensor(t, n->param[1]) : w;
+      return fg_linear_forward(&x, &w, n->param[1] >= 0 ? &b : NULL, &y);
+    }
+    case FG_NODE_BN: {
+      fg_tensor gamma = param_tensor(t, n->param[0]), beta = param_tensor(t, n->param[1]);
+      fg_tensor rm = param_tensor(t, n->buffer[0]), rv = param_tensor(t, n->buffer[1]);
+      if (in->aux[0] < 0) return fg_bn_forward_eval(&x, &gamma, &beta, &rm, &rv, n->bn_eps, &y);
+      fg_tensor mean = channel_tensor(t, in->aux[0], n->shape[0]);
+      fg_tensor invstd = channel_tensor(t, in->aux[1], n->shape[0]);
+      return fg_bn_forward_train(&x, &gamma, &beta, &y, &mean, &invstd,
+                                 in->update_running ? &rm : NULL, in->update_running ? &rv : NULL,
+                                 n->bn_momentum, n->bn_eps);
+    }
+    case FG_NODE_RELU: return fg_relu_forward(&x, &y);
+    case FG_NODE_MAXPOOL: {
+      fg_tensor am = node_tensor(t, in->node, in->aux[0] > 0 ? in->aux[0] : in->out, FG_U8);
+      return fg_maxpool_forward(&n->pool, &x, &y, in->aux[0] > 0 ? &am : NULL);
+    }
+    case FG_NODE_AVGPOOL: return fg_avgpool_global_forward(&x, &y);
+    case FG_NODE_ADD: {
+      fg_tensor x2 = node_tensor(t, n->in[1], in->in[1], FG_F32);
+      return fg_add(&x, &x2, &y);
+    }
+    case FG_NODE_DROPOUT: return fg_dropout_forward(&x, &y, n->p, dropout_key(t, in->node));
+    case FG_NODE_SCALE: return fg_scale(n->alpha, &x, &y);
+    default: break;
+  }
+  return FG_FAIL(FG_ERR_INTERNAL, "trainer: node '%s' has no forward instruction", n->name);
+}
+
+static fg_status run_backward(fg_trainer *t, const fg_instr *in) {
+  const fg_node *n = fg_graph_node(t->g, in->node);
+  int x_node = n->in[0];
+  fg_tensor dy = node_tensor(t, in->node, in->dout, FG_F32);
+  fg_tensor dx = in->din[0] > 0 ? node_tensor(t, x_node, in->din[0], FG_F32) : dy;
+  fg_tensor *dxp = in->din[0] > 0 ? &dx : NULL;
+  int acc = in->din_acc[0];
+  switch (n->kind) {
+    case FG_NODE_CONV: {
+      fg_tensor w = param_tensor(t, n->param[0]);
+      fg_workspace ws = workspace(t, in->ws);
+      if (has_grad(t, n->param[0])) {
+        fg_tensor x = node_tensor(t, x_node, in->in[0], FG_F32);
+        fg_tensor dw = grad_tensor(t, n->param[0]);
+        fg_tensor db = has_grad(t, n->param[1]) ? grad_tensor(t, n->param[1]) : dw;
+        FG_TRY(fg_conv2d_backward_filter(&n->conv, &x, &dy, &dw, has_grad(t, n->param[1]) ? &db : NULL, ws));
+      }
+      return dxp ? fg_conv2d_backward_data(&n->conv, &dy, &w, dxp, acc, ws) : FG_OK;
+    }
+    case FG_NODE_LINEAR: {
+      fg_tensor w = param_tensor(t, n->param[0]);
+      if (has_grad(t, n->param[0]) || has_grad(t, n->param[1])) {
+        fg_tensor x = node_tensor(t, x_node, in->in[0], FG_F32);
+        fg_tensor dw = has_grad(t, n->param[0]) ? grad_tensor(t, n->param[0]) : w;
+        fg_tensor db = has_grad(t, n->param[1]) ? grad_tensor(t, n->param[1]) : w;
+        FG_TRY(fg_linear_backward_params(&x, &dy, has_grad(t, n->param[0]) ? &dw : NULL,
+                                         has_grad(t, n->param[1]) ? &db : NULL));
+      }
+      return dxp ? fg_linear_backward_data(&dy, &w, dxp, acc) : FG_OK;
+    }
+    case FG_NODE_BN: {
+      fg_tensor x = node_tensor(t, x_node, in->in[0], FG_F32);
+      fg_tensor gamma = param_tensor(t, n->param[0]);
+      fg_tensor mean = channel_tensor(t, in->aux[0], n->shape[0]);
+      fg_tensor invstd = channel_tensor(t, in->aux[1], n->shape[0]);
+      fg_tensor dg = has_grad(t, n->param[0]) ? grad_tensor(t, n->param[0]) : gamma;
+      fg_tensor dbeta = has_grad(t, n->param[1]) ? grad_tensor(t, n->param[1]) : gamma;
+      return fg_bn_backward(&dy, &x, &gamma, &mean, &invstd, dxp,
+                            has_grad(t, n->param[0]) ? &dg : NULL,
+                            has_grad(t, n->param[1]) ? &dbeta : NULL, acc);
+    }
+    case FG_NODE_RELU: {
+      fg_tensor y = node_tensor(t, in->node, in->self_out, FG_F32);
+      return fg_relu_backward(&y, &dy, &dx, acc);
+    }
+    case FG_NODE_MAXPOOL: {
+      fg_tensor am = node_tensor(t, in->node, in->aux[0], FG_U8);
+      return fg_maxpool_backward(&n->pool, &dy, &am, &dx, acc);
+    }
+    case FG_NODE_AVGPOOL: return fg_avgpool_global_backward(&dy, &dx, acc);
+    case FG_NODE_DROPOUT: return fg_dropout_backward(&dy, &dx, n->p, dropout_key(t, in->node), acc);
+    case FG_NODE_SCALE: return acc ? fg_axpy(n->alpha, &dy, &dx) : fg_scale(n->alpha, &dy, &dx);
+    case FG_NODE_ADD:
+      for (int k = 0; k < 2; k++) {
+        if (in->din[k] <= 0) continue;
+        fg_tensor g = node_tensor(t, n->in[k], in->din[k], FG_F32);
+        if (in->din_acc[k]) {
+          FG_TRY(fg_axpy(1.0f, &dy, &g));
+        } else if (g.data != dy.data) {
+          FG_TRY(fg_copy(&dy, &g));
+        }
+      }
+      return FG_OK;
+    default: break;
+  }
+  return FG_FAIL(FG_ERR_INTERNAL, "trainer: node '%s' has no backward instruction", n->name);
+}
+
+static fg_status run_loss(fg_trainer *t, const fg_instr *in, fg_step_stats *st) {
+  fg_tensor labels = labels_tensor(t);
+  if (in->eval) {
+    int node = fg_graph_output_node(t->g, in->node);
+    fg_tensor z = node_tensor(t, node, in->in[0], FG_F32);
+    return fg_softmax_xent(&z, &labels, 1.0f, NULL, 0, &st->output_loss[in->node], &st->correct[in->node]);
+  }
+  const fg_loss_term *lt = &t->loss.terms[in->node];
+  int s_node = fg_graph_output_node(t->g, lt->output);
+  fg_tensor z = node_tensor(t, s_node, in->in[0], FG_F32);
+  fg_tensor dz = in->din[0] > 0 ? node_tensor(t, s_node, in->din[0], FG_F32) : z;
+  double loss = 0.0;
+  if (lt->kind == FG_LOSS_XENT) {
+    FG_TRY(fg_softmax_xent(&z, &labels, lt->weight, in->din[0] > 0 ? &dz : NULL, in->din_acc[0], &loss,
+                           &st->correct[lt->output]));
+  } else {
+    int t_node = fg_graph_output_node(t->g, lt->teacher);
+    fg_tensor zt = node_tensor(t, t_node, in->in[1], FG_F32);
+    fg_tensor dzt = in->din[1] > 0 ? node_tensor(t, t_node, in->din[1], FG_F32) : zt;
+    if (in->din[0] > 0 && in->din[1] > 0 && in->din_acc[0] != in->din_acc[1])
+      return FG_FAIL(FG_ERR_UNSUPPORTED, "trainer: loss term %d mixes fresh and accumulated gradients", in->node);
+    FG_TRY(fg_kl_div(&lt->kl, &z, &zt, in->din[0] > 0 ? &dz : NULL, in->din[1] > 0 ? &dzt : NULL,
+                     in->din[0] > 0 ? in->din_acc[0] : in->din_acc[1], &loss));
+  }
+  st->loss += loss;
+  return FG_OK;
+}
+
+static fg_status run_instr(fg_trainer *t, const fg_instr *in, fg_step_stats *st) {
+  switch (in->kind) {
+    case FG_I_FORWARD:
+    case FG_I_RECOMPUTE: return run_forward(t, in);
+    case FG_I_LOSS: return run_loss(t, in, st);
+    case FG_I_BACKWARD: return run_backward(t, in);
+    case FG_I_ACCUMULATE: {
+      const fg_node *n = fg_graph_node(t->g, in->node);
+      fg_tensor dy = node_tensor(t, in->node, in->dout, FG_F32);
+      fg_tensor dx = node_tensor(t, n->in[0], in->din[0], FG_F32);
+      return fg_axpy(1.0f, &dy, &dx);
+    }
+  }
+  return FG_FAIL(FG_ERR_INTERNAL, "trainer: unknown instruction %d", (int)in->kind);
+}
+
+static fg_status run_program(fg_trainer *t, const fg_instr *prog, int count, int64_t n, fg_step_stats *st) {
+  if (n <= 0 || n > t->plan->opt.batch)
+    return FG_FAIL(FG_ERR_INVALID, "trainer: batch of %lld samples, the plan holds 1..%lld", (long long)n,
+                   (long long)t->plan->opt.batch);
+  memset(st, 0, sizeof *st);
+  st->n_outputs = fg_graph_output_count(t->g);
+  st->count = n;
+  t->n = n;
+  for (int k = 0; k < count; k++) {
+    fg_status s = run_instr(t, &prog[k], st);
+    if (s != FG_OK) {
+      const fg_instr *in = &prog[k];
+      if (in->kind != FG_I_LOSS) fg_error_prefix("%s", fg_graph_node(t->g, in->node)->name);
+      return s;
+    }
+  }
+  return FG_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Public operations                                                                           */
+
+void fg_trainer_input(fg_trainer *t, fg_tensor *images, fg_tensor *labels) {
+  const fg_node *in = fg_graph_node(t->g, 0);
+  int64_t b = t->plan->opt.batch;
+  int64_t shape[4] = {b, in->shape[0], in->shape[1], in->shape[2]};
+  *images = view(t, t->region[FG_REGION_IMAGES].ptr, FG_F32, 4, shape);
+  *labels = view(t, t->region[FG_REGION_LABELS].ptr, FG_I32, 1, &b);
+}
+
+fg_tensor fg_trainer_state(const fg_trainer *t) {
+  int64_t n = fg_graph_state_numel(t->g);
+  return view(t, t->region[FG_REGION_STATE].ptr, FG_F32, 1, &n);
+}
+
+fg_status fg_trainer_set_state(fg_trainer *t, const float *host_state) {
+  fg_tensor s = fg_trainer_state(t);
+  return fg_tensor_from_host(&s, host_state, fg_tensor_bytes(&s));
+}
+
+fg_status fg_trainer_get_state(const fg_trainer *t, float *host_state) {
+  fg_tensor s = fg_trainer_state(t);
+  return fg_tensor_to_host(host_state, &s, fg_tensor_bytes(&s));
+}
+
+fg_status fg_trainer_get_grad(const fg_trainer *t, int param, float *host) {
+  if (param < 0 || param >= fg_graph_param_count(t->g) || !has_grad(t, param))
+    return FG_FAIL(FG_ERR_INVALID, "trainer: parameter %d has no gradient under this plan", param);
+  fg_tensor g = grad_tensor(t, param);
+  return fg_tensor_to_host(host, &g, fg_tensor_bytes(&g));
+}
+
+fg_status fg_trainer_reset_optimizer(fg_trainer *t) {
+  t->optim_step = 0;
+  if (t->plan->optim_numel == 0) return FG_OK;
+  int64_t n = t->plan->optim_numel;
+  fg_tensor s = view(t, t->region[FG_REGION_OPTIM].ptr, FG_F32, 1, &n);
+  return fg_fill(&s, 0.0f);
+}
+
+void fg_trainer_set_lr(fg_trainer *t, float lr) {
+  t->plan->opt.optim.sgd.lr = lr;
+  t->plan->opt.optim.adam.lr = lr;
+}
+
+void fg_trainer_set_dropout_stream(fg_trainer *t, uint64_t seed, uint64_t stream) {
+  t->drop_seed = seed;
+  t->drop_stream = stream;
+  t->step = 0;
+}
+
+fg_status fg_trainer_set_loss_weight(fg_trainer *t, int term, float weight) {
+  if (term < 0 || term >= t->loss.n)
+    return FG_FAIL(FG_ERR_INVALID, "trainer: loss term %d, the loss has %d", term, t->loss.n);
+  if (t->loss.terms[term].kind == FG_LOSS_KL)
+    t->loss.terms[term].kl.weight = weight;
+  else
+    t->loss.terms[term].weight = weight;
+  return FG_OK;
+}
+
+fg_status fg_trainer_compute_gradients(fg_trainer *t, int64_t n, fg_step_stats *st) {
+  if (t->plan->opt.mode == FG_EXEC_INFERENCE)
+    return FG_FAIL(FG_ERR_INVALID, "trainer: an inference trainer cannot train");
+  fg_status s = run_program(t, t->plan->train, t->plan->n_train, n, st);
+  t->step++;
+  if (s == FG_OK && !isfinite(st->loss))
+    return FG_FAIL(FG_ERR_NUMERIC, "training loss is %g at step %lld", st->loss, (long long)t->step);
+  return s;
+}
+
+static fg_status apply_update(fg_trainer *t) {
+  const fg_optim_config *c = &t->plan->opt.optim;
+  if (c->kind == FG_OPTIM_NONE) return FG_OK;
+  t->optim_step++;
+  for (int p = 0; p < fg_graph_param_count(t->g); p++) {
+    if (!has_grad(t, p)) continue;
+    fg_tensor param = param_tensor(t, p), grad = grad_tensor(t, p);
+    fg_tensor state = param;
+    if (t->plan->optim_offset[p] >= 0) {
+      int64_t n = fg_tensor_numel(&param) * fg_optim_state_per_param(c);
+      state = view(t, region_f32(t, FG_REGION_OPTIM) + t->plan->optim_offset[p], FG_F32, 1, &n);
+    }
+    fg_status s = fg_optim_update(c, t->optim_step, &param, &grad, &state);
+    if (s != FG_OK) {
+      fg_error_prefix("optimizer on %s", fg_graph_param(t->g, p)->name);
+      return s;
+    }
+  }
+  return FG_OK;
+}
+
+fg_status fg_trainer_step(fg_trainer *t, int64_t n, fg_step_stats *st) {
+  FG_TRY(fg_trainer_compute_gradients(t, n, st));
+  return apply_update(t);
+}
+
+fg_status fg_trainer_evaluate(fg_trainer *t, int64_t n, fg_step_stats *st) {
+  return run_program(t, t->plan->eval, t->plan->n_eval, n, st);
+}

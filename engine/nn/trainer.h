@@ -1,0 +1,62 @@
+/* Trainers: a model's state, gradients, optimizer and activation memory on one device, and the
+ * execution of a plan (engine/nn/plan.h) step by step.
+ *
+ * Creating a trainer allocates every region its plan names, all charged to the given ledger;
+ * nothing is allocated afterwards, so a ledger cap below the plan's total fails at creation
+ * with FG_ERR_BUDGET and leaves nothing charged, and the ledger's peak after any number of steps
+ * equals the plan's total. The caller fills the input batch through fg_trainer_input() (on the
+ * CPU the loader writes straight into it) and calls step / evaluate. The graph must outlive
+ * the trainer. Owns: the plan and the regions. */
+#ifndef FG_TRAINER_H
+#define FG_TRAINER_H
+
+#include <stdint.h>
+
+#include "engine/mem/region.h"
+#include "engine/nn/plan.h"
+
+typedef struct fg_trainer fg_trainer;
+
+typedef struct fg_step_stats {
+  double loss;                       /* train: sum of the weighted loss terms; eval: unused */
+  double output_loss[FG_MAX_OUTPUTS];/* eval: mean cross-entropy of each output */
+  int64_t correct[FG_MAX_OUTPUTS];   /* top-1 hits of each output (train: outputs with xent) */
+  int n_outputs;
+  int64_t count;                     /* samples in the batch */
+} fg_step_stats;
+
+fg_status fg_trainer_create(const fg_graph *g, const fg_trainer_options *o, fg_ledger *ledger,
+                            fg_trainer **out);
+void fg_trainer_destroy(fg_trainer *t);
+
+const fg_plan *fg_trainer_plan(const fg_trainer *t);
+const fg_graph *fg_trainer_graph(const fg_trainer *t);
+
+/* The device tensors of the input batch: images [batch, C, H, W] f32, labels [batch] i32. */
+void fg_trainer_input(fg_trainer *t, fg_tensor *images, fg_tensor *labels);
+
+/* The whole state vector (parameters + buffers) [state_numel], on the device. */
+fg_tensor fg_trainer_state(const fg_trainer *t);
+fg_status fg_trainer_set_state(fg_trainer *t, const float *host_state);
+fg_status fg_trainer_get_state(const fg_trainer *t, float *host_state);
+/* Gradient of parameter `param` after a step, copied to host [numel]; FG_ERR_INVALID when the
+ * parameter gets no gradient under this plan. */
+fg_status fg_trainer_get_grad(const fg_trainer *t, int param, float *host);
+
+/* Zeroes the optimizer state and its step counter (FL clients do this every round). */
+fg_status fg_trainer_reset_optimizer(fg_trainer *t);
+void fg_trainer_set_lr(fg_trainer *t, float lr);
+/* Dropout masks of step k come from the stream (seed, dropout, stream, k, node). */
+void fg_trainer_set_dropout_stream(fg_trainer *t, uint64_t seed, uint64_t stream);
+/* Changes a loss term's weight (e.g. a ramped distillation weight) without re-planning. */
+fg_status fg_trainer_set_loss_weight(fg_trainer *t, int term, float weight);
+
+/* One training step on the first n (<= batch) samples of the input: forward, loss, backward,
+ * optimizer update. FG_ERR_NUMERIC when the loss is not finite (the state is then unchanged). */
+fg_status fg_trainer_step(fg_trainer *t, int64_t n, fg_step_stats *st);
+/* Forward, loss and backward only; gradients stay readable with fg_trainer_get_grad. */
+fg_status fg_trainer_compute_gradients(fg_trainer *t, int64_t n, fg_step_stats *st);
+/* Inference on the first n samples: per-output loss and hits. */
+fg_status fg_trainer_evaluate(fg_trainer *t, int64_t n, fg_step_stats *st);
+
+#endif
