@@ -107,7 +107,15 @@ static int add_param(fg_graph *g, int node, const char *suffix, int ndim, const 
   int id = g->n_params++;
   fg_param *p = &g->params[id];
   memset(p, 0, sizeof *p);
-  snprintf(p->name, sizeof p->name, "%s.%s", g->nodes[node].name, suffix);
+  size_t base = strlen(g->nodes[node].name), extra = strlen(suffix);
+  if (base + 1 + extra >= sizeof p->name) {
+    g->n_params--;
+    return fail(g, FG_FAIL(FG_ERR_INVALID, "graph: parameter name '%s.%s' is longer than %d characters",
+                           g->nodes[node].name, suffix, FG_NAME_CAP - 1));
+  }
+  memcpy(p->name, g->nodes[node].name, base);
+  p->name[base] = '.';
+  memcpy(p->name + base + 1, suffix, extra + 1);
   p->ndim = ndim;
   p->numel = 1;
   for (int i = 0; i < 4; i++) {

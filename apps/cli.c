@@ -1,0 +1,88 @@
+/* Shared CLI helpers. */
+#include "apps/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "cpu/cpu_backend.h"
+#include "fedgap_config.h"
+#if FEDGAP_WITH_CUDA
+#include "cuda/cuda_backend.h"
+#endif
+
+int fg_cli_start_cpu(const char *cmd, int threads) {
+  fg_cpu_options opt = {threads, 0};
+  if (fg_cpu_backend_register(&opt) != FG_OK) return fg_runtime_error(cmd);
+  return FG_EXIT_OK;
+}
+
+void fg_cli_probe_cuda(void) {
+#if FEDGAP_WITH_CUDA
+  fg_cuda_backend_register(0);
+#endif
+}
+
+int fg_cli_parse_shape(const char *text, int64_t *c, int64_t *h, int64_t *w) {
+  long long a, b, d;
+  char tail;
+  if (sscanf(text, "%lldx%lldx%lld%c", &a, &b, &d, &tail) != 3) return -1;
+  if (a <= 0 || b <= 0 || d <= 0 || a > 4096 || b > 65536 || d > 65536) return -1;
+  *c = a;
+  *h = b;
+  *w = d;
+  return 0;
+}
+
+int fg_cli_parse_mode(const char *text, fg_exec_mode *mode) {
+  if (strcmp(text, "store") == 0) {
+    *mode = FG_EXEC_STORE;
+    return 0;
+  }
+  if (strcmp(text, "checkpoint") == 0) {
+    *mode = FG_EXEC_CHECKPOINT;
+    return 0;
+  }
+  return -1;
+}
+
+const char *fg_cli_mib(size_t bytes, char *buf, size_t cap) {
+  snprintf(buf, cap, "%.2f MiB", (double)bytes / (1024.0 * 1024.0));
+  return buf;
+}
+
+void fg_cli_default_input(const char *arch, int64_t *c, int64_t *h, int64_t *w) {
+  int mnist = arch && strcmp(arch, "cnn") == 0;
+  *c = mnist ? 1 : 3;
+  *h = mnist ? 28 : 32;
+  *w = mnist ? 28 : 32;
+}
+
+int fg_cli_model_spec(const fg_command *cmd, const fg_cli_model *m, int64_t c, int64_t h, int64_t w,
+                      int k, fg_model_spec *spec) {
+  memset(spec, 0, sizeof *spec);
+  spec->arch = m->arch;
+  spec->width = m->width;
+  spec->exits = m->exits;
+  spec->depth = m->depth;
+  spec->classes = m->classes ? m->classes : (k ? k : 10);
+  spec->in_c = c;
+  spec->in_h = h;
+  spec->in_w = w;
+  if (m->input && fg_cli_parse_shape(m->input, &spec->in_c, &spec->in_h, &spec->in_w) != 0)
+    return fg_usage_error(cmd, "--input '%s' is not of the form CxHxW (e.g. 3x32x32)", m->input);
+  if (!fg_model_block_count(m->arch))
+    return fg_usage_error(cmd, "--model '%s' is not one of %s", m->arch, fg_model_arch_list());
+  return FG_EXIT_OK;
+}
+
+int fg_cli_optimizer(const char *name, double lr, double momentum, double weight_decay, fg_optim_config *out) {
+  if (strcmp(name, "sgd") == 0) {
+    *out = fg_optim_sgd((float)lr, (float)momentum, (float)weight_decay);
+    return 0;
+  }
+  if (strcmp(name, "adam") == 0) {
+    *out = fg_optim_adam((float)lr, (float)weight_decay);
+    return 0;
+  }
+  return -1;
+}

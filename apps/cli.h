@@ -1,0 +1,52 @@
+/* Shared pieces of the CLI commands: backend start-up, model options, byte formatting, the
+ * command table. Owns nothing. */
+#ifndef FG_APPS_CLI_H
+#define FG_APPS_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "apps/args.h"
+#include "engine/nn/models.h"
+#include "engine/nn/plan.h"
+
+/* Registers the CPU backend with `threads` threads (0 = all cores). */
+int fg_cli_start_cpu(const char *cmd, int threads);
+/* Registers the CUDA backend (when compiled in), available or not. */
+void fg_cli_probe_cuda(void);
+
+/* Parses "CxHxW" (e.g. "3x32x32"). Returns 0 on success. */
+int fg_cli_parse_shape(const char *text, int64_t *c, int64_t *h, int64_t *w);
+/* Parses "store" | "checkpoint". Returns 0 on success. */
+int fg_cli_parse_mode(const char *text, fg_exec_mode *mode);
+
+/* "12.34 MiB" */
+const char *fg_cli_mib(size_t bytes, char *buf, size_t cap);
+
+/* The commands (apps/cmd_*.c); each returns an exit status. */
+int fg_cmd_train(int argc, char **argv);
+int fg_cmd_eval(int argc, char **argv);
+int fg_cmd_memplan(int argc, char **argv);
+int fg_cmd_bench(int argc, char **argv);
+int fg_cmd_devices(int argc, char **argv);
+
+#endif
+
+/* Model flags shared by train, eval, memplan and bench. */
+typedef struct fg_cli_model {
+  const char *arch;
+  double width;
+  const char *input;  /* "CxHxW" or NULL: the dataset's (or the model's default) */
+  int classes;        /* 0: the dataset's (or 10) */
+  int exits;
+  int depth;
+} fg_cli_model;
+
+/* Fills *spec from the flags; input and classes default to (c,h,w,k) when not given.
+ * Returns FG_EXIT_OK or a usage error. */
+int fg_cli_model_spec(const fg_command *cmd, const fg_cli_model *m, int64_t c, int64_t h, int64_t w,
+                      int k, fg_model_spec *spec);
+/* The input a model is planned for when no dataset or --input says otherwise. */
+void fg_cli_default_input(const char *arch, int64_t *c, int64_t *h, int64_t *w);
+/* Builds an optimizer config from "sgd" | "adam". Returns 0 on success. */
+int fg_cli_optimizer(const char *name, double lr, double momentum, double weight_decay, fg_optim_config *out);

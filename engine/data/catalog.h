@@ -1,0 +1,25 @@
+/* The dataset catalog: datasets by name with their default directory, normalisation and
+ * augmentation, so the CLI and experiment configs say "fashion-mnist" rather than file paths.
+ * Owns nothing. */
+#ifndef FG_CATALOG_H
+#define FG_CATALOG_H
+
+#include "engine/data/dataset.h"
+
+typedef struct fg_dataset_info {
+  const char *name;         /* "fashion-mnist", "cifar10", "cifar100" */
+  const char *default_dir;  /* NULL: the user must give a directory */
+  const char *normalize;    /* fg_normalize_preset name */
+  fg_augment train_aug;     /* augmentation of training batches */
+  int c, h, w, classes;
+} fg_dataset_info;
+
+/* The entry for `name`, or NULL with FG_ERR_INVALID recorded (listing the known names). */
+const fg_dataset_info *fg_dataset_info_find(const char *name);
+/* "fashion-mnist, cifar10, cifar100" */
+const char *fg_dataset_names(void);
+/* Loads the train or test split of a catalogued dataset from `dir` (NULL: its default). */
+fg_status fg_dataset_load_named(const char *name, const char *dir, int split_train, fg_ledger *ledger,
+                                fg_dataset *ds);
+
+#endif

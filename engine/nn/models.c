@@ -1,0 +1,202 @@
+/* The built-in architectures, written once against the graph builders. */
+#include "engine/nn/models.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *fg_model_arch_list(void) { return "cnn, vgg-me, resnet18, resnet34"; }
+
+int fg_model_block_count(const char *arch) {
+  if (!arch) return 0;
+  if (strcmp(arch, "cnn") == 0 || strcmp(arch, "vgg-me") == 0) return 3;
+  if (strcmp(arch, "resnet18") == 0 || strcmp(arch, "resnet34") == 0) return 4;
+  return 0;
+}
+
+/* Channels after a width multiplier: round(c * m), at least 1. */
+static int64_t scaled(int64_t c, double m) {
+  int64_t v = (int64_t)llround((double)c * m);
+  return v < 1 ? 1 : v;
+}
+
+static const char *name2(char *buf, size_t cap, const char *a, const char *b) {
+  snprintf(buf, cap, "%.40s.%.20s", a, b);
+  return buf;
+}
+
+/* conv3x3 -> BN -> ReLU, named <prefix>.conv<i>, <prefix>.bn<i>, <prefix>.relu<i>. */
+static int conv_bn_relu(fg_graph *g, int x, const char *prefix, int i, int64_t out_c, int bias,
+                        fg_init_kind init) {
+  char conv[FG_NAME_CAP], bn[FG_NAME_CAP], relu[FG_NAME_CAP];
+  snprintf(conv, sizeof conv, "%.40s.conv%d", prefix, i);
+  snprintf(bn, sizeof bn, "%.40s.bn%d", prefix, i);
+  snprintf(relu, sizeof relu, "%.40s.relu%d", prefix, i);
+  x = fg_graph_conv(g, x, out_c, 3, 1, 1, 1, bias, init, conv);
+  x = fg_graph_bn(g, x, bn);
+  return fg_graph_relu(g, x, relu);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* cnn                                                                                         */
+
+static int cnn_exit(fg_graph *g, int x, int j, int classes) {
+  char pool[FG_NAME_CAP], head[FG_NAME_CAP];
+  snprintf(pool, sizeof pool, "exit%d.pool", j);
+  snprintf(head, sizeof head, "exit%d", j);
+  x = fg_graph_avgpool(g, x, pool);
+  return fg_graph_mark_output(g, fg_graph_linear(g, x, classes, 1, head));
+}
+
+static fg_status build_cnn(const fg_model_spec *s, int depth, fg_graph *g) {
+  int64_t w = s->width > 0 ? (int64_t)llround(s->width) : 16;
+  if (w < 1 || fabs(s->width - (double)w) > 1e-9 * (s->width > 0))
+    return FG_FAIL(FG_ERR_INVALID, "model cnn: width %g, expected a whole number of channels >= 1", s->width);
+  if (!s->exits && depth != 3)
+    return FG_FAIL(FG_ERR_INVALID, "model cnn: depth %d needs early exits (exits: true)", depth);
+  int x = 0;
+  for (int b = 1; b <= depth; b++) {
+    char prefix[16];
+    snprintf(prefix, sizeof prefix, "block%d", b);
+    fg_graph_set_block(g, b - 1);
+    fg_graph_set_segment(g, b - 1);
+    int64_t c = w << (b - 1);
+    x = conv_bn_relu(g, x, prefix, 1, c, 0, FG_INIT_UNIFORM_FAN_IN);
+    x = conv_bn_relu(g, x, prefix, 2, c, 0, FG_INIT_UNIFORM_FAN_IN);
+    char pool[FG_NAME_CAP];
+    if (b < 3) {
+      x = fg_graph_maxpool(g, x, 2, 2, name2(pool, sizeof pool, prefix, "pool"));
+      if (s->exits) cnn_exit(g, x, b, s->classes);
+    } else {
+      x = fg_graph_avgpool(g, x, name2(pool, sizeof pool, prefix, "pool"));
+      fg_graph_mark_output(g, fg_graph_linear(g, x, s->classes, 1, "head"));
+    }
+  }
+  return fg_graph_status(g);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* vgg-me                                                                                      */
+
+static fg_status vgg_base_channels(const fg_model_spec *s, int64_t *base) {
+  if ((s->in_c == 3 && s->in_h == 32 && s->in_w == 32) || (s->in_c == 1 && s->in_h == 28 && s->in_w == 28))
+    *base = 32;
+  else if ((s->in_c == 3 && s->in_h == 96 && s->in_w == 96) || (s->in_c == 1 && s->in_h == 18 && s->in_w == 25))
+    *base = 64;
+  else
+    return FG_FAIL(FG_ERR_INVALID,
+                   "model vgg-me: input %lldx%lldx%lld has no variant (expected 3x32x32, 1x28x28, "
+                   "3x96x96 or 1x18x25)",
+                   (long long)s->in_c, (long long)s->in_h, (long long)s->in_w);
+  return FG_OK;
+}
+
+/* [conv3x3+bias, BN, ReLU] x2, max-pool 2. */
+static int vgg_block(fg_graph *g, int x, const char *prefix, int64_t c) {
+  x = conv_bn_relu(g, x, prefix, 1, c, 1, FG_INIT_UNIFORM_FAN_IN);
+  x = conv_bn_relu(g, x, prefix, 2, c, 1, FG_INIT_UNIFORM_FAN_IN);
+  char pool[FG_NAME_CAP];
+  return fg_graph_maxpool(g, x, 2, 2, name2(pool, sizeof pool, prefix, "pool"));
+}
+
+static fg_status build_vgg(const fg_model_spec *s, int depth, fg_graph *g) {
+  int64_t base = 0;
+  FG_TRY(vgg_base_channels(s, &base));
+  double m = s->width > 0 ? s->width : 1.0;
+  fg_graph_set_block(g, 0);
+  fg_graph_set_segment(g, 0);
+  int x = vgg_block(g, 0, "stem", scaled(base, m));
+  for (int j = 1; j <= depth; j++) {
+    char prefix[16], n1[FG_NAME_CAP], n2[FG_NAME_CAP], n3[FG_NAME_CAP];
+    snprintf(prefix, sizeof prefix, "exit%d", j);
+    fg_graph_set_block(g, j - 1);
+    fg_graph_set_segment(g, j);
+    x = vgg_block(g, x, prefix, scaled(base << j, m));
+    int h = fg_graph_flatten(g, x, name2(n1, sizeof n1, prefix, "flatten"));
+    h = fg_graph_dropout(g, h, 0.5f, name2(n2, sizeof n2, prefix, "dropout"));
+    fg_graph_mark_output(g, fg_graph_linear(g, h, s->classes, 1, name2(n3, sizeof n3, prefix, "head")));
+  }
+  return fg_graph_status(g);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* resnet18 / resnet34                                                                         */
+
+static int basic_block(fg_graph *g, int x, int l, int u, int64_t in_c, int64_t out_c, int stride) {
+  char p[FG_NAME_CAP], a[FG_NAME_CAP], b[FG_NAME_CAP];
+  snprintf(p, sizeof p, "layer%d.%d", l, u);
+  int y = fg_graph_conv(g, x, out_c, 3, stride, 1, 1, 0, FG_INIT_NORMAL_FAN_OUT, name2(a, sizeof a, p, "conv1"));
+  y = fg_graph_bn(g, y, name2(a, sizeof a, p, "bn1"));
+  y = fg_graph_relu(g, y, name2(a, sizeof a, p, "relu1"));
+  y = fg_graph_conv(g, y, out_c, 3, 1, 1, 1, 0, FG_INIT_NORMAL_FAN_OUT, name2(a, sizeof a, p, "conv2"));
+  y = fg_graph_bn(g, y, name2(a, sizeof a, p, "bn2"));
+  int sc = x;
+  if (stride != 1 || in_c != out_c) {
+    sc = fg_graph_conv(g, x, out_c, 1, stride, 0, 1, 0, FG_INIT_NORMAL_FAN_OUT,
+                       name2(b, sizeof b, p, "shortcut.conv"));
+    sc = fg_graph_bn(g, sc, name2(b, sizeof b, p, "shortcut.bn"));
+  }
+  y = fg_graph_add(g, y, sc, name2(a, sizeof a, p, "add"));
+  return fg_graph_relu(g, y, name2(a, sizeof a, p, "relu2"));
+}
+
+static fg_status build_resnet(const fg_model_spec *s, const int units[4], fg_graph *g) {
+  double m = s->width > 0 ? s->width : 1.0;
+  int segment = 0;
+  fg_graph_set_block(g, 0);
+  fg_graph_set_segment(g, segment++);
+  int64_t c = scaled(64, m);
+  int x = fg_graph_conv(g, 0, c, 3, 1, 1, 1, 0, FG_INIT_NORMAL_FAN_OUT, "stem.conv");
+  x = fg_graph_bn(g, x, "stem.bn");
+  x = fg_graph_relu(g, x, "stem.relu");
+  for (int l = 1; l <= 4; l++) {
+    int64_t out_c = scaled(64 << (l - 1), m);
+    fg_graph_set_block(g, l - 1);
+    for (int u = 0; u < units[l - 1]; u++) {
+      fg_graph_set_segment(g, segment++);
+      x = basic_block(g, x, l, u, c, out_c, (l > 1 && u == 0) ? 2 : 1);
+      c = out_c;
+    }
+  }
+  x = fg_graph_avgpool(g, x, "pool");
+  fg_graph_mark_output(g, fg_graph_linear(g, x, s->classes, 1, "fc"));
+  return fg_graph_status(g);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+fg_status fg_model_build(const fg_model_spec *s, fg_graph **out) {
+  *out = NULL;
+  int blocks = fg_model_block_count(s->arch);
+  if (!blocks)
+    return FG_FAIL(FG_ERR_INVALID, "model: unknown architecture '%s' (expected one of %s)",
+                   s->arch ? s->arch : "", fg_model_arch_list());
+  if (s->classes < 2 || s->classes > 100000)
+    return FG_FAIL(FG_ERR_INVALID, "model %s: %d classes, expected 2..100000", s->arch, s->classes);
+  if (!(s->width >= 0) || s->width > 64 * 16)
+    return FG_FAIL(FG_ERR_INVALID, "model %s: width %g is out of range", s->arch, s->width);
+  int depth = s->depth ? s->depth : blocks;
+  if (depth < 1 || depth > blocks)
+    return FG_FAIL(FG_ERR_INVALID, "model %s: depth %d, expected 1..%d", s->arch, s->depth, blocks);
+  fg_graph *g = fg_graph_create(s->in_c, s->in_h, s->in_w);
+  if (!g) return FG_FAIL(FG_ERR_OOM, "model %s: out of memory", s->arch);
+  fg_status st = fg_graph_status(g);
+  if (st == FG_OK) {
+    if (strcmp(s->arch, "cnn") == 0) {
+      st = build_cnn(s, depth, g);
+    } else if (strcmp(s->arch, "vgg-me") == 0) {
+      st = build_vgg(s, depth, g);
+    } else if (depth != blocks) {
+      st = FG_FAIL(FG_ERR_INVALID, "model %s: depth %d, ResNets are built whole", s->arch, depth);
+    } else {
+      static const int r18[4] = {2, 2, 2, 2}, r34[4] = {3, 4, 6, 3};
+      st = build_resnet(s, strcmp(s->arch, "resnet18") == 0 ? r18 : r34, g);
+    }
+  }
+  if (st != FG_OK) {
+    fg_graph_free(g);
+    return st;
+  }
+  *out = g;
+  return FG_OK;
+}

@@ -1,0 +1,163 @@
+/* Built-in models: parameter counts as models.md, neulite.md and hypemefed.md state them (and,
+ * for the Fashion-MNIST vgg-me variant, as derived by hand below), names, shapes, errors. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/test_util.h"
+#include "engine/nn/models.h"
+
+static fg_graph *build(const char *arch, double width, int c, int h, int w, int classes, int exits, int depth) {
+  fg_model_spec s = {arch, width, c, h, w, classes, exits, depth};
+  fg_graph *g = NULL;
+  FGT_OK(fg_model_build(&s, &g));
+  return g;
+}
+
+static int64_t numel_with_prefix(const fg_graph *g, const char *prefix) {
+  int64_t n = 0;
+  for (int i = 0; i < fg_graph_param_count(g); i++) {
+    const fg_param *p = fg_graph_param(g, i);
+    if (!p->is_buffer && strncmp(p->name, prefix, strlen(prefix)) == 0) n += p->numel;
+  }
+  return n;
+}
+
+Test(models, cnn_fashion_mnist_counts) {
+  fg_graph *g = build("cnn", 16, 1, 28, 28, 10, 0, 0);
+  cr_assert_eq(fg_graph_param_numel(g), 72666);
+  /* buffers: running mean + var of six BN layers: 2 * (16+16+32+32+64+64) */
+  cr_assert_eq(fg_graph_state_numel(g) - fg_graph_param_numel(g), 448);
+  cr_assert_eq(fg_graph_output_count(g), 1);
+  cr_assert_geq(fg_graph_find_param(g, "block1.conv1.weight"), 0);
+  cr_assert_geq(fg_graph_find_param(g, "block3.bn2.running_var"), 0);
+  cr_assert_geq(fg_graph_find_param(g, "head.bias"), 0);
+  cr_assert_eq(fg_graph_find_param(g, "block1.conv1.bias"), -1, "cnn convs have no bias");
+  const fg_param *w = fg_graph_param(g, fg_graph_find_param(g, "block2.conv1.weight"));
+  cr_assert(w->shape[0] == 32 && w->shape[1] == 16 && w->shape[2] == 3 && w->shape[3] == 3);
+  fg_graph_free(g);
+}
+
+Test(models, cnn_exits_and_depth) {
+  fg_graph *g = build("cnn", 16, 1, 28, 28, 10, 1, 0);
+  /* exit1: 16*10+10, exit2: 32*10+10 */
+  cr_assert_eq(fg_graph_param_numel(g), 72666 + 170 + 330);
+  cr_assert_eq(fg_graph_output_count(g), 3);
+  cr_assert_str_eq(fg_graph_node(g, fg_graph_output_node(g, 0))->name, "exit1");
+  cr_assert_str_eq(fg_graph_node(g, fg_graph_output_node(g, 2))->name, "head");
+  fg_graph_free(g);
+  g = build("cnn", 16, 1, 28, 28, 10, 1, 2);
+  /* blocks 1, 2 (2512 + 13952) and exits 1, 2 */
+  cr_assert_eq(fg_graph_param_numel(g), 2512 + 13952 + 170 + 330);
+  cr_assert_eq(fg_graph_output_count(g), 2);
+  fg_graph_free(g);
+}
+
+Test(models, vgg_me_variants) {
+  fg_graph *g = build("vgg-me", 0, 3, 32, 32, 10, 0, 0);
+  cr_assert_eq(fg_graph_param_numel(g), 1245886); /* SVHN, hypemefed.md 1.2 */
+  cr_assert_eq(numel_with_prefix(g, "stem."), 10272);
+  cr_assert_eq(numel_with_prefix(g, "exit1.head."), 40970);
+  cr_assert_eq(fg_graph_output_count(g), 3);
+  fg_graph_free(g);
+  g = build("vgg-me", 0, 3, 96, 96, 10, 0, 0);
+  cr_assert_eq(fg_graph_param_numel(g), 5979486); /* STL10 */
+  cr_assert_eq(numel_with_prefix(g, "exit1.head."), 737290);
+  fg_graph_free(g);
+  g = build("vgg-me", 0, 1, 18, 25, 8, 0, 0);
+  cr_assert_eq(fg_graph_param_numel(g), 4729048); /* UniMiB SHAR */
+  fg_graph_free(g);
+  /* Fashion-MNIST: stem 1->32 (320 + 64 + 9248 + 64), exit blocks as SVHN (55680, 221952,
+   * 886272), heads over 64x7x7, 128x3x3, 256x1x1 maps: 31370, 11530, 2570. */
+  g = build("vgg-me", 0, 1, 28, 28, 10, 0, 0);
+  cr_assert_eq(fg_graph_param_numel(g), 9696 + 55680 + 221952 + 886272 + 31370 + 11530 + 2570);
+  int pool3 = -1;
+  for (int i = 0; i < fg_graph_node_count(g); i++)
+    if (strcmp(fg_graph_node(g, i)->name, "exit3.pool") == 0) pool3 = i;
+  cr_assert_geq(pool3, 0);
+  cr_assert_eq(fg_graph_node(g, pool3)->shape[1], 1);
+  fg_graph_free(g);
+  g = build("vgg-me", 0, 3, 32, 32, 10, 0, 1);
+  cr_assert_eq(fg_graph_param_numel(g), 10272 + 55680 + 40970);
+  fg_graph_free(g);
+}
+
+Test(models, resnets) {
+  fg_graph *g = build("resnet18", 0, 3, 32, 32, 10, 0, 0);
+  cr_assert_eq(fg_graph_param_numel(g), 11173962);
+  cr_assert_eq(numel_with_prefix(g, "layer1."), 147968);
+  cr_assert_eq(numel_with_prefix(g, "layer2."), 525568);
+  cr_assert_eq(numel_with_prefix(g, "layer3."), 2099712);
+  cr_assert_eq(numel_with_prefix(g, "layer4."), 8393728);
+  cr_assert_geq(fg_graph_find_param(g, "layer2.0.shortcut.conv.weight"), 0);
+  cr_assert_eq(fg_graph_find_param(g, "layer1.0.shortcut.conv.weight"), -1);
+  cr_assert_eq(fg_graph_block_count(g), 4);
+  fg_graph_free(g);
+  g = build("resnet34", 0, 3, 32, 32, 10, 0, 0);
+  cr_assert_eq(fg_graph_param_numel(g), 21282122);
+  cr_assert_eq(numel_with_prefix(g, "stem."), 1856); /* neulite.md 1.2 */
+  cr_assert_eq(numel_with_prefix(g, "layer1."), 221952);
+  cr_assert_eq(numel_with_prefix(g, "layer2."), 1116416);
+  cr_assert_eq(numel_with_prefix(g, "layer3."), 6822400);
+  cr_assert_eq(numel_with_prefix(g, "layer4."), 13114368);
+  cr_assert_eq(numel_with_prefix(g, "fc."), 5130);
+  fg_graph_free(g);
+  /* width 0.25: channels 16/32/64/128, fc 128 -> 10 */
+  g = build("resnet18", 0.25, 3, 32, 32, 10, 0, 0);
+  const fg_param *fc = fg_graph_param(g, fg_graph_find_param(g, "fc.weight"));
+  cr_assert_eq(fc->shape[1], 128);
+  fg_graph_free(g);
+}
+
+Test(models, init_rules) {
+  fg_graph *g = build("resnet18", 0.25, 3, 32, 32, 10, 0, 0);
+  float *s = calloc((size_t)fg_graph_state_numel(g), sizeof *s);
+  fg_graph_init_state(g, 1, s);
+  const fg_param *bn = fg_graph_param(g, fg_graph_find_param(g, "stem.bn.weight"));
+  const fg_param *rv = fg_graph_param(g, fg_graph_find_param(g, "stem.bn.running_var"));
+  const fg_param *fc = fg_graph_param(g, fg_graph_find_param(g, "fc.weight"));
+  const fg_param *cw = fg_graph_param(g, fg_graph_find_param(g, "layer4.1.conv2.weight"));
+  for (int64_t k = 0; k < bn->numel; k++) cr_assert_eq(s[bn->offset + k], 1.0f);
+  for (int64_t k = 0; k < rv->numel; k++) cr_assert_eq(s[rv->offset + k], 1.0f);
+  double bound = 1.0 / sqrt(128.0);
+  for (int64_t k = 0; k < fc->numel; k++) cr_assert(fabs(s[fc->offset + k]) <= bound);
+  /* kaiming normal, fan_out = 128*9: sample variance close to 2/1152 */
+  double sum2 = 0;
+  for (int64_t k = 0; k < cw->numel; k++) sum2 += (double)s[cw->offset + k] * s[cw->offset + k];
+  double var = sum2 / (double)cw->numel, want = 2.0 / 1152.0;
+  cr_assert(fabs(var - want) < 0.05 * want, "variance %g, expected %g", var, want);
+  /* Same name, same seed -> same values in a differently shaped model (a depth prefix). */
+  fg_graph *g1 = build("cnn", 16, 1, 28, 28, 10, 1, 1);
+  fg_graph *g3 = build("cnn", 16, 1, 28, 28, 10, 1, 0);
+  float *s1 = calloc((size_t)fg_graph_state_numel(g1), sizeof *s1);
+  float *s3 = calloc((size_t)fg_graph_state_numel(g3), sizeof *s3);
+  fg_graph_init_state(g1, 7, s1);
+  fg_graph_init_state(g3, 7, s3);
+  const fg_param *e1 = fg_graph_param(g1, fg_graph_find_param(g1, "exit1.weight"));
+  const fg_param *e3 = fg_graph_param(g3, fg_graph_find_param(g3, "exit1.weight"));
+  cr_assert_eq(memcmp(s1 + e1->offset, s3 + e3->offset, (size_t)e1->numel * sizeof(float)), 0);
+  free(s);
+  free(s1);
+  free(s3);
+  fg_graph_free(g);
+  fg_graph_free(g1);
+  fg_graph_free(g3);
+}
+
+Test(models, errors_name_the_field) {
+  fg_graph *g = NULL;
+  fg_model_spec bad_arch = {"vgg16", 0, 3, 32, 32, 10, 0, 0};
+  cr_assert_eq(fg_model_build(&bad_arch, &g), FG_ERR_INVALID);
+  cr_assert(strstr(fg_last_error(), "vgg16") != NULL, "%s", fg_last_error());
+  fg_model_spec bad_input = {"vgg-me", 0, 3, 64, 64, 10, 0, 0};
+  cr_assert_eq(fg_model_build(&bad_input, &g), FG_ERR_INVALID);
+  cr_assert(strstr(fg_last_error(), "3x64x64") != NULL, "%s", fg_last_error());
+  fg_model_spec bad_depth = {"cnn", 16, 1, 28, 28, 10, 1, 4};
+  cr_assert_eq(fg_model_build(&bad_depth, &g), FG_ERR_INVALID);
+  cr_assert(strstr(fg_last_error(), "depth 4") != NULL, "%s", fg_last_error());
+  fg_model_spec bad_width = {"cnn", 2.5, 1, 28, 28, 10, 0, 0};
+  cr_assert_eq(fg_model_build(&bad_width, &g), FG_ERR_INVALID);
+  fg_model_spec too_small = {"resnet18", 0, 3, 1, 1, 10, 0, 0};
+  cr_assert_neq(fg_model_build(&too_small, &g), FG_OK);
+  cr_assert_null(g);
+}

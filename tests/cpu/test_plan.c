@@ -1,0 +1,357 @@
+/* Plans and trainers: the plan's total equals the ledger's measured peak of real steps; a cap
+ * one byte below fails cleanly; frozen parameters cost no gradient or saved activations;
+ * recompute gives bit-identical gradients; same seed, same weights; whole-model gradients
+ * agree with finite differences. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/test_util.h"
+#include "engine/base/rng.h"
+#include "engine/nn/models.h"
+#include "engine/nn/trainer.h"
+
+typedef struct model_case {
+  const char *arch;
+  double width;
+  int c, h, w;
+  int exits;
+  int batch;
+} model_case;
+
+static const model_case CNN = {"cnn", 4, 1, 12, 12, 0, 5};
+static const model_case CNN_EXITS = {"cnn", 4, 1, 12, 12, 1, 5};
+static const model_case RESNET = {"resnet18", 0.125, 3, 16, 16, 0, 3};
+static const model_case VGG = {"vgg-me", 0.25, 1, 28, 28, 0, 4};
+
+static fg_graph *build(const model_case *m) {
+  fg_model_spec s = {m->arch, m->width, m->c, m->h, m->w, 10, m->exits, 0};
+  fg_graph *g = NULL;
+  FGT_OK(fg_model_build(&s, &g));
+  return g;
+}
+
+static fg_trainer_options options(const model_case *m, fg_exec_mode mode) {
+  fg_trainer_options o;
+  memset(&o, 0, sizeof o);
+  o.batch = m->batch;
+  o.mode = mode;
+  o.optim = fg_optim_sgd(0.05f, 0.9f, 5e-4f);
+  o.device = fg_cpu_device();
+  return o;
+}
+
+/* A deterministic batch: images uniform in [-1, 1], labels in [0, 10). */
+static void fill_batch(fg_trainer *t, int64_t n, uint64_t seed) {
+  fg_tensor images, labels;
+  fg_trainer_input(t, &images, &labels);
+  int64_t per = fg_tensor_numel(&images) / images.shape[0];
+  fgt_fill_uniform(fg_f32(&images), (size_t)(n * per), seed, -1.0f, 1.0f);
+  fg_rng r = fg_rng_stream(seed, FG_RNG_TEST, 1, 0);
+  for (int64_t i = 0; i < n; i++) fg_i32(&labels)[i] = (int32_t)fg_rng_below(&r, 10);
+}
+
+static float *init_state(const fg_graph *g, uint64_t seed) {
+  float *s = malloc((size_t)fg_graph_state_numel(g) * sizeof *s);
+  fg_graph_init_state(g, seed, s);
+  return s;
+}
+
+static fg_trainer *make(const fg_graph *g, const fg_trainer_options *o, fg_ledger *l, const float *state) {
+  fg_trainer *t = NULL;
+  FGT_OK(fg_trainer_create(g, o, l, &t));
+  FGT_OK(fg_trainer_set_state(t, state));
+  return t;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static void check_peak(const model_case *m, fg_exec_mode mode) {
+  fgt_setup_cpu(2);
+  fg_graph *g = build(m);
+  fg_trainer_options o = options(m, mode);
+  fg_plan *plan;
+  FGT_OK(fg_plan_build(g, &o, &plan));
+  float *state = init_state(g, 1);
+  fg_ledger l;
+  fg_ledger_init(&l, "client", 0);
+  fg_trainer *t = make(g, &o, &l, state);
+  fg_step_stats st;
+  for (int k = 0; k < 3; k++) {
+    fill_batch(t, m->batch - (k == 2), 10 + (uint64_t)k); /* the last batch is partial */
+    FGT_OK(fg_trainer_step(t, m->batch - (k == 2), &st));
+    cr_assert(isfinite(st.loss));
+  }
+  FGT_OK(fg_trainer_evaluate(t, m->batch, &st));
+  cr_assert_eq(l.peak, plan->total, "%s %s: ledger peak %zu, plan %zu", m->arch, fg_exec_mode_name(mode),
+               l.peak, plan->total);
+  for (int c = 0; c < FG_MEM_CATEGORIES; c++)
+    cr_assert_eq(l.peak_by_cat[c], plan->bytes_by_cat[c], "category %s", fg_mem_category_name((fg_mem_category)c));
+  fg_trainer_destroy(t);
+  cr_assert_eq(l.current, 0u);
+  cr_assert_eq(l.live, 0u);
+  fg_plan_free(plan);
+  free(state);
+  fg_graph_free(g);
+}
+
+Test(plan, peak_equals_plan_cnn) { check_peak(&CNN, FG_EXEC_STORE); }
+Test(plan, peak_equals_plan_cnn_checkpoint) { check_peak(&CNN, FG_EXEC_CHECKPOINT); }
+Test(plan, peak_equals_plan_cnn_exits) { check_peak(&CNN_EXITS, FG_EXEC_STORE); }
+Test(plan, peak_equals_plan_resnet) { check_peak(&RESNET, FG_EXEC_STORE); }
+Test(plan, peak_equals_plan_resnet_checkpoint) { check_peak(&RESNET, FG_EXEC_CHECKPOINT); }
+Test(plan, peak_equals_plan_vgg) { check_peak(&VGG, FG_EXEC_STORE); }
+
+Test(plan, cap_one_byte_below_fails_and_leaks_nothing) {
+  fgt_setup_cpu(1);
+  fg_graph *g = build(&RESNET);
+  fg_trainer_options o = options(&RESNET, FG_EXEC_STORE);
+  fg_plan *plan;
+  FGT_OK(fg_plan_build(g, &o, &plan));
+  fg_ledger l;
+  fg_ledger_init(&l, "client 7", plan->total - 1);
+  fg_trainer *t = NULL;
+  cr_assert_eq(fg_trainer_create(g, &o, &l, &t), FG_ERR_BUDGET);
+  cr_assert_null(t);
+  cr_assert(strstr(fg_last_error(), "client 7") != NULL, "%s", fg_last_error());
+  cr_assert_eq(l.current, 0u);
+  cr_assert_eq(l.live, 0u);
+  fg_ledger_set_cap(&l, plan->total);
+  FGT_OK(fg_trainer_create(g, &o, &l, &t));
+  cr_assert_eq(l.current, plan->total);
+  fg_trainer_destroy(t);
+  fg_plan_free(plan);
+  fg_graph_free(g);
+}
+
+Test(plan, frozen_model_has_no_gradients_or_saved_activations) {
+  fgt_setup_cpu(1);
+  fg_graph *g = build(&CNN);
+  fg_graph_set_trainable(g, "", 0);
+  fg_trainer_options o = options(&CNN, FG_EXEC_STORE);
+  fg_plan *plan;
+  FGT_OK(fg_plan_build(g, &o, &plan));
+  cr_assert_eq(plan->bytes_by_cat[FG_MEM_GRADS], 0u);
+  cr_assert_eq(plan->bytes_by_cat[FG_MEM_OPTIM], 0u);
+  cr_assert_eq(plan->bytes_by_cat[FG_MEM_ACTIVATIONS], 0u);
+  cr_assert_eq(plan->n_backward_nodes, 0);
+  /* It still runs forward and reports the loss, and changes no parameter. */
+  float *state = init_state(g, 3);
+  fg_ledger l;
+  fg_ledger_init(&l, "frozen", 0);
+  fg_trainer *t = make(g, &o, &l, state);
+  fill_batch(t, CNN.batch, 5);
+  fg_step_stats st;
+  FGT_OK(fg_trainer_step(t, CNN.batch, &st));
+  cr_assert(st.loss > 0.5 && st.loss < 10.0, "loss %g", st.loss);
+  float *after = malloc((size_t)fg_graph_state_numel(g) * sizeof *after);
+  FGT_OK(fg_trainer_get_state(t, after));
+  for (int i = 0; i < fg_graph_param_count(g); i++) {
+    const fg_param *p = fg_graph_param(g, i);
+    if (p->is_buffer) continue;
+    cr_assert_eq(memcmp(state + p->offset, after + p->offset, (size_t)p->numel * sizeof(float)), 0, "%s", p->name);
+  }
+  cr_assert_eq(l.peak, plan->total);
+  fg_trainer_destroy(t);
+  free(after);
+  free(state);
+  fg_plan_free(plan);
+  fg_graph_free(g);
+}
+
+Test(plan, frozen_prefix_keeps_nothing_for_the_prefix) {
+  fgt_setup_cpu(1);
+  fg_graph *full = build(&CNN), *part = build(&CNN);
+  fg_graph_set_trainable(part, "block1.", 0);
+  fg_graph_set_trainable(part, "block2.", 0);
+  fg_trainer_options o = options(&CNN, FG_EXEC_STORE);
+  fg_plan *pf, *pp;
+  FGT_OK(fg_plan_build(full, &o, &pf));
+  FGT_OK(fg_plan_build(part, &o, &pp));
+  /* Gradients: exactly block 3 and the head. */
+  int64_t trained = 0;
+  for (int i = 0; i < fg_graph_param_count(part); i++) {
+    const fg_param *p = fg_graph_param(part, i);
+    if (!p->is_buffer && (strncmp(p->name, "block3.", 7) == 0 || strncmp(p->name, "head.", 5) == 0))
+      trained += p->numel;
+  }
+  cr_assert_eq(pp->grad_numel, trained);
+  /* Saved activations: only block 3's. Block 3's input (4w x 3 x 3 per sample... the block-2
+   * pool output) is kept for its conv; nothing of blocks 1 and 2. */
+  cr_assert_lt(pp->bytes_by_cat[FG_MEM_ACTIVATIONS], pf->bytes_by_cat[FG_MEM_ACTIVATIONS] / 4);
+  for (int i = 1; i < fg_graph_node_count(part); i++) {
+    const fg_node *n = fg_graph_node(part, i);
+    if (strncmp(n->name, "block3.", 7) != 0 && strncmp(n->name, "head", 4) != 0)
+      cr_assert_eq(pp->node_backward[i], 0, "%s runs backward", n->name);
+  }
+  fg_plan_free(pf);
+  fg_plan_free(pp);
+  fg_graph_free(full);
+  fg_graph_free(part);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static void gradients(const fg_graph *g, const fg_trainer_options *o, const float *state, uint64_t batch_seed,
+                      float **grads, float **state_after) {
+  fg_ledger l;
+  fg_ledger_init(&l, "g", 0);
+  fg_trainer *t = make(g, o, &l, state);
+  fill_batch(t, o->batch, batch_seed);
+  fg_step_stats st;
+  FGT_OK(fg_trainer_compute_gradients(t, o->batch, &st));
+  const fg_plan *p = fg_trainer_plan(t);
+  *grads = calloc((size_t)p->grad_numel + 1, sizeof(float));
+  for (int i = 0; i < fg_graph_param_count(g); i++)
+    if (p->grad_offset[i] >= 0) FGT_OK(fg_trainer_get_grad(t, i, *grads + p->grad_offset[i]));
+  *state_after = malloc((size_t)fg_graph_state_numel(g) * sizeof(float));
+  FGT_OK(fg_trainer_get_state(t, *state_after));
+  fg_trainer_destroy(t);
+}
+
+static void check_recompute(const model_case *m) {
+  fgt_setup_cpu(2);
+  fg_graph *g = build(m);
+  float *state = init_state(g, 4);
+  fg_trainer_options os = options(m, FG_EXEC_STORE), oc = options(m, FG_EXEC_CHECKPOINT);
+  fg_plan *ps, *pc;
+  FGT_OK(fg_plan_build(g, &os, &ps));
+  FGT_OK(fg_plan_build(g, &oc, &pc));
+  cr_assert_eq(ps->grad_numel, pc->grad_numel);
+  float *gs, *gc, *ss, *sc;
+  gradients(g, &os, state, 77, &gs, &ss);
+  gradients(g, &oc, state, 77, &gc, &sc);
+  cr_assert_eq(memcmp(gs, gc, (size_t)ps->grad_numel * sizeof(float)), 0, "gradients differ");
+  /* Running statistics were updated once, identically. */
+  cr_assert_eq(memcmp(ss, sc, (size_t)fg_graph_state_numel(g) * sizeof(float)), 0, "state differs");
+  double norm = 0;
+  for (int64_t i = 0; i < ps->grad_numel; i++) norm += (double)gs[i] * gs[i];
+  cr_assert_gt(norm, 0.0);
+  free(gs);
+  free(gc);
+  free(ss);
+  free(sc);
+  fg_plan_free(ps);
+  fg_plan_free(pc);
+  free(state);
+  fg_graph_free(g);
+}
+
+Test(recompute, cnn_bit_identical) { check_recompute(&CNN); }
+Test(recompute, resnet_bit_identical) { check_recompute(&RESNET); }
+Test(recompute, vgg_with_dropout_bit_identical) { check_recompute(&VGG); }
+
+Test(recompute, checkpointing_saves_activation_memory) {
+  fgt_setup_cpu(1);
+  model_case m = RESNET;
+  m.batch = 16;
+  fg_graph *g = build(&m);
+  fg_trainer_options os = options(&m, FG_EXEC_STORE), oc = options(&m, FG_EXEC_CHECKPOINT);
+  fg_plan *ps, *pc;
+  FGT_OK(fg_plan_build(g, &os, &ps));
+  FGT_OK(fg_plan_build(g, &oc, &pc));
+  size_t as = ps->bytes_by_cat[FG_MEM_ACTIVATIONS] + ps->bytes_by_cat[FG_MEM_WORKSPACE];
+  size_t ac = pc->bytes_by_cat[FG_MEM_ACTIVATIONS] + pc->bytes_by_cat[FG_MEM_WORKSPACE];
+  cr_assert_lt(ac, as / 2, "checkpoint %zu vs store %zu", ac, as);
+  fg_plan_free(ps);
+  fg_plan_free(pc);
+  fg_graph_free(g);
+}
+
+Test(determinism, same_seed_same_weights) {
+  fgt_setup_cpu(2);
+  fg_graph *g = build(&VGG); /* has dropout */
+  fg_trainer_options o = options(&VGG, FG_EXEC_STORE);
+  float *final[2];
+  for (int run = 0; run < 2; run++) {
+    float *state = init_state(g, 11);
+    fg_ledger l;
+    fg_ledger_init(&l, "d", 0);
+    fg_trainer *t = make(g, &o, &l, state);
+    fg_trainer_set_dropout_stream(t, 11, 0);
+    for (int k = 0; k < 4; k++) {
+      fill_batch(t, VGG.batch, 100 + (uint64_t)k);
+      fg_step_stats st;
+      FGT_OK(fg_trainer_step(t, VGG.batch, &st));
+    }
+    final[run] = malloc((size_t)fg_graph_state_numel(g) * sizeof(float));
+    FGT_OK(fg_trainer_get_state(t, final[run]));
+    cr_assert_neq(memcmp(final[run], state, (size_t)fg_graph_state_numel(g) * sizeof(float)), 0);
+    fg_trainer_destroy(t);
+    free(state);
+  }
+  cr_assert_eq(memcmp(final[0], final[1], (size_t)fg_graph_state_numel(g) * sizeof(float)), 0);
+  free(final[0]);
+  free(final[1]);
+  fg_graph_free(g);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Whole-model finite differences: for every parameter tensor, the directional derivative along
+ * a random unit direction v, (L(p + eps v) - L(p - eps v)) / (2 eps), against <grad, v>. */
+
+static double loss_at(fg_trainer *t, const float *state, uint64_t batch_seed, int64_t n) {
+  FGT_OK(fg_trainer_set_state(t, state));
+  fill_batch(t, n, batch_seed);
+  fg_step_stats st;
+  FGT_OK(fg_trainer_compute_gradients(t, n, &st));
+  return st.loss;
+}
+
+static void check_model_gradients(const model_case *m) {
+  fgt_setup_cpu(2);
+  fg_graph *g = build(m);
+  fg_trainer_options o = options(m, FG_EXEC_STORE);
+  o.optim.kind = FG_OPTIM_NONE;
+  float *state = init_state(g, 21);
+  fg_ledger l;
+  fg_ledger_init(&l, "fd", 0);
+  fg_trainer *t = make(g, &o, &l, state);
+  int64_t numel = fg_graph_state_numel(g);
+  float *probe = malloc((size_t)numel * sizeof *probe);
+  const uint64_t batch_seed = 31;
+  loss_at(t, state, batch_seed, m->batch);
+  const fg_plan *plan = fg_trainer_plan(t);
+  float *grad = malloc((size_t)numel * sizeof *grad);
+  int checked = 0;
+  for (int i = 0; i < fg_graph_param_count(g); i++) {
+    const fg_param *p = fg_graph_param(g, i);
+    if (p->is_buffer) continue;
+    cr_assert_geq(plan->grad_offset[i], 0, "%s has no gradient", p->name);
+    /* Gradients of this tensor from a fresh computation at the base point. */
+    loss_at(t, state, batch_seed, m->batch);
+    FGT_OK(fg_trainer_get_grad(t, i, grad));
+    fg_rng r = fg_rng_stream(5, FG_RNG_TEST, (uint64_t)i, 0);
+    double dot = 0, vnorm = sqrt((double)p->numel);
+    float *v = malloc((size_t)p->numel * sizeof *v);
+    for (int64_t k = 0; k < p->numel; k++) {
+      v[k] = (float)((fg_rng_u32(&r) & 1 ? 1.0 : -1.0) / vnorm);
+      dot += (double)grad[k] * v[k];
+    }
+    const double eps = 1e-3;
+    memcpy(probe, state, (size_t)numel * sizeof *probe);
+    for (int64_t k = 0; k < p->numel; k++) probe[p->offset + k] = state[p->offset + k] + (float)(eps * v[k]);
+    double lp = loss_at(t, probe, batch_seed, m->batch);
+    for (int64_t k = 0; k < p->numel; k++) probe[p->offset + k] = state[p->offset + k] - (float)(eps * v[k]);
+    double lm = loss_at(t, probe, batch_seed, m->batch);
+    double fd = (lp - lm) / (2 * eps);
+    /* float32 forward passes: rounding noise in L is ~1e-7 relative, i.e. ~1e-4 in fd at
+     * eps 1e-3; a wrong gradient is off by O(|dot|). */
+    cr_assert(fabs(fd - dot) <= 0.03 * fabs(dot) + 3e-4, "%s: finite difference %.6g, gradient %.6g", p->name,
+              fd, dot);
+    free(v);
+    checked++;
+  }
+  cr_assert_gt(checked, 5);
+  fg_trainer_destroy(t);
+  free(grad);
+  free(probe);
+  free(state);
+  fg_graph_free(g);
+}
+
+Test(gradcheck, whole_cnn) { check_model_gradients(&CNN_EXITS); }
+Test(gradcheck, whole_resnet18) {
+  model_case m = {"resnet18", 0.25, 3, 16, 16, 0, 2};
+  check_model_gradients(&m);
+}
