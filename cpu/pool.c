@@ -1,0 +1,160 @@
+/* CPU max pooling and global average pooling, OpenMP over the N*C planes (each plane is read
+ * and written by one thread, so results do not depend on the thread count). */
+#include <stdint.h>
+#include <string.h>
+
+#include "cpu/nn_internal.h"
+
+/* Extents of one pooling call: input planes [h, w], output planes [ho, wo]. */
+typedef struct pool_geom {
+  int64_t planes, h, w, ho, wo;
+  int64_t kernel, stride, pad;
+} pool_geom;
+
+/* img: x or dx [N,C,H,W]; pooled: y, dy or argmax [N,C,Ho,Wo] (validated by the entry point). */
+static pool_geom make_geom(const fg_pool_desc *d, const fg_tensor *img, const fg_tensor *pooled) {
+  pool_geom g;
+  g.planes = img->shape[0] * img->shape[1];
+  g.h = img->shape[2];
+  g.w = img->shape[3];
+  g.ho = pooled->shape[2];
+  g.wo = pooled->shape[3];
+  g.kernel = d->kernel;
+  g.stride = d->stride;
+  g.pad = d->pad;
+  return g;
+}
+
+/* Window offsets k in [*lo, *hi) whose input index start + k lies inside [0, extent). */
+static void window_range(int64_t start, int64_t kernel, int64_t extent, int64_t *lo, int64_t *hi) {
+  *lo = start < 0 ? -start : 0;
+  *hi = extent - start < kernel ? extent - start : kernel;
+}
+
+static int threads_of(const fg_backend *b) { return fg_cpu_ctx_of(b)->threads; }
+
+/* ----------------------------------------------------------------------------------------- */
+/* Max pooling                                                                                */
+
+/* One plane: the first maximum of each window over the input positions only. */
+static void maxpool_plane(const pool_geom *g, const float *x, float *y, uint8_t *argmax) {
+  for (int64_t oy = 0; oy < g->ho; oy++) {
+    const int64_t y0 = oy * g->stride - g->pad;
+    int64_t ky_lo, ky_hi;
+    window_range(y0, g->kernel, g->h, &ky_lo, &ky_hi);
+    for (int64_t ox = 0; ox < g->wo; ox++) {
+      const int64_t x0 = ox * g->stride - g->pad;
+      int64_t kx_lo, kx_hi;
+      window_range(x0, g->kernel, g->w, &kx_lo, &kx_hi);
+      float best = x[(y0 + ky_lo) * g->w + x0 + kx_lo];
+      int64_t best_pos = ky_lo * g->kernel + kx_lo;
+      for (int64_t ky = ky_lo; ky < ky_hi; ky++) {
+        const float *row = x + (y0 + ky) * g->w + x0;
+        for (int64_t kx = kx_lo; kx < kx_hi; kx++)
+          if (row[kx] > best) { /* strict: ties keep the first maximum */
+            best = row[kx];
+            best_pos = ky * g->kernel + kx;
+          }
+      }
+      y[oy * g->wo + ox] = best;
+      if (argmax) argmax[oy * g->wo + ox] = (uint8_t)best_pos;
+    }
+  }
+}
+
+static fg_status cpu_maxpool_forward(fg_backend *b, const fg_pool_desc *d, const fg_tensor *x,
+                                     fg_tensor *y, fg_tensor *argmax) {
+  const pool_geom g = make_geom(d, x, y);
+  const float *xp = fg_f32(x);
+  float *yp = fg_f32(y);
+  uint8_t *ap = argmax ? fg_u8(argmax) : NULL;
+  const int64_t in_plane = g.h * g.w, out_plane = g.ho * g.wo;
+#pragma omp parallel for num_threads(threads_of(b)) schedule(static)
+  for (int64_t p = 0; p < g.planes; p++)
+    maxpool_plane(&g, xp + p * in_plane, yp + p * out_plane, ap ? ap + p * out_plane : NULL);
+  return FG_OK;
+}
+
+/* One plane: dx += dy at each window's argmax. Returns the number of argmax values that point
+ * outside the window or the input (skipped: they cannot come from maxpool_forward). */
+static int64_t maxpool_plane_backward(const pool_geom *g, const float *dy, const uint8_t *argmax,
+                                      float *dx) {
+  int64_t bad = 0;
+  for (int64_t oy = 0; oy < g->ho; oy++)
+    for (int64_t ox = 0; ox < g->wo; ox++) {
+      const int64_t a = argmax[oy * g->wo + ox];
+      const int64_t iy = oy * g->stride - g->pad + a / g->kernel;
+      const int64_t ix = ox * g->stride - g->pad + a % g->kernel;
+      if (a >= g->kernel * g->kernel || iy < 0 || iy >= g->h || ix < 0 || ix >= g->w) {
+        bad++;
+        continue;
+      }
+      dx[iy * g->w + ix] += dy[oy * g->wo + ox];
+    }
+  return bad;
+}
+
+static fg_status cpu_maxpool_backward(fg_backend *b, const fg_pool_desc *d, const fg_tensor *dy,
+                                      const fg_tensor *argmax, fg_tensor *dx, int accumulate) {
+  const pool_geom g = make_geom(d, dx, dy);
+  const float *dyp = fg_f32(dy);
+  const uint8_t *ap = fg_u8(argmax);
+  float *dxp = fg_f32(dx);
+  const int64_t in_plane = g.h * g.w, out_plane = g.ho * g.wo;
+  int64_t bad = 0;
+#pragma omp parallel for num_threads(threads_of(b)) schedule(static) reduction(+ : bad)
+  for (int64_t p = 0; p < g.planes; p++) {
+    float *plane = dxp + p * in_plane;
+    if (!accumulate) memset(plane, 0, (size_t)in_plane * sizeof(float));
+    bad += maxpool_plane_backward(&g, dyp + p * out_plane, ap + p * out_plane, plane);
+  }
+  if (bad)
+    return FG_FAIL(FG_ERR_INVALID,
+                   "cpu maxpool_backward: %lld argmax values point outside their %lldx%lld "
+                   "window or the input",
+                   (long long)bad, (long long)g.kernel, (long long)g.kernel);
+  return FG_OK;
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Global average pooling                                                                     */
+
+/* x [N,C,H,W] -> y [N,C]: plane means, summed in double. */
+static fg_status cpu_avgpool_global_forward(fg_backend *b, const fg_tensor *x, fg_tensor *y) {
+  const int64_t planes = x->shape[0] * x->shape[1], hw = x->shape[2] * x->shape[3];
+  const float *xp = fg_f32(x);
+  float *yp = fg_f32(y);
+#pragma omp parallel for num_threads(threads_of(b)) schedule(static)
+  for (int64_t p = 0; p < planes; p++) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < hw; i++) sum += xp[p * hw + i];
+    yp[p] = (float)(sum / (double)hw);
+  }
+  return FG_OK;
+}
+
+/* dy [N,C] -> dx [N,C,H,W] (=|+=) dy / (H W). */
+static fg_status cpu_avgpool_global_backward(fg_backend *b, const fg_tensor *dy, fg_tensor *dx,
+                                             int accumulate) {
+  const int64_t planes = dx->shape[0] * dx->shape[1], hw = dx->shape[2] * dx->shape[3];
+  const float *dyp = fg_f32(dy);
+  float *dxp = fg_f32(dx);
+#pragma omp parallel for num_threads(threads_of(b)) schedule(static)
+  for (int64_t p = 0; p < planes; p++) {
+    const float v = (float)((double)dyp[p] / (double)hw);
+    float *plane = dxp + p * hw;
+    if (accumulate) {
+      for (int64_t i = 0; i < hw; i++) plane[i] += v;
+    } else {
+      for (int64_t i = 0; i < hw; i++) plane[i] = v;
+    }
+  }
+  return FG_OK;
+}
+
+void fg_cpu_register_pool_ops(fg_backend *b) {
+  b->maxpool_forward = cpu_maxpool_forward;
+  b->maxpool_backward = cpu_maxpool_backward;
+  b->avgpool_global_forward = cpu_avgpool_global_forward;
+  b->avgpool_global_backward = cpu_avgpool_global_backward;
+}

@@ -1,0 +1,332 @@
+/* Validating entry points of the convolution, linear and pooling ops (engine/backend/ops.h).
+ * Each checks descriptors, ranks, extents, dtypes and devices, naming the op and the argument
+ * when something is wrong, and then dispatches to the backend of the tensors' device. */
+#include <limits.h>
+
+#include "engine/backend/ops.h"
+#include "engine/backend/ops_check.h"
+
+/* ----------------------------------------------------------------------------------------- */
+/* Shared checks                                                                              */
+
+/* Largest pooling window whose positions fit the u8 argmax. */
+enum { FG_POOL_MAX_WINDOW = 256 };
+
+/* Rank-checked `t` has non-negative extents (a negative one can only be a corrupt view). */
+static fg_status check_nonnegative(const char *op, const char *arg, const fg_tensor *t) {
+  for (int i = 0; i < t->ndim; i++)
+    if (t->shape[i] < 0) {
+      char buf[64];
+      return FG_FAIL(FG_ERR_SHAPE, "%s: %s has shape %s with a negative extent", op, arg,
+                     fg_shape_str(t, buf, sizeof buf));
+    }
+  return FG_OK;
+}
+
+/* `t` is present with `dtype` and exactly rank `rank`, extents >= 0. */
+static fg_status check_rank(const char *op, const char *arg, const fg_tensor *t, fg_dtype dtype,
+                            int rank) {
+  FG_TRY(fg_check_tensor(op, arg, t, dtype, rank, rank));
+  return check_nonnegative(op, arg, t);
+}
+
+/* t has the extents e[0..t->ndim). */
+static fg_status check_extents(const char *op, const char *arg, const fg_tensor *t,
+                               const int64_t *e) {
+  for (int i = 0; i < t->ndim; i++) FG_TRY(fg_check_extent(op, arg, t, i, e[i]));
+  return FG_OK;
+}
+
+int64_t fg_conv_out_extent(int64_t in, int k, int stride, int pad) {
+  if (in < 0 || k < 1 || stride < 1 || pad < 0) return 0;
+  if (in + 2 * (int64_t)pad < k) return 0;
+  return (in + 2 * (int64_t)pad - k) / stride + 1;
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Convolution                                                                                */
+
+/* The convolution's geometry, derived from the image-shaped tensor (x or dx) and the
+ * weight-shaped tensor (w or dw). */
+typedef struct conv_geom {
+  int64_t n, c, h, w, o, kh, kw, ho, wo;
+} conv_geom;
+
+static fg_status check_conv_desc(const char *op, const fg_conv_desc *d) {
+  if (!d) return FG_FAIL(FG_ERR_INVALID, "%s: convolution descriptor is missing", op);
+  if (d->stride < 1)
+    return FG_FAIL(FG_ERR_INVALID, "%s: stride %d out of range (expected >= 1)", op, d->stride);
+  if (d->pad < 0)
+    return FG_FAIL(FG_ERR_INVALID, "%s: pad %d out of range (expected >= 0)", op, d->pad);
+  if (d->groups < 1)
+    return FG_FAIL(FG_ERR_INVALID, "%s: groups %d out of range (expected >= 1)", op, d->groups);
+  return FG_OK;
+}
+
+/* Checks the descriptor, the image tensor `img` [N,C,H,W] and the weight tensor `wt`
+ * [O,C/groups,kh,kw] against each other, and fills `g`. */
+static fg_status check_conv(const char *op, const fg_conv_desc *d, const char *img_name,
+                            const fg_tensor *img, const char *wt_name, const fg_tensor *wt,
+                            conv_geom *g) {
+  FG_TRY(check_conv_desc(op, d));
+  FG_TRY(check_rank(op, img_name, img, FG_F32, 4));
+  FG_TRY(check_rank(op, wt_name, wt, FG_F32, 4));
+  g->n = img->shape[0];
+  g->c = img->shape[1];
+  g->h = img->shape[2];
+  g->w = img->shape[3];
+  g->o = wt->shape[0];
+  g->kh = wt->shape[2];
+  g->kw = wt->shape[3];
+  if (g->c % d->groups != 0)
+    return FG_FAIL(FG_ERR_SHAPE, "%s: groups %d does not divide the %lld channels of %s", op,
+                   d->groups, (long long)g->c, img_name);
+  if (g->o % d->groups != 0)
+    return FG_FAIL(FG_ERR_SHAPE, "%s: groups %d does not divide the %lld output channels of %s",
+                   op, d->groups, (long long)g->o, wt_name);
+  FG_TRY(fg_check_extent(op, wt_name, wt, 1, g->c / d->groups));
+  if (g->kh < 1 || g->kw < 1)
+    return FG_FAIL(FG_ERR_SHAPE, "%s: %s has an empty %lldx%lld kernel", op, wt_name,
+                   (long long)g->kh, (long long)g->kw);
+  if (g->kh > INT_MAX || g->kw > INT_MAX || g->h + 2 * (int64_t)d->pad < g->kh ||
+      g->w + 2 * (int64_t)d->pad < g->kw)
+    return FG_FAIL(FG_ERR_SHAPE,
+                   "%s: the %lldx%lld kernel of %s does not fit the %lldx%lld input of %s padded "
+                   "by %d",
+                   op, (long long)g->kh, (long long)g->kw, wt_name, (long long)g->h,
+                   (long long)g->w, img_name, d->pad);
+  g->ho = fg_conv_out_extent(g->h, (int)g->kh, d->stride, d->pad);
+  g->wo = fg_conv_out_extent(g->w, (int)g->kw, d->stride, d->pad);
+  return FG_OK;
+}
+
+/* bias-shaped tensor [O], when present. */
+static fg_status check_channel_vector(const char *op, const char *arg, const fg_tensor *t,
+                                      int64_t channels) {
+  if (!t) return FG_OK;
+  FG_TRY(check_rank(op, arg, t, FG_F32, 1));
+  return fg_check_extent(op, arg, t, 0, channels);
+}
+
+/* output-shaped tensor [N,O,Ho,Wo]. */
+static fg_status check_conv_output(const char *op, const char *arg, const fg_tensor *t,
+                                   const conv_geom *g) {
+  FG_TRY(check_rank(op, arg, t, FG_F32, 4));
+  const int64_t e[4] = {g->n, g->o, g->ho, g->wo};
+  return check_extents(op, arg, t, e);
+}
+
+fg_status fg_conv2d_workspace(const fg_conv_desc *d, const fg_tensor *x, const fg_tensor *w,
+                              size_t *bytes) {
+  const char *op = "conv2d_workspace";
+  if (!bytes) return FG_FAIL(FG_ERR_INVALID, "%s: output pointer is missing", op);
+  conv_geom g;
+  FG_TRY(check_conv(op, d, "x", x, "w", w, &g));
+  const fg_tensor *ts[2] = {x, w};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, 2, &b));
+  if (!b->conv2d_workspace) return fg_op_unsupported(op, b);
+  *bytes = b->conv2d_workspace(b, d, x, w);
+  return FG_OK;
+}
+
+fg_status fg_conv2d_forward(const fg_conv_desc *d, const fg_tensor *x, const fg_tensor *w,
+                            const fg_tensor *bias, fg_tensor *y, fg_workspace ws) {
+  const char *op = "conv2d_forward";
+  conv_geom g;
+  FG_TRY(check_conv(op, d, "x", x, "w", w, &g));
+  FG_TRY(check_channel_vector(op, "bias", bias, g.o));
+  FG_TRY(check_conv_output(op, "y", y, &g));
+  const fg_tensor *ts[4] = {x, w, bias, y};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, 4, &b));
+  if (!b->conv2d_forward) return fg_op_unsupported(op, b);
+  return b->conv2d_forward(b, d, x, w, bias, y, ws);
+}
+
+fg_status fg_conv2d_backward_data(const fg_conv_desc *d, const fg_tensor *dy, const fg_tensor *w,
+                                  fg_tensor *dx, int accumulate, fg_workspace ws) {
+  const char *op = "conv2d_backward_data";
+  conv_geom g;
+  FG_TRY(check_conv(op, d, "dx", dx, "w", w, &g));
+  FG_TRY(check_conv_output(op, "dy", dy, &g));
+  const fg_tensor *ts[3] = {dy, w, dx};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, 3, &b));
+  if (!b->conv2d_backward_data) return fg_op_unsupported(op, b);
+  return b->conv2d_backward_data(b, d, dy, w, dx, accumulate, ws);
+}
+
+fg_status fg_conv2d_backward_filter(const fg_conv_desc *d, const fg_tensor *x, const fg_tensor *dy,
+                                    fg_tensor *dw, fg_tensor *dbias, fg_workspace ws) {
+  const char *op = "conv2d_backward_filter";
+  conv_geom g;
+  FG_TRY(check_conv(op, d, "x", x, "dw", dw, &g));
+  FG_TRY(check_conv_output(op, "dy", dy, &g));
+  FG_TRY(check_channel_vector(op, "dbias", dbias, g.o));
+  const fg_tensor *ts[4] = {x, dy, dw, dbias};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, 4, &b));
+  if (!b->conv2d_backward_filter) return fg_op_unsupported(op, b);
+  return b->conv2d_backward_filter(b, d, x, dy, dw, dbias, ws);
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Linear                                                                                     */
+
+/* matrix-shaped tensor [rows, cols]. */
+static fg_status check_matrix(const char *op, const char *arg, const fg_tensor *t, int64_t rows,
+                              int64_t cols) {
+  FG_TRY(check_rank(op, arg, t, FG_F32, 2));
+  const int64_t e[2] = {rows, cols};
+  return check_extents(op, arg, t, e);
+}
+
+fg_status fg_linear_forward(const fg_tensor *x, const fg_tensor *w, const fg_tensor *bias,
+                            fg_tensor *y) {
+  const char *op = "linear_forward";
+  FG_TRY(check_rank(op, "x", x, FG_F32, 2));
+  FG_TRY(check_rank(op, "w", w, FG_F32, 2));
+  const int64_t n = x->shape[0], in = x->shape[1], out = w->shape[0];
+  FG_TRY(fg_check_extent(op, "w", w, 1, in));
+  FG_TRY(check_channel_vector(op, "bias", bias, out));
+  FG_TRY(check_matrix(op, "y", y, n, out));
+  const fg_tensor *ts[4] = {x, w, bias, y};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, 4, &b));
+  if (!b->linear_forward) return fg_op_unsupported(op, b);
+  return b->linear_forward(b, x, w, bias, y);
+}
+
+fg_status fg_linear_backward_data(const fg_tensor *dy, const fg_tensor *w, fg_tensor *dx,
+                                  int accumulate) {
+  const char *op = "linear_backward_data";
+  FG_TRY(check_rank(op, "dy", dy, FG_F32, 2));
+  FG_TRY(check_rank(op, "w", w, FG_F32, 2));
+  const int64_t n = dy->shape[0], out = dy->shape[1], in = w->shape[1];
+  FG_TRY(fg_check_extent(op, "w", w, 0, out));
+  FG_TRY(check_matrix(op, "dx", dx, n, in));
+  const fg_tensor *ts[3] = {dy, w, dx};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, 3, &b));
+  if (!b->linear_backward_data) return fg_op_unsupported(op, b);
+  return b->linear_backward_data(b, dy, w, dx, accumulate);
+}
+
+fg_status fg_linear_backward_params(const fg_tensor *x, const fg_tensor *dy, fg_tensor *dw,
+                                    fg_tensor *dbias) {
+  const char *op = "linear_backward_params";
+  FG_TRY(check_rank(op, "x", x, FG_F32, 2));
+  FG_TRY(check_rank(op, "dy", dy, FG_F32, 2));
+  const int64_t n = x->shape[0], in = x->shape[1], out = dy->shape[1];
+  FG_TRY(fg_check_extent(op, "dy", dy, 0, n));
+  if (dw) FG_TRY(check_matrix(op, "dw", dw, out, in));
+  FG_TRY(check_channel_vector(op, "dbias", dbias, out));
+  const fg_tensor *ts[4] = {x, dy, dw, dbias};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, 4, &b));
+  if (!b->linear_backward_params) return fg_op_unsupported(op, b);
+  return b->linear_backward_params(b, x, dy, dw, dbias);
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Pooling                                                                                    */
+
+static fg_status check_pool_desc(const char *op, const fg_pool_desc *d) {
+  if (!d) return FG_FAIL(FG_ERR_INVALID, "%s: pooling descriptor is missing", op);
+  if (d->kernel < 1)
+    return FG_FAIL(FG_ERR_INVALID, "%s: kernel %d out of range (expected >= 1)", op, d->kernel);
+  if (d->kernel > 16 || d->kernel * d->kernel > FG_POOL_MAX_WINDOW)
+    return FG_FAIL(FG_ERR_INVALID,
+                   "%s: kernel %d too large (the u8 argmax needs kernel*kernel <= %d)", op,
+                   d->kernel, FG_POOL_MAX_WINDOW);
+  if (d->stride < 1)
+    return FG_FAIL(FG_ERR_INVALID, "%s: stride %d out of range (expected >= 1)", op, d->stride);
+  if (d->pad < 0 || d->pad > d->kernel / 2)
+    return FG_FAIL(FG_ERR_INVALID, "%s: pad %d out of range (expected 0..kernel/2 = %d)", op,
+                   d->pad, d->kernel / 2);
+  return FG_OK;
+}
+
+/* Checks the descriptor and the input-shaped tensor `img` [N,C,H,W]; *ho, *wo = output extents. */
+static fg_status check_pool(const char *op, const fg_pool_desc *d, const char *img_name,
+                            const fg_tensor *img, int64_t *ho, int64_t *wo) {
+  FG_TRY(check_pool_desc(op, d));
+  FG_TRY(check_rank(op, img_name, img, FG_F32, 4));
+  const int64_t h = img->shape[2], w = img->shape[3];
+  if (h + 2 * (int64_t)d->pad < d->kernel || w + 2 * (int64_t)d->pad < d->kernel)
+    return FG_FAIL(FG_ERR_SHAPE,
+                   "%s: the %dx%d window does not fit the %lldx%lld input of %s padded by %d", op,
+                   d->kernel, d->kernel, (long long)h, (long long)w, img_name, d->pad);
+  *ho = fg_conv_out_extent(h, d->kernel, d->stride, d->pad);
+  *wo = fg_conv_out_extent(w, d->kernel, d->stride, d->pad);
+  return FG_OK;
+}
+
+/* pooled-shaped tensor [N,C,Ho,Wo] of `dtype`. */
+static fg_status check_pooled(const char *op, const char *arg, const fg_tensor *t, fg_dtype dtype,
+                              const fg_tensor *img, int64_t ho, int64_t wo) {
+  FG_TRY(check_rank(op, arg, t, dtype, 4));
+  const int64_t e[4] = {img->shape[0], img->shape[1], ho, wo};
+  return check_extents(op, arg, t, e);
+}
+
+fg_status fg_maxpool_forward(const fg_pool_desc *d, const fg_tensor *x, fg_tensor *y,
+                             fg_tensor *argmax) {
+  const char *op = "maxpool_forward";
+  int64_t ho = 0, wo = 0;
+  FG_TRY(check_pool(op, d, "x", x, &ho, &wo));
+  FG_TRY(check_pooled(op, "y", y, FG_F32, x, ho, wo));
+  if (argmax) FG_TRY(check_pooled(op, "argmax", argmax, FG_U8, x, ho, wo));
+  const fg_tensor *ts[3] = {x, y, argmax};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, 3, &b));
+  if (!b->maxpool_forward) return fg_op_unsupported(op, b);
+  return b->maxpool_forward(b, d, x, y, argmax);
+}
+
+fg_status fg_maxpool_backward(const fg_pool_desc *d, const fg_tensor *dy, const fg_tensor *argmax,
+                              fg_tensor *dx, int accumulate) {
+  const char *op = "maxpool_backward";
+  int64_t ho = 0, wo = 0;
+  FG_TRY(check_pool(op, d, "dx", dx, &ho, &wo));
+  FG_TRY(check_pooled(op, "dy", dy, FG_F32, dx, ho, wo));
+  FG_TRY(check_pooled(op, "argmax", argmax, FG_U8, dx, ho, wo));
+  const fg_tensor *ts[3] = {dy, argmax, dx};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, 3, &b));
+  if (!b->maxpool_backward) return fg_op_unsupported(op, b);
+  return b->maxpool_backward(b, d, dy, argmax, dx, accumulate);
+}
+
+/* Checks the input-shaped `img` [N,C,H,W] (H*W > 0) and the pooled `vec` [N,C]. */
+static fg_status check_avgpool(const char *op, const char *img_name, const fg_tensor *img,
+                               const char *vec_name, const fg_tensor *vec) {
+  FG_TRY(check_rank(op, img_name, img, FG_F32, 4));
+  if (img->shape[2] == 0 || img->shape[3] == 0) {
+    char buf[64];
+    return FG_FAIL(FG_ERR_SHAPE, "%s: %s has shape %s with an empty spatial extent", op, img_name,
+                   fg_shape_str(img, buf, sizeof buf));
+  }
+  return check_matrix(op, vec_name, vec, img->shape[0], img->shape[1]);
+}
+
+fg_status fg_avgpool_global_forward(const fg_tensor *x, fg_tensor *y) {
+  const char *op = "avgpool_global_forward";
+  FG_TRY(check_avgpool(op, "x", x, "y", y));
+  const fg_tensor *ts[2] = {x, y};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, 2, &b));
+  if (!b->avgpool_global_forward) return fg_op_unsupported(op, b);
+  return b->avgpool_global_forward(b, x, y);
+}
+
+fg_status fg_avgpool_global_backward(const fg_tensor *dy, fg_tensor *dx, int accumulate) {
+  const char *op = "avgpool_global_backward";
+  FG_TRY(check_avgpool(op, "dx", dx, "dy", dy));
+  const fg_tensor *ts[2] = {dy, dx};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, 2, &b));
+  if (!b->avgpool_global_backward) return fg_op_unsupported(op, b);
+  return b->avgpool_global_backward(b, dy, dx, accumulate);
+}
