@@ -7,11 +7,12 @@
 #ifndef FG_CUDA_BACKEND_H
 #define FG_CUDA_BACKEND_H
 
-#include "engine/backend/backend.h"
-
+/* The engine headers are C: give them C linkage when this header is read by nvcc. */
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#include "engine/backend/backend.h"
 
 /* Probes device `index` and registers the CUDA backend, available or not. Returns FG_OK in
  * both cases; the state is in fg_backend_registered(FG_DEV_CUDA)->available. */
