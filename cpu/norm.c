@@ -1,0 +1,164 @@
+/* Batch norm on the CPU: x [N,C,H,W] or [N,C], statistics per channel over N*H*W.
+ *
+ * Each channel is handled by one thread from start to end (its sums run sequentially in index
+ * order, in double), so results are bit-identical for any thread count. Arithmetic per element
+ * is in double and rounded once to float. */
+#include <math.h>
+
+#include "cpu/math_internal.h"
+
+/* The layout of a batch-norm tensor: element (i, ch, s) is at (i * channels + ch) * inner + s. */
+typedef struct bn_layout {
+  int64_t batch;    /* N */
+  int64_t channels; /* C */
+  int64_t inner;    /* H*W (1 for [N,C]) */
+  int64_t count;    /* N*H*W, values per channel */
+} bn_layout;
+
+static bn_layout layout_of(const fg_tensor *x) {
+  bn_layout l;
+  l.batch = x->shape[0];
+  l.channels = x->shape[1];
+  l.inner = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
+  l.count = l.batch * l.inner;
+  return l;
+}
+
+static int64_t plane_offset(const bn_layout *l, int64_t i, int64_t ch) {
+  return (i * l->channels + ch) * l->inner;
+}
+
+/* Parallelise over channels only when there is enough work for it to pay. */
+static int worth_threads(const bn_layout *l) {
+  return l->channels > 1 && l->channels * l->count >= FG_CPU_PARALLEL_MIN;
+}
+
+/* Mean and biased variance of one channel (two passes, double). */
+static void channel_moments(const float *x, const bn_layout *l, int64_t ch, double *mean,
+                            double *var) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < l->batch; i++) {
+    const float *p = x + plane_offset(l, i, ch);
+    for (int64_t s = 0; s < l->inner; s++) sum += p[s];
+  }
+  double m = sum / (double)l->count;
+  double sq = 0.0;
+  for (int64_t i = 0; i < l->batch; i++) {
+    const float *p = x + plane_offset(l, i, ch);
+    for (int64_t s = 0; s < l->inner; s++) {
+      double d = p[s] - m;
+      sq += d * d;
+    }
+  }
+  *mean = m;
+  *var = sq / (double)l->count;
+}
+
+/* y = (x - mean) * scale + shift over one channel; y may equal x. */
+static void channel_affine(const float *x, float *y, const bn_layout *l, int64_t ch, double mean,
+                           double scale, double shift) {
+  for (int64_t i = 0; i < l->batch; i++) {
+    int64_t off = plane_offset(l, i, ch);
+    for (int64_t s = 0; s < l->inner; s++)
+      y[off + s] = (float)(((double)x[off + s] - mean) * scale + shift);
+  }
+}
+
+static fg_status cpu_bn_forward_train(fg_backend *b, const fg_tensor *x, const fg_tensor *gamma,
+                                      const fg_tensor *beta, fg_tensor *y, fg_tensor *save_mean,
+                                      fg_tensor *save_invstd, fg_tensor *running_mean,
+                                      fg_tensor *running_var, float momentum, float eps) {
+  (void)b;
+  bn_layout l = layout_of(x);
+  if (l.count < 2)
+    return FG_FAIL(FG_ERR_INVALID,
+                   "bn_forward_train: batch norm needs more than one value per "
+                   "channel (got %lld = N*H*W)",
+                   (long long)l.count);
+  const float *xd = fg_f32(x), *g = fg_f32(gamma), *bt = fg_f32(beta);
+  float *yd = fg_f32(y), *sm = fg_f32(save_mean), *si = fg_f32(save_invstd);
+  float *rm = running_mean ? fg_f32(running_mean) : NULL;
+  float *rv = running_var ? fg_f32(running_var) : NULL;
+  const double m = momentum;
+  const double unbias = (double)l.count / (double)(l.count - 1);
+#pragma omp parallel for schedule(static) if (worth_threads(&l))
+  for (int64_t ch = 0; ch < l.channels; ch++) {
+    double mean, var;
+    channel_moments(xd, &l, ch, &mean, &var);
+    double invstd = 1.0 / sqrt(var + (double)eps);
+    sm[ch] = (float)mean;
+    si[ch] = (float)invstd;
+    if (rm) {
+      rm[ch] = (float)((1.0 - m) * rm[ch] + m * mean);
+      rv[ch] = (float)((1.0 - m) * rv[ch] + m * var * unbias);
+    }
+    channel_affine(xd, yd, &l, ch, mean, (double)g[ch] * invstd, bt[ch]);
+  }
+  return FG_OK;
+}
+
+static fg_status cpu_bn_forward_eval(fg_backend *b, const fg_tensor *x, const fg_tensor *gamma,
+                                     const fg_tensor *beta, const fg_tensor *running_mean,
+                                     const fg_tensor *running_var, float eps, fg_tensor *y) {
+  (void)b;
+  bn_layout l = layout_of(x);
+  const float *xd = fg_f32(x), *g = fg_f32(gamma), *bt = fg_f32(beta);
+  const float *rm = fg_f32(running_mean), *rv = fg_f32(running_var);
+  float *yd = fg_f32(y);
+#pragma omp parallel for schedule(static) if (worth_threads(&l))
+  for (int64_t ch = 0; ch < l.channels; ch++) {
+    double invstd = 1.0 / sqrt((double)rv[ch] + (double)eps);
+    channel_affine(xd, yd, &l, ch, rm[ch], (double)g[ch] * invstd, bt[ch]);
+  }
+  return FG_OK;
+}
+
+/* Backward of y = gamma * xhat + beta, xhat = (x - mean) * invstd with batch statistics:
+ *   dbeta = sum dy,  dgamma = sum dy * xhat,
+ *   dx = gamma * invstd * (dy - dbeta / count - xhat * dgamma / count). */
+static fg_status cpu_bn_backward(fg_backend *b, const fg_tensor *dy, const fg_tensor *x,
+                                 const fg_tensor *gamma, const fg_tensor *save_mean,
+                                 const fg_tensor *save_invstd, fg_tensor *dx, fg_tensor *dgamma,
+                                 fg_tensor *dbeta, int accumulate) {
+  (void)b;
+  bn_layout l = layout_of(x);
+  const float *dyd = fg_f32(dy), *xd = fg_f32(x), *g = fg_f32(gamma);
+  const float *sm = fg_f32(save_mean), *si = fg_f32(save_invstd);
+  float *dxd = dx ? fg_f32(dx) : NULL;
+  float *dg = dgamma ? fg_f32(dgamma) : NULL;
+  float *db = dbeta ? fg_f32(dbeta) : NULL;
+#pragma omp parallel for schedule(static) if (worth_threads(&l))
+  for (int64_t ch = 0; ch < l.channels; ch++) {
+    const double mean = sm[ch], invstd = si[ch];
+    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    for (int64_t i = 0; i < l.batch; i++) {
+      int64_t off = plane_offset(&l, i, ch);
+      for (int64_t s = 0; s < l.inner; s++) {
+        double d = dyd[off + s];
+        sum_dy += d;
+        sum_dy_xhat += d * (((double)xd[off + s] - mean) * invstd);
+      }
+    }
+    if (db) db[ch] = (float)sum_dy;
+    if (dg) dg[ch] = (float)sum_dy_xhat;
+    if (!dxd) continue;
+    const double k = (double)g[ch] * invstd;
+    const double mean_dy = sum_dy / (double)l.count;
+    const double mean_dy_xhat = sum_dy_xhat / (double)l.count;
+    for (int64_t i = 0; i < l.batch; i++) {
+      int64_t off = plane_offset(&l, i, ch);
+      for (int64_t s = 0; s < l.inner; s++) {
+        double xhat = ((double)xd[off + s] - mean) * invstd;
+        double v = k * ((double)dyd[off + s] - mean_dy - xhat * mean_dy_xhat);
+        dxd[off + s] = accumulate ? (float)((double)dxd[off + s] + v) : (float)v;
+      }
+    }
+  }
+  return FG_OK;
+}
+
+void fg_cpu_register_norm_ops(fg_backend *b) {
+  b->bn_forward_train = cpu_bn_forward_train;
+  b->bn_forward_eval = cpu_bn_forward_eval;
+  b->bn_backward = cpu_bn_backward;
+}

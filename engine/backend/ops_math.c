@@ -1,0 +1,421 @@
+/* Validating entry points of engine/backend/ops.h for batch norm, elementwise ops, dropout,
+ * losses, optimizers and reductions. Each checks ranks, extents, dtypes, devices and scalar
+ * values, records a message naming the op and the offending argument, then dispatches to the
+ * backend of the device the tensors live on (FG_ERR_UNSUPPORTED when its entry is NULL).
+ * Checks that need the tensor data (labels in [0, K)) are made by the backend. The scalar
+ * results of the losses (loss, and for softmax_xent the optional correct count) are host
+ * pointers; `loss` is required. */
+#include <math.h>
+
+#include "engine/backend/ops.h"
+#include "engine/backend/ops_check.h"
+
+/* ----------------------------------------------------------------------------------------- */
+/* Local helpers                                                                              */
+
+#define FG_ARRAY_LEN(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* An f32 tensor of any rank (1..4). */
+static fg_status check_f32(const char *op, const char *arg, const fg_tensor *t) {
+  return fg_check_tensor(op, arg, t, FG_F32, 1, FG_MAX_DIMS);
+}
+
+/* An f32 tensor of any rank whose element count is `numel`. */
+static fg_status check_f32_numel(const char *op, const char *arg, const fg_tensor *t,
+                                 int64_t numel) {
+  FG_TRY(check_f32(op, arg, t));
+  return fg_check_numel(op, arg, t, numel);
+}
+
+/* An f32 tensor with the same rank and extents as `ref` (named ref_arg). */
+static fg_status check_f32_like(const char *op, const char *arg, const fg_tensor *t,
+                                const char *ref_arg, const fg_tensor *ref) {
+  FG_TRY(check_f32(op, arg, t));
+  return fg_check_same_shape(op, arg, t, ref_arg, ref);
+}
+
+/* An f32 vector [C]. */
+static fg_status check_channel_vector(const char *op, const char *arg, const fg_tensor *t,
+                                      int64_t channels) {
+  FG_TRY(fg_check_tensor(op, arg, t, FG_F32, 1, 1));
+  return fg_check_extent(op, arg, t, 0, channels);
+}
+
+/* A finite float. */
+static fg_status check_finite(const char *op, const char *name, double v) {
+  if (!isfinite(v))
+    return FG_FAIL(FG_ERR_INVALID, "%s: %s is %g, expected a finite value", op, name, v);
+  return FG_OK;
+}
+
+/* lo <= v <= hi (NaN fails). */
+static fg_status check_closed_range(const char *op, const char *name, double v, double lo,
+                                    double hi) {
+  if (!(v >= lo && v <= hi))
+    return FG_FAIL(FG_ERR_INVALID, "%s: %s is %g, expected %g <= %s <= %g", op, name, v, lo, name,
+                   hi);
+  return FG_OK;
+}
+
+/* 0 <= v < 1 (NaN fails). */
+static fg_status check_unit_half_open(const char *op, const char *name, double v) {
+  if (!(v >= 0.0 && v < 1.0))
+    return FG_FAIL(FG_ERR_INVALID, "%s: %s is %g, expected 0 <= %s < 1", op, name, v, name);
+  return FG_OK;
+}
+
+/* v >= 0 and finite. */
+static fg_status check_non_negative(const char *op, const char *name, double v) {
+  if (!(v >= 0.0) || !isfinite(v))
+    return FG_FAIL(FG_ERR_INVALID, "%s: %s is %g, expected a finite value >= 0", op, name, v);
+  return FG_OK;
+}
+
+static fg_status check_host_out(const char *op, const char *name, const void *p) {
+  if (!p) return FG_FAIL(FG_ERR_INVALID, "%s: %s (host output) is missing", op, name);
+  return FG_OK;
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Batch norm                                                                                 */
+
+/* x [N,C,H,W] or [N,C]; sets *channels = C and *count = N*H*W. */
+static fg_status check_bn_input(const char *op, const char *arg, const fg_tensor *x,
+                                int64_t *channels, int64_t *count) {
+  FG_TRY(fg_check_tensor(op, arg, x, FG_F32, 2, 4));
+  if (x->ndim == 3) {
+    char buf[64];
+    return FG_FAIL(FG_ERR_SHAPE, "%s: %s has shape %s, expected [N,C,H,W] or [N,C]", op, arg,
+                   fg_shape_str(x, buf, sizeof buf));
+  }
+  *channels = x->shape[1];
+  *count = fg_tensor_numel(x) / (x->shape[1] > 0 ? x->shape[1] : 1);
+  return FG_OK;
+}
+
+static fg_status check_bn_scalars(const char *op, float momentum, float eps) {
+  FG_TRY(check_closed_range(op, "momentum", momentum, 0.0, 1.0));
+  return check_non_negative(op, "eps", eps);
+}
+
+fg_status fg_bn_forward_train(const fg_tensor *x, const fg_tensor *gamma, const fg_tensor *beta,
+                              fg_tensor *y, fg_tensor *save_mean, fg_tensor *save_invstd,
+                              fg_tensor *running_mean, fg_tensor *running_var, float momentum,
+                              float eps) {
+  const char *op = "bn_forward_train";
+  int64_t c = 0, count = 0;
+  FG_TRY(check_bn_input(op, "x", x, &c, &count));
+  FG_TRY(check_f32_like(op, "y", y, "x", x));
+  FG_TRY(check_channel_vector(op, "gamma", gamma, c));
+  FG_TRY(check_channel_vector(op, "beta", beta, c));
+  FG_TRY(check_channel_vector(op, "save_mean", save_mean, c));
+  FG_TRY(check_channel_vector(op, "save_invstd", save_invstd, c));
+  if ((running_mean == NULL) != (running_var == NULL))
+    return FG_FAIL(FG_ERR_INVALID,
+                   "%s: running_mean and running_var must both be given or both be NULL", op);
+  if (running_mean) {
+    FG_TRY(check_channel_vector(op, "running_mean", running_mean, c));
+    FG_TRY(check_channel_vector(op, "running_var", running_var, c));
+  }
+  FG_TRY(check_bn_scalars(op, momentum, eps));
+  if (count < 2)
+    return FG_FAIL(FG_ERR_INVALID,
+                   "%s: batch norm needs more than one value per channel (got %lld = N*H*W)", op,
+                   (long long)count);
+  const fg_tensor *ts[] = {x, gamma, beta, y, save_mean, save_invstd, running_mean, running_var};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
+  if (!b->bn_forward_train) return fg_op_unsupported(op, b);
+  return b->bn_forward_train(b, x, gamma, beta, y, save_mean, save_invstd, running_mean,
+                             running_var, momentum, eps);
+}
+
+fg_status fg_bn_forward_eval(const fg_tensor *x, const fg_tensor *gamma, const fg_tensor *beta,
+                             const fg_tensor *running_mean, const fg_tensor *running_var, float eps,
+                             fg_tensor *y) {
+  const char *op = "bn_forward_eval";
+  int64_t c = 0, count = 0;
+  FG_TRY(check_bn_input(op, "x", x, &c, &count));
+  FG_TRY(check_f32_like(op, "y", y, "x", x));
+  FG_TRY(check_channel_vector(op, "gamma", gamma, c));
+  FG_TRY(check_channel_vector(op, "beta", beta, c));
+  FG_TRY(check_channel_vector(op, "running_mean", running_mean, c));
+  FG_TRY(check_channel_vector(op, "running_var", running_var, c));
+  FG_TRY(check_non_negative(op, "eps", eps));
+  const fg_tensor *ts[] = {x, gamma, beta, running_mean, running_var, y};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
+  if (!b->bn_forward_eval) return fg_op_unsupported(op, b);
+  return b->bn_forward_eval(b, x, gamma, beta, running_mean, running_var, eps, y);
+}
+
+fg_status fg_bn_backward(const fg_tensor *dy, const fg_tensor *x, const fg_tensor *gamma,
+                         const fg_tensor *save_mean, const fg_tensor *save_invstd, fg_tensor *dx,
+                         fg_tensor *dgamma, fg_tensor *dbeta, int accumulate) {
+  const char *op = "bn_backward";
+  int64_t c = 0, count = 0;
+  FG_TRY(check_bn_input(op, "x", x, &c, &count));
+  FG_TRY(check_f32_like(op, "dy", dy, "x", x));
+  FG_TRY(check_channel_vector(op, "gamma", gamma, c));
+  FG_TRY(check_channel_vector(op, "save_mean", save_mean, c));
+  FG_TRY(check_channel_vector(op, "save_invstd", save_invstd, c));
+  if (dx) FG_TRY(check_f32_like(op, "dx", dx, "x", x));
+  if (dgamma) FG_TRY(check_channel_vector(op, "dgamma", dgamma, c));
+  if (dbeta) FG_TRY(check_channel_vector(op, "dbeta", dbeta, c));
+  const fg_tensor *ts[] = {dy, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
+  if (!b->bn_backward) return fg_op_unsupported(op, b);
+  return b->bn_backward(b, dy, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta, accumulate);
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Elementwise                                                                                */
+
+fg_status fg_relu_forward(const fg_tensor *x, fg_tensor *y) {
+  const char *op = "relu_forward";
+  FG_TRY(check_f32(op, "x", x));
+  FG_TRY(check_f32_numel(op, "y", y, fg_tensor_numel(x)));
+  const fg_tensor *ts[] = {x, y};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
+  if (!b->relu_forward) return fg_op_unsupported(op, b);
+  return b->relu_forward(b, x, y);
+}
+
+fg_status fg_relu_backward(const fg_tensor *y, const fg_tensor *dy, fg_tensor *dx, int accumulate) {
+  const char *op = "relu_backward";
+  FG_TRY(check_f32(op, "y", y));
+  FG_TRY(check_f32_numel(op, "dy", dy, fg_tensor_numel(y)));
+  FG_TRY(check_f32_numel(op, "dx", dx, fg_tensor_numel(y)));
+  const fg_tensor *ts[] = {y, dy, dx};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
+  if (!b->relu_backward) return fg_op_unsupported(op, b);
+  return b->relu_backward(b, y, dy, dx, accumulate);
+}
+
+fg_status fg_add(const fg_tensor *x1, const fg_tensor *x2, fg_tensor *y) {
+  const char *op = "add";
+  FG_TRY(check_f32(op, "x1", x1));
+  FG_TRY(check_f32_numel(op, "x2", x2, fg_tensor_numel(x1)));
+  FG_TRY(check_f32_numel(op, "y", y, fg_tensor_numel(x1)));
+  const fg_tensor *ts[] = {x1, x2, y};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
+  if (!b->add) return fg_op_unsupported(op, b);
+  return b->add(b, x1, x2, y);
+}
+
+fg_status fg_axpy(float alpha, const fg_tensor *x, fg_tensor *y) {
+  const char *op = "axpy";
+  FG_TRY(check_f32(op, "x", x));
+  FG_TRY(check_f32_numel(op, "y", y, fg_tensor_numel(x)));
+  FG_TRY(check_finite(op, "alpha", alpha));
+  const fg_tensor *ts[] = {x, y};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
+  if (!b->axpy) return fg_op_unsupported(op, b);
+  return b->axpy(b, alpha, x, y);
+}
+
+fg_status fg_scale(float alpha, const fg_tensor *x, fg_tensor *y) {
+  const char *op = "scale";
+  FG_TRY(check_f32(op, "x", x));
+  FG_TRY(check_f32_numel(op, "y", y, fg_tensor_numel(x)));
+  FG_TRY(check_finite(op, "alpha", alpha));
+  const fg_tensor *ts[] = {x, y};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
+  if (!b->scale) return fg_op_unsupported(op, b);
+  return b->scale(b, alpha, x, y);
+}
+
+fg_status fg_copy(const fg_tensor *x, fg_tensor *y) {
+  const char *op = "copy";
+  FG_TRY(check_f32(op, "x", x));
+  FG_TRY(check_f32_numel(op, "y", y, fg_tensor_numel(x)));
+  const fg_tensor *ts[] = {x, y};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
+  if (!b->copy_tensor) return fg_op_unsupported(op, b);
+  return b->copy_tensor(b, x, y);
+}
+
+fg_status fg_fill(fg_tensor *y, float value) {
+  const char *op = "fill";
+  FG_TRY(check_f32(op, "y", y));
+  const fg_tensor *ts[] = {y};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
+  if (!b->fill) return fg_op_unsupported(op, b);
+  return b->fill(b, y, value);
+}
+
+fg_status fg_dropout_forward(const fg_tensor *x, fg_tensor *y, float p, uint64_t key) {
+  const char *op = "dropout_forward";
+  FG_TRY(check_f32(op, "x", x));
+  FG_TRY(check_f32_numel(op, "y", y, fg_tensor_numel(x)));
+  FG_TRY(check_unit_half_open(op, "p", p));
+  const fg_tensor *ts[] = {x, y};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
+  if (!b->dropout_forward) return fg_op_unsupported(op, b);
+  return b->dropout_forward(b, x, y, p, key);
+}
+
+fg_status fg_dropout_backward(const fg_tensor *dy, fg_tensor *dx, float p, uint64_t key,
+                              int accumulate) {
+  const char *op = "dropout_backward";
+  FG_TRY(check_f32(op, "dy", dy));
+  FG_TRY(check_f32_numel(op, "dx", dx, fg_tensor_numel(dy)));
+  FG_TRY(check_unit_half_open(op, "p", p));
+  const fg_tensor *ts[] = {dy, dx};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
+  if (!b->dropout_backward) return fg_op_unsupported(op, b);
+  return b->dropout_backward(b, dy, dx, p, key, accumulate);
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Losses                                                                                     */
+
+/* logits-like [N,K] with N >= 1 and K >= 1. */
+static fg_status check_rows(const char *op, const char *arg, const fg_tensor *t) {
+  FG_TRY(fg_check_tensor(op, arg, t, FG_F32, 2, 2));
+  if (t->shape[0] < 1 || t->shape[1] < 1) {
+    char buf[64];
+    return FG_FAIL(FG_ERR_SHAPE, "%s: %s has shape %s, expected at least one row and one class", op,
+                   arg, fg_shape_str(t, buf, sizeof buf));
+  }
+  return FG_OK;
+}
+
+fg_status fg_softmax_xent(const fg_tensor *logits, const fg_tensor *labels, float weight,
+                          fg_tensor *dlogits, int accumulate, double *loss, int64_t *correct) {
+  const char *op = "softmax_xent";
+  FG_TRY(check_rows(op, "logits", logits));
+  FG_TRY(fg_check_tensor(op, "labels", labels, FG_I32, 1, 1));
+  FG_TRY(fg_check_extent(op, "labels", labels, 0, logits->shape[0]));
+  if (dlogits) FG_TRY(check_f32_like(op, "dlogits", dlogits, "logits", logits));
+  FG_TRY(check_finite(op, "weight", weight));
+  FG_TRY(check_host_out(op, "loss", loss));
+  const fg_tensor *ts[] = {logits, labels, dlogits};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
+  if (!b->softmax_xent) return fg_op_unsupported(op, b);
+  return b->softmax_xent(b, logits, labels, weight, dlogits, accumulate, loss, correct);
+}
+
+fg_status fg_kl_div(const fg_kl_desc *d, const fg_tensor *student, const fg_tensor *teacher,
+                    fg_tensor *dstudent, fg_tensor *dteacher, int accumulate, double *loss) {
+  const char *op = "kl_div";
+  if (!d) return FG_FAIL(FG_ERR_INVALID, "%s: descriptor is missing", op);
+  FG_TRY(check_rows(op, "student", student));
+  FG_TRY(check_f32_like(op, "teacher", teacher, "student", student));
+  if (dstudent) FG_TRY(check_f32_like(op, "dstudent", dstudent, "student", student));
+  if (dteacher) FG_TRY(check_f32_like(op, "dteacher", dteacher, "student", student));
+  if (!(d->temperature > 0.0f) || !isfinite(d->temperature))
+    return FG_FAIL(FG_ERR_INVALID, "%s: temperature is %g, expected a finite value > 0", op,
+                   (double)d->temperature);
+  FG_TRY(check_non_negative(op, "teacher_eps", d->teacher_eps));
+  if (d->reduction != FG_KL_BATCHMEAN && d->reduction != FG_KL_ELEMENTWISE_MEAN)
+    return FG_FAIL(FG_ERR_INVALID,
+                   "%s: reduction is %d, expected FG_KL_BATCHMEAN or "
+                   "FG_KL_ELEMENTWISE_MEAN",
+                   op, (int)d->reduction);
+  FG_TRY(check_finite(op, "weight", d->weight));
+  FG_TRY(check_host_out(op, "loss", loss));
+  const fg_tensor *ts[] = {student, teacher, dstudent, dteacher};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
+  if (!b->kl_div) return fg_op_unsupported(op, b);
+  return b->kl_div(b, d, student, teacher, dstudent, dteacher, accumulate, loss);
+}
+
+fg_status fg_mse(const fg_tensor *y, const fg_tensor *target, float weight, fg_tensor *dy,
+                 int accumulate, double *loss) {
+  const char *op = "mse";
+  FG_TRY(check_f32(op, "y", y));
+  int64_t n = fg_tensor_numel(y);
+  if (n < 1) return FG_FAIL(FG_ERR_SHAPE, "%s: y has no elements", op);
+  FG_TRY(check_f32_numel(op, "target", target, n));
+  if (dy) FG_TRY(check_f32_numel(op, "dy", dy, n));
+  FG_TRY(check_finite(op, "weight", weight));
+  FG_TRY(check_host_out(op, "loss", loss));
+  const fg_tensor *ts[] = {y, target, dy};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
+  if (!b->mse) return fg_op_unsupported(op, b);
+  return b->mse(b, y, target, weight, dy, accumulate, loss);
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Optimizers                                                                                 */
+
+fg_status fg_sgd_step(const fg_sgd_hparams *h, fg_tensor *param, const fg_tensor *grad,
+                      fg_tensor *momentum_buf) {
+  const char *op = "sgd_step";
+  if (!h) return FG_FAIL(FG_ERR_INVALID, "%s: hyper-parameters are missing", op);
+  FG_TRY(check_f32(op, "param", param));
+  int64_t n = fg_tensor_numel(param);
+  FG_TRY(check_f32_numel(op, "grad", grad, n));
+  FG_TRY(check_non_negative(op, "lr", h->lr));
+  FG_TRY(check_closed_range(op, "momentum", h->momentum, 0.0, 1.0));
+  FG_TRY(check_non_negative(op, "weight_decay", h->weight_decay));
+  FG_TRY(check_closed_range(op, "dampening", h->dampening, 0.0, 1.0));
+  if (h->nesterov && (h->momentum <= 0.0f || h->dampening != 0.0f))
+    return FG_FAIL(FG_ERR_INVALID,
+                   "%s: nesterov needs momentum > 0 and dampening 0 (got momentum "
+                   "%g, dampening %g)",
+                   op, (double)h->momentum, (double)h->dampening);
+  if (momentum_buf) {
+    FG_TRY(check_f32_numel(op, "momentum_buf", momentum_buf, n));
+  } else if (h->momentum != 0.0f) {
+    return FG_FAIL(FG_ERR_INVALID, "%s: momentum_buf is missing but momentum is %g", op,
+                   (double)h->momentum);
+  }
+  const fg_tensor *ts[] = {param, grad, momentum_buf};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
+  if (!b->sgd_step) return fg_op_unsupported(op, b);
+  return b->sgd_step(b, h, param, grad, momentum_buf);
+}
+
+fg_status fg_adam_step(const fg_adam_hparams *h, int64_t step, fg_tensor *param,
+                       const fg_tensor *grad, fg_tensor *m, fg_tensor *v) {
+  const char *op = "adam_step";
+  if (!h) return FG_FAIL(FG_ERR_INVALID, "%s: hyper-parameters are missing", op);
+  FG_TRY(check_f32(op, "param", param));
+  int64_t n = fg_tensor_numel(param);
+  FG_TRY(check_f32_numel(op, "grad", grad, n));
+  FG_TRY(check_f32_numel(op, "m", m, n));
+  FG_TRY(check_f32_numel(op, "v", v, n));
+  FG_TRY(check_non_negative(op, "lr", h->lr));
+  FG_TRY(check_unit_half_open(op, "beta1", h->beta1));
+  FG_TRY(check_unit_half_open(op, "beta2", h->beta2));
+  FG_TRY(check_non_negative(op, "eps", h->eps));
+  FG_TRY(check_non_negative(op, "weight_decay", h->weight_decay));
+  if (step < 1)
+    return FG_FAIL(FG_ERR_INVALID, "%s: step is %lld, expected step >= 1 (1-based)", op,
+                   (long long)step);
+  const fg_tensor *ts[] = {param, grad, m, v};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
+  if (!b->adam_step) return fg_op_unsupported(op, b);
+  return b->adam_step(b, h, step, param, grad, m, v);
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Reductions                                                                                 */
+
+fg_status fg_sum_squares(const fg_tensor *x, double *out) {
+  const char *op = "sum_squares";
+  FG_TRY(check_f32(op, "x", x));
+  FG_TRY(check_host_out(op, "out", out));
+  const fg_tensor *ts[] = {x};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
+  if (!b->sum_squares) return fg_op_unsupported(op, b);
+  return b->sum_squares(b, x, out);
+}
