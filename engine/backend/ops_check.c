@@ -3,7 +3,7 @@
 
 #include "engine/backend/ops.h"
 
-fg_status fg_check_tensor(const char *op, const char *arg, const fg_tensor *t, fg_dtype dtype,
+fg_status fg_check_layout(const char *op, const char *arg, const fg_tensor *t, fg_dtype dtype,
                           int min_rank, int max_rank) {
   if (!t) return FG_FAIL(FG_ERR_INVALID, "%s: %s is missing", op, arg);
   if (t->dtype != dtype)
@@ -14,6 +14,12 @@ fg_status fg_check_tensor(const char *op, const char *arg, const fg_tensor *t, f
     return FG_FAIL(FG_ERR_SHAPE, "%s: %s has shape %s (rank %d), expected rank %d..%d", op, arg,
                    fg_shape_str(t, buf, sizeof buf), t->ndim, min_rank, max_rank);
   }
+  return FG_OK;
+}
+
+fg_status fg_check_tensor(const char *op, const char *arg, const fg_tensor *t, fg_dtype dtype,
+                          int min_rank, int max_rank) {
+  FG_TRY(fg_check_layout(op, arg, t, dtype, min_rank, max_rank));
   if (!t->data && fg_tensor_numel(t) > 0)
     return FG_FAIL(FG_ERR_INVALID, "%s: %s has no data", op, arg);
   return FG_OK;

@@ -6,7 +6,11 @@
 
 #include "engine/backend/backend.h"
 
-/* `t` is present, has dtype `dtype` and rank in [min_rank, max_rank]. */
+/* `t` is present, has dtype `dtype` and rank in [min_rank, max_rank] (its data may be NULL:
+ * a shape descriptor, as workspace queries take). */
+fg_status fg_check_layout(const char *op, const char *arg, const fg_tensor *t, fg_dtype dtype,
+                          int min_rank, int max_rank);
+/* fg_check_layout, and `t` has data unless it is empty. */
 fg_status fg_check_tensor(const char *op, const char *arg, const fg_tensor *t, fg_dtype dtype,
                           int min_rank, int max_rank);
 /* t->shape[dim] == expected. */

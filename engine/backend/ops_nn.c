@@ -30,6 +30,13 @@ static fg_status check_rank(const char *op, const char *arg, const fg_tensor *t,
   return check_nonnegative(op, arg, t);
 }
 
+/* check_rank for shape descriptors (data may be NULL). */
+static fg_status check_layout_rank(const char *op, const char *arg, const fg_tensor *t,
+                                   fg_dtype dtype, int rank) {
+  FG_TRY(fg_check_layout(op, arg, t, dtype, rank, rank));
+  return check_nonnegative(op, arg, t);
+}
+
 /* t has the extents e[0..t->ndim). */
 static fg_status check_extents(const char *op, const char *arg, const fg_tensor *t,
                                const int64_t *e) {
@@ -65,12 +72,18 @@ static fg_status check_conv_desc(const char *op, const fg_conv_desc *d) {
 
 /* Checks the descriptor, the image tensor `img` [N,C,H,W] and the weight tensor `wt`
  * [O,C/groups,kh,kw] against each other, and fills `g`. */
+/* need_data 0: img and wt may be shape descriptors without data. */
 static fg_status check_conv(const char *op, const fg_conv_desc *d, const char *img_name,
                             const fg_tensor *img, const char *wt_name, const fg_tensor *wt,
-                            conv_geom *g) {
+                            int need_data, conv_geom *g) {
   FG_TRY(check_conv_desc(op, d));
-  FG_TRY(check_rank(op, img_name, img, FG_F32, 4));
-  FG_TRY(check_rank(op, wt_name, wt, FG_F32, 4));
+  if (need_data) {
+    FG_TRY(check_rank(op, img_name, img, FG_F32, 4));
+    FG_TRY(check_rank(op, wt_name, wt, FG_F32, 4));
+  } else {
+    FG_TRY(check_layout_rank(op, img_name, img, FG_F32, 4));
+    FG_TRY(check_layout_rank(op, wt_name, wt, FG_F32, 4));
+  }
   g->n = img->shape[0];
   g->c = img->shape[1];
   g->h = img->shape[2];
@@ -121,7 +134,7 @@ fg_status fg_conv2d_workspace(const fg_conv_desc *d, const fg_tensor *x, const f
   const char *op = "conv2d_workspace";
   if (!bytes) return FG_FAIL(FG_ERR_INVALID, "%s: output pointer is missing", op);
   conv_geom g;
-  FG_TRY(check_conv(op, d, "x", x, "w", w, &g));
+  FG_TRY(check_conv(op, d, "x", x, "w", w, 0, &g));
   const fg_tensor *ts[2] = {x, w};
   fg_backend *b;
   FG_TRY(fg_op_backend(op, ts, 2, &b));
@@ -134,7 +147,7 @@ fg_status fg_conv2d_forward(const fg_conv_desc *d, const fg_tensor *x, const fg_
                             const fg_tensor *bias, fg_tensor *y, fg_workspace ws) {
   const char *op = "conv2d_forward";
   conv_geom g;
-  FG_TRY(check_conv(op, d, "x", x, "w", w, &g));
+  FG_TRY(check_conv(op, d, "x", x, "w", w, 1, &g));
   FG_TRY(check_channel_vector(op, "bias", bias, g.o));
   FG_TRY(check_conv_output(op, "y", y, &g));
   const fg_tensor *ts[4] = {x, w, bias, y};
@@ -148,7 +161,7 @@ fg_status fg_conv2d_backward_data(const fg_conv_desc *d, const fg_tensor *dy, co
                                   fg_tensor *dx, int accumulate, fg_workspace ws) {
   const char *op = "conv2d_backward_data";
   conv_geom g;
-  FG_TRY(check_conv(op, d, "dx", dx, "w", w, &g));
+  FG_TRY(check_conv(op, d, "dx", dx, "w", w, 1, &g));
   FG_TRY(check_conv_output(op, "dy", dy, &g));
   const fg_tensor *ts[3] = {dy, w, dx};
   fg_backend *b;
@@ -161,7 +174,7 @@ fg_status fg_conv2d_backward_filter(const fg_conv_desc *d, const fg_tensor *x, c
                                     fg_tensor *dw, fg_tensor *dbias, fg_workspace ws) {
   const char *op = "conv2d_backward_filter";
   conv_geom g;
-  FG_TRY(check_conv(op, d, "x", x, "dw", dw, &g));
+  FG_TRY(check_conv(op, d, "x", x, "dw", dw, 1, &g));
   FG_TRY(check_conv_output(op, "dy", dy, &g));
   FG_TRY(check_channel_vector(op, "dbias", dbias, g.o));
   const fg_tensor *ts[4] = {x, dy, dw, dbias};
