@@ -89,6 +89,7 @@ static size_t filter_floats(const conv_plan *p) {
   return col_floats(p) + partials;
 }
 
+/* x [N,C,H,W], w [O,C/g,kh,kw] -> bytes (the backward-filter layout above). */
 static size_t cpu_conv2d_workspace(fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
                                    const fg_tensor *w) {
   const conv_plan p = make_plan(b, d, x, w);
@@ -277,6 +278,7 @@ static void backward_filter_lane(const conv_job *job, int lane) {
 /* ----------------------------------------------------------------------------------------- */
 /* Backend entries                                                                            */
 
+/* x [N,C,H,W], w [O,C/g,kh,kw], bias [O] | NULL -> y [N,O,Ho,Wo]. */
 static fg_status cpu_conv2d_forward(fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
                                     const fg_tensor *w, const fg_tensor *bias, fg_tensor *y,
                                     fg_workspace ws) {
@@ -289,6 +291,7 @@ static fg_status cpu_conv2d_forward(fg_backend *b, const fg_conv_desc *d, const 
   return FG_OK;
 }
 
+/* dy [N,O,Ho,Wo], w [O,C/g,kh,kw] -> dx [N,C,H,W] (=|+=). */
 static fg_status cpu_conv2d_backward_data(fg_backend *b, const fg_conv_desc *d,
                                           const fg_tensor *dy, const fg_tensor *w, fg_tensor *dx,
                                           int accumulate, fg_workspace ws) {
@@ -326,6 +329,7 @@ static void sum_lane_partials(const conv_job *job, int threads) {
   }
 }
 
+/* x [N,C,H,W], dy [N,O,Ho,Wo] -> dw [O,C/g,kh,kw] :=, dbias [O] := (when not NULL). */
 static fg_status cpu_conv2d_backward_filter(fg_backend *b, const fg_conv_desc *d,
                                             const fg_tensor *x, const fg_tensor *dy, fg_tensor *dw,
                                             fg_tensor *dbias, fg_workspace ws) {

@@ -62,6 +62,7 @@ static void maxpool_plane(const pool_geom *g, const float *x, float *y, uint8_t 
   }
 }
 
+/* x [N,C,H,W] -> y [N,C,Ho,Wo], argmax u8 [N,C,Ho,Wo] | NULL. */
 static fg_status cpu_maxpool_forward(fg_backend *b, const fg_pool_desc *d, const fg_tensor *x,
                                      fg_tensor *y, fg_tensor *argmax) {
   const pool_geom g = make_geom(d, x, y);
@@ -94,6 +95,7 @@ static int64_t maxpool_plane_backward(const pool_geom *g, const float *dy, const
   return bad;
 }
 
+/* dy, argmax [N,C,Ho,Wo] -> dx [N,C,H,W] (=|+=). */
 static fg_status cpu_maxpool_backward(fg_backend *b, const fg_pool_desc *d, const fg_tensor *dy,
                                       const fg_tensor *argmax, fg_tensor *dx, int accumulate) {
   const pool_geom g = make_geom(d, dx, dy);

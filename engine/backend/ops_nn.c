@@ -44,6 +44,22 @@ static fg_status check_extents(const char *op, const char *arg, const fg_tensor 
   return FG_OK;
 }
 
+/* Largest element count a convolution's output or per-image column matrix may have: far
+ * beyond any real tensor (2^50 floats = 4 PiB), and small enough that byte counts times lanes
+ * cannot overflow. Only absurd descriptors (a pad of 2^30, say) run into it. */
+static const int64_t FG_CONV_MAX_ELEMENTS = (int64_t)1 << 50;
+
+/* The product of f[0..count) (each >= 0) is at most `limit`, computed without overflow. */
+static int product_within(const int64_t *f, int count, int64_t limit) {
+  int64_t p = 1;
+  for (int i = 0; i < count; i++) {
+    if (f[i] == 0) return 1;
+    if (p > limit / f[i]) return 0;
+    p *= f[i];
+  }
+  return 1;
+}
+
 int64_t fg_conv_out_extent(int64_t in, int k, int stride, int pad) {
   if (in < 0 || k < 1 || stride < 1 || pad < 0) return 0;
   if (in + 2 * (int64_t)pad < k) return 0;
@@ -110,6 +126,10 @@ static fg_status check_conv(const char *op, const fg_conv_desc *d, const char *i
                    (long long)g->w, img_name, d->pad);
   g->ho = fg_conv_out_extent(g->h, (int)g->kh, d->stride, d->pad);
   g->wo = fg_conv_out_extent(g->w, (int)g->kw, d->stride, d->pad);
+  const int64_t out[4] = {g->n, g->o, g->ho, g->wo}, col[5] = {g->c, g->kh, g->kw, g->ho, g->wo};
+  if (!product_within(out, 4, FG_CONV_MAX_ELEMENTS) || !product_within(col, 5, FG_CONV_MAX_ELEMENTS))
+    return FG_FAIL(FG_ERR_SHAPE, "%s: output %lldx%lld of %s (pad %d, stride %d) is too large", op,
+                   (long long)g->ho, (long long)g->wo, img_name, d->pad, d->stride);
   return FG_OK;
 }
 

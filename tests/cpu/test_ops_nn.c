@@ -970,6 +970,12 @@ Test(validation, conv2d, .init = setup_two_threads) {
   size_t bytes;
   expect_error(fg_conv2d_workspace(&d, &x, &bad_w, &bytes), FG_ERR_SHAPE, "conv2d_workspace", "w");
 
+  const fg_conv_desc huge_pad = {1, 1 << 30, 1}; /* a 2^31 x 2^31 output */
+  fg_tensor w1 = fg_tensor_4d(buf, 8, 4, 1, 1);
+  expect_error(fg_conv2d_workspace(&huge_pad, &x, &w1, &bytes), FG_ERR_SHAPE, "conv2d_workspace",
+               "x");
+  cr_assert(strstr(fg_last_error(), "too large") != NULL, "%s", fg_last_error());
+
   /* tensors on two devices */
   fg_tensor w_cuda = w;
   w_cuda.device.kind = FG_DEV_CUDA;
@@ -1047,4 +1053,46 @@ Test(validation, missing_backend_entry_is_unsupported, .init = setup_two_threads
   fg_pool_desc d = {2, 2, 0};
   cr_assert_eq(fg_maxpool_forward(&d, &x, &y, NULL), FG_ERR_UNSUPPORTED);
   cr_assert(strstr(fg_last_error(), "maxpool_forward") != NULL, "%s", fg_last_error());
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Empty batch                                                                                */
+
+/* N = 0: nothing to compute, and the parameter gradients are exact zeros (an empty sum). */
+Test(empty_batch, gradients_are_zero, .init = setup_two_threads) {
+  float dw[8 * 4 * 9], db[8], lw[3 * 5], lb[3];
+  for (size_t i = 0; i < 8 * 4 * 9; i++) dw[i] = 7.0f;
+  for (size_t i = 0; i < 8; i++) db[i] = 7.0f;
+  for (size_t i = 0; i < 15; i++) lw[i] = 7.0f;
+  for (size_t i = 0; i < 3; i++) lb[i] = 7.0f;
+  const fg_conv_desc d = {1, 1, 1};
+  fg_tensor x = fg_tensor_4d(NULL, 0, 4, 6, 6), y = fg_tensor_4d(NULL, 0, 8, 6, 6);
+  fg_tensor tdw = fg_tensor_4d(dw, 8, 4, 3, 3), tdb = fg_tensor_1d(db, 8);
+  size_t bytes = 1;
+  FGT_OK(fg_conv2d_workspace(&d, &x, &tdw, &bytes));
+  cr_assert_eq(bytes, 0);
+  fg_workspace none = {NULL, 0};
+  FGT_OK(fg_conv2d_forward(&d, &x, &tdw, &tdb, &y, none));
+  FGT_OK(fg_conv2d_backward_data(&d, &y, &tdw, &x, 0, none));
+  FGT_OK(fg_conv2d_backward_filter(&d, &x, &y, &tdw, &tdb, none));
+  for (size_t i = 0; i < 8 * 4 * 9; i++) cr_assert_eq(dw[i], 0.0f, "conv dw[%zu] = %g", i, dw[i]);
+  for (size_t i = 0; i < 8; i++) cr_assert_eq(db[i], 0.0f, "conv dbias[%zu] = %g", i, db[i]);
+
+  fg_tensor lx = fg_tensor_2d(NULL, 0, 5), ly = fg_tensor_2d(NULL, 0, 3);
+  fg_tensor tlw = fg_tensor_2d(lw, 3, 5), tlb = fg_tensor_1d(lb, 3);
+  FGT_OK(fg_linear_forward(&lx, &tlw, &tlb, &ly));
+  FGT_OK(fg_linear_backward_data(&ly, &tlw, &lx, 1));
+  FGT_OK(fg_linear_backward_params(&lx, &ly, &tlw, &tlb));
+  for (size_t i = 0; i < 15; i++) cr_assert_eq(lw[i], 0.0f, "linear dw[%zu] = %g", i, lw[i]);
+  for (size_t i = 0; i < 3; i++) cr_assert_eq(lb[i], 0.0f, "linear dbias[%zu] = %g", i, lb[i]);
+
+  fg_pool_desc pd = {2, 2, 0};
+  fg_tensor px = fg_tensor_4d(NULL, 0, 4, 6, 6), py = fg_tensor_4d(NULL, 0, 4, 3, 3);
+  int64_t sy[4] = {0, 4, 3, 3};
+  fg_tensor pam = fg_tensor_view(NULL, FG_U8, fg_cpu_device(), 4, sy);
+  FGT_OK(fg_maxpool_forward(&pd, &px, &py, &pam));
+  FGT_OK(fg_maxpool_backward(&pd, &py, &pam, &px, 0));
+  fg_tensor pv = fg_tensor_2d(NULL, 0, 4);
+  FGT_OK(fg_avgpool_global_forward(&px, &pv));
+  FGT_OK(fg_avgpool_global_backward(&pv, &px, 0));
 }
