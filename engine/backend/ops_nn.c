@@ -153,7 +153,7 @@ fg_status fg_conv2d_workspace(const fg_conv_desc *d, const fg_tensor *x, const f
                               size_t *bytes) {
   const char *op = "conv2d_workspace";
   if (!bytes) return FG_FAIL(FG_ERR_INVALID, "%s: output pointer is missing", op);
-  conv_geom g;
+  conv_geom g = {0};
   FG_TRY(check_conv(op, d, "x", x, "w", w, 0, &g));
   const fg_tensor *ts[2] = {x, w};
   fg_backend *b;
@@ -166,7 +166,7 @@ fg_status fg_conv2d_workspace(const fg_conv_desc *d, const fg_tensor *x, const f
 fg_status fg_conv2d_forward(const fg_conv_desc *d, const fg_tensor *x, const fg_tensor *w,
                             const fg_tensor *bias, fg_tensor *y, fg_workspace ws) {
   const char *op = "conv2d_forward";
-  conv_geom g;
+  conv_geom g = {0};
   FG_TRY(check_conv(op, d, "x", x, "w", w, 1, &g));
   FG_TRY(check_channel_vector(op, "bias", bias, g.o));
   FG_TRY(check_conv_output(op, "y", y, &g));
@@ -180,7 +180,7 @@ fg_status fg_conv2d_forward(const fg_conv_desc *d, const fg_tensor *x, const fg_
 fg_status fg_conv2d_backward_data(const fg_conv_desc *d, const fg_tensor *dy, const fg_tensor *w,
                                   fg_tensor *dx, int accumulate, fg_workspace ws) {
   const char *op = "conv2d_backward_data";
-  conv_geom g;
+  conv_geom g = {0};
   FG_TRY(check_conv(op, d, "dx", dx, "w", w, 1, &g));
   FG_TRY(check_conv_output(op, "dy", dy, &g));
   const fg_tensor *ts[3] = {dy, w, dx};
@@ -193,7 +193,7 @@ fg_status fg_conv2d_backward_data(const fg_conv_desc *d, const fg_tensor *dy, co
 fg_status fg_conv2d_backward_filter(const fg_conv_desc *d, const fg_tensor *x, const fg_tensor *dy,
                                     fg_tensor *dw, fg_tensor *dbias, fg_workspace ws) {
   const char *op = "conv2d_backward_filter";
-  conv_geom g;
+  conv_geom g = {0};
   FG_TRY(check_conv(op, d, "x", x, "dw", dw, 1, &g));
   FG_TRY(check_conv_output(op, "dy", dy, &g));
   FG_TRY(check_channel_vector(op, "dbias", dbias, g.o));
