@@ -50,7 +50,7 @@ static int cnn_exit(fg_graph *g, int x, int j, int classes) {
 
 static fg_status build_cnn(const fg_model_spec *s, int depth, fg_graph *g) {
   int64_t w = s->width > 0 ? (int64_t)llround(s->width) : 16;
-  if (w < 1 || fabs(s->width - (double)w) > 1e-9 * (s->width > 0))
+  if (w < 1 || (s->width > 0 && fabs(s->width - (double)w) > 1e-9))
     return FG_FAIL(FG_ERR_INVALID, "model cnn: width %g, expected a whole number of channels >= 1", s->width);
   if (!s->exits && depth != 3)
     return FG_FAIL(FG_ERR_INVALID, "model cnn: depth %d needs early exits (exits: true)", depth);
