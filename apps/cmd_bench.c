@@ -85,7 +85,7 @@ static int bench_train(int argc, char **argv) {
     printf("run %d: %.1f samples/s\n", r + 1, rates[r]);
   }
   qsort(rates, (size_t)repeats, sizeof *rates, cmp_double);
-  printf("model %s (width %g), input %lldx%lldx%lld, batch %d, %s, %s\n", spec.arch, spec.width,
+  printf("model %s (width %g), input %lldx%lldx%lld, batch %d, %s, %s\n", spec.arch, fg_model_width(&spec),
          (long long)spec.in_c, (long long)spec.in_h, (long long)spec.in_w, batch, fg_exec_mode_name(opt.mode),
          fg_backend_registered(FG_DEV_CPU)->description);
   printf("samples_per_s=%.1f peak_engine_bytes=%zu peak_rss_bytes=%zu\n", rates[repeats / 2], ledger.peak,

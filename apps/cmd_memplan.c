@@ -50,7 +50,7 @@ int fg_cmd_memplan(int argc, char **argv) {
     return fg_runtime_error(cmd.name);
   }
   printf("memory plan: %s (width %g), input %lldx%lldx%lld, %d classes, batch %d, mode %s, optimizer %s",
-         spec.arch, spec.width, (long long)spec.in_c, (long long)spec.in_h, (long long)spec.in_w,
+         spec.arch, fg_model_width(&spec), (long long)spec.in_c, (long long)spec.in_h, (long long)spec.in_w,
          spec.classes, batch, fg_exec_mode_name(opt.mode), fg_optim_name(opt.optim.kind));
   if (opt.optim.kind == FG_OPTIM_SGD) printf(" (momentum %g)", momentum);
   printf(", device cpu\n");

@@ -82,7 +82,7 @@ static void on_step(void *ctx, int64_t step, int64_t steps, const fg_epoch_stats
 
 static int save_weights(session *s, const char *path, const fg_model_spec *spec) {
   char width[32], input[64], classes[16];
-  snprintf(width, sizeof width, "%g", spec->width);
+  snprintf(width, sizeof width, "%g", fg_model_width(spec));
   snprintf(input, sizeof input, "%lldx%lldx%lld", (long long)spec->in_c, (long long)spec->in_h, (long long)spec->in_w);
   snprintf(classes, sizeof classes, "%d", spec->classes);
   const char *keys[] = {"format", "arch", "width", "input", "classes", "fedgap"};

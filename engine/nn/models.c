@@ -7,6 +7,11 @@
 
 const char *fg_model_arch_list(void) { return "cnn, vgg-me, resnet18, resnet34"; }
 
+double fg_model_width(const fg_model_spec *spec) {
+  if (spec->width > 0) return spec->width;
+  return spec->arch && strcmp(spec->arch, "cnn") == 0 ? 16.0 : 1.0;
+}
+
 int fg_model_block_count(const char *arch) {
   if (!arch) return 0;
   if (strcmp(arch, "cnn") == 0 || strcmp(arch, "vgg-me") == 0) return 3;
@@ -49,8 +54,8 @@ static int cnn_exit(fg_graph *g, int x, int j, int classes) {
 }
 
 static fg_status build_cnn(const fg_model_spec *s, int depth, fg_graph *g) {
-  int64_t w = s->width > 0 ? (int64_t)llround(s->width) : 16;
-  if (w < 1 || (s->width > 0 && fabs(s->width - (double)w) > 1e-9))
+  int64_t w = (int64_t)llround(fg_model_width(s));
+  if (w < 1 || fabs(fg_model_width(s) - (double)w) > 1e-9)
     return FG_FAIL(FG_ERR_INVALID, "model cnn: width %g, expected a whole number of channels >= 1", s->width);
   if (!s->exits && depth != 3)
     return FG_FAIL(FG_ERR_INVALID, "model cnn: depth %d needs early exits (exits: true)", depth);
@@ -102,7 +107,7 @@ static int vgg_block(fg_graph *g, int x, const char *prefix, int64_t c) {
 static fg_status build_vgg(const fg_model_spec *s, int depth, fg_graph *g) {
   int64_t base = 0;
   FG_TRY(vgg_base_channels(s, &base));
-  double m = s->width > 0 ? s->width : 1.0;
+  double m = fg_model_width(s);
   fg_graph_set_block(g, 0);
   fg_graph_set_segment(g, 0);
   int x = vgg_block(g, 0, "stem", scaled(base, m));
@@ -141,7 +146,7 @@ static int basic_block(fg_graph *g, int x, int l, int u, int64_t in_c, int64_t o
 }
 
 static fg_status build_resnet(const fg_model_spec *s, const int units[4], fg_graph *g) {
-  double m = s->width > 0 ? s->width : 1.0;
+  double m = fg_model_width(s);
   int segment = 0;
   fg_graph_set_block(g, 0);
   fg_graph_set_segment(g, segment++);

@@ -22,6 +22,9 @@ typedef struct fg_model_spec {
  * the architecture has no variant for, a depth out of range). */
 fg_status fg_model_build(const fg_model_spec *spec, fg_graph **out);
 
+/* The width a spec builds with: its own, or the architecture's default (cnn 16, others 1). */
+double fg_model_width(const fg_model_spec *spec);
+
 /* "cnn, vgg-me, resnet18, resnet34" */
 const char *fg_model_arch_list(void);
 /* Number of blocks of the full architecture (cnn 3, vgg-me 3, resnet 4), or 0 if unknown. */

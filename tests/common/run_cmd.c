@@ -1,0 +1,76 @@
+/* Subprocess helper for CLI tests. */
+#define _POSIX_C_SOURCE 200809L
+#include "common/run_cmd.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "rb");
+  cr_assert_not_null(f, "cannot read %s", path);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = malloc((size_t)n + 1);
+  size_t got = fread(buf, 1, (size_t)n, f);
+  buf[got] = '\0';
+  fclose(f);
+  return buf;
+}
+
+fgt_run fgt_run_fedgap(const char *const *argv) {
+  const char *bin = getenv("FEDGAP_BINARY");
+  cr_assert_not_null(bin, "FEDGAP_BINARY is not set (run the tests through ctest)");
+  char out_path[] = "/tmp/fedgap-out-XXXXXX", err_path[] = "/tmp/fedgap-err-XXXXXX";
+  int fo = mkstemp(out_path), fe = mkstemp(err_path);
+  cr_assert(fo >= 0 && fe >= 0);
+  pid_t pid = fork();
+  cr_assert(pid >= 0);
+  if (pid == 0) {
+    dup2(fo, STDOUT_FILENO);
+    dup2(fe, STDERR_FILENO);
+    int n = 0;
+    while (argv[n]) n++;
+    char **args = calloc((size_t)n + 1, sizeof *args);
+    args[0] = (char *)bin;
+    for (int i = 1; i < n; i++) args[i] = (char *)argv[i];
+    execv(bin, args);
+    _exit(127);
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  close(fo);
+  close(fe);
+  fgt_run r = {WIFEXITED(st) ? WEXITSTATUS(st) : -1, slurp(out_path), slurp(err_path)};
+  unlink(out_path);
+  unlink(err_path);
+  return r;
+}
+
+void fgt_run_free(fgt_run *r) {
+  free(r->out);
+  free(r->err);
+}
+
+const char *fgt_last_line(const char *text) {
+  static char line[4096];
+  line[0] = '\0';
+  const char *end = text + strlen(text);
+  while (end > text && (end[-1] == '\n' || end[-1] == '\r')) end--;
+  const char *start = end;
+  while (start > text && start[-1] != '\n') start--;
+  size_t n = (size_t)(end - start) < sizeof line - 1 ? (size_t)(end - start) : sizeof line - 1;
+  memcpy(line, start, n);
+  line[n] = '\0';
+  return line;
+}
+
+int fgt_line_count(const char *text) {
+  int n = 0;
+  for (const char *p = text; *p; p++) n += *p == '\n';
+  return n;
+}

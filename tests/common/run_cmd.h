@@ -1,0 +1,19 @@
+/* Running the fedgap binary from tests: exit status, stdout and stderr captured. */
+#ifndef FG_TEST_RUN_CMD_H
+#define FG_TEST_RUN_CMD_H
+
+typedef struct fgt_run {
+  int status;   /* exit status, or -1 if it did not exit normally */
+  char *out;    /* stdout, NUL-terminated (malloc'd) */
+  char *err;    /* stderr */
+} fgt_run;
+
+/* Runs $FEDGAP_BINARY with the NULL-terminated argv (argv[0] is ignored). */
+fgt_run fgt_run_fedgap(const char *const *argv);
+void fgt_run_free(fgt_run *r);
+/* The last non-empty line of `text` (static buffer). */
+const char *fgt_last_line(const char *text);
+/* Number of lines in `text`. */
+int fgt_line_count(const char *text);
+
+#endif
