@@ -128,8 +128,7 @@ static fg_status check_loss(const fg_graph *g, const fg_loss_spec *l) {
   return FG_OK;
 }
 
-/* The effective loss: the given terms, or cross-entropy on every output. */
-static fg_loss_spec effective_loss(const fg_graph *g, const fg_loss_spec *l) {
+fg_loss_spec fg_loss_effective(const fg_graph *g, const fg_loss_spec *l) {
   if (l->n > 0) return *l;
   fg_loss_spec d;
   memset(&d, 0, sizeof d);
@@ -598,21 +597,13 @@ fg_status fg_plan_build(const fg_graph *g, const fg_trainer_options *o, fg_plan 
   p->n_nodes = nn;
   int images = new_vbuf(&b, 0, 1); /* vbuf 0: the input batch, in its own region */
   p->vbufs[images].arena = FG_ARENA_IMAGES;
-  fg_loss_spec loss = effective_loss(g, &o->loss);
+  fg_loss_spec loss = fg_loss_effective(g, &o->loss);
   if (o->mode != FG_EXEC_INFERENCE) {
     s = run_builder(&b, &loss, 0);
     if (s != FG_OK) goto done;
-    s = param_layout(&b);
-    if (s != FG_OK) goto done;
-  } else {
-    p->grad_offset = malloc(sizeof *p->grad_offset * (size_t)(fg_graph_param_count(g) + 1));
-    p->optim_offset = malloc(sizeof *p->optim_offset * (size_t)(fg_graph_param_count(g) + 1));
-    if (!p->grad_offset || !p->optim_offset) {
-      s = FG_FAIL(FG_ERR_OOM, "plan: out of memory");
-      goto done;
-    }
-    for (int i = 0; i < fg_graph_param_count(g); i++) p->grad_offset[i] = p->optim_offset[i] = -1;
   }
+  s = param_layout(&b);
+  if (s != FG_OK) goto done;
   s = run_builder(&b, &loss, 1);
   if (s != FG_OK) goto done;
   s = layout(p, g);

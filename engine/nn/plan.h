@@ -123,6 +123,10 @@ typedef struct fg_plan {
   size_t total;            /* sum of region_bytes = the ledger's peak for one step */
 } fg_plan;
 
+/* The loss a trainer optimises: `l` itself, or (l->n == 0) cross-entropy on every output with
+ * weight 1. */
+fg_loss_spec fg_loss_effective(const fg_graph *g, const fg_loss_spec *l);
+
 /* Builds the plan of `g` under `o`. The graph must not change while the plan is used. */
 fg_status fg_plan_build(const fg_graph *g, const fg_trainer_options *o, fg_plan **out);
 void fg_plan_free(fg_plan *p);

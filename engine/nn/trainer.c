@@ -23,19 +23,6 @@ struct fg_trainer {
 /* ------------------------------------------------------------------------------------------ */
 /* Creation                                                                                    */
 
-static fg_loss_spec default_loss(const fg_graph *g, const fg_loss_spec *l) {
-  if (l->n > 0) return *l;
-  fg_loss_spec d;
-  memset(&d, 0, sizeof d);
-  d.n = fg_graph_output_count(g);
-  for (int k = 0; k < d.n; k++) {
-    d.terms[k].kind = FG_LOSS_XENT;
-    d.terms[k].output = k;
-    d.terms[k].weight = 1.0f;
-  }
-  return d;
-}
-
 fg_status fg_trainer_create(const fg_graph *g, const fg_trainer_options *o, fg_ledger *ledger,
                             fg_trainer **out) {
   *out = NULL;
@@ -49,7 +36,7 @@ fg_status fg_trainer_create(const fg_graph *g, const fg_trainer_options *o, fg_l
   t->g = g;
   t->plan = plan;
   t->device = o->device;
-  t->loss = default_loss(g, &o->loss);
+  t->loss = fg_loss_effective(g, &o->loss);
   for (int r = 0; r < FG_PLAN_REGIONS; r++) {
     fg_status s = fg_region_alloc(&t->region[r], ledger, o->device,
                                   fg_plan_region_category((fg_plan_region)r), plan->region_bytes[r],
