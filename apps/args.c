@@ -24,9 +24,18 @@ int fg_runtime_error(const char *cmd_name) {
   return FG_EXIT_FAILURE;
 }
 
+/* Option i of the command: its own options first, then the shared ones. */
+static fg_arg *arg_at(const fg_command *cmd, int i) {
+  return i < cmd->n_args ? &cmd->args[i] : &cmd->shared[i - cmd->n_args];
+}
+
+static int arg_count(const fg_command *cmd) { return cmd->n_args + (cmd->shared ? cmd->n_shared : 0); }
+
 static fg_arg *find_arg(fg_command *cmd, const char *name, size_t len) {
-  for (int i = 0; i < cmd->n_args; i++)
-    if (strlen(cmd->args[i].name) == len && strncmp(cmd->args[i].name, name, len) == 0) return &cmd->args[i];
+  for (int i = 0; i < arg_count(cmd); i++) {
+    fg_arg *a = arg_at(cmd, i);
+    if (strlen(a->name) == len && strncmp(a->name, name, len) == 0) return a;
+  }
   return NULL;
 }
 
@@ -101,16 +110,16 @@ int fg_args_parse(fg_command *cmd, int argc, char **argv, int *help_shown) {
     int rc = set_value(cmd, a, value);
     if (rc != FG_EXIT_OK) return rc;
   }
-  for (int i = 0; i < cmd->n_args; i++)
-    if (cmd->args[i].required && !cmd->args[i].seen)
-      return fg_usage_error(cmd, "--%s is required", cmd->args[i].name);
+  for (int i = 0; i < arg_count(cmd); i++)
+    if (arg_at(cmd, i)->required && !arg_at(cmd, i)->seen)
+      return fg_usage_error(cmd, "--%s is required", arg_at(cmd, i)->name);
   return FG_EXIT_OK;
 }
 
 void fg_args_print_help(const fg_command *cmd, FILE *out) {
   fprintf(out, "usage: fedgap %s [options]\n\n%s\n\noptions:\n", cmd->name, cmd->summary);
-  for (int i = 0; i < cmd->n_args; i++) {
-    const fg_arg *a = &cmd->args[i];
+  for (int i = 0; i < arg_count(cmd); i++) {
+    const fg_arg *a = arg_at(cmd, i);
     char left[64];
     snprintf(left, sizeof left, "--%s%s%s", a->name, a->type == FG_ARG_FLAG ? "" : " ",
              a->type == FG_ARG_FLAG ? "" : a->metavar);

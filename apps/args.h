@@ -23,8 +23,10 @@ typedef struct fg_arg {
 typedef struct fg_command {
   const char *name;     /* "train" */
   const char *summary;  /* one line */
-  fg_arg *args;
+  fg_arg *args;         /* the command's own options */
   int n_args;
+  fg_arg *shared;       /* options shared with other commands (apps/cli.h), or NULL */
+  int n_shared;
 } fg_command;
 
 enum { FG_EXIT_OK = 0, FG_EXIT_FAILURE = 1, FG_EXIT_USAGE = 2 };

@@ -86,3 +86,19 @@ int fg_cli_optimizer(const char *name, double lr, double momentum, double weight
   }
   return -1;
 }
+
+int fg_cli_model_args(fg_cli_model *m, int with_shape, fg_arg out[FG_CLI_MODEL_ARGS]) {
+  const fg_arg common[] = {
+      {"model", FG_ARG_STRING, &m->arch, "M", "cnn, vgg-me, resnet18 or resnet34 (default cnn)", 0, -1, 0, 0},
+      {"width", FG_ARG_DOUBLE, &m->width, "W", "cnn: block-1 channels (default 16); others: multiplier (1)", 0.01,
+       1024, 0, 0},
+      {"exits", FG_ARG_FLAG, &m->exits, "", "cnn: with the early exits after blocks 1 and 2", 0, -1, 0, 0},
+      {"depth", FG_ARG_INT, &m->depth, "D", "cnn (with --exits), vgg-me: blocks to build (default all)", 1, 4, 0, 0},
+      {"threads", FG_ARG_INT, &m->threads, "N", "CPU threads (default: all cores)", 1, 1024, 0, 0},
+      {"input", FG_ARG_STRING, &m->input, "CxHxW", "input shape (default 1x28x28 for cnn, else 3x32x32)", 0, -1, 0, 0},
+      {"classes", FG_ARG_INT, &m->classes, "K", "number of classes (default 10)", 2, 100000, 0, 0},
+  };
+  int n = with_shape ? 7 : 5;
+  for (int i = 0; i < n; i++) out[i] = common[i];
+  return n;
+}

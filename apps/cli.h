@@ -40,7 +40,14 @@ typedef struct fg_cli_model {
   int classes;        /* 0: the dataset's (or 10) */
   int exits;
   int depth;
+  int threads;        /* CPU threads, 0 = all cores */
 } fg_cli_model;
+
+enum { FG_CLI_MODEL_ARGS = 8 };
+/* Fills out[] with the options --model --width --exits --depth --threads, plus --input and
+ * --classes when `with_shape` (commands without a dataset); returns how many. The defaults are
+ * m's values on entry. */
+int fg_cli_model_args(fg_cli_model *m, int with_shape, fg_arg out[FG_CLI_MODEL_ARGS]);
 
 /* Fills *spec from the flags; input and classes default to (c,h,w,k) when not given.
  * Returns FG_EXIT_OK or a usage error. */

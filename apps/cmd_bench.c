@@ -26,23 +26,20 @@ static void synthetic_batch(fg_trainer *t, uint64_t seed, int classes) {
 }
 
 static int bench_train(int argc, char **argv) {
-  fg_cli_model m = {"cnn", 0, NULL, 0, 0, 0};
-  int batch = 64, steps = 50, warmup = 5, repeats = 3, threads = 0;
+  fg_cli_model m = {"cnn", 0, NULL, 0, 0, 0, 0};
+  int batch = 64, steps = 50, warmup = 5, repeats = 3;
   const char *mode_name = "store";
   fg_arg args[] = {
-      {"model", FG_ARG_STRING, &m.arch, "M", "cnn, vgg-me, resnet18 or resnet34 (default cnn)", 0, -1, 0, 0},
       {"batch", FG_ARG_INT, &batch, "B", "batch size (default 64)", 1, 1 << 20, 0, 0},
       {"steps", FG_ARG_INT, &steps, "N", "timed steps per run (default 50)", 1, 1 << 30, 0, 0},
       {"warmup", FG_ARG_INT, &warmup, "K", "untimed steps first (default 5)", 0, 1 << 20, 0, 0},
       {"repeats", FG_ARG_INT, &repeats, "R", "timed runs; the median is reported (default 3)", 1, 1000, 0, 0},
-      {"width", FG_ARG_DOUBLE, &m.width, "W", "cnn: block-1 channels (16); others: multiplier (1)", 0.01, 1024, 0, 0},
-      {"input", FG_ARG_STRING, &m.input, "CxHxW", "input shape (default 1x28x28 for cnn, else 3x32x32)", 0, -1, 0, 0},
-      {"classes", FG_ARG_INT, &m.classes, "K", "number of classes (default 10)", 2, 100000, 0, 0},
       {"mode", FG_ARG_STRING, &mode_name, "store|checkpoint", "activation policy (default store)", 0, -1, 0, 0},
-      {"threads", FG_ARG_INT, &threads, "N", "CPU threads (default: all cores)", 1, 1024, 0, 0},
   };
+  fg_arg model_args[FG_CLI_MODEL_ARGS];
+  int n_model = fg_cli_model_args(&m, 1, model_args);
   fg_command cmd = {"bench train", "Measure training throughput and peak memory on synthetic batches.", args,
-                    (int)(sizeof args / sizeof args[0])};
+                    (int)(sizeof args / sizeof args[0]), model_args, n_model};
   int help, rc = fg_args_parse(&cmd, argc, argv, &help);
   if (rc != FG_EXIT_OK || help) return rc;
   int64_t c, h, w;
@@ -56,7 +53,7 @@ static int bench_train(int argc, char **argv) {
   opt.optim = fg_optim_sgd(0.02f, 0.9f, 5e-4f);
   if (fg_cli_parse_mode(mode_name, &opt.mode) != 0)
     return fg_usage_error(&cmd, "--mode '%s' is not store or checkpoint", mode_name);
-  rc = fg_cli_start_cpu("bench", threads);
+  rc = fg_cli_start_cpu("bench", m.threads);
   if (rc != FG_EXIT_OK) return rc;
 
   fg_ledger ledger;

@@ -6,7 +6,7 @@
 #include "fedgap_config.h"
 
 int fg_cmd_devices(int argc, char **argv) {
-  fg_command cmd = {"devices", "List the compute backends and their state.", NULL, 0};
+  fg_command cmd = {"devices", "List the compute backends and their state.", NULL, 0, NULL, 0};
   int help;
   int rc = fg_args_parse(&cmd, argc, argv, &help);
   if (rc != FG_EXIT_OK || help) return rc;

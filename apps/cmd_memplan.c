@@ -7,25 +7,20 @@
 #include "engine/nn/plan.h"
 
 int fg_cmd_memplan(int argc, char **argv) {
-  fg_cli_model m = {NULL, 0, NULL, 0, 0, 0};
-  int batch = 0, threads = 0;
+  fg_cli_model m = {"cnn", 0, NULL, 0, 0, 0, 0};
+  int batch = 0;
   const char *mode_name = "store", *optimizer = "sgd";
   double momentum = 0.9;
   fg_arg args[] = {
-      {"model", FG_ARG_STRING, &m.arch, "M", "cnn, vgg-me, resnet18 or resnet34", 0, -1, 1, 0},
       {"batch", FG_ARG_INT, &batch, "B", "batch size", 1, 1 << 24, 1, 0},
-      {"width", FG_ARG_DOUBLE, &m.width, "W", "cnn: block-1 channels (16); others: multiplier (1)", 0.01, 1024, 0, 0},
-      {"input", FG_ARG_STRING, &m.input, "CxHxW", "input shape (default 1x28x28 for cnn, else 3x32x32)", 0, -1, 0, 0},
-      {"classes", FG_ARG_INT, &m.classes, "K", "number of classes (default 10)", 2, 100000, 0, 0},
-      {"exits", FG_ARG_FLAG, &m.exits, "", "cnn: add the early exits", 0, -1, 0, 0},
-      {"depth", FG_ARG_INT, &m.depth, "D", "cnn, vgg-me: blocks to build (default all)", 1, 4, 0, 0},
       {"mode", FG_ARG_STRING, &mode_name, "store|checkpoint", "activation policy (default store)", 0, -1, 0, 0},
       {"optimizer", FG_ARG_STRING, &optimizer, "sgd|adam", "optimizer whose state is planned (default sgd)", 0, -1, 0, 0},
       {"momentum", FG_ARG_DOUBLE, &momentum, "M", "SGD momentum (default 0.9; 0 keeps no state)", 0, 1, 0, 0},
-      {"threads", FG_ARG_INT, &threads, "N", "CPU threads (default: all cores)", 1, 1024, 0, 0},
   };
+  fg_arg model_args[FG_CLI_MODEL_ARGS];
+  int n_model = fg_cli_model_args(&m, 1, model_args);
   fg_command cmd = {"memplan", "Print the exact memory plan of one training step, by category.", args,
-                    (int)(sizeof args / sizeof args[0])};
+                    (int)(sizeof args / sizeof args[0]), model_args, n_model};
   int help, rc = fg_args_parse(&cmd, argc, argv, &help);
   if (rc != FG_EXIT_OK || help) return rc;
   int64_t c, h, w;
@@ -40,7 +35,7 @@ int fg_cmd_memplan(int argc, char **argv) {
     return fg_usage_error(&cmd, "--mode '%s' is not store or checkpoint", mode_name);
   if (fg_cli_optimizer(optimizer, 0.01, momentum, 0, &opt.optim) != 0)
     return fg_usage_error(&cmd, "--optimizer '%s' is not sgd or adam", optimizer);
-  rc = fg_cli_start_cpu(cmd.name, threads);
+  rc = fg_cli_start_cpu(cmd.name, m.threads);
   if (rc != FG_EXIT_OK) return rc;
 
   fg_graph *g = NULL;

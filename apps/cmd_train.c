@@ -94,14 +94,13 @@ static int save_weights(session *s, const char *path, const fg_model_spec *spec)
 }
 
 int fg_cmd_train(int argc, char **argv) {
-  fg_cli_model m = {"cnn", 0, NULL, 0, 0, 0};
+  fg_cli_model m = {"cnn", 0, NULL, 0, 0, 0, 0};
   const char *dataset = "fashion-mnist", *data_dir = NULL, *save = NULL, *mode_name = "store";
   const char *optimizer = "sgd";
-  int epochs = 5, batch = 64, threads = 0;
+  int epochs = 5, batch = 64;
   double lr = 0.02, momentum = 0.9, wd = 5e-4;
   uint64_t seed = 1;
   fg_arg args[] = {
-      {"model", FG_ARG_STRING, &m.arch, "M", "cnn, vgg-me, resnet18 or resnet34 (default cnn)", 0, -1, 0, 0},
       {"dataset", FG_ARG_STRING, &dataset, "NAME", "fashion-mnist, cifar10 or cifar100 (default fashion-mnist)", 0, -1, 0, 0},
       {"data-dir", FG_ARG_STRING, &data_dir, "DIR", "directory of the dataset files (default: the dataset's)", 0, -1, 0, 0},
       {"epochs", FG_ARG_INT, &epochs, "E", "epochs (default 5)", 1, 100000, 0, 0},
@@ -111,14 +110,13 @@ int fg_cmd_train(int argc, char **argv) {
       {"weight-decay", FG_ARG_DOUBLE, &wd, "WD", "coupled L2 weight decay (default 5e-4)", 0, 10, 0, 0},
       {"optimizer", FG_ARG_STRING, &optimizer, "sgd|adam", "optimizer (default sgd)", 0, -1, 0, 0},
       {"seed", FG_ARG_U64, &seed, "S", "seed of init, shuffles, augmentation, dropout (default 1)", 0, -1, 0, 0},
-      {"width", FG_ARG_DOUBLE, &m.width, "W", "cnn: block-1 channels (16); others: multiplier (1)", 0.01, 1024, 0, 0},
-      {"exits", FG_ARG_FLAG, &m.exits, "", "cnn: train the early exits too (joint loss)", 0, -1, 0, 0},
       {"mode", FG_ARG_STRING, &mode_name, "store|checkpoint", "activation policy (default store)", 0, -1, 0, 0},
-      {"threads", FG_ARG_INT, &threads, "N", "CPU threads (default: all cores)", 1, 1024, 0, 0},
       {"save", FG_ARG_STRING, &save, "FILE", "write the trained weights (safetensors)", 0, -1, 0, 0},
   };
+  fg_arg model_args[FG_CLI_MODEL_ARGS];
+  int n_model = fg_cli_model_args(&m, 0, model_args);
   fg_command cmd = {"train", "Train a built-in model on a dataset and report its test accuracy.", args,
-                    (int)(sizeof args / sizeof args[0])};
+                    (int)(sizeof args / sizeof args[0]), model_args, n_model};
   int help, rc = fg_args_parse(&cmd, argc, argv, &help);
   if (rc != FG_EXIT_OK || help) return rc;
   fg_trainer_options opt = {0};
@@ -128,7 +126,7 @@ int fg_cmd_train(int argc, char **argv) {
     return fg_usage_error(&cmd, "--mode '%s' is not store or checkpoint", mode_name);
   if (fg_cli_optimizer(optimizer, lr, momentum, wd, &opt.optim) != 0)
     return fg_usage_error(&cmd, "--optimizer '%s' is not sgd or adam", optimizer);
-  rc = fg_cli_start_cpu(cmd.name, threads);
+  rc = fg_cli_start_cpu(cmd.name, m.threads);
   if (rc != FG_EXIT_OK) return rc;
 
   session s;
@@ -188,24 +186,22 @@ int fg_cmd_train(int argc, char **argv) {
 }
 
 int fg_cmd_eval(int argc, char **argv) {
-  fg_cli_model m = {"cnn", 0, NULL, 0, 0, 0};
+  fg_cli_model m = {"cnn", 0, NULL, 0, 0, 0, 0};
   const char *dataset = "fashion-mnist", *data_dir = NULL, *weights = NULL;
-  int batch = 256, threads = 0;
+  int batch = 256;
   fg_arg args[] = {
-      {"model", FG_ARG_STRING, &m.arch, "M", "cnn, vgg-me, resnet18 or resnet34 (default cnn)", 0, -1, 0, 0},
       {"dataset", FG_ARG_STRING, &dataset, "NAME", "fashion-mnist, cifar10 or cifar100 (default fashion-mnist)", 0, -1, 0, 0},
       {"data-dir", FG_ARG_STRING, &data_dir, "DIR", "directory of the dataset files (default: the dataset's)", 0, -1, 0, 0},
       {"weights", FG_ARG_STRING, &weights, "FILE", "safetensors file written by fedgap train --save", 0, -1, 1, 0},
-      {"width", FG_ARG_DOUBLE, &m.width, "W", "the width the weights were trained with", 0.01, 1024, 0, 0},
-      {"exits", FG_ARG_FLAG, &m.exits, "", "cnn: the weights include early exits", 0, -1, 0, 0},
       {"batch", FG_ARG_INT, &batch, "B", "evaluation batch size (default 256)", 1, 1 << 20, 0, 0},
-      {"threads", FG_ARG_INT, &threads, "N", "CPU threads (default: all cores)", 1, 1024, 0, 0},
   };
+  fg_arg model_args[FG_CLI_MODEL_ARGS];
+  int n_model = fg_cli_model_args(&m, 0, model_args);
   fg_command cmd = {"eval", "Evaluate saved weights on a dataset's test split.", args,
-                    (int)(sizeof args / sizeof args[0])};
+                    (int)(sizeof args / sizeof args[0]), model_args, n_model};
   int help, rc = fg_args_parse(&cmd, argc, argv, &help);
   if (rc != FG_EXIT_OK || help) return rc;
-  rc = fg_cli_start_cpu(cmd.name, threads);
+  rc = fg_cli_start_cpu(cmd.name, m.threads);
   if (rc != FG_EXIT_OK) return rc;
   fg_trainer_options opt = {0};
   opt.batch = batch;

@@ -24,7 +24,7 @@ Test(cli, usage_errors_are_one_line_exit_2) {
   expect_usage_error((const char *[]){"", "train", "--bogus", "1", NULL}, "--bogus");
   expect_usage_error((const char *[]){"", "train", "--lr", "-1", NULL}, "out of range");
   expect_usage_error((const char *[]){"", "train", "--batch", NULL}, "--batch");
-  expect_usage_error((const char *[]){"", "memplan", "--batch", "8", NULL}, "--model is required");
+  expect_usage_error((const char *[]){"", "memplan", "--model", "cnn", NULL}, "--batch is required");
   expect_usage_error((const char *[]){"", "memplan", "--model", "cnn", "--batch", "8", "--mode", "fast", NULL}, "--mode");
   expect_usage_error((const char *[]){"", "memplan", "--model", "vgg", "--batch", "8", NULL}, "vgg");
   expect_usage_error((const char *[]){"", "memplan", "--model", "cnn", "--batch", "8", "--input", "3x32", NULL},
