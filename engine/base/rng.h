@@ -19,6 +19,7 @@ typedef enum fg_rng_purpose {
   FG_RNG_SAMPLING,      /* client sampling per round */
   FG_RNG_LEVEL,         /* level / budget assignment */
   FG_RNG_SERVER,        /* server-side training (hypernetworks) */
+  FG_RNG_BUDGET,        /* client memory budgets */
   FG_RNG_TEST,          /* test fixtures */
 } fg_rng_purpose;
 

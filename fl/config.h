@@ -1,0 +1,79 @@
+/* Experiment configurations: YAML files validated against fedgap's schema (configs/README.md
+ * is the reference), with --set overrides, loaded with libcyaml.
+ *
+ * Every error names the file, the key path (e.g. "local.lr") and what was expected. After
+ * loading, every default is filled in, per method where defaults differ, and an option a method
+ * does not take is an error. Owns: every string and array it points to (fg_config_free). */
+#ifndef FG_FL_CONFIG_H
+#define FG_FL_CONFIG_H
+
+#include <stdint.h>
+
+#include "engine/base/status.h"
+#include "fl/spec.h"
+
+enum { FG_MAX_METHODS = 16, FG_MAX_LEVELS = 8 };
+
+typedef struct fg_method_config {
+  char *name;               /* fedavg | exclusivefl | fedavg-s | heterofl | fedrolex | depthfl | scalefl */
+  fg_weighting weighting;
+  double rates[FG_MAX_LEVELS];   /* fedavg-s, heterofl, fedrolex: width rates, descending */
+  int n_rates;
+  int scaler;               /* heterofl, fedrolex */
+  int sbn;                  /* heterofl */
+  int label_mask;           /* heterofl, fedrolex */
+  char *rolling;            /* fedrolex: roll | static | random */
+  int kd;                   /* depthfl */
+  int kd_ramp_rounds;       /* depthfl */
+  double widths[FG_MAX_LEVELS];  /* scalefl: width per level */
+  int exits[FG_MAX_LEVELS];      /* scalefl: exits per level */
+  int n_scalefl_levels;
+  double kd_gamma, kd_temperature, kd_start; /* scalefl */
+} fg_method_config;
+
+typedef struct fg_config {
+  char *path;               /* the file it came from */
+  char *name;
+  uint64_t seed;
+  int rounds;
+  int threads;
+  /* data */
+  char *dataset;
+  char *data_dir;           /* NULL: the dataset's default */
+  int augment;              /* -1: the dataset's default; 0 / 1 */
+  fg_partition_spec partition;
+  /* model */
+  char *arch;
+  double width;             /* 0: the architecture's default */
+  /* clients */
+  int clients;
+  fg_budget_spec budgets;   /* tiers / profiles point into storage owned by the config */
+  fg_sampling_spec sampling;
+  /* local training */
+  int local_epochs;
+  int local_batch;
+  char *optimizer;          /* sgd | adam */
+  double lr, lr_decay, momentum, weight_decay;
+  char *mode;               /* store | checkpoint */
+  /* evaluation */
+  int eval_every, eval_batch, eval_max_samples;
+  /* checkpoints */
+  int checkpoint_every;
+  /* methods: one, or several to compare (from `methods:`) */
+  fg_method_config methods[FG_MAX_METHODS];
+  int n_methods;
+  int compare;              /* 1 when the file used `methods:` */
+  void *storage;            /* owned allocations */
+} fg_config;
+
+/* Loads and validates `path`, then applies `n_set` overrides "dotted.key=value" in order.
+ * On failure *cfg is left empty and the message names the file and the key. */
+fg_status fg_config_load(const char *path, const char *const *set, int n_set, fg_config *cfg);
+/* Writes the resolved configuration (every key, defaults filled in) as YAML, atomically, with a
+ * leading comment carrying `revision`. method_index >= 0 writes a single-method file (`method:`
+ * = that method) as a comparison's per-method run folder holds; -1 writes all of them. */
+fg_status fg_config_write_resolved(const fg_config *cfg, int method_index, const char *path,
+                                   const char *revision);
+void fg_config_free(fg_config *cfg);
+
+#endif
