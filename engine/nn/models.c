@@ -25,19 +25,43 @@ static int64_t scaled(int64_t c, double m) {
   return v < 1 ? 1 : v;
 }
 
+/* What every builder needs besides the graph: the sub-model rate and the Scaler. */
+typedef struct build_ctx {
+  fg_graph *g;
+  double rate;
+  fg_scaler_mode scaler;
+} build_ctx;
+
+/* Channels of a hidden layer in a rate-r sub-model: ceil(r * c) (HeteroFL), at least 1. */
+static int64_t kept(const build_ctx *b, int64_t c) {
+  int64_t v = (int64_t)ceil((double)c * b->rate - 1e-9);
+  return v < 1 ? 1 : v;
+}
+
+/* conv, then the Scaler when the model is a sub-model that uses one. */
+static int conv_scaled(const build_ctx *b, int x, int64_t out_c, int kernel, int stride, int pad, int bias,
+                       fg_init_kind init, const char *name) {
+  x = fg_graph_conv(b->g, x, out_c, kernel, stride, pad, 1, bias, init, name);
+  if (b->scaler == FG_SCALER_NONE || b->rate >= 1.0) return x;
+  char sc[FG_NAME_CAP];
+  snprintf(sc, sizeof sc, "%.50s.scaler", name);
+  return fg_graph_scale(b->g, x, (float)(1.0 / b->rate), b->scaler == FG_SCALER_TRAIN_ONLY, sc);
+}
+
 static const char *name2(char *buf, size_t cap, const char *a, const char *b) {
   snprintf(buf, cap, "%.40s.%.20s", a, b);
   return buf;
 }
 
 /* conv3x3 -> BN -> ReLU, named <prefix>.conv<i>, <prefix>.bn<i>, <prefix>.relu<i>. */
-static int conv_bn_relu(fg_graph *g, int x, const char *prefix, int i, int64_t out_c, int bias,
+static int conv_bn_relu(const build_ctx *b, int x, const char *prefix, int i, int64_t out_c, int bias,
                         fg_init_kind init) {
+  fg_graph *g = b->g;
   char conv[FG_NAME_CAP], bn[FG_NAME_CAP], relu[FG_NAME_CAP];
   snprintf(conv, sizeof conv, "%.40s.conv%d", prefix, i);
   snprintf(bn, sizeof bn, "%.40s.bn%d", prefix, i);
   snprintf(relu, sizeof relu, "%.40s.relu%d", prefix, i);
-  x = fg_graph_conv(g, x, out_c, 3, 1, 1, 1, bias, init, conv);
+  x = conv_scaled(b, x, out_c, 3, 1, 1, bias, init, conv);
   x = fg_graph_bn(g, x, bn);
   return fg_graph_relu(g, x, relu);
 }
@@ -53,25 +77,26 @@ static int cnn_exit(fg_graph *g, int x, int j, int classes) {
   return fg_graph_mark_output(g, fg_graph_linear(g, x, classes, 1, head));
 }
 
-static fg_status build_cnn(const fg_model_spec *s, int depth, fg_graph *g) {
+static fg_status build_cnn(const fg_model_spec *s, int depth, const build_ctx *b) {
+  fg_graph *g = b->g;
   int64_t w = (int64_t)llround(fg_model_width(s));
   if (w < 1 || fabs(fg_model_width(s) - (double)w) > 1e-9)
     return FG_FAIL(FG_ERR_INVALID, "model cnn: width %g, expected a whole number of channels >= 1", s->width);
   if (!s->exits && depth != 3)
     return FG_FAIL(FG_ERR_INVALID, "model cnn: depth %d needs early exits (exits: true)", depth);
   int x = 0;
-  for (int b = 1; b <= depth; b++) {
+  for (int k = 1; k <= depth; k++) {
     char prefix[16];
-    snprintf(prefix, sizeof prefix, "block%d", b);
-    fg_graph_set_block(g, b - 1);
-    fg_graph_set_segment(g, b - 1);
-    int64_t c = w << (b - 1);
-    x = conv_bn_relu(g, x, prefix, 1, c, 0, FG_INIT_UNIFORM_FAN_IN);
-    x = conv_bn_relu(g, x, prefix, 2, c, 0, FG_INIT_UNIFORM_FAN_IN);
+    snprintf(prefix, sizeof prefix, "block%d", k);
+    fg_graph_set_block(g, k - 1);
+    fg_graph_set_segment(g, k - 1);
+    int64_t c = kept(b, w << (k - 1));
+    x = conv_bn_relu(b, x, prefix, 1, c, 0, FG_INIT_UNIFORM_FAN_IN);
+    x = conv_bn_relu(b, x, prefix, 2, c, 0, FG_INIT_UNIFORM_FAN_IN);
     char pool[FG_NAME_CAP];
-    if (b < 3) {
+    if (k < 3) {
       x = fg_graph_maxpool(g, x, 2, 2, name2(pool, sizeof pool, prefix, "pool"));
-      if (s->exits) cnn_exit(g, x, b, s->classes);
+      if (s->exits) cnn_exit(g, x, k, s->classes);
     } else {
       x = fg_graph_avgpool(g, x, name2(pool, sizeof pool, prefix, "pool"));
       fg_graph_mark_output(g, fg_graph_linear(g, x, s->classes, 1, "head"));
@@ -97,26 +122,27 @@ static fg_status vgg_base_channels(const fg_model_spec *s, int64_t *base) {
 }
 
 /* [conv3x3+bias, BN, ReLU] x2, max-pool 2. */
-static int vgg_block(fg_graph *g, int x, const char *prefix, int64_t c) {
-  x = conv_bn_relu(g, x, prefix, 1, c, 1, FG_INIT_UNIFORM_FAN_IN);
-  x = conv_bn_relu(g, x, prefix, 2, c, 1, FG_INIT_UNIFORM_FAN_IN);
+static int vgg_block(const build_ctx *b, int x, const char *prefix, int64_t c) {
+  x = conv_bn_relu(b, x, prefix, 1, c, 1, FG_INIT_UNIFORM_FAN_IN);
+  x = conv_bn_relu(b, x, prefix, 2, c, 1, FG_INIT_UNIFORM_FAN_IN);
   char pool[FG_NAME_CAP];
-  return fg_graph_maxpool(g, x, 2, 2, name2(pool, sizeof pool, prefix, "pool"));
+  return fg_graph_maxpool(b->g, x, 2, 2, name2(pool, sizeof pool, prefix, "pool"));
 }
 
-static fg_status build_vgg(const fg_model_spec *s, int depth, fg_graph *g) {
+static fg_status build_vgg(const fg_model_spec *s, int depth, const build_ctx *b) {
+  fg_graph *g = b->g;
   int64_t base = 0;
   FG_TRY(vgg_base_channels(s, &base));
   double m = fg_model_width(s);
   fg_graph_set_block(g, 0);
   fg_graph_set_segment(g, 0);
-  int x = vgg_block(g, 0, "stem", scaled(base, m));
+  int x = vgg_block(b, 0, "stem", kept(b, scaled(base, m)));
   for (int j = 1; j <= depth; j++) {
     char prefix[16], n1[FG_NAME_CAP], n2[FG_NAME_CAP], n3[FG_NAME_CAP];
     snprintf(prefix, sizeof prefix, "exit%d", j);
     fg_graph_set_block(g, j - 1);
     fg_graph_set_segment(g, j);
-    x = vgg_block(g, x, prefix, scaled(base << j, m));
+    x = vgg_block(b, x, prefix, kept(b, scaled(base << j, m)));
     int h = fg_graph_flatten(g, x, name2(n1, sizeof n1, prefix, "flatten"));
     h = fg_graph_dropout(g, h, 0.5f, name2(n2, sizeof n2, prefix, "dropout"));
     fg_graph_mark_output(g, fg_graph_linear(g, h, s->classes, 1, name2(n3, sizeof n3, prefix, "head")));
@@ -127,39 +153,40 @@ static fg_status build_vgg(const fg_model_spec *s, int depth, fg_graph *g) {
 /* ------------------------------------------------------------------------------------------ */
 /* resnet18 / resnet34                                                                         */
 
-static int basic_block(fg_graph *g, int x, int l, int u, int64_t in_c, int64_t out_c, int stride) {
+static int basic_block(const build_ctx *bc, int x, int l, int u, int64_t in_c, int64_t out_c, int stride) {
+  fg_graph *g = bc->g;
   char p[FG_NAME_CAP], a[FG_NAME_CAP], b[FG_NAME_CAP];
   snprintf(p, sizeof p, "layer%d.%d", l, u);
-  int y = fg_graph_conv(g, x, out_c, 3, stride, 1, 1, 0, FG_INIT_NORMAL_FAN_OUT, name2(a, sizeof a, p, "conv1"));
+  int y = conv_scaled(bc, x, out_c, 3, stride, 1, 0, FG_INIT_NORMAL_FAN_OUT, name2(a, sizeof a, p, "conv1"));
   y = fg_graph_bn(g, y, name2(a, sizeof a, p, "bn1"));
   y = fg_graph_relu(g, y, name2(a, sizeof a, p, "relu1"));
-  y = fg_graph_conv(g, y, out_c, 3, 1, 1, 1, 0, FG_INIT_NORMAL_FAN_OUT, name2(a, sizeof a, p, "conv2"));
+  y = conv_scaled(bc, y, out_c, 3, 1, 1, 0, FG_INIT_NORMAL_FAN_OUT, name2(a, sizeof a, p, "conv2"));
   y = fg_graph_bn(g, y, name2(a, sizeof a, p, "bn2"));
   int sc = x;
   if (stride != 1 || in_c != out_c) {
-    sc = fg_graph_conv(g, x, out_c, 1, stride, 0, 1, 0, FG_INIT_NORMAL_FAN_OUT,
-                       name2(b, sizeof b, p, "shortcut.conv"));
+    sc = conv_scaled(bc, x, out_c, 1, stride, 0, 0, FG_INIT_NORMAL_FAN_OUT, name2(b, sizeof b, p, "shortcut.conv"));
     sc = fg_graph_bn(g, sc, name2(b, sizeof b, p, "shortcut.bn"));
   }
   y = fg_graph_add(g, y, sc, name2(a, sizeof a, p, "add"));
   return fg_graph_relu(g, y, name2(a, sizeof a, p, "relu2"));
 }
 
-static fg_status build_resnet(const fg_model_spec *s, const int units[4], fg_graph *g) {
+static fg_status build_resnet(const fg_model_spec *s, const int units[4], const build_ctx *b) {
+  fg_graph *g = b->g;
   double m = fg_model_width(s);
   int segment = 0;
   fg_graph_set_block(g, 0);
   fg_graph_set_segment(g, segment++);
-  int64_t c = scaled(64, m);
-  int x = fg_graph_conv(g, 0, c, 3, 1, 1, 1, 0, FG_INIT_NORMAL_FAN_OUT, "stem.conv");
+  int64_t c = kept(b, scaled(64, m));
+  int x = conv_scaled(b, 0, c, 3, 1, 1, 0, FG_INIT_NORMAL_FAN_OUT, "stem.conv");
   x = fg_graph_bn(g, x, "stem.bn");
   x = fg_graph_relu(g, x, "stem.relu");
   for (int l = 1; l <= 4; l++) {
-    int64_t out_c = scaled(64 << (l - 1), m);
+    int64_t out_c = kept(b, scaled(64 << (l - 1), m));
     fg_graph_set_block(g, l - 1);
     for (int u = 0; u < units[l - 1]; u++) {
       fg_graph_set_segment(g, segment++);
-      x = basic_block(g, x, l, u, c, out_c, (l > 1 && u == 0) ? 2 : 1);
+      x = basic_block(b, x, l, u, c, out_c, (l > 1 && u == 0) ? 2 : 1);
       c = out_c;
     }
   }
@@ -183,19 +210,23 @@ fg_status fg_model_build(const fg_model_spec *s, fg_graph **out) {
   int depth = s->depth ? s->depth : blocks;
   if (depth < 1 || depth > blocks)
     return FG_FAIL(FG_ERR_INVALID, "model %s: depth %d, expected 1..%d", s->arch, s->depth, blocks);
+  double rate = s->rate > 0 ? s->rate : 1.0;
+  if (!(rate <= 1.0))
+    return FG_FAIL(FG_ERR_INVALID, "model %s: width rate %g, expected 0 < rate <= 1", s->arch, s->rate);
   fg_graph *g = fg_graph_create(s->in_c, s->in_h, s->in_w);
   if (!g) return FG_FAIL(FG_ERR_OOM, "model %s: out of memory", s->arch);
   fg_status st = fg_graph_status(g);
+  build_ctx b = {g, rate, s->scaler};
   if (st == FG_OK) {
     if (strcmp(s->arch, "cnn") == 0) {
-      st = build_cnn(s, depth, g);
+      st = build_cnn(s, depth, &b);
     } else if (strcmp(s->arch, "vgg-me") == 0) {
-      st = build_vgg(s, depth, g);
+      st = build_vgg(s, depth, &b);
     } else if (depth != blocks) {
       st = FG_FAIL(FG_ERR_INVALID, "model %s: depth %d, ResNets are built whole", s->arch, depth);
     } else {
       static const int r18[4] = {2, 2, 2, 2}, r34[4] = {3, 4, 6, 3};
-      st = build_resnet(s, strcmp(s->arch, "resnet18") == 0 ? r18 : r34, g);
+      st = build_resnet(s, strcmp(s->arch, "resnet18") == 0 ? r18 : r34, &b);
     }
   }
   if (st != FG_OK) {

@@ -9,6 +9,12 @@
 
 #include "engine/nn/graph.h"
 
+typedef enum fg_scaler_mode {
+  FG_SCALER_NONE = 0,
+  FG_SCALER_TRAIN_ONLY,  /* HeteroFL: conv outputs divided by the rate in training only */
+  FG_SCALER_ALWAYS,      /* ScaleFL: in training and inference */
+} fg_scaler_mode;
+
 typedef struct fg_model_spec {
   const char *arch;        /* "cnn", "vgg-me", "resnet18", "resnet34" */
   double width;            /* cnn: block-1 channels (0 = 16); others: channel multiplier (0 = 1) */
@@ -16,6 +22,9 @@ typedef struct fg_model_spec {
   int classes;
   int exits;               /* cnn: early exits after blocks 1 and 2 (vgg-me always has exits) */
   int depth;               /* cnn, vgg-me: blocks to build (0 = all); outputs are the exits up to it */
+  double rate;             /* sub-model width rate in (0, 1] (0 = 1): every hidden layer keeps
+                              ceil(rate x its channels); inputs and classes are kept */
+  fg_scaler_mode scaler;   /* a Scaler (x / rate) after every conv when rate < 1 */
 } fg_model_spec;
 
 /* Builds the graph; FG_ERR_INVALID names the bad field (unknown arch, bad width, an input size

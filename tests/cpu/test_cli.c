@@ -72,7 +72,7 @@ static void memplan_matches_step(const char *arch, const char *width, const char
   fgt_run_free(&r);
 
   fgt_setup_cpu(2);
-  fg_model_spec spec = {arch, atof(width), 0, 0, 0, 10, 0, 0};
+  fg_model_spec spec = {.arch = arch, .width = atof(width), .in_c = 0, .in_h = 0, .in_w = 0, .classes = 10, .exits = 0, .depth = 0};
   long long c, h, w;
   cr_assert_eq(sscanf(input, "%lldx%lldx%lld", &c, &h, &w), 3);
   spec.in_c = c;

@@ -8,7 +8,7 @@
 #include "engine/nn/models.h"
 
 static fg_graph *build(const char *arch, double width, int c, int h, int w, int classes, int exits, int depth) {
-  fg_model_spec s = {arch, width, c, h, w, classes, exits, depth};
+  fg_model_spec s = {.arch = arch, .width = width, .in_c = c, .in_h = h, .in_w = w, .classes = classes, .exits = exits, .depth = depth};
   fg_graph *g = NULL;
   FGT_OK(fg_model_build(&s, &g));
   return g;
@@ -146,18 +146,52 @@ Test(models, init_rules) {
 
 Test(models, errors_name_the_field) {
   fg_graph *g = NULL;
-  fg_model_spec bad_arch = {"vgg16", 0, 3, 32, 32, 10, 0, 0};
+  fg_model_spec bad_arch = {.arch = "vgg16", .width = 0, .in_c = 3, .in_h = 32, .in_w = 32, .classes = 10, .exits = 0, .depth = 0};
   cr_assert_eq(fg_model_build(&bad_arch, &g), FG_ERR_INVALID);
   cr_assert(strstr(fg_last_error(), "vgg16") != NULL, "%s", fg_last_error());
-  fg_model_spec bad_input = {"vgg-me", 0, 3, 64, 64, 10, 0, 0};
+  fg_model_spec bad_input = {.arch = "vgg-me", .width = 0, .in_c = 3, .in_h = 64, .in_w = 64, .classes = 10, .exits = 0, .depth = 0};
   cr_assert_eq(fg_model_build(&bad_input, &g), FG_ERR_INVALID);
   cr_assert(strstr(fg_last_error(), "3x64x64") != NULL, "%s", fg_last_error());
-  fg_model_spec bad_depth = {"cnn", 16, 1, 28, 28, 10, 1, 4};
+  fg_model_spec bad_depth = {.arch = "cnn", .width = 16, .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10, .exits = 1, .depth = 4};
   cr_assert_eq(fg_model_build(&bad_depth, &g), FG_ERR_INVALID);
   cr_assert(strstr(fg_last_error(), "depth 4") != NULL, "%s", fg_last_error());
-  fg_model_spec bad_width = {"cnn", 2.5, 1, 28, 28, 10, 0, 0};
+  fg_model_spec bad_width = {.arch = "cnn", .width = 2.5, .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10, .exits = 0, .depth = 0};
   cr_assert_eq(fg_model_build(&bad_width, &g), FG_ERR_INVALID);
-  fg_model_spec too_small = {"cnn", 16, 1, 2, 2, 10, 0, 0}; /* block 2 pools a 1x1 map */
+  fg_model_spec too_small = {.arch = "cnn", .width = 16, .in_c = 1, .in_h = 2, .in_w = 2, .classes = 10, .exits = 0, .depth = 0}; /* block 2 pools a 1x1 map */
   cr_assert_neq(fg_model_build(&too_small, &g), FG_OK);
   cr_assert_null(g);
+}
+
+Test(models, width_rate_keeps_ceil_channels_and_adds_scalers) {
+  /* HeteroFL rates: ceil(rate * channels) for hidden layers; input and classes kept. */
+  fg_model_spec s = {.arch = "cnn", .width = 16, .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10,
+                     .rate = 0.0625, .scaler = FG_SCALER_TRAIN_ONLY};
+  fg_graph *g;
+  FGT_OK(fg_model_build(&s, &g));
+  const fg_param *c1 = fg_graph_param(g, fg_graph_find_param(g, "block1.conv1.weight"));
+  const fg_param *c5 = fg_graph_param(g, fg_graph_find_param(g, "block3.conv1.weight"));
+  const fg_param *head = fg_graph_param(g, fg_graph_find_param(g, "head.weight"));
+  cr_assert(c1->shape[0] == 1 && c1->shape[1] == 1, "block1 keeps ceil(16/16) = 1 channel");
+  cr_assert(c5->shape[0] == 4 && c5->shape[1] == 2);
+  cr_assert(head->shape[0] == 10 && head->shape[1] == 4);
+  int scalers = 0;
+  for (int i = 0; i < fg_graph_node_count(g); i++) {
+    const fg_node *n = fg_graph_node(g, i);
+    if (n->kind == FG_NODE_SCALE) {
+      scalers++;
+      cr_assert_float_eq(n->alpha, 16.0f, 1e-6);
+      cr_assert(n->train_only);
+    }
+  }
+  cr_assert_eq(scalers, 6, "one Scaler per conv");
+  fg_graph_free(g);
+  /* rate 0.3 of 16/32/64: ceil gives 5, 10, 20 */
+  fg_model_spec r = {.arch = "cnn", .width = 16, .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10, .rate = 0.3};
+  FGT_OK(fg_model_build(&r, &g));
+  cr_assert_eq(fg_graph_param(g, fg_graph_find_param(g, "block2.conv2.weight"))->shape[0], 10);
+  cr_assert_eq(fg_graph_param(g, fg_graph_find_param(g, "head.weight"))->shape[1], 20);
+  for (int i = 0; i < fg_graph_node_count(g); i++) cr_assert_neq(fg_graph_node(g, i)->kind, FG_NODE_SCALE);
+  fg_graph_free(g);
+  fg_model_spec bad = {.arch = "cnn", .width = 16, .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10, .rate = 1.5};
+  cr_assert_eq(fg_model_build(&bad, &g), FG_ERR_INVALID);
 }

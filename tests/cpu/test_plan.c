@@ -25,7 +25,7 @@ static const model_case RESNET = {"resnet18", 0.125, 3, 16, 16, 0, 3};
 static const model_case VGG = {"vgg-me", 0.25, 1, 28, 28, 0, 4};
 
 static fg_graph *build(const model_case *m) {
-  fg_model_spec s = {m->arch, m->width, m->c, m->h, m->w, 10, m->exits, 0};
+  fg_model_spec s = {.arch = m->arch, .width = m->width, .in_c = m->c, .in_h = m->h, .in_w = m->w, .classes = 10, .exits = m->exits, .depth = 0};
   fg_graph *g = NULL;
   FGT_OK(fg_model_build(&s, &g));
   return g;

@@ -10,7 +10,7 @@
 #include "engine/nn/weights.h"
 
 static fg_graph *cnn(double width) {
-  fg_model_spec s = {"cnn", width, 1, 28, 28, 10, 0, 0};
+  fg_model_spec s = {.arch = "cnn", .width = width, .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10, .exits = 0, .depth = 0};
   fg_graph *g;
   FGT_OK(fg_model_build(&s, &g));
   return g;
@@ -57,7 +57,7 @@ Test(weights, another_model_is_a_clear_error) {
   cr_assert(strstr(fg_last_error(), "block1.conv1.weight") != NULL, "%s", fg_last_error());
   cr_assert(strstr(fg_last_error(), path) != NULL, "%s", fg_last_error());
   /* A file with an extra tensor (a model with exits) is refused too, naming it. */
-  fg_model_spec s = {"cnn", 16, 1, 28, 28, 10, 1, 0};
+  fg_model_spec s = {.arch = "cnn", .width = 16, .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10, .exits = 1, .depth = 0};
   fg_graph *ge;
   FGT_OK(fg_model_build(&s, &ge));
   float *c = calloc((size_t)fg_graph_state_numel(ge), sizeof *c);
