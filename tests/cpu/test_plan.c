@@ -290,9 +290,11 @@ Test(determinism, same_seed_same_weights) {
 /* Whole-model finite differences. For every parameter tensor with gradient g, along two unit
  * directions: v = g/|g| (the derivative there must equal |g|: by Cauchy-Schwarz only a gradient
  * with the true direction and length passes) and a random sign vector. The central difference
- * (L(p + eps v) - L(p - eps v)) / (2 eps) is compared with <g, v>. The truncation error of the
- * difference scales with the curvature, not with <g, v>, so the tolerance is relative to |g|:
- * 3% of |g| plus 1e-3 for the float32 rounding of the loss (~1e-6 / 2e-3). */
+ * (L(p + eps v) - L(p - eps v)) / (2 eps) is compared with <g, v>. The error of the difference
+ * does not scale with <g, v>: BN with beta = 0 puts many ReLU inputs next to the kink, and the
+ * kinks crossed inside [-eps, eps] add an error that grows linearly with eps (measured: 15% of
+ * <g, v> at eps 1e-3 on the ResNet, 2% at 1e-4), so eps is 1e-4 and the tolerance is relative
+ * to |g|: 3% of |g|, plus 1e-3 for the float32 rounding of the loss (~1e-7 / 2e-4). */
 
 static double loss_at(fg_trainer *t, const float *state, uint64_t batch_seed, int64_t n) {
   FGT_OK(fg_trainer_set_state(t, state));
@@ -304,7 +306,7 @@ static double loss_at(fg_trainer *t, const float *state, uint64_t batch_seed, in
 
 static double directional_fd(fg_trainer *t, const float *state, float *probe, int64_t numel, const fg_param *p,
                              const float *v, uint64_t batch_seed, int64_t n) {
-  const double eps = 1e-3;
+  const double eps = 1e-4;
   memcpy(probe, state, (size_t)numel * sizeof *probe);
   for (int64_t k = 0; k < p->numel; k++) probe[p->offset + k] = state[p->offset + k] + (float)(eps * v[k]);
   double lp = loss_at(t, probe, batch_seed, n);
