@@ -38,18 +38,30 @@ static double row_log_sum_exp_shifted(const float *z, int64_t k, double zmax, do
 typedef struct xent_ctx {
   const float *logits;
   const int32_t *labels;
+  const float *mask; /* [k] of 0/1, or NULL */
   int64_t k;
   float *dlogits;    /* NULL: no gradient */
   double grad_scale; /* weight / N */
   int accumulate;
 } xent_ctx;
 
+/* Row n's logits with the class mask applied (masked classes read 0) into row[k]. */
+static const float *masked_row(const xent_ctx *c, int64_t n, float *row) {
+  const float *z = c->logits + n * c->k;
+  if (!c->mask) return z;
+  for (int64_t j = 0; j < c->k; j++) row[j] = c->mask[j] != 0.0f ? z[j] : 0.0f;
+  return row;
+}
+
+enum { XENT_MASKED_MAX_K = 4096 };
+
 /* Sum over rows of logsumexp(z) - z[y], and the number of rows whose first argmax is y. */
 static fg_cpu_partial xent_rows(const void *p, int64_t begin, int64_t end) {
   const xent_ctx *c = p;
   fg_cpu_partial r = {0.0, 0};
+  float row[XENT_MASKED_MAX_K];
   for (int64_t n = begin; n < end; n++) {
-    const float *z = c->logits + n * c->k;
+    const float *z = masked_row(c, n, row);
     const int32_t y = c->labels[n];
     int64_t arg = 0;
     for (int64_t j = 1; j < c->k; j++)
@@ -62,25 +74,29 @@ static fg_cpu_partial xent_rows(const void *p, int64_t begin, int64_t end) {
     float *g = c->dlogits + n * c->k;
     for (int64_t j = 0; j < c->k; j++) {
       double soft = exp((double)z[j] - lse);
-      store_grad(&g[j], c->grad_scale * (soft - (j == y ? 1.0 : 0.0)), c->accumulate);
+      int kept = !c->mask || c->mask[j] != 0.0f;
+      store_grad(&g[j], kept ? c->grad_scale * (soft - (j == y ? 1.0 : 0.0)) : 0.0, c->accumulate);
     }
   }
   return r;
 }
 
 static fg_status cpu_softmax_xent(fg_backend *b, const fg_tensor *logits, const fg_tensor *labels,
-                                  float weight, fg_tensor *dlogits, int accumulate, double *loss,
-                                  int64_t *correct) {
+                                  const fg_tensor *class_mask, float weight, fg_tensor *dlogits,
+                                  int accumulate, double *loss, int64_t *correct) {
   (void)b;
   const int64_t n = logits->shape[0], k = logits->shape[1];
+  if (class_mask && k > XENT_MASKED_MAX_K)
+    return FG_FAIL(FG_ERR_UNSUPPORTED, "softmax_xent: a class mask over %lld classes (at most %d)",
+                   (long long)k, XENT_MASKED_MAX_K);
   const int32_t *y = fg_i32(labels);
   for (int64_t i = 0; i < n; i++)
     if (y[i] < 0 || y[i] >= k)
       return FG_FAIL(FG_ERR_INVALID,
                      "softmax_xent: label of row %lld is %d, expected 0 <= label < %lld",
                      (long long)i, (int)y[i], (long long)k);
-  xent_ctx c = {fg_f32(logits), y, k, dlogits ? fg_f32(dlogits) : NULL, (double)weight / (double)n,
-                accumulate};
+  xent_ctx c = {fg_f32(logits), y, class_mask ? fg_f32(class_mask) : NULL, k,
+                dlogits ? fg_f32(dlogits) : NULL, (double)weight / (double)n, accumulate};
   fg_cpu_partial r = fg_cpu_reduce_blocks(n, rows_per_block(k), xent_rows, &c);
   *loss = (double)weight * r.sum / (double)n;
   if (correct) *correct = r.count;

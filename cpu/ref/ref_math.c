@@ -147,29 +147,35 @@ static void log_softmax_row(const double *z, int64_t k, double t, double *out) {
   for (int64_t j = 0; j < k; j++) out[j] = (z[j] - m) / t - log(sum);
 }
 
-double fg_ref_softmax_xent(const double *logits, const int32_t *labels, int64_t n, int64_t k,
-                           double weight, double *dlogits, int64_t *correct) {
+/* Logit j of a row with the class mask applied: masked classes read 0. */
+static double masked_logit(const double *row, const double *class_mask, int64_t j) {
+  return (class_mask && class_mask[j] == 0.0) ? 0.0 : row[j];
+}
+
+double fg_ref_softmax_xent(const double *logits, const int32_t *labels, const double *class_mask,
+                           int64_t n, int64_t k, double weight, double *dlogits, int64_t *correct) {
   double total = 0.0;
   int64_t right = 0;
   for (int64_t r = 0; r < n; r++) {
-    const double *z = logits + r * k;
-    double m = z[0];
+    const double *row = logits + r * k;
+    double m = masked_logit(row, class_mask, 0);
     int64_t arg = 0;
     for (int64_t j = 1; j < k; j++)
-      if (z[j] > m) {
-        m = z[j];
+      if (masked_logit(row, class_mask, j) > m) {
+        m = masked_logit(row, class_mask, j);
         arg = j;
       }
     double sum = 0.0;
-    for (int64_t j = 0; j < k; j++) sum += exp(z[j] - m);
+    for (int64_t j = 0; j < k; j++) sum += exp(masked_logit(row, class_mask, j) - m);
     double lse = m + log(sum);
-    total += lse - z[labels[r]];
+    total += lse - masked_logit(row, class_mask, labels[r]);
     right += arg == labels[r];
     if (dlogits)
       for (int64_t j = 0; j < k; j++) {
-        double soft = exp(z[j] - m) / sum;
+        double soft = exp(masked_logit(row, class_mask, j) - m) / sum;
         double onehot = j == labels[r] ? 1.0 : 0.0;
-        dlogits[r * k + j] = weight * (soft - onehot) / (double)n;
+        int kept = !class_mask || class_mask[j] != 0.0;
+        dlogits[r * k + j] = kept ? weight * (soft - onehot) / (double)n : 0.0;
       }
   }
   if (correct) *correct = right;

@@ -51,10 +51,11 @@ void fg_ref_dropout_backward(const double *dy, int64_t count, float p, uint64_t 
 /* ----------------------------------------------------------------------------------------- */
 /* Losses                                                                                     */
 
-/* logits [n, k], labels [n] in [0, k); returns weight * mean_n (logsumexp(z_n) - z_n[y_n]).
+/* logits [n, k], labels [n] in [0, k), class_mask [k] of 0/1 or NULL (masked logits read as 0
+ * and get gradient 0); returns weight * mean_n (logsumexp(z_n) - z_n[y_n]) of the masked logits.
  * dlogits [n, k] (gradient) and correct (rows whose first argmax is the label) when not NULL. */
-double fg_ref_softmax_xent(const double *logits, const int32_t *labels, int64_t n, int64_t k,
-                           double weight, double *dlogits, int64_t *correct);
+double fg_ref_softmax_xent(const double *logits, const int32_t *labels, const double *class_mask,
+                           int64_t n, int64_t k, double weight, double *dlogits, int64_t *correct);
 /* student, teacher [n, k]; returns weight * T^2 * reduce(sum_k q_k (log q_k - log p_k)) with
  * p = softmax(student / T), q = softmax(teacher / T) + teacher_eps (terms with q_k = 0 count 0).
  * dstudent, dteacher [n, k] (gradients) when not NULL. k <= 1024 (row scratch lives on the

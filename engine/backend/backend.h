@@ -164,11 +164,13 @@ struct fg_backend {
                                        int accumulate);
 
   /* Losses; the scalar comes back on the host. logits [N,K], labels i32 [N] in [0,K).
+   * class_mask f32 [K] of 0/1 or NULL: masked logits are replaced by 0 (PyTorch's
+   * masked_fill(mask == 0, 0), HeteroFL's label split) and get no gradient.
    * loss = weight * mean_n CE; dlogits (=|+=) its gradient when not NULL; correct (when not NULL)
-   * = number of rows whose first argmax equals the label. */
+   * = number of rows whose first argmax (of the masked logits) equals the label. */
   fg_status (*softmax_xent)(fg_backend *b, const fg_tensor *logits, const fg_tensor *labels,
-                            float weight, fg_tensor *dlogits, int accumulate, double *loss,
-                            int64_t *correct);
+                            const fg_tensor *class_mask, float weight, fg_tensor *dlogits,
+                            int accumulate, double *loss, int64_t *correct);
   /* student, teacher [N,K]; dstudent / dteacher (=|+=) when not NULL (NULL = detached). */
   fg_status (*kl_div)(fg_backend *b, const fg_kl_desc *d, const fg_tensor *student,
                       const fg_tensor *teacher, fg_tensor *dstudent, fg_tensor *dteacher,

@@ -73,9 +73,11 @@ fg_status fg_avgpool_global_forward(const fg_tensor *x, fg_tensor *y);
 /* dy [N,C] -> dx [N,C,H,W]. */
 fg_status fg_avgpool_global_backward(const fg_tensor *dy, fg_tensor *dx, int accumulate);
 
-/* logits [N,K], labels i32 [N], dlogits [N,K] | NULL; loss and correct on the host. */
-fg_status fg_softmax_xent(const fg_tensor *logits, const fg_tensor *labels, float weight,
-                          fg_tensor *dlogits, int accumulate, double *loss, int64_t *correct);
+/* logits [N,K], labels i32 [N], class_mask f32 [K] | NULL, dlogits [N,K] | NULL; loss and correct
+ * on the host. */
+fg_status fg_softmax_xent(const fg_tensor *logits, const fg_tensor *labels, const fg_tensor *class_mask,
+                          float weight, fg_tensor *dlogits, int accumulate, double *loss,
+                          int64_t *correct);
 /* student, teacher, dstudent | NULL, dteacher | NULL: [N,K]. */
 fg_status fg_kl_div(const fg_kl_desc *d, const fg_tensor *student, const fg_tensor *teacher,
                     fg_tensor *dstudent, fg_tensor *dteacher, int accumulate, double *loss);

@@ -291,20 +291,25 @@ static fg_status check_rows(const char *op, const char *arg, const fg_tensor *t)
   return FG_OK;
 }
 
-fg_status fg_softmax_xent(const fg_tensor *logits, const fg_tensor *labels, float weight,
-                          fg_tensor *dlogits, int accumulate, double *loss, int64_t *correct) {
+fg_status fg_softmax_xent(const fg_tensor *logits, const fg_tensor *labels, const fg_tensor *class_mask,
+                          float weight, fg_tensor *dlogits, int accumulate, double *loss,
+                          int64_t *correct) {
   const char *op = "softmax_xent";
   FG_TRY(check_rows(op, "logits", logits));
   FG_TRY(fg_check_tensor(op, "labels", labels, FG_I32, 1, 1));
   FG_TRY(fg_check_extent(op, "labels", labels, 0, logits->shape[0]));
+  if (class_mask) {
+    FG_TRY(fg_check_tensor(op, "class_mask", class_mask, FG_F32, 1, 1));
+    FG_TRY(fg_check_extent(op, "class_mask", class_mask, 0, logits->shape[1]));
+  }
   if (dlogits) FG_TRY(check_f32_like(op, "dlogits", dlogits, "logits", logits));
   FG_TRY(check_finite(op, "weight", weight));
   FG_TRY(check_host_out(op, "loss", loss));
-  const fg_tensor *ts[] = {logits, labels, dlogits};
+  const fg_tensor *ts[] = {logits, labels, class_mask, dlogits};
   fg_backend *b;
   FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
   if (!b->softmax_xent) return fg_op_unsupported(op, b);
-  return b->softmax_xent(b, logits, labels, weight, dlogits, accumulate, loss, correct);
+  return b->softmax_xent(b, logits, labels, class_mask, weight, dlogits, accumulate, loss, correct);
 }
 
 fg_status fg_kl_div(const fg_kl_desc *d, const fg_tensor *student, const fg_tensor *teacher,

@@ -241,7 +241,7 @@ static fg_status run_loss(fg_trainer *t, const fg_instr *in, fg_step_stats *st) 
   if (in->eval) {
     int node = fg_graph_output_node(t->g, in->node);
     fg_tensor z = node_tensor(t, node, in->in[0], FG_F32);
-    return fg_softmax_xent(&z, &labels, 1.0f, NULL, 0, &st->output_loss[in->node], &st->correct[in->node]);
+    return fg_softmax_xent(&z, &labels, NULL, 1.0f, NULL, 0, &st->output_loss[in->node], &st->correct[in->node]);
   }
   const fg_loss_term *lt = &t->loss.terms[in->node];
   int s_node = fg_graph_output_node(t->g, lt->output);
@@ -249,7 +249,7 @@ static fg_status run_loss(fg_trainer *t, const fg_instr *in, fg_step_stats *st) 
   fg_tensor dz = in->din[0] > 0 ? node_tensor(t, s_node, in->din[0], FG_F32) : z;
   double loss = 0.0;
   if (lt->kind == FG_LOSS_XENT) {
-    FG_TRY(fg_softmax_xent(&z, &labels, lt->weight, in->din[0] > 0 ? &dz : NULL, in->din_acc[0], &loss,
+    FG_TRY(fg_softmax_xent(&z, &labels, NULL, lt->weight, in->din[0] > 0 ? &dz : NULL, in->din_acc[0], &loss,
                            &st->correct[lt->output]));
   } else {
     int t_node = fg_graph_output_node(t->g, lt->teacher);

@@ -92,14 +92,14 @@ static void check_xent(const xent_case *c, float weight, int with_grad, int accu
   double *dz0 = to_double(dz, (size_t)nk), *zd = to_double(z, (size_t)nk);
   double *dref = malloc((size_t)nk * sizeof *dref);
   int64_t correct_ref = -1, correct = -1;
-  double loss_ref = fg_ref_softmax_xent(zd, y, c->n, c->k, weight, dref, &correct_ref);
+  double loss_ref = fg_ref_softmax_xent(zd, y, NULL, c->n, c->k, weight, dref, &correct_ref);
   if (accumulate)
     for (int64_t i = 0; i < nk; i++) dref[i] += dz0[i];
 
   fg_tensor tz = fg_tensor_2d(z, c->n, c->k), ty = labels_tensor(y, c->n);
   fg_tensor tdz = fg_tensor_2d(dz, c->n, c->k);
   double loss = NAN;
-  FGT_OK(fg_softmax_xent(&tz, &ty, weight, with_grad ? &tdz : NULL, accumulate, &loss, &correct));
+  FGT_OK(fg_softmax_xent(&tz, &ty, NULL, weight, with_grad ? &tdz : NULL, accumulate, &loss, &correct));
   expect_scalar("xent loss", loss, loss_ref, 1e-12, 1e-10);
   cr_assert_eq(correct, correct_ref, "xent correct: got %lld, want %lld", (long long)correct,
                (long long)correct_ref);
@@ -110,7 +110,7 @@ static void check_xent(const xent_case *c, float weight, int with_grad, int accu
 
   /* correct may be NULL. */
   double loss2 = NAN;
-  FGT_OK(fg_softmax_xent(&tz, &ty, weight, NULL, 0, &loss2, NULL));
+  FGT_OK(fg_softmax_xent(&tz, &ty, NULL, weight, NULL, 0, &loss2, NULL));
   cr_assert(loss2 == loss, "loss without gradient differs: %.17g vs %.17g", loss2, loss);
   free(z), free(y), free(dz), free(dz0), free(zd), free(dref);
 }
@@ -141,13 +141,13 @@ Test(xent, hand_computed_2x3) {
   fg_tensor tz = fg_tensor_2d(z, 2, 3), ty = labels_tensor(y, 2), tdz = fg_tensor_2d(dz, 2, 3);
   double loss;
   int64_t correct;
-  FGT_OK(fg_softmax_xent(&tz, &ty, 1.0f, &tdz, 0, &loss, &correct));
+  FGT_OK(fg_softmax_xent(&tz, &ty, NULL, 1.0f, &tdz, 0, &loss, &correct));
   expect_scalar("loss", loss, 0.7531091266, 1e-9, 0);
   cr_assert_eq(correct, 1);
   const double want[6] = {0.0450152866, 0.1223642355, -0.1673795221, 1.0 / 6, -1.0 / 3, 1.0 / 6};
   expect_close("dlogits", dz, want, 6, 1e-7, 0);
   /* weight 2 doubles both. */
-  FGT_OK(fg_softmax_xent(&tz, &ty, 2.0f, &tdz, 0, &loss, NULL));
+  FGT_OK(fg_softmax_xent(&tz, &ty, NULL, 2.0f, &tdz, 0, &loss, NULL));
   expect_scalar("loss x2", loss, 2 * 0.7531091266, 2e-9, 0);
   cr_assert_float_eq(dz[2], (float)(-2 * 0.1673795221), 1e-7);
 }
@@ -160,7 +160,7 @@ typedef struct xent_fd_ctx {
 
 static double xent_objective(const void *p) {
   const xent_fd_ctx *c = p;
-  return fg_ref_softmax_xent(c->z, c->y, c->n, c->k, 0.8, NULL, NULL);
+  return fg_ref_softmax_xent(c->z, c->y, NULL, c->n, c->k, 0.8, NULL, NULL);
 }
 
 Test(xent, reference_gradient_matches_finite_differences) {
@@ -169,7 +169,7 @@ Test(xent, reference_gradient_matches_finite_differences) {
   fgt_fill_uniform_double(z, 24, 5, -3, 3);
   int32_t *y = new_labels(n, k, 6);
   xent_fd_ctx c = {z, y, n, k};
-  fg_ref_softmax_xent(z, y, n, k, 0.8, g, NULL);
+  fg_ref_softmax_xent(z, y, NULL, n, k, 0.8, g, NULL);
   for (int64_t j = 0; j < n * k; j++)
     check_fd_close("ref xent dlogits", j, g[j], central_difference(xent_objective, &c, z, j, 1e-5),
                    1e-7);
@@ -182,10 +182,10 @@ Test(xent, label_out_of_range_names_row_and_value) {
   int32_t y[2] = {1, 3};
   fg_tensor tz = fg_tensor_2d(z, 2, 3), ty = labels_tensor(y, 2);
   double loss;
-  cr_assert_eq(fg_softmax_xent(&tz, &ty, 1.0f, NULL, 0, &loss, NULL), FG_ERR_INVALID);
+  cr_assert_eq(fg_softmax_xent(&tz, &ty, NULL, 1.0f, NULL, 0, &loss, NULL), FG_ERR_INVALID);
   cr_assert(strstr(fg_last_error(), "row 1 is 3") != NULL, "message: %s", fg_last_error());
   y[1] = -1;
-  cr_assert_eq(fg_softmax_xent(&tz, &ty, 1.0f, NULL, 0, &loss, NULL), FG_ERR_INVALID);
+  cr_assert_eq(fg_softmax_xent(&tz, &ty, NULL, 1.0f, NULL, 0, &loss, NULL), FG_ERR_INVALID);
   cr_assert(strstr(fg_last_error(), "row 1 is -1") != NULL, "message: %s", fg_last_error());
 }
 
@@ -196,18 +196,18 @@ Test(xent, shape_and_dtype_errors) {
   fg_tensor tz = fg_tensor_2d(z, 2, 3), ty3 = labels_tensor(y, 3), ty = labels_tensor(y, 2);
   double loss;
   /* labels [3] for 2 rows. */
-  cr_assert_eq(fg_softmax_xent(&tz, &ty3, 1.0f, NULL, 0, &loss, NULL), FG_ERR_SHAPE);
+  cr_assert_eq(fg_softmax_xent(&tz, &ty3, NULL, 1.0f, NULL, 0, &loss, NULL), FG_ERR_SHAPE);
   cr_assert(strstr(fg_last_error(), "labels") != NULL, "message: %s", fg_last_error());
   /* f32 labels. */
   fg_tensor tfy = fg_tensor_1d(fy, 2);
-  cr_assert_eq(fg_softmax_xent(&tz, &tfy, 1.0f, NULL, 0, &loss, NULL), FG_ERR_SHAPE);
+  cr_assert_eq(fg_softmax_xent(&tz, &tfy, NULL, 1.0f, NULL, 0, &loss, NULL), FG_ERR_SHAPE);
   cr_assert(strstr(fg_last_error(), "dtype f32, expected i32") != NULL, "message: %s",
             fg_last_error());
   /* dlogits transposed. */
   fg_tensor tdz = fg_tensor_2d(dz, 3, 2);
-  cr_assert_eq(fg_softmax_xent(&tz, &ty, 1.0f, &tdz, 0, &loss, NULL), FG_ERR_SHAPE);
+  cr_assert_eq(fg_softmax_xent(&tz, &ty, NULL, 1.0f, &tdz, 0, &loss, NULL), FG_ERR_SHAPE);
   /* Missing loss pointer. */
-  cr_assert_eq(fg_softmax_xent(&tz, &ty, 1.0f, NULL, 0, NULL, NULL), FG_ERR_INVALID);
+  cr_assert_eq(fg_softmax_xent(&tz, &ty, NULL, 1.0f, NULL, 0, NULL, NULL), FG_ERR_INVALID);
 }
 
 /* ----------------------------------------------------------------------------------------- */
@@ -449,7 +449,7 @@ static void run_losses(float *grads, loss_outputs *o) {
   fg_tensor g0 = fg_tensor_2d(grads, TH_N, TH_K), g1 = fg_tensor_2d(grads + TH_NK, TH_N, TH_K);
   fg_tensor g2 = fg_tensor_2d(grads + 2 * TH_NK, TH_N, TH_K),
             g3 = fg_tensor_2d(grads + 3 * TH_NK, TH_N, TH_K);
-  FGT_OK(fg_softmax_xent(&tz, &ty, 1.0f, &g0, 0, &o->xent, &o->correct));
+  FGT_OK(fg_softmax_xent(&tz, &ty, NULL, 1.0f, &g0, 0, &o->xent, &o->correct));
   fg_kl_desc d = {3.0f, 1e-7f, FG_KL_ELEMENTWISE_MEAN, 0.5f};
   FGT_OK(fg_kl_div(&d, &tz, &tt, &g1, &g2, 0, &o->kl));
   FGT_OK(fg_mse(&tz, &tt, 1.0f, &g3, 0, &o->mse));
@@ -471,4 +471,61 @@ Test(losses, bit_identical_for_one_and_two_threads) {
   cr_assert(memcmp(g1, g2, 4 * TH_NK * sizeof *g1) == 0,
             "loss gradients differ between 1 and 2 threads");
   free(g1), free(g2);
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Class-masked cross-entropy (HeteroFL's label split: masked_fill(mask == 0, 0)).           */
+
+Test(xent_mask, hand_example_and_reference) {
+  fgt_setup_cpu(1);
+  /* logits [2, 1, 3], mask [1, 0, 1], label 0: masked logits [2, 0, 3];
+   * loss = log(e^2 + e^0 + e^3) - 2; dz = softmax - onehot on kept classes, 0 on the masked one. */
+  float z[3] = {2.0f, 1.0f, 3.0f}, m[3] = {1.0f, 0.0f, 1.0f}, dz[3];
+  int32_t y[1] = {0};
+  fg_tensor tz = fg_tensor_2d(z, 1, 3), tm = fg_tensor_1d(m, 3), tdz = fg_tensor_2d(dz, 1, 3);
+  int64_t shape[1] = {1};
+  fg_tensor ty = fg_tensor_view(y, FG_I32, fg_cpu_device(), 1, shape);
+  double loss;
+  int64_t correct;
+  FGT_OK(fg_softmax_xent(&tz, &ty, &tm, 1.0f, &tdz, 0, &loss, &correct));
+  double s = exp(2.0) + 1.0 + exp(3.0);
+  cr_assert_float_eq(loss, log(s) - 2.0, 1e-6);
+  cr_assert_float_eq(dz[0], exp(2.0) / s - 1.0, 1e-6);
+  cr_assert_eq(dz[1], 0.0f);
+  cr_assert_float_eq(dz[2], exp(3.0) / s, 1e-6);
+  cr_assert_eq(correct, 0); /* the masked argmax is class 2 */
+  /* Against the double reference on a larger case, with accumulation. */
+  enum { N = 7, K = 11 };
+  float zz[N * K], g[N * K], mask[K];
+  double zd[N * K], gd[N * K], maskd[K];
+  int32_t labels[N];
+  fgt_fill_uniform(zz, N * K, 91, -4.0f, 4.0f);
+  fgt_fill_uniform(g, N * K, 92, -1.0f, 1.0f);
+  for (int j = 0; j < K; j++) mask[j] = maskd[j] = (j % 3 != 1);
+  for (int i = 0; i < N; i++) labels[i] = (i * 3) % K == 1 ? 0 : (i * 3) % K; /* kept classes */
+  for (int i = 0; i < N * K; i++) zd[i] = zz[i];
+  double lref = fg_ref_softmax_xent(zd, labels, maskd, N, K, 0.5, gd, NULL);
+  for (int i = 0; i < N * K; i++) gd[i] += g[i];
+  fg_tensor tzz = fg_tensor_2d(zz, N, K), tg = fg_tensor_2d(g, N, K), tmask = fg_tensor_1d(mask, K);
+  int64_t nshape[1] = {N};
+  fg_tensor tl = fg_tensor_view(labels, FG_I32, fg_cpu_device(), 1, nshape);
+  FGT_OK(fg_softmax_xent(&tzz, &tl, &tmask, 0.5f, &tg, 1, &loss, NULL));
+  cr_assert_float_eq(loss, lref, 1e-6);
+  char msg[256];
+  cr_assert(fgt_allclose(g, gd, N * K, 1e-6, 1e-5, msg, sizeof msg), "%s", msg);
+  /* The reference's gradient against central differences of the reference loss. */
+  for (int i = 0; i < N * K; i++) {
+    double save = zd[i], h = 1e-6;
+    zd[i] = save + h;
+    double lp = fg_ref_softmax_xent(zd, labels, maskd, N, K, 0.5, NULL, NULL);
+    zd[i] = save - h;
+    double lm = fg_ref_softmax_xent(zd, labels, maskd, N, K, 0.5, NULL, NULL);
+    zd[i] = save;
+    double an[N * K];
+    fg_ref_softmax_xent(zd, labels, maskd, N, K, 0.5, an, NULL);
+    cr_assert(fabs((lp - lm) / (2 * h) - an[i]) < 1e-7, "element %d", i);
+  }
+  float bad_mask[K - 1];
+  fg_tensor tbad = fg_tensor_1d(bad_mask, K - 1);
+  cr_assert_eq(fg_softmax_xent(&tzz, &tl, &tbad, 1.0f, NULL, 0, &loss, NULL), FG_ERR_SHAPE);
 }

@@ -350,7 +350,7 @@ Test(validation, null_entries_are_unsupported) {
       fg_fill(&ta, 0.0f),
       fg_dropout_forward(&ta, &tb, 0.5f, 1),
       fg_dropout_backward(&ta, &tb, 0.5f, 1, 0),
-      fg_softmax_xent(&m22, &tl, 1.0f, NULL, 0, &loss, NULL),
+      fg_softmax_xent(&m22, &tl, NULL, 1.0f, NULL, 0, &loss, NULL),
       fg_kl_div(&kd, &m22, &n22, NULL, NULL, 0, &loss),
       fg_mse(&ta, &tb, 1.0f, NULL, 0, &loss),
       fg_sgd_step(&sh, &ta, &tb, NULL),
