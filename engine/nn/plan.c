@@ -132,6 +132,7 @@ fg_loss_spec fg_loss_effective(const fg_graph *g, const fg_loss_spec *l) {
   if (l->n > 0) return *l;
   fg_loss_spec d;
   memset(&d, 0, sizeof d);
+  d.class_mask = l->class_mask;
   d.n = fg_graph_output_count(g);
   for (int k = 0; k < d.n; k++) {
     d.terms[k].kind = FG_LOSS_XENT;
@@ -617,6 +618,10 @@ fg_status fg_plan_build(const fg_graph *g, const fg_trainer_options *o, fg_plan 
   p->region_bytes[FG_REGION_IMAGES] =
       fg_region_round(d, (size_t)(o->batch * fg_node_numel(in)) * sizeof(float));
   p->region_bytes[FG_REGION_LABELS] = fg_region_round(d, (size_t)o->batch * sizeof(int32_t));
+  if (o->loss.class_mask && o->mode != FG_EXEC_INFERENCE) {
+    const fg_node *logits = fg_graph_node(g, fg_graph_output_node(g, 0));
+    p->region_bytes[FG_REGION_CLASS_MASK] = fg_region_round(d, (size_t)logits->shape[0] * sizeof(float));
+  }
   for (int r = 0; r < FG_PLAN_REGIONS; r++) {
     p->bytes_by_cat[fg_plan_region_category((fg_plan_region)r)] += p->region_bytes[r];
     p->total += p->region_bytes[r];
@@ -656,14 +661,15 @@ fg_mem_category fg_plan_region_category(fg_plan_region r) {
     case FG_REGION_WS: return FG_MEM_WORKSPACE;
     case FG_REGION_IMAGES:
     case FG_REGION_LABELS:
+    case FG_REGION_CLASS_MASK:
     case FG_PLAN_REGIONS: break;
   }
   return FG_MEM_DATA;
 }
 
 const char *fg_plan_region_name(fg_plan_region r) {
-  static const char *names[FG_PLAN_REGIONS] = {"parameters", "gradients", "optimizer",
-                                               "activations", "workspace", "input batch", "labels"};
+  static const char *names[FG_PLAN_REGIONS] = {"parameters",  "gradients", "optimizer", "activations",
+                                               "workspace",   "input batch", "labels", "class mask"};
   return (unsigned)r < FG_PLAN_REGIONS ? names[r] : "?";
 }
 

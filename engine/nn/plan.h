@@ -40,6 +40,7 @@ enum { FG_MAX_LOSS_TERMS = 32, FG_MAX_OUTPUTS = 16 };
 typedef struct fg_loss_spec {
   int n; /* 0: cross-entropy on every output with weight 1 (the joint multi-exit loss) */
   fg_loss_term terms[FG_MAX_LOSS_TERMS];
+  int class_mask; /* 1: cross-entropy terms mask the classes a client lacks (fg_trainer_set_class_mask) */
 } fg_loss_spec;
 
 typedef struct fg_trainer_options {
@@ -100,6 +101,7 @@ typedef enum fg_plan_region {
   FG_REGION_WS,
   FG_REGION_IMAGES,
   FG_REGION_LABELS,
+  FG_REGION_CLASS_MASK, /* [classes] floats when the loss masks classes */
   FG_PLAN_REGIONS
 } fg_plan_region;
 

@@ -18,6 +18,7 @@ struct fg_trainer {
   int64_t optim_step;   /* optimizer steps since the last reset (Adam) */
   uint64_t drop_seed, drop_stream;
   fg_loss_spec loss;    /* effective loss terms */
+  float bn_momentum;    /* > 0: overrides every BN layer's momentum */
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -149,7 +150,7 @@ static fg_status run_forward(fg_trainer *t, const fg_instr *in) {
       fg_tensor invstd = channel_tensor(t, in->aux[1], n->shape[0]);
       return fg_bn_forward_train(&x, &gamma, &beta, &y, &mean, &invstd,
                                  in->update_running ? &rm : NULL, in->update_running ? &rv : NULL,
-                                 n->bn_momentum, n->bn_eps);
+                                 t->bn_momentum > 0 ? t->bn_momentum : n->bn_momentum, n->bn_eps);
     }
     case FG_NODE_RELU: return fg_relu_forward(&x, &y);
     case FG_NODE_MAXPOOL: {
@@ -236,6 +237,14 @@ static fg_status run_backward(fg_trainer *t, const fg_instr *in) {
   return FG_FAIL(FG_ERR_INTERNAL, "trainer: node '%s' has no backward instruction", n->name);
 }
 
+/* The class mask of the running loss, or NULL. */
+static const fg_tensor *class_mask(const fg_trainer *t, fg_tensor *buf) {
+  if (!t->loss.class_mask || !t->region[FG_REGION_CLASS_MASK].ptr) return NULL;
+  const fg_node *logits = fg_graph_node(t->g, fg_graph_output_node(t->g, 0));
+  *buf = view(t, t->region[FG_REGION_CLASS_MASK].ptr, FG_F32, 1, &logits->shape[0]);
+  return buf;
+}
+
 static fg_status run_loss(fg_trainer *t, const fg_instr *in, fg_step_stats *st) {
   fg_tensor labels = labels_tensor(t);
   if (in->eval) {
@@ -249,7 +258,8 @@ static fg_status run_loss(fg_trainer *t, const fg_instr *in, fg_step_stats *st) 
   fg_tensor dz = in->din[0] > 0 ? node_tensor(t, s_node, in->din[0], FG_F32) : z;
   double loss = 0.0;
   if (lt->kind == FG_LOSS_XENT) {
-    FG_TRY(fg_softmax_xent(&z, &labels, NULL, lt->weight, in->din[0] > 0 ? &dz : NULL, in->din_acc[0], &loss,
+    fg_tensor mask;
+    FG_TRY(fg_softmax_xent(&z, &labels, class_mask(t, &mask), lt->weight, in->din[0] > 0 ? &dz : NULL, in->din_acc[0], &loss,
                            &st->correct[lt->output]));
   } else {
     int t_node = fg_graph_output_node(t->g, lt->teacher);
@@ -350,6 +360,15 @@ void fg_trainer_set_dropout_stream(fg_trainer *t, uint64_t seed, uint64_t stream
   t->drop_stream = stream;
   t->step = 0;
 }
+
+fg_status fg_trainer_set_class_mask(fg_trainer *t, const float *host_mask) {
+  fg_tensor buf;
+  const fg_tensor *m = class_mask(t, &buf);
+  if (!m) return FG_FAIL(FG_ERR_INVALID, "trainer: this plan's loss does not mask classes");
+  return fg_tensor_from_host(&buf, host_mask, fg_tensor_bytes(&buf));
+}
+
+void fg_trainer_set_bn_momentum(fg_trainer *t, float momentum) { t->bn_momentum = momentum; }
 
 fg_status fg_trainer_set_loss_weight(fg_trainer *t, int term, float weight) {
   if (term < 0 || term >= t->loss.n)

@@ -48,6 +48,12 @@ fg_status fg_trainer_reset_optimizer(fg_trainer *t);
 void fg_trainer_set_lr(fg_trainer *t, float lr);
 /* Dropout masks of step k come from the stream (seed, dropout, stream, k, node). */
 void fg_trainer_set_dropout_stream(fg_trainer *t, uint64_t seed, uint64_t stream);
+/* The classes the cross-entropy terms keep: host [classes] of 0/1 (plans whose loss has
+ * class_mask set; FG_ERR_INVALID otherwise). */
+fg_status fg_trainer_set_class_mask(fg_trainer *t, const float *host_mask);
+/* BN momentum override for every BN layer in training forwards (e.g. 1/(k+1) at batch k for a
+ * cumulative average, as static BN recalibration does); a value <= 0 restores each layer's own. */
+void fg_trainer_set_bn_momentum(fg_trainer *t, float momentum);
 /* Changes a loss term's weight (e.g. a ramped distillation weight) without re-planning. */
 fg_status fg_trainer_set_loss_weight(fg_trainer *t, int term, float weight);
 

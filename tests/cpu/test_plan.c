@@ -367,3 +367,43 @@ Test(gradcheck, whole_resnet18) {
   model_case m = {"resnet18", 0.25, 3, 16, 16, 0, 2};
   check_model_gradients(&m);
 }
+
+Test(plan, class_mask_zeroes_masked_classifier_rows) {
+  fgt_setup_cpu(1);
+  fg_graph *g = build(&CNN);
+  fg_trainer_options o = options(&CNN, FG_EXEC_STORE);
+  o.loss.class_mask = 1;
+  float *state = init_state(g, 8);
+  fg_ledger l;
+  fg_ledger_init(&l, "mask", 0);
+  fg_trainer *t = make(g, &o, &l, state);
+  float mask[10] = {1, 1, 0, 1, 0, 1, 1, 1, 1, 0};
+  FGT_OK(fg_trainer_set_class_mask(t, mask));
+  fg_tensor x, y;
+  fg_trainer_input(t, &x, &y);
+  fgt_fill_uniform(fg_f32(&x), (size_t)fg_tensor_numel(&x), 4, -1, 1);
+  for (int i = 0; i < CNN.batch; i++) fg_i32(&y)[i] = (int32_t)((i * 3) % 10 == 2 ? 0 : (i * 3) % 10) % 10;
+  fg_step_stats st;
+  FGT_OK(fg_trainer_compute_gradients(t, CNN.batch, &st));
+  int hw = fg_graph_find_param(g, "head.weight"), hb = fg_graph_find_param(g, "head.bias");
+  const fg_param *pw = fg_graph_param(g, hw);
+  float gw[10 * 64], gb[10];
+  FGT_OK(fg_trainer_get_grad(t, hw, gw));
+  FGT_OK(fg_trainer_get_grad(t, hb, gb));
+  for (int c = 0; c < 10; c++) {
+    double row = fabs(gb[c]);
+    for (int64_t i = 0; i < pw->shape[1]; i++) row += fabs(gw[c * pw->shape[1] + i]);
+    if (mask[c] == 0)
+      cr_assert_eq(row, 0.0, "class %d is masked but its row has gradient", c);
+    else
+      cr_assert_gt(row, 0.0, "class %d", c);
+  }
+  fg_plan *plan;
+  FGT_OK(fg_plan_build(g, &o, &plan));
+  cr_assert_eq(l.peak, plan->total);
+  cr_assert_gt(plan->region_bytes[FG_REGION_CLASS_MASK], 0u);
+  fg_plan_free(plan);
+  fg_trainer_destroy(t);
+  free(state);
+  fg_graph_free(g);
+}
