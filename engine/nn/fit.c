@@ -58,6 +58,7 @@ fg_status fg_evaluate(fg_trainer *t, const fg_dataset_view *view, const fg_norma
     out->samples += count;
     out->steps++;
     out->n_outputs = st.n_outputs;
+    out->ensemble_correct += st.ensemble_correct;
     for (int k = 0; k < st.n_outputs; k++) {
       out->correct[k] += st.correct[k];
       if (k == st.n_outputs - 1) out->loss_sum += st.output_loss[k] * (double)count;

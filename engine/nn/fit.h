@@ -28,6 +28,7 @@ typedef struct fg_epoch_stats {
   int64_t steps;
   int64_t correct[FG_MAX_OUTPUTS]; /* per output */
   int n_outputs;
+  int64_t ensemble_correct;        /* evaluation with several outputs: the mean of their logits */
 } fg_epoch_stats;
 
 /* Called after every step with the steps done so far and the epoch's total; may be NULL. */

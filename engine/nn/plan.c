@@ -336,15 +336,32 @@ static void gen_train(builder *b, const fg_loss_spec *loss) {
   }
 }
 
+/* Inference: every output's loss and hits; with several outputs also their ensemble (the mean
+ * of their logits, node -1 in its LOSS instruction). */
 static void gen_eval(builder *b) {
-  int nn = fg_graph_node_count(b->g);
+  int nn = fg_graph_node_count(b->g), outs = fg_graph_output_count(b->g);
   for (int i = 1; i < nn; i++)
     if (b->live[i]) emit_forward(b, i, FG_I_FORWARD, 0, 1);
-  for (int k = 0; k < fg_graph_output_count(b->g); k++) {
+  int ensemble = -1;
+  for (int k = 0; k < outs; k++) {
     fg_instr *in = emit(b, FG_I_LOSS, k);
     if (!in) return;
     in->eval = 1;
     in->in[0] = b->value[loss_node(b, k)];
+    if (outs < 2) continue;
+    if (ensemble < 0) ensemble = new_vbuf(b, value_bytes(b, loss_node(b, 0)), 1);
+    in = emit(b, FG_I_ENSEMBLE, k);
+    if (!in) return;
+    in->eval = 1;
+    in->in[0] = b->value[loss_node(b, k)];
+    in->out = ensemble;
+    in->accumulate = k > 0;
+  }
+  if (ensemble >= 0) {
+    fg_instr *in = emit(b, FG_I_LOSS, -1);
+    if (!in) return;
+    in->eval = 1;
+    in->in[0] = ensemble;
   }
 }
 
@@ -385,6 +402,7 @@ typedef struct inplace_pair {
  * can take the read buffer's storage when the read buffer dies there. */
 static int inplace_pairs(const fg_graph *g, const fg_instr *in, inplace_pair pairs[3]) {
   if (in->kind != FG_I_FORWARD && in->kind != FG_I_RECOMPUTE && in->kind != FG_I_BACKWARD) return 0;
+  if (in->node < 0) return 0;
   fg_node_kind kind = fg_graph_node(g, in->node)->kind;
   int elementwise = kind == FG_NODE_RELU || kind == FG_NODE_DROPOUT || kind == FG_NODE_SCALE;
   int n = 0;

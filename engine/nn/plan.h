@@ -75,6 +75,7 @@ typedef enum fg_instr_kind {
   FG_I_LOSS,        /* one loss term (node = term index) */
   FG_I_BACKWARD,
   FG_I_ACCUMULATE,  /* din[0] += dout (a gradient reaching a node through a view) */
+  FG_I_ENSEMBLE,    /* eval: out (=|+=) in[0] / outputs (node = output index): mean of the exits' logits */
 } fg_instr_kind;
 
 typedef struct fg_instr {
@@ -90,6 +91,7 @@ typedef struct fg_instr {
   int dout;            /* backward: gradient of the output */
   int din[2];          /* backward / loss: gradients written (-1: none) */
   int din_acc[2];      /* accumulate into din instead of overwriting */
+  int accumulate;      /* ensemble: add into out instead of overwriting */
 } fg_instr;
 
 /* Regions a trainer allocates, in this order. */

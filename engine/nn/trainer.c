@@ -248,8 +248,10 @@ static const fg_tensor *class_mask(const fg_trainer *t, fg_tensor *buf) {
 static fg_status run_loss(fg_trainer *t, const fg_instr *in, fg_step_stats *st) {
   fg_tensor labels = labels_tensor(t);
   if (in->eval) {
-    int node = fg_graph_output_node(t->g, in->node);
+    int ensemble = in->node < 0;
+    int node = fg_graph_output_node(t->g, ensemble ? 0 : in->node);
     fg_tensor z = node_tensor(t, node, in->in[0], FG_F32);
+    if (ensemble) return fg_softmax_xent(&z, &labels, NULL, 1.0f, NULL, 0, &st->ensemble_loss, &st->ensemble_correct);
     return fg_softmax_xent(&z, &labels, NULL, 1.0f, NULL, 0, &st->output_loss[in->node], &st->correct[in->node]);
   }
   const fg_loss_term *lt = &t->loss.terms[in->node];
@@ -286,6 +288,13 @@ static fg_status run_instr(fg_trainer *t, const fg_instr *in, fg_step_stats *st)
       fg_tensor dx = node_tensor(t, n->in[0], in->din[0], FG_F32);
       return fg_axpy(1.0f, &dy, &dx);
     }
+    case FG_I_ENSEMBLE: {
+      int node = fg_graph_output_node(t->g, in->node);
+      float share = 1.0f / (float)fg_graph_output_count(t->g);
+      fg_tensor z = node_tensor(t, node, in->in[0], FG_F32);
+      fg_tensor mean = node_tensor(t, fg_graph_output_node(t->g, 0), in->out, FG_F32);
+      return in->accumulate ? fg_axpy(share, &z, &mean) : fg_scale(share, &z, &mean);
+    }
   }
   return FG_FAIL(FG_ERR_INTERNAL, "trainer: unknown instruction %d", (int)in->kind);
 }
@@ -302,7 +311,7 @@ static fg_status run_program(fg_trainer *t, const fg_instr *prog, int count, int
     fg_status s = run_instr(t, &prog[k], st);
     if (s != FG_OK) {
       const fg_instr *in = &prog[k];
-      if (in->kind != FG_I_LOSS) fg_error_prefix("%s", fg_graph_node(t->g, in->node)->name);
+      if (in->kind != FG_I_LOSS && in->kind != FG_I_ENSEMBLE) fg_error_prefix("%s", fg_graph_node(t->g, in->node)->name);
       return s;
     }
   }

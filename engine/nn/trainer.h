@@ -22,6 +22,8 @@ typedef struct fg_step_stats {
   double output_loss[FG_MAX_OUTPUTS];/* eval: mean cross-entropy of each output */
   int64_t correct[FG_MAX_OUTPUTS];   /* top-1 hits of each output (train: outputs with xent) */
   int n_outputs;
+  int64_t ensemble_correct;          /* eval with several outputs: hits of the mean of their logits */
+  double ensemble_loss;
   int64_t count;                     /* samples in the batch */
 } fg_step_stats;
 

@@ -407,3 +407,39 @@ Test(plan, class_mask_zeroes_masked_classifier_rows) {
   free(state);
   fg_graph_free(g);
 }
+
+/* The ensemble is the mean of the exits' logits: with the early exits zeroed (their logits are
+ * 0) it ranks classes exactly as the last exit, so it has the same hits; with trained-looking
+ * exits it generally differs. */
+Test(plan, ensemble_of_exits) {
+  fgt_setup_cpu(1);
+  fg_graph *g = build(&CNN_EXITS);
+  fg_trainer_options o = options(&CNN_EXITS, FG_EXEC_INFERENCE);
+  o.batch = 64;
+  float *state = init_state(g, 9);
+  fg_ledger l;
+  fg_ledger_init(&l, "ens", 0);
+  fg_trainer *t = make(g, &o, &l, state);
+  fill_batch(t, 64, 12);
+  fg_step_stats st;
+  FGT_OK(fg_trainer_evaluate(t, 64, &st));
+  cr_assert_eq(st.n_outputs, 3);
+  const char *zeroed[] = {"exit1.weight", "exit1.bias", "exit2.weight", "exit2.bias"};
+  for (int i = 0; i < 4; i++) {
+    const fg_param *p = fg_graph_param(g, fg_graph_find_param(g, zeroed[i]));
+    memset(state + p->offset, 0, (size_t)p->numel * sizeof(float));
+  }
+  FGT_OK(fg_trainer_set_state(t, state));
+  fg_step_stats z;
+  FGT_OK(fg_trainer_evaluate(t, 64, &z));
+  cr_assert_eq(z.ensemble_correct, z.correct[2]);
+  cr_assert_eq(z.correct[2], st.correct[2], "the last exit does not depend on the others");
+  cr_assert_float_neq(z.ensemble_loss, z.output_loss[2], 1e-9, "ensemble logits are a third of the head's");
+  fg_plan *plan;
+  FGT_OK(fg_plan_build(g, &o, &plan));
+  cr_assert_eq(l.peak, plan->total);
+  fg_plan_free(plan);
+  fg_trainer_destroy(t);
+  free(state);
+  fg_graph_free(g);
+}
