@@ -267,10 +267,14 @@ static fg_status run_loss(fg_trainer *t, const fg_instr *in, fg_step_stats *st) 
     int t_node = fg_graph_output_node(t->g, lt->teacher);
     fg_tensor zt = node_tensor(t, t_node, in->in[1], FG_F32);
     fg_tensor dzt = in->din[1] > 0 ? node_tensor(t, t_node, in->din[1], FG_F32) : zt;
-    if (in->din[0] > 0 && in->din[1] > 0 && in->din_acc[0] != in->din_acc[1])
-      return FG_FAIL(FG_ERR_UNSUPPORTED, "trainer: loss term %d mixes fresh and accumulated gradients", in->node);
-    FG_TRY(fg_kl_div(&lt->kl, &z, &zt, in->din[0] > 0 ? &dz : NULL, in->din[1] > 0 ? &dzt : NULL,
-                     in->din[0] > 0 ? in->din_acc[0] : in->din_acc[1], &loss));
+    /* One accumulate flag serves both gradients: when only one of them already holds a
+     * gradient, the fresh one starts from zero and both accumulate. */
+    int both = in->din[0] > 0 && in->din[1] > 0, acc = in->din[0] > 0 ? in->din_acc[0] : in->din_acc[1];
+    if (both && in->din_acc[0] != in->din_acc[1]) {
+      FG_TRY(fg_fill(in->din_acc[0] ? &dzt : &dz, 0.0f));
+      acc = 1;
+    }
+    FG_TRY(fg_kl_div(&lt->kl, &z, &zt, in->din[0] > 0 ? &dz : NULL, in->din[1] > 0 ? &dzt : NULL, acc, &loss));
   }
   st->loss += loss;
   return FG_OK;

@@ -1,0 +1,64 @@
+/* DepthFL (Kim et al., ICLR 2023): depth levels, a classifier after every block; a client of
+ * depth d trains blocks 1..d and exits 1..d with
+ *   L = sum_i [ CE(z_i) + w_t / (d - 1) sum_{j != i} KL(softmax(z_j) || softmax(z_i)) ]
+ * (teachers detached, T = 1, 1e-7 added to the teacher probabilities, KL summed over classes and
+ * averaged over the batch) and w_t = exp(-5 (1 - min(t, R) / R)^2), R = kd_ramp_rounds.
+ * Per-tensor count-mean aggregation (baselines.md A.4). The exits here are the models' own
+ * (global pool + linear for cnn, models.md); DepthFL's attention/bottleneck classifiers for
+ * ResNets and its FedDyn variant are not implemented. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fl/method.h"
+
+static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out) {
+  memset(out, 0, sizeof *out);
+  if (strcmp(base->arch, "cnn") != 0 && strcmp(base->arch, "vgg-me") != 0)
+    return FG_FAIL(FG_ERR_CONFIG, "method depthfl needs a model with early exits (cnn or vgg-me), not %s",
+                   base->arch);
+  out->global = *base;
+  out->global.exits = 1;
+  int blocks = fg_model_block_count(base->arch);
+  out->n_levels = blocks;
+  for (int l = 0; l < blocks; l++) {
+    fg_level *lv = &out->levels[l];
+    lv->spec = out->global;
+    lv->spec.depth = blocks - l;
+    snprintf(lv->label, sizeof lv->label, "depth %d", blocks - l);
+  }
+  out->channels = FG_CHANNELS_FIRST;
+  out->weighting = mc->weighting;
+  return FG_OK;
+}
+
+static double ramp(int round, int ramp_rounds) {
+  if (ramp_rounds <= 0) return 1.0;
+  double t = (double)(round < ramp_rounds ? round : ramp_rounds) / (double)ramp_rounds;
+  return exp(-5.0 * (1.0 - t) * (1.0 - t));
+}
+
+static void loss(const fg_method_config *mc, const fg_method_plan *mp, int level, int round, int rounds,
+                 fg_loss_spec *out) {
+  (void)rounds;
+  int d = fg_spec_outputs(&mp->levels[level].spec);
+  fg_loss_every_exit(d, out);
+  if (!mc->kd || d < 2) return;
+  float w = (float)(ramp(round, mc->kd_ramp_rounds) / (double)(d - 1));
+  for (int i = 0; i < d; i++)
+    for (int j = 0; j < d; j++) {
+      if (i == j) continue;
+      fg_loss_term *t = &out->terms[out->n++];
+      memset(t, 0, sizeof *t);
+      t->kind = FG_LOSS_KL;
+      t->output = i;
+      t->teacher = j;
+      t->detach_teacher = 1;
+      t->kl.temperature = 1.0f;
+      t->kl.teacher_eps = 1e-7f;
+      t->kl.reduction = FG_KL_BATCHMEAN;
+      t->kl.weight = w;
+    }
+}
+
+const fg_method_ops fg_method_depthfl = {"depthfl", plan, loss};

@@ -1,0 +1,20 @@
+/* HeteroFL (Diao et al., ICLR 2021): width levels; a client keeps the first ceil(r C) channels of
+ * every layer; a Scaler divides conv outputs by r in training; element-wise count-mean
+ * aggregation; optional label split (masked classes in the loss and in classifier averaging) and
+ * static BN recalibration before evaluation (baselines.md A.2). */
+#include <string.h>
+
+#include "fl/method.h"
+
+static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out) {
+  memset(out, 0, sizeof *out);
+  out->global = *base;
+  fg_levels_by_rate(base, mc->rates, mc->n_rates, mc->scaler ? FG_SCALER_TRAIN_ONLY : FG_SCALER_NONE, out);
+  out->channels = FG_CHANNELS_FIRST;
+  out->weighting = mc->weighting;
+  out->label_mask = mc->label_mask;
+  out->static_bn = mc->sbn;
+  return FG_OK;
+}
+
+const fg_method_ops fg_method_heterofl = {"heterofl", plan, NULL};

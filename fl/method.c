@@ -1,0 +1,56 @@
+/* The method registry and the level builders methods share. */
+#include "fl/method.h"
+
+#include <stdio.h>
+#include <string.h>
+
+extern const fg_method_ops fg_method_fedavg, fg_method_exclusivefl, fg_method_fedavg_s,
+    fg_method_heterofl, fg_method_fedrolex, fg_method_depthfl, fg_method_scalefl;
+
+static const fg_method_ops *const registry[] = {
+    &fg_method_fedavg,   &fg_method_exclusivefl, &fg_method_fedavg_s, &fg_method_heterofl,
+    &fg_method_fedrolex, &fg_method_depthfl,     &fg_method_scalefl,
+};
+
+const fg_method_ops *fg_method_find(const char *name) {
+  for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
+    if (name && strcmp(registry[i]->name, name) == 0) return registry[i];
+  FG_FAIL(FG_ERR_CONFIG, "unknown method '%s' (expected one of fedavg, exclusivefl, fedavg-s, heterofl, "
+                         "fedrolex, depthfl, scalefl)",
+          name ? name : "");
+  return NULL;
+}
+
+void fg_levels_by_rate(const fg_model_spec *base, const double *rates, int n, fg_scaler_mode scaler,
+                       fg_method_plan *mp) {
+  mp->n_levels = n;
+  for (int l = 0; l < n; l++) {
+    fg_level *lv = &mp->levels[l];
+    memset(lv, 0, sizeof *lv);
+    lv->spec = *base;
+    lv->spec.rate = rates[l];
+    lv->spec.scaler = scaler;
+    if (rates[l] >= 1.0)
+      snprintf(lv->label, sizeof lv->label, "full");
+    else
+      snprintf(lv->label, sizeof lv->label, "rate %g", rates[l]);
+  }
+}
+
+void fg_loss_every_exit(int outputs, fg_loss_spec *out) {
+  memset(out, 0, sizeof *out);
+  out->n = outputs;
+  for (int k = 0; k < outputs; k++) {
+    out->terms[k].kind = FG_LOSS_XENT;
+    out->terms[k].output = k;
+    out->terms[k].weight = 1.0f;
+  }
+}
+
+int fg_spec_outputs(const fg_model_spec *spec) {
+  int blocks = fg_model_block_count(spec->arch);
+  int depth = spec->depth ? spec->depth : blocks;
+  if (strcmp(spec->arch, "vgg-me") == 0) return depth;
+  if (strcmp(spec->arch, "cnn") == 0 && spec->exits) return depth;
+  return 1;
+}

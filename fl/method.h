@@ -1,0 +1,62 @@
+/* The interface every FL method implements, and the registry of methods.
+ *
+ * A method describes, from its configuration and the base model: the global model, the levels a
+ * client can train (level 0 the most capable; each a model spec, e.g. a width rate or a depth),
+ * how sub-model channels are chosen, how updates are weighted, and each client's local loss. The
+ * server (fl/server.h) does the rest the same way for every method: it measures each level's
+ * memory with the engine's planner, gives each client the most capable level its budget fits,
+ * trains clients one after another under their budgets, and aggregates with one sub-model
+ * algebra (fl/submodel.h). A method file holds only that method's logic. Owns nothing. */
+#ifndef FG_FL_METHOD_H
+#define FG_FL_METHOD_H
+
+#include <stddef.h>
+
+#include "engine/nn/models.h"
+#include "engine/nn/plan.h"
+#include "fl/config.h"
+#include "fl/submodel.h"
+
+typedef struct fg_level {
+  char label[48];        /* "full", "rate 0.5", "depth 2", "rate 0.7 x 2 exits" */
+  fg_model_spec spec;    /* the model a client at this level trains */
+  size_t planned_bytes;  /* filled by the server: the plan of one local step at this level */
+} fg_level;
+
+typedef struct fg_method_plan {
+  fg_model_spec global;            /* the global model */
+  fg_level levels[FG_MAX_LEVELS];  /* level 0 is the most capable */
+  int n_levels;
+  int ignore_budgets;   /* every client trains level 0 with no cap (the FedAvg upper bound) */
+  int same_level;       /* every client trains the level the smallest budget fits, and that
+                           level's model is the global model (FedAvg-S) */
+  fg_channel_policy channels;
+  fg_weighting weighting;
+  int label_mask;       /* clients mask classes they lack, in the loss and in classifier averaging */
+  int static_bn;        /* recompute BN statistics over training data before each evaluation */
+} fg_method_plan;
+
+typedef struct fg_method_ops {
+  const char *name;
+  /* Fills the plan from the method's options and the base model (arch, width, input, classes). */
+  fg_status (*plan)(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out);
+  /* The local loss of a client at `level` in round `round` of `rounds` (0-based); NULL: cross-
+   * entropy with weight 1 on every output of the level's model. */
+  void (*loss)(const fg_method_config *mc, const fg_method_plan *mp, int level, int round, int rounds,
+               fg_loss_spec *out);
+} fg_method_ops;
+
+/* The method called `name`, or NULL with FG_ERR_CONFIG recorded (listing the known names). */
+const fg_method_ops *fg_method_find(const char *name);
+
+/* Shared level builders for methods. */
+/* One level per width rate (descending), first-k sub-models of `base`; `scaler` as HeteroFL /
+ * ScaleFL use it. */
+void fg_levels_by_rate(const fg_model_spec *base, const double *rates, int n, fg_scaler_mode scaler,
+                       fg_method_plan *mp);
+/* The loss "cross-entropy on every output of the level's model" (weights 1). */
+void fg_loss_every_exit(int outputs, fg_loss_spec *out);
+/* Number of outputs a model spec has (its exits). */
+int fg_spec_outputs(const fg_model_spec *spec);
+
+#endif
