@@ -78,6 +78,12 @@ static int set_value(fg_command *cmd, fg_arg *a, const char *value) {
       *(const char **)a->dest = value;
       break;
     case FG_ARG_FLAG: *(int *)a->dest = 1; break;
+    case FG_ARG_LIST: {
+      fg_arg_list *l = a->dest;
+      if (l->n == FG_ARG_LIST_CAP) return fg_usage_error(cmd, "--%s given more than %d times", a->name, FG_ARG_LIST_CAP);
+      l->items[l->n++] = value;
+      break;
+    }
   }
   a->seen = 1;
   return FG_EXIT_OK;
@@ -98,7 +104,7 @@ int fg_args_parse(fg_command *cmd, int argc, char **argv, int *help_shown) {
     size_t len = eq ? (size_t)(eq - name) : strlen(name);
     fg_arg *a = find_arg(cmd, name, len);
     if (!a) return fg_usage_error(cmd, "unknown option '--%.*s'", (int)len, name);
-    if (a->seen) return fg_usage_error(cmd, "--%s given twice", a->name);
+    if (a->seen && a->type != FG_ARG_LIST) return fg_usage_error(cmd, "--%s given twice", a->name);
     const char *value = eq ? eq + 1 : NULL;
     if (a->type == FG_ARG_FLAG) {
       if (value) return fg_usage_error(cmd, "--%s takes no value", a->name);

@@ -7,12 +7,25 @@
 #include <stdint.h>
 #include <stdio.h>
 
-typedef enum fg_arg_type { FG_ARG_INT = 0, FG_ARG_U64, FG_ARG_DOUBLE, FG_ARG_STRING, FG_ARG_FLAG } fg_arg_type;
+typedef enum fg_arg_type {
+  FG_ARG_INT = 0,
+  FG_ARG_U64,
+  FG_ARG_DOUBLE,
+  FG_ARG_STRING,
+  FG_ARG_FLAG,
+  FG_ARG_LIST, /* repeatable string option; dest is an fg_arg_list */
+} fg_arg_type;
+
+enum { FG_ARG_LIST_CAP = 64 };
+typedef struct fg_arg_list {
+  const char *items[FG_ARG_LIST_CAP];
+  int n;
+} fg_arg_list;
 
 typedef struct fg_arg {
   const char *name;    /* without the leading "--" */
   fg_arg_type type;
-  void *dest;          /* int*, uint64_t*, double*, const char**, int* (flag) */
+  void *dest;          /* int*, uint64_t*, double*, const char**, int* (flag), fg_arg_list* */
   const char *metavar; /* "E" in "--epochs E" */
   const char *help;
   double min, max;     /* inclusive range for numbers; ignored when min > max */

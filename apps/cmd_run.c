@@ -1,0 +1,201 @@
+/* fedgap run CONFIG.yaml [--set key=value]... [--out DIR] [--resume DIR]: one federated
+ * experiment, or with `methods:` one per method on the same clients and a comparison table.
+ * Progress: a bar on a terminal, a line per round otherwise. Last line: final_accuracy=0.xxxx
+ * (per method for comparisons). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "apps/cli.h"
+#include "apps/progress.h"
+#include "engine/io/atomic_file.h"
+#include "fedgap_config.h"
+#include "fl/config.h"
+#include "fl/server.h"
+#include "fl/world.h"
+
+static int make_dir(const char *path) {
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  return (mkdir(buf, 0755) != 0 && errno != EEXIST) ? -1 : 0;
+}
+
+static int file_exists(const char *dir, const char *name) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  return access(path, F_OK) == 0;
+}
+
+typedef struct run_view {
+  fg_progress bar;
+  const char *method;
+  int terminal;
+} run_view;
+
+static void on_round(void *ctx, const fg_round_record *r, int rounds) {
+  run_view *v = ctx;
+  int ok = 0, over = 0, nofit = 0;
+  for (int i = 0; i < r->n_clients; i++) {
+    ok += r->clients[i].status == FG_CLIENT_OK;
+    over += r->clients[i].status == FG_CLIENT_OVER_BUDGET;
+    nofit += r->clients[i].status == FG_CLIENT_NO_FIT;
+  }
+  char acc[32] = "-", mib[32];
+  if (r->evaluated) snprintf(acc, sizeof acc, "%.4f", r->accuracy);
+  fg_cli_mib(r->max_client_engine_peak, mib, sizeof mib);
+  if (v->terminal) {
+    char text[160], label[48];
+    snprintf(label, sizeof label, "%s round", v->method);
+    snprintf(text, sizeof text, "acc %s  clients %d/%d  client peak %s", acc, ok, r->n_clients, mib);
+    fg_progress_update(&v->bar, label, r->round, rounds, text);
+    return;
+  }
+  printf("%s round %d/%d  accuracy %s  train_loss %.4f  clients %d ok, %d over budget, %d fit nothing  "
+         "client peak %s  %.1f s\n",
+         v->method, r->round, rounds, acc, r->train_loss, ok, over, nofit, mib, r->seconds);
+  fflush(stdout);
+}
+
+/* The run folder: --resume DIR, --out DIR, or runs/<name>-<date>-<time>. */
+static int choose_dir(const fg_config *cfg, const char *out, const char *resume, char *dir, size_t cap) {
+  if (resume)
+    snprintf(dir, cap, "%s", resume);
+  else if (out)
+    snprintf(dir, cap, "%s", out);
+  else {
+    char stamp[32];
+    time_t now = time(NULL);
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
+    snprintf(dir, cap, "runs/%s-%s", cfg->name, stamp);
+  }
+  if (make_dir(dir) != 0) {
+    FG_FAIL(FG_ERR_IO, "cannot create the run folder %s: %s", dir, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+static fg_status write_table(const char *dir, const fg_config *cfg, const fg_run_result *res) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/comparison.csv", dir);
+  fg_atomic_file f;
+  FG_TRY(fg_atomic_open(&f, path));
+  fg_status s = fg_atomic_printf(&f, "method,final_accuracy,max_client_peak_bytes,process_peak_bytes,wall_seconds\n");
+  for (int m = 0; m < cfg->n_methods && s == FG_OK; m++)
+    s = fg_atomic_printf(&f, "%s,%.4f,%zu,%zu,%.1f\n", cfg->methods[m].name, res[m].final_accuracy,
+                         res[m].max_client_engine_peak, res[m].process_peak, res[m].seconds);
+  if (s != FG_OK) {
+    fg_atomic_abort(&f);
+    return s;
+  }
+  return fg_atomic_commit(&f);
+}
+
+static void print_table(const fg_config *cfg, const fg_run_result *res) {
+  printf("\n%-12s %14s %18s %12s\n", "method", "final accuracy", "max client peak", "wall time");
+  for (int m = 0; m < cfg->n_methods; m++)
+    printf("%-12s %14.4f %14.2f MiB %10.1f s\n", cfg->methods[m].name, res[m].final_accuracy,
+           (double)res[m].max_client_engine_peak / (1024.0 * 1024.0), res[m].seconds);
+  printf("\n");
+}
+
+static int run_all(const fg_config *cfg, const char *dir, int resume) {
+  fg_world w;
+  fg_status s = fg_world_open(cfg, &w);
+  char path[4096];
+  if (s == FG_OK) {
+    snprintf(path, sizeof path, "%s/config.yaml", dir);
+    s = fg_config_write_resolved(cfg, -1, path, FEDGAP_GIT_REV);
+  }
+  if (s == FG_OK) {
+    snprintf(path, sizeof path, "%s/partition.json", dir);
+    s = fg_partition_write(&w.partition, fg_dataset_labels(&w.train), w.train.classes, path);
+  }
+  fg_run_result res[FG_MAX_METHODS];
+  memset(res, 0, sizeof res);
+  for (int m = 0; m < cfg->n_methods && s == FG_OK; m++) {
+    char sub[4096];
+    snprintf(sub, sizeof sub, "%s/%s", dir, cfg->methods[m].name);
+    const char *mdir = cfg->compare ? sub : dir;
+    if (cfg->compare && make_dir(sub) != 0) {
+      s = FG_FAIL(FG_ERR_IO, "cannot create %s: %s", sub, strerror(errno));
+      break;
+    }
+    if (cfg->compare) {
+      snprintf(path, sizeof path, "%s/config.yaml", sub);
+      s = fg_config_write_resolved(cfg, m, path, FEDGAP_GIT_REV);
+      if (s != FG_OK) break;
+    }
+    run_view v;
+    fg_progress_init(&v.bar);
+    v.terminal = v.bar.enabled;
+    v.method = cfg->methods[m].name;
+    int again = resume && file_exists(mdir, "checkpoint.safetensors");
+    s = fg_run_method(&w, m, mdir, again, on_round, &v, &res[m]);
+    fg_progress_clear(&v.bar);
+    if (s == FG_OK && v.terminal)
+      printf("%s: final accuracy %.4f after %d rounds, %.1f s\n", v.method, res[m].final_accuracy, cfg->rounds,
+             res[m].seconds);
+  }
+  fg_world_close(&w);
+  if (s != FG_OK) return fg_runtime_error("run");
+  if (cfg->compare) {
+    print_table(cfg, res);
+    if (write_table(dir, cfg, res) != FG_OK) return fg_runtime_error("run");
+  }
+  printf("run folder: %s\n", dir);
+  for (int m = 0; m < cfg->n_methods; m++) {
+    if (cfg->compare) printf("method=%s ", cfg->methods[m].name);
+    printf("final_accuracy=%.4f\n", res[m].final_accuracy);
+  }
+  return FG_EXIT_OK;
+}
+
+int fg_cmd_run(int argc, char **argv) {
+  fg_arg_list sets = {{0}, 0};
+  const char *out = NULL, *resume = NULL;
+  int threads = -1;
+  fg_arg args[] = {
+      {"set", FG_ARG_LIST, &sets, "KEY=VALUE", "override a configuration key (repeatable), e.g. --set rounds=5", 0, -1,
+       0, 0},
+      {"out", FG_ARG_STRING, &out, "DIR", "run folder (default runs/<name>-<date>-<time>)", 0, -1, 0, 0},
+      {"resume", FG_ARG_STRING, &resume, "DIR", "continue the run in DIR from its last checkpoint", 0, -1, 0, 0},
+      {"threads", FG_ARG_INT, &threads, "N", "CPU threads (default: the config's, else all cores)", 0, 1024, 0, 0},
+  };
+  fg_command cmd = {"run", "Run the federated experiment a YAML file describes (usage: fedgap run CONFIG.yaml "
+                    "[options]; configs/README.md lists the keys).",
+                    args, (int)(sizeof args / sizeof args[0]), NULL, 0};
+  const char *config = NULL;
+  if (argc > 0 && strncmp(argv[0], "--", 2) != 0) {
+    config = argv[0];
+    argc--;
+    argv++;
+  }
+  int help, rc = fg_args_parse(&cmd, argc, argv, &help);
+  if (rc != FG_EXIT_OK || help) return rc;
+  if (!config) return fg_usage_error(&cmd, "give the experiment file: fedgap run CONFIG.yaml");
+  if (out && resume) return fg_usage_error(&cmd, "--out and --resume name the run folder twice; give one");
+  fg_config cfg;
+  fg_status s = fg_config_load(config, sets.items, sets.n, &cfg);
+  if (s != FG_OK) {
+    fprintf(stderr, "fedgap run: %s\n", fg_last_error());
+    return s == FG_ERR_CONFIG ? FG_EXIT_USAGE : FG_EXIT_FAILURE;
+  }
+  char dir[4096];
+  rc = fg_cli_start_cpu(cmd.name, threads >= 0 ? threads : cfg.threads);
+  if (rc == FG_EXIT_OK && choose_dir(&cfg, out, resume, dir, sizeof dir) != 0) rc = fg_runtime_error(cmd.name);
+  if (rc == FG_EXIT_OK) rc = run_all(&cfg, dir, resume != NULL);
+  fg_config_free(&cfg);
+  return rc;
+}

@@ -1,0 +1,21 @@
+/* Full checkpoints of a run: the global state and the round it was reached at, with the
+ * method and the partition's hash so a resume cannot mix experiments. Every other piece of state
+ * is derived from (seed, round, client) by the counter-based RNG and every client optimizer is
+ * reset each round, so this is all a resume needs to continue to exactly the same numbers.
+ * Written atomically (safetensors). Owns nothing. */
+#ifndef FG_FL_CHECKPOINT_H
+#define FG_FL_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "engine/nn/graph.h"
+
+/* dir/checkpoint.safetensors := state at the end of `round` (1-based count of rounds done). */
+fg_status fg_checkpoint_save(const char *dir, const fg_graph *g, const float *state, int round, const char *method,
+                             uint64_t partition_hash);
+/* Reads dir/checkpoint.safetensors into state; checks that it belongs to `method` and
+ * `partition_hash`; *round := rounds done. */
+fg_status fg_checkpoint_load(const char *dir, const fg_graph *g, float *state, int *round, const char *method,
+                             uint64_t partition_hash);
+
+#endif

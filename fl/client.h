@@ -1,0 +1,28 @@
+/* One client's local training: its sub-model, under a ledger capped at its memory budget.
+ *
+ * The trainer is planned for the exact configuration (level model, local batch, activation
+ * policy, optimizer, loss) and created under the cap, so a budget the plan does not fit fails
+ * before anything runs; that is recorded as "over_budget", not an error. Everything random is
+ * keyed by (seed, round, client): shuffles and augmentation by the epoch round x epochs + e and
+ * the client id, dropout by round x clients + client. Owns nothing. */
+#ifndef FG_FL_CLIENT_H
+#define FG_FL_CLIENT_H
+
+#include "fl/metrics.h"
+#include "fl/world.h"
+
+typedef struct fg_local_job {
+  const fg_world *world;
+  int client, round;
+  const fg_graph *graph;           /* the model of the client's level */
+  const fg_trainer_options *opt;   /* local batch, policy, this round's optimizer, the loss */
+  size_t cap;                      /* the budget in bytes; 0: no cap */
+  const float *initial;            /* [state numel of graph]: the sub-model the server sent */
+  float *trained;                  /* [state numel of graph]: the trained sub-model, out */
+} fg_local_job;
+
+/* Trains; fills the record (status, planned and measured peaks, loss, time). Returns an error
+ * only for failures that must stop the experiment (e.g. a non-finite loss). */
+fg_status fg_local_train(const fg_local_job *job, fg_client_record *rec);
+
+#endif

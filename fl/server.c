@@ -1,0 +1,394 @@
+/* The round loop: levels and their memory, client levels, sampling, local training,
+ * aggregation, evaluation, metrics and checkpoints. */
+#include "fl/server.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/nn/fit.h"
+#include "fl/checkpoint.h"
+#include "fl/client.h"
+#include "fl/method.h"
+#include "fl/sampling.h"
+#include "fl/submodel.h"
+
+/* Samples of the training set the static BN recalibration runs over (a fixed prefix). */
+enum { FG_STATIC_BN_SAMPLES = 5000 };
+
+typedef struct server {
+  const fg_world *w;
+  const fg_config *cfg;
+  const fg_method_config *mc;
+  const fg_method_ops *ops;
+  fg_method_plan mp;
+  fg_ledger ledger;                          /* the server's own memory */
+  fg_graph *global;
+  fg_region state;                           /* the global model */
+  fg_graph *level_graph[FG_MAX_LEVELS];
+  fg_index_plan level_plan[FG_MAX_LEVELS];   /* first-channel plans, built once */
+  int *level;                                /* per client; -1: fits no level */
+  fg_region sub_in, sub_out;                 /* one client's sub-model, sent and returned */
+  fg_aggregator agg;
+  fg_trainer *eval;
+  fg_graph *stats_graph;                     /* static BN recalibration: the global model, frozen */
+  fg_trainer *stats;
+  fg_region eval_state;
+  int *participants;
+  fg_client_record *records;
+  size_t process_peak;
+} server;
+
+static double seconds_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static float *f32(const fg_region *r) { return (float *)r->ptr; }
+
+/* ------------------------------------------------------------------------------------------ */
+/* Set-up                                                                                      */
+
+static fg_loss_spec level_loss(const server *s, int level, int round) {
+  fg_loss_spec loss;
+  if (s->ops->loss)
+    s->ops->loss(s->mc, &s->mp, level, round, s->cfg->rounds, &loss);
+  else
+    fg_loss_every_exit(fg_spec_outputs(&s->mp.levels[level].spec), &loss);
+  loss.class_mask = s->mp.label_mask;
+  return loss;
+}
+
+static fg_status build_level(server *s, int l) {
+  FG_TRY(fg_model_build(&s->mp.levels[l].spec, &s->level_graph[l]));
+  if (s->mp.static_bn) fg_graph_set_bn_mode(s->level_graph[l], "", FG_BN_BATCH_NO_UPDATE);
+  /* The memory of a local step at this level, with the loss of the last round (the largest:
+   * distillation terms that start late are included). */
+  fg_trainer_options o = fg_world_local_options(s->w, 0);
+  o.loss = level_loss(s, l, s->cfg->rounds - 1);
+  fg_plan *p;
+  FG_TRY(fg_plan_build(s->level_graph[l], &o, &p));
+  s->mp.levels[l].planned_bytes = p->total;
+  fg_plan_free(p);
+  return FG_OK;
+}
+
+/* The most capable level each client's budget fits (-1: none). */
+static void assign_levels(server *s) {
+  for (int c = 0; c < s->cfg->clients; c++) {
+    size_t budget = s->w->budgets[c];
+    s->level[c] = -1;
+    for (int l = 0; l < s->mp.n_levels; l++)
+      if (s->mp.ignore_budgets || budget == 0 || s->mp.levels[l].planned_bytes <= budget) {
+        s->level[c] = l;
+        break;
+      }
+  }
+}
+
+/* FedAvg-S: the level the smallest budget fits becomes the only level and the global model. */
+static fg_status collapse_to_smallest(server *s) {
+  int smallest = -1;
+  for (int c = 0; c < s->cfg->clients; c++)
+    if (s->level[c] > smallest) smallest = s->level[c];
+  if (smallest < 0)
+    return FG_FAIL(FG_ERR_CONFIG, "method %s: no client's budget fits any level", s->mc->name);
+  fg_graph *keep = s->level_graph[smallest];
+  for (int l = 0; l < s->mp.n_levels; l++) {
+    if (l != smallest) fg_graph_free(s->level_graph[l]);
+    s->level_graph[l] = NULL;
+  }
+  s->mp.levels[0] = s->mp.levels[smallest];
+  s->level_graph[0] = keep;
+  s->mp.n_levels = 1;
+  s->mp.global = s->mp.levels[0].spec;
+  for (int c = 0; c < s->cfg->clients; c++)
+    if (s->level[c] >= 0) s->level[c] = 0;
+  return FG_OK;
+}
+
+static fg_status alloc_f32(server *s, fg_region *r, int64_t n, fg_mem_category cat, const char *what) {
+  return fg_region_alloc(r, &s->ledger, fg_cpu_device(), cat, (size_t)n * sizeof(float), what);
+}
+
+static fg_status make_eval(server *s) {
+  const fg_config *c = s->cfg;
+  fg_trainer_options o;
+  memset(&o, 0, sizeof o);
+  o.batch = c->eval_batch;
+  o.mode = FG_EXEC_INFERENCE;
+  o.device = fg_cpu_device();
+  FG_TRY(fg_trainer_create(s->global, &o, &s->ledger, &s->eval));
+  if (!s->mp.static_bn) return FG_OK;
+  FG_TRY(fg_model_build(&s->mp.global, &s->stats_graph));
+  fg_graph_set_trainable(s->stats_graph, "", 0);
+  o.mode = FG_EXEC_STORE;
+  FG_TRY(fg_trainer_create(s->stats_graph, &o, &s->ledger, &s->stats));
+  return alloc_f32(s, &s->eval_state, fg_graph_state_numel(s->global), FG_MEM_PARAMS, "evaluation state");
+}
+
+static fg_status server_setup(server *s, const fg_world *w, int method) {
+  memset(s, 0, sizeof *s);
+  s->w = w;
+  s->cfg = w->cfg;
+  s->mc = &w->cfg->methods[method];
+  fg_ledger_init(&s->ledger, "server", 0);
+  s->ops = fg_method_find(s->mc->name);
+  if (!s->ops) return fg_last_status();
+  FG_TRY(s->ops->plan(s->mc, &w->base, &s->mp));
+  int clients = s->cfg->clients;
+  s->level = calloc((size_t)clients, sizeof *s->level);
+  s->participants = calloc((size_t)clients, sizeof *s->participants);
+  s->records = calloc((size_t)clients, sizeof *s->records);
+  if (!s->level || !s->participants || !s->records) return FG_FAIL(FG_ERR_OOM, "server: out of memory");
+  for (int l = 0; l < s->mp.n_levels; l++) FG_TRY(build_level(s, l));
+  assign_levels(s);
+  if (s->mp.same_level) FG_TRY(collapse_to_smallest(s));
+  FG_TRY(fg_model_build(&s->mp.global, &s->global));
+  int64_t numel = fg_graph_state_numel(s->global), largest = 0;
+  FG_TRY(alloc_f32(s, &s->state, numel, FG_MEM_PARAMS, "global model"));
+  fg_graph_init_state(s->global, s->cfg->seed, f32(&s->state));
+  for (int l = 0; l < s->mp.n_levels; l++) {
+    int64_t n = fg_graph_state_numel(s->level_graph[l]);
+    if (n > largest) largest = n;
+    if (s->mp.channels == FG_CHANNELS_FIRST) {
+      fg_channel_select sel = {FG_CHANNELS_FIRST, 0, 0, 0};
+      FG_TRY(fg_index_plan_build(s->global, s->level_graph[l], &sel, &s->level_plan[l]));
+    }
+  }
+  FG_TRY(alloc_f32(s, &s->sub_in, largest, FG_MEM_OTHER, "client sub-model (sent)"));
+  FG_TRY(alloc_f32(s, &s->sub_out, largest, FG_MEM_OTHER, "client sub-model (returned)"));
+  FG_TRY(fg_aggregator_init(&s->agg, numel, &s->ledger));
+  return make_eval(s);
+}
+
+static void server_free(server *s) {
+  fg_trainer_destroy(s->stats);
+  fg_graph_free(s->stats_graph);
+  fg_trainer_destroy(s->eval);
+  fg_aggregator_free(&s->agg);
+  for (int l = 0; l < FG_MAX_LEVELS; l++) {
+    if (s->mp.channels == FG_CHANNELS_FIRST && s->level_graph[l]) fg_index_plan_free(&s->level_plan[l]);
+    fg_graph_free(s->level_graph[l]);
+  }
+  fg_graph_free(s->global);
+  fg_region_free(&s->eval_state);
+  fg_region_free(&s->sub_in);
+  fg_region_free(&s->sub_out);
+  fg_region_free(&s->state);
+  free(s->level);
+  free(s->participants);
+  free(s->records);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* A round                                                                                     */
+
+static void level_label(const server *s, int level, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s", level >= 0 ? s->mp.levels[level].label : "none");
+}
+
+/* Trains participant c and adds its update to the accumulators. */
+static fg_status train_client(server *s, int c, int round, fg_client_record *rec) {
+  memset(rec, 0, sizeof *rec);
+  rec->id = c;
+  rec->level = s->level[c];
+  rec->samples = fg_partition_size(&s->w->partition, c);
+  level_label(s, rec->level, rec->config, sizeof rec->config);
+  if (rec->level < 0) {
+    rec->status = FG_CLIENT_NO_FIT;
+    rec->budget_bytes = s->w->budgets[c];
+    snprintf(rec->error, sizeof rec->error, "a budget of %zu bytes fits none of the method's levels (the smallest "
+             "needs %zu)", s->w->budgets[c], s->mp.levels[s->mp.n_levels - 1].planned_bytes);
+    return FG_OK;
+  }
+  const fg_graph *g = s->level_graph[rec->level];
+  fg_index_plan fresh, *plan = &s->level_plan[rec->level];
+  if (s->mp.channels != FG_CHANNELS_FIRST) {
+    fg_channel_select sel = {s->mp.channels, round, s->cfg->seed, c};
+    FG_TRY(fg_index_plan_build(s->global, g, &sel, &fresh));
+    plan = &fresh;
+  }
+  fg_submodel_extract(plan, s->global, g, f32(&s->state), f32(&s->sub_in));
+  fg_trainer_options opt = fg_world_local_options(s->w, round);
+  opt.loss = level_loss(s, rec->level, round);
+  fg_local_job job = {s->w, c, round, g, &opt, s->mp.ignore_budgets ? 0 : s->w->budgets[c], f32(&s->sub_in),
+                      f32(&s->sub_out)};
+  fg_status st = fg_local_train(&job, rec);
+  size_t bytes = (size_t)fg_graph_state_numel(g) * sizeof(float);
+  if (st == FG_OK && rec->status == FG_CLIENT_OK) {
+    rec->bytes_down = rec->bytes_up = bytes;
+    double weight = s->mp.weighting == FG_WEIGHT_SAMPLES ? (double)rec->samples : 1.0;
+    const float *mask = s->mp.label_mask ? fg_world_class_mask(s->w, c) : NULL;
+    uint8_t classes[4096];
+    if (mask) {
+      int k = s->w->train.classes < 4096 ? s->w->train.classes : 4096;
+      for (int j = 0; j < k; j++) classes[j] = mask[j] != 0.0f;
+    }
+    fg_aggregator_add(&s->agg, plan, s->global, g, f32(&s->sub_out), weight, mask ? classes : NULL);
+  }
+  if (rec->process_peak_bytes > s->process_peak) s->process_peak = rec->process_peak_bytes;
+  if (plan == &fresh) fg_index_plan_free(&fresh);
+  return st;
+}
+
+/* BN statistics of the global model recomputed over a fixed prefix of the training set, as a
+ * cumulative average (momentum 1/(k+1) at batch k), into eval_state. */
+static fg_status recalibrate_bn(server *s) {
+  float *st = f32(&s->eval_state);
+  memcpy(st, f32(&s->state), (size_t)fg_graph_state_numel(s->global) * sizeof(float));
+  for (int i = 0; i < fg_graph_param_count(s->global); i++) {
+    const fg_param *p = fg_graph_param(s->global, i);
+    if (!p->is_buffer) continue;
+    float v = strstr(p->name, "running_var") ? 1.0f : 0.0f;
+    for (int64_t k = 0; k < p->numel; k++) st[p->offset + k] = v;
+  }
+  FG_TRY(fg_trainer_set_state(s->stats, st));
+  fg_dataset_view view = fg_dataset_view_all(&s->w->train);
+  if (view.n > FG_STATIC_BN_SAMPLES) view.n = FG_STATIC_BN_SAMPLES;
+  int64_t b = s->cfg->eval_batch;
+  for (int64_t start = 0, k = 0; start < view.n; start += b, k++) {
+    int64_t count = view.n - start < b ? view.n - start : b;
+    fg_tensor x, y;
+    fg_trainer_input(s->stats, &x, &y);
+    x.shape[0] = y.shape[0] = count;
+    FG_TRY(fg_batch_fill(&view, NULL, start, &s->w->norm, NULL, 0, &x, &y));
+    fg_trainer_set_bn_momentum(s->stats, 1.0f / (float)(k + 1));
+    fg_step_stats ss;
+    FG_TRY(fg_trainer_step(s->stats, count, &ss));
+  }
+  return fg_trainer_get_state(s->stats, st);
+}
+
+static fg_status evaluate(server *s, int full, fg_round_record *r) {
+  const float *st = f32(&s->state);
+  if (s->mp.static_bn) {
+    FG_TRY(recalibrate_bn(s));
+    st = f32(&s->eval_state);
+  }
+  FG_TRY(fg_trainer_set_state(s->eval, st));
+  fg_dataset_view view = fg_dataset_view_all(&s->w->test);
+  if (!full && s->cfg->eval_max_samples > 0 && view.n > s->cfg->eval_max_samples) view.n = s->cfg->eval_max_samples;
+  fg_epoch_stats es;
+  FG_TRY(fg_evaluate(s->eval, &view, &s->w->norm, &es));
+  r->evaluated = 1;
+  r->eval_samples = es.samples;
+  r->n_exits = es.n_outputs;
+  for (int k = 0; k < es.n_outputs; k++) r->exit_accuracy[k] = (double)es.correct[k] / (double)es.samples;
+  r->accuracy = r->exit_accuracy[es.n_outputs - 1];
+  r->ensemble_accuracy = es.n_outputs > 1 ? (double)es.ensemble_correct / (double)es.samples : NAN;
+  r->test_loss = es.loss_sum / (double)es.samples;
+  return FG_OK;
+}
+
+static fg_status run_round(server *s, int round, fg_round_record *r) {
+  double t0 = seconds_now();
+  const fg_config *c = s->cfg;
+  memset(r, 0, sizeof *r);
+  r->round = round + 1;
+  r->ensemble_accuracy = NAN;
+  int n = 0;
+  FG_TRY(fg_sample_round(&c->sampling, c->clients, s->level, s->mp.n_levels, c->seed, round, s->participants, &n));
+  fg_aggregator_reset(&s->agg);
+  double loss_sum = 0;
+  int64_t loss_samples = 0;
+  int contributed = 0;
+  for (int i = 0; i < n; i++) {
+    fg_client_record *rec = &s->records[i];
+    FG_TRY(train_client(s, s->participants[i], round, rec));
+    if (rec->status != FG_CLIENT_OK) continue;
+    contributed++;
+    loss_sum += rec->train_loss * (double)rec->samples;
+    loss_samples += rec->samples;
+    r->bytes_down += rec->bytes_down;
+    r->bytes_up += rec->bytes_up;
+    if (rec->engine_peak_bytes > r->max_client_engine_peak) r->max_client_engine_peak = rec->engine_peak_bytes;
+  }
+  if (contributed) fg_aggregator_finish(&s->agg, f32(&s->state));
+  r->n_clients = n;
+  r->clients = s->records;
+  r->train_loss = loss_samples ? loss_sum / (double)loss_samples : NAN;
+  int last = round + 1 == c->rounds;
+  if (last || (round + 1) % c->eval_every == 0) FG_TRY(evaluate(s, last, r));
+  size_t peak = fg_process_peak_rss();
+  if (peak > s->process_peak) s->process_peak = peak;
+  r->process_peak = s->process_peak;
+  r->seconds = seconds_now() - t0;
+  return FG_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static void summarize(const server *s, const fg_round_record *last, size_t max_peak, double seconds,
+                      fg_run_result *res) {
+  memset(res, 0, sizeof *res);
+  res->final_accuracy = last->accuracy;
+  res->n_exits = last->n_exits;
+  memcpy(res->exit_accuracy, last->exit_accuracy, sizeof res->exit_accuracy);
+  res->ensemble_accuracy = last->ensemble_accuracy;
+  res->max_client_engine_peak = max_peak;
+  res->process_peak = s->process_peak;
+  res->seconds = seconds;
+  for (int c = 0; c < s->cfg->clients; c++) res->clients_never_fit += s->level[c] < 0;
+}
+
+static fg_status write_summary(const server *s, const char *dir, const fg_run_result *res, double best) {
+  fg_summary sum;
+  memset(&sum, 0, sizeof sum);
+  sum.name = s->cfg->name;
+  sum.method = s->mc->name;
+  sum.dataset = s->cfg->dataset;
+  sum.arch = s->cfg->arch;
+  sum.revision = NULL;
+  sum.rounds = s->cfg->rounds;
+  sum.final_accuracy = res->final_accuracy;
+  sum.best_accuracy = best;
+  sum.n_exits = res->n_exits;
+  memcpy(sum.final_exit_accuracy, res->exit_accuracy, sizeof sum.final_exit_accuracy);
+  sum.max_client_engine_peak = res->max_client_engine_peak;
+  sum.process_peak = res->process_peak;
+  sum.wall_seconds = res->seconds;
+  sum.clients = s->cfg->clients;
+  sum.clients_never_fit = res->clients_never_fit;
+  return fg_summary_write(dir, &sum);
+}
+
+fg_status fg_run_method(const fg_world *w, int method, const char *run_dir, int resume, fg_round_callback cb,
+                        void *ctx, fg_run_result *res) {
+  double t0 = seconds_now();
+  server s;
+  fg_status st = server_setup(&s, w, method);
+  fg_metrics *metrics = NULL;
+  int start = 0;
+  if (st == FG_OK && resume)
+    st = fg_checkpoint_load(run_dir, s.global, f32(&s.state), &start, s.mc->name, w->partition.hash);
+  if (st == FG_OK) st = fg_metrics_open(run_dir, resume ? start : -1, &metrics);
+  fg_round_record r;
+  memset(&r, 0, sizeof r);
+  size_t max_peak = 0;
+  double best = 0;
+  const fg_config *c = w->cfg;
+  for (int round = start; round < c->rounds && st == FG_OK; round++) {
+    st = run_round(&s, round, &r);
+    if (st != FG_OK) break;
+    if (r.max_client_engine_peak > max_peak) max_peak = r.max_client_engine_peak;
+    if (r.evaluated && r.accuracy > best) best = r.accuracy;
+    r.elapsed = seconds_now() - t0;
+    st = fg_metrics_append(metrics, &r);
+    if (st == FG_OK && cb) cb(ctx, &r, c->rounds);
+    int due = c->checkpoint_every > 0 && (round + 1) % c->checkpoint_every == 0;
+    if (st == FG_OK && (due || round + 1 == c->rounds))
+      st = fg_checkpoint_save(run_dir, s.global, f32(&s.state), round + 1, s.mc->name, w->partition.hash);
+  }
+  if (st == FG_OK && start >= c->rounds) st = evaluate(&s, 1, &r); /* resumed a finished run */
+  if (st == FG_OK) {
+    summarize(&s, &r, max_peak, seconds_now() - t0, res);
+    st = write_summary(&s, run_dir, res, best);
+  }
+  fg_metrics_close(metrics);
+  server_free(&s);
+  return st;
+}
