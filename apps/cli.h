@@ -30,6 +30,7 @@ int fg_cmd_memplan(int argc, char **argv);
 int fg_cmd_bench(int argc, char **argv);
 int fg_cmd_devices(int argc, char **argv);
 int fg_cmd_run(int argc, char **argv);
+int fg_cmd_plot(int argc, char **argv);
 
 #endif
 

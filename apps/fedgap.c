@@ -18,6 +18,7 @@ static const cli_command commands[] = {
     {"memplan", "print the exact memory plan of one training step", fg_cmd_memplan},
     {"bench", "measure training throughput and peak memory", fg_cmd_bench},
     {"devices", "list the compute backends and their state", fg_cmd_devices},
+    {"plot", "draw accuracy and memory plots of run folders", fg_cmd_plot},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 
