@@ -212,12 +212,16 @@ static fg_status train_client(server *s, int c, int round, fg_client_record *rec
     FG_TRY(fg_index_plan_build(s->global, g, &sel, &fresh));
     plan = &fresh;
   }
-  fg_submodel_extract(plan, s->global, g, f32(&s->state), f32(&s->sub_in));
+  fg_status st = fg_submodel_extract(plan, s->global, g, f32(&s->state), f32(&s->sub_in));
+  if (st != FG_OK) {
+    if (plan == &fresh) fg_index_plan_free(&fresh);
+    return st;
+  }
   fg_trainer_options opt = fg_world_local_options(s->w, round);
   opt.loss = level_loss(s, rec->level, round);
   fg_local_job job = {s->w, c, round, g, &opt, s->mp.ignore_budgets ? 0 : s->w->budgets[c], f32(&s->sub_in),
                       f32(&s->sub_out)};
-  fg_status st = fg_local_train(&job, rec);
+  st = fg_local_train(&job, rec);
   size_t bytes = (size_t)fg_graph_state_numel(g) * sizeof(float);
   if (st == FG_OK && rec->status == FG_CLIENT_OK) {
     rec->bytes_down = rec->bytes_up = bytes;
@@ -228,7 +232,7 @@ static fg_status train_client(server *s, int c, int round, fg_client_record *rec
       int k = s->w->train.classes < 4096 ? s->w->train.classes : 4096;
       for (int j = 0; j < k; j++) classes[j] = mask[j] != 0.0f;
     }
-    fg_aggregator_add(&s->agg, plan, s->global, g, f32(&s->sub_out), weight, mask ? classes : NULL);
+    st = fg_aggregator_add(&s->agg, plan, s->global, g, f32(&s->sub_out), weight, mask ? classes : NULL);
   }
   if (rec->process_peak_bytes > s->process_peak) s->process_peak = rec->process_peak_bytes;
   if (plan == &fresh) fg_index_plan_free(&fresh);
@@ -356,6 +360,19 @@ static fg_status write_summary(const server *s, const char *dir, const fg_run_re
   return fg_summary_write(dir, &sum);
 }
 
+/* The largest client peak and best accuracy of the rounds a resumed run keeps. */
+static fg_status resumed_extremes(const char *run_dir, size_t *max_peak, double *best) {
+  fg_round_record *kept = NULL;
+  int n = 0;
+  FG_TRY(fg_metrics_read(run_dir, &kept, &n));
+  for (int i = 0; i < n; i++) {
+    if (kept[i].max_client_engine_peak > *max_peak) *max_peak = kept[i].max_client_engine_peak;
+    if (kept[i].evaluated && kept[i].accuracy > *best) *best = kept[i].accuracy;
+  }
+  free(kept);
+  return FG_OK;
+}
+
 fg_status fg_run_method(const fg_world *w, int method, const char *run_dir, int resume, fg_round_callback cb,
                         void *ctx, fg_run_result *res) {
   double t0 = seconds_now();
@@ -370,6 +387,7 @@ fg_status fg_run_method(const fg_world *w, int method, const char *run_dir, int 
   memset(&r, 0, sizeof r);
   size_t max_peak = 0;
   double best = 0;
+  if (st == FG_OK && resume) st = resumed_extremes(run_dir, &max_peak, &best);
   const fg_config *c = w->cfg;
   for (int round = start; round < c->rounds && st == FG_OK; round++) {
     st = run_round(&s, round, &r);
