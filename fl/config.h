@@ -1,5 +1,5 @@
 /* Experiment configurations: YAML files validated against fedgap's schema (configs/README.md
- * is the reference), with --set overrides, loaded with libcyaml.
+ * is the reference), with --set overrides, loaded with libcyaml (libyaml for the overrides).
  *
  * Every error names the file, the key path (e.g. "local.lr") and what was expected. After
  * loading, every default is filled in, per method where defaults differ, and an option a method
@@ -44,7 +44,7 @@ typedef struct fg_config {
   fg_partition_spec partition;
   /* model */
   char *arch;
-  double width;             /* 0: the architecture's default */
+  double width;             /* always set: when not given, the architecture's default (cnn 16, else 1) */
   /* clients */
   int clients;
   fg_budget_spec budgets;   /* tiers / profiles point into storage owned by the config */
@@ -66,12 +66,19 @@ typedef struct fg_config {
   void *storage;            /* owned allocations */
 } fg_config;
 
-/* Loads and validates `path`, then applies `n_set` overrides "dotted.key=value" in order.
- * On failure *cfg is left empty and the message names the file and the key. */
+/* Loads `path` with `n_set` overrides "dotted.key=value" (value: a YAML scalar or flow list /
+ * mapping; list entries as key[N]) applied in order to the document before it is validated, so a
+ * bad override fails like the same mistake in the file, its message naming the --set. Errors:
+ * FG_ERR_IO when the file cannot be read, FG_ERR_CONFIG otherwise, with a message naming the
+ * file and the key path (e.g. "exp.yaml: local.lr: -0.1 is out of range (expected >= 0)").
+ * On failure *cfg is left empty (zeroed); fg_config_free is still safe on it. */
 fg_status fg_config_load(const char *path, const char *const *set, int n_set, fg_config *cfg);
 /* Writes the resolved configuration (every key, defaults filled in) as YAML, atomically, with a
- * leading comment carrying `revision`. method_index >= 0 writes a single-method file (`method:`
- * = that method) as a comparison's per-method run folder holds; -1 writes all of them. */
+ * first line "# fedgap <revision>"; loading the file gives an identical fg_config (but `path`).
+ * method_index >= 0 writes a single-method file (`method:` = that method, compare 0) as a
+ * comparison's per-method run folder holds; -1 writes what was loaded (`method:` or `methods:`).
+ * FG_ERR_INVALID for an index out of range or a config that was not loaded; FG_ERR_IO when the
+ * file cannot be written (the previous file at `path`, if any, is then untouched). */
 fg_status fg_config_write_resolved(const fg_config *cfg, int method_index, const char *path,
                                    const char *revision);
 void fg_config_free(fg_config *cfg);

@@ -1,0 +1,925 @@
+/* Experiment configurations (fl/config.h): a file with every key loads to the values written in
+ * it; a minimal file gets every default of configs/README.md, per method too; every class of
+ * mistake fails with FG_ERR_CONFIG naming the file and the key path; --set overrides act on the
+ * document before validation; the resolved file re-loads to an identical configuration. */
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/test_util.h"
+#include "fl/config.h"
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static char *tmp_dir;
+
+static void setup(void) { tmp_dir = fgt_mkdtemp(); }
+static void teardown(void) {
+  fgt_rmtree(tmp_dir);
+  free(tmp_dir);
+}
+
+TestSuite(config, .init = setup, .fini = teardown);
+
+static char *path_in(const char *name) {
+  size_t n = strlen(tmp_dir) + strlen(name) + 2;
+  char *p = malloc(n);
+  cr_assert_not_null(p);
+  snprintf(p, n, "%s/%s", tmp_dir, name);
+  return p;
+}
+
+/* Writes `text` to tmp_dir/name with plain stdio; returns the path (caller frees). */
+static char *write_yaml(const char *name, const char *text) {
+  char *p = path_in(name);
+  FILE *fp = fopen(p, "wb");
+  cr_assert_not_null(fp, "cannot create %s", p);
+  cr_assert_eq(fwrite(text, 1, strlen(text), fp), strlen(text));
+  cr_assert_eq(fclose(fp), 0);
+  return p;
+}
+
+static char *read_text(const char *path) {
+  FILE *fp = fopen(path, "rb");
+  cr_assert_not_null(fp, "cannot open %s", path);
+  fseek(fp, 0, SEEK_END);
+  long n = ftell(fp);
+  fseek(fp, 0, SEEK_SET);
+  char *buf = malloc((size_t)n + 1);
+  cr_assert_eq(fread(buf, 1, (size_t)n, fp), (size_t)n);
+  buf[n] = '\0';
+  fclose(fp);
+  return buf;
+}
+
+/* The smallest valid document, with `extra` appended (top-level keys). */
+#define MINIMAL                 \
+  "rounds: 10\n"                \
+  "data:\n"                     \
+  "  dataset: fashion-mnist\n"  \
+  "model:\n"                    \
+  "  arch: cnn\n"               \
+  "clients:\n"                  \
+  "  count: 100\n"
+
+/* Loads `text` as exp.yaml with overrides and expects FG_ERR_CONFIG (or `want`) with a message
+ * holding the file name and every one of the NULL-terminated `parts`. */
+static void expect_error_set(const char *text, const char *const *set, int n_set, fg_status want, ...) {
+  char *p = write_yaml("exp.yaml", text);
+  fg_config cfg;
+  fg_status s = fg_config_load(p, set, n_set, &cfg);
+  const char *msg = fg_last_error();
+  cr_assert_eq(s, want, "status %s (want %s), message: %s\n--- yaml:\n%s", fg_status_name(s),
+               fg_status_name(want), msg, text);
+  cr_assert(strstr(msg, "exp.yaml") != NULL, "message does not name the file: %s", msg);
+  va_list ap;
+  va_start(ap, want);
+  for (const char *part = va_arg(ap, const char *); part; part = va_arg(ap, const char *))
+    cr_assert(strstr(msg, part) != NULL, "message lacks \"%s\": %s\n--- yaml:\n%s", part, msg, text);
+  va_end(ap);
+  /* a failed load leaves the config empty */
+  cr_assert_null(cfg.name);
+  cr_assert_null(cfg.storage);
+  cr_assert_eq(cfg.n_methods, 0);
+  fg_config_free(&cfg);
+  free(p);
+}
+
+#define EXPECT_ERROR(text, ...) expect_error_set((text), NULL, 0, FG_ERR_CONFIG, __VA_ARGS__, NULL)
+
+static void load_ok(const char *name, const char *text, const char *const *set, int n_set, fg_config *cfg) {
+  char *p = write_yaml(name, text);
+  FGT_OK(fg_config_load(p, set, n_set, cfg));
+  cr_assert_str_eq(cfg->path, p);
+  free(p);
+}
+
+static void assert_reals(const double *got, const double *want, int n, const char *what) {
+  for (int i = 0; i < n; i++) cr_assert_eq(got[i], want[i], "%s[%d]: %g, want %g", what, i, got[i], want[i]);
+}
+
+static void assert_method_equal(const fg_method_config *a, const fg_method_config *b, const char *what) {
+  cr_assert_str_eq(a->name, b->name, "%s.name", what);
+  cr_assert_eq(a->weighting, b->weighting, "%s.weighting", what);
+  cr_assert_eq(a->n_rates, b->n_rates, "%s.n_rates", what);
+  assert_reals(a->rates, b->rates, a->n_rates, "rates");
+  cr_assert_eq(a->scaler, b->scaler, "%s.scaler", what);
+  cr_assert_eq(a->sbn, b->sbn, "%s.sbn", what);
+  cr_assert_eq(a->label_mask, b->label_mask, "%s.label_mask", what);
+  cr_assert_eq(a->rolling == NULL, b->rolling == NULL, "%s.rolling", what);
+  if (a->rolling) cr_assert_str_eq(a->rolling, b->rolling, "%s.rolling", what);
+  cr_assert_eq(a->kd, b->kd, "%s.kd", what);
+  cr_assert_eq(a->kd_ramp_rounds, b->kd_ramp_rounds, "%s.kd_ramp_rounds", what);
+  cr_assert_eq(a->n_scalefl_levels, b->n_scalefl_levels, "%s.n_scalefl_levels", what);
+  assert_reals(a->widths, b->widths, a->n_scalefl_levels, "widths");
+  for (int i = 0; i < a->n_scalefl_levels; i++) cr_assert_eq(a->exits[i], b->exits[i], "%s.exits[%d]", what, i);
+  cr_assert_eq(a->kd_gamma, b->kd_gamma, "%s.kd_gamma", what);
+  cr_assert_eq(a->kd_temperature, b->kd_temperature, "%s.kd_temperature", what);
+  cr_assert_eq(a->kd_start, b->kd_start, "%s.kd_start", what);
+}
+
+static void assert_opt_str_eq(const char *a, const char *b, const char *what) {
+  cr_assert_eq(a == NULL, b == NULL, "%s: one is NULL (%s vs %s)", what, a ? a : "NULL", b ? b : "NULL");
+  if (a) cr_assert_str_eq(a, b, "%s", what);
+}
+
+/* Every field but `path` (and the methods, compared by the caller when they differ in layout). */
+static void assert_common_equal(const fg_config *a, const fg_config *b) {
+  cr_assert_str_eq(a->name, b->name);
+  cr_assert_eq(a->seed, b->seed);
+  cr_assert_eq(a->rounds, b->rounds);
+  cr_assert_eq(a->threads, b->threads);
+  cr_assert_str_eq(a->dataset, b->dataset);
+  assert_opt_str_eq(a->data_dir, b->data_dir, "data_dir");
+  cr_assert_eq(a->augment, b->augment);
+  cr_assert_eq(a->partition.kind, b->partition.kind);
+  cr_assert_eq(a->partition.alpha, b->partition.alpha);
+  cr_assert_eq(a->partition.min_size, b->partition.min_size);
+  cr_assert_eq(a->partition.classes_per_client, b->partition.classes_per_client);
+  cr_assert_str_eq(a->arch, b->arch);
+  cr_assert_eq(a->width, b->width);
+  cr_assert_eq(a->clients, b->clients);
+  cr_assert_eq(a->budgets.kind, b->budgets.kind);
+  cr_assert_eq(a->budgets.mib, b->budgets.mib);
+  cr_assert_eq(a->budgets.min_mib, b->budgets.min_mib);
+  cr_assert_eq(a->budgets.max_mib, b->budgets.max_mib);
+  cr_assert_eq(a->budgets.n_tiers, b->budgets.n_tiers);
+  for (int i = 0; i < a->budgets.n_tiers; i++) {
+    cr_assert_eq(a->budgets.tiers[i].fraction, b->budgets.tiers[i].fraction);
+    cr_assert_eq(a->budgets.tiers[i].share, b->budgets.tiers[i].share);
+  }
+  cr_assert_eq(a->budgets.n_profiles, b->budgets.n_profiles);
+  for (int i = 0; i < a->budgets.n_profiles; i++) {
+    cr_assert_str_eq(a->budgets.profiles[i].name, b->budgets.profiles[i].name);
+    cr_assert_eq(a->budgets.profiles[i].share, b->budgets.profiles[i].share);
+  }
+  cr_assert_eq(a->sampling.kind, b->sampling.kind);
+  cr_assert_eq(a->sampling.per_round, b->sampling.per_round);
+  cr_assert_eq(a->sampling.fraction, b->sampling.fraction);
+  cr_assert_eq(a->local_epochs, b->local_epochs);
+  cr_assert_eq(a->local_batch, b->local_batch);
+  cr_assert_str_eq(a->optimizer, b->optimizer);
+  cr_assert_eq(a->lr, b->lr);
+  cr_assert_eq(a->lr_decay, b->lr_decay);
+  cr_assert_eq(a->momentum, b->momentum);
+  cr_assert_eq(a->weight_decay, b->weight_decay);
+  cr_assert_str_eq(a->mode, b->mode);
+  cr_assert_eq(a->eval_every, b->eval_every);
+  cr_assert_eq(a->eval_batch, b->eval_batch);
+  cr_assert_eq(a->eval_max_samples, b->eval_max_samples);
+  cr_assert_eq(a->checkpoint_every, b->checkpoint_every);
+}
+
+static void assert_config_equal(const fg_config *a, const fg_config *b) {
+  assert_common_equal(a, b);
+  cr_assert_eq(a->compare, b->compare);
+  cr_assert_eq(a->n_methods, b->n_methods);
+  for (int i = 0; i < a->n_methods; i++) {
+    char what[32];
+    snprintf(what, sizeof what, "methods[%d]", i);
+    assert_method_equal(&a->methods[i], &b->methods[i], what);
+  }
+}
+
+/* ---- a file with every key ---------------------------------------------------------------- */
+
+static const char *full_yaml =
+    "# every key, none at its default\n"
+    "name: full-run\n"
+    "seed: 42\n"
+    "rounds: 250\n"
+    "threads: 3\n"
+    "data:\n"
+    "  dataset: cifar10\n"
+    "  dir: /data/my cifar\n"
+    "  augment: false\n"
+    "  partition:\n"
+    "    kind: dirichlet\n"
+    "    alpha: 0.3\n"
+    "    min_size: 5\n"
+    "    classes_per_client: 4\n"
+    "model:\n"
+    "  arch: resnet18\n"
+    "  width: 0.5\n"
+    "clients:\n"
+    "  count: 50\n"
+    "  budgets:\n"
+    "    kind: tiers\n"
+    "    tiers:\n"
+    "      - {fraction: 0.25, share: 0.5}\n"
+    "      - fraction: 1.5\n"
+    "        share: 0.25\n"
+    "      - {fraction: 0.125, share: 0.25}\n"
+    "sampling:\n"
+    "  kind: per_level\n"
+    "  per_round: 12\n"
+    "local:\n"
+    "  epochs: 2\n"
+    "  batch: 32\n"
+    "  optimizer: adam\n"
+    "  lr: 2e-4\n"
+    "  lr_decay: 0.99\n"
+    "  momentum: 0.9\n"
+    "  weight_decay: 5e-4\n"
+    "  mode: checkpoint\n"
+    "eval:\n"
+    "  every: 5\n"
+    "  batch: 128\n"
+    "  max_samples: 1000\n"
+    "checkpoint:\n"
+    "  every: 0\n"
+    "method:\n"
+    "  name: heterofl\n"
+    "  weighting: samples\n"
+    "  rates: [1, 0.5, 0.25]\n"
+    "  scaler: no\n"
+    "  sbn: yes\n"
+    "  label_mask: true\n";
+
+Test(config, full_file_loads_every_value) {
+  fg_config cfg;
+  load_ok("full.yaml", full_yaml, NULL, 0, &cfg);
+  cr_assert_str_eq(cfg.name, "full-run");
+  cr_assert_eq(cfg.seed, 42);
+  cr_assert_eq(cfg.rounds, 250);
+  cr_assert_eq(cfg.threads, 3);
+  cr_assert_str_eq(cfg.dataset, "cifar10");
+  cr_assert_str_eq(cfg.data_dir, "/data/my cifar");
+  cr_assert_eq(cfg.augment, 0);
+  cr_assert_eq(cfg.partition.kind, FG_PARTITION_DIRICHLET);
+  cr_assert_eq(cfg.partition.alpha, 0.3);
+  cr_assert_eq(cfg.partition.min_size, 5);
+  cr_assert_eq(cfg.partition.classes_per_client, 4);
+  cr_assert_str_eq(cfg.arch, "resnet18");
+  cr_assert_eq(cfg.width, 0.5);
+  cr_assert_eq(cfg.clients, 50);
+  cr_assert_eq(cfg.budgets.kind, FG_BUDGET_TIERS);
+  cr_assert_eq(cfg.budgets.n_tiers, 3);
+  const double fr[] = {0.25, 1.5, 0.125}, sh[] = {0.5, 0.25, 0.25};
+  for (int i = 0; i < 3; i++) {
+    cr_assert_eq(cfg.budgets.tiers[i].fraction, fr[i]);
+    cr_assert_eq(cfg.budgets.tiers[i].share, sh[i]);
+  }
+  cr_assert_eq(cfg.budgets.n_profiles, 0);
+  cr_assert_eq(cfg.sampling.kind, FG_SAMPLE_PER_LEVEL);
+  cr_assert_eq(cfg.sampling.per_round, 12);
+  cr_assert_eq(cfg.local_epochs, 2);
+  cr_assert_eq(cfg.local_batch, 32);
+  cr_assert_str_eq(cfg.optimizer, "adam");
+  cr_assert_eq(cfg.lr, 2e-4);
+  cr_assert_eq(cfg.lr_decay, 0.99);
+  cr_assert_eq(cfg.momentum, 0.9);
+  cr_assert_eq(cfg.weight_decay, 5e-4);
+  cr_assert_str_eq(cfg.mode, "checkpoint");
+  cr_assert_eq(cfg.eval_every, 5);
+  cr_assert_eq(cfg.eval_batch, 128);
+  cr_assert_eq(cfg.eval_max_samples, 1000);
+  cr_assert_eq(cfg.checkpoint_every, 0);
+  cr_assert_eq(cfg.compare, 0);
+  cr_assert_eq(cfg.n_methods, 1);
+  const fg_method_config *m = &cfg.methods[0];
+  cr_assert_str_eq(m->name, "heterofl");
+  cr_assert_eq(m->weighting, FG_WEIGHT_SAMPLES);
+  const double rates[] = {1, 0.5, 0.25};
+  cr_assert_eq(m->n_rates, 3);
+  assert_reals(m->rates, rates, 3, "rates");
+  cr_assert_eq(m->scaler, 0);
+  cr_assert_eq(m->sbn, 1);
+  cr_assert_eq(m->label_mask, 1);
+  fg_config_free(&cfg);
+  cr_assert_null(cfg.name);
+  fg_config_free(&cfg); /* twice is harmless */
+}
+
+Test(config, every_method_option_loads) {
+  const char *yaml =
+      "rounds: 3\n"
+      "data: {dataset: cifar100, augment: on}\n"
+      "model: {arch: vgg-me}\n"
+      "clients:\n"
+      "  count: 7\n"
+      "  budgets:\n"
+      "    kind: profiles\n"
+      "    profiles:\n"
+      "      - {name: rpi4-2gb, share: 0.75}\n"
+      "      - {name: \"phone: 8gb\", share: 0.25}\n"
+      "methods:\n"
+      "  - {name: fedavg, weighting: count}\n"
+      "  - {name: fedavg-s, rates: [0.5, 0.25]}\n"
+      "  - name: fedrolex\n"
+      "    rates: [1, 0.125]\n"
+      "    scaler: false\n"
+      "    label_mask: true\n"
+      "    rolling: random\n"
+      "  - {name: depthfl, kd: false, kd_ramp_rounds: 0, weighting: samples}\n"
+      "  - name: scalefl\n"
+      "    widths: [0.25, 0.5, 0.75, 1]\n"
+      "    exits: [1, 2, 4, 5]\n"
+      "    kd_gamma: 0\n"
+      "    kd_temperature: 1.5\n"
+      "    kd_start: 1\n"
+      "  - {name: exclusivefl}\n";
+  fg_config cfg;
+  load_ok("all.yaml", yaml, NULL, 0, &cfg);
+  cr_assert_str_eq(cfg.name, "all");
+  cr_assert_eq(cfg.augment, 1);
+  cr_assert_eq(cfg.width, 1, "vgg-me's default width is 1");
+  cr_assert_eq(cfg.budgets.kind, FG_BUDGET_PROFILES);
+  cr_assert_eq(cfg.budgets.n_profiles, 2);
+  cr_assert_str_eq(cfg.budgets.profiles[0].name, "rpi4-2gb");
+  cr_assert_str_eq(cfg.budgets.profiles[1].name, "phone: 8gb");
+  cr_assert_eq(cfg.budgets.profiles[1].share, 0.25);
+  cr_assert_eq(cfg.compare, 1);
+  cr_assert_eq(cfg.n_methods, 6);
+  cr_assert_eq(cfg.methods[0].weighting, FG_WEIGHT_COUNT);
+  cr_assert_eq(cfg.methods[1].n_rates, 2);
+  cr_assert_eq(cfg.methods[1].rates[1], 0.25);
+  const fg_method_config *r = &cfg.methods[2];
+  cr_assert_eq(r->n_rates, 2);
+  cr_assert_eq(r->rates[1], 0.125);
+  cr_assert_eq(r->scaler, 0);
+  cr_assert_eq(r->label_mask, 1);
+  cr_assert_str_eq(r->rolling, "random");
+  cr_assert_eq(r->weighting, FG_WEIGHT_COUNT);
+  const fg_method_config *d = &cfg.methods[3];
+  cr_assert_eq(d->kd, 0);
+  cr_assert_eq(d->kd_ramp_rounds, 0);
+  cr_assert_eq(d->weighting, FG_WEIGHT_SAMPLES);
+  const fg_method_config *s = &cfg.methods[4];
+  const double widths[] = {0.25, 0.5, 0.75, 1};
+  const int exits[] = {1, 2, 4, 5};
+  cr_assert_eq(s->n_scalefl_levels, 4);
+  assert_reals(s->widths, widths, 4, "widths");
+  for (int i = 0; i < 4; i++) cr_assert_eq(s->exits[i], exits[i]);
+  cr_assert_eq(s->kd_gamma, 0);
+  cr_assert_eq(s->kd_temperature, 1.5);
+  cr_assert_eq(s->kd_start, 1);
+  cr_assert_str_eq(cfg.methods[5].name, "exclusivefl");
+  fg_config_free(&cfg);
+}
+
+/* ---- defaults ----------------------------------------------------------------------------- */
+
+Test(config, minimal_file_gets_every_documented_default) {
+  fg_config cfg;
+  load_ok("my-exp.yaml", MINIMAL "method: {name: fedavg}\n", NULL, 0, &cfg);
+  cr_assert_str_eq(cfg.name, "my-exp", "name defaults to the file name");
+  cr_assert_eq(cfg.seed, 1);
+  cr_assert_eq(cfg.rounds, 10);
+  cr_assert_eq(cfg.threads, 0);
+  cr_assert_str_eq(cfg.dataset, "fashion-mnist");
+  cr_assert_null(cfg.data_dir);
+  cr_assert_eq(cfg.augment, -1);
+  cr_assert_eq(cfg.partition.kind, FG_PARTITION_IID);
+  cr_assert_eq(cfg.partition.alpha, 0.5);
+  cr_assert_eq(cfg.partition.min_size, 10);
+  cr_assert_eq(cfg.partition.classes_per_client, 2);
+  cr_assert_str_eq(cfg.arch, "cnn");
+  cr_assert_eq(cfg.width, 16, "cnn's default width is 16");
+  cr_assert_eq(cfg.clients, 100);
+  cr_assert_eq(cfg.budgets.kind, FG_BUDGET_NONE);
+  cr_assert_eq(cfg.budgets.n_tiers, 0);
+  cr_assert_eq(cfg.budgets.n_profiles, 0);
+  cr_assert_eq(cfg.sampling.kind, FG_SAMPLE_UNIFORM);
+  cr_assert_eq(cfg.sampling.per_round, 0);
+  cr_assert_eq(cfg.sampling.fraction, 0.1);
+  cr_assert_eq(cfg.local_epochs, 1);
+  cr_assert_eq(cfg.local_batch, 64);
+  cr_assert_str_eq(cfg.optimizer, "sgd");
+  cr_assert_eq(cfg.lr, 0.01);
+  cr_assert_eq(cfg.lr_decay, 1);
+  cr_assert_eq(cfg.momentum, 0);
+  cr_assert_eq(cfg.weight_decay, 0);
+  cr_assert_str_eq(cfg.mode, "store");
+  cr_assert_eq(cfg.eval_every, 1);
+  cr_assert_eq(cfg.eval_batch, 256);
+  cr_assert_eq(cfg.eval_max_samples, 0);
+  cr_assert_eq(cfg.checkpoint_every, 10);
+  cr_assert_eq(cfg.compare, 0);
+  cr_assert_eq(cfg.n_methods, 1);
+  cr_assert_str_eq(cfg.methods[0].name, "fedavg");
+  cr_assert_eq(cfg.methods[0].weighting, FG_WEIGHT_SAMPLES);
+  cr_assert_eq(cfg.methods[0].n_rates, 0);
+  fg_config_free(&cfg);
+}
+
+Test(config, per_method_defaults_follow_the_table) {
+  fg_config cfg;
+  load_ok("cmp.yml",
+          MINIMAL
+          "methods:\n"
+          "  - name: fedavg\n"
+          "  - name: exclusivefl\n"
+          "  - name: fedavg-s\n"
+          "  - name: heterofl\n"
+          "  - name: fedrolex\n"
+          "  - name: depthfl\n"
+          "  - name: scalefl\n",
+          NULL, 0, &cfg);
+  cr_assert_str_eq(cfg.name, "cmp");
+  cr_assert_eq(cfg.compare, 1);
+  cr_assert_eq(cfg.n_methods, 7);
+  const double rates[] = {1, 0.5, 0.25, 0.125, 0.0625};
+  const char *names[] = {"fedavg", "exclusivefl", "fedavg-s", "heterofl", "fedrolex", "depthfl", "scalefl"};
+  const fg_weighting weighting[] = {FG_WEIGHT_SAMPLES, FG_WEIGHT_SAMPLES, FG_WEIGHT_SAMPLES, FG_WEIGHT_COUNT,
+                                    FG_WEIGHT_COUNT,   FG_WEIGHT_COUNT,   FG_WEIGHT_COUNT};
+  for (int i = 0; i < 7; i++) {
+    cr_assert_str_eq(cfg.methods[i].name, names[i]);
+    cr_assert_eq(cfg.methods[i].weighting, weighting[i], "%s weighting", names[i]);
+  }
+  for (int i = 2; i <= 4; i++) {
+    cr_assert_eq(cfg.methods[i].n_rates, 5, "%s rates", names[i]);
+    assert_reals(cfg.methods[i].rates, rates, 5, names[i]);
+  }
+  const fg_method_config *h = &cfg.methods[3], *r = &cfg.methods[4], *d = &cfg.methods[5], *s = &cfg.methods[6];
+  cr_assert_eq(h->scaler, 1);
+  cr_assert_eq(h->sbn, 0);
+  cr_assert_eq(h->label_mask, 0);
+  cr_assert_eq(r->scaler, 1);
+  cr_assert_eq(r->label_mask, 0);
+  cr_assert_str_eq(r->rolling, "roll");
+  cr_assert_null(h->rolling);
+  cr_assert_eq(d->kd, 1);
+  cr_assert_eq(d->kd_ramp_rounds, 300);
+  const double widths[] = {0.7, 0.75, 1};
+  cr_assert_eq(s->n_scalefl_levels, 3);
+  assert_reals(s->widths, widths, 3, "widths");
+  for (int i = 0; i < 3; i++) cr_assert_eq(s->exits[i], i + 1);
+  cr_assert_eq(s->kd_gamma, 0.05);
+  cr_assert_eq(s->kd_temperature, 3);
+  cr_assert_eq(s->kd_start, 0.25);
+  /* options of other methods stay unset */
+  cr_assert_eq(cfg.methods[0].n_rates, 0);
+  cr_assert_eq(cfg.methods[0].n_scalefl_levels, 0);
+  cr_assert_eq(s->n_rates, 0);
+  fg_config_free(&cfg);
+}
+
+Test(config, empty_file_names_the_first_required_key) {
+  EXPECT_ERROR("", "rounds: required key is missing");
+  EXPECT_ERROR("# only a comment\n", "rounds: required key is missing");
+}
+
+/* ---- errors ------------------------------------------------------------------------------- */
+
+Test(config, unknown_keys_name_the_mapping_and_the_choices) {
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nroundz: 3\n", "unknown key 'roundz' at top level",
+               "expected one of: name, seed, rounds, threads, data, model, clients, sampling, local, eval, "
+               "checkpoint, method, methods");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {lrr: 0.1}\n",
+               "exp.yaml: unknown key 'lrr' in local (expected one of: epochs, batch, optimizer, lr, "
+               "lr_decay, momentum, weight_decay, mode)");
+  EXPECT_ERROR(MINIMAL "  budgets:\n    kind: tiers\n    tiers:\n      - {fraction: 0.5, share: 0.5}\n"
+                       "      - {fraction: 1, share: 0.5, sharee: 1}\n"
+                       "method: {name: fedavg}\n",
+               "unknown key 'sharee' in clients.budgets.tiers[1] (expected one of: fraction, share)");
+  EXPECT_ERROR(MINIMAL "methods:\n  - {name: fedavg}\n  - {name: heterofl, ratez: [1]}\n",
+               "unknown key 'ratez' in methods[1]");
+}
+
+Test(config, wrong_types_name_the_key) {
+  EXPECT_ERROR("rounds: ten\n", "exp.yaml: rounds: 'ten' is not an integer");
+  EXPECT_ERROR("rounds: 1.5\n", "rounds: '1.5' is not an integer");
+  EXPECT_ERROR("rounds: 1e3\n", "rounds: '1e3' is not an integer");
+  EXPECT_ERROR("rounds: 010\n", "rounds: '010' is not an integer");
+  EXPECT_ERROR("rounds: [3]\n", "rounds: expected an integer, got a list");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {lr: [0.1]}\n", "local.lr: expected a number, got a list");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {lr: fast}\n", "local.lr: 'fast' is not a finite number");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {lr: .inf}\n", "local.lr: '.inf' is not a finite number");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {lr: 1e999}\n", "local.lr: '1e999' is not a finite number");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: 5\n", "local: expected a mapping, got '5'");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal:\n", "local: expected a mapping, got no value");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {epochs: }\n", "local.epochs: expected an integer, got no value");
+  EXPECT_ERROR(MINIMAL "method: {name: heterofl, sbn: maybe}\n", "method.sbn: 'maybe' is not a boolean");
+  EXPECT_ERROR(MINIMAL "method: {name: heterofl, rates: 0.5}\n", "method.rates: expected a list, got '0.5'");
+  EXPECT_ERROR(MINIMAL "method: {name: heterofl, rates: [1, x]}\n", "method.rates[1]: 'x' is not a finite number");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {optimizer: [sgd]}\n",
+               "local.optimizer: expected one of: sgd, adam, got a list");
+  EXPECT_ERROR("rounds: 3\ndata: {dataset: cifar10, dir: }\nmodel: {arch: cnn}\nclients: {count: 3}\n"
+               "method: {name: fedavg}\n",
+               "data.dir: no value (expected a string)");
+  EXPECT_ERROR("rounds: 3\ndata: {dataset: cifar10, dir: ~}\nmodel: {arch: cnn}\nclients: {count: 3}\n"
+               "method: {name: fedavg}\n",
+               "data.dir: '~' is YAML's null");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {optimizer: lbfgs}\n",
+               "local.optimizer: unknown value 'lbfgs' (expected one of: sgd, adam)");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nname: [a]\n", "name: expected a string, got a list");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nrounds: 3\n", "rounds: key given more than once");
+  EXPECT_ERROR("- rounds\n- 3\n", "expected a mapping of keys at the top level, got a list");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nthreads: 99999999999\n", "threads: 99999999999 is out of range");
+}
+
+Test(config, out_of_range_values_name_the_key) {
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {lr: -0.1}\n",
+               "exp.yaml: local.lr: -0.1 is out of range (expected >= 0)");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nsampling: {fraction: 0}\n",
+               "sampling.fraction: 0 is out of range (expected in (0, 1])");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nsampling: {fraction: 1.01}\n", "sampling.fraction: 1.01 is out of range");
+  EXPECT_ERROR("rounds: 3\ndata: {dataset: cifar10, partition: {kind: dirichlet, alpha: 0}}\n"
+               "model: {arch: cnn}\nclients: {count: 3}\nmethod: {name: fedavg}\n",
+               "data.partition.alpha: 0 is out of range (expected > 0)");
+  EXPECT_ERROR(MINIMAL "method: {name: heterofl, rates: [1, 0.25, 0.5]}\n",
+               "method.rates[2]: 0.5 is not below the previous rate 0.25");
+  EXPECT_ERROR(MINIMAL "method: {name: heterofl, rates: [1, 0.5, 0.5]}\n", "method.rates[2]", "descending");
+  EXPECT_ERROR(MINIMAL "method: {name: fedrolex, rates: [1.5, 0.5]}\n",
+               "method.rates[0]: 1.5 is out of range (expected in (0, 1])");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg-s, rates: [0.5, 0]}\n", "method.rates[1]: 0 is out of range");
+  EXPECT_ERROR(MINIMAL "method: {name: heterofl, rates: [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]}\n",
+               "method.rates: 9 entries (expected at most 8)");
+  EXPECT_ERROR(MINIMAL "method: {name: heterofl, rates: []}\n", "method.rates: 0 entries (expected at least 1)");
+  EXPECT_ERROR("rounds: 0\ndata: {dataset: cifar10}\nmodel: {arch: cnn}\nclients: {count: 3}\nmethod: {name: fedavg}\n",
+               "rounds: 0 is out of range (expected 1..1000000)");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nseed: -1\n", "seed: -1 is out of range (expected >= 0)");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nthreads: 1025\n", "threads: 1025 is out of range (expected 0..1024)");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {momentum: 1}\n", "local.momentum: 1 is out of range (expected in [0, 1))");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {lr_decay: 0}\n", "local.lr_decay: 0 is out of range");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {batch: 0}\n", "local.batch: 0 is out of range (expected >= 1)");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\neval: {max_samples: -1}\n", "eval.max_samples: -1 is out of range");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\ncheckpoint: {every: -2}\n", "checkpoint.every: -2 is out of range");
+  EXPECT_ERROR("rounds: 3\ndata: {dataset: cifar10}\nmodel: {arch: cnn, width: 0}\nclients: {count: 3}\n"
+               "method: {name: fedavg}\n",
+               "model.width: 0 is out of range (expected > 0)");
+  EXPECT_ERROR("rounds: 3\ndata: {dataset: cifar10}\nmodel: {arch: cnn, width: -1}\nclients: {count: 3}\n"
+               "method: {name: fedavg}\n",
+               "model.width: -1 is out of range (expected > 0)");
+  EXPECT_ERROR(MINIMAL "method: {name: depthfl, kd_ramp_rounds: -1}\n", "method.kd_ramp_rounds: -1 is out of range");
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, kd_start: 1.5}\n", "method.kd_start: 1.5 is out of range");
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, kd_temperature: 0}\n", "method.kd_temperature: 0 is out of range");
+}
+
+Test(config, unknown_names_are_errors) {
+  EXPECT_ERROR(MINIMAL "method: {name: fedx}\n",
+               "method.name: unknown value 'fedx' (expected one of: fedavg, exclusivefl, fedavg-s, heterofl, "
+               "fedrolex, depthfl, scalefl)");
+  EXPECT_ERROR(MINIMAL "methods: [{name: fedavg}, {name: FedAvg}]\n", "methods[1].name: unknown value 'FedAvg'");
+  EXPECT_ERROR("rounds: 3\ndata: {dataset: mnist}\nmodel: {arch: cnn}\nclients: {count: 3}\nmethod: {name: fedavg}\n",
+               "data.dataset: unknown dataset 'mnist'", "cifar10");
+  EXPECT_ERROR("rounds: 3\ndata: {dataset: cifar10}\nmodel: {arch: resnet50}\nclients: {count: 3}\nmethod: {name: fedavg}\n",
+               "model.arch: unknown architecture 'resnet50'", "resnet18");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nsampling: {kind: everyone}\n", "sampling.kind: unknown value 'everyone'");
+  EXPECT_ERROR(MINIMAL "method: {name: fedrolex, rolling: sliding}\n",
+               "method.rolling: unknown value 'sliding' (expected one of: roll, static, random)");
+}
+
+Test(config, options_a_method_does_not_take) {
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg, rates: [1, 0.5]}\n",
+               "method.rates: method fedavg does not take 'rates' (it takes: weighting)");
+  EXPECT_ERROR(MINIMAL "methods:\n  - {name: fedavg}\n  - {name: heterofl, rolling: roll}\n",
+               "methods[1].rolling: method heterofl does not take 'rolling'", "rates, scaler, sbn, label_mask");
+  EXPECT_ERROR(MINIMAL "method: {name: fedrolex, sbn: true}\n", "method.sbn: method fedrolex does not take 'sbn'");
+  EXPECT_ERROR(MINIMAL "method: {name: depthfl, kd_gamma: 0.1}\n", "method.kd_gamma: method depthfl does not take");
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, kd: true}\n", "method.kd: method scalefl does not take 'kd'");
+  EXPECT_ERROR(MINIMAL "method: {name: exclusivefl, scaler: false}\n", "method.scaler: method exclusivefl");
+}
+
+Test(config, method_and_methods_exactly_one) {
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nmethods: [{name: heterofl}]\n",
+               "exp.yaml: both 'method' and 'methods' are given (expected exactly one)");
+  EXPECT_ERROR(MINIMAL, "exp.yaml: neither 'method' nor 'methods' is given (expected exactly one)");
+  EXPECT_ERROR(MINIMAL "method: {weighting: count}\n", "method.name: required key is missing");
+  char many[4096] = MINIMAL "methods:\n";
+  for (int i = 0; i < 17; i++) strcat(many, "  - {name: fedavg}\n");
+  EXPECT_ERROR(many, "methods: 17 entries (expected at most 16)");
+}
+
+Test(config, scalefl_levels) {
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 1], exits: [1, 2, 3]}\n",
+               "method.exits: 3 entries but widths has 2");
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 0.75, 1], exits: [1, 3, 3]}\n",
+               "method.exits[2]: 3 is not above the previous exits 3");
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 1], exits: [0, 1]}\n",
+               "method.exits[0]: 0 is out of range (expected >= 1)");
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 1.5], exits: [1, 2]}\n",
+               "method.widths[1]: 1.5 is out of range (expected in (0, 1])");
+  /* widths alone keep the default exits, so the lengths must still agree */
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 1]}\n", "method.exits: 3 entries but widths has 2");
+}
+
+Test(config, budgets) {
+  EXPECT_ERROR(MINIMAL "  budgets:\n    kind: tiers\n    tiers: [{fraction: 0.5, share: 0.5}, {fraction: 1, share: 0.4}]\n"
+                       "method: {name: fedavg}\n",
+               "clients.budgets.tiers: the shares sum to 0.9 (expected 1)");
+  EXPECT_ERROR(MINIMAL "  budgets:\n    kind: profiles\n    profiles: [{name: rpi4-2gb, share: 0.5}, {name: phone-4gb, share: 0.6}]\n"
+                       "method: {name: fedavg}\n",
+               "clients.budgets.profiles: the shares sum to 1.1 (expected 1)");
+  EXPECT_ERROR(MINIMAL "  budgets:\n    kind: profiles\n    profiles: [{name: \"\", share: 1}]\n"
+                       "method: {name: fedavg}\n",
+               "clients.budgets.profiles[0].name: empty string");
+  EXPECT_ERROR(MINIMAL "  budgets:\n    kind: tiers\n    tiers: [{fraction: 0.5, share: 0.5}, {fraction: 1}]\n"
+                       "method: {name: fedavg}\n",
+               "clients.budgets.tiers[1].share: required key is missing");
+  EXPECT_ERROR(MINIMAL "  budgets:\n    kind: tiers\n    tiers: [{fraction: 0, share: 1}]\nmethod: {name: fedavg}\n",
+               "clients.budgets.tiers[0].fraction: 0 is out of range (expected > 0)");
+  EXPECT_ERROR(MINIMAL "  budgets: {kind: fixed}\nmethod: {name: fedavg}\n",
+               "clients.budgets.mib: required key is missing (budgets kind fixed needs it)");
+  EXPECT_ERROR(MINIMAL "  budgets: {kind: tiers, mib: 100, tiers: [{fraction: 1, share: 1}]}\nmethod: {name: fedavg}\n",
+               "clients.budgets.mib: not used with budgets kind tiers");
+  EXPECT_ERROR(MINIMAL "  budgets: {mib: 100}\nmethod: {name: fedavg}\n", "clients.budgets.mib: not used with budgets kind none");
+  EXPECT_ERROR(MINIMAL "  budgets: {kind: uniform, min_mib: 900, max_mib: 100}\nmethod: {name: fedavg}\n",
+               "clients.budgets.max_mib: 100 is below min_mib 900");
+  EXPECT_ERROR(MINIMAL "  budgets: {kind: fixed, mib: 0}\nmethod: {name: fedavg}\n", "clients.budgets.mib: 0 is out of range");
+  EXPECT_ERROR(MINIMAL "  budgets: {kind: uniform, min_mib: 100}\nmethod: {name: fedavg}\n",
+               "clients.budgets.max_mib: required key is missing");
+
+  fg_config cfg;
+  load_ok("u.yaml", MINIMAL "  budgets: {kind: uniform, min_mib: 100, max_mib: 900}\nmethod: {name: fedavg}\n", NULL, 0, &cfg);
+  cr_assert_eq(cfg.budgets.kind, FG_BUDGET_UNIFORM);
+  cr_assert_eq(cfg.budgets.min_mib, 100);
+  cr_assert_eq(cfg.budgets.max_mib, 900);
+  fg_config_free(&cfg);
+  /* shares within 1e-6 of 1 are accepted */
+  load_ok("t.yaml", MINIMAL "  budgets: {kind: tiers, tiers: [{fraction: 0.5, share: 0.3333333}, "
+                    "{fraction: 1, share: 0.6666666}]}\nmethod: {name: fedavg}\n", NULL, 0, &cfg);
+  cr_assert_eq(cfg.budgets.n_tiers, 2);
+  fg_config_free(&cfg);
+}
+
+Test(config, sampling) {
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nsampling: {per_round: 10, fraction: 0.2}\n",
+               "sampling.fraction: given together with sampling.per_round");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nsampling: {per_round: 0}\n", "sampling.per_round: 0 is out of range");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nsampling: {per_round: 101}\n",
+               "sampling.per_round: 101 is out of range (expected at most clients.count, 100)");
+  fg_config cfg;
+  load_ok("s.yaml", MINIMAL "method: {name: fedavg}\nsampling: {kind: eligible, fraction: 0.25}\n", NULL, 0, &cfg);
+  cr_assert_eq(cfg.sampling.kind, FG_SAMPLE_ELIGIBLE);
+  cr_assert_eq(cfg.sampling.fraction, 0.25);
+  cr_assert_eq(cfg.sampling.per_round, 0);
+  fg_config_free(&cfg);
+}
+
+Test(config, missing_required_keys) {
+  EXPECT_ERROR("data: {dataset: cifar10}\nmodel: {arch: cnn}\nclients: {count: 3}\nmethod: {name: fedavg}\n",
+               "exp.yaml: rounds: required key is missing");
+  EXPECT_ERROR("rounds: 3\ndata: {dir: /x}\nmodel: {arch: cnn}\nclients: {count: 3}\nmethod: {name: fedavg}\n",
+               "data.dataset: required key is missing");
+  EXPECT_ERROR("rounds: 3\ndata: {dataset: cifar10}\nclients: {count: 3}\nmethod: {name: fedavg}\n",
+               "model: required key is missing");
+  EXPECT_ERROR("rounds: 3\ndata: {dataset: cifar10}\nmodel: {width: 2}\nclients: {count: 3}\nmethod: {name: fedavg}\n",
+               "model.arch: required key is missing");
+  EXPECT_ERROR("rounds: 3\ndata: {dataset: cifar10}\nmodel: {arch: cnn}\nclients: {budgets: {kind: none}}\n"
+               "method: {name: fedavg}\n",
+               "clients.count: required key is missing");
+  EXPECT_ERROR("rounds: 3\ndata: {dataset: cifar10}\nmodel: {arch: cnn}\nmethod: {name: fedavg}\n",
+               "clients: required key is missing");
+}
+
+Test(config, malformed_yaml_names_the_line) {
+  EXPECT_ERROR("rounds: 3\ndata:\n  dataset: cifar10\n  dir: [unclosed\nmodel: {arch: cnn}\n", "exp.yaml:",
+               "malformed YAML");
+  char *p = write_yaml("bad.yaml", "rounds: 3\nlocal:\n  lr: 0.1\n  lr_decay: 1: 2\n");
+  fg_config cfg;
+  cr_assert_eq(fg_config_load(p, NULL, 0, &cfg), FG_ERR_CONFIG);
+  cr_assert(strstr(fg_last_error(), "bad.yaml:4:") != NULL, "no line 4: %s", fg_last_error());
+  cr_assert(strstr(fg_last_error(), "malformed YAML") != NULL, "%s", fg_last_error());
+  free(p);
+  p = write_yaml("tab.yaml", "rounds: 3\ndata:\n\tdataset: cifar10\n");
+  cr_assert_eq(fg_config_load(p, NULL, 0, &cfg), FG_ERR_CONFIG);
+  cr_assert(strstr(fg_last_error(), "tab.yaml:3:") != NULL, "no line 3: %s", fg_last_error());
+  free(p);
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\n---\nrounds: 4\n", "exp.yaml:9: a second YAML document");
+}
+
+Test(config, missing_file_is_an_io_error) {
+  char *p = path_in("nope.yaml");
+  fg_config cfg;
+  cr_assert_eq(fg_config_load(p, NULL, 0, &cfg), FG_ERR_IO);
+  cr_assert(strstr(fg_last_error(), "nope.yaml") != NULL, "%s", fg_last_error());
+  cr_assert_null(cfg.name);
+  fg_config_free(&cfg);
+  free(p);
+  cr_assert_eq(fg_config_load(tmp_dir, NULL, 0, &cfg), FG_ERR_IO, "a directory is not a file");
+}
+
+Test(config, libraries_print_nothing) {
+  /* libcyaml logs to stderr unless told otherwise: every message must land in fg_last_error. */
+  char *log = path_in("stderr.txt");
+  fflush(stderr);
+  int saved = dup(2);
+  int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  cr_assert(saved >= 0 && fd >= 0);
+  dup2(fd, 2);
+  close(fd);
+  const char *bad[] = {"rounds: ten\n", MINIMAL "local: {lrr: 1}\nmethod: {name: fedavg}\n",
+                       "rounds: [\n", MINIMAL "method: {name: fedavg}\n"};
+  for (int i = 0; i < 4; i++) {
+    char *p = write_yaml("quiet.yaml", bad[i]);
+    fg_config cfg;
+    fg_status s = fg_config_load(p, NULL, 0, &cfg);
+    fg_config_free(&cfg);
+    free(p);
+    if (i < 3) cr_assert_eq(s, FG_ERR_CONFIG);
+    else cr_assert_eq(s, FG_OK);
+  }
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  struct stat st;
+  cr_assert_eq(stat(log, &st), 0);
+  cr_assert_eq(st.st_size, 0, "something was printed to stderr");
+  free(log);
+}
+
+/* ---- --set -------------------------------------------------------------------------------- */
+
+Test(config, set_overrides_scalars_nested_keys_and_lists) {
+  const char *set[] = {"rounds=7",
+                       "local.lr=0.5",
+                       "data.partition.kind=dirichlet", /* creates data.partition */
+                       "method.rates=[1,0.5]",
+                       "seed=9",
+                       "seed=11", /* the later one wins */
+                       "sampling={kind: eligible, per_round: 4}",
+                       "data.dir=/mnt/data"};
+  fg_config cfg;
+  load_ok("s.yaml", MINIMAL "method: {name: heterofl}\nlocal: {lr: 0.1, epochs: 3}\n", set, 8, &cfg);
+  cr_assert_eq(cfg.rounds, 7);
+  cr_assert_eq(cfg.lr, 0.5);
+  cr_assert_eq(cfg.local_epochs, 3, "siblings of an overridden key are kept");
+  cr_assert_eq(cfg.partition.kind, FG_PARTITION_DIRICHLET);
+  cr_assert_eq(cfg.methods[0].n_rates, 2);
+  cr_assert_eq(cfg.methods[0].rates[0], 1);
+  cr_assert_eq(cfg.methods[0].rates[1], 0.5);
+  cr_assert_eq(cfg.seed, 11);
+  cr_assert_eq(cfg.sampling.kind, FG_SAMPLE_ELIGIBLE);
+  cr_assert_eq(cfg.sampling.per_round, 4);
+  cr_assert_str_eq(cfg.data_dir, "/mnt/data");
+  fg_config_free(&cfg);
+}
+
+Test(config, set_inside_methods_and_method_name) {
+  const char *set[] = {"methods[1].rates=[0.5, 0.25]", "methods[0].weighting=count", "methods[2]={name: depthfl, kd: false}"};
+  fg_config cfg;
+  load_ok("c.yaml", MINIMAL "methods:\n  - name: fedavg\n  - name: heterofl\n  - name: scalefl\n", set, 3, &cfg);
+  cr_assert_eq(cfg.compare, 1);
+  cr_assert_eq(cfg.n_methods, 3);
+  cr_assert_eq(cfg.methods[0].weighting, FG_WEIGHT_COUNT);
+  cr_assert_eq(cfg.methods[1].n_rates, 2);
+  cr_assert_eq(cfg.methods[1].rates[0], 0.5);
+  cr_assert_eq(cfg.methods[1].rates[1], 0.25);
+  cr_assert_str_eq(cfg.methods[2].name, "depthfl");
+  cr_assert_eq(cfg.methods[2].kd, 0);
+  fg_config_free(&cfg);
+
+  const char *rename[] = {"method.name=heterofl"};
+  load_ok("one.yaml", MINIMAL "method:\n  name: fedavg\n", rename, 1, &cfg);
+  cr_assert_str_eq(cfg.methods[0].name, "heterofl");
+  cr_assert_eq(cfg.methods[0].weighting, FG_WEIGHT_COUNT, "heterofl's default weighting");
+  cr_assert_eq(cfg.methods[0].n_rates, 5);
+  fg_config_free(&cfg);
+
+  /* an empty mapping value ("local:") takes keys set below it */
+  const char *below[] = {"local.epochs=4"};
+  load_ok("e.yaml", MINIMAL "method: {name: fedavg}\nlocal:\n", below, 1, &cfg);
+  cr_assert_eq(cfg.local_epochs, 4);
+  fg_config_free(&cfg);
+}
+
+Test(config, set_mistakes_fail_like_file_mistakes) {
+  const char *base = MINIMAL "method: {name: fedavg}\nlocal: {lr: 0.1}\n";
+  const char *unknown[] = {"local.lrr=1"};
+  expect_error_set(base, unknown, 1, FG_ERR_CONFIG, "unknown key 'lrr' in local (expected one of: epochs",
+                   "(from --set local.lrr=1)", NULL);
+  const char *unknown_top[] = {"roundz=1"};
+  expect_error_set(base, unknown_top, 1, FG_ERR_CONFIG, "unknown key 'roundz' at top level", "from --set roundz=1", NULL);
+  const char *range[] = {"local.lr=-0.1"};
+  expect_error_set(base, range, 1, FG_ERR_CONFIG, "local.lr: -0.1 is out of range (expected >= 0) (from --set local.lr=-0.1)",
+                   NULL);
+  const char *type[] = {"rounds=ten"};
+  expect_error_set(base, type, 1, FG_ERR_CONFIG, "rounds: 'ten' is not an integer (from --set rounds=ten)", NULL);
+  const char *option[] = {"method.rates=[1,0.5]"};
+  expect_error_set(base, option, 1, FG_ERR_CONFIG, "method.rates: method fedavg does not take 'rates'",
+                   "(from --set method.rates=[1,0.5])", NULL);
+  const char *rate[] = {"method.name=heterofl", "method.rates=[1,1.5]"};
+  expect_error_set(base, rate, 2, FG_ERR_CONFIG, "method.rates[1]: 1.5 is out of range", "from --set method.rates=[1,1.5]",
+                   NULL);
+  const char *both[] = {"methods=[{name: fedavg}]"};
+  expect_error_set(base, both, 1, FG_ERR_CONFIG, "both 'method' and 'methods'", NULL);
+  /* malformed overrides */
+  const char *no_eq[] = {"rounds"};
+  expect_error_set(base, no_eq, 1, FG_ERR_CONFIG, "--set 'rounds': expected dotted.key=value", NULL);
+  const char *empty_key[] = {"local..lr=1"};
+  expect_error_set(base, empty_key, 1, FG_ERR_CONFIG, "--set local..lr=1: empty key", NULL);
+  const char *no_value[] = {"rounds="};
+  expect_error_set(base, no_value, 1, FG_ERR_CONFIG, "--set rounds=: no value", NULL);
+  const char *bad_value[] = {"method.rates=[1,0.5"};
+  expect_error_set(base, bad_value, 1, FG_ERR_CONFIG, "--set method.rates=[1,0.5: malformed value", NULL);
+  const char *through_scalar[] = {"rounds.x=1"};
+  expect_error_set(base, through_scalar, 1, FG_ERR_CONFIG, "--set rounds.x=1: rounds is not a mapping", NULL);
+  const char *index_map[] = {"local[0]=1"};
+  expect_error_set(base, index_map, 1, FG_ERR_CONFIG, "--set local[0]=1: local is not a list", NULL);
+  const char *bad_index[] = {"methods[x].name=fedavg"};
+  expect_error_set(MINIMAL "methods: [{name: fedavg}]\n", bad_index, 1, FG_ERR_CONFIG, "expected [N]", NULL);
+  const char *past_end[] = {"methods[2].name=heterofl"};
+  expect_error_set(MINIMAL "methods: [{name: fedavg}, {name: depthfl}]\n", past_end, 1, FG_ERR_CONFIG,
+                   "--set methods[2].name=heterofl: methods has 2 entries (index 2 is out of range)", NULL);
+  const char *no_list[] = {"methods[0].name=heterofl"};
+  expect_error_set(base, no_list, 1, FG_ERR_CONFIG, "there is no list methods to index", NULL);
+}
+
+/* ---- writing the resolved file ------------------------------------------------------------ */
+
+static void round_trip(const char *name, const char *yaml, const char *const *set, int n_set) {
+  fg_config a, b;
+  load_ok(name, yaml, set, n_set, &a);
+  char *out = path_in("resolved.yaml");
+  FGT_OK(fg_config_write_resolved(&a, -1, out, "abc123-dirty"));
+  char *text = read_text(out);
+  cr_assert(strncmp(text, "# fedgap abc123-dirty\n", 22) == 0, "first line: %.40s", text);
+  FGT_OK(fg_config_load(out, NULL, 0, &b));
+  assert_config_equal(&a, &b);
+  /* and the resolved file of the resolved file is the same text */
+  char *out2 = path_in("resolved2.yaml");
+  FGT_OK(fg_config_write_resolved(&b, -1, out2, "abc123-dirty"));
+  char *text2 = read_text(out2);
+  cr_assert_str_eq(text, text2);
+  fg_config_free(&a);
+  fg_config_free(&b);
+  free(text);
+  free(text2);
+  free(out);
+  free(out2);
+}
+
+Test(config, round_trip_single_method) {
+  round_trip("full.yaml", full_yaml, NULL, 0);
+  round_trip("min.yaml", MINIMAL "method: {name: fedavg}\n", NULL, 0);
+  const char *set[] = {"name=\"yes: a name with # and 'quotes'\"", "data.dir=\"/tmp/x y\\\\z\"", "seed=18446744073709551615",
+                       "local.lr=0.1", "local.weight_decay=3.3e-7"};
+  round_trip("odd.yaml", MINIMAL "method: {name: fedrolex, rates: [1, 0.3333333333333333]}\n", set, 5);
+  round_trip("prof.yaml",
+             MINIMAL "  budgets:\n    kind: profiles\n    profiles: [{name: \"phone: 8gb\", share: 0.1}, "
+                     "{name: null-ish, share: 0.9}]\nmethod: {name: depthfl}\n",
+             NULL, 0);
+  round_trip("fixed.yaml", MINIMAL "  budgets: {kind: fixed, mib: 300.5}\nmethod: {name: scalefl}\n", NULL, 0);
+}
+
+Test(config, round_trip_compare_file_and_single_method_files) {
+  const char *yaml = MINIMAL
+      "sampling: {per_round: 10}\n"
+      "methods:\n"
+      "  - name: fedavg\n"
+      "  - name: exclusivefl\n"
+      "  - {name: fedavg-s, rates: [0.5]}\n"
+      "  - {name: heterofl, sbn: true}\n"
+      "  - {name: fedrolex, rolling: static}\n"
+      "  - {name: depthfl, kd_ramp_rounds: 10}\n"
+      "  - {name: scalefl, widths: [0.5, 1], exits: [2, 3]}\n";
+  round_trip("cmp.yaml", yaml, NULL, 0);
+
+  fg_config a, one;
+  load_ok("cmp.yaml", yaml, NULL, 0, &a);
+  char *out = path_in("method-3.yaml");
+  for (int i = 0; i < a.n_methods; i++) {
+    FGT_OK(fg_config_write_resolved(&a, i, out, "rev"));
+    FGT_OK(fg_config_load(out, NULL, 0, &one));
+    assert_common_equal(&a, &one);
+    cr_assert_eq(one.compare, 0);
+    cr_assert_eq(one.n_methods, 1);
+    char what[32];
+    snprintf(what, sizeof what, "method %d", i);
+    assert_method_equal(&one.methods[0], &a.methods[i], what);
+    char *text = read_text(out);
+    cr_assert(strstr(text, "\nmethod:\n") != NULL && strstr(text, "methods:") == NULL, "%s", text);
+    free(text);
+    fg_config_free(&one);
+  }
+  cr_assert_eq(fg_config_write_resolved(&a, 7, out, "rev"), FG_ERR_INVALID);
+  cr_assert_eq(fg_config_write_resolved(&a, -2, out, "rev"), FG_ERR_INVALID);
+  char *missing_dir = path_in("no/such/dir/config.yaml");
+  cr_assert_eq(fg_config_write_resolved(&a, -1, missing_dir, "rev"), FG_ERR_IO);
+  fg_config_free(&a);
+  free(out);
+  free(missing_dir);
+}
+
+Test(config, resolved_file_lists_defaults_explicitly) {
+  fg_config a;
+  load_ok("d.yaml", MINIMAL "method: {name: heterofl}\n", NULL, 0, &a);
+  char *out = path_in("resolved.yaml");
+  FGT_OK(fg_config_write_resolved(&a, -1, out, "r1"));
+  char *text = read_text(out);
+  const char *want[] = {"name: d\n",      "seed: 1\n",          "threads: 0\n",        "kind: iid\n",
+                        "alpha: 0.5\n",   "width: 16\n",        "kind: none\n",        "fraction: 0.1\n",
+                        "lr: 0.01\n",     "optimizer: sgd\n",   "mode: store\n",       "every: 10\n",
+                        "batch: 256\n",   "weighting: count\n", "rates: [1, 0.5, 0.25, 0.125, 0.0625]\n",
+                        "scaler: true\n", "sbn: false\n",       "label_mask: false\n"};
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+    cr_assert(strstr(text, want[i]) != NULL, "resolved file lacks \"%s\":\n%s", want[i], text);
+  free(text);
+  free(out);
+  fg_config_free(&a);
+}
+
+Test(config, free_is_safe_on_empty_configs) {
+  fg_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  fg_config_free(&cfg);
+  fg_config_free(NULL);
+  cr_assert_eq(fg_config_write_resolved(&cfg, -1, "x.yaml", "r"), FG_ERR_INVALID);
+}
