@@ -1,0 +1,57 @@
+/* Client memory budgets: the byte cap each client trains under, and the named device profiles.
+ *
+ * A budget spec (fl/spec.h, configs/README.md `clients.budgets`) becomes one number per client,
+ * in bytes, 0 meaning "no cap":
+ *   - none:     0 for everyone;
+ *   - fixed:    floor(mib x 2^20) for everyone;
+ *   - uniform:  an integer number of MiB drawn uniformly from [ceil(min_mib), floor(max_mib)] per
+ *               client (client k takes the k-th draw of the stream), times 2^20;
+ *   - tiers:    floor(fraction x full_peak_bytes), the full model's measured training peak;
+ *   - profiles: the profile's MiB x 2^20 (fg_device_profile_find).
+ * For tiers and profiles the number of clients of each entry is the largest-remainder rounding
+ * of share x n_clients (shares renormalised by their sum; ties go to the earlier entry), so the
+ * counts sum to n_clients; which clients get which entry: a seeded permutation of the clients,
+ * whose first count_0 get entry 0, the next count_1 entry 1, and so on.
+ *
+ * Randomness comes only from the FG_RNG_BUDGET streams of `seed`: (seed, FG_RNG_BUDGET, 0, 0) for
+ * the uniform draws, (seed, FG_RNG_BUDGET, 1, 0) for the permutation.
+ *
+ * Owns nothing: the profile table is static. Keep it in sync with configs/README.md (the tests
+ * compare the two). */
+#ifndef FG_FL_BUDGET_H
+#define FG_FL_BUDGET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/base/status.h"
+#include "fl/spec.h"
+
+typedef struct fg_device_profile {
+  const char *name;
+  double mib;        /* memory a training process may use, MiB (2^20 bytes) */
+  const char *about; /* what the number assumes */
+} fg_device_profile;
+
+/* The profile called `name`; NULL with FG_ERR_CONFIG (message listing every name) otherwise. */
+const fg_device_profile *fg_device_profile_find(const char *name);
+/* The table: fg_device_profile_count() entries, fg_device_profile_at(i) for i in [0, count). */
+int fg_device_profile_count(void);
+const fg_device_profile *fg_device_profile_at(int i);
+
+/* Largest-remainder rounding of shares[n] x total: counts[n] >= 0 summing to total. Each quota
+ * share / sum(shares) x total is floored (with a 1e-9 tolerance against rounding noise, so
+ * 0.57 x 100 gives 57), and the floors' shortfall goes one each to the largest remainders, ties
+ * (remainders within 1e-9) to the earlier entry. Shares must be finite and >= 0 with a positive sum; FG_ERR_CONFIG
+ * otherwise. */
+fg_status fg_largest_remainder(const double *shares, int n, int total, int *counts);
+
+/* Fills budgets[n_clients] (bytes, 0 = no cap) from `spec`. full_peak_bytes is the full model's
+ * measured training peak, required (> 0) for tiers: FG_ERR_INVALID when it is 0 there. Spec
+ * errors (a non-positive or non-finite size, min > max, no integer MiB in [min, max], shares
+ * that are negative or do not sum to 1 within 1e-6, an unknown profile, a budget that rounds to
+ * 0 bytes or overflows) are FG_ERR_CONFIG naming the key and value. */
+fg_status fg_budgets_assign(const fg_budget_spec *spec, int n_clients, uint64_t seed,
+                            size_t full_peak_bytes, size_t *budgets);
+
+#endif

@@ -1,0 +1,80 @@
+/* Client data partitions: which training samples each federated client holds.
+ *
+ * A partition assigns sample indices 0..n-1 of a dataset to clients, each sample to exactly one
+ * client, by one of three schemes (fl/spec.h, configs/README.md `data.partition`):
+ *   - iid: a seeded permutation of 0..n-1 cut into n_clients contiguous parts whose sizes differ
+ *     by at most one (the first n mod n_clients clients get one more);
+ *   - dirichlet: the label-skewed split of hypemefed.md §7, step by step: per class, shuffle the
+ *     class's indices, draw p ~ Dir(alpha 1_N) as normalised Gamma(alpha) draws, zero p_j for
+ *     every client already holding >= n/N samples and renormalise, cut the class list at
+ *     floor(cumsum(p) n_k) without the last cut point and append piece j to client j; redraw the
+ *     whole partition until every client holds >= min_size samples (at most
+ *     FG_PARTITION_MAX_ATTEMPTS draws, then FG_ERR_CONFIG); finally shuffle each client's list;
+ *   - shards: indices sorted by label (stable) and cut into n_clients x classes_per_client
+ *     near-equal shards (sizes differ by at most one); each client gets classes_per_client shards
+ *     drawn without replacement, and its list is shuffled. A shard straddles two classes when
+ *     the class sizes are not multiples of the shard size (as in McMahan et al.'s split).
+ *
+ * Randomness comes only from the FG_RNG_PARTITION streams of `seed` (engine/base/rng.h), named
+ * (seed, FG_RNG_PARTITION, a, b) with a = (scheme tag << 32) | attempt:
+ *   tag 0: dirichlet attempt `attempt`, class b (its shuffle, then its N Gamma draws);
+ *   tag 1: the final shuffle of client b's list (dirichlet and shards);
+ *   tag 2: the iid permutation (b = 0);
+ *   tag 3: the shard draw (b = 0).
+ * So a partition depends on nothing but (spec, labels, n, classes, n_clients, seed).
+ *
+ * Owns: the two regions of a partition (index and offset arrays on the CPU device, category
+ * FG_MEM_DATA, charged to the ledger given to fg_partition_make); free with fg_partition_free.
+ * Temporary arrays of the make call are charged to the same ledger and freed before it returns. */
+#ifndef FG_FL_PARTITION_H
+#define FG_FL_PARTITION_H
+
+#include <stdint.h>
+
+#include "engine/base/status.h"
+#include "engine/mem/ledger.h"
+#include "engine/mem/region.h"
+#include "fl/spec.h"
+
+/* Dirichlet draws tried before giving up on min_size. */
+#define FG_PARTITION_MAX_ATTEMPTS 1000
+
+typedef struct fg_partition {
+  int n_clients;
+  int64_t n_samples;      /* total assigned (= n: every sample goes to one client) */
+  fg_region index;        /* uint32 [n_samples]: client k's sample indices at [offset[k], offset[k+1]) */
+  fg_region offset;       /* int64 [n_clients + 1] */
+  uint64_t hash;          /* FNV-1a 64, see fg_partition_hash */
+} fg_partition;
+
+/* Splits samples 0..n-1 with labels[n] (int32 in [0, classes)) over n_clients clients by `spec`.
+ * `ledger` (required) is charged for the partition's regions and the temporaries. On failure
+ * *out is zeroed and nothing stays charged. Errors: FG_ERR_CONFIG for n_clients < 1 or > n,
+ * alpha <= 0 (or not finite), min_size < 0, classes_per_client < 1, more shards than samples,
+ * or a min_size the Dirichlet draws cannot reach; FG_ERR_INVALID for classes < 1, a label outside
+ * [0, classes) (naming its position and value), n < 1 or n > UINT32_MAX, NULL pointers. */
+fg_status fg_partition_make(const fg_partition_spec *spec, const int32_t *labels, int64_t n,
+                            int classes, int n_clients, uint64_t seed, fg_ledger *ledger,
+                            fg_partition *out);
+
+/* Releases both regions and zeroes *p. Safe on a zeroed partition and idempotent. */
+void fg_partition_free(fg_partition *p);
+
+/* Number of samples of client k (0 for k out of range). */
+int64_t fg_partition_size(const fg_partition *p, int k);
+/* Client k's sample indices, fg_partition_size(p, k) of them (NULL for k out of range). */
+const uint32_t *fg_partition_client(const fg_partition *p, int k);
+
+/* FNV-1a 64 over the little-endian bytes of: n_clients (uint32), offset[0..n_clients] (int64
+ * each), then the offset[n_clients] indices (uint32 each). The value fg_partition_make stores. */
+uint64_t fg_partition_hash(int n_clients, const int64_t *offset, const uint32_t *index);
+
+/* Writes the partition as JSON, atomically (engine/io/atomic_file.h):
+ *   {"hash": "<16 lowercase hex>", "clients": [{"id": 0, "samples": n, "classes": [count of each
+ *    class, `classes` entries], "indices": [...]}, ...]}
+ * `labels` are the labels the partition was made from (every index must be a valid position,
+ * every label in [0, classes)). FG_ERR_IO when the file cannot be written. */
+fg_status fg_partition_write(const fg_partition *p, const int32_t *labels, int classes,
+                             const char *path);
+
+#endif

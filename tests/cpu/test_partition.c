@@ -1,0 +1,501 @@
+/* Partitions: every sample used once, sizes, determinism, the Dirichlet split against a naive
+ * re-implementation of hypemefed.md §7, skew against alpha, min_size, clean failures, shards,
+ * ledger accounting, the JSON export parsed back with cJSON. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/test_util.h"
+#include "engine/base/rng.h"
+#include "engine/io/atomic_file.h"
+#include "engine/mem/ledger.h"
+#include "fl/partition.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Fixtures and independent checks. */
+
+static int32_t *random_labels(int64_t n, int classes, uint64_t seed) {
+  int32_t *y = malloc((size_t)n * sizeof *y);
+  fg_rng r = fg_rng_stream(seed, FG_RNG_TEST, 11, 0);
+  for (int64_t i = 0; i < n; i++) y[i] = (int32_t)fg_rng_below(&r, (uint64_t)classes);
+  return y;
+}
+
+static int32_t *balanced_labels(int64_t n, int classes) {
+  int32_t *y = malloc((size_t)n * sizeof *y);
+  for (int64_t i = 0; i < n; i++) y[i] = (int32_t)(i % classes);
+  return y;
+}
+
+static const int64_t *offsets(const fg_partition *p) { return p->offset.ptr; }
+static const uint32_t *indices(const fg_partition *p) { return p->index.ptr; }
+
+/* Offsets start at 0, never decrease, end at n; every index in [0, n) appears exactly once. */
+static void assert_exact_cover(const fg_partition *p, int64_t n, int n_clients) {
+  cr_assert_eq(p->n_clients, n_clients);
+  cr_assert_eq(p->n_samples, n);
+  const int64_t *off = offsets(p);
+  cr_assert_eq(off[0], 0);
+  cr_assert_eq(off[n_clients], n);
+  for (int k = 0; k < n_clients; k++) {
+    cr_assert_geq(off[k + 1], off[k], "offsets decrease at client %d", k);
+    cr_assert_eq(fg_partition_size(p, k), off[k + 1] - off[k]);
+    cr_assert_eq(fg_partition_client(p, k), indices(p) + off[k]);
+  }
+  unsigned char *seen = calloc((size_t)n, 1);
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t v = indices(p)[i];
+    cr_assert_lt((int64_t)v, n, "index %u out of range", v);
+    cr_assert_eq(seen[v], 0, "sample %u assigned twice", v);
+    seen[v] = 1;
+  }
+  free(seen);
+}
+
+/* FNV-1a 64 over the documented byte string, built explicitly. */
+static uint64_t reference_hash(int n_clients, const int64_t *off, const uint32_t *idx) {
+  size_t len = 4 + 8 * ((size_t)n_clients + 1) + 4 * (size_t)off[n_clients];
+  unsigned char *bytes = malloc(len), *b = bytes;
+  for (int i = 0; i < 4; i++) *b++ = (unsigned char)((uint32_t)n_clients >> (8 * i));
+  for (int k = 0; k <= n_clients; k++)
+    for (int i = 0; i < 8; i++) *b++ = (unsigned char)((uint64_t)off[k] >> (8 * i));
+  for (int64_t j = 0; j < off[n_clients]; j++)
+    for (int i = 0; i < 4; i++) *b++ = (unsigned char)(idx[j] >> (8 * i));
+  uint64_t h = 14695981039346656037ull;
+  for (size_t i = 0; i < len; i++) {
+    h ^= bytes[i];
+    h *= 1099511628211ull;
+  }
+  free(bytes);
+  return h;
+}
+
+static int distinct_classes(const fg_partition *p, const int32_t *y, int classes, int k) {
+  int *hit = calloc((size_t)classes, sizeof *hit), count = 0;
+  const uint32_t *idx = fg_partition_client(p, k);
+  for (int64_t i = 0; i < fg_partition_size(p, k); i++)
+    if (!hit[y[idx[i]]]++) count++;
+  free(hit);
+  return count;
+}
+
+/* Mean over clients of the largest class's share of the client's samples. */
+static double mean_top_share(const fg_partition *p, const int32_t *y, int classes) {
+  double total = 0.0;
+  int64_t *hist = calloc((size_t)classes, sizeof *hist);
+  for (int k = 0; k < p->n_clients; k++) {
+    memset(hist, 0, (size_t)classes * sizeof *hist);
+    const uint32_t *idx = fg_partition_client(p, k);
+    int64_t m = fg_partition_size(p, k), top = 0;
+    for (int64_t i = 0; i < m; i++) hist[y[idx[i]]]++;
+    for (int c = 0; c < classes; c++)
+      if (hist[c] > top) top = hist[c];
+    total += m ? (double)top / (double)m : 0.0;
+  }
+  free(hist);
+  return total / p->n_clients;
+}
+
+static fg_ledger ledger;
+
+static void setup(void) {
+  fgt_setup_cpu(1);
+  fg_ledger_init(&ledger, "partition-test", 0);
+}
+
+TestSuite(partition, .init = setup);
+
+static const fg_partition_spec iid_spec = {.kind = FG_PARTITION_IID};
+
+/* ---------------------------------------------------------------------------------------------
+ * IID. */
+
+Test(partition, iid_cover_sizes_hash_and_ledger) {
+  const int64_t n = 1003;
+  const int N = 10;
+  int32_t *y = random_labels(n, 10, 1);
+  fg_partition p;
+  FGT_OK(fg_partition_make(&iid_spec, y, n, 10, N, 7, &ledger, &p));
+  assert_exact_cover(&p, n, N);
+  /* 1003 = 10 x 100 + 3: the first three clients hold 101. */
+  for (int k = 0; k < N; k++) cr_assert_eq(fg_partition_size(&p, k), k < 3 ? 101 : 100, "client %d", k);
+  cr_assert_eq(p.hash, reference_hash(N, offsets(&p), indices(&p)));
+  cr_assert_eq(p.hash, fg_partition_hash(N, offsets(&p), indices(&p)));
+  /* Not the identity: the permutation is shuffled. */
+  int64_t in_place = 0;
+  for (int64_t i = 0; i < n; i++) in_place += indices(&p)[i] == (uint32_t)i;
+  cr_assert_lt(in_place, 20);
+  /* Exactly the two regions stay charged, as data. */
+  size_t want = fg_region_round(fg_cpu_device(), (size_t)n * 4) +
+                fg_region_round(fg_cpu_device(), (size_t)(N + 1) * 8);
+  cr_assert_eq(ledger.current, want);
+  cr_assert_eq(ledger.by_cat[FG_MEM_DATA], want);
+  cr_assert_eq(ledger.live, 2);
+  fg_partition_free(&p);
+  cr_assert_eq(ledger.current, 0);
+  cr_assert_eq(ledger.live, 0);
+  fg_partition_free(&p); /* idempotent */
+  free(y);
+}
+
+Test(partition, determinism_per_seed_for_every_kind) {
+  const int64_t n = 2000;
+  int32_t *y = random_labels(n, 10, 2);
+  fg_partition_spec specs[3] = {
+      {.kind = FG_PARTITION_IID},
+      {.kind = FG_PARTITION_DIRICHLET, .alpha = 0.5, .min_size = 10},
+      {.kind = FG_PARTITION_SHARDS, .classes_per_client = 2},
+  };
+  for (int s = 0; s < 3; s++) {
+    fg_partition a, b, c;
+    FGT_OK(fg_partition_make(&specs[s], y, n, 10, 20, 42, &ledger, &a));
+    FGT_OK(fg_partition_make(&specs[s], y, n, 10, 20, 42, &ledger, &b));
+    FGT_OK(fg_partition_make(&specs[s], y, n, 10, 20, 43, &ledger, &c));
+    cr_assert_eq(a.hash, b.hash, "kind %d: same seed, different hash", s);
+    cr_assert_eq(memcmp(indices(&a), indices(&b), (size_t)n * 4), 0, "kind %d", s);
+    cr_assert_eq(memcmp(offsets(&a), offsets(&b), 21 * 8), 0, "kind %d", s);
+    cr_assert_neq(a.hash, c.hash, "kind %d: different seeds, same hash", s);
+    cr_assert_eq(a.hash, reference_hash(20, offsets(&a), indices(&a)), "kind %d", s);
+    fg_partition_free(&a);
+    fg_partition_free(&b);
+    fg_partition_free(&c);
+  }
+  cr_assert_eq(ledger.current, 0, "temporaries or partitions left charged");
+  free(y);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Dirichlet. */
+
+/* hypemefed.md §7 written out naively with growing per-client lists and plain normalised
+ * fg_rng_gamma draws, on the streams fl/partition.h documents. Returns the attempts used. */
+static int reference_dirichlet(const int32_t *y, int64_t n, int classes, int N, double alpha,
+                               int min_size, uint64_t seed, int64_t *off, uint32_t *idx) {
+  uint32_t **list = calloc((size_t)N, sizeof *list);
+  int64_t *len = calloc((size_t)N, sizeof *len);
+  uint32_t *cls = malloc((size_t)n * sizeof *cls);
+  double *p = malloc((size_t)N * sizeof *p);
+  int attempt = 0;
+  for (;; attempt++) {
+    for (int j = 0; j < N; j++) {
+      free(list[j]);
+      list[j] = malloc((size_t)n * sizeof **list);
+      len[j] = 0;
+    }
+    for (int c = 0; c < classes; c++) {
+      int64_t nk = 0;
+      for (int64_t i = 0; i < n; i++)
+        if (y[i] == c) cls[nk++] = (uint32_t)i;
+      fg_rng r = fg_rng_stream(seed, FG_RNG_PARTITION, (uint64_t)attempt, (uint64_t)c);
+      fg_rng_shuffle_u32(&r, cls, (uint64_t)nk);
+      double sum = 0.0;
+      for (int j = 0; j < N; j++) p[j] = fg_rng_gamma(&r, alpha);
+      for (int j = 0; j < N; j++) {
+        if ((double)len[j] >= (double)n / N) p[j] = 0.0;
+        sum += p[j];
+      }
+      /* cumsum of the normalised p, as prefix sum / sum (exactly 1 at the last open client). */
+      double partial = 0.0;
+      int64_t prev = 0;
+      for (int j = 0; j < N; j++) {
+        partial += p[j];
+        int64_t cut = j == N - 1 ? nk : (int64_t)floor(partial / sum * (double)nk);
+        for (int64_t i = prev; i < cut; i++) list[j][len[j]++] = cls[i];
+        prev = cut;
+      }
+    }
+    int64_t smallest = n;
+    for (int j = 0; j < N; j++)
+      if (len[j] < smallest) smallest = len[j];
+    if (smallest >= min_size) break;
+  }
+  off[0] = 0;
+  for (int j = 0; j < N; j++) {
+    fg_rng r = fg_rng_stream(seed, FG_RNG_PARTITION, (uint64_t)1 << 32, (uint64_t)j);
+    fg_rng_shuffle_u32(&r, list[j], (uint64_t)len[j]);
+    memcpy(idx + off[j], list[j], (size_t)len[j] * sizeof *idx);
+    off[j + 1] = off[j] + len[j];
+    free(list[j]);
+  }
+  free(list);
+  free(len);
+  free(cls);
+  free(p);
+  return attempt + 1;
+}
+
+Test(partition, dirichlet_equals_naive_reference) {
+  const int64_t n = 3000;
+  const int classes = 10, N = 20;
+  int32_t *y = random_labels(n, classes, 3);
+  double alphas[] = {0.3, 1.0, 5.0};
+  int saw_retry = 0;
+  for (int a = 0; a < 3; a++) {
+    fg_partition_spec spec = {.kind = FG_PARTITION_DIRICHLET, .alpha = alphas[a], .min_size = 40};
+    fg_partition p;
+    FGT_OK(fg_partition_make(&spec, y, n, classes, N, 5, &ledger, &p));
+    assert_exact_cover(&p, n, N);
+    int64_t *off = malloc((size_t)(N + 1) * sizeof *off);
+    uint32_t *idx = malloc((size_t)n * sizeof *idx);
+    int attempts = reference_dirichlet(y, n, classes, N, alphas[a], 40, 5, off, idx);
+    saw_retry |= attempts > 1;
+    cr_assert_eq(memcmp(off, offsets(&p), (size_t)(N + 1) * sizeof *off), 0, "alpha %g: sizes differ", alphas[a]);
+    cr_assert_eq(memcmp(idx, indices(&p), (size_t)n * sizeof *idx), 0, "alpha %g: indices differ", alphas[a]);
+    for (int k = 0; k < N; k++) cr_assert_geq(fg_partition_size(&p, k), 40);
+    free(off);
+    free(idx);
+    fg_partition_free(&p);
+  }
+  cr_assert(saw_retry, "the fixture never exercised the min_size redraw");
+  free(y);
+}
+
+/* The cap of §7: a client takes a piece of class k only while it holds < n/N samples, so no
+ * client ends above n/N + (the largest class) and clients never all pile onto one. */
+Test(partition, dirichlet_cap_bounds_client_size) {
+  const int64_t n = 4000;
+  const int classes = 10, N = 40;
+  int32_t *y = balanced_labels(n, classes); /* 400 per class */
+  fg_partition_spec spec = {.kind = FG_PARTITION_DIRICHLET, .alpha = 0.05, .min_size = 0};
+  for (uint64_t seed = 1; seed <= 5; seed++) {
+    fg_partition p;
+    FGT_OK(fg_partition_make(&spec, y, n, classes, N, seed, &ledger, &p));
+    assert_exact_cover(&p, n, N);
+    for (int k = 0; k < N; k++)
+      cr_assert_leq(fg_partition_size(&p, k), n / N + 400, "client %d holds %lld", k,
+                    (long long)fg_partition_size(&p, k));
+    fg_partition_free(&p);
+  }
+  free(y);
+}
+
+Test(partition, dirichlet_skew_grows_as_alpha_shrinks) {
+  const int64_t n = 6000;
+  const int classes = 10, N = 30;
+  int32_t *y = random_labels(n, classes, 4);
+  double alphas[] = {100.0, 1.0, 0.1}, skew[3] = {0, 0, 0};
+  for (int a = 0; a < 3; a++) {
+    fg_partition_spec spec = {.kind = FG_PARTITION_DIRICHLET, .alpha = alphas[a], .min_size = 10};
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+      fg_partition p;
+      FGT_OK(fg_partition_make(&spec, y, n, classes, N, seed, &ledger, &p));
+      skew[a] += mean_top_share(&p, y, classes) / 3.0;
+      fg_partition_free(&p);
+    }
+  }
+  /* IID would give about 0.1 + noise; one class per client gives 1. */
+  cr_assert_lt(skew[0], skew[1], "alpha 100: %g, alpha 1: %g", skew[0], skew[1]);
+  cr_assert_lt(skew[1], skew[2], "alpha 1: %g, alpha 0.1: %g", skew[1], skew[2]);
+  cr_assert_lt(skew[0], 0.25, "alpha 100 should be near-IID, top share %g", skew[0]);
+  cr_assert_gt(skew[2], 0.6, "alpha 0.1 should be strongly skewed, top share %g", skew[2]);
+}
+
+Test(partition, dirichlet_tiny_alpha_stays_finite) {
+  /* Gamma(1e-3) draws underflow to 0 in double; the split must still place every sample. */
+  const int64_t n = 1000;
+  int32_t *y = random_labels(n, 5, 6);
+  fg_partition_spec spec = {.kind = FG_PARTITION_DIRICHLET, .alpha = 1e-3, .min_size = 1};
+  fg_partition p;
+  FGT_OK(fg_partition_make(&spec, y, n, 5, 5, 9, &ledger, &p));
+  assert_exact_cover(&p, n, 5);
+  for (int k = 0; k < 5; k++) cr_assert_geq(fg_partition_size(&p, k), 1);
+  fg_partition_free(&p);
+  free(y);
+}
+
+Test(partition, dirichlet_impossible_min_size_fails_quickly) {
+  const int64_t n = 1000;
+  int32_t *y = balanced_labels(n, 2);
+  /* Counting alone rules it out: 10 x 101 > 1000. */
+  fg_partition_spec spec = {.kind = FG_PARTITION_DIRICHLET, .alpha = 0.5, .min_size = 101};
+  fg_partition p;
+  cr_assert_eq(fg_partition_make(&spec, y, n, 2, 10, 1, &ledger, &p), FG_ERR_CONFIG);
+  cr_assert(strstr(fg_last_error(), "min_size 101") && strstr(fg_last_error(), "alpha 0.5"), "%s",
+            fg_last_error());
+  /* Possible by counting, never drawn: two classes at alpha 0.01 reach about two clients. */
+  spec.alpha = 0.01;
+  spec.min_size = 90;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  cr_assert_eq(fg_partition_make(&spec, y, n, 2, 10, 1, &ledger, &p), FG_ERR_CONFIG);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+  cr_assert(strstr(fg_last_error(), "min_size 90") && strstr(fg_last_error(), "alpha 0.01"), "%s",
+            fg_last_error());
+  cr_assert(strstr(fg_last_error(), "1000 draws"), "%s", fg_last_error());
+  cr_assert_lt(secs, 5.0, "gave up only after %g s", secs);
+  cr_assert_eq(p.index.ptr, NULL);
+  cr_assert_eq(ledger.current, 0, "a failed partition left %zu bytes charged", ledger.current);
+  free(y);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Shards. */
+
+Test(partition, shards_classes_and_sizes) {
+  const int64_t n = 2000;
+  const int classes = 10, N = 20;
+  int32_t *y = balanced_labels(n, classes); /* 200 per class: 40 shards of 50 never straddle */
+  fg_partition_spec spec = {.kind = FG_PARTITION_SHARDS, .classes_per_client = 2};
+  fg_partition p;
+  FGT_OK(fg_partition_make(&spec, y, n, classes, N, 3, &ledger, &p));
+  assert_exact_cover(&p, n, N);
+  int saw_two = 0;
+  for (int k = 0; k < N; k++) {
+    cr_assert_eq(fg_partition_size(&p, k), 100);
+    int d = distinct_classes(&p, y, classes, k);
+    cr_assert_leq(d, 2, "client %d has %d classes", k, d);
+    saw_two |= d == 2;
+    /* Each class appears in multiples of a whole shard. */
+    int64_t hist[10] = {0};
+    const uint32_t *idx = fg_partition_client(&p, k);
+    for (int i = 0; i < 100; i++) hist[y[idx[i]]]++;
+    for (int c = 0; c < classes; c++) cr_assert_eq(hist[c] % 50, 0, "client %d class %d: %lld", k, c, (long long)hist[c]);
+  }
+  cr_assert(saw_two, "no client got two different classes: shards are not drawn at random");
+  fg_partition_free(&p);
+
+  /* Unequal classes: shards may straddle a boundary, so at most 2 classes per shard. */
+  int32_t *r = random_labels(1003, classes, 8);
+  spec.classes_per_client = 3;
+  FGT_OK(fg_partition_make(&spec, r, 1003, classes, 7, 3, &ledger, &p));
+  assert_exact_cover(&p, 1003, 7);
+  for (int k = 0; k < 7; k++) {
+    /* 21 shards of 47 or 48 (1003 = 21 x 47 + 16). */
+    cr_assert_geq(fg_partition_size(&p, k), 3 * 47);
+    cr_assert_leq(fg_partition_size(&p, k), 3 * 48);
+    cr_assert_leq(distinct_classes(&p, r, classes, k), 6);
+  }
+  fg_partition_free(&p);
+  free(r);
+  free(y);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Errors. */
+
+Test(partition, errors_name_the_value) {
+  int32_t y[20];
+  for (int i = 0; i < 20; i++) y[i] = i % 4;
+  fg_partition p;
+  cr_assert_eq(fg_partition_make(&iid_spec, y, 20, 4, 21, 1, &ledger, &p), FG_ERR_CONFIG);
+  cr_assert(strstr(fg_last_error(), "21 clients"), "%s", fg_last_error());
+  fg_partition_spec d = {.kind = FG_PARTITION_DIRICHLET, .alpha = 0.0};
+  cr_assert_eq(fg_partition_make(&d, y, 20, 4, 2, 1, &ledger, &p), FG_ERR_CONFIG);
+  cr_assert(strstr(fg_last_error(), "alpha 0"), "%s", fg_last_error());
+  d.alpha = -1.5;
+  cr_assert_eq(fg_partition_make(&d, y, 20, 4, 2, 1, &ledger, &p), FG_ERR_CONFIG);
+  cr_assert(strstr(fg_last_error(), "alpha -1.5"), "%s", fg_last_error());
+  fg_partition_spec s = {.kind = FG_PARTITION_SHARDS, .classes_per_client = 0};
+  cr_assert_eq(fg_partition_make(&s, y, 20, 4, 2, 1, &ledger, &p), FG_ERR_CONFIG);
+  cr_assert(strstr(fg_last_error(), "classes_per_client 0"), "%s", fg_last_error());
+  s.classes_per_client = 3;
+  cr_assert_eq(fg_partition_make(&s, y, 20, 4, 7, 1, &ledger, &p), FG_ERR_CONFIG);
+  cr_assert(strstr(fg_last_error(), "21 shards"), "%s", fg_last_error());
+  y[13] = 4;
+  cr_assert_eq(fg_partition_make(&iid_spec, y, 20, 4, 2, 1, &ledger, &p), FG_ERR_INVALID);
+  cr_assert(strstr(fg_last_error(), "label 4 of sample 13"), "%s", fg_last_error());
+  y[13] = -2;
+  cr_assert_eq(fg_partition_make(&iid_spec, y, 20, 4, 2, 1, &ledger, &p), FG_ERR_INVALID);
+  cr_assert(strstr(fg_last_error(), "label -2"), "%s", fg_last_error());
+  y[13] = 1;
+  cr_assert_eq(fg_partition_make(&iid_spec, y, 20, 0, 2, 1, &ledger, &p), FG_ERR_INVALID);
+  cr_assert_eq(fg_partition_make(&iid_spec, y, 20, 4, 0, 1, &ledger, &p), FG_ERR_CONFIG);
+  cr_assert_eq(fg_partition_make(&iid_spec, y, 20, 4, 2, 1, NULL, &p), FG_ERR_INVALID);
+  cr_assert_eq(p.index.ptr, NULL);
+  cr_assert_eq(ledger.current, 0);
+}
+
+Test(partition, ledger_cap_refuses_cleanly) {
+  const int64_t n = 5000;
+  int32_t *y = random_labels(n, 10, 9);
+  fg_ledger small;
+  fg_ledger_init(&small, "small", 4096); /* less than the 20000-byte index array */
+  fg_partition p;
+  fg_partition_spec d = {.kind = FG_PARTITION_DIRICHLET, .alpha = 0.5, .min_size = 0};
+  cr_assert_eq(fg_partition_make(&d, y, n, 10, 10, 1, &small, &p), FG_ERR_BUDGET);
+  cr_assert_eq(small.current, 0);
+  cr_assert_eq(p.index.ptr, NULL);
+  /* Room for the result but not for the Dirichlet temporaries (two more n-sized arrays). */
+  size_t result = fg_region_round(fg_cpu_device(), (size_t)n * 4) + fg_region_round(fg_cpu_device(), 11 * 8);
+  fg_ledger_init(&small, "small", result + 1000);
+  cr_assert_eq(fg_partition_make(&d, y, n, 10, 10, 1, &small, &p), FG_ERR_BUDGET);
+  cr_assert_eq(small.current, 0);
+  FGT_OK(fg_partition_make(&iid_spec, y, n, 10, 10, 1, &small, &p));
+  fg_partition_free(&p);
+  cr_assert_eq(small.current, 0);
+  free(y);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * JSON export. */
+
+Test(partition, write_round_trips_through_cjson) {
+  const int64_t n = 700;
+  const int classes = 7, N = 6;
+  int32_t *y = random_labels(n, classes, 10);
+  fg_partition_spec spec = {.kind = FG_PARTITION_DIRICHLET, .alpha = 0.4, .min_size = 5};
+  fg_partition p;
+  FGT_OK(fg_partition_make(&spec, y, n, classes, N, 11, &ledger, &p));
+  char *dir = fgt_mkdtemp();
+  char path[4096];
+  snprintf(path, sizeof path, "%s/partition.json", dir);
+  FGT_OK(fg_partition_write(&p, y, classes, path));
+
+  unsigned char *text = NULL;
+  size_t len = 0;
+  FGT_OK(fg_read_file(path, 64u << 20, &text, &len));
+  cJSON *root = cJSON_Parse((const char *)text);
+  cr_assert_not_null(root, "not valid JSON near: %.40s", cJSON_GetErrorPtr());
+  const cJSON *hash = cJSON_GetObjectItemCaseSensitive(root, "hash");
+  cr_assert(cJSON_IsString(hash));
+  cr_assert_eq(strlen(hash->valuestring), 16);
+  unsigned long long parsed_hash = strtoull(hash->valuestring, NULL, 16);
+  cr_assert_eq(parsed_hash, p.hash);
+
+  const cJSON *clients = cJSON_GetObjectItemCaseSensitive(root, "clients");
+  cr_assert(cJSON_IsArray(clients));
+  cr_assert_eq(cJSON_GetArraySize(clients), N);
+  int64_t *off = malloc((size_t)(N + 1) * sizeof *off);
+  uint32_t *idx = malloc((size_t)n * sizeof *idx);
+  off[0] = 0;
+  for (int k = 0; k < N; k++) {
+    const cJSON *c = cJSON_GetArrayItem(clients, k);
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(c, "id")->valueint, k);
+    const cJSON *ind = cJSON_GetObjectItemCaseSensitive(c, "indices");
+    const cJSON *hist = cJSON_GetObjectItemCaseSensitive(c, "classes");
+    int m = cJSON_GetArraySize(ind);
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(c, "samples")->valuedouble, (double)m);
+    cr_assert_eq(cJSON_GetArraySize(hist), classes);
+    int64_t want[7] = {0};
+    for (int i = 0; i < m; i++) {
+      idx[off[k] + i] = (uint32_t)cJSON_GetArrayItem(ind, i)->valuedouble;
+      want[y[idx[off[k] + i]]]++;
+    }
+    for (int c2 = 0; c2 < classes; c2++)
+      cr_assert_eq((int64_t)cJSON_GetArrayItem(hist, c2)->valuedouble, want[c2], "client %d class %d", k, c2);
+    off[k + 1] = off[k] + m;
+  }
+  cr_assert_eq(off[N], n);
+  cr_assert_eq(memcmp(off, offsets(&p), (size_t)(N + 1) * sizeof *off), 0);
+  cr_assert_eq(memcmp(idx, indices(&p), (size_t)n * sizeof *idx), 0);
+  cr_assert_eq(reference_hash(N, off, idx), parsed_hash, "the file's hash does not match its indices");
+
+  /* A missing directory is an I/O error naming the path. */
+  char bad[4200];
+  snprintf(bad, sizeof bad, "%s/no/such/partition.json", dir);
+  cr_assert_eq(fg_partition_write(&p, y, classes, bad), FG_ERR_IO);
+  cr_assert(strstr(fg_last_error(), bad), "%s", fg_last_error());
+
+  cJSON_Delete(root);
+  free(text);
+  free(off);
+  free(idx);
+  fg_partition_free(&p);
+  fgt_rmtree(dir);
+  free(dir);
+  free(y);
+}
