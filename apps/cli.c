@@ -45,6 +45,18 @@ int fg_cli_parse_mode(const char *text, fg_exec_mode *mode) {
   return -1;
 }
 
+int fg_cli_path(char *out, size_t cap, const char *dir, const char *name) {
+  size_t a = strlen(dir), b = strlen(name);
+  if (a + 1 + b >= cap) {
+    FG_FAIL(FG_ERR_INVALID, "path %s/%s is longer than %zu characters", dir, name, cap - 1);
+    return -1;
+  }
+  memcpy(out, dir, a);
+  out[a] = '/';
+  memcpy(out + a + 1, name, b + 1);
+  return 0;
+}
+
 const char *fg_cli_mib(size_t bytes, char *buf, size_t cap) {
   snprintf(buf, cap, "%.2f MiB", (double)bytes / (1024.0 * 1024.0));
   return buf;

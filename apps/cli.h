@@ -20,6 +20,9 @@ int fg_cli_parse_shape(const char *text, int64_t *c, int64_t *h, int64_t *w);
 /* Parses "store" | "checkpoint". Returns 0 on success. */
 int fg_cli_parse_mode(const char *text, fg_exec_mode *mode);
 
+/* out := "dir/name"; returns 0, or -1 (with an FG_ERR_INVALID message) when it would not fit. */
+int fg_cli_path(char *out, size_t cap, const char *dir, const char *name);
+
 /* "12.34 MiB" */
 const char *fg_cli_mib(size_t bytes, char *buf, size_t cap);
 

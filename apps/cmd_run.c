@@ -21,7 +21,11 @@
 
 static int make_dir(const char *path) {
   char buf[4096];
-  snprintf(buf, sizeof buf, "%s", path);
+  if (strlen(path) >= sizeof buf) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(buf, path, strlen(path) + 1);
   for (char *p = buf + 1; *p; p++) {
     if (*p != '/') continue;
     *p = '\0';
@@ -33,8 +37,7 @@ static int make_dir(const char *path) {
 
 static int file_exists(const char *dir, const char *name) {
   char path[4096];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  return access(path, F_OK) == 0;
+  return fg_cli_path(path, sizeof path, dir, name) == 0 && access(path, F_OK) == 0;
 }
 
 typedef struct run_view {
@@ -88,7 +91,7 @@ static int choose_dir(const fg_config *cfg, const char *out, const char *resume,
 
 static fg_status write_table(const char *dir, const fg_config *cfg, const fg_run_result *res) {
   char path[4096];
-  snprintf(path, sizeof path, "%s/comparison.csv", dir);
+  if (fg_cli_path(path, sizeof path, dir, "comparison.csv") != 0) return fg_last_status();
   fg_atomic_file f;
   FG_TRY(fg_atomic_open(&f, path));
   fg_status s = fg_atomic_printf(&f, "method,final_accuracy,max_client_peak_bytes,process_peak_bytes,wall_seconds\n");
@@ -114,27 +117,29 @@ static int run_all(const fg_config *cfg, const char *dir, int resume) {
   fg_world w;
   fg_status s = fg_world_open(cfg, &w);
   char path[4096];
-  if (s == FG_OK) {
-    snprintf(path, sizeof path, "%s/config.yaml", dir);
-    s = fg_config_write_resolved(cfg, -1, path, FEDGAP_GIT_REV);
-  }
-  if (s == FG_OK) {
-    snprintf(path, sizeof path, "%s/partition.json", dir);
-    s = fg_partition_write(&w.partition, fg_dataset_labels(&w.train), w.train.classes, path);
-  }
+  if (s == FG_OK)
+    s = fg_cli_path(path, sizeof path, dir, "config.yaml") == 0 ? fg_config_write_resolved(cfg, -1, path, FEDGAP_GIT_REV)
+                                                                : fg_last_status();
+  if (s == FG_OK)
+    s = fg_cli_path(path, sizeof path, dir, "partition.json") == 0
+            ? fg_partition_write(&w.partition, fg_dataset_labels(&w.train), w.train.classes, path)
+            : fg_last_status();
   fg_run_result res[FG_MAX_METHODS];
   memset(res, 0, sizeof res);
   for (int m = 0; m < cfg->n_methods && s == FG_OK; m++) {
     char sub[4096];
-    snprintf(sub, sizeof sub, "%s/%s", dir, cfg->methods[m].name);
+    if (fg_cli_path(sub, sizeof sub, dir, cfg->methods[m].name) != 0) {
+      s = fg_last_status();
+      break;
+    }
     const char *mdir = cfg->compare ? sub : dir;
     if (cfg->compare && make_dir(sub) != 0) {
       s = FG_FAIL(FG_ERR_IO, "cannot create %s: %s", sub, strerror(errno));
       break;
     }
     if (cfg->compare) {
-      snprintf(path, sizeof path, "%s/config.yaml", sub);
-      s = fg_config_write_resolved(cfg, m, path, FEDGAP_GIT_REV);
+      s = fg_cli_path(path, sizeof path, sub, "config.yaml") == 0 ? fg_config_write_resolved(cfg, m, path, FEDGAP_GIT_REV)
+                                                                   : fg_last_status();
       if (s != FG_OK) break;
     }
     run_view v;
