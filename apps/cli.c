@@ -33,28 +33,14 @@ int fg_cli_parse_shape(const char *text, int64_t *c, int64_t *h, int64_t *w) {
   return 0;
 }
 
-int fg_cli_parse_mode(const char *text, fg_exec_mode *mode) {
-  if (strcmp(text, "store") == 0) {
+int fg_cli_mode(const fg_command *cmd, const char *text, fg_exec_mode *mode) {
+  if (strcmp(text, "store") == 0)
     *mode = FG_EXEC_STORE;
-    return 0;
-  }
-  if (strcmp(text, "checkpoint") == 0) {
+  else if (strcmp(text, "checkpoint") == 0)
     *mode = FG_EXEC_CHECKPOINT;
-    return 0;
-  }
-  return -1;
-}
-
-int fg_cli_path(char *out, size_t cap, const char *dir, const char *name) {
-  size_t a = strlen(dir), b = strlen(name);
-  if (a + 1 + b >= cap) {
-    FG_FAIL(FG_ERR_INVALID, "path %s/%s is longer than %zu characters", dir, name, cap - 1);
-    return -1;
-  }
-  memcpy(out, dir, a);
-  out[a] = '/';
-  memcpy(out + a + 1, name, b + 1);
-  return 0;
+  else
+    return fg_usage_error(cmd, "--mode '%s' is not store or checkpoint", text);
+  return FG_EXIT_OK;
 }
 
 const char *fg_cli_mib(size_t bytes, char *buf, size_t cap) {
@@ -62,7 +48,7 @@ const char *fg_cli_mib(size_t bytes, char *buf, size_t cap) {
   return buf;
 }
 
-void fg_cli_default_input(const char *arch, int64_t *c, int64_t *h, int64_t *w) {
+static void default_input(const char *arch, int64_t *c, int64_t *h, int64_t *w) {
   int mnist = arch && strcmp(arch, "cnn") == 0;
   *c = mnist ? 1 : 3;
   *h = mnist ? 28 : 32;
@@ -72,6 +58,7 @@ void fg_cli_default_input(const char *arch, int64_t *c, int64_t *h, int64_t *w) 
 int fg_cli_model_spec(const fg_command *cmd, const fg_cli_model *m, int64_t c, int64_t h, int64_t w,
                       int k, fg_model_spec *spec) {
   memset(spec, 0, sizeof *spec);
+  if (c == 0) default_input(m->arch, &c, &h, &w);
   spec->arch = m->arch;
   spec->width = m->width;
   spec->exits = m->exits;
@@ -87,16 +74,15 @@ int fg_cli_model_spec(const fg_command *cmd, const fg_cli_model *m, int64_t c, i
   return FG_EXIT_OK;
 }
 
-int fg_cli_optimizer(const char *name, double lr, double momentum, double weight_decay, fg_optim_config *out) {
-  if (strcmp(name, "sgd") == 0) {
+int fg_cli_optimizer(const fg_command *cmd, const char *name, double lr, double momentum, double weight_decay,
+                     fg_optim_config *out) {
+  if (strcmp(name, "sgd") == 0)
     *out = fg_optim_sgd((float)lr, (float)momentum, (float)weight_decay);
-    return 0;
-  }
-  if (strcmp(name, "adam") == 0) {
+  else if (strcmp(name, "adam") == 0)
     *out = fg_optim_adam((float)lr, (float)weight_decay);
-    return 0;
-  }
-  return -1;
+  else
+    return fg_usage_error(cmd, "--optimizer '%s' is not sgd or adam", name);
+  return FG_EXIT_OK;
 }
 
 int fg_cli_model_args(fg_cli_model *m, int with_shape, fg_arg out[FG_CLI_MODEL_ARGS]) {

@@ -17,11 +17,8 @@ void fg_cli_probe_cuda(void);
 
 /* Parses "CxHxW" (e.g. "3x32x32"). Returns 0 on success. */
 int fg_cli_parse_shape(const char *text, int64_t *c, int64_t *h, int64_t *w);
-/* Parses "store" | "checkpoint". Returns 0 on success. */
-int fg_cli_parse_mode(const char *text, fg_exec_mode *mode);
-
-/* out := "dir/name"; returns 0, or -1 (with an FG_ERR_INVALID message) when it would not fit. */
-int fg_cli_path(char *out, size_t cap, const char *dir, const char *name);
+/* --mode "store" | "checkpoint" -> *mode; FG_EXIT_OK or a usage error. */
+int fg_cli_mode(const fg_command *cmd, const char *text, fg_exec_mode *mode);
 
 /* "12.34 MiB" */
 const char *fg_cli_mib(size_t bytes, char *buf, size_t cap);
@@ -54,11 +51,10 @@ enum { FG_CLI_MODEL_ARGS = 8 };
  * m's values on entry. */
 int fg_cli_model_args(fg_cli_model *m, int with_shape, fg_arg out[FG_CLI_MODEL_ARGS]);
 
-/* Fills *spec from the flags; input and classes default to (c,h,w,k) when not given.
- * Returns FG_EXIT_OK or a usage error. */
+/* Fills *spec from the flags; input and classes default to (c,h,w,k) when not given (c == 0:
+ * the model's default input, 1x28x28 for cnn, else 3x32x32). Returns FG_EXIT_OK or a usage error. */
 int fg_cli_model_spec(const fg_command *cmd, const fg_cli_model *m, int64_t c, int64_t h, int64_t w,
                       int k, fg_model_spec *spec);
-/* The input a model is planned for when no dataset or --input says otherwise. */
-void fg_cli_default_input(const char *arch, int64_t *c, int64_t *h, int64_t *w);
-/* Builds an optimizer config from "sgd" | "adam". Returns 0 on success. */
-int fg_cli_optimizer(const char *name, double lr, double momentum, double weight_decay, fg_optim_config *out);
+/* --optimizer "sgd" | "adam" -> *out; FG_EXIT_OK or a usage error. */
+int fg_cli_optimizer(const fg_command *cmd, const char *name, double lr, double momentum, double weight_decay,
+                     fg_optim_config *out);

@@ -42,18 +42,15 @@ static int bench_train(int argc, char **argv) {
                     (int)(sizeof args / sizeof args[0]), model_args, n_model};
   int help, rc = fg_args_parse(&cmd, argc, argv, &help);
   if (rc != FG_EXIT_OK || help) return rc;
-  int64_t c, h, w;
-  fg_cli_default_input(m.arch, &c, &h, &w);
   fg_model_spec spec;
-  rc = fg_cli_model_spec(&cmd, &m, c, h, w, 10, &spec);
+  rc = fg_cli_model_spec(&cmd, &m, 0, 0, 0, 10, &spec);
   if (rc != FG_EXIT_OK) return rc;
   fg_trainer_options opt = {0};
   opt.batch = batch;
   opt.device = fg_cpu_device();
   opt.optim = fg_optim_sgd(0.02f, 0.9f, 5e-4f);
-  if (fg_cli_parse_mode(mode_name, &opt.mode) != 0)
-    return fg_usage_error(&cmd, "--mode '%s' is not store or checkpoint", mode_name);
-  rc = fg_cli_start_cpu("bench", m.threads);
+  rc = fg_cli_mode(&cmd, mode_name, &opt.mode);
+  if (rc == FG_EXIT_OK) rc = fg_cli_start_cpu("bench", m.threads);
   if (rc != FG_EXIT_OK) return rc;
 
   fg_ledger ledger;

@@ -40,23 +40,13 @@ static char *dup_string(const char *s) {
   return p;
 }
 
-static char *join_path(const char *dir, const char *name) {
-  size_t a = strlen(dir), b = strlen(name);
-  char *p = malloc(a + b + 2);
-  if (!p) return NULL;
-  memcpy(p, dir, a);
-  p[a] = '/';
-  memcpy(p + a + 1, name, b + 1);
-  return p;
-}
-
 static int is_file(const char *path) {
   struct stat st;
   return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 static int holds_metrics(const char *dir) {
-  char *p = join_path(dir, "metrics.jsonl");
+  char *p = fg_path_join(dir, "metrics.jsonl");
   int yes = p && is_file(p);
   free(p);
   return yes;
@@ -105,7 +95,7 @@ static fg_status load_run(plot_runs *runs, const char *dir) {
     if (r->rounds[i].max_client_engine_peak > r->engine_peak) r->engine_peak = r->rounds[i].max_client_engine_peak;
     if (r->rounds[i].process_peak > r->process_peak) r->process_peak = r->rounds[i].process_peak;
   }
-  char *summary_path = join_path(dir, "summary.json");
+  char *summary_path = fg_path_join(dir, "summary.json");
   int has_summary = summary_path && is_file(summary_path);
   free(summary_path);
   if (has_summary) {
@@ -134,7 +124,7 @@ static fg_status load_comparison(plot_runs *runs, const char *dir) {
   fg_status s = FG_OK;
   for (struct dirent *e; s == FG_OK && (e = readdir(d)) != NULL;) {
     if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    char *sub = join_path(dir, e->d_name);
+    char *sub = fg_path_join(dir, e->d_name);
     if (!sub) {
       s = FG_FAIL(FG_ERR_OOM, "cannot build a path");
       break;
@@ -229,7 +219,7 @@ static char *find_gnuplot(void) {
       dir[0] = '\0';
     }
     if (dir[0]) {
-      char *candidate = join_path(dir, "gnuplot");
+      char *candidate = fg_path_join(dir, "gnuplot");
       if (candidate && access(candidate, X_OK) == 0 && is_file(candidate)) return candidate;
       free(candidate);
     }
@@ -258,7 +248,7 @@ static fg_status tmp_create(plot_tmp *t) {
 /* The path of a new file `name` in the temporary folder, remembered for removal; NULL on failure. */
 static const char *tmp_file(plot_tmp *t, const char *name) {
   if (t->n_files == (int)(sizeof t->files / sizeof t->files[0])) return NULL;
-  char *p = join_path(t->dir, name);
+  char *p = fg_path_join(t->dir, name);
   if (p) t->files[t->n_files++] = p;
   return p;
 }
@@ -439,7 +429,7 @@ static fg_status publish(const char *png, const char *out, const char *name) {
   unsigned char *data = NULL;
   size_t len = 0;
   FG_TRY(fg_read_file(png, FG_PLOT_MAX_PNG, &data, &len));
-  char *dest = join_path(out, name);
+  char *dest = fg_path_join(out, name);
   fg_status s = dest ? fg_write_file_atomic(dest, data, len) : FG_FAIL(FG_ERR_OOM, "cannot build a path");
   if (s == FG_OK) printf("%s\n", dest);
   free(dest);

@@ -36,8 +36,29 @@ static int make_dir(const char *path) {
 }
 
 static int file_exists(const char *dir, const char *name) {
-  char path[4096];
-  return fg_cli_path(path, sizeof path, dir, name) == 0 && access(path, F_OK) == 0;
+  char *path = fg_path_join(dir, name);
+  int yes = path && access(path, F_OK) == 0;
+  free(path);
+  return yes;
+}
+
+static fg_status out_of_memory(void) { return FG_FAIL(FG_ERR_OOM, "out of memory"); }
+
+/* dir/config.yaml: the resolved configuration (method -1: all of it). */
+static fg_status write_config(const fg_config *cfg, int method, const char *dir) {
+  char *path = fg_path_join(dir, "config.yaml");
+  if (!path) return out_of_memory();
+  fg_status s = fg_config_write_resolved(cfg, method, path, FEDGAP_GIT_REV);
+  free(path);
+  return s;
+}
+
+static fg_status write_partition(const fg_world *w, const char *dir) {
+  char *path = fg_path_join(dir, "partition.json");
+  if (!path) return out_of_memory();
+  fg_status s = fg_partition_write(&w->partition, fg_dataset_labels(&w->train), w->train.classes, path);
+  free(path);
+  return s;
 }
 
 typedef struct run_view {
@@ -90,10 +111,12 @@ static int choose_dir(const fg_config *cfg, const char *out, const char *resume,
 }
 
 static fg_status write_table(const char *dir, const fg_config *cfg, const fg_run_result *res) {
-  char path[4096];
-  if (fg_cli_path(path, sizeof path, dir, "comparison.csv") != 0) return fg_last_status();
+  char *path = fg_path_join(dir, "comparison.csv");
+  if (!path) return out_of_memory();
   fg_atomic_file f;
-  FG_TRY(fg_atomic_open(&f, path));
+  fg_status opened = fg_atomic_open(&f, path);
+  free(path);
+  FG_TRY(opened);
   fg_status s = fg_atomic_printf(&f, "method,final_accuracy,max_client_peak_bytes,process_peak_bytes,wall_seconds\n");
   for (int m = 0; m < cfg->n_methods && s == FG_OK; m++)
     s = fg_atomic_printf(&f, "%s,%.4f,%zu,%zu,%.1f\n", cfg->methods[m].name, res[m].final_accuracy,
@@ -116,31 +139,22 @@ static void print_table(const fg_config *cfg, const fg_run_result *res) {
 static int run_all(const fg_config *cfg, const char *dir, int resume) {
   fg_world w;
   fg_status s = fg_world_open(cfg, &w);
-  char path[4096];
-  if (s == FG_OK)
-    s = fg_cli_path(path, sizeof path, dir, "config.yaml") == 0 ? fg_config_write_resolved(cfg, -1, path, FEDGAP_GIT_REV)
-                                                                : fg_last_status();
-  if (s == FG_OK)
-    s = fg_cli_path(path, sizeof path, dir, "partition.json") == 0
-            ? fg_partition_write(&w.partition, fg_dataset_labels(&w.train), w.train.classes, path)
-            : fg_last_status();
+  if (s == FG_OK) s = write_config(cfg, -1, dir);
+  if (s == FG_OK) s = write_partition(&w, dir);
   fg_run_result res[FG_MAX_METHODS];
   memset(res, 0, sizeof res);
   for (int m = 0; m < cfg->n_methods && s == FG_OK; m++) {
-    char sub[4096];
-    if (fg_cli_path(sub, sizeof sub, dir, cfg->methods[m].name) != 0) {
-      s = fg_last_status();
+    char *sub = cfg->compare ? fg_path_join(dir, cfg->methods[m].name) : NULL;
+    if (cfg->compare && !sub) {
+      s = out_of_memory();
       break;
     }
     const char *mdir = cfg->compare ? sub : dir;
-    if (cfg->compare && make_dir(sub) != 0) {
-      s = FG_FAIL(FG_ERR_IO, "cannot create %s: %s", sub, strerror(errno));
+    if (cfg->compare && make_dir(sub) != 0) s = FG_FAIL(FG_ERR_IO, "cannot create %s: %s", sub, strerror(errno));
+    if (s == FG_OK && cfg->compare) s = write_config(cfg, m, sub);
+    if (s != FG_OK) {
+      free(sub);
       break;
-    }
-    if (cfg->compare) {
-      s = fg_cli_path(path, sizeof path, sub, "config.yaml") == 0 ? fg_config_write_resolved(cfg, m, path, FEDGAP_GIT_REV)
-                                                                   : fg_last_status();
-      if (s != FG_OK) break;
     }
     run_view v;
     fg_progress_init(&v.bar);
@@ -152,6 +166,7 @@ static int run_all(const fg_config *cfg, const char *dir, int resume) {
     if (s == FG_OK && v.terminal)
       printf("%s: final accuracy %.4f after %d rounds, %.1f s\n", v.method, res[m].final_accuracy, cfg->rounds,
              res[m].seconds);
+    free(sub);
   }
   fg_world_close(&w);
   if (s != FG_OK) return fg_runtime_error("run");

@@ -122,11 +122,9 @@ int fg_cmd_train(int argc, char **argv) {
   fg_trainer_options opt = {0};
   opt.batch = batch;
   opt.device = fg_cpu_device();
-  if (fg_cli_parse_mode(mode_name, &opt.mode) != 0)
-    return fg_usage_error(&cmd, "--mode '%s' is not store or checkpoint", mode_name);
-  if (fg_cli_optimizer(optimizer, lr, momentum, wd, &opt.optim) != 0)
-    return fg_usage_error(&cmd, "--optimizer '%s' is not sgd or adam", optimizer);
-  rc = fg_cli_start_cpu(cmd.name, m.threads);
+  rc = fg_cli_mode(&cmd, mode_name, &opt.mode);
+  if (rc == FG_EXIT_OK) rc = fg_cli_optimizer(&cmd, optimizer, lr, momentum, wd, &opt.optim);
+  if (rc == FG_EXIT_OK) rc = fg_cli_start_cpu(cmd.name, m.threads);
   if (rc != FG_EXIT_OK) return rc;
 
   session s;

@@ -39,16 +39,6 @@ const char *fg_client_status_name(fg_client_status status) {
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
-static char *path_join(const char *dir, const char *name) {
-  size_t a = strlen(dir), b = strlen(name);
-  char *p = malloc(a + b + 2);
-  if (!p) return NULL;
-  memcpy(p, dir, a);
-  p[a] = '/';
-  memcpy(p + a + 1, name, b + 1);
-  return p;
-}
-
 /* A growable text buffer. */
 typedef struct fg_text {
   char *p;
@@ -486,8 +476,8 @@ fg_status fg_metrics_open(const char *dir, int keep_rounds, fg_metrics **out) {
   fg_metrics *m = calloc(1, sizeof *m);
   if (!m) return FG_FAIL(FG_ERR_OOM, "cannot allocate the metrics writer");
   m->jsonl_fd = m->csv_fd = -1;
-  m->jsonl_path = path_join(dir, fg_jsonl_name);
-  m->csv_path = path_join(dir, fg_csv_name);
+  m->jsonl_path = fg_path_join(dir, fg_jsonl_name);
+  m->csv_path = fg_path_join(dir, fg_csv_name);
   fg_status s = m->jsonl_path && m->csv_path ? FG_OK : FG_FAIL(FG_ERR_OOM, "cannot allocate metrics paths");
   if (s == FG_OK) s = rewrite_files(m, keep_rounds);
   if (s == FG_OK) s = open_append(m->jsonl_path, &m->jsonl_fd, &m->jsonl_size);
@@ -581,7 +571,7 @@ fg_status fg_metrics_read(const char *dir, fg_round_record **rounds, int *n) {
   if (!rounds || !n || !dir) return FG_FAIL(FG_ERR_INVALID, "fg_metrics_read: missing argument");
   *rounds = NULL;
   *n = 0;
-  char *path = path_join(dir, fg_jsonl_name);
+  char *path = fg_path_join(dir, fg_jsonl_name);
   if (!path) return FG_FAIL(FG_ERR_OOM, "cannot allocate a path");
   fg_read_ctx ctx = {0};
   int missing = 0;
@@ -624,7 +614,7 @@ fg_status fg_summary_write(const char *dir, const fg_summary *s) {
   fg_text t = {0};
   if (text) text_printf(&t, "%s\n", text);
   free(text);
-  char *path = path_join(dir, fg_summary_name);
+  char *path = fg_path_join(dir, fg_summary_name);
   fg_status st = !t.p || t.failed || !path ? FG_FAIL(FG_ERR_OOM, "cannot format the run summary")
                                            : fg_write_file_atomic(path, t.p, t.len);
   free(path);
@@ -678,7 +668,7 @@ static void move_string(const char **p, char **cursor) {
 fg_status fg_summary_read(const char *dir, fg_summary_file *out) {
   if (!dir || !out) return FG_FAIL(FG_ERR_INVALID, "fg_summary_read: missing argument");
   memset(out, 0, sizeof *out);
-  char *path = path_join(dir, fg_summary_name);
+  char *path = fg_path_join(dir, fg_summary_name);
   if (!path) return FG_FAIL(FG_ERR_OOM, "cannot allocate a path");
   unsigned char *buf = NULL;
   size_t len = 0;

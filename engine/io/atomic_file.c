@@ -233,3 +233,13 @@ fg_status fg_read_file(const char *path, size_t max_bytes, unsigned char **buf, 
   close(fd);
   return s;
 }
+
+char *fg_path_join(const char *dir, const char *name) {
+  size_t a = strlen(dir), b = strlen(name);
+  char *p = malloc(a + b + 2);
+  if (!p) return NULL;
+  memcpy(p, dir, a);
+  p[a] = '/';
+  memcpy(p + a + 1, name, b + 1);
+  return p;
+}

@@ -48,4 +48,7 @@ fg_status fg_write_file_atomic(const char *path, const void *data, size_t len);
  * than `max_bytes`; *buf is NULL on failure. */
 fg_status fg_read_file(const char *path, size_t max_bytes, unsigned char **buf, size_t *len);
 
+/* "dir/name" in a malloc'd string (caller frees); NULL when out of memory. */
+char *fg_path_join(const char *dir, const char *name);
+
 #endif

@@ -21,12 +21,6 @@
 
 static void write_text(const char *path, const char *text) { FGT_OK(fg_write_file_atomic(path, text, strlen(text))); }
 
-static char *join(const char *dir, const char *name) {
-  char *p = malloc(strlen(dir) + strlen(name) + 2);
-  sprintf(p, "%s/%s", dir, name);
-  return p;
-}
-
 /* Every tensor of two safetensors files is bit-identical. */
 static void same_tensors(const char *a, const char *b) {
   fg_st_file *fa, *fb;
@@ -51,7 +45,7 @@ static void run_ok(const char *const *argv) {
 
 Test(fl, fedavg_one_client_equals_centralised_training, .timeout = 1200) {
   char *dir = fgt_mkdtemp();
-  char *weights = join(dir, "train.safetensors"), *cfg = join(dir, "one.yaml"), *run = join(dir, "run");
+  char *weights = fg_path_join(dir, "train.safetensors"), *cfg = fg_path_join(dir, "one.yaml"), *run = fg_path_join(dir, "run");
   run_ok((const char *[]){"", "train", "--model", "cnn", "--width", "4", "--dataset", "fashion-mnist", "--epochs", "1",
                           "--batch", "64", "--lr", "0.02", "--momentum", "0.9", "--weight-decay", "5e-4", "--seed",
                           "3", "--save", weights, NULL});
@@ -64,7 +58,7 @@ Test(fl, fedavg_one_client_equals_centralised_training, .timeout = 1200) {
              "local: {epochs: 1, batch: 64, optimizer: sgd, lr: 0.02, momentum: 0.9, weight_decay: 5.0e-4}\n"
              "method: {name: fedavg}\n");
   run_ok((const char *[]){"", "run", cfg, "--out", run, NULL});
-  char *ckpt = join(run, "checkpoint.safetensors");
+  char *ckpt = fg_path_join(run, "checkpoint.safetensors");
   same_tensors(weights, ckpt);
   free(ckpt);
   free(weights);
@@ -88,12 +82,12 @@ static const char *RESUME_CONFIG =
 
 Test(fl, resume_reaches_the_same_numbers, .timeout = 1200) {
   char *dir = fgt_mkdtemp();
-  char *cfg = join(dir, "rolex.yaml"), *straight = join(dir, "straight"), *stopped = join(dir, "stopped");
+  char *cfg = fg_path_join(dir, "rolex.yaml"), *straight = fg_path_join(dir, "straight"), *stopped = fg_path_join(dir, "stopped");
   write_text(cfg, RESUME_CONFIG);
   run_ok((const char *[]){"", "run", cfg, "--out", straight, NULL});
   run_ok((const char *[]){"", "run", cfg, "--set", "rounds=2", "--out", stopped, NULL});
   run_ok((const char *[]){"", "run", cfg, "--resume", stopped, NULL});
-  char *a = join(straight, "checkpoint.safetensors"), *b = join(stopped, "checkpoint.safetensors");
+  char *a = fg_path_join(straight, "checkpoint.safetensors"), *b = fg_path_join(stopped, "checkpoint.safetensors");
   same_tensors(a, b);
   fg_round_record *ra, *rb;
   int na, nb;
@@ -120,7 +114,7 @@ Test(fl, resume_reaches_the_same_numbers, .timeout = 1200) {
 
 Test(fl, over_budget_client_is_rejected_cleanly, .timeout = 600) {
   fgt_setup_cpu(2);
-  char *dir = fgt_mkdtemp(), *path = join(dir, "c.yaml");
+  char *dir = fgt_mkdtemp(), *path = fg_path_join(dir, "c.yaml");
   write_text(path,
              "rounds: 1\ndata: {dataset: fashion-mnist, partition: {kind: iid}}\nmodel: {arch: cnn, width: 4}\n"
              "clients: {count: 50}\nlocal: {batch: 16}\nmethod: {name: fedavg}\n");
@@ -165,7 +159,7 @@ Test(fl, over_budget_client_is_rejected_cleanly, .timeout = 600) {
 }
 
 Test(fl, clients_that_fit_nothing_are_reported_and_skipped, .timeout = 900) {
-  char *dir = fgt_mkdtemp(), *cfg = join(dir, "x.yaml"), *run = join(dir, "run");
+  char *dir = fgt_mkdtemp(), *cfg = fg_path_join(dir, "x.yaml"), *run = fg_path_join(dir, "run");
   /* ExclusiveFL: half the clients get 0.5 x the full model's peak, which fits no level. */
   write_text(cfg,
              "seed: 2\nrounds: 1\ndata: {dataset: fashion-mnist, partition: {kind: iid}}\n"
@@ -175,7 +169,7 @@ Test(fl, clients_that_fit_nothing_are_reported_and_skipped, .timeout = 900) {
              "sampling: {kind: uniform, per_round: 10}\n"
              "local: {batch: 32}\neval: {max_samples: 200}\nmethod: {name: exclusivefl}\n");
   run_ok((const char *[]){"", "run", cfg, "--out", run, NULL});
-  char *metrics = join(run, "metrics.jsonl");
+  char *metrics = fg_path_join(run, "metrics.jsonl");
   unsigned char *text;
   size_t len;
   FGT_OK(fg_read_file(metrics, 1 << 24, &text, &len));
