@@ -1,8 +1,13 @@
 /* Batch norm on the CPU: x [N,C,H,W] or [N,C], statistics per channel over N*H*W.
  *
- * Each channel is handled by one thread from start to end (its sums run sequentially in index
- * order, in double), so results are bit-identical for any thread count. Arithmetic per element
- * is in double and rounded once to float. */
+ * Each channel is handled by one thread from start to end, so results are bit-identical for
+ * any thread count. A channel is N contiguous planes of H*W values; every per-plane loop is an
+ * `omp simd` loop (the vector lanes' partial sums are combined in a fixed order the compiler
+ * chooses once, at build time, so results do not depend on threads either).
+ *   statistics: sums in double (two passes: mean, then squared deviations from it);
+ *   outputs:    one fused multiply-add per element in float, on x - mean_f (mean_f = the mean
+ *               rounded to float; the rounding is folded into the constant term, computed in
+ *               double), so that values near the mean do not lose precision to cancellation. */
 #include <math.h>
 
 #include "cpu/math_internal.h"
@@ -33,23 +38,70 @@ static int worth_threads(const bn_layout *l) {
   return l->channels > 1 && l->channels * l->count >= FG_CPU_PARALLEL_MIN;
 }
 
+/* ----------------------------------------------------------------------------------------- */
+/* Per-plane kernels (p: n contiguous values of one channel in one image)                    */
+
+static double plane_sum(const float *p, int64_t n) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; i++) s += (double)p[i];
+  return s;
+}
+
+/* sum (p_i - m)^2 */
+static double plane_sq_dev(const float *p, int64_t n, double m) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; i++) {
+    const double d = (double)p[i] - m;
+    s += d * d;
+  }
+  return s;
+}
+
+/* *sum_dy = sum dy_i, *sum_dy_xc = sum dy_i (x_i - m) */
+static void plane_dy_sums(const float *dy, const float *x, int64_t n, double m, double *sum_dy,
+                          double *sum_dy_xc) {
+  double a = 0.0, b = 0.0;
+#pragma omp simd reduction(+ : a, b)
+  for (int64_t i = 0; i < n; i++) {
+    const double d = (double)dy[i];
+    a += d;
+    b += d * ((double)x[i] - m);
+  }
+  *sum_dy += a;
+  *sum_dy_xc += b;
+}
+
+/* y = (x - mf) * a + b; y may equal x. */
+static void plane_affine(const float *x, float *y, int64_t n, float mf, float a, float b) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) y[i] = (x[i] - mf) * a + b;
+}
+
+/* dx (=|+=) ka dy + kb (x - mean) + kc */
+static void plane_dx(const float *dy, const float *x, float *dx, int64_t n, float mean, float ka,
+                     float kb, float kc, int accumulate) {
+  if (accumulate) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) dx[i] = dx[i] + ((ka * dy[i] + kb * (x[i] - mean)) + kc);
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) dx[i] = (ka * dy[i] + kb * (x[i] - mean)) + kc;
+  }
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Per-channel steps                                                                          */
+
 /* Mean and biased variance of one channel (two passes, double). */
 static void channel_moments(const float *x, const bn_layout *l, int64_t ch, double *mean,
                             double *var) {
   double sum = 0.0;
-  for (int64_t i = 0; i < l->batch; i++) {
-    const float *p = x + plane_offset(l, i, ch);
-    for (int64_t s = 0; s < l->inner; s++) sum += p[s];
-  }
-  double m = sum / (double)l->count;
+  for (int64_t i = 0; i < l->batch; i++) sum += plane_sum(x + plane_offset(l, i, ch), l->inner);
+  const double m = sum / (double)l->count;
   double sq = 0.0;
-  for (int64_t i = 0; i < l->batch; i++) {
-    const float *p = x + plane_offset(l, i, ch);
-    for (int64_t s = 0; s < l->inner; s++) {
-      double d = p[s] - m;
-      sq += d * d;
-    }
-  }
+  for (int64_t i = 0; i < l->batch; i++) sq += plane_sq_dev(x + plane_offset(l, i, ch), l->inner, m);
   *mean = m;
   *var = sq / (double)l->count;
 }
@@ -57,12 +109,17 @@ static void channel_moments(const float *x, const bn_layout *l, int64_t ch, doub
 /* y = (x - mean) * scale + shift over one channel; y may equal x. */
 static void channel_affine(const float *x, float *y, const bn_layout *l, int64_t ch, double mean,
                            double scale, double shift) {
+  const float mf = (float)mean;
+  const float a = (float)scale;
+  const float b = (float)(shift + ((double)mf - mean) * scale); /* (x - mean) = (x - mf) + (mf - mean) */
   for (int64_t i = 0; i < l->batch; i++) {
-    int64_t off = plane_offset(l, i, ch);
-    for (int64_t s = 0; s < l->inner; s++)
-      y[off + s] = (float)(((double)x[off + s] - mean) * scale + shift);
+    const int64_t off = plane_offset(l, i, ch);
+    plane_affine(x + off, y + off, l->inner, mf, a, b);
   }
 }
+
+/* ----------------------------------------------------------------------------------------- */
+/* Backend entries                                                                            */
 
 static fg_status cpu_bn_forward_train(fg_backend *b, const fg_tensor *x, const fg_tensor *gamma,
                                       const fg_tensor *beta, fg_tensor *y, fg_tensor *save_mean,
@@ -115,7 +172,10 @@ static fg_status cpu_bn_forward_eval(fg_backend *b, const fg_tensor *x, const fg
 
 /* Backward of y = gamma * xhat + beta, xhat = (x - mean) * invstd with batch statistics:
  *   dbeta = sum dy,  dgamma = sum dy * xhat,
- *   dx = gamma * invstd * (dy - dbeta / count - xhat * dgamma / count). */
+ *   dx = gamma * invstd * (dy - dbeta / count - xhat * dgamma / count)
+ *      = ka dy + kb (x - mean) + kc   with, in double, ka = gamma invstd,
+ *        kb = -ka invstd dgamma / count, kc = -ka dbeta / count
+ * (the saved mean is a float, so x - mean is computed in float without a correction). */
 static fg_status cpu_bn_backward(fg_backend *b, const fg_tensor *dy, const fg_tensor *x,
                                  const fg_tensor *gamma, const fg_tensor *save_mean,
                                  const fg_tensor *save_invstd, fg_tensor *dx, fg_tensor *dgamma,
@@ -130,28 +190,22 @@ static fg_status cpu_bn_backward(fg_backend *b, const fg_tensor *dy, const fg_te
 #pragma omp parallel for schedule(static) if (worth_threads(&l))
   for (int64_t ch = 0; ch < l.channels; ch++) {
     const double mean = sm[ch], invstd = si[ch];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    double sum_dy = 0.0, sum_dy_xc = 0.0;
     for (int64_t i = 0; i < l.batch; i++) {
-      int64_t off = plane_offset(&l, i, ch);
-      for (int64_t s = 0; s < l.inner; s++) {
-        double d = dyd[off + s];
-        sum_dy += d;
-        sum_dy_xhat += d * (((double)xd[off + s] - mean) * invstd);
-      }
+      const int64_t off = plane_offset(&l, i, ch);
+      plane_dy_sums(dyd + off, xd + off, l.inner, mean, &sum_dy, &sum_dy_xc);
     }
+    const double sum_dy_xhat = sum_dy_xc * invstd;
     if (db) db[ch] = (float)sum_dy;
     if (dg) dg[ch] = (float)sum_dy_xhat;
     if (!dxd) continue;
-    const double k = (double)g[ch] * invstd;
-    const double mean_dy = sum_dy / (double)l.count;
-    const double mean_dy_xhat = sum_dy_xhat / (double)l.count;
+    const double ka = (double)g[ch] * invstd;
+    const double kb = -ka * invstd * (sum_dy_xhat / (double)l.count);
+    const double kc = -ka * (sum_dy / (double)l.count);
     for (int64_t i = 0; i < l.batch; i++) {
-      int64_t off = plane_offset(&l, i, ch);
-      for (int64_t s = 0; s < l.inner; s++) {
-        double xhat = ((double)xd[off + s] - mean) * invstd;
-        double v = k * ((double)dyd[off + s] - mean_dy - xhat * mean_dy_xhat);
-        dxd[off + s] = accumulate ? (float)((double)dxd[off + s] + v) : (float)v;
-      }
+      const int64_t off = plane_offset(&l, i, ch);
+      plane_dx(dyd + off, xd + off, dxd + off, l.inner, sm[ch], (float)ka, (float)kb, (float)kc,
+               accumulate);
     }
   }
   return FG_OK;
