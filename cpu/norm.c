@@ -1,10 +1,10 @@
 /* Batch norm on the CPU: x [N,C,H,W] or [N,C], statistics per channel over N*H*W.
  *
  * Each channel is handled by one thread from start to end, so results are bit-identical for
- * any thread count. A channel is N contiguous planes of H*W values; every per-plane loop is an
- * `omp simd` loop (the vector lanes' partial sums are combined in a fixed order the compiler
- * chooses once, at build time, so results do not depend on threads either).
- *   statistics: sums in double (two passes: mean, then squared deviations from it);
+ * any thread count. A channel is N contiguous planes of H*W values, each handled by a
+ * vectorisable per-plane loop.
+ *   statistics: two passes (mean, then squared deviations from it), summed in float over
+ *               short fixed blocks and in double across blocks;
  *   outputs:    one fused multiply-add per element in float, on x - mean_f (mean_f = the mean
  *               rounded to float; the rounding is folded into the constant term, computed in
  *               double), so that values near the mean do not lose precision to cancellation. */
@@ -41,36 +41,68 @@ static int worth_threads(const bn_layout *l) {
 /* ----------------------------------------------------------------------------------------- */
 /* Per-plane kernels (p: n contiguous values of one channel in one image)                    */
 
+/* Sums run in float over blocks of FG_BN_BLOCK values (an `omp simd` reduction: a few
+ * vector-lane partial sums, combined in an order fixed at build time) and in double across
+ * blocks and for the tail that does not fill a block. The order is fixed by n alone, and each
+ * float partial covers few enough values that its rounding stays near 1e-7 relative. */
+enum { FG_BN_BLOCK = 64 };
+
 static double plane_sum(const float *p, int64_t n) {
   double s = 0.0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; i++) s += (double)p[i];
+  int64_t i = 0;
+  for (; i + FG_BN_BLOCK <= n; i += FG_BN_BLOCK) {
+    float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+    for (int k = 0; k < FG_BN_BLOCK; k++) acc += p[i + k];
+    s += (double)acc;
+  }
+  for (; i < n; i++) s += (double)p[i];
   return s;
 }
 
-/* sum (p_i - m)^2 */
-static double plane_sq_dev(const float *p, int64_t n, double m) {
+/* sum (p_i - m)^2, with m the mean rounded to float (the caller corrects for the rounding) */
+static double plane_sq_dev(const float *p, int64_t n, float m) {
   double s = 0.0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; i++) {
-    const double d = (double)p[i] - m;
+  int64_t i = 0;
+  for (; i + FG_BN_BLOCK <= n; i += FG_BN_BLOCK) {
+    float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+    for (int k = 0; k < FG_BN_BLOCK; k++) {
+      const float d = p[i + k] - m;
+      acc += d * d;
+    }
+    s += (double)acc;
+  }
+  for (; i < n; i++) {
+    const double d = (double)p[i] - (double)m;
     s += d * d;
   }
   return s;
 }
 
-/* *sum_dy = sum dy_i, *sum_dy_xc = sum dy_i (x_i - m) */
-static void plane_dy_sums(const float *dy, const float *x, int64_t n, double m, double *sum_dy,
+/* *sum_dy += sum dy_i, *sum_dy_xc += sum dy_i (x_i - m) */
+static void plane_dy_sums(const float *dy, const float *x, int64_t n, float m, double *sum_dy,
                           double *sum_dy_xc) {
-  double a = 0.0, b = 0.0;
+  double sa = 0.0, sb = 0.0;
+  int64_t i = 0;
+  for (; i + FG_BN_BLOCK <= n; i += FG_BN_BLOCK) {
+    float a = 0.0f, b = 0.0f;
 #pragma omp simd reduction(+ : a, b)
-  for (int64_t i = 0; i < n; i++) {
-    const double d = (double)dy[i];
-    a += d;
-    b += d * ((double)x[i] - m);
+    for (int k = 0; k < FG_BN_BLOCK; k++) {
+      const float d = dy[i + k];
+      a += d;
+      b += d * (x[i + k] - m);
+    }
+    sa += (double)a;
+    sb += (double)b;
   }
-  *sum_dy += a;
-  *sum_dy_xc += b;
+  for (; i < n; i++) {
+    const double d = (double)dy[i];
+    sa += d;
+    sb += d * ((double)x[i] - (double)m);
+  }
+  *sum_dy += sa;
+  *sum_dy_xc += sb;
 }
 
 /* y = (x - mf) * a + b; y may equal x. */
@@ -94,16 +126,20 @@ static void plane_dx(const float *dy, const float *x, float *dx, int64_t n, floa
 /* ----------------------------------------------------------------------------------------- */
 /* Per-channel steps                                                                          */
 
-/* Mean and biased variance of one channel (two passes, double). */
+/* Mean and biased variance of one channel (two passes: the mean, then squared deviations from
+ * it rounded to float, corrected in double for that rounding). */
 static void channel_moments(const float *x, const bn_layout *l, int64_t ch, double *mean,
                             double *var) {
   double sum = 0.0;
   for (int64_t i = 0; i < l->batch; i++) sum += plane_sum(x + plane_offset(l, i, ch), l->inner);
   const double m = sum / (double)l->count;
-  double sq = 0.0;
-  for (int64_t i = 0; i < l->batch; i++) sq += plane_sq_dev(x + plane_offset(l, i, ch), l->inner, m);
+  const float mf = (float)m;
+  double sq = 0.0; /* sum (x - mf)^2 = sum (x - m)^2 + count (m - mf)^2 */
+  for (int64_t i = 0; i < l->batch; i++) sq += plane_sq_dev(x + plane_offset(l, i, ch), l->inner, mf);
+  const double shift = m - (double)mf;
+  const double centred = sq - (double)l->count * shift * shift;
   *mean = m;
-  *var = sq / (double)l->count;
+  *var = (centred > 0.0 ? centred : 0.0) / (double)l->count;
 }
 
 /* y = (x - mean) * scale + shift over one channel; y may equal x. */
@@ -189,11 +225,11 @@ static fg_status cpu_bn_backward(fg_backend *b, const fg_tensor *dy, const fg_te
   float *db = dbeta ? fg_f32(dbeta) : NULL;
 #pragma omp parallel for schedule(static) if (worth_threads(&l))
   for (int64_t ch = 0; ch < l.channels; ch++) {
-    const double mean = sm[ch], invstd = si[ch];
+    const double invstd = si[ch];
     double sum_dy = 0.0, sum_dy_xc = 0.0;
     for (int64_t i = 0; i < l.batch; i++) {
       const int64_t off = plane_offset(&l, i, ch);
-      plane_dy_sums(dyd + off, xd + off, l.inner, mean, &sum_dy, &sum_dy_xc);
+      plane_dy_sums(dyd + off, xd + off, l.inner, sm[ch], &sum_dy, &sum_dy_xc);
     }
     const double sum_dy_xhat = sum_dy_xc * invstd;
     if (db) db[ch] = (float)sum_dy;
