@@ -41,41 +41,36 @@ static int worth_threads(const bn_layout *l) {
 /* ----------------------------------------------------------------------------------------- */
 /* Per-plane kernels (p: n contiguous values of one channel in one image)                    */
 
-/* Sums run in float over blocks of FG_BN_BLOCK values (an `omp simd` reduction: a few
+/* Sums run in float over blocks of at most FG_BN_BLOCK values (an `omp simd` reduction: a few
  * vector-lane partial sums, combined in an order fixed at build time) and in double across
- * blocks and for the tail that does not fill a block. The order is fixed by n alone, and each
- * float partial covers few enough values that its rounding stays near 1e-7 relative. */
+ * blocks. The cut into blocks depends on n alone, and each float partial covers few enough
+ * values that its rounding stays near 1e-7 relative. */
 enum { FG_BN_BLOCK = 64 };
 
 static double plane_sum(const float *p, int64_t n) {
   double s = 0.0;
-  int64_t i = 0;
-  for (; i + FG_BN_BLOCK <= n; i += FG_BN_BLOCK) {
+  for (int64_t i = 0; i < n; i += FG_BN_BLOCK) {
+    const int64_t len = n - i < FG_BN_BLOCK ? n - i : FG_BN_BLOCK;
     float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
-    for (int k = 0; k < FG_BN_BLOCK; k++) acc += p[i + k];
+    for (int64_t k = 0; k < len; k++) acc += p[i + k];
     s += (double)acc;
   }
-  for (; i < n; i++) s += (double)p[i];
   return s;
 }
 
 /* sum (p_i - m)^2, with m the mean rounded to float (the caller corrects for the rounding) */
 static double plane_sq_dev(const float *p, int64_t n, float m) {
   double s = 0.0;
-  int64_t i = 0;
-  for (; i + FG_BN_BLOCK <= n; i += FG_BN_BLOCK) {
+  for (int64_t i = 0; i < n; i += FG_BN_BLOCK) {
+    const int64_t len = n - i < FG_BN_BLOCK ? n - i : FG_BN_BLOCK;
     float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
-    for (int k = 0; k < FG_BN_BLOCK; k++) {
+    for (int64_t k = 0; k < len; k++) {
       const float d = p[i + k] - m;
       acc += d * d;
     }
     s += (double)acc;
-  }
-  for (; i < n; i++) {
-    const double d = (double)p[i] - (double)m;
-    s += d * d;
   }
   return s;
 }
@@ -84,22 +79,17 @@ static double plane_sq_dev(const float *p, int64_t n, float m) {
 static void plane_dy_sums(const float *dy, const float *x, int64_t n, float m, double *sum_dy,
                           double *sum_dy_xc) {
   double sa = 0.0, sb = 0.0;
-  int64_t i = 0;
-  for (; i + FG_BN_BLOCK <= n; i += FG_BN_BLOCK) {
+  for (int64_t i = 0; i < n; i += FG_BN_BLOCK) {
+    const int64_t len = n - i < FG_BN_BLOCK ? n - i : FG_BN_BLOCK;
     float a = 0.0f, b = 0.0f;
 #pragma omp simd reduction(+ : a, b)
-    for (int k = 0; k < FG_BN_BLOCK; k++) {
+    for (int64_t k = 0; k < len; k++) {
       const float d = dy[i + k];
       a += d;
       b += d * (x[i + k] - m);
     }
     sa += (double)a;
     sb += (double)b;
-  }
-  for (; i < n; i++) {
-    const double d = (double)dy[i];
-    sa += d;
-    sb += d * ((double)x[i] - (double)m);
   }
   *sum_dy += sa;
   *sum_dy_xc += sb;
