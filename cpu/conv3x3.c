@@ -1,21 +1,32 @@
 /* CPU dense 3x3 stride-1 convolution with register-blocked AVX2/FMA kernels: no im2col, no
  * GEMM library. cpu/conv.c sends here the convolutions for which fg_cpu_conv3x3_applies.
  *
- * Padded-stride planes. An image plane [H, W] is copied into a zero-padded plane of row width
- * Wp = W + 2 pad; output pixel (oy, ox) is computed at position p = oy * Wp + ox of an output
- * plane with the same row width, so tap t = (ky, kx) reads the padded input at p + ky Wp + kx.
- * For a fixed tap, consecutive output positions read consecutive floats, and the kernels run over
- * p in vectors of 8 straight across row ends. The Wp - Wo positions at the end of each output
- * row, and the tail up to a whole vector, are junk: computed but never copied out (forward,
- * backward data), or multiplied by zeros (weight gradient, whose dy plane is zero there).
+ * Forward and backward data are the same computation ("a direction"): backward data is the
+ * forward convolution of dy padded by 2 - pad with the weights flipped and transposed,
+ * dx[c] = sum_o sum_t w[o][c][8 - t] dypad[o][. + off_t]. A direction runs as Winograd
+ * F(2x2, 3x3) (Lavin & Gray) when it has at least FG_C3_WINO_MIN_CHANNELS input channels and
+ * FG_C3_WINO_MIN_PLANE tiles per image, else directly (the first layer, small images). The
+ * weight gradient always runs directly.
  *
- *   forward        out[o][p] = sum_c sum_t w[o][c][t] xpad[c][p + off_t]
- *                  (tiles of 4 output channels x 24, 16 or 8 positions, 8..12 accumulators)
- *   backward data  the same kernel on dy padded by 2 - pad, with w flipped and transposed:
- *                  dx[c][p] = sum_o sum_t w[o][c][8 - t] dypad[o][p + off_t]
- *   weight grad    dw[o][c][ky][kx] += sum_p dyp[o][p] xpad[c][p + ky Wp + kx]
- *                  (tiles of 4 output channels x the 3 kx, summed over a group of images before
- *                  the vector lanes are added up)
+ * Winograd. Each 4x4 input tile d (tiles 2 apart) and each kernel g are transformed,
+ *   V = B^T d B,  U = G g G^T,  M[xi][o][t] = sum_c U[xi][o][c] V[xi][c][t]  (xi < 16),
+ *   y (2x2 outputs of tile t) = A^T M_t A,
+ * 16 multiplications per 2x2 outputs and input channel instead of 36. Images are copied into
+ * zero-padded planes; the transforms read 8 tiles at a time (deinterleaving columns 2 apart) and
+ * write the 2x2 outputs straight into y or dx. Tiles go in blocks of a few tile rows whose
+ * transformed tiles and products stay in the L2 cache; the products over channels run on the
+ * register-blocked tile (4 rows x 24, 16 or 8 tiles).
+ *
+ * Direct. An image plane [H, W] is copied into a zero-padded plane of row width Wp = W + 2 pad;
+ * output pixel (oy, ox) is computed at position p = oy * Wp + ox of an output plane with the
+ * same row width, so tap t = (ky, kx) reads the padded input at p + ky Wp + kx: for a fixed
+ * tap, consecutive output positions read consecutive floats, and the kernels run over p in
+ * vectors of 8 straight across row ends. The Wp - Wo positions at the end of each output row,
+ * and the tail up to a whole vector, are junk: computed but never copied out, or (weight
+ * gradient) multiplied by zeros.
+ *   out[o][p] = sum_c sum_t w[o][c][t] xpad[c][p + off_t]          (the same 4-row tile)
+ *   dw[o][c][ky][kx] += sum_p dyp[o][p] xpad[c][p + ky Wp + kx]    (4 x 3 tiles over groups of
+ *                                                                    images)
  *
  * Lanes as in cpu/conv.c: lane l takes images l, l+L, l+2L, ... in order with its own buffers
  * and its own weight-gradient partial; the partials are added element by element in lane order.
@@ -23,14 +34,16 @@
  * are bit-identical for any thread count.
  *
  * Workspace (floats; each piece rounded up to 16 floats = one 64-byte line):
- *   forward        [ packed w: O4*C*9 | lane 0: C*in + O4*out | lane 1 | ... ]
- *   backward data  [ packed w: C4*O*9 | lane 0: O*in' + C4*out' | lane 1 | ... ]
- *   weight grad    [ lane 0: G*(C*in + O4*out) | lane 1 | ... | dw partial lane 1 | ... ]
- * with O4, C4 the channel counts rounded up to 4 (the extra rows are zero weights), in and out
- * the padded input and output plane sizes (' for backward data's planes), G the images of a
- * weight-gradient group. Lane 0 accumulates straight into dw when O is a multiple of 4 (else it
- * too has a partial [O4][C][3][3] in the workspace). fg_cpu_conv3x3_workspace reports the
- * largest of the three. */
+ *   direction        [ packed weights | lane 0 | lane 1 | ... ]
+ *     direct:        weights R4*I*9,  lane: I*in + R4*out              (c3_geom sizes)
+ *     Winograd:      weights 16*R4*I, lane: I*plane + 16*vxi + 16*mxi (c3_wino, c3_dir)
+ *                    with I input channels, R output rows rounded up to R4, a multiple of 4
+ *                    (the extra rows have zero weights), vxi/mxi the strides of the 16
+ *                    transformed planes of a block;
+ *   weight gradient  [ lane 0: G*(C*in + O4*out) | lane 1 | ... | partial lane 1 | ... ]
+ *                    with G images per group; lane 0 accumulates straight into dw when O is a
+ *                    multiple of 4 (else it too has a partial [O4][C][3][3]).
+ * fg_cpu_conv3x3_workspace reports the largest of the three. */
 #include <string.h>
 
 #include "cpu/conv_internal.h"
@@ -48,6 +61,11 @@ enum {
   FG_C3_TAPS = 9,       /* 3x3 */
   FG_C3_BLOCK = 4,      /* output channels per tile */
   FG_C3_GRAD_VECS = 32, /* weight gradient: vectors per image group at least (when possible) */
+  FG_C3_WINO = 16,      /* Winograd F(2x2, 3x3): transformed tile size 4x4 */
+  FG_C3_WINO_MIN_CHANNELS = 8, /* fewer input channels: direct (transforms would dominate) */
+  FG_C3_WINO_MIN_PLANE = 16,   /* fewer 2x2 tiles per image (outputs under 7x7): direct */
+  FG_C3_WINO_BLOCK = 1 << 16,   /* Winograd blocks: floats of transformed tiles at most, and */
+  FG_C3_WINO_MIN_TILES = 48,    /* tiles at least (choose_block) */
 };
 
 /* ----------------------------------------------------------------------------------------- */
@@ -82,20 +100,109 @@ static c3_geom make_geom(int64_t h, int64_t w, int64_t pad) {
   return g;
 }
 
+/* Winograd F(2x2, 3x3) planes of one direction: input [h, w] padded by `pad`, output [ho, wo]
+ * in 2x2 tiles (the last row / column of tiles half outside when ho / wo is odd). */
+typedef struct c3_wino {
+  int64_t h, w, pad, ho, wo;
+  int64_t th, tw, tiles; /* tile rows, tiles per row, th * tw */
+  int64_t wp;            /* padded row: 2 tw + 2 (zeros past w + pad) */
+  int64_t plane;         /* padded plane: 2 th + 2 rows of wp, and 16 floats of slack */
+} c3_wino;
+
+static c3_wino make_wino(int64_t h, int64_t w, int64_t pad) {
+  c3_wino g;
+  g.h = h;
+  g.w = w;
+  g.pad = pad;
+  g.ho = h + 2 * pad - 2;
+  g.wo = w + 2 * pad - 2;
+  g.th = (g.ho + 1) / 2;
+  g.tw = (g.wo + 1) / 2;
+  g.tiles = g.th * g.tw;
+  /* an 8-tile vector reads 18 columns: past a row's end it reads the next row (for tiles that
+   * are junk), past the last row the slack */
+  g.wp = 2 * g.tw + 2;
+  g.plane = (2 * g.th + 2) * g.wp + 2 * FG_C3_VEC;
+  return g;
+}
+
+static size_t slice(int64_t floats) { return (size_t)round_up(floats, FG_C3_SLICE); }
+
+/* One direction (forward, or backward data): in_ch input channels -> rows output rows. */
+typedef struct c3_dir {
+  int wino;          /* 1: Winograd F(2x2, 3x3); 0: direct */
+  int backward;      /* 1: the kernels are w flipped and transposed (backward data) */
+  int64_t in_ch, rows, rows4;
+  c3_geom direct;    /* planes when !wino */
+  c3_wino wg;        /* planes when wino */
+  int64_t block_rows; /* Winograd: tile rows per block */
+  int64_t vt;        /* Winograd: floats per transformed row (one xi, one channel, one block) */
+  int64_t v_xi, m_xi; /* Winograd: floats between the xi planes of V [in_ch][vt], M [rows4][vt] */
+  size_t w_floats;   /* packed weights, shared by the lanes */
+  size_t lane_floats;
+  /* a lane's pieces, as offsets from its start (the padded planes start it) */
+  size_t v_off, m_off; /* Winograd: V, M */
+  size_t out_off;      /* direct: the output planes */
+} c3_dir;
+
+/* A Winograd block is a run of tile rows of one image, transformed, multiplied and transformed
+ * back together: FG_C3_WINO_MIN_TILES tiles at least (enough for the products to run on whole
+ * register tiles) unless their transformed tiles and products (16 `channels` floats per tile:
+ * input channels plus output rows) would pass FG_C3_WINO_BLOCK floats; the rows are shared out
+ * evenly. *vt: floats per transformed row of a block - tile rows are transformed in whole
+ * vectors, the last one running up to 7 tiles past the block's end, and the products run over
+ * whole vectors too. */
+static void choose_block(const c3_wino *g, int64_t channels, int64_t *block_rows, int64_t *vt) {
+  int64_t want = FG_C3_WINO_MIN_TILES;
+  const int64_t cap = FG_C3_WINO_BLOCK / (FG_C3_WINO * channels);
+  if (want > cap) want = cap;
+  const int64_t rows = want / g->tw > 0 ? want / g->tw : 1;
+  const int64_t blocks = (g->th + rows - 1) / rows;
+  *block_rows = (g->th + blocks - 1) / blocks;
+  *vt = round_up(*block_rows * g->tw + FG_C3_VEC, FG_C3_VEC);
+}
+
+static c3_dir make_dir(int backward, int64_t in_ch, int64_t rows, int64_t h, int64_t w,
+                       int64_t pad) {
+  c3_dir d;
+  memset(&d, 0, sizeof d);
+  d.backward = backward;
+  d.in_ch = in_ch;
+  d.rows = rows;
+  d.rows4 = round_up(rows, FG_C3_BLOCK);
+  d.wg = make_wino(h, w, pad);
+  d.wino = in_ch >= FG_C3_WINO_MIN_CHANNELS && d.wg.tiles >= FG_C3_WINO_MIN_PLANE;
+  if (d.wino) {
+    choose_block(&d.wg, in_ch + d.rows4, &d.block_rows, &d.vt);
+    /* one extra line between xi planes, so that the 16 planes a transform reads or writes at
+     * once do not all fall into the same cache sets */
+    d.v_xi = round_up(in_ch * d.vt, FG_C3_SLICE) + FG_C3_SLICE;
+    d.m_xi = round_up(d.rows4 * d.vt, FG_C3_SLICE) + FG_C3_SLICE;
+    d.w_floats = slice(FG_C3_WINO * d.rows4 * in_ch);
+    d.v_off = slice(in_ch * d.wg.plane);
+    d.m_off = d.v_off + slice(FG_C3_WINO * d.v_xi);
+    d.lane_floats = d.m_off + slice(FG_C3_WINO * d.m_xi);
+  } else {
+    d.direct = make_geom(h, w, pad);
+    d.w_floats = slice(d.rows4 * in_ch * FG_C3_TAPS);
+    d.out_off = slice(in_ch * d.direct.in_floats);
+    d.lane_floats = d.out_off + slice(d.rows4 * d.direct.out_floats);
+  }
+  return d;
+}
+
 /* Everything the three calls derive from the shapes, the descriptor and the lane count. */
 typedef struct c3_plan {
   int64_t n, c, o, c4, o4;
-  c3_geom fwd;  /* x padded by pad -> y (also the weight gradient's planes) */
-  c3_geom bwd;  /* dy padded by 2 - pad -> dx */
-  int lanes;    /* min(configured lanes, n) */
-  int threads;  /* min(configured threads, lanes), at least 1 */
+  c3_dir fwd;    /* x padded by pad -> y */
+  c3_dir bwd;    /* dy padded by 2 - pad -> dx */
+  c3_geom grad;  /* the weight gradient's planes: x padded by pad, dy on the output plane */
+  int lanes;     /* min(configured lanes, n) */
+  int threads;   /* min(configured threads, lanes), at least 1 */
   int64_t group; /* weight gradient: images per group */
-  /* workspace pieces, floats, each rounded to FG_C3_SLICE */
-  size_t fwd_w, fwd_lane, bwd_w, bwd_lane, grad_lane, grad_part;
+  size_t grad_lane, grad_part;
   int own_partials; /* weight-gradient partials in the workspace: lanes, or lanes - 1 */
 } c3_plan;
-
-static size_t slice(int64_t floats) { return (size_t)round_up(floats, FG_C3_SLICE); }
 
 /* img: x or dx [N,C,H,W]; wt: w or dw [O,C,3,3]. */
 static c3_plan make_plan(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *img,
@@ -108,31 +215,26 @@ static c3_plan make_plan(const fg_backend *b, const fg_conv_desc *d, const fg_te
   p.o = wt->shape[0];
   p.c4 = round_up(p.c, FG_C3_BLOCK);
   p.o4 = round_up(p.o, FG_C3_BLOCK);
-  p.fwd = make_geom(img->shape[2], img->shape[3], d->pad);
-  p.bwd = make_geom(p.fwd.ho, p.fwd.wo, 2 - d->pad);
+  const int64_t h = img->shape[2], w = img->shape[3];
   p.lanes = p.n < ctx->lanes ? (int)p.n : ctx->lanes;
   p.threads = ctx->threads < p.lanes ? ctx->threads : p.lanes;
   if (p.threads < 1) p.threads = 1;
   const int64_t per_lane = p.lanes > 0 ? (p.n + p.lanes - 1) / p.lanes : 0;
-  p.group = (FG_C3_GRAD_VECS + p.fwd.nvec - 1) / p.fwd.nvec;
+  p.grad = make_geom(h, w, d->pad);
+  p.fwd = make_dir(0, p.c, p.o, h, w, d->pad);
+  p.bwd = make_dir(1, p.o, p.c, p.grad.ho, p.grad.wo, 2 - d->pad);
+  p.group = (FG_C3_GRAD_VECS + p.grad.nvec - 1) / p.grad.nvec;
   if (p.group > per_lane) p.group = per_lane;
   if (p.group < 1) p.group = 1;
-  p.fwd_w = slice(p.o4 * p.c * FG_C3_TAPS);
-  p.fwd_lane = slice(p.c * p.fwd.in_floats) + slice(p.o4 * p.fwd.out_floats);
-  p.bwd_w = slice(p.c4 * p.o * FG_C3_TAPS);
-  p.bwd_lane = slice(p.o * p.bwd.in_floats) + slice(p.c4 * p.bwd.out_floats);
-  p.grad_lane = slice(p.group * p.c * p.fwd.in_floats) + slice(p.group * p.o4 * p.fwd.out_floats);
+  p.grad_lane = slice(p.group * p.c * p.grad.in_floats) + slice(p.group * p.o4 * p.grad.out_floats);
   p.grad_part = slice(p.o4 * p.c * FG_C3_TAPS);
   p.own_partials = p.o4 == p.o && p.lanes > 0 ? p.lanes - 1 : p.lanes;
   return p;
 }
 
-/* Floats each call needs; nothing at all for an empty batch (no lanes). */
-static size_t forward_floats(const c3_plan *p) {
-  return p->lanes ? p->fwd_w + (size_t)p->lanes * p->fwd_lane : 0;
-}
-static size_t backward_floats(const c3_plan *p) {
-  return p->lanes ? p->bwd_w + (size_t)p->lanes * p->bwd_lane : 0;
+/* Floats a call needs; nothing at all for an empty batch (no lanes). */
+static size_t dir_floats(const c3_plan *p, const c3_dir *d) {
+  return p->lanes ? d->w_floats + (size_t)p->lanes * d->lane_floats : 0;
 }
 static size_t grad_floats(const c3_plan *p) {
   return (size_t)p->lanes * p->grad_lane + (size_t)p->own_partials * p->grad_part;
@@ -147,13 +249,15 @@ static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 
 #define FG_C3_TARGET __attribute__((target("avx2,fma")))
 
-/* One forward tile: 4 output rows x (8 * vectors) positions. */
+/* One tile: 4 output rows x (8 * vectors) positions, out[r][p] = sum over input channels c and
+ * taps k of w[c][k][r] * x[c][p + off[k]] (direct: 9 taps; a Winograd product: 1 tap at 0). */
 typedef struct c3_tile {
-  const float *x;      /* padded input of channel 0 at the tile's first position */
+  const float *x;      /* input of channel 0 at the tile's first position */
   int64_t x_stride;    /* floats between input channels */
   int64_t channels;    /* input channels */
-  const int64_t *off;  /* the 9 tap offsets */
-  const float *w;      /* packed weights of the 4-row block: [channels][9][4] */
+  const int64_t *off;  /* the tap offsets */
+  int taps;
+  const float *w;      /* packed weights of the 4-row block: [channels][taps][4] */
   float *out;          /* output row 0 of the block at the tile's first position */
   int64_t out_stride;  /* floats between output rows */
 } c3_tile;
@@ -164,7 +268,7 @@ FG_C3_TARGET static void tile_fwd3(const c3_tile *t) {
   const float *w = t->w;
   for (int64_t c = 0; c < t->channels; c++) {
     const float *xc = t->x + c * t->x_stride;
-    for (int k = 0; k < FG_C3_TAPS; k++, w += FG_C3_BLOCK) {
+    for (int k = 0; k < t->taps; k++, w += FG_C3_BLOCK) {
       const float *xr = xc + t->off[k];
       const __m256 x0 = _mm256_loadu_ps(xr), x1 = _mm256_loadu_ps(xr + 8);
       const __m256 x2 = _mm256_loadu_ps(xr + 16);
@@ -198,7 +302,7 @@ FG_C3_TARGET static void tile_fwd2(const c3_tile *t) {
   const float *w = t->w;
   for (int64_t c = 0; c < t->channels; c++) {
     const float *xc = t->x + c * t->x_stride;
-    for (int k = 0; k < FG_C3_TAPS; k++, w += FG_C3_BLOCK) {
+    for (int k = 0; k < t->taps; k++, w += FG_C3_BLOCK) {
       const float *xr = xc + t->off[k];
       const __m256 x0 = _mm256_loadu_ps(xr), x1 = _mm256_loadu_ps(xr + 8);
       __m256 v = _mm256_broadcast_ss(w);
@@ -226,7 +330,7 @@ FG_C3_TARGET static void tile_fwd1(const c3_tile *t) {
   const float *w = t->w;
   for (int64_t c = 0; c < t->channels; c++) {
     const float *xc = t->x + c * t->x_stride;
-    for (int k = 0; k < FG_C3_TAPS; k++, w += FG_C3_BLOCK) {
+    for (int k = 0; k < t->taps; k++, w += FG_C3_BLOCK) {
       const __m256 x0 = _mm256_loadu_ps(xc + t->off[k]);
       a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w), x0, a0);
       a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(w + 1), x0, a1);
@@ -292,6 +396,111 @@ FG_C3_TARGET static void tile_grad(const c3_grad_tile *t) {
     for (int kx = 0; kx < 3; kx++) t->dw[r * t->dw_row + kx] += s[3 * r + kx];
 }
 
+/* [a0 a2 a4 a6 b0 b2 b4 b6] and [a1 a3 a5 a7 b1 b3 b5 b7] */
+FG_C3_TARGET static void deinterleave(__m256 a, __m256 b, __m256 *even, __m256 *odd) {
+  const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)); /* a0 a2 b0 b2 | a4 a6 b4 b6 */
+  const __m256 o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+  *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8));
+  *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xd8));
+}
+
+/* The 4 tile columns s of 8 tiles from padded row r: row[s] holds r[2 l + s], l < 8. */
+FG_C3_TARGET static void tile_row_columns(const float *r, __m256 *row) {
+  deinterleave(_mm256_loadu_ps(r), _mm256_loadu_ps(r + 8), &row[0], &row[1]);
+  deinterleave(_mm256_loadu_ps(r + 2), _mm256_loadu_ps(r + 10), &row[2], &row[3]);
+}
+
+/* Winograd input transform of tile rows [i0, i1) of one channel, from its zero-padded plane
+ * (c3_wino: rows of wp): V[xi][t] = (B^T d_t B)[xi], B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0;
+ * 0 1 0 -1]; V rows `xi_stride` floats apart, tile (i, j) at v + (i - i0) tw + j. Tiles go 8
+ * at a time along a tile row (each 8-tile column top to bottom, so that the two padded rows tile
+ * row i shares with tile row i + 1 are read once); the vector that passes a row's end writes
+ * junk that the next row's first column (or, after the last row, the slack) overwrites. */
+FG_C3_TARGET static void wino_input(const c3_wino *g, const float *pad, int64_t i0, int64_t i1,
+                                    float *v, int64_t xi_stride) {
+  /* the last 8-tile column first: its junk past a row's end lands on the next row's first
+   * tiles, which the first column writes afterwards */
+  for (int64_t j = (g->tw - 1) / FG_C3_VEC * FG_C3_VEC; j >= 0; j -= FG_C3_VEC) {
+    const float *col = pad + 2 * j; /* tile column s of tile j + l is padded column 2 (j + l) + s */
+    __m256 d[4][4];                 /* d[k][s]: tile row k, tile column s, for the 8 tiles */
+    tile_row_columns(col + 2 * i0 * g->wp, d[2]);
+    tile_row_columns(col + (2 * i0 + 1) * g->wp, d[3]);
+    for (int64_t i = i0; i < i1; i++) {
+      for (int s = 0; s < 4; s++) d[0][s] = d[2][s], d[1][s] = d[3][s];
+      tile_row_columns(col + (2 * i + 2) * g->wp, d[2]);
+      tile_row_columns(col + (2 * i + 3) * g->wp, d[3]);
+      __m256 e[4][4]; /* (B^T d)[r][s] */
+      for (int s = 0; s < 4; s++) {
+        e[0][s] = _mm256_sub_ps(d[0][s], d[2][s]);
+        e[1][s] = _mm256_add_ps(d[1][s], d[2][s]);
+        e[2][s] = _mm256_sub_ps(d[2][s], d[1][s]);
+        e[3][s] = _mm256_sub_ps(d[1][s], d[3][s]);
+      }
+      float *dst = v + (i - i0) * g->tw + j;
+      for (int r = 0; r < 4; r++) {
+        _mm256_storeu_ps(dst + (4 * r + 0) * xi_stride, _mm256_sub_ps(e[r][0], e[r][2]));
+        _mm256_storeu_ps(dst + (4 * r + 1) * xi_stride, _mm256_add_ps(e[r][1], e[r][2]));
+        _mm256_storeu_ps(dst + (4 * r + 2) * xi_stride, _mm256_sub_ps(e[r][2], e[r][1]));
+        _mm256_storeu_ps(dst + (4 * r + 3) * xi_stride, _mm256_sub_ps(e[r][1], e[r][3]));
+      }
+    }
+  }
+}
+
+/* dst[0..n) (=|+=) the first n of the 16 interleaved values [y0_0 y1_0 y0_1 y1_1 ...] (+ b). A
+ * partial group goes through a small buffer (masked stores are slow on some CPUs). */
+FG_C3_TARGET static void store_pairs(float *dst, __m256 y0, __m256 y1, int64_t n, __m256 b,
+                                     int accumulate) {
+  const __m256 t0 = _mm256_unpacklo_ps(y0, y1), t1 = _mm256_unpackhi_ps(y0, y1);
+  __m256 lo = _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20), b);
+  __m256 hi = _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x31), b);
+  if (n >= 16) {
+    if (accumulate) {
+      lo = _mm256_add_ps(lo, _mm256_loadu_ps(dst));
+      hi = _mm256_add_ps(hi, _mm256_loadu_ps(dst + 8));
+    }
+    _mm256_storeu_ps(dst, lo);
+    _mm256_storeu_ps(dst + 8, hi);
+    return;
+  }
+  float tmp[16];
+  _mm256_storeu_ps(tmp, lo);
+  _mm256_storeu_ps(tmp + 8, hi);
+  if (accumulate) {
+    for (int64_t k = 0; k < n; k++) dst[k] += tmp[k];
+  } else {
+    for (int64_t k = 0; k < n; k++) dst[k] = tmp[k];
+  }
+}
+
+/* Winograd output transform of tile rows [i0, i1) of one output channel: the 2x2 outputs
+ * A^T M_t A, A^T = [1 1 1 0; 0 1 -1 -1], from M[xi][t] (rows `xi_stride` apart, tile (i, j) at
+ * m + (i - i0) tw + j) into dst
+ * [ho, wo] (=|+=, + bias); nothing outside the image is written. */
+FG_C3_TARGET static void wino_output(const c3_wino *g, const float *m, int64_t xi_stride,
+                                     int64_t i0, int64_t i1, float *dst, float bias,
+                                     int accumulate) {
+  const __m256 b = _mm256_set1_ps(bias);
+  for (int64_t i = i0; i < i1; i++)
+    for (int64_t j = 0; j < g->tw; j += FG_C3_VEC) {
+      const float *src = m + (i - i0) * g->tw + j;
+      __m256 z[2][4]; /* A^T M, per column s */
+      for (int s = 0; s < 4; s++) {
+        const __m256 m0 = _mm256_loadu_ps(src + (0 + s) * xi_stride);
+        const __m256 m1 = _mm256_loadu_ps(src + (4 + s) * xi_stride);
+        const __m256 m2 = _mm256_loadu_ps(src + (8 + s) * xi_stride);
+        const __m256 m3 = _mm256_loadu_ps(src + (12 + s) * xi_stride);
+        z[0][s] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+        z[1][s] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+      }
+      for (int a = 0; a < 2 && 2 * i + a < g->ho; a++) {
+        const __m256 y0 = _mm256_add_ps(_mm256_add_ps(z[a][0], z[a][1]), z[a][2]);
+        const __m256 y1 = _mm256_sub_ps(_mm256_sub_ps(z[a][1], z[a][2]), z[a][3]);
+        store_pairs(dst + (2 * i + a) * g->wo + 2 * j, y0, y1, g->wo - 2 * j, b, accumulate);
+      }
+    }
+}
+
 int fg_cpu_conv3x3_cpu_supported(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -309,6 +518,14 @@ static void tile_fwd3(const c3_tile *t) { (void)t; }
 static void tile_fwd2(const c3_tile *t) { (void)t; }
 static void tile_fwd1(const c3_tile *t) { (void)t; }
 static void tile_grad(const c3_grad_tile *t) { (void)t; }
+static void wino_input(const c3_wino *g, const float *pad, int64_t i0, int64_t i1, float *v,
+                       int64_t xi_stride) {
+  (void)g, (void)pad, (void)i0, (void)i1, (void)v, (void)xi_stride;
+}
+static void wino_output(const c3_wino *g, const float *m, int64_t xi_stride, int64_t i0,
+                        int64_t i1, float *dst, float bias, int accumulate) {
+  (void)g, (void)m, (void)xi_stride, (void)i0, (void)i1, (void)dst, (void)bias, (void)accumulate;
+}
 int fg_cpu_conv3x3_cpu_supported(void) { return 0; }
 
 #endif
@@ -346,68 +563,130 @@ static void unpad_planes(const c3_geom *g, int64_t rows, const float *out, const
     }
 }
 
-/* out [rows4][out_floats] := the 3x3 kernel over xpad [channels][in_floats] with packed
- * weights [rows4 / 4][channels][9][4]. */
-static void convolve_planes(const c3_geom *g, int64_t channels, int64_t rows4, const float *xpad,
-                            const float *wpack, float *out) {
-  c3_tile t = {0};
+/* Runs the tiles of one 4-row block over `nvec` vectors of positions: widths 3, then 2 and 1
+ * for the rest (4 goes as 2 + 2 rather than 3 + 1). t: everything but x and out, which are
+ * advanced from x0 and out0. */
+static void tile_row(c3_tile *t, const float *x0, float *out0, int64_t nvec) {
 #if FG_CONV3X3_X86
-  t.x_stride = g->in_floats;
-  t.channels = channels;
-  t.off = g->off;
-  t.out_stride = g->out_floats;
-  for (int64_t rb = 0; rb < rows4 / FG_C3_BLOCK; rb++) {
-    t.w = wpack + rb * channels * FG_C3_TAPS * FG_C3_BLOCK;
-    float *rows = out + rb * FG_C3_BLOCK * g->out_floats;
-    int64_t v = 0;
-    while (v < g->nvec) {
-      const int64_t left = g->nvec - v;
-      t.x = xpad + FG_C3_VEC * v;
-      t.out = rows + FG_C3_VEC * v;
-      if (left >= 3 && left != 4) { /* 4 goes as 2 + 2 rather than 3 + 1 */
-        tile_fwd3(&t);
-        v += 3;
-      } else if (left >= 2) {
-        tile_fwd2(&t);
-        v += 2;
-      } else {
-        tile_fwd1(&t);
-        v += 1;
-      }
+  int64_t v = 0;
+  while (v < nvec) {
+    const int64_t left = nvec - v;
+    t->x = x0 + FG_C3_VEC * v;
+    t->out = out0 + FG_C3_VEC * v;
+    if (left >= 3 && left != 4) {
+      tile_fwd3(t);
+      v += 3;
+    } else if (left >= 2) {
+      tile_fwd2(t);
+      v += 2;
+    } else {
+      tile_fwd1(t);
+      v += 1;
     }
   }
 #else
-  (void)g, (void)channels, (void)rows4, (void)xpad, (void)wpack, (void)out, (void)t;
+  (void)t, (void)x0, (void)out0, (void)nvec;
   (void)tile_fwd3, (void)tile_fwd2, (void)tile_fwd1;
 #endif
+}
+
+/* Direct: out [rows4][out_floats] := the 3x3 kernel over xpad [channels][in_floats] with packed
+ * weights [rows4 / 4][channels][9][4]. */
+static void convolve_planes(const c3_geom *g, int64_t channels, int64_t rows4, const float *xpad,
+                            const float *wpack, float *out) {
+  c3_tile t;
+  memset(&t, 0, sizeof t);
+  t.x_stride = g->in_floats;
+  t.channels = channels;
+  t.off = g->off;
+  t.taps = FG_C3_TAPS;
+  t.out_stride = g->out_floats;
+  for (int64_t rb = 0; rb < rows4 / FG_C3_BLOCK; rb++) {
+    t.w = wpack + rb * channels * FG_C3_TAPS * FG_C3_BLOCK;
+    tile_row(&t, xpad, out + rb * FG_C3_BLOCK * g->out_floats, g->nvec);
+  }
+}
+
+/* Winograd: the interior of the padded plane [2 th + 2][wp] := one image channel [h, w]. */
+static void pad_plane(const c3_wino *g, const float *src, float *pad) {
+  for (int64_t iy = 0; iy < g->h; iy++) {
+    const float *s = src + iy * g->w;
+    float *d = pad + (iy + g->pad) * g->wp + g->pad;
+    for (int64_t ix = 0; ix < g->w; ix++) d[ix] = s[ix];
+  }
+}
+
+/* Winograd: m [16][rows4][vt] := the products over input channels of the transformed weights
+ * u [16][rows4 / 4][in_ch][4] and the transformed tiles v [16][in_ch][vt] of `tiles` tiles. */
+static void winograd_products(const c3_dir *d, const float *u, const float *v, int64_t tiles,
+                              float *m) {
+  static const int64_t zero_offset[1] = {0};
+  c3_tile t;
+  memset(&t, 0, sizeof t);
+  t.x_stride = d->vt;
+  t.channels = d->in_ch;
+  t.off = zero_offset;
+  t.taps = 1;
+  t.out_stride = d->vt;
+  const int64_t nvec = (tiles + FG_C3_VEC - 1) / FG_C3_VEC;
+  for (int xi = 0; xi < FG_C3_WINO; xi++)
+    for (int64_t rb = 0; rb < d->rows4 / FG_C3_BLOCK; rb++) {
+      t.w = u + (xi * d->rows4 + rb * FG_C3_BLOCK) * d->in_ch;
+      tile_row(&t, v + xi * d->v_xi, m + xi * d->m_xi + rb * FG_C3_BLOCK * d->vt, nvec);
+    }
 }
 
 /* ----------------------------------------------------------------------------------------- */
 /* Weights                                                                                    */
 
-/* Forward: wpack[ob][c][t][r] = w[4 ob + r][c][t], zero for rows >= O. */
-static void pack_forward_weights(const c3_plan *p, const float *w, float *wpack) {
-  for (int64_t ob = 0; ob < p->o4 / FG_C3_BLOCK; ob++)
-    for (int64_t c = 0; c < p->c; c++)
-      for (int t = 0; t < FG_C3_TAPS; t++)
-        for (int r = 0; r < FG_C3_BLOCK; r++) {
-          const int64_t o = ob * FG_C3_BLOCK + r;
-          wpack[((ob * p->c + c) * FG_C3_TAPS + t) * FG_C3_BLOCK + r] =
-              o < p->o ? w[(o * p->c + c) * FG_C3_TAPS + t] : 0.0f;
-        }
+/* The 3x3 kernel from input channel `in` to output row `row` of a direction, tap t:
+ * forward w[row][in][t]; backward data w[in][row][8 - t] (flipped and transposed). Rows past the
+ * real ones have zero kernels. */
+static float dir_kernel(const c3_dir *d, const float *w, int64_t row, int64_t in, int t) {
+  if (row >= d->rows) return 0.0f;
+  if (d->backward) return w[(in * d->rows + row) * FG_C3_TAPS + (FG_C3_TAPS - 1 - t)];
+  return w[(row * d->in_ch + in) * FG_C3_TAPS + t];
 }
 
-/* Backward data (flipped, transposed): wpack[cb][o][t][r] = w[o][4 cb + r][8 - t], zero for
- * channels >= C. */
-static void pack_backward_weights(const c3_plan *p, const float *w, float *wpack) {
-  for (int64_t cb = 0; cb < p->c4 / FG_C3_BLOCK; cb++)
-    for (int64_t o = 0; o < p->o; o++)
+/* Direct: wpack[rb][in][t][r] = kernel(4 rb + r, in, t). */
+static void pack_direct_weights(const c3_dir *d, const float *w, float *wpack) {
+  for (int64_t rb = 0; rb < d->rows4 / FG_C3_BLOCK; rb++)
+    for (int64_t in = 0; in < d->in_ch; in++)
       for (int t = 0; t < FG_C3_TAPS; t++)
-        for (int r = 0; r < FG_C3_BLOCK; r++) {
-          const int64_t c = cb * FG_C3_BLOCK + r;
-          wpack[((cb * p->o + o) * FG_C3_TAPS + t) * FG_C3_BLOCK + r] =
-              c < p->c ? w[(o * p->c + c) * FG_C3_TAPS + (FG_C3_TAPS - 1 - t)] : 0.0f;
+        for (int r = 0; r < FG_C3_BLOCK; r++)
+          wpack[((rb * d->in_ch + in) * FG_C3_TAPS + t) * FG_C3_BLOCK + r] =
+              dir_kernel(d, w, rb * FG_C3_BLOCK + r, in, t);
+}
+
+/* Winograd: u[xi][rb][in][r] = (G g G^T)[xi] for g = kernel(4 rb + r, in), computed in double
+ * and rounded once; G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]. */
+static void pack_winograd_weights(const c3_dir *d, const float *w, float *u) {
+  static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  for (int64_t row = 0; row < d->rows4; row++)
+    for (int64_t in = 0; in < d->in_ch; in++) {
+      double gg[4][3]; /* G g */
+      for (int a = 0; a < 4; a++)
+        for (int kx = 0; kx < 3; kx++) {
+          double s = 0.0;
+          for (int ky = 0; ky < 3; ky++) s += G[a][ky] * dir_kernel(d, w, row, in, ky * 3 + kx);
+          gg[a][kx] = s;
         }
+      const int64_t rb = row / FG_C3_BLOCK, r = row % FG_C3_BLOCK;
+      for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++) {
+          double s = 0.0;
+          for (int kx = 0; kx < 3; kx++) s += gg[a][kx] * G[b][kx];
+          const int xi = 4 * a + b;
+          u[((xi * d->rows4 / FG_C3_BLOCK + rb) * d->in_ch + in) * FG_C3_BLOCK + r] = (float)s;
+        }
+    }
+}
+
+static void pack_weights(const c3_dir *d, const float *w, float *wpack) {
+  if (d->wino)
+    pack_winograd_weights(d, w, wpack);
+  else
+    pack_direct_weights(d, w, wpack);
 }
 
 /* ----------------------------------------------------------------------------------------- */
@@ -423,34 +702,50 @@ typedef struct c3_job {
   int accumulate;
 } c3_job;
 
-/* One convolution direction over a lane's images: src [N, in_ch, g->h, g->w] padded into the
- * lane's input planes, convolved into its output planes, unpadded into dst [N, out_ch, ho, wo]. */
-static void convolve_lane(const c3_job *job, int lane, const c3_geom *g, int64_t in_ch,
-                          int64_t out_ch, int64_t out_ch4, size_t lane_floats, const float *src,
+/* One direction over a lane's images: src [N, in_ch, h, w] -> dst [N, rows, ho, wo]. */
+static void convolve_lane(const c3_job *job, int lane, const c3_dir *d, const float *src,
                           float *dst, const float *bias, int accumulate) {
   const c3_plan *p = job->p;
-  float *xpad = job->lanes + (size_t)lane * lane_floats;
-  float *out = xpad + slice(in_ch * g->in_floats);
-  memset(xpad, 0, (size_t)(in_ch * g->in_floats) * sizeof(float));
-  const int64_t in_img = in_ch * g->h * g->w, out_img = out_ch * g->ho * g->wo;
-  for (int64_t n = lane; n < p->n; n += p->lanes) {
-    pad_planes(g, in_ch, src + n * in_img, xpad, g->in_floats);
-    convolve_planes(g, in_ch, out_ch4, xpad, job->wpack, out);
-    unpad_planes(g, out_ch, out, bias, accumulate, dst + n * out_img);
+  float *base = job->lanes + (size_t)lane * d->lane_floats;
+  if (d->wino) {
+    const c3_wino *g = &d->wg;
+    float *pad = base, *v = base + d->v_off, *m = base + d->m_off;
+    const int64_t in_plane = g->h * g->w, out_plane = g->ho * g->wo;
+    memset(pad, 0, (size_t)(d->in_ch * g->plane) * sizeof(float)); /* borders stay zero */
+    for (int64_t n = lane; n < p->n; n += p->lanes) {
+      for (int64_t c = 0; c < d->in_ch; c++)
+        pad_plane(g, src + (n * d->in_ch + c) * in_plane, pad + c * g->plane);
+      for (int64_t i0 = 0; i0 < g->th; i0 += d->block_rows) {
+        const int64_t i1 = i0 + d->block_rows < g->th ? i0 + d->block_rows : g->th;
+        for (int64_t c = 0; c < d->in_ch; c++)
+          wino_input(g, pad + c * g->plane, i0, i1, v + c * d->vt, d->v_xi);
+        winograd_products(d, job->wpack, v, (i1 - i0) * g->tw, m);
+        for (int64_t r = 0; r < d->rows; r++)
+          wino_output(g, m + r * d->vt, d->m_xi, i0, i1, dst + (n * d->rows + r) * out_plane,
+                      bias ? bias[r] : 0.0f, accumulate);
+      }
+    }
+  } else {
+    const c3_geom *g = &d->direct;
+    float *xpad = base, *out = base + d->out_off;
+    memset(xpad, 0, (size_t)(d->in_ch * g->in_floats) * sizeof(float));
+    const int64_t in_img = d->in_ch * g->h * g->w, out_img = d->rows * g->ho * g->wo;
+    for (int64_t n = lane; n < p->n; n += p->lanes) {
+      pad_planes(g, d->in_ch, src + n * in_img, xpad, g->in_floats);
+      convolve_planes(g, d->in_ch, d->rows4, xpad, job->wpack, out);
+      unpad_planes(g, d->rows, out, bias, accumulate, dst + n * out_img);
+    }
   }
 }
 
 static void forward_lane(const void *arg, int lane) {
   const c3_job *job = arg;
-  const c3_plan *p = job->p;
-  convolve_lane(job, lane, &p->fwd, p->c, p->o, p->o4, p->fwd_lane, job->x, job->y, job->bias, 0);
+  convolve_lane(job, lane, &job->p->fwd, job->x, job->y, job->bias, 0);
 }
 
 static void backward_data_lane(const void *arg, int lane) {
   const c3_job *job = arg;
-  const c3_plan *p = job->p;
-  convolve_lane(job, lane, &p->bwd, p->o, p->c, p->c4, p->bwd_lane, job->dy, job->dx, NULL,
-                job->accumulate);
+  convolve_lane(job, lane, &job->p->bwd, job->dy, job->dx, NULL, job->accumulate);
 }
 
 /* The lane's weight-gradient partial [o4][C][3][3]: dw itself for lane 0 when O = O4. */
@@ -464,7 +759,7 @@ static float *grad_partial(const c3_job *job, int lane) {
 /* dy planes [o4][group][out_floats] := the valid positions of dy_n [O, ho, wo] for slot j; the
  * junk positions, the tails and rows >= O are zero from the lane's start. */
 static void place_dy(const c3_plan *p, const float *dyn, int64_t j, float *dyg) {
-  const c3_geom *g = &p->fwd;
+  const c3_geom *g = &p->grad;
   for (int64_t o = 0; o < p->o; o++)
     for (int64_t oy = 0; oy < g->ho; oy++) {
       const float *src = dyn + (o * g->ho + oy) * g->wo;
@@ -477,7 +772,7 @@ static void place_dy(const c3_plan *p, const float *dyn, int64_t j, float *dyg) 
 static void backward_filter_lane(const void *arg, int lane) {
   const c3_job *job = arg;
   const c3_plan *p = job->p;
-  const c3_geom *g = &p->fwd;
+  const c3_geom *g = &p->grad;
   float *xg = job->lanes + (size_t)lane * p->grad_lane;
   float *dyg = xg + slice(p->group * p->c * g->in_floats);
   float *part = grad_partial(job, lane);
@@ -539,7 +834,7 @@ int fg_cpu_conv3x3_applies(const fg_backend *b, const fg_conv_desc *d, int64_t k
 size_t fg_cpu_conv3x3_workspace(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
                                 const fg_tensor *w) {
   const c3_plan p = make_plan(b, d, x, w);
-  return max_size(forward_floats(&p), max_size(backward_floats(&p), grad_floats(&p))) *
+  return max_size(dir_floats(&p, &p.fwd), max_size(dir_floats(&p, &p.bwd), grad_floats(&p))) *
          sizeof(float);
 }
 
@@ -547,12 +842,12 @@ fg_status fg_cpu_conv3x3_forward(const fg_backend *b, const fg_conv_desc *d, con
                                  const fg_tensor *w, const fg_tensor *bias, fg_tensor *y,
                                  fg_workspace ws) {
   const c3_plan p = make_plan(b, d, x, w);
-  FG_TRY(fg_cpu_conv_check_workspace("conv2d_forward", ws, forward_floats(&p)));
+  FG_TRY(fg_cpu_conv_check_workspace("conv2d_forward", ws, dir_floats(&p, &p.fwd)));
   if (p.n == 0) return FG_OK;
   float *base = ws.ptr;
-  pack_forward_weights(&p, fg_f32(w), base);
+  pack_weights(&p.fwd, fg_f32(w), base);
   const c3_job job = {.p = &p, .x = fg_f32(x), .bias = bias ? fg_f32(bias) : NULL,
-                      .wpack = base, .y = fg_f32(y), .lanes = base + p.fwd_w};
+                      .wpack = base, .y = fg_f32(y), .lanes = base + p.fwd.w_floats};
   fg_cpu_run_lanes(p.lanes, p.threads, forward_lane, &job);
   return FG_OK;
 }
@@ -561,12 +856,12 @@ fg_status fg_cpu_conv3x3_backward_data(const fg_backend *b, const fg_conv_desc *
                                        const fg_tensor *dy, const fg_tensor *w, fg_tensor *dx,
                                        int accumulate, fg_workspace ws) {
   const c3_plan p = make_plan(b, d, dx, w);
-  FG_TRY(fg_cpu_conv_check_workspace("conv2d_backward_data", ws, backward_floats(&p)));
+  FG_TRY(fg_cpu_conv_check_workspace("conv2d_backward_data", ws, dir_floats(&p, &p.bwd)));
   if (p.n == 0) return FG_OK;
   float *base = ws.ptr;
-  pack_backward_weights(&p, fg_f32(w), base);
+  pack_weights(&p.bwd, fg_f32(w), base);
   const c3_job job = {.p = &p, .dy = fg_f32(dy), .wpack = base, .dx = fg_f32(dx),
-                      .lanes = base + p.bwd_w, .accumulate = accumulate};
+                      .lanes = base + p.bwd.w_floats, .accumulate = accumulate};
   fg_cpu_run_lanes(p.lanes, p.threads, backward_data_lane, &job);
   return FG_OK;
 }

@@ -89,7 +89,8 @@ fg_status fg_cpu_backend_register(const fg_cpu_options *opt) {
   omp_set_num_threads(threads);
   fg_cpu_blas_set_threads(threads);
   snprintf(fg_cpu.description, sizeof fg_cpu.description, "cpu: %d threads, %d conv lanes%s, %s",
-           threads, lanes, fg_cpu_state.avx2 ? ", AVX2 3x3 kernels" : "", fg_cpu_blas_description());
+           threads, lanes, fg_cpu_state.avx2 ? ", AVX2 3x3 kernels" : "",
+           fg_cpu_blas_description());
   return fg_backend_register(&fg_cpu);
 }
 

@@ -125,7 +125,8 @@ static void channel_moments(const float *x, const bn_layout *l, int64_t ch, doub
   const double m = sum / (double)l->count;
   const float mf = (float)m;
   double sq = 0.0; /* sum (x - mf)^2 = sum (x - m)^2 + count (m - mf)^2 */
-  for (int64_t i = 0; i < l->batch; i++) sq += plane_sq_dev(x + plane_offset(l, i, ch), l->inner, mf);
+  for (int64_t i = 0; i < l->batch; i++)
+    sq += plane_sq_dev(x + plane_offset(l, i, ch), l->inner, mf);
   const double shift = m - (double)mf;
   const double centred = sq - (double)l->count * shift * shift;
   *mean = m;
@@ -137,7 +138,8 @@ static void channel_affine(const float *x, float *y, const bn_layout *l, int64_t
                            double scale, double shift) {
   const float mf = (float)mean;
   const float a = (float)scale;
-  const float b = (float)(shift + ((double)mf - mean) * scale); /* (x - mean) = (x - mf) + (mf - mean) */
+  /* (x - mean) scale = (x - mf) scale + (mf - mean) scale */
+  const float b = (float)(shift + ((double)mf - mean) * scale);
   for (int64_t i = 0; i < l->batch; i++) {
     const int64_t off = plane_offset(l, i, ch);
     plane_affine(x + off, y + off, l->inner, mf, a, b);

@@ -181,7 +181,8 @@ static fg_status cpu_maxpool_backward(fg_backend *b, const fg_pool_desc *d, cons
   for (int64_t p = 0; p < g.planes; p++) {
     float *plane = dxp + p * in_plane;
     if (two) {
-      bad += maxpool2_plane_backward(&g, dyp + p * out_plane, ap + p * out_plane, plane, accumulate);
+      bad +=
+          maxpool2_plane_backward(&g, dyp + p * out_plane, ap + p * out_plane, plane, accumulate);
       continue;
     }
     if (!accumulate) memset(plane, 0, (size_t)in_plane * sizeof(float));

@@ -1,8 +1,10 @@
-/* The dense 3x3 stride-1 convolution kernels (cpu/conv3x3.c, AVX2/FMA) and the generic path
- * they replace: both against the double-precision references (cpu/ref/ref_nn.h) on shapes that
- * exercise every tile width, channel counts that are not multiples of 4, pads 0..2, uneven lanes
- * and weight-gradient image groups; bit-identical results for 1 and 2 threads; and workspace
- * sizes derived by hand from the documented layout, refused when one byte short. */
+/* The dense 3x3 stride-1 convolution kernels (cpu/conv3x3.c, AVX2/FMA: Winograd F(2x2, 3x3)
+ * from 8 input channels and 16 tiles, else direct) and the generic path they replace: both
+ * against the double-precision references (cpu/ref/ref_nn.h) on shapes that exercise every tile
+ * width, odd output extents (half tiles), channel counts that are not multiples of 4, pads
+ * 0..2, uneven lanes and images cut into several blocks of tile rows; bit-identical results for
+ * 1 and 2 threads; and workspace sizes derived by hand from the documented layout, refused when
+ * one byte short. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +16,11 @@
 #include "engine/backend/ops.h"
 
 /* Sums of at most 144 products forward and 480 for the weight gradient, of O(1) values: float
- * rounding stays far below these bounds, indexing errors are O(0.1..1). */
+ * rounding stays far below these bounds, indexing errors are O(0.1..1). Cases with longer sums
+ * (big images) scale the absolute tolerance with the number of terms. */
 #define C3_ATOL 1e-5
 #define C3_RTOL 1e-4
+#define C3_TERMS 480
 
 typedef struct c3_case {
   int n, c, h, w, o, pad;
@@ -31,7 +35,13 @@ static const c3_case CASES[] = {
     {2, 3, 5, 4, 4, 2},    /* pad 2 (backward data pads by 0) */
     {1, 1, 1, 1, 4, 1},    /* a 1x1 image */
     {4, 2, 12, 10, 4, 1},  /* one input channel pair, 480 terms per weight gradient */
-    {2, 16, 14, 14, 8, 1}, /* cnn-like: 16 channels, 14x14 */
+    {2, 16, 14, 14, 8, 1}, /* cnn-like: 16 channels, 14x14 (Winograd forward and backward) */
+    {1, 16, 28, 28, 8, 1}, /* cnn-like, 28x28: two 8-tile vectors per tile row, 3 blocks */
+    {1, 8, 7, 9, 5, 1},    /* Winograd: odd extents (half tiles), O = 5 (rows padded to 8) */
+    {2, 9, 11, 10, 8, 0},  /* Winograd, pad 0 (backward data pads by 2), odd output rows */
+    {2, 8, 8, 9, 8, 2},    /* Winograd, pad 2 (backward data pads by 0) */
+    {9, 8, 8, 8, 12, 1},   /* Winograd, 9 images over 4 lanes, 12 input channels backward */
+    {1, 8, 76, 76, 4, 1},  /* Winograd: one image cut into blocks of tile rows */
 };
 enum { C3_CASES = sizeof CASES / sizeof CASES[0] };
 
@@ -68,10 +78,10 @@ static fg_workspace nan_workspace(size_t bytes) {
 }
 
 static void expect_close(const char *what, const char *name, const float *got, const double *want,
-                         size_t n) {
+                         size_t n, double atol) {
   char msg[256];
-  cr_assert(fgt_allclose(got, want, n, C3_ATOL, C3_RTOL, msg, sizeof msg), "%s [%s]: %s", what,
-            name, msg);
+  cr_assert(fgt_allclose(got, want, n, atol, C3_RTOL, msg, sizeof msg), "%s [%s]: %s", what, name,
+            msg);
 }
 
 /* Everything one case needs: inputs, their double copies, outputs. */
@@ -143,31 +153,33 @@ static void check_case(const c3_case *k, uint64_t seed) {
   size_t bytes = 0;
   FGT_OK(fg_conv2d_workspace(&d.desc, &t.x, &t.w, &bytes));
   fg_workspace ws = nan_workspace(bytes);
+  const double terms = (double)(k->n * d.ho * d.wo); /* the weight gradient's, the longest */
+  const double atol = terms > C3_TERMS ? C3_ATOL * terms / C3_TERMS : C3_ATOL;
 
   for (int with_bias = 0; with_bias <= 1; with_bias++) {
     fill_nan(y, d.ny);
     FGT_OK(fg_conv2d_forward(&d.desc, &t.x, &t.w, with_bias ? &t.b : NULL, &t.y, ws));
     fg_ref_conv2d_forward(&d.s, d.xd, d.wd, with_bias ? d.bd : NULL, yr);
-    expect_close(with_bias ? "forward with bias" : "forward", d.name, y, yr, d.ny);
+    expect_close(with_bias ? "forward with bias" : "forward", d.name, y, yr, d.ny, atol);
   }
 
   fill_nan(dx, d.nx);
   FGT_OK(fg_conv2d_backward_data(&d.desc, &t.dy, &t.w, &t.dx, 0, ws));
   fg_ref_conv2d_backward_data(&d.s, d.dyd, d.wd, dxr, 0);
-  expect_close("backward_data", d.name, dx, dxr, d.nx);
+  expect_close("backward_data", d.name, dx, dxr, d.nx, atol);
 
   memcpy(dx, d.dx0, d.nx * sizeof *dx);
   memcpy(dxr, d.dx0d, d.nx * sizeof *dxr);
   FGT_OK(fg_conv2d_backward_data(&d.desc, &t.dy, &t.w, &t.dx, 1, ws));
   fg_ref_conv2d_backward_data(&d.s, d.dyd, d.wd, dxr, 1);
-  expect_close("backward_data accumulate", d.name, dx, dxr, d.nx);
+  expect_close("backward_data accumulate", d.name, dx, dxr, d.nx, atol);
 
   fill_nan(dw, d.nw);
   fill_nan(db, (size_t)k->o);
   FGT_OK(fg_conv2d_backward_filter(&d.desc, &t.x, &t.dy, &t.dw, &t.db, ws));
   fg_ref_conv2d_backward_filter(&d.s, d.xd, d.dyd, dwr, dbr);
-  expect_close("backward_filter dw", d.name, dw, dwr, d.nw);
-  expect_close("backward_filter dbias", d.name, db, dbr, (size_t)k->o);
+  expect_close("backward_filter dw", d.name, dw, dwr, d.nw, atol);
+  expect_close("backward_filter dbias", d.name, db, dbr, (size_t)k->o, atol);
 
   free(ws.ptr), free(y), free(dx), free(dw), free(db), free(yr), free(dxr), free(dwr), free(dbr);
   c3_free(&d);
@@ -210,9 +222,11 @@ static float *run_all(const c3_data *d) {
 
 Test(conv3x3, bit_identical_for_one_and_two_threads) {
   const c3_case cases[] = {
-      {9, 4, 5, 5, 8, 1},    /* groups of images, lane 0 accumulating into dw */
-      {7, 5, 9, 8, 6, 1},    /* O = 6: every lane with a partial in the workspace */
-      {5, 16, 14, 14, 16, 1} /* cnn-like */
+      {9, 4, 5, 5, 8, 1},     /* groups of images, lane 0 accumulating into dw */
+      {7, 5, 9, 8, 6, 1},     /* O = 6: every lane with a partial in the workspace */
+      {5, 16, 14, 14, 16, 1}, /* cnn-like, Winograd */
+      {9, 8, 8, 8, 12, 1},    /* Winograd, 9 images over 4 lanes */
+      {2, 16, 30, 28, 8, 1}   /* Winograd with images cut into blocks of tile rows */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     c3_data d = c3_setup(&cases[i], 500 + 10 * i);
@@ -230,16 +244,15 @@ Test(conv3x3, bit_identical_for_one_and_two_threads) {
 /* ----------------------------------------------------------------------------------------- */
 /* Workspace                                                                                  */
 
-/* Calls on n3 c5 6x7 pad 1 with o output channels and a workspace of `bytes`. */
+/* The three calls on case k with a workspace of `bytes`. */
 typedef struct ws_calls {
   fg_status forward, backward_data, backward_filter;
 } ws_calls;
 
-static ws_calls call_with(int o, size_t bytes) {
-  const c3_case k = {3, 5, 6, 7, o, 1};
-  c3_data d = c3_setup(&k, 900);
+static ws_calls call_with(const c3_case *k, size_t bytes) {
+  c3_data d = c3_setup(k, 900);
   float *y = malloc(d.ny * sizeof *y), *dx = malloc(d.nx * sizeof *dx);
-  float *dw = malloc(d.nw * sizeof *dw), *db = malloc((size_t)o * sizeof *db);
+  float *dw = malloc(d.nw * sizeof *dw), *db = malloc((size_t)k->o * sizeof *db);
   cr_assert(y && dx && dw && db);
   c3_tensors t = c3_views(&d, y, dx, dw, db);
   fg_workspace ws = nan_workspace(bytes);
@@ -252,9 +265,8 @@ static ws_calls call_with(int o, size_t bytes) {
   return r;
 }
 
-static size_t workspace_of(int o) {
-  const c3_case k = {3, 5, 6, 7, o, 1};
-  c3_data d = c3_setup(&k, 900);
+static size_t workspace_of(const c3_case *k) {
+  c3_data d = c3_setup(k, 900);
   c3_tensors t = c3_views(&d, NULL, NULL, NULL, NULL);
   size_t bytes = 0;
   FGT_OK(fg_conv2d_workspace(&d.desc, &t.x, &t.w, &bytes));
@@ -262,47 +274,76 @@ static size_t workspace_of(int o) {
   return bytes;
 }
 
-/* `need` bytes work, one byte less is refused. */
-static void expect_exact(fg_status (*pick)(const ws_calls *), size_t need, const char *what, int o) {
-  ws_calls ok = call_with(o, need), short_by_one = call_with(o, need - 1);
-  cr_assert_eq(pick(&ok), FG_OK, "%s (o %d) with %zu bytes: %s", what, o, need, fg_last_error());
-  cr_assert_eq(pick(&short_by_one), FG_ERR_INVALID, "%s (o %d) with %zu bytes was accepted", what,
-               o, need - 1);
-}
-
+typedef fg_status (*ws_pick)(const ws_calls *);
 static fg_status pick_forward(const ws_calls *c) { return c->forward; }
 static fg_status pick_backward_data(const ws_calls *c) { return c->backward_data; }
 static fg_status pick_backward_filter(const ws_calls *c) { return c->backward_filter; }
 
-Test(conv3x3, workspace_is_exact_and_thread_independent) {
+/* case k: the workspace query says `total` floats, with 1 and 2 threads; each call works with
+ * exactly its own `need` floats and refuses one byte less. */
+static void expect_workspace(const c3_case *k, size_t total, const size_t need[3]) {
+  static const ws_pick picks[3] = {pick_forward, pick_backward_data, pick_backward_filter};
+  static const char *names[3] = {"forward", "backward_data", "backward_filter"};
   fgt_setup_cpu(1);
-  const size_t one6 = workspace_of(6), one8 = workspace_of(8);
+  const size_t one = workspace_of(k);
   fgt_setup_cpu(2);
-  cr_assert_eq(workspace_of(6), one6, "o6: %zu with 2 threads, %zu with 1", workspace_of(6), one6);
-  cr_assert_eq(workspace_of(8), one8, "o8: %zu with 2 threads, %zu with 1", workspace_of(8), one8);
+  const size_t two = workspace_of(k);
+  cr_assert_eq(one, total * 4, "c%d o%d: workspace %zu, want %zu", k->c, k->o, one, total * 4);
+  cr_assert_eq(two, one, "c%d o%d: %zu bytes with 2 threads, %zu with 1", k->c, k->o, two, one);
+  for (int i = 0; i < 3; i++) {
+    const size_t bytes = need[i] * 4;
+    ws_calls ok = call_with(k, bytes), short_by_one = call_with(k, bytes - 1);
+    cr_assert_eq(picks[i](&ok), FG_OK, "%s (c%d o%d) with %zu bytes: %s", names[i], k->c, k->o,
+                 bytes, fg_last_error());
+    cr_assert_eq(picks[i](&short_by_one), FG_ERR_INVALID, "%s (c%d o%d) accepted %zu bytes",
+                 names[i], k->c, k->o, bytes - 1);
+  }
+}
+
+Test(conv3x3, workspace_is_exact_and_thread_independent) {
+  const c3_case direct6 = {3, 5, 6, 7, 6, 1}, direct8 = {3, 5, 6, 7, 8, 1};
+  const c3_case wino4 = {2, 8, 7, 8, 4, 1}, wino8 = {2, 8, 7, 8, 8, 1};
+  fgt_setup_cpu(2);
   if (!fg_cpu_uses_avx2()) {
     /* generic path: 3 lanes of col 45 x 42 = 1890 -> 1904 floats, 2 dw partials 270 -> 272 */
-    cr_assert_eq(one6, (size_t)(3 * 1904 + 2 * 272) * 4);
+    const size_t need[3] = {3 * 1904, 3 * 1904, 3 * 1904 + 2 * 272};
+    expect_workspace(&direct6, 3 * 1904 + 2 * 272, need);
     return;
   }
-  /* n3 c5 6x7 pad 1, 4 lanes -> 3 lanes. Forward and weight-gradient planes: row width 9,
-   * 6 * 9 = 54 output positions -> 7 vectors, out = 56 floats, in = 56 + 2*9 + 2 = 76 -> 80.
-   * Backward data pads dy (6x7) by 1: the same planes. Group: 32 / 7 -> 5, capped by the
-   * 1 image per lane -> 1. Pieces are rounded to 16 floats.
+  /* Pieces are rounded to 16 floats.
+   * n3 c5 6x7 pad 1, 4 lanes -> 3 lanes (1 image each); everything direct (C = 5 < 8; 6x7
+   * outputs are 12 < 16 Winograd tiles). Planes: row width 9, 6 * 9 = 54 output positions ->
+   * 7 vectors, out = 56 floats, in = 56 + 2*9 + 2 = 76 -> 80 (backward data pads dy, 6x7, by
+   * 1: the same). Weight-gradient group: 32 / 7 -> 5, capped by the 1 image per lane -> 1.
    * o = 6 (O4 = 8, C4 = 8):
    *   forward   w 8*5*9 = 360 -> 368, lane 5*80 = 400 + 8*56 = 448: 368 + 3*848 = 2912
    *   bwd data  w 8*6*9 = 432,        lane 6*80 = 480 + 448:        432 + 3*928 = 3216
    *   weights   lane 400 + 448 = 848, partial 8*5*9 = 360 -> 368 for all 3 lanes:
-   *             3*848 + 3*368 = 3648 (the largest)
-   * o = 8: lane 0 accumulates into dw, so 2 partials:
-   *   forward 2912; bwd data w 8*8*9 = 576, lane 8*80 + 448 = 1088: 576 + 3264 = 3840;
-   *   weights 3*848 + 2*368 = 3280. */
-  cr_assert_eq(one6, 3648 * 4, "o6 workspace %zu", one6);
-  cr_assert_eq(one8, 3840 * 4, "o8 workspace %zu", one8);
-  expect_exact(pick_forward, 2912 * 4, "forward", 6);
-  expect_exact(pick_backward_data, 3216 * 4, "backward_data", 6);
-  expect_exact(pick_backward_filter, 3648 * 4, "backward_filter", 6);
-  expect_exact(pick_forward, 2912 * 4, "forward", 8);
-  expect_exact(pick_backward_data, 3840 * 4, "backward_data", 8);
-  expect_exact(pick_backward_filter, 3280 * 4, "backward_filter", 8);
+   *             3*848 + 3*368 = 3648 (the largest) */
+  const size_t need6[3] = {2912, 3216, 3648};
+  expect_workspace(&direct6, 3648, need6);
+  /* o = 8: lane 0 accumulates into dw, so 2 partials: 3*848 + 2*368 = 3280;
+   *   bwd data  w 8*8*9 = 576, lane 8*80 + 448 = 1088: 576 + 3*1088 = 3840 (the largest) */
+  const size_t need8[3] = {2912, 3840, 3280};
+  expect_workspace(&direct8, 3840, need8);
+  /* n2 c8 7x8 pad 1, 2 lanes (1 image each); 7x8 outputs in 4 x 4 = 16 tiles. Winograd planes:
+   * padded rows of 2*4 + 2 = 10, plane (2*4 + 2) * 10 + 16 = 116. A block: 48 tiles wanted, 4
+   * per tile row -> 12 rows, so the whole image (4 tile rows); vt = 16 + 8 = 24.
+   * o = 4 (O4 = 4): forward Winograd, V planes 8*24 = 192 + 16 = 208 apart, M planes
+   * 4*24 = 96 + 16 = 112 apart:
+   *   forward   w 16*4*8 = 512, lane 8*116 = 928 + 16*208 = 3328 + 16*112 = 1792 = 6048:
+   *             512 + 2*6048 = 12608 (the largest)
+   * backward data has O = 4 < 8 input channels: direct, dy 7x8 padded by 1: row width 10,
+   * 70 positions -> 9 vectors, out 72, in 72 + 20 + 2 = 94 -> 96; rows C4 = 8:
+   *   bwd data  w 8*4*9 = 288, lane 4*96 = 384 + 8*72 = 576 = 960: 288 + 2*960 = 2208
+   *   weights   (direct, the same planes; group 32 / 9 -> 4, capped at 1) lane 8*96 = 768 +
+   *             4*72 = 288 = 1056, lane 0 into dw, 1 partial 4*8*9 = 288: 2*1056 + 288 = 2400 */
+  const size_t need_w4[3] = {12608, 2208, 2400};
+  expect_workspace(&wino4, 12608, need_w4);
+  /* o = 8: forward and backward data both Winograd with 8 inputs and 8 rows, V and M planes
+   * 8*24 = 192 + 16 = 208 apart:
+   *   each      w 16*8*8 = 1024, lane 928 + 3328 + 3328 = 7584: 1024 + 2*7584 = 16192
+   *   weights   lane 768 + 8*72 = 576 = 1344, 1 partial 8*8*9 = 576: 2*1344 + 576 = 3264 */
+  const size_t need_w8[3] = {16192, 16192, 3264};
+  expect_workspace(&wino8, 16192, need_w8);
 }
