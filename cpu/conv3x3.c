@@ -658,33 +658,38 @@ static void pack_direct_weights(const c3_dir *d, const float *w, float *wpack) {
               dir_kernel(d, w, rb * FG_C3_BLOCK + r, in, t);
 }
 
+/* G v for a 3-vector v, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]. */
+static void g_times(double v0, double v1, double v2, double out[4]) {
+  out[0] = v0;
+  out[1] = 0.5 * (v0 + v1 + v2);
+  out[2] = 0.5 * (v0 - v1 + v2);
+  out[3] = v2;
+}
+
 /* Winograd: u[xi][rb][in][r] = (G g G^T)[xi] for g = kernel(4 rb + r, in), computed in double
- * and rounded once; G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]. */
-static void pack_winograd_weights(const c3_dir *d, const float *w, float *u) {
-  static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+ * and rounded once; rows spread over `threads` threads (each element is computed on its own). */
+static void pack_winograd_weights(const c3_dir *d, const float *w, float *u, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t row = 0; row < d->rows4; row++)
     for (int64_t in = 0; in < d->in_ch; in++) {
-      double gg[4][3]; /* G g */
-      for (int a = 0; a < 4; a++)
-        for (int kx = 0; kx < 3; kx++) {
-          double s = 0.0;
-          for (int ky = 0; ky < 3; ky++) s += G[a][ky] * dir_kernel(d, w, row, in, ky * 3 + kx);
-          gg[a][kx] = s;
-        }
+      double gg[3][4]; /* gg[kx] = G (column kx of g) */
+      for (int kx = 0; kx < 3; kx++)
+        g_times(dir_kernel(d, w, row, in, kx), dir_kernel(d, w, row, in, 3 + kx),
+                dir_kernel(d, w, row, in, 6 + kx), gg[kx]);
       const int64_t rb = row / FG_C3_BLOCK, r = row % FG_C3_BLOCK;
-      for (int a = 0; a < 4; a++)
-        for (int b = 0; b < 4; b++) {
-          double s = 0.0;
-          for (int kx = 0; kx < 3; kx++) s += gg[a][kx] * G[b][kx];
-          const int xi = 4 * a + b;
-          u[((xi * d->rows4 / FG_C3_BLOCK + rb) * d->in_ch + in) * FG_C3_BLOCK + r] = (float)s;
-        }
+      for (int a = 0; a < 4; a++) {
+        double t[4]; /* row a of (G g) G^T */
+        g_times(gg[0][a], gg[1][a], gg[2][a], t);
+        for (int b = 0; b < 4; b++)
+          u[(((4 * a + b) * d->rows4 / FG_C3_BLOCK + rb) * d->in_ch + in) * FG_C3_BLOCK + r] =
+              (float)t[b];
+      }
     }
 }
 
-static void pack_weights(const c3_dir *d, const float *w, float *wpack) {
+static void pack_weights(const c3_dir *d, const float *w, float *wpack, int threads) {
   if (d->wino)
-    pack_winograd_weights(d, w, wpack);
+    pack_winograd_weights(d, w, wpack, threads);
   else
     pack_direct_weights(d, w, wpack);
 }
@@ -845,7 +850,7 @@ fg_status fg_cpu_conv3x3_forward(const fg_backend *b, const fg_conv_desc *d, con
   FG_TRY(fg_cpu_conv_check_workspace("conv2d_forward", ws, dir_floats(&p, &p.fwd)));
   if (p.n == 0) return FG_OK;
   float *base = ws.ptr;
-  pack_weights(&p.fwd, fg_f32(w), base);
+  pack_weights(&p.fwd, fg_f32(w), base, p.threads);
   const c3_job job = {.p = &p, .x = fg_f32(x), .bias = bias ? fg_f32(bias) : NULL,
                       .wpack = base, .y = fg_f32(y), .lanes = base + p.fwd.w_floats};
   fg_cpu_run_lanes(p.lanes, p.threads, forward_lane, &job);
@@ -859,7 +864,7 @@ fg_status fg_cpu_conv3x3_backward_data(const fg_backend *b, const fg_conv_desc *
   FG_TRY(fg_cpu_conv_check_workspace("conv2d_backward_data", ws, dir_floats(&p, &p.bwd)));
   if (p.n == 0) return FG_OK;
   float *base = ws.ptr;
-  pack_weights(&p.bwd, fg_f32(w), base);
+  pack_weights(&p.bwd, fg_f32(w), base, p.threads);
   const c3_job job = {.p = &p, .dy = fg_f32(dy), .wpack = base, .dx = fg_f32(dx),
                       .lanes = base + p.bwd.w_floats, .accumulate = accumulate};
   fg_cpu_run_lanes(p.lanes, p.threads, backward_data_lane, &job);
