@@ -6,7 +6,7 @@
  * dx[c] = sum_o sum_t w[o][c][8 - t] dypad[o][. + off_t]. A direction runs as Winograd
  * F(2x2, 3x3) (Lavin & Gray) when it has at least FG_C3_WINO_MIN_CHANNELS input channels and
  * FG_C3_WINO_MIN_PLANE tiles per image, else directly (the first layer, small images). The
- * weight gradient always runs directly.
+ * weight gradient runs directly, or by output-channel vectors (below).
  *
  * Winograd. Each 4x4 input tile d (tiles 2 apart) and each kernel g are transformed,
  *   V = B^T d B,  U = G g G^T,  M[xi][o][t] = sum_c U[xi][o][c] V[xi][c][t]  (xi < 16),
@@ -28,6 +28,11 @@
  *   dw[o][c][ky][kx] += sum_p dyp[o][p] xpad[c][p + ky Wp + kx]    (4 x 3 tiles over groups of
  *                                                                    images)
  *
+ * Weight gradient by output-channel vectors, where the direct planes would spend a tenth or
+ * more of their positions on junk (small images): dy is transposed to [pixel][o], and a tile
+ * keeps dw[o .. o+15][c, c+1][ky][0..2] in 12 vector accumulators over every pixel of a group
+ * of images (x broadcast per pixel): no junk positions and no sums across vector lanes.
+ *
  * Lanes as in cpu/conv.c: lane l takes images l, l+L, l+2L, ... in order with its own buffers
  * and its own weight-gradient partial; the partials are added element by element in lane order.
  * Every sum therefore runs in an order fixed by the shapes and the lane count alone, so results
@@ -42,7 +47,9 @@
  *                    transformed planes of a block;
  *   weight gradient  [ lane 0: G*(C*in + O4*out) | lane 1 | ... | partial lane 1 | ... ]
  *                    with G images per group; lane 0 accumulates straight into dw when O is a
- *                    multiple of 4 (else it too has a partial [O4][C][3][3]).
+ *                    multiple of 4 (else it too has a partial [O4][C][3][3]);
+ *     by vectors:    [ lane 0: G*C*in + G*pixels*O16 + C*9*O16 | lane 1 | ... ] (x planes,
+ *                    transposed dy, the lane's partial [C][9][O16]; O16: O rounded up to 16).
  * fg_cpu_conv3x3_workspace reports the largest of the three. */
 #include <string.h>
 
@@ -61,6 +68,8 @@ enum {
   FG_C3_TAPS = 9,       /* 3x3 */
   FG_C3_BLOCK = 4,      /* output channels per tile */
   FG_C3_GRAD_VECS = 32, /* weight gradient: vectors per image group at least (when possible) */
+  FG_C3_GRADT_MIN_PIXELS = 49, /* gradient by output-channel vectors: 7x7 outputs at least, */
+  FG_C3_GRADT_PIXELS = 128,    /* and images grouped to this many pixels (when possible) */
   FG_C3_WINO = 16,      /* Winograd F(2x2, 3x3): transformed tile size 4x4 */
   FG_C3_WINO_MIN_CHANNELS = 8, /* fewer input channels: direct (transforms would dominate) */
   FG_C3_WINO_MIN_PLANE = 16,   /* fewer 2x2 tiles per image (outputs under 7x7): direct */
@@ -202,6 +211,11 @@ typedef struct c3_plan {
   int64_t group; /* weight gradient: images per group */
   size_t grad_lane, grad_part;
   int own_partials; /* weight-gradient partials in the workspace: lanes, or lanes - 1 */
+  /* the weight gradient by output-channel vectors (gradt): per lane, G images' padded x planes
+   * (c3_geom) and transposed dy [ho wo][o16], and a partial [C][9][o16] */
+  int gradt;
+  int64_t o16, gt_images;
+  size_t gt_x_off, gt_dyt_off, gt_part_off, gt_lane;
 } c3_plan;
 
 /* img: x or dx [N,C,H,W]; wt: w or dw [O,C,3,3]. */
@@ -229,6 +243,21 @@ static c3_plan make_plan(const fg_backend *b, const fg_conv_desc *d, const fg_te
   p.grad_lane = slice(p.group * p.c * p.grad.in_floats) + slice(p.group * p.o4 * p.grad.out_floats);
   p.grad_part = slice(p.o4 * p.c * FG_C3_TAPS);
   p.own_partials = p.o4 == p.o && p.lanes > 0 ? p.lanes - 1 : p.lanes;
+  /* by output-channel vectors when the direct planes would waste a tenth of their positions on
+   * junk (small planes), for at least two input channels and FG_C3_GRADT_MIN_PIXELS outputs */
+  const int64_t pixels = p.grad.ho * p.grad.wo;
+  p.gradt = p.c >= 2 && pixels >= FG_C3_GRADT_MIN_PIXELS &&
+            10 * pixels < 9 * FG_C3_VEC * p.grad.nvec;
+  if (p.gradt) {
+    p.o16 = round_up(p.o, 2 * FG_C3_VEC);
+    p.gt_images = (FG_C3_GRADT_PIXELS + pixels - 1) / pixels;
+    if (p.gt_images > per_lane) p.gt_images = per_lane;
+    if (p.gt_images < 1) p.gt_images = 1;
+    p.gt_x_off = 0;
+    p.gt_dyt_off = slice(p.gt_images * p.c * p.grad.in_floats);
+    p.gt_part_off = p.gt_dyt_off + slice(p.gt_images * pixels * p.o16);
+    p.gt_lane = p.gt_part_off + slice(p.c * FG_C3_TAPS * p.o16);
+  }
   return p;
 }
 
@@ -237,6 +266,7 @@ static size_t dir_floats(const c3_plan *p, const c3_dir *d) {
   return p->lanes ? d->w_floats + (size_t)p->lanes * d->lane_floats : 0;
 }
 static size_t grad_floats(const c3_plan *p) {
+  if (p->gradt) return (size_t)p->lanes * p->gt_lane;
   return (size_t)p->lanes * p->grad_lane + (size_t)p->own_partials * p->grad_part;
 }
 
@@ -244,10 +274,6 @@ static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 
 /* ----------------------------------------------------------------------------------------- */
 /* Kernels (AVX2 + FMA)                                                                       */
-
-#if FG_CONV3X3_X86
-
-#define FG_C3_TARGET __attribute__((target("avx2,fma")))
 
 /* One tile: 4 output rows x (8 * vectors) positions, out[r][p] = sum over input channels c and
  * taps k of w[c][k][r] * x[c][p + off[k]] (direct: 9 taps; a Winograd product: 1 tap at 0). */
@@ -261,6 +287,44 @@ typedef struct c3_tile {
   float *out;          /* output row 0 of the block at the tile's first position */
   int64_t out_stride;  /* floats between output rows */
 } c3_tile;
+
+/* One weight-gradient tile: rows o..o+3 x the 3 kx of one (c, ky), over a group of images. */
+typedef struct c3_grad_tile {
+  const float *dy;   /* dy plane of row 0 of the block, image 0 */
+  int64_t dy_row;    /* floats between rows (output channels) */
+  int64_t dy_image;  /* floats between the images of a row */
+  const float *x;    /* padded input of channel c, image 0, at offset ky * wp */
+  int64_t x_image;   /* floats between images */
+  int64_t images, nvec;
+  float *dw;         /* partial dw[o][c][ky][0] */
+  int64_t dw_row;    /* floats between rows of dw (C * 9) */
+} c3_grad_tile;
+
+/* One weight-gradient tile by output-channel vectors: acc[ch][kx][o] += sum over the pixels
+ * (oy, ox) of the group's images of dyt[pixel][o] * x_ch[(oy + ky) wp + ox + kx] for 16 output
+ * channels o (two vectors), kx < 3 and ch < 2 (x1 set) or 1. Every pixel counts exactly once
+ * (no junk positions), and the sums stay per output channel, so no vector is ever reduced
+ * across its lanes; the 12 (or 6) accumulators start from acc and go back to it. */
+typedef struct c3_gradt_tile {
+  const float *dyt;     /* transposed dy [pixels][o16] of image 0, at the block's first o */
+  int64_t dyt_image;    /* floats between images */
+  int64_t o16;          /* floats between pixels */
+  const float *x0, *x1; /* padded planes of the channels (x1 NULL: one channel), image 0, at
+                         * row ky */
+  int64_t x_image;      /* floats between images */
+  int64_t images, ho, wo, wp;
+  float *acc;           /* the lane's partial [C][9][o16] at (c, 3 ky, first o) */
+  int64_t acc_ch;       /* floats between channels: 9 o16 */
+} c3_gradt_tile;
+
+#if FG_CONV3X3_X86
+
+#define FG_C3_TARGET __attribute__((target("avx2,fma")))
+/* Hides where pointer p points from the optimiser (an empty asm that may change it). Used where
+ * the compiler would otherwise carry loaded values from one loop iteration to the next in
+ * registers that the accumulators need, spilling one of them (2.5x slower). */
+#define FG_C3_OPAQUE(p) __asm__("" : "+r"(p))
+
 
 FG_C3_TARGET static void tile_fwd3(const c3_tile *t) {
   __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;
@@ -343,17 +407,6 @@ FG_C3_TARGET static void tile_fwd1(const c3_tile *t) {
   _mm256_storeu_ps(o + 2 * t->out_stride, a2), _mm256_storeu_ps(o + 3 * t->out_stride, a3);
 }
 
-/* One weight-gradient tile: rows o..o+3 x the 3 kx of one (c, ky), over a group of images. */
-typedef struct c3_grad_tile {
-  const float *dy;   /* dy plane of row 0 of the block, image 0 */
-  int64_t dy_row;    /* floats between rows (output channels) */
-  int64_t dy_image;  /* floats between the images of a row */
-  const float *x;    /* padded input of channel c, image 0, at offset ky * wp */
-  int64_t x_image;   /* floats between images */
-  int64_t images, nvec;
-  float *dw;         /* partial dw[o][c][ky][0] */
-  int64_t dw_row;    /* floats between rows of dw (C * 9) */
-} c3_grad_tile;
 
 /* [sum a0, sum a1, ..., sum a7] */
 FG_C3_TARGET static __m256 sum8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4,
@@ -501,19 +554,81 @@ FG_C3_TARGET static void wino_output(const c3_wino *g, const float *m, int64_t x
     }
 }
 
+
+FG_C3_TARGET static void tile_gradt2(const c3_gradt_tile *t) {
+  float *a = t->acc;
+  const int64_t k = t->o16, c = t->acc_ch;
+  __m256 a00 = _mm256_loadu_ps(a), a01 = _mm256_loadu_ps(a + 8);
+  __m256 a10 = _mm256_loadu_ps(a + k), a11 = _mm256_loadu_ps(a + k + 8);
+  __m256 a20 = _mm256_loadu_ps(a + 2 * k), a21 = _mm256_loadu_ps(a + 2 * k + 8);
+  __m256 b00 = _mm256_loadu_ps(a + c), b01 = _mm256_loadu_ps(a + c + 8);
+  __m256 b10 = _mm256_loadu_ps(a + c + k), b11 = _mm256_loadu_ps(a + c + k + 8);
+  __m256 b20 = _mm256_loadu_ps(a + c + 2 * k), b21 = _mm256_loadu_ps(a + c + 2 * k + 8);
+  for (int64_t i = 0; i < t->images; i++)
+    for (int64_t oy = 0; oy < t->ho; oy++) {
+      const float *r0 = t->x0 + i * t->x_image + oy * t->wp;
+      const float *r1 = t->x1 + i * t->x_image + oy * t->wp;
+      const float *d = t->dyt + i * t->dyt_image + oy * t->wo * k;
+      for (int64_t ox = 0; ox < t->wo; ox++, d += k) {
+        const float *p0 = r0 + ox, *p1 = r1 + ox;
+        FG_C3_OPAQUE(p0);
+        FG_C3_OPAQUE(p1);
+        const __m256 d0 = _mm256_loadu_ps(d), d1 = _mm256_loadu_ps(d + 8);
+        __m256 x = _mm256_broadcast_ss(p0);
+        a00 = _mm256_fmadd_ps(x, d0, a00), a01 = _mm256_fmadd_ps(x, d1, a01);
+        x = _mm256_broadcast_ss(p0 + 1);
+        a10 = _mm256_fmadd_ps(x, d0, a10), a11 = _mm256_fmadd_ps(x, d1, a11);
+        x = _mm256_broadcast_ss(p0 + 2);
+        a20 = _mm256_fmadd_ps(x, d0, a20), a21 = _mm256_fmadd_ps(x, d1, a21);
+        x = _mm256_broadcast_ss(p1);
+        b00 = _mm256_fmadd_ps(x, d0, b00), b01 = _mm256_fmadd_ps(x, d1, b01);
+        x = _mm256_broadcast_ss(p1 + 1);
+        b10 = _mm256_fmadd_ps(x, d0, b10), b11 = _mm256_fmadd_ps(x, d1, b11);
+        x = _mm256_broadcast_ss(p1 + 2);
+        b20 = _mm256_fmadd_ps(x, d0, b20), b21 = _mm256_fmadd_ps(x, d1, b21);
+      }
+    }
+  _mm256_storeu_ps(a, a00), _mm256_storeu_ps(a + 8, a01);
+  _mm256_storeu_ps(a + k, a10), _mm256_storeu_ps(a + k + 8, a11);
+  _mm256_storeu_ps(a + 2 * k, a20), _mm256_storeu_ps(a + 2 * k + 8, a21);
+  _mm256_storeu_ps(a + c, b00), _mm256_storeu_ps(a + c + 8, b01);
+  _mm256_storeu_ps(a + c + k, b10), _mm256_storeu_ps(a + c + k + 8, b11);
+  _mm256_storeu_ps(a + c + 2 * k, b20), _mm256_storeu_ps(a + c + 2 * k + 8, b21);
+}
+
+FG_C3_TARGET static void tile_gradt1(const c3_gradt_tile *t) {
+  float *a = t->acc;
+  const int64_t k = t->o16;
+  __m256 a00 = _mm256_loadu_ps(a), a01 = _mm256_loadu_ps(a + 8);
+  __m256 a10 = _mm256_loadu_ps(a + k), a11 = _mm256_loadu_ps(a + k + 8);
+  __m256 a20 = _mm256_loadu_ps(a + 2 * k), a21 = _mm256_loadu_ps(a + 2 * k + 8);
+  for (int64_t i = 0; i < t->images; i++)
+    for (int64_t oy = 0; oy < t->ho; oy++) {
+      const float *r0 = t->x0 + i * t->x_image + oy * t->wp;
+      const float *d = t->dyt + i * t->dyt_image + oy * t->wo * k;
+      for (int64_t ox = 0; ox < t->wo; ox++, d += k) {
+        const float *p0 = r0 + ox;
+        FG_C3_OPAQUE(p0);
+        const __m256 d0 = _mm256_loadu_ps(d), d1 = _mm256_loadu_ps(d + 8);
+        __m256 x = _mm256_broadcast_ss(p0);
+        a00 = _mm256_fmadd_ps(x, d0, a00), a01 = _mm256_fmadd_ps(x, d1, a01);
+        x = _mm256_broadcast_ss(p0 + 1);
+        a10 = _mm256_fmadd_ps(x, d0, a10), a11 = _mm256_fmadd_ps(x, d1, a11);
+        x = _mm256_broadcast_ss(p0 + 2);
+        a20 = _mm256_fmadd_ps(x, d0, a20), a21 = _mm256_fmadd_ps(x, d1, a21);
+      }
+    }
+  _mm256_storeu_ps(a, a00), _mm256_storeu_ps(a + 8, a01);
+  _mm256_storeu_ps(a + k, a10), _mm256_storeu_ps(a + k + 8, a11);
+  _mm256_storeu_ps(a + 2 * k, a20), _mm256_storeu_ps(a + 2 * k + 8, a21);
+}
+
 int fg_cpu_conv3x3_cpu_supported(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
 #else /* no x86 kernels: fg_cpu_conv3x3_applies is always 0 and these are never called */
-
-typedef struct c3_tile {
-  int unused;
-} c3_tile;
-typedef struct c3_grad_tile {
-  int unused;
-} c3_grad_tile;
 static void tile_fwd3(const c3_tile *t) { (void)t; }
 static void tile_fwd2(const c3_tile *t) { (void)t; }
 static void tile_fwd1(const c3_tile *t) { (void)t; }
@@ -526,6 +641,8 @@ static void wino_output(const c3_wino *g, const float *m, int64_t xi_stride, int
                         int64_t i1, float *dst, float bias, int accumulate) {
   (void)g, (void)m, (void)xi_stride, (void)i0, (void)i1, (void)dst, (void)bias, (void)accumulate;
 }
+static void tile_gradt2(const c3_gradt_tile *t) { (void)t; }
+static void tile_gradt1(const c3_gradt_tile *t) { (void)t; }
 int fg_cpu_conv3x3_cpu_supported(void) { return 0; }
 
 #endif
@@ -567,7 +684,6 @@ static void unpad_planes(const c3_geom *g, int64_t rows, const float *out, const
  * for the rest (4 goes as 2 + 2 rather than 3 + 1). t: everything but x and out, which are
  * advanced from x0 and out0. */
 static void tile_row(c3_tile *t, const float *x0, float *out0, int64_t nvec) {
-#if FG_CONV3X3_X86
   int64_t v = 0;
   while (v < nvec) {
     const int64_t left = nvec - v;
@@ -584,10 +700,6 @@ static void tile_row(c3_tile *t, const float *x0, float *out0, int64_t nvec) {
       v += 1;
     }
   }
-#else
-  (void)t, (void)x0, (void)out0, (void)nvec;
-  (void)tile_fwd3, (void)tile_fwd2, (void)tile_fwd1;
-#endif
 }
 
 /* Direct: out [rows4][out_floats] := the 3x3 kernel over xpad [channels][in_floats] with packed
@@ -791,8 +903,8 @@ static void backward_filter_lane(const void *arg, int lane) {
       pad_planes(g, p->c, job->x + n * x_img, xg + images * g->in_floats, x_plane);
       place_dy(p, job->dy + n * dy_img, images, dyg);
     }
-    c3_grad_tile t = {0};
-#if FG_CONV3X3_X86
+    c3_grad_tile t;
+    memset(&t, 0, sizeof t);
     t.dy_row = p->group * g->out_floats;
     t.dy_image = g->out_floats;
     t.x_image = g->in_floats;
@@ -807,9 +919,72 @@ static void backward_filter_lane(const void *arg, int lane) {
           t.dw = part + (ob * FG_C3_BLOCK * p->c + c) * FG_C3_TAPS + ky * 3;
           tile_grad(&t);
         }
-#else
-    (void)t, (void)tile_grad;
-#endif
+  }
+}
+
+/* dyt [ho wo][o16] (rows o < O) := dy_n [O, ho wo] transposed; rows >= O stay zero. */
+static void transpose_dy(const c3_plan *p, const float *dyn, float *dyt) {
+  const int64_t pixels = p->grad.ho * p->grad.wo;
+  for (int64_t o = 0; o < p->o; o++)
+    for (int64_t q = 0; q < pixels; q++) dyt[q * p->o16 + o] = dyn[o * pixels + q];
+}
+
+/* Weight gradient by output-channel vectors: the lane's partial [C][9][o16] := the sum over
+ * its images, taken gt_images at a time. */
+static void gradt_lane(const void *arg, int lane) {
+  const c3_job *job = arg;
+  const c3_plan *p = job->p;
+  const c3_geom *g = &p->grad;
+  float *base = job->lanes + (size_t)lane * p->gt_lane;
+  float *xg = base + p->gt_x_off, *dyt = base + p->gt_dyt_off, *part = base + p->gt_part_off;
+  memset(base, 0, p->gt_lane * sizeof(float)); /* borders, rows >= O of dyt, the partial */
+  const int64_t pixels = g->ho * g->wo, x_img = p->c * g->h * g->w, dy_img = p->o * pixels;
+  const int64_t x_slot = p->c * g->in_floats, dyt_slot = pixels * p->o16;
+  for (int64_t first = lane; first < p->n; first += p->gt_images * p->lanes) {
+    int64_t images = 0;
+    for (int64_t n = first; images < p->gt_images && n < p->n; n += p->lanes, images++) {
+      pad_planes(g, p->c, job->x + n * x_img, xg + images * x_slot, g->in_floats);
+      transpose_dy(p, job->dy + n * dy_img, dyt + images * dyt_slot);
+    }
+    c3_gradt_tile t;
+    memset(&t, 0, sizeof t);
+    t.dyt_image = dyt_slot;
+    t.o16 = p->o16;
+    t.x_image = x_slot;
+    t.images = images;
+    t.ho = g->ho;
+    t.wo = g->wo;
+    t.wp = g->wp;
+    t.acc_ch = FG_C3_TAPS * p->o16;
+    for (int64_t ob = 0; ob < p->o16; ob += 2 * FG_C3_VEC)
+      for (int64_t c = 0; c < p->c; c += 2)
+        for (int64_t ky = 0; ky < 3; ky++) {
+          t.dyt = dyt + ob;
+          t.x0 = xg + c * g->in_floats + ky * g->wp;
+          t.x1 = c + 1 < p->c ? t.x0 + g->in_floats : NULL;
+          t.acc = part + (c * FG_C3_TAPS + 3 * ky) * p->o16 + ob;
+          if (t.x1)
+            tile_gradt2(&t);
+          else
+            tile_gradt1(&t);
+        }
+  }
+}
+
+/* dw[o][c][t] := the lanes' partials [C][9][o16] added in lane order, transposed. */
+static void gradt_finish(const c3_job *job, float *dw) {
+  const c3_plan *p = job->p;
+  const float *parts[1024]; /* lanes <= 1024 (fg_cpu_backend_register) */
+  for (int l = 0; l < p->lanes; l++)
+    parts[l] = job->lanes + (size_t)l * p->gt_lane + p->gt_part_off;
+  const int64_t count = p->o * p->c * FG_C3_TAPS;
+#pragma omp parallel for num_threads(p->threads) schedule(static)
+  for (int64_t i = 0; i < count; i++) {
+    const int64_t o = i / (p->c * FG_C3_TAPS), ct = i % (p->c * FG_C3_TAPS);
+    const int64_t at = ct * p->o16 + o;
+    float s = parts[0][at];
+    for (int l = 1; l < p->lanes; l++) s += parts[l][at];
+    dw[i] = s;
   }
 }
 
@@ -881,6 +1056,11 @@ fg_status fg_cpu_conv3x3_backward_filter(const fg_backend *b, const fg_conv_desc
     return FG_OK;
   }
   const c3_job job = {.p = &p, .x = fg_f32(x), .dy = fg_f32(dy), .lanes = ws.ptr, .dw = fg_f32(dw)};
+  if (p.gradt) {
+    fg_cpu_run_lanes(p.lanes, p.threads, gradt_lane, &job);
+    gradt_finish(&job, fg_f32(dw));
+    return FG_OK;
+  }
   fg_cpu_run_lanes(p.lanes, p.threads, backward_filter_lane, &job);
   sum_partials(&job, fg_f32(dw));
   return FG_OK;

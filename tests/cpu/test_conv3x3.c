@@ -1,9 +1,10 @@
 /* The dense 3x3 stride-1 convolution kernels (cpu/conv3x3.c, AVX2/FMA: Winograd F(2x2, 3x3)
- * from 8 input channels and 16 tiles, else direct) and the generic path they replace: both
- * against the double-precision references (cpu/ref/ref_nn.h) on shapes that exercise every tile
- * width, odd output extents (half tiles), channel counts that are not multiples of 4, pads
- * 0..2, uneven lanes and images cut into several blocks of tile rows; bit-identical results for
- * 1 and 2 threads; and workspace sizes derived by hand from the documented layout, refused when
+ * from 8 input channels and 16 tiles, else direct; weight gradient by output-channel vectors
+ * on small planes) and the generic path they replace: both against the double-precision
+ * references (cpu/ref/ref_nn.h) on shapes that exercise every tile width, odd output extents
+ * (half tiles), channel counts that are not multiples of 4 (or odd), pads 0..2, uneven lanes,
+ * grouped images and images cut into several blocks of tile rows; bit-identical results for 1
+ * and 2 threads; and workspace sizes derived by hand from the documented layout, refused when
  * one byte short. */
 #include <math.h>
 #include <stdio.h>
@@ -336,14 +337,16 @@ Test(conv3x3, workspace_is_exact_and_thread_independent) {
    * backward data has O = 4 < 8 input channels: direct, dy 7x8 padded by 1: row width 10,
    * 70 positions -> 9 vectors, out 72, in 72 + 20 + 2 = 94 -> 96; rows C4 = 8:
    *   bwd data  w 8*4*9 = 288, lane 4*96 = 384 + 8*72 = 576 = 960: 288 + 2*960 = 2208
-   *   weights   (direct, the same planes; group 32 / 9 -> 4, capped at 1) lane 8*96 = 768 +
-   *             4*72 = 288 = 1056, lane 0 into dw, 1 partial 4*8*9 = 288: 2*1056 + 288 = 2400 */
-  const size_t need_w4[3] = {12608, 2208, 2400};
+   * The weight gradient goes by output-channel vectors (56 outputs, under 90% of the 72
+   * positions of the direct planes): O rounded up to 16; per lane (group 128 / 56 -> 3, capped
+   * at 1 image) x planes 8*96 = 768 (as above), transposed dy 56*16 = 896, partial 8*9*16 = 1152:
+   *   weights   2 * (768 + 896 + 1152) = 5632 */
+  const size_t need_w4[3] = {12608, 2208, 5632};
   expect_workspace(&wino4, 12608, need_w4);
   /* o = 8: forward and backward data both Winograd with 8 inputs and 8 rows, V and M planes
    * 8*24 = 192 + 16 = 208 apart:
    *   each      w 16*8*8 = 1024, lane 928 + 3328 + 3328 = 7584: 1024 + 2*7584 = 16192
-   *   weights   lane 768 + 8*72 = 576 = 1344, 1 partial 8*8*9 = 576: 2*1344 + 576 = 3264 */
-  const size_t need_w8[3] = {16192, 16192, 3264};
+   *   weights   O = 8 -> 16 again: 5632 */
+  const size_t need_w8[3] = {16192, 16192, 5632};
   expect_workspace(&wino8, 16192, need_w8);
 }
