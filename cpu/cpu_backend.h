@@ -24,8 +24,10 @@ fg_backend *fg_cpu_backend(void);
 int fg_cpu_threads(void);
 /* generic 1: convolutions use only the portable code from now on (to compare with it, or to
  * test it on a CPU that has the specific kernels); 0: the AVX2/FMA kernels of dense 3x3
- * stride-1 convolutions are used when the CPU has AVX2 and FMA (the default). Call between
- * steps, never while an op runs; workspace sizes follow the choice. */
+ * stride-1 convolutions are used when the CPU has AVX2 and FMA (the default, set when the
+ * backend is created). Call after fg_cpu_backend_register, between steps, never while an op
+ * runs or between a workspace query and the calls sized by it: workspace sizes follow the
+ * choice. */
 void fg_cpu_set_generic_kernels(int generic);
 /* 1 when dense 3x3 stride-1 convolutions (pad <= 2) run on the AVX2/FMA kernels. */
 int fg_cpu_uses_avx2(void);
