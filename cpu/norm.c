@@ -3,8 +3,9 @@
  * Each channel is handled by one thread from start to end, so results are bit-identical for
  * any thread count. A channel is N contiguous planes of H*W values, each handled by a
  * vectorisable per-plane loop.
- *   statistics: two passes (mean, then squared deviations from it), summed in float over
- *               short fixed blocks and in double across blocks;
+ *   statistics: sums of x - s and (x - s)^2, s the mean of the channel's first plane (one
+ *               pass, two when s is far from the mean), in float over short fixed blocks and
+ *               in double across blocks;
  *   outputs:    one fused multiply-add per element in float, on x - mean_f (mean_f = the mean
  *               rounded to float; the rounding is folded into the constant term, computed in
  *               double), so that values near the mean do not lose precision to cancellation. */
@@ -59,20 +60,23 @@ static double plane_sum(const float *p, int64_t n) {
   return s;
 }
 
-/* sum (p_i - m)^2, with m the mean rounded to float (the caller corrects for the rounding) */
-static double plane_sq_dev(const float *p, int64_t n, float m) {
-  double s = 0.0;
+/* *sum += sum (p_i - s), *sq += sum (p_i - s)^2 */
+static void plane_shifted_sums(const float *p, int64_t n, float s, double *sum, double *sq) {
+  double a = 0.0, b = 0.0;
   for (int64_t i = 0; i < n; i += FG_BN_BLOCK) {
     const int64_t len = n - i < FG_BN_BLOCK ? n - i : FG_BN_BLOCK;
-    float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
+    float acc = 0.0f, acc2 = 0.0f;
+#pragma omp simd reduction(+ : acc, acc2)
     for (int64_t k = 0; k < len; k++) {
-      const float d = p[i + k] - m;
-      acc += d * d;
+      const float d = p[i + k] - s;
+      acc += d;
+      acc2 += d * d;
     }
-    s += (double)acc;
+    a += (double)acc;
+    b += (double)acc2;
   }
-  return s;
+  *sum += a;
+  *sq += b;
 }
 
 /* *sum_dy += sum dy_i, *sum_dy_xc += sum dy_i (x_i - m) */
@@ -116,21 +120,30 @@ static void plane_dx(const float *dy, const float *x, float *dx, int64_t n, floa
 /* ----------------------------------------------------------------------------------------- */
 /* Per-channel steps                                                                          */
 
-/* Mean and biased variance of one channel (two passes: the mean, then squared deviations from
- * it rounded to float, corrected in double for that rounding). */
+/* Mean and biased variance of one channel from sums of d = x - s (float s): mean = s + sum d /
+ * count, var = sum d^2 / count - (sum d / count)^2. */
+static void shifted_moments(const float *x, const bn_layout *l, int64_t ch, float s, double *mean,
+                            double *var) {
+  double sum = 0.0, sq = 0.0;
+  for (int64_t i = 0; i < l->batch; i++)
+    plane_shifted_sums(x + plane_offset(l, i, ch), l->inner, s, &sum, &sq);
+  const double md = sum / (double)l->count;
+  const double v = sq / (double)l->count - md * md;
+  *mean = (double)s + md;
+  *var = v > 0.0 ? v : 0.0;
+}
+
+/* Mean and biased variance of one channel, usually in one pass: shifted by s = the mean of the
+ * channel's first plane, which is close enough to the mean for the subtraction in the variance
+ * to lose nothing to speak of. Should s be more than two standard deviations off, the pass is
+ * repeated shifted by the mean found (as a two-pass variance would). */
 static void channel_moments(const float *x, const bn_layout *l, int64_t ch, double *mean,
                             double *var) {
-  double sum = 0.0;
-  for (int64_t i = 0; i < l->batch; i++) sum += plane_sum(x + plane_offset(l, i, ch), l->inner);
-  const double m = sum / (double)l->count;
-  const float mf = (float)m;
-  double sq = 0.0; /* sum (x - mf)^2 = sum (x - m)^2 + count (m - mf)^2 */
-  for (int64_t i = 0; i < l->batch; i++)
-    sq += plane_sq_dev(x + plane_offset(l, i, ch), l->inner, mf);
-  const double shift = m - (double)mf;
-  const double centred = sq - (double)l->count * shift * shift;
-  *mean = m;
-  *var = (centred > 0.0 ? centred : 0.0) / (double)l->count;
+  const float *first = x + plane_offset(l, 0, ch);
+  const float s = (float)(plane_sum(first, l->inner) / (double)l->inner);
+  shifted_moments(x, l, ch, s, mean, var);
+  const double off = *mean - (double)s;
+  if (off * off > 4.0 * *var) shifted_moments(x, l, ch, (float)*mean, mean, var);
 }
 
 /* y = (x - mean) * scale + shift over one channel; y may equal x. */
