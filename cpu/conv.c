@@ -1,4 +1,6 @@
-/* CPU 2-D convolution: im2col + GEMM, image by image over a fixed number of lanes.
+/* CPU 2-D convolution: im2col + GEMM, image by image over a fixed number of lanes. Dense 3x3
+ * stride-1 convolutions go to the AVX2/FMA kernels of cpu/conv3x3.c instead when the CPU has
+ * them (fg_cpu_conv3x3_applies); everything below describes the generic path.
  *
  * Lanes: with L = min(lanes, N) lanes, lane l processes images l, l+L, l+2L, ... in order, with
  * its own column buffer (and, for the weight gradient, its own partial sum). OpenMP spreads the
@@ -21,6 +23,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "cpu/conv_internal.h"
 #include "cpu/nn_internal.h"
 
 enum { FG_CONV_SLICE_ALIGN = 16 }; /* floats */
@@ -92,6 +95,8 @@ static size_t filter_floats(const conv_plan *p) {
 /* x [N,C,H,W], w [O,C/g,kh,kw] -> bytes (the backward-filter layout above). */
 static size_t cpu_conv2d_workspace(fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
                                    const fg_tensor *w) {
+  if (fg_cpu_conv3x3_applies(b, d, w->shape[2], w->shape[3]))
+    return fg_cpu_conv3x3_workspace(b, d, x, w);
   const conv_plan p = make_plan(b, d, x, w);
   return filter_floats(&p) * sizeof(float);
 }
@@ -106,7 +111,7 @@ static fg_status check_blas_range(const char *op, const conv_plan *p) {
   return FG_OK;
 }
 
-static fg_status check_workspace(const char *op, fg_workspace ws, size_t floats) {
+fg_status fg_cpu_conv_check_workspace(const char *op, fg_workspace ws, size_t floats) {
   const size_t need = floats * sizeof(float);
   if (ws.bytes < need)
     return FG_FAIL(FG_ERR_INVALID,
@@ -194,14 +199,11 @@ typedef struct conv_job {
   int accumulate;
 } conv_job;
 
-typedef void (*conv_lane_fn)(const conv_job *job, int lane);
-
-/* Runs fn(job, l) for every lane l, spread over the plan's threads; GEMMs inside run on one
- * thread (OpenBLAS's OpenMP build sizes itself by omp_get_max_threads, which this sets for the
- * current task only, so a single-thread team does not fan out either). */
-static void run_lanes(const conv_job *job, conv_lane_fn fn) {
-  const int lanes = job->p->lanes;
-#pragma omp parallel for num_threads(job->p->threads) schedule(dynamic, 1)
+/* GEMMs inside a lane run on one thread: OpenBLAS's OpenMP build sizes itself by
+ * omp_get_max_threads, which this sets for the current task only, so a single-thread team does
+ * not fan out either. */
+void fg_cpu_run_lanes(int lanes, int threads, fg_cpu_lane_fn fn, const void *job) {
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
   for (int l = 0; l < lanes; l++) {
     omp_set_num_threads(1);
     fn(job, l);
@@ -212,7 +214,8 @@ static float *lane_col(const conv_job *job, int lane) {
   return job->ws + (size_t)lane * job->p->col_stride;
 }
 
-static void forward_lane(const conv_job *job, int lane) {
+static void forward_lane(const void *arg, int lane) {
+  const conv_job *job = arg;
   const conv_plan *p = job->p;
   float *col = lane_col(job, lane);
   for (int64_t n = lane; n < p->n; n += p->lanes) {
@@ -233,7 +236,8 @@ static void forward_lane(const conv_job *job, int lane) {
   }
 }
 
-static void backward_data_lane(const conv_job *job, int lane) {
+static void backward_data_lane(const void *arg, int lane) {
+  const conv_job *job = arg;
   const conv_plan *p = job->p;
   float *col = lane_col(job, lane);
   for (int64_t n = lane; n < p->n; n += p->lanes) {
@@ -259,7 +263,8 @@ static float *lane_dw(const conv_job *job, int lane) {
   return job->ws + col_floats(job->p) + (size_t)(lane - 1) * job->p->dw_stride;
 }
 
-static void backward_filter_lane(const conv_job *job, int lane) {
+static void backward_filter_lane(const void *arg, int lane) {
+  const conv_job *job = arg;
   const conv_plan *p = job->p;
   float *col = lane_col(job, lane);
   float *dw = lane_dw(job, lane);
@@ -282,12 +287,14 @@ static void backward_filter_lane(const conv_job *job, int lane) {
 static fg_status cpu_conv2d_forward(fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
                                     const fg_tensor *w, const fg_tensor *bias, fg_tensor *y,
                                     fg_workspace ws) {
+  if (fg_cpu_conv3x3_applies(b, d, w->shape[2], w->shape[3]))
+    return fg_cpu_conv3x3_forward(b, d, x, w, bias, y, ws);
   const conv_plan p = make_plan(b, d, x, w);
   FG_TRY(check_blas_range("conv2d_forward", &p));
-  FG_TRY(check_workspace("conv2d_forward", ws, col_floats(&p)));
+  FG_TRY(fg_cpu_conv_check_workspace("conv2d_forward", ws, col_floats(&p)));
   const conv_job job = {.p = &p, .x = fg_f32(x), .w = fg_f32(w),
                         .bias = bias ? fg_f32(bias) : NULL, .y = fg_f32(y), .ws = ws.ptr};
-  run_lanes(&job, forward_lane);
+  fg_cpu_run_lanes(p.lanes, p.threads, forward_lane, &job);
   return FG_OK;
 }
 
@@ -295,12 +302,14 @@ static fg_status cpu_conv2d_forward(fg_backend *b, const fg_conv_desc *d, const 
 static fg_status cpu_conv2d_backward_data(fg_backend *b, const fg_conv_desc *d,
                                           const fg_tensor *dy, const fg_tensor *w, fg_tensor *dx,
                                           int accumulate, fg_workspace ws) {
+  if (fg_cpu_conv3x3_applies(b, d, w->shape[2], w->shape[3]))
+    return fg_cpu_conv3x3_backward_data(b, d, dy, w, dx, accumulate, ws);
   const conv_plan p = make_plan(b, d, dx, w);
   FG_TRY(check_blas_range("conv2d_backward_data", &p));
-  FG_TRY(check_workspace("conv2d_backward_data", ws, col_floats(&p)));
+  FG_TRY(fg_cpu_conv_check_workspace("conv2d_backward_data", ws, col_floats(&p)));
   const conv_job job = {.p = &p, .dy = fg_f32(dy), .w = fg_f32(w), .dx = fg_f32(dx),
                         .ws = ws.ptr, .accumulate = accumulate};
-  run_lanes(&job, backward_data_lane);
+  fg_cpu_run_lanes(p.lanes, p.threads, backward_data_lane, &job);
   return FG_OK;
 }
 
@@ -334,15 +343,20 @@ static fg_status cpu_conv2d_backward_filter(fg_backend *b, const fg_conv_desc *d
                                             const fg_tensor *x, const fg_tensor *dy, fg_tensor *dw,
                                             fg_tensor *dbias, fg_workspace ws) {
   const conv_plan p = make_plan(b, d, x, dw);
-  FG_TRY(check_blas_range("conv2d_backward_filter", &p));
-  FG_TRY(check_workspace("conv2d_backward_filter", ws, filter_floats(&p)));
   const int threads = fg_cpu_ctx_of(b)->threads;
+  if (fg_cpu_conv3x3_applies(b, d, p.kh, p.kw)) {
+    FG_TRY(fg_cpu_conv3x3_backward_filter(b, d, x, dy, dw, ws));
+    if (dbias) bias_gradient(&p, threads, fg_f32(dy), fg_f32(dbias));
+    return FG_OK;
+  }
+  FG_TRY(check_blas_range("conv2d_backward_filter", &p));
+  FG_TRY(fg_cpu_conv_check_workspace("conv2d_backward_filter", ws, filter_floats(&p)));
   const conv_job job = {.p = &p, .x = fg_f32(x), .dy = fg_f32(dy), .dw = fg_f32(dw),
                         .ws = ws.ptr};
   if (p.n == 0) {
     memset(job.dw, 0, (size_t)(p.o * p.k) * sizeof(float));
   } else {
-    run_lanes(&job, backward_filter_lane);
+    fg_cpu_run_lanes(p.lanes, p.threads, backward_filter_lane, &job);
     if (p.lanes > 1) sum_lane_partials(&job, threads);
   }
   if (dbias) bias_gradient(&p, threads, fg_f32(dy), fg_f32(dbias));

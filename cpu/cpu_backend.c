@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cpu/conv_internal.h"
 #include "cpu/cpu_internal.h"
 
 static fg_backend fg_cpu;
@@ -80,16 +81,23 @@ fg_status fg_cpu_backend_register(const fg_cpu_options *opt) {
     fg_cpu.mem_query = cpu_mem_query;
     fg_cpu_register_nn_ops(&fg_cpu);
     fg_cpu_register_math_ops(&fg_cpu);
+    fg_cpu_state.avx2 = fg_cpu_conv3x3_cpu_supported();
     fg_cpu_created = 1;
   }
   fg_cpu_state.threads = threads;
   fg_cpu_state.lanes = lanes;
   omp_set_num_threads(threads);
   fg_cpu_blas_set_threads(threads);
-  snprintf(fg_cpu.description, sizeof fg_cpu.description, "cpu: %d threads, %d conv lanes, %s",
-           threads, lanes, fg_cpu_blas_description());
+  snprintf(fg_cpu.description, sizeof fg_cpu.description, "cpu: %d threads, %d conv lanes%s, %s",
+           threads, lanes, fg_cpu_state.avx2 ? ", AVX2 3x3 kernels" : "",
+           fg_cpu_blas_description());
   return fg_backend_register(&fg_cpu);
 }
 
 fg_backend *fg_cpu_backend(void) { return fg_cpu_created ? &fg_cpu : NULL; }
 int fg_cpu_threads(void) { return fg_cpu_state.threads; }
+int fg_cpu_uses_avx2(void) { return fg_cpu_state.avx2; }
+
+void fg_cpu_set_generic_kernels(int generic) {
+  fg_cpu_state.avx2 = !generic && fg_cpu_conv3x3_cpu_supported();
+}

@@ -9,6 +9,7 @@
 typedef struct fg_cpu_ctx {
   int threads;
   int lanes;
+  int avx2; /* 3x3 stride-1 convolutions use the AVX2/FMA kernels of cpu/conv3x3.c */
 } fg_cpu_ctx;
 
 static inline const fg_cpu_ctx *fg_cpu_ctx_of(const fg_backend *b) { return (const fg_cpu_ctx *)b->ctx; }

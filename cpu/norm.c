@@ -1,8 +1,14 @@
 /* Batch norm on the CPU: x [N,C,H,W] or [N,C], statistics per channel over N*H*W.
  *
- * Each channel is handled by one thread from start to end (its sums run sequentially in index
- * order, in double), so results are bit-identical for any thread count. Arithmetic per element
- * is in double and rounded once to float. */
+ * Each channel is handled by one thread from start to end, so results are bit-identical for
+ * any thread count. A channel is N contiguous planes of H*W values, each handled by a
+ * vectorisable per-plane loop.
+ *   statistics: sums of x - s and (x - s)^2, s the mean of the channel's first plane (one
+ *               pass, two when s is far from the mean), in float over short fixed blocks and
+ *               in double across blocks;
+ *   outputs:    one fused multiply-add per element in float, on x - mean_f (mean_f = the mean
+ *               rounded to float; the rounding is folded into the constant term, computed in
+ *               double), so that values near the mean do not lose precision to cancellation. */
 #include <math.h>
 
 #include "cpu/math_internal.h"
@@ -33,36 +39,128 @@ static int worth_threads(const bn_layout *l) {
   return l->channels > 1 && l->channels * l->count >= FG_CPU_PARALLEL_MIN;
 }
 
-/* Mean and biased variance of one channel (two passes, double). */
+/* ----------------------------------------------------------------------------------------- */
+/* Per-plane kernels (p: n contiguous values of one channel in one image)                    */
+
+/* Sums run in float over blocks of at most FG_BN_BLOCK values (an `omp simd` reduction: a few
+ * vector-lane partial sums, combined in an order fixed at build time) and in double across
+ * blocks. The cut into blocks depends on n alone, and each float partial covers few enough
+ * values that its rounding stays near 1e-7 relative. */
+enum { FG_BN_BLOCK = 64 };
+
+static double plane_sum(const float *p, int64_t n) {
+  double s = 0.0;
+  for (int64_t i = 0; i < n; i += FG_BN_BLOCK) {
+    const int64_t len = n - i < FG_BN_BLOCK ? n - i : FG_BN_BLOCK;
+    float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t k = 0; k < len; k++) acc += p[i + k];
+    s += (double)acc;
+  }
+  return s;
+}
+
+/* *sum += sum (p_i - s), *sq += sum (p_i - s)^2 */
+static void plane_shifted_sums(const float *p, int64_t n, float s, double *sum, double *sq) {
+  double a = 0.0, b = 0.0;
+  for (int64_t i = 0; i < n; i += FG_BN_BLOCK) {
+    const int64_t len = n - i < FG_BN_BLOCK ? n - i : FG_BN_BLOCK;
+    float acc = 0.0f, acc2 = 0.0f;
+#pragma omp simd reduction(+ : acc, acc2)
+    for (int64_t k = 0; k < len; k++) {
+      const float d = p[i + k] - s;
+      acc += d;
+      acc2 += d * d;
+    }
+    a += (double)acc;
+    b += (double)acc2;
+  }
+  *sum += a;
+  *sq += b;
+}
+
+/* *sum_dy += sum dy_i, *sum_dy_xc += sum dy_i (x_i - m) */
+static void plane_dy_sums(const float *dy, const float *x, int64_t n, float m, double *sum_dy,
+                          double *sum_dy_xc) {
+  double sa = 0.0, sb = 0.0;
+  for (int64_t i = 0; i < n; i += FG_BN_BLOCK) {
+    const int64_t len = n - i < FG_BN_BLOCK ? n - i : FG_BN_BLOCK;
+    float a = 0.0f, b = 0.0f;
+#pragma omp simd reduction(+ : a, b)
+    for (int64_t k = 0; k < len; k++) {
+      const float d = dy[i + k];
+      a += d;
+      b += d * (x[i + k] - m);
+    }
+    sa += (double)a;
+    sb += (double)b;
+  }
+  *sum_dy += sa;
+  *sum_dy_xc += sb;
+}
+
+/* y = (x - mf) * a + b; y may equal x. */
+static void plane_affine(const float *x, float *y, int64_t n, float mf, float a, float b) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) y[i] = (x[i] - mf) * a + b;
+}
+
+/* dx (=|+=) ka dy + kb (x - mean) + kc */
+static void plane_dx(const float *dy, const float *x, float *dx, int64_t n, float mean, float ka,
+                     float kb, float kc, int accumulate) {
+  if (accumulate) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) dx[i] = dx[i] + ((ka * dy[i] + kb * (x[i] - mean)) + kc);
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) dx[i] = (ka * dy[i] + kb * (x[i] - mean)) + kc;
+  }
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Per-channel steps                                                                          */
+
+/* Mean and biased variance of one channel from sums of d = x - s (float s): mean = s + sum d /
+ * count, var = sum d^2 / count - (sum d / count)^2. */
+static void shifted_moments(const float *x, const bn_layout *l, int64_t ch, float s, double *mean,
+                            double *var) {
+  double sum = 0.0, sq = 0.0;
+  for (int64_t i = 0; i < l->batch; i++)
+    plane_shifted_sums(x + plane_offset(l, i, ch), l->inner, s, &sum, &sq);
+  const double md = sum / (double)l->count;
+  const double v = sq / (double)l->count - md * md;
+  *mean = (double)s + md;
+  *var = v > 0.0 ? v : 0.0;
+}
+
+/* Mean and biased variance of one channel, usually in one pass: shifted by s = the mean of the
+ * channel's first plane, which is close enough to the mean for the subtraction in the variance
+ * to lose nothing to speak of. Should s be more than two standard deviations off, the pass is
+ * repeated shifted by the mean found (as a two-pass variance would). */
 static void channel_moments(const float *x, const bn_layout *l, int64_t ch, double *mean,
                             double *var) {
-  double sum = 0.0;
-  for (int64_t i = 0; i < l->batch; i++) {
-    const float *p = x + plane_offset(l, i, ch);
-    for (int64_t s = 0; s < l->inner; s++) sum += p[s];
-  }
-  double m = sum / (double)l->count;
-  double sq = 0.0;
-  for (int64_t i = 0; i < l->batch; i++) {
-    const float *p = x + plane_offset(l, i, ch);
-    for (int64_t s = 0; s < l->inner; s++) {
-      double d = p[s] - m;
-      sq += d * d;
-    }
-  }
-  *mean = m;
-  *var = sq / (double)l->count;
+  const float *first = x + plane_offset(l, 0, ch);
+  const float s = (float)(plane_sum(first, l->inner) / (double)l->inner);
+  shifted_moments(x, l, ch, s, mean, var);
+  const double off = *mean - (double)s;
+  if (off * off > 4.0 * *var) shifted_moments(x, l, ch, (float)*mean, mean, var);
 }
 
 /* y = (x - mean) * scale + shift over one channel; y may equal x. */
 static void channel_affine(const float *x, float *y, const bn_layout *l, int64_t ch, double mean,
                            double scale, double shift) {
+  const float mf = (float)mean;
+  const float a = (float)scale;
+  /* (x - mean) scale = (x - mf) scale + (mf - mean) scale */
+  const float b = (float)(shift + ((double)mf - mean) * scale);
   for (int64_t i = 0; i < l->batch; i++) {
-    int64_t off = plane_offset(l, i, ch);
-    for (int64_t s = 0; s < l->inner; s++)
-      y[off + s] = (float)(((double)x[off + s] - mean) * scale + shift);
+    const int64_t off = plane_offset(l, i, ch);
+    plane_affine(x + off, y + off, l->inner, mf, a, b);
   }
 }
+
+/* ----------------------------------------------------------------------------------------- */
+/* Backend entries                                                                            */
 
 static fg_status cpu_bn_forward_train(fg_backend *b, const fg_tensor *x, const fg_tensor *gamma,
                                       const fg_tensor *beta, fg_tensor *y, fg_tensor *save_mean,
@@ -115,7 +213,10 @@ static fg_status cpu_bn_forward_eval(fg_backend *b, const fg_tensor *x, const fg
 
 /* Backward of y = gamma * xhat + beta, xhat = (x - mean) * invstd with batch statistics:
  *   dbeta = sum dy,  dgamma = sum dy * xhat,
- *   dx = gamma * invstd * (dy - dbeta / count - xhat * dgamma / count). */
+ *   dx = gamma * invstd * (dy - dbeta / count - xhat * dgamma / count)
+ *      = ka dy + kb (x - mean) + kc   with, in double, ka = gamma invstd,
+ *        kb = -ka invstd dgamma / count, kc = -ka dbeta / count
+ * (the saved mean is a float, so x - mean is computed in float without a correction). */
 static fg_status cpu_bn_backward(fg_backend *b, const fg_tensor *dy, const fg_tensor *x,
                                  const fg_tensor *gamma, const fg_tensor *save_mean,
                                  const fg_tensor *save_invstd, fg_tensor *dx, fg_tensor *dgamma,
@@ -129,29 +230,23 @@ static fg_status cpu_bn_backward(fg_backend *b, const fg_tensor *dy, const fg_te
   float *db = dbeta ? fg_f32(dbeta) : NULL;
 #pragma omp parallel for schedule(static) if (worth_threads(&l))
   for (int64_t ch = 0; ch < l.channels; ch++) {
-    const double mean = sm[ch], invstd = si[ch];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    const double invstd = si[ch];
+    double sum_dy = 0.0, sum_dy_xc = 0.0;
     for (int64_t i = 0; i < l.batch; i++) {
-      int64_t off = plane_offset(&l, i, ch);
-      for (int64_t s = 0; s < l.inner; s++) {
-        double d = dyd[off + s];
-        sum_dy += d;
-        sum_dy_xhat += d * (((double)xd[off + s] - mean) * invstd);
-      }
+      const int64_t off = plane_offset(&l, i, ch);
+      plane_dy_sums(dyd + off, xd + off, l.inner, sm[ch], &sum_dy, &sum_dy_xc);
     }
+    const double sum_dy_xhat = sum_dy_xc * invstd;
     if (db) db[ch] = (float)sum_dy;
     if (dg) dg[ch] = (float)sum_dy_xhat;
     if (!dxd) continue;
-    const double k = (double)g[ch] * invstd;
-    const double mean_dy = sum_dy / (double)l.count;
-    const double mean_dy_xhat = sum_dy_xhat / (double)l.count;
+    const double ka = (double)g[ch] * invstd;
+    const double kb = -ka * invstd * (sum_dy_xhat / (double)l.count);
+    const double kc = -ka * (sum_dy / (double)l.count);
     for (int64_t i = 0; i < l.batch; i++) {
-      int64_t off = plane_offset(&l, i, ch);
-      for (int64_t s = 0; s < l.inner; s++) {
-        double xhat = ((double)xd[off + s] - mean) * invstd;
-        double v = k * ((double)dyd[off + s] - mean_dy - xhat * mean_dy_xhat);
-        dxd[off + s] = accumulate ? (float)((double)dxd[off + s] + v) : (float)v;
-      }
+      const int64_t off = plane_offset(&l, i, ch);
+      plane_dx(dyd + off, xd + off, dxd + off, l.inner, sm[ch], (float)ka, (float)kb, (float)kc,
+               accumulate);
     }
   }
   return FG_OK;

@@ -1,0 +1,45 @@
+/* Internals shared by the CPU convolution files: cpu/conv.c (the backend entries, the generic
+ * im2col + GEMM path) and cpu/conv3x3.c (register-blocked AVX2/FMA kernels for dense 3x3
+ * stride-1 convolutions). The functions here trust the shapes: the entry points of
+ * engine/backend/ops.h have validated them. Not part of the public interface. */
+#ifndef FG_CPU_CONV_INTERNAL_H
+#define FG_CPU_CONV_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cpu/cpu_internal.h"
+
+/* Work of one lane: the images lane, lane + lanes, ... of a call, described by `job`. */
+typedef void (*fg_cpu_lane_fn)(const void *job, int lane);
+
+/* Runs fn(job, l) for every lane l in [0, lanes), spread over `threads` OpenMP threads; code
+ * inside a lane sees one thread (OpenBLAS included). */
+void fg_cpu_run_lanes(int lanes, int threads, fg_cpu_lane_fn fn, const void *job);
+
+/* 1 when this CPU can run the AVX2/FMA kernels of cpu/conv3x3.c (checked at run time). */
+int fg_cpu_conv3x3_cpu_supported(void);
+
+/* 1 when cpu/conv3x3.c computes convolutions with descriptor `d` and a kh x kw kernel on this
+ * backend: 3x3, stride 1, pad <= 2, groups 1, and the backend's avx2 flag set. */
+int fg_cpu_conv3x3_applies(const fg_backend *b, const fg_conv_desc *d, int64_t kh, int64_t kw);
+
+/* The same contracts as the backend entries (engine/backend/backend.h), for convolutions where
+ * fg_cpu_conv3x3_applies: x, dx [N,C,H,W], w, dw [O,C,3,3], bias [O] | NULL, y, dy [N,O,Ho,Wo].
+ * The weight gradient leaves dbias to the caller. */
+size_t fg_cpu_conv3x3_workspace(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
+                                const fg_tensor *w);
+fg_status fg_cpu_conv3x3_forward(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
+                                 const fg_tensor *w, const fg_tensor *bias, fg_tensor *y,
+                                 fg_workspace ws);
+fg_status fg_cpu_conv3x3_backward_data(const fg_backend *b, const fg_conv_desc *d,
+                                       const fg_tensor *dy, const fg_tensor *w, fg_tensor *dx,
+                                       int accumulate, fg_workspace ws);
+fg_status fg_cpu_conv3x3_backward_filter(const fg_backend *b, const fg_conv_desc *d,
+                                         const fg_tensor *x, const fg_tensor *dy, fg_tensor *dw,
+                                         fg_workspace ws);
+
+/* Refuses a workspace smaller than `floats` floats or a missing/misaligned one, naming `op`. */
+fg_status fg_cpu_conv_check_workspace(const char *op, fg_workspace ws, size_t floats);
+
+#endif

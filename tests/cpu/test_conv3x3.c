@@ -1,0 +1,352 @@
+/* The dense 3x3 stride-1 convolution kernels (cpu/conv3x3.c, AVX2/FMA: Winograd F(2x2, 3x3)
+ * from 8 input channels and 16 tiles, else direct; weight gradient by output-channel vectors
+ * on small planes) and the generic path they replace: both against the double-precision
+ * references (cpu/ref/ref_nn.h) on shapes that exercise every tile width, odd output extents
+ * (half tiles), channel counts that are not multiples of 4 (or odd), pads 0..2, uneven lanes,
+ * grouped images and images cut into several blocks of tile rows; bit-identical results for 1
+ * and 2 threads; and workspace sizes derived by hand from the documented layout, refused when
+ * one byte short. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/test_util.h"
+#include "cpu/cpu_backend.h"
+#include "cpu/ref/ref_nn.h"
+#include "engine/backend/ops.h"
+
+/* Sums of at most 144 products forward and 480 for the weight gradient, of O(1) values: float
+ * rounding stays far below these bounds, indexing errors are O(0.1..1). Cases with longer sums
+ * (big images) scale the absolute tolerance with the number of terms. */
+#define C3_ATOL 1e-5
+#define C3_RTOL 1e-4
+#define C3_TERMS 480
+
+typedef struct c3_case {
+  int n, c, h, w, o, pad;
+} c3_case;
+
+static const c3_case CASES[] = {
+    /* n  c   h   w  o  pad */
+    {1, 3, 7, 9, 5, 1},    /* 10 vectors per plane: tiles of 3, 3, 2, 2; O not a multiple of 4 */
+    {3, 5, 6, 7, 6, 1},    /* fewer images than lanes, every lane with its own partial */
+    {9, 4, 5, 5, 8, 1},    /* 9 images over 4 lanes, weight-gradient groups of 3 and 2 */
+    {2, 2, 4, 4, 3, 0},    /* pad 0 (backward data pads by 2); one vector per plane */
+    {2, 3, 5, 4, 4, 2},    /* pad 2 (backward data pads by 0) */
+    {1, 1, 1, 1, 4, 1},    /* a 1x1 image */
+    {4, 2, 12, 10, 4, 1},  /* one input channel pair, 480 terms per weight gradient */
+    {2, 16, 14, 14, 8, 1}, /* cnn-like: 16 channels, 14x14 (Winograd forward and backward) */
+    {1, 16, 28, 28, 8, 1}, /* cnn-like, 28x28: two 8-tile vectors per tile row, 3 blocks */
+    {1, 8, 7, 9, 5, 1},    /* Winograd: odd extents (half tiles), O = 5 (rows padded to 8) */
+    {2, 9, 11, 10, 8, 0},  /* Winograd, pad 0 (backward data pads by 2), odd output rows */
+    {2, 8, 8, 9, 8, 2},    /* Winograd, pad 2 (backward data pads by 0) */
+    {9, 8, 8, 8, 12, 1},   /* Winograd, 9 images over 4 lanes, 12 input channels backward */
+    {1, 8, 76, 76, 4, 1},  /* Winograd: one image cut into blocks of tile rows */
+};
+enum { C3_CASES = sizeof CASES / sizeof CASES[0] };
+
+/* ----------------------------------------------------------------------------------------- */
+/* Helpers                                                                                    */
+
+static float *frand(size_t n, uint64_t seed) {
+  float *p = malloc((n ? n : 1) * sizeof *p);
+  cr_assert_not_null(p);
+  fgt_fill_uniform(p, n, seed, -1.0f, 1.0f);
+  return p;
+}
+
+static double *widen(const float *f, size_t n) {
+  double *d = malloc((n ? n : 1) * sizeof *d);
+  cr_assert_not_null(d);
+  for (size_t i = 0; i < n; i++) d[i] = f[i];
+  return d;
+}
+
+static void fill_nan(float *p, size_t n) {
+  for (size_t i = 0; i < n; i++) p[i] = NAN;
+}
+
+/* A workspace of `bytes` full of NaN: stale contents must never be read. */
+static fg_workspace nan_workspace(size_t bytes) {
+  fg_workspace ws = {NULL, bytes};
+  if (bytes) {
+    ws.ptr = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    cr_assert_not_null(ws.ptr);
+    fill_nan(ws.ptr, bytes / sizeof(float));
+  }
+  return ws;
+}
+
+static void expect_close(const char *what, const char *name, const float *got, const double *want,
+                         size_t n, double atol) {
+  char msg[256];
+  cr_assert(fgt_allclose(got, want, n, atol, C3_RTOL, msg, sizeof msg), "%s [%s]: %s", what, name,
+            msg);
+}
+
+/* Everything one case needs: inputs, their double copies, outputs. */
+typedef struct c3_data {
+  c3_case k;
+  fg_conv_desc desc;
+  fg_ref_conv2d_shape s;
+  int64_t ho, wo;
+  size_t nx, nw, ny;
+  char name[96];
+  float *x, *w, *b, *dy, *dx0;
+  double *xd, *wd, *bd, *dyd, *dx0d;
+} c3_data;
+
+static c3_data c3_setup(const c3_case *k, uint64_t seed) {
+  c3_data d;
+  d.k = *k;
+  d.desc = (fg_conv_desc){1, k->pad, 1};
+  d.s = (fg_ref_conv2d_shape){k->n, k->c, k->h, k->w, k->o, 3, 3, 1, k->pad, 1};
+  d.ho = fg_ref_conv2d_out_h(&d.s);
+  d.wo = fg_ref_conv2d_out_w(&d.s);
+  d.nx = (size_t)(k->n * k->c * k->h * k->w);
+  d.nw = (size_t)(k->o * k->c * 9);
+  d.ny = (size_t)(k->n * k->o * d.ho * d.wo);
+  snprintf(d.name, sizeof d.name, "n%d c%d %dx%d o%d p%d, %s", k->n, k->c, k->h, k->w, k->o,
+           k->pad, fg_cpu_uses_avx2() ? "avx2" : "generic");
+  d.x = frand(d.nx, seed), d.w = frand(d.nw, seed + 1), d.b = frand((size_t)k->o, seed + 2);
+  d.dy = frand(d.ny, seed + 3), d.dx0 = frand(d.nx, seed + 4);
+  d.xd = widen(d.x, d.nx), d.wd = widen(d.w, d.nw), d.bd = widen(d.b, (size_t)k->o);
+  d.dyd = widen(d.dy, d.ny), d.dx0d = widen(d.dx0, d.nx);
+  return d;
+}
+
+static void c3_free(c3_data *d) {
+  free(d->x), free(d->w), free(d->b), free(d->dy), free(d->dx0);
+  free(d->xd), free(d->wd), free(d->bd), free(d->dyd), free(d->dx0d);
+}
+
+/* Tensors of a case over the given output buffers. */
+typedef struct c3_tensors {
+  fg_tensor x, w, b, y, dy, dx, dw, db;
+} c3_tensors;
+
+static c3_tensors c3_views(const c3_data *d, float *y, float *dx, float *dw, float *db) {
+  const c3_case *k = &d->k;
+  c3_tensors t;
+  t.x = fg_tensor_4d(d->x, k->n, k->c, k->h, k->w);
+  t.w = fg_tensor_4d(d->w, k->o, k->c, 3, 3);
+  t.b = fg_tensor_1d(d->b, k->o);
+  t.y = fg_tensor_4d(y, k->n, k->o, d->ho, d->wo);
+  t.dy = fg_tensor_4d(d->dy, k->n, k->o, d->ho, d->wo);
+  t.dx = fg_tensor_4d(dx, k->n, k->c, k->h, k->w);
+  t.dw = fg_tensor_4d(dw, k->o, k->c, 3, 3);
+  t.db = fg_tensor_1d(db, k->o);
+  return t;
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Against the reference                                                                      */
+
+static void check_case(const c3_case *k, uint64_t seed) {
+  c3_data d = c3_setup(k, seed);
+  float *y = malloc(d.ny * sizeof *y), *dx = malloc(d.nx * sizeof *dx);
+  float *dw = malloc(d.nw * sizeof *dw), *db = malloc((size_t)k->o * sizeof *db);
+  double *yr = malloc(d.ny * sizeof *yr), *dxr = malloc(d.nx * sizeof *dxr);
+  double *dwr = malloc(d.nw * sizeof *dwr), *dbr = malloc((size_t)k->o * sizeof *dbr);
+  cr_assert(y && dx && dw && db && yr && dxr && dwr && dbr);
+  c3_tensors t = c3_views(&d, y, dx, dw, db);
+  size_t bytes = 0;
+  FGT_OK(fg_conv2d_workspace(&d.desc, &t.x, &t.w, &bytes));
+  fg_workspace ws = nan_workspace(bytes);
+  const double terms = (double)(k->n * d.ho * d.wo); /* the weight gradient's, the longest */
+  const double atol = terms > C3_TERMS ? C3_ATOL * terms / C3_TERMS : C3_ATOL;
+
+  for (int with_bias = 0; with_bias <= 1; with_bias++) {
+    fill_nan(y, d.ny);
+    FGT_OK(fg_conv2d_forward(&d.desc, &t.x, &t.w, with_bias ? &t.b : NULL, &t.y, ws));
+    fg_ref_conv2d_forward(&d.s, d.xd, d.wd, with_bias ? d.bd : NULL, yr);
+    expect_close(with_bias ? "forward with bias" : "forward", d.name, y, yr, d.ny, atol);
+  }
+
+  fill_nan(dx, d.nx);
+  FGT_OK(fg_conv2d_backward_data(&d.desc, &t.dy, &t.w, &t.dx, 0, ws));
+  fg_ref_conv2d_backward_data(&d.s, d.dyd, d.wd, dxr, 0);
+  expect_close("backward_data", d.name, dx, dxr, d.nx, atol);
+
+  memcpy(dx, d.dx0, d.nx * sizeof *dx);
+  memcpy(dxr, d.dx0d, d.nx * sizeof *dxr);
+  FGT_OK(fg_conv2d_backward_data(&d.desc, &t.dy, &t.w, &t.dx, 1, ws));
+  fg_ref_conv2d_backward_data(&d.s, d.dyd, d.wd, dxr, 1);
+  expect_close("backward_data accumulate", d.name, dx, dxr, d.nx, atol);
+
+  fill_nan(dw, d.nw);
+  fill_nan(db, (size_t)k->o);
+  FGT_OK(fg_conv2d_backward_filter(&d.desc, &t.x, &t.dy, &t.dw, &t.db, ws));
+  fg_ref_conv2d_backward_filter(&d.s, d.xd, d.dyd, dwr, dbr);
+  expect_close("backward_filter dw", d.name, dw, dwr, d.nw, atol);
+  expect_close("backward_filter dbias", d.name, db, dbr, (size_t)k->o, atol);
+
+  free(ws.ptr), free(y), free(dx), free(dw), free(db), free(yr), free(dxr), free(dwr), free(dbr);
+  c3_free(&d);
+}
+
+Test(conv3x3, matches_reference_with_cpu_kernels) {
+  fgt_setup_cpu(2);
+  for (int i = 0; i < C3_CASES; i++) check_case(&CASES[i], 100 + 10 * (uint64_t)i);
+}
+
+Test(conv3x3, matches_reference_with_generic_kernels) {
+  fgt_setup_cpu(2);
+  fg_cpu_set_generic_kernels(1);
+  cr_assert_eq(fg_cpu_uses_avx2(), 0);
+  for (int i = 0; i < C3_CASES; i++) check_case(&CASES[i], 200 + 10 * (uint64_t)i);
+  fg_cpu_set_generic_kernels(0);
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Threads                                                                                    */
+
+/* forward (with bias), backward data (accumulating onto dx0) and the weight gradient with the
+ * backend's current thread count, all outputs in one buffer [y | dx | dw | db]. */
+static float *run_all(const c3_data *d) {
+  const size_t total = d->ny + d->nx + d->nw + (size_t)d->k.o;
+  float *out = malloc(total * sizeof *out);
+  cr_assert_not_null(out);
+  float *y = out, *dx = y + d->ny, *dw = dx + d->nx, *db = dw + d->nw;
+  memcpy(dx, d->dx0, d->nx * sizeof *dx);
+  c3_tensors t = c3_views(d, y, dx, dw, db);
+  size_t bytes = 0;
+  FGT_OK(fg_conv2d_workspace(&d->desc, &t.x, &t.w, &bytes));
+  fg_workspace ws = nan_workspace(bytes);
+  FGT_OK(fg_conv2d_forward(&d->desc, &t.x, &t.w, &t.b, &t.y, ws));
+  FGT_OK(fg_conv2d_backward_data(&d->desc, &t.dy, &t.w, &t.dx, 1, ws));
+  FGT_OK(fg_conv2d_backward_filter(&d->desc, &t.x, &t.dy, &t.dw, &t.db, ws));
+  free(ws.ptr);
+  return out;
+}
+
+Test(conv3x3, bit_identical_for_one_and_two_threads) {
+  const c3_case cases[] = {
+      {9, 4, 5, 5, 8, 1},     /* groups of images, lane 0 accumulating into dw */
+      {7, 5, 9, 8, 6, 1},     /* O = 6: every lane with a partial in the workspace */
+      {5, 16, 14, 14, 16, 1}, /* cnn-like, Winograd */
+      {9, 8, 8, 8, 12, 1},    /* Winograd, 9 images over 4 lanes */
+      {2, 16, 30, 28, 8, 1}   /* Winograd with images cut into blocks of tile rows */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    c3_data d = c3_setup(&cases[i], 500 + 10 * i);
+    const size_t total = d.ny + d.nx + d.nw + (size_t)d.k.o;
+    fgt_setup_cpu(1);
+    float *one = run_all(&d);
+    fgt_setup_cpu(2);
+    float *two = run_all(&d);
+    cr_assert(memcmp(one, two, total * sizeof *one) == 0, "results differ [%s]", d.name);
+    free(one), free(two);
+    c3_free(&d);
+  }
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Workspace                                                                                  */
+
+/* The three calls on case k with a workspace of `bytes`. */
+typedef struct ws_calls {
+  fg_status forward, backward_data, backward_filter;
+} ws_calls;
+
+static ws_calls call_with(const c3_case *k, size_t bytes) {
+  c3_data d = c3_setup(k, 900);
+  float *y = malloc(d.ny * sizeof *y), *dx = malloc(d.nx * sizeof *dx);
+  float *dw = malloc(d.nw * sizeof *dw), *db = malloc((size_t)k->o * sizeof *db);
+  cr_assert(y && dx && dw && db);
+  c3_tensors t = c3_views(&d, y, dx, dw, db);
+  fg_workspace ws = nan_workspace(bytes);
+  ws_calls r;
+  r.forward = fg_conv2d_forward(&d.desc, &t.x, &t.w, &t.b, &t.y, ws);
+  r.backward_data = fg_conv2d_backward_data(&d.desc, &t.dy, &t.w, &t.dx, 0, ws);
+  r.backward_filter = fg_conv2d_backward_filter(&d.desc, &t.x, &t.dy, &t.dw, &t.db, ws);
+  free(ws.ptr), free(y), free(dx), free(dw), free(db);
+  c3_free(&d);
+  return r;
+}
+
+static size_t workspace_of(const c3_case *k) {
+  c3_data d = c3_setup(k, 900);
+  c3_tensors t = c3_views(&d, NULL, NULL, NULL, NULL);
+  size_t bytes = 0;
+  FGT_OK(fg_conv2d_workspace(&d.desc, &t.x, &t.w, &bytes));
+  c3_free(&d);
+  return bytes;
+}
+
+typedef fg_status (*ws_pick)(const ws_calls *);
+static fg_status pick_forward(const ws_calls *c) { return c->forward; }
+static fg_status pick_backward_data(const ws_calls *c) { return c->backward_data; }
+static fg_status pick_backward_filter(const ws_calls *c) { return c->backward_filter; }
+
+/* case k: the workspace query says `total` floats, with 1 and 2 threads; each call works with
+ * exactly its own `need` floats and refuses one byte less. */
+static void expect_workspace(const c3_case *k, size_t total, const size_t need[3]) {
+  static const ws_pick picks[3] = {pick_forward, pick_backward_data, pick_backward_filter};
+  static const char *names[3] = {"forward", "backward_data", "backward_filter"};
+  fgt_setup_cpu(1);
+  const size_t one = workspace_of(k);
+  fgt_setup_cpu(2);
+  const size_t two = workspace_of(k);
+  cr_assert_eq(one, total * 4, "c%d o%d: workspace %zu, want %zu", k->c, k->o, one, total * 4);
+  cr_assert_eq(two, one, "c%d o%d: %zu bytes with 2 threads, %zu with 1", k->c, k->o, two, one);
+  for (int i = 0; i < 3; i++) {
+    const size_t bytes = need[i] * 4;
+    ws_calls ok = call_with(k, bytes), short_by_one = call_with(k, bytes - 1);
+    cr_assert_eq(picks[i](&ok), FG_OK, "%s (c%d o%d) with %zu bytes: %s", names[i], k->c, k->o,
+                 bytes, fg_last_error());
+    cr_assert_eq(picks[i](&short_by_one), FG_ERR_INVALID, "%s (c%d o%d) accepted %zu bytes",
+                 names[i], k->c, k->o, bytes - 1);
+  }
+}
+
+Test(conv3x3, workspace_is_exact_and_thread_independent) {
+  const c3_case direct6 = {3, 5, 6, 7, 6, 1}, direct8 = {3, 5, 6, 7, 8, 1};
+  const c3_case wino4 = {2, 8, 7, 8, 4, 1}, wino8 = {2, 8, 7, 8, 8, 1};
+  fgt_setup_cpu(2);
+  if (!fg_cpu_uses_avx2()) {
+    /* generic path: 3 lanes of col 45 x 42 = 1890 -> 1904 floats, 2 dw partials 270 -> 272 */
+    const size_t need[3] = {3 * 1904, 3 * 1904, 3 * 1904 + 2 * 272};
+    expect_workspace(&direct6, 3 * 1904 + 2 * 272, need);
+    return;
+  }
+  /* Pieces are rounded to 16 floats.
+   * n3 c5 6x7 pad 1, 4 lanes -> 3 lanes (1 image each); everything direct (C = 5 < 8; 6x7
+   * outputs are 12 < 16 Winograd tiles). Planes: row width 9, 6 * 9 = 54 output positions ->
+   * 7 vectors, out = 56 floats, in = 56 + 2*9 + 2 = 76 -> 80 (backward data pads dy, 6x7, by
+   * 1: the same). Weight-gradient group: 32 / 7 -> 5, capped by the 1 image per lane -> 1.
+   * o = 6 (O4 = 8, C4 = 8):
+   *   forward   w 8*5*9 = 360 -> 368, lane 5*80 = 400 + 8*56 = 448: 368 + 3*848 = 2912
+   *   bwd data  w 8*6*9 = 432,        lane 6*80 = 480 + 448:        432 + 3*928 = 3216
+   *   weights   lane 400 + 448 = 848, partial 8*5*9 = 360 -> 368 for all 3 lanes:
+   *             3*848 + 3*368 = 3648 (the largest) */
+  const size_t need6[3] = {2912, 3216, 3648};
+  expect_workspace(&direct6, 3648, need6);
+  /* o = 8: lane 0 accumulates into dw, so 2 partials: 3*848 + 2*368 = 3280;
+   *   bwd data  w 8*8*9 = 576, lane 8*80 + 448 = 1088: 576 + 3*1088 = 3840 (the largest) */
+  const size_t need8[3] = {2912, 3840, 3280};
+  expect_workspace(&direct8, 3840, need8);
+  /* n2 c8 7x8 pad 1, 2 lanes (1 image each); 7x8 outputs in 4 x 4 = 16 tiles. Winograd planes:
+   * padded rows of 2*4 + 2 = 10, plane (2*4 + 2) * 10 + 16 = 116. A block: 48 tiles wanted, 4
+   * per tile row -> 12 rows, so the whole image (4 tile rows); vt = 16 + 8 = 24.
+   * o = 4 (O4 = 4): forward Winograd, V planes 8*24 = 192 + 16 = 208 apart, M planes
+   * 4*24 = 96 + 16 = 112 apart:
+   *   forward   w 16*4*8 = 512, lane 8*116 = 928 + 16*208 = 3328 + 16*112 = 1792 = 6048:
+   *             512 + 2*6048 = 12608 (the largest)
+   * backward data has O = 4 < 8 input channels: direct, dy 7x8 padded by 1: row width 10,
+   * 70 positions -> 9 vectors, out 72, in 72 + 20 + 2 = 94 -> 96; rows C4 = 8:
+   *   bwd data  w 8*4*9 = 288, lane 4*96 = 384 + 8*72 = 576 = 960: 288 + 2*960 = 2208
+   * The weight gradient goes by output-channel vectors (56 outputs, under 90% of the 72
+   * positions of the direct planes): O rounded up to 16; per lane (group 128 / 56 -> 3, capped
+   * at 1 image) x planes 8*96 = 768 (as above), transposed dy 56*16 = 896, partial 8*9*16 = 1152:
+   *   weights   2 * (768 + 896 + 1152) = 5632 */
+  const size_t need_w4[3] = {12608, 2208, 5632};
+  expect_workspace(&wino4, 12608, need_w4);
+  /* o = 8: forward and backward data both Winograd with 8 inputs and 8 rows, V and M planes
+   * 8*24 = 192 + 16 = 208 apart:
+   *   each      w 16*8*8 = 1024, lane 928 + 3328 + 3328 = 7584: 1024 + 2*7584 = 16192
+   *   weights   O = 8 -> 16 again: 5632 */
+  const size_t need_w8[3] = {16192, 16192, 5632};
+  expect_workspace(&wino8, 16192, need_w8);
+}
