@@ -1306,7 +1306,7 @@ static fg_status convert_method(cfg_ctx *c, const char *where, const raw_method 
     FG_TRY(check_rates(c, where, m->rates, m->n_rates));
   }
   if (info->options & OPT_SCALER) m->scaler = r->scaler ? *r->scaler != 0 : 1;
-  if (info->options & OPT_SBN) m->sbn = r->sbn ? *r->sbn != 0 : 0;
+  if (info->options & OPT_SBN) m->sbn = r->sbn ? *r->sbn != 0 : 1;
   if (info->options & OPT_LABEL_MASK) m->label_mask = r->label_mask ? *r->label_mask != 0 : 0;
   if (info->options & OPT_ROLLING) DUP_OR_OOM(m->rolling, rollings[r->rolling ? *r->rolling : 0].str);
   if (info->options & OPT_KD) m->kd = r->kd ? *r->kd != 0 : 1;

@@ -1,6 +1,7 @@
 /* FedRolex (Alam et al., NeurIPS 2022): HeteroFL's pipeline with a window of channels that rolls
  * every round (`roll`), or HeteroFL's first channels (`static`), or a fresh random subset per
- * client and round (`random`) (baselines.md A.3). */
+ * client and round (`random`). BN keeps no running statistics and the global model is evaluated
+ * directly, with batch statistics (baselines.md A.3). */
 #include <string.h>
 
 #include "fl/method.h"
@@ -17,6 +18,7 @@ static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_
     out->channels = FG_CHANNELS_RANDOM;
   out->weighting = mc->weighting;
   out->label_mask = mc->label_mask;
+  out->bn_mode = FG_BN_NO_RUNNING_STATS;
   return FG_OK;
 }
 

@@ -33,6 +33,7 @@ typedef struct fg_method_plan {
   fg_channel_policy channels;
   fg_weighting weighting;
   int label_mask;       /* clients mask classes they lack, in the loss and in classifier averaging */
+  fg_bn_mode bn_mode;   /* BN of every client and of the global model's evaluation */
   int static_bn;        /* recompute BN statistics over training data before each evaluation */
 } fg_method_plan;
 

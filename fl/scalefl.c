@@ -5,7 +5,8 @@
  *       / (h (h+1) / 2)
  * with the KL averaged over batch x classes and the deepest exit not detached (the reference
  * code's choices), the distillation only from kd_start x rounds on. Element-wise count-mean
- * aggregation (baselines.md A.5). BN keeps running statistics (the reference's -trs option). */
+ * aggregation. BN keeps no running statistics, so inference uses batch statistics (the
+ * reference's default, baselines.md A.5). */
 #include <stdio.h>
 #include <string.h>
 
@@ -34,6 +35,7 @@ static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_
   }
   out->channels = FG_CHANNELS_FIRST;
   out->weighting = mc->weighting;
+  out->bn_mode = FG_BN_NO_RUNNING_STATS;
   return FG_OK;
 }
 

@@ -64,7 +64,7 @@ static fg_loss_spec level_loss(const server *s, int level, int round) {
 
 static fg_status build_level(server *s, int l) {
   FG_TRY(fg_model_build(&s->mp.levels[l].spec, &s->level_graph[l]));
-  if (s->mp.static_bn) fg_graph_set_bn_mode(s->level_graph[l], "", FG_BN_BATCH_NO_UPDATE);
+  fg_graph_set_bn_mode(s->level_graph[l], "", s->mp.bn_mode);
   /* The memory of a local step at this level, with the loss of the last round (the largest:
    * distillation terms that start late are included). */
   fg_trainer_options o = fg_world_local_options(s->w, 0);
@@ -148,6 +148,7 @@ static fg_status server_setup(server *s, const fg_world *w, int method) {
   assign_levels(s);
   if (s->mp.same_level) FG_TRY(collapse_to_smallest(s));
   FG_TRY(fg_model_build(&s->mp.global, &s->global));
+  fg_graph_set_bn_mode(s->global, "", s->mp.bn_mode);
   int64_t numel = fg_graph_state_numel(s->global), largest = 0;
   FG_TRY(alloc_f32(s, &s->state, numel, FG_MEM_PARAMS, "global model"));
   fg_graph_init_state(s->global, s->cfg->seed, f32(&s->state));

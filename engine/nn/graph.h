@@ -41,9 +41,13 @@ typedef enum fg_init_kind {
 } fg_init_kind;
 
 typedef enum fg_bn_mode {
-  FG_BN_BATCH_STATS = 0,   /* training: batch statistics, running statistics updated */
-  FG_BN_BATCH_NO_UPDATE,   /* batch statistics, running statistics left alone */
-  FG_BN_RUNNING_STATS,     /* running statistics also in training (no gradient through it) */
+  FG_BN_BATCH_STATS = 0,   /* training: batch statistics, running statistics updated;
+                              inference: running statistics (PyTorch's default) */
+  FG_BN_BATCH_NO_UPDATE,   /* training: batch statistics, running statistics left alone;
+                              inference: running statistics (computed elsewhere, e.g. static BN) */
+  FG_BN_RUNNING_STATS,     /* running statistics in training too (no gradient through it) */
+  FG_BN_NO_RUNNING_STATS,  /* batch statistics in training and inference, running statistics
+                              never used (PyTorch's track_running_stats=False) */
 } fg_bn_mode;
 
 #define FG_NAME_CAP 64

@@ -105,6 +105,7 @@ static int is_view(const builder *b, int i, int eval) {
 }
 
 static int bn_uses_running(const fg_node *n, int eval) {
+  if (n->bn_mode == FG_BN_NO_RUNNING_STATS) return 0;
   return eval || n->bn_mode == FG_BN_RUNNING_STATS;
 }
 
@@ -209,7 +210,7 @@ static void emit_forward(builder *b, int i, fg_instr_kind kind, int keep_aux, in
         size_t cbytes = (size_t)n->shape[0] * sizeof(float);
         in->aux[0] = new_vbuf(b, cbytes, 1);
         in->aux[1] = new_vbuf(b, cbytes, 1);
-        in->update_running = kind == FG_I_FORWARD && n->bn_mode == FG_BN_BATCH_STATS;
+        in->update_running = kind == FG_I_FORWARD && !eval && n->bn_mode == FG_BN_BATCH_STATS;
       }
       break;
     case FG_NODE_MAXPOOL:

@@ -438,7 +438,7 @@ Test(config, per_method_defaults_follow_the_table) {
   }
   const fg_method_config *h = &cfg.methods[3], *r = &cfg.methods[4], *d = &cfg.methods[5], *s = &cfg.methods[6];
   cr_assert_eq(h->scaler, 1);
-  cr_assert_eq(h->sbn, 0);
+  cr_assert_eq(h->sbn, 1);
   cr_assert_eq(h->label_mask, 0);
   cr_assert_eq(r->scaler, 1);
   cr_assert_eq(r->label_mask, 0);
@@ -908,7 +908,7 @@ Test(config, resolved_file_lists_defaults_explicitly) {
                         "alpha: 0.5\n",   "width: 16\n",        "kind: none\n",        "fraction: 0.1\n",
                         "lr: 0.01\n",     "optimizer: sgd\n",   "mode: store\n",       "every: 10\n",
                         "batch: 256\n",   "weighting: count\n", "rates: [1, 0.5, 0.25, 0.125, 0.0625]\n",
-                        "scaler: true\n", "sbn: false\n",       "label_mask: false\n"};
+                        "scaler: true\n", "sbn: true\n",        "label_mask: false\n"};
   for (size_t i = 0; i < sizeof want / sizeof *want; i++)
     cr_assert(strstr(text, want[i]) != NULL, "resolved file lacks \"%s\":\n%s", want[i], text);
   free(text);

@@ -443,3 +443,39 @@ Test(plan, ensemble_of_exits) {
   free(state);
   fg_graph_free(g);
 }
+
+/* FG_BN_NO_RUNNING_STATS evaluates with batch statistics: changing the stored running
+ * statistics changes nothing; with the default mode it changes the outputs. */
+Test(plan, bn_without_running_statistics_evaluates_with_batch_statistics) {
+  fgt_setup_cpu(1);
+  for (int mode = 0; mode < 2; mode++) {
+    fg_graph *g = build(&CNN);
+    if (mode) fg_graph_set_bn_mode(g, "", FG_BN_NO_RUNNING_STATS);
+    fg_trainer_options o = options(&CNN, FG_EXEC_INFERENCE);
+    float *state = init_state(g, 14);
+    fg_ledger l;
+    fg_ledger_init(&l, "bn", 0);
+    fg_trainer *t = make(g, &o, &l, state);
+    fill_batch(t, CNN.batch, 15);
+    fg_step_stats a, b;
+    FGT_OK(fg_trainer_evaluate(t, CNN.batch, &a));
+    for (int i = 0; i < fg_graph_param_count(g); i++) {
+      const fg_param *p = fg_graph_param(g, i);
+      if (!p->is_buffer) continue;
+      for (int64_t k = 0; k < p->numel; k++) state[p->offset + k] += strstr(p->name, "var") ? 3.0f : 0.7f;
+    }
+    FGT_OK(fg_trainer_set_state(t, state));
+    FGT_OK(fg_trainer_evaluate(t, CNN.batch, &b));
+    if (mode)
+      cr_assert_eq(a.output_loss[0], b.output_loss[0], "batch statistics must ignore the running ones");
+    else
+      cr_assert_neq(a.output_loss[0], b.output_loss[0], "running statistics must matter by default");
+    fg_plan *plan;
+    FGT_OK(fg_plan_build(g, &o, &plan));
+    cr_assert_eq(l.peak, plan->total);
+    fg_plan_free(plan);
+    fg_trainer_destroy(t);
+    free(state);
+    fg_graph_free(g);
+  }
+}
