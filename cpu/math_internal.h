@@ -1,5 +1,5 @@
 /* Internals shared by the CPU math-op files (norm.c, elementwise.c, loss.c, optim.c,
- * reduce.c): their registration hooks, called by fg_cpu_register_math_ops (math_ops.c), and a
+ * reduce.c, hsic.c): their registration hooks, called by fg_cpu_register_math_ops (math_ops.c), and a
  * deterministic parallel reduction. Not part of the public interface. */
 #ifndef FG_CPU_MATH_INTERNAL_H
 #define FG_CPU_MATH_INTERNAL_H
@@ -15,6 +15,7 @@ void fg_cpu_register_elementwise_ops(
 void fg_cpu_register_loss_ops(fg_backend *b);   /* softmax_xent, kl_div, mse */
 void fg_cpu_register_optim_ops(fg_backend *b);  /* sgd_step, adam_step */
 void fg_cpu_register_reduce_ops(fg_backend *b); /* sum_squares */
+void fg_cpu_register_hsic_ops(fg_backend *b);   /* nhsic_workspace, nhsic */
 
 /* Elementwise loops run on OpenMP threads only above this many elements (below it the thread
  * start-up costs more than the work). Results never depend on it. */

@@ -237,6 +237,47 @@ double fg_ref_mse(const double *y, const double *target, int64_t count, double w
   return weight * sum / (double)count;
 }
 
+static void ref_gaussian_kernel(const double *a, int64_t d, int64_t m, double sigma, double *k) {
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < m; j++) {
+      double s = 0.0;
+      for (int64_t e = 0; e < d; e++) s += (a[i * d + e] - a[j * d + e]) * (a[i * d + e] - a[j * d + e]);
+      k[i * m + j] = exp(-s / (2.0 * sigma * sigma * (double)d));
+    }
+}
+
+/* out := a b for m x m matrices. */
+static void ref_matmul(const double *a, const double *b, int64_t m, double *out) {
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < m; j++) {
+      double s = 0.0;
+      for (int64_t e = 0; e < m; e++) s += a[i * m + e] * b[e * m + j];
+      out[i * m + j] = s;
+    }
+}
+
+/* tr(ka H kb H) / m^2, with `tmp` 3 m^2 of scratch. */
+static double ref_hsic(const double *ka, const double *kb, const double *h, int64_t m, double *tmp) {
+  double *kah = tmp, *kbh = tmp + m * m, *prod = tmp + 2 * m * m;
+  ref_matmul(ka, h, m, kah);
+  ref_matmul(kb, h, m, kbh);
+  ref_matmul(kah, kbh, m, prod);
+  double tr = 0.0;
+  for (int64_t i = 0; i < m; i++) tr += prod[i * m + i];
+  return tr / (double)(m * m);
+}
+
+double fg_ref_nhsic(const double *z, int64_t dz, const double *t, int64_t dt, int64_t m, double sigma,
+                    double *scratch) {
+  double *kz = scratch, *kt = scratch + m * m, *h = scratch + 2 * m * m, *tmp = scratch + 3 * m * m;
+  ref_gaussian_kernel(z, dz, m, sigma, kz);
+  ref_gaussian_kernel(t, dt, m, sigma, kt);
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < m; j++) h[i * m + j] = (i == j ? 1.0 : 0.0) - 1.0 / (double)m;
+  double zt = ref_hsic(kz, kt, h, m, tmp), zz = ref_hsic(kz, kz, h, m, tmp), tt = ref_hsic(kt, kt, h, m, tmp);
+  return zt / sqrt(zz * tt);
+}
+
 /* ----------------------------------------------------------------------------------------- */
 /* Optimizers and reductions                                                                  */
 

@@ -65,6 +65,11 @@ double fg_ref_kl_div(const double *student, const double *teacher, int64_t n, in
                      double weight, double *dstudent, double *dteacher);
 /* y, target [count]; returns weight * mean((y - target)^2); dy [count] when not NULL. */
 double fg_ref_mse(const double *y, const double *target, int64_t count, double weight, double *dy);
+/* nHSIC of z [m, dz] against t [m, dt] as the reference code writes it: Gaussian kernels
+ * exp(-|a_i - a_j|^2 / (2 sigma^2 d)), H = I - 11^T / m as a matrix, hsic(A, B) =
+ * tr(K_A H K_B H) / m^2, nHSIC = hsic(z, t) / sqrt(hsic(z, z) hsic(t, t)). scratch: 6 m^2. */
+double fg_ref_nhsic(const double *z, int64_t dz, const double *t, int64_t dt, int64_t m, double sigma,
+                    double *scratch);
 
 /* ----------------------------------------------------------------------------------------- */
 /* Optimizers and reductions                                                                  */

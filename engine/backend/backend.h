@@ -65,6 +65,14 @@ typedef struct fg_adam_hparams {
   float weight_decay;
 } fg_adam_hparams;
 
+/* Normalised HSIC (neulite.md §2): Gaussian kernels K_ij = exp(-|a_i - a_j|^2 / (2 sigma^2 d))
+ * over the rows a_i of a [m, d] matrix (d its per-row size), centred K~ = H K H, and
+ * nHSIC = tr(K~_z K~_t) / (|K~_z|_F |K~_t|_F) (Gaussian-kernel CKA, in [0, 1]). */
+typedef struct fg_nhsic_desc {
+  float sigma;  /* the reference uses 5 */
+  int classes;  /* label targets: one-hot width K */
+} fg_nhsic_desc;
+
 typedef struct fg_workspace {
   void *ptr;
   size_t bytes;
@@ -178,6 +186,15 @@ struct fg_backend {
   /* loss = weight * mean((y - target)^2); dy (=|+=) 2 weight (y - target) / numel. */
   fg_status (*mse)(fg_backend *b, const fg_tensor *y, const fg_tensor *target, float weight,
                    fg_tensor *dy, int accumulate, double *loss);
+
+  /* nHSIC of z [m, ...] (rows flattened, d_z values each) against a constant target: x
+   * [m, ...] (rows flattened), or when x is NULL one-hot labels (labels i32 [m] in
+   * [0, d->classes), d = classes). value := nHSIC (0 when a centred kernel vanishes, e.g. all
+   * rows equal); dz (=|+=) weight * d nHSIC / dz when not NULL. ws: nhsic_workspace(m) bytes. */
+  size_t (*nhsic_workspace)(fg_backend *b, int64_t m);
+  fg_status (*nhsic)(fg_backend *b, const fg_nhsic_desc *d, const fg_tensor *z, const fg_tensor *x,
+                     const fg_tensor *labels, float weight, fg_tensor *dz, int accumulate,
+                     fg_workspace ws, double *value);
 
   /* Optimizers over one parameter tensor (flat). */
   fg_status (*sgd_step)(fg_backend *b, const fg_sgd_hparams *h, fg_tensor *param,

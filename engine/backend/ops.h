@@ -85,6 +85,13 @@ fg_status fg_kl_div(const fg_kl_desc *d, const fg_tensor *student, const fg_tens
 fg_status fg_mse(const fg_tensor *y, const fg_tensor *target, float weight, fg_tensor *dy,
                  int accumulate, double *loss);
 
+/* Bytes of workspace fg_nhsic needs for a batch of m rows on `device`. */
+fg_status fg_nhsic_workspace(fg_device device, int64_t m, size_t *bytes);
+/* z [m, ...], x [m, ...] | NULL (then labels i32 [m] in [0, d->classes)), dz like z | NULL;
+ * value on the host. See fg_backend.nhsic. */
+fg_status fg_nhsic(const fg_nhsic_desc *d, const fg_tensor *z, const fg_tensor *x, const fg_tensor *labels,
+                   float weight, fg_tensor *dz, int accumulate, fg_workspace ws, double *value);
+
 /* param, grad, momentum_buf | NULL (NULL only when momentum == 0): equal numel. */
 fg_status fg_sgd_step(const fg_sgd_hparams *h, fg_tensor *param, const fg_tensor *grad,
                       fg_tensor *momentum_buf);

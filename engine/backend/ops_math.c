@@ -355,6 +355,59 @@ fg_status fg_mse(const fg_tensor *y, const fg_tensor *target, float weight, fg_t
   return b->mse(b, y, target, weight, dy, accumulate, loss);
 }
 
+/* A batch of m >= 2 rows with at least one value each: [m, ...]. */
+static fg_status check_batch_rows(const char *op, const char *arg, const fg_tensor *t) {
+  FG_TRY(fg_check_tensor(op, arg, t, FG_F32, 1, FG_MAX_DIMS));
+  if (t->shape[0] < 2 || fg_tensor_numel(t) < t->shape[0]) {
+    char buf[64];
+    return FG_FAIL(FG_ERR_SHAPE, "%s: %s has shape %s, expected at least 2 rows of at least one value", op, arg,
+                   fg_shape_str(t, buf, sizeof buf));
+  }
+  return FG_OK;
+}
+
+fg_status fg_nhsic_workspace(fg_device device, int64_t m, size_t *bytes) {
+  const char *op = "nhsic_workspace";
+  FG_TRY(check_host_out(op, "bytes", bytes));
+  if (m < 2 || m > (1 << 16)) return FG_FAIL(FG_ERR_INVALID, "%s: %lld rows, expected 2..%d", op, (long long)m, 1 << 16);
+  fg_backend *b = fg_backend_for(device);
+  if (!b) return fg_last_status();
+  if (!b->nhsic_workspace) return fg_op_unsupported(op, b);
+  *bytes = b->nhsic_workspace(b, m);
+  return FG_OK;
+}
+
+fg_status fg_nhsic(const fg_nhsic_desc *d, const fg_tensor *z, const fg_tensor *x, const fg_tensor *labels,
+                   float weight, fg_tensor *dz, int accumulate, fg_workspace ws, double *value) {
+  const char *op = "nhsic";
+  if (!d) return FG_FAIL(FG_ERR_INVALID, "%s: descriptor is missing", op);
+  FG_TRY(check_batch_rows(op, "z", z));
+  int64_t m = z->shape[0];
+  if (x) {
+    FG_TRY(check_batch_rows(op, "x", x));
+    FG_TRY(fg_check_extent(op, "x", x, 0, m));
+  } else {
+    if (!labels) return FG_FAIL(FG_ERR_INVALID, "%s: neither a feature target x nor labels were given", op);
+    FG_TRY(fg_check_tensor(op, "labels", labels, FG_I32, 1, 1));
+    FG_TRY(fg_check_extent(op, "labels", labels, 0, m));
+    if (d->classes < 2)
+      return FG_FAIL(FG_ERR_INVALID, "%s: %d classes for a label target, expected >= 2", op, d->classes);
+  }
+  if (dz) FG_TRY(check_f32_like(op, "dz", dz, "z", z));
+  if (!(d->sigma > 0.0f) || !isfinite(d->sigma))
+    return FG_FAIL(FG_ERR_INVALID, "%s: sigma is %g, expected a finite value > 0", op, (double)d->sigma);
+  FG_TRY(check_finite(op, "weight", weight));
+  FG_TRY(check_host_out(op, "value", value));
+  const fg_tensor *ts[] = {z, x, x ? NULL : labels, dz};
+  fg_backend *b;
+  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
+  if (!b->nhsic || !b->nhsic_workspace) return fg_op_unsupported(op, b);
+  size_t need = b->nhsic_workspace(b, m);
+  if (ws.bytes < need || (need && !ws.ptr))
+    return FG_FAIL(FG_ERR_INVALID, "%s: workspace of %zu bytes, %lld rows need %zu", op, ws.bytes, (long long)m, need);
+  return b->nhsic(b, d, z, x, labels, weight, dz, accumulate, ws, value);
+}
+
 /* ----------------------------------------------------------------------------------------- */
 /* Optimizers                                                                                 */
 
