@@ -16,6 +16,8 @@ struct fg_graph {
   int n_params, cap_params;
   int outputs[16];
   int n_outputs;
+  int features[8];
+  int n_features;
   int64_t state_numel;
   int segment, block;
   fg_status status;
@@ -326,6 +328,16 @@ int fg_graph_mark_output(fg_graph *g, int node) {
   return node;
 }
 
+int fg_graph_mark_feature(fg_graph *g, int node) {
+  if (g->status != FG_OK) return -1;
+  if (node <= 0 || node >= g->n_nodes)
+    return fail(g, FG_FAIL(FG_ERR_INVALID, "graph: feature node %d does not exist", node));
+  if (g->n_features >= (int)(sizeof g->features / sizeof g->features[0]))
+    return fail(g, FG_FAIL(FG_ERR_INVALID, "graph: too many features"));
+  g->features[g->n_features++] = node;
+  return node;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Queries                                                                                     */
 
@@ -334,6 +346,8 @@ const fg_node *fg_graph_node(const fg_graph *g, int i) { return &g->nodes[i]; }
 fg_node *fg_graph_node_mut(fg_graph *g, int i) { return &g->nodes[i]; }
 int fg_graph_output_count(const fg_graph *g) { return g->n_outputs; }
 int fg_graph_output_node(const fg_graph *g, int k) { return g->outputs[k]; }
+int fg_graph_feature_count(const fg_graph *g) { return g->n_features; }
+int fg_graph_feature_node(const fg_graph *g, int k) { return g->features[k]; }
 
 int64_t fg_node_numel(const fg_node *n) {
   int64_t v = 1;

@@ -115,6 +115,10 @@ int fg_graph_dropout(fg_graph *g, int in, float p, const char *name);
 int fg_graph_scale(fg_graph *g, int in, float alpha, int train_only, const char *name);
 /* Marks a node (logits [N,K]) as a model output; outputs are numbered in marking order. */
 int fg_graph_mark_output(fg_graph *g, int node);
+/* Marks a node (any shape, read as [N, numel]) as a feature: a training-only representation a
+ * loss term may read (NeuLite's nHSIC terms), never evaluated at inference. Numbered in
+ * marking order. */
+int fg_graph_mark_feature(fg_graph *g, int node);
 
 /* Queries. */
 int fg_graph_node_count(const fg_graph *g);
@@ -122,6 +126,8 @@ const fg_node *fg_graph_node(const fg_graph *g, int i);
 fg_node *fg_graph_node_mut(fg_graph *g, int i);
 int fg_graph_output_count(const fg_graph *g);
 int fg_graph_output_node(const fg_graph *g, int k);
+int fg_graph_feature_count(const fg_graph *g);
+int fg_graph_feature_node(const fg_graph *g, int k);
 int64_t fg_node_numel(const fg_node *n); /* per sample */
 int fg_graph_param_count(const fg_graph *g);
 const fg_param *fg_graph_param(const fg_graph *g, int i);

@@ -30,6 +30,8 @@ typedef struct build_ctx {
   fg_graph *g;
   double rate;
   fg_scaler_mode scaler;
+  int stage;      /* the spec's: 0, 1..blocks or FG_STAGES_ALL */
+  int classes;
 } build_ctx;
 
 /* Channels of a hidden layer in a rate-r sub-model: ceil(r * c) (HeteroFL), at least 1. */
@@ -67,6 +69,60 @@ static int conv_bn_relu(const build_ctx *b, int x, const char *prefix, int i, in
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* NeuLite stage heads (neulite.md §1.3)                                                       */
+
+/* What a stage head needs to know of the architecture: each block's output channels and
+ * downsampling factor (1-based), the conv init, and the model's own pool and classifier names. */
+typedef struct stage_geom {
+  int blocks;
+  int64_t channels[5];
+  int stride[5];
+  fg_init_kind init;
+  const char *pool_name, *fc_name;
+} stage_geom;
+
+/* Stage t's head on block t's output x: O_t, global pool, classifier (marked as an output) and
+ * P; with `features`, Z_X and Z_Y are marked. Returns the classifier node. */
+static int stage_head(const build_ctx *b, const stage_geom *geo, int t, int x, int features) {
+  fg_graph *g = b->g;
+  char name[FG_NAME_CAP];
+  int last = t == geo->blocks;
+  for (int j = t + 1; j <= geo->blocks; j++) {
+    snprintf(name, sizeof name, "neulite.stage%d.om%d", t, j - t);
+    x = fg_graph_conv(g, x, geo->channels[j], 3, geo->stride[j], 1, 1, 0, geo->init, name);
+  }
+  if (features) {
+    snprintf(name, sizeof name, "neulite.stage%d.zx", t);
+    fg_graph_mark_feature(g, fg_graph_flatten(g, x, name));
+  }
+  if (!last) snprintf(name, sizeof name, "neulite.stage%d.pool", t);
+  int pooled = fg_graph_avgpool(g, x, last ? geo->pool_name : name);
+  if (!last) snprintf(name, sizeof name, "neulite.stage%d.fc", t);
+  int logits = fg_graph_mark_output(g, fg_graph_linear(g, pooled, b->classes, 1, last ? geo->fc_name : name));
+  int64_t c = geo->channels[geo->blocks];
+  const int64_t widths[3] = {(int64_t)llround((double)c * 2056.0 / 512.0), 2 * c, c};
+  int p = pooled;
+  for (int k = 0; k < 3; k++) {
+    snprintf(name, sizeof name, "neulite.stage%d.proj%d", t, k + 1);
+    p = fg_graph_linear(g, p, widths[k], 1, name);
+  }
+  if (features) fg_graph_mark_feature(g, p);
+  return logits;
+}
+
+/* After block k of a stage model or of the all-stages model: the stage head that belongs there
+ * (1: the model ends here). */
+static int stage_after_block(const build_ctx *b, const stage_geom *geo, int k, int x) {
+  if (b->stage == FG_STAGES_ALL) {
+    stage_head(b, geo, k, x, 0);
+    return k == geo->blocks;
+  }
+  if (b->stage != k) return 0;
+  stage_head(b, geo, k, x, 1);
+  return 1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* cnn                                                                                         */
 
 static int cnn_exit(fg_graph *g, int x, int j, int classes) {
@@ -82,8 +138,10 @@ static fg_status build_cnn(const fg_model_spec *s, int depth, const build_ctx *b
   int64_t w = (int64_t)llround(fg_model_width(s));
   if (w < 1 || fabs(fg_model_width(s) - (double)w) > 1e-9)
     return FG_FAIL(FG_ERR_INVALID, "model cnn: width %g, expected a whole number of channels >= 1", s->width);
-  if (!s->exits && depth != 3)
+  if (!s->exits && !s->stage && depth != 3)
     return FG_FAIL(FG_ERR_INVALID, "model cnn: depth %d needs early exits (exits: true)", depth);
+  stage_geom geo = {3, {0, kept(b, w), kept(b, 2 * w), kept(b, 4 * w), 0}, {0, 1, 2, 1, 0},
+                    FG_INIT_UNIFORM_FAN_IN, "block3.pool", "head"};
   int x = 0;
   for (int k = 1; k <= depth; k++) {
     char prefix[16];
@@ -94,8 +152,10 @@ static fg_status build_cnn(const fg_model_spec *s, int depth, const build_ctx *b
     x = conv_bn_relu(b, x, prefix, 1, c, 0, FG_INIT_UNIFORM_FAN_IN);
     x = conv_bn_relu(b, x, prefix, 2, c, 0, FG_INIT_UNIFORM_FAN_IN);
     char pool[FG_NAME_CAP];
-    if (k < 3) {
-      x = fg_graph_maxpool(g, x, 2, 2, name2(pool, sizeof pool, prefix, "pool"));
+    if (k < 3) x = fg_graph_maxpool(g, x, 2, 2, name2(pool, sizeof pool, prefix, "pool"));
+    if (b->stage) {
+      if (stage_after_block(b, &geo, k, x)) break;
+    } else if (k < 3) {
       if (s->exits) cnn_exit(g, x, k, s->classes);
     } else {
       x = fg_graph_avgpool(g, x, name2(pool, sizeof pool, prefix, "pool"));
@@ -181,14 +241,17 @@ static fg_status build_resnet(const fg_model_spec *s, const int units[4], const 
   int x = conv_scaled(b, 0, c, 3, 1, 1, 0, FG_INIT_NORMAL_FAN_OUT, "stem.conv");
   x = fg_graph_bn(g, x, "stem.bn");
   x = fg_graph_relu(g, x, "stem.relu");
+  stage_geom geo = {4, {0}, {0, 1, 2, 2, 2}, FG_INIT_NORMAL_FAN_OUT, "pool", "fc"};
+  for (int l = 1; l <= 4; l++) geo.channels[l] = kept(b, scaled(64 << (l - 1), m));
   for (int l = 1; l <= 4; l++) {
-    int64_t out_c = kept(b, scaled(64 << (l - 1), m));
+    int64_t out_c = geo.channels[l];
     fg_graph_set_block(g, l - 1);
     for (int u = 0; u < units[l - 1]; u++) {
       fg_graph_set_segment(g, segment++);
       x = basic_block(b, x, l, u, c, out_c, (l > 1 && u == 0) ? 2 : 1);
       c = out_c;
     }
+    if (b->stage && stage_after_block(b, &geo, l, x)) return fg_graph_status(g);
   }
   x = fg_graph_avgpool(g, x, "pool");
   fg_graph_mark_output(g, fg_graph_linear(g, x, s->classes, 1, "fc"));
@@ -207,6 +270,14 @@ fg_status fg_model_build(const fg_model_spec *s, fg_graph **out) {
     return FG_FAIL(FG_ERR_INVALID, "model %s: %d classes, expected 2..100000", s->arch, s->classes);
   if (!(s->width >= 0) || s->width > 64 * 16)
     return FG_FAIL(FG_ERR_INVALID, "model %s: width %g is out of range", s->arch, s->width);
+  if (s->stage != 0) {
+    if (strcmp(s->arch, "vgg-me") == 0)
+      return FG_FAIL(FG_ERR_INVALID, "model vgg-me: NeuLite stage models exist for cnn, resnet18 and resnet34");
+    if (s->stage != FG_STAGES_ALL && (s->stage < 1 || s->stage > blocks))
+      return FG_FAIL(FG_ERR_INVALID, "model %s: stage %d, expected 1..%d", s->arch, s->stage, blocks);
+    if (s->exits || s->depth)
+      return FG_FAIL(FG_ERR_INVALID, "model %s: a NeuLite stage model has no early exits and no depth", s->arch);
+  }
   int depth = s->depth ? s->depth : blocks;
   if (depth < 1 || depth > blocks)
     return FG_FAIL(FG_ERR_INVALID, "model %s: depth %d, expected 1..%d", s->arch, s->depth, blocks);
@@ -216,7 +287,7 @@ fg_status fg_model_build(const fg_model_spec *s, fg_graph **out) {
   fg_graph *g = fg_graph_create(s->in_c, s->in_h, s->in_w);
   if (!g) return FG_FAIL(FG_ERR_OOM, "model %s: out of memory", s->arch);
   fg_status st = fg_graph_status(g);
-  build_ctx b = {g, rate, s->scaler};
+  build_ctx b = {g, rate, s->scaler, s->stage, s->classes};
   if (st == FG_OK) {
     if (strcmp(s->arch, "cnn") == 0) {
       st = build_cnn(s, depth, &b);
@@ -234,5 +305,19 @@ fg_status fg_model_build(const fg_model_spec *s, fg_graph **out) {
     return st;
   }
   *out = g;
+  return FG_OK;
+}
+
+fg_status fg_model_block_tail(const fg_model_spec *spec, int block, char *prefix, size_t cap) {
+  int blocks = fg_model_block_count(spec->arch);
+  if (!blocks || strcmp(spec->arch, "vgg-me") == 0 || block < 1 || block > blocks)
+    return FG_FAIL(FG_ERR_INVALID, "model %s: no block %d with a conv tail (cnn blocks 1..3, resnet blocks 1..4)",
+                   spec->arch ? spec->arch : "", block);
+  if (strcmp(spec->arch, "cnn") == 0) {
+    snprintf(prefix, cap, "block%d", block);
+  } else {
+    int units = strcmp(spec->arch, "resnet18") == 0 ? 2 : (const int[4]){3, 4, 6, 3}[block - 1];
+    snprintf(prefix, cap, "layer%d.%d", block, units - 1);
+  }
   return FG_OK;
 }

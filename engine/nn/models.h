@@ -5,6 +5,7 @@
 #ifndef FG_MODELS_H
 #define FG_MODELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "engine/nn/graph.h"
@@ -25,7 +26,27 @@ typedef struct fg_model_spec {
   double rate;             /* sub-model width rate in (0, 1] (0 = 1): every hidden layer keeps
                               ceil(rate x its channels); inputs and classes are kept */
   fg_scaler_mode scaler;   /* a Scaler (x / rate) after every conv when rate < 1 */
+  int stage;               /* NeuLite (neulite.md §1.3; cnn and resnets): 0 the model itself;
+                              t in 1..blocks the stage-t model; FG_STAGES_ALL the full model
+                              with every stage's heads (the server's copy of all stages) */
 } fg_model_spec;
+
+/* NeuLite stage models. The stage-t model is blocks 1..t, the output module O_t (one bias-free
+ * 3x3 conv per missing block, with that block's stride and output channels, no BN, no ReLU;
+ * none at the last stage), global pool + linear classifier (output 0) and the projection head P
+ * (three linear layers with bias and no activation: C -> round(C 2056 / 512) -> 2C -> C on the
+ * pooled C channels; 512-2056-1024-512 for the resnets). Its features are Z_X (feature 0: the
+ * map after O_t, flattened) and Z_Y (feature 1: P's output). Stage heads are named
+ * neulite.stage{t}.om{i}, .pool, .fc, .proj{1,2,3}; the last stage's classifier is the model's
+ * own (`head` / `fc`), so the last stage model holds the model itself. The FG_STAGES_ALL model
+ * has every stage's heads, outputs the stage-1..T classifiers in order, and marks no features. */
+enum { FG_STAGES_ALL = -1 };
+
+/* The name prefix of the last conv + BN of block `block` (1-based), e.g. "block2" (cnn:
+ * block2.conv2, block2.bn2) or "layer1.1" (resnet18: layer1.1.conv2, layer1.1.bn2): NeuLite's
+ * Training Harmonizer trains these with the next block. FG_ERR_INVALID for other architectures
+ * or blocks. */
+fg_status fg_model_block_tail(const fg_model_spec *spec, int block, char *prefix, size_t cap);
 
 /* Builds the graph; FG_ERR_INVALID names the bad field (unknown arch, bad width, an input size
  * the architecture has no variant for, a depth out of range). */

@@ -114,6 +114,11 @@ static int bn_uses_running(const fg_node *n, int eval) {
 
 static int loss_node(const builder *b, int output) { return fg_graph_output_node(b->g, output); }
 
+/* The node a loss term reads: a feature for nHSIC terms, an output otherwise. */
+static int term_node(const builder *b, const fg_loss_term *lt) {
+  return lt->kind == FG_LOSS_NHSIC ? fg_graph_feature_node(b->g, lt->output) : loss_node(b, lt->output);
+}
+
 static fg_status check_loss(const fg_graph *g, const fg_loss_spec *l) {
   int outs = fg_graph_output_count(g);
   if (outs == 0) return FG_FAIL(FG_ERR_INVALID, "plan: the model has no outputs");
@@ -121,6 +126,15 @@ static fg_status check_loss(const fg_graph *g, const fg_loss_spec *l) {
     return FG_FAIL(FG_ERR_INVALID, "plan: %d loss terms, at most %d", l->n, FG_MAX_LOSS_TERMS);
   for (int t = 0; t < l->n; t++) {
     const fg_loss_term *lt = &l->terms[t];
+    if (lt->kind == FG_LOSS_NHSIC) {
+      int feats = fg_graph_feature_count(g);
+      if (lt->output < 0 || lt->output >= feats)
+        return FG_FAIL(FG_ERR_INVALID, "plan: loss term %d names feature %d; the model has %d", t, lt->output,
+                       feats);
+      if (lt->hsic_target != FG_HSIC_INPUT && lt->hsic_target != FG_HSIC_LABELS)
+        return FG_FAIL(FG_ERR_INVALID, "plan: loss term %d has nHSIC target %d", t, (int)lt->hsic_target);
+      continue;
+    }
     if (lt->output < 0 || lt->output >= outs ||
         (lt->kind == FG_LOSS_KL && (lt->teacher < 0 || lt->teacher >= outs)))
       return FG_FAIL(FG_ERR_INVALID, "plan: loss term %d names output %d (teacher %d); the model has %d",
@@ -159,7 +173,7 @@ static void analyse(builder *b, const fg_loss_spec *loss, int eval) {
     for (int k = 0; k < fg_graph_output_count(b->g); k++) mark_live_from(b, loss_node(b, k));
   } else {
     for (int t = 0; t < loss->n; t++) {
-      mark_live_from(b, loss_node(b, loss->terms[t].output));
+      mark_live_from(b, term_node(b, &loss->terms[t]));
       if (loss->terms[t].kind == FG_LOSS_KL) mark_live_from(b, loss_node(b, loss->terms[t].teacher));
     }
   }
@@ -296,9 +310,16 @@ static void emit_backward(builder *b, int i) {
 static void emit_loss_term(builder *b, int t, const fg_loss_term *lt) {
   fg_instr *in = emit(b, FG_I_LOSS, t);
   if (!in) return;
-  int s = loss_node(b, lt->output);
+  int s = term_node(b, lt);
   in->in[0] = b->value[s];
   if (b->rg[s]) in->din[0] = grad_target(b, s, &in->din_acc[0]);
+  if (lt->kind == FG_LOSS_NHSIC) {
+    if (lt->hsic_target == FG_HSIC_INPUT) in->in[1] = 0; /* the input batch */
+    size_t ws = 0;
+    fg_status st = fg_nhsic_workspace(b->o->device, batch(b) < 2 ? 2 : batch(b), &ws);
+    if (st != FG_OK && b->status == FG_OK) b->status = st;
+    if (ws) in->ws = new_vbuf(b, ws, 0);
+  }
   if (lt->kind == FG_LOSS_KL) {
     int te = loss_node(b, lt->teacher);
     in->in[1] = b->value[te];

@@ -23,16 +23,29 @@ typedef enum fg_exec_mode {
   FG_EXEC_INFERENCE,    /* forward only: no gradients, no optimizer, nothing saved */
 } fg_exec_mode;
 
-typedef enum fg_loss_kind { FG_LOSS_XENT = 0, FG_LOSS_KL } fg_loss_kind;
+typedef enum fg_loss_kind {
+  FG_LOSS_XENT = 0,
+  FG_LOSS_KL,
+  FG_LOSS_NHSIC, /* weight * nHSIC(feature; target), NeuLite's Curriculum Mentor terms */
+} fg_loss_kind;
 
-/* One term of the training loss; outputs are indices into the graph's output list. */
+typedef enum fg_hsic_target {
+  FG_HSIC_INPUT = 0, /* the input batch X, flattened per sample */
+  FG_HSIC_LABELS,    /* one-hot labels Y (hsic.classes wide) */
+} fg_hsic_target;
+
+/* One term of the training loss. Outputs are indices into the graph's output list, features
+ * into its feature list. */
 typedef struct fg_loss_term {
   fg_loss_kind kind;
-  int output;          /* xent: logits; kl: student */
+  int output;          /* xent: logits; kl: student; nhsic: the feature */
   int teacher;         /* kl: teacher logits */
   int detach_teacher;  /* kl: no gradient into the teacher */
-  float weight;        /* xent weight (kl uses kl.weight) */
+  float weight;        /* xent, nhsic weight (kl uses kl.weight); a negative nhsic weight
+                          maximises the dependence */
   fg_kl_desc kl;
+  fg_hsic_target hsic_target; /* nhsic */
+  fg_nhsic_desc hsic;         /* nhsic: sigma, classes (label targets) */
 } fg_loss_term;
 
 enum { FG_MAX_LOSS_TERMS = 32, FG_MAX_OUTPUTS = 16 };

@@ -245,6 +245,25 @@ static const fg_tensor *class_mask(const fg_trainer *t, fg_tensor *buf) {
   return buf;
 }
 
+/* weight * nHSIC(feature; input or labels). A batch of one sample has no dependence to
+ * measure: the term is 0 and its gradient zero. */
+static fg_status run_nhsic(fg_trainer *t, const fg_instr *in, const fg_loss_term *lt, fg_step_stats *st) {
+  int f_node = fg_graph_feature_node(t->g, lt->output);
+  fg_tensor z = node_tensor(t, f_node, in->in[0], FG_F32);
+  fg_tensor dz = in->din[0] > 0 ? node_tensor(t, f_node, in->din[0], FG_F32) : z;
+  double value = 0.0;
+  if (t->n < 2) {
+    if (in->din[0] > 0 && !in->din_acc[0]) FG_TRY(fg_fill(&dz, 0.0f));
+  } else {
+    fg_tensor labels = labels_tensor(t), x = node_tensor(t, 0, 0, FG_F32);
+    FG_TRY(fg_nhsic(&lt->hsic, &z, lt->hsic_target == FG_HSIC_INPUT ? &x : NULL, &labels, lt->weight,
+                    in->din[0] > 0 ? &dz : NULL, in->din_acc[0], workspace(t, in->ws), &value));
+  }
+  st->term_value[in->node] = value;
+  st->loss += (double)lt->weight * value;
+  return FG_OK;
+}
+
 static fg_status run_loss(fg_trainer *t, const fg_instr *in, fg_step_stats *st) {
   fg_tensor labels = labels_tensor(t);
   if (in->eval) {
@@ -255,6 +274,7 @@ static fg_status run_loss(fg_trainer *t, const fg_instr *in, fg_step_stats *st) 
     return fg_softmax_xent(&z, &labels, NULL, 1.0f, NULL, 0, &st->output_loss[in->node], &st->correct[in->node]);
   }
   const fg_loss_term *lt = &t->loss.terms[in->node];
+  if (lt->kind == FG_LOSS_NHSIC) return run_nhsic(t, in, lt, st);
   int s_node = fg_graph_output_node(t->g, lt->output);
   fg_tensor z = node_tensor(t, s_node, in->in[0], FG_F32);
   fg_tensor dz = in->din[0] > 0 ? node_tensor(t, s_node, in->din[0], FG_F32) : z;
@@ -276,6 +296,7 @@ static fg_status run_loss(fg_trainer *t, const fg_instr *in, fg_step_stats *st) 
     }
     FG_TRY(fg_kl_div(&lt->kl, &z, &zt, in->din[0] > 0 ? &dz : NULL, in->din[1] > 0 ? &dzt : NULL, acc, &loss));
   }
+  st->term_value[in->node] = loss;
   st->loss += loss;
   return FG_OK;
 }

@@ -19,6 +19,8 @@ typedef struct fg_trainer fg_trainer;
 
 typedef struct fg_step_stats {
   double loss;                       /* train: sum of the weighted loss terms; eval: unused */
+  double term_value[FG_MAX_LOSS_TERMS]; /* train: each term (xent, kl: weighted; nhsic: the
+                                           unweighted nHSIC value) */
   double output_loss[FG_MAX_OUTPUTS];/* eval: mean cross-entropy of each output */
   int64_t correct[FG_MAX_OUTPUTS];   /* top-1 hits of each output (train: outputs with xent) */
   int n_outputs;

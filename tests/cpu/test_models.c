@@ -1,6 +1,7 @@
 /* Built-in models: parameter counts as models.md, neulite.md and hypemefed.md state them (and,
  * for the Fashion-MNIST vgg-me variant, as derived by hand below), names, shapes, errors. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -194,4 +195,71 @@ Test(models, width_rate_keeps_ceil_channels_and_adds_scalers) {
   fg_graph_free(g);
   fg_model_spec bad = {.arch = "cnn", .width = 16, .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10, .rate = 1.5};
   cr_assert_eq(fg_model_build(&bad, &g), FG_ERR_INVALID);
+}
+
+static fg_graph *build_stage(const char *arch, double width, int c, int hw, int stage) {
+  fg_model_spec s = {.arch = arch, .width = width, .in_c = c, .in_h = hw, .in_w = hw, .classes = 10, .stage = stage};
+  fg_graph *g = NULL;
+  FGT_OK(fg_model_build(&s, &g));
+  return g;
+}
+
+/* neulite.md §1.3: the stage-model totals of the reference ResNet-34 (P included). */
+Test(models, neulite_resnet34_stage_counts) {
+  const int64_t totals[4] = {5463122, 6505810, 13033298, 24968018};
+  const int64_t om[4] = {1548288, 1474560, 1179648, 0};
+  for (int t = 1; t <= 4; t++) {
+    fg_graph *g = build_stage("resnet34", 0, 3, 32, t);
+    cr_assert_eq(fg_graph_param_numel(g), totals[t - 1], "stage %d: %lld parameters", t,
+                 (long long)fg_graph_param_numel(g));
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "neulite.stage%d.om", t);
+    cr_assert_eq(numel_with_prefix(g, prefix), om[t - 1], "stage %d output module", t);
+    snprintf(prefix, sizeof prefix, "neulite.stage%d.proj", t);
+    cr_assert_eq(numel_with_prefix(g, prefix), 3685896, "stage %d projection head", t);
+    cr_assert_eq(fg_graph_output_count(g), 1);
+    cr_assert_eq(fg_graph_feature_count(g), 2);
+    /* Z_X is the 512x4x4 map, Z_Y the 512 outputs of P. */
+    cr_assert_eq(fg_node_numel(fg_graph_node(g, fg_graph_feature_node(g, 0))), 8192);
+    cr_assert_eq(fg_node_numel(fg_graph_node(g, fg_graph_feature_node(g, 1))), 512);
+    /* The last stage's classifier is the model's own fc. */
+    cr_assert_eq(fg_graph_find_param(g, "fc.weight") >= 0, t == 4);
+    fg_graph_free(g);
+  }
+  /* All stages: the full model plus every stage's heads, the stage classifiers as outputs. */
+  fg_graph *all = build_stage("resnet34", 0, 3, 32, FG_STAGES_ALL);
+  cr_assert_eq(fg_graph_param_numel(all), 21282122 + (1548288 + 5130) + (1474560 + 5130) + (1179648 + 5130) +
+                                              4 * 3685896);
+  cr_assert_eq(fg_graph_output_count(all), 4);
+  cr_assert_eq(fg_graph_feature_count(all), 0);
+  fg_graph_free(all);
+}
+
+/* cnn stage models on Fashion-MNIST (w = 16), counted by hand: blocks 2512, 13952, 55552;
+ * head 650; O_1 = 16->32 (4608) + 32->64 (18432); O_2 = 32->64 stride 1 (18432); P = 64->257
+ * (16705) + 257->128 (33024) + 128->64 (8256) = 57985. */
+Test(models, neulite_cnn_stages) {
+  const int64_t totals[3] = {2512 + 4608 + 18432 + 650 + 57985, 2512 + 13952 + 18432 + 650 + 57985,
+                             72666 + 57985};
+  for (int t = 1; t <= 3; t++) {
+    fg_graph *g = build_stage("cnn", 16, 1, 28, t);
+    cr_assert_eq(fg_graph_param_numel(g), totals[t - 1], "cnn stage %d: %lld", t, (long long)fg_graph_param_numel(g));
+    /* O_t maps block t's output to block 3's: 64 x 7 x 7. */
+    cr_assert_eq(fg_node_numel(fg_graph_node(g, fg_graph_feature_node(g, 0))), 64 * 7 * 7);
+    fg_graph_free(g);
+  }
+  fg_model_spec bad = {.arch = "vgg-me", .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10, .stage = 1};
+  fg_graph *g = NULL;
+  cr_assert_eq(fg_model_build(&bad, &g), FG_ERR_INVALID);
+  bad.arch = "cnn";
+  bad.stage = 4;
+  cr_assert_eq(fg_model_build(&bad, &g), FG_ERR_INVALID);
+  char prefix[32];
+  fg_model_spec r18 = {.arch = "resnet18"}, r34 = {.arch = "resnet34"};
+  FGT_OK(fg_model_block_tail(&r18, 1, prefix, sizeof prefix));
+  cr_assert_str_eq(prefix, "layer1.1");
+  FGT_OK(fg_model_block_tail(&r34, 3, prefix, sizeof prefix));
+  cr_assert_str_eq(prefix, "layer3.5");
+  FGT_OK(fg_model_block_tail(&bad, 2, prefix, sizeof prefix));
+  cr_assert_str_eq(prefix, "block2");
 }
