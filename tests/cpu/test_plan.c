@@ -17,15 +17,16 @@ typedef struct model_case {
   int c, h, w;
   int exits;
   int batch;
+  int stage; /* NeuLite stage model, trained with CE - nHSIC(X; Z_X) - 0.5 nHSIC(Y; Z_Y) */
 } model_case;
 
-static const model_case CNN = {"cnn", 4, 1, 12, 12, 0, 5};
-static const model_case CNN_EXITS = {"cnn", 4, 1, 12, 12, 1, 5};
-static const model_case RESNET = {"resnet18", 0.125, 3, 16, 16, 0, 3};
-static const model_case VGG = {"vgg-me", 0.25, 1, 28, 28, 0, 4};
+static const model_case CNN = {"cnn", 4, 1, 12, 12, 0, 5, 0};
+static const model_case CNN_EXITS = {"cnn", 4, 1, 12, 12, 1, 5, 0};
+static const model_case RESNET = {"resnet18", 0.125, 3, 16, 16, 0, 3, 0};
+static const model_case VGG = {"vgg-me", 0.25, 1, 28, 28, 0, 4, 0};
 
 static fg_graph *build(const model_case *m) {
-  fg_model_spec s = {.arch = m->arch, .width = m->width, .in_c = m->c, .in_h = m->h, .in_w = m->w, .classes = 10, .exits = m->exits, .depth = 0};
+  fg_model_spec s = {.arch = m->arch, .width = m->width, .in_c = m->c, .in_h = m->h, .in_w = m->w, .classes = 10, .exits = m->exits, .depth = 0, .stage = m->stage};
   fg_graph *g = NULL;
   FGT_OK(fg_model_build(&s, &g));
   return g;
@@ -38,6 +39,14 @@ static fg_trainer_options options(const model_case *m, fg_exec_mode mode) {
   o.mode = mode;
   o.optim = fg_optim_sgd(0.05f, 0.9f, 5e-4f);
   o.device = fg_cpu_device();
+  if (m->stage) {
+    o.loss.n = 3;
+    o.loss.terms[0] = (fg_loss_term){.kind = FG_LOSS_XENT, .output = 0, .weight = 1.0f};
+    o.loss.terms[1] = (fg_loss_term){.kind = FG_LOSS_NHSIC, .output = 0, .weight = -1.0f,
+                                     .hsic_target = FG_HSIC_INPUT, .hsic = {1.0f, 10}};
+    o.loss.terms[2] = (fg_loss_term){.kind = FG_LOSS_NHSIC, .output = 1, .weight = -0.5f,
+                                     .hsic_target = FG_HSIC_LABELS, .hsic = {1.0f, 10}};
+  }
   return o;
 }
 
@@ -363,8 +372,21 @@ static void check_model_gradients(const model_case *m) {
 }
 
 Test(gradcheck, whole_cnn) { check_model_gradients(&CNN_EXITS); }
+/* The nHSIC terms' gradients reach O_t, the block and P (which only the label term trains).
+ * Their weights stay near the ones used in training (<= 1): the loss is a float32 forward, and
+ * the rounding of Z passed through the kernels moves nHSIC by ~1e-7, which a large weight would
+ * lift above the 1e-3 allowance (a bias of P has a zero true gradient: shifting every row of
+ * Z_Y leaves all distances unchanged). */
+Test(gradcheck, neulite_cnn_stage_with_nhsic_terms) {
+  model_case m = {"cnn", 4, 1, 12, 12, 0, 10, 1};
+  check_model_gradients(&m);
+}
+Test(gradcheck, neulite_resnet_last_stage_with_nhsic_terms) {
+  model_case m = {"resnet18", 0.125, 3, 16, 16, 0, 4, 4};
+  check_model_gradients(&m);
+}
 Test(gradcheck, whole_resnet18) {
-  model_case m = {"resnet18", 0.25, 3, 16, 16, 0, 2};
+  model_case m = {"resnet18", 0.25, 3, 16, 16, 0, 2, 0};
   check_model_gradients(&m);
 }
 
