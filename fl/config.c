@@ -131,6 +131,22 @@ typedef struct raw_method {
   double *kd_gamma;
   double *kd_temperature;
   double *kd_start;
+  int *schedule;
+  int *stage_rounds;
+  unsigned n_stage_rounds;
+  int *advance;
+  double *em_threshold;
+  int *em_window;
+  int *em_every;
+  int *em_samples;
+  double *lambdas;
+  unsigned n_lambdas;
+  double *gammas;
+  unsigned n_gammas;
+  double *hsic_sigma;
+  int *mentor;
+  int *harmonizer;
+  int *frozen_bn;
 } raw_method;
 
 typedef struct raw_top {
@@ -165,12 +181,17 @@ static const cyaml_strval_t weightings[] = {{"samples", FG_WEIGHT_SAMPLES}, {"co
 static const cyaml_strval_t optimizers[] = {{"sgd", 0}, {"adam", 1}};
 static const cyaml_strval_t modes[] = {{"store", 0}, {"checkpoint", 1}};
 static const cyaml_strval_t rollings[] = {{"roll", 0}, {"static", 1}, {"random", 2}};
+enum { SCHEDULE_ROUNDROBIN, SCHEDULE_SEQUENTIAL };
+static const cyaml_strval_t schedules[] = {{"roundrobin", SCHEDULE_ROUNDROBIN}, {"sequential", SCHEDULE_SEQUENTIAL}};
+enum { ADVANCE_ROUNDS, ADVANCE_MOVEMENT };
+static const cyaml_strval_t advances[] = {{"rounds", ADVANCE_ROUNDS}, {"movement", ADVANCE_MOVEMENT}};
+static const cyaml_strval_t frozen_bns[] = {{"update", 0}, {"fixed", 1}};
 
-enum { M_FEDAVG, M_EXCLUSIVEFL, M_FEDAVG_S, M_HETEROFL, M_FEDROLEX, M_DEPTHFL, M_SCALEFL, M_COUNT };
+enum { M_FEDAVG, M_EXCLUSIVEFL, M_FEDAVG_S, M_HETEROFL, M_FEDROLEX, M_DEPTHFL, M_SCALEFL, M_NEULITE, M_COUNT };
 static const cyaml_strval_t method_names[] = {
     {"fedavg", M_FEDAVG},     {"exclusivefl", M_EXCLUSIVEFL}, {"fedavg-s", M_FEDAVG_S},
     {"heterofl", M_HETEROFL}, {"fedrolex", M_FEDROLEX},       {"depthfl", M_DEPTHFL},
-    {"scalefl", M_SCALEFL}};
+    {"scalefl", M_SCALEFL},   {"neulite", M_NEULITE}};
 
 /* The options a method takes besides name and weighting, as bits. */
 enum {
@@ -186,12 +207,38 @@ enum {
   OPT_KD_GAMMA = 1 << 9,
   OPT_KD_TEMPERATURE = 1 << 10,
   OPT_KD_START = 1 << 11,
-  OPT_COUNT = 12
+  OPT_SCHEDULE = 1 << 12,
+  OPT_STAGE_ROUNDS = 1 << 13,
+  OPT_ADVANCE = 1 << 14,
+  OPT_EM_THRESHOLD = 1 << 15,
+  OPT_EM_WINDOW = 1 << 16,
+  OPT_EM_EVERY = 1 << 17,
+  OPT_EM_SAMPLES = 1 << 18,
+  OPT_LAMBDAS = 1 << 19,
+  OPT_GAMMAS = 1 << 20,
+  OPT_HSIC_SIGMA = 1 << 21,
+  OPT_MENTOR = 1 << 22,
+  OPT_HARMONIZER = 1 << 23,
+  OPT_FROZEN_BN = 1 << 24,
+  OPT_COUNT = 25
 };
 static const char *const option_names[OPT_COUNT] = {"rates",     "scaler",   "sbn",
                                                     "label_mask", "rolling", "kd",
                                                     "kd_ramp_rounds", "widths", "exits",
-                                                    "kd_gamma",  "kd_temperature", "kd_start"};
+                                                    "kd_gamma",  "kd_temperature", "kd_start",
+                                                    "schedule", "stage_rounds", "advance",
+                                                    "em_threshold", "em_window", "em_every",
+                                                    "em_samples", "lambdas", "gammas",
+                                                    "hsic_sigma", "mentor", "harmonizer",
+                                                    "frozen_bn"};
+
+/* neulite: the options of the sequential schedule, and those of each way it advances. */
+enum {
+  OPT_NEULITE_SEQUENTIAL = OPT_STAGE_ROUNDS | OPT_ADVANCE | OPT_EM_THRESHOLD | OPT_EM_WINDOW |
+                           OPT_EM_EVERY | OPT_EM_SAMPLES,
+  OPT_NEULITE_ROUNDS = OPT_STAGE_ROUNDS,
+  OPT_NEULITE_MOVEMENT = OPT_EM_THRESHOLD | OPT_EM_WINDOW | OPT_EM_EVERY | OPT_EM_SAMPLES,
+};
 
 typedef struct method_info {
   fg_weighting weighting; /* default */
@@ -207,6 +254,9 @@ static const method_info methods_info[M_COUNT] = {
     [M_DEPTHFL] = {FG_WEIGHT_COUNT, OPT_KD | OPT_KD_RAMP_ROUNDS},
     [M_SCALEFL] = {FG_WEIGHT_COUNT,
                    OPT_WIDTHS | OPT_EXITS | OPT_KD_GAMMA | OPT_KD_TEMPERATURE | OPT_KD_START},
+    /* the paper weights by |D_n| / |D|; the reference code averages with equal weights (count) */
+    [M_NEULITE] = {FG_WEIGHT_SAMPLES, OPT_SCHEDULE | OPT_NEULITE_SEQUENTIAL | OPT_LAMBDAS | OPT_GAMMAS |
+                                          OPT_HSIC_SIGMA | OPT_MENTOR | OPT_HARMONIZER | OPT_FROZEN_BN},
 };
 
 static const double default_rates[] = {1, 0.5, 0.25, 0.125, 0.0625};
@@ -322,6 +372,25 @@ static const cyaml_schema_field_t method_fields[] = {
     CYAML_FIELD_FLOAT_PTR("kd_gamma", OPT | CYAML_FLAG_STRICT, raw_method, kd_gamma),
     CYAML_FIELD_FLOAT_PTR("kd_temperature", OPT | CYAML_FLAG_STRICT, raw_method, kd_temperature),
     CYAML_FIELD_FLOAT_PTR("kd_start", OPT | CYAML_FLAG_STRICT, raw_method, kd_start),
+    CYAML_FIELD_ENUM_PTR("schedule", OPT | CYAML_FLAG_STRICT, raw_method, schedule, schedules,
+                         ENUM_LEN(schedules)),
+    CYAML_FIELD_SEQUENCE_COUNT("stage_rounds", CYAML_FLAG_POINTER | OPT, raw_method, stage_rounds,
+                               n_stage_rounds, &int_entry, 1, FG_MAX_LEVELS),
+    CYAML_FIELD_ENUM_PTR("advance", OPT | CYAML_FLAG_STRICT, raw_method, advance, advances,
+                         ENUM_LEN(advances)),
+    CYAML_FIELD_FLOAT_PTR("em_threshold", OPT | CYAML_FLAG_STRICT, raw_method, em_threshold),
+    CYAML_FIELD_INT_PTR("em_window", OPT, raw_method, em_window),
+    CYAML_FIELD_INT_PTR("em_every", OPT, raw_method, em_every),
+    CYAML_FIELD_INT_PTR("em_samples", OPT, raw_method, em_samples),
+    CYAML_FIELD_SEQUENCE_COUNT("lambdas", CYAML_FLAG_POINTER | OPT, raw_method, lambdas, n_lambdas,
+                               &real_entry, 1, FG_MAX_LEVELS),
+    CYAML_FIELD_SEQUENCE_COUNT("gammas", CYAML_FLAG_POINTER | OPT, raw_method, gammas, n_gammas,
+                               &real_entry, 1, FG_MAX_LEVELS),
+    CYAML_FIELD_FLOAT_PTR("hsic_sigma", OPT | CYAML_FLAG_STRICT, raw_method, hsic_sigma),
+    CYAML_FIELD_BOOL_PTR("mentor", OPT, raw_method, mentor),
+    CYAML_FIELD_BOOL_PTR("harmonizer", OPT, raw_method, harmonizer),
+    CYAML_FIELD_ENUM_PTR("frozen_bn", OPT | CYAML_FLAG_STRICT, raw_method, frozen_bn, frozen_bns,
+                         ENUM_LEN(frozen_bns)),
     CYAML_FIELD_END};
 static const cyaml_schema_value_t method_entry = {
     CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, raw_method, method_fields)};
@@ -1238,6 +1307,19 @@ static unsigned method_options_given(const raw_method *m) {
   if (m->kd_gamma) o |= OPT_KD_GAMMA;
   if (m->kd_temperature) o |= OPT_KD_TEMPERATURE;
   if (m->kd_start) o |= OPT_KD_START;
+  if (m->schedule) o |= OPT_SCHEDULE;
+  if (m->n_stage_rounds) o |= OPT_STAGE_ROUNDS;
+  if (m->advance) o |= OPT_ADVANCE;
+  if (m->em_threshold) o |= OPT_EM_THRESHOLD;
+  if (m->em_window) o |= OPT_EM_WINDOW;
+  if (m->em_every) o |= OPT_EM_EVERY;
+  if (m->em_samples) o |= OPT_EM_SAMPLES;
+  if (m->n_lambdas) o |= OPT_LAMBDAS;
+  if (m->n_gammas) o |= OPT_GAMMAS;
+  if (m->hsic_sigma) o |= OPT_HSIC_SIGMA;
+  if (m->mentor) o |= OPT_MENTOR;
+  if (m->harmonizer) o |= OPT_HARMONIZER;
+  if (m->frozen_bn) o |= OPT_FROZEN_BN;
   return o;
 }
 
@@ -1284,8 +1366,96 @@ static fg_status check_scalefl(cfg_ctx *c, const char *where, const fg_method_co
   return check_real(c, path, m->kd_start, 0, 0, 1, 0);
 }
 
-/* One method entry; `where` is "method" or "methods[i]". */
-static fg_status convert_method(cfg_ctx *c, const char *where, const raw_method *r, fg_method_config *m) {
+/* What a neulite option given for a schedule / advance that does not use it needs. */
+static const char *neulite_needs(unsigned option) {
+  if (option & OPT_NEULITE_ROUNDS) return "schedule sequential with advance rounds";
+  if (option & OPT_NEULITE_MOVEMENT) return "schedule sequential with advance movement";
+  return "schedule sequential";
+}
+
+/* A per-stage list of neulite: one entry per stage (block) of the model, when given. */
+static fg_status check_stage_count(cfg_ctx *c, const char *where, const char *key, int n, const char *arch,
+                                   int stages) {
+  if (n == 0 || n == stages) return FG_OK;
+  char path[96];
+  snprintf(path, sizeof path, "%s.%s", where, key);
+  return cfg_fail_at(c, path, "%d entries but model %s has %d stages (expected %d, one per block)", n, arch,
+                     stages, stages);
+}
+
+/* neulite's options: every scalar gets its default; a key that the entry's schedule / advance does
+ * not use is an error; the per-stage lists hold one entry per block of `arch`. */
+static fg_status convert_neulite(cfg_ctx *c, const char *where, const raw_method *r, const char *arch,
+                                 fg_method_config *m) {
+  char path[96];
+  int schedule = r->schedule ? *r->schedule : SCHEDULE_ROUNDROBIN;
+  int advance = r->advance ? *r->advance : ADVANCE_ROUNDS;
+  DUP_OR_OOM(m->schedule, schedules[schedule].str);
+  DUP_OR_OOM(m->advance, advances[advance].str);
+  DUP_OR_OOM(m->frozen_bn, frozen_bns[r->frozen_bn ? *r->frozen_bn : 0].str);
+
+  unsigned given = method_options_given(r), unused;
+  char has[64];
+  if (schedule != SCHEDULE_SEQUENTIAL) {
+    unused = given & OPT_NEULITE_SEQUENTIAL;
+    snprintf(has, sizeof has, "schedule %s", schedules[schedule].str);
+  } else {
+    unused = given & (advance == ADVANCE_ROUNDS ? OPT_NEULITE_MOVEMENT : OPT_NEULITE_ROUNDS);
+    snprintf(has, sizeof has, "advance %s", advances[advance].str);
+  }
+  if (unused) {
+    int b = 0;
+    while (!(unused & (1u << b))) b++;
+    snprintf(path, sizeof path, "%s.%s", where, option_names[b]);
+    return cfg_fail_at(c, path, "used only with %s (this entry has %s; remove it, or change %s)",
+                       neulite_needs(1u << b), has, schedule != SCHEDULE_SEQUENTIAL ? "the schedule" : "advance");
+  }
+
+  int stages = fg_model_block_count(arch);
+  FG_TRY(check_stage_count(c, where, "stage_rounds", (int)r->n_stage_rounds, arch, stages));
+  FG_TRY(check_stage_count(c, where, "lambdas", (int)r->n_lambdas, arch, stages));
+  FG_TRY(check_stage_count(c, where, "gammas", (int)r->n_gammas, arch, stages));
+  m->n_stage_rounds = (int)r->n_stage_rounds;
+  for (int i = 0; i < m->n_stage_rounds; i++) {
+    m->stage_rounds[i] = r->stage_rounds[i];
+    snprintf(path, sizeof path, "%s.stage_rounds[%d]", where, i);
+    FG_TRY(check_int(c, path, m->stage_rounds[i], 1, LLONG_MAX));
+  }
+  m->n_lambdas = (int)r->n_lambdas;
+  for (int i = 0; i < m->n_lambdas; i++) {
+    m->lambdas[i] = r->lambdas[i];
+    snprintf(path, sizeof path, "%s.lambdas[%d]", where, i);
+    FG_TRY(check_real(c, path, m->lambdas[i], 0, 0, INFINITY, 0));
+  }
+  m->n_gammas = (int)r->n_gammas;
+  for (int i = 0; i < m->n_gammas; i++) {
+    m->gammas[i] = r->gammas[i];
+    snprintf(path, sizeof path, "%s.gammas[%d]", where, i);
+    FG_TRY(check_real(c, path, m->gammas[i], 0, 0, INFINITY, 0));
+  }
+
+  m->em_threshold = r->em_threshold ? *r->em_threshold : 0.1;
+  m->em_window = r->em_window ? *r->em_window : 6;
+  m->em_every = r->em_every ? *r->em_every : 10;
+  m->em_samples = r->em_samples ? *r->em_samples : 10000;
+  m->hsic_sigma = r->hsic_sigma ? *r->hsic_sigma : 5;
+  m->mentor = r->mentor ? *r->mentor != 0 : 1;
+  m->harmonizer = r->harmonizer ? *r->harmonizer != 0 : 1;
+  snprintf(path, sizeof path, "%s.em_threshold", where);
+  FG_TRY(check_real(c, path, m->em_threshold, 0, 1, 1, 0));
+  snprintf(path, sizeof path, "%s.em_window", where);
+  FG_TRY(check_int(c, path, m->em_window, 2, LLONG_MAX));
+  snprintf(path, sizeof path, "%s.em_every", where);
+  FG_TRY(check_int(c, path, m->em_every, 1, LLONG_MAX));
+  snprintf(path, sizeof path, "%s.em_samples", where);
+  FG_TRY(check_int(c, path, m->em_samples, 1, LLONG_MAX));
+  snprintf(path, sizeof path, "%s.hsic_sigma", where);
+  return check_real(c, path, m->hsic_sigma, 0, 1, INFINITY, 0);
+}
+
+/* One method entry; `where` is "method" or "methods[i]"; `arch` is the model's (known by now). */
+static fg_status convert_method(cfg_ctx *c, const char *where, const raw_method *r, const char *arch,
+                                fg_method_config *m) {
   const method_info *info = &methods_info[r->name];
   const char *name = method_names[r->name].str;
   DUP_OR_OOM(m->name, name);
@@ -1327,6 +1497,7 @@ static fg_status convert_method(cfg_ctx *c, const char *where, const raw_method 
     m->kd_start = r->kd_start ? *r->kd_start : 0.25;
     FG_TRY(check_scalefl(c, where, m, n_widths, n_exits));
   }
+  if (info->options & OPT_SCHEDULE) FG_TRY(convert_neulite(c, where, r, arch, m));
   return FG_OK;
 }
 
@@ -1368,14 +1539,14 @@ static fg_status convert(cfg_ctx *c, const raw_top *r, fg_config *cfg) {
     return cfg_fail_at(c, "", "neither 'method' nor 'methods' is given (expected exactly one)");
   if (r->method) {
     cfg->n_methods = 1;
-    return convert_method(c, "method", r->method, &cfg->methods[0]);
+    return convert_method(c, "method", r->method, cfg->arch, &cfg->methods[0]);
   }
   cfg->compare = 1;
   for (unsigned i = 0; i < r->n_methods; i++) {
     char where[32];
     snprintf(where, sizeof where, "methods[%u]", i);
     cfg->n_methods = (int)i + 1;
-    FG_TRY(convert_method(c, where, &r->methods[i], &cfg->methods[i]));
+    FG_TRY(convert_method(c, where, &r->methods[i], cfg->arch, &cfg->methods[i]));
   }
   return FG_OK;
 }
@@ -1501,7 +1672,58 @@ static void put_reals(FILE *f, const double *v, int n) {
   fputc(']', f);
 }
 
+static void put_ints(FILE *f, const int *v, int n) {
+  fputc('[', f);
+  for (int i = 0; i < n; i++) fprintf(f, "%s%d", i ? ", " : "", v[i]);
+  fputc(']', f);
+}
+
 static const char *bool_text(int v) { return v ? "true" : "false"; }
+
+/* A per-stage list of neulite, or a comment when it was not given (the method's default). */
+static void put_stage_list(FILE *f, const char *indent, const char *key, const double *v, int n,
+                           const char *absent) {
+  if (n == 0) {
+    fprintf(f, "%s# %s: %s\n", indent, key, absent);
+    return;
+  }
+  fprintf(f, "%s%s: ", indent, key);
+  put_reals(f, v, n);
+  fputc('\n', f);
+}
+
+static void write_neulite(FILE *f, const fg_method_config *m, const char *indent) {
+  const char *schedule = m->schedule ? m->schedule : schedules[SCHEDULE_ROUNDROBIN].str;
+  const char *advance = m->advance ? m->advance : advances[ADVANCE_ROUNDS].str;
+  fprintf(f, "%sschedule: %s\n", indent, schedule);
+  if (strcmp(schedule, schedules[SCHEDULE_SEQUENTIAL].str) != 0) {
+    fprintf(f, "%s# advance, stage_rounds, em_*: used only with schedule sequential\n", indent);
+  } else {
+    fprintf(f, "%sadvance: %s\n", indent, advance);
+    if (strcmp(advance, advances[ADVANCE_MOVEMENT].str) == 0) {
+      fprintf(f, "%sem_threshold: ", indent);
+      put_real(f, m->em_threshold);
+      fprintf(f, "\n%sem_window: %d\n%sem_every: %d\n%sem_samples: %d\n", indent, m->em_window, indent,
+              m->em_every, indent, m->em_samples);
+      fprintf(f, "%s# stage_rounds: used only with advance rounds\n", indent);
+    } else {
+      if (m->n_stage_rounds > 0) {
+        fprintf(f, "%sstage_rounds: ", indent);
+        put_ints(f, m->stage_rounds, m->n_stage_rounds);
+        fputc('\n', f);
+      } else {
+        fprintf(f, "%s# stage_rounds: the rounds split evenly over the stages\n", indent);
+      }
+      fprintf(f, "%s# em_*: used only with advance movement\n", indent);
+    }
+  }
+  put_stage_list(f, indent, "lambdas", m->lambdas, m->n_lambdas, "the method's default schedule");
+  put_stage_list(f, indent, "gammas", m->gammas, m->n_gammas, "the method's default schedule");
+  fprintf(f, "%shsic_sigma: ", indent);
+  put_real(f, m->hsic_sigma);
+  fprintf(f, "\n%smentor: %s\n%sharmonizer: %s\n%sfrozen_bn: %s\n", indent, bool_text(m->mentor), indent,
+          bool_text(m->harmonizer), indent, m->frozen_bn ? m->frozen_bn : frozen_bns[0].str);
+}
 
 static int method_index_of(const char *name) {
   for (int i = 0; i < M_COUNT; i++)
@@ -1540,6 +1762,7 @@ static fg_status write_method(FILE *f, const fg_method_config *m, const char *fi
     put_real(f, m->kd_start);
     fputc('\n', f);
   }
+  if (o & OPT_SCHEDULE) write_neulite(f, m, indent);
   return FG_OK;
 }
 
@@ -1683,6 +1906,9 @@ void fg_config_free(fg_config *cfg) {
   for (int i = 0; i < FG_MAX_METHODS; i++) {
     free(cfg->methods[i].name);
     free(cfg->methods[i].rolling);
+    free(cfg->methods[i].schedule);
+    free(cfg->methods[i].advance);
+    free(cfg->methods[i].frozen_bn);
   }
   config_storage *store = cfg->storage;
   if (store) {

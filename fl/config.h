@@ -15,7 +15,7 @@
 enum { FG_MAX_METHODS = 16, FG_MAX_LEVELS = 8 };
 
 typedef struct fg_method_config {
-  char *name;               /* fedavg | exclusivefl | fedavg-s | heterofl | fedrolex | depthfl | scalefl */
+  char *name;               /* fedavg | exclusivefl | fedavg-s | heterofl | fedrolex | depthfl | scalefl | neulite */
   fg_weighting weighting;
   double rates[FG_MAX_LEVELS];   /* fedavg-s, heterofl, fedrolex: width rates, descending */
   int n_rates;
@@ -29,6 +29,25 @@ typedef struct fg_method_config {
   int exits[FG_MAX_LEVELS];      /* scalefl: exits per level */
   int n_scalefl_levels;
   double kd_gamma, kd_temperature, kd_start; /* scalefl */
+  /* neulite. Every scalar is filled (its default when not given) whatever the schedule; a key given
+   * for a schedule / advance that does not use it is an error. Lists: 0 entries when not given,
+   * else exactly one entry per stage (fg_model_block_count of the arch). */
+  char *schedule;                 /* "roundrobin" (default, as the reference code) | "sequential" */
+  int stage_rounds[FG_MAX_LEVELS];/* sequential + advance "rounds": rounds of each stage; n_stage_rounds 0 = rounds split evenly */
+  int n_stage_rounds;
+  char *advance;                  /* sequential: "rounds" (default) | "movement" (effective-movement metric) */
+  double em_threshold;            /* movement: advance when EM < this (default 0.1), range (0, 1] */
+  int em_window;                  /* movement: round-to-round changes summed (default 6), >= 2 */
+  int em_every;                   /* movement: check every this many rounds of a stage (default 10), >= 1 */
+  int em_samples;                 /* movement: tracked scalars of the active block (default 10000), >= 1 */
+  double lambdas[FG_MAX_LEVELS];  /* weight of nHSIC(X; Z_X) per stage; n_lambdas 0 = our default schedule */
+  int n_lambdas;
+  double gammas[FG_MAX_LEVELS];   /* weight of nHSIC(Y; Z_Y) per stage; n_gammas 0 = our default schedule */
+  int n_gammas;
+  double hsic_sigma;              /* Gaussian kernel sigma (default 5, as the reference), > 0 */
+  int mentor;                     /* Curriculum Mentor nHSIC terms on (default 1) */
+  int harmonizer;                 /* Training Harmonizer on (default 1) */
+  char *frozen_bn;                /* "update" (default, reference: frozen-prefix BN uses batch statistics and updates running stats) | "fixed" (frozen-prefix BN uses running statistics, no update) */
 } fg_method_config;
 
 typedef struct fg_config {

@@ -103,6 +103,11 @@ static void assert_reals(const double *got, const double *want, int n, const cha
   for (int i = 0; i < n; i++) cr_assert_eq(got[i], want[i], "%s[%d]: %g, want %g", what, i, got[i], want[i]);
 }
 
+static void assert_opt_str_eq(const char *a, const char *b, const char *what) {
+  cr_assert_eq(a == NULL, b == NULL, "%s: one is NULL (%s vs %s)", what, a ? a : "NULL", b ? b : "NULL");
+  if (a) cr_assert_str_eq(a, b, "%s", what);
+}
+
 static void assert_method_equal(const fg_method_config *a, const fg_method_config *b, const char *what) {
   cr_assert_str_eq(a->name, b->name, "%s.name", what);
   cr_assert_eq(a->weighting, b->weighting, "%s.weighting", what);
@@ -121,11 +126,23 @@ static void assert_method_equal(const fg_method_config *a, const fg_method_confi
   cr_assert_eq(a->kd_gamma, b->kd_gamma, "%s.kd_gamma", what);
   cr_assert_eq(a->kd_temperature, b->kd_temperature, "%s.kd_temperature", what);
   cr_assert_eq(a->kd_start, b->kd_start, "%s.kd_start", what);
-}
-
-static void assert_opt_str_eq(const char *a, const char *b, const char *what) {
-  cr_assert_eq(a == NULL, b == NULL, "%s: one is NULL (%s vs %s)", what, a ? a : "NULL", b ? b : "NULL");
-  if (a) cr_assert_str_eq(a, b, "%s", what);
+  assert_opt_str_eq(a->schedule, b->schedule, "schedule");
+  cr_assert_eq(a->n_stage_rounds, b->n_stage_rounds, "%s.n_stage_rounds", what);
+  for (int i = 0; i < a->n_stage_rounds; i++)
+    cr_assert_eq(a->stage_rounds[i], b->stage_rounds[i], "%s.stage_rounds[%d]", what, i);
+  assert_opt_str_eq(a->advance, b->advance, "advance");
+  cr_assert_eq(a->em_threshold, b->em_threshold, "%s.em_threshold", what);
+  cr_assert_eq(a->em_window, b->em_window, "%s.em_window", what);
+  cr_assert_eq(a->em_every, b->em_every, "%s.em_every", what);
+  cr_assert_eq(a->em_samples, b->em_samples, "%s.em_samples", what);
+  cr_assert_eq(a->n_lambdas, b->n_lambdas, "%s.n_lambdas", what);
+  assert_reals(a->lambdas, b->lambdas, a->n_lambdas, "lambdas");
+  cr_assert_eq(a->n_gammas, b->n_gammas, "%s.n_gammas", what);
+  assert_reals(a->gammas, b->gammas, a->n_gammas, "gammas");
+  cr_assert_eq(a->hsic_sigma, b->hsic_sigma, "%s.hsic_sigma", what);
+  cr_assert_eq(a->mentor, b->mentor, "%s.mentor", what);
+  cr_assert_eq(a->harmonizer, b->harmonizer, "%s.harmonizer", what);
+  assert_opt_str_eq(a->frozen_bn, b->frozen_bn, "frozen_bn");
 }
 
 /* Every field but `path` (and the methods, compared by the caller when they differ in layout). */
@@ -419,16 +436,17 @@ Test(config, per_method_defaults_follow_the_table) {
           "  - name: heterofl\n"
           "  - name: fedrolex\n"
           "  - name: depthfl\n"
-          "  - name: scalefl\n",
+          "  - name: scalefl\n"
+          "  - name: neulite\n",
           NULL, 0, &cfg);
   cr_assert_str_eq(cfg.name, "cmp");
   cr_assert_eq(cfg.compare, 1);
-  cr_assert_eq(cfg.n_methods, 7);
+  cr_assert_eq(cfg.n_methods, 8);
   const double rates[] = {1, 0.5, 0.25, 0.125, 0.0625};
-  const char *names[] = {"fedavg", "exclusivefl", "fedavg-s", "heterofl", "fedrolex", "depthfl", "scalefl"};
+  const char *names[] = {"fedavg", "exclusivefl", "fedavg-s", "heterofl", "fedrolex", "depthfl", "scalefl", "neulite"};
   const fg_weighting weighting[] = {FG_WEIGHT_SAMPLES, FG_WEIGHT_SAMPLES, FG_WEIGHT_SAMPLES, FG_WEIGHT_COUNT,
-                                    FG_WEIGHT_COUNT,   FG_WEIGHT_COUNT,   FG_WEIGHT_COUNT};
-  for (int i = 0; i < 7; i++) {
+                                    FG_WEIGHT_COUNT,   FG_WEIGHT_COUNT,   FG_WEIGHT_COUNT,   FG_WEIGHT_SAMPLES};
+  for (int i = 0; i < 8; i++) {
     cr_assert_str_eq(cfg.methods[i].name, names[i]);
     cr_assert_eq(cfg.methods[i].weighting, weighting[i], "%s weighting", names[i]);
   }
@@ -457,6 +475,204 @@ Test(config, per_method_defaults_follow_the_table) {
   cr_assert_eq(cfg.methods[0].n_rates, 0);
   cr_assert_eq(cfg.methods[0].n_scalefl_levels, 0);
   cr_assert_eq(s->n_rates, 0);
+  cr_assert_null(s->schedule);
+  cr_assert_null(s->frozen_bn);
+  cr_assert_eq(s->hsic_sigma, 0);
+  cr_assert_eq(cfg.methods[7].n_rates, 0);
+  cr_assert_eq(cfg.methods[7].kd, 0);
+  cr_assert_str_eq(cfg.methods[7].schedule, "roundrobin");
+  fg_config_free(&cfg);
+}
+
+/* Every neulite default of configs/README.md: each scalar is filled whatever the schedule. */
+static void assert_neulite_defaults(const fg_method_config *n, const char *schedule, const char *advance) {
+  cr_assert_str_eq(n->name, "neulite");
+  cr_assert_eq(n->weighting, FG_WEIGHT_SAMPLES, "neulite weights by samples (the paper's |D_n|/|D|)");
+  cr_assert_str_eq(n->schedule, schedule);
+  cr_assert_str_eq(n->advance, advance);
+  cr_assert_eq(n->n_stage_rounds, 0, "not given: the rounds split evenly");
+  cr_assert_eq(n->em_threshold, 0.1);
+  cr_assert_eq(n->em_window, 6);
+  cr_assert_eq(n->em_every, 10);
+  cr_assert_eq(n->em_samples, 10000);
+  cr_assert_eq(n->n_lambdas, 0, "not given: the method's default schedule");
+  cr_assert_eq(n->n_gammas, 0, "not given: the method's default schedule");
+  cr_assert_eq(n->hsic_sigma, 5);
+  cr_assert_eq(n->mentor, 1);
+  cr_assert_eq(n->harmonizer, 1);
+  cr_assert_str_eq(n->frozen_bn, "update");
+  /* options of other methods stay unset */
+  cr_assert_eq(n->n_rates, 0);
+  cr_assert_eq(n->n_scalefl_levels, 0);
+  cr_assert_null(n->rolling);
+}
+
+Test(config, neulite_defaults) {
+  fg_config cfg;
+  load_ok("n.yaml", MINIMAL "method: {name: neulite}\n", NULL, 0, &cfg);
+  assert_neulite_defaults(&cfg.methods[0], "roundrobin", "rounds");
+  fg_config_free(&cfg);
+  load_ok("n.yaml", MINIMAL "method: {name: neulite, schedule: sequential}\n", NULL, 0, &cfg);
+  assert_neulite_defaults(&cfg.methods[0], "sequential", "rounds");
+  fg_config_free(&cfg);
+  load_ok("n.yaml", MINIMAL "method: {name: neulite, schedule: sequential, advance: movement}\n", NULL, 0, &cfg);
+  assert_neulite_defaults(&cfg.methods[0], "sequential", "movement");
+  fg_config_free(&cfg);
+}
+
+Test(config, neulite_options_load) {
+  const char *yaml =
+      "rounds: 40\n"
+      "data: {dataset: cifar10}\n"
+      "model: {arch: resnet18}\n"
+      "clients: {count: 10}\n"
+      "methods:\n"
+      "  - name: neulite\n"
+      "    weighting: count\n"
+      "    schedule: sequential\n"
+      "    advance: rounds\n"
+      "    stage_rounds: [5, 10, 10, 15]\n"
+      "    lambdas: [0, 0.5, 1e-3, 2]\n"
+      "    gammas: [1, 1, 0, 0.25]\n"
+      "    hsic_sigma: 2.5\n"
+      "    mentor: false\n"
+      "    harmonizer: no\n"
+      "    frozen_bn: fixed\n"
+      "  - name: neulite\n"
+      "    schedule: sequential\n"
+      "    advance: movement\n"
+      "    em_threshold: 1\n"
+      "    em_window: 2\n"
+      "    em_every: 1\n"
+      "    em_samples: 1\n";
+  fg_config cfg;
+  load_ok("nl.yaml", yaml, NULL, 0, &cfg);
+  cr_assert_eq(cfg.n_methods, 2);
+  const fg_method_config *a = &cfg.methods[0], *b = &cfg.methods[1];
+  cr_assert_eq(a->weighting, FG_WEIGHT_COUNT);
+  cr_assert_str_eq(a->schedule, "sequential");
+  cr_assert_str_eq(a->advance, "rounds");
+  const int stage_rounds[] = {5, 10, 10, 15};
+  const double lambdas[] = {0, 0.5, 1e-3, 2}, gammas[] = {1, 1, 0, 0.25};
+  cr_assert_eq(a->n_stage_rounds, 4);
+  for (int i = 0; i < 4; i++) cr_assert_eq(a->stage_rounds[i], stage_rounds[i]);
+  cr_assert_eq(a->n_lambdas, 4);
+  assert_reals(a->lambdas, lambdas, 4, "lambdas");
+  cr_assert_eq(a->n_gammas, 4);
+  assert_reals(a->gammas, gammas, 4, "gammas");
+  cr_assert_eq(a->hsic_sigma, 2.5);
+  cr_assert_eq(a->mentor, 0);
+  cr_assert_eq(a->harmonizer, 0);
+  cr_assert_str_eq(a->frozen_bn, "fixed");
+  cr_assert_eq(a->em_threshold, 0.1, "defaults filled even where unused");
+  cr_assert_str_eq(b->advance, "movement");
+  cr_assert_eq(b->em_threshold, 1);
+  cr_assert_eq(b->em_window, 2);
+  cr_assert_eq(b->em_every, 1);
+  cr_assert_eq(b->em_samples, 1);
+  cr_assert_eq(b->n_stage_rounds, 0);
+  cr_assert_eq(b->weighting, FG_WEIGHT_SAMPLES);
+  fg_config_free(&cfg);
+
+  /* cnn and vgg-me have 3 stages */
+  load_ok("nc.yaml", MINIMAL "method: {name: neulite, lambdas: [1, 2, 3], gammas: [0, 0, 0]}\n", NULL, 0, &cfg);
+  cr_assert_eq(cfg.methods[0].n_lambdas, 3);
+  cr_assert_eq(cfg.methods[0].lambdas[2], 3);
+  fg_config_free(&cfg);
+  const char *vgg[] = {"model.arch=vgg-me", "method.schedule=sequential", "method.stage_rounds=[3,3,4]"};
+  load_ok("nv.yaml", MINIMAL "method: {name: neulite}\n", vgg, 3, &cfg);
+  cr_assert_eq(cfg.methods[0].n_stage_rounds, 3);
+  cr_assert_eq(cfg.methods[0].stage_rounds[2], 4);
+  fg_config_free(&cfg);
+}
+
+Test(config, neulite_bad_values_name_the_key) {
+  EXPECT_ERROR(MINIMAL "method: {name: neulite, schedule: random}\n",
+               "method.schedule: unknown value 'random' (expected one of: roundrobin, sequential)");
+  EXPECT_ERROR(MINIMAL "method: {name: neulite, schedule: sequential, advance: loss}\n",
+               "method.advance: unknown value 'loss' (expected one of: rounds, movement)");
+  EXPECT_ERROR(MINIMAL "method: {name: neulite, frozen_bn: frozen}\n",
+               "method.frozen_bn: unknown value 'frozen' (expected one of: update, fixed)");
+  EXPECT_ERROR(MINIMAL "method: {name: neulite, mentor: sometimes}\n", "method.mentor: 'sometimes' is not a boolean");
+  EXPECT_ERROR(MINIMAL "method: {name: neulite, harmonizer: 2}\n", "method.harmonizer: '2' is not a boolean");
+  const char *seq_mv = "method: {name: neulite, schedule: sequential, advance: movement, ";
+  char text[512];
+#define NEULITE_ERROR(prefix, keys, ...)                                    \
+  do {                                                                      \
+    snprintf(text, sizeof text, "%s%s%s}\n", MINIMAL, prefix, keys);        \
+    EXPECT_ERROR(text, __VA_ARGS__);                                        \
+  } while (0)
+  NEULITE_ERROR(seq_mv, "em_threshold: 0", "method.em_threshold: 0 is out of range (expected in (0, 1])");
+  NEULITE_ERROR(seq_mv, "em_threshold: 1.5", "method.em_threshold: 1.5 is out of range (expected in (0, 1])");
+  NEULITE_ERROR(seq_mv, "em_threshold: -0.1", "method.em_threshold: -0.1 is out of range");
+  NEULITE_ERROR(seq_mv, "em_threshold: .nan", "method.em_threshold: '.nan' is not a finite number");
+  NEULITE_ERROR(seq_mv, "em_window: 1", "method.em_window: 1 is out of range (expected >= 2)");
+  NEULITE_ERROR(seq_mv, "em_window: 2.5", "method.em_window: '2.5' is not an integer");
+  NEULITE_ERROR(seq_mv, "em_every: 0", "method.em_every: 0 is out of range (expected >= 1)");
+  NEULITE_ERROR(seq_mv, "em_samples: 0", "method.em_samples: 0 is out of range (expected >= 1)");
+  NEULITE_ERROR(seq_mv, "em_samples: -5", "method.em_samples: -5 is out of range (expected >= 1)");
+  const char *nl = "method: {name: neulite, ";
+  NEULITE_ERROR(nl, "hsic_sigma: 0", "method.hsic_sigma: 0 is out of range (expected > 0)");
+  NEULITE_ERROR(nl, "hsic_sigma: -1", "method.hsic_sigma: -1 is out of range (expected > 0)");
+  NEULITE_ERROR(nl, "hsic_sigma: .inf", "method.hsic_sigma: '.inf' is not a finite number");
+  NEULITE_ERROR(nl, "lambdas: [1, -0.5, 1]", "method.lambdas[1]: -0.5 is out of range (expected >= 0)");
+  NEULITE_ERROR(nl, "lambdas: [1, .nan, 1]", "method.lambdas[1]: '.nan' is not a finite number");
+  NEULITE_ERROR(nl, "gammas: [0, 0, -1e-9]", "method.gammas[2]: -1e-09 is out of range (expected >= 0)");
+  NEULITE_ERROR(nl, "gammas: [0, -.inf, 0]", "method.gammas[1]: '-.inf' is not a finite number");
+  NEULITE_ERROR(nl, "lambdas: []", "method.lambdas: 0 entries (expected at least 1)");
+  NEULITE_ERROR(nl, "gammas: 0.5", "method.gammas: expected a list, got '0.5'");
+  NEULITE_ERROR(nl, "lambdas: [1, 1, 1, 1, 1, 1, 1, 1, 1]", "method.lambdas: 9 entries (expected at most 8)");
+  const char *seq = "method: {name: neulite, schedule: sequential, ";
+  NEULITE_ERROR(seq, "stage_rounds: [3, 0, 3]", "method.stage_rounds[1]: 0 is out of range (expected >= 1)");
+  NEULITE_ERROR(seq, "stage_rounds: [3, 3, 1.5]", "method.stage_rounds[2]: '1.5' is not an integer");
+  NEULITE_ERROR(seq, "stage_rounds: []", "method.stage_rounds: 0 entries (expected at least 1)");
+#undef NEULITE_ERROR
+}
+
+Test(config, neulite_lists_hold_one_entry_per_stage) {
+  EXPECT_ERROR(MINIMAL "method: {name: neulite, lambdas: [1, 1]}\n",
+               "method.lambdas: 2 entries but model cnn has 3 stages (expected 3, one per block)");
+  EXPECT_ERROR(MINIMAL "method: {name: neulite, gammas: [1, 1, 1, 1]}\n",
+               "method.gammas: 4 entries but model cnn has 3 stages (expected 3");
+  EXPECT_ERROR(MINIMAL "method: {name: neulite, schedule: sequential, stage_rounds: [5]}\n",
+               "method.stage_rounds: 1 entries but model cnn has 3 stages (expected 3");
+  EXPECT_ERROR("rounds: 3\ndata: {dataset: cifar10}\nmodel: {arch: resnet34}\nclients: {count: 3}\n"
+               "methods: [{name: fedavg}, {name: neulite, lambdas: [1, 1, 1]}]\n",
+               "methods[1].lambdas: 3 entries but model resnet34 has 4 stages (expected 4");
+  const char *arch[] = {"model.arch=resnet18"};
+  expect_error_set(MINIMAL "method: {name: neulite, gammas: [1, 1, 1]}\n", arch, 1, FG_ERR_CONFIG,
+                   "method.gammas: 3 entries but model resnet18 has 4 stages", NULL);
+}
+
+Test(config, neulite_keys_of_another_schedule_are_errors) {
+  EXPECT_ERROR(MINIMAL "method: {name: neulite, advance: movement}\n",
+               "method.advance: used only with schedule sequential (this entry has schedule roundrobin; "
+               "remove it, or change the schedule)");
+  EXPECT_ERROR(MINIMAL "method: {name: neulite, schedule: roundrobin, stage_rounds: [1, 2, 3]}\n",
+               "method.stage_rounds: used only with schedule sequential with advance rounds (this entry has "
+               "schedule roundrobin");
+  EXPECT_ERROR(MINIMAL "method: {name: neulite, em_threshold: 0.2}\n",
+               "method.em_threshold: used only with schedule sequential with advance movement (this entry has "
+               "schedule roundrobin");
+  EXPECT_ERROR(MINIMAL "method: {name: neulite, schedule: sequential, em_window: 4}\n",
+               "method.em_window: used only with schedule sequential with advance movement (this entry has "
+               "advance rounds; remove it, or change advance)");
+  EXPECT_ERROR(MINIMAL "method: {name: neulite, schedule: sequential, advance: rounds, em_every: 4}\n",
+               "method.em_every: used only", "advance rounds");
+  EXPECT_ERROR(MINIMAL "method: {name: neulite, schedule: sequential, em_samples: 4}\n", "method.em_samples: used only");
+  EXPECT_ERROR(MINIMAL "method: {name: neulite, schedule: sequential, advance: movement, stage_rounds: [1, 1, 1]}\n",
+               "method.stage_rounds: used only with schedule sequential with advance rounds (this entry has "
+               "advance movement");
+  const char *rr[] = {"method.schedule=roundrobin"};
+  expect_error_set(MINIMAL "method: {name: neulite, schedule: sequential, advance: movement, em_window: 3}\n", rr, 1,
+                   FG_ERR_CONFIG, "method.advance: used only with schedule sequential", NULL);
+  /* replacing the whole entry drops them */
+  const char *whole[] = {"method={name: neulite, schedule: roundrobin}"};
+  fg_config cfg;
+  load_ok("w.yaml", MINIMAL "method: {name: neulite, schedule: sequential, advance: movement, em_window: 3}\n", whole,
+          1, &cfg);
+  cr_assert_str_eq(cfg.methods[0].schedule, "roundrobin");
+  cr_assert_eq(cfg.methods[0].em_window, 6);
   fg_config_free(&cfg);
 }
 
@@ -555,7 +771,7 @@ Test(config, out_of_range_values_name_the_key) {
 Test(config, unknown_names_are_errors) {
   EXPECT_ERROR(MINIMAL "method: {name: fedx}\n",
                "method.name: unknown value 'fedx' (expected one of: fedavg, exclusivefl, fedavg-s, heterofl, "
-               "fedrolex, depthfl, scalefl)");
+               "fedrolex, depthfl, scalefl, neulite)");
   EXPECT_ERROR(MINIMAL "methods: [{name: fedavg}, {name: FedAvg}]\n", "methods[1].name: unknown value 'FedAvg'");
   EXPECT_ERROR("rounds: 3\ndata: {dataset: mnist}\nmodel: {arch: cnn}\nclients: {count: 3}\nmethod: {name: fedavg}\n",
                "data.dataset: unknown dataset 'mnist'", "cifar10");
@@ -575,6 +791,26 @@ Test(config, options_a_method_does_not_take) {
   EXPECT_ERROR(MINIMAL "method: {name: depthfl, kd_gamma: 0.1}\n", "method.kd_gamma: method depthfl does not take");
   EXPECT_ERROR(MINIMAL "method: {name: scalefl, kd: true}\n", "method.kd: method scalefl does not take 'kd'");
   EXPECT_ERROR(MINIMAL "method: {name: exclusivefl, scaler: false}\n", "method.scaler: method exclusivefl");
+  /* neulite's options belong to neulite only, and neulite takes no other method's */
+  EXPECT_ERROR(MINIMAL "method: {name: depthfl, schedule: sequential}\n",
+               "method.schedule: method depthfl does not take 'schedule' (it takes: weighting, kd, kd_ramp_rounds)");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg, lambdas: [1, 1, 1]}\n", "method.lambdas: method fedavg does not take");
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, gammas: [1, 1, 1]}\n", "method.gammas: method scalefl does not take");
+  EXPECT_ERROR(MINIMAL "method: {name: heterofl, em_threshold: 0.1}\n", "method.em_threshold: method heterofl");
+  EXPECT_ERROR(MINIMAL "method: {name: fedrolex, em_window: 6}\n", "method.em_window: method fedrolex");
+  EXPECT_ERROR(MINIMAL "method: {name: depthfl, em_every: 6}\n", "method.em_every: method depthfl");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg-s, em_samples: 6}\n", "method.em_samples: method fedavg-s");
+  EXPECT_ERROR(MINIMAL "method: {name: exclusivefl, advance: rounds}\n", "method.advance: method exclusivefl");
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, stage_rounds: [1, 1, 1]}\n", "method.stage_rounds: method scalefl");
+  EXPECT_ERROR(MINIMAL "method: {name: depthfl, hsic_sigma: 5}\n", "method.hsic_sigma: method depthfl");
+  EXPECT_ERROR(MINIMAL "method: {name: heterofl, mentor: true}\n", "method.mentor: method heterofl");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg, harmonizer: true}\n", "method.harmonizer: method fedavg");
+  EXPECT_ERROR(MINIMAL "method: {name: heterofl, frozen_bn: fixed}\n", "method.frozen_bn: method heterofl");
+  EXPECT_ERROR(MINIMAL "methods: [{name: fedavg}, {name: neulite, kd: true}]\n",
+               "methods[1].kd: method neulite does not take 'kd' (it takes: weighting, schedule, stage_rounds, "
+               "advance, em_threshold, em_window, em_every, em_samples, lambdas, gammas, hsic_sigma, mentor, "
+               "harmonizer, frozen_bn)");
+  EXPECT_ERROR(MINIMAL "method: {name: neulite, rates: [1, 0.5]}\n", "method.rates: method neulite does not take");
 }
 
 Test(config, method_and_methods_exactly_one) {
@@ -857,6 +1093,45 @@ Test(config, round_trip_single_method) {
                      "{name: null-ish, share: 0.9}]\nmethod: {name: depthfl}\n",
              NULL, 0);
   round_trip("fixed.yaml", MINIMAL "  budgets: {kind: fixed, mib: 300.5}\nmethod: {name: scalefl}\n", NULL, 0);
+  round_trip("nl.yaml", MINIMAL "method: {name: neulite}\n", NULL, 0);
+}
+
+Test(config, round_trip_neulite_non_default_values) {
+  round_trip("nl-rounds.yaml",
+             "rounds: 40\ndata: {dataset: cifar10}\nmodel: {arch: resnet18}\nclients: {count: 10}\n"
+             "method:\n  name: neulite\n  weighting: count\n  schedule: sequential\n  advance: rounds\n"
+             "  stage_rounds: [7, 11, 13, 9]\n  lambdas: [0, 0.1, 0.30000000000000004, 2e-7]\n"
+             "  gammas: [1, 0.5, 0.25, 0.125]\n  hsic_sigma: 0.7\n  mentor: false\n  harmonizer: false\n"
+             "  frozen_bn: fixed\n",
+             NULL, 0);
+  round_trip("nl-move.yaml",
+             MINIMAL "method: {name: neulite, schedule: sequential, advance: movement, em_threshold: 0.0123,"
+                     " em_window: 3, em_every: 4, em_samples: 12345, gammas: [3, 2, 1], hsic_sigma: 12}\n",
+             NULL, 0);
+  const char *set[] = {"methods[1].lambdas=[0.5, 0.25, 0.125]", "methods[0].frozen_bn=fixed"};
+  round_trip("nl-cmp.yaml",
+             MINIMAL "methods:\n  - {name: neulite, harmonizer: false}\n"
+                     "  - {name: neulite, schedule: sequential, mentor: false}\n  - {name: depthfl}\n",
+             set, 2);
+
+  /* each entry of a comparison as a single-method file */
+  const char *yaml = MINIMAL
+      "methods:\n"
+      "  - {name: neulite, schedule: sequential, stage_rounds: [2, 3, 5], lambdas: [1, 2, 3]}\n"
+      "  - {name: neulite, schedule: sequential, advance: movement, em_samples: 77, frozen_bn: fixed}\n";
+  fg_config a, one;
+  load_ok("nl2.yaml", yaml, NULL, 0, &a);
+  char *out = path_in("nl-one.yaml");
+  for (int i = 0; i < a.n_methods; i++) {
+    FGT_OK(fg_config_write_resolved(&a, i, out, "rev"));
+    FGT_OK(fg_config_load(out, NULL, 0, &one));
+    assert_common_equal(&a, &one);
+    cr_assert_eq(one.n_methods, 1);
+    assert_method_equal(&one.methods[0], &a.methods[i], "neulite");
+    fg_config_free(&one);
+  }
+  fg_config_free(&a);
+  free(out);
 }
 
 Test(config, round_trip_compare_file_and_single_method_files) {
@@ -914,6 +1189,45 @@ Test(config, resolved_file_lists_defaults_explicitly) {
   free(text);
   free(out);
   fg_config_free(&a);
+}
+
+Test(config, resolved_file_lists_neulite_defaults_explicitly) {
+  const char *files[] = {MINIMAL "method: {name: neulite}\n",
+                         MINIMAL "method: {name: neulite, schedule: sequential}\n",
+                         MINIMAL "method: {name: neulite, schedule: sequential, advance: movement}\n"};
+  const char *want[][6] = {
+      {"schedule: roundrobin\n", "# advance, stage_rounds, em_*: used only with schedule sequential\n", NULL},
+      {"schedule: sequential\n", "advance: rounds\n", "# stage_rounds: the rounds split evenly over the stages\n",
+       NULL},
+      {"advance: movement\n", "em_threshold: 0.1\n", "em_window: 6\n", "em_every: 10\n", "em_samples: 10000\n",
+       NULL}};
+  const char *common[] = {"weighting: samples\n", "# lambdas: the method's default schedule\n",
+                          "# gammas: the method's default schedule\n", "hsic_sigma: 5\n", "mentor: true\n",
+                          "harmonizer: true\n", "frozen_bn: update\n"};
+  const char *absent[][2] = {{"advance:", "em_"}, {"em_threshold:", "stage_rounds: ["}, {"stage_rounds: [", NULL}};
+  char *out = path_in("resolved.yaml");
+  for (int f = 0; f < 3; f++) {
+    fg_config a;
+    load_ok("d.yaml", files[f], NULL, 0, &a);
+    FGT_OK(fg_config_write_resolved(&a, -1, out, "r1"));
+    char *text = read_text(out);
+    for (int i = 0; want[f][i]; i++)
+      cr_assert(strstr(text, want[f][i]) != NULL, "resolved file lacks \"%s\":\n%s", want[f][i], text);
+    for (size_t i = 0; i < sizeof common / sizeof *common; i++)
+      cr_assert(strstr(text, common[i]) != NULL, "resolved file lacks \"%s\":\n%s", common[i], text);
+    for (int i = 0; i < 2 && absent[f][i]; i++) {
+      /* only in comments: a key line would be rejected on reload */
+      for (const char *p = strstr(text, absent[f][i]); p; p = strstr(p + 1, absent[f][i])) {
+        const char *line = p;
+        while (line > text && line[-1] != '\n') line--;
+        while (*line == ' ') line++;
+        cr_assert_eq(*line, '#', "\"%s\" outside a comment:\n%s", absent[f][i], text);
+      }
+    }
+    free(text);
+    fg_config_free(&a);
+  }
+  free(out);
 }
 
 Test(config, free_is_safe_on_empty_configs) {
