@@ -61,4 +61,4 @@ static void loss(const fg_method_config *mc, const fg_method_plan *mp, int level
     }
 }
 
-const fg_method_ops fg_method_depthfl = {"depthfl", plan, loss};
+const fg_method_ops fg_method_depthfl = {.name = "depthfl", .plan = plan, .loss = loss};

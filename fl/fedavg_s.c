@@ -14,4 +14,4 @@ static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_
   return FG_OK;
 }
 
-const fg_method_ops fg_method_fedavg_s = {"fedavg-s", plan, NULL};
+const fg_method_ops fg_method_fedavg_s = {.name = "fedavg-s", .plan = plan, .loss = NULL};

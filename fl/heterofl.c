@@ -21,4 +21,4 @@ static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_
   return FG_OK;
 }
 
-const fg_method_ops fg_method_heterofl = {"heterofl", plan, NULL};
+const fg_method_ops fg_method_heterofl = {.name = "heterofl", .plan = plan, .loss = NULL};

@@ -5,18 +5,18 @@
 #include <string.h>
 
 extern const fg_method_ops fg_method_fedavg, fg_method_exclusivefl, fg_method_fedavg_s,
-    fg_method_heterofl, fg_method_fedrolex, fg_method_depthfl, fg_method_scalefl;
+    fg_method_heterofl, fg_method_fedrolex, fg_method_depthfl, fg_method_scalefl, fg_method_neulite;
 
 static const fg_method_ops *const registry[] = {
     &fg_method_fedavg,   &fg_method_exclusivefl, &fg_method_fedavg_s, &fg_method_heterofl,
-    &fg_method_fedrolex, &fg_method_depthfl,     &fg_method_scalefl,
+    &fg_method_fedrolex, &fg_method_depthfl,     &fg_method_scalefl,   &fg_method_neulite,
 };
 
 const fg_method_ops *fg_method_find(const char *name) {
   for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
     if (name && strcmp(registry[i]->name, name) == 0) return registry[i];
   FG_FAIL(FG_ERR_CONFIG, "unknown method '%s' (expected one of fedavg, exclusivefl, fedavg-s, heterofl, "
-                         "fedrolex, depthfl, scalefl)",
+                         "fedrolex, depthfl, scalefl, neulite)",
           name ? name : "");
   return NULL;
 }

@@ -35,7 +35,14 @@ typedef struct fg_method_plan {
   int label_mask;       /* clients mask classes they lack, in the loss and in classifier averaging */
   fg_bn_mode bn_mode;   /* BN of every client and of the global model's evaluation */
   int static_bn;        /* recompute BN statistics over training data before each evaluation */
+  int no_ensemble;      /* the global model's outputs are alternatives (NeuLite's stage
+                           classifiers), not exits to average: no ensemble accuracy */
 } fg_method_plan;
+
+/* A schedule: methods whose participants all train one level per round (NeuLite's stages)
+ * choose it here; the server then samples the round's participants among the clients whose
+ * budget fits that level. Opaque, owned by the method. */
+typedef struct fg_schedule fg_schedule;
 
 typedef struct fg_method_ops {
   const char *name;
@@ -45,6 +52,17 @@ typedef struct fg_method_ops {
    * entropy with weight 1 on every output of the level's model. */
   void (*loss)(const fg_method_config *mc, const fg_method_plan *mp, int level, int round, int rounds,
                fg_loss_spec *out);
+  /* Optional: adjusts a level's freshly built model (freeze flags, BN modes) after the server
+   * has set the plan's BN mode, before it is planned. */
+  fg_status (*prepare_level)(const fg_method_config *mc, const fg_method_plan *mp, int level, fg_graph *g);
+  /* Optional (all three or none): a schedule for `rounds` rounds over the global model `global`
+   * (whose state the server holds), random choices keyed by the experiment `seed`; `next` gives the level of round `round` (0-based), called
+   * once per round in order from the round a run starts or resumes at, with the global state
+   * after the previous round. */
+  fg_status (*schedule_create)(const fg_method_config *mc, const fg_method_plan *mp, const fg_graph *global,
+                               uint64_t seed, int rounds, int start_round, fg_schedule **out);
+  fg_status (*schedule_next)(fg_schedule *s, int round, const float *global_state, int *level);
+  void (*schedule_free)(fg_schedule *s);
 } fg_method_ops;
 
 /* The method called `name`, or NULL with FG_ERR_CONFIG recorded (listing the known names). */

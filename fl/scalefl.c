@@ -68,4 +68,4 @@ static void loss(const fg_method_config *mc, const fg_method_plan *mp, int level
   add_xent(out, h - 1, (float)(h / norm));
 }
 
-const fg_method_ops fg_method_scalefl = {"scalefl", plan, loss};
+const fg_method_ops fg_method_scalefl = {.name = "scalefl", .plan = plan, .loss = loss};

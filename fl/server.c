@@ -31,6 +31,8 @@ typedef struct server {
   fg_index_plan level_plan[FG_MAX_LEVELS];   /* first-channel plans, built once */
   int *level;                                /* per client; -1: fits no level */
   fg_region sub_in, sub_out;                 /* one client's sub-model, sent and returned */
+  fg_schedule *schedule;                     /* methods with one level per round */
+  int *eligible;                             /* per client, for the round's level: 0 fits, -1 not */
   fg_aggregator agg;
   fg_trainer *eval;
   fg_graph *stats_graph;                     /* static BN recalibration: the global model, frozen */
@@ -65,6 +67,7 @@ static fg_loss_spec level_loss(const server *s, int level, int round) {
 static fg_status build_level(server *s, int l) {
   FG_TRY(fg_model_build(&s->mp.levels[l].spec, &s->level_graph[l]));
   fg_graph_set_bn_mode(s->level_graph[l], "", s->mp.bn_mode);
+  if (s->ops->prepare_level) FG_TRY(s->ops->prepare_level(s->mc, &s->mp, l, s->level_graph[l]));
   /* The memory of a local step at this level, with the loss of the last round (the largest:
    * distillation terms that start late are included). */
   fg_trainer_options o = fg_world_local_options(s->w, 0);
@@ -76,13 +79,17 @@ static fg_status build_level(server *s, int l) {
   return FG_OK;
 }
 
+static int fits(const server *s, int client, int level) {
+  size_t budget = s->w->budgets[client];
+  return s->mp.ignore_budgets || budget == 0 || s->mp.levels[level].planned_bytes <= budget;
+}
+
 /* The most capable level each client's budget fits (-1: none). */
 static void assign_levels(server *s) {
   for (int c = 0; c < s->cfg->clients; c++) {
-    size_t budget = s->w->budgets[c];
     s->level[c] = -1;
     for (int l = 0; l < s->mp.n_levels; l++)
-      if (s->mp.ignore_budgets || budget == 0 || s->mp.levels[l].planned_bytes <= budget) {
+      if (fits(s, c, l)) {
         s->level[c] = l;
         break;
       }
@@ -143,7 +150,9 @@ static fg_status server_setup(server *s, const fg_world *w, int method) {
   s->level = calloc((size_t)clients, sizeof *s->level);
   s->participants = calloc((size_t)clients, sizeof *s->participants);
   s->records = calloc((size_t)clients, sizeof *s->records);
-  if (!s->level || !s->participants || !s->records) return FG_FAIL(FG_ERR_OOM, "server: out of memory");
+  s->eligible = calloc((size_t)clients, sizeof *s->eligible);
+  if (!s->level || !s->participants || !s->records || !s->eligible)
+    return FG_FAIL(FG_ERR_OOM, "server: out of memory");
   for (int l = 0; l < s->mp.n_levels; l++) FG_TRY(build_level(s, l));
   assign_levels(s);
   if (s->mp.same_level) FG_TRY(collapse_to_smallest(s));
@@ -180,6 +189,8 @@ static void server_free(server *s) {
   fg_region_free(&s->sub_in);
   fg_region_free(&s->sub_out);
   fg_region_free(&s->state);
+  if (s->schedule) s->ops->schedule_free(s->schedule);
+  free(s->eligible);
   free(s->level);
   free(s->participants);
   free(s->records);
@@ -192,11 +203,11 @@ static void level_label(const server *s, int level, char *buf, size_t cap) {
   snprintf(buf, cap, "%s", level >= 0 ? s->mp.levels[level].label : "none");
 }
 
-/* Trains participant c and adds its update to the accumulators. */
-static fg_status train_client(server *s, int c, int round, fg_client_record *rec) {
+/* Trains participant c at `level` and adds its update to the accumulators. */
+static fg_status train_client(server *s, int c, int level, int round, fg_client_record *rec) {
   memset(rec, 0, sizeof *rec);
   rec->id = c;
-  rec->level = s->level[c];
+  rec->level = level;
   rec->samples = fg_partition_size(&s->w->partition, c);
   level_label(s, rec->level, rec->config, sizeof rec->config);
   if (rec->level < 0) {
@@ -284,7 +295,8 @@ static fg_status evaluate(server *s, int full, fg_round_record *r) {
   r->n_exits = es.n_outputs;
   for (int k = 0; k < es.n_outputs; k++) r->exit_accuracy[k] = (double)es.correct[k] / (double)es.samples;
   r->accuracy = r->exit_accuracy[es.n_outputs - 1];
-  r->ensemble_accuracy = es.n_outputs > 1 ? (double)es.ensemble_correct / (double)es.samples : NAN;
+  r->ensemble_accuracy =
+      es.n_outputs > 1 && !s->mp.no_ensemble ? (double)es.ensemble_correct / (double)es.samples : NAN;
   r->test_loss = es.loss_sum / (double)es.samples;
   return FG_OK;
 }
@@ -295,15 +307,29 @@ static fg_status run_round(server *s, int round, fg_round_record *r) {
   memset(r, 0, sizeof *r);
   r->round = round + 1;
   r->ensemble_accuracy = NAN;
-  int n = 0;
-  FG_TRY(fg_sample_round(&c->sampling, c->clients, s->level, s->mp.n_levels, c->seed, round, s->participants, &n));
+  int n = 0, round_level = -1;
+  if (s->schedule) {
+    /* One level for everyone: participants come from the clients whose budget fits it. */
+    FG_TRY(s->ops->schedule_next(s->schedule, round, f32(&s->state), &round_level));
+    for (int k = 0; k < c->clients; k++) s->eligible[k] = fits(s, k, round_level) ? 0 : -1;
+    fg_sampling_spec spec = c->sampling;
+    spec.kind = FG_SAMPLE_ELIGIBLE;
+    fg_status st = fg_sample_round(&spec, c->clients, s->eligible, 1, c->seed, round, s->participants, &n);
+    if (st != FG_OK) {
+      fg_error_prefix("round %d (%s)", round + 1, s->mp.levels[round_level].label);
+      return st;
+    }
+  } else {
+    FG_TRY(fg_sample_round(&c->sampling, c->clients, s->level, s->mp.n_levels, c->seed, round, s->participants, &n));
+  }
   fg_aggregator_reset(&s->agg);
   double loss_sum = 0;
   int64_t loss_samples = 0;
   int contributed = 0;
   for (int i = 0; i < n; i++) {
     fg_client_record *rec = &s->records[i];
-    FG_TRY(train_client(s, s->participants[i], round, rec));
+    int client = s->participants[i];
+    FG_TRY(train_client(s, client, round_level >= 0 ? round_level : s->level[client], round, rec));
     if (rec->status != FG_CLIENT_OK) continue;
     contributed++;
     loss_sum += rec->train_loss * (double)rec->samples;
@@ -383,6 +409,8 @@ fg_status fg_run_method(const fg_world *w, int method, const char *run_dir, int 
   int start = 0;
   if (st == FG_OK && resume)
     st = fg_checkpoint_load(run_dir, s.global, f32(&s.state), &start, s.mc->name, w->partition.hash);
+  if (st == FG_OK && s.ops->schedule_create)
+    st = s.ops->schedule_create(s.mc, &s.mp, s.global, w->cfg->seed, w->cfg->rounds, start, &s.schedule);
   if (st == FG_OK) st = fg_metrics_open(run_dir, resume ? start : -1, &metrics);
   fg_round_record r;
   memset(&r, 0, sizeof r);
