@@ -3,19 +3,65 @@
  * runs a step (tests/cpu/test_plan.c checks this). */
 #include <stdio.h>
 
+#include <string.h>
+
 #include "apps/cli.h"
 #include "engine/nn/plan.h"
+#include "fl/config.h"
+#include "fl/method.h"
+
+/* Each level of `method` (default options) planned as the FL server plans a local step:
+ * parameters, trained parameters, bytes by kind (state = parameters + gradients + optimizer),
+ * the peak, and the peak relative to the model's own step. */
+static int print_method_levels(const char *cmd, const char *method, const fg_model_spec *base,
+                               const fg_trainer_options *opt, size_t model_peak) {
+  fg_method_config mc;
+  const fg_method_ops *ops = fg_method_find(method);
+  if (!ops || fg_method_config_default(method, base->arch, &mc) != FG_OK) return fg_runtime_error(cmd);
+  fg_method_plan mp;
+  fg_status st = ops->plan(&mc, base, &mp);
+  printf("\nmethod %s: one local step per level (default options)\n", method);
+  printf("%-12s %11s %11s %9s %9s %9s %9s %13s %8s\n", "level", "parameters", "trained", "state MiB",
+         "act MiB", "ws MiB", "data MiB", "peak_bytes", "vs model");
+  size_t largest = 0;
+  for (int l = 0; l < mp.n_levels && st == FG_OK; l++) {
+    fg_graph *g = NULL;
+    fg_plan *p = NULL;
+    fg_trainer_options o = *opt;
+    o.loss = fg_method_level_loss(ops, &mc, &mp, l, 0, 1);
+    st = fg_method_build_level(ops, &mc, &mp, l, &g);
+    if (st == FG_OK) st = fg_plan_build(g, &o, &p);
+    if (st == FG_OK) {
+      const double mib = 1024.0 * 1024.0;
+      size_t state = p->bytes_by_cat[FG_MEM_PARAMS] + p->bytes_by_cat[FG_MEM_GRADS] + p->bytes_by_cat[FG_MEM_OPTIM];
+      printf("%-12s %11lld %11lld %9.2f %9.2f %9.2f %9.2f %13zu %7.1f%%\n", mp.levels[l].label,
+             (long long)fg_graph_param_numel(g), (long long)p->grad_numel, (double)state / mib,
+             (double)p->bytes_by_cat[FG_MEM_ACTIVATIONS] / mib, (double)p->bytes_by_cat[FG_MEM_WORKSPACE] / mib,
+             (double)p->bytes_by_cat[FG_MEM_DATA] / mib, p->total, 100.0 * (double)p->total / (double)model_peak);
+      if (p->total > largest) largest = p->total;
+    }
+    fg_plan_free(p);
+    fg_graph_free(g);
+  }
+  fg_method_config_free(&mc);
+  if (st != FG_OK) return fg_runtime_error(cmd);
+  printf("largest_level_bytes=%zu (%.1f%% of the model's %zu)\n", largest, 100.0 * (double)largest / (double)model_peak,
+         model_peak);
+  return FG_EXIT_OK;
+}
 
 int fg_cmd_memplan(int argc, char **argv) {
   fg_cli_model m = {"cnn", 0, NULL, 0, 0, 0, 0};
   int batch = 0;
-  const char *mode_name = "store", *optimizer = "sgd";
+  const char *mode_name = "store", *optimizer = "sgd", *method = NULL;
   double momentum = 0.9;
   fg_arg args[] = {
       {"batch", FG_ARG_INT, &batch, "B", "batch size", 1, 1 << 24, 1, 0},
       {"mode", FG_ARG_STRING, &mode_name, "store|checkpoint", "activation policy (default store)", 0, -1, 0, 0},
       {"optimizer", FG_ARG_STRING, &optimizer, "sgd|adam", "optimizer whose state is planned (default sgd)", 0, -1, 0, 0},
       {"momentum", FG_ARG_DOUBLE, &momentum, "M", "SGD momentum (default 0.9; 0 keeps no state)", 0, 1, 0, 0},
+      {"method", FG_ARG_STRING, &method, "NAME",
+       "also plan every level of an FL method (e.g. neulite stages, heterofl widths)", 0, -1, 0, 0},
   };
   fg_arg model_args[FG_CLI_MODEL_ARGS];
   int n_model = fg_cli_model_args(&m, 1, model_args);
@@ -56,7 +102,8 @@ int fg_cmd_memplan(int argc, char **argv) {
   }
   printf("%-12s %14zu %12.2f\n", "total", plan->total, (double)plan->total / (1024.0 * 1024.0));
   printf("peak_bytes=%zu\n", plan->total);
+  size_t model_peak = plan->total;
   fg_plan_free(plan);
   fg_graph_free(g);
-  return FG_EXIT_OK;
+  return method ? print_method_levels(cmd.name, method, &spec, &opt, model_peak) : FG_EXIT_OK;
 }

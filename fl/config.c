@@ -1903,13 +1903,7 @@ void fg_config_free(fg_config *cfg) {
   free(cfg->arch);
   free(cfg->optimizer);
   free(cfg->mode);
-  for (int i = 0; i < FG_MAX_METHODS; i++) {
-    free(cfg->methods[i].name);
-    free(cfg->methods[i].rolling);
-    free(cfg->methods[i].schedule);
-    free(cfg->methods[i].advance);
-    free(cfg->methods[i].frozen_bn);
-  }
+  for (int i = 0; i < FG_MAX_METHODS; i++) fg_method_config_free(&cfg->methods[i]);
   config_storage *store = cfg->storage;
   if (store) {
     for (int i = 0; i < store->n_profiles; i++) free((char *)store->profiles[i].name);
@@ -1918,4 +1912,37 @@ void fg_config_free(fg_config *cfg) {
     free(store);
   }
   memset(cfg, 0, sizeof *cfg);
+}
+
+void fg_method_config_free(fg_method_config *m) {
+  if (!m) return;
+  free(m->name);
+  free(m->rolling);
+  free(m->schedule);
+  free(m->advance);
+  free(m->frozen_bn);
+  memset(m, 0, sizeof *m);
+}
+
+fg_status fg_method_config_default(const char *name, const char *arch, fg_method_config *out) {
+  memset(out, 0, sizeof *out);
+  raw_method r;
+  memset(&r, 0, sizeof r);
+  r.name = -1;
+  for (int k = 0; k < M_COUNT; k++)
+    if (name && strcmp(method_names[k].str, name) == 0) r.name = method_names[k].val;
+  if (r.name < 0) {
+    char known[256] = "";
+    for (int k = 0; k < M_COUNT; k++) {
+      strncat(known, method_names[k].str, sizeof known - strlen(known) - 1);
+      if (k + 1 < M_COUNT) strncat(known, ", ", sizeof known - strlen(known) - 1);
+    }
+    return FG_FAIL(FG_ERR_CONFIG, "unknown method '%s' (expected one of %s)", name ? name : "", known);
+  }
+  cfg_ctx c;
+  memset(&c, 0, sizeof c);
+  c.file = "(defaults)";
+  fg_status s = convert_method(&c, "method", &r, arch, out);
+  if (s != FG_OK) fg_method_config_free(out);
+  return s;
 }

@@ -101,5 +101,10 @@ fg_status fg_config_load(const char *path, const char *const *set, int n_set, fg
 fg_status fg_config_write_resolved(const fg_config *cfg, int method_index, const char *path,
                                    const char *revision);
 void fg_config_free(fg_config *cfg);
+/* The configuration of method `name` with every option at its default for model `arch`, as a
+ * file naming only the method gets it (e.g. for `fedgap memplan --method`). FG_ERR_CONFIG for an
+ * unknown method. Free with fg_method_config_free. */
+fg_status fg_method_config_default(const char *name, const char *arch, fg_method_config *out);
+void fg_method_config_free(fg_method_config *m);
 
 #endif

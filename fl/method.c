@@ -21,6 +21,29 @@ const fg_method_ops *fg_method_find(const char *name) {
   return NULL;
 }
 
+fg_status fg_method_build_level(const fg_method_ops *ops, const fg_method_config *mc, const fg_method_plan *mp,
+                                int level, fg_graph **out) {
+  FG_TRY(fg_model_build(&mp->levels[level].spec, out));
+  fg_graph_set_bn_mode(*out, "", mp->bn_mode);
+  fg_status s = ops->prepare_level ? ops->prepare_level(mc, mp, level, *out) : FG_OK;
+  if (s != FG_OK) {
+    fg_graph_free(*out);
+    *out = NULL;
+  }
+  return s;
+}
+
+fg_loss_spec fg_method_level_loss(const fg_method_ops *ops, const fg_method_config *mc, const fg_method_plan *mp,
+                                  int level, int round, int rounds) {
+  fg_loss_spec loss;
+  if (ops->loss)
+    ops->loss(mc, mp, level, round, rounds, &loss);
+  else
+    fg_loss_every_exit(fg_spec_outputs(&mp->levels[level].spec), &loss);
+  loss.class_mask = mp->label_mask;
+  return loss;
+}
+
 void fg_levels_by_rate(const fg_model_spec *base, const double *rates, int n, fg_scaler_mode scaler,
                        fg_method_plan *mp) {
   mp->n_levels = n;

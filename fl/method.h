@@ -68,6 +68,15 @@ typedef struct fg_method_ops {
 /* The method called `name`, or NULL with FG_ERR_CONFIG recorded (listing the known names). */
 const fg_method_ops *fg_method_find(const char *name);
 
+/* What the server and `fedgap memplan --method` do with a level, in one place. */
+/* The model a client at `level` trains: built from the level's spec, BN mode of the plan, the
+ * method's preparation (freeze flags) applied. */
+fg_status fg_method_build_level(const fg_method_ops *ops, const fg_method_config *mc, const fg_method_plan *mp,
+                                int level, fg_graph **out);
+/* The local loss at `level` in round `round` of `rounds`, with the plan's class mask flag. */
+fg_loss_spec fg_method_level_loss(const fg_method_ops *ops, const fg_method_config *mc, const fg_method_plan *mp,
+                                  int level, int round, int rounds);
+
 /* Shared level builders for methods. */
 /* One level per width rate (descending), first-k sub-models of `base`; `scaler` as HeteroFL /
  * ScaleFL use it. */

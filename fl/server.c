@@ -55,19 +55,11 @@ static float *f32(const fg_region *r) { return (float *)r->ptr; }
 /* Set-up                                                                                      */
 
 static fg_loss_spec level_loss(const server *s, int level, int round) {
-  fg_loss_spec loss;
-  if (s->ops->loss)
-    s->ops->loss(s->mc, &s->mp, level, round, s->cfg->rounds, &loss);
-  else
-    fg_loss_every_exit(fg_spec_outputs(&s->mp.levels[level].spec), &loss);
-  loss.class_mask = s->mp.label_mask;
-  return loss;
+  return fg_method_level_loss(s->ops, s->mc, &s->mp, level, round, s->cfg->rounds);
 }
 
 static fg_status build_level(server *s, int l) {
-  FG_TRY(fg_model_build(&s->mp.levels[l].spec, &s->level_graph[l]));
-  fg_graph_set_bn_mode(s->level_graph[l], "", s->mp.bn_mode);
-  if (s->ops->prepare_level) FG_TRY(s->ops->prepare_level(s->mc, &s->mp, l, s->level_graph[l]));
+  FG_TRY(fg_method_build_level(s->ops, s->mc, &s->mp, l, &s->level_graph[l]));
   /* The memory of a local step at this level, with the loss of the last round (the largest:
    * distillation terms that start late are included). */
   fg_trainer_options o = fg_world_local_options(s->w, 0);
