@@ -91,10 +91,9 @@ static int stage_head(const build_ctx *b, const stage_geom *geo, int t, int x, i
     snprintf(name, sizeof name, "neulite.stage%d.om%d", t, j - t);
     x = fg_graph_conv(g, x, geo->channels[j], 3, geo->stride[j], 1, 1, 0, geo->init, name);
   }
-  if (features) {
-    snprintf(name, sizeof name, "neulite.stage%d.zx", t);
-    fg_graph_mark_feature(g, fg_graph_flatten(g, x, name));
-  }
+  snprintf(name, sizeof name, "neulite.stage%d.zx", t);
+  int zx = fg_graph_flatten(g, x, name); /* in every stage graph, so sub-model plans match by name */
+  if (features) fg_graph_mark_feature(g, zx);
   if (!last) snprintf(name, sizeof name, "neulite.stage%d.pool", t);
   int pooled = fg_graph_avgpool(g, x, last ? geo->pool_name : name);
   if (!last) snprintf(name, sizeof name, "neulite.stage%d.fc", t);
