@@ -101,7 +101,7 @@ int fg_cmd_train(int argc, char **argv) {
   double lr = 0.02, momentum = 0.9, wd = 5e-4;
   uint64_t seed = 1;
   fg_arg args[] = {
-      {"dataset", FG_ARG_STRING, &dataset, "NAME", "fashion-mnist, cifar10 or cifar100 (default fashion-mnist)", 0, -1, 0, 0},
+      {"dataset", FG_ARG_STRING, &dataset, "NAME", "fashion-mnist, cifar10, cifar100, svhn or stl10 (default fashion-mnist)", 0, -1, 0, 0},
       {"data-dir", FG_ARG_STRING, &data_dir, "DIR", "directory of the dataset files (default: the dataset's)", 0, -1, 0, 0},
       {"epochs", FG_ARG_INT, &epochs, "E", "epochs (default 5)", 1, 100000, 0, 0},
       {"batch", FG_ARG_INT, &batch, "B", "batch size (default 64)", 1, 1 << 20, 0, 0},
@@ -188,7 +188,7 @@ int fg_cmd_eval(int argc, char **argv) {
   const char *dataset = "fashion-mnist", *data_dir = NULL, *weights = NULL;
   int batch = 256;
   fg_arg args[] = {
-      {"dataset", FG_ARG_STRING, &dataset, "NAME", "fashion-mnist, cifar10 or cifar100 (default fashion-mnist)", 0, -1, 0, 0},
+      {"dataset", FG_ARG_STRING, &dataset, "NAME", "fashion-mnist, cifar10, cifar100, svhn or stl10 (default fashion-mnist)", 0, -1, 0, 0},
       {"data-dir", FG_ARG_STRING, &data_dir, "DIR", "directory of the dataset files (default: the dataset's)", 0, -1, 0, 0},
       {"weights", FG_ARG_STRING, &weights, "FILE", "safetensors file written by fedgap train --save", 0, -1, 1, 0},
       {"batch", FG_ARG_INT, &batch, "B", "evaluation batch size (default 256)", 1, 1 << 20, 0, 0},

@@ -30,6 +30,18 @@ target_include_directories(fedgap_openblas INTERFACE ${_fg_blas_inc})
 target_link_libraries(fedgap_openblas INTERFACE ${_fg_blas_lib})
 message(STATUS "fedgap: OpenBLAS ${_fg_blas_lib}")
 
+# The SVD op (cpu/linalg.c) calls LAPACK's sgesdd_ through OpenBLAS, which bundles LAPACK unless
+# it was built with NO_LAPACK. Debian's packages ship no LAPACKE (lapacke.h), and none is needed:
+# the Fortran routine is called directly.
+include(CheckFunctionExists)
+set(CMAKE_REQUIRED_LIBRARIES ${_fg_blas_lib})
+check_function_exists(sgesdd_ FEDGAP_HAVE_SGESDD)
+unset(CMAKE_REQUIRED_LIBRARIES)
+if(NOT FEDGAP_HAVE_SGESDD)
+  message(FATAL_ERROR "${_fg_blas_lib} does not export LAPACK's sgesdd_ (an OpenBLAS built with "
+                      "NO_LAPACK?): install Debian's libopenblas-openmp-dev (scripts/install-deps.sh)")
+endif()
+
 # cJSON: JSON headers of safetensors files, metrics records, run summaries.
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(CJSON REQUIRED IMPORTED_TARGET libcjson)

@@ -81,6 +81,7 @@ fg_status fg_cpu_backend_register(const fg_cpu_options *opt) {
     fg_cpu.mem_query = cpu_mem_query;
     fg_cpu_register_nn_ops(&fg_cpu);
     fg_cpu_register_math_ops(&fg_cpu);
+    fg_cpu_register_linalg_ops(&fg_cpu);
     fg_cpu_state.avx2 = fg_cpu_conv3x3_cpu_supported();
     fg_cpu_created = 1;
   }

@@ -204,6 +204,16 @@ struct fg_backend {
 
   /* Reductions. */
   fg_status (*sum_squares)(fg_backend *b, const fg_tensor *x, double *out);
+
+  /* Linear algebra (optional: used by methods on the server, never by training).
+   * Thin SVD a = u diag(s) vt of a [m,n], k = min(m,n): u [m,k], s [k] descending and >= 0,
+   * vt [k,n]; a is not modified. Sign rule: each component i (column u_i, row vt_i) is negated
+   * jointly, if needed, so that the entry of largest magnitude of vt_i is positive (on equal
+   * magnitudes the first, lowest column index, counts). svd_workspace: the bytes of `ws` svd
+   * needs for [m,n] (m, n >= 1). */
+  fg_status (*svd_workspace)(fg_backend *b, int64_t m, int64_t n, size_t *bytes);
+  fg_status (*svd)(fg_backend *b, const fg_tensor *a, fg_tensor *u, fg_tensor *s, fg_tensor *vt,
+                   fg_workspace ws);
 };
 
 /* ----------------------------------------------------------------------------------------- */

@@ -101,6 +101,25 @@ fg_status fg_adam_step(const fg_adam_hparams *h, int64_t step, fg_tensor *param,
 
 fg_status fg_sum_squares(const fg_tensor *x, double *out);
 
+/* Thin singular value decomposition a = u diag(s) vt (ops_linalg.c).
+ *   a  [m,n] f32, m, n >= 1 (not modified)
+ *   u  [m,k] f32, k = min(m,n): left singular vectors, orthonormal columns
+ *   s  [k]   f32: singular values, descending, >= 0
+ *   vt [k,n] f32: right singular vectors as rows, orthonormal
+ * Sign rule (deterministic, the spec's flag F8): every component i is defined only up to a joint
+ * sign of (u_i, v_i); the op negates both, where needed, so that the entry of largest magnitude
+ * of v_i (row i of vt) is positive, the first (lowest column index) on equal magnitudes. v_i is
+ * used rather than u_i because permuting the rows of `a` (say, reordering a conv's output
+ * channels) permutes the rows of u only: v_i, its largest entry and the tie-break stay the same,
+ * so the chosen signs do not change (up to rounding, for distinct singular values).
+ * ws: at least the bytes fg_svd_workspace reports for a's shape, on a's device. a must be
+ * finite (FG_ERR_NUMERIC otherwise). The CPU backend uses LAPACK's divide-and-conquer sgesdd
+ * from OpenBLAS; CUDA has no entry yet (FG_ERR_UNSUPPORTED). */
+fg_status fg_svd(const fg_tensor *a, fg_tensor *u, fg_tensor *s, fg_tensor *vt, fg_workspace ws);
+/* Workspace bytes fg_svd needs for a [m,n] (a's data may be NULL: only its shape, dtype and
+ * device are read). */
+fg_status fg_svd_workspace(const fg_tensor *a, size_t *bytes);
+
 /* Host <-> device transfers of a whole tensor (sizes must agree). */
 fg_status fg_tensor_from_host(fg_tensor *dst, const void *src_host, size_t bytes);
 fg_status fg_tensor_to_host(void *dst_host, const fg_tensor *src, size_t bytes);

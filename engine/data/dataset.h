@@ -5,8 +5,9 @@
  * CPU device, category FG_MEM_DATA, charged to the ledger the caller passes (the apps give
  * datasets their own ledger, separate from a client's training ledger).
  *
- * Loaders read IDX files (gzipped or plain; Fashion-MNIST is IDX) and the CIFAR-10/100 binary
- * format. Every malformed file gets a clear status and a message naming the file, the problem,
+ * Loaders read IDX files (gzipped or plain; Fashion-MNIST is IDX), the CIFAR-10/100 and STL-10
+ * binary formats, and SVHN's MATLAB files (level-5 MAT-files, engine/data/matfile.h). Every
+ * malformed file gets a clear status and a message naming the file, the problem,
  * and the expected and actual values; header sizes are checked against the file before anything
  * is allocated.
  *
@@ -90,6 +91,31 @@ fg_status fg_dataset_load_cifar(const char *const *paths, int n_paths, int varia
 fg_status fg_dataset_load_cifar_dir(const char *dir, int variant, int split_train,
                                     fg_ledger *ledger, fg_dataset *ds);
 
+/* STL-10 binary files (plain or gzipped): images_path holds N images of 3 x 96 x 96 bytes, each
+ * channel plane column-major (pixel (c, row, col) of image n at byte n*27648 + c*9216 + col*96 +
+ * row; stored here row-major [N, 3, 96, 96]); labels_path holds N bytes 1..10 (stored as 0..9).
+ * The images file's size must be a non-zero multiple of 27648 and the label count must equal the
+ * image count. classes = 10. */
+fg_status fg_dataset_load_stl10(const char *images_path, const char *labels_path,
+                                fg_ledger *ledger, fg_dataset *ds);
+
+/* The official layout in `dir` (the stl10_binary folder): train_X.bin and train_y.bin (5000
+ * images) when split_train, else test_X.bin and test_y.bin (8000). */
+fg_status fg_dataset_load_stl10_dir(const char *dir, int split_train, fg_ledger *ledger,
+                                    fg_dataset *ds);
+
+/* An SVHN cropped-digits MAT-file (format 2): level-5 MAT-file, plain or compressed (MATLAB
+ * -v6/-v7, scipy.io.savemat; v7.3/HDF5 files are rejected with a message on converting them),
+ * with X [32, 32, 3, N] of integers 0..255 in any numeric class (MATLAB column-major: pixel
+ * (row, col) of channel c of image n is element row + 32 col + 1024 c + 3072 n; stored here
+ * row-major [N, 3, 32, 32]) and y [N, 1] of digit labels 1..10, 10 meaning 0 (0 is accepted as
+ * 0 too; stored as 0..9). Other variables are ignored. classes = 10. */
+fg_status fg_dataset_load_svhn(const char *path, fg_ledger *ledger, fg_dataset *ds);
+
+/* train_32x32.mat when split_train, else test_32x32.mat, in `dir`. */
+fg_status fg_dataset_load_svhn_dir(const char *dir, int split_train, fg_ledger *ledger,
+                                   fg_dataset *ds);
+
 /* ---------------------------------------------------------------------------------------------
  * Views. */
 
@@ -134,7 +160,8 @@ typedef struct fg_normalize {
  *   "cifar10"        3 channels (0.4914, 0.4822, 0.4465) / (0.2470, 0.2435, 0.2616)
  *   "cifar100"       3 channels (0.5071, 0.4865, 0.4409) / (0.2673, 0.2564, 0.2762)
  *   "imagenet"       3 channels (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225)
- *   "half"           every channel 0.5 / 0.5 (maps [0, 1] to [-1, 1], as HypeMeFed)
+ *   "half"           every channel 0.5 / 0.5 (maps [0, 1] to [-1, 1], as HypeMeFed for SVHN
+ *                    and STL-10: x / 255, then (x - 0.5) / 0.5 per channel)
  *   "none"           every channel 0 / 1 (u8 data still scaled to [0, 1]; f32 data raw)
  * An unknown name gives FG_ERR_INVALID listing the known ones. */
 fg_status fg_normalize_preset(const char *name, fg_normalize *out);
