@@ -35,17 +35,12 @@ static void write_cifar_file(const char *dir, const char *name, int count, uint6
   free(buf);
 }
 
+/* The file as a NUL-terminated string. */
 static char *read_all(const char *path) {
-  FILE *f = fopen(path, "rb");
-  cr_assert_not_null(f, "cannot open %s", path);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  cr_assert_eq(fread(s, 1, (size_t)n, f), (size_t)n);
-  s[n] = '\0';
-  fclose(f);
-  return s;
+  unsigned char *buf = NULL;
+  size_t len = 0;
+  FGT_OK(fg_read_file(path, (size_t)1 << 30, &buf, &len));
+  return (char *)buf;
 }
 
 static double number(const cJSON *o, const char *key) {
