@@ -28,6 +28,7 @@ static int print_method_levels(const char *cmd, const char *method, const fg_mod
     fg_graph *g = NULL;
     fg_plan *p = NULL;
     fg_trainer_options o = *opt;
+    fg_method_local_options(&mp, &o);
     o.loss = fg_method_level_loss(ops, &mc, &mp, l, 0, 1);
     st = fg_method_build_level(ops, &mc, &mp, l, &g);
     if (st == FG_OK) st = fg_plan_build(g, &o, &p);

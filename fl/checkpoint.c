@@ -44,3 +44,40 @@ fg_status fg_checkpoint_load(const char *dir, const fg_graph *g, float *state, i
   FG_TRY(s);
   return fg_weights_load(g, path, state);
 }
+
+static void tensors_path(const char *dir, char *buf, size_t cap) { snprintf(buf, cap, "%s/method_state.safetensors", dir); }
+
+fg_status fg_checkpoint_save_tensors(const char *dir, fg_checkpoint_tensor_fn tensor, void *ctx, int round) {
+  char path[4096], r[32];
+  tensors_path(dir, path, sizeof path);
+  snprintf(r, sizeof r, "%d", round);
+  fg_st_writer w;
+  fg_st_writer_init(&w);
+  fg_status st = fg_st_writer_set_metadata(&w, "round", r);
+  const char *name;
+  float *data;
+  int64_t numel;
+  for (int i = 0; st == FG_OK && tensor(ctx, i, &name, &data, &numel); i++)
+    st = fg_st_writer_add(&w, name, FG_ST_F32, 1, &numel, data);
+  if (st == FG_OK) st = fg_st_writer_write(&w, path);
+  fg_st_writer_free(&w);
+  return st;
+}
+
+fg_status fg_checkpoint_load_tensors(const char *dir, fg_checkpoint_tensor_fn tensor, void *ctx, int round) {
+  char path[4096];
+  tensors_path(dir, path, sizeof path);
+  fg_st_file *f = NULL;
+  FG_TRY(fg_st_open(path, &f));
+  const char *r = fg_st_metadata(f, "round");
+  fg_status st = FG_OK;
+  if (!r || atoi(r) != round)
+    st = FG_FAIL(FG_ERR_FORMAT, "%s: method state of round %s, the checkpoint is of round %d (the run stopped "
+                                "between the two writes; start it again)", path, r ? r : "(none)", round);
+  const char *name;
+  float *data;
+  int64_t numel;
+  for (int i = 0; st == FG_OK && tensor(ctx, i, &name, &data, &numel); i++) st = fg_st_read_f32(f, name, 1, &numel, data);
+  fg_st_close(f);
+  return st;
+}

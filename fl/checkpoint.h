@@ -18,4 +18,13 @@ fg_status fg_checkpoint_save(const char *dir, const fg_graph *g, const float *st
 fg_status fg_checkpoint_load(const char *dir, const fg_graph *g, float *state, int *round, const char *method,
                              uint64_t partition_hash);
 
+/* The server-side tensors of a method (HypeMeFed's hypernetworks), written beside the checkpoint
+ * as dir/method_state.safetensors with the same round. `tensor` enumerates them: for i = 0, 1, ...
+ * it sets name, data and numel and returns 1, and returns 0 past the last. Save it before the
+ * checkpoint; a load checks that its round is the checkpoint's, so a run stopped between the two
+ * writes fails to resume instead of mixing rounds. */
+typedef int (*fg_checkpoint_tensor_fn)(void *ctx, int i, const char **name, float **data, int64_t *numel);
+fg_status fg_checkpoint_save_tensors(const char *dir, fg_checkpoint_tensor_fn tensor, void *ctx, int round);
+fg_status fg_checkpoint_load_tensors(const char *dir, fg_checkpoint_tensor_fn tensor, void *ctx, int round);
+
 #endif

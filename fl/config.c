@@ -147,6 +147,13 @@ typedef struct raw_method {
   int *mentor;
   int *harmonizer;
   int *frozen_bn;
+  int *levels;
+  int *hypernet;
+  int *rank;
+  int *hn_epochs;
+  double *lr;
+  int *compat;
+  unsigned n_compat;
 } raw_method;
 
 typedef struct raw_top {
@@ -186,12 +193,20 @@ static const cyaml_strval_t schedules[] = {{"roundrobin", SCHEDULE_ROUNDROBIN}, 
 enum { ADVANCE_ROUNDS, ADVANCE_MOVEMENT };
 static const cyaml_strval_t advances[] = {{"rounds", ADVANCE_ROUNDS}, {"movement", ADVANCE_MOVEMENT}};
 static const cyaml_strval_t frozen_bns[] = {{"update", 0}, {"fixed", 1}};
+static const cyaml_strval_t level_rules[] = {{"budget", 0}, {"index", 1}};
+static const cyaml_strval_t hypernets[] = {{"lrf", 0}, {"naive", 1}, {"none", 2}};
+static const cyaml_strval_t compats[] = {{"noop_writeback", FG_COMPAT_NOOP_WRITEBACK},
+                                         {"dup_avg", FG_COMPAT_DUP_AVG}};
 
-enum { M_FEDAVG, M_EXCLUSIVEFL, M_FEDAVG_S, M_HETEROFL, M_FEDROLEX, M_DEPTHFL, M_SCALEFL, M_NEULITE, M_COUNT };
+enum {
+  M_FEDAVG, M_EXCLUSIVEFL, M_FEDAVG_S, M_HETEROFL, M_FEDROLEX, M_DEPTHFL, M_SCALEFL, M_NEULITE,
+  M_HYPEMEFED, M_MULTIEXIT, M_COUNT
+};
 static const cyaml_strval_t method_names[] = {
     {"fedavg", M_FEDAVG},     {"exclusivefl", M_EXCLUSIVEFL}, {"fedavg-s", M_FEDAVG_S},
     {"heterofl", M_HETEROFL}, {"fedrolex", M_FEDROLEX},       {"depthfl", M_DEPTHFL},
-    {"scalefl", M_SCALEFL},   {"neulite", M_NEULITE}};
+    {"scalefl", M_SCALEFL},   {"neulite", M_NEULITE},         {"hypemefed", M_HYPEMEFED},
+    {"multiexit", M_MULTIEXIT}};
 
 /* The options a method takes besides name and weighting, as bits. */
 enum {
@@ -220,7 +235,13 @@ enum {
   OPT_MENTOR = 1 << 22,
   OPT_HARMONIZER = 1 << 23,
   OPT_FROZEN_BN = 1 << 24,
-  OPT_COUNT = 25
+  OPT_LEVELS = 1 << 25,
+  OPT_HYPERNET = 1 << 26,
+  OPT_RANK = 1 << 27,
+  OPT_HN_EPOCHS = 1 << 28,
+  OPT_LR = 1 << 29,
+  OPT_COMPAT = 1 << 30,
+  OPT_COUNT = 31
 };
 static const char *const option_names[OPT_COUNT] = {"rates",     "scaler",   "sbn",
                                                     "label_mask", "rolling", "kd",
@@ -230,7 +251,8 @@ static const char *const option_names[OPT_COUNT] = {"rates",     "scaler",   "sb
                                                     "em_threshold", "em_window", "em_every",
                                                     "em_samples", "lambdas", "gammas",
                                                     "hsic_sigma", "mentor", "harmonizer",
-                                                    "frozen_bn"};
+                                                    "frozen_bn", "levels", "hypernet",
+                                                    "rank", "hn_epochs", "lr", "compat"};
 
 /* neulite: the options of the sequential schedule, and those of each way it advances. */
 enum {
@@ -257,6 +279,9 @@ static const method_info methods_info[M_COUNT] = {
     /* the paper weights by |D_n| / |D|; the reference code averages with equal weights (count) */
     [M_NEULITE] = {FG_WEIGHT_SAMPLES, OPT_SCHEDULE | OPT_NEULITE_SEQUENTIAL | OPT_LAMBDAS | OPT_GAMMAS |
                                           OPT_HSIC_SIGMA | OPT_MENTOR | OPT_HARMONIZER | OPT_FROZEN_BN},
+    /* uniform mean over participants (hypemefed.md §4.1) */
+    [M_HYPEMEFED] = {FG_WEIGHT_COUNT, OPT_LEVELS | OPT_HYPERNET | OPT_RANK | OPT_HN_EPOCHS | OPT_LR | OPT_COMPAT},
+    [M_MULTIEXIT] = {FG_WEIGHT_COUNT, OPT_LEVELS | OPT_LR},
 };
 
 static const double default_rates[] = {1, 0.5, 0.25, 0.125, 0.0625};
@@ -350,6 +375,8 @@ static const cyaml_schema_field_t checkpoint_fields[] = {
 
 static const cyaml_schema_value_t real_entry = {CYAML_VALUE_FLOAT(CYAML_FLAG_STRICT, double)};
 static const cyaml_schema_value_t int_entry = {CYAML_VALUE_INT(CYAML_FLAG_DEFAULT, int)};
+static const cyaml_schema_value_t compat_entry = {
+    CYAML_VALUE_ENUM(CYAML_FLAG_STRICT, int, compats, ENUM_LEN(compats))};
 
 static const cyaml_schema_field_t method_fields[] = {
     CYAML_FIELD_ENUM("name", CYAML_FLAG_STRICT, raw_method, name, method_names,
@@ -391,6 +418,15 @@ static const cyaml_schema_field_t method_fields[] = {
     CYAML_FIELD_BOOL_PTR("harmonizer", OPT, raw_method, harmonizer),
     CYAML_FIELD_ENUM_PTR("frozen_bn", OPT | CYAML_FLAG_STRICT, raw_method, frozen_bn, frozen_bns,
                          ENUM_LEN(frozen_bns)),
+    CYAML_FIELD_ENUM_PTR("levels", OPT | CYAML_FLAG_STRICT, raw_method, levels, level_rules,
+                         ENUM_LEN(level_rules)),
+    CYAML_FIELD_ENUM_PTR("hypernet", OPT | CYAML_FLAG_STRICT, raw_method, hypernet, hypernets,
+                         ENUM_LEN(hypernets)),
+    CYAML_FIELD_INT_PTR("rank", OPT, raw_method, rank),
+    CYAML_FIELD_INT_PTR("hn_epochs", OPT, raw_method, hn_epochs),
+    CYAML_FIELD_FLOAT_PTR("lr", OPT | CYAML_FLAG_STRICT, raw_method, lr),
+    CYAML_FIELD_SEQUENCE_COUNT("compat", CYAML_FLAG_POINTER | OPT, raw_method, compat, n_compat,
+                               &compat_entry, 0, 2),
     CYAML_FIELD_END};
 static const cyaml_schema_value_t method_entry = {
     CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, raw_method, method_fields)};
@@ -681,7 +717,7 @@ static fg_status check_mapping(cfg_ctx *c, yaml_document_t *doc, yaml_node_t *n,
   const cyaml_schema_field_t *fields = s->mapping.fields;
   int n_fields = 0;
   while (fields[n_fields].key) n_fields++;
-  unsigned char seen[32] = {0};
+  unsigned char seen[64] = {0};
   if (n_fields > (int)sizeof seen) return cfg_fail_at(c, c->path, "internal: schema too wide");
   for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
     yaml_node_t *k = yaml_document_get_node(doc, p->key);
@@ -1320,6 +1356,12 @@ static unsigned method_options_given(const raw_method *m) {
   if (m->mentor) o |= OPT_MENTOR;
   if (m->harmonizer) o |= OPT_HARMONIZER;
   if (m->frozen_bn) o |= OPT_FROZEN_BN;
+  if (m->levels) o |= OPT_LEVELS;
+  if (m->hypernet) o |= OPT_HYPERNET;
+  if (m->rank) o |= OPT_RANK;
+  if (m->hn_epochs) o |= OPT_HN_EPOCHS;
+  if (m->lr) o |= OPT_LR;
+  if (m->compat) o |= OPT_COMPAT;
   return o;
 }
 
@@ -1453,6 +1495,26 @@ static fg_status convert_neulite(cfg_ctx *c, const char *where, const raw_method
   return check_real(c, path, m->hsic_sigma, 0, 1, INFINITY, 0);
 }
 
+/* hypemefed and multiexit: exit levels and local Adam; hypemefed's hypernetworks. */
+static fg_status convert_multiexit(cfg_ctx *c, const char *where, const raw_method *r, unsigned options,
+                                   fg_method_config *m) {
+  char path[96];
+  DUP_OR_OOM(m->levels, level_rules[r->levels ? *r->levels : 0].str);
+  m->lr = r->lr ? *r->lr : 5e-4;
+  snprintf(path, sizeof path, "%s.lr", where);
+  FG_TRY(check_real(c, path, m->lr, 0, 1, INFINITY, 0));
+  if (!(options & OPT_HYPERNET)) return FG_OK;
+  DUP_OR_OOM(m->hypernet, hypernets[r->hypernet ? *r->hypernet : 0].str);
+  m->rank = r->rank ? *r->rank : 100;
+  m->hn_epochs = r->hn_epochs ? *r->hn_epochs : 25;
+  m->compat = 0;
+  for (unsigned i = 0; i < r->n_compat; i++) m->compat |= r->compat[i];
+  snprintf(path, sizeof path, "%s.rank", where);
+  FG_TRY(check_int(c, path, m->rank, 1, LLONG_MAX));
+  snprintf(path, sizeof path, "%s.hn_epochs", where);
+  return check_int(c, path, m->hn_epochs, 1, LLONG_MAX);
+}
+
 /* One method entry; `where` is "method" or "methods[i]"; `arch` is the model's (known by now). */
 static fg_status convert_method(cfg_ctx *c, const char *where, const raw_method *r, const char *arch,
                                 fg_method_config *m) {
@@ -1498,6 +1560,7 @@ static fg_status convert_method(cfg_ctx *c, const char *where, const raw_method 
     FG_TRY(check_scalefl(c, where, m, n_widths, n_exits));
   }
   if (info->options & OPT_SCHEDULE) FG_TRY(convert_neulite(c, where, r, arch, m));
+  if (info->options & OPT_LEVELS) FG_TRY(convert_multiexit(c, where, r, info->options, m));
   return FG_OK;
 }
 
@@ -1725,6 +1788,19 @@ static void write_neulite(FILE *f, const fg_method_config *m, const char *indent
           bool_text(m->harmonizer), indent, m->frozen_bn ? m->frozen_bn : frozen_bns[0].str);
 }
 
+static void write_multiexit(FILE *f, const fg_method_config *m, unsigned options, const char *indent) {
+  fprintf(f, "%slevels: %s\n%slr: ", indent, m->levels ? m->levels : level_rules[0].str, indent);
+  put_real(f, m->lr);
+  fputc('\n', f);
+  if (!(options & OPT_HYPERNET)) return;
+  fprintf(f, "%shypernet: %s\n%srank: %d\n%shn_epochs: %d\n%scompat: [", indent,
+          m->hypernet ? m->hypernet : hypernets[0].str, indent, m->rank, indent, m->hn_epochs, indent);
+  int n = 0;
+  for (size_t i = 0; i < ENUM_LEN(compats); i++)
+    if (m->compat & compats[i].val) fprintf(f, "%s%s", n++ ? ", " : "", compats[i].str);
+  fputs("]\n", f);
+}
+
 static int method_index_of(const char *name) {
   for (int i = 0; i < M_COUNT; i++)
     if (name && strcmp(method_names[i].str, name) == 0) return i;
@@ -1763,6 +1839,7 @@ static fg_status write_method(FILE *f, const fg_method_config *m, const char *fi
     fputc('\n', f);
   }
   if (o & OPT_SCHEDULE) write_neulite(f, m, indent);
+  if (o & OPT_LEVELS) write_multiexit(f, m, o, indent);
   return FG_OK;
 }
 
@@ -1921,6 +1998,8 @@ void fg_method_config_free(fg_method_config *m) {
   free(m->schedule);
   free(m->advance);
   free(m->frozen_bn);
+  free(m->levels);
+  free(m->hypernet);
   memset(m, 0, sizeof *m);
 }
 

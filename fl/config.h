@@ -15,7 +15,7 @@
 enum { FG_MAX_METHODS = 16, FG_MAX_LEVELS = 8 };
 
 typedef struct fg_method_config {
-  char *name;               /* fedavg | exclusivefl | fedavg-s | heterofl | fedrolex | depthfl | scalefl | neulite */
+  char *name;               /* fedavg | exclusivefl | fedavg-s | heterofl | fedrolex | depthfl | scalefl | neulite | hypemefed | multiexit */
   fg_weighting weighting;
   double rates[FG_MAX_LEVELS];   /* fedavg-s, heterofl, fedrolex: width rates, descending */
   int n_rates;
@@ -48,7 +48,21 @@ typedef struct fg_method_config {
   int mentor;                     /* Curriculum Mentor nHSIC terms on (default 1) */
   int harmonizer;                 /* Training Harmonizer on (default 1) */
   char *frozen_bn;                /* "update" (default, reference: frozen-prefix BN uses batch statistics and updates running stats) | "fixed" (frozen-prefix BN uses running statistics, no update) */
+  /* hypemefed and multiexit */
+  char *levels;                   /* "budget" (default: the deepest exit level the budget fits) | "index" (client i gets depth (i mod L) + 1, budgets ignored, as the reference code) */
+  double lr;                      /* local Adam learning rate (default 5e-4, hypemefed.md §6); weight decay 0.1 lr, coupled; state reset every round */
+  /* hypemefed */
+  char *hypernet;                 /* "lrf" (default: SVD factors, row-wise MLPs) | "naive" (flattened kernel -> kernel) | "none" */
+  int rank;                       /* LRF rank r (default 100; capped per layer at min(O k, I k)); 1 reproduces the reference code (F2) */
+  int hn_epochs;                  /* hypernetwork epochs per round (default 25) */
+  int compat;                     /* FG_COMPAT_* bits reproducing the reference code (F1, F3); default 0 */
 } fg_method_config;
+
+/* hypemefed's compatibility switches (hypemefed.md §9). */
+enum {
+  FG_COMPAT_NOOP_WRITEBACK = 1, /* F1: generated kernels never reach aggregation (shallow clients send stale copies) */
+  FG_COMPAT_DUP_AVG = 2,        /* F3: exit-block tensors weighted 1/P^2 (first participant) and (P+1)/P^2 (others) */
+};
 
 typedef struct fg_config {
   char *path;               /* the file it came from */

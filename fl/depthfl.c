@@ -19,14 +19,7 @@ static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_
                    base->arch);
   out->global = *base;
   out->global.exits = 1;
-  int blocks = fg_model_block_count(base->arch);
-  out->n_levels = blocks;
-  for (int l = 0; l < blocks; l++) {
-    fg_level *lv = &out->levels[l];
-    lv->spec = out->global;
-    lv->spec.depth = blocks - l;
-    snprintf(lv->label, sizeof lv->label, "depth %d", blocks - l);
-  }
+  fg_levels_by_depth(&out->global, out);
   out->channels = FG_CHANNELS_FIRST;
   out->weighting = mc->weighting;
   return FG_OK;

@@ -5,18 +5,20 @@
 #include <string.h>
 
 extern const fg_method_ops fg_method_fedavg, fg_method_exclusivefl, fg_method_fedavg_s,
-    fg_method_heterofl, fg_method_fedrolex, fg_method_depthfl, fg_method_scalefl, fg_method_neulite;
+    fg_method_heterofl, fg_method_fedrolex, fg_method_depthfl, fg_method_scalefl, fg_method_neulite,
+    fg_method_hypemefed, fg_method_multiexit;
 
 static const fg_method_ops *const registry[] = {
     &fg_method_fedavg,   &fg_method_exclusivefl, &fg_method_fedavg_s, &fg_method_heterofl,
     &fg_method_fedrolex, &fg_method_depthfl,     &fg_method_scalefl,   &fg_method_neulite,
+    &fg_method_hypemefed, &fg_method_multiexit,
 };
 
 const fg_method_ops *fg_method_find(const char *name) {
   for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
     if (name && strcmp(registry[i]->name, name) == 0) return registry[i];
   FG_FAIL(FG_ERR_CONFIG, "unknown method '%s' (expected one of fedavg, exclusivefl, fedavg-s, heterofl, "
-                         "fedrolex, depthfl, scalefl, neulite)",
+                         "fedrolex, depthfl, scalefl, neulite, hypemefed, multiexit)",
           name ? name : "");
   return NULL;
 }
@@ -42,6 +44,39 @@ fg_loss_spec fg_method_level_loss(const fg_method_ops *ops, const fg_method_conf
     fg_loss_every_exit(fg_spec_outputs(&mp->levels[level].spec), &loss);
   loss.class_mask = mp->label_mask;
   return loss;
+}
+
+void fg_method_local_options(const fg_method_plan *mp, fg_trainer_options *o) {
+  if (mp->local_optim_set) o->optim = mp->local_optim;
+}
+
+fg_status fg_method_plan_multiexit(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out) {
+  memset(out, 0, sizeof *out);
+  if (strcmp(base->arch, "cnn") != 0 && strcmp(base->arch, "vgg-me") != 0)
+    return FG_FAIL(FG_ERR_CONFIG, "method %s needs a multi-exit model (vgg-me, or cnn with its exits), not %s",
+                   mc->name, base->arch);
+  out->global = *base;
+  out->global.exits = 1;
+  fg_levels_by_depth(&out->global, out);
+  out->channels = FG_CHANNELS_FIRST;
+  out->weighting = mc->weighting;
+  out->level_by_index = mc->levels && strcmp(mc->levels, "index") == 0;
+  out->local_optim_set = 1;
+  out->local_optim = fg_optim_adam((float)mc->lr, (float)(0.1 * mc->lr));
+  return FG_OK;
+}
+
+void fg_levels_by_depth(const fg_model_spec *base, fg_method_plan *mp) {
+  int blocks = fg_model_block_count(base->arch);
+  mp->n_levels = blocks;
+  for (int l = 0; l < blocks; l++) {
+    fg_level *lv = &mp->levels[l];
+    memset(lv, 0, sizeof *lv);
+    lv->spec = *base;
+    lv->spec.exits = 1;
+    lv->spec.depth = blocks - l;
+    snprintf(lv->label, sizeof lv->label, "depth %d", blocks - l);
+  }
 }
 
 void fg_levels_by_rate(const fg_model_spec *base, const double *rates, int n, fg_scaler_mode scaler,

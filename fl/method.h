@@ -37,7 +37,14 @@ typedef struct fg_method_plan {
   int static_bn;        /* recompute BN statistics over training data before each evaluation */
   int no_ensemble;      /* the global model's outputs are alternatives (NeuLite's stage
                            classifiers), not exits to average: no ensemble accuracy */
+  int level_by_index;   /* client i trains level n_levels - 1 - (i mod n_levels) whatever its budget
+                           (HypeMeFed's reference assignment), uncapped */
+  int local_optim_set;  /* local training uses local_optim instead of the configuration's */
+  fg_optim_config local_optim;
 } fg_method_plan;
+
+/* A method's own server-side state (HypeMeFed's hypernetworks). Opaque, owned by the method. */
+typedef struct fg_method_server fg_method_server;
 
 /* A schedule: methods whose participants all train one level per round (NeuLite's stages)
  * choose it here; the server then samples the round's participants among the clients whose
@@ -63,6 +70,24 @@ typedef struct fg_method_ops {
                                uint64_t seed, int rounds, int start_round, fg_schedule **out);
   fg_status (*schedule_next)(fg_schedule *s, int round, const float *global_state, int *level);
   void (*schedule_free)(fg_schedule *s);
+  /* Optional (create, collect, complete and free together): server-side state. create sizes it
+   * for the global model and at most max_participants per round, and charges it to the server's
+   * ledger; collect sees participant `slot`
+   * (0-based, in the round's order) right after it trained `level`, its trained sub-model
+   * `trained` [state numel of g]; complete runs once all participants trained, before the
+   * aggregate is formed: the round's participants' levels levels[n], the global model the round
+   * started from; it adds the method's own contributions to `agg` (what the participants' levels
+   * lack). tensor enumerates the state a checkpoint must keep (i = 0, 1, ...; 0 past the end). */
+  fg_status (*server_create)(const fg_method_config *mc, const fg_method_plan *mp, const fg_graph *global,
+                             uint64_t seed, int max_participants, fg_ledger *ledger, fg_method_server **out);
+  fg_status (*server_collect)(fg_method_server *ms, int slot, int level, const fg_graph *g, const float *trained);
+  fg_status (*server_complete)(fg_method_server *ms, int round, const int *levels, int n, fg_aggregator *agg,
+                               const fg_graph *global, const float *global_state);
+  int (*server_tensor)(fg_method_server *ms, int i, const char **name, float **data, int64_t *numel);
+  void (*server_free)(fg_method_server *ms);
+  /* Optional: the factor participant `slot` of `n` is weighted by, for global parameter p, on top of
+   * the plan's weighting (1 when absent). */
+  double (*tensor_weight)(const fg_method_config *mc, int slot, int n, const fg_param *p);
 } fg_method_ops;
 
 /* The method called `name`, or NULL with FG_ERR_CONFIG recorded (listing the known names). */
@@ -77,9 +102,20 @@ fg_status fg_method_build_level(const fg_method_ops *ops, const fg_method_config
 fg_loss_spec fg_method_level_loss(const fg_method_ops *ops, const fg_method_config *mc, const fg_method_plan *mp,
                                   int level, int round, int rounds);
 
+/* The trainer options of local training: the configuration's (`o`), with the plan's own local
+ * optimizer when it has one. */
+void fg_method_local_options(const fg_method_plan *mp, fg_trainer_options *o);
+
 /* Shared level builders for methods. */
 /* One level per width rate (descending), first-k sub-models of `base`; `scaler` as HeteroFL /
  * ScaleFL use it. */
+/* The plan of the multi-exit methods (hypemefed, multiexit): depth levels of `base` (vgg-me, or
+ * cnn with exits), levels by budget or by index (mc->levels), local Adam at mc->lr with coupled
+ * weight decay 0.1 lr (hypemefed.md §2). FG_ERR_CONFIG for another architecture. */
+fg_status fg_method_plan_multiexit(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out);
+/* One level per depth of a multi-exit model, deepest first: depth blocks .. 1 of `base` with
+ * every exit up to the depth (DepthFL, HypeMeFed, the multi-exit baseline). */
+void fg_levels_by_depth(const fg_model_spec *base, fg_method_plan *mp);
 void fg_levels_by_rate(const fg_model_spec *base, const double *rates, int n, fg_scaler_mode scaler,
                        fg_method_plan *mp);
 /* The loss "cross-entropy on every output of the level's model" (weights 1). */

@@ -32,6 +32,9 @@ typedef struct server {
   int *level;                                /* per client; -1: fits no level */
   fg_region sub_in, sub_out;                 /* one client's sub-model, sent and returned */
   fg_schedule *schedule;                     /* methods with one level per round */
+  fg_method_server *method_state;            /* methods with server-side state */
+  double *param_scale;                       /* [global params]: methods with tensor weights */
+  int *round_levels;                         /* [clients]: the level each participant of the round trained */
   int *eligible;                             /* per client, for the round's level: 0 fits, -1 not */
   fg_aggregator agg;
   fg_trainer *eval;
@@ -58,11 +61,17 @@ static fg_loss_spec level_loss(const server *s, int level, int round) {
   return fg_method_level_loss(s->ops, s->mc, &s->mp, level, round, s->cfg->rounds);
 }
 
+static fg_trainer_options local_options(const server *s, int round) {
+  fg_trainer_options o = fg_world_local_options(s->w, round);
+  fg_method_local_options(&s->mp, &o);
+  return o;
+}
+
 static fg_status build_level(server *s, int l) {
   FG_TRY(fg_method_build_level(s->ops, s->mc, &s->mp, l, &s->level_graph[l]));
   /* The memory of a local step at this level, with the loss of the last round (the largest:
    * distillation terms that start late are included). */
-  fg_trainer_options o = fg_world_local_options(s->w, 0);
+  fg_trainer_options o = local_options(s, 0);
   o.loss = level_loss(s, l, s->cfg->rounds - 1);
   fg_plan *p;
   FG_TRY(fg_plan_build(s->level_graph[l], &o, &p));
@@ -71,14 +80,22 @@ static fg_status build_level(server *s, int l) {
   return FG_OK;
 }
 
+/* Budgets play no part: every client trains uncapped. */
+static int uncapped(const server *s) { return s->mp.ignore_budgets || s->mp.level_by_index; }
+
 static int fits(const server *s, int client, int level) {
   size_t budget = s->w->budgets[client];
-  return s->mp.ignore_budgets || budget == 0 || s->mp.levels[level].planned_bytes <= budget;
+  return uncapped(s) || budget == 0 || s->mp.levels[level].planned_bytes <= budget;
 }
 
-/* The most capable level each client's budget fits (-1: none). */
+/* The most capable level each client's budget fits (-1: none), or the level its index gives. */
 static void assign_levels(server *s) {
+  int n = s->mp.n_levels;
   for (int c = 0; c < s->cfg->clients; c++) {
+    if (s->mp.level_by_index) {
+      s->level[c] = n - 1 - c % n;
+      continue;
+    }
     s->level[c] = -1;
     for (int l = 0; l < s->mp.n_levels; l++)
       if (fits(s, c, l)) {
@@ -143,7 +160,8 @@ static fg_status server_setup(server *s, const fg_world *w, int method) {
   s->participants = calloc((size_t)clients, sizeof *s->participants);
   s->records = calloc((size_t)clients, sizeof *s->records);
   s->eligible = calloc((size_t)clients, sizeof *s->eligible);
-  if (!s->level || !s->participants || !s->records || !s->eligible)
+  s->round_levels = calloc((size_t)clients, sizeof *s->round_levels);
+  if (!s->level || !s->participants || !s->records || !s->eligible || !s->round_levels)
     return FG_FAIL(FG_ERR_OOM, "server: out of memory");
   for (int l = 0; l < s->mp.n_levels; l++) FG_TRY(build_level(s, l));
   assign_levels(s);
@@ -164,6 +182,13 @@ static fg_status server_setup(server *s, const fg_world *w, int method) {
   FG_TRY(alloc_f32(s, &s->sub_in, largest, FG_MEM_OTHER, "client sub-model (sent)"));
   FG_TRY(alloc_f32(s, &s->sub_out, largest, FG_MEM_OTHER, "client sub-model (returned)"));
   FG_TRY(fg_aggregator_init(&s->agg, numel, &s->ledger));
+  if (s->ops->tensor_weight) {
+    s->param_scale = calloc((size_t)fg_graph_param_count(s->global), sizeof *s->param_scale);
+    if (!s->param_scale) return FG_FAIL(FG_ERR_OOM, "server: out of memory");
+  }
+  if (s->ops->server_create)
+    FG_TRY(s->ops->server_create(s->mc, &s->mp, s->global, s->cfg->seed, fg_sample_count(&s->cfg->sampling, s->cfg->clients, s->cfg->clients), &s->ledger,
+                                 &s->method_state));
   return make_eval(s);
 }
 
@@ -182,6 +207,9 @@ static void server_free(server *s) {
   fg_region_free(&s->sub_out);
   fg_region_free(&s->state);
   if (s->schedule) s->ops->schedule_free(s->schedule);
+  if (s->method_state) s->ops->server_free(s->method_state);
+  free(s->param_scale);
+  free(s->round_levels);
   free(s->eligible);
   free(s->level);
   free(s->participants);
@@ -195,8 +223,17 @@ static void level_label(const server *s, int level, char *buf, size_t cap) {
   snprintf(buf, cap, "%s", level >= 0 ? s->mp.levels[level].label : "none");
 }
 
-/* Trains participant c at `level` and adds its update to the accumulators. */
-static fg_status train_client(server *s, int c, int level, int round, fg_client_record *rec) {
+/* The method's factor for each global parameter of participant `slot` of `n` (NULL: none). */
+static const double *tensor_scale(server *s, int slot, int n) {
+  if (!s->param_scale) return NULL;
+  for (int i = 0; i < fg_graph_param_count(s->global); i++)
+    s->param_scale[i] = s->ops->tensor_weight(s->mc, slot, n, fg_graph_param(s->global, i));
+  return s->param_scale;
+}
+
+/* Trains participant c (the round's participant `slot` of `n`) at `level` and adds its update to
+ * the accumulators. */
+static fg_status train_client(server *s, int c, int level, int round, int slot, int n, fg_client_record *rec) {
   memset(rec, 0, sizeof *rec);
   rec->id = c;
   rec->level = level;
@@ -221,9 +258,9 @@ static fg_status train_client(server *s, int c, int level, int round, fg_client_
     if (plan == &fresh) fg_index_plan_free(&fresh);
     return st;
   }
-  fg_trainer_options opt = fg_world_local_options(s->w, round);
+  fg_trainer_options opt = local_options(s, round);
   opt.loss = level_loss(s, rec->level, round);
-  fg_local_job job = {s->w, c, round, g, &opt, s->mp.ignore_budgets ? 0 : s->w->budgets[c], f32(&s->sub_in),
+  fg_local_job job = {s->w, c, round, g, &opt, uncapped(s) ? 0 : s->w->budgets[c], f32(&s->sub_in),
                       f32(&s->sub_out)};
   st = fg_local_train(&job, rec);
   size_t bytes = (size_t)fg_graph_state_numel(g) * sizeof(float);
@@ -236,7 +273,10 @@ static fg_status train_client(server *s, int c, int level, int round, fg_client_
       int k = s->w->train.classes < 4096 ? s->w->train.classes : 4096;
       for (int j = 0; j < k; j++) classes[j] = mask[j] != 0.0f;
     }
-    st = fg_aggregator_add(&s->agg, plan, s->global, g, f32(&s->sub_out), weight, mask ? classes : NULL);
+    st = fg_aggregator_add_scaled(&s->agg, plan, s->global, g, f32(&s->sub_out), weight, mask ? classes : NULL,
+                                  tensor_scale(s, slot, n));
+    if (st == FG_OK && s->method_state)
+      st = s->ops->server_collect(s->method_state, slot, rec->level, g, f32(&s->sub_out));
   }
   if (rec->process_peak_bytes > s->process_peak) s->process_peak = rec->process_peak_bytes;
   if (plan == &fresh) fg_index_plan_free(&fresh);
@@ -321,7 +361,8 @@ static fg_status run_round(server *s, int round, fg_round_record *r) {
   for (int i = 0; i < n; i++) {
     fg_client_record *rec = &s->records[i];
     int client = s->participants[i];
-    FG_TRY(train_client(s, client, round_level >= 0 ? round_level : s->level[client], round, rec));
+    FG_TRY(train_client(s, client, round_level >= 0 ? round_level : s->level[client], round, i, n, rec));
+    s->round_levels[i] = rec->status == FG_CLIENT_OK ? rec->level : -1;
     if (rec->status != FG_CLIENT_OK) continue;
     contributed++;
     loss_sum += rec->train_loss * (double)rec->samples;
@@ -330,6 +371,8 @@ static fg_status run_round(server *s, int round, fg_round_record *r) {
     r->bytes_up += rec->bytes_up;
     if (rec->engine_peak_bytes > r->max_client_engine_peak) r->max_client_engine_peak = rec->engine_peak_bytes;
   }
+  if (contributed && s->method_state)
+    FG_TRY(s->ops->server_complete(s->method_state, round, s->round_levels, n, &s->agg, s->global, f32(&s->state)));
   if (contributed) fg_aggregator_finish(&s->agg, f32(&s->state));
   r->n_clients = n;
   r->clients = s->records;
@@ -379,6 +422,21 @@ static fg_status write_summary(const server *s, const char *dir, const fg_run_re
   return fg_summary_write(dir, &sum);
 }
 
+static int method_tensor(void *ctx, int i, const char **name, float **data, int64_t *numel) {
+  server *s = ctx;
+  return s->ops->server_tensor(s->method_state, i, name, data, numel);
+}
+
+static fg_status save_checkpoint(server *s, const char *dir, int rounds_done) {
+  if (s->method_state) FG_TRY(fg_checkpoint_save_tensors(dir, method_tensor, s, rounds_done));
+  return fg_checkpoint_save(dir, s->global, f32(&s->state), rounds_done, s->mc->name, s->w->partition.hash);
+}
+
+static fg_status load_checkpoint(server *s, const char *dir, int *rounds_done) {
+  FG_TRY(fg_checkpoint_load(dir, s->global, f32(&s->state), rounds_done, s->mc->name, s->w->partition.hash));
+  return s->method_state ? fg_checkpoint_load_tensors(dir, method_tensor, s, *rounds_done) : FG_OK;
+}
+
 /* The largest client peak and best accuracy of the rounds a resumed run keeps. */
 static fg_status resumed_extremes(const char *run_dir, size_t *max_peak, double *best) {
   fg_round_record *kept = NULL;
@@ -399,8 +457,7 @@ fg_status fg_run_method(const fg_world *w, int method, const char *run_dir, int 
   fg_status st = server_setup(&s, w, method);
   fg_metrics *metrics = NULL;
   int start = 0;
-  if (st == FG_OK && resume)
-    st = fg_checkpoint_load(run_dir, s.global, f32(&s.state), &start, s.mc->name, w->partition.hash);
+  if (st == FG_OK && resume) st = load_checkpoint(&s, run_dir, &start);
   if (st == FG_OK && s.ops->schedule_create)
     st = s.ops->schedule_create(s.mc, &s.mp, s.global, w->cfg->seed, w->cfg->rounds, start, &s.schedule);
   if (st == FG_OK) st = fg_metrics_open(run_dir, resume ? start : -1, &metrics);
@@ -420,7 +477,7 @@ fg_status fg_run_method(const fg_world *w, int method, const char *run_dir, int 
     if (st == FG_OK && cb) cb(ctx, &r, c->rounds);
     int due = c->checkpoint_every > 0 && (round + 1) % c->checkpoint_every == 0;
     if (st == FG_OK && (due || round + 1 == c->rounds))
-      st = fg_checkpoint_save(run_dir, s.global, f32(&s.state), round + 1, s.mc->name, w->partition.hash);
+      st = save_checkpoint(&s, run_dir, round + 1);
   }
   if (st == FG_OK && start >= c->rounds) st = evaluate(&s, 1, &r); /* resumed a finished run */
   if (st == FG_OK) {

@@ -511,17 +511,39 @@ static void accumulate(double *sum, double *weight, const float *x, int64_t n, d
   }
 }
 
+static fg_status check_weight(double w) {
+  if (!(w >= 0.0) || !isfinite(w))
+    return FG_FAIL(FG_ERR_INVALID, "aggregator: client weight %g, expected a finite value >= 0", w);
+  return FG_OK;
+}
+
 fg_status fg_aggregator_add(fg_aggregator *a, const fg_index_plan *p, const fg_graph *global, const fg_graph *sub,
                             const float *sub_state, double w, const uint8_t *class_mask) {
+  return fg_aggregator_add_scaled(a, p, global, sub, sub_state, w, class_mask, NULL);
+}
+
+fg_status fg_aggregator_add_tensor(fg_aggregator *a, const fg_param *p, const float *values, double w) {
+  FG_TRY(check_weight(w));
+  if (p->offset < 0 || p->numel < 0 || p->offset + p->numel > a->numel)
+    return FG_FAIL(FG_ERR_INVALID, "aggregator: tensor %s [%lld, %lld) outside the %lld accumulated elements",
+                   p->name, (long long)p->offset, (long long)(p->offset + p->numel), (long long)a->numel);
+  accumulate((double *)a->sum.ptr + p->offset, (double *)a->weight.ptr + p->offset, values, p->numel, w);
+  return FG_OK;
+}
+
+fg_status fg_aggregator_add_scaled(fg_aggregator *a, const fg_index_plan *p, const fg_graph *global,
+                                   const fg_graph *sub, const float *sub_state, double w0, const uint8_t *class_mask,
+                                   const double *scale) {
   FG_TRY(check_plan(p, global, sub, "aggregator"));
   if (a->numel != fg_graph_state_numel(global))
     return FG_FAIL(FG_ERR_INVALID, "aggregator: %lld elements, the global model has %lld", (long long)a->numel,
                    (long long)fg_graph_state_numel(global));
-  if (!(w >= 0.0) || !isfinite(w))
-    return FG_FAIL(FG_ERR_INVALID, "aggregator: client weight %g, expected a finite value >= 0", w);
+  FG_TRY(check_weight(w0));
   double *sum = a->sum.ptr, *weight = a->weight.ptr;
   for (int t = 0; t < p->n; t++) {
     const fg_tensor_map *m = &p->maps[t];
+    double w = scale ? w0 * scale[m->global_param] : w0;
+    FG_TRY(check_weight(w));
     const fg_param *sp = fg_graph_param(sub, m->sub_param), *gp = fg_graph_param(global, m->global_param);
     tensor_geom s = geom(sp), g = geom(gp);
     const uint8_t *mask = class_mask && fg_graph_node(sub, sp->node)->output >= 0 ? class_mask : NULL;

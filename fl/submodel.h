@@ -102,6 +102,15 @@ void fg_aggregator_reset(fg_aggregator *a);
  * not belong to these graphs, or w is negative or not finite. */
 fg_status fg_aggregator_add(fg_aggregator *a, const fg_index_plan *p, const fg_graph *global, const fg_graph *sub,
                             const float *sub_state, double w, const uint8_t *class_mask);
+/* fg_aggregator_add with the weight of global parameter i scaled by scale[i] (scale NULL: 1;
+ * [param count of global], each finite and >= 0). */
+fg_status fg_aggregator_add_scaled(fg_aggregator *a, const fg_index_plan *p, const fg_graph *global,
+                                   const fg_graph *sub, const float *sub_state, double w, const uint8_t *class_mask,
+                                   const double *scale);
+/* One whole global tensor: sum[e] += w * values[e - p->offset] and weight[e] += w for the
+ * elements of global parameter p (values [p->numel]). A method's own contributions (e.g.
+ * generated weights). FG_ERR_INVALID when p lies outside the accumulators or w is bad. */
+fg_status fg_aggregator_add_tensor(fg_aggregator *a, const fg_param *p, const float *values, double w);
 /* global_state [numel]: global[e] := (float)(sum[e] / weight[e]) where weight[e] > 0; the other
  * elements (covered by no client) keep their value. */
 void fg_aggregator_finish(const fg_aggregator *a, float *global_state);

@@ -143,6 +143,12 @@ static void assert_method_equal(const fg_method_config *a, const fg_method_confi
   cr_assert_eq(a->mentor, b->mentor, "%s.mentor", what);
   cr_assert_eq(a->harmonizer, b->harmonizer, "%s.harmonizer", what);
   assert_opt_str_eq(a->frozen_bn, b->frozen_bn, "frozen_bn");
+  assert_opt_str_eq(a->levels, b->levels, "levels");
+  cr_assert_eq(a->lr, b->lr, "%s.lr", what);
+  assert_opt_str_eq(a->hypernet, b->hypernet, "hypernet");
+  cr_assert_eq(a->rank, b->rank, "%s.rank", what);
+  cr_assert_eq(a->hn_epochs, b->hn_epochs, "%s.hn_epochs", what);
+  cr_assert_eq(a->compat, b->compat, "%s.compat", what);
 }
 
 /* Every field but `path` (and the methods, compared by the caller when they differ in layout). */
@@ -771,7 +777,7 @@ Test(config, out_of_range_values_name_the_key) {
 Test(config, unknown_names_are_errors) {
   EXPECT_ERROR(MINIMAL "method: {name: fedx}\n",
                "method.name: unknown value 'fedx' (expected one of: fedavg, exclusivefl, fedavg-s, heterofl, "
-               "fedrolex, depthfl, scalefl, neulite)");
+               "fedrolex, depthfl, scalefl, neulite, hypemefed, multiexit)");
   EXPECT_ERROR(MINIMAL "methods: [{name: fedavg}, {name: FedAvg}]\n", "methods[1].name: unknown value 'FedAvg'");
   EXPECT_ERROR("rounds: 3\ndata: {dataset: mnist}\nmodel: {arch: cnn}\nclients: {count: 3}\nmethod: {name: fedavg}\n",
                "data.dataset: unknown dataset 'mnist'", "cifar10");
@@ -1094,6 +1100,39 @@ Test(config, round_trip_single_method) {
              NULL, 0);
   round_trip("fixed.yaml", MINIMAL "  budgets: {kind: fixed, mib: 300.5}\nmethod: {name: scalefl}\n", NULL, 0);
   round_trip("nl.yaml", MINIMAL "method: {name: neulite}\n", NULL, 0);
+  round_trip("hm.yaml", MINIMAL "method: {name: hypemefed}\n", NULL, 0);
+  round_trip("hm2.yaml",
+             MINIMAL "method: {name: hypemefed, hypernet: naive, rank: 7, hn_epochs: 3, lr: 0.001, levels: index,"
+                     " compat: [dup_avg]}\n",
+             NULL, 0);
+  round_trip("me.yaml", MINIMAL "method: {name: multiexit, lr: 0.003}\n", NULL, 0);
+}
+
+Test(config, hypemefed_and_multiexit_options) {
+  fg_config cfg;
+  load_ok("h.yaml", MINIMAL "methods: [{name: hypemefed}, {name: multiexit}]\n", NULL, 0, &cfg);
+  const fg_method_config *h = &cfg.methods[0], *m = &cfg.methods[1];
+  cr_assert_str_eq(h->levels, "budget");
+  cr_assert_eq(h->lr, 5e-4);
+  cr_assert_str_eq(h->hypernet, "lrf");
+  cr_assert_eq(h->rank, 100);
+  cr_assert_eq(h->hn_epochs, 25);
+  cr_assert_eq(h->compat, 0);
+  cr_assert_eq(h->weighting, FG_WEIGHT_COUNT);
+  cr_assert_str_eq(m->levels, "budget");
+  cr_assert_eq(m->lr, 5e-4);
+  cr_assert_null(m->hypernet);
+  fg_config_free(&cfg);
+  load_ok("h.yaml", MINIMAL "method: {name: hypemefed, rank: 1, compat: [noop_writeback, dup_avg], levels: index}\n",
+          NULL, 0, &cfg);
+  cr_assert_eq(cfg.methods[0].compat, FG_COMPAT_NOOP_WRITEBACK | FG_COMPAT_DUP_AVG);
+  cr_assert_eq(cfg.methods[0].rank, 1);
+  cr_assert_str_eq(cfg.methods[0].levels, "index");
+  fg_config_free(&cfg);
+  EXPECT_ERROR(MINIMAL "method: {name: multiexit, rank: 4}\n", "method.rank", "does not take");
+  EXPECT_ERROR(MINIMAL "method: {name: hypemefed, rank: 0}\n", "method.rank");
+  EXPECT_ERROR(MINIMAL "method: {name: hypemefed, compat: [sometimes]}\n", "method.compat[0]", "noop_writeback");
+  EXPECT_ERROR(MINIMAL "method: {name: hypemefed, hypernet: huge}\n", "method.hypernet", "naive");
 }
 
 Test(config, round_trip_neulite_non_default_values) {

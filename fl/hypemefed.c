@@ -1,0 +1,316 @@
+/* HypeMeFed (Shin et al., SenSys 2024; spec hypemefed.md): multi-exit depth levels and, on the
+ * server, hypernetworks that generate the conv kernels shallow clients could not train.
+ *
+ * Clients train as the multi-exit baseline (fl/multiexit.c): blocks 1..d, the sum of the exits'
+ * cross-entropies, local Adam with coupled weight decay 0.1 lr reset every round. The server keeps
+ * four hypernetworks (fl/hypernet.h), one per pair "conv i of block j -> conv i of block j+1"
+ * (j = 1, 2; i = 1, 2; vgg-me: exit{j}.conv{i}, cnn: block{j}.conv{i}). Every round, after local
+ * training: each hypernetwork trains on the (source, target) kernels of this round's participants
+ * that trained both (a fresh Adam, hn_epochs epochs, batch 1), then generates the target kernel of
+ * every shallower participant from its own source kernel, in pair order, so a depth-1 client's
+ * block-3 kernels come from its generated block-2 kernels. The aggregate is the uniform mean over
+ * the round's participants of their full models (§4.1): a shallow participant contributes its
+ * generated kernels, and the global values it was sent for everything else it lacks (conv biases,
+ * BN, heads).
+ *
+ * Our choices where the spec leaves room: a hypernetwork that has never trained (no participant
+ * deep enough yet) generates nothing, and stale values stand in; hypernetwork weights persist in
+ * checkpoints (method_state.safetensors). Compatibility switches (mc->compat): noop_writeback
+ * (F1: hypernetworks train, generated kernels are dropped), dup_avg (F3, vgg-me only: exit-block
+ * tensors weighted 1/P^2 for the round's first participant and (P+1)/P^2 for the others), rank 1
+ * (F2) through `rank`. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/base/rng.h"
+#include "engine/mem/region.h"
+#include "fl/hypernet.h"
+#include "fl/method.h"
+
+enum { HMF_BLOCKS = 3, HMF_CONVS = 2, HMF_PAIRS = 4, HMF_HIDDEN = 512 };
+static const float hmf_hypernet_lr = 5e-4f;
+
+typedef struct hmf_pair {
+  int src_block, conv;        /* source: conv `conv` of block src_block; target: block src_block + 1 */
+  int src_param, tgt_param;   /* global parameter indices of the two kernels */
+  fg_hypernet *net;
+  char name[32];              /* "hypernet.e1c1-e2c1" */
+} hmf_pair;
+
+struct fg_method_server {
+  const fg_method_config *mc;
+  const fg_method_plan *mp;
+  uint64_t seed;
+  int blocks;
+  hmf_pair pairs[HMF_PAIRS];
+  float trained[HMF_PAIRS];   /* 1 once pair k has trained in some round: it generates from then on */
+  int kernel_param[HMF_BLOCKS + 1][HMF_CONVS + 1];  /* global parameter of each block's conv kernels */
+  int64_t kernel_offset[HMF_BLOCKS + 1][HMF_CONVS + 1]; /* into one slot's kernel store */
+  int64_t slot_floats;
+  int max_slots;
+  fg_region kernels;          /* [max_slots x slot_floats]: each participant's trained / generated kernels */
+  int *slot_depth;            /* [max_slots] depth trained (0: no contribution) */
+  unsigned char *level_has;   /* [levels x global params]: the level's model holds the tensor */
+  int n_params;
+  const float **src, **tgt;   /* [max_slots] training pairs of one hypernetwork */
+};
+
+static const char *block_prefix(const fg_model_spec *spec) {
+  return strcmp(spec->arch, "vgg-me") == 0 ? "exit" : "block";
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The plan                                                                                    */
+
+static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out) {
+  FG_TRY(fg_method_plan_multiexit(mc, base, out));
+  if (out->weighting != FG_WEIGHT_COUNT)
+    return FG_FAIL(FG_ERR_CONFIG, "method hypemefed averages uniformly over the round's participants "
+                                  "(hypemefed.md §4.1): weighting must be count, not samples");
+  if ((mc->compat & FG_COMPAT_DUP_AVG) && strcmp(base->arch, "vgg-me") != 0)
+    return FG_FAIL(FG_ERR_CONFIG, "method hypemefed: compat dup_avg reproduces the duplicated keys of the "
+                                  "reference vgg-me model; model %s has none", base->arch);
+  return FG_OK;
+}
+
+/* F3: the reference averages every exit-block tensor twice (hypemefed.md §4.2). */
+static double tensor_weight(const fg_method_config *mc, int slot, int n, const fg_param *p) {
+  if (!(mc->compat & FG_COMPAT_DUP_AVG) || strncmp(p->name, "exit", 4) != 0) return 1.0;
+  return slot == 0 ? 1.0 / (double)n : (double)(n + 1) / (double)n;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Server state                                                                                */
+
+static fg_status find_kernels(fg_method_server *ms, const fg_graph *global) {
+  const char *prefix = block_prefix(&ms->mp->global);
+  ms->slot_floats = 0;
+  for (int b = 1; b <= ms->blocks; b++)
+    for (int c = 1; c <= HMF_CONVS; c++) {
+      char name[64];
+      snprintf(name, sizeof name, "%s%d.conv%d.weight", prefix, b, c);
+      int i = fg_graph_find_param(global, name);
+      if (i < 0) return FG_FAIL(FG_ERR_INVALID, "hypemefed: the global model has no tensor %s", name);
+      ms->kernel_param[b][c] = i;
+      ms->kernel_offset[b][c] = ms->slot_floats;
+      ms->slot_floats += fg_graph_param(global, i)->numel;
+    }
+  return FG_OK;
+}
+
+/* Which global tensors each level's model holds. */
+static fg_status level_tensors(fg_method_server *ms, const fg_graph *global) {
+  int levels = ms->mp->n_levels;
+  ms->level_has = calloc((size_t)levels * (size_t)ms->n_params, 1);
+  if (!ms->level_has) return FG_FAIL(FG_ERR_OOM, "hypemefed: out of memory");
+  for (int l = 0; l < levels; l++) {
+    fg_graph *g = NULL;
+    FG_TRY(fg_model_build(&ms->mp->levels[l].spec, &g));
+    for (int i = 0; i < ms->n_params; i++)
+      ms->level_has[(size_t)l * (size_t)ms->n_params + (size_t)i] =
+          fg_graph_find_param(g, fg_graph_param(global, i)->name) >= 0;
+    fg_graph_free(g);
+  }
+  return FG_OK;
+}
+
+static void shape_of(const fg_param *p, int64_t shape[4]) {
+  for (int d = 0; d < 4; d++) shape[d] = d < p->ndim ? p->shape[d] : 1;
+}
+
+static fg_status make_pairs(fg_method_server *ms, const fg_graph *global, fg_ledger *ledger) {
+  const fg_method_config *mc = ms->mc;
+  if (strcmp(mc->hypernet, "none") == 0) return FG_OK;
+  int k = 0;
+  for (int j = 1; j < ms->blocks; j++)
+    for (int c = 1; c <= HMF_CONVS; c++, k++) {
+      hmf_pair *p = &ms->pairs[k];
+      p->src_block = j;
+      p->conv = c;
+      p->src_param = ms->kernel_param[j][c];
+      p->tgt_param = ms->kernel_param[j + 1][c];
+      snprintf(p->name, sizeof p->name, "hypernet.b%dc%d-b%dc%d", j, c, j + 1, c);
+      int64_t src[4], tgt[4];
+      shape_of(fg_graph_param(global, p->src_param), src);
+      shape_of(fg_graph_param(global, p->tgt_param), tgt);
+      fg_hypernet_desc d =
+          fg_hypernet_defaults(strcmp(mc->hypernet, "naive") == 0 ? FG_HYPERNET_NAIVE : FG_HYPERNET_LRF, src, tgt);
+      d.rank = mc->rank;
+      d.hidden = HMF_HIDDEN;
+      d.lr = hmf_hypernet_lr;
+      d.epochs = mc->hn_epochs;
+      d.max_pairs = ms->max_slots;
+      fg_status st = fg_hypernet_create(&d, fg_rng_key(ms->seed, FG_RNG_INIT, 1u << 20, (uint64_t)k), ledger, &p->net);
+      if (st != FG_OK) {
+        fg_error_prefix("hypemefed %s", p->name);
+        return st;
+      }
+    }
+  return FG_OK;
+}
+
+static void server_free(fg_method_server *ms) {
+  if (!ms) return;
+  for (int k = 0; k < HMF_PAIRS; k++) fg_hypernet_free(ms->pairs[k].net);
+  fg_region_free(&ms->kernels);
+  free(ms->slot_depth);
+  free(ms->level_has);
+  free(ms->src);
+  free(ms->tgt);
+  free(ms);
+}
+
+static fg_status server_create(const fg_method_config *mc, const fg_method_plan *mp, const fg_graph *global,
+                               uint64_t seed, int max_participants, fg_ledger *ledger, fg_method_server **out) {
+  *out = NULL;
+  fg_method_server *ms = calloc(1, sizeof *ms);
+  if (!ms) return FG_FAIL(FG_ERR_OOM, "hypemefed: out of memory");
+  ms->mc = mc;
+  ms->mp = mp;
+  ms->seed = seed;
+  ms->blocks = fg_model_block_count(mp->global.arch);
+  ms->n_params = fg_graph_param_count(global);
+  ms->max_slots = max_participants;
+  fg_status st = ms->blocks == HMF_BLOCKS ? FG_OK
+                                          : FG_FAIL(FG_ERR_CONFIG, "hypemefed: model %s has %d blocks, expected %d",
+                                                    mp->global.arch, ms->blocks, HMF_BLOCKS);
+  if (st == FG_OK) st = find_kernels(ms, global);
+  if (st == FG_OK) st = level_tensors(ms, global);
+  if (st == FG_OK)
+    st = fg_region_alloc(&ms->kernels, ledger, fg_cpu_device(), FG_MEM_OTHER,
+                         (size_t)ms->max_slots * (size_t)ms->slot_floats * sizeof(float), "hypemefed participant kernels");
+  if (st == FG_OK) {
+    ms->slot_depth = calloc((size_t)ms->max_slots, sizeof *ms->slot_depth);
+    ms->src = calloc((size_t)ms->max_slots, sizeof *ms->src);
+    ms->tgt = calloc((size_t)ms->max_slots, sizeof *ms->tgt);
+    if (!ms->slot_depth || !ms->src || !ms->tgt) st = FG_FAIL(FG_ERR_OOM, "hypemefed: out of memory");
+  }
+  if (st == FG_OK) st = make_pairs(ms, global, ledger);
+  if (st != FG_OK) {
+    server_free(ms);
+    return st;
+  }
+  *out = ms;
+  return FG_OK;
+}
+
+static float *slot_kernel(fg_method_server *ms, int slot, int block, int conv) {
+  return (float *)ms->kernels.ptr + (size_t)slot * (size_t)ms->slot_floats + (size_t)ms->kernel_offset[block][conv];
+}
+
+static int level_depth(const fg_method_server *ms, int level) {
+  int d = ms->mp->levels[level].spec.depth;
+  return d ? d : ms->blocks;
+}
+
+/* Keeps the kernels of the blocks the participant trained. */
+static fg_status server_collect(fg_method_server *ms, int slot, int level, const fg_graph *g, const float *trained) {
+  if (slot < 0 || slot >= ms->max_slots)
+    return FG_FAIL(FG_ERR_INVALID, "hypemefed: participant slot %d, expected 0..%d", slot, ms->max_slots - 1);
+  int depth = level_depth(ms, level);
+  const char *prefix = block_prefix(&ms->mp->global);
+  for (int b = 1; b <= depth; b++)
+    for (int c = 1; c <= HMF_CONVS; c++) {
+      char name[64];
+      snprintf(name, sizeof name, "%s%d.conv%d.weight", prefix, b, c);
+      int i = fg_graph_find_param(g, name);
+      if (i < 0) return FG_FAIL(FG_ERR_INVALID, "hypemefed: a depth-%d model without %s", depth, name);
+      const fg_param *p = fg_graph_param(g, i);
+      memcpy(slot_kernel(ms, slot, b, c), trained + p->offset, (size_t)p->numel * sizeof(float));
+    }
+  ms->slot_depth[slot] = depth;
+  return FG_OK;
+}
+
+/* Trains pair k on the participants that trained its target block, then generates the target
+ * kernel of every shallower participant. */
+static fg_status train_and_generate(fg_method_server *ms, int round, int k, int n) {
+  hmf_pair *p = &ms->pairs[k];
+  int tb = p->src_block + 1, m = 0;
+  for (int s = 0; s < n; s++)
+    if (ms->slot_depth[s] >= tb) {
+      ms->src[m] = slot_kernel(ms, s, p->src_block, p->conv);
+      ms->tgt[m] = slot_kernel(ms, s, tb, p->conv);
+      m++;
+    }
+  if (m > 0) {
+    FG_TRY(fg_hypernet_train(p->net, m, ms->src, ms->tgt, fg_rng_key(ms->seed, FG_RNG_SERVER, (uint64_t)round, (uint64_t)k),
+                             NULL, NULL));
+    ms->trained[k] = 1;
+  }
+  if (!ms->trained[k] || (ms->mc->compat & FG_COMPAT_NOOP_WRITEBACK)) return FG_OK;
+  for (int s = 0; s < n; s++)
+    if (ms->slot_depth[s] > 0 && ms->slot_depth[s] < tb)
+      FG_TRY(fg_hypernet_generate(p->net, slot_kernel(ms, s, p->src_block, p->conv), slot_kernel(ms, s, tb, p->conv)));
+  return FG_OK;
+}
+
+/* The kernel generated for the participant in `slot` for global parameter i, or NULL. */
+static const float *generated(fg_method_server *ms, int slot, int i) {
+  if (ms->mc->compat & FG_COMPAT_NOOP_WRITEBACK) return NULL;
+  for (int k = 0; k < HMF_PAIRS; k++) {
+    const hmf_pair *p = &ms->pairs[k];
+    if (p->net && ms->trained[k] && p->tgt_param == i && ms->slot_depth[slot] <= p->src_block)
+      return slot_kernel(ms, slot, p->src_block + 1, p->conv);
+  }
+  return NULL;
+}
+
+/* What every shallow participant sends for the tensors its level lacks: generated kernels, and
+ * the global values it was sent for the rest. */
+static fg_status add_missing(fg_method_server *ms, const int *levels, int n, fg_aggregator *agg, const fg_graph *global,
+                             const float *global_state) {
+  for (int s = 0; s < n; s++) {
+    if (levels[s] < 0) continue;
+    const unsigned char *has = ms->level_has + (size_t)levels[s] * (size_t)ms->n_params;
+    for (int i = 0; i < ms->n_params; i++) {
+      if (has[i]) continue;
+      const fg_param *p = fg_graph_param(global, i);
+      const float *values = generated(ms, s, i);
+      if (!values) values = global_state + p->offset;
+      FG_TRY(fg_aggregator_add_tensor(agg, p, values, tensor_weight(ms->mc, s, n, p)));
+    }
+  }
+  return FG_OK;
+}
+
+static fg_status server_complete(fg_method_server *ms, int round, const int *levels, int n, fg_aggregator *agg,
+                                 const fg_graph *global, const float *global_state) {
+  if (n > ms->max_slots)
+    return FG_FAIL(FG_ERR_INVALID, "hypemefed: %d participants, sized for %d", n, ms->max_slots);
+  for (int s = 0; s < n; s++)
+    if (levels[s] < 0) ms->slot_depth[s] = 0;
+  for (int k = 0; k < HMF_PAIRS; k++)
+    if (ms->pairs[k].net) FG_TRY(train_and_generate(ms, round, k, n));
+  FG_TRY(add_missing(ms, levels, n, agg, global, global_state));
+  memset(ms->slot_depth, 0, (size_t)ms->max_slots * sizeof *ms->slot_depth);
+  return FG_OK;
+}
+
+/* Checkpointed: whether each hypernetwork has trained, and its weights. */
+static int server_tensor(fg_method_server *ms, int i, const char **name, float **data, int64_t *numel) {
+  if (i-- == 0) {
+    *name = "hypernet.trained";
+    *data = ms->trained;
+    *numel = HMF_PAIRS;
+    return 1;
+  }
+  int k = 0;
+  for (; k < HMF_PAIRS; k++)
+    if (ms->pairs[k].net && i-- == 0) break;
+  if (k == HMF_PAIRS) return 0;
+  *name = ms->pairs[k].name;
+  *data = fg_hypernet_weights(ms->pairs[k].net);
+  *numel = fg_hypernet_numel(ms->pairs[k].net);
+  return 1;
+}
+
+const fg_method_ops fg_method_hypemefed = {.name = "hypemefed",
+                                           .plan = plan,
+                                           .server_create = server_create,
+                                           .server_collect = server_collect,
+                                           .server_complete = server_complete,
+                                           .server_tensor = server_tensor,
+                                           .server_free = server_free,
+                                           .tensor_weight = tensor_weight};
