@@ -422,6 +422,10 @@ static fg_status load_source(fg_hypernet *h, const float *src, int slot, hn_inpu
   fg_tensor s = staged_source(h);
   FG_TRY(fg_tensor_from_host(&s, src, floats(l->src_numel)));
   if (l->d.kind == FG_HYPERNET_NAIVE) {
+    double sq = 0.0; /* the LRF kind's SVD rejects a non-finite source; so does this */
+    FG_TRY(fg_sum_squares(&s, &sq));
+    if (!isfinite(sq))
+      return FG_FAIL(FG_ERR_NUMERIC, "hypernet: the source holds a NaN or an infinity (or values whose squares overflow)");
     in->x[0] = fg_tensor_2d(fg_f32(&s), 1, l->src_numel);
     return FG_OK;
   }

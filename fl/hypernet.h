@@ -113,7 +113,8 @@ fg_status fg_hypernet_train(fg_hypernet *h, int n, const float *const *src, cons
                             uint64_t key, double *mse_first, double *mse_last);
 
 /* tgt [numel(tgt_shape)] := h(src [numel(src_shape)]), no gradient: LRF W = B'^T A' from the
- * factors of src at rank r_eff, read row-major as [O_t, I_t, kh, kw]; naive the MLP's output. */
+ * factors of src at rank r_eff, read row-major as [O_t, I_t, kh, kw]; naive the MLP's output.
+ * A non-finite source fails with FG_ERR_NUMERIC. */
 fg_status fg_hypernet_generate(fg_hypernet *h, const float *src, float *tgt);
 
 /* The persistent weights as one flat float array (layout in the header comment), for
