@@ -38,6 +38,13 @@ static int stage_count(const fg_method_plan *mp) { return mp->n_levels; }
 static double default_lambda(int t, int stages) { return 0.5 * (double)(stages - t) / (double)(stages - 1); }
 static double default_gamma(int t, int stages) { return 0.5 * (double)(t - 1) / (double)(stages - 1); }
 
+/* The Curriculum Mentor's weights of stage level + 1 (both 0 with the mentor off). */
+static void mentor_weights(const fg_method_config *mc, int level, int stages, double *lambda, double *gamma) {
+  int t = level + 1;
+  *lambda = !mc->mentor ? 0.0 : mc->n_lambdas ? mc->lambdas[level] : default_lambda(t, stages);
+  *gamma = !mc->mentor ? 0.0 : mc->n_gammas ? mc->gammas[level] : default_gamma(t, stages);
+}
+
 static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out) {
   memset(out, 0, sizeof *out);
   int stages = fg_model_block_count(base->arch);
@@ -52,6 +59,10 @@ static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_
     fg_level *lv = &out->levels[l];
     lv->spec = *base;
     lv->spec.stage = l + 1;
+    /* a stage whose label term has weight 0 never uses P: its clients neither get nor hold it */
+    double lambda, gamma;
+    mentor_weights(mc, l, stages, &lambda, &gamma);
+    lv->spec.no_projection = !(gamma > 0.0);
     snprintf(lv->label, sizeof lv->label, "stage %d", l + 1);
   }
   out->channels = FG_CHANNELS_FIRST;
@@ -102,11 +113,9 @@ static void add_hsic_term(fg_loss_spec *out, int feature, fg_hsic_target target,
 static void loss(const fg_method_config *mc, const fg_method_plan *mp, int level, int round, int rounds,
                  fg_loss_spec *out) {
   (void)round, (void)rounds;
-  int t = level + 1, stages = stage_count(mp);
   fg_loss_every_exit(1, out);
-  if (!mc->mentor) return;
-  double lambda = mc->n_lambdas ? mc->lambdas[level] : default_lambda(t, stages);
-  double gamma = mc->n_gammas ? mc->gammas[level] : default_gamma(t, stages);
+  double lambda, gamma;
+  mentor_weights(mc, level, stage_count(mp), &lambda, &gamma);
   add_hsic_term(out, 0, FG_HSIC_INPUT, lambda, (float)mc->hsic_sigma, mp->global.classes);
   add_hsic_term(out, 1, FG_HSIC_LABELS, gamma, (float)mc->hsic_sigma, mp->global.classes);
 }

@@ -32,6 +32,7 @@ typedef struct build_ctx {
   fg_scaler_mode scaler;
   int stage;      /* the spec's: 0, 1..blocks or FG_STAGES_ALL */
   int classes;
+  int no_projection;
 } build_ctx;
 
 /* Channels of a hidden layer in a rate-r sub-model: ceil(r * c) (HeteroFL), at least 1. */
@@ -98,6 +99,7 @@ static int stage_head(const build_ctx *b, const stage_geom *geo, int t, int x, i
   int pooled = fg_graph_avgpool(g, x, last ? geo->pool_name : name);
   if (!last) snprintf(name, sizeof name, "neulite.stage%d.fc", t);
   int logits = fg_graph_mark_output(g, fg_graph_linear(g, pooled, b->classes, 1, last ? geo->fc_name : name));
+  if (b->no_projection && b->stage != FG_STAGES_ALL) return logits;
   int64_t c = geo->channels[geo->blocks];
   const int64_t widths[3] = {(int64_t)llround((double)c * 2056.0 / 512.0), 2 * c, c};
   int p = pooled;
@@ -286,7 +288,7 @@ fg_status fg_model_build(const fg_model_spec *s, fg_graph **out) {
   fg_graph *g = fg_graph_create(s->in_c, s->in_h, s->in_w);
   if (!g) return FG_FAIL(FG_ERR_OOM, "model %s: out of memory", s->arch);
   fg_status st = fg_graph_status(g);
-  build_ctx b = {g, rate, s->scaler, s->stage, s->classes};
+  build_ctx b = {g, rate, s->scaler, s->stage, s->classes, s->no_projection};
   if (st == FG_OK) {
     if (strcmp(s->arch, "cnn") == 0) {
       st = build_cnn(s, depth, &b);

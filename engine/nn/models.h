@@ -29,6 +29,8 @@ typedef struct fg_model_spec {
   int stage;               /* NeuLite (neulite.md §1.3; cnn and resnets): 0 the model itself;
                               t in 1..blocks the stage-t model; FG_STAGES_ALL the full model
                               with every stage's heads (the server's copy of all stages) */
+  int no_projection;       /* stage t in 1..blocks: leave out the projection head P and feature
+                              Z_Y (a stage whose label-HSIC term has weight 0 never uses them) */
 } fg_model_spec;
 
 /* NeuLite stage models. The stage-t model is blocks 1..t, the output module O_t (one bias-free

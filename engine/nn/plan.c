@@ -514,6 +514,40 @@ static size_t pack(fg_plan *p, int program, fg_arena arena, int *ids, size_t *lo
   return extent;
 }
 
+/* One arena for everything: the train program's transients (forward scratch, backward
+ * gradients) packed with its saved activations, so that gradients reuse the space of activations
+ * backward has consumed, and the eval program (which never runs during a train step) over the
+ * same bytes. Kept when it lowers the step's total (act + ws); on success *act and *ws are the
+ * arenas' extents, whichever layout won. */
+static fg_status pack_jointly(fg_plan *p, int *ids, size_t *lo, size_t *hi, size_t *act, size_t *ws) {
+  fg_arena *arena = malloc((size_t)p->n_vbufs * sizeof *arena);
+  size_t *offset = malloc((size_t)p->n_vbufs * sizeof *offset);
+  if (!arena || !offset) {
+    free(arena);
+    free(offset);
+    return FG_FAIL(FG_ERR_OOM, "plan: out of memory");
+  }
+  for (int v = 1; v < p->n_vbufs; v++) {
+    arena[v] = p->vbufs[v].arena;
+    offset[v] = p->vbufs[v].offset;
+    p->vbufs[v].arena = FG_ARENA_ACT;
+  }
+  size_t train = pack(p, 0, FG_ARENA_ACT, ids, lo, hi), eval = pack(p, 1, FG_ARENA_ACT, ids, lo, hi);
+  size_t joint = train > eval ? train : eval;
+  if (joint < *act + *ws) {
+    *act = joint;
+    *ws = 0;
+  } else {
+    for (int v = 1; v < p->n_vbufs; v++) {
+      p->vbufs[v].arena = arena[v];
+      p->vbufs[v].offset = offset[v];
+    }
+  }
+  free(arena);
+  free(offset);
+  return FG_OK;
+}
+
 static fg_status layout(fg_plan *p, const fg_graph *g) {
   lifetimes(p, p->train, p->n_train);
   lifetimes(p, p->eval, p->n_eval);
@@ -536,16 +570,19 @@ static fg_status layout(fg_plan *p, const fg_graph *g) {
   size_t act = pack(p, 0, FG_ARENA_ACT, ids, lo, hi);
   size_t ws_train = pack(p, 0, FG_ARENA_WS, ids, lo, hi);
   size_t ws_eval = pack(p, 1, FG_ARENA_WS, ids, lo, hi);
+  size_t ws = ws_train > ws_eval ? ws_train : ws_eval;
+  fg_status st = pack_jointly(p, ids, lo, hi, &act, &ws);
   free(ids);
   free(lo);
   free(hi);
+  FG_TRY(st);
   for (int v = 1; v < p->n_vbufs; v++) {
     int r = fg_plan_root(p, v);
     p->vbufs[v].arena = p->vbufs[r].arena;
     p->vbufs[v].offset = p->vbufs[r].offset;
   }
   p->region_bytes[FG_REGION_ACT] = act;
-  p->region_bytes[FG_REGION_WS] = ws_train > ws_eval ? ws_train : ws_eval;
+  p->region_bytes[FG_REGION_WS] = ws;
   return FG_OK;
 }
 

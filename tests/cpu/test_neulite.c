@@ -44,9 +44,12 @@ static fg_graph *stage_graph(const fg_method_config *mc, const fg_method_plan *m
   return g;
 }
 
-/* neulite.md §1.3: trainable parameters of the ResNet-34 stages (P included). */
+/* neulite.md §1.3: trainable parameters of the ResNet-34 stages (P included: every stage has a
+ * label-HSIC weight). */
 Test(neulite, resnet34_trainable_counts) {
   fg_method_config mc = neulite_config();
+  mc.n_gammas = 4;
+  for (int t = 0; t < 4; t++) mc.gammas[t] = 0.1 * (t + 1);
   fg_model_spec base = {.arch = "resnet34", .in_c = 3, .in_h = 32, .in_w = 32, .classes = 10};
   fg_method_plan mp;
   FGT_OK(neulite()->plan(&mc, &base, &mp));
@@ -62,6 +65,20 @@ Test(neulite, resnet34_trainable_counts) {
   mc.harmonizer = 0;
   fg_graph *g = stage_graph(&mc, &mp, 2);
   cr_assert_eq(fg_graph_trainable_numel(g), 6318994 - 36864 - 128);
+  fg_graph_free(g);
+  /* A stage whose label term has weight 0 (stage 1 of the default curriculum) leaves out P:
+   * 512x2056 + 2056 + 2056x1024 + 1024 + 1024x512 + 512 parameters. */
+  mc.n_gammas = 0;
+  mc.harmonizer = 1;
+  FGT_OK(neulite()->plan(&mc, &base, &mp));
+  g = stage_graph(&mc, &mp, 1);
+  const int64_t p_params = 512 * 2056 + 2056 + 2056 * 1024 + 1024 + 1024 * 512 + 512;
+  cr_assert_eq(fg_graph_trainable_numel(g), 5463122 - p_params);
+  cr_assert_eq(fg_graph_feature_count(g), 1);
+  fg_graph_free(g);
+  g = stage_graph(&mc, &mp, 2);
+  cr_assert_eq(fg_graph_trainable_numel(g), 6318994);
+  cr_assert_eq(fg_graph_feature_count(g), 2);
   fg_graph_free(g);
 }
 
