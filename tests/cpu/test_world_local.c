@@ -20,7 +20,7 @@
 #include "fl/server.h"
 #include "fl/world.h"
 
-enum { N_TRAIN = 150, N_TEST = 50, PIXELS = 28 * 28 };
+enum { N_TRAIN = 400, N_TEST = 100, PIXELS = 28 * 28 };
 
 static char *tmp_dir;
 static unsigned char train_px[N_TRAIN * PIXELS], test_px[N_TEST * PIXELS];
@@ -272,8 +272,10 @@ Test(world_local, local_test_without_pool_splits_the_train_split) {
 
 Test(world_local, shares_too_small_to_split_name_the_key) {
   fg_config cfg;
-  /* 200 clients over the 200 pooled samples: one each, and ceil(0.2 x 1) = 1 leaves none to train */
-  const char *set[] = {POOLED[0], POOLED[1], "clients.count=200"};
+  /* as many clients as pooled samples: one each, and ceil(0.2 x 1) = 1 leaves none to train */
+  char count[32];
+  snprintf(count, sizeof count, "clients.count=%d", N_TRAIN + N_TEST);
+  const char *set[] = {POOLED[0], POOLED[1], count};
   load_config(BASE, set, 3, &cfg);
   fg_world w;
   cr_assert_eq(fg_world_open(&cfg, &w), FG_ERR_CONFIG);
@@ -301,15 +303,16 @@ static void on_round(void *ctx, const fg_round_record *r, int rounds) {
 
 Test(world_local, general_is_the_mean_over_clients_at_their_deepest_exits, .timeout = 300) {
   const char *body =
-      "seed: 4\nrounds: 1\nmodel: {arch: cnn, width: 4}\n"
+      "seed: 4\nrounds: 3\nmodel: {arch: cnn, width: 4}\n"
       "clients:\n  count: 8\n  budgets:\n    kind: tiers\n    tiers:\n"
       "      - {fraction: 3.0, share: 0.25}\n      - {fraction: 0.93, share: 0.25}\n"
       "      - {fraction: 0.7, share: 0.25}\n      - {fraction: 0.0001, share: 0.25}\n"
-      "sampling: {kind: uniform, per_round: 8}\nlocal: {batch: 16, lr: 0.05}\neval: {batch: 7}\n"
+      "sampling: {kind: uniform, per_round: 8}\nlocal: {epochs: 3, batch: 16, lr: 0.05, momentum: 0.9}\n"
+      "eval: {batch: 7}\n"
       "method: {name: depthfl}\n";
-  const char *set[] = {"data.pool=true", "data.local_test=0.2"};
+  /* Dirichlet shares: local test splits of different sizes, so a sample-weighted mean would differ */
   fg_config cfg;
-  load_config(body, set, 2, &cfg);
+  load_config(body, POOLED, 3, &cfg);
   fg_world w;
   FGT_OK(fg_world_open(&cfg, &w));
   char *run = fg_path_join(tmp_dir, "run");
@@ -341,7 +344,7 @@ Test(world_local, general_is_the_mean_over_clients_at_their_deepest_exits, .time
   float *state = malloc((size_t)fg_graph_state_numel(g) * sizeof(float));
   int rounds_done = 0;
   FGT_OK(fg_checkpoint_load(run, g, state, &rounds_done, "depthfl", w.partition.hash));
-  cr_assert_eq(rounds_done, 1);
+  cr_assert_eq(rounds_done, cfg.rounds);
   fg_trainer_options o;
   memset(&o, 0, sizeof o);
   o.batch = 5;
@@ -354,7 +357,7 @@ Test(world_local, general_is_the_mean_over_clients_at_their_deepest_exits, .time
   FGT_OK(fg_trainer_set_state(t, state));
 
   double general = 0, exit_sum[3] = {0}, loss = 0;
-  int clients = 0, exit_clients[3] = {0};
+  int clients = 0, exit_clients[3] = {0}, sizes_differ = 0;
   int64_t samples = 0;
   for (int c = 0; c < cfg.clients; c++) {
     if (cap.level[c] < 0) continue;
@@ -366,6 +369,7 @@ Test(world_local, general_is_the_mean_over_clients_at_their_deepest_exits, .time
     fg_epoch_stats es;
     FGT_OK(fg_evaluate(t, &v, &w.norm, &es));
     cr_assert_eq(es.samples, v.n);
+    sizes_differ += es.samples != fg_partition_size(&w.local_test, 0);
     general += (double)es.correct[deepest] / (double)es.samples;
     for (int k = 0; k <= deepest; k++) {
       exit_sum[k] += (double)es.correct[k] / (double)es.samples;
@@ -375,6 +379,8 @@ Test(world_local, general_is_the_mean_over_clients_at_their_deepest_exits, .time
     samples += es.samples;
     loss += es.loss_sum;
   }
+  cr_assert_gt(sizes_differ, 0, "every evaluated client has the same test size: the test would not tell a "
+               "client mean from a sample-weighted one");
   const fg_round_record *r = &cap.last;
   cr_assert_eq(r->evaluated, 1);
   cr_assert_float_eq(r->accuracy, general / clients, 1e-12, "General %.6f, want %.6f", r->accuracy, general / clients);
