@@ -53,17 +53,25 @@ static fg_status write_config(const fg_config *cfg, int method, const char *dir)
   return s;
 }
 
-static fg_status write_partition(const fg_world *w, const char *dir) {
-  char *path = fg_path_join(dir, "partition.json");
+static fg_status write_one_partition(const fg_world *w, const fg_partition *p, const char *dir, const char *name) {
+  char *path = fg_path_join(dir, name);
   if (!path) return out_of_memory();
-  fg_status s = fg_partition_write(&w->partition, fg_dataset_labels(&w->train), w->train.classes, path);
+  fg_status s = fg_partition_write(p, fg_dataset_labels(&w->train), w->train.classes, path);
   free(path);
   return s;
+}
+
+/* partition.json: what clients train on; local_test.json: their local test splits, if any. */
+static fg_status write_partition(const fg_world *w, const char *dir) {
+  FG_TRY(write_one_partition(w, &w->partition, dir, "partition.json"));
+  if (w->local_test.n_clients == 0) return FG_OK;
+  return write_one_partition(w, &w->local_test, dir, "local_test.json");
 }
 
 typedef struct run_view {
   fg_progress bar;
   const char *method;
+  int general;          /* eval.protocol local: the accuracy is General (clients' local test splits) */
   int terminal;
 } run_view;
 
@@ -81,13 +89,15 @@ static void on_round(void *ctx, const fg_round_record *r, int rounds) {
   if (v->terminal) {
     char text[160], label[48];
     snprintf(label, sizeof label, "%s round", v->method);
-    snprintf(text, sizeof text, "acc %s  clients %d/%d  client peak %s", acc, ok, r->n_clients, mib);
+    snprintf(text, sizeof text, "%s %s  clients %d/%d  client peak %s", v->general ? "general" : "acc", acc, ok,
+             r->n_clients, mib);
     fg_progress_update(&v->bar, label, r->round, rounds, text);
     return;
   }
-  printf("%s round %d/%d  accuracy %s  train_loss %.4f  clients %d ok, %d over budget, %d fit nothing  "
+  printf("%s round %d/%d  %s %s  train_loss %.4f  clients %d ok, %d over budget, %d fit nothing  "
          "client peak %s  %.1f s\n",
-         v->method, r->round, rounds, acc, r->train_loss, ok, over, nofit, mib, r->seconds);
+         v->method, r->round, rounds, v->general ? "general" : "accuracy", acc, r->train_loss, ok, over, nofit, mib,
+         r->seconds);
   fflush(stdout);
 }
 
@@ -160,6 +170,7 @@ static int run_all(const fg_config *cfg, const char *dir, int resume) {
     fg_progress_init(&v.bar);
     v.terminal = v.bar.enabled;
     v.method = cfg->methods[m].name;
+    v.general = cfg->eval_protocol == FG_EVAL_LOCAL;
     int again = resume && file_exists(mdir, "checkpoint.safetensors");
     s = fg_run_method(&w, m, mdir, again, on_round, &v, &res[m]);
     fg_progress_clear(&v.bar);
@@ -174,6 +185,9 @@ static int run_all(const fg_config *cfg, const char *dir, int resume) {
     print_table(cfg, res);
     if (write_table(dir, cfg, res) != FG_OK) return fg_runtime_error("run");
   }
+  if (cfg->eval_protocol == FG_EVAL_LOCAL)
+    printf("accuracy: General, the mean over clients of the global model's accuracy at each client's deepest "
+           "allowed exit on its local test split\n");
   printf("run folder: %s\n", dir);
   for (int m = 0; m < cfg->n_methods; m++) {
     if (cfg->compare) printf("method=%s ", cfg->methods[m].name);

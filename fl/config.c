@@ -53,6 +53,8 @@ typedef struct raw_data {
   char *dir;
   int *augment;
   raw_partition *partition;
+  int *pool;
+  double *local_test;
 } raw_data;
 
 typedef struct raw_model {
@@ -107,6 +109,7 @@ typedef struct raw_eval {
   int *every;
   int *batch;
   int *max_samples;
+  fg_eval_protocol *protocol;
 } raw_eval;
 
 typedef struct raw_checkpoint {
@@ -197,6 +200,7 @@ static const cyaml_strval_t level_rules[] = {{"budget", 0}, {"index", 1}};
 static const cyaml_strval_t hypernets[] = {{"lrf", 0}, {"naive", 1}, {"none", 2}};
 static const cyaml_strval_t compats[] = {{"noop_writeback", FG_COMPAT_NOOP_WRITEBACK},
                                          {"dup_avg", FG_COMPAT_DUP_AVG}};
+static const cyaml_strval_t eval_protocols[] = {{"global", FG_EVAL_GLOBAL}, {"local", FG_EVAL_LOCAL}};
 
 enum {
   M_FEDAVG, M_EXCLUSIVEFL, M_FEDAVG_S, M_HETEROFL, M_FEDROLEX, M_DEPTHFL, M_SCALEFL, M_NEULITE,
@@ -306,6 +310,8 @@ static const cyaml_schema_field_t data_fields[] = {
     CYAML_FIELD_STRING_PTR("dir", OPT, raw_data, dir, 1, CYAML_UNLIMITED),
     CYAML_FIELD_BOOL_PTR("augment", OPT, raw_data, augment),
     CYAML_FIELD_MAPPING_PTR("partition", OPT, raw_data, partition, partition_fields),
+    CYAML_FIELD_BOOL_PTR("pool", OPT, raw_data, pool),
+    CYAML_FIELD_FLOAT_PTR("local_test", OPT | CYAML_FLAG_STRICT, raw_data, local_test),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t model_fields[] = {
@@ -367,6 +373,8 @@ static const cyaml_schema_field_t eval_fields[] = {
     CYAML_FIELD_INT_PTR("every", OPT, raw_eval, every),
     CYAML_FIELD_INT_PTR("batch", OPT, raw_eval, batch),
     CYAML_FIELD_INT_PTR("max_samples", OPT, raw_eval, max_samples),
+    CYAML_FIELD_ENUM_PTR("protocol", OPT | CYAML_FLAG_STRICT, raw_eval, protocol, eval_protocols,
+                         ENUM_LEN(eval_protocols)),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t checkpoint_fields[] = {
@@ -1171,6 +1179,31 @@ static fg_status convert_partition(cfg_ctx *c, const raw_partition *r, fg_config
   return check_int(c, "data.partition.classes_per_client", p->classes_per_client, 1, LLONG_MAX);
 }
 
+/* data.pool and data.local_test: a pool keeps no global test set, so it needs local test splits. */
+static fg_status convert_local_split(cfg_ctx *c, const raw_data *r, fg_config *cfg) {
+  cfg->pool = r->pool ? (*r->pool != 0) : 0;
+  cfg->local_test = r->local_test ? *r->local_test : 0;
+  FG_TRY(check_real(c, "data.local_test", cfg->local_test, 0, 0, 1, 1));
+  if (cfg->pool && cfg->local_test <= 0)
+    return cfg_fail_at(c, "data.pool",
+                       "true needs data.local_test > 0 (the pool keeps no global test set: the clients' local "
+                       "test splits are the only test data)");
+  return FG_OK;
+}
+
+/* eval.protocol: by default local exactly when there are local test splits. */
+static fg_status convert_eval_protocol(cfg_ctx *c, const raw_eval *e, fg_config *cfg) {
+  int given = e && e->protocol;
+  cfg->eval_protocol = given ? *e->protocol : cfg->local_test > 0 ? FG_EVAL_LOCAL : FG_EVAL_GLOBAL;
+  if (cfg->eval_protocol == FG_EVAL_LOCAL && cfg->local_test <= 0)
+    return cfg_fail_at(c, "eval.protocol", "local needs data.local_test > 0 (the clients' local test splits)");
+  if (cfg->eval_protocol == FG_EVAL_GLOBAL && cfg->pool)
+    return cfg_fail_at(c, "eval.protocol",
+                       "global needs the dataset's test split, which data.pool: true puts into the training "
+                       "pool (expected local)");
+  return FG_OK;
+}
+
 static fg_status convert_data_model(cfg_ctx *c, const raw_top *r, fg_config *cfg) {
   if (!fg_dataset_info_find(r->data->dataset))
     return cfg_fail_at(c, "data.dataset", "unknown dataset '%.60s' (expected one of: %s)", r->data->dataset,
@@ -1179,6 +1212,7 @@ static fg_status convert_data_model(cfg_ctx *c, const raw_top *r, fg_config *cfg
   if (r->data->dir) DUP_OR_OOM(cfg->data_dir, r->data->dir);
   cfg->augment = r->data->augment ? (*r->data->augment != 0) : -1;
   FG_TRY(convert_partition(c, r->data->partition, cfg));
+  FG_TRY(convert_local_split(c, r->data, cfg));
 
   if (fg_model_block_count(r->model->arch) <= 0)
     return cfg_fail_at(c, "model.arch", "unknown architecture '%.60s' (expected one of: %s)",
@@ -1323,6 +1357,7 @@ static fg_status convert_training(cfg_ctx *c, const raw_top *r, fg_config *cfg) 
   FG_TRY(check_int(c, "eval.every", cfg->eval_every, 1, LLONG_MAX));
   FG_TRY(check_int(c, "eval.batch", cfg->eval_batch, 1, LLONG_MAX));
   FG_TRY(check_int(c, "eval.max_samples", cfg->eval_max_samples, 0, LLONG_MAX));
+  FG_TRY(convert_eval_protocol(c, e, cfg));
 
   cfg->checkpoint_every = r->checkpoint && r->checkpoint->every ? *r->checkpoint->every : 10;
   return check_int(c, "checkpoint.every", cfg->checkpoint_every, 0, LLONG_MAX);
@@ -1907,6 +1942,9 @@ static fg_status write_config(FILE *f, const fg_config *cfg, int method_index, c
   put_real(f, cfg->partition.alpha);
   fprintf(f, "\n    min_size: %d\n    classes_per_client: %d\n", cfg->partition.min_size,
           cfg->partition.classes_per_client);
+  fprintf(f, "  pool: %s\n  local_test: ", bool_text(cfg->pool));
+  put_real(f, cfg->local_test);
+  fputc('\n', f);
 
   fputs("model:\n  arch: ", f);
   put_string(f, cfg->arch);
@@ -1934,8 +1972,8 @@ static fg_status write_config(FILE *f, const fg_config *cfg, int method_index, c
   fputs("\n  weight_decay: ", f);
   put_real(f, cfg->weight_decay);
   fprintf(f, "\n  mode: %s\n", cfg->mode ? cfg->mode : "store");
-  fprintf(f, "eval:\n  every: %d\n  batch: %d\n  max_samples: %d\n", cfg->eval_every, cfg->eval_batch,
-          cfg->eval_max_samples);
+  fprintf(f, "eval:\n  every: %d\n  batch: %d\n  max_samples: %d\n  protocol: %s\n", cfg->eval_every,
+          cfg->eval_batch, cfg->eval_max_samples, fg_eval_protocol_name(cfg->eval_protocol));
   fprintf(f, "checkpoint:\n  every: %d\n", cfg->checkpoint_every);
 
   if (method_index >= 0 || !cfg->compare) {
@@ -1956,7 +1994,8 @@ fg_status fg_config_write_resolved(const fg_config *cfg, int method_index, const
     return FG_FAIL(FG_ERR_INVALID, "fg_config_write_resolved: method index %d out of range (the config has %d)",
                    method_index, cfg->n_methods);
   if (cfg->budgets.kind > FG_BUDGET_PROFILES || cfg->partition.kind > FG_PARTITION_SHARDS ||
-      cfg->sampling.kind > FG_SAMPLE_PER_LEVEL || !cfg->name || !cfg->dataset || !cfg->arch)
+      cfg->sampling.kind > FG_SAMPLE_PER_LEVEL || cfg->eval_protocol > FG_EVAL_LOCAL || !cfg->name ||
+      !cfg->dataset || !cfg->arch)
     return FG_FAIL(FG_ERR_INVALID, "fg_config_write_resolved: the config was not loaded");
   char *text = NULL;
   size_t len = 0;
@@ -1967,6 +2006,12 @@ fg_status fg_config_write_resolved(const fg_config *cfg, int method_index, const
   if (st == FG_OK) st = fg_write_file_atomic(path, text, len);
   free(text);
   return st;
+}
+
+const char *fg_eval_protocol_name(fg_eval_protocol p) {
+  for (uint32_t i = 0; i < ENUM_LEN(eval_protocols); i++)
+    if (eval_protocols[i].val == (int64_t)p) return eval_protocols[i].str;
+  return "unknown";
 }
 
 /* ---- freeing ------------------------------------------------------------------------------ */

@@ -75,6 +75,9 @@ typedef struct fg_config {
   char *data_dir;           /* NULL: the dataset's default */
   int augment;              /* -1: the dataset's default; 0 / 1 */
   fg_partition_spec partition;
+  int pool;                 /* data.pool: the training set is the train split followed by the test split */
+  double local_test;        /* data.local_test: fraction of each client's share held out as its local test
+                               split (ceil(local_test x n_k) samples); 0: no local split */
   /* model */
   char *arch;
   double width;             /* always set: when not given, the architecture's default (cnn 16, else 1) */
@@ -90,6 +93,7 @@ typedef struct fg_config {
   char *mode;               /* store | checkpoint */
   /* evaluation */
   int eval_every, eval_batch, eval_max_samples;
+  fg_eval_protocol eval_protocol; /* global: the test split; local: the clients' local test splits */
   /* checkpoints */
   int checkpoint_every;
   /* methods: one, or several to compare (from `methods:`) */
@@ -115,6 +119,8 @@ fg_status fg_config_load(const char *path, const char *const *set, int n_set, fg
 fg_status fg_config_write_resolved(const fg_config *cfg, int method_index, const char *path,
                                    const char *revision);
 void fg_config_free(fg_config *cfg);
+/* "global" or "local" (the value of eval.protocol); "unknown" for other values. */
+const char *fg_eval_protocol_name(fg_eval_protocol p);
 /* The configuration of method `name` with every option at its default for model `arch`, as a
  * file naming only the method gets it (e.g. for `fedgap memplan --method`). FG_ERR_CONFIG for an
  * unknown method. Free with fg_method_config_free. */

@@ -76,6 +76,9 @@ typedef struct fg_summary {
   size_t max_client_engine_peak, process_peak;
   double wall_seconds;
   int clients, clients_never_fit;
+  const char *eval_protocol; /* what the accuracies are measured on: "global" (the test split) or
+                                "local" (the mean over clients of their local test splits); NULL
+                                (null, or absent in a file read back): not recorded */
 } fg_summary;
 
 /* "ok", "over_budget", "no_fit", "failed"; "unknown" for other values. */

@@ -371,6 +371,96 @@ fg_status fg_partition_make(const fg_partition_spec *spec, const int32_t *labels
   return FG_OK;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Local train / test splits. */
+
+static int cmp_index(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Samples of a client's local test part: ceil(fraction x n) in double precision, as sklearn. */
+static int64_t local_test_count(double fraction, int64_t n) { return (int64_t)ceil(fraction * (double)n); }
+
+/* A partition holding `total` of the n_samples indices over n_clients clients, its regions
+ * allocated, offsets unset. */
+static fg_status alloc_parts(int n_clients, int64_t n_samples, int64_t total, fg_ledger *ledger, const char *what,
+                             fg_partition *out) {
+  memset(out, 0, sizeof *out);
+  out->n_clients = n_clients;
+  out->n_samples = n_samples;
+  fg_status s = data_alloc(&out->index, ledger, (size_t)total * sizeof(uint32_t), what);
+  if (s == FG_OK) s = data_alloc(&out->offset, ledger, ((size_t)n_clients + 1) * sizeof(int64_t), what);
+  if (s != FG_OK) fg_partition_free(out);
+  return s;
+}
+
+/* Sizes of every client's test part; FG_ERR_CONFIG when one would leave a client no training sample. */
+static fg_status local_test_counts(const fg_partition *p, double fraction, int64_t *test_total, int64_t *largest) {
+  *test_total = 0;
+  *largest = 0;
+  for (int k = 0; k < p->n_clients; k++) {
+    int64_t n = fg_partition_size(p, k), t = local_test_count(fraction, n);
+    if (n > 0 && t >= n)
+      return FG_FAIL(FG_ERR_CONFIG,
+                     "local test fraction %g leaves client %d no training sample (it holds %lld samples, "
+                     "ceil(%g x %lld) = %lld go to its local test split)",
+                     fraction, k, (long long)n, fraction, (long long)n, (long long)t);
+    *test_total += t;
+    if (n > *largest) *largest = n;
+  }
+  return FG_OK;
+}
+
+/* Client k's list, sorted then shuffled by its stream, cut into its test and train parts. */
+static void split_client(const fg_partition *p, int k, double fraction, uint64_t seed, uint32_t *scratch,
+                         fg_partition *train, fg_partition *test) {
+  int64_t n = fg_partition_size(p, k), t = local_test_count(fraction, n);
+  int64_t *train_off = train->offset.ptr, *test_off = test->offset.ptr;
+  uint32_t *train_idx = (uint32_t *)train->index.ptr + train_off[k];
+  uint32_t *test_idx = (uint32_t *)test->index.ptr + test_off[k];
+  if (n > 0) memcpy(scratch, fg_partition_client(p, k), (size_t)n * sizeof *scratch);
+  qsort(scratch, (size_t)n, sizeof *scratch, cmp_index);
+  fg_rng r = fg_rng_stream(seed, FG_RNG_LOCAL_SPLIT, (uint64_t)k, 0);
+  fg_rng_shuffle_u32(&r, scratch, (uint64_t)n);
+  if (t > 0) memcpy(test_idx, scratch, (size_t)t * sizeof *scratch);
+  if (n > t) memcpy(train_idx, scratch + t, (size_t)(n - t) * sizeof *scratch);
+  qsort(test_idx, (size_t)t, sizeof *test_idx, cmp_index);
+  qsort(train_idx, (size_t)(n - t), sizeof *train_idx, cmp_index);
+  test_off[k + 1] = test_off[k] + t;
+  train_off[k + 1] = train_off[k] + (n - t);
+}
+
+fg_status fg_partition_split_local(const fg_partition *p, double test_fraction, uint64_t seed, fg_ledger *ledger,
+                                   fg_partition *train, fg_partition *test) {
+  if (!train || !test) return FG_FAIL(FG_ERR_INVALID, "local split: output is NULL");
+  memset(train, 0, sizeof *train);
+  memset(test, 0, sizeof *test);
+  if (!p || !ledger || !p->offset.ptr) return FG_FAIL(FG_ERR_INVALID, "local split: partition and ledger are required");
+  if (!(test_fraction > 0.0 && test_fraction < 1.0))
+    return FG_FAIL(FG_ERR_INVALID, "local split: test fraction %g is outside (0, 1)", test_fraction);
+  int64_t test_total = 0, largest = 0;
+  FG_TRY(local_test_counts(p, test_fraction, &test_total, &largest));
+  int64_t total = ((const int64_t *)p->offset.ptr)[p->n_clients];
+  fg_region scratch = {0};
+  fg_status s = alloc_parts(p->n_clients, p->n_samples, total - test_total, ledger, "local train splits", train);
+  if (s == FG_OK) s = alloc_parts(p->n_clients, p->n_samples, test_total, ledger, "local test splits", test);
+  if (s == FG_OK) s = data_alloc(&scratch, ledger, (size_t)largest * sizeof(uint32_t), "local split scratch");
+  if (s == FG_OK) {
+    ((int64_t *)train->offset.ptr)[0] = 0;
+    ((int64_t *)test->offset.ptr)[0] = 0;
+    for (int k = 0; k < p->n_clients; k++) split_client(p, k, test_fraction, seed, scratch.ptr, train, test);
+    train->hash = fg_partition_hash(train->n_clients, train->offset.ptr, train->index.ptr);
+    test->hash = fg_partition_hash(test->n_clients, test->offset.ptr, test->index.ptr);
+  }
+  fg_region_free(&scratch);
+  if (s != FG_OK) {
+    fg_partition_free(train);
+    fg_partition_free(test);
+  }
+  return s;
+}
+
 void fg_partition_free(fg_partition *p) {
   if (!p) return;
   fg_region_free(&p->index);

@@ -22,6 +22,8 @@
  *   tag 2: the iid permutation (b = 0);
  *   tag 3: the shard draw (b = 0).
  * So a partition depends on nothing but (spec, labels, n, classes, n_clients, seed).
+ * fg_partition_split_local (clients' local train / test splits) draws from its own streams,
+ * (seed, FG_RNG_LOCAL_SPLIT, client, 0).
  *
  * Owns: the two regions of a partition (index and offset arrays on the CPU device, category
  * FG_MEM_DATA, charged to the ledger given to fg_partition_make); free with fg_partition_free.
@@ -41,8 +43,9 @@
 
 typedef struct fg_partition {
   int n_clients;
-  int64_t n_samples;      /* total assigned (= n: every sample goes to one client) */
-  fg_region index;        /* uint32 [n_samples]: client k's sample indices at [offset[k], offset[k+1]) */
+  int64_t n_samples;      /* samples of the dataset the indices point into (fg_partition_make: n, every
+                             one assigned to a client; a local split part: its parent's, partly held) */
+  fg_region index;        /* uint32 [offset[n_clients]]: client k's sample indices at [offset[k], offset[k+1]) */
   fg_region offset;       /* int64 [n_clients + 1] */
   uint64_t hash;          /* FNV-1a 64, see fg_partition_hash */
 } fg_partition;
@@ -56,6 +59,20 @@ typedef struct fg_partition {
 fg_status fg_partition_make(const fg_partition_spec *spec, const int32_t *labels, int64_t n,
                             int classes, int n_clients, uint64_t seed, fg_ledger *ledger,
                             fg_partition *out);
+
+/* The local split of hypemefed.md section 7: each client's samples in `p` split into a local test
+ * part and a local train part. Client k's n_k indices, sorted ascending (so the split depends only
+ * on the client's set of samples), are shuffled with the stream (seed, FG_RNG_LOCAL_SPLIT, k, 0)
+ * by fg_rng_shuffle_u32; the first ceil(test_fraction x n_k) of the shuffled list (computed in
+ * double precision, as sklearn's train_test_split(test_size=test_fraction) sizes its test part)
+ * form client k's part of *test, the rest its part of *train. Both outputs hold every client (in
+ * the same order as p), each client's indices ascending, with p's n_samples (the dataset's size)
+ * and the hash set as fg_partition_make does; together they hold exactly p's samples. `ledger` is charged for their
+ * regions and a temporary. On failure both are zeroed and nothing stays charged. Errors:
+ * FG_ERR_CONFIG when a client holding samples would keep no training sample (naming the client, its
+ * size and its test size); FG_ERR_INVALID for test_fraction outside (0, 1) or NULL pointers. */
+fg_status fg_partition_split_local(const fg_partition *p, double test_fraction, uint64_t seed, fg_ledger *ledger,
+                                   fg_partition *train, fg_partition *test);
 
 /* Releases both regions and zeroes *p. Safe on a zeroed partition and idempotent. */
 void fg_partition_free(fg_partition *p);

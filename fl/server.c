@@ -311,6 +311,50 @@ static fg_status recalibrate_bn(server *s) {
   return fg_trainer_get_state(s->stats, st);
 }
 
+/* The output of the global model (n_outputs of them) that is the deepest exit a client of `level`
+ * may use: the last one when the outputs are alternatives, else the level's own last exit. */
+static int deepest_allowed_exit(const server *s, int level, int n_outputs) {
+  if (s->mp.no_ensemble) return n_outputs - 1;
+  int own = fg_spec_outputs(&s->mp.levels[level].spec);
+  return (own < n_outputs ? own : n_outputs) - 1;
+}
+
+/* eval.protocol local ("General", hypemefed.md section 7): the global model (state already set) on
+ * every client's local test split; clients that fit no level are skipped. accuracy: the mean over
+ * clients of the accuracy at their deepest allowed exit; exit k: the mean over clients whose deepest
+ * allowed exit is >= k; loss: sample-weighted. eval.max_samples does not apply. */
+static fg_status evaluate_local(server *s, fg_round_record *r) {
+  double exit_sum[FG_METRICS_MAX_EXITS] = {0}, general = 0, loss_sum = 0;
+  int exit_clients[FG_METRICS_MAX_EXITS] = {0}, clients = 0, n_outputs = 0;
+  int64_t samples = 0;
+  for (int c = 0; c < s->cfg->clients; c++) {
+    fg_dataset_view view;
+    if (s->level[c] < 0) continue;
+    FG_TRY(fg_world_client_test_view(s->w, c, &view));
+    if (view.n == 0) continue;
+    fg_epoch_stats es;
+    FG_TRY(fg_evaluate(s->eval, &view, &s->w->norm, &es));
+    n_outputs = es.n_outputs;
+    int deepest = deepest_allowed_exit(s, s->level[c], es.n_outputs);
+    for (int k = 0; k <= deepest; k++) {
+      exit_sum[k] += (double)es.correct[k] / (double)es.samples;
+      exit_clients[k]++;
+    }
+    general += (double)es.correct[deepest] / (double)es.samples;
+    clients++;
+    samples += es.samples;
+    loss_sum += es.loss_sum;
+  }
+  r->evaluated = 1;
+  r->eval_samples = samples;
+  r->n_exits = n_outputs;
+  for (int k = 0; k < n_outputs; k++) r->exit_accuracy[k] = exit_clients[k] ? exit_sum[k] / exit_clients[k] : NAN;
+  r->accuracy = clients ? general / clients : NAN;
+  r->ensemble_accuracy = NAN;
+  r->test_loss = samples ? loss_sum / (double)samples : NAN;
+  return FG_OK;
+}
+
 static fg_status evaluate(server *s, int full, fg_round_record *r) {
   const float *st = f32(&s->state);
   if (s->mp.static_bn) {
@@ -318,6 +362,7 @@ static fg_status evaluate(server *s, int full, fg_round_record *r) {
     st = f32(&s->eval_state);
   }
   FG_TRY(fg_trainer_set_state(s->eval, st));
+  if (s->cfg->eval_protocol == FG_EVAL_LOCAL) return evaluate_local(s, r);
   fg_dataset_view view = fg_dataset_view_all(&s->w->test);
   if (!full && s->cfg->eval_max_samples > 0 && view.n > s->cfg->eval_max_samples) view.n = s->cfg->eval_max_samples;
   fg_epoch_stats es;
@@ -419,6 +464,7 @@ static fg_status write_summary(const server *s, const char *dir, const fg_run_re
   sum.wall_seconds = res->seconds;
   sum.clients = s->cfg->clients;
   sum.clients_never_fit = res->clients_never_fit;
+  sum.eval_protocol = fg_eval_protocol_name(s->cfg->eval_protocol);
   return fg_summary_write(dir, &sum);
 }
 

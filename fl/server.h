@@ -4,7 +4,8 @@
  * participants, sends each its sub-model (the index plan of its level), lets it train under its
  * budget (fl/client.h), and streams its update into global-sized accumulators (fl/submodel.h), so
  * the server's memory is one global model, one client and the accumulators whatever the number of
- * clients. The global model is evaluated on the test set, every round's record goes to the run
+ * clients. The global model is evaluated on the test set (eval.protocol global) or on every
+ * client's local test split (local: "General", the mean over clients), every round's record goes to the run
  * folder's metrics files, and a checkpoint is written every `checkpoint.every` rounds; a resumed
  * run continues to exactly the numbers an uninterrupted one reaches. Owns nothing beyond a call. */
 #ifndef FG_FL_SERVER_H
@@ -14,7 +15,8 @@
 #include "fl/world.h"
 
 typedef struct fg_run_result {
-  double final_accuracy;            /* the global model's last output on the whole test set */
+  double final_accuracy;            /* the global model's last output on the whole test set, or with
+                                       eval.protocol local the General accuracy */
   int n_exits;
   double exit_accuracy[16];
   double ensemble_accuracy;         /* NaN for single-output models */

@@ -56,6 +56,12 @@ typedef struct fg_sampling_spec {
   double fraction;
 } fg_sampling_spec;
 
+/* What the global model is evaluated on (configs/README.md `eval.protocol`). */
+typedef enum fg_eval_protocol {
+  FG_EVAL_GLOBAL = 0, /* the dataset's test split */
+  FG_EVAL_LOCAL,      /* every client's local test split, at its deepest allowed exit ("General") */
+} fg_eval_protocol;
+
 typedef enum fg_weighting { FG_WEIGHT_SAMPLES = 0, FG_WEIGHT_COUNT } fg_weighting;
 
 #endif

@@ -34,6 +34,16 @@ fg_dataset_view fg_world_client_view(const fg_world *w, int client) {
   return v;
 }
 
+fg_status fg_world_client_test_view(const fg_world *w, int client, fg_dataset_view *view) {
+  memset(view, 0, sizeof *view);
+  if (w->local_test.n_clients == 0)
+    return FG_FAIL(FG_ERR_INVALID, "client %d: no local test split (data.local_test is 0)", client);
+  if (client < 0 || client >= w->local_test.n_clients)
+    return FG_FAIL(FG_ERR_INVALID, "client %d is not in 0..%d", client, w->local_test.n_clients - 1);
+  return fg_dataset_view_subset(&w->train, fg_partition_client(&w->local_test, client),
+                                fg_partition_size(&w->local_test, client), view);
+}
+
 const float *fg_world_class_mask(const fg_world *w, int client) {
   return (const float *)w->class_masks.ptr + (size_t)client * (size_t)w->train.classes;
 }
@@ -65,14 +75,42 @@ static fg_status label_sets(fg_world *w) {
   return FG_OK;
 }
 
+/* The training and test sets; with data.pool the training set is train + test and `test` is empty. */
+static fg_status load_datasets(const fg_config *cfg, fg_world *w) {
+  FG_TRY(fg_dataset_load_named(cfg->dataset, cfg->data_dir, 1, &w->data_ledger, &w->train));
+  FG_TRY(fg_dataset_load_named(cfg->dataset, cfg->data_dir, 0, &w->data_ledger, &w->test));
+  if (!cfg->pool) return FG_OK;
+  fg_dataset pool;
+  FG_TRY(fg_dataset_concat(&w->train, &w->test, &w->data_ledger, &pool));
+  fg_dataset_free(&w->train);
+  fg_dataset_free(&w->test);
+  w->train = pool;
+  return FG_OK;
+}
+
+/* With data.local_test: the shares become the local train parts, and local_test the test parts. */
+static fg_status split_local(fg_world *w) {
+  const fg_config *cfg = w->cfg;
+  if (cfg->local_test <= 0) return FG_OK;
+  fg_partition train;
+  fg_status s = fg_partition_split_local(&w->partition, cfg->local_test, cfg->seed, &w->data_ledger, &train,
+                                         &w->local_test);
+  if (s != FG_OK) {
+    fg_error_prefix("%s: data.local_test", cfg->path ? cfg->path : "configuration");
+    return s;
+  }
+  fg_partition_free(&w->partition);
+  w->partition = train;
+  return FG_OK;
+}
+
 fg_status fg_world_open(const fg_config *cfg, fg_world *w) {
   memset(w, 0, sizeof *w);
   w->cfg = cfg;
   fg_ledger_init(&w->data_ledger, "datasets", 0);
   w->info = fg_dataset_info_find(cfg->dataset);
   if (!w->info) return fg_last_status();
-  fg_status s = fg_dataset_load_named(cfg->dataset, cfg->data_dir, 1, &w->data_ledger, &w->train);
-  if (s == FG_OK) s = fg_dataset_load_named(cfg->dataset, cfg->data_dir, 0, &w->data_ledger, &w->test);
+  fg_status s = load_datasets(cfg, w);
   if (s == FG_OK) s = fg_normalize_preset(w->info->normalize, &w->norm);
   if (s != FG_OK) return s;
   w->aug = cfg->augment == 0 ? (fg_augment){0, 0} : w->info->train_aug;
@@ -87,12 +125,14 @@ fg_status fg_world_open(const fg_config *cfg, fg_world *w) {
   if (s != FG_OK) return s;
   /* A client's samples are a set: ascending order, so that its epoch order depends only on the
    * shuffle stream (one client holding everything trains exactly as `fedgap train`). */
+  for (int c = 0; c < cfg->clients; c++)
+    qsort((void *)fg_partition_client(&w->partition, c), (size_t)fg_partition_size(&w->partition, c),
+          sizeof(uint32_t), cmp_u32);
+  s = split_local(w);
+  if (s != FG_OK) return s;
   int64_t largest = 0;
-  for (int c = 0; c < cfg->clients; c++) {
-    int64_t n = fg_partition_size(&w->partition, c);
-    qsort((void *)fg_partition_client(&w->partition, c), (size_t)n, sizeof(uint32_t), cmp_u32);
-    if (n > largest) largest = n;
-  }
+  for (int c = 0; c < cfg->clients; c++)
+    if (fg_partition_size(&w->partition, c) > largest) largest = fg_partition_size(&w->partition, c);
   s = fg_region_alloc(&w->order, &w->data_ledger, fg_cpu_device(), FG_MEM_DATA, (size_t)largest * sizeof(uint32_t),
                       "epoch order");
   if (s == FG_OK) s = label_sets(w);
@@ -107,6 +147,7 @@ void fg_world_close(fg_world *w) {
   free(w->budgets);
   fg_region_free(&w->order);
   fg_region_free(&w->class_masks);
+  fg_partition_free(&w->local_test);
   fg_partition_free(&w->partition);
   fg_dataset_free(&w->train);
   fg_dataset_free(&w->test);

@@ -21,6 +21,7 @@ typedef enum fg_rng_purpose {
   FG_RNG_SERVER,        /* server-side training (hypernetworks) */
   FG_RNG_BUDGET,        /* client memory budgets */
   FG_RNG_TEST,          /* test fixtures */
+  FG_RNG_LOCAL_SPLIT,   /* each client's local train / test split (fl/world.h) */
 } fg_rng_purpose;
 
 /* A stream key: a 64-bit hash of its name. */

@@ -1,6 +1,7 @@
 /* Dataset lifetime, views, normalisation presets, epoch orders and augmentation draws. */
 #include "engine/data/dataset.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "engine/base/rng.h"
@@ -31,6 +32,44 @@ fg_status fg_dataset_view_subset(const fg_dataset *ds, const uint32_t *index, in
   view->ds = ds;
   view->index = index;
   view->n = n;
+  return FG_OK;
+}
+
+fg_status fg_dataset_concat(const fg_dataset *a, const fg_dataset *b, fg_ledger *ledger, fg_dataset *out) {
+  if (!out) return FG_FAIL(FG_ERR_INVALID, "dataset concatenation: no output");
+  memset(out, 0, sizeof *out);
+  if (!a || !b || !ledger) return FG_FAIL(FG_ERR_INVALID, "dataset concatenation: missing argument");
+  if (a->c != b->c || a->h != b->h || a->w != b->w || a->dtype != b->dtype)
+    return FG_FAIL(FG_ERR_INVALID,
+                   "dataset concatenation: %s holds %lld x %lld x %lld %s samples, %s holds %lld x %lld x %lld %s "
+                   "(expected the same shape and storage)",
+                   a->name, (long long)a->c, (long long)a->h, (long long)a->w, fg_dtype_name(a->dtype), b->name,
+                   (long long)b->c, (long long)b->h, (long long)b->w, fg_dtype_name(b->dtype));
+  if (a->n < 0 || b->n < 0 || a->n + b->n > FG_DATASET_MAX_SAMPLES)
+    return FG_FAIL(FG_ERR_INVALID, "dataset concatenation: %s (%lld samples) and %s (%lld) exceed %lld samples",
+                   a->name, (long long)a->n, b->name, (long long)b->n, (long long)FG_DATASET_MAX_SAMPLES);
+  size_t sample_bytes = (size_t)fg_dataset_sample_numel(a) * fg_dtype_size(a->dtype);
+  size_t a_bytes = (size_t)a->n * sample_bytes, b_bytes = (size_t)b->n * sample_bytes;
+  fg_status s = fg_region_alloc(&out->pixels, ledger, fg_cpu_device(), FG_MEM_DATA, a_bytes + b_bytes,
+                                "pooled dataset pixels");
+  if (s == FG_OK)
+    s = fg_region_alloc(&out->labels, ledger, fg_cpu_device(), FG_MEM_DATA,
+                        (size_t)(a->n + b->n) * sizeof(int32_t), "pooled dataset labels");
+  if (s != FG_OK) {
+    fg_dataset_free(out);
+    return s;
+  }
+  snprintf(out->name, sizeof out->name, "%.31s+%.31s", a->name, b->name);
+  out->n = a->n + b->n;
+  out->c = a->c;
+  out->h = a->h;
+  out->w = a->w;
+  out->classes = a->classes > b->classes ? a->classes : b->classes;
+  out->dtype = a->dtype;
+  if (a_bytes) memcpy(out->pixels.ptr, a->pixels.ptr, a_bytes);
+  if (b_bytes) memcpy((unsigned char *)out->pixels.ptr + a_bytes, b->pixels.ptr, b_bytes);
+  if (a->n) memcpy(out->labels.ptr, a->labels.ptr, (size_t)a->n * sizeof(int32_t));
+  if (b->n) memcpy((int32_t *)out->labels.ptr + a->n, b->labels.ptr, (size_t)b->n * sizeof(int32_t));
   return FG_OK;
 }
 

@@ -61,6 +61,15 @@ static inline int64_t fg_dataset_sample_numel(const fg_dataset *ds) { return ds-
 /* Releases both regions (and their ledger charges) and zeroes *ds. Safe on a zeroed dataset. */
 void fg_dataset_free(fg_dataset *ds);
 
+/* *out := the samples of `a` followed by those of `b` (e.g. a train split then its test split, the
+ * pool of hypemefed.md section 7), copied into two new regions charged to `ledger`. Sample i < a->n
+ * is a's sample i, sample a->n + j is b's sample j. a and b must have the same c, h, w and dtype;
+ * out->classes is the larger of theirs; out->name is "<a's name>+<b's name>" (each cut to 31
+ * characters). FG_ERR_INVALID for differing shapes or dtypes, more than FG_DATASET_MAX_SAMPLES
+ * samples in all, or NULL pointers; FG_ERR_BUDGET / FG_ERR_OOM from the allocation. On failure
+ * *out is zeroed and nothing stays charged. */
+fg_status fg_dataset_concat(const fg_dataset *a, const fg_dataset *b, fg_ledger *ledger, fg_dataset *out);
+
 /* ---------------------------------------------------------------------------------------------
  * Loaders. On failure *ds is zeroed and nothing stays charged to the ledger. Statuses:
  * FG_ERR_IO (missing or unreadable file, with strerror), FG_ERR_FORMAT (bad magic, rank, sizes,

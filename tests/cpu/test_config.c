@@ -164,6 +164,8 @@ static void assert_common_equal(const fg_config *a, const fg_config *b) {
   cr_assert_eq(a->partition.alpha, b->partition.alpha);
   cr_assert_eq(a->partition.min_size, b->partition.min_size);
   cr_assert_eq(a->partition.classes_per_client, b->partition.classes_per_client);
+  cr_assert_eq(a->pool, b->pool);
+  cr_assert_eq(a->local_test, b->local_test);
   cr_assert_str_eq(a->arch, b->arch);
   cr_assert_eq(a->width, b->width);
   cr_assert_eq(a->clients, b->clients);
@@ -195,6 +197,7 @@ static void assert_common_equal(const fg_config *a, const fg_config *b) {
   cr_assert_eq(a->eval_every, b->eval_every);
   cr_assert_eq(a->eval_batch, b->eval_batch);
   cr_assert_eq(a->eval_max_samples, b->eval_max_samples);
+  cr_assert_eq(a->eval_protocol, b->eval_protocol);
   cr_assert_eq(a->checkpoint_every, b->checkpoint_every);
 }
 
@@ -226,6 +229,8 @@ static const char *full_yaml =
     "    alpha: 0.3\n"
     "    min_size: 5\n"
     "    classes_per_client: 4\n"
+    "  pool: true\n"
+    "  local_test: 0.25\n"
     "model:\n"
     "  arch: resnet18\n"
     "  width: 0.5\n"
@@ -254,6 +259,7 @@ static const char *full_yaml =
     "  every: 5\n"
     "  batch: 128\n"
     "  max_samples: 1000\n"
+    "  protocol: local\n"
     "checkpoint:\n"
     "  every: 0\n"
     "method:\n"
@@ -278,6 +284,8 @@ Test(config, full_file_loads_every_value) {
   cr_assert_eq(cfg.partition.alpha, 0.3);
   cr_assert_eq(cfg.partition.min_size, 5);
   cr_assert_eq(cfg.partition.classes_per_client, 4);
+  cr_assert_eq(cfg.pool, 1);
+  cr_assert_eq(cfg.local_test, 0.25);
   cr_assert_str_eq(cfg.arch, "resnet18");
   cr_assert_eq(cfg.width, 0.5);
   cr_assert_eq(cfg.clients, 50);
@@ -302,6 +310,7 @@ Test(config, full_file_loads_every_value) {
   cr_assert_eq(cfg.eval_every, 5);
   cr_assert_eq(cfg.eval_batch, 128);
   cr_assert_eq(cfg.eval_max_samples, 1000);
+  cr_assert_eq(cfg.eval_protocol, FG_EVAL_LOCAL);
   cr_assert_eq(cfg.checkpoint_every, 0);
   cr_assert_eq(cfg.compare, 0);
   cr_assert_eq(cfg.n_methods, 1);
@@ -402,6 +411,8 @@ Test(config, minimal_file_gets_every_documented_default) {
   cr_assert_eq(cfg.partition.alpha, 0.5);
   cr_assert_eq(cfg.partition.min_size, 10);
   cr_assert_eq(cfg.partition.classes_per_client, 2);
+  cr_assert_eq(cfg.pool, 0);
+  cr_assert_eq(cfg.local_test, 0);
   cr_assert_str_eq(cfg.arch, "cnn");
   cr_assert_eq(cfg.width, 16, "cnn's default width is 16");
   cr_assert_eq(cfg.clients, 100);
@@ -422,6 +433,7 @@ Test(config, minimal_file_gets_every_documented_default) {
   cr_assert_eq(cfg.eval_every, 1);
   cr_assert_eq(cfg.eval_batch, 256);
   cr_assert_eq(cfg.eval_max_samples, 0);
+  cr_assert_eq(cfg.eval_protocol, FG_EVAL_GLOBAL);
   cr_assert_eq(cfg.checkpoint_every, 10);
   cr_assert_eq(cfg.compare, 0);
   cr_assert_eq(cfg.n_methods, 1);
@@ -680,6 +692,57 @@ Test(config, neulite_keys_of_another_schedule_are_errors) {
   cr_assert_str_eq(cfg.methods[0].schedule, "roundrobin");
   cr_assert_eq(cfg.methods[0].em_window, 6);
   fg_config_free(&cfg);
+}
+
+Test(config, local_split_keys_and_the_protocol_default) {
+  fg_config cfg;
+  const char *split[] = {"data.local_test=0.2"};
+  load_ok("a.yaml", MINIMAL "method: {name: fedavg}\n", split, 1, &cfg);
+  cr_assert_eq(cfg.pool, 0);
+  cr_assert_eq(cfg.local_test, 0.2);
+  cr_assert_eq(cfg.eval_protocol, FG_EVAL_LOCAL, "local test splits make the local protocol the default");
+  cr_assert_str_eq(fg_eval_protocol_name(cfg.eval_protocol), "local");
+  fg_config_free(&cfg);
+  const char *global[] = {"data.local_test=0.2", "eval.protocol=global"};
+  load_ok("b.yaml", MINIMAL "method: {name: fedavg}\n", global, 2, &cfg);
+  cr_assert_eq(cfg.eval_protocol, FG_EVAL_GLOBAL);
+  cr_assert_str_eq(fg_eval_protocol_name(cfg.eval_protocol), "global");
+  fg_config_free(&cfg);
+  const char *pooled[] = {"data.pool=yes", "data.local_test=0.5"};
+  load_ok("c.yaml", MINIMAL "method: {name: fedavg}\n", pooled, 2, &cfg);
+  cr_assert_eq(cfg.pool, 1);
+  cr_assert_eq(cfg.local_test, 0.5);
+  cr_assert_eq(cfg.eval_protocol, FG_EVAL_LOCAL);
+  fg_config_free(&cfg);
+  cr_assert_str_eq(fg_eval_protocol_name((fg_eval_protocol)7), "unknown");
+}
+
+Test(config, local_split_mistakes_name_the_keys) {
+  const char *data = "rounds: 3\nmodel: {arch: cnn}\nclients: {count: 3}\nmethod: {name: fedavg}\n";
+  char text[512];
+  snprintf(text, sizeof text, "%sdata: {dataset: fashion-mnist, pool: true}\n", data);
+  EXPECT_ERROR(text, "exp.yaml: data.pool: true needs data.local_test > 0");
+  snprintf(text, sizeof text, "%sdata: {dataset: fashion-mnist, pool: true, local_test: 0}\n", data);
+  EXPECT_ERROR(text, "data.pool: true needs data.local_test > 0");
+  snprintf(text, sizeof text, "%sdata: {dataset: fashion-mnist, local_test: 1}\n", data);
+  EXPECT_ERROR(text, "exp.yaml: data.local_test: 1 is out of range (expected in [0, 1))");
+  snprintf(text, sizeof text, "%sdata: {dataset: fashion-mnist, local_test: -0.1}\n", data);
+  EXPECT_ERROR(text, "data.local_test: -0.1 is out of range (expected in [0, 1))");
+  snprintf(text, sizeof text, "%sdata: {dataset: fashion-mnist, local_test: 20%%}\n", data);
+  EXPECT_ERROR(text, "data.local_test: '20%' is not a finite number");
+  snprintf(text, sizeof text, "%sdata: {dataset: fashion-mnist, pool: 1}\n", data);
+  EXPECT_ERROR(text, "data.pool: '1' is not a boolean");
+  snprintf(text, sizeof text, "%sdata: {dataset: fashion-mnist}\neval: {protocol: local}\n", data);
+  EXPECT_ERROR(text, "exp.yaml: eval.protocol: local needs data.local_test > 0");
+  snprintf(text, sizeof text, "%sdata: {dataset: fashion-mnist, pool: true, local_test: 0.2}\neval: {protocol: global}\n",
+           data);
+  EXPECT_ERROR(text, "exp.yaml: eval.protocol: global needs the dataset's test split", "data.pool");
+  snprintf(text, sizeof text, "%sdata: {dataset: fashion-mnist}\neval: {protocol: clients}\n", data);
+  EXPECT_ERROR(text, "eval.protocol: unknown value 'clients' (expected one of: global, local)");
+  /* from --set: the message says which override */
+  const char *set[] = {"data.pool=true"};
+  expect_error_set(MINIMAL "method: {name: fedavg}\n", set, 1, FG_ERR_CONFIG, "data.pool: true needs data.local_test",
+                   "(from --set data.pool=true)", NULL);
 }
 
 Test(config, empty_file_names_the_first_required_key) {
@@ -1135,6 +1198,15 @@ Test(config, hypemefed_and_multiexit_options) {
   EXPECT_ERROR(MINIMAL "method: {name: hypemefed, hypernet: huge}\n", "method.hypernet", "naive");
 }
 
+Test(config, round_trip_local_splits) {
+  const char *pooled[] = {"data.pool=true", "data.local_test=0.2"};
+  round_trip("pool.yaml", MINIMAL "method: {name: fedavg}\n", pooled, 2);
+  const char *split[] = {"data.local_test=0.1234567890123", "eval.protocol=global"};
+  round_trip("split.yaml", MINIMAL "method: {name: depthfl}\n", split, 2);
+  const char *local[] = {"data.local_test=0.3"};
+  round_trip("local.yaml", MINIMAL "method: {name: scalefl}\n", local, 1);
+}
+
 Test(config, round_trip_neulite_non_default_values) {
   round_trip("nl-rounds.yaml",
              "rounds: 40\ndata: {dataset: cifar10}\nmodel: {arch: resnet18}\nclients: {count: 10}\n"
@@ -1222,7 +1294,8 @@ Test(config, resolved_file_lists_defaults_explicitly) {
                         "alpha: 0.5\n",   "width: 16\n",        "kind: none\n",        "fraction: 0.1\n",
                         "lr: 0.01\n",     "optimizer: sgd\n",   "mode: store\n",       "every: 10\n",
                         "batch: 256\n",   "weighting: count\n", "rates: [1, 0.5, 0.25, 0.125, 0.0625]\n",
-                        "scaler: true\n", "sbn: true\n",        "label_mask: false\n"};
+                        "scaler: true\n", "sbn: true\n",        "label_mask: false\n", "  pool: false\n",
+                        "  local_test: 0\n", "  protocol: global\n"};
   for (size_t i = 0; i < sizeof want / sizeof *want; i++)
     cr_assert(strstr(text, want[i]) != NULL, "resolved file lacks \"%s\":\n%s", want[i], text);
   free(text);

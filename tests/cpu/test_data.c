@@ -1,7 +1,8 @@
 /* Dataset loaders: IDX (u8 and float, plain and gzipped) and CIFAR-10/100 round trips on files
  * written here, every error case with its status and a message naming the file, truncation at
- * every length, header sizes that must fail before allocating, ledger caps, and (where the
- * Debian package is installed) the real Fashion-MNIST. */
+ * every length, header sizes that must fail before allocating, ledger caps, the concatenation of
+ * two datasets (the train + test pool), and (where the Debian package is installed) the real
+ * Fashion-MNIST. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -696,6 +697,82 @@ Test(data_errors, truncation_at_every_length) {
 
 /* ------------------------------------------------------------------------------------------ */
 /* The real Fashion-MNIST, where the Debian package is installed. */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Concatenation (the train + test pool). */
+
+/* A u8 dataset loaded from IDX files written here: n images of h x w, labels given. */
+static fg_dataset load_written(fixture *f, const char *name, uint32_t n, uint32_t h, uint32_t w,
+                               const unsigned char *labels, uint64_t seed, unsigned char **px) {
+  char img_name[64], lab_name[64];
+  snprintf(img_name, sizeof img_name, "%s-images", name);
+  snprintf(lab_name, sizeof lab_name, "%s-labels", name);
+  char *img = join(f->dir, img_name), *lab = join(f->dir, lab_name);
+  *px = write_idx_u8(img, n, h, w, 0, seed);
+  write_idx_labels(lab, labels, n, 0);
+  fg_dataset ds;
+  FGT_OK(fg_dataset_load_idx(img, lab, &f->ledger, &ds));
+  free(img);
+  free(lab);
+  return ds;
+}
+
+Test(data_concat, train_then_test_samples_and_labels) {
+  fixture f = setup();
+  const unsigned char la[5] = {0, 1, 2, 1, 0}, lb[3] = {4, 3, 0};
+  unsigned char *pa, *pb;
+  fg_dataset a = load_written(&f, "a", 5, 4, 3, la, 31, &pa);
+  fg_dataset b = load_written(&f, "b", 3, 4, 3, lb, 32, &pb);
+  size_t before = f.ledger.current;
+  fg_dataset pool;
+  FGT_OK(fg_dataset_concat(&a, &b, &f.ledger, &pool));
+  cr_assert_eq(pool.n, 8);
+  cr_assert_eq(pool.c, 1);
+  cr_assert_eq(pool.h, 4);
+  cr_assert_eq(pool.w, 3);
+  cr_assert_eq(pool.dtype, FG_U8);
+  cr_assert_eq(pool.classes, 5, "the larger class count (b's labels reach 4)");
+  cr_assert_str_eq(pool.name, "a-images+b-images");
+  for (int i = 0; i < 8; i++) {
+    const unsigned char *want = i < 5 ? pa + i * 12 : pb + (i - 5) * 12;
+    cr_assert_eq(memcmp(fg_dataset_pixels_u8(&pool) + i * 12, want, 12), 0, "sample %d", i);
+    cr_assert_eq(fg_dataset_labels(&pool)[i], i < 5 ? la[i] : lb[i - 5], "label %d", i);
+  }
+  cr_assert_eq(f.ledger.current - before,
+               fg_region_round(fg_cpu_device(), 8 * 12) + fg_region_round(fg_cpu_device(), 8 * sizeof(int32_t)));
+  fg_dataset_free(&pool);
+  cr_assert_eq(f.ledger.current, before);
+  fg_dataset_free(&a);
+  fg_dataset_free(&b);
+  free(pa);
+  free(pb);
+  teardown(&f);
+}
+
+Test(data_concat, mismatches_and_caps_fail_cleanly) {
+  fixture f = setup();
+  const unsigned char la[4] = {0, 1, 0, 1}, lb[2] = {1, 0};
+  unsigned char *pa, *pb;
+  fg_dataset a = load_written(&f, "a", 4, 4, 3, la, 41, &pa);
+  fg_dataset b = load_written(&f, "b", 2, 3, 4, lb, 42, &pb); /* 3 x 4, not 4 x 3 */
+  size_t before = f.ledger.current;
+  fg_dataset pool;
+  assert_error(fg_dataset_concat(&a, &b, &f.ledger, &pool), FG_ERR_INVALID, "a-images", "same shape");
+  cr_assert_null(pool.pixels.ptr);
+  cr_assert_eq(pool.n, 0);
+  cr_assert_eq(f.ledger.current, before);
+  fg_ledger small;
+  fg_ledger_init(&small, "small", 64); /* room for the 48 pixel bytes, not for the labels too */
+  assert_error(fg_dataset_concat(&a, &a, &small, &pool), FG_ERR_BUDGET, NULL, NULL);
+  cr_assert_eq(small.current, 0);
+  cr_assert_null(pool.pixels.ptr);
+  assert_error(fg_dataset_concat(&a, NULL, &f.ledger, &pool), FG_ERR_INVALID, NULL, "missing argument");
+  fg_dataset_free(&a);
+  fg_dataset_free(&b);
+  free(pa);
+  free(pb);
+  teardown(&f);
+}
 
 Test(data_fashion_mnist, installed_package) {
   char probe[512];

@@ -496,7 +496,7 @@ Test(metrics, summary_round_trip) {
                   .revision = NULL, .rounds = 200, .final_accuracy = 0.8125, .best_accuracy = NAN,
                   .n_exits = 2, .final_exit_accuracy = {0.5, 0.8125},
                   .max_client_engine_peak = ((size_t)3 << 30) + 5, .process_peak = 987654321,
-                  .wall_seconds = 123.25, .clients = 100, .clients_never_fit = 7};
+                  .wall_seconds = 123.25, .clients = 100, .clients_never_fit = 7, .eval_protocol = "local"};
   FGT_OK(fg_summary_write(dir, &s));
 
   char *text = read_text(dir, "summary.json");
@@ -507,6 +507,7 @@ Test(metrics, summary_round_trip) {
   expect_number(o, "best_accuracy", NAN);
   expect_number(o, "process_peak", 987654321);
   expect_number(o, "clients_never_fit", 7);
+  expect_string(o, "eval_protocol", "local");
   cJSON_Delete(o);
   free(text);
 
@@ -528,6 +529,28 @@ Test(metrics, summary_round_trip) {
   cr_assert_eq(f.summary.wall_seconds, 123.25);
   cr_assert_eq(f.summary.clients, 100);
   cr_assert_eq(f.summary.clients_never_fit, 7);
+  cr_assert_str_eq(f.summary.eval_protocol, "local");
+  fg_summary_file_free(&f);
+
+  /* written as null when not recorded; absent (a summary from before the field) reads as NULL */
+  s.eval_protocol = NULL;
+  FGT_OK(fg_summary_write(dir, &s));
+  FGT_OK(fg_summary_read(dir, &f));
+  cr_assert_null(f.summary.eval_protocol);
+  cr_assert_str_eq(f.summary.arch, "cnn");
+  fg_summary_file_free(&f);
+  char *old_path = join(dir, "summary.json");
+  FILE *old = fopen(old_path, "wb");
+  fputs("{\"name\": \"n\", \"method\": \"fedavg\", \"dataset\": \"d\", \"arch\": \"cnn\", \"revision\": null, "
+        "\"rounds\": 2, \"final_accuracy\": 0.5, \"best_accuracy\": 0.5, \"n_exits\": 1, "
+        "\"final_exit_accuracy\": [0.5], \"max_client_engine_peak\": 1, \"process_peak\": 2, \"wall_seconds\": 1, "
+        "\"clients\": 3, \"clients_never_fit\": 0}",
+        old);
+  fclose(old);
+  free(old_path);
+  FGT_OK(fg_summary_read(dir, &f));
+  cr_assert_null(f.summary.eval_protocol);
+  cr_assert_eq(f.summary.clients, 3);
   fg_summary_file_free(&f);
 
   /* a summary with a wrong field names the file and the field */

@@ -499,3 +499,183 @@ Test(partition, write_round_trips_through_cjson) {
   free(dir);
   free(y);
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * Local train / test splits. */
+
+static int cmp_u32_test(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* A sorted copy of client k's list. */
+static uint32_t *sorted_client(const fg_partition *p, int k) {
+  int64_t n = fg_partition_size(p, k);
+  uint32_t *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
+  memcpy(v, fg_partition_client(p, k), (size_t)n * sizeof *v);
+  qsort(v, (size_t)n, sizeof *v, cmp_u32_test);
+  return v;
+}
+
+static void assert_ascending(const fg_partition *p, int k, const char *what) {
+  const uint32_t *v = fg_partition_client(p, k);
+  for (int64_t i = 1; i < fg_partition_size(p, k); i++)
+    cr_assert_lt(v[i - 1], v[i], "%s of client %d is not strictly ascending at %lld", what, k, (long long)i);
+}
+
+/* train and test of every client are disjoint, ascending, of sizes n - t and t with t = want_test[k],
+ * and their union is exactly the client's share. */
+static void assert_split_covers(const fg_partition *p, const fg_partition *train, const fg_partition *test,
+                                const int64_t *want_test) {
+  cr_assert_eq(train->n_clients, p->n_clients);
+  cr_assert_eq(test->n_clients, p->n_clients);
+  cr_assert_eq(train->n_samples, p->n_samples);
+  cr_assert_eq(test->n_samples, p->n_samples);
+  int64_t total_test = 0;
+  for (int k = 0; k < p->n_clients; k++) {
+    int64_t n = fg_partition_size(p, k), t = fg_partition_size(test, k);
+    cr_assert_eq(t, want_test[k], "client %d of %lld samples: %lld test samples, want %lld", k, (long long)n,
+                 (long long)t, (long long)want_test[k]);
+    cr_assert_eq(fg_partition_size(train, k), n - t, "client %d", k);
+    assert_ascending(train, k, "train part");
+    assert_ascending(test, k, "test part");
+    uint32_t *share = sorted_client(p, k), *both = malloc((size_t)(n > 0 ? n : 1) * sizeof *both);
+    memcpy(both, fg_partition_client(train, k), (size_t)(n - t) * sizeof *both);
+    memcpy(both + (n - t), fg_partition_client(test, k), (size_t)t * sizeof *both);
+    qsort(both, (size_t)n, sizeof *both, cmp_u32_test);
+    for (int64_t i = 0; i < n; i++) {
+      cr_assert_eq(both[i], share[i], "client %d: train + test is not its share at %lld", k, (long long)i);
+      if (i > 0) cr_assert_neq(both[i], both[i - 1], "client %d: sample %u in both parts", k, both[i]);
+    }
+    free(both);
+    free(share);
+    total_test += t;
+  }
+  cr_assert_eq(offsets(test)[test->n_clients], total_test);
+  cr_assert_eq(offsets(train)[train->n_clients], offsets(p)[p->n_clients] - total_test);
+  cr_assert_eq(train->hash, reference_hash(train->n_clients, offsets(train), indices(train)));
+  cr_assert_eq(test->hash, reference_hash(test->n_clients, offsets(test), indices(test)));
+}
+
+Test(partition, local_split_covers_every_share_with_ceil_sizes) {
+  const int64_t n = 900;
+  const int N = 7;
+  int32_t *y = random_labels(n, 10, 21);
+  fg_partition_spec d = {.kind = FG_PARTITION_DIRICHLET, .alpha = 0.5, .min_size = 20};
+  fg_partition p, train, test;
+  FGT_OK(fg_partition_make(&d, y, n, 10, N, 4, &ledger, &p));
+  size_t before = ledger.current;
+  FGT_OK(fg_partition_split_local(&p, 0.2, 4, &ledger, &train, &test));
+  int64_t want[7];
+  /* ceil(n_k / 5), in integers */
+  for (int k = 0; k < N; k++) want[k] = (fg_partition_size(&p, k) + 4) / 5;
+  assert_split_covers(&p, &train, &test, want);
+  /* The sizes differ between clients (Dirichlet), so the rule is exercised on several values. */
+  cr_assert_neq(fg_partition_size(&p, 0), fg_partition_size(&p, 1));
+  fg_partition_free(&train);
+  fg_partition_free(&test);
+  cr_assert_eq(ledger.current, before, "the split's regions and temporary are all released");
+  fg_partition_free(&p);
+  free(y);
+}
+
+Test(partition, local_split_is_the_documented_keyed_shuffle) {
+  const int64_t n = 403;
+  const int N = 5;
+  const uint64_t seed = 12;
+  int32_t *y = random_labels(n, 4, 22);
+  fg_partition p, train, test;
+  FGT_OK(fg_partition_make(&iid_spec, y, n, 4, N, seed, &ledger, &p));
+  FGT_OK(fg_partition_split_local(&p, 0.25, seed, &ledger, &train, &test));
+  for (int k = 0; k < N; k++) {
+    int64_t m = fg_partition_size(&p, k), t = (m + 3) / 4;
+    uint32_t *v = sorted_client(&p, k);
+    fg_rng r = fg_rng_stream(seed, FG_RNG_LOCAL_SPLIT, (uint64_t)k, 0);
+    fg_rng_shuffle_u32(&r, v, (uint64_t)m);
+    qsort(v, (size_t)t, sizeof *v, cmp_u32_test);
+    cr_assert_eq(fg_partition_size(&test, k), t);
+    cr_assert_eq(memcmp(v, fg_partition_client(&test, k), (size_t)t * sizeof *v), 0, "client %d", k);
+    free(v);
+  }
+  fg_partition_free(&train);
+  fg_partition_free(&test);
+  fg_partition_free(&p);
+  free(y);
+}
+
+Test(partition, local_split_depends_on_seed_and_sets_only) {
+  const int64_t n = 600;
+  const int N = 6;
+  int32_t *y = random_labels(n, 10, 23);
+  fg_partition p, a_train, a_test, b_train, b_test, c_train, c_test;
+  FGT_OK(fg_partition_make(&iid_spec, y, n, 10, N, 1, &ledger, &p));
+  FGT_OK(fg_partition_split_local(&p, 0.2, 5, &ledger, &a_train, &a_test));
+  /* the same seed: the same split, whatever the order of the clients' lists */
+  uint32_t *index = p.index.ptr;
+  for (int k = 0; k < N; k++) {
+    uint32_t *v = index + offsets(&p)[k];
+    int64_t m = fg_partition_size(&p, k);
+    for (int64_t i = 0; i < m / 2; i++) {
+      uint32_t tmp = v[i];
+      v[i] = v[m - 1 - i];
+      v[m - 1 - i] = tmp;
+    }
+  }
+  FGT_OK(fg_partition_split_local(&p, 0.2, 5, &ledger, &b_train, &b_test));
+  cr_assert_eq(a_test.hash, b_test.hash);
+  cr_assert_eq(a_train.hash, b_train.hash);
+  cr_assert_eq(memcmp(indices(&a_test), indices(&b_test), (size_t)offsets(&a_test)[N] * 4), 0);
+  /* another seed: another split */
+  FGT_OK(fg_partition_split_local(&p, 0.2, 6, &ledger, &c_train, &c_test));
+  cr_assert_neq(a_test.hash, c_test.hash);
+  fg_partition *all[] = {&a_train, &a_test, &b_train, &b_test, &c_train, &c_test, &p};
+  for (int i = 0; i < 7; i++) fg_partition_free(all[i]);
+  free(y);
+}
+
+Test(partition, local_split_sizes_are_sklearn_ceil_in_doubles) {
+  /* 0.07 x 100 is 7.000000000000001 in doubles: sklearn's train_test_split(test_size=0.07) of 100
+   * samples holds out ceil of that, 8 (the exact rational would give 7). */
+  const int64_t n = 200;
+  int32_t *y = balanced_labels(n, 2);
+  fg_partition p, train, test;
+  FGT_OK(fg_partition_make(&iid_spec, y, n, 2, 2, 1, &ledger, &p));
+  FGT_OK(fg_partition_split_local(&p, 0.07, 1, &ledger, &train, &test));
+  const int64_t want[2] = {8, 8};
+  assert_split_covers(&p, &train, &test, want);
+  fg_partition_free(&train);
+  fg_partition_free(&test);
+  fg_partition_free(&p);
+  free(y);
+}
+
+Test(partition, local_split_errors_leave_nothing_charged) {
+  const int64_t n = 40;
+  int32_t *y = balanced_labels(n, 4);
+  fg_partition p, train, test;
+  FGT_OK(fg_partition_make(&iid_spec, y, n, 4, 40, 1, &ledger, &p)); /* one sample each */
+  size_t before = ledger.current;
+  const double bad[] = {0.0, 1.0, -0.2, 1.5, NAN};
+  for (int i = 0; i < 5; i++) {
+    cr_assert_eq(fg_partition_split_local(&p, bad[i], 1, &ledger, &train, &test), FG_ERR_INVALID, "fraction %g",
+                 bad[i]);
+    cr_assert(strstr(fg_last_error(), "outside (0, 1)") != NULL, "%s", fg_last_error());
+  }
+  /* ceil(0.2 x 1) = 1: no training sample would be left */
+  cr_assert_eq(fg_partition_split_local(&p, 0.2, 1, &ledger, &train, &test), FG_ERR_CONFIG);
+  cr_assert(strstr(fg_last_error(), "client 0 no training sample") != NULL, "%s", fg_last_error());
+  cr_assert(strstr(fg_last_error(), "holds 1 samples") != NULL, "%s", fg_last_error());
+  cr_assert_null(train.index.ptr);
+  cr_assert_null(test.offset.ptr);
+  cr_assert_eq(ledger.current, before);
+  fg_ledger small;
+  fg_ledger_init(&small, "small", 64);
+  fg_partition q;
+  FGT_OK(fg_partition_make(&iid_spec, y, n, 4, 2, 1, &ledger, &q));
+  cr_assert_eq(fg_partition_split_local(&q, 0.5, 1, &small, &train, &test), FG_ERR_BUDGET);
+  cr_assert_eq(small.current, 0);
+  cr_assert_null(train.index.ptr);
+  fg_partition_free(&q);
+  fg_partition_free(&p);
+  free(y);
+}
