@@ -5,11 +5,10 @@
  * Data protocol (configs/README.md `data`):
  *   - data.pool: the training set `train` is the dataset's train split followed by its test split
  *     (fg_dataset_concat), the partition runs over that pool, and `test` is empty;
- *   - data.local_test F > 0: each client's share S_k (n_k samples, ascending) is shuffled with the
- *     stream (seed, FG_RNG_LOCAL_SPLIT, k, 0) (fg_rng_shuffle_u32); the first ceil(F x n_k) of the
- *     shuffled list (computed in double precision, as sklearn's train_test_split(test_size=F)) are
- *     the client's local test split, the rest its local train split, each stored ascending. A client
- *     left with no training sample is an FG_ERR_CONFIG error naming data.local_test.
+ *   - data.local_test F > 0: each client's share is split into a local test part of ceil(F x n_k)
+ *     samples and a local train part by fg_partition_split_local (fl/partition.h: a shuffle keyed by
+ *     the seed and the client), each stored ascending. A client left with no training sample is an
+ *     FG_ERR_CONFIG error naming the config file and data.local_test.
  * `partition` holds what clients train on: the shares, or with a local split the local train
  * parts, so every method, budget check, label set and sample weight sees only training samples. */
 #ifndef FG_FL_WORLD_H
