@@ -41,6 +41,9 @@ typedef struct server {
   fg_graph *stats_graph;                     /* static BN recalibration: the global model, frozen */
   fg_trainer *stats;
   fg_region eval_state;
+  fg_region bn_samples;                      /* uint32 [n_bn_samples]: with local splits, the training
+                                                samples BN recalibration reads */
+  int64_t n_bn_samples;
   int *participants;
   fg_client_record *records;
   size_t process_peak;
@@ -130,6 +133,23 @@ static fg_status alloc_f32(server *s, fg_region *r, int64_t n, fg_mem_category c
   return fg_region_alloc(r, &s->ledger, fg_cpu_device(), cat, (size_t)n * sizeof(float), what);
 }
 
+/* With local test splits the training set holds clients' test samples: BN recalibration then
+ * reads FG_STATIC_BN_SAMPLES samples spread evenly over the clients' train parts (which lie one
+ * after another in the partition's index array). */
+static fg_status bn_sample_index(server *s) {
+  if (!(s->cfg->local_test > 0)) return FG_OK;
+  const fg_partition *part = &s->w->partition;
+  const uint32_t *all = part->index.ptr;
+  int64_t total = ((const int64_t *)part->offset.ptr)[part->n_clients];
+  int64_t n = total < FG_STATIC_BN_SAMPLES ? total : FG_STATIC_BN_SAMPLES;
+  FG_TRY(fg_region_alloc(&s->bn_samples, &s->ledger, fg_cpu_device(), FG_MEM_DATA, (size_t)n * sizeof(uint32_t),
+                         "BN recalibration samples"));
+  uint32_t *idx = s->bn_samples.ptr;
+  s->n_bn_samples = n;
+  for (int64_t i = 0; i < n; i++) idx[i] = all[i * total / n];
+  return FG_OK;
+}
+
 static fg_status make_eval(server *s) {
   const fg_config *c = s->cfg;
   fg_trainer_options o;
@@ -143,6 +163,7 @@ static fg_status make_eval(server *s) {
   fg_graph_set_trainable(s->stats_graph, "", 0);
   o.mode = FG_EXEC_STORE;
   FG_TRY(fg_trainer_create(s->stats_graph, &o, &s->ledger, &s->stats));
+  FG_TRY(bn_sample_index(s));
   return alloc_f32(s, &s->eval_state, fg_graph_state_numel(s->global), FG_MEM_PARAMS, "evaluation state");
 }
 
@@ -203,6 +224,7 @@ static void server_free(server *s) {
   }
   fg_graph_free(s->global);
   fg_region_free(&s->eval_state);
+  fg_region_free(&s->bn_samples);
   fg_region_free(&s->sub_in);
   fg_region_free(&s->sub_out);
   fg_region_free(&s->state);
@@ -283,7 +305,7 @@ static fg_status train_client(server *s, int c, int level, int round, int slot, 
   return st;
 }
 
-/* BN statistics of the global model recomputed over a fixed prefix of the training set, as a
+/* BN statistics of the global model recomputed over a fixed prefix of the training data, as a
  * cumulative average (momentum 1/(k+1) at batch k), into eval_state. */
 static fg_status recalibrate_bn(server *s) {
   float *st = f32(&s->eval_state);
@@ -296,6 +318,8 @@ static fg_status recalibrate_bn(server *s) {
   }
   FG_TRY(fg_trainer_set_state(s->stats, st));
   fg_dataset_view view = fg_dataset_view_all(&s->w->train);
+  if (s->bn_samples.ptr)
+    FG_TRY(fg_dataset_view_subset(&s->w->train, s->bn_samples.ptr, s->n_bn_samples, &view));
   if (view.n > FG_STATIC_BN_SAMPLES) view.n = FG_STATIC_BN_SAMPLES;
   int64_t b = s->cfg->eval_batch;
   for (int64_t start = 0, k = 0; start < view.n; start += b, k++) {
