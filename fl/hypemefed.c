@@ -13,8 +13,10 @@
  * generated kernels, and the global values it was sent for everything else it lacks (conv biases,
  * BN, heads).
  *
- * Our choices where the spec leaves room: a hypernetwork that has never trained (no participant
- * deep enough yet) generates nothing, and stale values stand in; hypernetwork weights persist in
+ * Our choices where the spec leaves room: a hypernetwork generates only while its last training
+ * (the latest round with participants deep enough) predicted those participants' kernels better
+ * than the stale global kernel does (last-epoch MSE below the stale kernel's); otherwise stale
+ * values stand in; hypernetwork weights persist in
  * checkpoints (method_state.safetensors). Compatibility switches (mc->compat): noop_writeback
  * (F1: hypernetworks train, generated kernels are dropped), dup_avg (F3, vgg-me only: exit-block
  * tensors weighted 1/P^2 for the round's first participant and (P+1)/P^2 for the others), rank 1
@@ -44,7 +46,7 @@ struct fg_method_server {
   uint64_t seed;
   int blocks;
   hmf_pair pairs[HMF_PAIRS];
-  float trained[HMF_PAIRS];   /* 1 once pair k has trained in some round: it generates from then on */
+  float trained[HMF_PAIRS];   /* 1 while pair k generates: its last training beat the stale kernel */
   int kernel_param[HMF_BLOCKS + 1][HMF_CONVS + 1];  /* global parameter of each block's conv kernels */
   int64_t kernel_offset[HMF_BLOCKS + 1][HMF_CONVS + 1]; /* into one slot's kernel store */
   int64_t slot_floats;
@@ -223,9 +225,25 @@ static fg_status server_collect(fg_method_server *ms, int slot, int level, const
   return FG_OK;
 }
 
+/* Mean over the m training pairs of MSE(stale, target): what a shallow participant's stale copy
+ * of the target kernel would score on them. */
+static double stale_mse(const fg_method_server *ms, int m, const float *stale, int64_t numel) {
+  double sum = 0;
+  for (int i = 0; i < m; i++)
+    for (int64_t e = 0; e < numel; e++) {
+      double d = (double)ms->tgt[i][e] - (double)stale[e];
+      sum += d * d;
+    }
+  return sum / ((double)m * (double)numel);
+}
+
 /* Trains pair k on the participants that trained its target block, then generates the target
- * kernel of every shallower participant. */
-static fg_status train_and_generate(fg_method_server *ms, int round, int k, int n) {
+ * kernel of every shallower participant. A round's generation is used only while the
+ * hypernetwork predicts its training targets better than the stale kernel does (last-epoch MSE
+ * below the stale kernel's): until then a freshly initialised network's kernels, orders of
+ * magnitude off, would be averaged into the global model. */
+static fg_status train_and_generate(fg_method_server *ms, int round, int k, int n, const fg_graph *global,
+                                    const float *global_state) {
   hmf_pair *p = &ms->pairs[k];
   int tb = p->src_block + 1, m = 0;
   for (int s = 0; s < n; s++)
@@ -235,9 +253,11 @@ static fg_status train_and_generate(fg_method_server *ms, int round, int k, int 
       m++;
     }
   if (m > 0) {
+    double mse = 0;
     FG_TRY(fg_hypernet_train(p->net, m, ms->src, ms->tgt, fg_rng_key(ms->seed, FG_RNG_SERVER, (uint64_t)round, (uint64_t)k),
-                             NULL, NULL));
-    ms->trained[k] = 1;
+                             NULL, &mse));
+    const fg_param *tp = fg_graph_param(global, p->tgt_param);
+    ms->trained[k] = mse < stale_mse(ms, m, global_state + tp->offset, tp->numel);
   }
   if (!ms->trained[k] || (ms->mc->compat & FG_COMPAT_NOOP_WRITEBACK)) return FG_OK;
   for (int s = 0; s < n; s++)
@@ -275,14 +295,26 @@ static fg_status add_missing(fg_method_server *ms, const int *levels, int n, fg_
   return FG_OK;
 }
 
+/* The kernels of the blocks the participant did not train are the global ones it was sent, until
+ * a hypernetwork generates them (the source of the next generation in the chain). */
+static void stale_kernels(fg_method_server *ms, int slot, const fg_graph *global, const float *global_state) {
+  for (int b = ms->slot_depth[slot] + 1; b <= ms->blocks; b++)
+    for (int c = 1; c <= HMF_CONVS; c++) {
+      const fg_param *p = fg_graph_param(global, ms->kernel_param[b][c]);
+      memcpy(slot_kernel(ms, slot, b, c), global_state + p->offset, (size_t)p->numel * sizeof(float));
+    }
+}
+
 static fg_status server_complete(fg_method_server *ms, int round, const int *levels, int n, fg_aggregator *agg,
                                  const fg_graph *global, const float *global_state) {
   if (n > ms->max_slots)
     return FG_FAIL(FG_ERR_INVALID, "hypemefed: %d participants, sized for %d", n, ms->max_slots);
-  for (int s = 0; s < n; s++)
+  for (int s = 0; s < n; s++) {
     if (levels[s] < 0) ms->slot_depth[s] = 0;
+    stale_kernels(ms, s, global, global_state);
+  }
   for (int k = 0; k < HMF_PAIRS; k++)
-    if (ms->pairs[k].net) FG_TRY(train_and_generate(ms, round, k, n));
+    if (ms->pairs[k].net) FG_TRY(train_and_generate(ms, round, k, n, global, global_state));
   FG_TRY(add_missing(ms, levels, n, agg, global, global_state));
   memset(ms->slot_depth, 0, (size_t)ms->max_slots * sizeof *ms->slot_depth);
   return FG_OK;

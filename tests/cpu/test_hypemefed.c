@@ -225,6 +225,33 @@ Test(hypemefed, generated_kernels_land_in_the_shallow_copies) {
   teardown(&f);
 }
 
+/* A hypernetwork that cannot beat the stale kernel on its training pairs (here the deep
+ * participants' targets equal the global kernel: the stale copy is exact) generates nothing. */
+Test(hypemefed, no_generation_while_stale_kernels_predict_better) {
+  round_fixture f;
+  setup(&f, 0, 1);
+  const fg_param *g = global_param(&f, "exit2.conv1.weight");
+  for (int s = 1; s < P; s++) {
+    const fg_param *p = fg_graph_param(f.level[s], fg_graph_find_param(f.level[s], "exit2.conv1.weight"));
+    memcpy(f.trained[s] + p->offset, f.global_state + g->offset, (size_t)g->numel * sizeof(float));
+  }
+  run_round(&f);
+  expect_mean(&f, "exit2.conv1.weight", NULL, uniform);
+  /* the other pair of the block still generates */
+  const fg_param *g2 = global_param(&f, "exit2.conv2.weight");
+  double diff = 0;
+  for (int64_t k = 0; k < g2->numel; k++) {
+    double stale_mean = 0;
+    for (int s = 0; s < P; s++) {
+      const float *v = slot_tensor(&f, s, "exit2.conv2.weight");
+      stale_mean += (v ? v[k] : f.global_state[g2->offset + k]) / P;
+    }
+    diff += fabs(f.result[g2->offset + k] - stale_mean);
+  }
+  cr_assert_gt(diff, 1e-4);
+  teardown(&f);
+}
+
 Test(hypemefed, noop_writeback_keeps_stale_kernels) {
   round_fixture f;
   setup(&f, FG_COMPAT_NOOP_WRITEBACK, 1);
