@@ -2,9 +2,11 @@
 #include "apps/cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu/cpu_backend.h"
+#include "engine/base/rng.h"
 #include "fedgap_config.h"
 #if FEDGAP_WITH_CUDA
 #include "cuda/cuda_backend.h"
@@ -99,4 +101,34 @@ int fg_cli_model_args(fg_cli_model *m, int with_shape, fg_arg out[FG_CLI_MODEL_A
   int n = with_shape ? 7 : 5;
   for (int i = 0; i < n; i++) out[i] = common[i];
   return n;
+}
+
+void fg_cli_synthetic_batch(fg_trainer *t, uint64_t seed, int classes) {
+  fg_tensor x, y;
+  fg_trainer_input(t, &x, &y);
+  fg_rng r = fg_rng_stream(seed, FG_RNG_TEST, 0, 0);
+  int64_t n = fg_tensor_numel(&x);
+  for (int64_t i = 0; i < n; i++) fg_f32(&x)[i] = (float)fg_rng_normal(&r);
+  for (int64_t i = 0; i < y.shape[0]; i++) fg_i32(&y)[i] = (int32_t)fg_rng_below(&r, (uint64_t)classes);
+}
+
+fg_status fg_cli_measure_step(const fg_graph *g, const fg_trainer_options *o, int classes, size_t *peak) {
+  fg_ledger ledger;
+  fg_ledger_init(&ledger, "measure", 0);
+  fg_trainer *t = NULL;
+  float *state = malloc((size_t)fg_graph_state_numel(g) * sizeof *state);
+  fg_status st = state ? fg_trainer_create(g, o, &ledger, &t) : FG_FAIL(FG_ERR_OOM, "out of memory");
+  if (st == FG_OK) {
+    fg_graph_init_state(g, 1, state);
+    st = fg_trainer_set_state(t, state);
+  }
+  if (st == FG_OK) {
+    fg_cli_synthetic_batch(t, 1, classes);
+    fg_step_stats ss;
+    st = fg_trainer_step(t, o->batch, &ss);
+  }
+  fg_trainer_destroy(t);
+  free(state);
+  *peak = ledger.peak;
+  return st;
 }

@@ -16,15 +16,6 @@ static int cmp_double(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-static void synthetic_batch(fg_trainer *t, uint64_t seed, int classes) {
-  fg_tensor x, y;
-  fg_trainer_input(t, &x, &y);
-  fg_rng r = fg_rng_stream(seed, FG_RNG_TEST, 0, 0);
-  int64_t n = fg_tensor_numel(&x);
-  for (int64_t i = 0; i < n; i++) fg_f32(&x)[i] = (float)fg_rng_normal(&r);
-  for (int64_t i = 0; i < y.shape[0]; i++) fg_i32(&y)[i] = (int32_t)fg_rng_below(&r, (uint64_t)classes);
-}
-
 static int bench_train(int argc, char **argv) {
   fg_cli_model m = {"cnn", 0, NULL, 0, 0, 0, 0};
   int batch = 64, steps = 50, warmup = 5, repeats = 3;
@@ -67,7 +58,7 @@ static int bench_train(int argc, char **argv) {
   }
   fg_graph_init_state(g, 1, state);
   if (fg_trainer_set_state(t, state) != FG_OK) goto fail;
-  synthetic_batch(t, 1, spec.classes);
+  fg_cli_synthetic_batch(t, 1, spec.classes);
   fg_step_stats st;
   for (int k = 0; k < warmup; k++)
     if (fg_trainer_step(t, batch, &st) != FG_OK) goto fail;

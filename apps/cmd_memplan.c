@@ -1,6 +1,7 @@
 /* fedgap memplan: the exact memory plan of one training step, by category, without training.
- * The last line, peak_bytes=N, is the ledger's peak when a trainer of the same configuration
- * runs a step (tests/cpu/test_plan.c checks this). */
+ * peak_bytes=N is the ledger's peak when a trainer of the same configuration runs a step
+ * (tests/cpu/test_plan.c checks this); --measure runs that step on a synthetic batch and prints
+ * the peak the ledger measured beside the plan's. */
 #include <stdio.h>
 
 #include <string.h>
@@ -14,15 +15,15 @@
  * parameters, trained parameters, bytes by kind (state = parameters + gradients + optimizer),
  * the peak, and the peak relative to the model's own step. */
 static int print_method_levels(const char *cmd, const char *method, const fg_model_spec *base,
-                               const fg_trainer_options *opt, size_t model_peak) {
+                               const fg_trainer_options *opt, size_t model_peak, int measure) {
   fg_method_config mc;
   const fg_method_ops *ops = fg_method_find(method);
   if (!ops || fg_method_config_default(method, base->arch, &mc) != FG_OK) return fg_runtime_error(cmd);
   fg_method_plan mp;
   fg_status st = ops->plan(&mc, base, &mp);
   printf("\nmethod %s: one local step per level (default options)\n", method);
-  printf("%-12s %11s %11s %9s %9s %9s %9s %13s %8s\n", "level", "parameters", "trained", "state MiB",
-         "act MiB", "ws MiB", "data MiB", "peak_bytes", "vs model");
+  printf("%-12s %11s %11s %9s %9s %9s %9s %13s %8s%s\n", "level", "parameters", "trained", "state MiB",
+         "act MiB", "ws MiB", "data MiB", "peak_bytes", "vs model", measure ? "    measured_bytes" : "");
   size_t largest = 0;
   for (int l = 0; l < mp.n_levels && st == FG_OK; l++) {
     fg_graph *g = NULL;
@@ -32,13 +33,17 @@ static int print_method_levels(const char *cmd, const char *method, const fg_mod
     o.loss = fg_method_level_loss(ops, &mc, &mp, l, 0, 1);
     st = fg_method_build_level(ops, &mc, &mp, l, &g);
     if (st == FG_OK) st = fg_plan_build(g, &o, &p);
+    size_t measured = 0;
+    if (st == FG_OK && measure) st = fg_cli_measure_step(g, &o, base->classes, &measured);
     if (st == FG_OK) {
       const double mib = 1024.0 * 1024.0;
       size_t state = p->bytes_by_cat[FG_MEM_PARAMS] + p->bytes_by_cat[FG_MEM_GRADS] + p->bytes_by_cat[FG_MEM_OPTIM];
-      printf("%-12s %11lld %11lld %9.2f %9.2f %9.2f %9.2f %13zu %7.1f%%\n", mp.levels[l].label,
+      printf("%-12s %11lld %11lld %9.2f %9.2f %9.2f %9.2f %13zu %7.1f%%", mp.levels[l].label,
              (long long)fg_graph_param_numel(g), (long long)p->grad_numel, (double)state / mib,
              (double)p->bytes_by_cat[FG_MEM_ACTIVATIONS] / mib, (double)p->bytes_by_cat[FG_MEM_WORKSPACE] / mib,
              (double)p->bytes_by_cat[FG_MEM_DATA] / mib, p->total, 100.0 * (double)p->total / (double)model_peak);
+      if (measure) printf(" %19zu", measured);
+      putchar('\n');
       if (p->total > largest) largest = p->total;
     }
     fg_plan_free(p);
@@ -56,6 +61,7 @@ int fg_cmd_memplan(int argc, char **argv) {
   int batch = 0;
   const char *mode_name = "store", *optimizer = "sgd", *method = NULL;
   double momentum = 0.9;
+  int measure = 0;
   fg_arg args[] = {
       {"batch", FG_ARG_INT, &batch, "B", "batch size", 1, 1 << 24, 1, 0},
       {"mode", FG_ARG_STRING, &mode_name, "store|checkpoint", "activation policy (default store)", 0, -1, 0, 0},
@@ -63,6 +69,8 @@ int fg_cmd_memplan(int argc, char **argv) {
       {"momentum", FG_ARG_DOUBLE, &momentum, "M", "SGD momentum (default 0.9; 0 keeps no state)", 0, 1, 0, 0},
       {"method", FG_ARG_STRING, &method, "NAME",
        "also plan every level of an FL method (e.g. neulite stages, heterofl widths)", 0, -1, 0, 0},
+      {"measure", FG_ARG_FLAG, &measure, "",
+       "also run one step of each on a synthetic batch and print the ledger's measured peak", 0, -1, 0, 0},
   };
   fg_arg model_args[FG_CLI_MODEL_ARGS];
   int n_model = fg_cli_model_args(&m, 1, model_args);
@@ -103,8 +111,16 @@ int fg_cmd_memplan(int argc, char **argv) {
   }
   printf("%-12s %14zu %12.2f\n", "total", plan->total, (double)plan->total / (1024.0 * 1024.0));
   printf("peak_bytes=%zu\n", plan->total);
-  size_t model_peak = plan->total;
+  size_t model_peak = plan->total, measured = 0;
+  if (measure) {
+    if (fg_cli_measure_step(g, &opt, spec.classes, &measured) != FG_OK) {
+      fg_plan_free(plan);
+      fg_graph_free(g);
+      return fg_runtime_error(cmd.name);
+    }
+    printf("measured_peak_bytes=%zu\n", measured);
+  }
   fg_plan_free(plan);
   fg_graph_free(g);
-  return method ? print_method_levels(cmd.name, method, &spec, &opt, model_peak) : FG_EXIT_OK;
+  return method ? print_method_levels(cmd.name, method, &spec, &opt, model_peak, measure) : FG_EXIT_OK;
 }
