@@ -11,6 +11,7 @@
 
 #include "cpu/cpu_backend.h"
 #include "engine/base/rng.h"
+#include "engine/io/atomic_file.h"
 
 void fgt_setup_cpu(int threads) {
   fg_cpu_options opt = {threads, 0};
@@ -77,3 +78,10 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 }
 
 void fgt_rmtree(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+char *fgt_read_text(const char *path) {
+  unsigned char *buf = NULL;
+  size_t len = 0;
+  FGT_OK(fg_read_file(path, (size_t)1 << 30, &buf, &len));
+  return (char *)buf;
+}

@@ -36,4 +36,7 @@ int fgt_allclose_f(const float *got, const float *want, size_t n, double atol, d
 char *fgt_mkdtemp(void);
 void fgt_rmtree(const char *path);
 
+/* The whole file as a NUL-terminated string (malloc'd); asserts that it can be read. */
+char *fgt_read_text(const char *path);
+
 #endif

@@ -42,13 +42,6 @@ static void write_stl10_split(const char *dir, const char *split, int count, uin
   free(y);
 }
 
-static char *read_all(const char *path) {
-  unsigned char *buf = NULL;
-  size_t len = 0;
-  FGT_OK(fg_read_file(path, (size_t)1 << 30, &buf, &len));
-  return (char *)buf;
-}
-
 static double number(const cJSON *o, const char *key) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
   cr_assert(cJSON_IsNumber(v), "missing number %s", key);
@@ -104,7 +97,7 @@ Test(hypemefed, paper_config_runs_on_generated_stl10, .timeout = 2400) {
             after_one, after_two);
 
   char *metrics_path = fg_path_join(run, "metrics.jsonl");
-  char *text = read_all(metrics_path);
+  char *text = fgt_read_text(metrics_path);
   int rounds = 0;
   for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
     cJSON *o = cJSON_Parse(line);
@@ -126,7 +119,7 @@ Test(hypemefed, paper_config_runs_on_generated_stl10, .timeout = 2400) {
   }
   cr_assert_eq(rounds, 2);
   char *summary_path = fg_path_join(run, "summary.json");
-  char *summary = read_all(summary_path);
+  char *summary = fgt_read_text(summary_path);
   cr_assert(strstr(summary, "\"local\"") != NULL, "summary without the local protocol: %s", summary);
   free(summary);
   free(summary_path);

@@ -35,14 +35,6 @@ static void write_cifar_file(const char *dir, const char *name, int count, uint6
   free(buf);
 }
 
-/* The file as a NUL-terminated string. */
-static char *read_all(const char *path) {
-  unsigned char *buf = NULL;
-  size_t len = 0;
-  FGT_OK(fg_read_file(path, (size_t)1 << 30, &buf, &len));
-  return (char *)buf;
-}
-
 static double number(const cJSON *o, const char *key) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
   cr_assert(cJSON_IsNumber(v), "missing number %s", key);
@@ -69,7 +61,7 @@ Test(neulite, paper_config_runs_on_generated_cifar10, .timeout = 2400) {
   fgt_run_free(&r);
 
   char *metrics_path = fg_path_join(run, "metrics.jsonl");
-  char *text = read_all(metrics_path);
+  char *text = fgt_read_text(metrics_path);
   int rounds = 0;
   for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
     cJSON *o = cJSON_Parse(line);
