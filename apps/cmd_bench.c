@@ -1,7 +1,8 @@
 /* fedgap bench train: training throughput and peak memory of a built-in model on synthetic
  * batches of its input shape (the data pipeline is not measured). Prints
  * samples_per_s=... peak_engine_bytes=... peak_rss_bytes=... on the last line; the median of
- * --repeats timed runs of --steps steps each. */
+ * --repeats timed runs of --steps steps each.
+ * fedgap bench hypernet: HypeMeFed's server hypernetworks, in apps/cmd_bench_hypernet.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,10 +92,14 @@ fail:
 
 int fg_cmd_bench(int argc, char **argv) {
   if (argc >= 1 && strcmp(argv[0], "train") == 0) return bench_train(argc - 1, argv + 1);
+  if (argc >= 1 && strcmp(argv[0], "hypernet") == 0) return fg_cmd_bench_hypernet(argc - 1, argv + 1);
   if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
-    printf("usage: fedgap bench train [options]\n\n'fedgap bench train --help' lists the options.\n");
+    printf("usage: fedgap bench train|hypernet [options]\n\n"
+           "  train     training throughput and peak memory of a built-in model\n"
+           "  hypernet  memory and round time of HypeMeFed's LRF hypernetworks against naive ones\n\n"
+           "'fedgap bench NAME --help' lists a benchmark's options.\n");
     return FG_EXIT_OK;
   }
-  fprintf(stderr, "fedgap bench: expected a benchmark name: train (see 'fedgap bench --help')\n");
+  fprintf(stderr, "fedgap bench: expected a benchmark name: train or hypernet (see 'fedgap bench --help')\n");
   return FG_EXIT_USAGE;
 }

@@ -94,7 +94,8 @@ fg_hypernet_desc fg_hypernet_defaults(fg_hypernet_kind kind, const int64_t src_s
 int64_t fg_hypernet_param_count(const fg_hypernet_desc *d);
 
 /* The bytes fg_hypernet_create would charge, per category, without allocating anything (for
- * configurations too large to allocate, like the naive STL-10 networks). */
+ * configurations too large to allocate, like the naive STL-10 networks). The LRF kind asks the
+ * CPU backend for its SVD workspace size, so the backend must be registered. */
 fg_status fg_hypernet_plan(const fg_hypernet_desc *d, fg_hypernet_memory *m);
 
 /* Plans, allocates (charging `ledger`, which may carry a cap: FG_ERR_BUDGET then, nothing left
