@@ -181,7 +181,8 @@ static fg_status server_create(const fg_method_config *mc, const fg_method_plan 
   if (st == FG_OK) st = level_tensors(ms, global);
   if (st == FG_OK)
     st = fg_region_alloc(&ms->kernels, ledger, fg_cpu_device(), FG_MEM_OTHER,
-                         (size_t)ms->max_slots * (size_t)ms->slot_floats * sizeof(float), "hypemefed participant kernels");
+                         (size_t)ms->max_slots * (size_t)ms->slot_floats * sizeof(float),
+                         "hypemefed participant kernels");
   if (st == FG_OK) {
     ms->slot_depth = calloc((size_t)ms->max_slots, sizeof *ms->slot_depth);
     ms->src = calloc((size_t)ms->max_slots, sizeof *ms->src);
@@ -254,8 +255,8 @@ static fg_status train_and_generate(fg_method_server *ms, int round, int k, int 
     }
   if (m > 0) {
     double mse = 0;
-    FG_TRY(fg_hypernet_train(p->net, m, ms->src, ms->tgt, fg_rng_key(ms->seed, FG_RNG_SERVER, (uint64_t)round, (uint64_t)k),
-                             NULL, &mse));
+    uint64_t key = fg_rng_key(ms->seed, FG_RNG_SERVER, (uint64_t)round, (uint64_t)k);
+    FG_TRY(fg_hypernet_train(p->net, m, ms->src, ms->tgt, key, NULL, &mse));
     const fg_param *tp = fg_graph_param(global, p->tgt_param);
     ms->trained[k] = mse < stale_mse(ms, m, global_state + tp->offset, tp->numel);
   }

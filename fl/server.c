@@ -207,9 +207,10 @@ static fg_status server_setup(server *s, const fg_world *w, int method) {
     s->param_scale = calloc((size_t)fg_graph_param_count(s->global), sizeof *s->param_scale);
     if (!s->param_scale) return FG_FAIL(FG_ERR_OOM, "server: out of memory");
   }
-  if (s->ops->server_create)
-    FG_TRY(s->ops->server_create(s->mc, &s->mp, s->global, s->cfg->seed, fg_sample_count(&s->cfg->sampling, s->cfg->clients, s->cfg->clients), &s->ledger,
-                                 &s->method_state));
+  if (s->ops->server_create) {
+    int most = fg_sample_count(&s->cfg->sampling, clients, clients); /* participants a round can have */
+    FG_TRY(s->ops->server_create(s->mc, &s->mp, s->global, s->cfg->seed, most, &s->ledger, &s->method_state));
+  }
   return make_eval(s);
 }
 
