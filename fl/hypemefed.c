@@ -15,8 +15,9 @@
  *
  * Our choices where the spec leaves room: a hypernetwork generates only while its last training
  * (the latest round with participants deep enough) predicted those participants' kernels better
- * than the stale global kernel does (last-epoch MSE below the stale kernel's); otherwise stale
- * values stand in; hypernetwork weights persist in
+ * than the stale global kernel does (last-epoch MSE below the stale kernel's), otherwise stale
+ * values stand in; the kernels of blocks a participant did not train start as the global ones
+ * (the chain's source when block 2 is not generated); hypernetwork weights persist in
  * checkpoints (method_state.safetensors). Compatibility switches (mc->compat): noop_writeback
  * (F1: hypernetworks train, generated kernels are dropped), dup_avg (F3, vgg-me only: exit-block
  * tensors weighted 1/P^2 for the round's first participant and (P+1)/P^2 for the others), rank 1
