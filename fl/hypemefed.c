@@ -44,6 +44,7 @@ typedef struct hmf_pair {
 struct fg_method_server {
   const fg_method_config *mc;
   const fg_method_plan *mp;
+  const fg_graph *global;     /* the server's, alive as long as this state */
   uint64_t seed;
   int blocks;
   hmf_pair pairs[HMF_PAIRS];
@@ -54,7 +55,9 @@ struct fg_method_server {
   int max_slots;
   fg_region kernels;          /* [max_slots x slot_floats]: each participant's trained / generated kernels */
   int *slot_depth;            /* [max_slots] depth trained (0: no contribution) */
-  unsigned char *level_has;   /* [levels x global params]: the level's model holds the tensor */
+  unsigned char *level_has;   /* [levels x global params]: the level's model holds the tensor,
+                                 filled from the first model of that level collected */
+  unsigned char *level_known; /* [levels]: level_has holds the level */
   int n_params;
   const float **src, **tgt;   /* [max_slots] training pairs of one hypernetwork */
 };
@@ -86,13 +89,17 @@ static double tensor_weight(const fg_method_config *mc, int slot, int n, const f
 /* ------------------------------------------------------------------------------------------ */
 /* Server state                                                                                */
 
+/* "exit2.conv1.weight" (vgg-me) or "block2.conv1.weight" (cnn): conv `conv` of block `block`. */
+static void kernel_name(const fg_method_server *ms, int block, int conv, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s%d.conv%d.weight", block_prefix(&ms->mp->global), block, conv);
+}
+
 static fg_status find_kernels(fg_method_server *ms, const fg_graph *global) {
-  const char *prefix = block_prefix(&ms->mp->global);
   ms->slot_floats = 0;
   for (int b = 1; b <= ms->blocks; b++)
     for (int c = 1; c <= HMF_CONVS; c++) {
       char name[64];
-      snprintf(name, sizeof name, "%s%d.conv%d.weight", prefix, b, c);
+      kernel_name(ms, b, c, name, sizeof name);
       int i = fg_graph_find_param(global, name);
       if (i < 0) return FG_FAIL(FG_ERR_INVALID, "hypemefed: the global model has no tensor %s", name);
       ms->kernel_param[b][c] = i;
@@ -102,20 +109,13 @@ static fg_status find_kernels(fg_method_server *ms, const fg_graph *global) {
   return FG_OK;
 }
 
-/* Which global tensors each level's model holds. */
-static fg_status level_tensors(fg_method_server *ms, const fg_graph *global) {
-  int levels = ms->mp->n_levels;
-  ms->level_has = calloc((size_t)levels * (size_t)ms->n_params, 1);
-  if (!ms->level_has) return FG_FAIL(FG_ERR_OOM, "hypemefed: out of memory");
-  for (int l = 0; l < levels; l++) {
-    fg_graph *g = NULL;
-    FG_TRY(fg_model_build(&ms->mp->levels[l].spec, &g));
-    for (int i = 0; i < ms->n_params; i++)
-      ms->level_has[(size_t)l * (size_t)ms->n_params + (size_t)i] =
-          fg_graph_find_param(g, fg_graph_param(global, i)->name) >= 0;
-    fg_graph_free(g);
-  }
-  return FG_OK;
+/* Which global tensors the model `g` of `level` holds (once per level). */
+static void level_tensors(fg_method_server *ms, int level, const fg_graph *g) {
+  if (ms->level_known[level]) return;
+  for (int i = 0; i < ms->n_params; i++)
+    ms->level_has[(size_t)level * (size_t)ms->n_params + (size_t)i] =
+        fg_graph_find_param(g, fg_graph_param(ms->global, i)->name) >= 0;
+  ms->level_known[level] = 1;
 }
 
 static void shape_of(const fg_param *p, int64_t shape[4]) {
@@ -159,6 +159,7 @@ static void server_free(fg_method_server *ms) {
   fg_region_free(&ms->kernels);
   free(ms->slot_depth);
   free(ms->level_has);
+  free(ms->level_known);
   free(ms->src);
   free(ms->tgt);
   free(ms);
@@ -171,6 +172,7 @@ static fg_status server_create(const fg_method_config *mc, const fg_method_plan 
   if (!ms) return FG_FAIL(FG_ERR_OOM, "hypemefed: out of memory");
   ms->mc = mc;
   ms->mp = mp;
+  ms->global = global;
   ms->seed = seed;
   ms->blocks = fg_model_block_count(mp->global.arch);
   ms->n_params = fg_graph_param_count(global);
@@ -179,7 +181,6 @@ static fg_status server_create(const fg_method_config *mc, const fg_method_plan 
                                           : FG_FAIL(FG_ERR_CONFIG, "hypemefed: model %s has %d blocks, expected %d",
                                                     mp->global.arch, ms->blocks, HMF_BLOCKS);
   if (st == FG_OK) st = find_kernels(ms, global);
-  if (st == FG_OK) st = level_tensors(ms, global);
   if (st == FG_OK)
     st = fg_region_alloc(&ms->kernels, ledger, fg_cpu_device(), FG_MEM_OTHER,
                          (size_t)ms->max_slots * (size_t)ms->slot_floats * sizeof(float),
@@ -188,7 +189,10 @@ static fg_status server_create(const fg_method_config *mc, const fg_method_plan 
     ms->slot_depth = calloc((size_t)ms->max_slots, sizeof *ms->slot_depth);
     ms->src = calloc((size_t)ms->max_slots, sizeof *ms->src);
     ms->tgt = calloc((size_t)ms->max_slots, sizeof *ms->tgt);
-    if (!ms->slot_depth || !ms->src || !ms->tgt) st = FG_FAIL(FG_ERR_OOM, "hypemefed: out of memory");
+    ms->level_has = calloc((size_t)mp->n_levels * (size_t)ms->n_params, 1);
+    ms->level_known = calloc((size_t)mp->n_levels, 1);
+    if (!ms->slot_depth || !ms->src || !ms->tgt || !ms->level_has || !ms->level_known)
+      st = FG_FAIL(FG_ERR_OOM, "hypemefed: out of memory");
   }
   if (st == FG_OK) st = make_pairs(ms, global, ledger);
   if (st != FG_OK) {
@@ -213,11 +217,11 @@ static fg_status server_collect(fg_method_server *ms, int slot, int level, const
   if (slot < 0 || slot >= ms->max_slots)
     return FG_FAIL(FG_ERR_INVALID, "hypemefed: participant slot %d, expected 0..%d", slot, ms->max_slots - 1);
   int depth = level_depth(ms, level);
-  const char *prefix = block_prefix(&ms->mp->global);
+  level_tensors(ms, level, g);
   for (int b = 1; b <= depth; b++)
     for (int c = 1; c <= HMF_CONVS; c++) {
       char name[64];
-      snprintf(name, sizeof name, "%s%d.conv%d.weight", prefix, b, c);
+      kernel_name(ms, b, c, name, sizeof name);
       int i = fg_graph_find_param(g, name);
       if (i < 0) return FG_FAIL(FG_ERR_INVALID, "hypemefed: a depth-%d model without %s", depth, name);
       const fg_param *p = fg_graph_param(g, i);
