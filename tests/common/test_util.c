@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "cpu/cpu_backend.h"
 #include "engine/base/rng.h"
 #include "engine/io/atomic_file.h"
@@ -84,4 +86,10 @@ char *fgt_read_text(const char *path) {
   size_t len = 0;
   FGT_OK(fg_read_file(path, (size_t)1 << 30, &buf, &len));
   return (char *)buf;
+}
+
+double fgt_json_number(const cJSON *o, const char *key) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  cr_assert(cJSON_IsNumber(v), "missing number %s", key);
+  return v->valuedouble;
 }

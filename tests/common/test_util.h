@@ -36,6 +36,10 @@ int fgt_allclose_f(const float *got, const float *want, size_t n, double atol, d
 char *fgt_mkdtemp(void);
 void fgt_rmtree(const char *path);
 
+struct cJSON;
+/* The number under `key` of JSON object o; asserts that there is one. */
+double fgt_json_number(const struct cJSON *o, const char *key);
+
 /* The whole file as a NUL-terminated string (malloc'd); asserts that it can be read. */
 char *fgt_read_text(const char *path);
 

@@ -42,12 +42,6 @@ static void write_stl10_split(const char *dir, const char *split, int count, uin
   free(y);
 }
 
-static double number(const cJSON *o, const char *key) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-  cr_assert(cJSON_IsNumber(v), "missing number %s", key);
-  return v->valuedouble;
-}
-
 /* Sum of |w| over tensor `name` of a safetensors file. */
 static double abs_sum(const char *path, const char *name) {
   fg_st_file *f = NULL;
@@ -107,12 +101,12 @@ Test(hypemefed, paper_config_runs_on_generated_stl10, .timeout = 2400) {
     for (int i = 0; i < 6; i++) {
       const cJSON *c = cJSON_GetArrayItem(clients, i);
       char want[32];
-      snprintf(want, sizeof want, "depth %d", (int)number(c, "id") % 3 + 1);
+      snprintf(want, sizeof want, "depth %d", (int)fgt_json_number(c, "id") % 3 + 1);
       cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(c, "config")->valuestring, want);
       cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(c, "status")->valuestring, "ok");
     }
     cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "evaluated")));
-    double acc = number(o, "accuracy");
+    double acc = fgt_json_number(o, "accuracy");
     cr_assert(acc >= 0.0 && acc <= 1.0);
     cJSON_Delete(o);
     rounds++;

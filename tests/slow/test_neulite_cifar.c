@@ -35,12 +35,6 @@ static void write_cifar_file(const char *dir, const char *name, int count, uint6
   free(buf);
 }
 
-static double number(const cJSON *o, const char *key) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-  cr_assert(cJSON_IsNumber(v), "missing number %s", key);
-  return v->valuedouble;
-}
-
 Test(neulite, paper_config_runs_on_generated_cifar10, .timeout = 2400) {
   char *dir = fgt_mkdtemp(), *data = fg_path_join(dir, "cifar-10-batches-bin"), *run = fg_path_join(dir, "run");
   cr_assert_eq(mkdir(data, 0755), 0);
@@ -66,7 +60,7 @@ Test(neulite, paper_config_runs_on_generated_cifar10, .timeout = 2400) {
   for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
     cJSON *o = cJSON_Parse(line);
     cr_assert_not_null(o, "bad metrics line: %s", line);
-    int round = (int)number(o, "round");
+    int round = (int)fgt_json_number(o, "round");
     cr_assert_eq(round, rounds + 1);
     const cJSON *clients = cJSON_GetObjectItemCaseSensitive(o, "clients");
     int n = cJSON_GetArraySize(clients);
@@ -78,15 +72,15 @@ Test(neulite, paper_config_runs_on_generated_cifar10, .timeout = 2400) {
       const cJSON *config = cJSON_GetObjectItemCaseSensitive(c, "config");
       cr_assert_str_eq(config->valuestring, want, "round %d", round);
       cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(c, "status")->valuestring, "ok");
-      double budget = number(c, "budget_bytes"), planned = number(c, "planned_bytes"),
-             peak = number(c, "engine_peak_bytes");
+      double budget = fgt_json_number(c, "budget_bytes"), planned = fgt_json_number(c, "planned_bytes"),
+             peak = fgt_json_number(c, "engine_peak_bytes");
       cr_assert(budget >= 100.0 * 1048576 && budget <= 900.0 * 1048576, "budget %.0f", budget);
       cr_assert(peak == planned && peak <= budget, "round %d: peak %.0f, plan %.0f, budget %.0f", round, peak,
                 planned, budget);
     }
     if (round == 4) {
       cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "evaluated")));
-      double acc = number(o, "accuracy");
+      double acc = fgt_json_number(o, "accuracy");
       cr_assert(acc >= 0.0 && acc <= 1.0);
       /* One accuracy per stage classifier. */
       cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "exit_accuracy")), 4);
