@@ -93,3 +93,9 @@ double fgt_json_number(const cJSON *o, const char *key) {
   cr_assert(cJSON_IsNumber(v), "missing number %s", key);
   return v->valuedouble;
 }
+
+char *fgt_join(const char *dir, const char *name) {
+  char *p = fg_path_join(dir, name);
+  cr_assert_not_null(p, "out of memory joining %s and %s", dir, name);
+  return p;
+}

@@ -36,6 +36,9 @@ int fgt_allclose_f(const float *got, const float *want, size_t n, double atol, d
 char *fgt_mkdtemp(void);
 void fgt_rmtree(const char *path);
 
+/* dir/name (malloc'd; fg_path_join), asserting the allocation. */
+char *fgt_join(const char *dir, const char *name);
+
 struct cJSON;
 /* The number under `key` of JSON object o; asserts that there is one. */
 double fgt_json_number(const struct cJSON *o, const char *key);

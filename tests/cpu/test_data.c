@@ -70,13 +70,6 @@ static blob read_file(const char *path) {
   return b;
 }
 
-static char *join(const char *dir, const char *name) {
-  size_t n = strlen(dir) + strlen(name) + 2;
-  char *p = malloc(n);
-  snprintf(p, n, "%s/%s", dir, name);
-  return p;
-}
-
 static void random_bytes(unsigned char *p, size_t n, uint64_t seed) {
   fg_rng r = fg_rng_stream(seed, FG_RNG_TEST, 1, 0);
   for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(fg_rng_u32(&r) & 0xff);
@@ -141,7 +134,7 @@ static void assert_error(fg_status got, fg_status want, const char *path, const 
 Test(data_idx, u8_roundtrip_plain_and_gzip) {
   fixture f = setup();
   for (int gz = 0; gz < 2; gz++) {
-    char *img = join(f.dir, gz ? "img.gz" : "img"), *lab = join(f.dir, gz ? "lab.gz" : "lab");
+    char *img = fgt_join(f.dir, gz ? "img.gz" : "img"), *lab = fgt_join(f.dir, gz ? "lab.gz" : "lab");
     const uint32_t n = 7, h = 5, w = 3;
     unsigned char *px = write_idx_u8(img, n, h, w, gz, 11 + gz);
     unsigned char labels[7] = {0, 3, 1, 2, 3, 0, 1};
@@ -185,7 +178,7 @@ Test(data_idx, float_rank4_roundtrip_plain_and_gzip) {
   }
   unsigned char labels[3] = {2, 0, 1};
   for (int gz = 0; gz < 2; gz++) {
-    char *img = join(f.dir, gz ? "f.gz" : "f"), *lab = join(f.dir, gz ? "l.gz" : "l");
+    char *img = fgt_join(f.dir, gz ? "f.gz" : "f"), *lab = fgt_join(f.dir, gz ? "l.gz" : "l");
     write_file(img, b.p, b.n, gz);
     write_idx_labels(lab, labels, 3, gz);
     fg_dataset ds;
@@ -235,7 +228,7 @@ Test(data_cifar, cifar10_two_files_plain_and_gzip) {
   fixture f = setup();
   int la[3] = {9, 0, 4}, lb[2] = {3, 7};
   blob a = cifar_records(10, 3, la, 1), b = cifar_records(10, 2, lb, 2);
-  char *pa = join(f.dir, "a.bin"), *pb = join(f.dir, "b.bin.gz");
+  char *pa = fgt_join(f.dir, "a.bin"), *pb = fgt_join(f.dir, "b.bin.gz");
   write_file(pa, a.p, a.n, 0);
   write_file(pb, b.p, b.n, 1);
   const char *paths[2] = {pa, pb};
@@ -264,7 +257,7 @@ Test(data_cifar, cifar10_standard_directory) {
       snprintf(name, sizeof name, "data_batch_%d.bin", k + 1);
     else
       snprintf(name, sizeof name, "test_batch.bin");
-    char *p = join(f.dir, name);
+    char *p = fgt_join(f.dir, name);
     write_file(p, files[k].p, files[k].n, 0);
     free(p);
   }
@@ -288,7 +281,7 @@ Test(data_cifar, cifar100_uses_fine_labels) {
   fixture f = setup();
   int fine[4] = {99, 0, 57, 12};
   blob a = cifar_records(100, 4, fine, 3);
-  char *p = join(f.dir, "train.bin");
+  char *p = fgt_join(f.dir, "train.bin");
   write_file(p, a.p, a.n, 0);
   fg_dataset ds;
   FGT_OK(fg_dataset_load_cifar_dir(f.dir, 100, 1, &f.ledger, &ds));
@@ -314,8 +307,8 @@ typedef struct idx_pair {
 
 static idx_pair valid_pair(const fixture *f, int gz) {
   idx_pair p;
-  p.img = join(f->dir, gz ? "vi.gz" : "vi");
-  p.lab = join(f->dir, gz ? "vl.gz" : "vl");
+  p.img = fgt_join(f->dir, gz ? "vi.gz" : "vi");
+  p.lab = fgt_join(f->dir, gz ? "vl.gz" : "vl");
   p.px = write_idx_u8(p.img, 4, 6, 5, gz, 21);
   unsigned char labels[4] = {1, 0, 1, 2};
   write_idx_labels(p.lab, labels, 4, gz);
@@ -331,7 +324,7 @@ static void free_pair(idx_pair *p) {
 Test(data_errors, missing_and_unreadable_files) {
   fixture f = setup();
   idx_pair p = valid_pair(&f, 0);
-  char *none = join(f.dir, "does-not-exist.gz");
+  char *none = fgt_join(f.dir, "does-not-exist.gz");
   fg_dataset ds;
   assert_error(fg_dataset_load_idx(none, p.lab, &f.ledger, &ds), FG_ERR_IO, none, strerror(ENOENT));
   cr_assert_eq(ds.pixels.ptr, NULL);
@@ -353,7 +346,7 @@ Test(data_errors, missing_and_unreadable_files) {
 Test(data_errors, wrong_magic_type_and_rank) {
   fixture f = setup();
   idx_pair p = valid_pair(&f, 0);
-  char *bad = join(f.dir, "bad");
+  char *bad = fgt_join(f.dir, "bad");
   fg_dataset ds;
   /* Not an IDX file at all. */
   const char text[] = "hello, this is not an idx file";
@@ -391,7 +384,7 @@ Test(data_errors, truncated_and_trailing_data) {
   fixture f = setup();
   for (int gz = 0; gz < 2; gz++) {
     idx_pair p = valid_pair(&f, 0);
-    char *bad = join(f.dir, gz ? "bad.gz" : "bad");
+    char *bad = fgt_join(f.dir, gz ? "bad.gz" : "bad");
     blob full = read_file(p.img); /* 16 header bytes + 120 pixel bytes */
     cr_assert_eq(full.n, 136);
     fg_dataset ds;
@@ -424,7 +417,7 @@ Test(data_errors, truncated_and_trailing_data) {
 Test(data_errors, count_mismatch_and_zero_samples) {
   fixture f = setup();
   idx_pair p = valid_pair(&f, 1);
-  char *lab5 = join(f.dir, "lab5"), *img0 = join(f.dir, "img0"), *lab0 = join(f.dir, "lab0");
+  char *lab5 = fgt_join(f.dir, "lab5"), *img0 = fgt_join(f.dir, "img0"), *lab0 = fgt_join(f.dir, "lab0");
   unsigned char labels[5] = {0, 1, 2, 3, 4};
   write_idx_labels(lab5, labels, 5, 0);
   fg_dataset ds;
@@ -448,7 +441,7 @@ Test(data_errors, count_mismatch_and_zero_samples) {
 Test(data_errors, absurd_header_sizes_fail_before_allocating) {
   fixture f = setup();
   idx_pair p = valid_pair(&f, 0);
-  char *big = join(f.dir, "big"), *bigl = join(f.dir, "bigl");
+  char *big = fgt_join(f.dir, "big"), *bigl = fgt_join(f.dir, "bigl");
   for (int gz = 0; gz < 2; gz++) {
     /* 2^31 images of 28x28 announced in a file of about 1 KB. */
     uint32_t dims[3] = {1u << 31, 28, 28};
@@ -520,7 +513,7 @@ Test(data_errors, ledger_cap_passes_through) {
   cr_assert_eq(f.ledger.current, 0);
   int labels[2] = {1, 2};
   blob c = cifar_records(10, 2, labels, 4);
-  char *cp = join(f.dir, "c.bin");
+  char *cp = fgt_join(f.dir, "c.bin");
   write_file(cp, c.p, c.n, 0);
   const char *paths[1] = {cp};
   fg_ledger_set_cap(&f.ledger, 4096);
@@ -536,7 +529,7 @@ Test(data_errors, ledger_cap_passes_through) {
 
 Test(data_errors, labels_out_of_range_and_shapes) {
   fixture f = setup();
-  char *img = join(f.dir, "train-images-idx3-ubyte.gz"), *lab = join(f.dir, "train-labels-idx1-ubyte.gz");
+  char *img = fgt_join(f.dir, "train-images-idx3-ubyte.gz"), *lab = fgt_join(f.dir, "train-labels-idx1-ubyte.gz");
   free(write_idx_u8(img, 3, 28, 28, 1, 4));
   unsigned char labels[3] = {9, 10, 0};
   write_idx_labels(lab, labels, 3, 1);
@@ -556,14 +549,14 @@ Test(data_errors, labels_out_of_range_and_shapes) {
   cr_assert_eq(ds.classes, 11);
   fg_dataset_free(&ds);
   /* Fashion-MNIST test split, plain files, wrong image size. */
-  char *timg = join(f.dir, "t10k-images-idx3-ubyte"), *tlab = join(f.dir, "t10k-labels-idx1-ubyte");
+  char *timg = fgt_join(f.dir, "t10k-images-idx3-ubyte"), *tlab = fgt_join(f.dir, "t10k-labels-idx1-ubyte");
   free(write_idx_u8(timg, 3, 27, 28, 0, 4));
   labels[1] = 1;
   write_idx_labels(tlab, labels, 3, 0);
   assert_error(fg_dataset_load_fashion_mnist(f.dir, 0, &f.ledger, &ds), FG_ERR_FORMAT, timg,
                "1x27x28, expected 1x28x28");
   /* CIFAR-10 label 10, CIFAR-100 fine label 100 and coarse label 20. */
-  char *cp = join(f.dir, "c.bin");
+  char *cp = fgt_join(f.dir, "c.bin");
   const char *paths[1] = {cp};
   int bad10[2] = {4, 10};
   blob c = cifar_records(10, 2, bad10, 5);
@@ -592,7 +585,7 @@ Test(data_errors, labels_out_of_range_and_shapes) {
 
 Test(data_errors, cifar_sizes_and_float_values) {
   fixture f = setup();
-  char *cp = join(f.dir, "c.bin");
+  char *cp = fgt_join(f.dir, "c.bin");
   const char *paths[1] = {cp};
   fg_dataset ds;
   int labels[2] = {1, 2};
@@ -607,7 +600,7 @@ Test(data_errors, cifar_sizes_and_float_values) {
   assert_error(fg_dataset_load_cifar(paths, 1, 10, &f.ledger, &ds), FG_ERR_FORMAT, cp, "no samples");
   free(c.p);
   /* Non-finite floats in an IDX float file. */
-  char *img = join(f.dir, "nan"), *lab = join(f.dir, "nanl");
+  char *img = fgt_join(f.dir, "nan"), *lab = fgt_join(f.dir, "nanl");
   uint32_t dims[3] = {1, 1, 2};
   blob b = idx_header(0x0D, 3, dims);
   blob_be32(&b, 0x3f800000u); /* 1.0 */
@@ -644,7 +637,7 @@ static int cut_length_worth_testing(size_t len, size_t n) {
 static void truncation_loop(fixture *f, const char *good, const char *other, int file_is_labels,
                             int cifar) {
   blob full = read_file(good);
-  char *cut = join(f->dir, "cut");
+  char *cut = fgt_join(f->dir, "cut");
   for (size_t len = 0; len <= full.n; len++) {
     if (!cut_length_worth_testing(len, full.n)) continue;
     write_file(cut, full.p, len, 0);
@@ -684,7 +677,7 @@ Test(data_errors, truncation_at_every_length) {
     free_pair(&p);
   }
   int labels[2] = {1, 2};
-  char *cp = join(f.dir, "c.bin");
+  char *cp = fgt_join(f.dir, "c.bin");
   for (int gz = 0; gz < 2; gz++) {
     blob c = cifar_records(10, 2, labels, 7);
     write_file(cp, c.p, c.n, gz);
@@ -707,7 +700,7 @@ static fg_dataset load_written(fixture *f, const char *name, uint32_t n, uint32_
   char img_name[64], lab_name[64];
   snprintf(img_name, sizeof img_name, "%s-images", name);
   snprintf(lab_name, sizeof lab_name, "%s-labels", name);
-  char *img = join(f->dir, img_name), *lab = join(f->dir, lab_name);
+  char *img = fgt_join(f->dir, img_name), *lab = fgt_join(f->dir, lab_name);
   *px = write_idx_u8(img, n, h, w, 0, seed);
   write_idx_labels(lab, labels, n, 0);
   fg_dataset ds;

@@ -68,13 +68,6 @@ static void write_file(const char *path, const void *p, size_t n, int gz) {
   }
 }
 
-static char *join(const char *dir, const char *name) {
-  size_t n = strlen(dir) + strlen(name) + 2;
-  char *p = malloc(n);
-  snprintf(p, n, "%s/%s", dir, name);
-  return p;
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* A MAT-file (level 5) writer                                                                  */
 
@@ -269,7 +262,7 @@ Test(data_svhn, uncompressed_little_endian) {
   svhn_opts o = svhn_defaults();
   o.extra_vars = 1;
   buf b = svhn_mat(&o);
-  char *path = join(f.dir, "train_32x32.mat");
+  char *path = fgt_join(f.dir, "train_32x32.mat");
   write_file(path, b.p, b.n, 0);
   fg_dataset ds;
   FGT_OK(fg_dataset_load_svhn(path, &f.ledger, &ds));
@@ -287,7 +280,7 @@ Test(data_svhn, compressed_y_first_stored_as_uint8) {
   svhn_opts o = svhn_defaults();
   o.compressed = o.y_first = o.y_as_uint8 = o.extra_vars = 1;
   buf b = svhn_mat(&o);
-  char *path = join(f.dir, "test_32x32.mat");
+  char *path = fgt_join(f.dir, "test_32x32.mat");
   write_file(path, b.p, b.n, 0);
   fg_dataset ds;
   FGT_OK(fg_dataset_load_svhn_dir(f.dir, 0, &f.ledger, &ds));
@@ -307,7 +300,7 @@ Test(data_svhn, big_endian_both_variants) {
     o.compressed = compressed;
     o.extra_vars = 1;
     buf b = svhn_mat(&o);
-    char *path = join(f.dir, "be.mat");
+    char *path = fgt_join(f.dir, "be.mat");
     write_file(path, b.p, b.n, 0);
     fg_dataset ds;
     FGT_OK(fg_dataset_load_svhn(path, &f.ledger, &ds));
@@ -326,7 +319,7 @@ Test(data_svhn, single_image_and_small_label_element) {
   o.n_x = o.n_y = 1;
   o.y_as_uint8 = 1;
   buf b = svhn_mat(&o);
-  char *path = join(f.dir, "one.mat");
+  char *path = fgt_join(f.dir, "one.mat");
   write_file(path, b.p, b.n, 0);
   fg_dataset ds;
   FGT_OK(fg_dataset_load_svhn(path, &f.ledger, &ds));
@@ -348,7 +341,7 @@ Test(data_svhn, catalog_entry_and_half_normalisation) {
   svhn_opts o = svhn_defaults();
   o.compressed = 1;
   buf b = svhn_mat(&o);
-  char *path = join(f.dir, "train_32x32.mat");
+  char *path = fgt_join(f.dir, "train_32x32.mat");
   write_file(path, b.p, b.n, 0);
   fg_dataset ds;
   FGT_OK(fg_dataset_load_named("svhn", f.dir, 1, &f.ledger, &ds));
@@ -381,7 +374,7 @@ Test(data_svhn, catalog_entry_and_half_normalisation) {
 /* Loads `b` from a file named `name`; expects `want` naming the file and containing `what`. */
 static void expect_svhn_error(fixture *f, const buf *b, const char *name, fg_status want,
                               const char *what) {
-  char *path = join(f->dir, name);
+  char *path = fgt_join(f->dir, name);
   write_file(path, b->p, b->n, 0);
   fg_dataset ds;
   assert_error(fg_dataset_load_svhn(path, &f->ledger, &ds), want, path, what);
@@ -469,7 +462,7 @@ Test(data_svhn, wrong_versions_and_headers_are_rejected) {
   free(junk.p);
   free(b.p);
   /* A missing file. */
-  char *missing = join(f.dir, "absent.mat");
+  char *missing = fgt_join(f.dir, "absent.mat");
   fg_dataset ds;
   assert_error(fg_dataset_load_svhn(missing, &f.ledger, &ds), FG_ERR_IO, missing, "cannot open");
   free(missing);
@@ -528,7 +521,7 @@ Test(data_svhn, ledger_cap_is_respected) {
   fixture f = setup();
   svhn_opts o = svhn_defaults();
   buf b = svhn_mat(&o);
-  char *path = join(f.dir, "cap.mat");
+  char *path = fgt_join(f.dir, "cap.mat");
   write_file(path, b.p, b.n, 0);
   fg_ledger_set_cap(&f.ledger, 4096);
   fg_dataset ds;
@@ -567,10 +560,10 @@ static void write_stl(const char *dir, const char *split, int n, const unsigned 
   buf x = stl_images(n);
   char name[64];
   snprintf(name, sizeof name, "%s_X.bin", split);
-  char *px = join(dir, name);
+  char *px = fgt_join(dir, name);
   write_file(px, x.p, x.n, gz);
   snprintf(name, sizeof name, "%s_y.bin", split);
-  char *py = join(dir, name);
+  char *py = fgt_join(dir, name);
   write_file(py, labels, (size_t)n_labels, gz);
   free(px);
   free(py);
@@ -642,7 +635,7 @@ Test(data_stl10, catalog_entry_and_half_normalisation) {
 
 Test(data_stl10, malformed_files_are_rejected) {
   fixture f = setup();
-  char *px = join(f.dir, "train_X.bin"), *py = join(f.dir, "train_y.bin");
+  char *px = fgt_join(f.dir, "train_X.bin"), *py = fgt_join(f.dir, "train_y.bin");
   fg_dataset ds;
   /* Image file one byte short of a whole image, plain and gzipped. */
   for (int gz = 0; gz < 2; gz++) {
@@ -683,7 +676,7 @@ Test(data_stl10, malformed_files_are_rejected) {
   cr_assert(s == FG_ERR_FORMAT || s == FG_ERR_IO, "%s: %s", fg_status_name(s), fg_last_error());
   cr_assert(strstr(fg_last_error(), px) != NULL, "%s", fg_last_error());
   /* Missing files. */
-  char *absent = join(f.dir, "absent");
+  char *absent = fgt_join(f.dir, "absent");
   assert_error(fg_dataset_load_stl10_dir(absent, 1, &f.ledger, &ds), FG_ERR_IO, "absent/train_X.bin",
                NULL);
   free(absent);

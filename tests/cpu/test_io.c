@@ -18,14 +18,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static char *join(const char *dir, const char *name) {
-  size_t n = strlen(dir) + strlen(name) + 2;
-  char *p = malloc(n);
-  cr_assert_not_null(p);
-  snprintf(p, n, "%s/%s", dir, name);
-  return p;
-}
-
 /* Writes bytes with plain stdio, independently of the code under test. */
 static void write_raw(const char *path, const void *bytes, size_t n) {
   FILE *fp = fopen(path, "wb");
@@ -93,7 +85,7 @@ static void f32_le(float v, unsigned char out[4]) {
 
 Test(atomic, commit_replaces_old_file_only_at_commit) {
   char *dir = fgt_mkdtemp();
-  char *path = join(dir, "result.json");
+  char *path = fgt_join(dir, "result.json");
   FGT_OK(fg_write_file_atomic(path, "old", 3));
 
   fg_atomic_file f;
@@ -121,7 +113,7 @@ Test(atomic, commit_replaces_old_file_only_at_commit) {
 
 Test(atomic, abort_leaves_old_file_and_no_temp) {
   char *dir = fgt_mkdtemp();
-  char *path = join(dir, "ckpt.bin");
+  char *path = fgt_join(dir, "ckpt.bin");
   write_raw(path, "precious", 8);
   fg_atomic_file f;
   FGT_OK(fg_atomic_open(&f, path));
@@ -143,7 +135,7 @@ Test(atomic, abort_leaves_old_file_and_no_temp) {
 
 Test(atomic, missing_directory_fails_with_io_naming_path) {
   char *dir = fgt_mkdtemp();
-  char *path = join(dir, "no/such/dir/out.txt");
+  char *path = fgt_join(dir, "no/such/dir/out.txt");
   fg_atomic_file f;
   cr_assert_eq(fg_atomic_open(&f, path), FG_ERR_IO);
   cr_assert(strstr(fg_last_error(), path) != NULL, "%s", fg_last_error());
@@ -160,9 +152,9 @@ Test(atomic, missing_directory_fails_with_io_naming_path) {
 
 Test(atomic, failed_rename_removes_temp_and_keeps_target) {
   char *dir = fgt_mkdtemp();
-  char *path = join(dir, "sub");
+  char *path = fgt_join(dir, "sub");
   cr_assert_eq(mkdir(path, 0755), 0);
-  char *inner = join(path, "keep.txt");
+  char *inner = fgt_join(path, "keep.txt");
   write_raw(inner, "k", 1);
   cr_assert_eq(fg_write_file_atomic(path, "data", 4), FG_ERR_IO);
   cr_assert(strstr(fg_last_error(), path) != NULL, "%s", fg_last_error());
@@ -179,7 +171,7 @@ Test(atomic, failed_rename_removes_temp_and_keeps_target) {
 
 Test(atomic, permissions_kept_on_replace) {
   char *dir = fgt_mkdtemp();
-  char *path = join(dir, "secret.txt");
+  char *path = fgt_join(dir, "secret.txt");
   FGT_OK(fg_write_file_atomic(path, "a", 1));
   struct stat st;
   cr_assert_eq(stat(path, &st), 0);
@@ -195,7 +187,7 @@ Test(atomic, permissions_kept_on_replace) {
 
 Test(read_file, contents_limit_and_missing) {
   char *dir = fgt_mkdtemp();
-  char *path = join(dir, "ten.txt");
+  char *path = fgt_join(dir, "ten.txt");
   write_raw(path, "0123456789", 10);
   unsigned char *buf;
   size_t len;
@@ -208,13 +200,13 @@ Test(read_file, contents_limit_and_missing) {
   cr_assert_null(buf);
   cr_assert(strstr(fg_last_error(), path) != NULL, "%s", fg_last_error());
 
-  char *empty = join(dir, "empty");
+  char *empty = fgt_join(dir, "empty");
   write_raw(empty, "", 0);
   FGT_OK(fg_read_file(empty, 100, &buf, &len));
   cr_assert_eq(len, 0);
   free(buf);
 
-  char *missing = join(dir, "missing");
+  char *missing = fgt_join(dir, "missing");
   cr_assert_eq(fg_read_file(missing, 100, &buf, &len), FG_ERR_IO);
   cr_assert(strstr(fg_last_error(), missing) != NULL, "%s", fg_last_error());
   cr_assert_eq(fg_read_file(dir, 100, &buf, &len), FG_ERR_IO);
@@ -239,7 +231,7 @@ static void feed_fifo(const char *fifo, size_t n) {
 
 Test(read_file, unsized_stream_grows_and_respects_limit) {
   char *dir = fgt_mkdtemp();
-  char *fifo = join(dir, "pipe");
+  char *fifo = fgt_join(dir, "pipe");
   cr_assert_eq(mkfifo(fifo, 0600), 0);
   const size_t n = 50000;
   feed_fifo(fifo, n);
@@ -299,7 +291,7 @@ Test(safetensors, round_trip_ranks_dtypes_metadata) {
     if (specs[t].dtype == FG_ST_I64) *(int64_t *)data[t] = -123456789012345LL;
   }
   char *dir = fgt_mkdtemp();
-  char *path = join(dir, "model.safetensors");
+  char *path = fgt_join(dir, "model.safetensors");
 
   fg_st_writer w;
   fg_st_writer_init(&w);
@@ -371,7 +363,7 @@ Test(safetensors, hand_built_file_loads) {
   };
   cr_assert_neq(strlen(header) % 8, 0, "the test wants an unaligned data start");
   char *dir = fgt_mkdtemp();
-  char *path = join(dir, "hand.safetensors");
+  char *path = fgt_join(dir, "hand.safetensors");
   write_st_by_hand(path, header, data, sizeof data);
 
   fg_st_file *f;
@@ -419,7 +411,7 @@ Test(safetensors, writer_header_is_aligned_json_with_expected_offsets) {
   uint8_t b[5] = {1, 2, 3, 250, 0};
   float c[4] = {-7.f, 8.f, 0.f, 2.5e6f};
   char *dir = fgt_mkdtemp();
-  char *path = join(dir, "w.safetensors");
+  char *path = fgt_join(dir, "w.safetensors");
   fg_st_writer w;
   fg_st_writer_init(&w);
   FGT_OK(fg_st_writer_add(&w, "a", FG_ST_F32, 1, (const int64_t[]){3}, a));
@@ -486,11 +478,11 @@ Test(safetensors, writer_rejects_bad_tensors_and_failed_write_keeps_old_file) {
                FG_ERR_INVALID);
 
   char *dir = fgt_mkdtemp();
-  char *missing = join(dir, "nodir/m.safetensors");
+  char *missing = fgt_join(dir, "nodir/m.safetensors");
   cr_assert_eq(fg_st_writer_write(&w, missing), FG_ERR_IO);
   cr_assert(strstr(fg_last_error(), missing) != NULL, "%s", fg_last_error());
   /* The target is a directory: the rename fails, the directory and its contents stay. */
-  char *sub = join(dir, "sub");
+  char *sub = fgt_join(dir, "sub");
   cr_assert_eq(mkdir(sub, 0755), 0);
   cr_assert_eq(fg_st_writer_write(&w, sub), FG_ERR_IO);
   struct stat st;
@@ -513,7 +505,7 @@ typedef struct {
 static st_case case_new(void) {
   st_case c;
   c.dir = fgt_mkdtemp();
-  c.path = join(c.dir, "bad.safetensors");
+  c.path = fgt_join(c.dir, "bad.safetensors");
   return c;
 }
 

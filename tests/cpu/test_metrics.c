@@ -15,17 +15,9 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static char *join(const char *dir, const char *name) {
-  size_t n = strlen(dir) + strlen(name) + 2;
-  char *p = malloc(n);
-  cr_assert_not_null(p);
-  snprintf(p, n, "%s/%s", dir, name);
-  return p;
-}
-
 /* The whole file with plain stdio (NUL-terminated), independently of the code under test. */
 static char *read_text(const char *dir, const char *name) {
-  char *path = join(dir, name);
+  char *path = fgt_join(dir, name);
   FILE *f = fopen(path, "rb");
   cr_assert_not_null(f, "cannot open %s", path);
   fseek(f, 0, SEEK_END);
@@ -40,7 +32,7 @@ static char *read_text(const char *dir, const char *name) {
 }
 
 static void append_raw(const char *dir, const char *name, const char *text) {
-  char *path = join(dir, name);
+  char *path = fgt_join(dir, name);
   FILE *f = fopen(path, "ab");
   cr_assert_not_null(f);
   fputs(text, f);
@@ -49,7 +41,7 @@ static void append_raw(const char *dir, const char *name, const char *text) {
 }
 
 static long file_size(const char *dir, const char *name) {
-  char *path = join(dir, name);
+  char *path = fgt_join(dir, name);
   struct stat st;
   long n = stat(path, &st) == 0 ? (long)st.st_size : -1;
   free(path);
@@ -377,7 +369,7 @@ Test(metrics, resume_past_the_end_keeps_all_but_the_torn_line) {
   char *after = read_text(dir, "metrics.jsonl");
   cr_assert_str_eq(after, before);
   /* a CSV deleted by hand is rebuilt from metrics.jsonl */
-  char *csv_path = join(dir, "metrics.csv");
+  char *csv_path = fgt_join(dir, "metrics.csv");
   char *csv_before = read_text(dir, "metrics.csv");
   cr_assert_eq(remove(csv_path), 0);
   FGT_OK(fg_metrics_open(dir, 1000, &m));
@@ -441,7 +433,7 @@ Test(metrics, fresh_open_replaces_old_files) {
 Test(metrics, bad_records_are_refused_without_writing) {
   char *dir = fgt_mkdtemp();
   fg_metrics *m = NULL;
-  char *missing = join(dir, "no/such");
+  char *missing = fgt_join(dir, "no/such");
   cr_assert_eq(fg_metrics_open(missing, -1, &m), FG_ERR_IO);
   cr_assert(strstr(fg_last_error(), missing) != NULL, "%s", fg_last_error());
   free(missing);
@@ -539,7 +531,7 @@ Test(metrics, summary_round_trip) {
   cr_assert_null(f.summary.eval_protocol);
   cr_assert_str_eq(f.summary.arch, "cnn");
   fg_summary_file_free(&f);
-  char *old_path = join(dir, "summary.json");
+  char *old_path = fgt_join(dir, "summary.json");
   FILE *old = fopen(old_path, "wb");
   fputs("{\"name\": \"n\", \"method\": \"fedavg\", \"dataset\": \"d\", \"arch\": \"cnn\", \"revision\": null, "
         "\"rounds\": 2, \"final_accuracy\": 0.5, \"best_accuracy\": 0.5, \"n_exits\": 1, "
@@ -554,7 +546,7 @@ Test(metrics, summary_round_trip) {
   fg_summary_file_free(&f);
 
   /* a summary with a wrong field names the file and the field */
-  char *path = join(dir, "summary.json");
+  char *path = fgt_join(dir, "summary.json");
   FILE *fp = fopen(path, "wb");
   fputs("{\"name\": 3}", fp);
   fclose(fp);

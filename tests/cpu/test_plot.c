@@ -14,14 +14,6 @@
 #include "common/test_util.h"
 #include "fl/metrics.h"
 
-static char *join(const char *dir, const char *name) {
-  size_t n = strlen(dir) + strlen(name) + 2;
-  char *p = malloc(n);
-  cr_assert_not_null(p);
-  snprintf(p, n, "%s/%s", dir, name);
-  return p;
-}
-
 static int exists(const char *path) {
   struct stat st;
   return stat(path, &st) == 0;
@@ -31,7 +23,7 @@ static int exists(const char *path) {
  * `method` is given, a summary.json. */
 static char *make_run(const char *dir, const char *name, const char *method, int rounds, double start,
                       size_t engine_peak, size_t process_peak) {
-  char *run = join(dir, name);
+  char *run = fgt_join(dir, name);
   cr_assert_eq(mkdir(run, 0755), 0, "mkdir %s", run);
   fg_metrics *m = NULL;
   FGT_OK(fg_metrics_open(run, -1, &m));
@@ -89,7 +81,7 @@ static int dir_is_empty(const char *path) {
 
 /* A private TMPDIR for the child, to check that it cleans up after itself. */
 static char *private_tmpdir(const char *dir) {
-  char *tmp = join(dir, "tmp");
+  char *tmp = fgt_join(dir, "tmp");
   cr_assert_eq(mkdir(tmp, 0755), 0);
   cr_assert_eq(setenv("TMPDIR", tmp, 1), 0);
   return tmp;
@@ -100,10 +92,10 @@ Test(plot, two_runs_give_two_pngs) {
   char *tmp = private_tmpdir(dir);
   char *a = make_run(dir, "A", "heterofl", 6, 0.3, (size_t)40 << 20, (size_t)300 << 20);
   char *b = make_run(dir, "B", NULL, 5, 0.2, (size_t)20 << 20, (size_t)250 << 20); /* no summary: unfinished */
-  char *out = join(dir, "plots/new");
+  char *out = fgt_join(dir, "plots/new");
   fgt_run r = fgt_run_fedgap((const char *[]){"", "plot", a, b, "--out", out, NULL});
   cr_assert_eq(r.status, 0, "status %d, stderr: %s", r.status, r.err);
-  char *acc = join(out, "accuracy.png"), *mem = join(out, "memory.png");
+  char *acc = fgt_join(out, "accuracy.png"), *mem = fgt_join(out, "memory.png");
   char want[8192];
   snprintf(want, sizeof want, "%s\n%s\n", acc, mem);
   cr_assert_str_eq(r.out, want, "stdout lists the written files");
@@ -115,7 +107,7 @@ Test(plot, two_runs_give_two_pngs) {
   /* default --out: the first folder */
   r = fgt_run_fedgap((const char *[]){"", "plot", b, "--", a, NULL});
   cr_assert_eq(r.status, 0, "status %d, stderr: %s", r.status, r.err);
-  char *acc_b = join(b, "accuracy.png"), *mem_b = join(b, "memory.png");
+  char *acc_b = fgt_join(b, "accuracy.png"), *mem_b = fgt_join(b, "memory.png");
   expect_png(acc_b, 1000, 650);
   expect_png(mem_b, 1000, 650);
   fgt_run_free(&r);
@@ -133,22 +125,22 @@ Test(plot, two_runs_give_two_pngs) {
 
 Test(plot, comparison_folder_expands_to_its_subfolders) {
   char *dir = fgt_mkdtemp();
-  char *cmp = join(dir, "quickstart");
+  char *cmp = fgt_join(dir, "quickstart");
   cr_assert_eq(mkdir(cmp, 0755), 0);
   char *s1 = make_run(cmp, "fedavg", "fedavg", 4, 0.4, (size_t)64 << 20, (size_t)400 << 20);
   char *s2 = make_run(cmp, "heterofl", "heterofl", 4, 0.3, (size_t)16 << 20, (size_t)380 << 20);
-  char *notes = join(cmp, "notes");
+  char *notes = fgt_join(cmp, "notes");
   cr_assert_eq(mkdir(notes, 0755), 0); /* not a run: ignored */
   fgt_run r = fgt_run_fedgap((const char *[]){"", "plot", cmp, NULL});
   cr_assert_eq(r.status, 0, "status %d, stderr: %s", r.status, r.err);
-  char *acc = join(cmp, "accuracy.png"), *mem = join(cmp, "memory.png");
+  char *acc = fgt_join(cmp, "accuracy.png"), *mem = fgt_join(cmp, "memory.png");
   expect_png(acc, 1000, 650);
   expect_png(mem, 1000, 650);
   fgt_run_free(&r);
 
   /* the subfolders are read: a corrupted record in one of them is reported by its path */
   char *bad = make_run(cmp, "zz-bad", NULL, 3, 0.1, 1, 1);
-  char *bad_file = join(bad, "metrics.jsonl");
+  char *bad_file = fgt_join(bad, "metrics.jsonl");
   FILE *f = fopen(bad_file, "r+b");
   cr_assert_not_null(f);
   fputs("{not json", f); /* overwrites the start of line 1; lines 2 and 3 follow */
@@ -179,7 +171,7 @@ Test(plot, comparison_folder_expands_to_its_subfolders) {
 
 Test(plot, awkward_names_are_escaped_and_run_nothing) {
   char *dir = fgt_mkdtemp();
-  char *marker = join(dir, "pwned");
+  char *marker = fgt_join(dir, "pwned");
   /* the method (a label) carries a backquoted command and quotes; a folder name without a
    * summary (so the label) a newline, quotes and enhanced-text markup */
   char method[8192];
@@ -196,11 +188,11 @@ Test(plot, awkward_names_are_escaped_and_run_nothing) {
   rec.accuracy = NAN;
   FGT_OK(fg_metrics_append(m, &rec));
   fg_metrics_close(m);
-  char *out = join(dir, "out");
+  char *out = fgt_join(dir, "out");
   fgt_run r = fgt_run_fedgap((const char *[]){"", "plot", a, b, c, "--out", out, NULL});
   cr_assert_eq(r.status, 0, "status %d, stderr: %s", r.status, r.err);
   cr_assert(!exists(marker), "a command in a title was run");
-  char *acc = join(out, "accuracy.png");
+  char *acc = fgt_join(out, "accuracy.png");
   expect_png(acc, 1000, 650);
   fgt_run_free(&r);
 
@@ -221,7 +213,7 @@ Test(plot, awkward_names_are_escaped_and_run_nothing) {
 Test(plot, errors_are_one_line) {
   char *dir = fgt_mkdtemp();
   char *a = make_run(dir, "A", "fedavg", 2, 0.5, 1 << 20, 2 << 20);
-  char *missing = join(dir, "does-not-exist");
+  char *missing = fgt_join(dir, "does-not-exist");
   fgt_run r = fgt_run_fedgap((const char *[]){"", "plot", a, missing, NULL});
   cr_assert_eq(r.status, 1, "status %d", r.status);
   cr_assert_eq(fgt_line_count(r.err), 1, "%s", r.err);
@@ -245,7 +237,7 @@ Test(plot, errors_are_one_line) {
   fgt_run_free(&r);
 
   /* no gnuplot on PATH */
-  char *empty = join(dir, "empty-bin");
+  char *empty = fgt_join(dir, "empty-bin");
   cr_assert_eq(mkdir(empty, 0755), 0);
   cr_assert_eq(setenv("PATH", empty, 1), 0);
   r = fgt_run_fedgap((const char *[]){"", "plot", a, NULL});
