@@ -99,3 +99,26 @@ char *fgt_join(const char *dir, const char *name) {
   cr_assert_not_null(p, "out of memory joining %s and %s", dir, name);
   return p;
 }
+
+fgt_fixture fgt_fixture_open(void) {
+  fgt_setup_cpu(1);
+  fgt_fixture f;
+  f.dir = fgt_mkdtemp();
+  fg_ledger_init(&f.ledger, "data", 0);
+  return f;
+}
+
+void fgt_fixture_close(fgt_fixture *f) {
+  cr_assert_eq(f->ledger.current, 0, "ledger still holds %zu bytes", f->ledger.current);
+  fgt_rmtree(f->dir);
+  free(f->dir);
+}
+
+void fgt_assert_error(fg_status got, fg_status want, const char *path, const char *what) {
+  cr_assert_eq(got, want, "status %s, expected %s: %s", fg_status_name(got), fg_status_name(want),
+               fg_last_error());
+  if (path)
+    cr_assert(strstr(fg_last_error(), path) != NULL, "message does not name %s: %s", path, fg_last_error());
+  if (what)
+    cr_assert(strstr(fg_last_error(), what) != NULL, "message lacks \"%s\": %s", what, fg_last_error());
+}

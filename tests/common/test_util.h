@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 
 #include "engine/base/status.h"
+#include "engine/mem/ledger.h"
 
 /* Registers the CPU backend with `threads` threads (0 = all cores). */
 void fgt_setup_cpu(int threads);
@@ -35,6 +36,18 @@ int fgt_allclose_f(const float *got, const float *want, size_t n, double atol, d
 /* A fresh directory under $TMPDIR (or /tmp); the caller removes it with fgt_rmtree. */
 char *fgt_mkdtemp(void);
 void fgt_rmtree(const char *path);
+
+/* A temporary directory and an uncapped ledger, with the CPU backend on one thread. */
+typedef struct fgt_fixture {
+  char *dir;
+  fg_ledger ledger;
+} fgt_fixture;
+fgt_fixture fgt_fixture_open(void);
+/* Asserts that the ledger holds nothing any more, then removes the directory. */
+void fgt_fixture_close(fgt_fixture *f);
+
+/* Asserts status `want` and, when given, that the last error names `path` and contains `what`. */
+void fgt_assert_error(fg_status got, fg_status want, const char *path, const char *what);
 
 /* dir/name (malloc'd; fg_path_join), asserting the allocation. */
 char *fgt_join(const char *dir, const char *name);

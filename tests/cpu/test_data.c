@@ -97,42 +97,11 @@ static void write_idx_labels(const char *path, const unsigned char *labels, uint
   free(b.p);
 }
 
-typedef struct fixture {
-  char *dir;
-  fg_ledger ledger;
-} fixture;
-
-static fixture setup(void) {
-  fgt_setup_cpu(1);
-  fixture f;
-  f.dir = fgt_mkdtemp();
-  fg_ledger_init(&f.ledger, "data", 0);
-  return f;
-}
-
-static void teardown(fixture *f) {
-  cr_assert_eq(f->ledger.current, 0, "ledger still holds %zu bytes", f->ledger.current);
-  fgt_rmtree(f->dir);
-  free(f->dir);
-}
-
-/* The last error names `path` and contains `what`. */
-static void assert_error(fg_status got, fg_status want, const char *path, const char *what) {
-  cr_assert_eq(got, want, "status %s, expected %s: %s", fg_status_name(got), fg_status_name(want),
-               fg_last_error());
-  if (path)
-    cr_assert(strstr(fg_last_error(), path) != NULL, "message does not name %s: %s", path,
-              fg_last_error());
-  if (what)
-    cr_assert(strstr(fg_last_error(), what) != NULL, "message lacks \"%s\": %s", what,
-              fg_last_error());
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* Round trips. */
 
 Test(data_idx, u8_roundtrip_plain_and_gzip) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   for (int gz = 0; gz < 2; gz++) {
     char *img = fgt_join(f.dir, gz ? "img.gz" : "img"), *lab = fgt_join(f.dir, gz ? "lab.gz" : "lab");
     const uint32_t n = 7, h = 5, w = 3;
@@ -159,11 +128,11 @@ Test(data_idx, u8_roundtrip_plain_and_gzip) {
     free(img);
     free(lab);
   }
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_idx, float_rank4_roundtrip_plain_and_gzip) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   const uint32_t dims[4] = {3, 2, 4, 5};
   const size_t numel = 3 * 2 * 4 * 5;
   float vals[120];
@@ -195,7 +164,7 @@ Test(data_idx, float_rank4_roundtrip_plain_and_gzip) {
     free(lab);
   }
   free(b.p);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 /* CIFAR records: label byte(s) then 3072 random pixels; returns the file contents. */
@@ -225,7 +194,7 @@ static void check_cifar_sample(const fg_dataset *ds, int64_t sample, const blob 
 }
 
 Test(data_cifar, cifar10_two_files_plain_and_gzip) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   int la[3] = {9, 0, 4}, lb[2] = {3, 7};
   blob a = cifar_records(10, 3, la, 1), b = cifar_records(10, 2, lb, 2);
   char *pa = fgt_join(f.dir, "a.bin"), *pb = fgt_join(f.dir, "b.bin.gz");
@@ -243,11 +212,11 @@ Test(data_cifar, cifar10_two_files_plain_and_gzip) {
   free(b.p);
   free(pa);
   free(pb);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_cifar, cifar10_standard_directory) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   blob files[6];
   for (int k = 0; k < 6; k++) {
     int labels[2] = {k, (k + 5) % 10};
@@ -274,11 +243,11 @@ Test(data_cifar, cifar10_standard_directory) {
   fg_dataset_free(&train);
   fg_dataset_free(&test);
   for (int k = 0; k < 6; k++) free(files[k].p);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_cifar, cifar100_uses_fine_labels) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   int fine[4] = {99, 0, 57, 12};
   blob a = cifar_records(100, 4, fine, 3);
   char *p = fgt_join(f.dir, "train.bin");
@@ -293,7 +262,7 @@ Test(data_cifar, cifar100_uses_fine_labels) {
   fg_dataset_free(&ds);
   free(a.p);
   free(p);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -305,7 +274,7 @@ typedef struct idx_pair {
   unsigned char *px;
 } idx_pair;
 
-static idx_pair valid_pair(const fixture *f, int gz) {
+static idx_pair valid_pair(const fgt_fixture *f, int gz) {
   idx_pair p;
   p.img = fgt_join(f->dir, gz ? "vi.gz" : "vi");
   p.lab = fgt_join(f->dir, gz ? "vl.gz" : "vl");
@@ -322,66 +291,66 @@ static void free_pair(idx_pair *p) {
 }
 
 Test(data_errors, missing_and_unreadable_files) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   idx_pair p = valid_pair(&f, 0);
   char *none = fgt_join(f.dir, "does-not-exist.gz");
   fg_dataset ds;
-  assert_error(fg_dataset_load_idx(none, p.lab, &f.ledger, &ds), FG_ERR_IO, none, strerror(ENOENT));
+  fgt_assert_error(fg_dataset_load_idx(none, p.lab, &f.ledger, &ds), FG_ERR_IO, none, strerror(ENOENT));
   cr_assert_eq(ds.pixels.ptr, NULL);
-  assert_error(fg_dataset_load_idx(p.img, none, &f.ledger, &ds), FG_ERR_IO, none, strerror(ENOENT));
-  assert_error(fg_dataset_load_idx(f.dir, p.lab, &f.ledger, &ds), FG_ERR_IO, f.dir, "regular file");
+  fgt_assert_error(fg_dataset_load_idx(p.img, none, &f.ledger, &ds), FG_ERR_IO, none, strerror(ENOENT));
+  fgt_assert_error(fg_dataset_load_idx(f.dir, p.lab, &f.ledger, &ds), FG_ERR_IO, f.dir, "regular file");
   const char *paths[1] = {none};
-  assert_error(fg_dataset_load_cifar(paths, 1, 10, &f.ledger, &ds), FG_ERR_IO, none, strerror(ENOENT));
-  assert_error(fg_dataset_load_cifar_dir(f.dir, 10, 0, &f.ledger, &ds), FG_ERR_IO, "test_batch.bin",
+  fgt_assert_error(fg_dataset_load_cifar(paths, 1, 10, &f.ledger, &ds), FG_ERR_IO, none, strerror(ENOENT));
+  fgt_assert_error(fg_dataset_load_cifar_dir(f.dir, 10, 0, &f.ledger, &ds), FG_ERR_IO, "test_batch.bin",
                strerror(ENOENT));
-  assert_error(fg_dataset_load_fashion_mnist(f.dir, 1, &f.ledger, &ds), FG_ERR_IO,
+  fgt_assert_error(fg_dataset_load_fashion_mnist(f.dir, 1, &f.ledger, &ds), FG_ERR_IO,
                "train-images-idx3-ubyte.gz", "dataset-fashion-mnist");
-  assert_error(fg_dataset_load_cifar(paths, 1, 7, &f.ledger, &ds), FG_ERR_INVALID, NULL, "variant 7");
+  fgt_assert_error(fg_dataset_load_cifar(paths, 1, 7, &f.ledger, &ds), FG_ERR_INVALID, NULL, "variant 7");
   cr_assert_eq(f.ledger.charges, 0);
   free(none);
   free_pair(&p);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_errors, wrong_magic_type_and_rank) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   idx_pair p = valid_pair(&f, 0);
   char *bad = fgt_join(f.dir, "bad");
   fg_dataset ds;
   /* Not an IDX file at all. */
   const char text[] = "hello, this is not an idx file";
   write_file(bad, text, sizeof text, 0);
-  assert_error(fg_dataset_load_idx(bad, p.lab, &f.ledger, &ds), FG_ERR_FORMAT, bad, "magic");
+  fgt_assert_error(fg_dataset_load_idx(bad, p.lab, &f.ledger, &ds), FG_ERR_FORMAT, bad, "magic");
   /* IDX int32 elements: unsupported type. */
   uint32_t dims3[3] = {4, 6, 5};
   blob b = idx_header(0x0C, 3, dims3);
   write_file(bad, b.p, b.n, 0);
   free(b.p);
-  assert_error(fg_dataset_load_idx(bad, p.lab, &f.ledger, &ds), FG_ERR_FORMAT, bad, "0x00000c03");
+  fgt_assert_error(fg_dataset_load_idx(bad, p.lab, &f.ledger, &ds), FG_ERR_FORMAT, bad, "0x00000c03");
   /* Images of rank 2. */
   uint32_t dims2[2] = {4, 30};
   b = idx_header(0x08, 2, dims2);
   write_file(bad, b.p, b.n, 0);
   free(b.p);
-  assert_error(fg_dataset_load_idx(bad, p.lab, &f.ledger, &ds), FG_ERR_FORMAT, bad, "rank 2");
+  fgt_assert_error(fg_dataset_load_idx(bad, p.lab, &f.ledger, &ds), FG_ERR_FORMAT, bad, "rank 2");
   /* Labels passed where images belong, and images where labels belong. */
-  assert_error(fg_dataset_load_idx(p.lab, p.img, &f.ledger, &ds), FG_ERR_FORMAT, p.lab, "rank 1");
-  assert_error(fg_dataset_load_idx(p.img, p.img, &f.ledger, &ds), FG_ERR_FORMAT, p.img, "rank 3");
+  fgt_assert_error(fg_dataset_load_idx(p.lab, p.img, &f.ledger, &ds), FG_ERR_FORMAT, p.lab, "rank 1");
+  fgt_assert_error(fg_dataset_load_idx(p.img, p.img, &f.ledger, &ds), FG_ERR_FORMAT, p.img, "rank 3");
   /* Float labels. */
   uint32_t dims1[1] = {4};
   b = idx_header(0x0D, 1, dims1);
   blob_put(&b, "0123456789abcdef", 16);
   write_file(bad, b.p, b.n, 0);
   free(b.p);
-  assert_error(fg_dataset_load_idx(p.img, bad, &f.ledger, &ds), FG_ERR_FORMAT, bad, "labels");
+  fgt_assert_error(fg_dataset_load_idx(p.img, bad, &f.ledger, &ds), FG_ERR_FORMAT, bad, "labels");
   cr_assert_eq(f.ledger.charges, 0);
   free(bad);
   free_pair(&p);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_errors, truncated_and_trailing_data) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   for (int gz = 0; gz < 2; gz++) {
     idx_pair p = valid_pair(&f, 0);
     char *bad = fgt_join(f.dir, gz ? "bad.gz" : "bad");
@@ -389,57 +358,57 @@ Test(data_errors, truncated_and_trailing_data) {
     cr_assert_eq(full.n, 136);
     fg_dataset ds;
     write_file(bad, full.p, full.n - 1, gz);
-    assert_error(fg_dataset_load_idx(bad, p.lab, &f.ledger, &ds), FG_ERR_FORMAT, bad,
+    fgt_assert_error(fg_dataset_load_idx(bad, p.lab, &f.ledger, &ds), FG_ERR_FORMAT, bad,
                  gz ? "expected 120 bytes of pixels" : "expected 120 bytes of pixels, found 119");
     if (gz) cr_assert(strstr(fg_last_error(), "found 119") != NULL, "%s", fg_last_error());
     blob more = {NULL, 0};
     blob_put(&more, full.p, full.n);
     blob_put(&more, "xyz", 3);
     write_file(bad, more.p, more.n, gz);
-    assert_error(fg_dataset_load_idx(bad, p.lab, &f.ledger, &ds), FG_ERR_FORMAT, bad, "trailing");
+    fgt_assert_error(fg_dataset_load_idx(bad, p.lab, &f.ledger, &ds), FG_ERR_FORMAT, bad, "trailing");
     /* Labels: one short, one extra. */
     blob lab = read_file(p.lab);
     write_file(bad, lab.p, lab.n - 1, gz);
-    assert_error(fg_dataset_load_idx(p.img, bad, &f.ledger, &ds), FG_ERR_FORMAT, bad,
+    fgt_assert_error(fg_dataset_load_idx(p.img, bad, &f.ledger, &ds), FG_ERR_FORMAT, bad,
                  gz ? "expected 4 bytes of labels" : "expected 4 bytes of labels, found 3");
     blob_put(&lab, "\x01", 1);
     write_file(bad, lab.p, lab.n, gz);
-    assert_error(fg_dataset_load_idx(p.img, bad, &f.ledger, &ds), FG_ERR_FORMAT, bad, "trailing");
+    fgt_assert_error(fg_dataset_load_idx(p.img, bad, &f.ledger, &ds), FG_ERR_FORMAT, bad, "trailing");
     free(lab.p);
     free(more.p);
     free(full.p);
     free(bad);
     free_pair(&p);
   }
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_errors, count_mismatch_and_zero_samples) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   idx_pair p = valid_pair(&f, 1);
   char *lab5 = fgt_join(f.dir, "lab5"), *img0 = fgt_join(f.dir, "img0"), *lab0 = fgt_join(f.dir, "lab0");
   unsigned char labels[5] = {0, 1, 2, 3, 4};
   write_idx_labels(lab5, labels, 5, 0);
   fg_dataset ds;
-  assert_error(fg_dataset_load_idx(p.img, lab5, &f.ledger, &ds), FG_ERR_FORMAT, lab5, "4 images");
+  fgt_assert_error(fg_dataset_load_idx(p.img, lab5, &f.ledger, &ds), FG_ERR_FORMAT, lab5, "4 images");
   cr_assert(strstr(fg_last_error(), p.img) && strstr(fg_last_error(), "5 labels"), "%s",
             fg_last_error());
   free(write_idx_u8(img0, 0, 6, 5, 0, 1));
   write_idx_labels(lab0, labels, 0, 0);
-  assert_error(fg_dataset_load_idx(img0, lab0, &f.ledger, &ds), FG_ERR_FORMAT, img0, "no samples");
+  fgt_assert_error(fg_dataset_load_idx(img0, lab0, &f.ledger, &ds), FG_ERR_FORMAT, img0, "no samples");
   /* Zero height. */
   free(write_idx_u8(img0, 4, 0, 5, 0, 1));
-  assert_error(fg_dataset_load_idx(img0, p.lab, &f.ledger, &ds), FG_ERR_FORMAT, img0, "empty image");
+  fgt_assert_error(fg_dataset_load_idx(img0, p.lab, &f.ledger, &ds), FG_ERR_FORMAT, img0, "empty image");
   cr_assert_eq(f.ledger.charges, 0);
   free(lab5);
   free(img0);
   free(lab0);
   free_pair(&p);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_errors, absurd_header_sizes_fail_before_allocating) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   idx_pair p = valid_pair(&f, 0);
   char *big = fgt_join(f.dir, "big"), *bigl = fgt_join(f.dir, "bigl");
   for (int gz = 0; gz < 2; gz++) {
@@ -458,7 +427,7 @@ Test(data_errors, absurd_header_sizes_fail_before_allocating) {
     free(b.p);
     fg_dataset ds;
     fg_status s = fg_dataset_load_idx(big, bigl, &f.ledger, &ds);
-    assert_error(s, FG_ERR_FORMAT, big, NULL);
+    fgt_assert_error(s, FG_ERR_FORMAT, big, NULL);
     /* 2^30 images of 28x28: within the sample limit, 842 GB of pixels. */
     dims[0] = 1u << 30;
     b = idx_header(0x08, 3, dims);
@@ -470,7 +439,7 @@ Test(data_errors, absurd_header_sizes_fail_before_allocating) {
     blob_put(&b, junk, sizeof junk);
     write_file(bigl, b.p, b.n, gz);
     free(b.p);
-    assert_error(fg_dataset_load_idx(big, bigl, &f.ledger, &ds), FG_ERR_FORMAT, big,
+    fgt_assert_error(fg_dataset_load_idx(big, bigl, &f.ledger, &ds), FG_ERR_FORMAT, big,
                  gz ? "841813590016 bytes of pixels" : "expected 841813590016 bytes of pixels, found 1000");
     /* Overflowing products: 2 images of (2^32 - 1)^3 floats. */
     uint32_t huge[4] = {2, 0xffffffffu, 0xffffffffu, 0xffffffffu};
@@ -482,7 +451,7 @@ Test(data_errors, absurd_header_sizes_fail_before_allocating) {
     blob_put(&b, "\0\1", 2);
     write_file(bigl, b.p, b.n, gz);
     free(b.p);
-    assert_error(fg_dataset_load_idx(big, bigl, &f.ledger, &ds), FG_ERR_FORMAT, big, "overflow");
+    fgt_assert_error(fg_dataset_load_idx(big, bigl, &f.ledger, &ds), FG_ERR_FORMAT, big, "overflow");
     /* Just below the sample limit, with a matching label count, but tiny extents. */
     uint32_t many[3] = {0x7fffffffu, 1, 1};
     b = idx_header(0x08, 3, many);
@@ -492,24 +461,24 @@ Test(data_errors, absurd_header_sizes_fail_before_allocating) {
     b = idx_header(0x08, 1, ldims);
     write_file(bigl, b.p, b.n, gz);
     free(b.p);
-    assert_error(fg_dataset_load_idx(big, bigl, &f.ledger, &ds), FG_ERR_FORMAT, big, "truncated");
+    fgt_assert_error(fg_dataset_load_idx(big, bigl, &f.ledger, &ds), FG_ERR_FORMAT, big, "truncated");
   }
   cr_assert_eq(f.ledger.charges, 0, "%llu allocations were made", (unsigned long long)f.ledger.charges);
   cr_assert_eq(f.ledger.peak, 0);
   free(big);
   free(bigl);
   free_pair(&p);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_errors, ledger_cap_passes_through) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   idx_pair p = valid_pair(&f, 1);
   fg_dataset ds;
   fg_ledger_set_cap(&f.ledger, 100); /* the pixels alone need 128 after rounding */
-  assert_error(fg_dataset_load_idx(p.img, p.lab, &f.ledger, &ds), FG_ERR_BUDGET, p.img, NULL);
+  fgt_assert_error(fg_dataset_load_idx(p.img, p.lab, &f.ledger, &ds), FG_ERR_BUDGET, p.img, NULL);
   fg_ledger_set_cap(&f.ledger, 130); /* pixels fit, labels do not */
-  assert_error(fg_dataset_load_idx(p.img, p.lab, &f.ledger, &ds), FG_ERR_BUDGET, p.lab, NULL);
+  fgt_assert_error(fg_dataset_load_idx(p.img, p.lab, &f.ledger, &ds), FG_ERR_BUDGET, p.lab, NULL);
   cr_assert_eq(f.ledger.current, 0);
   int labels[2] = {1, 2};
   blob c = cifar_records(10, 2, labels, 4);
@@ -517,24 +486,24 @@ Test(data_errors, ledger_cap_passes_through) {
   write_file(cp, c.p, c.n, 0);
   const char *paths[1] = {cp};
   fg_ledger_set_cap(&f.ledger, 4096);
-  assert_error(fg_dataset_load_cifar(paths, 1, 10, &f.ledger, &ds), FG_ERR_BUDGET, cp, NULL);
+  fgt_assert_error(fg_dataset_load_cifar(paths, 1, 10, &f.ledger, &ds), FG_ERR_BUDGET, cp, NULL);
   fg_ledger_set_cap(&f.ledger, 0);
   FGT_OK(fg_dataset_load_cifar(paths, 1, 10, &f.ledger, &ds));
   fg_dataset_free(&ds);
   free(cp);
   free(c.p);
   free_pair(&p);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_errors, labels_out_of_range_and_shapes) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   char *img = fgt_join(f.dir, "train-images-idx3-ubyte.gz"), *lab = fgt_join(f.dir, "train-labels-idx1-ubyte.gz");
   free(write_idx_u8(img, 3, 28, 28, 1, 4));
   unsigned char labels[3] = {9, 10, 0};
   write_idx_labels(lab, labels, 3, 1);
   fg_dataset ds;
-  assert_error(fg_dataset_load_fashion_mnist(f.dir, 1, &f.ledger, &ds), FG_ERR_FORMAT, lab,
+  fgt_assert_error(fg_dataset_load_fashion_mnist(f.dir, 1, &f.ledger, &ds), FG_ERR_FORMAT, lab,
                "label 10 of sample 1 is out of range [0, 10)");
   labels[1] = 3;
   write_idx_labels(lab, labels, 3, 1);
@@ -553,7 +522,7 @@ Test(data_errors, labels_out_of_range_and_shapes) {
   free(write_idx_u8(timg, 3, 27, 28, 0, 4));
   labels[1] = 1;
   write_idx_labels(tlab, labels, 3, 0);
-  assert_error(fg_dataset_load_fashion_mnist(f.dir, 0, &f.ledger, &ds), FG_ERR_FORMAT, timg,
+  fgt_assert_error(fg_dataset_load_fashion_mnist(f.dir, 0, &f.ledger, &ds), FG_ERR_FORMAT, timg,
                "1x27x28, expected 1x28x28");
   /* CIFAR-10 label 10, CIFAR-100 fine label 100 and coarse label 20. */
   char *cp = fgt_join(f.dir, "c.bin");
@@ -562,42 +531,42 @@ Test(data_errors, labels_out_of_range_and_shapes) {
   blob c = cifar_records(10, 2, bad10, 5);
   write_file(cp, c.p, c.n, 0);
   free(c.p);
-  assert_error(fg_dataset_load_cifar(paths, 1, 10, &f.ledger, &ds), FG_ERR_FORMAT, cp,
+  fgt_assert_error(fg_dataset_load_cifar(paths, 1, 10, &f.ledger, &ds), FG_ERR_FORMAT, cp,
                "label 10 of record 1 is out of range [0, 10)");
   int bad100[2] = {100, 3};
   c = cifar_records(100, 2, bad100, 5);
   write_file(cp, c.p, c.n, 0);
-  assert_error(fg_dataset_load_cifar(paths, 1, 100, &f.ledger, &ds), FG_ERR_FORMAT, cp,
+  fgt_assert_error(fg_dataset_load_cifar(paths, 1, 100, &f.ledger, &ds), FG_ERR_FORMAT, cp,
                "out of range [0, 100)");
   c.p[0] = 20; /* record 0: coarse label 20 with a valid fine label */
   c.p[1] = 99;
   write_file(cp, c.p, c.n, 0);
   free(c.p);
-  assert_error(fg_dataset_load_cifar(paths, 1, 100, &f.ledger, &ds), FG_ERR_FORMAT, cp,
+  fgt_assert_error(fg_dataset_load_cifar(paths, 1, 100, &f.ledger, &ds), FG_ERR_FORMAT, cp,
                "coarse label 20");
   free(cp);
   free(img);
   free(lab);
   free(timg);
   free(tlab);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_errors, cifar_sizes_and_float_values) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   char *cp = fgt_join(f.dir, "c.bin");
   const char *paths[1] = {cp};
   fg_dataset ds;
   int labels[2] = {1, 2};
   blob c = cifar_records(10, 2, labels, 6);
   write_file(cp, c.p, c.n - 5, 0);
-  assert_error(fg_dataset_load_cifar(paths, 1, 10, &f.ledger, &ds), FG_ERR_FORMAT, cp,
+  fgt_assert_error(fg_dataset_load_cifar(paths, 1, 10, &f.ledger, &ds), FG_ERR_FORMAT, cp,
                "size 6141 is not a multiple of the CIFAR-10 record size 3073");
   /* A CIFAR-10 file read as CIFAR-100. */
   write_file(cp, c.p, c.n, 0);
-  assert_error(fg_dataset_load_cifar(paths, 1, 100, &f.ledger, &ds), FG_ERR_FORMAT, cp, "3074");
+  fgt_assert_error(fg_dataset_load_cifar(paths, 1, 100, &f.ledger, &ds), FG_ERR_FORMAT, cp, "3074");
   write_file(cp, c.p, 0, 0);
-  assert_error(fg_dataset_load_cifar(paths, 1, 10, &f.ledger, &ds), FG_ERR_FORMAT, cp, "no samples");
+  fgt_assert_error(fg_dataset_load_cifar(paths, 1, 10, &f.ledger, &ds), FG_ERR_FORMAT, cp, "no samples");
   free(c.p);
   /* Non-finite floats in an IDX float file. */
   char *img = fgt_join(f.dir, "nan"), *lab = fgt_join(f.dir, "nanl");
@@ -609,20 +578,20 @@ Test(data_errors, cifar_sizes_and_float_values) {
   free(b.p);
   unsigned char l[1] = {0};
   write_idx_labels(lab, l, 1, 0);
-  assert_error(fg_dataset_load_idx(img, lab, &f.ledger, &ds), FG_ERR_FORMAT, img, "not finite");
+  fgt_assert_error(fg_dataset_load_idx(img, lab, &f.ledger, &ds), FG_ERR_FORMAT, img, "not finite");
   /* A corrupt gzip stream: damage the compressed bytes in the middle. */
   idx_pair p = valid_pair(&f, 1);
   blob z = read_file(p.img);
   for (size_t i = 20; i < z.n - 12; i += 3) z.p[i] ^= 0x5a;
   write_file(img, z.p, z.n, 0);
   fg_status s = fg_dataset_load_idx(img, p.lab, &f.ledger, &ds);
-  assert_error(s, FG_ERR_FORMAT, img, NULL);
+  fgt_assert_error(s, FG_ERR_FORMAT, img, NULL);
   free(z.p);
   free_pair(&p);
   free(img);
   free(lab);
   free(cp);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 /* Every length of small files; for larger ones (CIFAR records are 3073 bytes) the first and
@@ -634,7 +603,7 @@ static int cut_length_worth_testing(size_t len, size_t n) {
 }
 
 /* Every prefix of a valid file fails cleanly, naming the file; the whole file loads. */
-static void truncation_loop(fixture *f, const char *good, const char *other, int file_is_labels,
+static void truncation_loop(fgt_fixture *f, const char *good, const char *other, int file_is_labels,
                             int cifar) {
   blob full = read_file(good);
   char *cut = fgt_join(f->dir, "cut");
@@ -659,7 +628,7 @@ static void truncation_loop(fixture *f, const char *good, const char *other, int
       if (cifar) cr_assert_eq(ds.n, (int64_t)(len / 3073));
       fg_dataset_free(&ds);
     } else {
-      assert_error(s, FG_ERR_FORMAT, cut, NULL);
+      fgt_assert_error(s, FG_ERR_FORMAT, cut, NULL);
       cr_assert_eq(ds.pixels.ptr, NULL);
       cr_assert_eq(f->ledger.current, 0);
     }
@@ -669,7 +638,7 @@ static void truncation_loop(fixture *f, const char *good, const char *other, int
 }
 
 Test(data_errors, truncation_at_every_length) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   for (int gz = 0; gz < 2; gz++) {
     idx_pair p = valid_pair(&f, gz);
     truncation_loop(&f, p.img, p.lab, 0, 0);
@@ -685,7 +654,7 @@ Test(data_errors, truncation_at_every_length) {
     truncation_loop(&f, cp, NULL, 0, 1);
   }
   free(cp);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -695,7 +664,7 @@ Test(data_errors, truncation_at_every_length) {
 /* Concatenation (the train + test pool). */
 
 /* A u8 dataset loaded from IDX files written here: n images of h x w, labels given. */
-static fg_dataset load_written(fixture *f, const char *name, uint32_t n, uint32_t h, uint32_t w,
+static fg_dataset load_written(fgt_fixture *f, const char *name, uint32_t n, uint32_t h, uint32_t w,
                                const unsigned char *labels, uint64_t seed, unsigned char **px) {
   char img_name[64], lab_name[64];
   snprintf(img_name, sizeof img_name, "%s-images", name);
@@ -711,7 +680,7 @@ static fg_dataset load_written(fixture *f, const char *name, uint32_t n, uint32_
 }
 
 Test(data_concat, train_then_test_samples_and_labels) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   const unsigned char la[5] = {0, 1, 2, 1, 0}, lb[3] = {4, 3, 0};
   unsigned char *pa, *pb;
   fg_dataset a = load_written(&f, "a", 5, 4, 3, la, 31, &pa);
@@ -739,32 +708,32 @@ Test(data_concat, train_then_test_samples_and_labels) {
   fg_dataset_free(&b);
   free(pa);
   free(pb);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_concat, mismatches_and_caps_fail_cleanly) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   const unsigned char la[4] = {0, 1, 0, 1}, lb[2] = {1, 0};
   unsigned char *pa, *pb;
   fg_dataset a = load_written(&f, "a", 4, 4, 3, la, 41, &pa);
   fg_dataset b = load_written(&f, "b", 2, 3, 4, lb, 42, &pb); /* 3 x 4, not 4 x 3 */
   size_t before = f.ledger.current;
   fg_dataset pool;
-  assert_error(fg_dataset_concat(&a, &b, &f.ledger, &pool), FG_ERR_INVALID, "a-images", "same shape");
+  fgt_assert_error(fg_dataset_concat(&a, &b, &f.ledger, &pool), FG_ERR_INVALID, "a-images", "same shape");
   cr_assert_null(pool.pixels.ptr);
   cr_assert_eq(pool.n, 0);
   cr_assert_eq(f.ledger.current, before);
   fg_ledger small;
   fg_ledger_init(&small, "small", 64); /* room for the 48 pixel bytes, not for the labels too */
-  assert_error(fg_dataset_concat(&a, &a, &small, &pool), FG_ERR_BUDGET, NULL, NULL);
+  fgt_assert_error(fg_dataset_concat(&a, &a, &small, &pool), FG_ERR_BUDGET, NULL, NULL);
   cr_assert_eq(small.current, 0);
   cr_assert_null(pool.pixels.ptr);
-  assert_error(fg_dataset_concat(&a, NULL, &f.ledger, &pool), FG_ERR_INVALID, NULL, "missing argument");
+  fgt_assert_error(fg_dataset_concat(&a, NULL, &f.ledger, &pool), FG_ERR_INVALID, NULL, "missing argument");
   fg_dataset_free(&a);
   fg_dataset_free(&b);
   free(pa);
   free(pb);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_fashion_mnist, installed_package) {

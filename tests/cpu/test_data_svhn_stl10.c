@@ -210,36 +210,6 @@ static buf svhn_mat(const svhn_opts *o) {
   return b;
 }
 
-typedef struct fixture {
-  char *dir;
-  fg_ledger ledger;
-} fixture;
-
-static fixture setup(void) {
-  fgt_setup_cpu(1);
-  fixture f;
-  f.dir = fgt_mkdtemp();
-  fg_ledger_init(&f.ledger, "data", 0);
-  return f;
-}
-
-static void teardown(fixture *f) {
-  cr_assert_eq(f->ledger.current, 0, "ledger still holds %zu bytes", f->ledger.current);
-  fgt_rmtree(f->dir);
-  free(f->dir);
-}
-
-static void assert_error(fg_status got, fg_status want, const char *path, const char *what) {
-  cr_assert_eq(got, want, "status %s, expected %s: %s", fg_status_name(got), fg_status_name(want),
-               fg_last_error());
-  if (path)
-    cr_assert(strstr(fg_last_error(), path) != NULL, "message does not name %s: %s", path,
-              fg_last_error());
-  if (what)
-    cr_assert(strstr(fg_last_error(), what) != NULL, "message lacks \"%s\": %s", what,
-              fg_last_error());
-}
-
 static void check_svhn(const fg_dataset *ds, int n) {
   cr_assert_eq(ds->n, n);
   cr_assert(ds->c == 3 && ds->h == 32 && ds->w == 32 && ds->classes == 10 && ds->dtype == FG_U8);
@@ -258,7 +228,7 @@ static void check_svhn(const fg_dataset *ds, int n) {
 /* SVHN round trips                                                                            */
 
 Test(data_svhn, uncompressed_little_endian) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   svhn_opts o = svhn_defaults();
   o.extra_vars = 1;
   buf b = svhn_mat(&o);
@@ -272,11 +242,11 @@ Test(data_svhn, uncompressed_little_endian) {
   fg_dataset_free(&ds);
   free(b.p);
   free(path);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_svhn, compressed_y_first_stored_as_uint8) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   svhn_opts o = svhn_defaults();
   o.compressed = o.y_first = o.y_as_uint8 = o.extra_vars = 1;
   buf b = svhn_mat(&o);
@@ -289,11 +259,11 @@ Test(data_svhn, compressed_y_first_stored_as_uint8) {
   fg_dataset_free(&ds);
   free(b.p);
   free(path);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_svhn, big_endian_both_variants) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   for (int compressed = 0; compressed < 2; compressed++) {
     svhn_opts o = svhn_defaults();
     o.big = 1;
@@ -309,12 +279,12 @@ Test(data_svhn, big_endian_both_variants) {
     free(b.p);
     free(path);
   }
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_svhn, single_image_and_small_label_element) {
   /* One image: y [1, 1] as miUINT8 is a small data element (1 byte in the tag). */
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   svhn_opts o = svhn_defaults();
   o.n_x = o.n_y = 1;
   o.y_as_uint8 = 1;
@@ -327,11 +297,11 @@ Test(data_svhn, single_image_and_small_label_element) {
   fg_dataset_free(&ds);
   free(b.p);
   free(path);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_svhn, catalog_entry_and_half_normalisation) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   const fg_dataset_info *info = fg_dataset_info_find("svhn");
   cr_assert_not_null(info);
   cr_assert(info->c == 3 && info->h == 32 && info->w == 32 && info->classes == 10);
@@ -365,19 +335,19 @@ Test(data_svhn, catalog_entry_and_half_normalisation) {
   fg_dataset_free(&ds);
   free(b.p);
   free(path);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* SVHN errors                                                                                 */
 
 /* Loads `b` from a file named `name`; expects `want` naming the file and containing `what`. */
-static void expect_svhn_error(fixture *f, const buf *b, const char *name, fg_status want,
+static void expect_svhn_error(fgt_fixture *f, const buf *b, const char *name, fg_status want,
                               const char *what) {
   char *path = fgt_join(f->dir, name);
   write_file(path, b->p, b->n, 0);
   fg_dataset ds;
-  assert_error(fg_dataset_load_svhn(path, &f->ledger, &ds), want, path, what);
+  fgt_assert_error(fg_dataset_load_svhn(path, &f->ledger, &ds), want, path, what);
   cr_assert_eq(f->ledger.current, 0, "%s: ledger holds %zu bytes after the failure", name,
                f->ledger.current);
   cr_assert_null(ds.pixels.ptr);
@@ -385,7 +355,7 @@ static void expect_svhn_error(fixture *f, const buf *b, const char *name, fg_sta
 }
 
 Test(data_svhn, truncated_files_are_rejected) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   for (int compressed = 0; compressed < 2; compressed++) {
     svhn_opts o = svhn_defaults();
     o.compressed = compressed;
@@ -398,11 +368,11 @@ Test(data_svhn, truncated_files_are_rejected) {
     }
     free(b.p);
   }
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_svhn, corrupt_compressed_data_is_rejected) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   svhn_opts o = svhn_defaults();
   o.compressed = 1;
   buf b = svhn_mat(&o);
@@ -427,11 +397,11 @@ Test(data_svhn, corrupt_compressed_data_is_rejected) {
   b.p[128 + 8 + x_bytes - 1] ^= 0xff;
   expect_svhn_error(&f, &b, "skipped.mat", FG_ERR_FORMAT, "compressed element 1 (variable 'z_scale')");
   free(b.p);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_svhn, wrong_versions_and_headers_are_rejected) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   /* v7.3: MATLAB's header text over an HDF5 container (signature at offset 512). */
   buf v73 = {NULL, 0, 0};
   mat_header(&v73, "MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .");
@@ -464,13 +434,13 @@ Test(data_svhn, wrong_versions_and_headers_are_rejected) {
   /* A missing file. */
   char *missing = fgt_join(f.dir, "absent.mat");
   fg_dataset ds;
-  assert_error(fg_dataset_load_svhn(missing, &f.ledger, &ds), FG_ERR_IO, missing, "cannot open");
+  fgt_assert_error(fg_dataset_load_svhn(missing, &f.ledger, &ds), FG_ERR_IO, missing, "cannot open");
   free(missing);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_svhn, bad_contents_are_rejected) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   svhn_opts o = svhn_defaults();
   o.bad_label = 1;
   buf b = svhn_mat(&o);
@@ -514,22 +484,22 @@ Test(data_svhn, bad_contents_are_rejected) {
   memcpy(b.p + 128 + 56 + 4, &bytes, 4);
   expect_svhn_error(&f, &b, "size.mat", FG_ERR_FORMAT, "15359 data bytes, expected 15360");
   free(b.p);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_svhn, ledger_cap_is_respected) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   svhn_opts o = svhn_defaults();
   buf b = svhn_mat(&o);
   char *path = fgt_join(f.dir, "cap.mat");
   write_file(path, b.p, b.n, 0);
   fg_ledger_set_cap(&f.ledger, 4096);
   fg_dataset ds;
-  assert_error(fg_dataset_load_svhn(path, &f.ledger, &ds), FG_ERR_BUDGET, path, NULL);
+  fgt_assert_error(fg_dataset_load_svhn(path, &f.ledger, &ds), FG_ERR_BUDGET, path, NULL);
   cr_assert_eq(f.ledger.current, 0);
   free(b.p);
   free(path);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -585,7 +555,7 @@ static void check_stl(const fg_dataset *ds, int n) {
 }
 
 Test(data_stl10, plain_and_gzipped_roundtrip) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   write_stl(f.dir, "train", 4, stl_labels, 4, 0);
   write_stl(f.dir, "test", 3, stl_labels, 3, 1);
   fg_dataset ds;
@@ -599,11 +569,11 @@ Test(data_stl10, plain_and_gzipped_roundtrip) {
   check_stl(&ds, 3);
   cr_assert_str_eq(ds.name, "stl10-test");
   fg_dataset_free(&ds);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_stl10, catalog_entry_and_half_normalisation) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   const fg_dataset_info *info = fg_dataset_info_find("stl10");
   cr_assert_not_null(info);
   cr_assert(info->c == 3 && info->h == 96 && info->w == 96 && info->classes == 10);
@@ -630,11 +600,11 @@ Test(data_stl10, catalog_entry_and_half_normalisation) {
   cr_assert(y[0] == 0 && y[1] == 9);
   free(x);
   fg_dataset_free(&ds);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
 
 Test(data_stl10, malformed_files_are_rejected) {
-  fixture f = setup();
+  fgt_fixture f = fgt_fixture_open();
   char *px = fgt_join(f.dir, "train_X.bin"), *py = fgt_join(f.dir, "train_y.bin");
   fg_dataset ds;
   /* Image file one byte short of a whole image, plain and gzipped. */
@@ -642,26 +612,26 @@ Test(data_stl10, malformed_files_are_rejected) {
     buf x = stl_images(2);
     write_file(px, x.p, x.n - 1, gz);
     write_file(py, stl_labels, 2, 0);
-    assert_error(fg_dataset_load_stl10(px, py, &f.ledger, &ds), FG_ERR_FORMAT, px,
+    fgt_assert_error(fg_dataset_load_stl10(px, py, &f.ledger, &ds), FG_ERR_FORMAT, px,
                  "not a multiple of the STL-10 image size 27648");
     free(x.p);
   }
   /* Empty image file. */
   write_file(px, "", 0, 0);
-  assert_error(fg_dataset_load_stl10(px, py, &f.ledger, &ds), FG_ERR_FORMAT, px, "no images");
+  fgt_assert_error(fg_dataset_load_stl10(px, py, &f.ledger, &ds), FG_ERR_FORMAT, px, "no images");
   /* Label count disagreeing with the image count, both ways. */
   write_stl(f.dir, "train", 2, stl_labels, 3, 0);
-  assert_error(fg_dataset_load_stl10(px, py, &f.ledger, &ds), FG_ERR_FORMAT, py,
+  fgt_assert_error(fg_dataset_load_stl10(px, py, &f.ledger, &ds), FG_ERR_FORMAT, py,
                "3 labels (one byte each), but");
   write_stl(f.dir, "train", 3, stl_labels, 2, 0);
-  assert_error(fg_dataset_load_stl10(px, py, &f.ledger, &ds), FG_ERR_FORMAT, py, "holds 3 images");
+  fgt_assert_error(fg_dataset_load_stl10(px, py, &f.ledger, &ds), FG_ERR_FORMAT, py, "holds 3 images");
   /* Labels outside 1..10. */
   const unsigned char zero[2] = {3, 0}, eleven[2] = {11, 2};
   write_stl(f.dir, "train", 2, zero, 2, 0);
-  assert_error(fg_dataset_load_stl10(px, py, &f.ledger, &ds), FG_ERR_FORMAT, py,
+  fgt_assert_error(fg_dataset_load_stl10(px, py, &f.ledger, &ds), FG_ERR_FORMAT, py,
                "label 0 of image 1 is out of range [1, 10]");
   write_stl(f.dir, "train", 2, eleven, 2, 0);
-  assert_error(fg_dataset_load_stl10(px, py, &f.ledger, &ds), FG_ERR_FORMAT, py, "label 11");
+  fgt_assert_error(fg_dataset_load_stl10(px, py, &f.ledger, &ds), FG_ERR_FORMAT, py, "label 11");
   /* A truncated gzip stream. */
   write_stl(f.dir, "train", 2, stl_labels, 2, 1);
   {
@@ -677,11 +647,11 @@ Test(data_stl10, malformed_files_are_rejected) {
   cr_assert(strstr(fg_last_error(), px) != NULL, "%s", fg_last_error());
   /* Missing files. */
   char *absent = fgt_join(f.dir, "absent");
-  assert_error(fg_dataset_load_stl10_dir(absent, 1, &f.ledger, &ds), FG_ERR_IO, "absent/train_X.bin",
+  fgt_assert_error(fg_dataset_load_stl10_dir(absent, 1, &f.ledger, &ds), FG_ERR_IO, "absent/train_X.bin",
                NULL);
   free(absent);
   cr_assert_eq(f.ledger.current, 0);
   free(px);
   free(py);
-  teardown(&f);
+  fgt_fixture_close(&f);
 }
