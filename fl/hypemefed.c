@@ -38,7 +38,7 @@ typedef struct hmf_pair {
   int src_block, conv;        /* source: conv `conv` of block src_block; target: block src_block + 1 */
   int src_param, tgt_param;   /* global parameter indices of the two kernels */
   fg_hypernet *net;
-  char name[32];              /* "hypernet.e1c1-e2c1" */
+  char name[64];              /* "hypernet.b1c1-b2c1" */
 } hmf_pair;
 
 struct fg_method_server {
