@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <zlib.h>
 
 #include "cpu/cpu_backend.h"
+#include "engine/backend/backend.h"
 #include "engine/base/rng.h"
 #include "engine/io/atomic_file.h"
 
@@ -86,6 +88,30 @@ char *fgt_read_text(const char *path) {
   size_t len = 0;
   FGT_OK(fg_read_file(path, (size_t)1 << 30, &buf, &len));
   return (char *)buf;
+}
+
+void fgt_write_file(const char *path, const void *p, size_t n, int gz) {
+  if (gz) {
+    gzFile f = gzopen(path, "wb6");
+    cr_assert_not_null(f, "gzopen %s", path);
+    if (n) cr_assert_eq(gzwrite(f, p, (unsigned)n), (int)n);
+    cr_assert_eq(gzclose(f), Z_OK);
+  } else {
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f, "fopen %s", path);
+    if (n) cr_assert_eq(fwrite(p, 1, n, f), n);
+    cr_assert_eq(fclose(f), 0);
+  }
+}
+
+void fgt_register_empty_backend(void) {
+  static fg_backend empty;
+  memset(&empty, 0, sizeof empty);
+  empty.name = "empty";
+  empty.device = fg_cpu_device();
+  empty.available = 1;
+  fg_backend_registry_clear();
+  FGT_OK(fg_backend_register(&empty));
 }
 
 double fgt_json_number(const cJSON *o, const char *key) {

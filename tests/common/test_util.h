@@ -59,4 +59,11 @@ double fgt_json_number(const struct cJSON *o, const char *key);
 /* The whole file as a NUL-terminated string (malloc'd); asserts that it can be read. */
 char *fgt_read_text(const char *path);
 
+/* Writes the n bytes at p to path, gzip-compressed when gz; asserts that every write succeeds. */
+void fgt_write_file(const char *path, const void *p, size_t n, int gz);
+
+/* Clears the backend registry and registers a CPU backend named "empty" whose op table is
+ * empty, so that every entry point reports "not supported". */
+void fgt_register_empty_backend(void);
+
 #endif

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "common/test_util.h"
 #include "engine/base/rng.h"
@@ -45,20 +44,6 @@ static blob idx_header(int type, int rank, const uint32_t *dims) {
   return b;
 }
 
-static void write_file(const char *path, const void *p, size_t n, int gz) {
-  if (gz) {
-    gzFile f = gzopen(path, "wb6");
-    cr_assert_not_null(f, "gzopen %s", path);
-    if (n) cr_assert_eq(gzwrite(f, p, (unsigned)n), (int)n);
-    cr_assert_eq(gzclose(f), Z_OK);
-  } else {
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "fopen %s", path);
-    if (n) cr_assert_eq(fwrite(p, 1, n, f), n);
-    cr_assert_eq(fclose(f), 0);
-  }
-}
-
 static blob read_file(const char *path) {
   blob b = {NULL, 0};
   FILE *f = fopen(path, "rb");
@@ -84,7 +69,7 @@ static unsigned char *write_idx_u8(const char *path, uint32_t n, uint32_t h, uin
   unsigned char *px = malloc(bytes + 1);
   random_bytes(px, bytes, seed);
   blob_put(&b, px, bytes);
-  write_file(path, b.p, b.n, gz);
+  fgt_write_file(path, b.p, b.n, gz);
   free(b.p);
   return px;
 }
@@ -93,7 +78,7 @@ static void write_idx_labels(const char *path, const unsigned char *labels, uint
   uint32_t dims[1] = {n};
   blob b = idx_header(0x08, 1, dims);
   blob_put(&b, labels, n);
-  write_file(path, b.p, b.n, gz);
+  fgt_write_file(path, b.p, b.n, gz);
   free(b.p);
 }
 
@@ -148,7 +133,7 @@ Test(data_idx, float_rank4_roundtrip_plain_and_gzip) {
   unsigned char labels[3] = {2, 0, 1};
   for (int gz = 0; gz < 2; gz++) {
     char *img = fgt_join(f.dir, gz ? "f.gz" : "f"), *lab = fgt_join(f.dir, gz ? "l.gz" : "l");
-    write_file(img, b.p, b.n, gz);
+    fgt_write_file(img, b.p, b.n, gz);
     write_idx_labels(lab, labels, 3, gz);
     fg_dataset ds;
     FGT_OK(fg_dataset_load_idx(img, lab, &f.ledger, &ds));
@@ -198,8 +183,8 @@ Test(data_cifar, cifar10_two_files_plain_and_gzip) {
   int la[3] = {9, 0, 4}, lb[2] = {3, 7};
   blob a = cifar_records(10, 3, la, 1), b = cifar_records(10, 2, lb, 2);
   char *pa = fgt_join(f.dir, "a.bin"), *pb = fgt_join(f.dir, "b.bin.gz");
-  write_file(pa, a.p, a.n, 0);
-  write_file(pb, b.p, b.n, 1);
+  fgt_write_file(pa, a.p, a.n, 0);
+  fgt_write_file(pb, b.p, b.n, 1);
   const char *paths[2] = {pa, pb};
   fg_dataset ds;
   FGT_OK(fg_dataset_load_cifar(paths, 2, 10, &f.ledger, &ds));
@@ -227,7 +212,7 @@ Test(data_cifar, cifar10_standard_directory) {
     else
       snprintf(name, sizeof name, "test_batch.bin");
     char *p = fgt_join(f.dir, name);
-    write_file(p, files[k].p, files[k].n, 0);
+    fgt_write_file(p, files[k].p, files[k].n, 0);
     free(p);
   }
   fg_dataset train, test;
@@ -251,7 +236,7 @@ Test(data_cifar, cifar100_uses_fine_labels) {
   int fine[4] = {99, 0, 57, 12};
   blob a = cifar_records(100, 4, fine, 3);
   char *p = fgt_join(f.dir, "train.bin");
-  write_file(p, a.p, a.n, 0);
+  fgt_write_file(p, a.p, a.n, 0);
   fg_dataset ds;
   FGT_OK(fg_dataset_load_cifar_dir(f.dir, 100, 1, &f.ledger, &ds));
   cr_assert(ds.n == 4 && ds.classes == 100);
@@ -319,18 +304,18 @@ Test(data_errors, wrong_magic_type_and_rank) {
   fg_dataset ds;
   /* Not an IDX file at all. */
   const char text[] = "hello, this is not an idx file";
-  write_file(bad, text, sizeof text, 0);
+  fgt_write_file(bad, text, sizeof text, 0);
   fgt_assert_error(fg_dataset_load_idx(bad, p.lab, &f.ledger, &ds), FG_ERR_FORMAT, bad, "magic");
   /* IDX int32 elements: unsupported type. */
   uint32_t dims3[3] = {4, 6, 5};
   blob b = idx_header(0x0C, 3, dims3);
-  write_file(bad, b.p, b.n, 0);
+  fgt_write_file(bad, b.p, b.n, 0);
   free(b.p);
   fgt_assert_error(fg_dataset_load_idx(bad, p.lab, &f.ledger, &ds), FG_ERR_FORMAT, bad, "0x00000c03");
   /* Images of rank 2. */
   uint32_t dims2[2] = {4, 30};
   b = idx_header(0x08, 2, dims2);
-  write_file(bad, b.p, b.n, 0);
+  fgt_write_file(bad, b.p, b.n, 0);
   free(b.p);
   fgt_assert_error(fg_dataset_load_idx(bad, p.lab, &f.ledger, &ds), FG_ERR_FORMAT, bad, "rank 2");
   /* Labels passed where images belong, and images where labels belong. */
@@ -340,7 +325,7 @@ Test(data_errors, wrong_magic_type_and_rank) {
   uint32_t dims1[1] = {4};
   b = idx_header(0x0D, 1, dims1);
   blob_put(&b, "0123456789abcdef", 16);
-  write_file(bad, b.p, b.n, 0);
+  fgt_write_file(bad, b.p, b.n, 0);
   free(b.p);
   fgt_assert_error(fg_dataset_load_idx(p.img, bad, &f.ledger, &ds), FG_ERR_FORMAT, bad, "labels");
   cr_assert_eq(f.ledger.charges, 0);
@@ -357,22 +342,22 @@ Test(data_errors, truncated_and_trailing_data) {
     blob full = read_file(p.img); /* 16 header bytes + 120 pixel bytes */
     cr_assert_eq(full.n, 136);
     fg_dataset ds;
-    write_file(bad, full.p, full.n - 1, gz);
+    fgt_write_file(bad, full.p, full.n - 1, gz);
     fgt_assert_error(fg_dataset_load_idx(bad, p.lab, &f.ledger, &ds), FG_ERR_FORMAT, bad,
                  gz ? "expected 120 bytes of pixels" : "expected 120 bytes of pixels, found 119");
     if (gz) cr_assert(strstr(fg_last_error(), "found 119") != NULL, "%s", fg_last_error());
     blob more = {NULL, 0};
     blob_put(&more, full.p, full.n);
     blob_put(&more, "xyz", 3);
-    write_file(bad, more.p, more.n, gz);
+    fgt_write_file(bad, more.p, more.n, gz);
     fgt_assert_error(fg_dataset_load_idx(bad, p.lab, &f.ledger, &ds), FG_ERR_FORMAT, bad, "trailing");
     /* Labels: one short, one extra. */
     blob lab = read_file(p.lab);
-    write_file(bad, lab.p, lab.n - 1, gz);
+    fgt_write_file(bad, lab.p, lab.n - 1, gz);
     fgt_assert_error(fg_dataset_load_idx(p.img, bad, &f.ledger, &ds), FG_ERR_FORMAT, bad,
                  gz ? "expected 4 bytes of labels" : "expected 4 bytes of labels, found 3");
     blob_put(&lab, "\x01", 1);
-    write_file(bad, lab.p, lab.n, gz);
+    fgt_write_file(bad, lab.p, lab.n, gz);
     fgt_assert_error(fg_dataset_load_idx(p.img, bad, &f.ledger, &ds), FG_ERR_FORMAT, bad, "trailing");
     free(lab.p);
     free(more.p);
@@ -418,12 +403,12 @@ Test(data_errors, absurd_header_sizes_fail_before_allocating) {
     unsigned char junk[1000];
     random_bytes(junk, sizeof junk, 3);
     blob_put(&b, junk, sizeof junk);
-    write_file(big, b.p, b.n, gz);
+    fgt_write_file(big, b.p, b.n, gz);
     free(b.p);
     uint32_t ldims[1] = {1u << 31};
     b = idx_header(0x08, 1, ldims);
     blob_put(&b, junk, sizeof junk);
-    write_file(bigl, b.p, b.n, gz);
+    fgt_write_file(bigl, b.p, b.n, gz);
     free(b.p);
     fg_dataset ds;
     fg_status s = fg_dataset_load_idx(big, bigl, &f.ledger, &ds);
@@ -432,34 +417,34 @@ Test(data_errors, absurd_header_sizes_fail_before_allocating) {
     dims[0] = 1u << 30;
     b = idx_header(0x08, 3, dims);
     blob_put(&b, junk, sizeof junk);
-    write_file(big, b.p, b.n, gz);
+    fgt_write_file(big, b.p, b.n, gz);
     free(b.p);
     ldims[0] = 1u << 30;
     b = idx_header(0x08, 1, ldims);
     blob_put(&b, junk, sizeof junk);
-    write_file(bigl, b.p, b.n, gz);
+    fgt_write_file(bigl, b.p, b.n, gz);
     free(b.p);
     fgt_assert_error(fg_dataset_load_idx(big, bigl, &f.ledger, &ds), FG_ERR_FORMAT, big,
                  gz ? "841813590016 bytes of pixels" : "expected 841813590016 bytes of pixels, found 1000");
     /* Overflowing products: 2 images of (2^32 - 1)^3 floats. */
     uint32_t huge[4] = {2, 0xffffffffu, 0xffffffffu, 0xffffffffu};
     b = idx_header(0x0D, 4, huge);
-    write_file(big, b.p, b.n, gz);
+    fgt_write_file(big, b.p, b.n, gz);
     free(b.p);
     ldims[0] = 2;
     b = idx_header(0x08, 1, ldims);
     blob_put(&b, "\0\1", 2);
-    write_file(bigl, b.p, b.n, gz);
+    fgt_write_file(bigl, b.p, b.n, gz);
     free(b.p);
     fgt_assert_error(fg_dataset_load_idx(big, bigl, &f.ledger, &ds), FG_ERR_FORMAT, big, "overflow");
     /* Just below the sample limit, with a matching label count, but tiny extents. */
     uint32_t many[3] = {0x7fffffffu, 1, 1};
     b = idx_header(0x08, 3, many);
-    write_file(big, b.p, b.n, gz);
+    fgt_write_file(big, b.p, b.n, gz);
     free(b.p);
     ldims[0] = 0x7fffffffu;
     b = idx_header(0x08, 1, ldims);
-    write_file(bigl, b.p, b.n, gz);
+    fgt_write_file(bigl, b.p, b.n, gz);
     free(b.p);
     fgt_assert_error(fg_dataset_load_idx(big, bigl, &f.ledger, &ds), FG_ERR_FORMAT, big, "truncated");
   }
@@ -483,7 +468,7 @@ Test(data_errors, ledger_cap_passes_through) {
   int labels[2] = {1, 2};
   blob c = cifar_records(10, 2, labels, 4);
   char *cp = fgt_join(f.dir, "c.bin");
-  write_file(cp, c.p, c.n, 0);
+  fgt_write_file(cp, c.p, c.n, 0);
   const char *paths[1] = {cp};
   fg_ledger_set_cap(&f.ledger, 4096);
   fgt_assert_error(fg_dataset_load_cifar(paths, 1, 10, &f.ledger, &ds), FG_ERR_BUDGET, cp, NULL);
@@ -529,18 +514,18 @@ Test(data_errors, labels_out_of_range_and_shapes) {
   const char *paths[1] = {cp};
   int bad10[2] = {4, 10};
   blob c = cifar_records(10, 2, bad10, 5);
-  write_file(cp, c.p, c.n, 0);
+  fgt_write_file(cp, c.p, c.n, 0);
   free(c.p);
   fgt_assert_error(fg_dataset_load_cifar(paths, 1, 10, &f.ledger, &ds), FG_ERR_FORMAT, cp,
                "label 10 of record 1 is out of range [0, 10)");
   int bad100[2] = {100, 3};
   c = cifar_records(100, 2, bad100, 5);
-  write_file(cp, c.p, c.n, 0);
+  fgt_write_file(cp, c.p, c.n, 0);
   fgt_assert_error(fg_dataset_load_cifar(paths, 1, 100, &f.ledger, &ds), FG_ERR_FORMAT, cp,
                "out of range [0, 100)");
   c.p[0] = 20; /* record 0: coarse label 20 with a valid fine label */
   c.p[1] = 99;
-  write_file(cp, c.p, c.n, 0);
+  fgt_write_file(cp, c.p, c.n, 0);
   free(c.p);
   fgt_assert_error(fg_dataset_load_cifar(paths, 1, 100, &f.ledger, &ds), FG_ERR_FORMAT, cp,
                "coarse label 20");
@@ -559,13 +544,13 @@ Test(data_errors, cifar_sizes_and_float_values) {
   fg_dataset ds;
   int labels[2] = {1, 2};
   blob c = cifar_records(10, 2, labels, 6);
-  write_file(cp, c.p, c.n - 5, 0);
+  fgt_write_file(cp, c.p, c.n - 5, 0);
   fgt_assert_error(fg_dataset_load_cifar(paths, 1, 10, &f.ledger, &ds), FG_ERR_FORMAT, cp,
                "size 6141 is not a multiple of the CIFAR-10 record size 3073");
   /* A CIFAR-10 file read as CIFAR-100. */
-  write_file(cp, c.p, c.n, 0);
+  fgt_write_file(cp, c.p, c.n, 0);
   fgt_assert_error(fg_dataset_load_cifar(paths, 1, 100, &f.ledger, &ds), FG_ERR_FORMAT, cp, "3074");
-  write_file(cp, c.p, 0, 0);
+  fgt_write_file(cp, c.p, 0, 0);
   fgt_assert_error(fg_dataset_load_cifar(paths, 1, 10, &f.ledger, &ds), FG_ERR_FORMAT, cp, "no samples");
   free(c.p);
   /* Non-finite floats in an IDX float file. */
@@ -574,7 +559,7 @@ Test(data_errors, cifar_sizes_and_float_values) {
   blob b = idx_header(0x0D, 3, dims);
   blob_be32(&b, 0x3f800000u); /* 1.0 */
   blob_be32(&b, 0x7fc00000u); /* NaN */
-  write_file(img, b.p, b.n, 0);
+  fgt_write_file(img, b.p, b.n, 0);
   free(b.p);
   unsigned char l[1] = {0};
   write_idx_labels(lab, l, 1, 0);
@@ -583,7 +568,7 @@ Test(data_errors, cifar_sizes_and_float_values) {
   idx_pair p = valid_pair(&f, 1);
   blob z = read_file(p.img);
   for (size_t i = 20; i < z.n - 12; i += 3) z.p[i] ^= 0x5a;
-  write_file(img, z.p, z.n, 0);
+  fgt_write_file(img, z.p, z.n, 0);
   fg_status s = fg_dataset_load_idx(img, p.lab, &f.ledger, &ds);
   fgt_assert_error(s, FG_ERR_FORMAT, img, NULL);
   free(z.p);
@@ -609,7 +594,7 @@ static void truncation_loop(fgt_fixture *f, const char *good, const char *other,
   char *cut = fgt_join(f->dir, "cut");
   for (size_t len = 0; len <= full.n; len++) {
     if (!cut_length_worth_testing(len, full.n)) continue;
-    write_file(cut, full.p, len, 0);
+    fgt_write_file(cut, full.p, len, 0);
     fg_dataset ds;
     fg_status s;
     if (cifar) {
@@ -649,7 +634,7 @@ Test(data_errors, truncation_at_every_length) {
   char *cp = fgt_join(f.dir, "c.bin");
   for (int gz = 0; gz < 2; gz++) {
     blob c = cifar_records(10, 2, labels, 7);
-    write_file(cp, c.p, c.n, gz);
+    fgt_write_file(cp, c.p, c.n, gz);
     free(c.p);
     truncation_loop(&f, cp, NULL, 0, 1);
   }

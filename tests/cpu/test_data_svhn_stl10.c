@@ -54,20 +54,6 @@ static void pad8(buf *b) {
   put(b, zeros, (8 - b->n % 8) % 8);
 }
 
-static void write_file(const char *path, const void *p, size_t n, int gz) {
-  if (gz) {
-    gzFile f = gzopen(path, "wb6");
-    cr_assert_not_null(f, "gzopen %s", path);
-    if (n) cr_assert_eq(gzwrite(f, p, (unsigned)n), (int)n);
-    cr_assert_eq(gzclose(f), Z_OK);
-  } else {
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "fopen %s", path);
-    if (n) cr_assert_eq(fwrite(p, 1, n, f), n);
-    cr_assert_eq(fclose(f), 0);
-  }
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* A MAT-file (level 5) writer                                                                  */
 
@@ -233,7 +219,7 @@ Test(data_svhn, uncompressed_little_endian) {
   o.extra_vars = 1;
   buf b = svhn_mat(&o);
   char *path = fgt_join(f.dir, "train_32x32.mat");
-  write_file(path, b.p, b.n, 0);
+  fgt_write_file(path, b.p, b.n, 0);
   fg_dataset ds;
   FGT_OK(fg_dataset_load_svhn(path, &f.ledger, &ds));
   check_svhn(&ds, SVHN_N);
@@ -251,7 +237,7 @@ Test(data_svhn, compressed_y_first_stored_as_uint8) {
   o.compressed = o.y_first = o.y_as_uint8 = o.extra_vars = 1;
   buf b = svhn_mat(&o);
   char *path = fgt_join(f.dir, "test_32x32.mat");
-  write_file(path, b.p, b.n, 0);
+  fgt_write_file(path, b.p, b.n, 0);
   fg_dataset ds;
   FGT_OK(fg_dataset_load_svhn_dir(f.dir, 0, &f.ledger, &ds));
   check_svhn(&ds, SVHN_N);
@@ -271,7 +257,7 @@ Test(data_svhn, big_endian_both_variants) {
     o.extra_vars = 1;
     buf b = svhn_mat(&o);
     char *path = fgt_join(f.dir, "be.mat");
-    write_file(path, b.p, b.n, 0);
+    fgt_write_file(path, b.p, b.n, 0);
     fg_dataset ds;
     FGT_OK(fg_dataset_load_svhn(path, &f.ledger, &ds));
     check_svhn(&ds, SVHN_N);
@@ -290,7 +276,7 @@ Test(data_svhn, single_image_and_small_label_element) {
   o.y_as_uint8 = 1;
   buf b = svhn_mat(&o);
   char *path = fgt_join(f.dir, "one.mat");
-  write_file(path, b.p, b.n, 0);
+  fgt_write_file(path, b.p, b.n, 0);
   fg_dataset ds;
   FGT_OK(fg_dataset_load_svhn(path, &f.ledger, &ds));
   check_svhn(&ds, 1);
@@ -312,7 +298,7 @@ Test(data_svhn, catalog_entry_and_half_normalisation) {
   o.compressed = 1;
   buf b = svhn_mat(&o);
   char *path = fgt_join(f.dir, "train_32x32.mat");
-  write_file(path, b.p, b.n, 0);
+  fgt_write_file(path, b.p, b.n, 0);
   fg_dataset ds;
   FGT_OK(fg_dataset_load_named("svhn", f.dir, 1, &f.ledger, &ds));
   cr_assert_str_eq(ds.name, "svhn-train");
@@ -345,7 +331,7 @@ Test(data_svhn, catalog_entry_and_half_normalisation) {
 static void expect_svhn_error(fgt_fixture *f, const buf *b, const char *name, fg_status want,
                               const char *what) {
   char *path = fgt_join(f->dir, name);
-  write_file(path, b->p, b->n, 0);
+  fgt_write_file(path, b->p, b->n, 0);
   fg_dataset ds;
   fgt_assert_error(fg_dataset_load_svhn(path, &f->ledger, &ds), want, path, what);
   cr_assert_eq(f->ledger.current, 0, "%s: ledger holds %zu bytes after the failure", name,
@@ -492,7 +478,7 @@ Test(data_svhn, ledger_cap_is_respected) {
   svhn_opts o = svhn_defaults();
   buf b = svhn_mat(&o);
   char *path = fgt_join(f.dir, "cap.mat");
-  write_file(path, b.p, b.n, 0);
+  fgt_write_file(path, b.p, b.n, 0);
   fg_ledger_set_cap(&f.ledger, 4096);
   fg_dataset ds;
   fgt_assert_error(fg_dataset_load_svhn(path, &f.ledger, &ds), FG_ERR_BUDGET, path, NULL);
@@ -531,10 +517,10 @@ static void write_stl(const char *dir, const char *split, int n, const unsigned 
   char name[64];
   snprintf(name, sizeof name, "%s_X.bin", split);
   char *px = fgt_join(dir, name);
-  write_file(px, x.p, x.n, gz);
+  fgt_write_file(px, x.p, x.n, gz);
   snprintf(name, sizeof name, "%s_y.bin", split);
   char *py = fgt_join(dir, name);
-  write_file(py, labels, (size_t)n_labels, gz);
+  fgt_write_file(py, labels, (size_t)n_labels, gz);
   free(px);
   free(py);
   free(x.p);
@@ -610,14 +596,14 @@ Test(data_stl10, malformed_files_are_rejected) {
   /* Image file one byte short of a whole image, plain and gzipped. */
   for (int gz = 0; gz < 2; gz++) {
     buf x = stl_images(2);
-    write_file(px, x.p, x.n - 1, gz);
-    write_file(py, stl_labels, 2, 0);
+    fgt_write_file(px, x.p, x.n - 1, gz);
+    fgt_write_file(py, stl_labels, 2, 0);
     fgt_assert_error(fg_dataset_load_stl10(px, py, &f.ledger, &ds), FG_ERR_FORMAT, px,
                  "not a multiple of the STL-10 image size 27648");
     free(x.p);
   }
   /* Empty image file. */
-  write_file(px, "", 0, 0);
+  fgt_write_file(px, "", 0, 0);
   fgt_assert_error(fg_dataset_load_stl10(px, py, &f.ledger, &ds), FG_ERR_FORMAT, px, "no images");
   /* Label count disagreeing with the image count, both ways. */
   write_stl(f.dir, "train", 2, stl_labels, 3, 0);
@@ -639,7 +625,7 @@ Test(data_stl10, malformed_files_are_rejected) {
     unsigned char *all = malloc(200000);
     size_t n = fread(all, 1, 200000, fp);
     fclose(fp);
-    write_file(px, all, n / 2, 0);
+    fgt_write_file(px, all, n / 2, 0);
     free(all);
   }
   fg_status s = fg_dataset_load_stl10(px, py, &f.ledger, &ds);

@@ -318,13 +318,7 @@ Test(validation, tensors_on_different_devices) {
 
 /* A backend whose table is empty: every entry reports "not supported", none crashes. */
 Test(validation, null_entries_are_unsupported) {
-  static fg_backend empty;
-  memset(&empty, 0, sizeof empty);
-  empty.name = "empty";
-  empty.device = fg_cpu_device();
-  empty.available = 1;
-  fg_backend_registry_clear();
-  FGT_OK(fg_backend_register(&empty));
+  fgt_register_empty_backend();
   float a[4] = {1, 2, 3, 4}, b[4] = {0}, c[4] = {0}, d[4] = {0}, e[4] = {0};
   int32_t lab[2] = {0, 1};
   int64_t two = 2;

@@ -513,13 +513,7 @@ Test(validation, svd_rejects_bad_arguments) {
 }
 
 Test(validation, svd_null_entry_is_unsupported) {
-  static fg_backend empty;
-  memset(&empty, 0, sizeof empty);
-  empty.name = "empty";
-  empty.device = fg_cpu_device();
-  empty.available = 1;
-  fg_backend_registry_clear();
-  FGT_OK(fg_backend_register(&empty));
+  fgt_register_empty_backend();
   float a[4] = {1, 2, 3, 4}, u[4], s[2], vt[4], w[64];
   fg_tensor ta = fg_tensor_2d(a, 2, 2), tu = fg_tensor_2d(u, 2, 2), ts = fg_tensor_1d(s, 2),
             tvt = fg_tensor_2d(vt, 2, 2);
