@@ -150,6 +150,7 @@ typedef struct raw_method {
   int *mentor;
   int *harmonizer;
   int *frozen_bn;
+  int *output_module;
   int *levels;
   int *hypernet;
   int *rank;
@@ -196,6 +197,7 @@ static const cyaml_strval_t schedules[] = {{"roundrobin", SCHEDULE_ROUNDROBIN}, 
 enum { ADVANCE_ROUNDS, ADVANCE_MOVEMENT };
 static const cyaml_strval_t advances[] = {{"rounds", ADVANCE_ROUNDS}, {"movement", ADVANCE_MOVEMENT}};
 static const cyaml_strval_t frozen_bns[] = {{"update", 0}, {"fixed", 1}};
+static const cyaml_strval_t output_modules[] = {{"linear", 0}, {"bn_relu", 1}};
 static const cyaml_strval_t level_rules[] = {{"budget", 0}, {"index", 1}};
 static const cyaml_strval_t hypernets[] = {{"lrf", 0}, {"naive", 1}, {"none", 2}};
 static const cyaml_strval_t compats[] = {{"noop_writeback", FG_COMPAT_NOOP_WRITEBACK},
@@ -212,41 +214,41 @@ static const cyaml_strval_t method_names[] = {
     {"scalefl", M_SCALEFL},   {"neulite", M_NEULITE},         {"hypemefed", M_HYPEMEFED},
     {"multiexit", M_MULTIEXIT}};
 
-/* The options a method takes besides name and weighting, as bits. */
-enum {
-  OPT_RATES = 1 << 0,
-  OPT_SCALER = 1 << 1,
-  OPT_SBN = 1 << 2,
-  OPT_LABEL_MASK = 1 << 3,
-  OPT_ROLLING = 1 << 4,
-  OPT_KD = 1 << 5,
-  OPT_KD_RAMP_ROUNDS = 1 << 6,
-  OPT_WIDTHS = 1 << 7,
-  OPT_EXITS = 1 << 8,
-  OPT_KD_GAMMA = 1 << 9,
-  OPT_KD_TEMPERATURE = 1 << 10,
-  OPT_KD_START = 1 << 11,
-  OPT_SCHEDULE = 1 << 12,
-  OPT_STAGE_ROUNDS = 1 << 13,
-  OPT_ADVANCE = 1 << 14,
-  OPT_EM_THRESHOLD = 1 << 15,
-  OPT_EM_WINDOW = 1 << 16,
-  OPT_EM_EVERY = 1 << 17,
-  OPT_EM_SAMPLES = 1 << 18,
-  OPT_LAMBDAS = 1 << 19,
-  OPT_GAMMAS = 1 << 20,
-  OPT_HSIC_SIGMA = 1 << 21,
-  OPT_MENTOR = 1 << 22,
-  OPT_HARMONIZER = 1 << 23,
-  OPT_FROZEN_BN = 1 << 24,
-  OPT_LEVELS = 1 << 25,
-  OPT_HYPERNET = 1 << 26,
-  OPT_RANK = 1 << 27,
-  OPT_HN_EPOCHS = 1 << 28,
-  OPT_LR = 1 << 29,
-  OPT_COMPAT = 1 << 30,
-  OPT_COUNT = 31
-};
+/* The options a method takes besides name and weighting, as bits of an option_set. */
+typedef uint64_t option_set;
+#define OPT_RATES (UINT64_C(1) << 0)
+#define OPT_SCALER (UINT64_C(1) << 1)
+#define OPT_SBN (UINT64_C(1) << 2)
+#define OPT_LABEL_MASK (UINT64_C(1) << 3)
+#define OPT_ROLLING (UINT64_C(1) << 4)
+#define OPT_KD (UINT64_C(1) << 5)
+#define OPT_KD_RAMP_ROUNDS (UINT64_C(1) << 6)
+#define OPT_WIDTHS (UINT64_C(1) << 7)
+#define OPT_EXITS (UINT64_C(1) << 8)
+#define OPT_KD_GAMMA (UINT64_C(1) << 9)
+#define OPT_KD_TEMPERATURE (UINT64_C(1) << 10)
+#define OPT_KD_START (UINT64_C(1) << 11)
+#define OPT_SCHEDULE (UINT64_C(1) << 12)
+#define OPT_STAGE_ROUNDS (UINT64_C(1) << 13)
+#define OPT_ADVANCE (UINT64_C(1) << 14)
+#define OPT_EM_THRESHOLD (UINT64_C(1) << 15)
+#define OPT_EM_WINDOW (UINT64_C(1) << 16)
+#define OPT_EM_EVERY (UINT64_C(1) << 17)
+#define OPT_EM_SAMPLES (UINT64_C(1) << 18)
+#define OPT_LAMBDAS (UINT64_C(1) << 19)
+#define OPT_GAMMAS (UINT64_C(1) << 20)
+#define OPT_HSIC_SIGMA (UINT64_C(1) << 21)
+#define OPT_MENTOR (UINT64_C(1) << 22)
+#define OPT_HARMONIZER (UINT64_C(1) << 23)
+#define OPT_FROZEN_BN (UINT64_C(1) << 24)
+#define OPT_LEVELS (UINT64_C(1) << 25)
+#define OPT_HYPERNET (UINT64_C(1) << 26)
+#define OPT_RANK (UINT64_C(1) << 27)
+#define OPT_HN_EPOCHS (UINT64_C(1) << 28)
+#define OPT_LR (UINT64_C(1) << 29)
+#define OPT_COMPAT (UINT64_C(1) << 30)
+#define OPT_OUTPUT_MODULE (UINT64_C(1) << 31)
+enum { OPT_COUNT = 32 };
 static const char *const option_names[OPT_COUNT] = {"rates",     "scaler",   "sbn",
                                                     "label_mask", "rolling", "kd",
                                                     "kd_ramp_rounds", "widths", "exits",
@@ -256,19 +258,17 @@ static const char *const option_names[OPT_COUNT] = {"rates",     "scaler",   "sb
                                                     "em_samples", "lambdas", "gammas",
                                                     "hsic_sigma", "mentor", "harmonizer",
                                                     "frozen_bn", "levels", "hypernet",
-                                                    "rank", "hn_epochs", "lr", "compat"};
+                                                    "rank", "hn_epochs", "lr", "compat", "output_module"};
 
 /* neulite: the options of the sequential schedule, and those of each way it advances. */
-enum {
-  OPT_NEULITE_SEQUENTIAL = OPT_STAGE_ROUNDS | OPT_ADVANCE | OPT_EM_THRESHOLD | OPT_EM_WINDOW |
-                           OPT_EM_EVERY | OPT_EM_SAMPLES,
-  OPT_NEULITE_ROUNDS = OPT_STAGE_ROUNDS,
-  OPT_NEULITE_MOVEMENT = OPT_EM_THRESHOLD | OPT_EM_WINDOW | OPT_EM_EVERY | OPT_EM_SAMPLES,
-};
+#define OPT_NEULITE_SEQUENTIAL \
+  (OPT_STAGE_ROUNDS | OPT_ADVANCE | OPT_EM_THRESHOLD | OPT_EM_WINDOW | OPT_EM_EVERY | OPT_EM_SAMPLES)
+#define OPT_NEULITE_ROUNDS OPT_STAGE_ROUNDS
+#define OPT_NEULITE_MOVEMENT (OPT_EM_THRESHOLD | OPT_EM_WINDOW | OPT_EM_EVERY | OPT_EM_SAMPLES)
 
 typedef struct method_info {
   fg_weighting weighting; /* default */
-  unsigned options;
+  option_set options;
 } method_info;
 
 static const method_info methods_info[M_COUNT] = {
@@ -282,7 +282,8 @@ static const method_info methods_info[M_COUNT] = {
                    OPT_WIDTHS | OPT_EXITS | OPT_KD_GAMMA | OPT_KD_TEMPERATURE | OPT_KD_START},
     /* the paper weights by |D_n| / |D|; the reference code averages with equal weights (count) */
     [M_NEULITE] = {FG_WEIGHT_SAMPLES, OPT_SCHEDULE | OPT_NEULITE_SEQUENTIAL | OPT_LAMBDAS | OPT_GAMMAS |
-                                          OPT_HSIC_SIGMA | OPT_MENTOR | OPT_HARMONIZER | OPT_FROZEN_BN},
+                                          OPT_HSIC_SIGMA | OPT_MENTOR | OPT_HARMONIZER | OPT_FROZEN_BN |
+                                          OPT_OUTPUT_MODULE},
     /* uniform mean over participants (hypemefed.md §4.1) */
     [M_HYPEMEFED] = {FG_WEIGHT_COUNT, OPT_LEVELS | OPT_HYPERNET | OPT_RANK | OPT_HN_EPOCHS | OPT_LR | OPT_COMPAT},
     [M_MULTIEXIT] = {FG_WEIGHT_COUNT, OPT_LEVELS | OPT_LR},
@@ -426,6 +427,8 @@ static const cyaml_schema_field_t method_fields[] = {
     CYAML_FIELD_BOOL_PTR("harmonizer", OPT, raw_method, harmonizer),
     CYAML_FIELD_ENUM_PTR("frozen_bn", OPT | CYAML_FLAG_STRICT, raw_method, frozen_bn, frozen_bns,
                          ENUM_LEN(frozen_bns)),
+    CYAML_FIELD_ENUM_PTR("output_module", OPT | CYAML_FLAG_STRICT, raw_method, output_module, output_modules,
+                         ENUM_LEN(output_modules)),
     CYAML_FIELD_ENUM_PTR("levels", OPT | CYAML_FLAG_STRICT, raw_method, levels, level_rules,
                          ENUM_LEN(level_rules)),
     CYAML_FIELD_ENUM_PTR("hypernet", OPT | CYAML_FLAG_STRICT, raw_method, hypernet, hypernets,
@@ -1364,8 +1367,8 @@ static fg_status convert_training(cfg_ctx *c, const raw_top *r, fg_config *cfg) 
 }
 
 /* Which options a raw method entry gives. */
-static unsigned method_options_given(const raw_method *m) {
-  unsigned o = 0;
+static option_set method_options_given(const raw_method *m) {
+  option_set o = 0;
   if (m->n_rates) o |= OPT_RATES;
   if (m->scaler) o |= OPT_SCALER;
   if (m->sbn) o |= OPT_SBN;
@@ -1391,6 +1394,7 @@ static unsigned method_options_given(const raw_method *m) {
   if (m->mentor) o |= OPT_MENTOR;
   if (m->harmonizer) o |= OPT_HARMONIZER;
   if (m->frozen_bn) o |= OPT_FROZEN_BN;
+  if (m->output_module) o |= OPT_OUTPUT_MODULE;
   if (m->levels) o |= OPT_LEVELS;
   if (m->hypernet) o |= OPT_HYPERNET;
   if (m->rank) o |= OPT_RANK;
@@ -1400,10 +1404,10 @@ static unsigned method_options_given(const raw_method *m) {
   return o;
 }
 
-static void method_takes(unsigned options, char *out, size_t cap) {
+static void method_takes(option_set options, char *out, size_t cap) {
   size_t len = (size_t)snprintf(out, cap, "weighting");
   for (int b = 0; b < OPT_COUNT && len < cap; b++)
-    if (options & (1u << b)) len += (size_t)snprintf(out + len, cap - len, ", %s", option_names[b]);
+    if (options & (UINT64_C(1) << b)) len += (size_t)snprintf(out + len, cap - len, ", %s", option_names[b]);
 }
 
 static fg_status check_rates(cfg_ctx *c, const char *where, const double *rates, int n) {
@@ -1444,7 +1448,7 @@ static fg_status check_scalefl(cfg_ctx *c, const char *where, const fg_method_co
 }
 
 /* What a neulite option given for a schedule / advance that does not use it needs. */
-static const char *neulite_needs(unsigned option) {
+static const char *neulite_needs(option_set option) {
   if (option & OPT_NEULITE_ROUNDS) return "schedule sequential with advance rounds";
   if (option & OPT_NEULITE_MOVEMENT) return "schedule sequential with advance movement";
   return "schedule sequential";
@@ -1470,8 +1474,9 @@ static fg_status convert_neulite(cfg_ctx *c, const char *where, const raw_method
   DUP_OR_OOM(m->schedule, schedules[schedule].str);
   DUP_OR_OOM(m->advance, advances[advance].str);
   DUP_OR_OOM(m->frozen_bn, frozen_bns[r->frozen_bn ? *r->frozen_bn : 0].str);
+  DUP_OR_OOM(m->output_module, output_modules[r->output_module ? *r->output_module : 0].str);
 
-  unsigned given = method_options_given(r), unused;
+  option_set given = method_options_given(r), unused;
   char has[64];
   if (schedule != SCHEDULE_SEQUENTIAL) {
     unused = given & OPT_NEULITE_SEQUENTIAL;
@@ -1482,10 +1487,10 @@ static fg_status convert_neulite(cfg_ctx *c, const char *where, const raw_method
   }
   if (unused) {
     int b = 0;
-    while (!(unused & (1u << b))) b++;
+    while (!(unused & (UINT64_C(1) << b))) b++;
     snprintf(path, sizeof path, "%s.%s", where, option_names[b]);
     return cfg_fail_at(c, path, "used only with %s (this entry has %s; remove it, or change %s)",
-                       neulite_needs(1u << b), has, schedule != SCHEDULE_SEQUENTIAL ? "the schedule" : "advance");
+                       neulite_needs(UINT64_C(1) << b), has, schedule != SCHEDULE_SEQUENTIAL ? "the schedule" : "advance");
   }
 
   int stages = fg_model_block_count(arch);
@@ -1531,7 +1536,7 @@ static fg_status convert_neulite(cfg_ctx *c, const char *where, const raw_method
 }
 
 /* hypemefed and multiexit: exit levels and local Adam; hypemefed's hypernetworks. */
-static fg_status convert_multiexit(cfg_ctx *c, const char *where, const raw_method *r, unsigned options,
+static fg_status convert_multiexit(cfg_ctx *c, const char *where, const raw_method *r, option_set options,
                                    fg_method_config *m) {
   char path[96];
   DUP_OR_OOM(m->levels, level_rules[r->levels ? *r->levels : 0].str);
@@ -1556,10 +1561,10 @@ static fg_status convert_method(cfg_ctx *c, const char *where, const raw_method 
   const method_info *info = &methods_info[r->name];
   const char *name = method_names[r->name].str;
   DUP_OR_OOM(m->name, name);
-  unsigned extra = method_options_given(r) & ~info->options;
+  option_set extra = method_options_given(r) & ~info->options;
   if (extra) {
     int b = 0;
-    while (!(extra & (1u << b))) b++;
+    while (!(extra & (UINT64_C(1) << b))) b++;
     char path[96], takes[256];
     snprintf(path, sizeof path, "%s.%s", where, option_names[b]);
     method_takes(info->options, takes, sizeof takes);
@@ -1819,11 +1824,13 @@ static void write_neulite(FILE *f, const fg_method_config *m, const char *indent
   put_stage_list(f, indent, "gammas", m->gammas, m->n_gammas, "the method's default schedule");
   fprintf(f, "%shsic_sigma: ", indent);
   put_real(f, m->hsic_sigma);
-  fprintf(f, "\n%smentor: %s\n%sharmonizer: %s\n%sfrozen_bn: %s\n", indent, bool_text(m->mentor), indent,
-          bool_text(m->harmonizer), indent, m->frozen_bn ? m->frozen_bn : frozen_bns[0].str);
+  fprintf(f, "\n%smentor: %s\n%sharmonizer: %s\n%sfrozen_bn: %s\n%soutput_module: %s\n", indent,
+          bool_text(m->mentor), indent, bool_text(m->harmonizer), indent,
+          m->frozen_bn ? m->frozen_bn : frozen_bns[0].str, indent,
+          m->output_module ? m->output_module : output_modules[0].str);
 }
 
-static void write_multiexit(FILE *f, const fg_method_config *m, unsigned options, const char *indent) {
+static void write_multiexit(FILE *f, const fg_method_config *m, option_set options, const char *indent) {
   fprintf(f, "%slevels: %s\n%slr: ", indent, m->levels ? m->levels : level_rules[0].str, indent);
   put_real(f, m->lr);
   fputc('\n', f);
@@ -1846,7 +1853,7 @@ static int method_index_of(const char *name) {
 static fg_status write_method(FILE *f, const fg_method_config *m, const char *first, const char *indent) {
   int id = method_index_of(m->name);
   if (id < 0) return FG_FAIL(FG_ERR_INVALID, "fg_config_write_resolved: unknown method '%s'", m->name ? m->name : "");
-  unsigned o = methods_info[id].options;
+  option_set o = methods_info[id].options;
   fprintf(f, "%sname: %s\n", first, m->name);
   fprintf(f, "%sweighting: %s\n", indent, weightings[m->weighting == FG_WEIGHT_COUNT].str);
   if (o & OPT_RATES) {
@@ -2043,6 +2050,7 @@ void fg_method_config_free(fg_method_config *m) {
   free(m->schedule);
   free(m->advance);
   free(m->frozen_bn);
+  free(m->output_module);
   free(m->levels);
   free(m->hypernet);
   memset(m, 0, sizeof *m);

@@ -48,6 +48,7 @@ typedef struct fg_method_config {
   int mentor;                     /* Curriculum Mentor nHSIC terms on (default 1) */
   int harmonizer;                 /* Training Harmonizer on (default 1) */
   char *frozen_bn;                /* "update" (default, reference: frozen-prefix BN uses batch statistics and updates running stats) | "fixed" (frozen-prefix BN uses running statistics, no update) */
+  char *output_module;            /* "linear" (default, reference: bias-free strided convs, no BN, no ReLU) | "bn_relu" (ours: BN + ReLU after each output-module conv) */
   /* hypemefed and multiexit */
   char *levels;                   /* "budget" (default: the deepest exit level the budget fits) | "index" (client i gets depth (i mod L) + 1, budgets ignored, as the reference code) */
   double lr;                      /* local Adam learning rate (default 5e-4, hypemefed.md §6); weight decay 0.1 lr, coupled; state reset every round */

@@ -20,6 +20,10 @@
  * from the last stage, here every block is always the latest. The deployable model is the last
  * stage's (the model itself); the evaluation reports every stage's classifier.
  *
+ * Output module: linear, as the reference (bias-free strided convs, no BN, no ReLU), or bn_relu
+ * (ours, neulite.md §6.5): BN + ReLU after each of its convs, so an early stage's classifier reads
+ * a nonlinear map of the block's output rather than, in effect, its channel means.
+ *
  * Schedules: roundrobin (the reference code: stage (r mod T) + 1) and sequential (stages in
  * order, a fixed number of rounds each, or advancing when the effective movement of the active
  * block, ProFL's metric, falls under a threshold). Aggregation: sample-weighted (the paper) or
@@ -54,10 +58,11 @@ static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_
   if (base->exits) return FG_FAIL(FG_ERR_CONFIG, "method neulite: the model must not have early exits");
   out->global = *base;
   out->global.stage = FG_STAGES_ALL;
+  out->global.om_bn_relu = strcmp(mc->output_module, "bn_relu") == 0;
   out->n_levels = stages;
   for (int l = 0; l < stages; l++) {
     fg_level *lv = &out->levels[l];
-    lv->spec = *base;
+    lv->spec = out->global;
     lv->spec.stage = l + 1;
     /* a stage whose label term has weight 0 never uses P: its clients neither get nor hold it */
     double lambda, gamma;

@@ -33,6 +33,7 @@ typedef struct build_ctx {
   int stage;      /* the spec's: 0, 1..blocks or FG_STAGES_ALL */
   int classes;
   int no_projection;
+  int om_bn_relu;
 } build_ctx;
 
 /* Channels of a hidden layer in a rate-r sub-model: ceil(r * c) (HeteroFL), at least 1. */
@@ -91,6 +92,11 @@ static int stage_head(const build_ctx *b, const stage_geom *geo, int t, int x, i
   for (int j = t + 1; j <= geo->blocks; j++) {
     snprintf(name, sizeof name, "neulite.stage%d.om%d", t, j - t);
     x = fg_graph_conv(g, x, geo->channels[j], 3, geo->stride[j], 1, 1, 0, geo->init, name);
+    if (b->om_bn_relu) {
+      char sub[FG_NAME_CAP];
+      x = fg_graph_bn(g, x, name2(sub, sizeof sub, name, "bn"));
+      x = fg_graph_relu(g, x, name2(sub, sizeof sub, name, "relu"));
+    }
   }
   snprintf(name, sizeof name, "neulite.stage%d.zx", t);
   int zx = fg_graph_flatten(g, x, name); /* in every stage graph, so sub-model plans match by name */
@@ -288,7 +294,7 @@ fg_status fg_model_build(const fg_model_spec *s, fg_graph **out) {
   fg_graph *g = fg_graph_create(s->in_c, s->in_h, s->in_w);
   if (!g) return FG_FAIL(FG_ERR_OOM, "model %s: out of memory", s->arch);
   fg_status st = fg_graph_status(g);
-  build_ctx b = {g, rate, s->scaler, s->stage, s->classes, s->no_projection};
+  build_ctx b = {g, rate, s->scaler, s->stage, s->classes, s->no_projection, s->om_bn_relu};
   if (st == FG_OK) {
     if (strcmp(s->arch, "cnn") == 0) {
       st = build_cnn(s, depth, &b);

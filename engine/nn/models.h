@@ -31,11 +31,14 @@ typedef struct fg_model_spec {
                               with every stage's heads (the server's copy of all stages) */
   int no_projection;       /* stage t in 1..blocks: leave out the projection head P and feature
                               Z_Y (a stage whose label-HSIC term has weight 0 never uses them) */
+  int om_bn_relu;          /* stage models: BN + ReLU after each output-module conv (ours; the
+                              reference's output module is linear) */
 } fg_model_spec;
 
 /* NeuLite stage models. The stage-t model is blocks 1..t, the output module O_t (one bias-free
- * 3x3 conv per missing block, with that block's stride and output channels, no BN, no ReLU;
- * none at the last stage), global pool + linear classifier (output 0) and the projection head P
+ * 3x3 conv per missing block, with that block's stride and output channels, no BN, no ReLU, or
+ * with om_bn_relu each conv followed by BN (neulite.stage{t}.om{i}.bn) and ReLU; none at the last
+ * stage), global pool + linear classifier (output 0) and the projection head P
  * (three linear layers with bias and no activation: C -> round(C 2056 / 512) -> 2C -> C on the
  * pooled C channels; 512-2056-1024-512 for the resnets). Its features are Z_X (feature 0: the
  * map after O_t, flattened) and Z_Y (feature 1: P's output). Stage heads are named

@@ -556,6 +556,7 @@ Test(config, neulite_options_load) {
       "    mentor: false\n"
       "    harmonizer: no\n"
       "    frozen_bn: fixed\n"
+      "    output_module: bn_relu\n"
       "  - name: neulite\n"
       "    schedule: sequential\n"
       "    advance: movement\n"
@@ -582,6 +583,8 @@ Test(config, neulite_options_load) {
   cr_assert_eq(a->mentor, 0);
   cr_assert_eq(a->harmonizer, 0);
   cr_assert_str_eq(a->frozen_bn, "fixed");
+  cr_assert_str_eq(a->output_module, "bn_relu");
+  cr_assert_str_eq(b->output_module, "linear", "the reference's output module by default");
   cr_assert_eq(a->em_threshold, 0.1, "defaults filled even where unused");
   cr_assert_str_eq(b->advance, "movement");
   cr_assert_eq(b->em_threshold, 1);
@@ -611,6 +614,9 @@ Test(config, neulite_bad_values_name_the_key) {
                "method.advance: unknown value 'loss' (expected one of: rounds, movement)");
   EXPECT_ERROR(MINIMAL "method: {name: neulite, frozen_bn: frozen}\n",
                "method.frozen_bn: unknown value 'frozen' (expected one of: update, fixed)");
+  EXPECT_ERROR(MINIMAL "method: {name: neulite, output_module: relu}\n",
+               "method.output_module: unknown value 'relu' (expected one of: linear, bn_relu)");
+  EXPECT_ERROR(MINIMAL "method: {name: heterofl, output_module: linear}\n", "method.output_module: method heterofl");
   EXPECT_ERROR(MINIMAL "method: {name: neulite, mentor: sometimes}\n", "method.mentor: 'sometimes' is not a boolean");
   EXPECT_ERROR(MINIMAL "method: {name: neulite, harmonizer: 2}\n", "method.harmonizer: '2' is not a boolean");
   const char *seq_mv = "method: {name: neulite, schedule: sequential, advance: movement, ";
@@ -878,7 +884,7 @@ Test(config, options_a_method_does_not_take) {
   EXPECT_ERROR(MINIMAL "methods: [{name: fedavg}, {name: neulite, kd: true}]\n",
                "methods[1].kd: method neulite does not take 'kd' (it takes: weighting, schedule, stage_rounds, "
                "advance, em_threshold, em_window, em_every, em_samples, lambdas, gammas, hsic_sigma, mentor, "
-               "harmonizer, frozen_bn)");
+               "harmonizer, frozen_bn, output_module)");
   EXPECT_ERROR(MINIMAL "method: {name: neulite, rates: [1, 0.5]}\n", "method.rates: method neulite does not take");
 }
 
@@ -1315,7 +1321,7 @@ Test(config, resolved_file_lists_neulite_defaults_explicitly) {
        NULL}};
   const char *common[] = {"weighting: samples\n", "# lambdas: the method's default schedule\n",
                           "# gammas: the method's default schedule\n", "hsic_sigma: 5\n", "mentor: true\n",
-                          "harmonizer: true\n", "frozen_bn: update\n"};
+                          "harmonizer: true\n", "frozen_bn: update\n", "output_module: linear\n"};
   const char *absent[][2] = {{"advance:", "em_"}, {"em_threshold:", "stage_rounds: ["}, {"stage_rounds: [", NULL}};
   char *out = path_in("resolved.yaml");
   for (int f = 0; f < 3; f++) {

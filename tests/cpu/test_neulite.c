@@ -26,6 +26,7 @@ static fg_method_config neulite_config(void) {
   mc.mentor = 1;
   mc.harmonizer = 1;
   mc.frozen_bn = "update";
+  mc.output_module = "linear";
   return mc;
 }
 
@@ -80,6 +81,31 @@ Test(neulite, resnet34_trainable_counts) {
   cr_assert_eq(fg_graph_trainable_numel(g), 6318994);
   cr_assert_eq(fg_graph_feature_count(g), 2);
   fg_graph_free(g);
+}
+
+/* output_module bn_relu (ours): each output-module conv gains a BN (weight and bias trainable,
+ * running statistics as buffers) followed by a ReLU; the last stage has no output module. */
+Test(neulite, output_module_bn_relu) {
+  fg_method_config mc = neulite_config();
+  mc.n_gammas = 4;
+  for (int t = 0; t < 4; t++) mc.gammas[t] = 0.1 * (t + 1);
+  mc.output_module = "bn_relu";
+  fg_model_spec base = {.arch = "resnet34", .in_c = 3, .in_h = 32, .in_w = 32, .classes = 10};
+  fg_method_plan mp;
+  FGT_OK(neulite()->plan(&mc, &base, &mp));
+  const int64_t linear[4] = {5463122, 6318994, 11840786, 17395730};
+  const int64_t om_channels[4] = {128 + 256 + 512, 256 + 512, 512, 0};
+  for (int t = 1; t <= 4; t++) {
+    fg_graph *g = stage_graph(&mc, &mp, t);
+    cr_assert_eq(fg_graph_trainable_numel(g), linear[t - 1] + 2 * om_channels[t - 1], "stage %d", t);
+    int relus = 0;
+    for (int i = 1; i < fg_graph_node_count(g); i++) {
+      const fg_node *n = fg_graph_node(g, i);
+      if (n->kind == FG_NODE_RELU && strncmp(n->name, "neulite.", 8) == 0) relus++;
+    }
+    cr_assert_eq(relus, 4 - t, "stage %d: one ReLU per output-module conv", t);
+    fg_graph_free(g);
+  }
 }
 
 typedef struct step_result {
