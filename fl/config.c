@@ -1404,6 +1404,13 @@ static option_set method_options_given(const raw_method *m) {
   return o;
 }
 
+/* The lowest option of a non-empty set, as a bit index (into option_names). */
+static int first_option(option_set set) {
+  int b = 0;
+  while (!(set & (UINT64_C(1) << b))) b++;
+  return b;
+}
+
 static void method_takes(option_set options, char *out, size_t cap) {
   size_t len = (size_t)snprintf(out, cap, "weighting");
   for (int b = 0; b < OPT_COUNT && len < cap; b++)
@@ -1486,8 +1493,7 @@ static fg_status convert_neulite(cfg_ctx *c, const char *where, const raw_method
     snprintf(has, sizeof has, "advance %s", advances[advance].str);
   }
   if (unused) {
-    int b = 0;
-    while (!(unused & (UINT64_C(1) << b))) b++;
+    int b = first_option(unused);
     snprintf(path, sizeof path, "%s.%s", where, option_names[b]);
     return cfg_fail_at(c, path, "used only with %s (this entry has %s; remove it, or change %s)",
                        neulite_needs(UINT64_C(1) << b), has, schedule != SCHEDULE_SEQUENTIAL ? "the schedule" : "advance");
@@ -1563,8 +1569,7 @@ static fg_status convert_method(cfg_ctx *c, const char *where, const raw_method 
   DUP_OR_OOM(m->name, name);
   option_set extra = method_options_given(r) & ~info->options;
   if (extra) {
-    int b = 0;
-    while (!(extra & (UINT64_C(1) << b))) b++;
+    int b = first_option(extra);
     char path[96], takes[256];
     snprintf(path, sizeof path, "%s.%s", where, option_names[b]);
     method_takes(info->options, takes, sizeof takes);
