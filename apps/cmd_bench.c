@@ -39,7 +39,7 @@ static int bench_train(int argc, char **argv) {
   if (rc != FG_EXIT_OK) return rc;
   fg_trainer_options opt = {0};
   opt.batch = batch;
-  opt.device = fg_cpu_device();
+  opt.device = fg_host_device();
   opt.optim = fg_optim_sgd(0.02f, 0.9f, 5e-4f);
   rc = fg_cli_mode(&cmd, mode_name, &opt.mode);
   if (rc == FG_EXIT_OK) rc = fg_cli_start_cpu("bench", m.threads);

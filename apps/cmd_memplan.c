@@ -83,7 +83,7 @@ int fg_cmd_memplan(int argc, char **argv) {
   if (rc != FG_EXIT_OK) return rc;
   fg_trainer_options opt = {0};
   opt.batch = batch;
-  opt.device = fg_cpu_device();
+  opt.device = fg_host_device();
   rc = fg_cli_mode(&cmd, mode_name, &opt.mode);
   if (rc == FG_EXIT_OK) rc = fg_cli_optimizer(&cmd, optimizer, 0.01, momentum, 0, &opt.optim);
   if (rc == FG_EXIT_OK) rc = fg_cli_start_cpu(cmd.name, m.threads);

@@ -48,7 +48,7 @@ static int session_open(session *s, const fg_command *cmd, const char *dataset, 
       fg_model_build(&spec, &s->graph) != FG_OK)
     return fg_runtime_error(cmd->name);
   if (need_train &&
-      fg_region_alloc(&s->order, &s->data_ledger, fg_cpu_device(), FG_MEM_DATA,
+      fg_region_alloc(&s->order, &s->data_ledger, fg_host_device(), FG_MEM_DATA,
                       (size_t)s->train.n * sizeof(uint32_t), "epoch order") != FG_OK)
     return fg_runtime_error(cmd->name);
   s->state = malloc((size_t)fg_graph_state_numel(s->graph) * sizeof(float));
@@ -121,7 +121,7 @@ int fg_cmd_train(int argc, char **argv) {
   if (rc != FG_EXIT_OK || help) return rc;
   fg_trainer_options opt = {0};
   opt.batch = batch;
-  opt.device = fg_cpu_device();
+  opt.device = fg_host_device();
   rc = fg_cli_mode(&cmd, mode_name, &opt.mode);
   if (rc == FG_EXIT_OK) rc = fg_cli_optimizer(&cmd, optimizer, lr, momentum, wd, &opt.optim);
   if (rc == FG_EXIT_OK) rc = fg_cli_start_cpu(cmd.name, m.threads);
@@ -204,7 +204,7 @@ int fg_cmd_eval(int argc, char **argv) {
   fg_trainer_options opt = {0};
   opt.batch = batch;
   opt.mode = FG_EXEC_INFERENCE;
-  opt.device = fg_cpu_device();
+  opt.device = fg_host_device();
   session s;
   rc = session_open(&s, &cmd, dataset, data_dir, 0, &m, &opt);
   fg_normalize norm;

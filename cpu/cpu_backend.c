@@ -70,7 +70,7 @@ fg_status fg_cpu_backend_register(const fg_cpu_options *opt) {
   if (!fg_cpu_created) {
     memset(&fg_cpu, 0, sizeof fg_cpu);
     fg_cpu.name = "cpu";
-    fg_cpu.device = fg_cpu_device();
+    fg_cpu.device = fg_host_device();
     fg_cpu.alignment = 64;
     fg_cpu.available = 1;
     fg_cpu.ctx = &fg_cpu_state;

@@ -182,7 +182,7 @@ static fg_status server_create(const fg_method_config *mc, const fg_method_plan 
                                                     mp->global.arch, ms->blocks, HMF_BLOCKS);
   if (st == FG_OK) st = find_kernels(ms, global);
   if (st == FG_OK)
-    st = fg_region_alloc(&ms->kernels, ledger, fg_cpu_device(), FG_MEM_OTHER,
+    st = fg_region_alloc(&ms->kernels, ledger, fg_host_device(), FG_MEM_OTHER,
                          (size_t)ms->max_slots * (size_t)ms->slot_floats * sizeof(float),
                          "hypemefed participant kernels");
   if (st == FG_OK) {

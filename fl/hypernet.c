@@ -150,7 +150,7 @@ static fg_status lay_out_lrf(hn_layout *l) {
   l->act_w = carve(&act, floats(l->tgt_numel));
   l->ws_dw = carve(&ws, floats(l->tgt_numel));
   l->ws_dh = carve(&ws, floats(r * l->d.hidden));
-  fg_tensor src = fg_tensor_view(NULL, FG_F32, fg_cpu_device(), 4, l->d.src_shape);
+  fg_tensor src = fg_tensor_view(NULL, FG_F32, fg_host_device(), 4, l->d.src_shape);
   FG_TRY(fg_lrf_workspace(&src, &l->ws_lrf_bytes));
   l->ws_lrf = carve(&ws, l->ws_lrf_bytes);
   l->act_bytes = act;
@@ -214,7 +214,7 @@ static fg_status lay_out(const fg_hypernet_desc *in, hn_layout *l) {
 }
 
 static void memory_of_layout(const hn_layout *l, fg_hypernet_memory *m) {
-  const fg_device cpu = fg_cpu_device();
+  const fg_device cpu = fg_host_device();
   m->params = fg_region_round(cpu, floats(l->numel));
   m->grads = fg_region_round(cpu, floats(l->numel));
   m->optim = fg_region_round(cpu, 2 * floats(l->numel));
@@ -270,7 +270,7 @@ fg_status fg_hypernet_create(const fg_hypernet_desc *d, uint64_t seed, fg_ledger
   fg_hypernet *h = calloc(1, sizeof *h);
   if (!h) return FG_FAIL(FG_ERR_OOM, "hypernet_create: out of host memory");
   fg_status st = lay_out(d, &h->l);
-  const fg_device cpu = fg_cpu_device();
+  const fg_device cpu = fg_host_device();
   const hn_layout *l = &h->l;
   if (st == FG_OK)
     st = fg_region_alloc(&h->params, ledger, cpu, FG_MEM_PARAMS, floats(l->numel), "hypernet weights");

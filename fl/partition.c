@@ -21,7 +21,7 @@ static fg_rng partition_stream(uint64_t seed, uint64_t tag, uint64_t attempt, ui
 }
 
 static fg_status data_alloc(fg_region *r, fg_ledger *ledger, size_t bytes, const char *what) {
-  return fg_region_alloc(r, ledger, fg_cpu_device(), FG_MEM_DATA, bytes, what);
+  return fg_region_alloc(r, ledger, fg_host_device(), FG_MEM_DATA, bytes, what);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -130,7 +130,7 @@ static fg_status collapse_to_smallest(server *s) {
 }
 
 static fg_status alloc_f32(server *s, fg_region *r, int64_t n, fg_mem_category cat, const char *what) {
-  return fg_region_alloc(r, &s->ledger, fg_cpu_device(), cat, (size_t)n * sizeof(float), what);
+  return fg_region_alloc(r, &s->ledger, fg_host_device(), cat, (size_t)n * sizeof(float), what);
 }
 
 /* With local test splits the training set holds clients' test samples: BN recalibration then
@@ -142,7 +142,7 @@ static fg_status bn_sample_index(server *s) {
   const uint32_t *all = part->index.ptr;
   int64_t total = ((const int64_t *)part->offset.ptr)[part->n_clients];
   int64_t n = total < FG_STATIC_BN_SAMPLES ? total : FG_STATIC_BN_SAMPLES;
-  FG_TRY(fg_region_alloc(&s->bn_samples, &s->ledger, fg_cpu_device(), FG_MEM_DATA, (size_t)n * sizeof(uint32_t),
+  FG_TRY(fg_region_alloc(&s->bn_samples, &s->ledger, fg_host_device(), FG_MEM_DATA, (size_t)n * sizeof(uint32_t),
                          "BN recalibration samples"));
   uint32_t *idx = s->bn_samples.ptr;
   s->n_bn_samples = n;
@@ -156,7 +156,7 @@ static fg_status make_eval(server *s) {
   memset(&o, 0, sizeof o);
   o.batch = c->eval_batch;
   o.mode = FG_EXEC_INFERENCE;
-  o.device = fg_cpu_device();
+  o.device = fg_host_device();
   FG_TRY(fg_trainer_create(s->global, &o, &s->ledger, &s->eval));
   if (!s->mp.static_bn) return FG_OK;
   FG_TRY(fg_model_build(&s->mp.global, &s->stats_graph));

@@ -480,8 +480,8 @@ fg_status fg_aggregator_init(fg_aggregator *a, int64_t numel, fg_ledger *ledger)
   if (numel < 0 || !ledger)
     return FG_FAIL(FG_ERR_INVALID, "aggregator: %lld elements%s", (long long)numel, ledger ? "" : ", no ledger");
   size_t bytes = (size_t)numel * sizeof(double);
-  FG_TRY(fg_region_alloc(&a->sum, ledger, fg_cpu_device(), FG_MEM_OTHER, bytes, "aggregator sums"));
-  fg_status st = fg_region_alloc(&a->weight, ledger, fg_cpu_device(), FG_MEM_OTHER, bytes, "aggregator weights");
+  FG_TRY(fg_region_alloc(&a->sum, ledger, fg_host_device(), FG_MEM_OTHER, bytes, "aggregator sums"));
+  fg_status st = fg_region_alloc(&a->weight, ledger, fg_host_device(), FG_MEM_OTHER, bytes, "aggregator weights");
   if (st != FG_OK) {
     fg_region_free(&a->sum);
     return st;

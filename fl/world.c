@@ -18,7 +18,7 @@ fg_trainer_options fg_world_local_options(const fg_world *w, int round) {
   memset(&o, 0, sizeof o);
   o.batch = c->local_batch;
   o.mode = strcmp(c->mode, "checkpoint") == 0 ? FG_EXEC_CHECKPOINT : FG_EXEC_STORE;
-  o.device = fg_cpu_device();
+  o.device = fg_host_device();
   double lr = c->lr * pow(c->lr_decay, (double)round);
   if (strcmp(c->optimizer, "adam") == 0)
     o.optim = fg_optim_adam((float)lr, (float)c->weight_decay);
@@ -63,7 +63,7 @@ static fg_status full_model_peak(fg_world *w) {
 
 static fg_status label_sets(fg_world *w) {
   int k = w->train.classes, n = w->cfg->clients;
-  FG_TRY(fg_region_alloc(&w->class_masks, &w->data_ledger, fg_cpu_device(), FG_MEM_DATA,
+  FG_TRY(fg_region_alloc(&w->class_masks, &w->data_ledger, fg_host_device(), FG_MEM_DATA,
                          (size_t)n * (size_t)k * sizeof(float), "client label sets"));
   float *m = (float *)w->class_masks.ptr;
   memset(m, 0, (size_t)n * (size_t)k * sizeof(float));
@@ -133,7 +133,7 @@ fg_status fg_world_open(const fg_config *cfg, fg_world *w) {
   int64_t largest = 0;
   for (int c = 0; c < cfg->clients; c++)
     if (fg_partition_size(&w->partition, c) > largest) largest = fg_partition_size(&w->partition, c);
-  s = fg_region_alloc(&w->order, &w->data_ledger, fg_cpu_device(), FG_MEM_DATA, (size_t)largest * sizeof(uint32_t),
+  s = fg_region_alloc(&w->order, &w->data_ledger, fg_host_device(), FG_MEM_DATA, (size_t)largest * sizeof(uint32_t),
                       "epoch order");
   if (s == FG_OK) s = label_sets(w);
   if (s == FG_OK) s = full_model_peak(w);

@@ -123,5 +123,9 @@ fg_status fg_svd_workspace(const fg_tensor *a, size_t *bytes);
 /* Host <-> device transfers of a whole tensor (sizes must agree). */
 fg_status fg_tensor_from_host(fg_tensor *dst, const void *src_host, size_t bytes);
 fg_status fg_tensor_to_host(void *dst_host, const fg_tensor *src, size_t bytes);
+/* dst := src byte for byte (equal dtype and element count, any shapes): host memory to a
+ * device, a device to host memory, or within one device. Two different non-host devices:
+ * FG_ERR_UNSUPPORTED. */
+fg_status fg_tensor_transfer(fg_tensor *dst, const fg_tensor *src);
 
 #endif

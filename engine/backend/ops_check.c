@@ -101,3 +101,31 @@ fg_status fg_tensor_to_host(void *dst_host, const fg_tensor *src, size_t bytes) 
   FG_TRY(transfer("tensor_to_host", src, bytes, &b));
   return b->copy(b, dst_host, src->data, bytes, FG_COPY_D2H);
 }
+
+fg_status fg_tensor_transfer(fg_tensor *dst, const fg_tensor *src) {
+  static const char op[] = "tensor_transfer";
+  if (!dst || !src) return FG_FAIL(FG_ERR_INVALID, "%s: tensor is missing", op);
+  if (dst->dtype != src->dtype)
+    return FG_FAIL(FG_ERR_SHAPE, "%s: dtypes differ (%s into %s)", op, fg_dtype_name(src->dtype),
+                   fg_dtype_name(dst->dtype));
+  FG_TRY(fg_check_numel(op, "dst", dst, fg_tensor_numel(src)));
+  size_t bytes = fg_tensor_bytes(src);
+  if (bytes == 0) return FG_OK;
+  if ((!src->data || !dst->data)) return FG_FAIL(FG_ERR_INVALID, "%s: a tensor has no data", op);
+  const fg_device host = fg_host_device();
+  int src_host = fg_device_equal(src->device, host), dst_host = fg_device_equal(dst->device, host);
+  fg_backend *b;
+  if (fg_device_equal(src->device, dst->device)) {
+    const fg_tensor *ts[1] = {dst};
+    FG_TRY(fg_op_backend(op, ts, 1, &b));
+    return b->copy(b, dst->data, src->data, bytes, FG_COPY_D2D);
+  }
+  if (!src_host && !dst_host) {
+    char a[32], c[32];
+    return FG_FAIL(FG_ERR_UNSUPPORTED, "%s: no direct copy from %s to %s", op,
+                   fg_device_str(src->device, a, sizeof a), fg_device_str(dst->device, c, sizeof c));
+  }
+  const fg_tensor *ts[1] = {src_host ? dst : src};
+  FG_TRY(fg_op_backend(op, ts, 1, &b));
+  return b->copy(b, dst->data, src->data, bytes, src_host ? FG_COPY_H2D : FG_COPY_D2H);
+}

@@ -91,10 +91,10 @@ fg_status fg_dataset_load_cifar(const char *const *paths, int n_paths, int varia
                   FG_DATASET_MAX_SAMPLES);
   }
   if (s == FG_OK) {
-    s = fg_region_alloc(&ds->pixels, ledger, fg_cpu_device(), FG_MEM_DATA,
+    s = fg_region_alloc(&ds->pixels, ledger, fg_host_device(), FG_MEM_DATA,
                         (size_t)(n * FG_CIFAR_PIXELS), "dataset pixels");
     if (s == FG_OK)
-      s = fg_region_alloc(&ds->labels, ledger, fg_cpu_device(), FG_MEM_DATA,
+      s = fg_region_alloc(&ds->labels, ledger, fg_host_device(), FG_MEM_DATA,
                           (size_t)n * sizeof(int32_t), "dataset labels");
     if (s != FG_OK) fg_error_prefix("CIFAR-%d from %s", variant, paths[0]);
   }

@@ -50,10 +50,10 @@ fg_status fg_dataset_concat(const fg_dataset *a, const fg_dataset *b, fg_ledger 
                    a->name, (long long)a->n, b->name, (long long)b->n, (long long)FG_DATASET_MAX_SAMPLES);
   size_t sample_bytes = (size_t)fg_dataset_sample_numel(a) * fg_dtype_size(a->dtype);
   size_t a_bytes = (size_t)a->n * sample_bytes, b_bytes = (size_t)b->n * sample_bytes;
-  fg_status s = fg_region_alloc(&out->pixels, ledger, fg_cpu_device(), FG_MEM_DATA, a_bytes + b_bytes,
+  fg_status s = fg_region_alloc(&out->pixels, ledger, fg_host_device(), FG_MEM_DATA, a_bytes + b_bytes,
                                 "pooled dataset pixels");
   if (s == FG_OK)
-    s = fg_region_alloc(&out->labels, ledger, fg_cpu_device(), FG_MEM_DATA,
+    s = fg_region_alloc(&out->labels, ledger, fg_host_device(), FG_MEM_DATA,
                         (size_t)(a->n + b->n) * sizeof(int32_t), "pooled dataset labels");
   if (s != FG_OK) {
     fg_dataset_free(out);

@@ -199,12 +199,12 @@ fg_status fg_idx_load(const char *images_path, const char *labels_path, const fg
   if ((s = check_payload_size(&ri, &hi, pixel_bytes, "pixels")) != FG_OK) goto fail;
   if ((s = check_payload_size(&rl, &hl, n, "labels")) != FG_OK) goto fail;
 
-  if ((s = fg_region_alloc(&ds->pixels, ledger, fg_cpu_device(), FG_MEM_DATA, (size_t)pixel_bytes,
+  if ((s = fg_region_alloc(&ds->pixels, ledger, fg_host_device(), FG_MEM_DATA, (size_t)pixel_bytes,
                            "dataset pixels")) != FG_OK) {
     fg_error_prefix("%s", images_path);
     goto fail;
   }
-  if ((s = fg_region_alloc(&ds->labels, ledger, fg_cpu_device(), FG_MEM_DATA,
+  if ((s = fg_region_alloc(&ds->labels, ledger, fg_host_device(), FG_MEM_DATA,
                            (size_t)n * sizeof(int32_t), "dataset labels")) != FG_OK) {
     fg_error_prefix("%s", labels_path);
     goto fail;

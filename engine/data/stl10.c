@@ -95,10 +95,10 @@ fg_status fg_dataset_load_stl10(const char *images_path, const char *labels_path
                    "agree",
                    labels_path, (unsigned long long)label_bytes, images_path,
                    (unsigned long long)n);
-  fg_status s = fg_region_alloc(&ds->pixels, ledger, fg_cpu_device(), FG_MEM_DATA,
+  fg_status s = fg_region_alloc(&ds->pixels, ledger, fg_host_device(), FG_MEM_DATA,
                                 (size_t)(n * FG_STL10_IMAGE), "dataset pixels");
   if (s == FG_OK)
-    s = fg_region_alloc(&ds->labels, ledger, fg_cpu_device(), FG_MEM_DATA,
+    s = fg_region_alloc(&ds->labels, ledger, fg_host_device(), FG_MEM_DATA,
                         (size_t)n * sizeof(int32_t), "dataset labels");
   if (s != FG_OK) fg_error_prefix("STL-10 from %s", images_path);
   if (s == FG_OK) s = read_images(images_path, n, ds->pixels.ptr);

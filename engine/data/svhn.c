@@ -103,7 +103,7 @@ static fg_status load(fg_mat_file *m, fg_ledger *ledger, fg_dataset *ds) {
       return FG_FAIL(FG_ERR_FORMAT, "%s: variable '%s' appears twice", m->path, v->name);
     if (is_x) {
       FG_TRY(check_x(m->path, v, &nx));
-      fg_status s = fg_region_alloc(&ds->pixels, ledger, fg_cpu_device(), FG_MEM_DATA,
+      fg_status s = fg_region_alloc(&ds->pixels, ledger, fg_host_device(), FG_MEM_DATA,
                                     (size_t)nx * FG_SVHN_IMAGE, "dataset pixels");
       if (s != FG_OK) {
         fg_error_prefix("SVHN from %s", m->path);
@@ -112,7 +112,7 @@ static fg_status load(fg_mat_file *m, fg_ledger *ledger, fg_dataset *ds) {
       FG_TRY(read_x(m, nx, ds->pixels.ptr));
     } else {
       FG_TRY(check_y(m->path, v, &ny));
-      fg_status s = fg_region_alloc(&ds->labels, ledger, fg_cpu_device(), FG_MEM_DATA,
+      fg_status s = fg_region_alloc(&ds->labels, ledger, fg_host_device(), FG_MEM_DATA,
                                     (size_t)ny * sizeof(int32_t), "dataset labels");
       if (s != FG_OK) {
         fg_error_prefix("SVHN from %s", m->path);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "engine/backend/ops.h"
+#include "engine/backend/ops_check.h"
 #include "engine/base/rng.h"
 
 struct fg_trainer {
@@ -352,6 +353,27 @@ void fg_trainer_input(fg_trainer *t, fg_tensor *images, fg_tensor *labels) {
   int64_t shape[4] = {b, in->shape[0], in->shape[1], in->shape[2]};
   *images = view(t, t->region[FG_REGION_IMAGES].ptr, FG_F32, 4, shape);
   *labels = view(t, t->region[FG_REGION_LABELS].ptr, FG_I32, 1, &b);
+}
+
+fg_status fg_trainer_set_batch(fg_trainer *t, const fg_tensor *images, const fg_tensor *labels) {
+  static const char op[] = "trainer input";
+  const fg_node *in = fg_graph_node(t->g, 0);
+  FG_TRY(fg_check_tensor(op, "images", images, FG_F32, 4, 4));
+  int64_t n = images->shape[0];
+  if (n < 1 || n > t->plan->opt.batch)
+    return FG_FAIL(FG_ERR_SHAPE, "%s: a batch of %lld samples, the plan holds 1..%lld", op, (long long)n,
+                   (long long)t->plan->opt.batch);
+  for (int d = 0; d < 3; d++) FG_TRY(fg_check_extent(op, "images", images, d + 1, in->shape[d]));
+  int64_t shape[4] = {n, in->shape[0], in->shape[1], in->shape[2]};
+  fg_tensor dst = view(t, t->region[FG_REGION_IMAGES].ptr, FG_F32, 4, shape);
+  FG_TRY(fg_tensor_transfer(&dst, images));
+  if (labels) {
+    FG_TRY(fg_check_tensor(op, "labels", labels, FG_I32, 1, 1));
+    FG_TRY(fg_check_extent(op, "labels", labels, 0, n));
+    fg_tensor ldst = view(t, t->region[FG_REGION_LABELS].ptr, FG_I32, 1, &n);
+    FG_TRY(fg_tensor_transfer(&ldst, labels));
+  }
+  return FG_OK;
 }
 
 fg_tensor fg_trainer_state(const fg_trainer *t) {

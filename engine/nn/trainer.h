@@ -39,6 +39,12 @@ const fg_graph *fg_trainer_graph(const fg_trainer *t);
 /* The device tensors of the input batch: images [batch, C, H, W] f32, labels [batch] i32. */
 void fg_trainer_input(fg_trainer *t, fg_tensor *images, fg_tensor *labels);
 
+/* Copies a batch into the trainer's input: images [n, C, H, W] f32 (the graph's input shape,
+ * 1 <= n <= the plan's batch), labels [n] i32 or NULL (then the labels are left as they are:
+ * graphs whose loss reads none). Either may live in host memory or on the trainer's device; the
+ * following step or evaluation runs on these n samples. */
+fg_status fg_trainer_set_batch(fg_trainer *t, const fg_tensor *images, const fg_tensor *labels);
+
 /* The whole state vector (parameters + buffers) [state_numel], on the device. */
 fg_tensor fg_trainer_state(const fg_trainer *t);
 fg_status fg_trainer_set_state(fg_trainer *t, const float *host_state);

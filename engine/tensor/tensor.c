@@ -16,17 +16,17 @@ fg_tensor fg_tensor_view(void *data, fg_dtype dtype, fg_device device, int ndim,
 }
 
 fg_tensor fg_tensor_1d(float *data, int64_t n) {
-  return fg_tensor_view(data, FG_F32, fg_cpu_device(), 1, &n);
+  return fg_tensor_view(data, FG_F32, fg_host_device(), 1, &n);
 }
 
 fg_tensor fg_tensor_2d(float *data, int64_t rows, int64_t cols) {
   int64_t s[2] = {rows, cols};
-  return fg_tensor_view(data, FG_F32, fg_cpu_device(), 2, s);
+  return fg_tensor_view(data, FG_F32, fg_host_device(), 2, s);
 }
 
 fg_tensor fg_tensor_4d(float *data, int64_t n, int64_t c, int64_t h, int64_t w) {
   int64_t s[4] = {n, c, h, w};
-  return fg_tensor_view(data, FG_F32, fg_cpu_device(), 4, s);
+  return fg_tensor_view(data, FG_F32, fg_host_device(), 4, s);
 }
 
 int64_t fg_tensor_numel(const fg_tensor *t) {
@@ -54,6 +54,42 @@ int fg_tensor_same_shape(const fg_tensor *a, const fg_tensor *b) {
 }
 
 int fg_device_equal(fg_device a, fg_device b) { return a.kind == b.kind && a.index == b.index; }
+
+enum { FG_MAX_DEVICE_INDEX = 255 };
+
+fg_status fg_device_parse(const char *text, fg_device *out) {
+  if (!text) return FG_FAIL(FG_ERR_INVALID, "device: no name given (expected cpu, cuda or cuda:N)");
+  fg_device d = {FG_DEV_CPU, 0};
+  if (strcmp(text, "cpu") == 0) {
+    *out = d;
+    return FG_OK;
+  }
+  d.kind = FG_DEV_CUDA;
+  if (strcmp(text, "cuda") == 0) {
+    *out = d;
+    return FG_OK;
+  }
+  const char *digits = strncmp(text, "cuda:", 5) == 0 ? text + 5 : NULL;
+  int index = 0, n = 0;
+  if (digits && *digits) {
+    for (; digits[n] >= '0' && digits[n] <= '9' && index <= FG_MAX_DEVICE_INDEX; n++)
+      index = index * 10 + (digits[n] - '0');
+  }
+  if (!digits || n == 0 || digits[n] != '\0' || index > FG_MAX_DEVICE_INDEX)
+    return FG_FAIL(FG_ERR_INVALID, "device '%s' is not cpu, cuda or cuda:N (N in 0..%d)", text,
+                   FG_MAX_DEVICE_INDEX);
+  d.index = index;
+  *out = d;
+  return FG_OK;
+}
+
+const char *fg_device_str(fg_device d, char *buf, size_t cap) {
+  if (d.kind == FG_DEV_CPU)
+    snprintf(buf, cap, "cpu");
+  else
+    snprintf(buf, cap, "%s:%d", fg_device_kind_name(d.kind), d.index);
+  return buf;
+}
 
 const char *fg_dtype_name(fg_dtype dtype) {
   switch (dtype) {

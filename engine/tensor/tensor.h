@@ -30,16 +30,26 @@ typedef struct fg_tensor {
   fg_device device;
 } fg_tensor;
 
-static inline fg_device fg_cpu_device(void) {
+/* Where host memory lives: datasets, host batches, the FL server's state, anything the CPU
+ * reads directly. It is the CPU backend's memory; the device a model trains on is chosen by the
+ * user (fg_device_parse) and may be another. */
+static inline fg_device fg_host_device(void) {
   fg_device d = {FG_DEV_CPU, 0};
   return d;
 }
 
+/* Parses a device name: "cpu", "cuda" (= "cuda:0") or "cuda:N" (N in 0..255). FG_ERR_INVALID
+ * naming the text and the accepted forms otherwise. Whether the device exists is the backend
+ * registry's business (fg_backend_for). */
+fg_status fg_device_parse(const char *text, fg_device *out);
+/* Writes "cpu" or "cuda:N" into buf; returns buf. */
+const char *fg_device_str(fg_device d, char *buf, size_t cap);
+
 /* Build a view. `shape` has `ndim` extents (1..4). */
 fg_tensor fg_tensor_view(void *data, fg_dtype dtype, fg_device device, int ndim, const int64_t *shape);
-fg_tensor fg_tensor_1d(float *data, int64_t n);                               /* CPU f32 */
-fg_tensor fg_tensor_2d(float *data, int64_t rows, int64_t cols);              /* CPU f32 */
-fg_tensor fg_tensor_4d(float *data, int64_t n, int64_t c, int64_t h, int64_t w); /* CPU f32 */
+fg_tensor fg_tensor_1d(float *data, int64_t n);                               /* host f32 */
+fg_tensor fg_tensor_2d(float *data, int64_t rows, int64_t cols);              /* host f32 */
+fg_tensor fg_tensor_4d(float *data, int64_t n, int64_t c, int64_t h, int64_t w); /* host f32 */
 
 int64_t fg_tensor_numel(const fg_tensor *t);
 size_t fg_dtype_size(fg_dtype dtype);

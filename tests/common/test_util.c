@@ -108,7 +108,7 @@ void fgt_register_empty_backend(void) {
   static fg_backend empty;
   memset(&empty, 0, sizeof empty);
   empty.name = "empty";
-  empty.device = fg_cpu_device();
+  empty.device = fg_host_device();
   empty.available = 1;
   fg_backend_registry_clear();
   FGT_OK(fg_backend_register(&empty));

@@ -85,7 +85,7 @@ static void memplan_matches_step(const char *arch, const char *width, const char
   o.batch = atoi(batch);
   o.mode = strcmp(mode, "checkpoint") == 0 ? FG_EXEC_CHECKPOINT : FG_EXEC_STORE;
   o.optim = fg_optim_sgd(0.01f, 0.9f, 0.0f); /* memplan's default: SGD with momentum 0.9 */
-  o.device = fg_cpu_device();
+  o.device = fg_host_device();
   fg_ledger l;
   fg_ledger_init(&l, "measured", 0);
   fg_trainer *t;

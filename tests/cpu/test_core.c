@@ -113,14 +113,35 @@ Test(region, rounding_cap_and_release) {
   fg_ledger l;
   fg_ledger_init(&l, "client", 128);
   fg_region r1, r2;
-  FGT_OK(fg_region_alloc(&r1, &l, fg_cpu_device(), FG_MEM_DATA, 10, "batch"));
+  FGT_OK(fg_region_alloc(&r1, &l, fg_host_device(), FG_MEM_DATA, 10, "batch"));
   cr_assert_eq(r1.bytes, 64u);
   cr_assert_eq(((uintptr_t)r1.ptr) % 64, 0u);
-  cr_assert_eq(fg_region_alloc(&r2, &l, fg_cpu_device(), FG_MEM_DATA, 65, "labels"), FG_ERR_BUDGET);
+  cr_assert_eq(fg_region_alloc(&r2, &l, fg_host_device(), FG_MEM_DATA, 65, "labels"), FG_ERR_BUDGET);
   cr_assert_null(r2.ptr);
   cr_assert_eq(l.current, 64u);
   fg_region_free(&r1);
   fg_region_free(&r1);
   cr_assert_eq(l.current, 0u);
   cr_assert_eq(l.live, 0u);
+}
+
+Test(device, parse_and_print) {
+  fg_device d;
+  char buf[32];
+  cr_assert_eq(fg_device_parse("cpu", &d), FG_OK);
+  cr_assert(d.kind == FG_DEV_CPU && d.index == 0);
+  cr_assert_str_eq(fg_device_str(d, buf, sizeof buf), "cpu");
+  cr_assert_eq(fg_device_parse("cuda", &d), FG_OK);
+  cr_assert(d.kind == FG_DEV_CUDA && d.index == 0);
+  cr_assert_str_eq(fg_device_str(d, buf, sizeof buf), "cuda:0");
+  cr_assert_eq(fg_device_parse("cuda:12", &d), FG_OK);
+  cr_assert(d.kind == FG_DEV_CUDA && d.index == 12);
+  cr_assert_str_eq(fg_device_str(d, buf, sizeof buf), "cuda:12");
+  cr_assert_eq(fg_device_parse("cuda:255", &d), FG_OK);
+  const char *bad[] = {"", "gpu", "cuda:", "cuda:x", "cuda:1x", "cuda:256", "cuda:99999999999", "CPU", "cuda0"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cr_assert_eq(fg_device_parse(bad[i], &d), FG_ERR_INVALID, "%s", bad[i]);
+    cr_assert(strstr(fg_last_error(), "cpu, cuda or cuda:N") != NULL, "%s", fg_last_error());
+  }
+  cr_assert_eq(fg_device_parse(NULL, &d), FG_ERR_INVALID);
 }

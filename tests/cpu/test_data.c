@@ -104,8 +104,8 @@ Test(data_idx, u8_roundtrip_plain_and_gzip) {
     cr_assert_eq(memcmp(fg_dataset_pixels_u8(&ds), px, n * h * w), 0);
     for (uint32_t i = 0; i < n; i++) cr_assert_eq(fg_dataset_labels(&ds)[i], labels[i]);
     cr_assert_eq(f.ledger.by_cat[FG_MEM_DATA],
-                 fg_region_round(fg_cpu_device(), n * h * w) +
-                     fg_region_round(fg_cpu_device(), n * sizeof(int32_t)));
+                 fg_region_round(fg_host_device(), n * h * w) +
+                     fg_region_round(fg_host_device(), n * sizeof(int32_t)));
     cr_assert_str_eq(ds.name, gz ? "img.gz" : "img");
     fg_dataset_free(&ds);
     cr_assert_eq(f.ledger.current, 0);
@@ -686,7 +686,7 @@ Test(data_concat, train_then_test_samples_and_labels) {
     cr_assert_eq(fg_dataset_labels(&pool)[i], i < 5 ? la[i] : lb[i - 5], "label %d", i);
   }
   cr_assert_eq(f.ledger.current - before,
-               fg_region_round(fg_cpu_device(), 8 * 12) + fg_region_round(fg_cpu_device(), 8 * sizeof(int32_t)));
+               fg_region_round(fg_host_device(), 8 * 12) + fg_region_round(fg_host_device(), 8 * sizeof(int32_t)));
   fg_dataset_free(&pool);
   cr_assert_eq(f.ledger.current, before);
   fg_dataset_free(&a);

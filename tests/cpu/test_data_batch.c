@@ -25,8 +25,8 @@ static fg_dataset make_u8(int64_t n, int64_t c, int64_t h, int64_t w, int classe
   ds.w = w;
   ds.classes = classes;
   ds.dtype = FG_U8;
-  FGT_OK(fg_region_alloc(&ds.pixels, &ledger, fg_cpu_device(), FG_MEM_DATA, (size_t)(n * c * h * w), "px"));
-  FGT_OK(fg_region_alloc(&ds.labels, &ledger, fg_cpu_device(), FG_MEM_DATA, (size_t)n * 4, "labels"));
+  FGT_OK(fg_region_alloc(&ds.pixels, &ledger, fg_host_device(), FG_MEM_DATA, (size_t)(n * c * h * w), "px"));
+  FGT_OK(fg_region_alloc(&ds.labels, &ledger, fg_host_device(), FG_MEM_DATA, (size_t)n * 4, "labels"));
   fg_rng r = fg_rng_stream(seed, FG_RNG_TEST, 2, 0);
   uint8_t *px = ds.pixels.ptr;
   for (int64_t i = 0; i < n * c * h * w; i++) px[i] = (uint8_t)(lo + (int)fg_rng_below(&r, (uint64_t)(256 - lo)));
@@ -45,7 +45,7 @@ Test(data_batch, normalisation_u8_one_and_three_channels) {
   int32_t y[10];
   fg_tensor tx = fg_tensor_4d(x, 10, 1, 4, 3);
   int64_t ys[1] = {10};
-  fg_tensor ty = fg_tensor_view(y, FG_I32, fg_cpu_device(), 1, ys);
+  fg_tensor ty = fg_tensor_view(y, FG_I32, fg_host_device(), 1, ys);
   fg_dataset_view v = fg_dataset_view_all(&ds);
   FGT_OK(fg_batch_fill(&v, NULL, 0, &fm, NULL, 0, &tx, &ty));
   double want[120];
@@ -66,7 +66,7 @@ Test(data_batch, normalisation_u8_one_and_three_channels) {
   int32_t y3[4];
   tx = fg_tensor_4d(x3, 4, 3, 2, 2);
   ys[0] = 4;
-  ty = fg_tensor_view(y3, FG_I32, fg_cpu_device(), 1, ys);
+  ty = fg_tensor_view(y3, FG_I32, fg_host_device(), 1, ys);
   v = fg_dataset_view_all(&ds);
   FGT_OK(fg_batch_fill(&v, order, 3, &cf, NULL, 0, &tx, &ty));
   double want3[48];
@@ -94,8 +94,8 @@ Test(data_batch, normalisation_f32_uses_values_as_is) {
   ds.w = 2;
   ds.classes = 2;
   ds.dtype = FG_F32;
-  FGT_OK(fg_region_alloc(&ds.pixels, &ledger, fg_cpu_device(), FG_MEM_DATA, 12 * 4, "px"));
-  FGT_OK(fg_region_alloc(&ds.labels, &ledger, fg_cpu_device(), FG_MEM_DATA, 3 * 4, "labels"));
+  FGT_OK(fg_region_alloc(&ds.pixels, &ledger, fg_host_device(), FG_MEM_DATA, 12 * 4, "px"));
+  FGT_OK(fg_region_alloc(&ds.labels, &ledger, fg_host_device(), FG_MEM_DATA, 3 * 4, "labels"));
   float *px = ds.pixels.ptr;
   fgt_fill_uniform(px, 12, 3, -5.0f, 5.0f);
   memset(ds.labels.ptr, 0, 12);
@@ -106,7 +106,7 @@ Test(data_batch, normalisation_f32_uses_values_as_is) {
   int32_t y[3];
   fg_tensor tx = fg_tensor_4d(x, 3, 2, 1, 2);
   int64_t ys[1] = {3};
-  fg_tensor ty = fg_tensor_view(y, FG_I32, fg_cpu_device(), 1, ys);
+  fg_tensor ty = fg_tensor_view(y, FG_I32, fg_host_device(), 1, ys);
   fg_dataset_view v = fg_dataset_view_all(&ds);
   FGT_OK(fg_batch_fill(&v, NULL, 0, &half, NULL, 0, &tx, &ty));
   double want[12];
@@ -157,7 +157,7 @@ Test(data_batch, augmentation_is_a_padded_shift_and_flip) {
   int32_t *y = malloc(n * sizeof *y);
   fg_tensor tx = fg_tensor_4d(x, n, c, h, w);
   int64_t ys[1] = {n};
-  fg_tensor ty = fg_tensor_view(y, FG_I32, fg_cpu_device(), 1, ys);
+  fg_tensor ty = fg_tensor_view(y, FG_I32, fg_host_device(), 1, ys);
   fg_dataset_view v = fg_dataset_view_all(&ds);
   fg_augment aug = {pad, 1};
   uint64_t key = fg_augment_key(1, 0, 0);
@@ -213,7 +213,7 @@ Test(data_batch, augmentation_is_deterministic_and_split_independent) {
   int32_t ya[600], yb[600];
   int64_t ys[1] = {n};
   fg_tensor ta = fg_tensor_4d(a, n, c, h, w), tb = fg_tensor_4d(b, n, c, h, w);
-  fg_tensor tya = fg_tensor_view(ya, FG_I32, fg_cpu_device(), 1, ys);
+  fg_tensor tya = fg_tensor_view(ya, FG_I32, fg_host_device(), 1, ys);
   /* One batch of all positions on 1 thread ... */
   omp_set_num_threads(1);
   FGT_OK(fg_batch_fill(&v, order, 0, &nm, &aug, key, &ta, &tya));
@@ -227,7 +227,7 @@ Test(data_batch, augmentation_is_deterministic_and_split_independent) {
   for (int64_t j = nb - 1; j >= 0; j--) {
     fg_tensor tx = fg_tensor_4d(b + starts[j] * per, counts[j], c, h, w);
     int64_t yj[1] = {counts[j]};
-    fg_tensor ty = fg_tensor_view(yb + starts[j], FG_I32, fg_cpu_device(), 1, yj);
+    fg_tensor ty = fg_tensor_view(yb + starts[j], FG_I32, fg_host_device(), 1, yj);
     FGT_OK(fg_batch_fill(&v, order, starts[j], &nm, &aug, key, &tx, &ty));
   }
   cr_assert_eq(memcmp(a, b, n * per * sizeof *a), 0, "batch split or thread count changed pixels");
@@ -236,9 +236,9 @@ Test(data_batch, augmentation_is_deterministic_and_split_independent) {
   fg_tensor t8 = fg_tensor_4d(b, 8, c, h, w), t4a = fg_tensor_4d(b + 8 * per, 4, c, h, w),
             t4b = fg_tensor_4d(b + 12 * per, 4, c, h, w);
   int64_t y8s[1] = {8}, y4s[1] = {4};
-  fg_tensor ty8 = fg_tensor_view(yb, FG_I32, fg_cpu_device(), 1, y8s);
-  fg_tensor ty4a = fg_tensor_view(yb + 8, FG_I32, fg_cpu_device(), 1, y4s);
-  fg_tensor ty4b = fg_tensor_view(yb + 12, FG_I32, fg_cpu_device(), 1, y4s);
+  fg_tensor ty8 = fg_tensor_view(yb, FG_I32, fg_host_device(), 1, y8s);
+  fg_tensor ty4a = fg_tensor_view(yb + 8, FG_I32, fg_host_device(), 1, y4s);
+  fg_tensor ty4b = fg_tensor_view(yb + 12, FG_I32, fg_host_device(), 1, y4s);
   FGT_OK(fg_batch_fill(&v, order, 0, &nm, &aug, key, &t8, &ty8));
   FGT_OK(fg_batch_fill(&v, order, 0, &nm, &aug, key, &t4a, &ty4a));
   FGT_OK(fg_batch_fill(&v, order, 4, &nm, &aug, key, &t4b, &ty4b));
@@ -271,7 +271,7 @@ Test(data_batch, views_select_without_copying) {
   int32_t y[5];
   fg_tensor tx = fg_tensor_4d(x, 5, 1, 3, 3);
   int64_t ys[1] = {5};
-  fg_tensor ty = fg_tensor_view(y, FG_I32, fg_cpu_device(), 1, ys);
+  fg_tensor ty = fg_tensor_view(y, FG_I32, fg_host_device(), 1, ys);
   const uint32_t order[5] = {4, 3, 2, 1, 0};
   FGT_OK(fg_batch_fill(&v, order, 0, &nm, NULL, 0, &tx, &ty));
   for (int i = 0; i < 5; i++) {
@@ -358,8 +358,8 @@ Test(data_batch, argument_checks) {
   float x[6 * 48];
   int32_t y[6];
   int64_t ys[1] = {4}, ys5[1] = {5};
-  fg_tensor tx = fg_tensor_4d(x, 4, 3, 4, 4), ty = fg_tensor_view(y, FG_I32, fg_cpu_device(), 1, ys);
-  fg_tensor bad_c = fg_tensor_4d(x, 4, 1, 4, 4), bad_y = fg_tensor_view(y, FG_I32, fg_cpu_device(), 1, ys5);
+  fg_tensor tx = fg_tensor_4d(x, 4, 3, 4, 4), ty = fg_tensor_view(y, FG_I32, fg_host_device(), 1, ys);
+  fg_tensor bad_c = fg_tensor_4d(x, 4, 1, 4, 4), bad_y = fg_tensor_view(y, FG_I32, fg_host_device(), 1, ys5);
   fg_tensor y_f32 = fg_tensor_1d((float *)y, 4);
   FGT_OK(fg_batch_fill(&v, NULL, 2, &cf, NULL, 0, &tx, &ty));
   cr_assert_eq(fg_batch_fill(&v, NULL, 3, &cf, NULL, 0, &tx, &ty), FG_ERR_INVALID, "past the end");
@@ -382,7 +382,7 @@ Test(data_batch, argument_checks) {
   /* A zero-sample batch is a no-op. */
   fg_tensor t0 = fg_tensor_4d(x, 0, 3, 4, 4);
   int64_t y0s[1] = {0};
-  fg_tensor ty0 = fg_tensor_view(y, FG_I32, fg_cpu_device(), 1, y0s);
+  fg_tensor ty0 = fg_tensor_view(y, FG_I32, fg_host_device(), 1, y0s);
   FGT_OK(fg_batch_fill(&v, NULL, 6, &cf, NULL, 0, &t0, &ty0));
   fg_dataset_free(&ds);
 }

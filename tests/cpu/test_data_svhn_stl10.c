@@ -307,7 +307,7 @@ Test(data_svhn, catalog_entry_and_half_normalisation) {
   float x[2 * 3 * 32 * 32];
   int32_t y[2];
   fg_tensor tx = fg_tensor_4d(x, 2, 3, 32, 32);
-  fg_tensor ty = fg_tensor_view(y, FG_I32, fg_cpu_device(), 1, (const int64_t[1]){2});
+  fg_tensor ty = fg_tensor_view(y, FG_I32, fg_host_device(), 1, (const int64_t[1]){2});
   fg_dataset_view v = fg_dataset_view_all(&ds);
   FGT_OK(fg_batch_fill(&v, NULL, 0, &norm, NULL, 0, &tx, &ty));
   for (int i = 0; i < 2; i++)
@@ -548,8 +548,8 @@ Test(data_stl10, plain_and_gzipped_roundtrip) {
   FGT_OK(fg_dataset_load_stl10_dir(f.dir, 1, &f.ledger, &ds));
   check_stl(&ds, 4);
   cr_assert_str_eq(ds.name, "stl10-train");
-  cr_assert_eq(f.ledger.current, fg_region_round(fg_cpu_device(), 4 * STL_IMAGE) +
-                                     fg_region_round(fg_cpu_device(), 4 * sizeof(int32_t)));
+  cr_assert_eq(f.ledger.current, fg_region_round(fg_host_device(), 4 * STL_IMAGE) +
+                                     fg_region_round(fg_host_device(), 4 * sizeof(int32_t)));
   fg_dataset_free(&ds);
   FGT_OK(fg_dataset_load_stl10_dir(f.dir, 0, &f.ledger, &ds));
   check_stl(&ds, 3);
@@ -573,7 +573,7 @@ Test(data_stl10, catalog_entry_and_half_normalisation) {
   float *x = malloc(2 * STL_IMAGE * sizeof *x);
   int32_t y[2];
   fg_tensor tx = fg_tensor_4d(x, 2, 3, 96, 96);
-  fg_tensor ty = fg_tensor_view(y, FG_I32, fg_cpu_device(), 1, (const int64_t[1]){2});
+  fg_tensor ty = fg_tensor_view(y, FG_I32, fg_host_device(), 1, (const int64_t[1]){2});
   fg_dataset_view v = fg_dataset_view_all(&ds);
   FGT_OK(fg_batch_fill(&v, NULL, 0, &norm, NULL, 0, &tx, &ty));
   const int probes[][4] = {{0, 0, 0, 0}, {0, 1, 5, 90}, {1, 2, 95, 3}, {1, 0, 47, 48}};

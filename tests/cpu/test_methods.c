@@ -46,7 +46,7 @@ static double trainer_loss(const fg_loss_spec *loss) {
   memset(&o, 0, sizeof o);
   o.batch = N;
   o.mode = FG_EXEC_STORE;
-  o.device = fg_cpu_device();
+  o.device = fg_host_device();
   o.loss = *loss;
   fg_ledger l;
   fg_ledger_init(&l, "loss", 0);

@@ -130,7 +130,7 @@ static step_result one_step(const fg_method_config *mc, int t) {
   o.batch = 6;
   o.mode = FG_EXEC_STORE;
   o.optim = fg_optim_sgd(0.1f, 0.9f, 5e-4f);
-  o.device = fg_cpu_device();
+  o.device = fg_host_device();
   neulite()->loss(mc, &mp, t - 1, 0, 10, &o.loss);
   fg_ledger l;
   fg_ledger_init(&l, "neulite", 0);

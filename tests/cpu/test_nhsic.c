@@ -41,7 +41,7 @@ static void make(const nh_case *c, uint64_t seed, buffers *b) {
   for (int64_t i = 0; i < c->m * c->dx; i++) b->xd[i] = b->x[i];
   b->scratch = malloc((size_t)(6 * c->m * c->m) * sizeof(double));
   size_t bytes = 0;
-  FGT_OK(fg_nhsic_workspace(fg_cpu_device(), c->m, &bytes));
+  FGT_OK(fg_nhsic_workspace(fg_host_device(), c->m, &bytes));
   b->ws = malloc(bytes);
   b->w = (fg_workspace){b->ws, bytes};
 }
@@ -89,11 +89,11 @@ Test(nhsic, label_target_matches_one_hot_reference) {
   for (int64_t i = 0; i < m * dz; i++) zd[i] = z[i];
   double *scratch = malloc((size_t)(6 * m * m) * sizeof *scratch);
   size_t bytes = 0;
-  FGT_OK(fg_nhsic_workspace(fg_cpu_device(), m, &bytes));
+  FGT_OK(fg_nhsic_workspace(fg_host_device(), m, &bytes));
   void *ws = malloc(bytes);
   fg_tensor tz = fg_tensor_2d(z, m, dz);
   int64_t n = m;
-  fg_tensor ty = fg_tensor_view(y, FG_I32, fg_cpu_device(), 1, &n);
+  fg_tensor ty = fg_tensor_view(y, FG_I32, fg_host_device(), 1, &n);
   fg_nhsic_desc d = {sigma, (int)classes};
   double v = NAN;
   FGT_OK(fg_nhsic(&d, &tz, NULL, &ty, 1.0f, NULL, 0, (fg_workspace){ws, bytes}, &v));

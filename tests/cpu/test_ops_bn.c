@@ -387,7 +387,7 @@ Test(bn, shape_and_value_errors) {
             fg_last_error());
   /* Rank 3. */
   int64_t s3[3] = {2, 3, 4};
-  fg_tensor t3 = fg_tensor_view(x, FG_F32, fg_cpu_device(), 3, s3);
+  fg_tensor t3 = fg_tensor_view(x, FG_F32, fg_host_device(), 3, s3);
   cr_assert_eq(fg_bn_forward_train(&t3, &tg, &tb, &t3, &tm, &ti, NULL, NULL, 0.1f, 1e-5f),
                FG_ERR_SHAPE);
   /* Only one running statistic. */

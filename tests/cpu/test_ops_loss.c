@@ -35,7 +35,7 @@ static int32_t *new_labels(int64_t n, int64_t k, uint64_t seed) {
 }
 
 static fg_tensor labels_tensor(int32_t *y, int64_t n) {
-  return fg_tensor_view(y, FG_I32, fg_cpu_device(), 1, &n);
+  return fg_tensor_view(y, FG_I32, fg_host_device(), 1, &n);
 }
 
 static void expect_close(const char *what, const float *got, const double *want, size_t n,
@@ -484,7 +484,7 @@ Test(xent_mask, hand_example_and_reference) {
   int32_t y[1] = {0};
   fg_tensor tz = fg_tensor_2d(z, 1, 3), tm = fg_tensor_1d(m, 3), tdz = fg_tensor_2d(dz, 1, 3);
   int64_t shape[1] = {1};
-  fg_tensor ty = fg_tensor_view(y, FG_I32, fg_cpu_device(), 1, shape);
+  fg_tensor ty = fg_tensor_view(y, FG_I32, fg_host_device(), 1, shape);
   double loss;
   int64_t correct;
   FGT_OK(fg_softmax_xent(&tz, &ty, &tm, 1.0f, &tdz, 0, &loss, &correct));
@@ -508,7 +508,7 @@ Test(xent_mask, hand_example_and_reference) {
   for (int i = 0; i < N * K; i++) gd[i] += g[i];
   fg_tensor tzz = fg_tensor_2d(zz, N, K), tg = fg_tensor_2d(g, N, K), tmask = fg_tensor_1d(mask, K);
   int64_t nshape[1] = {N};
-  fg_tensor tl = fg_tensor_view(labels, FG_I32, fg_cpu_device(), 1, nshape);
+  fg_tensor tl = fg_tensor_view(labels, FG_I32, fg_host_device(), 1, nshape);
   FGT_OK(fg_softmax_xent(&tzz, &tl, &tmask, 0.5f, &tg, 1, &loss, NULL));
   cr_assert_float_eq(loss, lref, 1e-6);
   char msg[256];

@@ -295,7 +295,7 @@ Test(validation, shape_mismatch_names_op_and_argument) {
   /* Wrong dtype. */
   int32_t iv[6] = {0};
   int64_t six = 6;
-  fg_tensor ti = fg_tensor_view(iv, FG_I32, fg_cpu_device(), 1, &six);
+  fg_tensor ti = fg_tensor_view(iv, FG_I32, fg_host_device(), 1, &six);
   cr_assert_eq(fg_scale(2.0f, &ti, &ty), FG_ERR_SHAPE);
   cr_assert(strstr(fg_last_error(), "scale: x has dtype i32, expected f32") != NULL, "message: %s",
             fg_last_error());
@@ -326,7 +326,7 @@ Test(validation, null_entries_are_unsupported) {
   fg_tensor td = fg_tensor_1d(d, 4), te = fg_tensor_1d(e, 4);
   fg_tensor m22 = fg_tensor_2d(a, 2, 2), n22 = fg_tensor_2d(b, 2, 2);
   fg_tensor ch = fg_tensor_1d(c, 2), ch2 = fg_tensor_1d(d, 2), ch3 = fg_tensor_1d(e, 2);
-  fg_tensor tl = fg_tensor_view(lab, FG_I32, fg_cpu_device(), 1, &two);
+  fg_tensor tl = fg_tensor_view(lab, FG_I32, fg_host_device(), 1, &two);
   double loss;
   fg_kl_desc kd = {1.0f, 0.0f, FG_KL_BATCHMEAN, 1.0f};
   fg_sgd_hparams sh = {0.1f, 0.0f, 0.0f, 0.0f, 0};

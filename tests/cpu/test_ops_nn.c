@@ -303,12 +303,12 @@ static void run_maxpool_case(const pool_case *pc, uint64_t seed) {
   cr_assert(am && amr);
   double *xd = widen(x, nx), *dyd = widen(dy, ny), *yr = dbuf(ny), *dxr = widen(dx0, nx);
   int64_t sx[4] = {pc->n, pc->c, pc->h, pc->w}, sy[4] = {pc->n, pc->c, ho, wo};
-  fg_tensor tx = fg_tensor_view(x, FG_F32, fg_cpu_device(), 4, sx);
-  fg_tensor ty = fg_tensor_view(y, FG_F32, fg_cpu_device(), 4, sy);
-  fg_tensor ty2 = fg_tensor_view(y2, FG_F32, fg_cpu_device(), 4, sy);
-  fg_tensor tam = fg_tensor_view(am, FG_U8, fg_cpu_device(), 4, sy);
-  fg_tensor tdy = fg_tensor_view(dy, FG_F32, fg_cpu_device(), 4, sy);
-  fg_tensor tdx = fg_tensor_view(dx, FG_F32, fg_cpu_device(), 4, sx);
+  fg_tensor tx = fg_tensor_view(x, FG_F32, fg_host_device(), 4, sx);
+  fg_tensor ty = fg_tensor_view(y, FG_F32, fg_host_device(), 4, sy);
+  fg_tensor ty2 = fg_tensor_view(y2, FG_F32, fg_host_device(), 4, sy);
+  fg_tensor tam = fg_tensor_view(am, FG_U8, fg_host_device(), 4, sy);
+  fg_tensor tdy = fg_tensor_view(dy, FG_F32, fg_host_device(), 4, sy);
+  fg_tensor tdx = fg_tensor_view(dx, FG_F32, fg_host_device(), 4, sx);
 
   fill_nan(y, ny);
   memset(am, 0xee, ny);
@@ -392,9 +392,9 @@ Test(maxpool, ties_pick_the_first_maximum, .init = setup_two_threads) {
   float y[4];
   uint8_t am[4];
   int64_t sx[4] = {1, 1, 4, 4}, sy[4] = {1, 1, 2, 2};
-  fg_tensor tx = fg_tensor_view(x, FG_F32, fg_cpu_device(), 4, sx);
-  fg_tensor ty = fg_tensor_view(y, FG_F32, fg_cpu_device(), 4, sy);
-  fg_tensor tam = fg_tensor_view(am, FG_U8, fg_cpu_device(), 4, sy);
+  fg_tensor tx = fg_tensor_view(x, FG_F32, fg_host_device(), 4, sx);
+  fg_tensor ty = fg_tensor_view(y, FG_F32, fg_host_device(), 4, sy);
+  fg_tensor tam = fg_tensor_view(am, FG_U8, fg_host_device(), 4, sy);
   fg_pool_desc desc = {2, 2, 0};
   FGT_OK(fg_maxpool_forward(&desc, &tx, &ty, &tam));
   double xd[16], yr[4];
@@ -410,8 +410,8 @@ Test(maxpool, ties_pick_the_first_maximum, .init = setup_two_threads) {
   }
   /* backward: the gradient of the tied window goes to the first 3 (row 0, column 1) only */
   float dy[4] = {10, 20, 30, 40}, dx[16];
-  fg_tensor tdy = fg_tensor_view(dy, FG_F32, fg_cpu_device(), 4, sy);
-  fg_tensor tdx = fg_tensor_view(dx, FG_F32, fg_cpu_device(), 4, sx);
+  fg_tensor tdy = fg_tensor_view(dy, FG_F32, fg_host_device(), 4, sy);
+  fg_tensor tdx = fg_tensor_view(dx, FG_F32, fg_host_device(), 4, sx);
   FGT_OK(fg_maxpool_backward(&desc, &tdy, &tam, &tdx, 0));
   const float want_dx[16] = {0, 10, 0, 0, 0, 0, 0, 20, 30, 0, 40, 0, 0, 0, 0, 0};
   for (int i = 0; i < 16; i++) cr_assert_eq(dx[i], want_dx[i], "dx[%d] = %g, want %g", i, dx[i], want_dx[i]);
@@ -430,9 +430,9 @@ Test(maxpool, padding_never_wins, .init = setup_two_threads) {
   float y[4];
   uint8_t am[4];
   int64_t sx[4] = {1, 1, 3, 3}, sy[4] = {1, 1, 2, 2};
-  fg_tensor tx = fg_tensor_view(x, FG_F32, fg_cpu_device(), 4, sx);
-  fg_tensor ty = fg_tensor_view(y, FG_F32, fg_cpu_device(), 4, sy);
-  fg_tensor tam = fg_tensor_view(am, FG_U8, fg_cpu_device(), 4, sy);
+  fg_tensor tx = fg_tensor_view(x, FG_F32, fg_host_device(), 4, sx);
+  fg_tensor ty = fg_tensor_view(y, FG_F32, fg_host_device(), 4, sy);
+  fg_tensor tam = fg_tensor_view(am, FG_U8, fg_host_device(), 4, sy);
   fg_pool_desc desc = {3, 2, 1};
   FGT_OK(fg_maxpool_forward(&desc, &tx, &ty, &tam));
   double xd[9], yr[4];
@@ -449,8 +449,8 @@ Test(maxpool, padding_never_wins, .init = setup_two_threads) {
   /* backward: windows (0,1) and (1,1) both pick input (1,2): their gradients add up */
   float dy[4] = {1, 2, 3, 4}, dx[9];
   for (int i = 0; i < 9; i++) dx[i] = 100;
-  fg_tensor tdy = fg_tensor_view(dy, FG_F32, fg_cpu_device(), 4, sy);
-  fg_tensor tdx = fg_tensor_view(dx, FG_F32, fg_cpu_device(), 4, sx);
+  fg_tensor tdy = fg_tensor_view(dy, FG_F32, fg_host_device(), 4, sy);
+  fg_tensor tdx = fg_tensor_view(dx, FG_F32, fg_host_device(), 4, sx);
   FGT_OK(fg_maxpool_backward(&desc, &tdy, &tam, &tdx, 1));
   const float want_dx[9] = {100, 101, 100, 100, 100, 106, 103, 100, 100};
   for (int i = 0; i < 9; i++) cr_assert_eq(dx[i], want_dx[i], "dx[%d] = %g, want %g", i, dx[i], want_dx[i]);
@@ -460,9 +460,9 @@ Test(maxpool, rejects_argmax_outside_the_input, .init = setup_two_threads) {
   float dy[4] = {1, 1, 1, 1}, dx[16];
   uint8_t am[4] = {0, 1, 200, 2}; /* 200 is no position of a 2x2 window */
   int64_t sx[4] = {1, 1, 4, 4}, sy[4] = {1, 1, 2, 2};
-  fg_tensor tdy = fg_tensor_view(dy, FG_F32, fg_cpu_device(), 4, sy);
-  fg_tensor tam = fg_tensor_view(am, FG_U8, fg_cpu_device(), 4, sy);
-  fg_tensor tdx = fg_tensor_view(dx, FG_F32, fg_cpu_device(), 4, sx);
+  fg_tensor tdy = fg_tensor_view(dy, FG_F32, fg_host_device(), 4, sy);
+  fg_tensor tam = fg_tensor_view(am, FG_U8, fg_host_device(), 4, sy);
+  fg_tensor tdx = fg_tensor_view(dx, FG_F32, fg_host_device(), 4, sx);
   fg_pool_desc desc = {2, 2, 0};
   cr_assert_eq(fg_maxpool_backward(&desc, &tdy, &tam, &tdx, 0), FG_ERR_INVALID);
   cr_assert(strstr(fg_last_error(), "argmax") != NULL, "%s", fg_last_error());
@@ -735,13 +735,13 @@ Test(float_directional_fd, pools, .init = setup_two_threads) {
   cr_assert_not_null(am);
   double *r = widen(rf, ny), *rvd = widen(rv, nv);
   int64_t sx[4] = {n, c, h, w}, sy[4] = {n, c, ho, wo};
-  fg_tensor tx = fg_tensor_view(x, FG_F32, fg_cpu_device(), 4, sx);
-  fg_tensor ty = fg_tensor_view(y, FG_F32, fg_cpu_device(), 4, sy);
-  fg_tensor tr = fg_tensor_view(rf, FG_F32, fg_cpu_device(), 4, sy);
-  fg_tensor tam = fg_tensor_view(am, FG_U8, fg_cpu_device(), 4, sy);
-  fg_tensor tgx = fg_tensor_view(gx, FG_F32, fg_cpu_device(), 4, sx);
+  fg_tensor tx = fg_tensor_view(x, FG_F32, fg_host_device(), 4, sx);
+  fg_tensor ty = fg_tensor_view(y, FG_F32, fg_host_device(), 4, sy);
+  fg_tensor tr = fg_tensor_view(rf, FG_F32, fg_host_device(), 4, sy);
+  fg_tensor tam = fg_tensor_view(am, FG_U8, fg_host_device(), 4, sy);
+  fg_tensor tgx = fg_tensor_view(gx, FG_F32, fg_host_device(), 4, sx);
   fg_tensor tyv = fg_tensor_2d(yv, n, c), trv = fg_tensor_2d(rv, n, c);
-  fg_tensor tgv = fg_tensor_view(gv, FG_F32, fg_cpu_device(), 4, sx);
+  fg_tensor tgv = fg_tensor_view(gv, FG_F32, fg_host_device(), 4, sx);
   FGT_OK(fg_maxpool_forward(&desc, &tx, &ty, &tam));
   FGT_OK(fg_maxpool_backward(&desc, &tr, &tam, &tgx, 0));
   FGT_OK(fg_avgpool_global_backward(&trv, &tgv, 0));
@@ -938,7 +938,7 @@ Test(validation, conv2d, .init = setup_two_threads) {
   fg_tensor x_i32 = x;
   x_i32.dtype = FG_I32;
   expect_error(fg_conv2d_forward(&d, &x_i32, &w, &b, &y, ws), FG_ERR_SHAPE, "conv2d_forward", "x");
-  fg_tensor x_rank3 = fg_tensor_view(buf, FG_F32, fg_cpu_device(), 3, x.shape + 1);
+  fg_tensor x_rank3 = fg_tensor_view(buf, FG_F32, fg_host_device(), 3, x.shape + 1);
   expect_error(fg_conv2d_forward(&d, &x_rank3, &w, &b, &y, ws), FG_ERR_SHAPE, "conv2d_forward", "x");
 
   const fg_conv_desc g3 = {1, 1, 3}; /* 3 divides neither 4 channels nor 8 outputs */
@@ -1015,7 +1015,7 @@ Test(validation, pooling, .init = setup_two_threads) {
   static uint8_t ubuf[1024];
   int64_t sy[4] = {2, 3, 4, 4};
   fg_tensor x = fg_tensor_4d(buf, 2, 3, 8, 9), y = fg_tensor_4d(buf, 2, 3, 4, 4);
-  fg_tensor am = fg_tensor_view(ubuf, FG_U8, fg_cpu_device(), 4, sy);
+  fg_tensor am = fg_tensor_view(ubuf, FG_U8, fg_host_device(), 4, sy);
   fg_pool_desc d = {2, 2, 0};
   FGT_OK(fg_maxpool_forward(&d, &x, &y, &am));
   fg_tensor am_f32 = fg_tensor_4d(buf, 2, 3, 4, 4);
@@ -1089,7 +1089,7 @@ Test(empty_batch, gradients_are_zero, .init = setup_two_threads) {
   fg_pool_desc pd = {2, 2, 0};
   fg_tensor px = fg_tensor_4d(NULL, 0, 4, 6, 6), py = fg_tensor_4d(NULL, 0, 4, 3, 3);
   int64_t sy[4] = {0, 4, 3, 3};
-  fg_tensor pam = fg_tensor_view(NULL, FG_U8, fg_cpu_device(), 4, sy);
+  fg_tensor pam = fg_tensor_view(NULL, FG_U8, fg_host_device(), 4, sy);
   FGT_OK(fg_maxpool_forward(&pd, &px, &py, &pam));
   FGT_OK(fg_maxpool_backward(&pd, &py, &pam, &px, 0));
   fg_tensor pv = fg_tensor_2d(NULL, 0, 4);

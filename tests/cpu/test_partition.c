@@ -129,8 +129,8 @@ Test(partition, iid_cover_sizes_hash_and_ledger) {
   for (int64_t i = 0; i < n; i++) in_place += indices(&p)[i] == (uint32_t)i;
   cr_assert_lt(in_place, 20);
   /* Exactly the two regions stay charged, as data. */
-  size_t want = fg_region_round(fg_cpu_device(), (size_t)n * 4) +
-                fg_region_round(fg_cpu_device(), (size_t)(N + 1) * 8);
+  size_t want = fg_region_round(fg_host_device(), (size_t)n * 4) +
+                fg_region_round(fg_host_device(), (size_t)(N + 1) * 8);
   cr_assert_eq(ledger.current, want);
   cr_assert_eq(ledger.by_cat[FG_MEM_DATA], want);
   cr_assert_eq(ledger.live, 2);
@@ -420,7 +420,7 @@ Test(partition, ledger_cap_refuses_cleanly) {
   cr_assert_eq(small.current, 0);
   cr_assert_eq(p.index.ptr, NULL);
   /* Room for the result but not for the Dirichlet temporaries (two more n-sized arrays). */
-  size_t result = fg_region_round(fg_cpu_device(), (size_t)n * 4) + fg_region_round(fg_cpu_device(), 11 * 8);
+  size_t result = fg_region_round(fg_host_device(), (size_t)n * 4) + fg_region_round(fg_host_device(), 11 * 8);
   fg_ledger_init(&small, "small", result + 1000);
   cr_assert_eq(fg_partition_make(&d, y, n, 10, 10, 1, &small, &p), FG_ERR_BUDGET);
   cr_assert_eq(small.current, 0);

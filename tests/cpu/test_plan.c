@@ -38,7 +38,7 @@ static fg_trainer_options options(const model_case *m, fg_exec_mode mode) {
   o.batch = m->batch;
   o.mode = mode;
   o.optim = fg_optim_sgd(0.05f, 0.9f, 5e-4f);
-  o.device = fg_cpu_device();
+  o.device = fg_host_device();
   if (m->stage) {
     o.loss.n = 3;
     o.loss.terms[0] = (fg_loss_term){.kind = FG_LOSS_XENT, .output = 0, .weight = 1.0f};

@@ -246,8 +246,8 @@ Test(svd, deterministic_across_calls) {
 static fg_workspace lrf_ws(const fg_tensor *w, fg_ledger *ledger, fg_region *r) {
   size_t bytes = 0;
   FGT_OK(fg_lrf_workspace(w, &bytes));
-  FGT_OK(fg_region_alloc(r, ledger, fg_cpu_device(), FG_MEM_WORKSPACE, bytes, "lrf workspace"));
-  cr_assert_eq(ledger->by_cat[FG_MEM_WORKSPACE], fg_region_round(fg_cpu_device(), bytes));
+  FGT_OK(fg_region_alloc(r, ledger, fg_host_device(), FG_MEM_WORKSPACE, bytes, "lrf workspace"));
+  cr_assert_eq(ledger->by_cat[FG_MEM_WORKSPACE], fg_region_round(fg_host_device(), bytes));
   fg_workspace ws = {r->ptr, r->bytes};
   return ws;
 }
@@ -447,14 +447,14 @@ Test(lrf, workspace_comes_from_a_capped_ledger) {
   fgt_setup_cpu(1);
   /* The STL10 exit2 conv b (256 x 256 x 3 x 3, a 768 x 768 view): the workspace is planned
    * before anything runs, and a ledger capped below it refuses the region. */
-  fg_tensor shape = fg_tensor_view(NULL, FG_F32, fg_cpu_device(), 4, (const int64_t[4]){256, 256, 3, 3});
+  fg_tensor shape = fg_tensor_view(NULL, FG_F32, fg_host_device(), 4, (const int64_t[4]){256, 256, 3, 3});
   size_t bytes = 0;
   FGT_OK(fg_lrf_workspace(&shape, &bytes));
   cr_assert(bytes >= (size_t)(2 * 768 * 768 + 768) * sizeof(float), "workspace %zu bytes", bytes);
   fg_ledger ledger;
   fg_ledger_init(&ledger, "capped", bytes / 2);
   fg_region r = {0};
-  cr_assert_eq(fg_region_alloc(&r, &ledger, fg_cpu_device(), FG_MEM_WORKSPACE, bytes, "lrf workspace"),
+  cr_assert_eq(fg_region_alloc(&r, &ledger, fg_host_device(), FG_MEM_WORKSPACE, bytes, "lrf workspace"),
                FG_ERR_BUDGET);
   cr_assert_eq(ledger.current, 0u);
 }
@@ -490,7 +490,7 @@ Test(validation, svd_rejects_bad_arguments) {
   expect_fail(fg_svd(&ta, &bad_u, &ts, &tvt, ws), FG_ERR_SHAPE, "svd: u has shape [3, 4]", "u");
   expect_fail(fg_svd(&ta, &tu, &bad_s, &tvt, ws), FG_ERR_SHAPE, "svd: s has shape [4]", "s");
   expect_fail(fg_svd(&ta, &tu, &ts, &bad_vt, ws), FG_ERR_SHAPE, "svd: vt has shape [3, 4]", "vt");
-  fg_tensor ai = fg_tensor_view(a, FG_I32, fg_cpu_device(), 2, (const int64_t[2]){4, 3});
+  fg_tensor ai = fg_tensor_view(a, FG_I32, fg_host_device(), 2, (const int64_t[2]){4, 3});
   expect_fail(fg_svd(&ai, &tu, &ts, &tvt, ws), FG_ERR_SHAPE, "dtype i32", "dtype");
   expect_fail(fg_svd(NULL, &tu, &ts, &tvt, ws), FG_ERR_INVALID, "a is missing", "null a");
   expect_fail(fg_svd(&ta, &tu, NULL, &tvt, ws), FG_ERR_INVALID, "s is missing", "null s");
@@ -544,7 +544,7 @@ Test(validation, lrf_rejects_bad_arguments) {
 
   expect_fail(fg_lrf_factor(&tw, 0, &ta, &tb, ws), FG_ERR_INVALID, "r >= 1", "r = 0");
   expect_fail(fg_lrf_dims(&tw, -3, NULL, NULL, NULL), FG_ERR_INVALID, "r >= 1", "r < 0");
-  fg_tensor w3 = fg_tensor_view(w, FG_F32, fg_cpu_device(), 3, (const int64_t[3]){2, 3, 9});
+  fg_tensor w3 = fg_tensor_view(w, FG_F32, fg_host_device(), 3, (const int64_t[3]){2, 3, 9});
   expect_fail(fg_lrf_factor(&w3, 4, &ta, &tb, ws), FG_ERR_SHAPE, "expected a conv weight", "rank 3");
   fg_tensor w0 = fg_tensor_4d(w, 2, 0, 3, 3);
   expect_fail(fg_lrf_factor(&w0, 4, &ta, &tb, ws), FG_ERR_INVALID, "every extent >= 1", "empty");

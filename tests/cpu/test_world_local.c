@@ -349,7 +349,7 @@ Test(world_local, general_is_the_mean_over_clients_at_their_deepest_exits, .time
   memset(&o, 0, sizeof o);
   o.batch = 5;
   o.mode = FG_EXEC_INFERENCE;
-  o.device = fg_cpu_device();
+  o.device = fg_host_device();
   fg_ledger ledger;
   fg_ledger_init(&ledger, "test eval", 0);
   fg_trainer *t;
