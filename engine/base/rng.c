@@ -1,4 +1,4 @@
-/* Philox4x32-10 (Salmon et al., SC'11) and the samplers built on it. */
+/* Stream keys and the samplers built on Philox4x32-10 (engine/base/philox.h). */
 #include "engine/base/rng.h"
 
 #include <math.h>
@@ -16,40 +16,6 @@ uint64_t fg_rng_key(uint64_t seed, fg_rng_purpose purpose, uint64_t a, uint64_t 
   h = splitmix64(h ^ a);
   h = splitmix64(h ^ b);
   return h;
-}
-
-void fg_philox4x32(const uint32_t ctr[4], uint32_t k0, uint32_t k1, uint32_t out[4]) {
-  const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
-  const uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
-  uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
-  for (int round = 0; round < 10; round++) {
-    uint64_t p0 = (uint64_t)M0 * c0;
-    uint64_t p1 = (uint64_t)M1 * c2;
-    uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
-    uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
-    c0 = hi1 ^ c1 ^ k0;
-    c1 = lo1;
-    c2 = hi0 ^ c3 ^ k1;
-    c3 = lo0;
-    k0 += W0;
-    k1 += W1;
-  }
-  out[0] = c0;
-  out[1] = c1;
-  out[2] = c2;
-  out[3] = c3;
-}
-
-uint32_t fg_rng_u32_at(uint64_t key, uint64_t i) {
-  uint64_t block = i >> 2;
-  uint32_t ctr[4] = {(uint32_t)block, (uint32_t)(block >> 32), 0, 0};
-  uint32_t out[4];
-  fg_philox4x32(ctr, (uint32_t)key, (uint32_t)(key >> 32), out);
-  return out[i & 3];
-}
-
-float fg_rng_uniform_at(uint64_t key, uint64_t i) {
-  return (float)(fg_rng_u32_at(key, i) >> 8) * (1.0f / 16777216.0f);
 }
 
 fg_rng fg_rng_stream(uint64_t seed, fg_rng_purpose purpose, uint64_t a, uint64_t b) {

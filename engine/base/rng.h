@@ -10,6 +10,8 @@
 
 #include <stdint.h>
 
+#include "engine/base/philox.h" /* fg_philox4x32, fg_rng_u32_at, fg_rng_uniform_at */
+
 typedef enum fg_rng_purpose {
   FG_RNG_INIT = 1,      /* model parameter initialisation */
   FG_RNG_SHUFFLE,       /* mini-batch order */
@@ -27,14 +29,8 @@ typedef enum fg_rng_purpose {
 /* A stream key: a 64-bit hash of its name. */
 uint64_t fg_rng_key(uint64_t seed, fg_rng_purpose purpose, uint64_t a, uint64_t b);
 
-/* Stateless access: word i of the stream `key`. */
-uint32_t fg_rng_u32_at(uint64_t key, uint64_t i);
-/* Uniform float in [0, 1) with 24 random bits, from word i. */
-float fg_rng_uniform_at(uint64_t key, uint64_t i);
-
-/* Philox4x32-10 block: four words for counter (c0..c3) and key (k0, k1). Exposed so that other
- * backends can be checked against it. */
-void fg_philox4x32(const uint32_t ctr[4], uint32_t k0, uint32_t k1, uint32_t out[4]);
+/* Stateless access (engine/base/philox.h, shared with device code): fg_rng_u32_at(key, i) is
+ * word i of the stream `key`, fg_rng_uniform_at(key, i) a uniform float in [0, 1) from it. */
 
 /* A sequential reader over one stream. */
 typedef struct fg_rng {
