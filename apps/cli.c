@@ -7,6 +7,7 @@
 
 #include "cpu/cpu_backend.h"
 #include "engine/base/rng.h"
+#include "engine/data/dataset.h"
 #include "fedgap_config.h"
 #if FEDGAP_WITH_CUDA
 #include "cuda/cuda_backend.h"
@@ -103,13 +104,20 @@ int fg_cli_model_args(fg_cli_model *m, int with_shape, fg_arg out[FG_CLI_MODEL_A
   return n;
 }
 
-void fg_cli_synthetic_batch(fg_trainer *t, uint64_t seed, int classes) {
-  fg_tensor x, y;
-  fg_trainer_input(t, &x, &y);
+fg_status fg_cli_synthetic_batch(fg_trainer *t, uint64_t seed, int classes) {
+  const fg_node *in = fg_graph_node(fg_trainer_graph(t), 0);
+  int64_t n = fg_trainer_plan(t)->opt.batch;
+  fg_ledger ledger;
+  fg_ledger_init(&ledger, "synthetic batch", 0);
+  fg_host_batch hb;
+  FG_TRY(fg_host_batch_alloc(&hb, &ledger, n, in->shape[0], in->shape[1], in->shape[2]));
+  fg_tensor x = fg_host_batch_images(&hb, n), y = fg_host_batch_labels(&hb, n);
   fg_rng r = fg_rng_stream(seed, FG_RNG_TEST, 0, 0);
-  int64_t n = fg_tensor_numel(&x);
-  for (int64_t i = 0; i < n; i++) fg_f32(&x)[i] = (float)fg_rng_normal(&r);
-  for (int64_t i = 0; i < y.shape[0]; i++) fg_i32(&y)[i] = (int32_t)fg_rng_below(&r, (uint64_t)classes);
+  for (int64_t i = 0; i < fg_tensor_numel(&x); i++) fg_f32(&x)[i] = (float)fg_rng_normal(&r);
+  for (int64_t i = 0; i < n; i++) fg_i32(&y)[i] = (int32_t)fg_rng_below(&r, (uint64_t)classes);
+  fg_status s = fg_trainer_set_batch(t, &x, &y);
+  fg_host_batch_free(&hb);
+  return s;
 }
 
 fg_status fg_cli_measure_step(const fg_graph *g, const fg_trainer_options *o, int classes, size_t *peak) {
@@ -122,8 +130,8 @@ fg_status fg_cli_measure_step(const fg_graph *g, const fg_trainer_options *o, in
     fg_graph_init_state(g, 1, state);
     st = fg_trainer_set_state(t, state);
   }
+  if (st == FG_OK) st = fg_cli_synthetic_batch(t, 1, classes);
   if (st == FG_OK) {
-    fg_cli_synthetic_batch(t, 1, classes);
     fg_step_stats ss;
     st = fg_trainer_step(t, o->batch, &ss);
   }

@@ -34,9 +34,9 @@ int fg_cmd_devices(int argc, char **argv);
 int fg_cmd_run(int argc, char **argv);
 int fg_cmd_plot(int argc, char **argv);
 
-/* Fills the trainer's input batch: standard-normal pixels and labels uniform in [0, classes),
- * from `seed`. */
-void fg_cli_synthetic_batch(fg_trainer *t, uint64_t seed, int classes);
+/* Loads a full synthetic batch into the trainer: standard-normal pixels and labels uniform in
+ * [0, classes), from `seed` (staged in host memory outside the trainer's ledger). */
+fg_status fg_cli_synthetic_batch(fg_trainer *t, uint64_t seed, int classes);
 /* One training step of g with options o on a synthetic batch, under a fresh ledger (state
  * initialised from seed 1): *peak := the ledger's peak (what the step really charged). */
 fg_status fg_cli_measure_step(const fg_graph *g, const fg_trainer_options *o, int classes, size_t *peak);

@@ -59,7 +59,7 @@ static int bench_train(int argc, char **argv) {
   }
   fg_graph_init_state(g, 1, state);
   if (fg_trainer_set_state(t, state) != FG_OK) goto fail;
-  fg_cli_synthetic_batch(t, 1, spec.classes);
+  if (fg_cli_synthetic_batch(t, 1, spec.classes) != FG_OK) goto fail;
   fg_step_stats st;
   for (int k = 0; k < warmup; k++)
     if (fg_trainer_step(t, batch, &st) != FG_OK) goto fail;

@@ -16,7 +16,7 @@
 typedef struct session {
   fg_ledger data_ledger, train_ledger;
   fg_dataset train, test;
-  fg_region order;
+  fg_loader loader;
   fg_graph *graph;
   fg_trainer *trainer;
   float *state;
@@ -27,7 +27,7 @@ static void session_free(session *s) {
   fg_trainer_destroy(s->trainer);
   fg_graph_free(s->graph);
   free(s->state);
-  fg_region_free(&s->order);
+  fg_loader_free(&s->loader);
   fg_dataset_free(&s->train);
   fg_dataset_free(&s->test);
 }
@@ -47,9 +47,8 @@ static int session_open(session *s, const fg_command *cmd, const char *dataset, 
       fg_dataset_load_named(dataset, data_dir, 0, &s->data_ledger, &s->test) != FG_OK ||
       fg_model_build(&spec, &s->graph) != FG_OK)
     return fg_runtime_error(cmd->name);
-  if (need_train &&
-      fg_region_alloc(&s->order, &s->data_ledger, fg_host_device(), FG_MEM_DATA,
-                      (size_t)s->train.n * sizeof(uint32_t), "epoch order") != FG_OK)
+  if (fg_loader_alloc(&s->loader, &s->data_ledger, need_train ? s->train.n : 0, opt->batch, s->test.c, s->test.h,
+                      s->test.w) != FG_OK)
     return fg_runtime_error(cmd->name);
   s->state = malloc((size_t)fg_graph_state_numel(s->graph) * sizeof(float));
   if (!s->state) {
@@ -156,10 +155,10 @@ int fg_cmd_train(int argc, char **argv) {
     fg_progress_init(&pc.bar);
     snprintf(pc.label, sizeof pc.label, "epoch %d/%d", e + 1, epochs);
     fg_epoch_stats st;
-    fg_status status = fg_fit_epoch(s.trainer, &train_view, &fo, (uint64_t)e, (uint32_t *)s.order.ptr, on_step, &pc, &st);
+    fg_status status = fg_fit_epoch(s.trainer, &s.loader, &train_view, &fo, (uint64_t)e, on_step, &pc, &st);
     double seconds = fg_now() - pc.bar.start;
     fg_progress_clear(&pc.bar);
-    if (status != FG_OK || fg_evaluate(s.trainer, &test_view, &fo.norm, &test) != FG_OK) {
+    if (status != FG_OK || fg_evaluate(s.trainer, &s.loader, &test_view, &fo.norm, &test) != FG_OK) {
       session_free(&s);
       return fg_runtime_error(cmd.name);
     }
@@ -212,7 +211,7 @@ int fg_cmd_eval(int argc, char **argv) {
   if (rc == FG_EXIT_OK) {
     fg_dataset_view view = fg_dataset_view_all(&s.test);
     if (fg_weights_load(s.graph, weights, s.state) != FG_OK || fg_trainer_set_state(s.trainer, s.state) != FG_OK ||
-        fg_normalize_preset(s.info->normalize, &norm) != FG_OK || fg_evaluate(s.trainer, &view, &norm, &test) != FG_OK)
+        fg_normalize_preset(s.info->normalize, &norm) != FG_OK || fg_evaluate(s.trainer, &s.loader, &view, &norm, &test) != FG_OK)
       rc = fg_runtime_error(cmd.name);
   }
   if (rc == FG_EXIT_OK) {

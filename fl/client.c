@@ -48,8 +48,8 @@ fg_status fg_local_train(const fg_local_job *job, fg_client_record *rec) {
   fg_epoch_stats st;
   memset(&st, 0, sizeof st);
   for (int e = 0; e < cfg->local_epochs && s == FG_OK; e++)
-    s = fg_fit_epoch(t, &view, &fo, (uint64_t)job->round * (uint64_t)cfg->local_epochs + (uint64_t)e,
-                     (uint32_t *)w->order.ptr, NULL, NULL, &st);
+    s = fg_fit_epoch(t, &w->loader, &view, &fo, (uint64_t)job->round * (uint64_t)cfg->local_epochs + (uint64_t)e,
+                     NULL, NULL, &st);
   if (s == FG_OK) s = fg_trainer_get_state(t, job->trained);
   fg_trainer_destroy(t);
   if (s != FG_OK) {

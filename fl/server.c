@@ -41,6 +41,7 @@ typedef struct server {
   fg_graph *stats_graph;                     /* static BN recalibration: the global model, frozen */
   fg_trainer *stats;
   fg_region eval_state;
+  fg_loader loader;                          /* host batches of evaluation and BN recalibration */
   fg_region bn_samples;                      /* uint32 [n_bn_samples]: with local splits, the training
                                                 samples BN recalibration reads */
   int64_t n_bn_samples;
@@ -158,6 +159,8 @@ static fg_status make_eval(server *s) {
   o.mode = FG_EXEC_INFERENCE;
   o.device = fg_host_device();
   FG_TRY(fg_trainer_create(s->global, &o, &s->ledger, &s->eval));
+  const fg_dataset *ds = &s->w->train;
+  FG_TRY(fg_loader_alloc(&s->loader, &s->ledger, 0, c->eval_batch, ds->c, ds->h, ds->w));
   if (!s->mp.static_bn) return FG_OK;
   FG_TRY(fg_model_build(&s->mp.global, &s->stats_graph));
   fg_graph_set_trainable(s->stats_graph, "", 0);
@@ -218,6 +221,7 @@ static void server_free(server *s) {
   fg_trainer_destroy(s->stats);
   fg_graph_free(s->stats_graph);
   fg_trainer_destroy(s->eval);
+  fg_loader_free(&s->loader);
   fg_aggregator_free(&s->agg);
   for (int l = 0; l < FG_MAX_LEVELS; l++) {
     if (s->mp.channels == FG_CHANNELS_FIRST && s->level_graph[l]) fg_index_plan_free(&s->level_plan[l]);
@@ -322,17 +326,7 @@ static fg_status recalibrate_bn(server *s) {
   if (s->bn_samples.ptr)
     FG_TRY(fg_dataset_view_subset(&s->w->train, s->bn_samples.ptr, s->n_bn_samples, &view));
   if (view.n > FG_STATIC_BN_SAMPLES) view.n = FG_STATIC_BN_SAMPLES;
-  int64_t b = s->cfg->eval_batch;
-  for (int64_t start = 0, k = 0; start < view.n; start += b, k++) {
-    int64_t count = view.n - start < b ? view.n - start : b;
-    fg_tensor x, y;
-    fg_trainer_input(s->stats, &x, &y);
-    x.shape[0] = y.shape[0] = count;
-    FG_TRY(fg_batch_fill(&view, NULL, start, &s->w->norm, NULL, 0, &x, &y));
-    fg_trainer_set_bn_momentum(s->stats, 1.0f / (float)(k + 1));
-    fg_step_stats ss;
-    FG_TRY(fg_trainer_step(s->stats, count, &ss));
-  }
+  FG_TRY(fg_recalibrate_bn(s->stats, &s->loader, &view, &s->w->norm));
   return fg_trainer_get_state(s->stats, st);
 }
 
@@ -358,7 +352,7 @@ static fg_status evaluate_local(server *s, fg_round_record *r) {
     FG_TRY(fg_world_client_test_view(s->w, c, &view));
     if (view.n == 0) continue;
     fg_epoch_stats es;
-    FG_TRY(fg_evaluate(s->eval, &view, &s->w->norm, &es));
+    FG_TRY(fg_evaluate(s->eval, &s->loader, &view, &s->w->norm, &es));
     n_outputs = es.n_outputs;
     int deepest = deepest_allowed_exit(s, s->level[c], es.n_outputs);
     for (int k = 0; k <= deepest; k++) {
@@ -391,7 +385,7 @@ static fg_status evaluate(server *s, int full, fg_round_record *r) {
   fg_dataset_view view = fg_dataset_view_all(&s->w->test);
   if (!full && s->cfg->eval_max_samples > 0 && view.n > s->cfg->eval_max_samples) view.n = s->cfg->eval_max_samples;
   fg_epoch_stats es;
-  FG_TRY(fg_evaluate(s->eval, &view, &s->w->norm, &es));
+  FG_TRY(fg_evaluate(s->eval, &s->loader, &view, &s->w->norm, &es));
   r->evaluated = 1;
   r->eval_samples = es.samples;
   r->n_exits = es.n_outputs;

@@ -133,8 +133,7 @@ fg_status fg_world_open(const fg_config *cfg, fg_world *w) {
   int64_t largest = 0;
   for (int c = 0; c < cfg->clients; c++)
     if (fg_partition_size(&w->partition, c) > largest) largest = fg_partition_size(&w->partition, c);
-  s = fg_region_alloc(&w->order, &w->data_ledger, fg_host_device(), FG_MEM_DATA, (size_t)largest * sizeof(uint32_t),
-                      "epoch order");
+  s = fg_loader_alloc(&w->loader, &w->data_ledger, largest, cfg->local_batch, w->train.c, w->train.h, w->train.w);
   if (s == FG_OK) s = label_sets(w);
   if (s == FG_OK) s = full_model_peak(w);
   if (s != FG_OK) return s;
@@ -145,7 +144,7 @@ fg_status fg_world_open(const fg_config *cfg, fg_world *w) {
 
 void fg_world_close(fg_world *w) {
   free(w->budgets);
-  fg_region_free(&w->order);
+  fg_loader_free(&w->loader);
   fg_region_free(&w->class_masks);
   fg_partition_free(&w->local_test);
   fg_partition_free(&w->partition);

@@ -17,6 +17,7 @@
 #include <stddef.h>
 
 #include "engine/data/catalog.h"
+#include "engine/nn/fit.h"
 #include "engine/nn/models.h"
 #include "engine/nn/plan.h"
 #include "fl/config.h"
@@ -25,7 +26,7 @@
 typedef struct fg_world {
   const fg_config *cfg;
   const fg_dataset_info *info;
-  fg_ledger data_ledger;      /* datasets, partition, label sets, epoch orders */
+  fg_ledger data_ledger;      /* datasets, partition, label sets, the local-training loader */
   fg_dataset train, test;
   fg_normalize norm;
   fg_augment aug;             /* training augmentation (none when the config turns it off) */
@@ -37,7 +38,7 @@ typedef struct fg_world {
   size_t *budgets;            /* [clients]; 0: no cap */
   size_t full_peak;           /* the base model's planned peak of one local step */
   fg_region class_masks;      /* float [clients x classes]: 1 where the client holds the class */
-  fg_region order;            /* uint32 scratch for one client's epoch order */
+  fg_loader loader;           /* host scratch of local training: one client's epoch order and a batch */
 } fg_world;
 
 fg_status fg_world_open(const fg_config *cfg, fg_world *w);

@@ -1,5 +1,6 @@
 /* Batch assembly: gather, augment (crop with zero padding, flip), normalise, in parallel. */
 #include <math.h>
+#include <string.h>
 
 #include "engine/backend/ops_check.h"
 #include "engine/data/dataset.h"
@@ -33,7 +34,7 @@ static fg_status check_augment(const fg_augment *aug) {
 }
 
 static fg_status check_batch(const fg_dataset_view *view, const uint32_t *order, int64_t start,
-                             const fg_tensor *x, const fg_tensor *y) {
+                             int64_t count, const fg_host_batch *out) {
   if (!view || !view->ds) return FG_FAIL(FG_ERR_INVALID, "%s: no dataset view", fg_batch_op);
   const fg_dataset *ds = view->ds;
   if (ds->n > 0 && (!ds->pixels.ptr || !ds->labels.ptr))
@@ -41,16 +42,15 @@ static fg_status check_batch(const fg_dataset_view *view, const uint32_t *order,
   if (ds->dtype != FG_U8 && ds->dtype != FG_F32)
     return FG_FAIL(FG_ERR_INVALID, "%s: dataset %s has pixel dtype %s, expected u8 or f32",
                    fg_batch_op, ds->name, fg_dtype_name(ds->dtype));
-  FG_TRY(fg_check_tensor(fg_batch_op, "x", x, FG_F32, 4, 4));
-  FG_TRY(fg_check_tensor(fg_batch_op, "y", y, FG_I32, 1, 1));
-  if (x->device.kind != FG_DEV_CPU || y->device.kind != FG_DEV_CPU)
-    return FG_FAIL(FG_ERR_INVALID, "%s: x and y must live on the CPU (got %s and %s)", fg_batch_op,
-                   fg_device_kind_name(x->device.kind), fg_device_kind_name(y->device.kind));
-  int64_t count = x->shape[0];
-  FG_TRY(fg_check_extent(fg_batch_op, "x", x, 1, ds->c));
-  FG_TRY(fg_check_extent(fg_batch_op, "x", x, 2, ds->h));
-  FG_TRY(fg_check_extent(fg_batch_op, "x", x, 3, ds->w));
-  FG_TRY(fg_check_extent(fg_batch_op, "y", y, 0, count));
+  if (!out || (count > 0 && (!out->images.ptr || !out->labels.ptr)))
+    return FG_FAIL(FG_ERR_INVALID, "%s: no host batch to fill", fg_batch_op);
+  if (out->c != ds->c || out->h != ds->h || out->w != ds->w)
+    return FG_FAIL(FG_ERR_SHAPE, "%s: the host batch holds %lldx%lldx%lld images, the dataset %s has %lldx%lldx%lld",
+                   fg_batch_op, (long long)out->c, (long long)out->h, (long long)out->w, ds->name, (long long)ds->c,
+                   (long long)ds->h, (long long)ds->w);
+  if (count > out->capacity)
+    return FG_FAIL(FG_ERR_SHAPE, "%s: %lld samples for a host batch of %lld", fg_batch_op, (long long)count,
+                   (long long)out->capacity);
   if (start < 0 || count < 0 || start > view->n - count)
     return FG_FAIL(FG_ERR_INVALID, "%s: positions %lld..%lld are outside the view of %lld samples",
                    fg_batch_op, (long long)start, (long long)(start + count - 1), (long long)view->n);
@@ -98,15 +98,51 @@ static void plane_f32(const float *src, float *out, int64_t h, int64_t w, int64_
   }
 }
 
+fg_status fg_host_batch_alloc(fg_host_batch *b, fg_ledger *ledger, int64_t capacity, int64_t c,
+                              int64_t h, int64_t w) {
+  memset(b, 0, sizeof *b);
+  if (capacity < 1 || c < 1 || h < 1 || w < 1)
+    return FG_FAIL(FG_ERR_INVALID, "host batch: %lld samples of %lldx%lldx%lld (expected all >= 1)",
+                   (long long)capacity, (long long)c, (long long)h, (long long)w);
+  size_t images = (size_t)capacity * (size_t)(c * h * w) * sizeof(float);
+  FG_TRY(fg_region_alloc(&b->images, ledger, fg_host_device(), FG_MEM_DATA, images, "host batch images"));
+  fg_status s = fg_region_alloc(&b->labels, ledger, fg_host_device(), FG_MEM_DATA,
+                                (size_t)capacity * sizeof(int32_t), "host batch labels");
+  if (s != FG_OK) {
+    fg_region_free(&b->images);
+    return s;
+  }
+  b->capacity = capacity;
+  b->c = c;
+  b->h = h;
+  b->w = w;
+  return FG_OK;
+}
+
+void fg_host_batch_free(fg_host_batch *b) {
+  fg_region_free(&b->labels);
+  fg_region_free(&b->images);
+  memset(b, 0, sizeof *b);
+}
+
+fg_tensor fg_host_batch_images(const fg_host_batch *b, int64_t count) {
+  const int64_t shape[4] = {count, b->c, b->h, b->w};
+  return fg_tensor_view(b->images.ptr, FG_F32, fg_host_device(), 4, shape);
+}
+
+fg_tensor fg_host_batch_labels(const fg_host_batch *b, int64_t count) {
+  return fg_tensor_view(b->labels.ptr, FG_I32, fg_host_device(), 1, &count);
+}
+
 fg_status fg_batch_fill(const fg_dataset_view *view, const uint32_t *order, int64_t start,
-                        const fg_normalize *norm, const fg_augment *aug, uint64_t aug_key,
-                        fg_tensor *x, fg_tensor *y) {
-  FG_TRY(check_batch(view, order, start, x, y));
+                        int64_t count, const fg_normalize *norm, const fg_augment *aug,
+                        uint64_t aug_key, const fg_host_batch *out) {
+  FG_TRY(check_batch(view, order, start, count, out));
   const fg_dataset *ds = view->ds;
   FG_TRY(check_normalize(norm, ds->c));
   FG_TRY(check_augment(aug));
 
-  const int64_t count = x->shape[0], c = ds->c, h = ds->h, w = ds->w, plane = h * w;
+  const int64_t c = ds->c, h = ds->h, w = ds->w, plane = h * w;
   const int n_norm = norm->channels ? norm->channels : 1;
   /* u8: the normalised value of every byte, per normalisation channel (exact in double). */
   float lut[FG_NORMALIZE_MAX_CHANNELS][256];
@@ -119,8 +155,8 @@ fg_status fg_batch_fill(const fg_dataset_view *view, const uint32_t *order, int6
   }
   const int augmenting = aug && (aug->pad > 0 || aug->flip);
   const int64_t pad = aug ? aug->pad : 0;
-  float *out = fg_f32(x);
-  int32_t *labels_out = fg_i32(y);
+  float *pixels_out = (float *)out->images.ptr;
+  int32_t *labels_out = (int32_t *)out->labels.ptr;
   const int32_t *labels = fg_dataset_labels(ds);
 
 #pragma omp parallel for schedule(static) if (count * c * plane >= 32768)
@@ -134,7 +170,7 @@ fg_status fg_batch_fill(const fg_dataset_view *view, const uint32_t *order, int6
     const int64_t oy = augmenting ? dy - pad : 0, ox = augmenting ? dx - pad : 0;
     for (int64_t ch = 0; ch < c; ch++) {
       const int k = norm->channels ? (int)ch : 0;
-      float *o = out + (i * c + ch) * plane;
+      float *o = pixels_out + (i * c + ch) * plane;
       const int64_t src_off = (di * c + ch) * plane;
       if (ds->dtype == FG_U8)
         plane_u8(fg_dataset_pixels_u8(ds) + src_off, o, h, w, oy, ox, flip, lut[k], fill[k]);

@@ -202,15 +202,32 @@ void fg_augment_draw(const fg_augment *aug, uint64_t key, int64_t position, int 
 fg_status fg_epoch_order(uint32_t n, uint64_t seed, uint64_t epoch, uint64_t stream_id,
                          int shuffle, uint32_t *order);
 
-/* Assembles the batch of positions start .. start+count-1 of `order`, count = x->shape[0]:
- * sample p is view sample order[p] (order NULL: the identity), transformed by `aug` (NULL: none)
- * with key `aug_key` and `norm`.
- *   x: CPU f32 [count, C, H, W] (the dataset's C, H, W), written.
- *   y: CPU i32 [count], written with the labels.
- * `order` has view->n entries, each < view->n; start + count <= view->n. Threads over samples
- * with OpenMP; results do not depend on the thread count. Allocates nothing. */
+/* A batch in host memory, owned by whoever loads data (a trainer copies it in with
+ * fg_trainer_set_batch): images f32 [capacity, c, h, w] and labels i32 [capacity] in two host
+ * regions charged to a ledger (category data). Owns its regions. */
+typedef struct fg_host_batch {
+  fg_region images;
+  fg_region labels;
+  int64_t capacity, c, h, w;
+} fg_host_batch;
+
+/* Allocates a host batch of `capacity` >= 1 samples of c x h x w. */
+fg_status fg_host_batch_alloc(fg_host_batch *b, fg_ledger *ledger, int64_t capacity, int64_t c,
+                              int64_t h, int64_t w);
+/* Frees the regions; safe on a zeroed batch. */
+void fg_host_batch_free(fg_host_batch *b);
+/* Views of the first `count` (<= capacity) samples: images [count, c, h, w], labels [count]. */
+fg_tensor fg_host_batch_images(const fg_host_batch *b, int64_t count);
+fg_tensor fg_host_batch_labels(const fg_host_batch *b, int64_t count);
+
+/* Assembles the samples at positions start .. start+count-1 of `order` into the first `count`
+ * samples of `out` (its c, h, w the dataset's; count <= its capacity): sample p is view sample
+ * order[p] (order NULL: the identity), transformed by `aug` (NULL: none) with key `aug_key` and
+ * `norm`, with its label. `order` has view->n entries, each < view->n; start + count <= view->n.
+ * Threads over samples with OpenMP; results do not depend on the thread count. Allocates
+ * nothing. */
 fg_status fg_batch_fill(const fg_dataset_view *view, const uint32_t *order, int64_t start,
-                        const fg_normalize *norm, const fg_augment *aug, uint64_t aug_key,
-                        fg_tensor *x, fg_tensor *y);
+                        int64_t count, const fg_normalize *norm, const fg_augment *aug,
+                        uint64_t aug_key, const fg_host_batch *out);
 
 #endif

@@ -347,14 +347,6 @@ static fg_status run_program(fg_trainer *t, const fg_instr *prog, int count, int
 /* ------------------------------------------------------------------------------------------ */
 /* Public operations                                                                           */
 
-void fg_trainer_input(fg_trainer *t, fg_tensor *images, fg_tensor *labels) {
-  const fg_node *in = fg_graph_node(t->g, 0);
-  int64_t b = t->plan->opt.batch;
-  int64_t shape[4] = {b, in->shape[0], in->shape[1], in->shape[2]};
-  *images = view(t, t->region[FG_REGION_IMAGES].ptr, FG_F32, 4, shape);
-  *labels = view(t, t->region[FG_REGION_LABELS].ptr, FG_I32, 1, &b);
-}
-
 fg_status fg_trainer_set_batch(fg_trainer *t, const fg_tensor *images, const fg_tensor *labels) {
   static const char op[] = "trainer input";
   const fg_node *in = fg_graph_node(t->g, 0);

@@ -4,8 +4,9 @@
  * Creating a trainer allocates every region its plan names, all charged to the given ledger;
  * nothing is allocated afterwards, so a ledger cap below the plan's total fails at creation
  * with FG_ERR_BUDGET and leaves nothing charged, and the ledger's peak after any number of steps
- * equals the plan's total. The caller fills the input batch through fg_trainer_input() (on the
- * CPU the loader writes straight into it) and calls step / evaluate. The graph must outlive
+ * equals the plan's total. The trainer owns its input: a batch is copied in with
+ * fg_trainer_set_batch (from host memory or the trainer's device), then step / evaluate run on it.
+ * No code outside a backend touches the trainer's device memory. The graph must outlive
  * the trainer. Owns: the plan and the regions. */
 #ifndef FG_TRAINER_H
 #define FG_TRAINER_H
@@ -35,9 +36,6 @@ void fg_trainer_destroy(fg_trainer *t);
 
 const fg_plan *fg_trainer_plan(const fg_trainer *t);
 const fg_graph *fg_trainer_graph(const fg_trainer *t);
-
-/* The device tensors of the input batch: images [batch, C, H, W] f32, labels [batch] i32. */
-void fg_trainer_input(fg_trainer *t, fg_tensor *images, fg_tensor *labels);
 
 /* Copies a batch into the trainer's input: images [n, C, H, W] f32 (the graph's input shape,
  * 1 <= n <= the plan's batch), labels [n] i32 or NULL (then the labels are left as they are:

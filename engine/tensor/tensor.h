@@ -62,8 +62,13 @@ const char *fg_device_kind_name(fg_device_kind kind);
 /* Writes "[2, 3, 4]" into buf; returns buf. */
 const char *fg_shape_str(const fg_tensor *t, char *buf, size_t cap);
 
-static inline float *fg_f32(const fg_tensor *t) { return (float *)t->data; }
-static inline int32_t *fg_i32(const fg_tensor *t) { return (int32_t *)t->data; }
-static inline uint8_t *fg_u8(const fg_tensor *t) { return (uint8_t *)t->data; }
+/* Host access to the elements of a tensor in host memory (the CPU backend's own tensors, host
+ * batches, tests' host buffers). Any other device's memory is reachable only through its backend
+ * (ops, fg_tensor_transfer): for a non-host tensor these return NULL, so a stray host access fails
+ * at once instead of reading device memory. */
+static inline int fg_tensor_is_host(const fg_tensor *t) { return t->device.kind == FG_DEV_CPU; }
+static inline float *fg_f32(const fg_tensor *t) { return fg_tensor_is_host(t) ? (float *)t->data : NULL; }
+static inline int32_t *fg_i32(const fg_tensor *t) { return fg_tensor_is_host(t) ? (int32_t *)t->data : NULL; }
+static inline uint8_t *fg_u8(const fg_tensor *t) { return fg_tensor_is_host(t) ? (uint8_t *)t->data : NULL; }
 
 #endif

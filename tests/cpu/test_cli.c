@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/run_cmd.h"
+#include "common/batch_util.h"
 #include "common/test_util.h"
 #include "engine/base/rng.h"
 #include "engine/nn/models.h"
@@ -93,10 +94,12 @@ static void memplan_matches_step(const char *arch, const char *width, const char
   float *state = malloc((size_t)fg_graph_state_numel(g) * sizeof *state);
   fg_graph_init_state(g, 1, state);
   FGT_OK(fg_trainer_set_state(t, state));
-  fg_tensor x, y;
-  fg_trainer_input(t, &x, &y);
-  fgt_fill_uniform(fg_f32(&x), (size_t)fg_tensor_numel(&x), 3, -1, 1);
-  for (int64_t i = 0; i < y.shape[0]; i++) fg_i32(&y)[i] = (int32_t)(i % 10);
+  fgt_input in;
+  fgt_input_open(&in, t);
+  fgt_fill_uniform(fg_f32(&in.x), (size_t)fg_tensor_numel(&in.x), 3, -1, 1);
+  for (int64_t i = 0; i < in.y.shape[0]; i++) fg_i32(&in.y)[i] = (int32_t)(i % 10);
+  fgt_input_load(&in, t, o.batch);
+  fgt_input_close(&in);
   fg_step_stats st;
   FGT_OK(fg_trainer_step(t, o.batch, &st));
   cr_assert_eq((unsigned long long)l.peak, planned, "%s %s: memplan %llu, measured %zu", arch, mode, planned, l.peak);

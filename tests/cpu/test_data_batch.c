@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/batch_util.h"
 #include "common/test_util.h"
 #include "engine/base/rng.h"
 #include "engine/data/dataset.h"
@@ -47,7 +48,7 @@ Test(data_batch, normalisation_u8_one_and_three_channels) {
   int64_t ys[1] = {10};
   fg_tensor ty = fg_tensor_view(y, FG_I32, fg_host_device(), 1, ys);
   fg_dataset_view v = fg_dataset_view_all(&ds);
-  FGT_OK(fg_batch_fill(&v, NULL, 0, &fm, NULL, 0, &tx, &ty));
+  FGT_OK(fgt_batch_fill(&v, NULL, 0, &fm, NULL, 0, &tx, &ty));
   double want[120];
   for (int i = 0; i < 120; i++) want[i] = norm_ref(fg_dataset_pixels_u8(&ds)[i] / 255.0, 0.2860, 0.3530);
   char msg[256];
@@ -68,7 +69,7 @@ Test(data_batch, normalisation_u8_one_and_three_channels) {
   ys[0] = 4;
   ty = fg_tensor_view(y3, FG_I32, fg_host_device(), 1, ys);
   v = fg_dataset_view_all(&ds);
-  FGT_OK(fg_batch_fill(&v, order, 3, &cf, NULL, 0, &tx, &ty));
+  FGT_OK(fgt_batch_fill(&v, order, 3, &cf, NULL, 0, &tx, &ty));
   double want3[48];
   for (int i = 0; i < 4; i++) {
     uint32_t s = order[3 + i];
@@ -108,12 +109,12 @@ Test(data_batch, normalisation_f32_uses_values_as_is) {
   int64_t ys[1] = {3};
   fg_tensor ty = fg_tensor_view(y, FG_I32, fg_host_device(), 1, ys);
   fg_dataset_view v = fg_dataset_view_all(&ds);
-  FGT_OK(fg_batch_fill(&v, NULL, 0, &half, NULL, 0, &tx, &ty));
+  FGT_OK(fgt_batch_fill(&v, NULL, 0, &half, NULL, 0, &tx, &ty));
   double want[12];
   for (int i = 0; i < 12; i++) want[i] = (px[i] - 0.5) / 0.5;
   char msg[256];
   cr_assert(fgt_allclose(x, want, 12, 1e-6, 1e-6, msg, sizeof msg), "%s", msg);
-  FGT_OK(fg_batch_fill(&v, NULL, 0, &none, NULL, 0, &tx, &ty));
+  FGT_OK(fgt_batch_fill(&v, NULL, 0, &none, NULL, 0, &tx, &ty));
   cr_assert_eq(memcmp(x, px, sizeof x), 0);
   fg_dataset_free(&ds);
 }
@@ -161,7 +162,7 @@ Test(data_batch, augmentation_is_a_padded_shift_and_flip) {
   fg_dataset_view v = fg_dataset_view_all(&ds);
   fg_augment aug = {pad, 1};
   uint64_t key = fg_augment_key(1, 0, 0);
-  FGT_OK(fg_batch_fill(&v, order, 0, &nm, &aug, key, &tx, &ty));
+  FGT_OK(fgt_batch_fill(&v, order, 0, &nm, &aug, key, &tx, &ty));
   int seen[9][9] = {{0}}, flips[2] = {0, 0};
   for (int i = 0; i < n; i++) {
     int sy, sx, fl;
@@ -180,7 +181,7 @@ Test(data_batch, augmentation_is_a_padded_shift_and_flip) {
   const fg_augment only_flip = {0, 1}, only_crop = {pad, 0}, nothing = {0, 0};
   const fg_augment *cases[3] = {&only_flip, &only_crop, &nothing};
   for (int k = 0; k < 3; k++) {
-    FGT_OK(fg_batch_fill(&v, order, 0, &nm, cases[k], key, &tx, &ty));
+    FGT_OK(fgt_batch_fill(&v, order, 0, &nm, cases[k], key, &tx, &ty));
     int fl_count = 0, shifted = 0;
     for (int i = 0; i < 400; i++) {
       int sy, sx, fl;
@@ -216,7 +217,7 @@ Test(data_batch, augmentation_is_deterministic_and_split_independent) {
   fg_tensor tya = fg_tensor_view(ya, FG_I32, fg_host_device(), 1, ys);
   /* One batch of all positions on 1 thread ... */
   omp_set_num_threads(1);
-  FGT_OK(fg_batch_fill(&v, order, 0, &nm, &aug, key, &ta, &tya));
+  FGT_OK(fgt_batch_fill(&v, order, 0, &nm, &aug, key, &ta, &tya));
   /* ... equals batches of 4 (then 7, 13, ...) on 3 threads, filled back to front. */
   omp_set_num_threads(3);
   int64_t starts[600], counts[600], nb = 0;
@@ -228,7 +229,7 @@ Test(data_batch, augmentation_is_deterministic_and_split_independent) {
     fg_tensor tx = fg_tensor_4d(b + starts[j] * per, counts[j], c, h, w);
     int64_t yj[1] = {counts[j]};
     fg_tensor ty = fg_tensor_view(yb + starts[j], FG_I32, fg_host_device(), 1, yj);
-    FGT_OK(fg_batch_fill(&v, order, starts[j], &nm, &aug, key, &tx, &ty));
+    FGT_OK(fgt_batch_fill(&v, order, starts[j], &nm, &aug, key, &tx, &ty));
   }
   cr_assert_eq(memcmp(a, b, n * per * sizeof *a), 0, "batch split or thread count changed pixels");
   cr_assert_eq(memcmp(ya, yb, sizeof ya), 0);
@@ -239,15 +240,15 @@ Test(data_batch, augmentation_is_deterministic_and_split_independent) {
   fg_tensor ty8 = fg_tensor_view(yb, FG_I32, fg_host_device(), 1, y8s);
   fg_tensor ty4a = fg_tensor_view(yb + 8, FG_I32, fg_host_device(), 1, y4s);
   fg_tensor ty4b = fg_tensor_view(yb + 12, FG_I32, fg_host_device(), 1, y4s);
-  FGT_OK(fg_batch_fill(&v, order, 0, &nm, &aug, key, &t8, &ty8));
-  FGT_OK(fg_batch_fill(&v, order, 0, &nm, &aug, key, &t4a, &ty4a));
-  FGT_OK(fg_batch_fill(&v, order, 4, &nm, &aug, key, &t4b, &ty4b));
+  FGT_OK(fgt_batch_fill(&v, order, 0, &nm, &aug, key, &t8, &ty8));
+  FGT_OK(fgt_batch_fill(&v, order, 0, &nm, &aug, key, &t4a, &ty4a));
+  FGT_OK(fgt_batch_fill(&v, order, 4, &nm, &aug, key, &t4b, &ty4b));
   cr_assert_eq(memcmp(b, b + 8 * per, 8 * per * sizeof *b), 0);
   cr_assert_eq(memcmp(b, a, 8 * per * sizeof *b), 0);
   /* Same key again: same result; another key (epoch): different crops. */
-  FGT_OK(fg_batch_fill(&v, order, 0, &nm, &aug, key, &tb, &tya));
+  FGT_OK(fgt_batch_fill(&v, order, 0, &nm, &aug, key, &tb, &tya));
   cr_assert_eq(memcmp(a, b, n * per * sizeof *a), 0);
-  FGT_OK(fg_batch_fill(&v, order, 0, &nm, &aug, fg_augment_key(3, 3, 1), &tb, &tya));
+  FGT_OK(fgt_batch_fill(&v, order, 0, &nm, &aug, fg_augment_key(3, 3, 1), &tb, &tya));
   int differ = 0;
   for (int i = 0; i < n; i++) differ += memcmp(a + i * per, b + i * per, per * sizeof *a) != 0;
   cr_assert_gt(differ, n / 2, "only %d of %d samples changed with the key", differ, n);
@@ -273,7 +274,7 @@ Test(data_batch, views_select_without_copying) {
   int64_t ys[1] = {5};
   fg_tensor ty = fg_tensor_view(y, FG_I32, fg_host_device(), 1, ys);
   const uint32_t order[5] = {4, 3, 2, 1, 0};
-  FGT_OK(fg_batch_fill(&v, order, 0, &nm, NULL, 0, &tx, &ty));
+  FGT_OK(fgt_batch_fill(&v, order, 0, &nm, NULL, 0, &tx, &ty));
   for (int i = 0; i < 5; i++) {
     uint32_t s = index[order[i]];
     cr_assert_eq(y[i], (int32_t)(s % 6));
@@ -357,32 +358,38 @@ Test(data_batch, argument_checks) {
   FGT_OK(fg_normalize_preset("fashion-mnist", &fm));
   float x[6 * 48];
   int32_t y[6];
-  int64_t ys[1] = {4}, ys5[1] = {5};
+  int64_t ys[1] = {4};
   fg_tensor tx = fg_tensor_4d(x, 4, 3, 4, 4), ty = fg_tensor_view(y, FG_I32, fg_host_device(), 1, ys);
-  fg_tensor bad_c = fg_tensor_4d(x, 4, 1, 4, 4), bad_y = fg_tensor_view(y, FG_I32, fg_host_device(), 1, ys5);
-  fg_tensor y_f32 = fg_tensor_1d((float *)y, 4);
-  FGT_OK(fg_batch_fill(&v, NULL, 2, &cf, NULL, 0, &tx, &ty));
-  cr_assert_eq(fg_batch_fill(&v, NULL, 3, &cf, NULL, 0, &tx, &ty), FG_ERR_INVALID, "past the end");
-  cr_assert_eq(fg_batch_fill(&v, NULL, -1, &cf, NULL, 0, &tx, &ty), FG_ERR_INVALID);
-  cr_assert_eq(fg_batch_fill(&v, NULL, 0, &cf, NULL, 0, &bad_c, &ty), FG_ERR_SHAPE);
-  cr_assert_eq(fg_batch_fill(&v, NULL, 0, &cf, NULL, 0, &tx, &bad_y), FG_ERR_SHAPE);
-  cr_assert_eq(fg_batch_fill(&v, NULL, 0, &cf, NULL, 0, &tx, &y_f32), FG_ERR_SHAPE);
-  cr_assert_eq(fg_batch_fill(&v, NULL, 0, &fm, NULL, 0, &tx, &ty), FG_ERR_SHAPE, "1-channel normalisation on 3 channels");
-  cr_assert_eq(fg_batch_fill(&v, NULL, 0, NULL, NULL, 0, &tx, &ty), FG_ERR_INVALID);
+  fg_tensor bad_c = fg_tensor_4d(x, 4, 1, 4, 4);
+  FGT_OK(fgt_batch_fill(&v, NULL, 2, &cf, NULL, 0, &tx, &ty));
+  cr_assert_eq(fgt_batch_fill(&v, NULL, 3, &cf, NULL, 0, &tx, &ty), FG_ERR_INVALID, "past the end");
+  cr_assert_eq(fgt_batch_fill(&v, NULL, -1, &cf, NULL, 0, &tx, &ty), FG_ERR_INVALID);
+  cr_assert_eq(fgt_batch_fill(&v, NULL, 0, &cf, NULL, 0, &bad_c, &ty), FG_ERR_SHAPE);
+  /* More samples than the host batch holds. */
+  fg_ledger small_ledger;
+  fg_ledger_init(&small_ledger, "small batch", 0);
+  fg_host_batch small;
+  FGT_OK(fg_host_batch_alloc(&small, &small_ledger, 3, 3, 4, 4));
+  cr_assert_eq(fg_batch_fill(&v, NULL, 0, 4, &cf, NULL, 0, &small), FG_ERR_SHAPE);
+  cr_assert(strstr(fg_last_error(), "4 samples for a host batch of 3") != NULL, "%s", fg_last_error());
+  cr_assert_eq(fg_batch_fill(&v, NULL, 0, 3, &cf, NULL, 0, NULL), FG_ERR_INVALID);
+  fg_host_batch_free(&small);
+  cr_assert_eq(fgt_batch_fill(&v, NULL, 0, &fm, NULL, 0, &tx, &ty), FG_ERR_SHAPE, "1-channel normalisation on 3 channels");
+  cr_assert_eq(fgt_batch_fill(&v, NULL, 0, NULL, NULL, 0, &tx, &ty), FG_ERR_INVALID);
   fg_normalize zero = cf;
   zero.std[1] = 0.0f;
-  cr_assert_eq(fg_batch_fill(&v, NULL, 0, &zero, NULL, 0, &tx, &ty), FG_ERR_INVALID);
+  cr_assert_eq(fgt_batch_fill(&v, NULL, 0, &zero, NULL, 0, &tx, &ty), FG_ERR_INVALID);
   uint32_t order[6] = {0, 1, 2, 3, 4, 6};
-  cr_assert_eq(fg_batch_fill(&v, order, 2, &cf, NULL, 0, &tx, &ty), FG_ERR_INVALID);
+  cr_assert_eq(fgt_batch_fill(&v, order, 2, &cf, NULL, 0, &tx, &ty), FG_ERR_INVALID);
   cr_assert(strstr(fg_last_error(), "order[5] = 6") != NULL, "%s", fg_last_error());
   fg_augment neg = {-1, 0}, big = {FG_AUGMENT_MAX_PAD + 1, 0}, flip2 = {0, 2};
-  cr_assert_eq(fg_batch_fill(&v, NULL, 0, &cf, &neg, 0, &tx, &ty), FG_ERR_INVALID);
-  cr_assert_eq(fg_batch_fill(&v, NULL, 0, &cf, &big, 0, &tx, &ty), FG_ERR_INVALID);
-  cr_assert_eq(fg_batch_fill(&v, NULL, 0, &cf, &flip2, 0, &tx, &ty), FG_ERR_INVALID);
+  cr_assert_eq(fgt_batch_fill(&v, NULL, 0, &cf, &neg, 0, &tx, &ty), FG_ERR_INVALID);
+  cr_assert_eq(fgt_batch_fill(&v, NULL, 0, &cf, &big, 0, &tx, &ty), FG_ERR_INVALID);
+  cr_assert_eq(fgt_batch_fill(&v, NULL, 0, &cf, &flip2, 0, &tx, &ty), FG_ERR_INVALID);
   /* A zero-sample batch is a no-op. */
   fg_tensor t0 = fg_tensor_4d(x, 0, 3, 4, 4);
   int64_t y0s[1] = {0};
   fg_tensor ty0 = fg_tensor_view(y, FG_I32, fg_host_device(), 1, y0s);
-  FGT_OK(fg_batch_fill(&v, NULL, 6, &cf, NULL, 0, &t0, &ty0));
+  FGT_OK(fgt_batch_fill(&v, NULL, 6, &cf, NULL, 0, &t0, &ty0));
   fg_dataset_free(&ds);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "common/batch_util.h"
 #include "common/test_util.h"
 #include "engine/data/catalog.h"
 #include "engine/data/dataset.h"
@@ -309,7 +310,7 @@ Test(data_svhn, catalog_entry_and_half_normalisation) {
   fg_tensor tx = fg_tensor_4d(x, 2, 3, 32, 32);
   fg_tensor ty = fg_tensor_view(y, FG_I32, fg_host_device(), 1, (const int64_t[1]){2});
   fg_dataset_view v = fg_dataset_view_all(&ds);
-  FGT_OK(fg_batch_fill(&v, NULL, 0, &norm, NULL, 0, &tx, &ty));
+  FGT_OK(fgt_batch_fill(&v, NULL, 0, &norm, NULL, 0, &tx, &ty));
   for (int i = 0; i < 2; i++)
     for (int c = 0; c < 3; c++)
       for (int p = 0; p < 1024; p += 97) {
@@ -575,7 +576,7 @@ Test(data_stl10, catalog_entry_and_half_normalisation) {
   fg_tensor tx = fg_tensor_4d(x, 2, 3, 96, 96);
   fg_tensor ty = fg_tensor_view(y, FG_I32, fg_host_device(), 1, (const int64_t[1]){2});
   fg_dataset_view v = fg_dataset_view_all(&ds);
-  FGT_OK(fg_batch_fill(&v, NULL, 0, &norm, NULL, 0, &tx, &ty));
+  FGT_OK(fgt_batch_fill(&v, NULL, 0, &norm, NULL, 0, &tx, &ty));
   const int probes[][4] = {{0, 0, 0, 0}, {0, 1, 5, 90}, {1, 2, 95, 3}, {1, 0, 47, 48}};
   for (int k = 0; k < 4; k++) {
     const int *p = probes[k];

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/batch_util.h"
 #include "common/test_util.h"
 #include "engine/nn/trainer.h"
 #include "fl/method.h"
@@ -53,8 +54,9 @@ static double trainer_loss(const fg_loss_spec *loss) {
   fg_trainer *t;
   FGT_OK(fg_trainer_create(g, &o, &l, &t));
   FGT_OK(fg_trainer_set_state(t, state));
-  fg_tensor x, yt;
-  fg_trainer_input(t, &x, &yt);
+  fgt_input in;
+  fgt_input_open(&in, t);
+  fg_tensor x = in.x, yt = in.y;
   float z[EXITS][N][K];
   int32_t y[N];
   fixed_logits(z, y);
@@ -63,6 +65,8 @@ static double trainer_loss(const fg_loss_spec *loss) {
     for (int j = 0; j < EXITS; j++)
       for (int k = 0; k < K; k++) fg_f32(&x)[n * EXITS * K + j * K + k] = z[j][n][k];
   }
+  fgt_input_load(&in, t, N);
+  fgt_input_close(&in);
   fg_step_stats st;
   FGT_OK(fg_trainer_compute_gradients(t, N, &st));
   fg_trainer_destroy(t);

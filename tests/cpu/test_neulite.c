@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/batch_util.h"
 #include "common/test_util.h"
 #include "engine/base/rng.h"
 #include "engine/nn/trainer.h"
@@ -137,10 +138,12 @@ static step_result one_step(const fg_method_config *mc, int t) {
   fg_trainer *tr;
   FGT_OK(fg_trainer_create(r.g, &o, &l, &tr));
   FGT_OK(fg_trainer_set_state(tr, r.before));
-  fg_tensor x, y;
-  fg_trainer_input(tr, &x, &y);
-  fgt_fill_uniform(fg_f32(&x), (size_t)fg_tensor_numel(&x), 9, -1.0f, 1.0f);
-  for (int i = 0; i < 6; i++) fg_i32(&y)[i] = i % 3;
+  fgt_input in;
+  fgt_input_open(&in, tr);
+  fgt_fill_uniform(fg_f32(&in.x), (size_t)fg_tensor_numel(&in.x), 9, -1.0f, 1.0f);
+  for (int i = 0; i < 6; i++) fg_i32(&in.y)[i] = i % 3;
+  fgt_input_load(&in, tr, 6);
+  fgt_input_close(&in);
   fg_step_stats st;
   FGT_OK(fg_trainer_step(tr, 6, &st));
   FGT_OK(fg_trainer_get_state(tr, r.after));

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/batch_util.h"
 #include "common/test_util.h"
 #include "engine/base/rng.h"
 #include "engine/nn/models.h"
@@ -52,12 +53,14 @@ static fg_trainer_options options(const model_case *m, fg_exec_mode mode) {
 
 /* A deterministic batch: images uniform in [-1, 1], labels in [0, 10). */
 static void fill_batch(fg_trainer *t, int64_t n, uint64_t seed) {
-  fg_tensor images, labels;
-  fg_trainer_input(t, &images, &labels);
-  int64_t per = fg_tensor_numel(&images) / images.shape[0];
-  fgt_fill_uniform(fg_f32(&images), (size_t)(n * per), seed, -1.0f, 1.0f);
+  fgt_input in;
+  fgt_input_open(&in, t);
+  int64_t per = fg_tensor_numel(&in.x) / in.x.shape[0];
+  fgt_fill_uniform(fg_f32(&in.x), (size_t)(n * per), seed, -1.0f, 1.0f);
   fg_rng r = fg_rng_stream(seed, FG_RNG_TEST, 1, 0);
-  for (int64_t i = 0; i < n; i++) fg_i32(&labels)[i] = (int32_t)fg_rng_below(&r, 10);
+  for (int64_t i = 0; i < n; i++) fg_i32(&in.y)[i] = (int32_t)fg_rng_below(&r, 10);
+  fgt_input_load(&in, t, n);
+  fgt_input_close(&in);
 }
 
 static float *init_state(const fg_graph *g, uint64_t seed) {
@@ -413,10 +416,12 @@ Test(plan, class_mask_zeroes_masked_classifier_rows) {
   fg_trainer *t = make(g, &o, &l, state);
   float mask[10] = {1, 1, 0, 1, 0, 1, 1, 1, 1, 0};
   FGT_OK(fg_trainer_set_class_mask(t, mask));
-  fg_tensor x, y;
-  fg_trainer_input(t, &x, &y);
-  fgt_fill_uniform(fg_f32(&x), (size_t)fg_tensor_numel(&x), 4, -1, 1);
-  for (int i = 0; i < CNN.batch; i++) fg_i32(&y)[i] = (int32_t)((i * 3) % 10 == 2 ? 0 : (i * 3) % 10) % 10;
+  fgt_input in;
+  fgt_input_open(&in, t);
+  fgt_fill_uniform(fg_f32(&in.x), (size_t)fg_tensor_numel(&in.x), 4, -1, 1);
+  for (int i = 0; i < CNN.batch; i++) fg_i32(&in.y)[i] = (int32_t)((i * 3) % 10 == 2 ? 0 : (i * 3) % 10) % 10;
+  fgt_input_load(&in, t, CNN.batch);
+  fgt_input_close(&in);
   fg_step_stats st;
   FGT_OK(fg_trainer_compute_gradients(t, CNN.batch, &st));
   int hw = fg_graph_find_param(g, "head.weight"), hb = fg_graph_find_param(g, "head.bias");

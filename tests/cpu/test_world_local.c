@@ -355,6 +355,8 @@ Test(world_local, general_is_the_mean_over_clients_at_their_deepest_exits, .time
   fg_trainer *t;
   FGT_OK(fg_trainer_create(g, &o, &ledger, &t));
   FGT_OK(fg_trainer_set_state(t, state));
+  fg_loader ld;
+  FGT_OK(fg_loader_alloc(&ld, &ledger, 0, o.batch, w.train.c, w.train.h, w.train.w));
 
   double general = 0, exit_sum[3] = {0}, loss = 0;
   int clients = 0, exit_clients[3] = {0}, sizes_differ = 0;
@@ -367,7 +369,7 @@ Test(world_local, general_is_the_mean_over_clients_at_their_deepest_exits, .time
     FGT_OK(fg_dataset_view_subset(&w.train, fg_partition_client(&w.local_test, c), fg_partition_size(&w.local_test, c),
                                   &v));
     fg_epoch_stats es;
-    FGT_OK(fg_evaluate(t, &v, &w.norm, &es));
+    FGT_OK(fg_evaluate(t, &ld, &v, &w.norm, &es));
     cr_assert_eq(es.samples, v.n);
     sizes_differ += es.samples != fg_partition_size(&w.local_test, 0);
     general += (double)es.correct[deepest] / (double)es.samples;
@@ -398,6 +400,7 @@ Test(world_local, general_is_the_mean_over_clients_at_their_deepest_exits, .time
   cr_assert_str_eq(sf.summary.eval_protocol, "local");
   fg_summary_file_free(&sf);
 
+  fg_loader_free(&ld);
   fg_trainer_destroy(t);
   fg_graph_free(g);
   free(state);
