@@ -13,15 +13,24 @@
 #include "cuda/cuda_backend.h"
 #endif
 
-int fg_cli_start_cpu(const char *cmd, int threads) {
-  fg_cpu_options opt = {threads, 0};
-  if (fg_cpu_backend_register(&opt) != FG_OK) return fg_runtime_error(cmd);
+int fg_cli_device(const fg_command *cmd, const char *text, fg_device *out) {
+  if (fg_device_parse(text, out) != FG_OK) return fg_usage_error(cmd, "--device: %s", fg_last_error());
   return FG_EXIT_OK;
 }
 
-void fg_cli_probe_cuda(void) {
+int fg_cli_start(const char *cmd, int threads, fg_device device) {
+  fg_cpu_options opt = {threads, 0};
+  if (fg_cpu_backend_register(&opt) != FG_OK) return fg_runtime_error(cmd);
+  if (device.kind == FG_DEV_CUDA) fg_cli_probe_cuda(device.index);
+  if (!fg_backend_for(device)) return fg_runtime_error(cmd);
+  return FG_EXIT_OK;
+}
+
+void fg_cli_probe_cuda(int index) {
 #if FEDGAP_WITH_CUDA
-  fg_cuda_backend_register(0);
+  fg_cuda_backend_register(index);
+#else
+  (void)index;
 #endif
 }
 
@@ -77,6 +86,24 @@ int fg_cli_model_spec(const fg_command *cmd, const fg_cli_model *m, int64_t c, i
   return FG_EXIT_OK;
 }
 
+int fg_cli_trainer_options(const fg_command *cmd, const fg_cli_model *m, int64_t batch, const char *mode,
+                           fg_trainer_options *opt) {
+  memset(opt, 0, sizeof *opt);
+  opt->batch = batch;
+  int rc = fg_cli_mode(cmd, mode, &opt->mode);
+  if (rc == FG_EXIT_OK) rc = fg_cli_device(cmd, m->device, &opt->device);
+  if (rc == FG_EXIT_OK) rc = fg_cli_start(cmd->name, m->threads, opt->device);
+  return rc;
+}
+
+fg_cli_model fg_cli_model_defaults(void) {
+  fg_cli_model m;
+  memset(&m, 0, sizeof m);
+  m.arch = "cnn";
+  m.device = "cpu";
+  return m;
+}
+
 int fg_cli_optimizer(const fg_command *cmd, const char *name, double lr, double momentum, double weight_decay,
                      fg_optim_config *out) {
   if (strcmp(name, "sgd") == 0)
@@ -96,10 +123,11 @@ int fg_cli_model_args(fg_cli_model *m, int with_shape, fg_arg out[FG_CLI_MODEL_A
       {"exits", FG_ARG_FLAG, &m->exits, "", "cnn: with the early exits after blocks 1 and 2", 0, -1, 0, 0},
       {"depth", FG_ARG_INT, &m->depth, "D", "cnn (with --exits), vgg-me: blocks to build (default all)", 1, 4, 0, 0},
       {"threads", FG_ARG_INT, &m->threads, "N", "CPU threads (default: all cores)", 1, 1024, 0, 0},
+      {"device", FG_ARG_STRING, &m->device, "cpu|cuda[:N]", "device to compute on (default cpu)", 0, -1, 0, 0},
       {"input", FG_ARG_STRING, &m->input, "CxHxW", "input shape (default 1x28x28 for cnn, else 3x32x32)", 0, -1, 0, 0},
       {"classes", FG_ARG_INT, &m->classes, "K", "number of classes (default 10)", 2, 100000, 0, 0},
   };
-  int n = with_shape ? 7 : 5;
+  int n = with_shape ? 8 : 6;
   for (int i = 0; i < n; i++) out[i] = common[i];
   return n;
 }

@@ -11,10 +11,15 @@
 #include "engine/nn/plan.h"
 #include "engine/nn/trainer.h"
 
-/* Registers the CPU backend with `threads` threads (0 = all cores). */
-int fg_cli_start_cpu(const char *cmd, int threads);
-/* Registers the CUDA backend (when compiled in), available or not. */
-void fg_cli_probe_cuda(void);
+/* --device / device: "cpu", "cuda" or "cuda:N" -> *out; FG_EXIT_OK or a usage error. */
+int fg_cli_device(const fg_command *cmd, const char *text, fg_device *out);
+/* Starts what a command computes with: the CPU backend (which also owns host memory) with
+ * `threads` threads (0 = all cores) and, for a CUDA device, the CUDA backend; then checks that
+ * `device` is usable. FG_EXIT_OK, or one line naming the reason (e.g. the CUDA runtime's) and
+ * FG_EXIT_FAILURE. */
+int fg_cli_start(const char *cmd, int threads, fg_device device);
+/* Registers the CUDA backend for device `index` (when compiled in), available or not. */
+void fg_cli_probe_cuda(int index);
 
 /* Parses "CxHxW" (e.g. "3x32x32"). Returns 0 on success. */
 int fg_cli_parse_shape(const char *text, int64_t *c, int64_t *h, int64_t *w);
@@ -52,11 +57,15 @@ typedef struct fg_cli_model {
   int exits;
   int depth;
   int threads;        /* CPU threads, 0 = all cores */
+  const char *device; /* "cpu", "cuda", "cuda:N" */
 } fg_cli_model;
 
+/* The defaults: cnn at its default width, all cores, the cpu device. */
+fg_cli_model fg_cli_model_defaults(void);
+
 enum { FG_CLI_MODEL_ARGS = 8 };
-/* Fills out[] with the options --model --width --exits --depth --threads, plus --input and
- * --classes when `with_shape` (commands without a dataset); returns how many. The defaults are
+/* Fills out[] with the options --model --width --exits --depth --threads --device, plus --input
+ * and --classes when `with_shape` (commands without a dataset); returns how many. The defaults are
  * m's values on entry. */
 int fg_cli_model_args(fg_cli_model *m, int with_shape, fg_arg out[FG_CLI_MODEL_ARGS]);
 
@@ -64,6 +73,11 @@ int fg_cli_model_args(fg_cli_model *m, int with_shape, fg_arg out[FG_CLI_MODEL_A
  * the model's default input, 1x28x28 for cnn, else 3x32x32). Returns FG_EXIT_OK or a usage error. */
 int fg_cli_model_spec(const fg_command *cmd, const fg_cli_model *m, int64_t c, int64_t h, int64_t w,
                       int k, fg_model_spec *spec);
+/* The trainer options a model command shares: batch, --mode (store | checkpoint) and m's device,
+ * with the backends started (fg_cli_start with m's threads); the optimizer is left to the caller
+ * (kind none). FG_EXIT_OK or the exit status of the first problem. */
+int fg_cli_trainer_options(const fg_command *cmd, const fg_cli_model *m, int64_t batch, const char *mode,
+                           fg_trainer_options *opt);
 /* --optimizer "sgd" | "adam" -> *out; FG_EXIT_OK or a usage error. */
 int fg_cli_optimizer(const fg_command *cmd, const char *name, double lr, double momentum, double weight_decay,
                      fg_optim_config *out);

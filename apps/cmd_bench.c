@@ -18,7 +18,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static int bench_train(int argc, char **argv) {
-  fg_cli_model m = {"cnn", 0, NULL, 0, 0, 0, 0};
+  fg_cli_model m = fg_cli_model_defaults();
   int batch = 64, steps = 50, warmup = 5, repeats = 3;
   const char *mode_name = "store";
   fg_arg args[] = {
@@ -37,13 +37,10 @@ static int bench_train(int argc, char **argv) {
   fg_model_spec spec;
   rc = fg_cli_model_spec(&cmd, &m, 0, 0, 0, 10, &spec);
   if (rc != FG_EXIT_OK) return rc;
-  fg_trainer_options opt = {0};
-  opt.batch = batch;
-  opt.device = fg_host_device();
-  opt.optim = fg_optim_sgd(0.02f, 0.9f, 5e-4f);
-  rc = fg_cli_mode(&cmd, mode_name, &opt.mode);
-  if (rc == FG_EXIT_OK) rc = fg_cli_start_cpu("bench", m.threads);
+  fg_trainer_options opt;
+  rc = fg_cli_trainer_options(&cmd, &m, batch, mode_name, &opt);
   if (rc != FG_EXIT_OK) return rc;
+  opt.optim = fg_optim_sgd(0.02f, 0.9f, 5e-4f);
 
   fg_ledger ledger;
   fg_ledger_init(&ledger, "bench", 0);
@@ -73,7 +70,7 @@ static int bench_train(int argc, char **argv) {
   qsort(rates, (size_t)repeats, sizeof *rates, cmp_double);
   printf("model %s (width %g), input %lldx%lldx%lld, batch %d, %s, %s\n", spec.arch, fg_model_width(&spec),
          (long long)spec.in_c, (long long)spec.in_h, (long long)spec.in_w, batch, fg_exec_mode_name(opt.mode),
-         fg_backend_registered(FG_DEV_CPU)->description);
+         fg_backend_for(opt.device)->description);
   printf("samples_per_s=%.1f peak_engine_bytes=%zu peak_rss_bytes=%zu\n", rates[repeats / 2], ledger.peak,
          fg_process_peak_rss());
   fg_trainer_destroy(t);

@@ -453,7 +453,7 @@ int fg_cmd_bench_hypernet(int argc, char **argv) {
   const int svhn = strcmp(o.dataset, "svhn") == 0 || strcmp(o.dataset, "both") == 0;
   const int stl = strcmp(o.dataset, "stl10") == 0 || strcmp(o.dataset, "both") == 0;
   if (!svhn && !stl) return fg_usage_error(&cmd, "--dataset '%s' is not svhn, stl10 or both", o.dataset);
-  rc = fg_cli_start_cpu("bench hypernet", o.threads);
+  rc = fg_cli_start("bench hypernet", o.threads, fg_host_device());
   if (rc != FG_EXIT_OK) return rc;
   printf("bench hypernet: %s; rank %d, hidden %d, epochs %d (naive %d), pairs %d/%d, generated %d/%d\n",
          fg_backend_registered(FG_DEV_CPU)->description, o.rank, o.hidden, o.epochs,

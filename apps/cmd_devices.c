@@ -10,9 +10,9 @@ int fg_cmd_devices(int argc, char **argv) {
   int help;
   int rc = fg_args_parse(&cmd, argc, argv, &help);
   if (rc != FG_EXIT_OK || help) return rc;
-  rc = fg_cli_start_cpu(cmd.name, 0);
+  rc = fg_cli_start(cmd.name, 0, fg_host_device());
   if (rc != FG_EXIT_OK) return rc;
-  fg_cli_probe_cuda();
+  fg_cli_probe_cuda(0);
   printf("cpu: available: %s\n", fg_backend_registered(FG_DEV_CPU)->description);
   if (!FEDGAP_WITH_CUDA) {
     printf("cuda: not compiled (configure with -DFEDGAP_CUDA=ON and the CUDA toolkit)\n");

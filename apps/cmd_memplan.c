@@ -57,7 +57,7 @@ static int print_method_levels(const char *cmd, const char *method, const fg_mod
 }
 
 int fg_cmd_memplan(int argc, char **argv) {
-  fg_cli_model m = {"cnn", 0, NULL, 0, 0, 0, 0};
+  fg_cli_model m = fg_cli_model_defaults();
   int batch = 0;
   const char *mode_name = "store", *optimizer = "sgd", *method = NULL;
   double momentum = 0.9;
@@ -81,12 +81,9 @@ int fg_cmd_memplan(int argc, char **argv) {
   fg_model_spec spec;
   rc = fg_cli_model_spec(&cmd, &m, 0, 0, 0, 10, &spec);
   if (rc != FG_EXIT_OK) return rc;
-  fg_trainer_options opt = {0};
-  opt.batch = batch;
-  opt.device = fg_host_device();
-  rc = fg_cli_mode(&cmd, mode_name, &opt.mode);
+  fg_trainer_options opt;
+  rc = fg_cli_trainer_options(&cmd, &m, batch, mode_name, &opt);
   if (rc == FG_EXIT_OK) rc = fg_cli_optimizer(&cmd, optimizer, 0.01, momentum, 0, &opt.optim);
-  if (rc == FG_EXIT_OK) rc = fg_cli_start_cpu(cmd.name, m.threads);
   if (rc != FG_EXIT_OK) return rc;
 
   fg_graph *g = NULL;
@@ -99,7 +96,8 @@ int fg_cmd_memplan(int argc, char **argv) {
          spec.arch, fg_model_width(&spec), (long long)spec.in_c, (long long)spec.in_h, (long long)spec.in_w,
          spec.classes, batch, fg_exec_mode_name(opt.mode), fg_optim_name(opt.optim.kind));
   if (opt.optim.kind == FG_OPTIM_SGD) printf(" (momentum %g)", momentum);
-  printf(", device cpu\n");
+  char device[32];
+  printf(", device %s\n", fg_device_str(opt.device, device, sizeof device));
   printf("parameters: %lld (%lld trained), buffers: %lld floats, nodes with backward: %d\n",
          (long long)fg_graph_param_numel(g), (long long)plan->grad_numel,
          (long long)(fg_graph_state_numel(g) - fg_graph_param_numel(g)), plan->n_backward_nodes);

@@ -227,7 +227,7 @@ int fg_cmd_run(int argc, char **argv) {
     return s == FG_ERR_CONFIG ? FG_EXIT_USAGE : FG_EXIT_FAILURE;
   }
   char dir[4096];
-  rc = fg_cli_start_cpu(cmd.name, threads >= 0 ? threads : cfg.threads);
+  rc = fg_cli_start(cmd.name, threads >= 0 ? threads : cfg.threads, fg_host_device());
   if (rc == FG_EXIT_OK && choose_dir(&cfg, out, resume, dir, sizeof dir) != 0) rc = fg_runtime_error(cmd.name);
   if (rc == FG_EXIT_OK) rc = run_all(&cfg, dir, resume != NULL);
   fg_config_free(&cfg);

@@ -93,7 +93,7 @@ static int save_weights(session *s, const char *path, const fg_model_spec *spec)
 }
 
 int fg_cmd_train(int argc, char **argv) {
-  fg_cli_model m = {"cnn", 0, NULL, 0, 0, 0, 0};
+  fg_cli_model m = fg_cli_model_defaults();
   const char *dataset = "fashion-mnist", *data_dir = NULL, *save = NULL, *mode_name = "store";
   const char *optimizer = "sgd";
   int epochs = 5, batch = 64;
@@ -118,12 +118,9 @@ int fg_cmd_train(int argc, char **argv) {
                     (int)(sizeof args / sizeof args[0]), model_args, n_model};
   int help, rc = fg_args_parse(&cmd, argc, argv, &help);
   if (rc != FG_EXIT_OK || help) return rc;
-  fg_trainer_options opt = {0};
-  opt.batch = batch;
-  opt.device = fg_host_device();
-  rc = fg_cli_mode(&cmd, mode_name, &opt.mode);
+  fg_trainer_options opt;
+  rc = fg_cli_trainer_options(&cmd, &m, batch, mode_name, &opt);
   if (rc == FG_EXIT_OK) rc = fg_cli_optimizer(&cmd, optimizer, lr, momentum, wd, &opt.optim);
-  if (rc == FG_EXIT_OK) rc = fg_cli_start_cpu(cmd.name, m.threads);
   if (rc != FG_EXIT_OK) return rc;
 
   session s;
@@ -183,7 +180,7 @@ int fg_cmd_train(int argc, char **argv) {
 }
 
 int fg_cmd_eval(int argc, char **argv) {
-  fg_cli_model m = {"cnn", 0, NULL, 0, 0, 0, 0};
+  fg_cli_model m = fg_cli_model_defaults();
   const char *dataset = "fashion-mnist", *data_dir = NULL, *weights = NULL;
   int batch = 256;
   fg_arg args[] = {
@@ -198,12 +195,10 @@ int fg_cmd_eval(int argc, char **argv) {
                     (int)(sizeof args / sizeof args[0]), model_args, n_model};
   int help, rc = fg_args_parse(&cmd, argc, argv, &help);
   if (rc != FG_EXIT_OK || help) return rc;
-  rc = fg_cli_start_cpu(cmd.name, m.threads);
+  fg_trainer_options opt;
+  rc = fg_cli_trainer_options(&cmd, &m, batch, "store", &opt);
   if (rc != FG_EXIT_OK) return rc;
-  fg_trainer_options opt = {0};
-  opt.batch = batch;
   opt.mode = FG_EXEC_INFERENCE;
-  opt.device = fg_host_device();
   session s;
   rc = session_open(&s, &cmd, dataset, data_dir, 0, &m, &opt);
   fg_normalize norm;

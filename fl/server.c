@@ -157,7 +157,7 @@ static fg_status make_eval(server *s) {
   memset(&o, 0, sizeof o);
   o.batch = c->eval_batch;
   o.mode = FG_EXEC_INFERENCE;
-  o.device = fg_host_device();
+  o.device = fg_world_local_options(s->w, 0).device;
   FG_TRY(fg_trainer_create(s->global, &o, &s->ledger, &s->eval));
   const fg_dataset *ds = &s->w->train;
   FG_TRY(fg_loader_alloc(&s->loader, &s->ledger, 0, c->eval_batch, ds->c, ds->h, ds->w));
