@@ -92,35 +92,27 @@ static size_t filter_floats(const conv_plan *p) {
   return col_floats(p) + partials;
 }
 
-/* x [N,C,H,W], w [O,C/g,kh,kw] -> bytes (the backward-filter layout above). */
-static size_t cpu_conv2d_workspace(fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
-                                   const fg_tensor *w) {
-  if (fg_cpu_conv3x3_applies(b, d, w->shape[2], w->shape[3]))
-    return fg_cpu_conv3x3_workspace(b, d, x, w);
+/* x [N,C,H,W], w [O,C/g,kh,kw] -> bytes (the backward-filter layout above, the largest of the
+ * three calls' needs). */
+static fg_status cpu_conv2d_workspace(fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
+                                      const fg_tensor *w, size_t *bytes) {
+  if (fg_cpu_conv3x3_applies(b, d, w->shape[2], w->shape[3])) {
+    *bytes = fg_cpu_conv3x3_workspace(b, d, x, w);
+    return FG_OK;
+  }
   const conv_plan p = make_plan(b, d, x, w);
-  return filter_floats(&p) * sizeof(float);
-}
-
-/* The GEMM extents and leading dimensions fit BLAS's int. */
-static fg_status check_blas_range(const char *op, const conv_plan *p) {
-  const int64_t dims[5] = {p->og, p->k, p->hw_out, p->o * p->k, p->c * p->hw_in};
-  for (int i = 0; i < 5; i++)
-    if (!fg_cpu_blas_fits(dims[i]))
-      return FG_FAIL(FG_ERR_UNSUPPORTED, "cpu %s: GEMM extent %lld exceeds the BLAS int range",
-                     op, (long long)dims[i]);
+  *bytes = filter_floats(&p) * sizeof(float);
   return FG_OK;
 }
 
-fg_status fg_cpu_conv_check_workspace(const char *op, fg_workspace ws, size_t floats) {
-  const size_t need = floats * sizeof(float);
-  if (ws.bytes < need)
-    return FG_FAIL(FG_ERR_INVALID,
-                   "cpu %s: workspace of %zu bytes is smaller than the %zu bytes needed "
-                   "(ask fg_conv2d_workspace)",
-                   op, ws.bytes, need);
-  if (need > 0 && (!ws.ptr || (uintptr_t)ws.ptr % sizeof(float) != 0))
-    return FG_FAIL(FG_ERR_INVALID, "cpu %s: workspace pointer %p is missing or misaligned", op,
-                   ws.ptr);
+fg_status fg_cpu_conv_supports(const fg_backend *b, const fg_op_query *q) {
+  const fg_tensor *img = q->t[0], *wt = q->t[1];
+  if (fg_cpu_conv3x3_applies(b, q->conv, wt->shape[2], wt->shape[3])) return FG_OK;
+  const conv_plan p = make_plan(b, q->conv, img, wt);
+  const int64_t dims[5] = {p.og, p.k, p.hw_out, p.o * p.k, p.c * p.hw_in};
+  for (int i = 0; i < 5; i++)
+    if (!fg_cpu_blas_fits(dims[i]))
+      return FG_FAIL(FG_ERR_UNSUPPORTED, "a GEMM extent of %lld exceeds the BLAS int range", (long long)dims[i]);
   return FG_OK;
 }
 
@@ -290,8 +282,6 @@ static fg_status cpu_conv2d_forward(fg_backend *b, const fg_conv_desc *d, const 
   if (fg_cpu_conv3x3_applies(b, d, w->shape[2], w->shape[3]))
     return fg_cpu_conv3x3_forward(b, d, x, w, bias, y, ws);
   const conv_plan p = make_plan(b, d, x, w);
-  FG_TRY(check_blas_range("conv2d_forward", &p));
-  FG_TRY(fg_cpu_conv_check_workspace("conv2d_forward", ws, col_floats(&p)));
   const conv_job job = {.p = &p, .x = fg_f32(x), .w = fg_f32(w),
                         .bias = bias ? fg_f32(bias) : NULL, .y = fg_f32(y), .ws = ws.ptr};
   fg_cpu_run_lanes(p.lanes, p.threads, forward_lane, &job);
@@ -305,8 +295,6 @@ static fg_status cpu_conv2d_backward_data(fg_backend *b, const fg_conv_desc *d,
   if (fg_cpu_conv3x3_applies(b, d, w->shape[2], w->shape[3]))
     return fg_cpu_conv3x3_backward_data(b, d, dy, w, dx, accumulate, ws);
   const conv_plan p = make_plan(b, d, dx, w);
-  FG_TRY(check_blas_range("conv2d_backward_data", &p));
-  FG_TRY(fg_cpu_conv_check_workspace("conv2d_backward_data", ws, col_floats(&p)));
   const conv_job job = {.p = &p, .dy = fg_f32(dy), .w = fg_f32(w), .dx = fg_f32(dx),
                         .ws = ws.ptr, .accumulate = accumulate};
   fg_cpu_run_lanes(p.lanes, p.threads, backward_data_lane, &job);
@@ -349,8 +337,6 @@ static fg_status cpu_conv2d_backward_filter(fg_backend *b, const fg_conv_desc *d
     if (dbias) bias_gradient(&p, threads, fg_f32(dy), fg_f32(dbias));
     return FG_OK;
   }
-  FG_TRY(check_blas_range("conv2d_backward_filter", &p));
-  FG_TRY(fg_cpu_conv_check_workspace("conv2d_backward_filter", ws, filter_floats(&p)));
   const conv_job job = {.p = &p, .x = fg_f32(x), .dy = fg_f32(dy), .dw = fg_f32(dw),
                         .ws = ws.ptr};
   if (p.n == 0) {

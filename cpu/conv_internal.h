@@ -26,7 +26,8 @@ int fg_cpu_conv3x3_applies(const fg_backend *b, const fg_conv_desc *d, int64_t k
 
 /* The same contracts as the backend entries (engine/backend/backend.h), for convolutions where
  * fg_cpu_conv3x3_applies: x, dx [N,C,H,W], w, dw [O,C,3,3], bias [O] | NULL, y, dy [N,O,Ho,Wo].
- * The weight gradient leaves dbias to the caller. */
+ * The weight gradient leaves dbias to the caller. The workspace holds at least what
+ * fg_cpu_conv3x3_workspace reports (the entry point checked it). */
 size_t fg_cpu_conv3x3_workspace(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
                                 const fg_tensor *w);
 fg_status fg_cpu_conv3x3_forward(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
@@ -39,7 +40,8 @@ fg_status fg_cpu_conv3x3_backward_filter(const fg_backend *b, const fg_conv_desc
                                          const fg_tensor *x, const fg_tensor *dy, fg_tensor *dw,
                                          fg_workspace ws);
 
-/* Refuses a workspace smaller than `floats` floats or a missing/misaligned one, naming `op`. */
-fg_status fg_cpu_conv_check_workspace(const char *op, fg_workspace ws, size_t floats);
+/* Whether the generic path's GEMMs fit BLAS's int for the convolution q describes (the 3x3
+ * kernels have no such limit): FG_OK or FG_ERR_UNSUPPORTED naming the extent. */
+fg_status fg_cpu_conv_supports(const fg_backend *b, const fg_op_query *q);
 
 #endif

@@ -10,6 +10,8 @@
 
 #include "cpu/conv_internal.h"
 #include "cpu/cpu_internal.h"
+#include "cpu/math_internal.h"
+#include "cpu/nn_internal.h"
 
 static fg_backend fg_cpu;
 static fg_cpu_ctx fg_cpu_state;
@@ -57,6 +59,21 @@ static fg_status cpu_mem_query(fg_backend *b, size_t *free_bytes, size_t *total_
   return FG_OK;
 }
 
+/* The shape limits of the CPU kernels (BLAS takes int extents; a masked softmax row lives on the
+ * stack); everything else the table has, it runs. */
+static fg_status cpu_supports(fg_backend *b, const fg_op_query *q) {
+  switch (q->op) {
+    case FG_OP_CONV2D_FORWARD:
+    case FG_OP_CONV2D_BACKWARD_DATA:
+    case FG_OP_CONV2D_BACKWARD_FILTER: return fg_cpu_conv_supports(b, q);
+    case FG_OP_LINEAR_FORWARD:
+    case FG_OP_LINEAR_BACKWARD_DATA:
+    case FG_OP_LINEAR_BACKWARD_PARAMS: return fg_cpu_linear_supports(q);
+    case FG_OP_SOFTMAX_XENT: return fg_cpu_xent_supports(q);
+    default: return FG_OK;
+  }
+}
+
 static int online_cores(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? (int)n : 1;
@@ -79,6 +96,7 @@ fg_status fg_cpu_backend_register(const fg_cpu_options *opt) {
     fg_cpu.copy = cpu_copy;
     fg_cpu.synchronize = cpu_sync;
     fg_cpu.mem_query = cpu_mem_query;
+    fg_cpu.supports = cpu_supports;
     fg_cpu_register_nn_ops(&fg_cpu);
     fg_cpu_register_math_ops(&fg_cpu);
     fg_cpu_register_linalg_ops(&fg_cpu);

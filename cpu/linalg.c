@@ -107,15 +107,7 @@ static fg_status cpu_svd(fg_backend *b, const fg_tensor *a, fg_tensor *u, fg_ten
                          fg_tensor *vt, fg_workspace ws) {
   const int64_t m = a->shape[0], n = a->shape[1], k = m < n ? m : n;
   svd_layout l = {0};
-  FG_TRY(svd_layout_for(m, n, &l));
-  if (ws.bytes < l.total)
-    return FG_FAIL(FG_ERR_INVALID,
-                   "cpu svd: workspace of %zu bytes is smaller than the %zu bytes needed for "
-                   "[%lld, %lld] (ask fg_svd_workspace)",
-                   ws.bytes, l.total, (long long)m, (long long)n);
-  if (!ws.ptr || (uintptr_t)ws.ptr % sizeof(double) != 0)
-    return FG_FAIL(FG_ERR_INVALID, "cpu svd: workspace pointer %p is missing or not %zu-byte "
-                   "aligned", ws.ptr, sizeof(double));
+  FG_TRY(svd_layout_for(m, n, &l)); /* the entry point checked ws against l.total */
   const float *ap = fg_f32(a);
   for (int64_t i = 0; i < m * n; i++)
     if (!isfinite(ap[i]))

@@ -2,12 +2,11 @@
  * Weights are [out, in] (PyTorch's layout), so forward is y = x w^T + b. */
 #include "cpu/nn_internal.h"
 
-/* The GEMM extents fit BLAS's int. */
-static fg_status check_blas_range(const char *op, int64_t n, int64_t in, int64_t out) {
-  if (!fg_cpu_blas_fits(n) || !fg_cpu_blas_fits(in) || !fg_cpu_blas_fits(out))
-    return FG_FAIL(FG_ERR_UNSUPPORTED,
-                   "cpu %s: extents [%lld, %lld] x [%lld] exceed the BLAS int range", op,
-                   (long long)n, (long long)in, (long long)out);
+fg_status fg_cpu_linear_supports(const fg_op_query *q) {
+  for (int i = 0; i < 2; i++)
+    for (int d = 0; d < q->t[i]->ndim; d++)
+      if (!fg_cpu_blas_fits(q->t[i]->shape[d]))
+        return FG_FAIL(FG_ERR_UNSUPPORTED, "the extent %lld exceeds the BLAS int range", (long long)q->t[i]->shape[d]);
   return FG_OK;
 }
 
@@ -16,7 +15,6 @@ static fg_status cpu_linear_forward(fg_backend *b, const fg_tensor *x, const fg_
                                     const fg_tensor *bias, fg_tensor *y) {
   (void)b;
   const int64_t n = x->shape[0], in = x->shape[1], out = w->shape[0];
-  FG_TRY(check_blas_range("linear_forward", n, in, out));
   float *yp = fg_f32(y);
   float beta = 0.0f;
   if (bias) {
@@ -34,7 +32,6 @@ static fg_status cpu_linear_backward_data(fg_backend *b, const fg_tensor *dy, co
                                           fg_tensor *dx, int accumulate) {
   (void)b;
   const int64_t n = dy->shape[0], out = dy->shape[1], in = w->shape[1];
-  FG_TRY(check_blas_range("linear_backward_data", n, in, out));
   fg_cpu_sgemm(0, 0, n, in, out, 1.0f, fg_f32(dy), out, fg_f32(w), in, accumulate ? 1.0f : 0.0f,
                fg_f32(dx), in);
   return FG_OK;
@@ -44,7 +41,6 @@ static fg_status cpu_linear_backward_data(fg_backend *b, const fg_tensor *dy, co
 static fg_status cpu_linear_backward_params(fg_backend *b, const fg_tensor *x, const fg_tensor *dy,
                                             fg_tensor *dw, fg_tensor *dbias) {
   const int64_t n = x->shape[0], in = x->shape[1], out = dy->shape[1];
-  FG_TRY(check_blas_range("linear_backward_params", n, in, out));
   const float *dyp = fg_f32(dy);
   if (dw) fg_cpu_sgemm(1, 0, out, in, n, 1.0f, dyp, out, fg_f32(x), in, 0.0f, fg_f32(dw), in);
   if (dbias) {

@@ -53,13 +53,29 @@ static const float *masked_row(const xent_ctx *c, int64_t n, float *row) {
   return row;
 }
 
-enum { XENT_MASKED_MAX_K = 4096 };
+fg_status fg_cpu_xent_supports(const fg_op_query *q) {
+  if (q->class_mask && q->t[0]->shape[1] > FG_CPU_XENT_MASKED_MAX_K)
+    return FG_FAIL(FG_ERR_UNSUPPORTED, "a class mask over %lld classes (at most %d)", (long long)q->t[0]->shape[1],
+                   FG_CPU_XENT_MASKED_MAX_K);
+  return FG_OK;
+}
+
+int fg_cpu_count_bad_labels(const int32_t *y, int64_t n, int64_t k, fg_index_report *bad) {
+  for (int64_t i = 0; i < n; i++) {
+    if (y[i] >= 0 && y[i] < k) continue;
+    if (bad->bad++ == 0) {
+      bad->first = i;
+      bad->value = y[i];
+    }
+  }
+  return bad->bad > 0;
+}
 
 /* Sum over rows of logsumexp(z) - z[y], and the number of rows whose first argmax is y. */
 static fg_cpu_partial xent_rows(const void *p, int64_t begin, int64_t end) {
   const xent_ctx *c = p;
   fg_cpu_partial r = {0.0, 0};
-  float row[XENT_MASKED_MAX_K];
+  float row[FG_CPU_XENT_MASKED_MAX_K];
   for (int64_t n = begin; n < end; n++) {
     const float *z = masked_row(c, n, row);
     const int32_t y = c->labels[n];
@@ -83,18 +99,11 @@ static fg_cpu_partial xent_rows(const void *p, int64_t begin, int64_t end) {
 
 static fg_status cpu_softmax_xent(fg_backend *b, const fg_tensor *logits, const fg_tensor *labels,
                                   const fg_tensor *class_mask, float weight, fg_tensor *dlogits,
-                                  int accumulate, double *loss, int64_t *correct) {
+                                  int accumulate, double *loss, int64_t *correct, fg_index_report *bad) {
   (void)b;
   const int64_t n = logits->shape[0], k = logits->shape[1];
-  if (class_mask && k > XENT_MASKED_MAX_K)
-    return FG_FAIL(FG_ERR_UNSUPPORTED, "softmax_xent: a class mask over %lld classes (at most %d)",
-                   (long long)k, XENT_MASKED_MAX_K);
   const int32_t *y = fg_i32(labels);
-  for (int64_t i = 0; i < n; i++)
-    if (y[i] < 0 || y[i] >= k)
-      return FG_FAIL(FG_ERR_INVALID,
-                     "softmax_xent: label of row %lld is %d, expected 0 <= label < %lld",
-                     (long long)i, (int)y[i], (long long)k);
+  if (fg_cpu_count_bad_labels(y, n, k, bad)) return FG_OK;
   xent_ctx c = {fg_f32(logits), y, class_mask ? fg_f32(class_mask) : NULL, k,
                 dlogits ? fg_f32(dlogits) : NULL, (double)weight / (double)n, accumulate};
   fg_cpu_partial r = fg_cpu_reduce_blocks(n, rows_per_block(k), xent_rows, &c);

@@ -36,4 +36,12 @@ typedef fg_cpu_partial (*fg_cpu_block_fn)(const void *ctx, int64_t begin, int64_
  * bit-identical for any number of threads. No allocation (partials live on the stack). */
 fg_cpu_partial fg_cpu_reduce_blocks(int64_t n, int64_t block, fg_cpu_block_fn fn, const void *ctx);
 
+/* Counts the labels y[0..n) outside [0, k) into *bad (the first one too); returns 1 when any. */
+int fg_cpu_count_bad_labels(const int32_t *y, int64_t n, int64_t k, fg_index_report *bad);
+
+/* The backend's `supports` for softmax_xent: a class mask covers at most FG_CPU_XENT_MASKED_MAX_K
+ * classes (a row of them is masked on the stack). */
+enum { FG_CPU_XENT_MASKED_MAX_K = 4096 };
+fg_status fg_cpu_xent_supports(const fg_op_query *q);
+
 #endif

@@ -25,4 +25,8 @@ void fg_cpu_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, flo
 /* 1 when `v` fits the int that BLAS takes for extents and leading dimensions. */
 int fg_cpu_blas_fits(int64_t v);
 
+/* Whether the linear layer's GEMMs fit BLAS's int for the call q describes (the backend's
+ * `supports` for the linear ops). */
+fg_status fg_cpu_linear_supports(const fg_op_query *q);
+
 #endif

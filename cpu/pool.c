@@ -169,7 +169,8 @@ static int64_t maxpool2_plane_backward(const pool_geom *g, const float *dy, cons
 
 /* dy, argmax [N,C,Ho,Wo] -> dx [N,C,H,W] (=|+=). */
 static fg_status cpu_maxpool_backward(fg_backend *b, const fg_pool_desc *d, const fg_tensor *dy,
-                                      const fg_tensor *argmax, fg_tensor *dx, int accumulate) {
+                                      const fg_tensor *argmax, fg_tensor *dx, int accumulate,
+                                      fg_index_report *report) {
   const pool_geom g = make_geom(d, dx, dy);
   const float *dyp = fg_f32(dy);
   const uint8_t *ap = fg_u8(argmax);
@@ -188,11 +189,8 @@ static fg_status cpu_maxpool_backward(fg_backend *b, const fg_pool_desc *d, cons
     if (!accumulate) memset(plane, 0, (size_t)in_plane * sizeof(float));
     bad += maxpool_plane_backward(&g, dyp + p * out_plane, ap + p * out_plane, plane);
   }
-  if (bad)
-    return FG_FAIL(FG_ERR_INVALID,
-                   "cpu maxpool_backward: %lld argmax values point outside their %lldx%lld "
-                   "window or the input",
-                   (long long)bad, (long long)g.kernel, (long long)g.kernel);
+  report->bad = bad;
+  report->first = -1; /* counted over threads: which one came first is not kept */
   return FG_OK;
 }
 

@@ -73,10 +73,80 @@ typedef struct fg_nhsic_desc {
   int classes;  /* label targets: one-hot width K */
 } fg_nhsic_desc;
 
+/* Workspaces are byte ranges the caller carves from a region; entry points check their size
+ * against the backend's own query and that they start at a multiple of FG_WORKSPACE_ALIGN. */
 typedef struct fg_workspace {
   void *ptr;
   size_t bytes;
 } fg_workspace;
+
+enum { FG_WORKSPACE_ALIGN = 8 };
+
+/* What a backend found wrong in index data it read while running an op (labels, max-pool argmax
+ * positions), which only it can read where the data lives: how many entries were out of range,
+ * and the first one (lowest position) with its value. The entry point, which zeroes it before the
+ * call, turns a nonzero count into FG_ERR_INVALID naming the op; the op's outputs are then
+ * unspecified (a backend may stop before computing them). */
+typedef struct fg_index_report {
+  int64_t bad;
+  int64_t first; /* position of the first bad entry; -1 when the backend does not track it */
+  int64_t value; /* its value */
+} fg_index_report;
+
+/* ----------------------------------------------------------------------------------------- */
+/* Ops and capability queries                                                                 */
+
+/* The compute entries of the table, one per op (names as in engine/backend/ops.h). */
+typedef enum fg_op {
+  FG_OP_CONV2D_FORWARD = 0,
+  FG_OP_CONV2D_BACKWARD_DATA,
+  FG_OP_CONV2D_BACKWARD_FILTER,
+  FG_OP_LINEAR_FORWARD,
+  FG_OP_LINEAR_BACKWARD_DATA,
+  FG_OP_LINEAR_BACKWARD_PARAMS,
+  FG_OP_BN_FORWARD_TRAIN,
+  FG_OP_BN_FORWARD_EVAL,
+  FG_OP_BN_BACKWARD,
+  FG_OP_RELU_FORWARD,
+  FG_OP_RELU_BACKWARD,
+  FG_OP_ADD,
+  FG_OP_AXPY,
+  FG_OP_SCALE,
+  FG_OP_COPY,
+  FG_OP_FILL,
+  FG_OP_DROPOUT_FORWARD,
+  FG_OP_DROPOUT_BACKWARD,
+  FG_OP_MAXPOOL_FORWARD,
+  FG_OP_MAXPOOL_BACKWARD,
+  FG_OP_AVGPOOL_GLOBAL_FORWARD,
+  FG_OP_AVGPOOL_GLOBAL_BACKWARD,
+  FG_OP_SOFTMAX_XENT,
+  FG_OP_KL_DIV,
+  FG_OP_MSE,
+  FG_OP_NHSIC,
+  FG_OP_SGD_STEP,
+  FG_OP_ADAM_STEP,
+  FG_OP_SUM_SQUARES,
+  FG_OP_SVD,
+  FG_OP_COUNT
+} fg_op;
+
+/* One op call as far as it is known before any memory exists: the op, and for the ops whose
+ * support can depend on them, shape descriptors (data may be NULL) and descriptors:
+ *   conv2d_*:        t[0] = the image-shaped tensor (x or dx) [N,C,H,W], t[1] = the weight
+ *                    [O,C/g,kh,kw], conv set;
+ *   linear_*:        the two matrices that define the GEMM: x [N,I] and w [O,I] (forward),
+ *                    dx [N,I] and w (backward data), x and dy [N,O] (backward params);
+ *   softmax_xent:    t[0] = logits [N,K], class_mask set when a mask is given;
+ *   nhsic:           t[0] = z [m, ...];
+ *   svd:             t[0] = a [m,n];
+ * other ops: nothing (only the presence of the entry is asked). */
+typedef struct fg_op_query {
+  fg_op op;
+  const fg_tensor *t[2];
+  const fg_conv_desc *conv;
+  int class_mask;
+} fg_op_query;
 
 /* ----------------------------------------------------------------------------------------- */
 /* The table                                                                                  */
@@ -94,6 +164,12 @@ struct fg_backend {
   char description[256];   /* e.g. "cpu: 2 threads, OpenBLAS 0.3.21" */
   void *ctx;
 
+  /* Optional: FG_OK when this backend can run the call q describes (the engine has already
+   * checked that the op's entry is present and the shapes are consistent), else
+   * FG_ERR_UNSUPPORTED with a message saying why. The planner asks it for every op of a plan, so
+   * unsupported work fails before anything runs; every entry point asks it too. */
+  fg_status (*supports)(fg_backend *b, const fg_op_query *q);
+
   /* Memory. Only engine/mem/region.c calls alloc/free, after charging the ledger. */
   fg_status (*alloc)(fg_backend *b, size_t bytes, void **out);
   void (*free)(fg_backend *b, void *ptr);
@@ -102,9 +178,9 @@ struct fg_backend {
   fg_status (*mem_query)(fg_backend *b, size_t *free_bytes, size_t *total_bytes);
 
   /* Convolution. x [N,C,H,W], w [O,C/groups,kh,kw], bias [O] or NULL, y [N,O,Ho,Wo].
-   * workspace: bytes any of the three calls needs for these shapes. */
-  size_t (*conv2d_workspace)(fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
-                             const fg_tensor *w);
+   * workspace: *bytes := what any of the three calls needs for these shapes. */
+  fg_status (*conv2d_workspace)(fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
+                                const fg_tensor *w, size_t *bytes);
   fg_status (*conv2d_forward)(fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
                               const fg_tensor *w, const fg_tensor *bias, fg_tensor *y,
                               fg_workspace ws);
@@ -164,8 +240,10 @@ struct fg_backend {
    * window, row-major; ties go to the first) or NULL; padding never wins. */
   fg_status (*maxpool_forward)(fg_backend *b, const fg_pool_desc *d, const fg_tensor *x,
                                fg_tensor *y, fg_tensor *argmax);
+  /* argmax entries outside the window (or pointing into the padding) are counted in `bad`. */
   fg_status (*maxpool_backward)(fg_backend *b, const fg_pool_desc *d, const fg_tensor *dy,
-                                const fg_tensor *argmax, fg_tensor *dx, int accumulate);
+                                const fg_tensor *argmax, fg_tensor *dx, int accumulate,
+                                fg_index_report *bad);
   /* Global average pool: x [N,C,H,W] -> y [N,C]. */
   fg_status (*avgpool_global_forward)(fg_backend *b, const fg_tensor *x, fg_tensor *y);
   fg_status (*avgpool_global_backward)(fg_backend *b, const fg_tensor *dy, fg_tensor *dx,
@@ -175,10 +253,11 @@ struct fg_backend {
    * class_mask f32 [K] of 0/1 or NULL: masked logits are replaced by 0 (PyTorch's
    * masked_fill(mask == 0, 0), HeteroFL's label split) and get no gradient.
    * loss = weight * mean_n CE; dlogits (=|+=) its gradient when not NULL; correct (when not NULL)
-   * = number of rows whose first argmax (of the masked logits) equals the label. */
+   * = number of rows whose first argmax (of the masked logits) equals the label. Labels outside
+   * [0, K) are counted in `bad`. */
   fg_status (*softmax_xent)(fg_backend *b, const fg_tensor *logits, const fg_tensor *labels,
                             const fg_tensor *class_mask, float weight, fg_tensor *dlogits,
-                            int accumulate, double *loss, int64_t *correct);
+                            int accumulate, double *loss, int64_t *correct, fg_index_report *bad);
   /* student, teacher [N,K]; dstudent / dteacher (=|+=) when not NULL (NULL = detached). */
   fg_status (*kl_div)(fg_backend *b, const fg_kl_desc *d, const fg_tensor *student,
                       const fg_tensor *teacher, fg_tensor *dstudent, fg_tensor *dteacher,
@@ -190,11 +269,12 @@ struct fg_backend {
   /* nHSIC of z [m, ...] (rows flattened, d_z values each) against a constant target: x
    * [m, ...] (rows flattened), or when x is NULL one-hot labels (labels i32 [m] in
    * [0, d->classes), d = classes). value := nHSIC (0 when a centred kernel vanishes, e.g. all
-   * rows equal); dz (=|+=) weight * d nHSIC / dz when not NULL. ws: nhsic_workspace(m) bytes. */
-  size_t (*nhsic_workspace)(fg_backend *b, int64_t m);
+   * rows equal); dz (=|+=) weight * d nHSIC / dz when not NULL. ws: nhsic_workspace(m) bytes.
+   * Labels outside [0, classes) are counted in `bad`. */
+  fg_status (*nhsic_workspace)(fg_backend *b, int64_t m, size_t *bytes);
   fg_status (*nhsic)(fg_backend *b, const fg_nhsic_desc *d, const fg_tensor *z, const fg_tensor *x,
                      const fg_tensor *labels, float weight, fg_tensor *dz, int accumulate,
-                     fg_workspace ws, double *value);
+                     fg_workspace ws, double *value, fg_index_report *bad);
 
   /* Optimizers over one parameter tensor (flat). */
   fg_status (*sgd_step)(fg_backend *b, const fg_sgd_hparams *h, fg_tensor *param,

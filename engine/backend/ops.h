@@ -9,6 +9,14 @@
 
 #include "engine/backend/backend.h"
 
+/* The op's name ("conv2d_forward", ...). */
+const char *fg_op_name(fg_op op);
+/* Whether the backend registered for `device` (available or not) can run the call q describes:
+ * its table has the op's entry and its `supports` hook, if any, accepts the shapes. FG_OK, or
+ * FG_ERR_UNSUPPORTED naming the op, the shapes and the backend (FG_ERR_NO_DEVICE when no backend
+ * is registered for the device). The planner asks this for every op of a plan. */
+fg_status fg_op_supported(fg_device device, const fg_op_query *q);
+
 /* Conv output extent: floor((in + 2 pad - k) / stride) + 1. */
 int64_t fg_conv_out_extent(int64_t in, int k, int stride, int pad);
 

@@ -23,7 +23,20 @@ fg_status fg_check_same_shape(const char *op, const char *arg_a, const fg_tensor
                               const char *arg_b, const fg_tensor *b);
 /* All non-NULL tensors of `ts` live on one device; *out = that device's backend. */
 fg_status fg_op_backend(const char *op, const fg_tensor *const *ts, int count, fg_backend **out);
-/* FG_ERR_UNSUPPORTED naming the op and backend. */
-fg_status fg_op_unsupported(const char *op, const fg_backend *b);
+
+/* The backend that runs q's op on the tensors ts[0..count): all non-NULL ones on one device,
+ * whose backend has the op's entry and accepts q (fg_op_supported). Every entry point dispatches
+ * through this. */
+fg_status fg_op_prepare(const fg_op_query *q, const fg_tensor *const *ts, int count, fg_backend **out);
+/* fg_op_prepare for an op whose support depends on nothing but its presence. */
+fg_status fg_op_prepare_op(fg_op op, const fg_tensor *const *ts, int count, fg_backend **out);
+
+/* ws holds at least `need` bytes, starting at a multiple of FG_WORKSPACE_ALIGN when need > 0. */
+fg_status fg_check_workspace(const char *op, fg_workspace ws, size_t need);
+
+/* FG_OK when r counts nothing, else FG_ERR_INVALID: "<op>: <count> <what> outside <range> (the
+ * first, at <where> <first>, is <value>)", the part in brackets when the backend tracked it. */
+fg_status fg_index_report_status(const char *op, const fg_index_report *r, const char *what, const char *range,
+                                 const char *where);
 
 #endif

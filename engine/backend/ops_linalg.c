@@ -38,15 +38,23 @@ static int overlap(const fg_tensor *x, const fg_tensor *y) {
   return x0 < y1 && y0 < x1;
 }
 
+/* The workspace the backend needs for a's shape; none without the query. */
+static fg_status svd_workspace(const char *op, fg_backend *b, const fg_tensor *a, size_t *bytes) {
+  *bytes = 0;
+  if (!b->svd_workspace) return FG_OK;
+  fg_status s = b->svd_workspace(b, a->shape[0], a->shape[1], bytes);
+  if (s != FG_OK) fg_error_prefix("%s", op);
+  return s;
+}
+
 fg_status fg_svd_workspace(const fg_tensor *a, size_t *bytes) {
   const char *op = "svd_workspace";
   if (!bytes) return FG_FAIL(FG_ERR_INVALID, "%s: output pointer is missing", op);
   FG_TRY(check_svd_input(op, a, 0));
-  const fg_tensor *ts[1] = {a};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, 1, &b));
-  if (!b->svd_workspace) return fg_op_unsupported(op, b);
-  return b->svd_workspace(b, a->shape[0], a->shape[1], bytes);
+  fg_op_query q = {.op = FG_OP_SVD, .t = {a, NULL}};
+  FG_TRY(fg_op_prepare(&q, (const fg_tensor *[]){a}, 1, &b));
+  return svd_workspace(op, b, a, bytes);
 }
 
 fg_status fg_svd(const fg_tensor *a, fg_tensor *u, fg_tensor *s, fg_tensor *vt, fg_workspace ws) {
@@ -64,9 +72,11 @@ fg_status fg_svd(const fg_tensor *a, fg_tensor *u, fg_tensor *s, fg_tensor *vt, 
       if (overlap(all[i], all[j]))
         return FG_FAIL(FG_ERR_INVALID, "%s: %s and %s overlap in memory, expected distinct buffers",
                        op, names[i], names[j]);
-  const fg_tensor *ts[4] = {a, u, s, vt};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, 4, &b));
-  if (!b->svd) return fg_op_unsupported(op, b);
+  fg_op_query q = {.op = FG_OP_SVD, .t = {a, NULL}};
+  FG_TRY(fg_op_prepare(&q, (const fg_tensor *[]){a, u, s, vt}, 4, &b));
+  size_t need = 0;
+  FG_TRY(svd_workspace(op, b, a, &need));
+  FG_TRY(fg_check_workspace(op, ws, need));
   return b->svd(b, a, u, s, vt, ws);
 }

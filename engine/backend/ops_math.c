@@ -2,10 +2,12 @@
  * losses, optimizers and reductions. Each checks ranks, extents, dtypes, devices and scalar
  * values, records a message naming the op and the offending argument, then dispatches to the
  * backend of the device the tensors live on (FG_ERR_UNSUPPORTED when its entry is NULL).
- * Checks that need the tensor data (labels in [0, K)) are made by the backend. The scalar
+ * Index data only the backend can read (labels in [0, K)) is checked through the backend's
+ * fg_index_report, turned into a status here. The scalar
  * results of the losses (loss, and for softmax_xent the optional correct count) are host
  * pointers; `loss` is required. */
 #include <math.h>
+#include <stdio.h>
 
 #include "engine/backend/ops.h"
 #include "engine/backend/ops_check.h"
@@ -102,7 +104,7 @@ fg_status fg_bn_forward_train(const fg_tensor *x, const fg_tensor *gamma, const 
                               fg_tensor *y, fg_tensor *save_mean, fg_tensor *save_invstd,
                               fg_tensor *running_mean, fg_tensor *running_var, float momentum,
                               float eps) {
-  const char *op = "bn_forward_train";
+  const char *op = fg_op_name(FG_OP_BN_FORWARD_TRAIN);
   int64_t c = 0, count = 0;
   FG_TRY(check_bn_input(op, "x", x, &c, &count));
   FG_TRY(check_f32_like(op, "y", y, "x", x));
@@ -122,10 +124,9 @@ fg_status fg_bn_forward_train(const fg_tensor *x, const fg_tensor *gamma, const 
     return FG_FAIL(FG_ERR_INVALID,
                    "%s: batch norm needs more than one value per channel (got %lld = N*H*W)", op,
                    (long long)count);
-  const fg_tensor *ts[] = {x, gamma, beta, y, save_mean, save_invstd, running_mean, running_var};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
-  if (!b->bn_forward_train) return fg_op_unsupported(op, b);
+  const fg_tensor *ts[] = {x, gamma, beta, y, save_mean, save_invstd, running_mean, running_var};
+  FG_TRY(fg_op_prepare_op(FG_OP_BN_FORWARD_TRAIN, ts, FG_ARRAY_LEN(ts), &b));
   return b->bn_forward_train(b, x, gamma, beta, y, save_mean, save_invstd, running_mean,
                              running_var, momentum, eps);
 }
@@ -133,7 +134,7 @@ fg_status fg_bn_forward_train(const fg_tensor *x, const fg_tensor *gamma, const 
 fg_status fg_bn_forward_eval(const fg_tensor *x, const fg_tensor *gamma, const fg_tensor *beta,
                              const fg_tensor *running_mean, const fg_tensor *running_var, float eps,
                              fg_tensor *y) {
-  const char *op = "bn_forward_eval";
+  const char *op = fg_op_name(FG_OP_BN_FORWARD_EVAL);
   int64_t c = 0, count = 0;
   FG_TRY(check_bn_input(op, "x", x, &c, &count));
   FG_TRY(check_f32_like(op, "y", y, "x", x));
@@ -142,17 +143,16 @@ fg_status fg_bn_forward_eval(const fg_tensor *x, const fg_tensor *gamma, const f
   FG_TRY(check_channel_vector(op, "running_mean", running_mean, c));
   FG_TRY(check_channel_vector(op, "running_var", running_var, c));
   FG_TRY(check_non_negative(op, "eps", eps));
-  const fg_tensor *ts[] = {x, gamma, beta, running_mean, running_var, y};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
-  if (!b->bn_forward_eval) return fg_op_unsupported(op, b);
+  const fg_tensor *ts[] = {x, gamma, beta, running_mean, running_var, y};
+  FG_TRY(fg_op_prepare_op(FG_OP_BN_FORWARD_EVAL, ts, FG_ARRAY_LEN(ts), &b));
   return b->bn_forward_eval(b, x, gamma, beta, running_mean, running_var, eps, y);
 }
 
 fg_status fg_bn_backward(const fg_tensor *dy, const fg_tensor *x, const fg_tensor *gamma,
                          const fg_tensor *save_mean, const fg_tensor *save_invstd, fg_tensor *dx,
                          fg_tensor *dgamma, fg_tensor *dbeta, int accumulate) {
-  const char *op = "bn_backward";
+  const char *op = fg_op_name(FG_OP_BN_BACKWARD);
   int64_t c = 0, count = 0;
   FG_TRY(check_bn_input(op, "x", x, &c, &count));
   FG_TRY(check_f32_like(op, "dy", dy, "x", x));
@@ -162,10 +162,9 @@ fg_status fg_bn_backward(const fg_tensor *dy, const fg_tensor *x, const fg_tenso
   if (dx) FG_TRY(check_f32_like(op, "dx", dx, "x", x));
   if (dgamma) FG_TRY(check_channel_vector(op, "dgamma", dgamma, c));
   if (dbeta) FG_TRY(check_channel_vector(op, "dbeta", dbeta, c));
-  const fg_tensor *ts[] = {dy, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
-  if (!b->bn_backward) return fg_op_unsupported(op, b);
+  const fg_tensor *ts[] = {dy, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta};
+  FG_TRY(fg_op_prepare_op(FG_OP_BN_BACKWARD, ts, FG_ARRAY_LEN(ts), &b));
   return b->bn_backward(b, dy, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta, accumulate);
 }
 
@@ -173,107 +172,89 @@ fg_status fg_bn_backward(const fg_tensor *dy, const fg_tensor *x, const fg_tenso
 /* Elementwise                                                                                */
 
 fg_status fg_relu_forward(const fg_tensor *x, fg_tensor *y) {
-  const char *op = "relu_forward";
+  const char *op = fg_op_name(FG_OP_RELU_FORWARD);
   FG_TRY(check_f32(op, "x", x));
   FG_TRY(check_f32_numel(op, "y", y, fg_tensor_numel(x)));
-  const fg_tensor *ts[] = {x, y};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
-  if (!b->relu_forward) return fg_op_unsupported(op, b);
+  FG_TRY(fg_op_prepare_op(FG_OP_RELU_FORWARD, (const fg_tensor *[]){x, y}, 2, &b));
   return b->relu_forward(b, x, y);
 }
 
 fg_status fg_relu_backward(const fg_tensor *y, const fg_tensor *dy, fg_tensor *dx, int accumulate) {
-  const char *op = "relu_backward";
+  const char *op = fg_op_name(FG_OP_RELU_BACKWARD);
   FG_TRY(check_f32(op, "y", y));
   FG_TRY(check_f32_numel(op, "dy", dy, fg_tensor_numel(y)));
   FG_TRY(check_f32_numel(op, "dx", dx, fg_tensor_numel(y)));
-  const fg_tensor *ts[] = {y, dy, dx};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
-  if (!b->relu_backward) return fg_op_unsupported(op, b);
+  FG_TRY(fg_op_prepare_op(FG_OP_RELU_BACKWARD, (const fg_tensor *[]){y, dy, dx}, 3, &b));
   return b->relu_backward(b, y, dy, dx, accumulate);
 }
 
 fg_status fg_add(const fg_tensor *x1, const fg_tensor *x2, fg_tensor *y) {
-  const char *op = "add";
+  const char *op = fg_op_name(FG_OP_ADD);
   FG_TRY(check_f32(op, "x1", x1));
   FG_TRY(check_f32_numel(op, "x2", x2, fg_tensor_numel(x1)));
   FG_TRY(check_f32_numel(op, "y", y, fg_tensor_numel(x1)));
-  const fg_tensor *ts[] = {x1, x2, y};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
-  if (!b->add) return fg_op_unsupported(op, b);
+  FG_TRY(fg_op_prepare_op(FG_OP_ADD, (const fg_tensor *[]){x1, x2, y}, 3, &b));
   return b->add(b, x1, x2, y);
 }
 
 fg_status fg_axpy(float alpha, const fg_tensor *x, fg_tensor *y) {
-  const char *op = "axpy";
+  const char *op = fg_op_name(FG_OP_AXPY);
   FG_TRY(check_f32(op, "x", x));
   FG_TRY(check_f32_numel(op, "y", y, fg_tensor_numel(x)));
   FG_TRY(check_finite(op, "alpha", alpha));
-  const fg_tensor *ts[] = {x, y};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
-  if (!b->axpy) return fg_op_unsupported(op, b);
+  FG_TRY(fg_op_prepare_op(FG_OP_AXPY, (const fg_tensor *[]){x, y}, 2, &b));
   return b->axpy(b, alpha, x, y);
 }
 
 fg_status fg_scale(float alpha, const fg_tensor *x, fg_tensor *y) {
-  const char *op = "scale";
+  const char *op = fg_op_name(FG_OP_SCALE);
   FG_TRY(check_f32(op, "x", x));
   FG_TRY(check_f32_numel(op, "y", y, fg_tensor_numel(x)));
   FG_TRY(check_finite(op, "alpha", alpha));
-  const fg_tensor *ts[] = {x, y};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
-  if (!b->scale) return fg_op_unsupported(op, b);
+  FG_TRY(fg_op_prepare_op(FG_OP_SCALE, (const fg_tensor *[]){x, y}, 2, &b));
   return b->scale(b, alpha, x, y);
 }
 
 fg_status fg_copy(const fg_tensor *x, fg_tensor *y) {
-  const char *op = "copy";
+  const char *op = fg_op_name(FG_OP_COPY);
   FG_TRY(check_f32(op, "x", x));
   FG_TRY(check_f32_numel(op, "y", y, fg_tensor_numel(x)));
-  const fg_tensor *ts[] = {x, y};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
-  if (!b->copy_tensor) return fg_op_unsupported(op, b);
+  FG_TRY(fg_op_prepare_op(FG_OP_COPY, (const fg_tensor *[]){x, y}, 2, &b));
   return b->copy_tensor(b, x, y);
 }
 
 fg_status fg_fill(fg_tensor *y, float value) {
-  const char *op = "fill";
+  const char *op = fg_op_name(FG_OP_FILL);
   FG_TRY(check_f32(op, "y", y));
-  const fg_tensor *ts[] = {y};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
-  if (!b->fill) return fg_op_unsupported(op, b);
+  FG_TRY(fg_op_prepare_op(FG_OP_FILL, (const fg_tensor *[]){y}, 1, &b));
   return b->fill(b, y, value);
 }
 
 fg_status fg_dropout_forward(const fg_tensor *x, fg_tensor *y, float p, uint64_t key) {
-  const char *op = "dropout_forward";
+  const char *op = fg_op_name(FG_OP_DROPOUT_FORWARD);
   FG_TRY(check_f32(op, "x", x));
   FG_TRY(check_f32_numel(op, "y", y, fg_tensor_numel(x)));
   FG_TRY(check_unit_half_open(op, "p", p));
-  const fg_tensor *ts[] = {x, y};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
-  if (!b->dropout_forward) return fg_op_unsupported(op, b);
+  FG_TRY(fg_op_prepare_op(FG_OP_DROPOUT_FORWARD, (const fg_tensor *[]){x, y}, 2, &b));
   return b->dropout_forward(b, x, y, p, key);
 }
 
 fg_status fg_dropout_backward(const fg_tensor *dy, fg_tensor *dx, float p, uint64_t key,
                               int accumulate) {
-  const char *op = "dropout_backward";
+  const char *op = fg_op_name(FG_OP_DROPOUT_BACKWARD);
   FG_TRY(check_f32(op, "dy", dy));
   FG_TRY(check_f32_numel(op, "dx", dx, fg_tensor_numel(dy)));
   FG_TRY(check_unit_half_open(op, "p", p));
-  const fg_tensor *ts[] = {dy, dx};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
-  if (!b->dropout_backward) return fg_op_unsupported(op, b);
+  FG_TRY(fg_op_prepare_op(FG_OP_DROPOUT_BACKWARD, (const fg_tensor *[]){dy, dx}, 2, &b));
   return b->dropout_backward(b, dy, dx, p, key, accumulate);
 }
 
@@ -294,7 +275,7 @@ static fg_status check_rows(const char *op, const char *arg, const fg_tensor *t)
 fg_status fg_softmax_xent(const fg_tensor *logits, const fg_tensor *labels, const fg_tensor *class_mask,
                           float weight, fg_tensor *dlogits, int accumulate, double *loss,
                           int64_t *correct) {
-  const char *op = "softmax_xent";
+  const char *op = fg_op_name(FG_OP_SOFTMAX_XENT);
   FG_TRY(check_rows(op, "logits", logits));
   FG_TRY(fg_check_tensor(op, "labels", labels, FG_I32, 1, 1));
   FG_TRY(fg_check_extent(op, "labels", labels, 0, logits->shape[0]));
@@ -305,16 +286,19 @@ fg_status fg_softmax_xent(const fg_tensor *logits, const fg_tensor *labels, cons
   if (dlogits) FG_TRY(check_f32_like(op, "dlogits", dlogits, "logits", logits));
   FG_TRY(check_finite(op, "weight", weight));
   FG_TRY(check_host_out(op, "loss", loss));
-  const fg_tensor *ts[] = {logits, labels, class_mask, dlogits};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
-  if (!b->softmax_xent) return fg_op_unsupported(op, b);
-  return b->softmax_xent(b, logits, labels, class_mask, weight, dlogits, accumulate, loss, correct);
+  fg_op_query q = {.op = FG_OP_SOFTMAX_XENT, .t = {logits, NULL}, .class_mask = class_mask != NULL};
+  FG_TRY(fg_op_prepare(&q, (const fg_tensor *[]){logits, labels, class_mask, dlogits}, 4, &b));
+  fg_index_report bad = {0, 0, 0};
+  FG_TRY(b->softmax_xent(b, logits, labels, class_mask, weight, dlogits, accumulate, loss, correct, &bad));
+  char range[48];
+  snprintf(range, sizeof range, "0..%lld", (long long)logits->shape[1] - 1);
+  return fg_index_report_status(op, &bad, "labels", range, "row");
 }
 
 fg_status fg_kl_div(const fg_kl_desc *d, const fg_tensor *student, const fg_tensor *teacher,
                     fg_tensor *dstudent, fg_tensor *dteacher, int accumulate, double *loss) {
-  const char *op = "kl_div";
+  const char *op = fg_op_name(FG_OP_KL_DIV);
   if (!d) return FG_FAIL(FG_ERR_INVALID, "%s: descriptor is missing", op);
   FG_TRY(check_rows(op, "student", student));
   FG_TRY(check_f32_like(op, "teacher", teacher, "student", student));
@@ -331,16 +315,14 @@ fg_status fg_kl_div(const fg_kl_desc *d, const fg_tensor *student, const fg_tens
                    op, (int)d->reduction);
   FG_TRY(check_finite(op, "weight", d->weight));
   FG_TRY(check_host_out(op, "loss", loss));
-  const fg_tensor *ts[] = {student, teacher, dstudent, dteacher};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
-  if (!b->kl_div) return fg_op_unsupported(op, b);
+  FG_TRY(fg_op_prepare_op(FG_OP_KL_DIV, (const fg_tensor *[]){student, teacher, dstudent, dteacher}, 4, &b));
   return b->kl_div(b, d, student, teacher, dstudent, dteacher, accumulate, loss);
 }
 
 fg_status fg_mse(const fg_tensor *y, const fg_tensor *target, float weight, fg_tensor *dy,
                  int accumulate, double *loss) {
-  const char *op = "mse";
+  const char *op = fg_op_name(FG_OP_MSE);
   FG_TRY(check_f32(op, "y", y));
   int64_t n = fg_tensor_numel(y);
   if (n < 1) return FG_FAIL(FG_ERR_SHAPE, "%s: y has no elements", op);
@@ -348,10 +330,8 @@ fg_status fg_mse(const fg_tensor *y, const fg_tensor *target, float weight, fg_t
   if (dy) FG_TRY(check_f32_numel(op, "dy", dy, n));
   FG_TRY(check_finite(op, "weight", weight));
   FG_TRY(check_host_out(op, "loss", loss));
-  const fg_tensor *ts[] = {y, target, dy};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
-  if (!b->mse) return fg_op_unsupported(op, b);
+  FG_TRY(fg_op_prepare_op(FG_OP_MSE, (const fg_tensor *[]){y, target, dy}, 3, &b));
   return b->mse(b, y, target, weight, dy, accumulate, loss);
 }
 
@@ -366,20 +346,28 @@ static fg_status check_batch_rows(const char *op, const char *arg, const fg_tens
   return FG_OK;
 }
 
+/* The workspace the backend needs for m rows; none without the query. */
+static fg_status nhsic_workspace(const char *op, fg_backend *b, int64_t m, size_t *bytes) {
+  *bytes = 0;
+  if (!b->nhsic_workspace) return FG_OK;
+  fg_status s = b->nhsic_workspace(b, m, bytes);
+  if (s != FG_OK) fg_error_prefix("%s", op);
+  return s;
+}
+
 fg_status fg_nhsic_workspace(fg_device device, int64_t m, size_t *bytes) {
   const char *op = "nhsic_workspace";
   FG_TRY(check_host_out(op, "bytes", bytes));
-  if (m < 2 || m > (1 << 16)) return FG_FAIL(FG_ERR_INVALID, "%s: %lld rows, expected 2..%d", op, (long long)m, 1 << 16);
+  if (m < 2 || m > (1 << 16))
+    return FG_FAIL(FG_ERR_INVALID, "%s: %lld rows, expected 2..%d", op, (long long)m, 1 << 16);
   fg_backend *b = fg_backend_for(device);
   if (!b) return fg_last_status();
-  if (!b->nhsic_workspace) return fg_op_unsupported(op, b);
-  *bytes = b->nhsic_workspace(b, m);
-  return FG_OK;
+  return nhsic_workspace(op, b, m, bytes);
 }
 
 fg_status fg_nhsic(const fg_nhsic_desc *d, const fg_tensor *z, const fg_tensor *x, const fg_tensor *labels,
                    float weight, fg_tensor *dz, int accumulate, fg_workspace ws, double *value) {
-  const char *op = "nhsic";
+  const char *op = fg_op_name(FG_OP_NHSIC);
   if (!d) return FG_FAIL(FG_ERR_INVALID, "%s: descriptor is missing", op);
   FG_TRY(check_batch_rows(op, "z", z));
   int64_t m = z->shape[0];
@@ -398,14 +386,17 @@ fg_status fg_nhsic(const fg_nhsic_desc *d, const fg_tensor *z, const fg_tensor *
     return FG_FAIL(FG_ERR_INVALID, "%s: sigma is %g, expected a finite value > 0", op, (double)d->sigma);
   FG_TRY(check_finite(op, "weight", weight));
   FG_TRY(check_host_out(op, "value", value));
-  const fg_tensor *ts[] = {z, x, x ? NULL : labels, dz};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
-  if (!b->nhsic || !b->nhsic_workspace) return fg_op_unsupported(op, b);
-  size_t need = b->nhsic_workspace(b, m);
-  if (ws.bytes < need || (need && !ws.ptr))
-    return FG_FAIL(FG_ERR_INVALID, "%s: workspace of %zu bytes, %lld rows need %zu", op, ws.bytes, (long long)m, need);
-  return b->nhsic(b, d, z, x, labels, weight, dz, accumulate, ws, value);
+  fg_op_query q = {.op = FG_OP_NHSIC, .t = {z, NULL}};
+  FG_TRY(fg_op_prepare(&q, (const fg_tensor *[]){z, x, x ? NULL : labels, dz}, 4, &b));
+  size_t need = 0;
+  FG_TRY(nhsic_workspace(op, b, m, &need));
+  FG_TRY(fg_check_workspace(op, ws, need));
+  fg_index_report bad = {0, 0, 0};
+  FG_TRY(b->nhsic(b, d, z, x, labels, weight, dz, accumulate, ws, value, &bad));
+  char range[48];
+  snprintf(range, sizeof range, "0..%d", d->classes - 1);
+  return fg_index_report_status(op, &bad, "labels", range, "row");
 }
 
 /* ----------------------------------------------------------------------------------------- */
@@ -413,7 +404,7 @@ fg_status fg_nhsic(const fg_nhsic_desc *d, const fg_tensor *z, const fg_tensor *
 
 fg_status fg_sgd_step(const fg_sgd_hparams *h, fg_tensor *param, const fg_tensor *grad,
                       fg_tensor *momentum_buf) {
-  const char *op = "sgd_step";
+  const char *op = fg_op_name(FG_OP_SGD_STEP);
   if (!h) return FG_FAIL(FG_ERR_INVALID, "%s: hyper-parameters are missing", op);
   FG_TRY(check_f32(op, "param", param));
   int64_t n = fg_tensor_numel(param);
@@ -433,16 +424,14 @@ fg_status fg_sgd_step(const fg_sgd_hparams *h, fg_tensor *param, const fg_tensor
     return FG_FAIL(FG_ERR_INVALID, "%s: momentum_buf is missing but momentum is %g", op,
                    (double)h->momentum);
   }
-  const fg_tensor *ts[] = {param, grad, momentum_buf};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
-  if (!b->sgd_step) return fg_op_unsupported(op, b);
+  FG_TRY(fg_op_prepare_op(FG_OP_SGD_STEP, (const fg_tensor *[]){param, grad, momentum_buf}, 3, &b));
   return b->sgd_step(b, h, param, grad, momentum_buf);
 }
 
 fg_status fg_adam_step(const fg_adam_hparams *h, int64_t step, fg_tensor *param,
                        const fg_tensor *grad, fg_tensor *m, fg_tensor *v) {
-  const char *op = "adam_step";
+  const char *op = fg_op_name(FG_OP_ADAM_STEP);
   if (!h) return FG_FAIL(FG_ERR_INVALID, "%s: hyper-parameters are missing", op);
   FG_TRY(check_f32(op, "param", param));
   int64_t n = fg_tensor_numel(param);
@@ -457,10 +446,8 @@ fg_status fg_adam_step(const fg_adam_hparams *h, int64_t step, fg_tensor *param,
   if (step < 1)
     return FG_FAIL(FG_ERR_INVALID, "%s: step is %lld, expected step >= 1 (1-based)", op,
                    (long long)step);
-  const fg_tensor *ts[] = {param, grad, m, v};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
-  if (!b->adam_step) return fg_op_unsupported(op, b);
+  FG_TRY(fg_op_prepare_op(FG_OP_ADAM_STEP, (const fg_tensor *[]){param, grad, m, v}, 4, &b));
   return b->adam_step(b, h, step, param, grad, m, v);
 }
 
@@ -468,12 +455,10 @@ fg_status fg_adam_step(const fg_adam_hparams *h, int64_t step, fg_tensor *param,
 /* Reductions                                                                                 */
 
 fg_status fg_sum_squares(const fg_tensor *x, double *out) {
-  const char *op = "sum_squares";
+  const char *op = fg_op_name(FG_OP_SUM_SQUARES);
   FG_TRY(check_f32(op, "x", x));
   FG_TRY(check_host_out(op, "out", out));
-  const fg_tensor *ts[] = {x};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, FG_ARRAY_LEN(ts), &b));
-  if (!b->sum_squares) return fg_op_unsupported(op, b);
+  FG_TRY(fg_op_prepare_op(FG_OP_SUM_SQUARES, (const fg_tensor *[]){x}, 1, &b));
   return b->sum_squares(b, x, out);
 }

@@ -2,6 +2,7 @@
  * Each checks descriptors, ranks, extents, dtypes and devices, naming the op and the argument
  * when something is wrong, and then dispatches to the backend of the tensors' device. */
 #include <limits.h>
+#include <stdio.h>
 
 #include "engine/backend/ops.h"
 #include "engine/backend/ops_check.h"
@@ -149,58 +150,70 @@ static fg_status check_conv_output(const char *op, const char *arg, const fg_ten
   return check_extents(op, arg, t, e);
 }
 
+/* The workspace the backend needs for this convolution (x, w checked); none without the query. */
+static fg_status conv_workspace(const char *op, fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
+                                const fg_tensor *w, size_t *bytes) {
+  *bytes = 0;
+  if (!b->conv2d_workspace) return FG_OK;
+  fg_status s = b->conv2d_workspace(b, d, x, w, bytes);
+  if (s != FG_OK) fg_error_prefix("%s", op);
+  return s;
+}
+
+/* The backend of a convolution whose image-shaped tensor is img and weight-shaped tensor wt (the
+ * query's shapes), all of ts on its device, with ws large enough. */
+static fg_status conv_prepare(fg_op op, const fg_conv_desc *d, const fg_tensor *img, const fg_tensor *wt,
+                              const fg_tensor *const *ts, int count, fg_workspace ws, fg_backend **out) {
+  fg_op_query q = {.op = op, .t = {img, wt}, .conv = d};
+  FG_TRY(fg_op_prepare(&q, ts, count, out));
+  size_t need = 0;
+  FG_TRY(conv_workspace(fg_op_name(op), *out, d, img, wt, &need));
+  return fg_check_workspace(fg_op_name(op), ws, need);
+}
+
 fg_status fg_conv2d_workspace(const fg_conv_desc *d, const fg_tensor *x, const fg_tensor *w,
                               size_t *bytes) {
   const char *op = "conv2d_workspace";
   if (!bytes) return FG_FAIL(FG_ERR_INVALID, "%s: output pointer is missing", op);
   conv_geom g = {0};
   FG_TRY(check_conv(op, d, "x", x, "w", w, 0, &g));
-  const fg_tensor *ts[2] = {x, w};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, 2, &b));
-  if (!b->conv2d_workspace) return fg_op_unsupported(op, b);
-  *bytes = b->conv2d_workspace(b, d, x, w);
-  return FG_OK;
+  FG_TRY(fg_op_backend(op, (const fg_tensor *[]){x, w}, 2, &b));
+  return conv_workspace(op, b, d, x, w, bytes);
 }
 
 fg_status fg_conv2d_forward(const fg_conv_desc *d, const fg_tensor *x, const fg_tensor *w,
                             const fg_tensor *bias, fg_tensor *y, fg_workspace ws) {
-  const char *op = "conv2d_forward";
+  const char *op = fg_op_name(FG_OP_CONV2D_FORWARD);
   conv_geom g = {0};
   FG_TRY(check_conv(op, d, "x", x, "w", w, 1, &g));
   FG_TRY(check_channel_vector(op, "bias", bias, g.o));
   FG_TRY(check_conv_output(op, "y", y, &g));
-  const fg_tensor *ts[4] = {x, w, bias, y};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, 4, &b));
-  if (!b->conv2d_forward) return fg_op_unsupported(op, b);
+  FG_TRY(conv_prepare(FG_OP_CONV2D_FORWARD, d, x, w, (const fg_tensor *[]){x, w, bias, y}, 4, ws, &b));
   return b->conv2d_forward(b, d, x, w, bias, y, ws);
 }
 
 fg_status fg_conv2d_backward_data(const fg_conv_desc *d, const fg_tensor *dy, const fg_tensor *w,
                                   fg_tensor *dx, int accumulate, fg_workspace ws) {
-  const char *op = "conv2d_backward_data";
+  const char *op = fg_op_name(FG_OP_CONV2D_BACKWARD_DATA);
   conv_geom g = {0};
   FG_TRY(check_conv(op, d, "dx", dx, "w", w, 1, &g));
   FG_TRY(check_conv_output(op, "dy", dy, &g));
-  const fg_tensor *ts[3] = {dy, w, dx};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, 3, &b));
-  if (!b->conv2d_backward_data) return fg_op_unsupported(op, b);
+  FG_TRY(conv_prepare(FG_OP_CONV2D_BACKWARD_DATA, d, dx, w, (const fg_tensor *[]){dy, w, dx}, 3, ws, &b));
   return b->conv2d_backward_data(b, d, dy, w, dx, accumulate, ws);
 }
 
 fg_status fg_conv2d_backward_filter(const fg_conv_desc *d, const fg_tensor *x, const fg_tensor *dy,
                                     fg_tensor *dw, fg_tensor *dbias, fg_workspace ws) {
-  const char *op = "conv2d_backward_filter";
+  const char *op = fg_op_name(FG_OP_CONV2D_BACKWARD_FILTER);
   conv_geom g = {0};
   FG_TRY(check_conv(op, d, "x", x, "dw", dw, 1, &g));
   FG_TRY(check_conv_output(op, "dy", dy, &g));
   FG_TRY(check_channel_vector(op, "dbias", dbias, g.o));
-  const fg_tensor *ts[4] = {x, dy, dw, dbias};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, 4, &b));
-  if (!b->conv2d_backward_filter) return fg_op_unsupported(op, b);
+  FG_TRY(conv_prepare(FG_OP_CONV2D_BACKWARD_FILTER, d, x, dw, (const fg_tensor *[]){x, dy, dw, dbias}, 4, ws, &b));
   return b->conv2d_backward_filter(b, d, x, dy, dw, dbias, ws);
 }
 
@@ -217,48 +230,45 @@ static fg_status check_matrix(const char *op, const char *arg, const fg_tensor *
 
 fg_status fg_linear_forward(const fg_tensor *x, const fg_tensor *w, const fg_tensor *bias,
                             fg_tensor *y) {
-  const char *op = "linear_forward";
+  const char *op = fg_op_name(FG_OP_LINEAR_FORWARD);
   FG_TRY(check_rank(op, "x", x, FG_F32, 2));
   FG_TRY(check_rank(op, "w", w, FG_F32, 2));
   const int64_t n = x->shape[0], in = x->shape[1], out = w->shape[0];
   FG_TRY(fg_check_extent(op, "w", w, 1, in));
   FG_TRY(check_channel_vector(op, "bias", bias, out));
   FG_TRY(check_matrix(op, "y", y, n, out));
-  const fg_tensor *ts[4] = {x, w, bias, y};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, 4, &b));
-  if (!b->linear_forward) return fg_op_unsupported(op, b);
+  fg_op_query q = {.op = FG_OP_LINEAR_FORWARD, .t = {x, w}};
+  FG_TRY(fg_op_prepare(&q, (const fg_tensor *[]){x, w, bias, y}, 4, &b));
   return b->linear_forward(b, x, w, bias, y);
 }
 
 fg_status fg_linear_backward_data(const fg_tensor *dy, const fg_tensor *w, fg_tensor *dx,
                                   int accumulate) {
-  const char *op = "linear_backward_data";
+  const char *op = fg_op_name(FG_OP_LINEAR_BACKWARD_DATA);
   FG_TRY(check_rank(op, "dy", dy, FG_F32, 2));
   FG_TRY(check_rank(op, "w", w, FG_F32, 2));
   const int64_t n = dy->shape[0], out = dy->shape[1], in = w->shape[1];
   FG_TRY(fg_check_extent(op, "w", w, 0, out));
   FG_TRY(check_matrix(op, "dx", dx, n, in));
-  const fg_tensor *ts[3] = {dy, w, dx};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, 3, &b));
-  if (!b->linear_backward_data) return fg_op_unsupported(op, b);
+  fg_op_query q = {.op = FG_OP_LINEAR_BACKWARD_DATA, .t = {dx, w}};
+  FG_TRY(fg_op_prepare(&q, (const fg_tensor *[]){dy, w, dx}, 3, &b));
   return b->linear_backward_data(b, dy, w, dx, accumulate);
 }
 
 fg_status fg_linear_backward_params(const fg_tensor *x, const fg_tensor *dy, fg_tensor *dw,
                                     fg_tensor *dbias) {
-  const char *op = "linear_backward_params";
+  const char *op = fg_op_name(FG_OP_LINEAR_BACKWARD_PARAMS);
   FG_TRY(check_rank(op, "x", x, FG_F32, 2));
   FG_TRY(check_rank(op, "dy", dy, FG_F32, 2));
   const int64_t n = x->shape[0], in = x->shape[1], out = dy->shape[1];
   FG_TRY(fg_check_extent(op, "dy", dy, 0, n));
   if (dw) FG_TRY(check_matrix(op, "dw", dw, out, in));
   FG_TRY(check_channel_vector(op, "dbias", dbias, out));
-  const fg_tensor *ts[4] = {x, dy, dw, dbias};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, 4, &b));
-  if (!b->linear_backward_params) return fg_op_unsupported(op, b);
+  fg_op_query q = {.op = FG_OP_LINEAR_BACKWARD_PARAMS, .t = {x, dy}};
+  FG_TRY(fg_op_prepare(&q, (const fg_tensor *[]){x, dy, dw, dbias}, 4, &b));
   return b->linear_backward_params(b, x, dy, dw, dbias);
 }
 
@@ -306,30 +316,30 @@ static fg_status check_pooled(const char *op, const char *arg, const fg_tensor *
 
 fg_status fg_maxpool_forward(const fg_pool_desc *d, const fg_tensor *x, fg_tensor *y,
                              fg_tensor *argmax) {
-  const char *op = "maxpool_forward";
+  const char *op = fg_op_name(FG_OP_MAXPOOL_FORWARD);
   int64_t ho = 0, wo = 0;
   FG_TRY(check_pool(op, d, "x", x, &ho, &wo));
   FG_TRY(check_pooled(op, "y", y, FG_F32, x, ho, wo));
   if (argmax) FG_TRY(check_pooled(op, "argmax", argmax, FG_U8, x, ho, wo));
-  const fg_tensor *ts[3] = {x, y, argmax};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, 3, &b));
-  if (!b->maxpool_forward) return fg_op_unsupported(op, b);
+  FG_TRY(fg_op_prepare_op(FG_OP_MAXPOOL_FORWARD, (const fg_tensor *[]){x, y, argmax}, 3, &b));
   return b->maxpool_forward(b, d, x, y, argmax);
 }
 
 fg_status fg_maxpool_backward(const fg_pool_desc *d, const fg_tensor *dy, const fg_tensor *argmax,
                               fg_tensor *dx, int accumulate) {
-  const char *op = "maxpool_backward";
+  const char *op = fg_op_name(FG_OP_MAXPOOL_BACKWARD);
   int64_t ho = 0, wo = 0;
   FG_TRY(check_pool(op, d, "dx", dx, &ho, &wo));
   FG_TRY(check_pooled(op, "dy", dy, FG_F32, dx, ho, wo));
   FG_TRY(check_pooled(op, "argmax", argmax, FG_U8, dx, ho, wo));
-  const fg_tensor *ts[3] = {dy, argmax, dx};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, 3, &b));
-  if (!b->maxpool_backward) return fg_op_unsupported(op, b);
-  return b->maxpool_backward(b, d, dy, argmax, dx, accumulate);
+  FG_TRY(fg_op_prepare_op(FG_OP_MAXPOOL_BACKWARD, (const fg_tensor *[]){dy, argmax, dx}, 3, &b));
+  fg_index_report bad = {0, 0, 0};
+  FG_TRY(b->maxpool_backward(b, d, dy, argmax, dx, accumulate, &bad));
+  char window[64];
+  snprintf(window, sizeof window, "their %dx%d window or the input", d->kernel, d->kernel);
+  return fg_index_report_status(op, &bad, "argmax positions", window, "position");
 }
 
 /* Checks the input-shaped `img` [N,C,H,W] (H*W > 0) and the pooled `vec` [N,C]. */
@@ -345,21 +355,17 @@ static fg_status check_avgpool(const char *op, const char *img_name, const fg_te
 }
 
 fg_status fg_avgpool_global_forward(const fg_tensor *x, fg_tensor *y) {
-  const char *op = "avgpool_global_forward";
+  const char *op = fg_op_name(FG_OP_AVGPOOL_GLOBAL_FORWARD);
   FG_TRY(check_avgpool(op, "x", x, "y", y));
-  const fg_tensor *ts[2] = {x, y};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, 2, &b));
-  if (!b->avgpool_global_forward) return fg_op_unsupported(op, b);
+  FG_TRY(fg_op_prepare_op(FG_OP_AVGPOOL_GLOBAL_FORWARD, (const fg_tensor *[]){x, y}, 2, &b));
   return b->avgpool_global_forward(b, x, y);
 }
 
 fg_status fg_avgpool_global_backward(const fg_tensor *dy, fg_tensor *dx, int accumulate) {
-  const char *op = "avgpool_global_backward";
+  const char *op = fg_op_name(FG_OP_AVGPOOL_GLOBAL_BACKWARD);
   FG_TRY(check_avgpool(op, "dx", dx, "dy", dy));
-  const fg_tensor *ts[2] = {dy, dx};
   fg_backend *b;
-  FG_TRY(fg_op_backend(op, ts, 2, &b));
-  if (!b->avgpool_global_backward) return fg_op_unsupported(op, b);
+  FG_TRY(fg_op_prepare_op(FG_OP_AVGPOOL_GLOBAL_BACKWARD, (const fg_tensor *[]){dy, dx}, 2, &b));
   return b->avgpool_global_backward(b, dy, dx, accumulate);
 }

@@ -6,7 +6,8 @@
 #include "engine/backend/backend.h"
 
 size_t fg_region_round(fg_device device, size_t bytes) {
-  size_t align = device.kind == FG_DEV_CUDA ? 256 : 64;
+  const fg_backend *b = fg_backend_registered(device.kind);
+  size_t align = b && b->alignment > 0 ? b->alignment : 1;
   return (bytes + align - 1) / align * align;
 }
 

@@ -20,7 +20,9 @@ typedef struct fg_region {
   fg_device device;
 } fg_region;
 
-/* Rounds `bytes` up to the alignment of `device` (64 on the CPU, 256 on CUDA). */
+/* Rounds `bytes` up to the region alignment the backend of `device` declares (fg_backend's
+ * `alignment`: 64 on the CPU, 256 on CUDA). A device with no registered backend has nothing
+ * allocated on it, and plans for it fail (fg_plan_check_supported): its bytes are not rounded. */
 size_t fg_region_round(fg_device device, size_t bytes);
 
 /* Allocates max(bytes, 0) rounded; zero bytes gives a region with ptr NULL and nothing charged.

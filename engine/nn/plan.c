@@ -684,6 +684,8 @@ fg_status fg_plan_build(const fg_graph *g, const fg_trainer_options *o, fg_plan 
   if (s != FG_OK) goto done;
   s = run_builder(&b, &loss, 1);
   if (s != FG_OK) goto done;
+  s = fg_plan_check_supported(g, p);
+  if (s != FG_OK) goto done;
   s = layout(p, g);
   if (s != FG_OK) goto done;
 

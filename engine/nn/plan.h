@@ -144,8 +144,14 @@ typedef struct fg_plan {
  * weight 1. */
 fg_loss_spec fg_loss_effective(const fg_graph *g, const fg_loss_spec *l);
 
-/* Builds the plan of `g` under `o`. The graph must not change while the plan is used. */
+/* Builds the plan of `g` under `o`. The graph must not change while the plan is used. Every op the
+ * plan will run is checked with the backend of o->device first (fg_plan_check_supported), so
+ * unsupported work fails here, naming the op, its shapes, the node and the backend. */
 fg_status fg_plan_build(const fg_graph *g, const fg_trainer_options *o, fg_plan **out);
+/* Whether the backend of p's device (registered, available or not) can run every op p's programs
+ * call (engine/backend/ops.h, fg_op_supported); FG_ERR_UNSUPPORTED naming the first that it
+ * cannot, FG_ERR_NO_DEVICE when no backend is registered for the device. */
+fg_status fg_plan_check_supported(const fg_graph *g, const fg_plan *p);
 void fg_plan_free(fg_plan *p);
 fg_mem_category fg_plan_region_category(fg_plan_region r);
 const char *fg_plan_region_name(fg_plan_region r);

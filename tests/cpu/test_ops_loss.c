@@ -183,10 +183,10 @@ Test(xent, label_out_of_range_names_row_and_value) {
   fg_tensor tz = fg_tensor_2d(z, 2, 3), ty = labels_tensor(y, 2);
   double loss;
   cr_assert_eq(fg_softmax_xent(&tz, &ty, NULL, 1.0f, NULL, 0, &loss, NULL), FG_ERR_INVALID);
-  cr_assert(strstr(fg_last_error(), "row 1 is 3") != NULL, "message: %s", fg_last_error());
+  cr_assert(strstr(fg_last_error(), "at row 1, is 3") != NULL, "message: %s", fg_last_error());
   y[1] = -1;
   cr_assert_eq(fg_softmax_xent(&tz, &ty, NULL, 1.0f, NULL, 0, &loss, NULL), FG_ERR_INVALID);
-  cr_assert(strstr(fg_last_error(), "row 1 is -1") != NULL, "message: %s", fg_last_error());
+  cr_assert(strstr(fg_last_error(), "at row 1, is -1") != NULL, "message: %s", fg_last_error());
 }
 
 Test(xent, shape_and_dtype_errors) {

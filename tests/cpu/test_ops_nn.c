@@ -870,27 +870,31 @@ Test(conv2d, workspace_is_exact_and_thread_independent) {
 
   for (size_t i = 0; i < (size_t)(n * o * h * w); i++) y[i] = 12345.0f;
   for (size_t i = 0; i < (size_t)(n * c * h * w); i++) dx[i] = 12345.0f;
-  fg_workspace short_cols = {ws.ptr, cols - 1};
+  fg_workspace short_cols = {ws.ptr, total - 1};
   cr_assert_eq(fg_conv2d_forward(&desc, &tx, &tw, NULL, &ty, short_cols), FG_ERR_INVALID);
   cr_assert_eq(fg_conv2d_backward_data(&desc, &tdy, &tw, &tdx, 0, short_cols), FG_ERR_INVALID);
   for (size_t i = 0; i < (size_t)(n * o * h * w); i++) cr_assert_eq(y[i], 12345.0f, "y[%zu] written", i);
   for (size_t i = 0; i < (size_t)(n * c * h * w); i++) cr_assert_eq(dx[i], 12345.0f, "dx[%zu] written", i);
   cr_assert(memcmp(ws_before, ws.ptr, total) == 0, "workspace was written");
 
-  /* exactly enough works */
-  fg_workspace exact_cols = {ws.ptr, cols};
-  FGT_OK(fg_conv2d_forward(&desc, &tx, &tw, NULL, &ty, exact_cols));
-  FGT_OK(fg_conv2d_backward_data(&desc, &tdy, &tw, &tdx, 0, exact_cols));
+  /* exactly the query's bytes work for every call (the column buffers alone, `cols`, do not: the
+   * entry point checks each call against the query) */
+  fg_workspace cols_only = {ws.ptr, cols};
+  cr_assert_eq(fg_conv2d_forward(&desc, &tx, &tw, NULL, &ty, cols_only), FG_ERR_INVALID);
+  FGT_OK(fg_conv2d_forward(&desc, &tx, &tw, NULL, &ty, ws));
+  FGT_OK(fg_conv2d_backward_data(&desc, &tdy, &tw, &tdx, 0, ws));
   FGT_OK(fg_conv2d_backward_filter(&desc, &tx, &tdy, &tdw, &tdb, ws));
 
-  /* a direct 1x1 convolution needs no column buffer: forward runs without a workspace */
+  /* a direct 1x1 convolution needs no column buffer, only the weight-gradient partials; the query
+   * says so, and every call is held to it */
   const fg_conv_desc one = {1, 0, 1};
   fg_tensor tw1 = fg_tensor_4d(wt, o, c, 1, 1);
   size_t bytes_1x1 = 0;
   FGT_OK(fg_conv2d_workspace(&one, &tx, &tw1, &bytes_1x1));
   cr_assert_eq(bytes_1x1, 2 * 32 * 4, "1x1 workspace %zu: 2 partials of 24 -> 32 floats", bytes_1x1);
-  fg_workspace none = {NULL, 0};
-  FGT_OK(fg_conv2d_forward(&one, &tx, &tw1, NULL, &ty, none));
+  fg_workspace none = {NULL, 0}, partials = {ws.ptr, bytes_1x1};
+  cr_assert_eq(fg_conv2d_forward(&one, &tx, &tw1, NULL, &ty, none), FG_ERR_INVALID);
+  FGT_OK(fg_conv2d_forward(&one, &tx, &tw1, NULL, &ty, partials));
   cr_assert_eq(fg_conv2d_backward_filter(&one, &tx, &tdy, &tw1, NULL, none), FG_ERR_INVALID);
 
   free(ws.ptr), free(ws_before), free(sentinel);
