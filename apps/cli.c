@@ -96,6 +96,20 @@ int fg_cli_trainer_options(const fg_command *cmd, const fg_cli_model *m, int64_t
   return rc;
 }
 
+int fg_cli_synthetic_command(fg_command *cmd, fg_cli_model *m, int argc, char **argv, const int *batch,
+                             const char *const *mode, int *help, fg_model_spec *spec, fg_trainer_options *opt) {
+  fg_arg model_args[FG_CLI_MODEL_ARGS];
+  cmd->shared = model_args;
+  cmd->n_shared = fg_cli_model_args(m, 1, model_args);
+  int rc = fg_args_parse(cmd, argc, argv, help);
+  cmd->shared = NULL;
+  cmd->n_shared = 0;
+  if (rc != FG_EXIT_OK || *help) return rc;
+  rc = fg_cli_model_spec(cmd, m, 0, 0, 0, 10, spec);
+  if (rc != FG_EXIT_OK) return rc;
+  return fg_cli_trainer_options(cmd, m, *batch, *mode, opt);
+}
+
 fg_cli_model fg_cli_model_defaults(void) {
   fg_cli_model m;
   memset(&m, 0, sizeof m);

@@ -28,18 +28,12 @@ static int bench_train(int argc, char **argv) {
       {"repeats", FG_ARG_INT, &repeats, "R", "timed runs; the median is reported (default 3)", 1, 1000, 0, 0},
       {"mode", FG_ARG_STRING, &mode_name, "store|checkpoint", "activation policy (default store)", 0, -1, 0, 0},
   };
-  fg_arg model_args[FG_CLI_MODEL_ARGS];
-  int n_model = fg_cli_model_args(&m, 1, model_args);
   fg_command cmd = {"bench train", "Measure training throughput and peak memory on synthetic batches.", args,
-                    (int)(sizeof args / sizeof args[0]), model_args, n_model};
-  int help, rc = fg_args_parse(&cmd, argc, argv, &help);
-  if (rc != FG_EXIT_OK || help) return rc;
+                    (int)(sizeof args / sizeof args[0]), NULL, 0};
   fg_model_spec spec;
-  rc = fg_cli_model_spec(&cmd, &m, 0, 0, 0, 10, &spec);
-  if (rc != FG_EXIT_OK) return rc;
   fg_trainer_options opt;
-  rc = fg_cli_trainer_options(&cmd, &m, batch, mode_name, &opt);
-  if (rc != FG_EXIT_OK) return rc;
+  int help, rc = fg_cli_synthetic_command(&cmd, &m, argc, argv, &batch, &mode_name, &help, &spec, &opt);
+  if (rc != FG_EXIT_OK || help) return rc;
   opt.optim = fg_optim_sgd(0.02f, 0.9f, 5e-4f);
 
   fg_ledger ledger;

@@ -72,18 +72,13 @@ int fg_cmd_memplan(int argc, char **argv) {
       {"measure", FG_ARG_FLAG, &measure, "",
        "also run one step of each on a synthetic batch and print the ledger's measured peak", 0, -1, 0, 0},
   };
-  fg_arg model_args[FG_CLI_MODEL_ARGS];
-  int n_model = fg_cli_model_args(&m, 1, model_args);
   fg_command cmd = {"memplan", "Print the exact memory plan of one training step, by category.", args,
-                    (int)(sizeof args / sizeof args[0]), model_args, n_model};
-  int help, rc = fg_args_parse(&cmd, argc, argv, &help);
-  if (rc != FG_EXIT_OK || help) return rc;
+                    (int)(sizeof args / sizeof args[0]), NULL, 0};
   fg_model_spec spec;
-  rc = fg_cli_model_spec(&cmd, &m, 0, 0, 0, 10, &spec);
-  if (rc != FG_EXIT_OK) return rc;
   fg_trainer_options opt;
-  rc = fg_cli_trainer_options(&cmd, &m, batch, mode_name, &opt);
-  if (rc == FG_EXIT_OK) rc = fg_cli_optimizer(&cmd, optimizer, 0.01, momentum, 0, &opt.optim);
+  int help, rc = fg_cli_synthetic_command(&cmd, &m, argc, argv, &batch, &mode_name, &help, &spec, &opt);
+  if (rc != FG_EXIT_OK || help) return rc;
+  rc = fg_cli_optimizer(&cmd, optimizer, 0.01, momentum, 0, &opt.optim);
   if (rc != FG_EXIT_OK) return rc;
 
   fg_graph *g = NULL;
