@@ -162,12 +162,12 @@ fg_status fg_cli_synthetic_batch(fg_trainer *t, uint64_t seed, int classes) {
   return s;
 }
 
-fg_status fg_cli_measure_step(const fg_graph *g, const fg_trainer_options *o, int classes, size_t *peak) {
+fg_status fg_cli_measure_step(const fg_graph *g, const fg_plan *plan, int classes, size_t *peak) {
   fg_ledger ledger;
   fg_ledger_init(&ledger, "measure", 0);
   fg_trainer *t = NULL;
   float *state = malloc((size_t)fg_graph_state_numel(g) * sizeof *state);
-  fg_status st = state ? fg_trainer_create(g, o, &ledger, &t) : FG_FAIL(FG_ERR_OOM, "out of memory");
+  fg_status st = state ? fg_trainer_create_planned(g, plan, &ledger, &t) : FG_FAIL(FG_ERR_OOM, "out of memory");
   if (st == FG_OK) {
     fg_graph_init_state(g, 1, state);
     st = fg_trainer_set_state(t, state);
@@ -175,7 +175,7 @@ fg_status fg_cli_measure_step(const fg_graph *g, const fg_trainer_options *o, in
   if (st == FG_OK) st = fg_cli_synthetic_batch(t, 1, classes);
   if (st == FG_OK) {
     fg_step_stats ss;
-    st = fg_trainer_step(t, o->batch, &ss);
+    st = fg_trainer_step(t, plan->opt.batch, &ss);
   }
   fg_trainer_destroy(t);
   free(state);

@@ -42,9 +42,10 @@ int fg_cmd_plot(int argc, char **argv);
 /* Loads a full synthetic batch into the trainer: standard-normal pixels and labels uniform in
  * [0, classes), from `seed` (staged in host memory outside the trainer's ledger). */
 fg_status fg_cli_synthetic_batch(fg_trainer *t, uint64_t seed, int classes);
-/* One training step of g with options o on a synthetic batch, under a fresh ledger (state
- * initialised from seed 1): *peak := the ledger's peak (what the step really charged). */
-fg_status fg_cli_measure_step(const fg_graph *g, const fg_trainer_options *o, int classes, size_t *peak);
+/* One training step of g as `plan` plans it (fg_trainer_create_planned), on a synthetic batch,
+ * under a fresh ledger (state initialised from seed 1): *peak := the ledger's peak (what the step
+ * really charged). */
+fg_status fg_cli_measure_step(const fg_graph *g, const fg_plan *plan, int classes, size_t *peak);
 
 #endif
 

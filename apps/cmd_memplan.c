@@ -11,11 +11,12 @@
 #include "fl/config.h"
 #include "fl/method.h"
 
-/* Each level of `method` (default options) planned as the FL server plans a local step:
+/* Each level of `method` (default options) planned as the FL server plans a local step to decide
+ * what fits a budget (fg_method_plan_step at the budget round of a run of `rounds` rounds):
  * parameters, trained parameters, bytes by kind (state = parameters + gradients + optimizer),
  * the peak, and the peak relative to the model's own step. */
 static int print_method_levels(const char *cmd, const char *method, const fg_model_spec *base,
-                               const fg_trainer_options *opt, size_t model_peak, int measure) {
+                               const fg_trainer_options *opt, int rounds, size_t model_peak, int measure) {
   fg_method_config mc;
   const fg_method_ops *ops = fg_method_find(method);
   if (!ops || fg_method_config_default(method, base->arch, &mc) != FG_OK) return fg_runtime_error(cmd);
@@ -28,13 +29,11 @@ static int print_method_levels(const char *cmd, const char *method, const fg_mod
   for (int l = 0; l < mp.n_levels && st == FG_OK; l++) {
     fg_graph *g = NULL;
     fg_plan *p = NULL;
-    fg_trainer_options o = *opt;
-    fg_method_local_options(&mp, &o);
-    o.loss = fg_method_level_loss(ops, &mc, &mp, l, 0, 1);
     st = fg_method_build_level(ops, &mc, &mp, l, &g);
-    if (st == FG_OK) st = fg_plan_build(g, &o, &p);
+    if (st == FG_OK)
+      st = fg_method_plan_step(ops, &mc, &mp, l, g, opt, fg_method_budget_round(rounds), rounds, &p);
     size_t measured = 0;
-    if (st == FG_OK && measure) st = fg_cli_measure_step(g, &o, base->classes, &measured);
+    if (st == FG_OK && measure) st = fg_cli_measure_step(g, p, base->classes, &measured);
     if (st == FG_OK) {
       const double mib = 1024.0 * 1024.0;
       size_t state = p->bytes_by_cat[FG_MEM_PARAMS] + p->bytes_by_cat[FG_MEM_GRADS] + p->bytes_by_cat[FG_MEM_OPTIM];
@@ -61,7 +60,7 @@ int fg_cmd_memplan(int argc, char **argv) {
   int batch = 0;
   const char *mode_name = "store", *optimizer = "sgd", *method = NULL;
   double momentum = 0.9;
-  int measure = 0;
+  int measure = 0, rounds = 20;
   fg_arg args[] = {
       {"batch", FG_ARG_INT, &batch, "B", "batch size", 1, 1 << 24, 1, 0},
       {"mode", FG_ARG_STRING, &mode_name, "store|checkpoint", "activation policy (default store)", 0, -1, 0, 0},
@@ -69,6 +68,9 @@ int fg_cmd_memplan(int argc, char **argv) {
       {"momentum", FG_ARG_DOUBLE, &momentum, "M", "SGD momentum (default 0.9; 0 keeps no state)", 0, 1, 0, 0},
       {"method", FG_ARG_STRING, &method, "NAME",
        "also plan every level of an FL method (e.g. neulite stages, heterofl widths)", 0, -1, 0, 0},
+      {"rounds", FG_ARG_INT, &rounds, "R",
+       "with --method: the run's rounds; levels are planned at the last, as the server plans budgets (default 20)", 1,
+       1 << 30, 0, 0},
       {"measure", FG_ARG_FLAG, &measure, "",
        "also run one step of each on a synthetic batch and print the ledger's measured peak", 0, -1, 0, 0},
   };
@@ -106,7 +108,7 @@ int fg_cmd_memplan(int argc, char **argv) {
   printf("peak_bytes=%zu\n", plan->total);
   size_t model_peak = plan->total, measured = 0;
   if (measure) {
-    if (fg_cli_measure_step(g, &opt, spec.classes, &measured) != FG_OK) {
+    if (fg_cli_measure_step(g, plan, spec.classes, &measured) != FG_OK) {
       fg_plan_free(plan);
       fg_graph_free(g);
       return fg_runtime_error(cmd.name);
@@ -115,5 +117,5 @@ int fg_cmd_memplan(int argc, char **argv) {
   }
   fg_plan_free(plan);
   fg_graph_free(g);
-  return method ? print_method_levels(cmd.name, method, &spec, &opt, model_peak, measure) : FG_EXIT_OK;
+  return method ? print_method_levels(cmd.name, method, &spec, &opt, rounds, model_peak, measure) : FG_EXIT_OK;
 }

@@ -25,7 +25,7 @@ fg_status fg_local_train(const fg_local_job *job, fg_client_record *rec) {
   rec->budget_bytes = job->cap;
 
   fg_trainer *t = NULL;
-  fg_status s = fg_trainer_create(job->graph, job->opt, &ledger, &t);
+  fg_status s = fg_trainer_create_planned(job->graph, job->plan, &ledger, &t);
   if (s == FG_ERR_BUDGET) {
     rec->status = FG_CLIENT_OVER_BUDGET;
     snprintf(rec->error, sizeof rec->error, "%s", fg_last_error());
@@ -34,7 +34,7 @@ fg_status fg_local_train(const fg_local_job *job, fg_client_record *rec) {
   FG_TRY(s);
   rec->planned_bytes = fg_trainer_plan(t)->total;
   s = fg_trainer_set_state(t, job->initial);
-  if (s == FG_OK && job->opt->loss.class_mask) s = fg_trainer_set_class_mask(t, fg_world_class_mask(w, job->client));
+  if (s == FG_OK && job->plan->opt.loss.class_mask) s = fg_trainer_set_class_mask(t, fg_world_class_mask(w, job->client));
   fg_trainer_set_dropout_stream(t, cfg->seed, (uint64_t)job->round * (uint64_t)cfg->clients + (uint64_t)job->client);
 
   fg_fit_options fo;

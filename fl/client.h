@@ -15,7 +15,8 @@ typedef struct fg_local_job {
   const fg_world *world;
   int client, round;
   const fg_graph *graph;           /* the model of the client's level */
-  const fg_trainer_options *opt;   /* local batch, policy, this round's optimizer, the loss */
+  const fg_plan *plan;             /* its local step this round (fg_method_plan_step): batch, policy,
+                                      optimizer, loss */
   size_t cap;                      /* the budget in bytes; 0: no cap */
   const float *initial;            /* [state numel of graph]: the sub-model the server sent */
   float *trained;                  /* [state numel of graph]: the trained sub-model, out */

@@ -50,6 +50,17 @@ void fg_method_local_options(const fg_method_plan *mp, fg_trainer_options *o) {
   if (mp->local_optim_set) o->optim = mp->local_optim;
 }
 
+fg_status fg_method_plan_step(const fg_method_ops *ops, const fg_method_config *mc, const fg_method_plan *mp,
+                              int level, const fg_graph *g, const fg_trainer_options *local, int round, int rounds,
+                              fg_plan **out) {
+  fg_trainer_options o = *local;
+  fg_method_local_options(mp, &o);
+  o.loss = fg_method_level_loss(ops, mc, mp, level, round, rounds);
+  return fg_plan_build(g, &o, out);
+}
+
+int fg_method_budget_round(int rounds) { return rounds > 0 ? rounds - 1 : 0; }
+
 fg_status fg_method_plan_multiexit(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out) {
   memset(out, 0, sizeof *out);
   if (strcmp(base->arch, "cnn") != 0 && strcmp(base->arch, "vgg-me") != 0)

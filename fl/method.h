@@ -106,6 +106,19 @@ fg_loss_spec fg_method_level_loss(const fg_method_ops *ops, const fg_method_conf
  * optimizer when it has one. */
 void fg_method_local_options(const fg_method_plan *mp, fg_trainer_options *o);
 
+/* The plan of one local step at `level` in round `round` of `rounds` (0-based), made the one way
+ * every caller makes it: g is the level's model (fg_method_build_level), planned under the local
+ * options `local` (the configuration's for that round) with the method's own optimizer
+ * (fg_method_local_options) and the level's loss at that round (fg_method_level_loss). The server
+ * decides what fits a budget from the plan of the last round (fg_method_budget_round: its loss is
+ * the largest, terms that start late included), `fedgap memplan --method` prints that same plan,
+ * and local training runs the plan of its own round (fg_trainer_create_planned). */
+fg_status fg_method_plan_step(const fg_method_ops *ops, const fg_method_config *mc, const fg_method_plan *mp,
+                              int level, const fg_graph *g, const fg_trainer_options *local, int round, int rounds,
+                              fg_plan **out);
+/* The round whose plan decides what fits a budget in a run of `rounds` rounds: the last. */
+int fg_method_budget_round(int rounds);
+
 /* Shared level builders for methods. */
 /* One level per width rate (descending), first-k sub-models of `base`; `scaler` as HeteroFL /
  * ScaleFL use it. */

@@ -28,6 +28,8 @@ typedef struct server {
   fg_graph *global;
   fg_region state;                           /* the global model */
   fg_graph *level_graph[FG_MAX_LEVELS];
+  fg_plan *round_plan[FG_MAX_LEVELS];        /* a local step at each level, planned for round round_of_plan[l] */
+  int round_of_plan[FG_MAX_LEVELS];
   fg_index_plan level_plan[FG_MAX_LEVELS];   /* first-channel plans, built once */
   int *level;                                /* per client; -1: fits no level */
   fg_region sub_in, sub_out;                 /* one client's sub-model, sent and returned */
@@ -61,24 +63,29 @@ static float *f32(const fg_region *r) { return (float *)r->ptr; }
 /* ------------------------------------------------------------------------------------------ */
 /* Set-up                                                                                      */
 
-static fg_loss_spec level_loss(const server *s, int level, int round) {
-  return fg_method_level_loss(s->ops, s->mc, &s->mp, level, round, s->cfg->rounds);
+/* The plan of a local step at `level` in `round` (fg_method_plan_step), made once per level and
+ * round and shared by the round's participants at that level. */
+static fg_status plan_step(server *s, int level, int round, fg_plan **out) {
+  fg_trainer_options local = fg_world_local_options(s->w, round);
+  return fg_method_plan_step(s->ops, s->mc, &s->mp, level, s->level_graph[level], &local, round, s->cfg->rounds, out);
 }
 
-static fg_trainer_options local_options(const server *s, int round) {
-  fg_trainer_options o = fg_world_local_options(s->w, round);
-  fg_method_local_options(&s->mp, &o);
-  return o;
+static fg_status round_plan(server *s, int level, int round, const fg_plan **out) {
+  if (!s->round_plan[level] || s->round_of_plan[level] != round) {
+    fg_plan_free(s->round_plan[level]);
+    s->round_plan[level] = NULL;
+    FG_TRY(plan_step(s, level, round, &s->round_plan[level]));
+    s->round_of_plan[level] = round;
+  }
+  *out = s->round_plan[level];
+  return FG_OK;
 }
 
+/* The level's model and the memory of its budget step (fg_method_budget_round). */
 static fg_status build_level(server *s, int l) {
   FG_TRY(fg_method_build_level(s->ops, s->mc, &s->mp, l, &s->level_graph[l]));
-  /* The memory of a local step at this level, with the loss of the last round (the largest:
-   * distillation terms that start late are included). */
-  fg_trainer_options o = local_options(s, 0);
-  o.loss = level_loss(s, l, s->cfg->rounds - 1);
   fg_plan *p;
-  FG_TRY(fg_plan_build(s->level_graph[l], &o, &p));
+  FG_TRY(plan_step(s, l, fg_method_budget_round(s->cfg->rounds), &p));
   s->mp.levels[l].planned_bytes = p->total;
   fg_plan_free(p);
   return FG_OK;
@@ -225,6 +232,7 @@ static void server_free(server *s) {
   fg_aggregator_free(&s->agg);
   for (int l = 0; l < FG_MAX_LEVELS; l++) {
     if (s->mp.channels == FG_CHANNELS_FIRST && s->level_graph[l]) fg_index_plan_free(&s->level_plan[l]);
+    fg_plan_free(s->round_plan[l]);
     fg_graph_free(s->level_graph[l]);
   }
   fg_graph_free(s->global);
@@ -285,11 +293,11 @@ static fg_status train_client(server *s, int c, int level, int round, int slot, 
     if (plan == &fresh) fg_index_plan_free(&fresh);
     return st;
   }
-  fg_trainer_options opt = local_options(s, round);
-  opt.loss = level_loss(s, rec->level, round);
-  fg_local_job job = {s->w, c, round, g, &opt, uncapped(s) ? 0 : s->w->budgets[c], f32(&s->sub_in),
+  const fg_plan *step = NULL;
+  st = round_plan(s, rec->level, round, &step);
+  fg_local_job job = {s->w, c, round, g, step, uncapped(s) ? 0 : s->w->budgets[c], f32(&s->sub_in),
                       f32(&s->sub_out)};
-  st = fg_local_train(&job, rec);
+  if (st == FG_OK) st = fg_local_train(&job, rec);
   size_t bytes = (size_t)fg_graph_state_numel(g) * sizeof(float);
   if (st == FG_OK && rec->status == FG_CLIENT_OK) {
     rec->bytes_down = rec->bytes_up = bytes;

@@ -11,7 +11,9 @@
 
 struct fg_trainer {
   const fg_graph *g;
-  fg_plan *plan;
+  const fg_plan *plan;
+  fg_plan *owned_plan;  /* the plan when the trainer built it (fg_trainer_create), else NULL */
+  fg_optim_config optim;/* the plan's optimizer, with this trainer's learning rate */
   fg_region region[FG_PLAN_REGIONS];
   fg_device device;
   int64_t n;            /* samples in the running step */
@@ -30,13 +32,25 @@ fg_status fg_trainer_create(const fg_graph *g, const fg_trainer_options *o, fg_l
   *out = NULL;
   fg_plan *plan;
   FG_TRY(fg_plan_build(g, o, &plan));
-  fg_trainer *t = calloc(1, sizeof *t);
-  if (!t) {
+  fg_status s = fg_trainer_create_planned(g, plan, ledger, out);
+  if (s != FG_OK) {
     fg_plan_free(plan);
-    return FG_FAIL(FG_ERR_OOM, "trainer: out of memory");
+    return s;
   }
+  (*out)->owned_plan = plan;
+  return FG_OK;
+}
+
+fg_status fg_trainer_create_planned(const fg_graph *g, const fg_plan *plan, fg_ledger *ledger, fg_trainer **out) {
+  *out = NULL;
+  if (!plan || plan->n_nodes != fg_graph_node_count(g))
+    return FG_FAIL(FG_ERR_INVALID, "trainer: the plan is missing or was built for another graph");
+  fg_trainer *t = calloc(1, sizeof *t);
+  if (!t) return FG_FAIL(FG_ERR_OOM, "trainer: out of memory");
+  const fg_trainer_options *o = &plan->opt;
   t->g = g;
   t->plan = plan;
+  t->optim = o->optim;
   t->device = o->device;
   t->loss = fg_loss_effective(g, &o->loss);
   for (int r = 0; r < FG_PLAN_REGIONS; r++) {
@@ -60,7 +74,7 @@ fg_status fg_trainer_create(const fg_graph *g, const fg_trainer_options *o, fg_l
 void fg_trainer_destroy(fg_trainer *t) {
   if (!t) return;
   for (int r = FG_PLAN_REGIONS - 1; r >= 0; r--) fg_region_free(&t->region[r]);
-  fg_plan_free(t->plan);
+  fg_plan_free(t->owned_plan);
   free(t);
 }
 
@@ -399,8 +413,8 @@ fg_status fg_trainer_reset_optimizer(fg_trainer *t) {
 }
 
 void fg_trainer_set_lr(fg_trainer *t, float lr) {
-  t->plan->opt.optim.sgd.lr = lr;
-  t->plan->opt.optim.adam.lr = lr;
+  t->optim.sgd.lr = lr;
+  t->optim.adam.lr = lr;
 }
 
 void fg_trainer_set_dropout_stream(fg_trainer *t, uint64_t seed, uint64_t stream) {
@@ -439,7 +453,7 @@ fg_status fg_trainer_compute_gradients(fg_trainer *t, int64_t n, fg_step_stats *
 }
 
 static fg_status apply_update(fg_trainer *t) {
-  const fg_optim_config *c = &t->plan->opt.optim;
+  const fg_optim_config *c = &t->optim;
   if (c->kind == FG_OPTIM_NONE) return FG_OK;
   t->optim_step++;
   for (int p = 0; p < fg_graph_param_count(t->g); p++) {

@@ -7,7 +7,7 @@
  * equals the plan's total. The trainer owns its input: a batch is copied in with
  * fg_trainer_set_batch (from host memory or the trainer's device), then step / evaluate run on it.
  * No code outside a backend touches the trainer's device memory. The graph must outlive
- * the trainer. Owns: the plan and the regions. */
+ * the trainer. Owns: the regions, and the plan when it built it (fg_trainer_create). */
 #ifndef FG_TRAINER_H
 #define FG_TRAINER_H
 
@@ -32,6 +32,9 @@ typedef struct fg_step_stats {
 
 fg_status fg_trainer_create(const fg_graph *g, const fg_trainer_options *o, fg_ledger *ledger,
                             fg_trainer **out);
+/* A trainer that runs `plan`, which fg_plan_build made for g: borrowed, not planned again (the
+ * plan must outlive the trainer and not change; several trainers may share it). */
+fg_status fg_trainer_create_planned(const fg_graph *g, const fg_plan *plan, fg_ledger *ledger, fg_trainer **out);
 void fg_trainer_destroy(fg_trainer *t);
 
 const fg_plan *fg_trainer_plan(const fg_trainer *t);
