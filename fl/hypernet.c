@@ -113,6 +113,9 @@ static fg_status fill_defaults(const fg_hypernet_desc *in, fg_hypernet_desc *d) 
                    (double)d->lr);
   if (d->cache_factors != 0 && d->cache_factors != 1)
     return FG_FAIL(FG_ERR_INVALID, "hypernet: cache_factors %d, expected 0 or 1", d->cache_factors);
+  if ((unsigned)d->device.kind >= FG_DEV_KINDS || d->device.index < 0)
+    return FG_FAIL(FG_ERR_INVALID, "hypernet: device kind %d index %d is not a device", (int)d->device.kind,
+                   d->device.index);
   if (d->rank == 0) d->rank = HN_DEFAULT_RANK;
   if (d->hidden == 0) d->hidden = HN_DEFAULT_HIDDEN;
   if (d->lr == 0.0f) d->lr = hn_default_lr;

@@ -704,6 +704,9 @@ Test(hypernet, bad_inputs_fail_with_a_status) {
   d = tiny_desc(FG_HYPERNET_LRF, -1);
   cr_assert_eq(fg_hypernet_plan(&d, &m), FG_ERR_INVALID);
   cr_assert_eq(fg_hypernet_plan(NULL, &m), FG_ERR_INVALID);
+  d = tiny_desc(FG_HYPERNET_LRF, 3);
+  d.device.kind = (fg_device_kind)9;
+  cr_assert_eq(fg_hypernet_plan(&d, &m), FG_ERR_INVALID);
 
   fg_ledger ledger;
   fg_ledger_init(&ledger, "capped", 1024);
@@ -712,6 +715,16 @@ Test(hypernet, bad_inputs_fail_with_a_status) {
   cr_assert_eq(fg_hypernet_create(&d, 1, &ledger, &h), FG_ERR_BUDGET);
   cr_assert_null(h);
   cr_assert_eq(ledger.current, 0, "a failed create left %zu bytes charged", ledger.current);
+  /* a device without a registered backend (this suite registers the CPU only) */
+  fg_ledger_init(&ledger, "test", 0);
+  for (int kind = 0; kind < 2; kind++) {
+    d = tiny_desc(kind ? FG_HYPERNET_NAIVE : FG_HYPERNET_LRF, 3);
+    d.device = (fg_device){FG_DEV_CUDA, 0};
+    cr_assert_neq(fg_hypernet_create(&d, 1, &ledger, &h), FG_OK);
+    cr_assert_null(h);
+    cr_assert_eq(ledger.current, 0, "a failed create left %zu bytes charged", ledger.current);
+  }
+  d = tiny_desc(FG_HYPERNET_LRF, 3);
 
   fg_ledger_init(&ledger, "test", 0);
   d.max_pairs = 2;
