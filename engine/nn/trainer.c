@@ -459,15 +459,11 @@ fg_status fg_trainer_forward(fg_trainer *t, int64_t n, fg_step_stats *st) {
   t->in_gap = 0;
   if (t->plan->opt.mode == FG_EXEC_INFERENCE)
     return FG_FAIL(FG_ERR_INVALID, "trainer: an inference trainer cannot train");
-  FG_TRY(begin_program(t, n, st));
-  fg_status s = run_range(t, t->plan->train, 0, t->plan->backward_at, st);
-  if (s == FG_OK && !isfinite(st->loss)) {
+  fg_status s = begin_program(t, n, st);
+  if (s == FG_OK) s = run_range(t, t->plan->train, 0, t->plan->backward_at, st);
+  if (s != FG_OK || !isfinite(st->loss)) {
     end_step(t);
-    return FG_FAIL(FG_ERR_NUMERIC, "training loss is %g at step %lld", st->loss, (long long)t->step);
-  }
-  if (s != FG_OK) {
-    end_step(t);
-    return s;
+    return s != FG_OK ? s : FG_FAIL(FG_ERR_NUMERIC, "training loss is %g at step %lld", st->loss, (long long)t->step);
   }
   t->in_gap = 1;
   return FG_OK;
