@@ -47,24 +47,43 @@ fg_status fg_checkpoint_load(const char *dir, const fg_graph *g, float *state, i
 
 static void tensors_path(const char *dir, char *buf, size_t cap) { snprintf(buf, cap, "%s/method_state.safetensors", dir); }
 
-fg_status fg_checkpoint_save_tensors(const char *dir, fg_checkpoint_tensor_fn tensor, void *ctx, int round) {
+/* Total floats of the tensors t enumerates. */
+static int64_t tensors_numel(const fg_checkpoint_tensors *t) {
+  const char *name;
+  int64_t numel, total = 0;
+  for (int i = 0; t->tensor(t->ctx, i, &name, &numel); i++) total += numel;
+  return total;
+}
+
+/* A host staging buffer of n floats (at least one). */
+static fg_status staging(int64_t n, float **out) {
+  *out = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+  return *out ? FG_OK : FG_FAIL(FG_ERR_OOM, "checkpoint: out of host memory for %lld floats", (long long)n);
+}
+
+fg_status fg_checkpoint_save_tensors(const char *dir, const fg_checkpoint_tensors *t, int round) {
   char path[4096], r[32];
   tensors_path(dir, path, sizeof path);
   snprintf(r, sizeof r, "%d", round);
+  float *host = NULL;
+  FG_TRY(staging(tensors_numel(t), &host)); /* the writer keeps pointers until it writes */
   fg_st_writer w;
   fg_st_writer_init(&w);
   fg_status st = fg_st_writer_set_metadata(&w, "round", r);
   const char *name;
-  float *data;
-  int64_t numel;
-  for (int i = 0; st == FG_OK && tensor(ctx, i, &name, &data, &numel); i++)
-    st = fg_st_writer_add(&w, name, FG_ST_F32, 1, &numel, data);
+  int64_t numel, at = 0;
+  for (int i = 0; st == FG_OK && t->tensor(t->ctx, i, &name, &numel); i++) {
+    st = t->get(t->ctx, i, host + at);
+    if (st == FG_OK) st = fg_st_writer_add(&w, name, FG_ST_F32, 1, &numel, host + at);
+    at += numel;
+  }
   if (st == FG_OK) st = fg_st_writer_write(&w, path);
   fg_st_writer_free(&w);
+  free(host);
   return st;
 }
 
-fg_status fg_checkpoint_load_tensors(const char *dir, fg_checkpoint_tensor_fn tensor, void *ctx, int round) {
+fg_status fg_checkpoint_load_tensors(const char *dir, const fg_checkpoint_tensors *t, int round) {
   char path[4096];
   tensors_path(dir, path, sizeof path);
   fg_st_file *f = NULL;
@@ -75,9 +94,14 @@ fg_status fg_checkpoint_load_tensors(const char *dir, fg_checkpoint_tensor_fn te
     st = FG_FAIL(FG_ERR_FORMAT, "%s: method state of round %s, the checkpoint is of round %d (the run stopped "
                                 "between the two writes; start it again)", path, r ? r : "(none)", round);
   const char *name;
-  float *data;
   int64_t numel;
-  for (int i = 0; st == FG_OK && tensor(ctx, i, &name, &data, &numel); i++) st = fg_st_read_f32(f, name, 1, &numel, data);
+  for (int i = 0; st == FG_OK && t->tensor(t->ctx, i, &name, &numel); i++) {
+    float *host = NULL;
+    st = staging(numel, &host);
+    if (st == FG_OK) st = fg_st_read_f32(f, name, 1, &numel, host);
+    if (st == FG_OK) st = t->set(t->ctx, i, host);
+    free(host);
+  }
   fg_st_close(f);
   return st;
 }

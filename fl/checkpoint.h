@@ -19,12 +19,20 @@ fg_status fg_checkpoint_load(const char *dir, const fg_graph *g, float *state, i
                              uint64_t partition_hash);
 
 /* The server-side tensors of a method (HypeMeFed's hypernetworks), written beside the checkpoint
- * as dir/method_state.safetensors with the same round. `tensor` enumerates them: for i = 0, 1, ...
- * it sets name, data and numel and returns 1, and returns 0 past the last. Save it before the
+ * as dir/method_state.safetensors with the same round. They may live on any device, so they are
+ * reached through copies to and from host memory: `tensor` enumerates them (for i = 0, 1, ... it
+ * sets name and numel and returns 1, and returns 0 past the last), `get` copies tensor i into
+ * host [numel], `set` copies host [numel] into tensor i. The host staging buffers are file I/O
+ * (plain malloc, like the safetensors reader's), freed before returning. Save it before the
  * checkpoint; a load checks that its round is the checkpoint's, so a run stopped between the two
  * writes fails to resume instead of mixing rounds. */
-typedef int (*fg_checkpoint_tensor_fn)(void *ctx, int i, const char **name, float **data, int64_t *numel);
-fg_status fg_checkpoint_save_tensors(const char *dir, fg_checkpoint_tensor_fn tensor, void *ctx, int round);
-fg_status fg_checkpoint_load_tensors(const char *dir, fg_checkpoint_tensor_fn tensor, void *ctx, int round);
+typedef struct fg_checkpoint_tensors {
+  void *ctx;
+  int (*tensor)(void *ctx, int i, const char **name, int64_t *numel);
+  fg_status (*get)(void *ctx, int i, float *host);
+  fg_status (*set)(void *ctx, int i, const float *host);
+} fg_checkpoint_tensors;
+fg_status fg_checkpoint_save_tensors(const char *dir, const fg_checkpoint_tensors *t, int round);
+fg_status fg_checkpoint_load_tensors(const char *dir, const fg_checkpoint_tensors *t, int round);
 
 #endif

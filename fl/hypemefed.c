@@ -326,22 +326,43 @@ static fg_status server_complete(fg_method_server *ms, int round, const int *lev
   return FG_OK;
 }
 
-/* Checkpointed: whether each hypernetwork has trained, and its weights. */
-static int server_tensor(fg_method_server *ms, int i, const char **name, float **data, int64_t *numel) {
-  if (i-- == 0) {
+/* Checkpointed: whether each hypernetwork has trained (tensor 0), and the weights of each (1..):
+ * the hypernetwork behind tensor i, or NULL for tensor 0 and past the end. */
+static hmf_pair *tensor_pair(fg_method_server *ms, int i) {
+  for (int k = 0; k < HMF_PAIRS && i > 0; k++)
+    if (ms->pairs[k].net && --i == 0) return &ms->pairs[k];
+  return NULL;
+}
+
+static int server_tensor(fg_method_server *ms, int i, const char **name, int64_t *numel) {
+  if (i == 0) {
     *name = "hypernet.trained";
-    *data = ms->trained;
     *numel = HMF_PAIRS;
     return 1;
   }
-  int k = 0;
-  for (; k < HMF_PAIRS; k++)
-    if (ms->pairs[k].net && i-- == 0) break;
-  if (k == HMF_PAIRS) return 0;
-  *name = ms->pairs[k].name;
-  *data = fg_hypernet_weights(ms->pairs[k].net);
-  *numel = fg_hypernet_numel(ms->pairs[k].net);
+  const hmf_pair *p = tensor_pair(ms, i);
+  if (!p) return 0;
+  *name = p->name;
+  *numel = fg_hypernet_numel(p->net);
   return 1;
+}
+
+static fg_status server_tensor_get(fg_method_server *ms, int i, float *host) {
+  if (i == 0) {
+    memcpy(host, ms->trained, sizeof ms->trained);
+    return FG_OK;
+  }
+  const hmf_pair *p = tensor_pair(ms, i);
+  return p ? fg_hypernet_get_weights(p->net, host) : FG_FAIL(FG_ERR_INVALID, "hypemefed: no server tensor %d", i);
+}
+
+static fg_status server_tensor_set(fg_method_server *ms, int i, const float *host) {
+  if (i == 0) {
+    memcpy(ms->trained, host, sizeof ms->trained);
+    return FG_OK;
+  }
+  hmf_pair *p = tensor_pair(ms, i);
+  return p ? fg_hypernet_set_weights(p->net, host) : FG_FAIL(FG_ERR_INVALID, "hypemefed: no server tensor %d", i);
 }
 
 const fg_method_ops fg_method_hypemefed = {.name = "hypemefed",
@@ -350,5 +371,7 @@ const fg_method_ops fg_method_hypemefed = {.name = "hypemefed",
                                            .server_collect = server_collect,
                                            .server_complete = server_complete,
                                            .server_tensor = server_tensor,
+                                           .server_tensor_get = server_tensor_get,
+                                           .server_tensor_set = server_tensor_set,
                                            .server_free = server_free,
                                            .tensor_weight = tensor_weight};

@@ -19,6 +19,16 @@
  *     Linear(numel(src) -> hidden) -> ReLU -> Linear(hidden -> numel(tgt)) on the flattened source,
  *     batch 1, whose output is the flattened target.
  *
+ * Each MLP is an engine graph (engine/nn/graph.h): input [in, 1, 1] -> flatten -> fc1 (hidden,
+ * bias) -> ReLU -> fc2 (out, bias), batch r_eff (LRF) or 1 (naive), with its own trainer
+ * (engine/nn/trainer.h) on the hypernetwork's device: the plan comes from the engine's planner,
+ * the update is the engine's Adam. The loss is computed here, outside the graphs (for LRF it
+ * joins both MLPs' outputs): the MLP output is an external loss term (FG_LOSS_EXTERNAL); each
+ * step runs the trainers' forward parts, W = B'^T A' (fg_lrf_rebuild), MSE(W, target) with its
+ * gradient dW (fg_mse), dA' = B' dW and dB' = A' dW^T (linear ops), writes those into the
+ * trainers' output gradients, and runs their backward parts and updates. Naive: the MSE of the
+ * MLP's output directly.
+ *
  * Training (fg_hypernet_train): loss = MSE over all target elements (mean), no gradient through
  * the SVD; a fresh Adam (betas 0.9/0.999, eps 1e-8, no weight decay, moments zeroed, step 1) at
  * every call while the weights persist; `epochs` epochs, each visiting the pairs once in a
@@ -28,29 +38,36 @@
  * a call, so with `cache_factors` the factors of each pair are computed once per call and kept:
  * the SVD is deterministic, so the results are bit-identical either way (tested).
  *
- * Weights: one flat float vector (fg_hypernet_weights), the MLPs one after the other (LRF: MLP_A
- * then MLP_B; naive: the one MLP), each as
+ * Weights: one flat float vector of fg_hypernet_numel floats (fg_hypernet_get_weights /
+ * fg_hypernet_set_weights copy it through host memory, for checkpoints), the MLPs one after the
+ * other (LRF: MLP_A then MLP_B; naive: the one MLP), each its graph's state vector
  *   w1 [hidden, in], b1 [hidden], w2 [out, hidden], b2 [out]
  * (PyTorch's Linear layout). Initialisation is PyTorch's Linear default: every element of w1 and
  * b1 uniform in (-1/sqrt(in), 1/sqrt(in)), of w2 and b2 in (-1/sqrt(hidden), 1/sqrt(hidden));
  * tensor t (0..3 for MLP_A or the naive MLP, 4..7 for MLP_B, in the order above) draws element j
  * as bound * (2u - 1), u the j-th fg_rng_uniform_double of fg_rng_stream(seed, FG_RNG_INIT, t, 1).
  *
- * Memory: every buffer is planned by fg_hypernet_plan and allocated by fg_hypernet_create in
- * regions charged to the caller's ledger; train and generate allocate nothing. Categories:
- *   params      the weights                                           (FG_MEM_PARAMS)
- *   grads       their gradients                                       (FG_MEM_GRADS)
- *   optim       Adam's m and v                                        (FG_MEM_OPTIM)
- *   activations per MLP its input factor (LRF), the ReLU output and the MLP output, for r_eff rows
- *               (LRF) or 1 (naive); the generated W (LRF)             (FG_MEM_ACTIVATIONS)
- *   workspace   dW, the MLP output gradients, one hidden gradient, the SVD/LRF workspace
- *                                                                     (FG_MEM_WORKSPACE)
- *   data        the staged source and target, the shuffle order, and (LRF with cache_factors)
- *               the factors of up to max_pairs sources                (FG_MEM_DATA)
- * The hypernetwork lives on the CPU (the HypeMeFed server runs on the host; fg_lrf_factor reads
- * its singular vectors on the host). All compute goes through the op entry points.
+ * Memory: every buffer is planned by fg_hypernet_plan (the MLPs' trainer plans from the engine's
+ * planner, fg_plan_build, plus the buffers below) and allocated by fg_hypernet_create in regions
+ * charged to the caller's ledger; train and generate allocate nothing. Categories:
+ *   params      the weights (the trainers' state regions)                      (FG_MEM_PARAMS)
+ *   grads       their gradients                                                (FG_MEM_GRADS)
+ *   optim       Adam's m and v                                                 (FG_MEM_OPTIM)
+ *   activations what each trainer keeps for backward (its plan's activation arena: the ReLU
+ *               output, for r_eff rows (LRF) or 1 (naive), and whatever the planner packs with
+ *               it); the generated W (LRF)                                     (FG_MEM_ACTIVATIONS)
+ *   workspace   each trainer's transient buffers (its plan's workspace arena: the MLP output and
+ *               the output and hidden gradients, unless packed with the activations); dW and the
+ *               SVD/LRF workspace (LRF)                                        (FG_MEM_WORKSPACE)
+ *   data        each trainer's input batch (the factor rows, or the flattened source) and label
+ *               buffer (unused: a few bytes); the staged source and target, the factor slots
+ *               (LRF: max_pairs with cache_factors, else 1); the shuffle order, in host memory
+ *                                                                              (FG_MEM_DATA)
+ * Devices: the networks, the staged pairs, the factors and all compute live on desc.device
+ * (the host device by default); sources and targets are host arrays copied in and out, and the
+ * shuffle order is host memory. All compute goes through the op entry points and the trainers.
  *
- * Owns: its regions and the struct itself. Not thread-safe (like the ledger). */
+ * Owns: its graphs, trainers, regions and the struct itself. Not thread-safe (like the ledger). */
 #ifndef FG_FL_HYPERNET_H
 #define FG_FL_HYPERNET_H
 
@@ -59,6 +76,7 @@
 
 #include "engine/base/status.h"
 #include "engine/mem/ledger.h"
+#include "engine/tensor/tensor.h"
 
 typedef enum fg_hypernet_kind { FG_HYPERNET_LRF = 0, FG_HYPERNET_NAIVE } fg_hypernet_kind;
 
@@ -75,6 +93,7 @@ typedef struct fg_hypernet_desc {
   int cache_factors;    /* LRF: 1 keeps each pair's source factors for the whole train call (one
                            SVD per pair and call, max_pairs factor sets of memory); 0 redoes the
                            SVD at every step, like the reference. Same results. Ignored by naive. */
+  fg_device device;     /* where the networks live and compute [the zero value: the host device] */
 } fg_hypernet_desc;
 
 /* Bytes per ledger category; total = the sum (the regions' rounded sizes, exactly what the
@@ -85,7 +104,8 @@ typedef struct fg_hypernet_memory {
 
 typedef struct fg_hypernet fg_hypernet;
 
-/* A desc with every default filled in (cache_factors on) for the given kind and shapes. */
+/* A desc with every default filled in (cache_factors on, the host device) for the given kind
+ * and shapes. */
 fg_hypernet_desc fg_hypernet_defaults(fg_hypernet_kind kind, const int64_t src_shape[4],
                                       const int64_t tgt_shape[4]);
 
@@ -93,9 +113,9 @@ fg_hypernet_desc fg_hypernet_defaults(fg_hypernet_kind kind, const int64_t src_s
  * allocating; -1 (and the message) when d is invalid. */
 int64_t fg_hypernet_param_count(const fg_hypernet_desc *d);
 
-/* The bytes fg_hypernet_create would charge, per category, without allocating anything (for
+/* The bytes fg_hypernet_create would charge, per category, without allocating any region (for
  * configurations too large to allocate, like the naive STL-10 networks). The LRF kind asks the
- * CPU backend for its SVD workspace size, so the backend must be registered. */
+ * backend of d->device for its SVD workspace size, so that backend must be registered. */
 fg_status fg_hypernet_plan(const fg_hypernet_desc *d, fg_hypernet_memory *m);
 
 /* Plans, allocates (charging `ledger`, which may carry a cap: FG_ERR_BUDGET then, nothing left
@@ -119,9 +139,10 @@ fg_status fg_hypernet_train(fg_hypernet *h, int n, const float *const *src, cons
 fg_status fg_hypernet_generate(fg_hypernet *h, const float *src, float *tgt);
 
 /* The persistent weights as one flat float array (layout in the header comment), for
- * checkpoints: count and pointer (writable: a loaded checkpoint is copied in here). */
+ * checkpoints: their count, and copies to / from host [fg_hypernet_numel]. */
 int64_t fg_hypernet_numel(const fg_hypernet *h);
-float *fg_hypernet_weights(fg_hypernet *h);
+fg_status fg_hypernet_get_weights(const fg_hypernet *h, float *host);
+fg_status fg_hypernet_set_weights(fg_hypernet *h, const float *host);
 /* The bytes charged, per category (equal to fg_hypernet_plan of its desc). */
 void fg_hypernet_memory_of(const fg_hypernet *h, fg_hypernet_memory *m);
 /* The desc with the defaults filled in, and r_eff (1 for naive). */
@@ -129,9 +150,10 @@ const fg_hypernet_desc *fg_hypernet_desc_of(const fg_hypernet *h);
 int64_t fg_hypernet_rank(const fg_hypernet *h);
 
 /* For tests and diagnostics: loss := MSE(h(src), tgt) and the gradient of that loss with respect
- * to every weight written to the gradient buffer (fg_hypernet_grads, [fg_hypernet_numel], the
- * weights' layout); the weights and the optimizer are not touched. src, tgt as in generate. */
+ * to every weight, kept by the trainers until the next step; the weights and the optimizer are
+ * not touched. src, tgt as in generate. fg_hypernet_get_grads copies the gradients of the last
+ * step (loss_grad or train) to host [fg_hypernet_numel], in the weights' layout. */
 fg_status fg_hypernet_loss_grad(fg_hypernet *h, const float *src, const float *tgt, double *loss);
-const float *fg_hypernet_grads(const fg_hypernet *h);
+fg_status fg_hypernet_get_grads(const fg_hypernet *h, float *host);
 
 #endif

@@ -77,13 +77,17 @@ typedef struct fg_method_ops {
    * `trained` [state numel of g]; complete runs once all participants trained, before the
    * aggregate is formed: the round's participants' levels levels[n], the global model the round
    * started from; it adds the method's own contributions to `agg` (what the participants' levels
-   * lack). tensor enumerates the state a checkpoint must keep (i = 0, 1, ...; 0 past the end). */
+   * lack). tensor enumerates the state a checkpoint must keep (i = 0, 1, ...: name and numel; 0
+   * past the end); tensor_get / tensor_set copy tensor i to / from host [numel] (the state may
+   * live on a device). */
   fg_status (*server_create)(const fg_method_config *mc, const fg_method_plan *mp, const fg_graph *global,
                              uint64_t seed, int max_participants, fg_ledger *ledger, fg_method_server **out);
   fg_status (*server_collect)(fg_method_server *ms, int slot, int level, const fg_graph *g, const float *trained);
   fg_status (*server_complete)(fg_method_server *ms, int round, const int *levels, int n, fg_aggregator *agg,
                                const fg_graph *global, const float *global_state);
-  int (*server_tensor)(fg_method_server *ms, int i, const char **name, float **data, int64_t *numel);
+  int (*server_tensor)(fg_method_server *ms, int i, const char **name, int64_t *numel);
+  fg_status (*server_tensor_get)(fg_method_server *ms, int i, float *host);
+  fg_status (*server_tensor_set)(fg_method_server *ms, int i, const float *host);
   void (*server_free)(fg_method_server *ms);
   /* Optional: the factor participant `slot` of `n` is weighted by, for global parameter p, on top of
    * the plan's weighting (1 when absent). */

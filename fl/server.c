@@ -495,19 +495,36 @@ static fg_status write_summary(const server *s, const char *dir, const fg_run_re
   return fg_summary_write(dir, &sum);
 }
 
-static int method_tensor(void *ctx, int i, const char **name, float **data, int64_t *numel) {
+static int method_tensor(void *ctx, int i, const char **name, int64_t *numel) {
   server *s = ctx;
-  return s->ops->server_tensor(s->method_state, i, name, data, numel);
+  return s->ops->server_tensor(s->method_state, i, name, numel);
+}
+
+static fg_status method_tensor_get(void *ctx, int i, float *host) {
+  server *s = ctx;
+  return s->ops->server_tensor_get(s->method_state, i, host);
+}
+
+static fg_status method_tensor_set(void *ctx, int i, const float *host) {
+  server *s = ctx;
+  return s->ops->server_tensor_set(s->method_state, i, host);
+}
+
+static fg_checkpoint_tensors method_tensors(server *s) {
+  fg_checkpoint_tensors t = {s, method_tensor, method_tensor_get, method_tensor_set};
+  return t;
 }
 
 static fg_status save_checkpoint(server *s, const char *dir, int rounds_done) {
-  if (s->method_state) FG_TRY(fg_checkpoint_save_tensors(dir, method_tensor, s, rounds_done));
+  const fg_checkpoint_tensors t = method_tensors(s);
+  if (s->method_state) FG_TRY(fg_checkpoint_save_tensors(dir, &t, rounds_done));
   return fg_checkpoint_save(dir, s->global, f32(&s->state), rounds_done, s->mc->name, s->w->partition.hash);
 }
 
 static fg_status load_checkpoint(server *s, const char *dir, int *rounds_done) {
   FG_TRY(fg_checkpoint_load(dir, s->global, f32(&s->state), rounds_done, s->mc->name, s->w->partition.hash));
-  return s->method_state ? fg_checkpoint_load_tensors(dir, method_tensor, s, *rounds_done) : FG_OK;
+  const fg_checkpoint_tensors t = method_tensors(s);
+  return s->method_state ? fg_checkpoint_load_tensors(dir, &t, *rounds_done) : FG_OK;
 }
 
 /* The largest client peak and best accuracy of the rounds a resumed run keeps. */

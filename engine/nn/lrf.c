@@ -47,7 +47,8 @@ fg_status fg_lrf_dims(const fg_tensor *w, int64_t r, int64_t *rank, int64_t *row
   return FG_OK;
 }
 
-/* Offsets in the workspace of U [rows,k], s [k], V^T [k,cols] and the SVD's own workspace. */
+/* Offsets in the workspace of U [rows,k], s [k], V^T [k,cols] and the SVD's own workspace; once
+ * the SVD is done, the scaling matrix D [r_eff, k] (at most [k, k]) reuses the SVD's part. */
 typedef struct lrf_layout {
   size_t s_off, vt_off, svd_off, svd_bytes, total;
 } lrf_layout;
@@ -55,10 +56,11 @@ typedef struct lrf_layout {
 static fg_status layout_for(const fg_tensor *m, lrf_layout *l) {
   const int64_t rows = m->shape[0], cols = m->shape[1], k = rows < cols ? rows : cols;
   FG_TRY(fg_svd_workspace(m, &l->svd_bytes));
+  const size_t d_bytes = (size_t)(k * k) * sizeof(float);
   l->s_off = align_up((size_t)(rows * k) * sizeof(float));
   l->vt_off = l->s_off + align_up((size_t)k * sizeof(float));
   l->svd_off = l->vt_off + align_up((size_t)(k * cols) * sizeof(float));
-  l->total = l->svd_off + align_up(l->svd_bytes);
+  l->total = l->svd_off + align_up(l->svd_bytes > d_bytes ? l->svd_bytes : d_bytes);
   return FG_OK;
 }
 
@@ -85,13 +87,31 @@ static fg_status check_factor(const char *op, const char *arg, const fg_tensor *
   return FG_OK;
 }
 
-static fg_status check_host(const char *op, const char *arg, const fg_tensor *t) {
-  if (t->device.kind != FG_DEV_CPU)
-    return FG_FAIL(FG_ERR_UNSUPPORTED,
-                   "%s: %s lives on %s:%d; forming the factors reads the singular vectors on the "
-                   "host, so w, a and b must live on the cpu",
-                   op, arg, fg_device_kind_name(t->device.kind), t->device.index);
-  return FG_OK;
+static fg_status check_one_device(const char *op, const fg_tensor *w, const fg_tensor *a, const fg_tensor *b) {
+  if (fg_device_equal(w->device, a->device) && fg_device_equal(w->device, b->device)) return FG_OK;
+  char dw[32], da[32], db[32];
+  return FG_FAIL(FG_ERR_INVALID, "%s: w, a and b live on different devices (%s, %s, %s)", op,
+                 fg_device_str(w->device, dw, sizeof dw), fg_device_str(a->device, da, sizeof da),
+                 fg_device_str(b->device, db, sizeof db));
+}
+
+/* a := D U^T, b := D V^T with D = [diag(sqrt s_r) | 0] [r, k]: row i of a is sqrt(s_i) u_i^T and
+ * of b sqrt(s_i) v_i^T. Every element of a product has one nonzero term, so it is the rounded
+ * sqrt(s_i) times the vector entry exactly. The r singular values are read to the host one at a
+ * time; everything else runs through the op entry points on the tensors' device. */
+static fg_status scale_factors(fg_tensor *d, const fg_tensor *s, const fg_tensor *u, const fg_tensor *vt,
+                               fg_tensor *a, fg_tensor *b) {
+  const int64_t rank = d->shape[0], k = d->shape[1], one = 1;
+  FG_TRY(fg_fill(d, 0.0f));
+  for (int64_t i = 0; i < rank; i++) {
+    float si = 0.0f;
+    fg_tensor s_i = fg_tensor_view((float *)s->data + i, FG_F32, s->device, 1, &one);
+    FG_TRY(fg_tensor_to_host(&si, &s_i, sizeof si));
+    fg_tensor d_ii = fg_tensor_view((float *)d->data + i * k + i, FG_F32, d->device, 1, &one);
+    FG_TRY(fg_fill(&d_ii, sqrtf(si > 0.0f ? si : 0.0f)));
+  }
+  FG_TRY(fg_linear_forward(d, u, NULL, a));        /* [r, k] x [rows, k]^T */
+  return fg_linear_backward_data(d, vt, b, 0);     /* [r, k] x [k, cols] */
 }
 
 /* Byte ranges [p, p + n) and [q, q + k) intersect. */
@@ -111,9 +131,7 @@ fg_status fg_lrf_factor(const fg_tensor *w, int64_t r, fg_tensor *a, fg_tensor *
   const int64_t rows = m.shape[0], cols = m.shape[1], k = rows < cols ? rows : cols;
   FG_TRY(check_factor(op, "a", a, rank, rows));
   FG_TRY(check_factor(op, "b", b, rank, cols));
-  FG_TRY(check_host(op, "w", w));
-  FG_TRY(check_host(op, "a", a));
-  FG_TRY(check_host(op, "b", b));
+  FG_TRY(check_one_device(op, w, a, b));
   lrf_layout l = {0};
   FG_TRY(layout_for(&m, &l));
   if (ws.bytes < l.total)
@@ -135,23 +153,19 @@ fg_status fg_lrf_factor(const fg_tensor *w, int64_t r, fg_tensor *a, fg_tensor *
     return FG_FAIL(FG_ERR_INVALID, "%s: w, a and b must not overlap in memory", op);
 
   unsigned char *base = ws.ptr;
-  float *up = (float *)base, *sp = (float *)(base + l.s_off), *vtp = (float *)(base + l.vt_off);
-  fg_tensor u = fg_tensor_view(up, FG_F32, w->device, 2, (const int64_t[2]){rows, k});
-  fg_tensor s = fg_tensor_view(sp, FG_F32, w->device, 1, (const int64_t[1]){k});
-  fg_tensor vt = fg_tensor_view(vtp, FG_F32, w->device, 2, (const int64_t[2]){k, cols});
+  fg_tensor u = fg_tensor_view(base, FG_F32, w->device, 2, (const int64_t[2]){rows, k});
+  fg_tensor s = fg_tensor_view(base + l.s_off, FG_F32, w->device, 1, (const int64_t[1]){k});
+  fg_tensor vt = fg_tensor_view(base + l.vt_off, FG_F32, w->device, 2, (const int64_t[2]){k, cols});
   fg_workspace svd_ws = {base + l.svd_off, l.svd_bytes};
   fg_status st = fg_svd(&m, &u, &s, &vt, svd_ws);
   if (st != FG_OK) {
     fg_error_prefix("%s of w [%lld, %lld]", op, (long long)rows, (long long)cols);
     return st;
   }
-  float *ap = fg_f32(a), *bp = fg_f32(b);
-  for (int64_t i = 0; i < rank; i++) {
-    const float root = sqrtf(sp[i] > 0.0f ? sp[i] : 0.0f);
-    for (int64_t j = 0; j < rows; j++) ap[i * rows + j] = root * up[j * k + i];
-    for (int64_t j = 0; j < cols; j++) bp[i * cols + j] = root * vtp[i * cols + j];
-  }
-  return FG_OK;
+  fg_tensor d = fg_tensor_view(base + l.svd_off, FG_F32, w->device, 2, (const int64_t[2]){rank, k});
+  st = scale_factors(&d, &s, &u, &vt, a, b);
+  if (st != FG_OK) fg_error_prefix("%s: scaling the singular vectors", op);
+  return st;
 }
 
 fg_status fg_lrf_rebuild(const fg_tensor *a, const fg_tensor *b, fg_tensor *w) {

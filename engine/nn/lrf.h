@@ -12,15 +12,16 @@
  * rank-r_eff approximation, whose Frobenius error is sqrt(sum of the discarded s_i^2).
  *
  * Matrices [rows, cols] (rank-2 tensors) are accepted wherever a conv weight is and are used as
- * they are. Memory: nothing is allocated here. fg_lrf_factor takes its scratch (U, s, V^T and
- * the SVD op's own workspace) from the caller, who sizes it with fg_lrf_workspace and carves it
- * from a region charged to a ledger (category FG_MEM_WORKSPACE), like any op workspace.
+ * they are. Memory: nothing is allocated here. fg_lrf_factor takes its scratch (U, s, V^T, the
+ * SVD op's own workspace, then the scaling matrix of the factors) from the caller, who sizes it
+ * with fg_lrf_workspace and carves it from a region charged to a ledger (category
+ * FG_MEM_WORKSPACE) on the tensors' device, like any op workspace.
  *
- * Devices: the SVD and the rebuild run through the op entry points (engine/backend/ops.h) on the
- * device the tensors live on; the step that scales and transposes the singular vectors into a
- * and b reads them directly, so fg_lrf_factor needs host (CPU) tensors and workspace for now
- * (the HypeMeFed server runs on the host) and reports FG_ERR_UNSUPPORTED otherwise.
- * Owns nothing. */
+ * Devices: everything runs through the op entry points (engine/backend/ops.h) on the device the
+ * tensors live on (w, a, b and the workspace on one device): the SVD, then a = D U^T and
+ * b = D V^T with D = diag(sqrt s_r) padded to [r_eff, k] (two GEMMs whose every element has one
+ * nonzero term, so the factors are the rounded products sqrt(s_i) u_ji exactly); only the r_eff
+ * singular values are read to the host, one float at a time. Owns nothing. */
 #ifndef FG_LRF_H
 #define FG_LRF_H
 

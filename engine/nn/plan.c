@@ -114,9 +114,33 @@ static int bn_uses_running(const fg_node *n, int eval) {
 
 static int loss_node(const builder *b, int output) { return fg_graph_output_node(b->g, output); }
 
+/* The graph nodes loss term lt reads: *a (its output or feature) and *b (a KL teacher, else -1). */
+static void term_nodes(const fg_graph *g, const fg_loss_term *lt, int *a, int *b) {
+  *a = lt->kind == FG_LOSS_NHSIC ? fg_graph_feature_node(g, lt->output) : fg_graph_output_node(g, lt->output);
+  *b = lt->kind == FG_LOSS_KL ? fg_graph_output_node(g, lt->teacher) : -1;
+}
+
+/* An external term's output gets its gradient from the caller alone: no other term reads it. */
+static fg_status check_external(const fg_graph *g, const fg_loss_spec *l, int t) {
+  int node, unused;
+  term_nodes(g, &l->terms[t], &node, &unused);
+  for (int u = 0; u < l->n; u++) {
+    int a, b;
+    term_nodes(g, &l->terms[u], &a, &b);
+    if (u != t && (a == node || b == node))
+      return FG_FAIL(FG_ERR_INVALID,
+                     "plan: loss term %d reads output %d, whose gradient external term %d supplies; an "
+                     "external term's output must not be read by another term",
+                     u, l->terms[t].output, t);
+  }
+  return FG_OK;
+}
+
 /* The node a loss term reads: a feature for nHSIC terms, an output otherwise. */
 static int term_node(const builder *b, const fg_loss_term *lt) {
-  return lt->kind == FG_LOSS_NHSIC ? fg_graph_feature_node(b->g, lt->output) : loss_node(b, lt->output);
+  int node, teacher;
+  term_nodes(b->g, lt, &node, &teacher);
+  return node;
 }
 
 static fg_status check_loss(const fg_graph *g, const fg_loss_spec *l) {
@@ -140,6 +164,8 @@ static fg_status check_loss(const fg_graph *g, const fg_loss_spec *l) {
       return FG_FAIL(FG_ERR_INVALID, "plan: loss term %d names output %d (teacher %d); the model has %d",
                      t, lt->output, lt->teacher, outs);
   }
+  for (int t = 0; t < l->n; t++)
+    if (l->terms[t].kind == FG_LOSS_EXTERNAL) FG_TRY(check_external(g, l, t));
   return FG_OK;
 }
 
@@ -341,6 +367,7 @@ static void gen_train(builder *b, const fg_loss_spec *loss) {
     if (b->live[i]) emit_forward(b, i, FG_I_FORWARD, !checkpoint && needs_backward(b, i), 0);
   b->p->loss_at = b->n_ins;
   for (int t = 0; t < loss->n; t++) emit_loss_term(b, t, &loss->terms[t]);
+  b->p->backward_at = b->n_ins;
   if (!checkpoint) {
     for (int i = nn - 1; i > 0; i--)
       if (needs_backward(b, i) && b->grad[i] >= 0) emit_backward(b, i);
@@ -548,8 +575,22 @@ static fg_status pack_jointly(fg_plan *p, int *ids, size_t *lo, size_t *hi, size
   return FG_OK;
 }
 
+/* The value and the gradient an external loss term names stay alive until the last LOSS
+ * instruction, so the caller can read the one and write the other before backward runs. */
+static void keep_external_terms(fg_plan *p, const fg_graph *g) {
+  fg_loss_spec loss = fg_loss_effective(g, &p->opt.loss);
+  for (int k = p->loss_at; k < p->backward_at; k++) {
+    const fg_instr *in = &p->train[k];
+    if (in->kind != FG_I_LOSS || loss.terms[in->node].kind != FG_LOSS_EXTERNAL) continue;
+    const int bufs[2] = {in->in[0], in->din[0]};
+    for (int i = 0; i < 2; i++)
+      if (bufs[i] > 0 && p->vbufs[bufs[i]].last < p->backward_at - 1) p->vbufs[bufs[i]].last = p->backward_at - 1;
+  }
+}
+
 static fg_status layout(fg_plan *p, const fg_graph *g) {
   lifetimes(p, p->train, p->n_train);
+  keep_external_terms(p, g);
   lifetimes(p, p->eval, p->n_eval);
   merge_inplace(p, g, p->train, p->n_train);
   merge_inplace(p, g, p->eval, p->n_eval);

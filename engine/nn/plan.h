@@ -27,6 +27,10 @@ typedef enum fg_loss_kind {
   FG_LOSS_XENT = 0,
   FG_LOSS_KL,
   FG_LOSS_NHSIC, /* weight * nHSIC(feature; target), NeuLite's Curriculum Mentor terms */
+  FG_LOSS_EXTERNAL, /* a loss computed by the caller from an output's value, which writes the
+                       output's gradient itself between fg_trainer_forward and
+                       fg_trainer_backward (engine/nn/trainer.h); weight unused. No other term
+                       may read that output. */
 } fg_loss_kind;
 
 typedef enum fg_hsic_target {
@@ -126,6 +130,10 @@ typedef struct fg_plan {
   fg_instr *train;
   int n_train;
   int loss_at;             /* index of the first LOSS instruction in `train` */
+  int backward_at;         /* index of the first instruction after the LOSS instructions: the
+                              forward part of a step is [0, backward_at), the backward part the
+                              rest. Values and gradients an external term names live at least
+                              until backward_at - 1, so the caller can use them in between. */
   fg_instr *eval;
   int n_eval;
   fg_vbuf *vbufs;

@@ -22,6 +22,7 @@ struct fg_trainer {
   uint64_t drop_seed, drop_stream;
   fg_loss_spec loss;    /* effective loss terms */
   float bn_momentum;    /* > 0: overrides every BN layer's momentum */
+  int in_gap;           /* a step's forward part ran; its backward part has not */
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -289,6 +290,7 @@ static fg_status run_loss(fg_trainer *t, const fg_instr *in, fg_step_stats *st) 
     return fg_softmax_xent(&z, &labels, NULL, 1.0f, NULL, 0, &st->output_loss[in->node], &st->correct[in->node]);
   }
   const fg_loss_term *lt = &t->loss.terms[in->node];
+  if (lt->kind == FG_LOSS_EXTERNAL) return FG_OK; /* the caller writes the gradient */
   if (lt->kind == FG_LOSS_NHSIC) return run_nhsic(t, in, lt, st);
   int s_node = fg_graph_output_node(t->g, lt->output);
   fg_tensor z = node_tensor(t, s_node, in->in[0], FG_F32);
@@ -339,7 +341,8 @@ static fg_status run_instr(fg_trainer *t, const fg_instr *in, fg_step_stats *st)
   return FG_FAIL(FG_ERR_INTERNAL, "trainer: unknown instruction %d", (int)in->kind);
 }
 
-static fg_status run_program(fg_trainer *t, const fg_instr *prog, int count, int64_t n, fg_step_stats *st) {
+/* Starts a program on the first n samples: checks n, clears the statistics. */
+static fg_status begin_program(fg_trainer *t, int64_t n, fg_step_stats *st) {
   if (n <= 0 || n > t->plan->opt.batch)
     return FG_FAIL(FG_ERR_INVALID, "trainer: batch of %lld samples, the plan holds 1..%lld", (long long)n,
                    (long long)t->plan->opt.batch);
@@ -347,7 +350,12 @@ static fg_status run_program(fg_trainer *t, const fg_instr *prog, int count, int
   st->n_outputs = fg_graph_output_count(t->g);
   st->count = n;
   t->n = n;
-  for (int k = 0; k < count; k++) {
+  return FG_OK;
+}
+
+/* Runs instructions [from, to) of prog. */
+static fg_status run_range(fg_trainer *t, const fg_instr *prog, int from, int to, fg_step_stats *st) {
+  for (int k = from; k < to; k++) {
     fg_status s = run_instr(t, &prog[k], st);
     if (s != FG_OK) {
       const fg_instr *in = &prog[k];
@@ -356,6 +364,11 @@ static fg_status run_program(fg_trainer *t, const fg_instr *prog, int count, int
     }
   }
   return FG_OK;
+}
+
+static fg_status run_program(fg_trainer *t, const fg_instr *prog, int count, int64_t n, fg_step_stats *st) {
+  FG_TRY(begin_program(t, n, st));
+  return run_range(t, prog, 0, count, st);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -442,14 +455,84 @@ fg_status fg_trainer_set_loss_weight(fg_trainer *t, int term, float weight) {
   return FG_OK;
 }
 
-fg_status fg_trainer_compute_gradients(fg_trainer *t, int64_t n, fg_step_stats *st) {
+/* The step ends (dropout streams move on); no backward part is pending any more. */
+static void end_step(fg_trainer *t) {
+  t->step++;
+  t->in_gap = 0;
+}
+
+fg_status fg_trainer_forward(fg_trainer *t, int64_t n, fg_step_stats *st) {
+  t->in_gap = 0;
   if (t->plan->opt.mode == FG_EXEC_INFERENCE)
     return FG_FAIL(FG_ERR_INVALID, "trainer: an inference trainer cannot train");
-  fg_status s = run_program(t, t->plan->train, t->plan->n_train, n, st);
-  t->step++;
-  if (s == FG_OK && !isfinite(st->loss))
-    return FG_FAIL(FG_ERR_NUMERIC, "training loss is %g at step %lld", st->loss, (long long)t->step);
+  fg_status s = begin_program(t, n, st);
+  if (s == FG_OK) s = run_range(t, t->plan->train, 0, t->plan->backward_at, st);
+  if (s != FG_OK || !isfinite(st->loss)) {
+    end_step(t);
+    return s != FG_OK ? s : FG_FAIL(FG_ERR_NUMERIC, "training loss is %g at step %lld", st->loss, (long long)t->step);
+  }
+  t->in_gap = 1;
+  return FG_OK;
+}
+
+fg_status fg_trainer_backward(fg_trainer *t) {
+  if (!t->in_gap)
+    return FG_FAIL(FG_ERR_INVALID, "trainer: backward without a forward (fg_trainer_forward) before it");
+  fg_step_stats unused;
+  fg_status s = run_range(t, t->plan->train, t->plan->backward_at, t->plan->n_train, &unused);
+  end_step(t);
   return s;
+}
+
+/* The LOSS instruction of the external term on output k, or NULL. */
+static const fg_instr *external_loss(const fg_trainer *t, int k) {
+  for (int i = t->plan->loss_at; i < t->plan->backward_at; i++) {
+    const fg_instr *in = &t->plan->train[i];
+    if (in->kind != FG_I_LOSS) continue;
+    const fg_loss_term *lt = &t->loss.terms[in->node];
+    if (lt->kind == FG_LOSS_EXTERNAL && lt->output == k) return in;
+  }
+  return NULL;
+}
+
+/* The buffer of output k's value (grad 0) or gradient (grad 1) in the gap of a step. */
+static fg_status external_tensor(const fg_trainer *t, int k, int grad, fg_tensor *out) {
+  const char *what = grad ? "output_grad" : "output";
+  const fg_instr *in = external_loss(t, k);
+  if (!in)
+    return FG_FAIL(FG_ERR_INVALID, "trainer %s: output %d has no external loss term in this plan", what, k);
+  if (!t->in_gap)
+    return FG_FAIL(FG_ERR_INVALID, "trainer %s: only between fg_trainer_forward and fg_trainer_backward", what);
+  int v = grad ? in->din[0] : in->in[0];
+  if (v <= 0)
+    return FG_FAIL(FG_ERR_INVALID, "trainer %s: output %d depends on no trainable parameter: no gradient", what, k);
+  *out = node_tensor(t, fg_graph_output_node(t->g, k), v, FG_F32);
+  return FG_OK;
+}
+
+fg_status fg_trainer_output(const fg_trainer *t, int k, fg_tensor *value) {
+  return external_tensor(t, k, 0, value);
+}
+
+fg_status fg_trainer_output_grad(const fg_trainer *t, int k, fg_tensor *grad) {
+  return external_tensor(t, k, 1, grad);
+}
+
+/* FG_ERR_INVALID when a loss term's gradient comes from the caller. */
+static fg_status check_no_external(const fg_trainer *t) {
+  for (int k = 0; k < t->loss.n; k++)
+    if (t->loss.terms[k].kind == FG_LOSS_EXTERNAL)
+      return FG_FAIL(FG_ERR_INVALID,
+                     "trainer: loss term %d is external: its gradient comes from the caller (fg_trainer_forward, "
+                     "fg_trainer_output_grad, fg_trainer_backward)",
+                     k);
+  return FG_OK;
+}
+
+fg_status fg_trainer_compute_gradients(fg_trainer *t, int64_t n, fg_step_stats *st) {
+  FG_TRY(check_no_external(t));
+  FG_TRY(fg_trainer_forward(t, n, st));
+  return fg_trainer_backward(t);
 }
 
 static fg_status apply_update(fg_trainer *t) {
@@ -473,11 +556,14 @@ static fg_status apply_update(fg_trainer *t) {
   return FG_OK;
 }
 
+fg_status fg_trainer_update(fg_trainer *t) { return apply_update(t); }
+
 fg_status fg_trainer_step(fg_trainer *t, int64_t n, fg_step_stats *st) {
   FG_TRY(fg_trainer_compute_gradients(t, n, st));
   return apply_update(t);
 }
 
 fg_status fg_trainer_evaluate(fg_trainer *t, int64_t n, fg_step_stats *st) {
+  t->in_gap = 0; /* the eval program reuses the train program's buffers */
   return run_program(t, t->plan->eval, t->plan->n_eval, n, st);
 }

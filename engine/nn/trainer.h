@@ -69,10 +69,32 @@ void fg_trainer_set_bn_momentum(fg_trainer *t, float momentum);
 fg_status fg_trainer_set_loss_weight(fg_trainer *t, int term, float weight);
 
 /* One training step on the first n (<= batch) samples of the input: forward, loss, backward,
- * optimizer update. FG_ERR_NUMERIC when the loss is not finite (the state is then unchanged). */
+ * optimizer update. FG_ERR_NUMERIC when the loss is not finite (the state is then unchanged).
+ * Plans with an external loss term (FG_LOSS_EXTERNAL) use the parts below instead
+ * (FG_ERR_INVALID). */
 fg_status fg_trainer_step(fg_trainer *t, int64_t n, fg_step_stats *st);
 /* Forward, loss and backward only; gradients stay readable with fg_trainer_get_grad. */
 fg_status fg_trainer_compute_gradients(fg_trainer *t, int64_t n, fg_step_stats *st);
+
+/* A training step in parts, for a loss the caller computes from an output's value
+ * (FG_LOSS_EXTERNAL terms; plans without one may use them too: forward + backward + update is
+ * exactly fg_trainer_step):
+ *   fg_trainer_forward    the train program up to its losses on the first n samples: every
+ *                         forward and the loss terms the trainer computes (their sum in st->loss;
+ *                         FG_ERR_NUMERIC when it is not finite, and the step ends there);
+ *   fg_trainer_output     the value of output k  } device tensors [n, ...] (the output's shape),
+ *   fg_trainer_output_grad  its gradient buffer  } valid until backward; only outputs an
+ *                         external term names. The caller writes the whole gradient (d loss /
+ *                         d output): the buffer holds no defined values before;
+ *   fg_trainer_backward   the rest of the program: every parameter gradient (readable with
+ *                         fg_trainer_get_grad);
+ *   fg_trainer_update     the optimizer step on those gradients.
+ * The input must not change between forward and backward (backward reads it). */
+fg_status fg_trainer_forward(fg_trainer *t, int64_t n, fg_step_stats *st);
+fg_status fg_trainer_output(const fg_trainer *t, int k, fg_tensor *value);
+fg_status fg_trainer_output_grad(const fg_trainer *t, int k, fg_tensor *grad);
+fg_status fg_trainer_backward(fg_trainer *t);
+fg_status fg_trainer_update(fg_trainer *t);
 /* Inference on the first n samples: per-output loss and hits. */
 fg_status fg_trainer_evaluate(fg_trainer *t, int64_t n, fg_step_stats *st);
 

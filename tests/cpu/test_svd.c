@@ -350,6 +350,34 @@ Test(lrf, factors_are_the_scaled_singular_vectors) {
   free(w);
 }
 
+Test(lrf, factors_are_exactly_the_scaled_svd_vectors) {
+  /* The factors are formed by ops (a = D U^T, b = D V^T with D = diag(sqrt s)); every element is
+   * one rounded product, so it equals sqrtf(s_i) * u_ji computed here from fg_svd's output. */
+  fgt_setup_cpu(1);
+  for (int c = 0; c < CONV_SHAPES; c++) {
+    const int64_t *sh = conv_shapes[c];
+    float *w = new_uniform((size_t)(sh[0] * sh[1] * sh[2] * sh[3]), 400 + (uint64_t)c);
+    fg_tensor tw = fg_tensor_4d(w, sh[0], sh[1], sh[2], sh[3]);
+    factors f = {0};
+    factorise(&tw, 5, &f);
+    const int64_t k = f.rows < f.cols ? f.rows : f.cols;
+    svd_out o = {0};
+    FGT_OK(run_svd(w, f.rows, f.cols, &o));
+    for (int64_t i = 0; i < f.rank; i++) {
+      const float root = sqrtf(o.s[i] > 0.0f ? o.s[i] : 0.0f);
+      for (int64_t j = 0; j < f.rows; j++)
+        cr_assert_eq(f.a[i * f.rows + j], root * o.u[j * k + i], "shape %d: a[%lld, %lld]", c, (long long)i,
+                     (long long)j);
+      for (int64_t j = 0; j < f.cols; j++)
+        cr_assert_eq(f.b[i * f.cols + j], root * o.vt[i * f.cols + j], "shape %d: b[%lld, %lld]", c,
+                     (long long)i, (long long)j);
+    }
+    svd_out_free(&o);
+    factors_free(&f);
+    free(w);
+  }
+}
+
 Test(lrf, truncation_error_is_the_discarded_energy) {
   fgt_setup_cpu(1);
   const int64_t shapes[][4] = {{64, 128, 3, 3}, {32, 16, 3, 3}};
@@ -561,7 +589,8 @@ Test(validation, lrf_rejects_bad_arguments) {
   expect_fail(fg_lrf_factor(&tw, 4, &a_in_w, &tb, ws), FG_ERR_INVALID, "must not overlap", "w/a overlap");
   fg_tensor gpu_a = ta;
   gpu_a.device.kind = FG_DEV_CUDA;
-  expect_fail(fg_lrf_factor(&tw, 4, &gpu_a, &tb, ws), FG_ERR_UNSUPPORTED, "must live on the cpu", "device");
+  expect_fail(fg_lrf_factor(&tw, 4, &gpu_a, &tb, ws), FG_ERR_INVALID, "live on different devices (cpu, cuda:0, cpu)",
+              "device");
   /* Rebuild: the target's matrix view must be [a cols, b cols]. */
   fg_tensor wrong = fg_tensor_4d(back, 3, 2, 3, 3); /* view [9, 6] */
   expect_fail(fg_lrf_rebuild(&ta, &tb, &wrong), FG_ERR_SHAPE, "expected f32 [4, 9]", "rebuild shape");
