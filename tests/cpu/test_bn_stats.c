@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 #include "common/test_util.h"
-#include "cpu/ref/ref_math.h"
+#include "ref/ref_math.h"
 #include "engine/backend/ops.h"
 
 typedef struct stats_case {

@@ -13,7 +13,7 @@
 
 #include "common/test_util.h"
 #include "cpu/cpu_backend.h"
-#include "cpu/ref/ref_nn.h"
+#include "ref/ref_nn.h"
 #include "engine/backend/ops.h"
 
 /* Sums of at most 144 products forward and 480 for the weight gradient, of O(1) values: float

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "common/test_util.h"
-#include "cpu/ref/ref_math.h"
+#include "ref/ref_math.h"
 #include "engine/backend/ops.h"
 
 /* ----------------------------------------------------------------------------------------- */

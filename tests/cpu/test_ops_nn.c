@@ -10,7 +10,7 @@
 
 #include "common/test_util.h"
 #include "cpu/cpu_backend.h"
-#include "cpu/ref/ref_nn.h"
+#include "ref/ref_nn.h"
 #include "engine/backend/ops.h"
 
 /* float32 vs double reference. Inputs are O(1) and every output is a sum of at most a few

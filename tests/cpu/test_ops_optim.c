@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "common/test_util.h"
-#include "cpu/ref/ref_math.h"
+#include "ref/ref_math.h"
 #include "engine/backend/ops.h"
 
 static double *to_double(const float *x, size_t n) {

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "common/test_util.h"
-#include "cpu/ref/ref_linalg.h"
+#include "ref/ref_linalg.h"
 #include "engine/backend/ops.h"
 #include "engine/base/rng.h"
 #include "engine/mem/ledger.h"

@@ -3,7 +3,7 @@
  *
  * Written for obviousness, not speed: naive loops that follow the textbook formulas (batch-norm
  * backward by the chain rule through mean and variance, loss gradients by explicit Jacobians),
- * so that they can serve as test oracles for every backend (tests/cpu, the CUDA parity suite).
+ * so that they can serve as test oracles for every backend (the op suite, tests/ops).
  * Single-threaded; no allocation; owns nothing. Shapes: "x [n, c, hw]" means n*c*hw values in
  * NCHW order with hw = H*W (1 for [N,C] tensors). Outputs are assigned, never accumulated. */
 #ifndef FG_REF_MATH_H

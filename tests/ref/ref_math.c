@@ -1,5 +1,5 @@
 /* Naive double-precision reference math ops (test oracles); see ref_math.h. */
-#include "cpu/ref/ref_math.h"
+#include "ref/ref_math.h"
 
 #include <math.h>
 
