@@ -29,6 +29,7 @@
 
 #include <criterion/criterion.h>
 
+#include "common/fd_check.h"
 #include "engine/backend/ops.h"
 #include "engine/mem/region.h"
 
@@ -110,6 +111,9 @@ struct fgt_op {
   /* Error rows: the expected status (FG_OK for ordinary rows) and up to two message fragments. */
   fg_status expect;
   const char *expect_text[2];
+  /* A refused call must leave every tensor untouched, except where a row documents that the
+   * backend refuses only after writing its outputs (then only the sentinels are checked). */
+  int refusal_writes;
   fg_workspace ws;   /* the call's workspace, on the device */
   fg_region ws_region;
   void *scratch[24]; /* host allocations of the build function, freed with the case */
@@ -224,5 +228,24 @@ void fgt_upload_d(fgt_dbuf *b, const double *host);
 void fgt_download_d(double *host, const fgt_dbuf *b);
 /* A workspace of `bytes` on dev, NaN-filled (stale contents must never be read). */
 fg_workspace fgt_workspace_alloc(fg_device dev, size_t bytes, fg_region *r);
+
+/* Finite differences through an op on a device (common/fd_check.h): the loss is
+ * L = <out, r> in double, where `forward(ctx)` runs the op after `param` was uploaded (as
+ * float) into `target`. fgt_device_loss is the fgt_loss_fn to hand to fgt_fd_check. */
+typedef struct fgt_device_loss_ctx {
+  fgt_dbuf *target;
+  const double *param;
+  fg_status (*forward)(void *ctx);
+  void *ctx;
+  const fgt_dbuf *out;
+  const double *r;
+} fgt_device_loss_ctx;
+double fgt_device_loss(void *device_loss_ctx);
+/* fgt_fd_check of c->param (n values, perturbed in place) through fgt_device_loss, against
+ * grad; afterwards the target holds the unperturbed values again. */
+void fgt_fd_check_device(const char *what, fgt_device_loss_ctx *c, double *param, int64_t n,
+                         const double *grad, const fgt_fd_opts *o);
+/* A direction of n uniform values in [-1, 1) (an allocation the caller frees). */
+double *fgt_random_direction(int64_t n, uint64_t seed);
 
 #endif
