@@ -413,10 +413,10 @@ static fg_status bn_dev_forward(void *p) {
                              NULL, NULL, 0.1f, 1e-5f);
 }
 
-/* Each backend's backward against directional differences of its training forward: with
- * h = 1e-2 the truncation error of the central difference (~h^2 |L'''|) and the float rounding
- * of y (~1e-7 |y| per element, over 2h) both stay below 1e-3 relative here; a wrong gradient
- * is off by O(1). */
+/* Each backend's backward against directional differences of its training forward: inputs,
+ * direction and h = 2^-7 on grids that keep the perturbed inputs exact in float
+ * (fgt_quantize); the truncation error (~h^2 |L'''|) and the float rounding of y (~1e-7 |y|
+ * per element, over 2h) stay near 1e-4 relative here, and a wrong gradient is off by O(1). */
 static void backend_fd(fg_device_kind kind) {
   const fg_device dev = fgt_backend_open(kind);
   const bn_shape s = {4, 3, 4, 3, 5, INPUT_PLAIN, FGT_ALIGNED};
@@ -429,6 +429,7 @@ static void backend_fd(fg_device_kind kind) {
   double *x = uniform(numel, 1300, -2.0, 2.0), *r = uniform(numel, 1301, -1.0, 1.0);
   double *gamma = uniform(c, 1302, 0.5, 1.5), *beta = uniform(c, 1303, -1.0, 1.0);
   for (int64_t i = 0; i < numel; i++) r[i] = (float)r[i];
+  fgt_quantize(x, numel, 1.0 / 1024), fgt_quantize(gamma, c, 1.0 / 1024), fgt_quantize(beta, c, 1.0 / 1024);
   fgt_upload_d(&d.x, x), fgt_upload_d(&d.gamma, gamma), fgt_upload_d(&d.beta, beta), fgt_upload_d(&dy, r);
   fg_status st = bn_dev_forward(&d);
   if (st == FG_ERR_UNSUPPORTED) cr_skip_test("bn on %s: %s", fgt_kind_name(kind), fg_last_error());
@@ -443,7 +444,7 @@ static void backend_fd(fg_device_kind kind) {
   for (int a = 0; a < 3; a++) {
     double *v = fgt_random_direction(counts[a], 1310 + (uint64_t)a);
     const double *dirs[1] = {v};
-    const fgt_fd_opts o = {1e-2, 1e-5, 2e-3, 1, 0.0, dirs, 1};
+    const fgt_fd_opts o = {1.0 / 128, 1e-5, 2e-3, 1, 0.0, dirs, 1};
     fgt_device_loss_ctx lc = {targets[a], NULL, bn_dev_forward, &d, &d.y, r};
     char what[64];
     snprintf(what, sizeof what, "bn %s on %s", names[a], fgt_kind_name(kind));

@@ -374,10 +374,12 @@ static fg_status conv_dev_forward(void *p) {
   return fg_conv2d_forward(&c->d, &c->x.t, &c->w.t, &c->b.t, &c->y.t, c->ws);
 }
 
-/* Directional differences of L = <conv(x, w, b), r> on the backend, against its backward: the
- * float rounding of y (~1e-7 relative per element) against a difference of O(2 h sqrt(n))
- * leaves 2e-3 relative a wide margin, while a wrong gradient (a wrong index, a missing term, a
- * wrong sign) is off by O(1). */
+/* Directional differences of L = <conv(x, w, b), r> on the backend, against its backward. The
+ * op is linear in each argument, inputs, direction and h = 2^-7 lie on grids that keep the
+ * perturbed inputs exact in float (fgt_quantize), so only the float rounding of y (~1e-7
+ * relative per element) against a difference of O(2 h sqrt(n)) remains: 2e-3 relative is a
+ * wide margin, while a wrong gradient (a wrong index, a missing term, a wrong sign) is off by
+ * O(1). */
 static void backend_fd(fg_device_kind kind) {
   const fg_device dev = fgt_backend_open(kind);
   const conv_row rows[] = {{3, 4, 9, 8, 6, 3, 2, 1, 2, 0, FG_OK, NULL},
@@ -396,6 +398,7 @@ static void backend_fd(fg_device_kind kind) {
     double *x = uniform(z.nx, 1000 + k), *w = uniform(z.nw, 1010 + k), *b = uniform(z.s.o, 1020 + k);
     double *r = uniform(z.ny, 1030 + k);
     for (int64_t i = 0; i < z.ny; i++) r[i] = (float)r[i]; /* dy holds exactly r */
+    fgt_quantize(x, z.nx, 1.0 / 1024), fgt_quantize(w, z.nw, 1.0 / 1024), fgt_quantize(b, z.s.o, 1.0 / 1024);
     fgt_upload_d(&c.x, x), fgt_upload_d(&c.w, w), fgt_upload_d(&c.b, b), fgt_upload_d(&dy, r);
     size_t bytes = 0;
     fg_status s = fg_conv2d_workspace(&c.d, &c.x.t, &c.w.t, &bytes);
@@ -413,7 +416,7 @@ static void backend_fd(fg_device_kind kind) {
     for (int a = 0; a < 3; a++) {
       double *v = fgt_random_direction(counts[a], 1040 + 10 * k + (uint64_t)a);
       const double *dirs[1] = {v};
-      const fgt_fd_opts o = {1e-2, 1e-6, 2e-3, 1, 0.0, dirs, 1};
+      const fgt_fd_opts o = {1.0 / 128, 1e-6, 2e-3, 1, 0.0, dirs, 1};
       fgt_device_loss_ctx lc = {targets[a], NULL, conv_dev_forward, &c, &c.y, r};
       char what[96];
       snprintf(what, sizeof what, "conv2d case %zu %s on %s", k, names[a], fgt_kind_name(kind));

@@ -199,6 +199,7 @@ static void backend_fd(fg_device_kind kind) {
   double *x = uniform(n * in, 1100), *w = uniform(out * in, 1101), *b = uniform(out, 1102);
   double *r = uniform(n * out, 1103);
   for (int64_t i = 0; i < n * out; i++) r[i] = (float)r[i]; /* dy holds exactly r */
+  fgt_quantize(x, n * in, 1.0 / 1024), fgt_quantize(w, out * in, 1.0 / 1024), fgt_quantize(b, out, 1.0 / 1024);
   fgt_upload_d(&c.x, x), fgt_upload_d(&c.w, w), fgt_upload_d(&c.b, b), fgt_upload_d(&dy, r);
   fg_status s = fg_linear_backward_data(&dy.t, &c.w.t, &dx.t, 0);
   if (s == FG_ERR_UNSUPPORTED) cr_skip_test("linear on %s: %s", fgt_kind_name(kind), fg_last_error());
@@ -213,7 +214,7 @@ static void backend_fd(fg_device_kind kind) {
   for (int a = 0; a < 3; a++) {
     double *v = fgt_random_direction(counts[a], 1104 + (uint64_t)a);
     const double *dirs[1] = {v};
-    const fgt_fd_opts o = {1e-2, 1e-6, 2e-3, 1, 0.0, dirs, 1};
+    const fgt_fd_opts o = {1.0 / 128, 1e-6, 2e-3, 1, 0.0, dirs, 1};
     fgt_device_loss_ctx lc = {targets[a], NULL, linear_dev_forward, &c, &c.y, r};
     char what[64];
     snprintf(what, sizeof what, "linear %s on %s", names[a], fgt_kind_name(kind));

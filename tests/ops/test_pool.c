@@ -393,11 +393,12 @@ static fg_status avgpool_dev_forward(void *p) {
   return fg_avgpool_global_forward(&c->x.t, &c->v.t);
 }
 
-/* Each backend's backward against central differences of its forward. Max pool, element by
- * element on random inputs with exact ties: where a tie or a near tie lets the step change a
- * window's winner, the one-sided differences disagree by O(|dy|) and the element is skipped as
- * a kink; elsewhere the output moves exactly with the input, so float rounding of the
- * perturbed inputs (~1e-7 / 1e-2) is the only error. Average pool, along one direction. */
+/* Each backend's backward against central differences of its forward, with inputs and
+ * steps on grids that keep the perturbed inputs exact in float (fgt_quantize). Max pool,
+ * element by element on random inputs with exact ties: where a tie or a near tie lets the step
+ * change a window's winner, the one-sided differences disagree by O(|dy|) and the element is
+ * skipped as a kink; elsewhere the output moves exactly with the input. Average pool, along one
+ * direction. */
 static void backend_fd(fg_device_kind kind) {
   const fg_device dev = fgt_backend_open(kind);
   const int n = 2, c = 3, h = 7, w = 6;
@@ -410,7 +411,7 @@ static void backend_fd(fg_device_kind kind) {
   fgt_dbuf dv = fgt_dbuf_alloc(dev, FG_F32, 2, sv), dx = fgt_dbuf_alloc(dev, FG_F32, 4, sx);
   double *x = uniform(nx, 1200), *r = uniform(ny, 1202), *rv = uniform(nv, 1203);
   for (int64_t i = 0; i + 1 < nx; i += 7) x[i + 1] = x[i]; /* exact ties */
-  for (int64_t i = 0; i < nx; i++) x[i] = (float)x[i];
+  fgt_quantize(x, nx, 1.0 / 1024);
   for (int64_t i = 0; i < ny; i++) r[i] = (float)r[i];
   for (int64_t i = 0; i < nv; i++) rv[i] = (float)rv[i];
   fgt_upload_d(&p.x, x), fgt_upload_d(&dy, r), fgt_upload_d(&dv, rv);
@@ -424,12 +425,12 @@ static void backend_fd(fg_device_kind kind) {
   fgt_download_d(gavg, &dx);
   char what[64];
   snprintf(what, sizeof what, "maxpool dx on %s", fgt_kind_name(kind));
-  const fgt_fd_opts element = {1e-2, 1e-5, 1e-3, 1, 1e-3, NULL, 0};
+  const fgt_fd_opts element = {1.0 / 128, 1e-5, 1e-3, 1, 1e-3, NULL, 0};
   fgt_device_loss_ctx lmax = {&p.x, NULL, maxpool_dev_forward, &p, &p.y, r};
   fgt_fd_check_device(what, &lmax, x, nx, gmax, &element);
   double *v = fgt_random_direction(nx, 1201);
   const double *dirs[1] = {v};
-  const fgt_fd_opts along = {1e-2, 1e-6, 2e-3, 1, 0.0, dirs, 1};
+  const fgt_fd_opts along = {1.0 / 128, 1e-6, 2e-3, 1, 0.0, dirs, 1};
   snprintf(what, sizeof what, "avgpool dx on %s", fgt_kind_name(kind));
   fgt_device_loss_ctx lavg = {&p.x, NULL, avgpool_dev_forward, &p, &p.v, rv};
   fgt_fd_check_device(what, &lavg, x, nx, gavg, &along);

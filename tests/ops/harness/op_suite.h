@@ -54,7 +54,8 @@ enum { FGT_NMSE_MIN = 1000 };
 extern const fgt_tol FGT_EXACT;
 /* Tolerance class: GEMM, convolution, reductions (and every gradient output of a loss). */
 extern const fgt_tol FGT_TOL;
-/* Scalar results of losses: 1e-6 relative (the correct count is compared exactly). */
+/* Scalar results of losses: 1e-6 relative (the correct count is compared exactly), and 1e-12
+ * absolute for losses that are 0 (a row whose label is its logits' clear maximum). */
 extern const fgt_tol FGT_TOL_LOSS;
 
 /* ----------------------------------------------------------------------------------------- */
@@ -229,9 +230,10 @@ void fgt_download_d(double *host, const fgt_dbuf *b);
 /* A workspace of `bytes` on dev, NaN-filled (stale contents must never be read). */
 fg_workspace fgt_workspace_alloc(fg_device dev, size_t bytes, fg_region *r);
 
-/* Finite differences through an op on a device (common/fd_check.h): the loss is
- * L = <out, r> in double, where `forward(ctx)` runs the op after `param` was uploaded (as
- * float) into `target`. fgt_device_loss is the fgt_loss_fn to hand to fgt_fd_check. */
+/* Finite differences through an op on a device (common/fd_check.h): `forward(ctx)` runs the op
+ * after `param` was uploaded (as float) into `target`, and the loss is L = <out, r> in double,
+ * or, when out is NULL, the op's own scalar result, read from *scalar. fgt_device_loss is the
+ * fgt_loss_fn to hand to fgt_fd_check. */
 typedef struct fgt_device_loss_ctx {
   fgt_dbuf *target;
   const double *param;
@@ -239,13 +241,20 @@ typedef struct fgt_device_loss_ctx {
   void *ctx;
   const fgt_dbuf *out;
   const double *r;
+  const double *scalar;
 } fgt_device_loss_ctx;
 double fgt_device_loss(void *device_loss_ctx);
 /* fgt_fd_check of c->param (n values, perturbed in place) through fgt_device_loss, against
  * grad; afterwards the target holds the unperturbed values again. */
 void fgt_fd_check_device(const char *what, fgt_device_loss_ctx *c, double *param, int64_t n,
                          const double *grad, const fgt_fd_opts *o);
-/* A direction of n uniform values in [-1, 1) (an allocation the caller frees). */
+/* A direction of n uniform values in [-1, 1) on the grid of FGT_FD_GRID (an allocation the
+ * caller frees). */
 double *fgt_random_direction(int64_t n, uint64_t seed);
+/* Rounds x to multiples of `step` (a power of two). Parameters on a grid of 2^-10, directions
+ * on FGT_FD_GRID and steps that are powers of two make p +- h v exact in float, so the float
+ * rounding of perturbed inputs does not enter a backend's finite differences. */
+void fgt_quantize(double *x, int64_t n, double step);
+#define FGT_FD_GRID (1.0 / 64)
 
 #endif
