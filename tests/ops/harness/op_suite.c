@@ -532,6 +532,15 @@ static fg_status run_case(fgt_op *op, fg_device dev) {
       const arg_layout l = layout_of(op, a);
       compare_arg(op, backend, a, (unsigned char *)got[0][i] + l.before * l.elem);
     }
+    if (op->check) {
+      void *out[FGT_MAX_ARGS] = {0};
+      for (int i = 0; i < FGT_MAX_ARGS; i++)
+        if (op->args[i].name) {
+          const arg_layout l = layout_of(op, &op->args[i]);
+          out[i] = (unsigned char *)got[0][i] + l.before * l.elem;
+        }
+      op->check(op, backend, out);
+    }
     if (op->check_scalar) compare_scalar(op, backend, scalars[0]);
     if (op->check_count)
       cr_assert_eq(counts[0], op->want_count, "%s on %s: count %lld, want %lld", op->name, backend,

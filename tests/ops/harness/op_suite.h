@@ -91,6 +91,9 @@ typedef struct fgt_op fgt_op;
 typedef fg_status (*fgt_call_fn)(fgt_op *op);
 /* Workspace bytes the call needs (queried on the device tensors before the call). */
 typedef fg_status (*fgt_workspace_fn)(fgt_op *op, size_t *bytes);
+/* Properties of the outputs beyond an elementwise comparison (an SVD's orthonormality, say):
+ * out[i] is argument i's data as read back after the first run (NULL for absent arguments). */
+typedef void (*fgt_check_fn)(const fgt_op *op, const char *backend, void *const *out);
 
 struct fgt_op {
   char name[160];    /* names the op and the row, e.g. "conv2d_forward n3 c4 11x10 o6 k3 s2" */
@@ -98,6 +101,7 @@ struct fgt_op {
   const void *row;   /* the table row the call reads its descriptor from */
   fgt_call_fn call;
   fgt_workspace_fn workspace; /* NULL: no workspace */
+  fgt_check_fn check;         /* NULL: the elementwise comparisons only */
   fgt_arg args[FGT_MAX_ARGS];
   /* Layout variants (cuda.md "Testing"). */
   int misaligned;    /* every f32 tensor sits 4 bytes past its region's alignment */
