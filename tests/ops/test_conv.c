@@ -273,6 +273,10 @@ Test(conv2d, workspace_query_and_descriptor_errors) {
   cr_assert(strstr(fg_last_error(), "too large") != NULL, "%s", fg_last_error());
   fgt_assert_error(fg_conv2d_workspace(NULL, &x, &w, &bytes), FG_ERR_INVALID, NULL,
                    "conv2d_workspace: convolution descriptor is missing");
+  fg_tensor y = fg_tensor_4d(NULL, 2, 8, 6, 6);
+  const fg_workspace none = {NULL, 0};
+  fgt_assert_error(fg_conv2d_forward(NULL, &x, &w, NULL, &y, none), FG_ERR_INVALID, NULL,
+                   "conv2d_forward: convolution descriptor is missing");
   fgt_assert_error(fg_conv2d_workspace(&d, &x, &w, NULL), FG_ERR_INVALID, NULL, "output pointer");
   const fg_conv_desc g2 = {1, 1, 2}; /* w must have C/groups = 2 input channels */
   fgt_assert_error(fg_conv2d_workspace(&g2, &x, &w, &bytes), FG_ERR_SHAPE, NULL,
@@ -417,7 +421,7 @@ static void backend_fd(fg_device_kind kind) {
       double *v = fgt_random_direction(counts[a], 1040 + 10 * k + (uint64_t)a);
       const double *dirs[1] = {v};
       const fgt_fd_opts o = {1.0 / 128, 1e-6, 2e-3, 1, 0.0, dirs, 1};
-      fgt_device_loss_ctx lc = {targets[a], NULL, conv_dev_forward, &c, &c.y, r};
+      fgt_device_loss_ctx lc = {targets[a], NULL, conv_dev_forward, &c, &c.y, r, NULL};
       char what[96];
       snprintf(what, sizeof what, "conv2d case %zu %s on %s", k, names[a], fgt_kind_name(kind));
       fgt_fd_check_device(what, &lc, params[a], counts[a], grads[a], &o);

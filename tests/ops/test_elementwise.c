@@ -7,8 +7,11 @@
  * misaligned and partial-batch layouts, a hand-derived add with differing shapes, dropout with
  * p = 0 and the statistics of its mask, and the entry points' value and shape errors. */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/test_util.h"
 #include "engine/base/rng.h"
 #include "ops/harness/op_suite.h"
 #include "ref/ref_exact.h"
@@ -421,3 +424,44 @@ Test(dropout, different_keys_give_independent_masks) {
   cr_assert(differ > 4500 && differ < 5500, "different keys: masks differ at %lld of %lld positions",
             (long long)differ, (long long)n);
 }
+
+/* ----------------------------------------------------------------------------------------- */
+/* Finite differences                                                                         */
+
+typedef struct relu_dev {
+  fgt_dbuf x, y;
+} relu_dev;
+
+static fg_status relu_dev_forward(void *p) {
+  relu_dev *c = p;
+  return fg_relu_forward(&c->x.t, &c->y.t);
+}
+
+/* Each backend's relu_backward against central differences of its relu_forward, element by
+ * element, on inputs with exact zeros and values near zero: where the step crosses the kink
+ * the one-sided differences disagree by |dy| and the element is skipped; elsewhere y moves
+ * exactly with x (inputs and step on a grid exact in float), so the differences are exact. */
+static void relu_fd(fg_device_kind kind) {
+  const fg_device dev = fgt_backend_open(kind);
+  const int64_t n = 101;
+  relu_dev c = {fgt_dbuf_alloc(dev, FG_F32, 1, &n), fgt_dbuf_alloc(dev, FG_F32, 1, &n)};
+  fgt_dbuf dy = fgt_dbuf_alloc(dev, FG_F32, 1, &n), dx = fgt_dbuf_alloc(dev, FG_F32, 1, &n);
+  double *x = fgt_random_direction(n, 40), *r = fgt_random_direction(n, 41), *g = fgt_random_direction(n, 0);
+  for (int64_t i = 0; i < n; i += 5) x[i] = 0.0; /* exact kinks */
+  fgt_upload_d(&c.x, x), fgt_upload_d(&dy, r);
+  fg_status s = relu_dev_forward(&c);
+  if (s == FG_ERR_UNSUPPORTED) cr_skip_test("relu on %s: %s", fgt_kind_name(kind), fg_last_error());
+  FGT_OK(s);
+  FGT_OK(fg_relu_backward(&c.y.t, &dy.t, &dx.t, 0));
+  fgt_download_d(g, &dx);
+  const fgt_fd_opts o = {1.0 / 256, 1e-12, 1e-12, 1, 1e-3, NULL, 0};
+  fgt_device_loss_ctx lc = {&c.x, NULL, relu_dev_forward, &c, &c.y, r, NULL};
+  char what[48];
+  snprintf(what, sizeof what, "relu dx on %s", fgt_kind_name(kind));
+  fgt_fd_check_device(what, &lc, x, n, g, &o);
+  free(x), free(r), free(g);
+  fgt_dbuf_free(&c.x), fgt_dbuf_free(&c.y), fgt_dbuf_free(&dy), fgt_dbuf_free(&dx);
+}
+
+Test(relu, backward_matches_finite_differences_cpu) { relu_fd(FG_DEV_CPU); }
+Test(relu, backward_matches_finite_differences_cuda) { relu_fd(FG_DEV_CUDA); }

@@ -215,7 +215,7 @@ static void backend_fd(fg_device_kind kind) {
     double *v = fgt_random_direction(counts[a], 1104 + (uint64_t)a);
     const double *dirs[1] = {v};
     const fgt_fd_opts o = {1.0 / 128, 1e-6, 2e-3, 1, 0.0, dirs, 1};
-    fgt_device_loss_ctx lc = {targets[a], NULL, linear_dev_forward, &c, &c.y, r};
+    fgt_device_loss_ctx lc = {targets[a], NULL, linear_dev_forward, &c, &c.y, r, NULL};
     char what[64];
     snprintf(what, sizeof what, "linear %s on %s", names[a], fgt_kind_name(kind));
     fgt_fd_check_device(what, &lc, params[a], counts[a], grads[a], &o);

@@ -42,6 +42,11 @@ static const pool_row ROWS[] = {
     {3, 4, 7, 9, 2, 2, 0, FGT_MISALIGNED, HAND_NONE, FG_OK, NULL},
     {3, 2, 9, 7, 3, 2, 1, FGT_PARTIAL, HAND_NONE, FG_OK, NULL},
     {0, 4, 6, 6, 2, 2, 0, FGT_ALIGNED, HAND_NONE, FG_OK, NULL},   /* N = 0 */
+    /* Identity windows on the average pool's shapes: a 1x1 plane, a 1x9 plane, 64 channels. */
+    {3, 5, 7, 6, 1, 1, 0, FGT_ALIGNED, HAND_NONE, FG_OK, NULL},
+    {1, 2, 1, 1, 1, 1, 0, FGT_ALIGNED, HAND_NONE, FG_OK, NULL},
+    {2, 64, 7, 7, 1, 1, 0, FGT_ALIGNED, HAND_NONE, FG_OK, NULL},
+    {1, 3, 1, 9, 1, 1, 0, FGT_ALIGNED, HAND_NONE, FG_OK, NULL},
     {1, 1, 4, 4, 2, 2, 0, FGT_ALIGNED, HAND_TIES, FG_OK, NULL},
     {1, 1, 3, 3, 3, 2, 1, FGT_ALIGNED, HAND_PADDING, FG_OK, NULL},
     {2, 3, 8, 9, 2, 2, 0, FGT_ALIGNED, HAND_NONE, FG_OK, NULL}, /* the base of the error rows */
@@ -55,7 +60,8 @@ static const pool_row ROWS[] = {
      * status, the message and the sentinels, not that dx is untouched (refusal_writes). */
     {1, 1, 4, 4, 2, 2, 0, FGT_ALIGNED, HAND_BAD_ARGMAX, FG_ERR_INVALID, "argmax"},
 };
-enum { ROW_COUNT = sizeof ROWS / sizeof ROWS[0], BASE = 14, HAND_ROWS_END = 14 };
+/* The average pool runs the rows up to the base (it reads n, c, h and w only). */
+enum { ROW_COUNT = sizeof ROWS / sizeof ROWS[0], BASE = 18, AVG_ROWS = BASE + 1 };
 
 enum { X, Y, AM, DY, DX };
 
@@ -242,7 +248,7 @@ static const fgt_suite MAXPOOL_BACKWARD = {"maxpool_backward", 2 * ROW_COUNT, bu
 FGT_SUITE_TESTS(maxpool, backward, MAXPOOL_BACKWARD)
 
 /* ----------------------------------------------------------------------------------------- */
-/* Global average pooling (rows of the max-pool table up to the hand rows; only n, c, h, w)   */
+/* Global average pooling                                                                     */
 
 static const pool_row *avg_start(fgt_op *op, const char *opname, int index, const char *variant) {
   const pool_row *r = &ROWS[index / 2];
@@ -271,7 +277,7 @@ static const fgt_error_row AVGPOOL_FORWARD_ERRORS[] = {
     {2 * BASE, Y, 2, {3, 2}, -1, FG_ERR_SHAPE, "avgpool_global_forward: y has shape [3, 2]", NULL},
     {2 * BASE, X, 4, {2, 3, 0, 4}, -1, FG_ERR_SHAPE, "avgpool_global_forward: x has shape [2, 3, 0, 4] with an empty spatial extent", NULL},
 };
-static const fgt_suite AVGPOOL_FORWARD = {"avgpool_global_forward", 2 * HAND_ROWS_END + 2,
+static const fgt_suite AVGPOOL_FORWARD = {"avgpool_global_forward", 2 * AVG_ROWS,
                                           build_avgpool_forward, AVGPOOL_FORWARD_ERRORS, 2};
 FGT_SUITE_TESTS(avgpool_global, forward, AVGPOOL_FORWARD)
 
@@ -304,7 +310,7 @@ static void build_avgpool_backward(int index, fgt_op *op) {
 static const fgt_error_row AVGPOOL_BACKWARD_ERRORS[] = {
     {2 * BASE, DY, 2, {3, 2}, -1, FG_ERR_SHAPE, "avgpool_global_backward: dy has shape [3, 2]", NULL},
 };
-static const fgt_suite AVGPOOL_BACKWARD = {"avgpool_global_backward", 2 * HAND_ROWS_END + 2,
+static const fgt_suite AVGPOOL_BACKWARD = {"avgpool_global_backward", 2 * AVG_ROWS,
                                            build_avgpool_backward, AVGPOOL_BACKWARD_ERRORS, 1};
 FGT_SUITE_TESTS(avgpool_global, backward, AVGPOOL_BACKWARD)
 
@@ -426,13 +432,13 @@ static void backend_fd(fg_device_kind kind) {
   char what[64];
   snprintf(what, sizeof what, "maxpool dx on %s", fgt_kind_name(kind));
   const fgt_fd_opts element = {1.0 / 128, 1e-5, 1e-3, 1, 1e-3, NULL, 0};
-  fgt_device_loss_ctx lmax = {&p.x, NULL, maxpool_dev_forward, &p, &p.y, r};
+  fgt_device_loss_ctx lmax = {&p.x, NULL, maxpool_dev_forward, &p, &p.y, r, NULL};
   fgt_fd_check_device(what, &lmax, x, nx, gmax, &element);
   double *v = fgt_random_direction(nx, 1201);
   const double *dirs[1] = {v};
   const fgt_fd_opts along = {1.0 / 128, 1e-6, 2e-3, 1, 0.0, dirs, 1};
   snprintf(what, sizeof what, "avgpool dx on %s", fgt_kind_name(kind));
-  fgt_device_loss_ctx lavg = {&p.x, NULL, avgpool_dev_forward, &p, &p.v, rv};
+  fgt_device_loss_ctx lavg = {&p.x, NULL, avgpool_dev_forward, &p, &p.v, rv, NULL};
   fgt_fd_check_device(what, &lavg, x, nx, gavg, &along);
   free(v), free(x), free(r), free(rv), free(gmax), free(gavg);
   fgt_dbuf_free(&p.x), fgt_dbuf_free(&p.y), fgt_dbuf_free(&p.v), fgt_dbuf_free(&am);

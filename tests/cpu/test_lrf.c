@@ -1,24 +1,25 @@
-/* The thin SVD op (fg_svd, LAPACK sgesdd on the CPU) and the low-rank factorisation of conv
- * weights built on it (engine/nn/lrf.h), against the double-precision one-sided Jacobi SVD of
- * cpu/ref/ref_linalg.h: singular values, orthonormality, reconstruction at full rank, the
- * truncation error sqrt(sum of the discarded s^2), the sign rule and its stability under a row
- * permutation of the input, workspace from a ledger-charged region, and validation.
+/* The low-rank factorisation of conv weights (engine/nn/lrf.h, built on the SVD op; CPU only:
+ * it needs host memory) against the double-precision one-sided Jacobi SVD of
+ * tests/ref/ref_linalg.h: full-rank factors rebuild the weight, the factors are the singular
+ * vectors scaled by sqrt(s), the truncation error is sqrt(sum of the discarded s^2), the sign
+ * rule is stable under a row permutation of the weight's matrix view, the workspace comes from
+ * a ledger-charged region, and validation. The SVD op itself is in the op suite (tests/ops).
  *
  * Tolerances are multiples of float epsilon scaled by the size: LAPACK's SVD is backward stable,
- * so u diag(s) vt reproduces a to O(eps) |a| and every singular value is within O(eps) s_max of
- * the exact one; the factors of a component move by O(eps) s_max / (gap to its neighbours). */
+ * so the factors reproduce w to O(eps) |w| and the factors of a component move by O(eps) s_max /
+ * (gap to its neighbours). */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/test_util.h"
-#include "ref/ref_linalg.h"
 #include "engine/backend/ops.h"
 #include "engine/base/rng.h"
 #include "engine/mem/ledger.h"
 #include "engine/mem/region.h"
 #include "engine/nn/lrf.h"
+#include "ref/ref_linalg.h"
 
 #define EPS ((double)FLT_EPSILON)
 
@@ -54,34 +55,6 @@ static void ref_svd(const float *a, int64_t m, int64_t n, double *s, double *u, 
   free(scratch);
 }
 
-/* Output buffers of one fg_svd call with a malloc'd workspace of the size the op asks for. */
-typedef struct svd_out {
-  float *u, *s, *vt;
-  void *ws;
-  size_t ws_bytes;
-} svd_out;
-
-static fg_status run_svd(const float *a, int64_t m, int64_t n, svd_out *o) {
-  const int64_t k = m < n ? m : n;
-  fg_tensor ta = fg_tensor_2d((float *)a, m, n);
-  FGT_OK(fg_svd_workspace(&ta, &o->ws_bytes));
-  o->u = malloc((size_t)(m * k) * sizeof(float));
-  o->s = malloc((size_t)k * sizeof(float));
-  o->vt = malloc((size_t)(k * n) * sizeof(float));
-  o->ws = aligned_alloc(64, (o->ws_bytes + 63) / 64 * 64);
-  fg_tensor tu = fg_tensor_2d(o->u, m, k), ts = fg_tensor_1d(o->s, k), tvt = fg_tensor_2d(o->vt, k, n);
-  fg_workspace ws = {o->ws, o->ws_bytes};
-  return fg_svd(&ta, &tu, &ts, &tvt, ws);
-}
-
-static void svd_out_free(svd_out *o) {
-  free(o->u);
-  free(o->s);
-  free(o->vt);
-  free(o->ws);
-  memset(o, 0, sizeof *o);
-}
-
 /* Index of the first entry of largest magnitude of x [n] (stride 1). */
 static int64_t argmax_abs(const float *x, int64_t n) {
   int64_t best = 0;
@@ -90,154 +63,6 @@ static int64_t argmax_abs(const float *x, int64_t n) {
   return best;
 }
 
-/* Shapes [m, n]: degenerate, square, tall, wide, a conv's (O*3) x (I*3) views, 192 x 384. */
-static const int64_t svd_shapes[][2] = {{1, 1}, {1, 7}, {7, 1},  {5, 5},   {13, 8},
-                                        {8, 13}, {24, 36}, {96, 48}, {192, 384}};
-enum { SVD_SHAPES = sizeof svd_shapes / sizeof svd_shapes[0] };
-
-/* ----------------------------------------------------------------------------------------- */
-/* The SVD op                                                                                 */
-
-Test(svd, matches_the_jacobi_reference) {
-  fgt_setup_cpu(1);
-  for (int c = 0; c < SVD_SHAPES; c++) {
-    const int64_t m = svd_shapes[c][0], n = svd_shapes[c][1], k = m < n ? m : n;
-    const int64_t big = m > n ? m : n;
-    float *a = new_uniform((size_t)(m * n), 100 + (uint64_t)c);
-    svd_out o = {0};
-    FGT_OK(run_svd(a, m, n, &o));
-    double *s_ref = malloc((size_t)k * sizeof *s_ref);
-    double *vt_ref = malloc((size_t)(k * n) * sizeof *vt_ref);
-    ref_svd(a, m, n, s_ref, NULL, vt_ref);
-
-    /* Singular values: descending, non-negative, within O(eps) s_max of the reference. */
-    const double s_tol = 4.0 * sqrt((double)big) * EPS * s_ref[0];
-    for (int64_t i = 0; i < k; i++) {
-      cr_assert(o.s[i] >= 0.0f, "[%lld,%lld] s[%lld] = %g < 0", (long long)m, (long long)n,
-                (long long)i, (double)o.s[i]);
-      if (i > 0)
-        cr_assert(o.s[i] <= o.s[i - 1], "[%lld,%lld] s not descending at %lld", (long long)m,
-                  (long long)n, (long long)i);
-      cr_assert(fabs(o.s[i] - s_ref[i]) <= s_tol,
-                "[%lld,%lld] s[%lld] = %.9g, reference %.9g (tolerance %.3g)", (long long)m,
-                (long long)n, (long long)i, (double)o.s[i], s_ref[i], s_tol);
-    }
-
-    /* Reconstruction u diag(s) vt = a, in double from the float factors. */
-    double err2 = 0.0;
-    for (int64_t i = 0; i < m; i++)
-      for (int64_t j = 0; j < n; j++) {
-        double sum = 0.0;
-        for (int64_t p = 0; p < k; p++) sum += (double)o.u[i * k + p] * o.s[p] * o.vt[p * n + j];
-        err2 += (sum - a[i * n + j]) * (sum - a[i * n + j]);
-      }
-    const double rec_tol = 4.0 * sqrt((double)big) * EPS * frobenius(a, (size_t)(m * n));
-    cr_assert(sqrt(err2) <= rec_tol, "[%lld,%lld] |a - u s vt|_F = %.3g > %.3g", (long long)m,
-              (long long)n, sqrt(err2), rec_tol);
-
-    /* Orthonormal columns of u and rows of vt. */
-    const double orth_tol = 4.0 * sqrt((double)big) * EPS;
-    for (int64_t p = 0; p < k; p++)
-      for (int64_t q = p; q < k; q++) {
-        double du = 0.0, dv = 0.0;
-        for (int64_t i = 0; i < m; i++) du += (double)o.u[i * k + p] * o.u[i * k + q];
-        for (int64_t j = 0; j < n; j++) dv += (double)o.vt[p * n + j] * o.vt[q * n + j];
-        const double want = p == q ? 1.0 : 0.0;
-        cr_assert(fabs(du - want) <= orth_tol && fabs(dv - want) <= orth_tol,
-                  "[%lld,%lld] (u_%lld, u_%lld) = %.3g, (v_%lld, v_%lld) = %.3g, expected %g",
-                  (long long)m, (long long)n, (long long)p, (long long)q, du, (long long)p,
-                  (long long)q, dv, want);
-      }
-
-    /* Sign rule: the largest entry of each v_i is positive. With the same rule in the reference
-     * the right vectors agree, to eps s_max / gap, for components separated from their
-     * neighbours (random matrices: all of them, at these sizes). */
-    int64_t compared = 0;
-    for (int64_t p = 0; p < k; p++) {
-      const float *v = o.vt + p * n;
-      cr_assert(v[argmax_abs(v, n)] > 0.0f, "[%lld,%lld] sign rule broken on component %lld",
-                (long long)m, (long long)n, (long long)p);
-      double gap = s_ref[0];
-      if (p > 0) gap = fmin(gap, s_ref[p - 1] - s_ref[p]);
-      if (p + 1 < k) gap = fmin(gap, s_ref[p] - s_ref[p + 1]);
-      if (!(gap > 1e-3 * s_ref[0])) continue;
-      const double v_tol = 16.0 * sqrt((double)big) * EPS * s_ref[0] / gap;
-      compared++;
-      for (int64_t j = 0; j < n; j++)
-        cr_assert(fabs(v[j] - vt_ref[p * n + j]) <= v_tol,
-                  "[%lld,%lld] v_%lld[%lld] = %.7g, reference %.7g (tolerance %.3g)",
-                  (long long)m, (long long)n, (long long)p, (long long)j, (double)v[j],
-                  vt_ref[p * n + j], v_tol);
-    }
-    cr_assert(2 * compared >= k, "[%lld,%lld] only %lld of %lld components are well separated",
-              (long long)m, (long long)n, (long long)compared, (long long)k);
-    free(a);
-    free(s_ref);
-    free(vt_ref);
-    svd_out_free(&o);
-  }
-}
-
-Test(svd, rank_deficient_and_zero_matrices) {
-  fgt_setup_cpu(1);
-  /* Rank 2 matrix [12, 9] = x y^T + z w^T: two positive singular values, the rest ~0. */
-  const int64_t m = 12, n = 9;
-  float *x = new_uniform(m, 1), *y = new_uniform(n, 2), *z = new_uniform(m, 3), *w = new_uniform(n, 4);
-  float a[12 * 9];
-  for (int64_t i = 0; i < m; i++)
-    for (int64_t j = 0; j < n; j++) a[i * n + j] = x[i] * y[j] + z[i] * w[j];
-  svd_out o = {0};
-  FGT_OK(run_svd(a, m, n, &o));
-  double s_ref[9];
-  ref_svd(a, m, n, s_ref, NULL, NULL);
-  for (int i = 0; i < 9; i++) {
-    cr_assert(fabs(o.s[i] - s_ref[i]) <= 16 * EPS * s_ref[0], "s[%d] = %g, reference %g", i,
-              (double)o.s[i], s_ref[i]);
-    cr_assert(o.s[i] >= 0.0f);
-  }
-  cr_assert(s_ref[1] > 0.1 && s_ref[2] < 1e-5, "reference: s1 %g, s2 %g", s_ref[1], s_ref[2]);
-  svd_out_free(&o);
-  /* All zeros: s = 0, u and vt still orthonormal-shaped (finite). */
-  float zero[6] = {0};
-  FGT_OK(run_svd(zero, 2, 3, &o));
-  cr_assert(o.s[0] == 0.0f && o.s[1] == 0.0f);
-  for (int i = 0; i < 6; i++) cr_assert(isfinite(o.vt[i]));
-  svd_out_free(&o);
-  free(x);
-  free(y);
-  free(z);
-  free(w);
-}
-
-Test(svd, sign_rule_ties_go_to_the_first_entry) {
-  fgt_setup_cpu(1);
-  /* a = [[1, -1], [2, -2]]: rank one, v_1 = +-(1, -1)/sqrt 2, both entries of equal magnitude;
-   * the first must be the positive one, and u_1 then has positive entries. */
-  float a[4] = {1, -1, 2, -2};
-  svd_out o = {0};
-  FGT_OK(run_svd(a, 2, 2, &o));
-  cr_assert(fabsf(fabsf(o.vt[0]) - fabsf(o.vt[1])) <= 2 * FLT_EPSILON, "v_1 = (%.9g, %.9g)",
-            (double)o.vt[0], (double)o.vt[1]);
-  if (fabsf(o.vt[0]) == fabsf(o.vt[1]))
-    cr_assert(o.vt[0] > 0.0f && o.vt[1] < 0.0f, "v_1 = (%g, %g)", (double)o.vt[0], (double)o.vt[1]);
-  cr_assert(o.u[0] > 0.0f && o.u[2] > 0.0f, "u_1 = (%g, %g)", (double)o.u[0], (double)o.u[2]);
-  svd_out_free(&o);
-}
-
-Test(svd, deterministic_across_calls) {
-  fgt_setup_cpu(2);
-  const int64_t m = 96, n = 192;
-  float *a = new_uniform((size_t)(m * n), 7);
-  svd_out o1 = {0}, o2 = {0};
-  FGT_OK(run_svd(a, m, n, &o1));
-  FGT_OK(run_svd(a, m, n, &o2));
-  cr_assert(memcmp(o1.u, o2.u, (size_t)(m * m) * sizeof(float)) == 0);
-  cr_assert(memcmp(o1.s, o2.s, (size_t)m * sizeof(float)) == 0);
-  cr_assert(memcmp(o1.vt, o2.vt, (size_t)(m * n) * sizeof(float)) == 0);
-  svd_out_free(&o1);
-  svd_out_free(&o2);
-  free(a);
-}
 
 /* ----------------------------------------------------------------------------------------- */
 /* Low-rank factorisation                                                                     */
@@ -469,60 +294,12 @@ static void expect_fail(fg_status got, fg_status want, const char *needle, const
             fg_last_error(), needle);
 }
 
-Test(validation, svd_rejects_bad_arguments) {
-  fgt_setup_cpu(1);
-  float a[12], u[12], s[4], vt[12];
-  fgt_fill_uniform(a, 12, 1, -1, 1);
-  fg_tensor ta = fg_tensor_2d(a, 4, 3), tu = fg_tensor_2d(u, 4, 3), ts = fg_tensor_1d(s, 3),
-            tvt = fg_tensor_2d(vt, 3, 3);
-  size_t need = 0;
-  FGT_OK(fg_svd_workspace(&ta, &need));
-  void *mem = aligned_alloc(64, (need + 63) / 64 * 64);
-  fg_workspace ws = {mem, need};
-  FGT_OK(fg_svd(&ta, &tu, &ts, &tvt, ws));
-
-  fg_tensor a1 = fg_tensor_1d(a, 12), a4 = fg_tensor_4d(a, 1, 1, 4, 3), a0 = fg_tensor_2d(a, 0, 3);
-  expect_fail(fg_svd(&a1, &tu, &ts, &tvt, ws), FG_ERR_SHAPE, "svd: a has shape [12]", "rank 1");
-  expect_fail(fg_svd(&a4, &tu, &ts, &tvt, ws), FG_ERR_SHAPE, "svd: a has shape", "rank 4");
-  expect_fail(fg_svd(&a0, &tu, &ts, &tvt, ws), FG_ERR_INVALID, "at least one row", "empty");
-  expect_fail(fg_svd_workspace(&a0, &need), FG_ERR_INVALID, "at least one row", "empty ws");
-  fg_tensor bad_u = fg_tensor_2d(u, 3, 4), bad_s = fg_tensor_1d(s, 4), bad_vt = fg_tensor_2d(vt, 3, 4);
-  expect_fail(fg_svd(&ta, &bad_u, &ts, &tvt, ws), FG_ERR_SHAPE, "svd: u has shape [3, 4]", "u");
-  expect_fail(fg_svd(&ta, &tu, &bad_s, &tvt, ws), FG_ERR_SHAPE, "svd: s has shape [4]", "s");
-  expect_fail(fg_svd(&ta, &tu, &ts, &bad_vt, ws), FG_ERR_SHAPE, "svd: vt has shape [3, 4]", "vt");
-  fg_tensor ai = fg_tensor_view(a, FG_I32, fg_host_device(), 2, (const int64_t[2]){4, 3});
-  expect_fail(fg_svd(&ai, &tu, &ts, &tvt, ws), FG_ERR_SHAPE, "dtype i32", "dtype");
-  expect_fail(fg_svd(NULL, &tu, &ts, &tvt, ws), FG_ERR_INVALID, "a is missing", "null a");
-  expect_fail(fg_svd(&ta, &tu, NULL, &tvt, ws), FG_ERR_INVALID, "s is missing", "null s");
-  expect_fail(fg_svd_workspace(&ta, NULL), FG_ERR_INVALID, "output pointer", "null bytes");
-  fg_tensor alias = fg_tensor_2d(u + 3, 3, 3);
-  expect_fail(fg_svd(&ta, &tu, &ts, &alias, ws), FG_ERR_INVALID, "u and vt overlap", "overlap");
-  fg_workspace small = {mem, need - 1};
-  expect_fail(fg_svd(&ta, &tu, &ts, &tvt, small), FG_ERR_INVALID, "ask fg_svd_workspace", "small ws");
-  fg_workspace none = {NULL, need};
-  expect_fail(fg_svd(&ta, &tu, &ts, &tvt, none), FG_ERR_INVALID, "workspace pointer", "null ws");
-  a[5] = NAN;
-  expect_fail(fg_svd(&ta, &tu, &ts, &tvt, ws), FG_ERR_NUMERIC, "row 1, column 2", "nan");
-  fg_tensor on_gpu = ta;
-  on_gpu.device.kind = FG_DEV_CUDA;
-  fg_tensor u_gpu = tu, s_gpu = ts, vt_gpu = tvt;
-  u_gpu.device = s_gpu.device = vt_gpu.device = on_gpu.device;
-  cr_assert_neq(fg_svd(&on_gpu, &u_gpu, &s_gpu, &vt_gpu, ws), FG_OK);
-  expect_fail(fg_svd(&on_gpu, &tu, &ts, &tvt, ws), FG_ERR_INVALID, "different devices", "devices");
-  free(mem);
-}
-
-Test(validation, svd_null_entry_is_unsupported) {
+/* A backend without the SVD entries: the factorisation's workspace query reports it. */
+Test(validation, lrf_on_a_backend_without_svd_is_unsupported) {
   fgt_register_empty_backend();
-  float a[4] = {1, 2, 3, 4}, u[4], s[2], vt[4], w[64];
-  fg_tensor ta = fg_tensor_2d(a, 2, 2), tu = fg_tensor_2d(u, 2, 2), ts = fg_tensor_1d(s, 2),
-            tvt = fg_tensor_2d(vt, 2, 2);
-  fg_workspace ws = {w, sizeof w};
+  float a[4] = {1, 2, 3, 4};
+  fg_tensor ta = fg_tensor_2d(a, 2, 2);
   size_t bytes;
-  expect_fail(fg_svd(&ta, &tu, &ts, &tvt, ws), FG_ERR_UNSUPPORTED,
-              "svd: not supported by the empty backend", "svd");
-  expect_fail(fg_svd_workspace(&ta, &bytes), FG_ERR_UNSUPPORTED,
-              "svd_workspace: not supported by the empty backend", "svd_workspace");
   expect_fail(fg_lrf_workspace(&ta, &bytes), FG_ERR_UNSUPPORTED, "not supported", "lrf");
   fg_backend_registry_clear();
 }
@@ -572,25 +349,3 @@ Test(validation, lrf_rejects_bad_arguments) {
   free(mem);
 }
 
-/* LAPACK runs on one OpenBLAS thread whatever the backend's count: the same bits either way. */
-Test(svd, same_bits_for_any_thread_count) {
-  const int64_t shapes[][2] = {{192, 384}, {384, 192}, {60, 45}};
-  for (int c = 0; c < 3; c++) {
-    const int64_t m = shapes[c][0], n = shapes[c][1], k = m < n ? m : n;
-    float *a = new_uniform((size_t)(m * n), 900 + (uint64_t)c);
-    svd_out o1 = {0}, o2 = {0};
-    fgt_setup_cpu(1);
-    FGT_OK(run_svd(a, m, n, &o1));
-    fgt_setup_cpu(2);
-    FGT_OK(run_svd(a, m, n, &o2));
-    cr_assert(memcmp(o1.u, o2.u, (size_t)(m * k) * sizeof(float)) == 0, "[%lld,%lld]: u differs",
-              (long long)m, (long long)n);
-    cr_assert(memcmp(o1.s, o2.s, (size_t)k * sizeof(float)) == 0, "[%lld,%lld]: s differs",
-              (long long)m, (long long)n);
-    cr_assert(memcmp(o1.vt, o2.vt, (size_t)(k * n) * sizeof(float)) == 0, "[%lld,%lld]: vt differs",
-              (long long)m, (long long)n);
-    svd_out_free(&o1);
-    svd_out_free(&o2);
-    free(a);
-  }
-}
