@@ -20,10 +20,10 @@
 typedef double (*fgt_loss_fn)(void *ctx);
 
 typedef struct fgt_fd_opts {
-  double step;           /* h */
-  double atol, rtol;     /* |fd - g| <= atol + rtol |g| */
-  int64_t stride;        /* element mode: check elements 0, stride, 2 stride, ... (0 or 1: all) */
-  double kink_tol;       /* > 0: skip elements whose one-sided differences differ by more */
+  double step;       /* h */
+  double atol, rtol; /* |fd - g| <= atol + rtol |g| */
+  int64_t stride;    /* element mode: check elements 0, stride, 2 stride, ... (0 or 1: all) */
+  double kink_tol;   /* > 0: skip elements whose one-sided differences differ by more */
   const double *const *directions; /* NULL: element mode; else `ndirections` vectors [n] */
   int ndirections;
 } fgt_fd_opts;

@@ -67,8 +67,8 @@ Test(cpu_conv, workspace_is_exact_and_thread_independent) {
 
   /* one byte short: refused, nothing written */
   fg_workspace short_ws = {ws.ptr, total - 1};
-  fgt_assert_error(fg_conv2d_backward_filter(&desc, &tx, &tdy, &tdw, &tdb, short_ws), FG_ERR_INVALID, NULL,
-                   "workspace");
+  fgt_assert_error(fg_conv2d_backward_filter(&desc, &tx, &tdy, &tdw, &tdb, short_ws),
+                   FG_ERR_INVALID, NULL, "workspace");
   for (size_t i = 0; i < 6 * 2 * 9; i++) cr_assert_eq(dw[i], 12345.0f, "dw[%zu] was written", i);
   for (size_t i = 0; i < 6; i++) cr_assert_eq(db[i], 12345.0f, "dbias[%zu] was written", i);
   cr_assert(memcmp(ws_before, ws.ptr, total) == 0, "workspace was written");
@@ -78,8 +78,10 @@ Test(cpu_conv, workspace_is_exact_and_thread_independent) {
   fg_workspace short_cols = {ws.ptr, cols - 1};
   cr_assert_eq(fg_conv2d_forward(&desc, &tx, &tw, NULL, &ty, short_cols), FG_ERR_INVALID);
   cr_assert_eq(fg_conv2d_backward_data(&desc, &tdy, &tw, &tdx, 0, short_cols), FG_ERR_INVALID);
-  for (size_t i = 0; i < (size_t)(n * o * h * w); i++) cr_assert_eq(y[i], 12345.0f, "y[%zu] written", i);
-  for (size_t i = 0; i < (size_t)(n * c * h * w); i++) cr_assert_eq(dx[i], 12345.0f, "dx[%zu] written", i);
+  for (size_t i = 0; i < (size_t)(n * o * h * w); i++)
+    cr_assert_eq(y[i], 12345.0f, "y[%zu] written", i);
+  for (size_t i = 0; i < (size_t)(n * c * h * w); i++)
+    cr_assert_eq(dx[i], 12345.0f, "dx[%zu] written", i);
   cr_assert(memcmp(ws_before, ws.ptr, total) == 0, "workspace was written");
 
   /* exactly enough works */
@@ -93,7 +95,8 @@ Test(cpu_conv, workspace_is_exact_and_thread_independent) {
   fg_tensor tw1 = fg_tensor_4d(wt, o, c, 1, 1);
   size_t bytes_1x1 = 0;
   FGT_OK(fg_conv2d_workspace(&one, &tx, &tw1, &bytes_1x1));
-  cr_assert_eq(bytes_1x1, 2 * 32 * 4, "1x1 workspace %zu: 2 partials of 24 -> 32 floats", bytes_1x1);
+  cr_assert_eq(bytes_1x1, 2 * 32 * 4, "1x1 workspace %zu: 2 partials of 24 -> 32 floats",
+               bytes_1x1);
   fg_workspace none = {NULL, 0};
   FGT_OK(fg_conv2d_forward(&one, &tx, &tw1, NULL, &ty, none));
   cr_assert_eq(fg_conv2d_backward_filter(&one, &tx, &tdy, &tw1, NULL, none), FG_ERR_INVALID);
@@ -122,7 +125,8 @@ Test(cpu_conv, lane_settings_do_not_leak) {
   float *x = frand((size_t)(n * c * h * w), 1), *wt = frand((size_t)(o * c * 9), 2);
   float *y = fbuf((size_t)(n * o * h * w)), *dx = frand((size_t)(n * c * h * w), 3);
   float *dw = fbuf((size_t)(o * c * 9));
-  fg_tensor tx = fg_tensor_4d(x, n, c, h, w), tw = fg_tensor_4d(wt, o, c, 3, 3), ty = fg_tensor_4d(y, n, o, h, w);
+  fg_tensor tx = fg_tensor_4d(x, n, c, h, w), tw = fg_tensor_4d(wt, o, c, 3, 3),
+            ty = fg_tensor_4d(y, n, o, h, w);
   fg_tensor tdx = fg_tensor_4d(dx, n, c, h, w), tdw = fg_tensor_4d(dw, o, c, 3, 3);
   size_t bytes = 0;
   FGT_OK(fg_conv2d_workspace(&d, &tx, &tw, &bytes));

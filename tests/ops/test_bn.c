@@ -80,8 +80,7 @@ static void start(fgt_op *op, const char *opname, const bn_case *k, const char *
   const bn_shape *s = &k->s;
   fgt_name(op, "%s %s[%lld, %lld, %lld, %lld]%s momentum %g%s", opname,
            s->ndim == 2 ? "[N,C] " : "", (long long)s->n, (long long)s->c, (long long)s->h,
-           (long long)s->w, variant, (double)k->momentum,
-           s->layout == FGT_MISALIGNED ? " misaligned" : s->layout == FGT_PARTIAL ? " partial" : "");
+           (long long)s->w, variant, (double)k->momentum, fgt_layout_name(s->layout));
   op->row = k;
   fgt_layout(op, s->layout);
   if (k->expect != FG_OK) fgt_expect_error(op, k->expect, k->text, NULL);
@@ -129,8 +128,14 @@ static void batch_input(fgt_op *op, int i) {
 /* ----------------------------------------------------------------------------------------- */
 /* Training forward                                                                           */
 
-enum { TRAIN_RUNNING, TRAIN_RUNNING_FAST, TRAIN_NO_RUNNING, TRAIN_IN_PLACE, TRAIN_VARIANTS,
-       TRAIN_ONE_RUNNING };
+enum {
+  TRAIN_RUNNING,
+  TRAIN_RUNNING_FAST,
+  TRAIN_NO_RUNNING,
+  TRAIN_IN_PLACE,
+  TRAIN_VARIANTS,
+  TRAIN_ONE_RUNNING
+};
 
 static const bn_case TRAIN_SPECIAL[] = {
     /* by hand, below */
@@ -218,11 +223,14 @@ static void build_train(int index, fgt_op *op) {
 }
 
 static const fgt_error_row TRAIN_ERRORS[] = {
-    {SHAPE_COUNT * TRAIN_VARIANTS + TRAIN_SPECIALS - 1, GAMMA, 1, {4}, -1, FG_ERR_SHAPE, "bn_forward_train: gamma has shape [4]", NULL},
-    {SHAPE_COUNT * TRAIN_VARIANTS + TRAIN_SPECIALS - 1, Y, 4, {2, 3, 4, 1}, -1, FG_ERR_SHAPE, "bn_forward_train: y has shape [2, 3, 4, 1]", NULL},
-    {SHAPE_COUNT * TRAIN_VARIANTS + TRAIN_SPECIALS - 1, X, 3, {2, 3, 4}, -1, FG_ERR_SHAPE, "bn_forward_train: x has shape [2, 3, 4], expected [N,C,H,W] or [N,C]", NULL},
+    {SHAPE_COUNT * TRAIN_VARIANTS + TRAIN_SPECIALS - 1, GAMMA, 1, {4}, -1, FG_ERR_SHAPE,
+     "bn_forward_train: gamma has shape [4]", NULL},
+    {SHAPE_COUNT * TRAIN_VARIANTS + TRAIN_SPECIALS - 1, Y, 4, {2, 3, 4, 1}, -1, FG_ERR_SHAPE,
+     "bn_forward_train: y has shape [2, 3, 4, 1]", NULL},
+    {SHAPE_COUNT * TRAIN_VARIANTS + TRAIN_SPECIALS - 1, X, 3, {2, 3, 4}, -1, FG_ERR_SHAPE,
+     "bn_forward_train: x has shape [2, 3, 4], expected [N,C,H,W] or [N,C]", NULL},
 };
-static const fgt_suite TRAIN = {"bn_forward_train", SHAPE_COUNT * TRAIN_VARIANTS + TRAIN_SPECIALS,
+static const fgt_suite TRAIN = {"bn_forward_train", SHAPE_COUNT *TRAIN_VARIANTS + TRAIN_SPECIALS,
                                 build_train, TRAIN_ERRORS, 3};
 FGT_SUITE_TESTS(bn, forward_train, TRAIN)
 
@@ -257,7 +265,8 @@ static void build_eval(int index, fgt_op *op) {
 }
 
 static const fgt_error_row EVAL_ERRORS[] = {
-    {2 * BASE_SHAPE, RV, 1, {2}, -1, FG_ERR_SHAPE, "bn_forward_eval: running_var has shape [2]", NULL},
+    {2 * BASE_SHAPE, RV, 1, {2}, -1, FG_ERR_SHAPE,
+     "bn_forward_eval: running_var has shape [2]", NULL},
 };
 static const fgt_suite EVAL = {"bn_forward_eval", 2 * PLAIN_SHAPES, build_eval, EVAL_ERRORS, 1};
 FGT_SUITE_TESTS(bn, forward_eval, EVAL)
@@ -268,9 +277,9 @@ FGT_SUITE_TESTS(bn, forward_eval, EVAL)
 enum { WANT_DX = 1, WANT_DGAMMA = 2, WANT_DBETA = 4, WANT_ALL = 7 };
 static const struct {
   int want, accumulate;
-} BACKWARD_VARIANTS[] = {{WANT_ALL, 0},   {WANT_ALL, 1},
-                         {WANT_DX, 0},    {WANT_DX, 1},
-                         {WANT_DGAMMA | WANT_DBETA, 0}, {WANT_DBETA, 1}};
+} BACKWARD_VARIANTS[] = {
+    {WANT_ALL, 0},  {WANT_ALL, 1}, {WANT_DX, 0}, {WANT_DX, 1}, {WANT_DGAMMA | WANT_DBETA, 0},
+    {WANT_DBETA, 1}};
 enum { BACKWARD_VARIANT_COUNT = 6, DG = RM, DB = RV };
 
 static fg_status backward_call(fgt_op *op) {
@@ -302,7 +311,8 @@ static void dx_tolerance(fgt_op *op, const double *gamma, const double *invstd, 
  * assigned even when dx accumulates. */
 static void build_backward(int index, fgt_op *op) {
   const bn_case *k = case_of(op, index, BACKWARD_VARIANT_COUNT, NULL);
-  const int want = BACKWARD_VARIANTS[k->variant].want, acc = BACKWARD_VARIANTS[k->variant].accumulate;
+  const int want = BACKWARD_VARIANTS[k->variant].want,
+            acc = BACKWARD_VARIANTS[k->variant].accumulate;
   char variant[64];
   snprintf(variant, sizeof variant, "%s%s%s%s", want & WANT_DX ? " dx" : "",
            want & WANT_DGAMMA ? " dgamma" : "", want & WANT_DBETA ? " dbeta" : "",
@@ -344,11 +354,13 @@ static void build_backward(int index, fgt_op *op) {
 }
 
 static const fgt_error_row BACKWARD_ERRORS[] = {
-    {BACKWARD_VARIANT_COUNT * BASE_SHAPE, DG, 1, {2}, -1, FG_ERR_SHAPE, "bn_backward: dgamma has shape [2]", NULL},
-    {BACKWARD_VARIANT_COUNT * BASE_SHAPE, DY, 4, {2, 3, 2, 3}, -1, FG_ERR_SHAPE, "bn_backward: dy has shape [2, 3, 2, 3] but x has shape [2, 3, 2, 2]", NULL},
+    {BACKWARD_VARIANT_COUNT * BASE_SHAPE, DG, 1, {2}, -1, FG_ERR_SHAPE,
+     "bn_backward: dgamma has shape [2]", NULL},
+    {BACKWARD_VARIANT_COUNT * BASE_SHAPE, DY, 4, {2, 3, 2, 3}, -1, FG_ERR_SHAPE,
+     "bn_backward: dy has shape [2, 3, 2, 3] but x has shape [2, 3, 2, 2]", NULL},
 };
-static const fgt_suite BACKWARD = {"bn_backward", BACKWARD_VARIANT_COUNT * PLAIN_SHAPES, build_backward,
-                                   BACKWARD_ERRORS, 2};
+static const fgt_suite BACKWARD = {"bn_backward", BACKWARD_VARIANT_COUNT *PLAIN_SHAPES,
+                                   build_backward, BACKWARD_ERRORS, 2};
 FGT_SUITE_TESTS(bn, backward, BACKWARD)
 
 /* ----------------------------------------------------------------------------------------- */
@@ -370,13 +382,6 @@ static double ref_loss(void *p) {
   return l;
 }
 
-static double *uniform(int64_t n, uint64_t seed, double lo, double hi) {
-  double *p = malloc((size_t)(n > 0 ? n : 1) * sizeof *p);
-  cr_assert_not_null(p);
-  fgt_fill_uniform_double(p, (size_t)n, seed, lo, hi);
-  return p;
-}
-
 /* The reference's chain-rule backward against central differences of its forward (h = 1e-5:
  * truncation ~h^2, rounding ~1e-16 / h). */
 Test(bn, reference_backward_matches_finite_differences) {
@@ -384,10 +389,14 @@ Test(bn, reference_backward_matches_finite_differences) {
   for (int k = 0; k < 7; k++) {
     const bn_shape *s = &SHAPES[k];
     const int64_t numel = numel_of(s), c = s->c;
-    double *x = uniform(numel, 40 + (uint64_t)k, -2.0, 2.0), *r = uniform(numel, 50 + (uint64_t)k, -1.0, 1.0);
-    double *gamma = uniform(c, 60 + (uint64_t)k, 0.5, 1.5), *beta = uniform(c, 70 + (uint64_t)k, -1.0, 1.0);
-    double *y = uniform(numel, 0, 0, 0), *dx = uniform(numel, 0, 0, 0), *mean = uniform(c, 0, 0, 0);
-    double *invstd = uniform(c, 0, 0, 0), *dgamma = uniform(c, 0, 0, 0), *dbeta = uniform(c, 0, 0, 0);
+    double *x = fgt_alloc_uniform(numel, 40 + (uint64_t)k, -2.0, 2.0),
+           *r = fgt_alloc_uniform(numel, 50 + (uint64_t)k, -1.0, 1.0);
+    double *gamma = fgt_alloc_uniform(c, 60 + (uint64_t)k, 0.5, 1.5),
+           *beta = fgt_alloc_uniform(c, 70 + (uint64_t)k, -1.0, 1.0);
+    double *y = fgt_alloc_uniform(numel, 0, 0, 0), *dx = fgt_alloc_uniform(numel, 0, 0, 0),
+           *mean = fgt_alloc_uniform(c, 0, 0, 0);
+    double *invstd = fgt_alloc_uniform(c, 0, 0, 0), *dgamma = fgt_alloc_uniform(c, 0, 0, 0),
+           *dbeta = fgt_alloc_uniform(c, 0, 0, 0);
     ref_loss_ctx ctx = {s, x, gamma, beta, r, y, mean, invstd};
     ref_loss(&ctx);
     fg_ref_bn_backward(r, x, s->n, c, inner_of(s), gamma, mean, invstd, dx, dgamma, dbeta);
@@ -426,31 +435,27 @@ static void backend_fd(fg_device_kind kind) {
               fgt_dbuf_alloc(dev, FG_F32, 1, &c),    fgt_dbuf_alloc(dev, FG_F32, 1, &c)};
   fgt_dbuf dy = fgt_dbuf_alloc(dev, FG_F32, 4, shape), dx = fgt_dbuf_alloc(dev, FG_F32, 4, shape);
   fgt_dbuf dg = fgt_dbuf_alloc(dev, FG_F32, 1, &c), db = fgt_dbuf_alloc(dev, FG_F32, 1, &c);
-  double *x = uniform(numel, 1300, -2.0, 2.0), *r = uniform(numel, 1301, -1.0, 1.0);
-  double *gamma = uniform(c, 1302, 0.5, 1.5), *beta = uniform(c, 1303, -1.0, 1.0);
+  double *x = fgt_alloc_uniform(numel, 1300, -2.0, 2.0),
+         *r = fgt_alloc_uniform(numel, 1301, -1.0, 1.0);
+  double *gamma = fgt_alloc_uniform(c, 1302, 0.5, 1.5),
+         *beta = fgt_alloc_uniform(c, 1303, -1.0, 1.0);
   for (int64_t i = 0; i < numel; i++) r[i] = (float)r[i];
-  fgt_quantize(x, numel, 1.0 / 1024), fgt_quantize(gamma, c, 1.0 / 1024), fgt_quantize(beta, c, 1.0 / 1024);
-  fgt_upload_d(&d.x, x), fgt_upload_d(&d.gamma, gamma), fgt_upload_d(&d.beta, beta), fgt_upload_d(&dy, r);
+  fgt_quantize(x, numel, 1.0 / 1024), fgt_quantize(gamma, c, 1.0 / 1024),
+      fgt_quantize(beta, c, 1.0 / 1024);
+  fgt_upload_d(&d.x, x), fgt_upload_d(&d.gamma, gamma), fgt_upload_d(&d.beta, beta),
+      fgt_upload_d(&dy, r);
   fg_status st = bn_dev_forward(&d);
   if (st == FG_ERR_UNSUPPORTED) cr_skip_test("bn on %s: %s", fgt_kind_name(kind), fg_last_error());
   FGT_OK(st);
   FGT_OK(fg_bn_backward(&dy.t, &d.x.t, &d.gamma.t, &d.mean.t, &d.invstd.t, &dx.t, &dg.t, &db.t, 0));
-  double *gx = uniform(numel, 0, 0, 0), *gg = uniform(c, 0, 0, 0), *gb = uniform(c, 0, 0, 0);
+  double *gx = fgt_alloc_uniform(numel, 0, 0, 0), *gg = fgt_alloc_uniform(c, 0, 0, 0),
+         *gb = fgt_alloc_uniform(c, 0, 0, 0);
   fgt_download_d(gx, &dx), fgt_download_d(gg, &dg), fgt_download_d(gb, &db);
-  fgt_dbuf *targets[3] = {&d.x, &d.gamma, &d.beta};
-  double *params[3] = {x, gamma, beta}, *grads[3] = {gx, gg, gb};
-  const int64_t counts[3] = {numel, c, c};
-  const char *names[3] = {"dx", "dgamma", "dbeta"};
-  for (int a = 0; a < 3; a++) {
-    double *v = fgt_random_direction(counts[a], 1310 + (uint64_t)a);
-    const double *dirs[1] = {v};
-    const fgt_fd_opts o = {1.0 / 128, 1e-5, 2e-3, 1, 0.0, dirs, 1};
-    fgt_device_loss_ctx lc = {targets[a], NULL, bn_dev_forward, &d, &d.y, r, NULL};
-    char what[64];
-    snprintf(what, sizeof what, "bn %s on %s", names[a], fgt_kind_name(kind));
-    fgt_fd_check_device(what, &lc, params[a], counts[a], grads[a], &o);
-    free(v);
-  }
+  const fgt_fd_param params[3] = {{"dx", &d.x, x, gx, numel},
+                                  {"dgamma", &d.gamma, gamma, gg, c},
+                                  {"dbeta", &d.beta, beta, gb, c}};
+  fgt_fd_check_params("bn", kind, bn_dev_forward, &d, &d.y, r, NULL, params, 3, 1.0 / 128, 1e-5,
+                      2e-3, 1310);
   free(x), free(r), free(gamma), free(beta), free(gx), free(gg), free(gb);
   fgt_dbuf_free(&d.x), fgt_dbuf_free(&d.gamma), fgt_dbuf_free(&d.beta), fgt_dbuf_free(&d.y);
   fgt_dbuf_free(&d.mean), fgt_dbuf_free(&d.invstd), fgt_dbuf_free(&dy), fgt_dbuf_free(&dx);

@@ -34,7 +34,7 @@ static const conv_row ROWS[] = {
     {1, 2, 5, 6, 3, 7, 1, 3, 1, FGT_ALIGNED, FG_OK, NULL},     /* 7x7 larger than the input */
     {1, 5, 10, 9, 5, 3, 1, 1, 5, FGT_ALIGNED, FG_OK, NULL},    /* depthwise */
     {3, 6, 9, 11, 12, 3, 2, 0, 6, FGT_ALIGNED, FG_OK, NULL},   /* depthwise x2, stride 2, pad 0 */
-    {5, 6, 7, 7, 9, 3, 1, 1, 3, FGT_ALIGNED, FG_OK, NULL},     /* groups 3, more images than lanes */
+    {5, 6, 7, 7, 9, 3, 1, 1, 3, FGT_ALIGNED, FG_OK, NULL},     /* groups 3, more images / lanes */
     {6, 4, 5, 5, 8, 1, 1, 0, 2, FGT_ALIGNED, FG_OK, NULL},     /* direct and grouped */
     {9, 3, 6, 7, 5, 3, 2, 1, 1, FGT_ALIGNED, FG_OK, NULL},     /* 9 images over 4 lanes */
     {7, 5, 12, 11, 8, 3, 1, 1, 1, FGT_ALIGNED, FG_OK, NULL},   /* 7 images, 2 threads share lanes */
@@ -53,7 +53,8 @@ static const conv_row ROWS[] = {
     {2, 4, 6, 6, 8, 3, 0, 1, 1, FGT_ALIGNED, FG_ERR_INVALID, "stride 0 out of range"},
     {2, 4, 6, 6, 8, 3, 1, -1, 1, FGT_ALIGNED, FG_ERR_INVALID, "pad -1 out of range"},
     /* groups 3 divides neither the 4 channels nor the 8 outputs */
-    {2, 4, 6, 6, 8, 3, 1, 1, 3, FGT_ALIGNED, FG_ERR_SHAPE, "groups 3 does not divide the 4 channels of"},
+    {2, 4, 6, 6, 8, 3, 1, 1, 3, FGT_ALIGNED, FG_ERR_SHAPE,
+     "groups 3 does not divide the 4 channels of"},
 };
 enum { ROW_COUNT = sizeof ROWS / sizeof ROWS[0], BASE = 22 };
 
@@ -82,8 +83,7 @@ static void out_extents(const conv_row *r, int64_t *ho, int64_t *wo) {
 static void start(fgt_op *op, const char *opname, int index, const char *variant) {
   const conv_row *r = row_of(index);
   fgt_name(op, "%s n%d c%d %dx%d o%d k%d s%d p%d g%d%s%s", opname, r->n, r->c, r->h, r->w, r->o,
-           r->k, r->stride, r->pad, r->groups, variant,
-           r->layout == FGT_MISALIGNED ? " misaligned" : r->layout == FGT_PARTIAL ? " partial" : "");
+           r->k, r->stride, r->pad, r->groups, variant, fgt_layout_name(r->layout));
   op->row = r;
   fgt_layout(op, r->layout);
   if (r->expect != FG_OK) fgt_expect_error(op, r->expect, r->text, NULL);
@@ -143,9 +143,7 @@ static void build_forward(int index, fgt_op *op) {
   output_arg(op, Y, "y", FGT_OUT);
   op->call = forward_call;
   op->workspace = workspace_forward;
-  fgt_fill(op, X, -1.0f, 1.0f);
-  fgt_fill(op, W, -1.0f, 1.0f);
-  if (with_bias) fgt_fill(op, B, -1.0f, 1.0f);
+  fgt_fill_all(op, -1.0f, 1.0f);
   if (r->expect != FG_OK) return;
   const fg_ref_conv2d_shape s = ref_shape(r);
   fg_ref_conv2d_forward(&s, fgt_widen(op, X), fgt_widen(op, W), with_bias ? fgt_widen(op, B) : NULL,
@@ -154,12 +152,17 @@ static void build_forward(int index, fgt_op *op) {
 
 /* Error rows (case 2 BASE + variant: n2 c4 6x6 o8 k3 s1 p1 g1). */
 static const fgt_error_row FORWARD_ERRORS[] = {
-    {2 * BASE, W, 4, {8, 3, 3, 3}, -1, FG_ERR_SHAPE, "conv2d_forward: w has shape [8, 3, 3, 3], expected extent 4 in dimension 1", NULL},
-    {2 * BASE, Y, 4, {2, 8, 5, 6}, -1, FG_ERR_SHAPE, "conv2d_forward: y has shape [2, 8, 5, 6]", NULL},
+    {2 * BASE, W, 4, {8, 3, 3, 3}, -1, FG_ERR_SHAPE,
+     "conv2d_forward: w has shape [8, 3, 3, 3], expected extent 4 in dimension 1", NULL},
+    {2 * BASE, Y, 4, {2, 8, 5, 6}, -1, FG_ERR_SHAPE,
+     "conv2d_forward: y has shape [2, 8, 5, 6]", NULL},
     {2 * BASE + 1, B, 1, {7}, -1, FG_ERR_SHAPE, "conv2d_forward: bias has shape [7]", NULL},
-    {2 * BASE, X, 0, {0}, FG_I32, FG_ERR_SHAPE, "conv2d_forward: x has dtype i32, expected f32", NULL},
-    {2 * BASE, X, 3, {4, 6, 6}, -1, FG_ERR_SHAPE, "conv2d_forward: x has shape [4, 6, 6] (rank 3)", NULL},
-    {2 * BASE, W, 4, {8, 4, 9, 9}, -1, FG_ERR_SHAPE, "the 9x9 kernel of w does not fit the 6x6 input of x", NULL},
+    {2 * BASE, X, 0, {0}, FG_I32, FG_ERR_SHAPE,
+     "conv2d_forward: x has dtype i32, expected f32", NULL},
+    {2 * BASE, X, 3, {4, 6, 6}, -1, FG_ERR_SHAPE,
+     "conv2d_forward: x has shape [4, 6, 6] (rank 3)", NULL},
+    {2 * BASE, W, 4, {8, 4, 9, 9}, -1, FG_ERR_SHAPE,
+     "the 9x9 kernel of w does not fit the 6x6 input of x", NULL},
 };
 
 static const fgt_suite FORWARD = {"conv2d_forward", 2 * ROW_COUNT, build_forward, FORWARD_ERRORS,
@@ -171,8 +174,8 @@ FGT_SUITE_TESTS(conv2d, forward, FORWARD)
 
 static fg_status backward_data_call(fgt_op *op) {
   const fg_conv_desc d = desc_of(op->row);
-  return fg_conv2d_backward_data(&d, fgt_t(op, DY), fgt_t(op, W), fgt_t(op, DX), op->args[DX].role == FGT_INOUT,
-                                 op->ws);
+  return fg_conv2d_backward_data(&d, fgt_t(op, DY), fgt_t(op, W), fgt_t(op, DX),
+                                 op->args[DX].role == FGT_INOUT, op->ws);
 }
 
 static void build_backward_data(int index, fgt_op *op) {
@@ -184,22 +187,18 @@ static void build_backward_data(int index, fgt_op *op) {
   image_arg(op, DX, "dx", acc ? FGT_INOUT : FGT_OUT);
   op->call = backward_data_call;
   op->workspace = workspace_backward_data;
-  fgt_fill(op, DY, -1.0f, 1.0f);
-  fgt_fill(op, W, -1.0f, 1.0f);
-  if (acc) fgt_fill(op, DX, -1.0f, 1.0f);
+  fgt_fill_all(op, -1.0f, 1.0f);
   if (r->expect != FG_OK) return;
   const fg_ref_conv2d_shape s = ref_shape(r);
-  double *want = fgt_expect(op, DX, tol_of(r));
-  if (acc) {
-    const double *dx0 = fgt_widen(op, DX);
-    for (int64_t i = 0; i < fgt_numel(op, DX); i++) want[i] = dx0[i];
-  }
-  fg_ref_conv2d_backward_data(&s, fgt_widen(op, DY), fgt_widen(op, W), want, acc);
+  fg_ref_conv2d_backward_data(&s, fgt_widen(op, DY), fgt_widen(op, W),
+                              fgt_expect_onto(op, DX, tol_of(r)), acc);
 }
 
 static const fgt_error_row BACKWARD_DATA_ERRORS[] = {
-    {2 * BASE, DY, 4, {2, 7, 6, 6}, -1, FG_ERR_SHAPE, "conv2d_backward_data: dy has shape [2, 7, 6, 6]", NULL},
-    {2 * BASE, DX, 4, {2, 5, 6, 6}, -1, FG_ERR_SHAPE, "conv2d_backward_data: w has shape [8, 4, 3, 3], expected extent 5", NULL},
+    {2 * BASE, DY, 4, {2, 7, 6, 6}, -1, FG_ERR_SHAPE,
+     "conv2d_backward_data: dy has shape [2, 7, 6, 6]", NULL},
+    {2 * BASE, DX, 4, {2, 5, 6, 6}, -1, FG_ERR_SHAPE,
+     "conv2d_backward_data: w has shape [8, 4, 3, 3], expected extent 5", NULL},
 };
 
 static const fgt_suite BACKWARD_DATA = {"conv2d_backward_data", 2 * ROW_COUNT, build_backward_data,
@@ -225,18 +224,19 @@ static void build_backward_filter(int index, fgt_op *op) {
   if (with_bias) fgt_arg1(op, DB, "dbias", FGT_OUT, r->o);
   op->call = backward_filter_call;
   op->workspace = workspace_backward_filter;
-  fgt_fill(op, X, -1.0f, 1.0f);
-  fgt_fill(op, DY, -1.0f, 1.0f);
+  fgt_fill_all(op, -1.0f, 1.0f);
   if (r->expect != FG_OK) return;
   const fg_ref_conv2d_shape s = ref_shape(r);
   double *db = with_bias ? fgt_expect(op, DB, tol_of(r)) : fgt_scratch_d(op, r->o);
-  fg_ref_conv2d_backward_filter(&s, fgt_widen(op, X), fgt_widen(op, DY), fgt_expect(op, DW, tol_of(r)),
-                                db);
+  fg_ref_conv2d_backward_filter(&s, fgt_widen(op, X), fgt_widen(op, DY),
+                                fgt_expect(op, DW, tol_of(r)), db);
 }
 
 static const fgt_error_row BACKWARD_FILTER_ERRORS[] = {
-    {2 * BASE, DW, 4, {8, 4, 3, 2}, -1, FG_ERR_SHAPE, "conv2d_backward_filter: dy has shape [2, 8, 6, 6], expected extent 7 in dimension 3", NULL},
-    {2 * BASE + 1, DB, 1, {7}, -1, FG_ERR_SHAPE, "conv2d_backward_filter: dbias has shape [7]", NULL},
+    {2 * BASE, DW, 4, {8, 4, 3, 2}, -1, FG_ERR_SHAPE,
+     "conv2d_backward_filter: dy has shape [2, 8, 6, 6], expected extent 7 in dimension 3", NULL},
+    {2 * BASE + 1, DB, 1, {7}, -1, FG_ERR_SHAPE,
+     "conv2d_backward_filter: dbias has shape [7]", NULL},
 };
 
 static const fgt_suite BACKWARD_FILTER = {"conv2d_backward_filter", 2 * ROW_COUNT,
@@ -335,22 +335,19 @@ static double ref_loss(void *p) {
   return l;
 }
 
-static double *uniform(int64_t n, uint64_t seed) {
-  double *p = malloc((size_t)(n > 0 ? n : 1) * sizeof *p);
-  cr_assert_not_null(p);
-  fgt_fill_uniform_double(p, (size_t)n, seed, -1.0, 1.0);
-  return p;
-}
-
 /* The reference is linear in each argument, so central differences carry no truncation error:
  * only double rounding (~1e-9 here) separates them from the reference's backward. */
 Test(conv2d, reference_backward_matches_finite_differences) {
   const fgt_fd_opts o = {1e-6, 1e-7, 1e-7, 1, 0.0, NULL, 0};
   for (size_t k = 0; k < sizeof FD_ROWS / sizeof FD_ROWS[0]; k++) {
     const conv_sizes z = sizes_of(&FD_ROWS[k]);
-    double *x = uniform(z.nx, 800 + k), *w = uniform(z.nw, 810 + k), *b = uniform(z.s.o, 820 + k);
-    double *r = uniform(z.ny, 830 + k), *y = uniform(z.ny, 0);
-    double *dx = uniform(z.nx, 0), *dw = uniform(z.nw, 0), *db = uniform(z.s.o, 0);
+    double *x = fgt_alloc_uniform(z.nx, 800 + k, -1.0, 1.0),
+           *w = fgt_alloc_uniform(z.nw, 810 + k, -1.0, 1.0),
+           *b = fgt_alloc_uniform(z.s.o, 820 + k, -1.0, 1.0);
+    double *r = fgt_alloc_uniform(z.ny, 830 + k, -1.0, 1.0),
+           *y = fgt_alloc_uniform(z.ny, 0, -1.0, 1.0);
+    double *dx = fgt_alloc_uniform(z.nx, 0, -1.0, 1.0), *dw = fgt_alloc_uniform(z.nw, 0, -1.0, 1.0),
+           *db = fgt_alloc_uniform(z.s.o, 0, -1.0, 1.0);
     fg_ref_conv2d_backward_data(&z.s, r, w, dx, 0);
     fg_ref_conv2d_backward_filter(&z.s, x, r, dw, db);
     ref_loss_ctx c = {&z.s, x, w, b, r, y, z.ny};
@@ -394,39 +391,40 @@ static void backend_fd(fg_device_kind kind) {
     const int64_t sx[4] = {row->n, row->c, row->h, row->w};
     const int64_t sw[4] = {row->o, row->c / row->groups, row->k, row->k};
     const int64_t sy[4] = {row->n, row->o, fg_ref_conv2d_out_h(&z.s), fg_ref_conv2d_out_w(&z.s)};
-    conv_dev c = {desc_of(row), fgt_dbuf_alloc(dev, FG_F32, 4, sx), fgt_dbuf_alloc(dev, FG_F32, 4, sw),
-                  fgt_dbuf_alloc(dev, FG_F32, 1, sy + 1), fgt_dbuf_alloc(dev, FG_F32, 4, sy),
-                  {NULL, 0}, {0}};
+    conv_dev c = {desc_of(row),
+                  fgt_dbuf_alloc(dev, FG_F32, 4, sx),
+                  fgt_dbuf_alloc(dev, FG_F32, 4, sw),
+                  fgt_dbuf_alloc(dev, FG_F32, 1, sy + 1),
+                  fgt_dbuf_alloc(dev, FG_F32, 4, sy),
+                  {NULL, 0},
+                  {0}};
     fgt_dbuf dy = fgt_dbuf_alloc(dev, FG_F32, 4, sy), dx = fgt_dbuf_alloc(dev, FG_F32, 4, sx);
     fgt_dbuf dw = fgt_dbuf_alloc(dev, FG_F32, 4, sw), db = fgt_dbuf_alloc(dev, FG_F32, 1, sy + 1);
-    double *x = uniform(z.nx, 1000 + k), *w = uniform(z.nw, 1010 + k), *b = uniform(z.s.o, 1020 + k);
-    double *r = uniform(z.ny, 1030 + k);
+    double *x = fgt_alloc_uniform(z.nx, 1000 + k, -1.0, 1.0),
+           *w = fgt_alloc_uniform(z.nw, 1010 + k, -1.0, 1.0),
+           *b = fgt_alloc_uniform(z.s.o, 1020 + k, -1.0, 1.0);
+    double *r = fgt_alloc_uniform(z.ny, 1030 + k, -1.0, 1.0);
     for (int64_t i = 0; i < z.ny; i++) r[i] = (float)r[i]; /* dy holds exactly r */
-    fgt_quantize(x, z.nx, 1.0 / 1024), fgt_quantize(w, z.nw, 1.0 / 1024), fgt_quantize(b, z.s.o, 1.0 / 1024);
+    fgt_quantize(x, z.nx, 1.0 / 1024), fgt_quantize(w, z.nw, 1.0 / 1024),
+        fgt_quantize(b, z.s.o, 1.0 / 1024);
     fgt_upload_d(&c.x, x), fgt_upload_d(&c.w, w), fgt_upload_d(&c.b, b), fgt_upload_d(&dy, r);
     size_t bytes = 0;
     fg_status s = fg_conv2d_workspace(&c.d, &c.x.t, &c.w.t, &bytes);
-    if (s == FG_ERR_UNSUPPORTED) cr_skip_test("conv2d on %s: %s", fgt_kind_name(kind), fg_last_error());
+    if (s == FG_ERR_UNSUPPORTED)
+      cr_skip_test("conv2d on %s: %s", fgt_kind_name(kind), fg_last_error());
     FGT_OK(s);
     c.ws = fgt_workspace_alloc(dev, bytes, &c.ws_region);
     FGT_OK(fg_conv2d_backward_data(&c.d, &dy.t, &c.w.t, &dx.t, 0, c.ws));
     FGT_OK(fg_conv2d_backward_filter(&c.d, &c.x.t, &dy.t, &dw.t, &db.t, c.ws));
-    double *gx = uniform(z.nx, 0), *gw = uniform(z.nw, 0), *gb = uniform(z.s.o, 0);
+    double *gx = fgt_alloc_uniform(z.nx, 0, -1.0, 1.0), *gw = fgt_alloc_uniform(z.nw, 0, -1.0, 1.0),
+           *gb = fgt_alloc_uniform(z.s.o, 0, -1.0, 1.0);
     fgt_download_d(gx, &dx), fgt_download_d(gw, &dw), fgt_download_d(gb, &db);
-    fgt_dbuf *targets[3] = {&c.x, &c.w, &c.b};
-    double *params[3] = {x, w, b}, *grads[3] = {gx, gw, gb};
-    const int64_t counts[3] = {z.nx, z.nw, z.s.o};
-    const char *names[3] = {"dx", "dw", "dbias"};
-    for (int a = 0; a < 3; a++) {
-      double *v = fgt_random_direction(counts[a], 1040 + 10 * k + (uint64_t)a);
-      const double *dirs[1] = {v};
-      const fgt_fd_opts o = {1.0 / 128, 1e-6, 2e-3, 1, 0.0, dirs, 1};
-      fgt_device_loss_ctx lc = {targets[a], NULL, conv_dev_forward, &c, &c.y, r, NULL};
-      char what[96];
-      snprintf(what, sizeof what, "conv2d case %zu %s on %s", k, names[a], fgt_kind_name(kind));
-      fgt_fd_check_device(what, &lc, params[a], counts[a], grads[a], &o);
-      free(v);
-    }
+    const fgt_fd_param params[3] = {
+        {"dx", &c.x, x, gx, z.nx}, {"dw", &c.w, w, gw, z.nw}, {"dbias", &c.b, b, gb, z.s.o}};
+    char op[32];
+    snprintf(op, sizeof op, "conv2d case %zu", k);
+    fgt_fd_check_params(op, kind, conv_dev_forward, &c, &c.y, r, NULL, params, 3, 1.0 / 128, 1e-6,
+                        2e-3, 1040 + 10 * k);
     free(x), free(w), free(b), free(r), free(gx), free(gw), free(gb);
     fgt_dbuf_free(&c.x), fgt_dbuf_free(&c.w), fgt_dbuf_free(&c.b), fgt_dbuf_free(&c.y);
     fgt_dbuf_free(&dy), fgt_dbuf_free(&dx), fgt_dbuf_free(&dw), fgt_dbuf_free(&db);

@@ -23,7 +23,8 @@ Test(dispatch, null_entries_are_unsupported) {
   fg_tensor x = fg_tensor_4d(a, 1, 1, 4, 4), y = fg_tensor_4d(b, 1, 1, 2, 2);
   fg_tensor tam = fg_tensor_view(am, FG_U8, fg_host_device(), 4, s_am);
   fg_tensor cx = fg_tensor_4d(a, 1, 2, 3, 3), cw = fg_tensor_4d(b, 2, 2, 3, 3);
-  fg_tensor cy = fg_tensor_4d(c, 1, 2, 3, 3), cb = fg_tensor_1d(d, 2), pooled = fg_tensor_2d(b, 1, 1);
+  fg_tensor cy = fg_tensor_4d(c, 1, 2, 3, 3), cb = fg_tensor_1d(d, 2),
+            pooled = fg_tensor_2d(b, 1, 1);
   const fg_conv_desc cd = {1, 1, 1};
   const fg_pool_desc pd = {2, 2, 0};
   const fg_nhsic_desc hd = {1.0f, 0};
@@ -44,7 +45,8 @@ Test(dispatch, null_entries_are_unsupported) {
       {"linear_forward", fg_linear_forward(&m22, &n22, &ch, &m22)},
       {"linear_backward_data", fg_linear_backward_data(&m22, &n22, &m22, 0)},
       {"linear_backward_params", fg_linear_backward_params(&m22, &m22, &n22, &ch)},
-      {"bn_forward_train", fg_bn_forward_train(&m22, &ch, &ch2, &n22, &ch3, &ch, NULL, NULL, 0.1f, 1e-5f)},
+      {"bn_forward_train",
+       fg_bn_forward_train(&m22, &ch, &ch2, &n22, &ch3, &ch, NULL, NULL, 0.1f, 1e-5f)},
       {"bn_forward_eval", fg_bn_forward_eval(&m22, &ch, &ch2, &ch3, &ch, 1e-5f, &n22)},
       {"bn_backward", fg_bn_backward(&m22, &n22, &ch, &ch2, &ch3, NULL, NULL, NULL, 0)},
       {"relu_forward", fg_relu_forward(&t4, &u4)},
@@ -71,7 +73,8 @@ Test(dispatch, null_entries_are_unsupported) {
       {"svd_workspace", fg_svd_workspace(&m22, &bytes)},
   };
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++)
-    cr_assert_eq(calls[i].got, FG_ERR_UNSUPPORTED, "%s returned %s", calls[i].op, fg_status_name(calls[i].got));
+    cr_assert_eq(calls[i].got, FG_ERR_UNSUPPORTED, "%s returned %s", calls[i].op,
+                 fg_status_name(calls[i].got));
   fg_tensor vt22 = fg_tensor_2d(c, 2, 2);
   fgt_assert_error(fg_svd(&m22, &n22, &ch3, &vt22, ws), FG_ERR_UNSUPPORTED, NULL,
                    "svd: not supported by the empty backend");

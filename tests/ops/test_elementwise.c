@@ -20,9 +20,9 @@
 /* A row of every elementwise table. */
 typedef struct ew_row {
   int64_t n;
-  int form;    /* EW_* */
-  float value; /* alpha (axpy, scale), the fill value, or p (dropout) */
-  int layout;  /* FGT_ALIGNED, FGT_MISALIGNED, FGT_PARTIAL */
+  int form;         /* EW_* */
+  float value;      /* alpha (axpy, scale), the fill value, or p (dropout) */
+  int layout;       /* FGT_ALIGNED, FGT_MISALIGNED, FGT_PARTIAL */
   fg_status expect; /* value errors: the status, and a fragment of the message */
   const char *text;
 } ew_row;
@@ -37,18 +37,14 @@ enum {
 };
 
 static const char *form_name(int form) {
-  static const char *names[] = {"", " accumulate", " in place", " in place (y == x2)", " by hand",
-                                " without output"};
+  static const char *names[] = {"",         " accumulate",    " in place", " in place (y == x2)",
+                                " by hand", " without output"};
   return names[form];
-}
-
-static const char *layout_name(int layout) {
-  return layout == FGT_MISALIGNED ? " misaligned" : layout == FGT_PARTIAL ? " partial batch" : "";
 }
 
 static const ew_row *start(fgt_op *op, const char *opname, const ew_row *r) {
   fgt_name(op, "%s n%lld%s%s value %g", opname, (long long)r->n, form_name(r->form),
-           layout_name(r->layout), (double)r->value);
+           fgt_layout_name(r->layout), (double)r->value);
   op->row = r;
   fgt_layout(op, r->layout);
   if (r->expect != FG_OK) fgt_expect_error(op, r->expect, r->text, NULL);
@@ -93,7 +89,9 @@ static void relu_input(fgt_op *op, int i) {
   if (fgt_numel(op, i) > 3) x[3] = -0.0f;
 }
 
-static fg_status relu_forward_call(fgt_op *op) { return fg_relu_forward(fgt_t(op, X), fgt_t(op, Y)); }
+static fg_status relu_forward_call(fgt_op *op) {
+  return fg_relu_forward(fgt_t(op, X), fgt_t(op, Y));
+}
 static fg_status relu_forward_in_place(fgt_op *op) {
   return fg_relu_forward(fgt_t(op, X), fgt_t(op, X));
 }
@@ -142,7 +140,8 @@ static void build_relu_backward(int index, fgt_op *op) {
 }
 
 static const fgt_error_row RELU_BACKWARD_ERRORS[] = {
-    {1, DY, 1, {5}, -1, FG_ERR_SHAPE, "relu_backward: dy has shape [5] (5 elements), expected 7", NULL},
+    {1, DY, 1, {5}, -1, FG_ERR_SHAPE,
+     "relu_backward: dy has shape [5] (5 elements), expected 7", NULL},
 };
 
 static const fgt_suite RELU_FORWARD = {"relu_forward", 6, build_relu_forward, NULL, 0};
@@ -166,8 +165,12 @@ static const ew_row ADD_ROWS[] = {
 };
 
 static fg_status add_call(fgt_op *op) { return fg_add(fgt_t(op, X), fgt_t(op, X2), fgt_t(op, Y)); }
-static fg_status add_into_x1(fgt_op *op) { return fg_add(fgt_t(op, X), fgt_t(op, X2), fgt_t(op, X)); }
-static fg_status add_into_x2(fgt_op *op) { return fg_add(fgt_t(op, X), fgt_t(op, X2), fgt_t(op, X2)); }
+static fg_status add_into_x1(fgt_op *op) {
+  return fg_add(fgt_t(op, X), fgt_t(op, X2), fgt_t(op, X));
+}
+static fg_status add_into_x2(fgt_op *op) {
+  return fg_add(fgt_t(op, X), fgt_t(op, X2), fgt_t(op, X2));
+}
 
 static void build_add(int index, fgt_op *op) {
   const ew_row *r = start(op, "add", &ADD_ROWS[index]);
@@ -196,7 +199,8 @@ static void build_add(int index, fgt_op *op) {
 }
 
 static const fgt_error_row ADD_ERRORS[] = {
-    {6, X2, 1, {5}, -1, FG_ERR_SHAPE, "add: x2 has shape [5] (5 elements), expected 6 elements", NULL},
+    {6, X2, 1, {5}, -1, FG_ERR_SHAPE,
+     "add: x2 has shape [5] (5 elements), expected 6 elements", NULL},
     {6, Y, 1, {7}, -1, FG_ERR_SHAPE, "add: y has shape [7]", NULL},
 };
 static const fgt_suite ADD = {"add", 7, build_add, ADD_ERRORS, 2};
@@ -391,8 +395,10 @@ static void build_dropout_backward(int index, fgt_op *op) {
   float *dx = fgt_arg1(op, DX, "dx", acc ? FGT_INOUT : FGT_OUT, r->n);
   op->call = dropout_backward_call;
   if (r->expect != FG_OK) return;
-  if (acc && r->value == 0.0f) memcpy(dx, dy, (size_t)r->n * sizeof *dx); /* want 2 dy */
-  else if (acc) fgt_fill(op, DX, -1.0f, 1.0f);
+  if (acc && r->value == 0.0f)
+    memcpy(dx, dy, (size_t)r->n * sizeof *dx); /* want 2 dy */
+  else if (acc)
+    fgt_fill(op, DX, -1.0f, 1.0f);
   double *ref = fgt_scratch_d(op, r->n);
   fg_ref_dropout_backward(fgt_widen(op, DY), r->n, r->value, dropout_key(op), ref);
   float *f = fgt_scratch(op, (size_t)r->n * sizeof *f);
@@ -420,9 +426,11 @@ Test(dropout, different_keys_give_independent_masks) {
   uint64_t k1 = fg_rng_key(1, FG_RNG_DROPOUT, 5, 0), k2 = fg_rng_key(1, FG_RNG_DROPOUT, 6, 0);
   int64_t differ = 0;
   for (int64_t i = 0; i < n; i++)
-    differ += (fg_rng_uniform_at(k1, (uint64_t)i) >= 0.5f) != (fg_rng_uniform_at(k2, (uint64_t)i) >= 0.5f);
-  cr_assert(differ > 4500 && differ < 5500, "different keys: masks differ at %lld of %lld positions",
-            (long long)differ, (long long)n);
+    differ += (fg_rng_uniform_at(k1, (uint64_t)i) >= 0.5f) !=
+              (fg_rng_uniform_at(k2, (uint64_t)i) >= 0.5f);
+  cr_assert(differ > 4500 && differ < 5500,
+            "different keys: masks differ at %lld of %lld positions", (long long)differ,
+            (long long)n);
 }
 
 /* ----------------------------------------------------------------------------------------- */
@@ -446,7 +454,8 @@ static void relu_fd(fg_device_kind kind) {
   const int64_t n = 101;
   relu_dev c = {fgt_dbuf_alloc(dev, FG_F32, 1, &n), fgt_dbuf_alloc(dev, FG_F32, 1, &n)};
   fgt_dbuf dy = fgt_dbuf_alloc(dev, FG_F32, 1, &n), dx = fgt_dbuf_alloc(dev, FG_F32, 1, &n);
-  double *x = fgt_random_direction(n, 40), *r = fgt_random_direction(n, 41), *g = fgt_random_direction(n, 0);
+  double *x = fgt_random_direction(n, 40), *r = fgt_random_direction(n, 41),
+         *g = fgt_random_direction(n, 0);
   for (int64_t i = 0; i < n; i += 5) x[i] = 0.0; /* exact kinks */
   fgt_upload_d(&c.x, x), fgt_upload_d(&dy, r);
   fg_status s = relu_dev_forward(&c);

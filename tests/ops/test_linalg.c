@@ -50,8 +50,7 @@ static fg_status ss_call(fgt_op *op) {
 static void build_ss(int index, fgt_op *op) {
   const ss_row *r = &SS_ROWS[index];
   fgt_name(op, "sum_squares n%lld%s%s%s", (long long)r->n, r->hand ? " by hand" : "",
-           r->no_out ? " without output" : "",
-           r->layout == FGT_MISALIGNED ? " misaligned" : r->layout == FGT_PARTIAL ? " partial" : "");
+           r->no_out ? " without output" : "", fgt_layout_name(r->layout));
   op->row = r;
   op->call = ss_call;
   fgt_layout(op, r->layout);
@@ -69,7 +68,8 @@ static void build_ss(int index, fgt_op *op) {
   fgt_expect_scalar(op, fg_ref_sum_squares(fgt_widen(op, 0), r->n), SUM_IN_DOUBLE);
 }
 
-static const fgt_suite SUM_SQUARES = {"sum_squares", sizeof SS_ROWS / sizeof SS_ROWS[0], build_ss, NULL, 0};
+static const fgt_suite SUM_SQUARES = {"sum_squares", sizeof SS_ROWS / sizeof SS_ROWS[0], build_ss,
+                                      NULL, 0};
 FGT_SUITE_TESTS(sum_squares, matches_reference, SUM_SQUARES)
 
 /* ----------------------------------------------------------------------------------------- */
@@ -86,12 +86,15 @@ typedef struct svd_row {
 /* Degenerate, square, tall, wide, a conv's (O*3) x (I*3) views, 192 x 384 (and its transpose,
  * and 60 x 45: sizes where LAPACK would thread, for the run-twice check with 1 and 2 threads). */
 static const svd_row SVD_ROWS[] = {
-    {1, 1, SVD_RANDOM, FGT_ALIGNED},   {1, 7, SVD_RANDOM, FGT_ALIGNED},    {7, 1, SVD_RANDOM, FGT_ALIGNED},
-    {5, 5, SVD_RANDOM, FGT_ALIGNED},   {13, 8, SVD_RANDOM, FGT_ALIGNED},   {8, 13, SVD_RANDOM, FGT_ALIGNED},
-    {24, 36, SVD_RANDOM, FGT_ALIGNED}, {96, 48, SVD_RANDOM, FGT_ALIGNED},  {192, 384, SVD_RANDOM, FGT_ALIGNED},
-    {384, 192, SVD_RANDOM, FGT_ALIGNED}, {60, 45, SVD_RANDOM, FGT_ALIGNED}, {13, 8, SVD_RANDOM, FGT_MISALIGNED},
-    {8, 13, SVD_RANDOM, FGT_PARTIAL},  {12, 9, SVD_RANK2, FGT_ALIGNED},    {2, 3, SVD_ZERO, FGT_ALIGNED},
-    {2, 2, SVD_TIE, FGT_ALIGNED},      {4, 3, SVD_NAN, FGT_ALIGNED},       {4, 3, SVD_RANDOM, FGT_ALIGNED},
+    {1, 1, SVD_RANDOM, FGT_ALIGNED},     {1, 7, SVD_RANDOM, FGT_ALIGNED},
+    {7, 1, SVD_RANDOM, FGT_ALIGNED},     {5, 5, SVD_RANDOM, FGT_ALIGNED},
+    {13, 8, SVD_RANDOM, FGT_ALIGNED},    {8, 13, SVD_RANDOM, FGT_ALIGNED},
+    {24, 36, SVD_RANDOM, FGT_ALIGNED},   {96, 48, SVD_RANDOM, FGT_ALIGNED},
+    {192, 384, SVD_RANDOM, FGT_ALIGNED}, {384, 192, SVD_RANDOM, FGT_ALIGNED},
+    {60, 45, SVD_RANDOM, FGT_ALIGNED},   {13, 8, SVD_RANDOM, FGT_MISALIGNED},
+    {8, 13, SVD_RANDOM, FGT_PARTIAL},    {12, 9, SVD_RANK2, FGT_ALIGNED},
+    {2, 3, SVD_ZERO, FGT_ALIGNED},       {2, 2, SVD_TIE, FGT_ALIGNED},
+    {4, 3, SVD_NAN, FGT_ALIGNED},        {4, 3, SVD_RANDOM, FGT_ALIGNED}, /* the error rows' base */
 };
 enum { SVD_COUNT = sizeof SVD_ROWS / sizeof SVD_ROWS[0] };
 
@@ -109,7 +112,9 @@ static fg_status svd_call(fgt_op *op) {
   return fg_svd(fgt_t(op, A), fgt_t(op, U), fgt_t(op, S), fgt_t(op, VT), op->ws);
 }
 
-static fg_status svd_workspace(fgt_op *op, size_t *bytes) { return fg_svd_workspace(fgt_t(op, A), bytes); }
+static fg_status svd_workspace(fgt_op *op, size_t *bytes) {
+  return fg_svd_workspace(fgt_t(op, A), bytes);
+}
 
 /* Index of the first entry of largest magnitude of x [n]. */
 static int64_t argmax_abs(const float *x, int64_t n) {
@@ -119,8 +124,8 @@ static int64_t argmax_abs(const float *x, int64_t n) {
   return best;
 }
 
-static void check_reconstruction(const fgt_op *op, const char *backend, const float *u, const float *s,
-                                 const float *vt) {
+static void check_reconstruction(const fgt_op *op, const char *backend, const float *u,
+                                 const float *s, const float *vt) {
   const svd_case *c = op->row;
   const int64_t m = c->r->m, n = c->r->n, k = c->k;
   const float *a = op->args[A].host;
@@ -133,10 +138,12 @@ static void check_reconstruction(const fgt_op *op, const char *backend, const fl
       norm2 += (double)a[i * n + j] * a[i * n + j];
     }
   const double tol = 4.0 * sqrt((double)c->big) * EPS * sqrt(norm2);
-  cr_assert(sqrt(err2) <= tol, "%s on %s: |a - u s vt|_F = %.3g > %.3g", op->name, backend, sqrt(err2), tol);
+  cr_assert(sqrt(err2) <= tol, "%s on %s: |a - u s vt|_F = %.3g > %.3g", op->name, backend,
+            sqrt(err2), tol);
 }
 
-static void check_orthonormal(const fgt_op *op, const char *backend, const float *u, const float *vt) {
+static void check_orthonormal(const fgt_op *op, const char *backend, const float *u,
+                              const float *vt) {
   const svd_case *c = op->row;
   const int64_t m = c->r->m, n = c->r->n, k = c->k;
   const double tol = 4.0 * sqrt((double)c->big) * EPS;
@@ -147,8 +154,8 @@ static void check_orthonormal(const fgt_op *op, const char *backend, const float
       for (int64_t j = 0; j < n; j++) dv += (double)vt[p * n + j] * vt[q * n + j];
       const double want = p == q ? 1.0 : 0.0;
       cr_assert(fabs(du - want) <= tol && fabs(dv - want) <= tol,
-                "%s on %s: (u_%lld, u_%lld) = %.3g, (v_%lld, v_%lld) = %.3g, expected %g", op->name, backend,
-                (long long)p, (long long)q, du, (long long)p, (long long)q, dv, want);
+                "%s on %s: (u_%lld, u_%lld) = %.3g, (v_%lld, v_%lld) = %.3g, expected %g", op->name,
+                backend, (long long)p, (long long)q, du, (long long)p, (long long)q, dv, want);
     }
 }
 
@@ -161,8 +168,8 @@ static void check_sign_rule(const fgt_op *op, const char *backend, const float *
   int64_t compared = 0;
   for (int64_t p = 0; p < k; p++) {
     const float *v = vt + p * n;
-    cr_assert(v[argmax_abs(v, n)] > 0.0f, "%s on %s: sign rule broken on component %lld", op->name, backend,
-              (long long)p);
+    cr_assert(v[argmax_abs(v, n)] > 0.0f, "%s on %s: sign rule broken on component %lld", op->name,
+              backend, (long long)p);
     double gap = c->s_ref[0];
     if (p > 0) gap = fmin(gap, c->s_ref[p - 1] - c->s_ref[p]);
     if (p + 1 < k) gap = fmin(gap, c->s_ref[p] - c->s_ref[p + 1]);
@@ -170,34 +177,39 @@ static void check_sign_rule(const fgt_op *op, const char *backend, const float *
     const double tol = 16.0 * sqrt((double)c->big) * EPS * c->s_ref[0] / gap;
     compared++;
     for (int64_t j = 0; j < n; j++)
-      cr_assert(fabs(v[j] - c->vt_ref[p * n + j]) <= tol, "%s on %s: v_%lld[%lld] = %.7g, reference %.7g (tolerance %.3g)",
-                op->name, backend, (long long)p, (long long)j, (double)v[j], c->vt_ref[p * n + j], tol);
+      cr_assert(fabs(v[j] - c->vt_ref[p * n + j]) <= tol,
+                "%s on %s: v_%lld[%lld] = %.7g, reference %.7g (tolerance %.3g)", op->name, backend,
+                (long long)p, (long long)j, (double)v[j], c->vt_ref[p * n + j], tol);
   }
-  cr_assert(2 * compared >= k, "%s on %s: only %lld of %lld components are well separated", op->name, backend,
-            (long long)compared, (long long)k);
+  cr_assert(2 * compared >= k, "%s on %s: only %lld of %lld components are well separated",
+            op->name, backend, (long long)compared, (long long)k);
 }
 
 /* a = [[1, -1], [2, -2]]: rank one, v_1 = +-(1, -1)/sqrt 2, both entries of equal magnitude;
  * the first must be the positive one, and u_1 then has positive entries. */
 static void check_tie(const fgt_op *op, const char *backend, const float *u, const float *vt) {
-  cr_assert(fabsf(fabsf(vt[0]) - fabsf(vt[1])) <= 2 * FLT_EPSILON, "%s on %s: v_1 = (%.9g, %.9g)", op->name,
-            backend, (double)vt[0], (double)vt[1]);
+  cr_assert(fabsf(fabsf(vt[0]) - fabsf(vt[1])) <= 2 * FLT_EPSILON, "%s on %s: v_1 = (%.9g, %.9g)",
+            op->name, backend, (double)vt[0], (double)vt[1]);
   if (fabsf(vt[0]) == fabsf(vt[1]))
-    cr_assert(vt[0] > 0.0f && vt[1] < 0.0f, "%s on %s: v_1 = (%g, %g)", op->name, backend, (double)vt[0],
-              (double)vt[1]);
-  cr_assert(u[0] > 0.0f && u[2] > 0.0f, "%s on %s: u_1 = (%g, %g)", op->name, backend, (double)u[0], (double)u[2]);
+    cr_assert(vt[0] > 0.0f && vt[1] < 0.0f, "%s on %s: v_1 = (%g, %g)", op->name, backend,
+              (double)vt[0], (double)vt[1]);
+  cr_assert(u[0] > 0.0f && u[2] > 0.0f, "%s on %s: u_1 = (%g, %g)", op->name, backend, (double)u[0],
+            (double)u[2]);
 }
 
 static void svd_check(const fgt_op *op, const char *backend, void *const *out) {
   const svd_case *c = op->row;
   const float *u = out[U], *s = out[S], *vt = out[VT];
   for (int64_t i = 0; i < c->k; i++) {
-    cr_assert(s[i] >= 0.0f, "%s on %s: s[%lld] = %g < 0", op->name, backend, (long long)i, (double)s[i]);
-    cr_assert(i == 0 || s[i] <= s[i - 1], "%s on %s: s not descending at %lld", op->name, backend, (long long)i);
+    cr_assert(s[i] >= 0.0f, "%s on %s: s[%lld] = %g < 0", op->name, backend, (long long)i,
+              (double)s[i]);
+    cr_assert(i == 0 || s[i] <= s[i - 1], "%s on %s: s not descending at %lld", op->name, backend,
+              (long long)i);
   }
   if (c->r->kind == SVD_ZERO) {
     for (int64_t i = 0; i < c->k * c->r->n; i++)
-      cr_assert(isfinite(vt[i]), "%s on %s: vt[%lld] = %g", op->name, backend, (long long)i, (double)vt[i]);
+      cr_assert(isfinite(vt[i]), "%s on %s: vt[%lld] = %g", op->name, backend, (long long)i,
+                (double)vt[i]);
     return;
   }
   check_reconstruction(op, backend, u, s, vt);
@@ -218,8 +230,10 @@ static void svd_input(fgt_op *op, const svd_row *r) {
   if (r->kind != SVD_RANK2) return;
   /* x y^T + z w^T: two positive singular values, the rest ~0 */
   double x[12], y[9], z[12], w[9];
-  fgt_fill_uniform_double(x, 12, op->seed + 1, -1, 1), fgt_fill_uniform_double(y, 9, op->seed + 2, -1, 1);
-  fgt_fill_uniform_double(z, 12, op->seed + 3, -1, 1), fgt_fill_uniform_double(w, 9, op->seed + 4, -1, 1);
+  fgt_fill_uniform_double(x, 12, op->seed + 1, -1, 1),
+      fgt_fill_uniform_double(y, 9, op->seed + 2, -1, 1);
+  fgt_fill_uniform_double(z, 12, op->seed + 3, -1, 1),
+      fgt_fill_uniform_double(w, 9, op->seed + 4, -1, 1);
   for (int64_t i = 0; i < r->m; i++)
     for (int64_t j = 0; j < r->n; j++) a[i * r->n + j] = (float)(x[i] * y[j] + z[i] * w[j]);
 }
@@ -232,7 +246,7 @@ static void build_svd(int index, fgt_op *op) {
   c->big = r->m > r->n ? r->m : r->n;
   static const char *kinds[] = {"", " rank 2", " zero", " tie", " nan"};
   fgt_name(op, "svd [%lld, %lld]%s%s", (long long)r->m, (long long)r->n, kinds[r->kind],
-           r->layout == FGT_MISALIGNED ? " misaligned" : r->layout == FGT_PARTIAL ? " partial" : "");
+           fgt_layout_name(r->layout));
   op->row = c;
   op->call = svd_call;
   op->workspace = svd_workspace;
@@ -254,12 +268,13 @@ static void build_svd(int index, fgt_op *op) {
   cr_assert(sweeps > 0, "%s: the reference Jacobi SVD did not converge", op->name);
   /* Singular values within O(eps) s_max of the reference, non-negative (rank 2: 16 eps s_max,
    * and the reference has two clear values and zeros; zero: exactly 0). */
-  const double s_tol = r->kind == SVD_RANK2 ? 16 * EPS * c->s_ref[0] : 4.0 * sqrt((double)c->big) * EPS * c->s_ref[0];
+  const double s_tol = r->kind == SVD_RANK2 ? 16 * EPS * c->s_ref[0]
+                                            : 4.0 * sqrt((double)c->big) * EPS * c->s_ref[0];
   const fgt_tol tol = r->kind == SVD_ZERO ? FGT_EXACT : (fgt_tol){0, s_tol, 0.0, 0.0};
   memcpy(fgt_expect(op, S, tol), c->s_ref, (size_t)c->k * sizeof(double));
   if (r->kind == SVD_RANK2)
-    cr_assert(c->s_ref[1] > 0.1 && c->s_ref[2] < 1e-5, "%s: reference s1 %g, s2 %g", op->name, c->s_ref[1],
-              c->s_ref[2]);
+    cr_assert(c->s_ref[1] > 0.1 && c->s_ref[2] < 1e-5, "%s: reference s1 %g, s2 %g", op->name,
+              c->s_ref[1], c->s_ref[2]);
 }
 
 static const fgt_error_row SVD_ERRORS[] = {
@@ -271,17 +286,18 @@ static const fgt_error_row SVD_ERRORS[] = {
     {SVD_COUNT - 1, VT, 2, {3, 4}, -1, FG_ERR_SHAPE, "svd: vt has shape [3, 4]", NULL},
     {SVD_COUNT - 1, A, 0, {0}, FG_I32, FG_ERR_SHAPE, "dtype i32", NULL},
 };
-static const fgt_suite SVD = {"svd", SVD_COUNT, build_svd, SVD_ERRORS, sizeof SVD_ERRORS / sizeof SVD_ERRORS[0]};
+static const fgt_suite SVD = {"svd", SVD_COUNT, build_svd, SVD_ERRORS,
+                              sizeof SVD_ERRORS / sizeof SVD_ERRORS[0]};
 FGT_SUITE_TESTS(svd, matches_reference, SVD)
 
 /* ----------------------------------------------------------------------------------------- */
 /* Validation that needs no device memory: missing arguments, aliasing, workspace pointers     */
 
 static void expect_fail(fg_status got, fg_status want, const char *needle, const char *what) {
-  cr_assert_eq(got, want, "%s: got %s, expected %s (%s)", what, fg_status_name(got), fg_status_name(want),
-               fg_last_error());
-  cr_assert(strstr(fg_last_error(), needle) != NULL, "%s: message '%s' lacks '%s'", what, fg_last_error(),
-            needle);
+  cr_assert_eq(got, want, "%s: got %s, expected %s (%s)", what, fg_status_name(got),
+               fg_status_name(want), fg_last_error());
+  cr_assert(strstr(fg_last_error(), needle) != NULL, "%s: message '%s' lacks '%s'", what,
+            fg_last_error(), needle);
 }
 
 Test(svd, validation) {
@@ -303,7 +319,8 @@ Test(svd, validation) {
   fg_tensor alias = fg_tensor_2d(u + 3, 3, 3);
   expect_fail(fg_svd(&ta, &tu, &ts, &alias, ws), FG_ERR_INVALID, "u and vt overlap", "overlap");
   fg_workspace small = {mem, need - 1};
-  expect_fail(fg_svd(&ta, &tu, &ts, &tvt, small), FG_ERR_INVALID, "ask fg_svd_workspace", "small ws");
+  expect_fail(fg_svd(&ta, &tu, &ts, &tvt, small), FG_ERR_INVALID, "ask fg_svd_workspace",
+              "small ws");
   fg_workspace none = {NULL, need};
   expect_fail(fg_svd(&ta, &tu, &ts, &tvt, none), FG_ERR_INVALID, "workspace pointer", "null ws");
   fg_tensor on_gpu = ta;

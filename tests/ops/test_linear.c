@@ -29,7 +29,7 @@ enum { X, W, B, Y, DY, DX, DW, DB };
 static const linear_row *start(fgt_op *op, const char *opname, int index, const char *variant) {
   const linear_row *r = &ROWS[index / VARIANTS];
   fgt_name(op, "%s n%d in%d out%d%s%s", opname, r->n, r->in, r->out, variant,
-           r->layout == FGT_MISALIGNED ? " misaligned" : r->layout == FGT_PARTIAL ? " partial" : "");
+           fgt_layout_name(r->layout));
   op->row = r;
   fgt_layout(op, r->layout);
   return r;
@@ -52,21 +52,22 @@ static void build_forward(int index, fgt_op *op) {
   fgt_arg2(op, W, "w", FGT_IN, r->out, r->in);
   if (with_bias) fgt_arg1(op, B, "bias", FGT_IN, r->out);
   fgt_arg2(op, Y, "y", FGT_OUT, r->n, r->out);
-  fgt_fill(op, X, -1.0f, 1.0f);
-  fgt_fill(op, W, -1.0f, 1.0f);
-  if (with_bias) fgt_fill(op, B, -1.0f, 1.0f);
+  fgt_fill_all(op, -1.0f, 1.0f);
   fg_ref_linear_forward(r->n, r->in, r->out, fgt_widen(op, X), fgt_widen(op, W),
                         with_bias ? fgt_widen(op, B) : NULL, fgt_expect(op, Y, FGT_TOL));
   op->call = forward_call;
 }
 
 static const fgt_error_row FORWARD_ERRORS[] = {
-    {VARIANTS * BASE + 1, W, 2, {3, 9}, -1, FG_ERR_SHAPE, "linear_forward: w has shape [3, 9], expected extent 10 in dimension 1", NULL},
-    {VARIANTS * BASE + 1, Y, 2, {4, 4}, -1, FG_ERR_SHAPE, "linear_forward: y has shape [4, 4]", NULL},
+    {VARIANTS * BASE + 1, W, 2, {3, 9}, -1, FG_ERR_SHAPE,
+     "linear_forward: w has shape [3, 9], expected extent 10 in dimension 1", NULL},
+    {VARIANTS * BASE + 1, Y, 2, {4, 4}, -1, FG_ERR_SHAPE,
+     "linear_forward: y has shape [4, 4]", NULL},
     {VARIANTS * BASE + 1, B, 1, {4}, -1, FG_ERR_SHAPE, "linear_forward: bias has shape [4]", NULL},
-    {VARIANTS * BASE + 1, X, 4, {4, 10, 1, 1}, -1, FG_ERR_SHAPE, "linear_forward: x has shape [4, 10, 1, 1] (rank 4)", NULL},
+    {VARIANTS * BASE + 1, X, 4, {4, 10, 1, 1}, -1, FG_ERR_SHAPE,
+     "linear_forward: x has shape [4, 10, 1, 1] (rank 4)", NULL},
 };
-static const fgt_suite FORWARD = {"linear_forward", VARIANTS * ROW_COUNT, build_forward,
+static const fgt_suite FORWARD = {"linear_forward", VARIANTS *ROW_COUNT, build_forward,
                                   FORWARD_ERRORS, 4};
 FGT_SUITE_TESTS(linear, forward, FORWARD)
 
@@ -84,23 +85,19 @@ static void build_backward_data(int index, fgt_op *op) {
   fgt_arg2(op, DY, "dy", FGT_IN, r->n, r->out);
   fgt_arg2(op, W, "w", FGT_IN, r->out, r->in);
   fgt_arg2(op, DX, "dx", acc ? FGT_INOUT : FGT_OUT, r->n, r->in);
-  fgt_fill(op, DY, -1.0f, 1.0f);
-  fgt_fill(op, W, -1.0f, 1.0f);
-  double *want = fgt_expect(op, DX, FGT_TOL);
-  if (acc) {
-    fgt_fill(op, DX, -1.0f, 1.0f);
-    const double *dx0 = fgt_widen(op, DX);
-    for (int64_t i = 0; i < fgt_numel(op, DX); i++) want[i] = dx0[i];
-  }
-  fg_ref_linear_backward_data(r->n, r->in, r->out, fgt_widen(op, DY), fgt_widen(op, W), want, acc);
+  fgt_fill_all(op, -1.0f, 1.0f);
+  fg_ref_linear_backward_data(r->n, r->in, r->out, fgt_widen(op, DY), fgt_widen(op, W),
+                              fgt_expect_onto(op, DX, FGT_TOL), acc);
   op->call = backward_data_call;
 }
 
 static const fgt_error_row BACKWARD_DATA_ERRORS[] = {
-    {VARIANTS * BASE, DX, 2, {4, 11}, -1, FG_ERR_SHAPE, "linear_backward_data: dx has shape [4, 11]", NULL},
-    {VARIANTS * BASE, W, 2, {3, 9}, -1, FG_ERR_SHAPE, "linear_backward_data: dx has shape [4, 10], expected extent 9", NULL},
+    {VARIANTS * BASE, DX, 2, {4, 11}, -1, FG_ERR_SHAPE,
+     "linear_backward_data: dx has shape [4, 11]", NULL},
+    {VARIANTS * BASE, W, 2, {3, 9}, -1, FG_ERR_SHAPE,
+     "linear_backward_data: dx has shape [4, 10], expected extent 9", NULL},
 };
-static const fgt_suite BACKWARD_DATA = {"linear_backward_data", VARIANTS * ROW_COUNT,
+static const fgt_suite BACKWARD_DATA = {"linear_backward_data", VARIANTS *ROW_COUNT,
                                         build_backward_data, BACKWARD_DATA_ERRORS, 2};
 FGT_SUITE_TESTS(linear, backward_data, BACKWARD_DATA)
 
@@ -114,13 +111,14 @@ static fg_status backward_params_call(fgt_op *op) {
 static void build_backward_params(int index, fgt_op *op) {
   const int variant = index % VARIANTS, want_dw = variant != 2, want_db = variant != 1;
   const linear_row *r = start(op, "linear_backward_params", index,
-                              variant == 0 ? " dw dbias" : variant == 1 ? " dw" : " dbias");
+                              variant == 0   ? " dw dbias"
+                              : variant == 1 ? " dw"
+                                             : " dbias");
   fgt_arg2(op, X, "x", FGT_IN, r->n, r->in);
   fgt_arg2(op, DY, "dy", FGT_IN, r->n, r->out);
   if (want_dw) fgt_arg2(op, DW, "dw", FGT_OUT, r->out, r->in);
   if (want_db) fgt_arg1(op, DB, "dbias", FGT_OUT, r->out);
-  fgt_fill(op, X, -1.0f, 1.0f);
-  fgt_fill(op, DY, -1.0f, 1.0f);
+  fgt_fill_all(op, -1.0f, 1.0f);
   double *dw = want_dw ? fgt_expect(op, DW, tol_of(r)) : NULL;
   double *db = want_db ? fgt_expect(op, DB, tol_of(r)) : NULL;
   fg_ref_linear_backward_params(r->n, r->in, r->out, fgt_widen(op, X), fgt_widen(op, DY), dw, db);
@@ -128,23 +126,19 @@ static void build_backward_params(int index, fgt_op *op) {
 }
 
 static const fgt_error_row BACKWARD_PARAMS_ERRORS[] = {
-    {VARIANTS * BASE, DY, 2, {5, 3}, -1, FG_ERR_SHAPE, "linear_backward_params: dy has shape [5, 3]", NULL},
-    {VARIANTS * BASE, DW, 2, {3, 9}, -1, FG_ERR_SHAPE, "linear_backward_params: dw has shape [3, 9]", NULL},
-    {VARIANTS * BASE + 2, DB, 1, {4}, -1, FG_ERR_SHAPE, "linear_backward_params: dbias has shape [4]", NULL},
+    {VARIANTS * BASE, DY, 2, {5, 3}, -1, FG_ERR_SHAPE,
+     "linear_backward_params: dy has shape [5, 3]", NULL},
+    {VARIANTS * BASE, DW, 2, {3, 9}, -1, FG_ERR_SHAPE,
+     "linear_backward_params: dw has shape [3, 9]", NULL},
+    {VARIANTS * BASE + 2, DB, 1, {4}, -1, FG_ERR_SHAPE,
+     "linear_backward_params: dbias has shape [4]", NULL},
 };
-static const fgt_suite BACKWARD_PARAMS = {"linear_backward_params", VARIANTS * ROW_COUNT,
+static const fgt_suite BACKWARD_PARAMS = {"linear_backward_params", VARIANTS *ROW_COUNT,
                                           build_backward_params, BACKWARD_PARAMS_ERRORS, 3};
 FGT_SUITE_TESTS(linear, backward_params, BACKWARD_PARAMS)
 
 /* ----------------------------------------------------------------------------------------- */
 /* Finite differences                                                                         */
-
-static double *uniform(int64_t n, uint64_t seed) {
-  double *p = malloc((size_t)(n > 0 ? n : 1) * sizeof *p);
-  cr_assert_not_null(p);
-  fgt_fill_uniform_double(p, (size_t)n, seed, -1.0, 1.0);
-  return p;
-}
 
 /* L = <x w^T + b, r> in double. */
 typedef struct ref_loss_ctx {
@@ -164,9 +158,14 @@ static double ref_loss(void *p) {
 /* Linear in each argument: central differences are exact up to double rounding. */
 Test(linear, reference_backward_matches_finite_differences) {
   const int64_t n = 3, in = 5, out = 4;
-  double *x = uniform(n * in, 900), *w = uniform(out * in, 901), *b = uniform(out, 902);
-  double *r = uniform(n * out, 903), *y = uniform(n * out, 0);
-  double *dx = uniform(n * in, 0), *dw = uniform(out * in, 0), *db = uniform(out, 0);
+  double *x = fgt_alloc_uniform(n * in, 900, -1.0, 1.0),
+         *w = fgt_alloc_uniform(out * in, 901, -1.0, 1.0),
+         *b = fgt_alloc_uniform(out, 902, -1.0, 1.0);
+  double *r = fgt_alloc_uniform(n * out, 903, -1.0, 1.0),
+         *y = fgt_alloc_uniform(n * out, 0, -1.0, 1.0);
+  double *dx = fgt_alloc_uniform(n * in, 0, -1.0, 1.0),
+         *dw = fgt_alloc_uniform(out * in, 0, -1.0, 1.0),
+         *db = fgt_alloc_uniform(out, 0, -1.0, 1.0);
   fg_ref_linear_backward_data(n, in, out, r, w, dx, 0);
   fg_ref_linear_backward_params(n, in, out, x, r, dw, db);
   ref_loss_ctx c = {n, in, out, x, w, b, r, y};
@@ -196,31 +195,27 @@ static void backend_fd(fg_device_kind kind) {
                   fgt_dbuf_alloc(dev, FG_F32, 1, &out), fgt_dbuf_alloc(dev, FG_F32, 2, sy)};
   fgt_dbuf dy = fgt_dbuf_alloc(dev, FG_F32, 2, sy), dx = fgt_dbuf_alloc(dev, FG_F32, 2, sx);
   fgt_dbuf dw = fgt_dbuf_alloc(dev, FG_F32, 2, sw), db = fgt_dbuf_alloc(dev, FG_F32, 1, &out);
-  double *x = uniform(n * in, 1100), *w = uniform(out * in, 1101), *b = uniform(out, 1102);
-  double *r = uniform(n * out, 1103);
+  double *x = fgt_alloc_uniform(n * in, 1100, -1.0, 1.0),
+         *w = fgt_alloc_uniform(out * in, 1101, -1.0, 1.0),
+         *b = fgt_alloc_uniform(out, 1102, -1.0, 1.0);
+  double *r = fgt_alloc_uniform(n * out, 1103, -1.0, 1.0);
   for (int64_t i = 0; i < n * out; i++) r[i] = (float)r[i]; /* dy holds exactly r */
-  fgt_quantize(x, n * in, 1.0 / 1024), fgt_quantize(w, out * in, 1.0 / 1024), fgt_quantize(b, out, 1.0 / 1024);
+  fgt_quantize(x, n * in, 1.0 / 1024), fgt_quantize(w, out * in, 1.0 / 1024),
+      fgt_quantize(b, out, 1.0 / 1024);
   fgt_upload_d(&c.x, x), fgt_upload_d(&c.w, w), fgt_upload_d(&c.b, b), fgt_upload_d(&dy, r);
   fg_status s = fg_linear_backward_data(&dy.t, &c.w.t, &dx.t, 0);
-  if (s == FG_ERR_UNSUPPORTED) cr_skip_test("linear on %s: %s", fgt_kind_name(kind), fg_last_error());
+  if (s == FG_ERR_UNSUPPORTED)
+    cr_skip_test("linear on %s: %s", fgt_kind_name(kind), fg_last_error());
   FGT_OK(s);
   FGT_OK(fg_linear_backward_params(&c.x.t, &dy.t, &dw.t, &db.t));
-  double *gx = uniform(n * in, 0), *gw = uniform(out * in, 0), *gb = uniform(out, 0);
+  double *gx = fgt_alloc_uniform(n * in, 0, -1.0, 1.0),
+         *gw = fgt_alloc_uniform(out * in, 0, -1.0, 1.0),
+         *gb = fgt_alloc_uniform(out, 0, -1.0, 1.0);
   fgt_download_d(gx, &dx), fgt_download_d(gw, &dw), fgt_download_d(gb, &db);
-  fgt_dbuf *targets[3] = {&c.x, &c.w, &c.b};
-  double *params[3] = {x, w, b}, *grads[3] = {gx, gw, gb};
-  const int64_t counts[3] = {n * in, out * in, out};
-  const char *names[3] = {"dx", "dw", "dbias"};
-  for (int a = 0; a < 3; a++) {
-    double *v = fgt_random_direction(counts[a], 1104 + (uint64_t)a);
-    const double *dirs[1] = {v};
-    const fgt_fd_opts o = {1.0 / 128, 1e-6, 2e-3, 1, 0.0, dirs, 1};
-    fgt_device_loss_ctx lc = {targets[a], NULL, linear_dev_forward, &c, &c.y, r, NULL};
-    char what[64];
-    snprintf(what, sizeof what, "linear %s on %s", names[a], fgt_kind_name(kind));
-    fgt_fd_check_device(what, &lc, params[a], counts[a], grads[a], &o);
-    free(v);
-  }
+  const fgt_fd_param params[3] = {
+      {"dx", &c.x, x, gx, n * in}, {"dw", &c.w, w, gw, out * in}, {"dbias", &c.b, b, gb, out}};
+  fgt_fd_check_params("linear", kind, linear_dev_forward, &c, &c.y, r, NULL, params, 3, 1.0 / 128,
+                      1e-6, 2e-3, 1104);
   free(x), free(w), free(b), free(r), free(gx), free(gw), free(gb);
   fgt_dbuf_free(&c.x), fgt_dbuf_free(&c.w), fgt_dbuf_free(&c.b), fgt_dbuf_free(&c.y);
   fgt_dbuf_free(&dy), fgt_dbuf_free(&dx), fgt_dbuf_free(&dw), fgt_dbuf_free(&db);

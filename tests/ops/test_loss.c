@@ -18,35 +18,37 @@
 
 enum { Z, LABELS, MASK, DZ, T, DT };
 
-static double *uniform(int64_t n, uint64_t seed, double lo, double hi) {
-  double *p = malloc((size_t)(n > 0 ? n : 1) * sizeof *p);
-  cr_assert_not_null(p);
-  fgt_fill_uniform_double(p, (size_t)n, seed, lo, hi);
-  return p;
-}
-
 /* ----------------------------------------------------------------------------------------- */
 /* Softmax cross-entropy                                                                      */
 
 typedef struct xent_row {
   int64_t n, k;
-  float range;  /* logits uniform in [-range, range) */
-  int masked;   /* class mask: every third class (j % 3 == 1) masked; labels on kept classes */
-  int hand;     /* XENT_HAND_* */
+  float range; /* logits uniform in [-range, range) */
+  int masked;  /* class mask: every third class (j % 3 == 1) masked; labels on kept classes */
+  int hand;    /* XENT_HAND_* */
   int layout;
 } xent_row;
 
-enum { XENT_RANDOM, XENT_HAND_2X3, XENT_HAND_MASK, XENT_BAD_LABEL, XENT_NEGATIVE_LABEL, XENT_NO_LOSS };
+enum {
+  XENT_RANDOM,
+  XENT_HAND_2X3,
+  XENT_HAND_MASK,
+  XENT_BAD_LABEL,
+  XENT_NEGATIVE_LABEL,
+  XENT_NO_LOSS
+};
 
 static const xent_row XENT_ROWS[] = {
     {5, 7, 3.0f, 0, XENT_RANDOM, FGT_ALIGNED},     {33, 10, 5.0f, 0, XENT_RANDOM, FGT_ALIGNED},
     {4, 3, 1e4f, 0, XENT_RANDOM, FGT_ALIGNED},     {1, 1, 1.0f, 0, XENT_RANDOM, FGT_ALIGNED},
     {17, 100, 2.0f, 0, XENT_RANDOM, FGT_ALIGNED},  {6, 11, 3e4f, 0, XENT_RANDOM, FGT_ALIGNED},
     {3000, 10, 4.0f, 0, XENT_RANDOM, FGT_ALIGNED}, /* several reduction blocks */
-    {7, 11, 4.0f, 1, XENT_RANDOM, FGT_ALIGNED},    {64, 10, 3.0f, 1, XENT_RANDOM, FGT_MISALIGNED},
+    {7, 11, 4.0f, 1, XENT_RANDOM, FGT_ALIGNED},
+    {64, 10, 3.0f, 1, XENT_RANDOM, FGT_MISALIGNED},
     {9, 13, 3.0f, 0, XENT_RANDOM, FGT_PARTIAL},
     {2, 3, 0.0f, 0, XENT_HAND_2X3, FGT_ALIGNED},   {1, 3, 0.0f, 1, XENT_HAND_MASK, FGT_ALIGNED},
-    {2, 3, 1.0f, 0, XENT_BAD_LABEL, FGT_ALIGNED},  {2, 3, 1.0f, 0, XENT_NEGATIVE_LABEL, FGT_ALIGNED},
+    {2, 3, 1.0f, 0, XENT_BAD_LABEL, FGT_ALIGNED},
+    {2, 3, 1.0f, 0, XENT_NEGATIVE_LABEL, FGT_ALIGNED},
     {2, 3, 1.0f, 0, XENT_NO_LOSS, FGT_ALIGNED},
 };
 enum { XENT_ROW_COUNT = sizeof XENT_ROWS / sizeof XENT_ROWS[0], XENT_BASE = 10 };
@@ -121,17 +123,20 @@ static void build_xent(int index, fgt_op *op) {
   c->variant = index % 3;
   c->weight = XENT_WEIGHTS[c->variant];
   const xent_row *r = c->r;
-  fgt_name(op, "softmax_xent n%lld k%lld range %g%s weight %g%s%s", (long long)r->n, (long long)r->k,
-           (double)r->range, r->masked ? " masked" : "", (double)c->weight,
-           c->variant == 1 ? " accumulate" : c->variant == 2 ? " loss only" : "",
-           r->layout == FGT_MISALIGNED ? " misaligned" : r->layout == FGT_PARTIAL ? " partial" : "");
+  fgt_name(op, "softmax_xent n%lld k%lld range %g%s weight %g%s%s", (long long)r->n,
+           (long long)r->k, (double)r->range, r->masked ? " masked" : "", (double)c->weight,
+           c->variant == 1   ? " accumulate"
+           : c->variant == 2 ? " loss only"
+                             : "",
+           fgt_layout_name(r->layout));
   op->row = c;
   op->call = xent_call;
   fgt_layout(op, r->layout);
   fgt_arg2(op, Z, "logits", FGT_IN, r->n, r->k);
   fgt_arg_declare(op, LABELS, "labels", FG_I32, FGT_IN, 1, &r->n);
   if (r->masked) fgt_arg1(op, MASK, "class_mask", FGT_IN, r->k);
-  if (c->variant != 2) fgt_arg2(op, DZ, "dlogits", c->variant == 1 ? FGT_INOUT : FGT_OUT, r->n, r->k);
+  if (c->variant != 2)
+    fgt_arg2(op, DZ, "dlogits", c->variant == 1 ? FGT_INOUT : FGT_OUT, r->n, r->k);
   if (c->variant == 1) fgt_fill(op, DZ, -1.0f, 1.0f);
   double *dz = c->variant != 2 ? fgt_expect(op, DZ, FGT_TOL) : fgt_scratch_d(op, r->n * r->k);
   switch (r->hand) {
@@ -143,17 +148,20 @@ static void build_xent(int index, fgt_op *op) {
   if (r->hand == XENT_BAD_LABEL) y[1] = 3;
   if (r->hand == XENT_NEGATIVE_LABEL) y[1] = -1;
   if (r->hand == XENT_BAD_LABEL || r->hand == XENT_NEGATIVE_LABEL)
-    fgt_expect_error(op, FG_ERR_INVALID, r->hand == XENT_BAD_LABEL ? "row 1 is 3" : "row 1 is -1", NULL);
-  if (r->hand == XENT_NO_LOSS) fgt_expect_error(op, FG_ERR_INVALID, "softmax_xent: loss (host output) is missing", NULL);
+    fgt_expect_error(op, FG_ERR_INVALID, r->hand == XENT_BAD_LABEL ? "row 1 is 3" : "row 1 is -1",
+                     NULL);
+  if (r->hand == XENT_NO_LOSS)
+    fgt_expect_error(op, FG_ERR_INVALID, "softmax_xent: loss (host output) is missing", NULL);
   if (op->expect != FG_OK) return;
   int64_t correct = -1;
   double *ref = fgt_scratch_d(op, r->n * r->k);
-  const double loss = fg_ref_softmax_xent(fgt_widen(op, Z), y, r->masked ? fgt_widen(op, MASK) : NULL,
-                                          r->n, r->k, c->weight, ref, &correct);
+  const double loss =
+      fg_ref_softmax_xent(fgt_widen(op, Z), y, r->masked ? fgt_widen(op, MASK) : NULL, r->n, r->k,
+                          c->weight, ref, &correct);
   if (r->hand) { /* the reference agrees with the hand-derived values, the op is held to them */
     fgt_check_reference(op->name, ref, dz, r->n * r->k);
-    cr_assert(fabs(loss - op->want_scalar) <= 1e-9, "%s: reference loss %.12g, by hand %.12g", op->name,
-              loss, op->want_scalar);
+    cr_assert(fabs(loss - op->want_scalar) <= 1e-9, "%s: reference loss %.12g, by hand %.12g",
+              op->name, loss, op->want_scalar);
     cr_assert_eq(correct, op->want_count, "%s: reference count %lld", op->name, (long long)correct);
   } else {
     fgt_expect_scalar(op, loss, FGT_TOL_LOSS);
@@ -169,9 +177,12 @@ static void build_xent(int index, fgt_op *op) {
 
 static const fgt_error_row XENT_ERRORS[] = {
     {3 * XENT_BASE, LABELS, 1, {3}, -1, FG_ERR_SHAPE, "softmax_xent: labels has shape [3]", NULL},
-    {3 * XENT_BASE, LABELS, 0, {0}, FG_F32, FG_ERR_SHAPE, "softmax_xent: labels has dtype f32, expected i32", NULL},
-    {3 * XENT_BASE, DZ, 2, {3, 2}, -1, FG_ERR_SHAPE, "softmax_xent: dlogits has shape [3, 2]", NULL},
-    {3 * (XENT_BASE + 1), MASK, 1, {2}, -1, FG_ERR_SHAPE, "softmax_xent: class_mask has shape [2]", NULL},
+    {3 * XENT_BASE, LABELS, 0, {0}, FG_F32, FG_ERR_SHAPE,
+     "softmax_xent: labels has dtype f32, expected i32", NULL},
+    {3 * XENT_BASE, DZ, 2, {3, 2}, -1, FG_ERR_SHAPE,
+     "softmax_xent: dlogits has shape [3, 2]", NULL},
+    {3 * (XENT_BASE + 1), MASK, 1, {2}, -1, FG_ERR_SHAPE,
+     "softmax_xent: class_mask has shape [2]", NULL},
 };
 static const fgt_suite XENT = {"softmax_xent", 3 * XENT_ROW_COUNT, build_xent, XENT_ERRORS, 4};
 FGT_SUITE_TESTS(softmax_xent, matches_reference, XENT)
@@ -215,23 +226,36 @@ enum { KL_RANDOM, KL_HAND_TINY, KL_HAND_TEMPERATURE };
  * (The teacher's ln 3 is rounded to float: q moves by ~1e-8, within the class.) */
 static const kl_case KL_SPECIAL[] = {
     {{1, 2, 0}, {1.0f, 0.0f, FG_KL_BATCHMEAN, 1.0f}, 0, KL_HAND_TINY, FGT_ALIGNED, FG_OK, NULL},
-    {{1, 2, 0}, {1.0f, 0.0f, FG_KL_ELEMENTWISE_MEAN, 3.0f}, 0, KL_HAND_TINY, FGT_ALIGNED, FG_OK, NULL},
-    {{1, 2, 0}, {2.0f, 0.0f, FG_KL_BATCHMEAN, 1.0f}, 2, KL_HAND_TEMPERATURE, FGT_ALIGNED, FG_OK, NULL},
-    {{3000, 10, 4.0f}, {3.0f, 1e-7f, FG_KL_ELEMENTWISE_MEAN, 0.5f}, 0, KL_RANDOM, FGT_ALIGNED, FG_OK, NULL},
-    {{8, 10, 6.0f}, {1.0f, 1e-7f, FG_KL_BATCHMEAN, 0.6f}, 1, KL_RANDOM, FGT_MISALIGNED, FG_OK, NULL},
+    {{1, 2, 0}, {1.0f, 0.0f, FG_KL_ELEMENTWISE_MEAN, 3.0f}, 0, KL_HAND_TINY, FGT_ALIGNED, FG_OK,
+     NULL},
+    {{1, 2, 0}, {2.0f, 0.0f, FG_KL_BATCHMEAN, 1.0f}, 2, KL_HAND_TEMPERATURE, FGT_ALIGNED, FG_OK,
+     NULL},
+    {{3000, 10, 4.0f}, {3.0f, 1e-7f, FG_KL_ELEMENTWISE_MEAN, 0.5f}, 0, KL_RANDOM, FGT_ALIGNED,
+     FG_OK, NULL},
+    {{8, 10, 6.0f}, {1.0f, 1e-7f, FG_KL_BATCHMEAN, 0.6f}, 1, KL_RANDOM, FGT_MISALIGNED, FG_OK,
+     NULL},
     {{5, 7, 3.0f}, {3.0f, 0.0f, FG_KL_BATCHMEAN, 0.6f}, 0, KL_RANDOM, FGT_PARTIAL, FG_OK, NULL},
-    {{2, 2, 1.0f}, {0.0f, 0.0f, FG_KL_BATCHMEAN, 1.0f}, 2, KL_RANDOM, FGT_ALIGNED, FG_ERR_INVALID, "kl_div: temperature is 0"},
-    {{2, 2, 1.0f}, {1.0f, -1e-7f, FG_KL_BATCHMEAN, 1.0f}, 2, KL_RANDOM, FGT_ALIGNED, FG_ERR_INVALID, "kl_div: teacher_eps is -1e-07"},
-    {{2, 2, 1.0f}, {1.0f, 0.0f, (fg_kl_reduction)7, 1.0f}, 2, KL_RANDOM, FGT_ALIGNED, FG_ERR_INVALID, "kl_div: reduction is 7"},
-    {{2, 2, 1.0f}, {1.0f, 0.0f, FG_KL_BATCHMEAN, 1.0f}, 0, KL_RANDOM, FGT_ALIGNED, FG_OK, NULL}, /* error base */
+    {{2, 2, 1.0f}, {0.0f, 0.0f, FG_KL_BATCHMEAN, 1.0f}, 2, KL_RANDOM, FGT_ALIGNED, FG_ERR_INVALID,
+     "kl_div: temperature is 0"},
+    {{2, 2, 1.0f}, {1.0f, -1e-7f, FG_KL_BATCHMEAN, 1.0f}, 2, KL_RANDOM, FGT_ALIGNED, FG_ERR_INVALID,
+     "kl_div: teacher_eps is -1e-07"},
+    {{2, 2, 1.0f}, {1.0f, 0.0f, (fg_kl_reduction)7, 1.0f}, 2, KL_RANDOM, FGT_ALIGNED,
+     FG_ERR_INVALID, "kl_div: reduction is 7"},
+    /* the error rows' base */
+    {{2, 2, 1.0f}, {1.0f, 0.0f, FG_KL_BATCHMEAN, 1.0f}, 0, KL_RANDOM, FGT_ALIGNED, FG_OK, NULL},
 };
 enum { KL_SPECIALS = sizeof KL_SPECIAL / sizeof KL_SPECIAL[0] };
 
 static kl_case kl_case_of(int index) {
   if (index >= KL_GRID) return KL_SPECIAL[index - KL_GRID];
-  kl_case c = {KL_SHAPES[index / 36], {KL_TEMPS[index / 18 % 2], KL_EPS[index / 6 % 3],
-                                       KL_REDUCTIONS[index / 3 % 2], 0.6f},
-               index % 3, KL_RANDOM, FGT_ALIGNED, FG_OK, NULL};
+  kl_case c = {
+      KL_SHAPES[index / 36],
+      {KL_TEMPS[index / 18 % 2], KL_EPS[index / 6 % 3], KL_REDUCTIONS[index / 3 % 2], 0.6f},
+      index % 3,
+      KL_RANDOM,
+      FGT_ALIGNED,
+      FG_OK,
+      NULL};
   return c;
 }
 
@@ -256,11 +280,13 @@ static void build_kl(int index, fgt_op *op) {
   kl_case *c = fgt_scratch(op, sizeof *c);
   *c = kl_case_of(index);
   const int64_t n = c->s.n, k = c->s.k, nk = n * k;
-  fgt_name(op, "kl_div n%lld k%lld range %g T %g eps %g %s weight %g%s%s", (long long)n, (long long)k,
-           (double)c->s.range, (double)c->d.temperature, (double)c->d.teacher_eps,
+  fgt_name(op, "kl_div n%lld k%lld range %g T %g eps %g %s weight %g%s%s", (long long)n,
+           (long long)k, (double)c->s.range, (double)c->d.temperature, (double)c->d.teacher_eps,
            c->d.reduction == FG_KL_BATCHMEAN ? "batchmean" : "mean", (double)c->d.weight,
-           c->variant == 1 ? " accumulate" : c->variant == 2 ? " student only" : "",
-           c->layout == FGT_MISALIGNED ? " misaligned" : c->layout == FGT_PARTIAL ? " partial" : "");
+           c->variant == 1   ? " accumulate"
+           : c->variant == 2 ? " student only"
+                             : "",
+           fgt_layout_name(c->layout));
   op->row = c;
   op->call = kl_call;
   fgt_layout(op, c->layout);
@@ -281,8 +307,8 @@ static void build_kl(int index, fgt_op *op) {
     double *rs = fgt_scratch_d(op, nk), *rt = fgt_scratch_d(op, nk);
     const double loss = fg_ref_kl_div(fgt_widen(op, Z), fgt_widen(op, T), n, k, c->d.temperature,
                                       c->d.teacher_eps, c->d.reduction, c->d.weight, rs, rt);
-    cr_assert(fabs(loss - op->want_scalar) <= 4e-7, "%s: reference %.10g, by hand %.10g", op->name, loss,
-              op->want_scalar);
+    cr_assert(fabs(loss - op->want_scalar) <= 4e-7, "%s: reference %.10g, by hand %.10g", op->name,
+              loss, op->want_scalar);
     fgt_check_reference(op->name, rs, ds, nk);
     if (c->variant != 2) fgt_check_reference(op->name, rt, dt, nk);
     return;
@@ -298,8 +324,10 @@ static void build_kl(int index, fgt_op *op) {
 }
 
 static const fgt_error_row KL_ERRORS[] = {
-    {KL_GRID + KL_SPECIALS - 1, T, 2, {2, 3}, -1, FG_ERR_SHAPE, "kl_div: teacher has shape [2, 3]", NULL},
-    {KL_GRID + KL_SPECIALS - 1, DT, 2, {2, 3}, -1, FG_ERR_SHAPE, "kl_div: dteacher has shape [2, 3]", NULL},
+    {KL_GRID + KL_SPECIALS - 1, T, 2, {2, 3}, -1, FG_ERR_SHAPE,
+     "kl_div: teacher has shape [2, 3]", NULL},
+    {KL_GRID + KL_SPECIALS - 1, DT, 2, {2, 3}, -1, FG_ERR_SHAPE,
+     "kl_div: dteacher has shape [2, 3]", NULL},
 };
 static const fgt_suite KL = {"kl_div", KL_GRID + KL_SPECIALS, build_kl, KL_ERRORS, 2};
 FGT_SUITE_TESTS(kl_div, matches_reference, KL)
@@ -331,8 +359,11 @@ static fg_status mse_call(fgt_op *op) {
 static void build_mse(int index, fgt_op *op) {
   const mse_row *r = &MSE_ROWS[index];
   fgt_name(op, "mse n%lld%s%s", (long long)r->n,
-           r->variant == 1 ? " accumulate" : r->variant == 2 ? " loss only" : r->variant == 3 ? " by hand" : "",
-           r->layout == FGT_MISALIGNED ? " misaligned" : r->layout == FGT_PARTIAL ? " partial" : "");
+           r->variant == 1   ? " accumulate"
+           : r->variant == 2 ? " loss only"
+           : r->variant == 3 ? " by hand"
+                             : "",
+           fgt_layout_name(r->layout));
   op->row = r;
   op->call = mse_call;
   fgt_layout(op, r->layout);
@@ -350,7 +381,8 @@ static void build_mse(int index, fgt_op *op) {
   if (r->variant == 1) fgt_fill(op, DZ, -1.0f, 1.0f);
   double *dy = r->variant != 2 ? fgt_expect(op, DZ, FGT_TOL) : fgt_scratch_d(op, r->n);
   /* the weight the op receives is the float 1.3f */
-  fgt_expect_scalar(op, fg_ref_mse(fgt_widen(op, Z), fgt_widen(op, T), r->n, 1.3f, dy), FGT_TOL_LOSS);
+  fgt_expect_scalar(op, fg_ref_mse(fgt_widen(op, Z), fgt_widen(op, T), r->n, 1.3f, dy),
+                    FGT_TOL_LOSS);
   if (r->variant == 1) {
     const double *dy0 = fgt_widen(op, DZ);
     for (int64_t i = 0; i < r->n; i++) dy[i] += dy0[i];
@@ -358,7 +390,8 @@ static void build_mse(int index, fgt_op *op) {
 }
 
 static const fgt_error_row MSE_ERRORS[] = {
-    {1, T, 1, {6}, -1, FG_ERR_SHAPE, "mse: target has shape [6] (6 elements), expected 7 elements", NULL},
+    {1, T, 1, {6}, -1, FG_ERR_SHAPE,
+     "mse: target has shape [6] (6 elements), expected 7 elements", NULL},
 };
 static const fgt_suite MSE = {"mse", MSE_ROW_COUNT, build_mse, MSE_ERRORS, 1};
 FGT_SUITE_TESTS(mse, matches_reference, MSE)
@@ -377,10 +410,11 @@ typedef struct loss_ctx {
 
 static double ref_loss(void *p) {
   const loss_ctx *c = p;
-  if (c->which == 0) return fg_ref_softmax_xent(c->z, c->y, c->mask, c->n, c->k, c->weight, NULL, NULL);
+  if (c->which == 0)
+    return fg_ref_softmax_xent(c->z, c->y, c->mask, c->n, c->k, c->weight, NULL, NULL);
   if (c->which == 1)
-    return fg_ref_kl_div(c->z, c->t, c->n, c->k, c->temperature, c->eps, c->reduction, c->weight, NULL,
-                         NULL);
+    return fg_ref_kl_div(c->z, c->t, c->n, c->k, c->temperature, c->eps, c->reduction, c->weight,
+                         NULL, NULL);
   return fg_ref_mse(c->z, c->t, c->n * c->k, c->weight, NULL);
 }
 
@@ -399,36 +433,49 @@ Test(losses, reference_gradients_match_finite_differences) {
   /* cross-entropy, plain and masked (every third class masked, labels on kept classes) */
   for (int masked = 0; masked <= 1; masked++) {
     const int64_t n = masked ? 7 : 4, k = masked ? 11 : 6;
-    double *z = uniform(n * k, 5 + (uint64_t)masked, -3, 3), *g = uniform(n * k, 0, 0, 0);
-    double *mask = uniform(k, 0, 0, 0);
+    double *z = fgt_alloc_uniform(n * k, 5 + (uint64_t)masked, -3, 3),
+           *g = fgt_alloc_uniform(n * k, 0, 0, 0);
+    double *mask = fgt_alloc_uniform(k, 0, 0, 0);
     for (int64_t j = 0; j < k; j++) mask[j] = j % 3 != 1;
     int32_t *y = labels_of(n, k, 6);
     for (int64_t i = 0; i < n; i++)
       if (masked && y[i] % 3 == 1) y[i] = 0;
-    loss_ctx c = {0, z, NULL, masked ? mask : NULL, y, n, k, masked ? 0.5 : 0.8, 0, 0, FG_KL_BATCHMEAN};
+    loss_ctx c = {0, z, NULL,           masked ? mask : NULL, y, n, k, masked ? 0.5 : 0.8,
+                  0, 0, FG_KL_BATCHMEAN};
     fg_ref_softmax_xent(z, y, c.mask, n, k, c.weight, g, NULL);
-    fgt_fd_check(masked ? "reference masked xent dlogits" : "reference xent dlogits", ref_loss, &c, z,
-                 n * k, g, &o);
+    fgt_fd_check(masked ? "reference masked xent dlogits" : "reference xent dlogits", ref_loss, &c,
+                 z, n * k, g, &o);
     free(z), free(g), free(mask), free(y);
   }
   /* KL: temperatures 1 and 3, eps 0 and 1e-7, both reductions */
-  double *s = uniform(15, 21, -3, 3), *t = uniform(15, 22, -3, 3), *ds = uniform(15, 0, 0, 0);
-  double *dt = uniform(15, 0, 0, 0);
+  double *s = fgt_alloc_uniform(15, 21, -3, 3), *t = fgt_alloc_uniform(15, 22, -3, 3),
+         *ds = fgt_alloc_uniform(15, 0, 0, 0);
+  double *dt = fgt_alloc_uniform(15, 0, 0, 0);
   for (int a = 0; a < 8; a++) {
-    loss_ctx c = {1, s, t, NULL, NULL, 3, 5, 0.9, a & 1 ? 3.0 : 1.0, a & 2 ? 1e-7 : 0.0,
+    loss_ctx c = {1,
+                  s,
+                  t,
+                  NULL,
+                  NULL,
+                  3,
+                  5,
+                  0.9,
+                  a & 1 ? 3.0 : 1.0,
+                  a & 2 ? 1e-7 : 0.0,
                   a & 4 ? FG_KL_ELEMENTWISE_MEAN : FG_KL_BATCHMEAN};
     fg_ref_kl_div(s, t, 3, 5, c.temperature, c.eps, c.reduction, 0.9, ds, dt);
     char what[96];
-    snprintf(what, sizeof what, "reference kl T %g eps %g reduction %d dstudent", c.temperature, c.eps,
-             (int)c.reduction);
+    snprintf(what, sizeof what, "reference kl T %g eps %g reduction %d dstudent", c.temperature,
+             c.eps, (int)c.reduction);
     fgt_fd_check(what, ref_loss, &c, s, 15, ds, &o);
-    snprintf(what, sizeof what, "reference kl T %g eps %g reduction %d dteacher", c.temperature, c.eps,
-             (int)c.reduction);
+    snprintf(what, sizeof what, "reference kl T %g eps %g reduction %d dteacher", c.temperature,
+             c.eps, (int)c.reduction);
     fgt_fd_check(what, ref_loss, &c, t, 15, dt, &o);
   }
   free(s), free(t), free(ds), free(dt);
   /* MSE */
-  double *y = uniform(9, 1, -2, 2), *tg = uniform(9, 2, -2, 2), *gy = uniform(9, 0, 0, 0);
+  double *y = fgt_alloc_uniform(9, 1, -2, 2), *tg = fgt_alloc_uniform(9, 2, -2, 2),
+         *gy = fgt_alloc_uniform(9, 0, 0, 0);
   loss_ctx c = {2, y, tg, NULL, NULL, 1, 9, 0.7, 0, 0, FG_KL_BATCHMEAN};
   fg_ref_mse(y, tg, 9, 0.7, gy);
   const fgt_fd_opts omse = {1e-5, 1e-8, 1e-8, 1, 0.0, NULL, 0};
@@ -467,11 +514,12 @@ static fg_status mse_dev(void *p) {
 static void backend_fd(fg_device_kind kind) {
   const fg_device dev = fgt_backend_open(kind);
   const int64_t n = 5, k = 7, s2[2] = {n, k};
-  loss_dev c = {fgt_dbuf_alloc(dev, FG_F32, 2, s2), fgt_dbuf_alloc(dev, FG_F32, 2, s2),
-                fgt_dbuf_alloc(dev, FG_I32, 1, &n), fgt_dbuf_alloc(dev, FG_F32, 1, &k),
-                fgt_dbuf_alloc(dev, FG_F32, 2, s2), fgt_dbuf_alloc(dev, FG_F32, 2, s2),
+  loss_dev c = {fgt_dbuf_alloc(dev, FG_F32, 2, s2),   fgt_dbuf_alloc(dev, FG_F32, 2, s2),
+                fgt_dbuf_alloc(dev, FG_I32, 1, &n),   fgt_dbuf_alloc(dev, FG_F32, 1, &k),
+                fgt_dbuf_alloc(dev, FG_F32, 2, s2),   fgt_dbuf_alloc(dev, FG_F32, 2, s2),
                 {3.0f, 1e-7f, FG_KL_BATCHMEAN, 0.9f}, 0.0};
-  double *z = uniform(n * k, 31, -3, 3), *t = uniform(n * k, 32, -3, 3), *mask = uniform(k, 0, 0, 0);
+  double *z = fgt_alloc_uniform(n * k, 31, -3, 3), *t = fgt_alloc_uniform(n * k, 32, -3, 3),
+         *mask = fgt_alloc_uniform(k, 0, 0, 0);
   fgt_quantize(z, n * k, 1.0 / 1024), fgt_quantize(t, n * k, 1.0 / 1024);
   for (int64_t j = 0; j < k; j++) mask[j] = j % 3 != 1;
   int32_t *y = labels_of(n, k, 33);
@@ -479,34 +527,27 @@ static void backend_fd(fg_device_kind kind) {
     if (y[i] % 3 == 1) y[i] = 0;
   fgt_upload_d(&c.z, z), fgt_upload_d(&c.t, t), fgt_upload_d(&c.mask, mask), fgt_upload(&c.y, y);
   fg_status s = fg_softmax_xent(&c.z.t, &c.y.t, &c.mask.t, 0.8f, &c.dz.t, 0, &c.loss, NULL);
-  if (s == FG_ERR_UNSUPPORTED) cr_skip_test("losses on %s: %s", fgt_kind_name(kind), fg_last_error());
+  if (s == FG_ERR_UNSUPPORTED)
+    cr_skip_test("losses on %s: %s", fgt_kind_name(kind), fg_last_error());
   FGT_OK(s);
-  double *g_xent = uniform(n * k, 0, 0, 0), *g_s = uniform(n * k, 0, 0, 0), *g_t = uniform(n * k, 0, 0, 0);
-  double *g_mse = uniform(n * k, 0, 0, 0);
+  double *g_xent = fgt_alloc_uniform(n * k, 0, 0, 0), *g_s = fgt_alloc_uniform(n * k, 0, 0, 0),
+         *g_t = fgt_alloc_uniform(n * k, 0, 0, 0);
+  double *g_mse = fgt_alloc_uniform(n * k, 0, 0, 0);
   fgt_download_d(g_xent, &c.dz);
   FGT_OK(fg_kl_div(&c.d, &c.z.t, &c.t.t, &c.dz.t, &c.dt.t, 0, &c.loss));
   fgt_download_d(g_s, &c.dz), fgt_download_d(g_t, &c.dt);
   FGT_OK(fg_mse(&c.z.t, &c.t.t, 0.7f, &c.dz.t, 0, &c.loss));
   fgt_download_d(g_mse, &c.dz);
-  double *v = fgt_random_direction(n * k, 34);
-  const double *dirs[1] = {v};
-  const fgt_fd_opts o = {1.0 / 1024, 1e-6, 2e-3, 1, 0.0, dirs, 1};
-  struct {
-    const char *name;
-    fgt_dbuf *target;
-    double *param, *grad;
-    fg_status (*forward)(void *);
-  } checks[4] = {{"masked xent dlogits", &c.z, z, g_xent, xent_dev},
-                 {"kl dstudent", &c.z, z, g_s, kl_dev_student},
-                 {"kl dteacher", &c.t, t, g_t, kl_dev_student},
-                 {"mse dy", &c.z, z, g_mse, mse_dev}};
-  for (int a = 0; a < 4; a++) {
-    fgt_device_loss_ctx lc = {checks[a].target, NULL, checks[a].forward, &c, NULL, NULL, &c.loss};
-    char what[64];
-    snprintf(what, sizeof what, "%s on %s", checks[a].name, fgt_kind_name(kind));
-    fgt_fd_check_device(what, &lc, checks[a].param, n * k, checks[a].grad, &o);
-  }
-  free(z), free(t), free(mask), free(y), free(g_xent), free(g_s), free(g_t), free(g_mse), free(v);
+  const fgt_fd_param xent[1] = {{"dlogits", &c.z, z, g_xent, n * k}};
+  const fgt_fd_param kl[2] = {{"dstudent", &c.z, z, g_s, n * k}, {"dteacher", &c.t, t, g_t, n * k}};
+  const fgt_fd_param mse[1] = {{"dy", &c.z, z, g_mse, n * k}};
+  const double h = 1.0 / 1024;
+  fgt_fd_check_params("masked xent", kind, xent_dev, &c, NULL, NULL, &c.loss, xent, 1, h, 1e-6,
+                      2e-3, 34);
+  fgt_fd_check_params("kl", kind, kl_dev_student, &c, NULL, NULL, &c.loss, kl, 2, h, 1e-6, 2e-3,
+                      35);
+  fgt_fd_check_params("mse", kind, mse_dev, &c, NULL, NULL, &c.loss, mse, 1, h, 1e-6, 2e-3, 37);
+  free(z), free(t), free(mask), free(y), free(g_xent), free(g_s), free(g_t), free(g_mse);
   fgt_dbuf_free(&c.z), fgt_dbuf_free(&c.t), fgt_dbuf_free(&c.y), fgt_dbuf_free(&c.mask);
   fgt_dbuf_free(&c.dz), fgt_dbuf_free(&c.dt);
 }

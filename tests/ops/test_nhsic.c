@@ -15,8 +15,17 @@
 #include "ops/harness/op_suite.h"
 #include "ref/ref_math.h"
 
-enum { NH_FEATURES, NH_LABELS, NH_SELF, NH_PERMUTED, NH_EQUAL_ROWS, NH_BAD_LABEL, NH_NO_TARGET,
-       NH_ONE_CLASS, NH_SHORT_WORKSPACE };
+enum {
+  NH_FEATURES,
+  NH_LABELS,
+  NH_SELF,
+  NH_PERMUTED,
+  NH_EQUAL_ROWS,
+  NH_BAD_LABEL,
+  NH_NO_TARGET,
+  NH_ONE_CLASS,
+  NH_SHORT_WORKSPACE
+};
 
 typedef struct nh_row {
   int64_t m, dz, dx; /* dx: the features' width, or the number of classes */
@@ -68,7 +77,9 @@ typedef struct nh_case {
 static fg_status nhsic_call(fgt_op *op) {
   const nh_case *c = op->row;
   const fg_nhsic_desc d = {c->r->sigma, c->r->target == NH_LABELS || c->r->target == NH_BAD_LABEL ||
-                                                c->r->target == NH_ONE_CLASS ? (int)c->r->dx : 10};
+                                                c->r->target == NH_ONE_CLASS
+                                            ? (int)c->r->dx
+                                            : 10};
   return fg_nhsic(&d, fgt_t(op, Z), fgt_t(op, X), fgt_t(op, LABELS), c->weight, fgt_t(op, DZ),
                   c->variant == 2, op->ws, &op->scalar);
 }
@@ -86,7 +97,8 @@ static void permute_rows(float *a, int64_t m, int64_t d) {
   float *copy = malloc((size_t)(m * d) * sizeof *copy);
   cr_assert_not_null(copy);
   memcpy(copy, a, (size_t)(m * d) * sizeof *copy);
-  for (int64_t i = 0; i < m; i++) memcpy(a + i * d, copy + ((i * 7 + 3) % m) * d, (size_t)d * sizeof *a);
+  for (int64_t i = 0; i < m; i++)
+    memcpy(a + i * d, copy + ((i * 7 + 3) % m) * d, (size_t)d * sizeof *a);
   free(copy);
 }
 
@@ -108,11 +120,15 @@ static void declare(fgt_op *op, const nh_case *c) {
   } else {
     fgt_arg2(op, Z, "z", FGT_IN, r->m, r->dz);
   }
-  const int labels = r->target == NH_LABELS || r->target == NH_BAD_LABEL || r->target == NH_ONE_CLASS;
-  if (labels) fgt_arg_declare(op, LABELS, "labels", FG_I32, FGT_IN, 1, &r->m);
-  else if (r->target != NH_NO_TARGET) fgt_arg2(op, X, "x", FGT_IN, r->m, r->dx);
-  if (c->variant != 0) fgt_arg_declare(op, DZ, "dz", FG_F32, c->variant == 2 ? FGT_INOUT : FGT_OUT,
-                                       op->args[Z].ndim, op->args[Z].shape);
+  const int labels =
+      r->target == NH_LABELS || r->target == NH_BAD_LABEL || r->target == NH_ONE_CLASS;
+  if (labels)
+    fgt_arg_declare(op, LABELS, "labels", FG_I32, FGT_IN, 1, &r->m);
+  else if (r->target != NH_NO_TARGET)
+    fgt_arg2(op, X, "x", FGT_IN, r->m, r->dx);
+  if (c->variant != 0)
+    fgt_arg_declare(op, DZ, "dz", FG_F32, c->variant == 2 ? FGT_INOUT : FGT_OUT, op->args[Z].ndim,
+                    op->args[Z].shape);
 }
 
 static void expect_errors(fgt_op *op, const nh_row *r) {
@@ -121,11 +137,14 @@ static void expect_errors(fgt_op *op, const nh_row *r) {
     fgt_expect_error(op, FG_ERR_INVALID, "nhsic: label 10 at row 3", NULL);
   }
   if (r->target == NH_NO_TARGET)
-    fgt_expect_error(op, FG_ERR_INVALID, "nhsic: neither a feature target x nor labels were given", NULL);
+    fgt_expect_error(op, FG_ERR_INVALID, "nhsic: neither a feature target x nor labels were given",
+                     NULL);
   if (r->target == NH_ONE_CLASS)
-    fgt_expect_error(op, FG_ERR_INVALID, "nhsic: 1 classes for a label target, expected >= 2", NULL);
+    fgt_expect_error(op, FG_ERR_INVALID, "nhsic: 1 classes for a label target, expected >= 2",
+                     NULL);
   if (r->sigma == 0.0f) fgt_expect_error(op, FG_ERR_INVALID, "nhsic: sigma is 0", NULL);
-  if (r->target == NH_SHORT_WORKSPACE) fgt_expect_error(op, FG_ERR_INVALID, "nhsic: workspace of", NULL);
+  if (r->target == NH_SHORT_WORKSPACE)
+    fgt_expect_error(op, FG_ERR_INVALID, "nhsic: workspace of", NULL);
 }
 
 static void build_nhsic(int index, fgt_op *op) {
@@ -134,12 +153,15 @@ static void build_nhsic(int index, fgt_op *op) {
   c->variant = index % 3;
   c->weight = WEIGHTS[c->variant];
   const nh_row *r = c->r;
-  static const char *targets[] = {"", " labels", " x = z", " permuted", " equal rows", " bad label",
-                                  " no target", " one class", " short workspace"};
+  static const char *targets[] = {"",           " labels",     " x = z",
+                                  " permuted",  " equal rows", " bad label",
+                                  " no target", " one class",  " short workspace"};
   fgt_name(op, "nhsic m%lld dz%lld dx%lld%s sigma %g%s%s%s", (long long)r->m, (long long)r->dz,
            (long long)r->dx, r->z_rank4 ? " (z rank 4)" : "", (double)r->sigma, targets[r->target],
-           c->variant == 0 ? "" : c->variant == 1 ? " gradient" : " accumulate",
-           r->layout == FGT_MISALIGNED ? " misaligned" : r->layout == FGT_PARTIAL ? " partial" : "");
+           c->variant == 0   ? ""
+           : c->variant == 1 ? " gradient"
+                             : " accumulate",
+           fgt_layout_name(r->layout));
   op->row = c;
   op->call = nhsic_call;
   op->workspace = nhsic_workspace;
@@ -158,8 +180,8 @@ static void build_nhsic(int index, fgt_op *op) {
   int64_t width = 0;
   const double *target = target_of(op, r, &width);
   double *scratch = fgt_scratch_d(op, 6 * r->m * r->m), *grad = fgt_scratch_d(op, n);
-  const double value = fg_ref_nhsic_grad(fgt_widen(op, Z), r->dz, target, width, r->m, r->sigma, grad,
-                                         scratch);
+  const double value =
+      fg_ref_nhsic_grad(fgt_widen(op, Z), r->dz, target, width, r->m, r->sigma, grad, scratch);
   fgt_tol tol = VALUE_IN_DOUBLE;
   if (r->target == NH_SELF) {
     cr_assert(fabs(value - 1.0) <= 1e-12, "%s: reference nHSIC(Z; Z) = %.17g", op->name, value);
@@ -168,15 +190,19 @@ static void build_nhsic(int index, fgt_op *op) {
   if (r->target == NH_PERMUTED) { /* the expectation stays the unpermuted batch's value */
     permute_rows(z, r->m, r->dz);
     permute_rows(fgt_f32(op, X), r->m, r->dx);
-    const double permuted = fg_ref_nhsic(fgt_widen(op, Z), r->dz, fgt_widen(op, X), r->dx, r->m, r->sigma,
-                                         scratch);
-    cr_assert(fabs(permuted - value) <= 1e-12, "%s: reference %.17g, permuted %.17g", op->name, value,
-              permuted);
-    fg_ref_nhsic_grad(fgt_widen(op, Z), r->dz, fgt_widen(op, X), r->dx, r->m, r->sigma, grad, scratch);
+    const double permuted =
+        fg_ref_nhsic(fgt_widen(op, Z), r->dz, fgt_widen(op, X), r->dx, r->m, r->sigma, scratch);
+    cr_assert(fabs(permuted - value) <= 1e-12, "%s: reference %.17g, permuted %.17g", op->name,
+              value, permuted);
+    fg_ref_nhsic_grad(fgt_widen(op, Z), r->dz, fgt_widen(op, X), r->dx, r->m, r->sigma, grad,
+                      scratch);
     tol = VALUE_EXACT_IN_DOUBLE;
   }
-  if (r->target == NH_EQUAL_ROWS) tol = FGT_EXACT; /* the centred kernel vanishes: 0, and dz = 0 */
-  else cr_assert(value > 0.0 && value <= 1.0 + 1e-12, "%s: nHSIC %.15g outside (0, 1]", op->name, value);
+  if (r->target == NH_EQUAL_ROWS)
+    tol = FGT_EXACT; /* the centred kernel vanishes: 0, and dz = 0 */
+  else
+    cr_assert(value > 0.0 && value <= 1.0 + 1e-12, "%s: nHSIC %.15g outside (0, 1]", op->name,
+              value);
   fgt_expect_scalar(op, value, tol);
   if (c->variant == 0) return;
   double *want = fgt_expect(op, DZ, r->target == NH_EQUAL_ROWS ? FGT_EXACT : FGT_TOL);
@@ -185,9 +211,12 @@ static void build_nhsic(int index, fgt_op *op) {
 }
 
 static const fgt_error_row ERRORS[] = {
-    {3 * BASE, X, 2, {3, 4}, -1, FG_ERR_SHAPE, "nhsic: x has shape [3, 4], expected extent 4 in dimension 0", NULL},
-    {3 * BASE, Z, 2, {1, 12}, -1, FG_ERR_SHAPE, "nhsic: z has shape [1, 12], expected at least 2 rows", NULL},
-    {3 * BASE + 1, DZ, 2, {4, 4}, -1, FG_ERR_SHAPE, "nhsic: dz has shape [4, 4] but z has shape [4, 3]", NULL},
+    {3 * BASE, X, 2, {3, 4}, -1, FG_ERR_SHAPE,
+     "nhsic: x has shape [3, 4], expected extent 4 in dimension 0", NULL},
+    {3 * BASE, Z, 2, {1, 12}, -1, FG_ERR_SHAPE,
+     "nhsic: z has shape [1, 12], expected at least 2 rows", NULL},
+    {3 * BASE + 1, DZ, 2, {4, 4}, -1, FG_ERR_SHAPE,
+     "nhsic: dz has shape [4, 4] but z has shape [4, 3]", NULL},
 };
 static const fgt_suite NHSIC = {"nhsic", 3 * ROW_COUNT, build_nhsic, ERRORS, 3};
 FGT_SUITE_TESTS(nhsic, matches_reference, NHSIC)
@@ -206,13 +235,6 @@ static double ref_loss(void *p) {
   return fg_ref_nhsic(c->z, c->dz, c->t, c->dt, c->m, c->sigma, c->scratch);
 }
 
-static double *uniform(int64_t n, uint64_t seed, double lo, double hi) {
-  double *p = malloc((size_t)(n > 0 ? n : 1) * sizeof *p);
-  cr_assert_not_null(p);
-  fgt_fill_uniform_double(p, (size_t)n, seed, lo, hi);
-  return p;
-}
-
 /* The chain-rule gradient of the reference against central differences of the reference's
  * value (smooth: truncation ~h^2, rounding ~1e-16 / h), for a feature and a one-hot target. */
 Test(nhsic, reference_gradient_matches_finite_differences) {
@@ -224,12 +246,13 @@ Test(nhsic, reference_gradient_matches_finite_differences) {
   const fgt_fd_opts o = {1e-5, 1e-9, 1e-6, 3, 0.0, NULL, 0};
   for (int k = 0; k < 3; k++) {
     const int64_t m = cases[k].m, dz = cases[k].dz, dt = cases[k].dt;
-    double *z = uniform(m * dz, 200 + (uint64_t)k, -cases[k].range, cases[k].range);
-    double *t = uniform(m * dt, 210 + (uint64_t)k, -1.0, 1.0);
+    double *z = fgt_alloc_uniform(m * dz, 200 + (uint64_t)k, -cases[k].range, cases[k].range);
+    double *t = fgt_alloc_uniform(m * dt, 210 + (uint64_t)k, -1.0, 1.0);
     if (cases[k].onehot)
       for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < dt; j++) t[i * dt + j] = j == (i * 3) % dt;
-    double *scratch = uniform(6 * m * m, 0, 0, 0), *grad = uniform(m * dz, 0, 0, 0);
+    double *scratch = fgt_alloc_uniform(6 * m * m, 0, 0, 0),
+           *grad = fgt_alloc_uniform(m * dz, 0, 0, 0);
     fg_ref_nhsic_grad(z, dz, t, dt, m, cases[k].sigma, grad, scratch);
     ref_loss_ctx c = {z, t, dz, dt, m, cases[k].sigma, scratch};
     char what[64];
@@ -258,19 +281,22 @@ static fg_status nh_dev_value(void *p) {
 static void backend_fd(fg_device_kind kind) {
   const fg_device dev = fgt_backend_open(kind);
   const int64_t m = 16, dz = 40, dx = 30, sz[2] = {m, dz}, sx[2] = {m, dx};
-  nh_dev c = {fgt_dbuf_alloc(dev, FG_F32, 2, sz), fgt_dbuf_alloc(dev, FG_F32, 2, sx), {NULL, 0}, {0}, 0.0};
+  nh_dev c = {
+      fgt_dbuf_alloc(dev, FG_F32, 2, sz), fgt_dbuf_alloc(dev, FG_F32, 2, sx), {NULL, 0}, {0}, 0.0};
   fgt_dbuf g = fgt_dbuf_alloc(dev, FG_F32, 2, sz);
-  double *z = uniform(m * dz, 220, -2.0, 2.0), *x = uniform(m * dx, 221, -1.0, 1.0);
+  double *z = fgt_alloc_uniform(m * dz, 220, -2.0, 2.0),
+         *x = fgt_alloc_uniform(m * dx, 221, -1.0, 1.0);
   fgt_quantize(z, m * dz, 1.0 / 1024), fgt_quantize(x, m * dx, 1.0 / 1024);
   fgt_upload_d(&c.z, z), fgt_upload_d(&c.x, x);
   size_t bytes = 0;
   fg_status s = fg_nhsic_workspace(dev, m, &bytes);
-  if (s == FG_ERR_UNSUPPORTED) cr_skip_test("nhsic on %s: %s", fgt_kind_name(kind), fg_last_error());
+  if (s == FG_ERR_UNSUPPORTED)
+    cr_skip_test("nhsic on %s: %s", fgt_kind_name(kind), fg_last_error());
   FGT_OK(s);
   c.ws = fgt_workspace_alloc(dev, bytes, &c.ws_region);
   const fg_nhsic_desc d = {0.7f, 0};
   FGT_OK(fg_nhsic(&d, &c.z.t, &c.x.t, NULL, 1.0f, &g.t, 0, c.ws, &c.value));
-  double *grad = uniform(m * dz, 0, 0, 0), *v = fgt_random_direction(m * dz, 222);
+  double *grad = fgt_alloc_uniform(m * dz, 0, 0, 0), *v = fgt_random_direction(m * dz, 222);
   fgt_download_d(grad, &g);
   const double *dirs[1] = {v};
   const fgt_fd_opts o = {1.0 / 1024, 1e-9, 1e-3, 1, 0.0, dirs, 1};

@@ -22,7 +22,7 @@ typedef struct sgd_row {
   fg_sgd_hparams h;
   int zero_buffer; /* the first step: buf = 0 */
   int layout;
-  int hand;        /* literal p = 1, g = 0.5, buf = 0 and the hand-derived p and buf below */
+  int hand; /* literal p = 1, g = 0.5, buf = 0 and the hand-derived p and buf below */
   double want_p, want_buf;
   fg_status expect;
   const char *text;
@@ -47,11 +47,16 @@ static const sgd_row SGD_ROWS[] = {
     {1, {0.1f, 0.9f, 0.01f, 0.0f, 1}, 1, FGT_ALIGNED, 1, 0.9031, 0.51, FG_OK, NULL},
     {1, {0.1f, 0.9f, 0.01f, 0.5f, 0}, 1, FGT_ALIGNED, 1, 0.9745, 0.255, FG_OK, NULL},
     {1, {0.1f, 0.0f, 0.01f, 0.0f, 0}, 1, FGT_ALIGNED, 1, 0.949, 0, FG_OK, NULL},
-    {3, {-0.1f, 0.9f, 0.0f, 0.0f, 0}, 0, FGT_ALIGNED, 0, 0, 0, FG_ERR_INVALID, "sgd_step: lr is -0.1"},
-    {3, {0.1f, 1.5f, 0.0f, 0.0f, 0}, 0, FGT_ALIGNED, 0, 0, 0, FG_ERR_INVALID, "sgd_step: momentum is 1.5"},
-    {3, {0.1f, 0.9f, 0.0f, 0.5f, 1}, 0, FGT_ALIGNED, 0, 0, 0, FG_ERR_INVALID, "nesterov needs momentum > 0 and dampening 0"},
-    {3, {0.1f, 0.9f, 0.0f, 0.0f, 0}, 0, FGT_ALIGNED, 2, 0, 0, FG_ERR_INVALID, "sgd_step: momentum_buf is missing but momentum is 0.9"},
-    {3, {0.1f, 0.9f, 0.0f, 0.0f, 0}, 0, FGT_ALIGNED, 0, 0, 0, FG_OK, NULL}, /* the error rows' base */
+    {3, {-0.1f, 0.9f, 0.0f, 0.0f, 0}, 0, FGT_ALIGNED, 0, 0, 0, FG_ERR_INVALID,
+     "sgd_step: lr is -0.1"},
+    {3, {0.1f, 1.5f, 0.0f, 0.0f, 0}, 0, FGT_ALIGNED, 0, 0, 0, FG_ERR_INVALID,
+     "sgd_step: momentum is 1.5"},
+    {3, {0.1f, 0.9f, 0.0f, 0.5f, 1}, 0, FGT_ALIGNED, 0, 0, 0, FG_ERR_INVALID,
+     "nesterov needs momentum > 0 and dampening 0"},
+    {3, {0.1f, 0.9f, 0.0f, 0.0f, 0}, 0, FGT_ALIGNED, 2, 0, 0, FG_ERR_INVALID,
+     "sgd_step: momentum_buf is missing but momentum is 0.9"},
+    /* the error rows' base */
+    {3, {0.1f, 0.9f, 0.0f, 0.0f, 0}, 0, FGT_ALIGNED, 0, 0, 0, FG_OK, NULL},
 };
 enum { SGD_COUNT = sizeof SGD_ROWS / sizeof SGD_ROWS[0] };
 
@@ -66,9 +71,10 @@ static fg_status sgd_call(fgt_op *op) {
 static void build_sgd(int index, fgt_op *op) {
   const sgd_row *r = &SGD_ROWS[index];
   fgt_name(op, "sgd_step n%lld lr %g momentum %g wd %g dampening %g%s%s%s%s", (long long)r->n,
-           (double)r->h.lr, (double)r->h.momentum, (double)r->h.weight_decay, (double)r->h.dampening,
-           r->h.nesterov ? " nesterov" : "", r->zero_buffer ? " first step" : "", r->hand == 1 ? " by hand" : "",
-           r->layout == FGT_MISALIGNED ? " misaligned" : r->layout == FGT_PARTIAL ? " partial" : "");
+           (double)r->h.lr, (double)r->h.momentum, (double)r->h.weight_decay,
+           (double)r->h.dampening, r->h.nesterov ? " nesterov" : "",
+           r->zero_buffer ? " first step" : "", r->hand == 1 ? " by hand" : "",
+           fgt_layout_name(r->layout));
   op->row = r;
   op->call = sgd_call;
   fgt_layout(op, r->layout);
@@ -84,7 +90,8 @@ static void build_sgd(int index, fgt_op *op) {
   /* the float reference, checked against the double one */
   double *pd = fgt_widen(op, P), *bd = has_buf ? fgt_widen(op, BUF) : NULL;
   fg_ref_sgd_step(&r->h, r->n, pd, fgt_widen(op, G), bd);
-  float *pf = fgt_scratch(op, (size_t)r->n * sizeof *pf), *bf = fgt_scratch(op, (size_t)r->n * sizeof *bf);
+  float *pf = fgt_scratch(op, (size_t)r->n * sizeof *pf),
+        *bf = fgt_scratch(op, (size_t)r->n * sizeof *bf);
   memcpy(pf, p, (size_t)r->n * sizeof *pf);
   if (has_buf) memcpy(bf, buf, (size_t)r->n * sizeof *bf);
   fg_ref_f32_sgd_step(&r->h, r->n, pf, g, has_buf ? bf : NULL);
@@ -97,15 +104,16 @@ static void build_sgd(int index, fgt_op *op) {
   fgt_check_reference(op->name, want_p, pd, r->n);
   if (want_b) fgt_check_reference(op->name, want_b, bd, r->n);
   if (r->hand == 1) {
-    cr_assert(fabs(want_p[0] - r->want_p) <= 1e-7, "%s: float reference p %.9g, by hand %.9g", op->name,
-              want_p[0], r->want_p);
+    cr_assert(fabs(want_p[0] - r->want_p) <= 1e-7, "%s: float reference p %.9g, by hand %.9g",
+              op->name, want_p[0], r->want_p);
     want_p[0] = r->want_p;
     if (want_b) want_b[0] = r->want_buf;
   }
 }
 
 static const fgt_error_row SGD_ERRORS[] = {
-    {SGD_COUNT - 1, G, 1, {2}, -1, FG_ERR_SHAPE, "sgd_step: grad has shape [2] (2 elements), expected 3 elements", NULL},
+    {SGD_COUNT - 1, G, 1, {2}, -1, FG_ERR_SHAPE,
+     "sgd_step: grad has shape [2] (2 elements), expected 3 elements", NULL},
     {SGD_COUNT - 1, BUF, 1, {4}, -1, FG_ERR_SHAPE, "sgd_step: momentum_buf has shape [4]", NULL},
 };
 static const fgt_suite SGD = {"sgd_step", SGD_COUNT, build_sgd, SGD_ERRORS, 2};
@@ -131,9 +139,12 @@ static const adam_row ADAM_ROWS[] = {
     {1, 3, {0.1f, 0.9f, 0.999f, 1e-8f, 0.0f}, 0, FGT_ALIGNED, FG_OK, NULL},
     {7, 2, {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f}, 0, FGT_MISALIGNED, FG_OK, NULL},
     {70001, 10, {1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f}, 0, FGT_PARTIAL, FG_OK, NULL},
-    {3, 0, {0.1f, 0.9f, 0.999f, 1e-8f, 0.0f}, 0, FGT_ALIGNED, FG_ERR_INVALID, "adam_step: step is 0"},
-    {3, 1, {0.1f, 0.9f, 1.0f, 1e-8f, 0.0f}, 0, FGT_ALIGNED, FG_ERR_INVALID, "adam_step: beta2 is 1"},
-    {3, 1, {0.1f, 0.9f, 0.999f, 1e-8f, 0.0f}, 0, FGT_ALIGNED, FG_OK, NULL}, /* the error rows' base */
+    {3, 0, {0.1f, 0.9f, 0.999f, 1e-8f, 0.0f}, 0, FGT_ALIGNED, FG_ERR_INVALID,
+     "adam_step: step is 0"},
+    {3, 1, {0.1f, 0.9f, 1.0f, 1e-8f, 0.0f}, 0, FGT_ALIGNED, FG_ERR_INVALID,
+     "adam_step: beta2 is 1"},
+    /* the error rows' base */
+    {3, 1, {0.1f, 0.9f, 0.999f, 1e-8f, 0.0f}, 0, FGT_ALIGNED, FG_OK, NULL},
 };
 enum { ADAM_COUNT = sizeof ADAM_ROWS / sizeof ADAM_ROWS[0] };
 
@@ -145,9 +156,9 @@ static fg_status adam_call(fgt_op *op) {
 static void build_adam(int index, fgt_op *op) {
   const adam_row *r = &ADAM_ROWS[index];
   fgt_name(op, "adam_step n%lld step %lld lr %g betas %g %g eps %g wd %g%s%s", (long long)r->n,
-           (long long)r->step, (double)r->h.lr, (double)r->h.beta1, (double)r->h.beta2, (double)r->h.eps,
-           (double)r->h.weight_decay, r->zero_state ? " first step" : "",
-           r->layout == FGT_MISALIGNED ? " misaligned" : r->layout == FGT_PARTIAL ? " partial" : "");
+           (long long)r->step, (double)r->h.lr, (double)r->h.beta1, (double)r->h.beta2,
+           (double)r->h.eps, (double)r->h.weight_decay, r->zero_state ? " first step" : "",
+           fgt_layout_name(r->layout));
   op->row = r;
   op->call = adam_call;
   fgt_layout(op, r->layout);
@@ -162,7 +173,8 @@ static void build_adam(int index, fgt_op *op) {
   fg_ref_adam_step(&r->h, r->step, r->n, pd, fgt_widen(op, G), md, vd);
   float *f[3] = {fgt_scratch(op, (size_t)r->n * 4), fgt_scratch(op, (size_t)r->n * 4),
                  fgt_scratch(op, (size_t)r->n * 4)};
-  memcpy(f[0], p, (size_t)r->n * 4), memcpy(f[1], m, (size_t)r->n * 4), memcpy(f[2], v, (size_t)r->n * 4);
+  memcpy(f[0], p, (size_t)r->n * 4), memcpy(f[1], m, (size_t)r->n * 4),
+      memcpy(f[2], v, (size_t)r->n * 4);
   fg_ref_f32_adam_step(&r->h, r->step, r->n, f[0], g, f[1], f[2]);
   const int args[3] = {P, M, V};
   const double *refs[3] = {pd, md, vd};
@@ -181,7 +193,6 @@ FGT_SUITE_TESTS(adam, step, ADAM)
 
 /* ----------------------------------------------------------------------------------------- */
 /* Sequences of steps by hand, on every backend                                               */
-
 
 static float read_one(const fgt_dbuf *b) {
   float v;
@@ -205,10 +216,11 @@ static void sgd_two_steps(fg_device_kind kind) {
   const double want_p[2] = {0.949, 0.852151}, want_buf[2] = {0.51, 0.96849}, tol[2] = {1e-7, 1e-6};
   for (int s = 0; s < 2; s++) {
     fg_status st = fg_sgd_step(&h, &p.t, &g.t, &buf.t);
-    if (st == FG_ERR_UNSUPPORTED) cr_skip_test("sgd_step on %s: %s", fgt_kind_name(kind), fg_last_error());
+    if (st == FG_ERR_UNSUPPORTED)
+      cr_skip_test("sgd_step on %s: %s", fgt_kind_name(kind), fg_last_error());
     FGT_OK(st);
-    cr_assert(fabs(read_one(&buf) - want_buf[s]) <= tol[s], "step %d on %s: buf %.9g, want %.9g", s + 1,
-              fgt_kind_name(kind), (double)read_one(&buf), want_buf[s]);
+    cr_assert(fabs(read_one(&buf) - want_buf[s]) <= tol[s], "step %d on %s: buf %.9g, want %.9g",
+              s + 1, fgt_kind_name(kind), (double)read_one(&buf), want_buf[s]);
     cr_assert(fabs(read_one(&p) - want_p[s]) <= tol[s], "step %d on %s: p %.9g, want %.9g", s + 1,
               fgt_kind_name(kind), (double)read_one(&p), want_p[s]);
   }
@@ -244,15 +256,16 @@ static void adam_three_steps(fg_device_kind kind) {
   for (int s = 0; s < 3; s++) {
     write_one(&g, grads[s]);
     fg_status st = fg_adam_step(&h, s + 1, &p.t, &g.t, &m.t, &v.t);
-    if (st == FG_ERR_UNSUPPORTED) cr_skip_test("adam_step on %s: %s", fgt_kind_name(kind), fg_last_error());
+    if (st == FG_ERR_UNSUPPORTED)
+      cr_skip_test("adam_step on %s: %s", fgt_kind_name(kind), fg_last_error());
     FGT_OK(st);
     const double got_p = read_one(&p), got_m = read_one(&m), got_v = read_one(&v);
     cr_assert(fabs(got_p - want_p[s]) < 2e-7, "step %d on %s: p = %.9g, want %.9g", s + 1,
               fgt_kind_name(kind), got_p, want_p[s]);
     cr_assert(fabs(got_m - want_m[s]) < 1e-7, "step %d on %s: m = %.9g, want %.9g", s + 1,
               fgt_kind_name(kind), got_m, want_m[s]);
-    cr_assert(fabs(got_v - want_v[s]) < 2e-5 * want_v[s], "step %d on %s: v = %.9g, want %.9g", s + 1,
-              fgt_kind_name(kind), got_v, want_v[s]);
+    cr_assert(fabs(got_v - want_v[s]) < 2e-5 * want_v[s], "step %d on %s: v = %.9g, want %.9g",
+              s + 1, fgt_kind_name(kind), got_v, want_v[s]);
   }
   fgt_dbuf_free(&p), fgt_dbuf_free(&g), fgt_dbuf_free(&m), fgt_dbuf_free(&v);
 }

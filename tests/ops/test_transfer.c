@@ -45,8 +45,10 @@ static fg_status transfer_call(fgt_op *op) {
   switch (c->r->kind) {
     case TO_DEVICE: return fg_tensor_transfer(fgt_t(op, DST), &c->host_t);
     case TO_HOST: return fg_tensor_transfer(&c->host_t, fgt_t(op, SRC));
-    case FROM_HOST: return fg_tensor_from_host(fgt_t(op, DST), c->host, fg_tensor_bytes(&c->host_t));
-    case TO_HOST_BYTES: return fg_tensor_to_host(c->host, fgt_t(op, SRC), fg_tensor_bytes(&c->host_t));
+    case FROM_HOST:
+      return fg_tensor_from_host(fgt_t(op, DST), c->host, fg_tensor_bytes(&c->host_t));
+    case TO_HOST_BYTES:
+      return fg_tensor_to_host(c->host, fgt_t(op, SRC), fg_tensor_bytes(&c->host_t));
     default: return fg_tensor_transfer(fgt_t(op, DST), fgt_t(op, SRC));
   }
 }
@@ -54,8 +56,8 @@ static fg_status transfer_call(fgt_op *op) {
 /* The host destination holds exactly the source's bytes. */
 static void check_host_copy(const fgt_op *op, const char *backend, void *const *out) {
   const transfer_case *c = op->row;
-  cr_assert(memcmp(c->host, out[SRC], fg_tensor_bytes(&c->host_t)) == 0, "%s on %s: the host copy differs",
-            op->name, backend);
+  cr_assert(memcmp(c->host, out[SRC], fg_tensor_bytes(&c->host_t)) == 0,
+            "%s on %s: the host copy differs", op->name, backend);
 }
 
 static int64_t smallest_factor(int64_t n) {
@@ -69,8 +71,7 @@ static void build_transfer(int index, fgt_op *op) {
   static const char *kinds[] = {"host to device", "device to host", "within the device",
                                 "tensor_from_host", "tensor_to_host"};
   fgt_name(op, "transfer %s %s n%lld%s%s", kinds[r->kind], fg_dtype_name(r->dtype), (long long)r->n,
-           r->reshape ? " reshaped" : "",
-           r->layout == FGT_MISALIGNED ? " misaligned" : r->layout == FGT_PARTIAL ? " partial" : "");
+           r->reshape ? " reshaped" : "", fgt_layout_name(r->layout));
   transfer_case *c = fgt_scratch(op, sizeof *c);
   c->r = r;
   op->row = c;
@@ -82,7 +83,8 @@ static void build_transfer(int index, fgt_op *op) {
   c->host_t = fg_tensor_view(c->host, r->dtype, fg_host_device(), 1, &r->n);
   const int device_source = r->kind == TO_HOST || r->kind == TO_HOST_BYTES || r->kind == WITHIN;
   const int device_dest = r->kind != TO_HOST && r->kind != TO_HOST_BYTES;
-  unsigned char *src = device_source ? fgt_arg_declare(op, SRC, "src", r->dtype, FGT_IN, 1, &r->n) : c->host;
+  unsigned char *src =
+      device_source ? fgt_arg_declare(op, SRC, "src", r->dtype, FGT_IN, 1, &r->n) : c->host;
   fg_rng rng = fg_rng_stream(op->seed, FG_RNG_TEST, 0, 0);
   for (size_t b = 0; b < bytes; b++) src[b] = (unsigned char)fg_rng_u32(&rng);
   if (r->dtype == FG_F32) /* finite floats: the comparison below is of values */
@@ -97,17 +99,24 @@ static void build_transfer(int index, fgt_op *op) {
     fgt_arg_declare(op, DST, "dst", r->dtype, FGT_OUT, 1, &r->n);
   double *want = fgt_expect(op, DST, FGT_EXACT);
   for (int64_t i = 0; i < r->n; i++) {
-    if (r->dtype == FG_F32) want[i] = ((float *)src)[i];
-    else if (r->dtype == FG_I32) want[i] = ((int32_t *)src)[i];
-    else want[i] = src[i];
+    if (r->dtype == FG_F32)
+      want[i] = ((float *)src)[i];
+    else if (r->dtype == FG_I32)
+      want[i] = ((int32_t *)src)[i];
+    else
+      want[i] = src[i];
   }
 }
 
 static const fgt_error_row ERRORS[] = {
-    {ROW_COUNT - 1, DST, 0, {0}, FG_I32, FG_ERR_SHAPE, "tensor_transfer: dtypes differ (f32 into i32)", NULL},
-    {ROW_COUNT - 1, DST, 2, {5, 2}, -1, FG_ERR_SHAPE, "tensor_transfer: dst has shape [5, 2] (10 elements), expected 12 elements", NULL},
-    {12, DST, 1, {8}, -1, FG_ERR_SHAPE, "tensor_from_host: 28 bytes given for a tensor of 32 bytes", NULL},
-    {14, SRC, 1, {9}, -1, FG_ERR_SHAPE, "tensor_to_host: 28 bytes given for a tensor of 36 bytes", NULL},
+    {ROW_COUNT - 1, DST, 0, {0}, FG_I32, FG_ERR_SHAPE,
+     "tensor_transfer: dtypes differ (f32 into i32)", NULL},
+    {ROW_COUNT - 1, DST, 2, {5, 2}, -1, FG_ERR_SHAPE,
+     "tensor_transfer: dst has shape [5, 2] (10 elements), expected 12 elements", NULL},
+    {12, DST, 1, {8}, -1, FG_ERR_SHAPE,
+     "tensor_from_host: 28 bytes given for a tensor of 32 bytes", NULL},
+    {14, SRC, 1, {9}, -1, FG_ERR_SHAPE,
+     "tensor_to_host: 28 bytes given for a tensor of 36 bytes", NULL},
 };
 static const fgt_suite TRANSFER = {"tensor_transfer", ROW_COUNT, build_transfer, ERRORS, 4};
 FGT_SUITE_TESTS(transfer, whole_tensors, TRANSFER)

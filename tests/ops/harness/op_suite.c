@@ -119,6 +119,21 @@ int32_t *fgt_fill_labels(fgt_op *op, int i, int64_t below) {
   return y;
 }
 
+void fgt_fill_all(fgt_op *op, float lo, float hi) {
+  for (int i = 0; i < FGT_MAX_ARGS; i++)
+    if (op->args[i].name && op->args[i].dtype == FG_F32 && op->args[i].role != FGT_OUT)
+      fgt_fill(op, i, lo, hi);
+}
+
+double *fgt_expect_onto(fgt_op *op, int i, fgt_tol tol) {
+  double *want = fgt_expect(op, i, tol);
+  if (op->args[i].role == FGT_INOUT) {
+    const float *f = op->args[i].host;
+    for (int64_t k = 0; k < fgt_numel(op, i); k++) want[k] = f[k];
+  }
+  return want;
+}
+
 double *fgt_expect(fgt_op *op, int i, fgt_tol tol) {
   fgt_arg *a = &op->args[i];
   cr_assert(a->name && a->role != FGT_IN, "%s: argument %d is no output", op->name, i);
@@ -208,21 +223,24 @@ static void compare_arg(const fgt_op *op, const char *backend, const fgt_arg *a,
     ref2 += w * w;
   }
   const double nmse = ref2 > 0.0 ? err2 / ref2 : err2;
-  const int nmse_bad = !a->tol.exact && a->tol.nmse > 0.0 && n >= FGT_NMSE_MIN && !(nmse <= a->tol.nmse);
+  const int nmse_bad =
+      !a->tol.exact && a->tol.nmse > 0.0 && n >= FGT_NMSE_MIN && !(nmse <= a->tol.nmse);
   if (bad == 0 && !nmse_bad) return;
   char where[64];
   const double g = value_at(got, a->dtype, worst), w = a->want[worst];
   if (a->tol.exact)
-    cr_assert_fail("%s on %s: %s: %lld of %lld values differ from the bitwise reference; worst at "
-                   "%lld %s: got %.9g, want %.9g",
-                   op->name, backend, a->name, (long long)bad, (long long)n, (long long)worst,
-                   index_str(a, worst, where, sizeof where), g, w);
-  cr_assert_fail("%s on %s: %s: %lld of %lld values out of |d| <= %g + %g |want|%s; worst at %lld "
-                 "%s: got %.9g, want %.9g, |d| %.3g; NMSE %.3g (max %g%s)",
-                 op->name, backend, a->name, (long long)bad, (long long)n, a->tol.atol, a->tol.rtol,
-                 a->atol_each ? " (per-element atol)" : "", (long long)worst,
-                 index_str(a, worst, where, sizeof where), g, w, fabs(g - w), nmse, a->tol.nmse,
-                 n >= FGT_NMSE_MIN ? "" : ", not checked below 1000 values");
+    cr_assert_fail(
+        "%s on %s: %s: %lld of %lld values differ from the bitwise reference; worst at "
+        "%lld %s: got %.9g, want %.9g",
+        op->name, backend, a->name, (long long)bad, (long long)n, (long long)worst,
+        index_str(a, worst, where, sizeof where), g, w);
+  cr_assert_fail(
+      "%s on %s: %s: %lld of %lld values out of |d| <= %g + %g |want|%s; worst at %lld "
+      "%s: got %.9g, want %.9g, |d| %.3g; NMSE %.3g (max %g%s)",
+      op->name, backend, a->name, (long long)bad, (long long)n, a->tol.atol, a->tol.rtol,
+      a->atol_each ? " (per-element atol)" : "", (long long)worst,
+      index_str(a, worst, where, sizeof where), g, w, fabs(g - w), nmse, a->tol.nmse,
+      n >= FGT_NMSE_MIN ? "" : ", not checked below 1000 values");
 }
 
 static void compare_scalar(const fgt_op *op, const char *backend, double got) {
@@ -340,10 +358,31 @@ void fgt_fd_check_device(const char *what, fgt_device_loss_ctx *c, double *param
   fgt_upload_d(c->target, param);
 }
 
-double *fgt_random_direction(int64_t n, uint64_t seed) {
+void fgt_fd_check_params(const char *op, fg_device_kind kind, fg_status (*forward)(void *ctx),
+                         void *ctx, const fgt_dbuf *out, const double *r, const double *scalar,
+                         const fgt_fd_param *params, int count, double step, double atol,
+                         double rtol, uint64_t seed) {
+  for (int a = 0; a < count; a++) {
+    double *v = fgt_random_direction(params[a].n, seed + (uint64_t)a);
+    const double *dirs[1] = {v};
+    const fgt_fd_opts o = {step, atol, rtol, 1, 0.0, dirs, 1};
+    fgt_device_loss_ctx lc = {params[a].target, NULL, forward, ctx, out, r, scalar};
+    char what[96];
+    snprintf(what, sizeof what, "%s %s on %s", op, params[a].name, fgt_kind_name(kind));
+    fgt_fd_check_device(what, &lc, params[a].values, params[a].n, params[a].grad, &o);
+    free(v);
+  }
+}
+
+double *fgt_alloc_uniform(int64_t n, uint64_t seed, double lo, double hi) {
   double *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
   cr_assert_not_null(v);
-  fgt_fill_uniform_double(v, (size_t)n, seed, -1.0, 1.0);
+  fgt_fill_uniform_double(v, (size_t)n, seed, lo, hi);
+  return v;
+}
+
+double *fgt_random_direction(int64_t n, uint64_t seed) {
+  double *v = fgt_alloc_uniform(n, seed, -1.0, 1.0);
   fgt_quantize(v, n, FGT_FD_GRID);
   return v;
 }
@@ -399,8 +438,8 @@ static void alloc_args(fgt_op *op, fg_device dev) {
     const arg_layout l = layout_of(op, a);
     FGT_OK(fg_region_alloc(&a->region, harness_ledger(), dev, FG_MEM_OTHER,
                            (size_t)layout_total(&l) * l.elem, a->name));
-    a->t = fg_tensor_view((unsigned char *)a->region.ptr + l.before * l.elem, a->dtype, dev, a->ndim,
-                          a->shape);
+    a->t = fg_tensor_view((unsigned char *)a->region.ptr + l.before * l.elem, a->dtype, dev,
+                          a->ndim, a->shape);
   }
 }
 
@@ -451,8 +490,8 @@ static void check_guards(const fgt_op *op, const char *backend, void **before, v
               "%s on %s: %s: the sentinel after the tensor was written (an out-of-bounds write%s)",
               op->name, backend, a->name, op->partial_batch ? ", or past the partial batch" : "");
     if (a->role == FGT_IN || all_unchanged)
-      cr_assert(memcmp(b + head, g + head, body) == 0, "%s on %s: %s was modified by %s",
-                op->name, backend, a->name, all_unchanged ? "a refused call" : "the call");
+      cr_assert(memcmp(b + head, g + head, body) == 0, "%s on %s: %s was modified by %s", op->name,
+                backend, a->name, all_unchanged ? "a refused call" : "the call");
   }
 }
 
@@ -501,7 +540,8 @@ static fg_status run_case(fgt_op *op, fg_device dev) {
     fg_clear_error();
     status = op->call(op);
     if (status == FG_ERR_UNSUPPORTED && op->expect != FG_ERR_UNSUPPORTED) break;
-    if (op->expect != FG_OK) check_error(op, backend, status);
+    if (op->expect != FG_OK)
+      check_error(op, backend, status);
     else
       cr_assert_eq(status, FG_OK, "%s on %s: %s: %s", op->name, backend, fg_status_name(status),
                    fg_last_error());
@@ -525,7 +565,8 @@ static fg_status run_case(fgt_op *op, fg_device dev) {
     }
     cr_assert(memcmp(&scalars[0], &scalars[1], sizeof scalars[0]) == 0 && counts[0] == counts[1],
               "%s on %s: the scalar results differ between two runs (%.17g, %lld then %.17g, %lld)",
-              op->name, backend, scalars[0], (long long)counts[0], scalars[1], (long long)counts[1]);
+              op->name, backend, scalars[0], (long long)counts[0], scalars[1],
+              (long long)counts[1]);
     for (int i = 0; i < FGT_MAX_ARGS; i++) {
       const fgt_arg *a = &op->args[i];
       if (!a->name || !a->want) continue;
@@ -576,6 +617,12 @@ static uint64_t name_hash(const char *s) {
   uint64_t h = 1469598103934665603ull;
   for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
   return h;
+}
+
+const char *fgt_layout_name(int flags) {
+  if (flags & FGT_MISALIGNED)
+    return flags & FGT_PARTIAL ? " misaligned partial batch" : " misaligned";
+  return flags & FGT_PARTIAL ? " partial batch" : "";
 }
 
 void fgt_layout(fgt_op *op, int flags) {

@@ -77,8 +77,8 @@ typedef struct fgt_arg {
   int ndim;
   int64_t shape[FG_MAX_DIMS];
   fgt_role role;
-  void *host;  /* numel values of dtype: the inputs and initial values */
-  double *want; /* numel expected values (OUT, INOUT), or NULL: only the guards apply */
+  void *host;        /* numel values of dtype: the inputs and initial values */
+  double *want;      /* numel expected values (OUT, INOUT), or NULL: only the guards apply */
   double *atol_each; /* per-element absolute tolerance replacing tol.atol, or NULL */
   fgt_tol tol;
   /* Filled by the runner for the duration of one run. */
@@ -96,9 +96,9 @@ typedef fg_status (*fgt_workspace_fn)(fgt_op *op, size_t *bytes);
 typedef void (*fgt_check_fn)(const fgt_op *op, const char *backend, void *const *out);
 
 struct fgt_op {
-  char name[160];    /* names the op and the row, e.g. "conv2d_forward n3 c4 11x10 o6 k3 s2" */
-  uint64_t seed;     /* per-case seed: inputs come from fg_rng streams (seed, FG_RNG_TEST, arg) */
-  const void *row;   /* the table row the call reads its descriptor from */
+  char name[160];  /* names the op and the row, e.g. "conv2d_forward n3 c4 11x10 o6 k3 s2" */
+  uint64_t seed;   /* per-case seed: inputs come from fg_rng streams (seed, FG_RNG_TEST, arg) */
+  const void *row; /* the table row the call reads its descriptor from */
   fgt_call_fn call;
   fgt_workspace_fn workspace; /* NULL: no workspace */
   fgt_check_fn check;         /* NULL: the elementwise comparisons only */
@@ -107,8 +107,8 @@ struct fgt_op {
   int misaligned;    /* every f32 tensor sits 4 bytes past its region's alignment */
   int partial_batch; /* tensors are the front of buffers twice their size; the rest is a sentinel */
   /* Host scalar results of the call and their expectations. */
-  double scalar;     /* loss, nHSIC value, sum of squares */
-  int64_t count;     /* softmax_xent's correct count */
+  double scalar; /* loss, nHSIC value, sum of squares */
+  int64_t count; /* softmax_xent's correct count */
   int check_scalar, check_count;
   double want_scalar;
   int64_t want_count;
@@ -119,7 +119,7 @@ struct fgt_op {
   /* A refused call must leave every tensor untouched, except where a row documents that the
    * backend refuses only after writing its outputs (then only the sentinels are checked). */
   int refusal_writes;
-  fg_workspace ws;   /* the call's workspace, on the device */
+  fg_workspace ws; /* the call's workspace, on the device */
   fg_region ws_region;
   void *scratch[24]; /* host allocations of the build function, freed with the case */
   int nscratch;
@@ -145,8 +145,13 @@ double *fgt_widen(fgt_op *op, int i);
 float *fgt_fill(fgt_op *op, int i, float lo, float hi);
 /* Uniform integers in [0, below) for i32 argument i. */
 int32_t *fgt_fill_labels(fgt_op *op, int i, int64_t below);
+/* fgt_fill of every declared f32 argument that is not an output (inputs and INOUT). */
+void fgt_fill_all(fgt_op *op, float lo, float hi);
 /* Expected values of argument i with tolerance class tol: a zeroed double array to fill. */
 double *fgt_expect(fgt_op *op, int i, fgt_tol tol);
+/* The same, starting from argument i's own initial values when it is accumulated into (INOUT),
+ * so that a reference that adds (+=) completes it; zeroed otherwise. */
+double *fgt_expect_onto(fgt_op *op, int i, fgt_tol tol);
 /* The scalar result is compared with want (class tol); the count exactly. */
 void fgt_expect_scalar(fgt_op *op, double want, fgt_tol tol);
 void fgt_expect_count(fgt_op *op, int64_t want);
@@ -198,6 +203,8 @@ typedef struct fgt_suite {
 /* Row layouts (cuda.md "Testing": misaligned weights, a partial batch). */
 enum { FGT_ALIGNED = 0, FGT_MISALIGNED = 1, FGT_PARTIAL = 2 };
 void fgt_layout(fgt_op *op, int flags);
+/* "", " misaligned" or " partial batch", for case names. */
+const char *fgt_layout_name(int flags);
 
 /* Runs every case of the suite on the backend of `kind`: registers it (CPU; CUDA with
  * fg_cuda_backend_register(0) when the build has it), skips the test with the backend's reason
@@ -205,7 +212,7 @@ void fgt_layout(fgt_op *op, int flags);
 void fgt_suite_run(const fgt_suite *s, fg_device_kind kind);
 
 /* One Criterion test per backend kind for a suite: family.op_cpu and family.op_cuda. */
-#define FGT_SUITE_TESTS(family, op, suite)                       \
+#define FGT_SUITE_TESTS(family, op, suite)                        \
   Test(family, op##_cpu) { fgt_suite_run(&(suite), FG_DEV_CPU); } \
   Test(family, op##_cuda, .timeout = 300) { fgt_suite_run(&(suite), FG_DEV_CUDA); }
 
@@ -252,6 +259,22 @@ double fgt_device_loss(void *device_loss_ctx);
  * grad; afterwards the target holds the unperturbed values again. */
 void fgt_fd_check_device(const char *what, fgt_device_loss_ctx *c, double *param, int64_t n,
                          const double *grad, const fgt_fd_opts *o);
+/* One parameter of a forward whose gradient fgt_fd_check_params checks. */
+typedef struct fgt_fd_param {
+  const char *name; /* "dx", "dw", ... */
+  fgt_dbuf *target; /* where the forward reads the parameter */
+  double *values;   /* its values (perturbed in place and restored) */
+  const double *grad;
+  int64_t n;
+} fgt_fd_param;
+/* For each parameter: fgt_fd_check_device along one random direction (seed + its index), with
+ * L = <out, r> after forward(ctx), or the forward's scalar when out is NULL. */
+void fgt_fd_check_params(const char *op, fg_device_kind kind, fg_status (*forward)(void *ctx),
+                         void *ctx, const fgt_dbuf *out, const double *r, const double *scalar,
+                         const fgt_fd_param *params, int count, double step, double atol,
+                         double rtol, uint64_t seed);
+/* n uniform values in [lo, hi) from the test stream `seed` (an allocation the caller frees). */
+double *fgt_alloc_uniform(int64_t n, uint64_t seed, double lo, double hi);
 /* A direction of n uniform values in [-1, 1) on the grid of FGT_FD_GRID (an allocation the
  * caller frees). */
 double *fgt_random_direction(int64_t n, uint64_t seed);
