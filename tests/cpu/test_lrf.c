@@ -63,7 +63,6 @@ static int64_t argmax_abs(const float *x, int64_t n) {
   return best;
 }
 
-
 /* ----------------------------------------------------------------------------------------- */
 /* Low-rank factorisation                                                                     */
 
@@ -104,8 +103,8 @@ static void factors_free(factors *f) {
 
 /* Conv weights [O, I, k, k] with their matrix views [O*k, I*k]: square, tall, wide, 192 x 384
  * (SVHN's exit1 conv b, 64 -> 128... read as (O, I) = (64, 128)), a 1x1 kernel. */
-static const int64_t conv_shapes[][4] = {
-    {8, 8, 3, 3}, {32, 16, 3, 3}, {16, 32, 3, 3}, {64, 128, 3, 3}, {128, 64, 3, 3}, {6, 10, 1, 1}};
+static const int64_t conv_shapes[][4] = {{8, 8, 3, 3},    {32, 16, 3, 3},  {16, 32, 3, 3},
+                                         {64, 128, 3, 3}, {128, 64, 3, 3}, {6, 10, 1, 1}};
 enum { CONV_SHAPES = sizeof conv_shapes / sizeof conv_shapes[0] };
 
 Test(lrf, full_rank_factors_rebuild_the_weight) {
@@ -196,9 +195,11 @@ Test(lrf, truncation_error_is_the_discarded_energy) {
       fg_tensor tback = fg_tensor_2d(back, rows, cols); /* the matrix form is accepted too */
       FGT_OK(fg_lrf_rebuild(&ta, &tb, &tback));
       double err2 = 0.0, tail2 = 0.0;
-      for (size_t i = 0; i < numel; i++) err2 += ((double)back[i] - w[i]) * ((double)back[i] - w[i]);
+      for (size_t i = 0; i < numel; i++)
+        err2 += ((double)back[i] - w[i]) * ((double)back[i] - w[i]);
       for (int64_t i = f.rank; i < kk; i++) tail2 += s_ref[i] * s_ref[i];
-      const double tol = 8.0 * sqrt((double)(rows > cols ? rows : cols)) * EPS * frobenius(w, numel);
+      const double tol =
+          8.0 * sqrt((double)(rows > cols ? rows : cols)) * EPS * frobenius(w, numel);
       cr_assert(fabs(sqrt(err2) - sqrt(tail2)) <= tol,
                 "%lldx%lldx%lldx%lld rank %lld: |w - a^T b|_F = %.9g, sqrt(sum of discarded s^2) "
                 "= %.9g (tolerance %.3g)",
@@ -227,7 +228,8 @@ Test(lrf, sign_rule_is_stable_under_row_permutation) {
       perm[i] = perm[j];
       perm[j] = t;
     }
-    for (int64_t i = 0; i < rows; i++) memcpy(mp + i * cols, m + perm[i] * cols, (size_t)cols * sizeof(float));
+    for (int64_t i = 0; i < rows; i++)
+      memcpy(mp + i * cols, m + perm[i] * cols, (size_t)cols * sizeof(float));
     fg_tensor tm = fg_tensor_2d(m, rows, cols), tmp = fg_tensor_2d(mp, rows, cols);
     factors f = {0}, g = {0};
     factorise(&tm, kk, &f);
@@ -241,8 +243,8 @@ Test(lrf, sign_rule_is_stable_under_row_permutation) {
       if (i > 0) gap = fmin(gap, s_ref[i - 1] - s_ref[i]);
       if (i + 1 < kk) gap = fmin(gap, s_ref[i] - s_ref[i + 1]);
       if (!(gap > 1e-3 * s_ref[0])) continue;
-      const double tol = 16.0 * sqrt((double)(rows > cols ? rows : cols)) * EPS * s_ref[0] / gap *
-                         sqrt(s_ref[i]);
+      const double tol =
+          16.0 * sqrt((double)(rows > cols ? rows : cols)) * EPS * s_ref[0] / gap * sqrt(s_ref[i]);
       compared++;
       for (int64_t j = 0; j < cols; j++)
         cr_assert(fabs((double)f.b[i * cols + j] - g.b[i * cols + j]) <= tol,
@@ -272,27 +274,22 @@ Test(lrf, workspace_comes_from_a_capped_ledger) {
   fgt_setup_cpu(1);
   /* The STL10 exit2 conv b (256 x 256 x 3 x 3, a 768 x 768 view): the workspace is planned
    * before anything runs, and a ledger capped below it refuses the region. */
-  fg_tensor shape = fg_tensor_view(NULL, FG_F32, fg_host_device(), 4, (const int64_t[4]){256, 256, 3, 3});
+  fg_tensor shape =
+      fg_tensor_view(NULL, FG_F32, fg_host_device(), 4, (const int64_t[4]){256, 256, 3, 3});
   size_t bytes = 0;
   FGT_OK(fg_lrf_workspace(&shape, &bytes));
   cr_assert(bytes >= (size_t)(2 * 768 * 768 + 768) * sizeof(float), "workspace %zu bytes", bytes);
   fg_ledger ledger;
   fg_ledger_init(&ledger, "capped", bytes / 2);
   fg_region r = {0};
-  cr_assert_eq(fg_region_alloc(&r, &ledger, fg_host_device(), FG_MEM_WORKSPACE, bytes, "lrf workspace"),
-               FG_ERR_BUDGET);
+  cr_assert_eq(
+      fg_region_alloc(&r, &ledger, fg_host_device(), FG_MEM_WORKSPACE, bytes, "lrf workspace"),
+      FG_ERR_BUDGET);
   cr_assert_eq(ledger.current, 0u);
 }
 
 /* ----------------------------------------------------------------------------------------- */
 /* Validation                                                                                 */
-
-static void expect_fail(fg_status got, fg_status want, const char *needle, const char *what) {
-  cr_assert_eq(got, want, "%s: got %s, expected %s (%s)", what, fg_status_name(got),
-               fg_status_name(want), fg_last_error());
-  cr_assert(strstr(fg_last_error(), needle) != NULL, "%s: message '%s' lacks '%s'", what,
-            fg_last_error(), needle);
-}
 
 /* A backend without the SVD entries: the factorisation's workspace query reports it. */
 Test(validation, lrf_on_a_backend_without_svd_is_unsupported) {
@@ -300,7 +297,7 @@ Test(validation, lrf_on_a_backend_without_svd_is_unsupported) {
   float a[4] = {1, 2, 3, 4};
   fg_tensor ta = fg_tensor_2d(a, 2, 2);
   size_t bytes;
-  expect_fail(fg_lrf_workspace(&ta, &bytes), FG_ERR_UNSUPPORTED, "not supported", "lrf");
+  fgt_assert_error(fg_lrf_workspace(&ta, &bytes), FG_ERR_UNSUPPORTED, NULL, "not supported");
   fg_backend_registry_clear();
 }
 
@@ -319,33 +316,39 @@ Test(validation, lrf_rejects_bad_arguments) {
   fg_tensor tback = fg_tensor_4d(back, 2, 3, 3, 3);
   FGT_OK(fg_lrf_rebuild(&ta, &tb, &tback));
 
-  expect_fail(fg_lrf_factor(&tw, 0, &ta, &tb, ws), FG_ERR_INVALID, "r >= 1", "r = 0");
-  expect_fail(fg_lrf_dims(&tw, -3, NULL, NULL, NULL), FG_ERR_INVALID, "r >= 1", "r < 0");
+  fgt_assert_error(fg_lrf_factor(&tw, 0, &ta, &tb, ws), FG_ERR_INVALID, NULL, "r >= 1");
+  fgt_assert_error(fg_lrf_dims(&tw, -3, NULL, NULL, NULL), FG_ERR_INVALID, NULL, "r >= 1");
   fg_tensor w3 = fg_tensor_view(w, FG_F32, fg_host_device(), 3, (const int64_t[3]){2, 3, 9});
-  expect_fail(fg_lrf_factor(&w3, 4, &ta, &tb, ws), FG_ERR_SHAPE, "expected a conv weight", "rank 3");
+  fgt_assert_error(fg_lrf_factor(&w3, 4, &ta, &tb, ws), FG_ERR_SHAPE, NULL,
+                   "expected a conv weight");
   fg_tensor w0 = fg_tensor_4d(w, 2, 0, 3, 3);
-  expect_fail(fg_lrf_factor(&w0, 4, &ta, &tb, ws), FG_ERR_INVALID, "every extent >= 1", "empty");
+  fgt_assert_error(fg_lrf_factor(&w0, 4, &ta, &tb, ws), FG_ERR_INVALID, NULL, "every extent >= 1");
   fg_tensor a5 = fg_tensor_2d(a, 5, 6), b_wide = fg_tensor_2d(b, 4, 6);
-  expect_fail(fg_lrf_factor(&tw, 4, &a5, &tb, ws), FG_ERR_SHAPE, "a is f32 [5, 6], expected f32 [4, 6]", "a rows");
-  expect_fail(fg_lrf_factor(&tw, 4, &ta, &b_wide, ws), FG_ERR_SHAPE, "expected f32 [4, 9]", "b cols");
+  fgt_assert_error(fg_lrf_factor(&tw, 4, &a5, &tb, ws), FG_ERR_SHAPE, NULL,
+                   "a is f32 [5, 6], expected f32 [4, 6]");
+  fgt_assert_error(fg_lrf_factor(&tw, 4, &ta, &b_wide, ws), FG_ERR_SHAPE, NULL,
+                   "expected f32 [4, 9]");
   /* r beyond min(rows, cols) = 6 is capped: a and b need 6 rows. */
-  expect_fail(fg_lrf_factor(&tw, 50, &ta, &tb, ws), FG_ERR_SHAPE, "expected f32 [6, 6]", "r capped");
+  fgt_assert_error(fg_lrf_factor(&tw, 50, &ta, &tb, ws), FG_ERR_SHAPE, NULL, "expected f32 [6, 6]");
   fg_workspace small = {mem, need - 64};
-  expect_fail(fg_lrf_factor(&tw, 4, &ta, &tb, small), FG_ERR_INVALID, "ask fg_lrf_workspace", "small ws");
+  fgt_assert_error(fg_lrf_factor(&tw, 4, &ta, &tb, small), FG_ERR_INVALID, NULL,
+                   "ask fg_lrf_workspace");
   fg_workspace over = {w, need};
-  expect_fail(fg_lrf_factor(&tw, 4, &ta, &tb, over), FG_ERR_INVALID, "workspace overlaps w", "ws overlap");
+  fgt_assert_error(fg_lrf_factor(&tw, 4, &ta, &tb, over), FG_ERR_INVALID, NULL,
+                   "workspace overlaps w");
   fg_tensor a_in_w = fg_tensor_2d(w, 4, 6);
-  expect_fail(fg_lrf_factor(&tw, 4, &a_in_w, &tb, ws), FG_ERR_INVALID, "must not overlap", "w/a overlap");
+  fgt_assert_error(fg_lrf_factor(&tw, 4, &a_in_w, &tb, ws), FG_ERR_INVALID, NULL,
+                   "must not overlap");
   fg_tensor gpu_a = ta;
   gpu_a.device.kind = FG_DEV_CUDA;
-  expect_fail(fg_lrf_factor(&tw, 4, &gpu_a, &tb, ws), FG_ERR_UNSUPPORTED, "must live on the cpu", "device");
+  fgt_assert_error(fg_lrf_factor(&tw, 4, &gpu_a, &tb, ws), FG_ERR_UNSUPPORTED, NULL,
+                   "must live on the cpu");
   /* Rebuild: the target's matrix view must be [a cols, b cols]. */
   fg_tensor wrong = fg_tensor_4d(back, 3, 2, 3, 3); /* view [9, 6] */
-  expect_fail(fg_lrf_rebuild(&ta, &tb, &wrong), FG_ERR_SHAPE, "expected f32 [4, 9]", "rebuild shape");
+  fgt_assert_error(fg_lrf_rebuild(&ta, &tb, &wrong), FG_ERR_SHAPE, NULL, "expected f32 [4, 9]");
   fg_tensor b3 = fg_tensor_2d(b, 3, 9);
-  expect_fail(fg_lrf_rebuild(&ta, &b3, &tback), FG_ERR_SHAPE, "b is f32 [3, 9]", "rank mismatch");
+  fgt_assert_error(fg_lrf_rebuild(&ta, &b3, &tback), FG_ERR_SHAPE, NULL, "b is f32 [3, 9]");
   fg_tensor back_in_a = fg_tensor_2d(a, 6, 9);
-  expect_fail(fg_lrf_rebuild(&ta, &tb, &back_in_a), FG_ERR_INVALID, "must not overlap", "rebuild overlap");
+  fgt_assert_error(fg_lrf_rebuild(&ta, &tb, &back_in_a), FG_ERR_INVALID, NULL, "must not overlap");
   free(mem);
 }
-
