@@ -45,6 +45,7 @@ static const conv_row ROWS[] = {
      * threads) sees it. 64 channels; also the vectorised 3x3 path. */
     {1, 32, 20, 20, 64, 3, 1, 1, 1, FGT_ALIGNED, FG_OK, NULL},
     {5, 16, 14, 14, 32, 1, 1, 0, 1, FGT_ALIGNED, FG_OK, NULL}, /* direct 1x1, 16 channels */
+    {2, 64, 5, 5, 16, 3, 1, 1, 1, FGT_ALIGNED, FG_OK, NULL},   /* 64 input channels */
     {2, 16, 9, 7, 16, 3, 1, 1, 1, FGT_MISALIGNED, FG_OK, NULL},
     {3, 4, 11, 10, 6, 3, 2, 1, 1, FGT_MISALIGNED, FG_OK, NULL},
     {5, 6, 7, 7, 9, 3, 1, 1, 3, FGT_PARTIAL, FG_OK, NULL},
@@ -56,7 +57,7 @@ static const conv_row ROWS[] = {
     {2, 4, 6, 6, 8, 3, 1, 1, 3, FGT_ALIGNED, FG_ERR_SHAPE,
      "groups 3 does not divide the 4 channels of"},
 };
-enum { ROW_COUNT = sizeof ROWS / sizeof ROWS[0], BASE = 22 };
+enum { ROW_COUNT = sizeof ROWS / sizeof ROWS[0], BASE = 23 };
 
 /* Each row runs in two variants: case 2 row + variant. */
 static const conv_row *row_of(int index) { return &ROWS[index / 2]; }
