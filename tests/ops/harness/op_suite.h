@@ -121,7 +121,7 @@ struct fgt_op {
   int refusal_writes;
   fg_workspace ws; /* the call's workspace, on the device */
   fg_region ws_region;
-  void *scratch[24]; /* host allocations of the build function, freed with the case */
+  void *scratch[64]; /* host allocations of the build function, freed with the case */
   int nscratch;
 };
 
