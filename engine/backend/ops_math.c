@@ -346,10 +346,10 @@ static fg_status check_batch_rows(const char *op, const char *arg, const fg_tens
   return FG_OK;
 }
 
-/* The workspace the backend needs for m rows; none without the query. */
+/* The workspace the backend needs for m rows; a backend that runs nhsic answers this query. */
 static fg_status nhsic_workspace(const char *op, fg_backend *b, int64_t m, size_t *bytes) {
   *bytes = 0;
-  if (!b->nhsic_workspace) return FG_OK;
+  if (!b->nhsic_workspace) return FG_FAIL(FG_ERR_UNSUPPORTED, "nhsic_workspace: not supported by the %s backend", b->name);
   fg_status s = b->nhsic_workspace(b, m, bytes);
   if (s != FG_OK) fg_error_prefix("%s", op);
   return s;

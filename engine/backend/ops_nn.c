@@ -150,11 +150,12 @@ static fg_status check_conv_output(const char *op, const char *arg, const fg_ten
   return check_extents(op, arg, t, e);
 }
 
-/* The workspace the backend needs for this convolution (x, w checked); none without the query. */
+/* The workspace the backend needs for this convolution (x, w checked); a backend that runs
+ * convolutions answers this query. */
 static fg_status conv_workspace(const char *op, fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
                                 const fg_tensor *w, size_t *bytes) {
   *bytes = 0;
-  if (!b->conv2d_workspace) return FG_OK;
+  if (!b->conv2d_workspace) return FG_FAIL(FG_ERR_UNSUPPORTED, "conv2d_workspace: not supported by the %s backend", b->name);
   fg_status s = b->conv2d_workspace(b, d, x, w, bytes);
   if (s != FG_OK) fg_error_prefix("%s", op);
   return s;

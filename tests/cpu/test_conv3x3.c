@@ -1,7 +1,7 @@
 /* The dense 3x3 stride-1 convolution kernels (cpu/conv3x3.c, AVX2/FMA: Winograd F(2x2, 3x3)
  * from 8 input channels and 16 tiles, else direct; weight gradient by output-channel vectors
  * on small planes) and the generic path they replace: both against the double-precision
- * references (cpu/ref/ref_nn.h) on shapes that exercise every tile width, odd output extents
+ * references (tests/ref/ref_nn.h) on shapes that exercise every tile width, odd output extents
  * (half tiles), channel counts that are not multiples of 4 (or odd), pads 0..2, uneven lanes,
  * grouped images and images cut into several blocks of tile rows; bit-identical results for 1
  * and 2 threads; and workspace sizes derived by hand from the documented layout, refused when
@@ -13,7 +13,7 @@
 
 #include "common/test_util.h"
 #include "cpu/cpu_backend.h"
-#include "cpu/ref/ref_nn.h"
+#include "ref/ref_nn.h"
 #include "engine/backend/ops.h"
 
 /* Sums of at most 144 products forward and 480 for the weight gradient, of O(1) values: float

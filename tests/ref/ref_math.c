@@ -1,5 +1,5 @@
 /* Naive double-precision reference math ops (test oracles); see ref_math.h. */
-#include "cpu/ref/ref_math.h"
+#include "ref/ref_math.h"
 
 #include <math.h>
 
@@ -276,6 +276,42 @@ double fg_ref_nhsic(const double *z, int64_t dz, const double *t, int64_t dt, in
     for (int64_t j = 0; j < m; j++) h[i * m + j] = (i == j ? 1.0 : 0.0) - 1.0 / (double)m;
   double zt = ref_hsic(kz, kt, h, m, tmp), zz = ref_hsic(kz, kz, h, m, tmp), tt = ref_hsic(kt, kt, h, m, tmp);
   return zt / sqrt(zz * tt);
+}
+
+/* out := H k H with the explicit centring matrix h; tmp: m^2. */
+static void ref_centre(const double *k, const double *h, int64_t m, double *tmp, double *out) {
+  ref_matmul(h, k, m, tmp);
+  ref_matmul(tmp, h, m, out);
+}
+
+static double ref_frobenius_dot(const double *a, const double *b, int64_t m) {
+  double s = 0.0;
+  for (int64_t e = 0; e < m * m; e++) s += a[e] * b[e];
+  return s;
+}
+
+double fg_ref_nhsic_grad(const double *z, int64_t dz, const double *t, int64_t dt, int64_t m,
+                         double sigma, double *grad, double *scratch) {
+  double *kz = scratch, *kt = scratch + m * m, *h = scratch + 2 * m * m, *tmp = scratch + 3 * m * m;
+  double *kzc = scratch + 4 * m * m, *ktc = scratch + 5 * m * m;
+  ref_gaussian_kernel(z, dz, m, sigma, kz);
+  ref_gaussian_kernel(t, dt, m, sigma, kt);
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < m; j++) h[i * m + j] = (i == j ? 1.0 : 0.0) - 1.0 / (double)m;
+  ref_centre(kz, h, m, tmp, kzc);
+  ref_centre(kt, h, m, tmp, ktc);
+  const double a = ref_frobenius_dot(kzc, ktc, m), b = ref_frobenius_dot(kzc, kzc, m);
+  const double c = ref_frobenius_dot(ktc, ktc, m);
+  for (int64_t e = 0; e < m * dz; e++) grad[e] = 0.0;
+  if (!(b * c > 0.0)) return 0.0;
+  const double s = 2.0 * sigma * sigma * (double)dz, norm = sqrt(b * c);
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < m; j++) {
+      const double g = (ktc[i * m + j] - (a / b) * kzc[i * m + j]) / norm;
+      const double coef = -4.0 / s * g * kz[i * m + j];
+      for (int64_t e = 0; e < dz; e++) grad[i * dz + e] += coef * (z[i * dz + e] - z[j * dz + e]);
+    }
+  return a / norm;
 }
 
 /* ----------------------------------------------------------------------------------------- */

@@ -3,7 +3,7 @@
  *
  * Written for obviousness, not speed: naive loops that follow the textbook formulas (batch-norm
  * backward by the chain rule through mean and variance, loss gradients by explicit Jacobians),
- * so that they can serve as test oracles for every backend (tests/cpu, the CUDA parity suite).
+ * so that they can serve as test oracles for every backend (the op suite, tests/ops).
  * Single-threaded; no allocation; owns nothing. Shapes: "x [n, c, hw]" means n*c*hw values in
  * NCHW order with hw = H*W (1 for [N,C] tensors). Outputs are assigned, never accumulated. */
 #ifndef FG_REF_MATH_H
@@ -70,6 +70,15 @@ double fg_ref_mse(const double *y, const double *target, int64_t count, double w
  * tr(K_A H K_B H) / m^2, nHSIC = hsic(z, t) / sqrt(hsic(z, z) hsic(t, t)). scratch: 6 m^2. */
 double fg_ref_nhsic(const double *z, int64_t dz, const double *t, int64_t dt, int64_t m, double sigma,
                     double *scratch);
+/* The gradient of that nHSIC with respect to z, into grad [m, dz], by the chain rule written out:
+ * with centred kernels Kz~ = H Kz H, Kt~ = H Kt H, a = <Kz~, Kt~>, b = |Kz~|^2, c = |Kt~|^2,
+ * nHSIC = a / sqrt(b c) and d nHSIC / d Kz = G = (Kt~ - (a / b) Kz~) / sqrt(b c) (G is centred,
+ * so H G H = G); Kz_ij = exp(-|z_i - z_j|^2 / s) with s = 2 sigma^2 dz gives
+ * d nHSIC / d z_i = -(4 / s) sum_j G_ij Kz_ij (z_i - z_j). Returns nHSIC; when b c = 0 (a
+ * centred kernel vanishes, e.g. all rows equal) returns 0 with a zero gradient, as the op
+ * defines it. scratch: 6 m^2. */
+double fg_ref_nhsic_grad(const double *z, int64_t dz, const double *t, int64_t dt, int64_t m,
+                         double sigma, double *grad, double *scratch);
 
 /* ----------------------------------------------------------------------------------------- */
 /* Optimizers and reductions                                                                  */

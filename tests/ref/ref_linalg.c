@@ -1,5 +1,5 @@
 /* Naive double-precision one-sided Jacobi SVD (test oracle); see ref_linalg.h. */
-#include "cpu/ref/ref_linalg.h"
+#include "ref/ref_linalg.h"
 
 #include <math.h>
 

@@ -1,6 +1,6 @@
 /* Reference linear algebra in double precision on plain host buffers: a thin SVD by one-sided
  * (Hestenes) Jacobi rotations, used as the test oracle of the SVD op and of the low-rank
- * factorisation (tests/cpu/test_svd.c). Written for obviousness, not speed: cyclic sweeps of
+ * factorisation (tests/ops, tests/cpu/test_lrf.c). Written for obviousness, not speed: cyclic sweeps of
  * plane rotations that orthogonalise the columns until every pair is orthogonal to working
  * precision, then column norms as singular values. Single-threaded; no allocation (the caller
  * passes the scratch); owns nothing. Matrices are row-major. */

@@ -1,6 +1,6 @@
 /* Naive double-precision references for convolution, linear and pooling (see ref_nn.h).
  * Written for obviousness: every backward is the literal transpose of its forward loop nest. */
-#include "cpu/ref/ref_nn.h"
+#include "ref/ref_nn.h"
 
 #include <stddef.h>
 

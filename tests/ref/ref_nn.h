@@ -1,8 +1,8 @@
 /* Naive double-precision reference implementations of the convolution, linear and pooling ops.
  *
- * These are test oracles (tests/cpu, and the CUDA parity suite): each function is the literal
- * definition of its op written as plain loops, with no blocking, threading or clever indexing,
- * so that it can be checked by reading. Buffers are dense row-major `double` arrays (NCHW for
+ * These are test oracles (the op suite in tests/ops, run on every backend): each function is the
+ * literal definition of its op written as plain loops, with no blocking, threading or clever
+ * indexing, so that it can be checked by reading. Buffers are dense row-major `double` arrays (NCHW for
  * images, (out, in) for linear weights, PyTorch's layouts) whose shapes are passed explicitly.
  * The caller guarantees consistent shapes (the engine's entry points in engine/backend/ops.h
  * are where shapes are validated); nothing here allocates or fails. Owns nothing.
