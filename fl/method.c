@@ -14,13 +14,34 @@ static const fg_method_ops *const registry[] = {
     &fg_method_hypemefed, &fg_method_multiexit,
 };
 
+enum { N_METHODS = (int)(sizeof registry / sizeof registry[0]) };
+
+int fg_method_count(void) { return N_METHODS; }
+
+const fg_method_ops *fg_method_at(int i) { return i >= 0 && i < N_METHODS ? registry[i] : NULL; }
+
 const fg_method_ops *fg_method_find(const char *name) {
-  for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
+  for (int i = 0; i < N_METHODS; i++)
     if (name && strcmp(registry[i]->name, name) == 0) return registry[i];
-  FG_FAIL(FG_ERR_CONFIG, "unknown method '%s' (expected one of fedavg, exclusivefl, fedavg-s, heterofl, "
-                         "fedrolex, depthfl, scalefl, neulite, hypemefed, multiexit)",
-          name ? name : "");
+  char names[256] = "";
+  size_t len = 0;
+  for (int i = 0; i < N_METHODS && len < sizeof names; i++)
+    len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", i ? ", " : "", registry[i]->name);
+  FG_FAIL(FG_ERR_CONFIG, "unknown method '%s' (expected one of %s)", name ? name : "", names);
   return NULL;
+}
+
+const double fg_default_rates[FG_DEFAULT_RATES] = {1, 0.5, 0.25, 0.125, 0.0625};
+
+fg_status fg_check_rates(fg_schema_ctx *c, const double *rates, int n) {
+  for (int i = 1; i < n; i++) {
+    if (rates[i] < rates[i - 1]) continue;
+    char key[32];
+    snprintf(key, sizeof key, "rates[%d]", i);
+    return fg_schema_fail_key(c, key, "%g is not below the previous rate %g (rates must be strictly descending)",
+                              rates[i], rates[i - 1]);
+  }
+  return FG_OK;
 }
 
 fg_status fg_method_build_level(const fg_method_ops *ops, const fg_method_config *mc, const fg_method_plan *mp,
@@ -50,7 +71,8 @@ void fg_method_local_options(const fg_method_plan *mp, fg_trainer_options *o) {
   if (mp->local_optim_set) o->optim = mp->local_optim;
 }
 
-fg_status fg_method_plan_multiexit(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out) {
+fg_status fg_method_plan_multiexit(const fg_method_config *mc, const fg_model_spec *base, int by_index, double lr,
+                                   fg_method_plan *out) {
   memset(out, 0, sizeof *out);
   if (strcmp(base->arch, "cnn") != 0 && strcmp(base->arch, "vgg-me") != 0)
     return FG_FAIL(FG_ERR_CONFIG, "method %s needs a multi-exit model (vgg-me, or cnn with its exits), not %s",
@@ -60,9 +82,9 @@ fg_status fg_method_plan_multiexit(const fg_method_config *mc, const fg_model_sp
   fg_levels_by_depth(&out->global, out);
   out->channels = FG_CHANNELS_FIRST;
   out->weighting = mc->weighting;
-  out->level_by_index = mc->levels && strcmp(mc->levels, "index") == 0;
+  out->level_by_index = by_index;
   out->local_optim_set = 1;
-  out->local_optim = fg_optim_adam((float)mc->lr, (float)(0.1 * mc->lr));
+  out->local_optim = fg_optim_adam((float)lr, (float)(0.1 * lr));
   return FG_OK;
 }
 
