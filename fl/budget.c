@@ -108,7 +108,9 @@ static fg_status spec_error(char *key, size_t cap, const char *name, const char 
 }
 
 /* A tiers or a profiles list: its name, entries and each entry's share of the clients. */
-static const char *list_name(const fg_budget_spec *spec) { return spec->kind == FG_BUDGET_TIERS ? "tiers" : "profiles"; }
+static const char *list_name(const fg_budget_spec *spec) {
+  return spec->kind == FG_BUDGET_TIERS ? "tiers" : "profiles";
+}
 
 static int list_count(const fg_budget_spec *spec) {
   if (spec->kind == FG_BUDGET_TIERS) return spec->tiers ? spec->n_tiers : 0;
@@ -146,8 +148,10 @@ fg_status fg_budget_spec_check(const fg_budget_spec *spec, char *key, size_t cap
       if (positive(spec->mib)) return FG_OK;
       return spec_error(key, cap, "mib", "%g is out of range (expected > 0)", spec->mib);
     case FG_BUDGET_UNIFORM:
-      if (!positive(spec->min_mib)) return spec_error(key, cap, "min_mib", "%g is out of range (expected > 0)", spec->min_mib);
-      if (!positive(spec->max_mib)) return spec_error(key, cap, "max_mib", "%g is out of range (expected > 0)", spec->max_mib);
+      if (!positive(spec->min_mib))
+        return spec_error(key, cap, "min_mib", "%g is out of range (expected > 0)", spec->min_mib);
+      if (!positive(spec->max_mib))
+        return spec_error(key, cap, "max_mib", "%g is out of range (expected > 0)", spec->max_mib);
       if (spec->max_mib < spec->min_mib)
         return spec_error(key, cap, "max_mib", "%g is below min_mib %g (expected >= min_mib)", spec->max_mib,
                           spec->min_mib);

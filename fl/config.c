@@ -104,24 +104,23 @@ static const fg_field budgets_fields[] = {
     {.key = "profiles", .type = FG_FIELD_LATER, .doc = "profiles: list of {name, share}"},
 };
 
+/* clients.budgets.tiers[i]: a budget as a fraction of the full model's training peak, for a share of the
+ * clients. */
 static const fg_field tier_fields[] = {
-    {.key = "fraction", .type = FG_FIELD_REAL, .offset = offsetof(fg_budget_tier, fraction), .required = 1,
-     .doc = "budget as a fraction of the full model's training peak"},
-    {.key = "share", .type = FG_FIELD_REAL, .offset = offsetof(fg_budget_tier, share), .required = 1,
-     .doc = "share of the clients"},
+    {.key = "fraction", .type = FG_FIELD_REAL, .offset = offsetof(fg_budget_tier, fraction), .required = 1},
+    {.key = "share", .type = FG_FIELD_REAL, .offset = offsetof(fg_budget_tier, share), .required = 1},
 };
 
-/* A profile as read (its name a heap string the storage owns). */
+/* clients.budgets.profiles[i]: a device profile for a share of the clients, as read (its name a heap
+ * string the storage owns). */
 typedef struct profile_entry {
   char *name;
   double share;
 } profile_entry;
 
 static const fg_field profile_fields[] = {
-    {.key = "name", .type = FG_FIELD_STRING, .offset = offsetof(profile_entry, name), .required = 1,
-     .doc = "a device profile"},
-    {.key = "share", .type = FG_FIELD_REAL, .offset = offsetof(profile_entry, share), .required = 1,
-     .doc = "share of the clients"},
+    {.key = "name", .type = FG_FIELD_STRING, .offset = offsetof(profile_entry, name), .required = 1},
+    {.key = "share", .type = FG_FIELD_REAL, .offset = offsetof(profile_entry, share), .required = 1},
 };
 
 static const fg_field clients_fields[] = {
@@ -281,7 +280,8 @@ static fg_status check_budget_keys(fg_schema_ctx *c, yaml_document_t *doc, yaml_
       return fg_schema_fail_at(c, path, "not used with budgets kind %s (remove it, or change the kind)",
                                fg_budget_kind_name(kind));
     if (!present && needed[kind][i])
-      return fg_schema_fail_at(c, path, "required key is missing (budgets kind %s needs it)", fg_budget_kind_name(kind));
+      return fg_schema_fail_at(c, path, "required key is missing (budgets kind %s needs it)",
+                               fg_budget_kind_name(kind));
   }
   return FG_OK;
 }

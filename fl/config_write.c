@@ -16,43 +16,35 @@ static void put_real(FILE *f, double v) {
 
 static const char *bool_text(int v) { return v ? "true" : "false"; }
 
+/* "<indent>key: value\n" for a real. */
+static void put_key_real(FILE *f, const char *indent_key, double v) {
+  fputs(indent_key, f);
+  put_real(f, v);
+  fputc('\n', f);
+}
+
+/* Tiers as "- {fraction: x, share: y}", profiles as "- {name: n, share: y}". */
+static void write_budget_list(FILE *f, const fg_budget_spec *b) {
+  int tiers = b->kind == FG_BUDGET_TIERS;
+  fputs(tiers ? "    tiers:\n" : "    profiles:\n", f);
+  for (int i = 0; i < (tiers ? b->n_tiers : b->n_profiles); i++) {
+    fputs(tiers ? "      - {fraction: " : "      - {name: ", f);
+    if (tiers) put_real(f, b->tiers[i].fraction);
+    else fg_schema_put_string(f, b->profiles[i].name);
+    fputs(", share: ", f);
+    put_real(f, tiers ? b->tiers[i].share : b->profiles[i].share);
+    fputs("}\n", f);
+  }
+}
+
 static void write_budgets(FILE *f, const fg_budget_spec *b) {
   fprintf(f, "  budgets:\n    kind: %s\n", fg_budget_kind_name(b->kind));
-  switch (b->kind) {
-    case FG_BUDGET_NONE: break;
-    case FG_BUDGET_FIXED:
-      fputs("    mib: ", f);
-      put_real(f, b->mib);
-      fputc('\n', f);
-      break;
-    case FG_BUDGET_UNIFORM:
-      fputs("    min_mib: ", f);
-      put_real(f, b->min_mib);
-      fputs("\n    max_mib: ", f);
-      put_real(f, b->max_mib);
-      fputc('\n', f);
-      break;
-    case FG_BUDGET_TIERS:
-      fputs("    tiers:\n", f);
-      for (int i = 0; i < b->n_tiers; i++) {
-        fputs("      - {fraction: ", f);
-        put_real(f, b->tiers[i].fraction);
-        fputs(", share: ", f);
-        put_real(f, b->tiers[i].share);
-        fputs("}\n", f);
-      }
-      break;
-    case FG_BUDGET_PROFILES:
-      fputs("    profiles:\n", f);
-      for (int i = 0; i < b->n_profiles; i++) {
-        fputs("      - {name: ", f);
-        fg_schema_put_string(f, b->profiles[i].name);
-        fputs(", share: ", f);
-        put_real(f, b->profiles[i].share);
-        fputs("}\n", f);
-      }
-      break;
+  if (b->kind == FG_BUDGET_FIXED) put_key_real(f, "    mib: ", b->mib);
+  if (b->kind == FG_BUDGET_UNIFORM) {
+    put_key_real(f, "    min_mib: ", b->min_mib);
+    put_key_real(f, "    max_mib: ", b->max_mib);
   }
+  if (b->kind == FG_BUDGET_TIERS || b->kind == FG_BUDGET_PROFILES) write_budget_list(f, b);
 }
 
 static void write_data_model(FILE *f, const fg_config *cfg) {

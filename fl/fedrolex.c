@@ -7,8 +7,7 @@
 #include "fl/method.h"
 
 typedef struct options {
-  double rates[FG_MAX_LEVELS];
-  int n_rates;
+  fg_width_options width; /* rates */
   int scaler, label_mask;
   int rolling; /* the channel policy */
 } options;
@@ -17,10 +16,6 @@ static const fg_choice rollings[] = {
     {"roll", FG_CHANNELS_ROLLING}, {"static", FG_CHANNELS_FIRST}, {"random", FG_CHANNELS_RANDOM}};
 
 static const fg_field option_table[] = {
-    {.key = "rates", .type = FG_FIELD_REALS, .offset = offsetof(options, rates),
-     .count_offset = offsetof(options, n_rates), .def_reals = fg_default_rates, .n_def = FG_DEFAULT_RATES,
-     .min = 0, .min_open = 1, .max = 1, .min_len = 1, .max_len = FG_MAX_LEVELS,
-     .doc = "width rate of each level, strictly descending"},
     {.key = "scaler", .type = FG_FIELD_BOOL, .offset = offsetof(options, scaler), .def = 1,
      .doc = "divide conv outputs by the rate in training"},
     {.key = "label_mask", .type = FG_FIELD_BOOL, .offset = offsetof(options, label_mask), .def = 0,
@@ -30,17 +25,11 @@ static const fg_field option_table[] = {
      .doc = "the window of channels: rolls every round, stays the first ones (static), or random per client"},
 };
 
-static fg_status check_options(fg_schema_ctx *c, const void *opt, const unsigned char *given, const char *arch) {
-  (void)given, (void)arch;
-  const options *o = opt;
-  return fg_check_rates(c, o->rates, o->n_rates);
-}
-
 static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out) {
   const options *o = mc->options;
   memset(out, 0, sizeof *out);
   out->global = *base;
-  fg_levels_by_rate(base, o->rates, o->n_rates, o->scaler ? FG_SCALER_TRAIN_ONLY : FG_SCALER_NONE, out);
+  fg_levels_by_rate(base, o->width.rates, o->width.n_rates, o->scaler ? FG_SCALER_TRAIN_ONLY : FG_SCALER_NONE, out);
   out->channels = (fg_channel_policy)o->rolling;
   out->weighting = mc->weighting;
   out->label_mask = o->label_mask;
@@ -48,10 +37,7 @@ static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_
   return FG_OK;
 }
 
-const fg_method_ops fg_method_fedrolex = {.name = "fedrolex",
-                                          .options = option_table,
-                                          .n_options = (int)(sizeof option_table / sizeof option_table[0]),
-                                          .options_size = sizeof(options),
-                                          .weighting = FG_WEIGHT_COUNT,
-                                          .check_options = check_options,
-                                          .plan = plan};
+const fg_method_ops fg_method_fedrolex = {
+    .name = "fedrolex", .weighting = FG_WEIGHT_COUNT, .plan = plan, .options_size = sizeof(options),
+    .shared_options = fg_width_option_table, .n_shared_options = FG_WIDTH_OPTIONS,
+    .options = option_table, .n_options = (int)(sizeof option_table / sizeof *option_table)};

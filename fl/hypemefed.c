@@ -38,7 +38,6 @@ static const float hmf_hypernet_lr = 5e-4f;
 /* ------------------------------------------------------------------------------------------ */
 /* Options                                                                                     */
 
-enum { LEVELS_BY_BUDGET, LEVELS_BY_INDEX };
 enum { HYPERNET_LRF, HYPERNET_NAIVE, HYPERNET_NONE };
 /* The reference code's behaviours that `compat` reproduces (hypemefed.md §9). */
 enum {
@@ -47,24 +46,17 @@ enum {
 };
 
 typedef struct options {
-  int levels;
-  double lr;     /* local Adam; weight decay 0.1 lr, coupled; state reset every round */
+  fg_multiexit_options multiexit; /* levels, lr */
   int hypernet;
   int rank;      /* LRF rank r, capped per layer at min(O k, I k); 1 reproduces the reference code (F2) */
   int hn_epochs; /* hypernetwork epochs per round */
   int compat;    /* COMPAT_* bits */
 } options;
 
-static const fg_choice level_rules[] = {{"budget", LEVELS_BY_BUDGET}, {"index", LEVELS_BY_INDEX}};
 static const fg_choice hypernets[] = {{"lrf", HYPERNET_LRF}, {"naive", HYPERNET_NAIVE}, {"none", HYPERNET_NONE}};
 static const fg_choice compats[] = {{"noop_writeback", COMPAT_NOOP_WRITEBACK}, {"dup_avg", COMPAT_DUP_AVG}};
 
 static const fg_field option_table[] = {
-    {.key = "levels", .type = FG_FIELD_CHOICE, .offset = offsetof(options, levels), .def = LEVELS_BY_BUDGET,
-     .choices = level_rules, .n_choices = 2,
-     .doc = "each client at the deepest level its budget fits, or client i at depth (i mod 3) + 1 (index)"},
-    {.key = "lr", .type = FG_FIELD_REAL, .offset = offsetof(options, lr), .def = 5e-4, .min = 0, .min_open = 1,
-     .max = INFINITY, .doc = "local Adam learning rate (replaces local.optimizer and local.lr)"},
     {.key = "hypernet", .type = FG_FIELD_CHOICE, .offset = offsetof(options, hypernet), .def = HYPERNET_LRF,
      .choices = hypernets, .n_choices = 3, .doc = "the server's hypernetworks: low-rank (lrf), naive, or none"},
     {.key = "rank", .type = FG_FIELD_INT, .offset = offsetof(options, rank), .def = 100, .min = 1, .max = INFINITY,
@@ -112,7 +104,7 @@ static const char *block_prefix(const fg_model_spec *spec) {
 
 static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out) {
   const options *o = mc->options;
-  FG_TRY(fg_method_plan_multiexit(mc, base, o->levels == LEVELS_BY_INDEX, o->lr, out));
+  FG_TRY(fg_method_plan_multiexit(mc, base, out));
   if (out->weighting != FG_WEIGHT_COUNT)
     return FG_FAIL(FG_ERR_CONFIG, "method hypemefed averages uniformly over the round's participants "
                                   "(hypemefed.md §4.1): weighting must be count, not samples");
@@ -390,9 +382,11 @@ static int server_tensor(fg_method_server *ms, int i, const char **name, float *
 }
 
 const fg_method_ops fg_method_hypemefed = {.name = "hypemefed",
-                                           .options = option_table,
-                                           .n_options = (int)(sizeof option_table / sizeof option_table[0]),
                                            .options_size = sizeof(options),
+                                           .shared_options = fg_multiexit_option_table,
+                                           .n_shared_options = FG_MULTIEXIT_OPTIONS,
+                                           .options = option_table,
+                                           .n_options = (int)(sizeof option_table / sizeof *option_table),
                                            .weighting = FG_WEIGHT_COUNT, /* the uniform mean, §4.1 */
                                            .plan = plan,
                                            .server_create = server_create,

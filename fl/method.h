@@ -3,7 +3,9 @@
  * A method declares its options (configs/README.md `method`) once, in its own file: a struct of
  * their values and a table of fields (fl/schema.h: name, type, default, range, one-line doc)
  * that reading a config file, defaults, --set and the resolved config.yaml all walk
- * (fl/method_config.h); rules across its options go in its check_options.
+ * (fl/method_config.h); rules across its options go in its check_options. Options a family of
+ * methods shares (the width methods' rates, the multi-exit methods' levels and lr) are declared
+ * once here, and begin the options struct of each method that takes them.
  *
  * A method describes, from its configuration and the base model: the global model, the levels a
  * client can train (level 0 the most capable; each a model spec, e.g. a width rate or a depth),
@@ -59,19 +61,22 @@ typedef struct fg_schedule fg_schedule;
 
 typedef struct fg_method_ops {
   const char *name;
-  /* Its options: the table, and the size of the struct of their values it fills (the offsets'
-   * base, fg_method_config.options); 0 and NULL for none. The weighting when not given. */
+  /* Its options: the struct of their values (options_size bytes, fg_method_config.options), the
+   * options it shares with other methods (a table below, whose values begin the struct), then
+   * its own table; NULL / 0 for none. The weighting when not given. */
+  size_t options_size;
+  const fg_field *shared_options;
+  int n_shared_options;
   const fg_field *options;
   int n_options;
-  size_t options_size;
   fg_weighting weighting;
   /* Optional: the method's rules across its options (or needing the model `arch`), once each
-   * option has its value; given[i] says whether option i was in the entry. An error names the
-   * key through the context (fg_schema_fail_key: "method.stage_rounds: ..."). */
+   * option has its value; given[i] says whether its own option i was in the entry. An error
+   * names the key through the context (fg_schema_fail_key: "method.stage_rounds: ..."). */
   fg_status (*check_options)(fg_schema_ctx *c, const void *options, const unsigned char *given, const char *arch);
-  /* Optional: the comment the resolved config.yaml holds instead of option i (an option the
-   * entry's other options leave unused), or NULL to write its value. Consecutive options with
-   * the same comment share one line. */
+  /* Optional: the comment the resolved config.yaml holds instead of its own option i (an option
+   * the entry's other options leave unused), or NULL to write its value. Consecutive options
+   * with the same comment share one line. */
   const char *(*option_note)(const void *options, int i);
   /* Fills the plan from the method's options and the base model (arch, width, input, classes). */
   fg_status (*plan)(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out);
@@ -129,19 +134,28 @@ fg_loss_spec fg_method_level_loss(const fg_method_ops *ops, const fg_method_conf
  * optimizer when it has one. */
 void fg_method_local_options(const fg_method_plan *mp, fg_trainer_options *o);
 
-/* Shared by the width methods (fedavg-s, heterofl, fedrolex): the default of their `rates`
- * option, and its rule (strictly descending) for their check_options. */
-enum { FG_DEFAULT_RATES = 5 };
-extern const double fg_default_rates[FG_DEFAULT_RATES];
-fg_status fg_check_rates(fg_schema_ctx *c, const double *rates, int n);
+/* The options of the width methods (fedavg-s, heterofl, fedrolex). */
+typedef struct fg_width_options {
+  double rates[FG_MAX_LEVELS]; /* width rate of each level, strictly descending */
+  int n_rates;
+} fg_width_options;
+enum { FG_WIDTH_OPTIONS = 1 };
+extern const fg_field fg_width_option_table[FG_WIDTH_OPTIONS];
+
+/* The options of the multi-exit methods (hypemefed, multiexit), read by fg_method_plan_multiexit. */
+typedef struct fg_multiexit_options {
+  int levels_by_index; /* levels: index (1, the reference code) or budget (0) */
+  double lr;           /* local Adam learning rate */
+} fg_multiexit_options;
+enum { FG_MULTIEXIT_OPTIONS = 2 };
+extern const fg_field fg_multiexit_option_table[FG_MULTIEXIT_OPTIONS];
 
 /* Shared level builders for methods. */
-/* The plan of the multi-exit methods (hypemefed, multiexit): depth levels of `base` (vgg-me, or
- * cnn with exits), every client at the deepest level its budget fits or, with by_index, client i
- * at depth (i mod L) + 1; local Adam at `lr` with coupled weight decay 0.1 lr (hypemefed.md §2).
- * FG_ERR_CONFIG for another architecture. */
-fg_status fg_method_plan_multiexit(const fg_method_config *mc, const fg_model_spec *base, int by_index, double lr,
-                                   fg_method_plan *out);
+/* The plan of the multi-exit methods (hypemefed, multiexit; their options begin with
+ * fg_multiexit_options): depth levels of `base` (vgg-me, or cnn with exits), every client at the
+ * deepest level its budget fits or, by index, client i at depth (i mod L) + 1; local Adam at lr
+ * with coupled weight decay 0.1 lr (hypemefed.md §2). FG_ERR_CONFIG for another architecture. */
+fg_status fg_method_plan_multiexit(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out);
 /* One level per depth of a multi-exit model, deepest first: depth blocks .. 1 of `base` with
  * every exit up to the depth (DepthFL, HypeMeFed, the multi-exit baseline). */
 void fg_levels_by_depth(const fg_model_spec *base, fg_method_plan *mp);

@@ -39,11 +39,24 @@ static void make_entry_fields(entry_fields *e, const fg_method_ops *ops) {
                             .doc = "how updates are weighted in aggregation"};
 }
 
+/* A method's options in order: the shared ones, then its own. */
+static int option_count(const fg_method_ops *ops) { return ops->n_shared_options + ops->n_options; }
+
+static const fg_field *option_at(const fg_method_ops *ops, int i) {
+  return i < ops->n_shared_options ? &ops->shared_options[i] : &ops->options[i - ops->n_shared_options];
+}
+
+static const fg_field *find_option(const fg_method_ops *ops, const char *key) {
+  for (int i = 0; i < option_count(ops); i++)
+    if (strcmp(option_at(ops, i)->key, key) == 0) return option_at(ops, i);
+  return NULL;
+}
+
 /* "weighting, rates, scaler, ...": what `ops` takes. */
 static void options_taken(const fg_method_ops *ops, char *out, size_t cap) {
   size_t len = (size_t)snprintf(out, cap, "weighting");
-  for (int i = 0; i < ops->n_options && len < cap; i++)
-    len += (size_t)snprintf(out + len, cap - len, ", %s", ops->options[i].key);
+  for (int i = 0; i < option_count(ops) && len < cap; i++)
+    len += (size_t)snprintf(out + len, cap - len, ", %s", option_at(ops, i)->key);
 }
 
 /* A key the entry's method does not have: an option of another method is named as such; any
@@ -51,13 +64,10 @@ static void options_taken(const fg_method_ops *ops, char *out, size_t cap) {
 static fg_status other_method_key(fg_schema_ctx *c, const char *key, void *arg) {
   const fg_method_ops *ops = arg;
   for (int m = 0; m < fg_method_count(); m++) {
-    const fg_method_ops *other = fg_method_at(m);
-    for (int i = 0; other != ops && i < other->n_options; i++) {
-      if (strcmp(other->options[i].key, key) != 0) continue;
-      char takes[512];
-      options_taken(ops, takes, sizeof takes);
-      return fg_schema_fail_key(c, key, "method %s does not take '%s' (it takes: %s)", ops->name, key, takes);
-    }
+    if (!find_option(fg_method_at(m), key)) continue;
+    char takes[512];
+    options_taken(ops, takes, sizeof takes);
+    return fg_schema_fail_key(c, key, "method %s does not take '%s' (it takes: %s)", ops->name, key, takes);
   }
   return FG_OK;
 }
@@ -82,8 +92,10 @@ fg_status fg_method_config_read(fg_schema_ctx *c, yaml_document_t *doc, yaml_nod
   void *options = ops->options_size ? calloc(1, ops->options_size) : NULL;
   if (ops->options_size && !options) return FG_FAIL(FG_ERR_OOM, "out of memory");
   unsigned char given[MAX_OPTIONS] = {0};
-  fg_field_group groups[2] = {{e.fields, 2, &keys, NULL}, {ops->options, ops->n_options, options, given}};
-  st = fg_schema_read(c, doc, node, groups, 2, other_method_key, (void *)ops);
+  fg_field_group groups[3] = {{e.fields, 2, &keys, NULL},
+                              {ops->shared_options, ops->n_shared_options, options, NULL},
+                              {ops->options, ops->n_options, options, given}};
+  st = fg_schema_read(c, doc, node, groups, 3, other_method_key, (void *)ops);
   if (st == FG_OK && ops->check_options) st = ops->check_options(c, options, given, arch);
   if (st != FG_OK) {
     free(options);
@@ -117,7 +129,8 @@ fg_status fg_method_config_with(const char *name, const char *arch, const char *
   c.top = "the method's options";
   fg_status st = FG_OK;
   for (int k = 0; k < n_set && st == FG_OK; k++)
-    if (sets_name(set[k])) st = fg_schema_fail_at(&c, "", "--set %s: name is not an option (the method is %s)", set[k], ops->name);
+    if (sets_name(set[k]))
+      st = fg_schema_fail_at(&c, "", "--set %s: name is not an option (the method is %s)", set[k], ops->name);
   yaml_document_t doc;
   int have_doc = 0;
   if (st == FG_OK) st = fg_schema_new_document(&doc);
@@ -151,9 +164,10 @@ fg_status fg_method_config_write(FILE *f, const fg_method_config *m, const char 
     return FG_FAIL(FG_ERR_INVALID, "fg_config_write_resolved: method '%s' is not configured", m->name ? m->name : "");
   fprintf(f, "%sname: %s\n%sweighting: %s\n", first, ops->name, indent, fg_weighting_name(m->weighting));
   const char *last_note = NULL;
-  for (int i = 0; i < ops->n_options; i++) {
-    const fg_field *o = &ops->options[i];
-    const char *note = ops->option_note ? ops->option_note(m->options, i) : NULL;
+  for (int i = 0; i < option_count(ops); i++) {
+    const fg_field *o = option_at(ops, i);
+    int own = i - ops->n_shared_options;
+    const char *note = ops->option_note && own >= 0 ? ops->option_note(m->options, own) : NULL;
     if (note) {
       if (!last_note || strcmp(note, last_note) != 0) fprintf(f, "%s# %s\n", indent, note);
       last_note = note;
@@ -178,10 +192,8 @@ fg_status fg_method_option_text(const fg_method_config *m, const char *key, char
     snprintf(buf, cap, "%s", fg_weighting_name(m->weighting));
     return FG_OK;
   }
-  for (int i = 0; i < ops->n_options; i++)
-    if (strcmp(ops->options[i].key, key) == 0) {
-      fg_schema_value_text(&ops->options[i], m->options, buf, cap);
-      return FG_OK;
-    }
-  return FG_FAIL(FG_ERR_CONFIG, "method %s has no option '%s'", ops->name, key);
+  const fg_field *o = find_option(ops, key);
+  if (!o) return FG_FAIL(FG_ERR_CONFIG, "method %s has no option '%s'", ops->name, key);
+  fg_schema_value_text(o, m->options, buf, cap);
+  return FG_OK;
 }

@@ -106,8 +106,7 @@ static const fg_field option_table[OPT_COUNT] = {
     [OPT_HARMONIZER] = {.key = "harmonizer", .type = FG_FIELD_BOOL, .offset = offsetof(options, harmonizer),
                         .def = 1, .doc = "the Training Harmonizer"},
     [OPT_FROZEN_BN] = {.key = "frozen_bn", .type = FG_FIELD_CHOICE, .offset = offsetof(options, frozen_bn),
-                       .def = FROZEN_BN_UPDATE, .choices = frozen_bns, .n_choices = 2,
-                       .doc = "BN of the frozen prefix: batch statistics, updated (update) or running statistics"},
+                       .def = FROZEN_BN_UPDATE, .choices = frozen_bns, .n_choices = 2, .doc = "frozen prefix's BN"},
     [OPT_OUTPUT_MODULE] = {.key = "output_module", .type = FG_FIELD_CHOICE, .offset = offsetof(options, output_module),
                            .def = OUTPUT_LINEAR, .choices = output_modules, .n_choices = 2,
                            .doc = "per-stage output module: the reference's convs, or with BN + ReLU after each"},
@@ -132,8 +131,9 @@ static int option_used(const options *o, int i) {
 static fg_status check_stage_count(fg_schema_ctx *c, int i, int n, const char *arch) {
   int stages = fg_model_block_count(arch);
   if (n == 0 || n == stages) return FG_OK;
-  return fg_schema_fail_key(c, option_table[i].key, "%d entries but model %s has %d stages (expected %d, one per block)",
-                            n, arch, stages, stages);
+  return fg_schema_fail_key(c, option_table[i].key,
+                            "%d entries but model %s has %d stages (expected %d, one per block)", n, arch, stages,
+                            stages);
 }
 
 /* A key given for a schedule / advance that does not use it is an error; the per-stage lists
@@ -143,8 +143,9 @@ static fg_status check_options(fg_schema_ctx *c, const void *opt, const unsigned
   int sequential = o->schedule == SCHEDULE_SEQUENTIAL;
   for (int i = 0; i < OPT_COUNT; i++) {
     if (!given[i] || option_used(o, i)) continue;
-    return fg_schema_fail_key(c, option_table[i].key, "used only with %s (this entry has %s %s; remove it, or change %s)",
-                              option_needs(i), sequential ? "advance" : "schedule",
+    return fg_schema_fail_key(c, option_table[i].key,
+                              "used only with %s (this entry has %s %s; remove it, or change %s)", option_needs(i),
+                              sequential ? "advance" : "schedule",
                               sequential ? advances[o->advance].name : schedules[o->schedule].name,
                               sequential ? "advance" : "the schedule");
   }
@@ -414,12 +415,11 @@ static void schedule_free(fg_schedule *s) {
   free(s);
 }
 
+/* Weighting: the paper weights by |D_n| / |D|; the reference code averages with equal weights (count). */
 const fg_method_ops fg_method_neulite = {.name = "neulite",
+                                         .options_size = sizeof(options),
                                          .options = option_table,
                                          .n_options = OPT_COUNT,
-                                         .options_size = sizeof(options),
-                                         /* the paper weights by |D_n| / |D|; the reference code
-                                          * averages with equal weights (count) */
                                          .weighting = FG_WEIGHT_SAMPLES,
                                          .check_options = check_options,
                                          .option_note = option_note,

@@ -31,7 +31,8 @@ static const fg_field option_table[] = {
      .max = 1, .min_len = 1, .max_len = FG_MAX_LEVELS, .doc = "width of each level, from the smallest"},
     {.key = "exits", .type = FG_FIELD_INTS, .offset = offsetof(options, exits),
      .count_offset = offsetof(options, n_exits), .def_ints = default_exits, .n_def = 3, .min = 1, .max = INFINITY,
-     .min_len = 1, .max_len = FG_MAX_LEVELS, .doc = "exits of each level (one per width), strictly increasing"},
+     .min_len = 1, .max_len = FG_MAX_LEVELS, .order = 1, .entry = "exits",
+     .doc = "exits of each level (one per width), strictly increasing"},
     {.key = "kd_gamma", .type = FG_FIELD_REAL, .offset = offsetof(options, kd_gamma), .def = 0.05, .min = 0,
      .max = INFINITY, .doc = "weight of the distillation from the deepest exit"},
     {.key = "kd_temperature", .type = FG_FIELD_REAL, .offset = offsetof(options, kd_temperature), .def = 3,
@@ -40,21 +41,13 @@ static const fg_field option_table[] = {
      .max = 1, .doc = "distillation from this fraction of the rounds on"},
 };
 
-/* One exit count per width, strictly increasing. */
+/* One exit count per width (giving only one of the lists keeps the other's default). */
 static fg_status check_options(fg_schema_ctx *c, const void *opt, const unsigned char *given, const char *arch) {
   (void)given, (void)arch;
   const options *o = opt;
-  if (o->n_exits != o->n_widths)
-    return fg_schema_fail_key(c, "exits", "%d entries but widths has %d (expected one exit count per width)",
-                              o->n_exits, o->n_widths);
-  for (int i = 1; i < o->n_exits; i++) {
-    if (o->exits[i] > o->exits[i - 1]) continue;
-    char key[32];
-    snprintf(key, sizeof key, "exits[%d]", i);
-    return fg_schema_fail_key(c, key, "%d is not above the previous exits %d (exits must be strictly increasing)",
-                              o->exits[i], o->exits[i - 1]);
-  }
-  return FG_OK;
+  if (o->n_exits == o->n_widths) return FG_OK;
+  return fg_schema_fail_key(c, "exits", "%d entries but widths has %d (expected one exit count per width)", o->n_exits,
+                            o->n_widths);
 }
 
 static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out) {
@@ -115,11 +108,7 @@ static void loss(const fg_method_config *mc, const fg_method_plan *mp, int level
   add_xent(out, h - 1, (float)(h / norm));
 }
 
-const fg_method_ops fg_method_scalefl = {.name = "scalefl",
-                                         .options = option_table,
-                                         .n_options = (int)(sizeof option_table / sizeof option_table[0]),
-                                         .options_size = sizeof(options),
-                                         .weighting = FG_WEIGHT_COUNT,
-                                         .check_options = check_options,
-                                         .plan = plan,
-                                         .loss = loss};
+const fg_method_ops fg_method_scalefl = {
+    .name = "scalefl", .weighting = FG_WEIGHT_COUNT, .plan = plan, .loss = loss, .options_size = sizeof(options),
+    .options = option_table, .n_options = (int)(sizeof option_table / sizeof *option_table),
+    .check_options = check_options};

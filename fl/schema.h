@@ -57,6 +57,8 @@ typedef struct fg_field {
   double min, max;
   int min_open, max_open;
   int min_len, max_len;     /* REALS, INTS: entries (max_len is the arrays' size) */
+  int order;                /* REALS, INTS: -1 entries strictly descending, 1 strictly increasing, 0 any */
+  const char *entry;        /* with an order: what an entry is called in messages ("rate") */
   const fg_choice *choices; /* CHOICE, FLAGS */
   int n_choices;
   const struct fg_field *fields; /* MAPPING */

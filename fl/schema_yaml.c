@@ -265,7 +265,8 @@ static fg_status parse_set_value(fg_schema_ctx *c, yaml_document_t *doc, const c
   if (!yaml_parser_initialize(&parser)) return FG_FAIL(FG_ERR_OOM, "libyaml: cannot create a parser");
   yaml_parser_set_input_string(&parser, (const unsigned char *)value, strlen(value));
   if (!yaml_parser_load(&parser, &vdoc)) {
-    fg_status st = SET_FAIL(c, "--set %s: malformed value: %s", given, parser.problem ? parser.problem : "YAML syntax error");
+    fg_status st =
+        SET_FAIL(c, "--set %s: malformed value: %s", given, parser.problem ? parser.problem : "YAML syntax error");
     yaml_parser_delete(&parser);
     return st;
   }
@@ -503,6 +504,16 @@ static fg_status read_scalar(fg_schema_ctx *c, const yaml_node_t *n, const fg_fi
   }
 }
 
+/* Entry i of a REALS / INTS list at `at` against the one before it, in the field's order. */
+static fg_status check_order(fg_schema_ctx *c, const fg_field *f, const char *at, size_t i) {
+  double v = f->type == FG_FIELD_REALS ? ((const double *)at)[i] : ((const int *)at)[i];
+  double prev = f->type == FG_FIELD_REALS ? ((const double *)at)[i - 1] : ((const int *)at)[i - 1];
+  if (f->order < 0 ? v < prev : v > prev) return FG_OK;
+  return fg_schema_fail(c, "%g is not %s the previous %s %g (%s must be strictly %s)", v,
+                        f->order < 0 ? "below" : "above", f->entry ? f->entry : "entry", prev, f->key,
+                        f->order < 0 ? "descending" : "increasing");
+}
+
 /* REALS, INTS, FLAGS: each entry read as a scalar at key[i]. */
 static fg_status read_list(fg_schema_ctx *c, yaml_document_t *doc, yaml_node_t *n, const fg_field *f, void *base) {
   int flags = f->type == FG_FIELD_FLAGS;
@@ -519,6 +530,7 @@ static fg_status read_list(fg_schema_ctx *c, yaml_document_t *doc, yaml_node_t *
     int choice = 0;
     void *dst = flags ? (void *)&choice : entry == FG_FIELD_REAL ? (void *)((double *)at + i) : (void *)((int *)at + i);
     fg_status st = item ? read_scalar(c, item, f, entry, dst) : fg_schema_fail(c, "internal: dangling YAML node");
+    if (st == FG_OK && f->order && i > 0) st = check_order(c, f, at, i);
     fg_schema_pop(c, mark);
     if (st != FG_OK) return st;
     set |= choice;

@@ -293,5 +293,6 @@ Test(budget, spec_check_names_the_key) {
   prof[1].share = 0;
   expect_spec_error(&ok[4], "profiles[1].share", "0 is out of range (expected in (0, 1])");
   expect_spec_error(&(fg_budget_spec){.kind = FG_BUDGET_TIERS}, "tiers", "no entries (expected at least one)");
-  expect_spec_error(&(fg_budget_spec){.kind = (fg_budget_kind)9}, "kind", "9 is not none, fixed, uniform, tiers or profiles");
+  expect_spec_error(&(fg_budget_spec){.kind = (fg_budget_kind)9}, "kind",
+                    "9 is not none, fixed, uniform, tiers or profiles");
 }

@@ -113,10 +113,24 @@ static void assert_option(const fg_method_config *m, const char *key, const char
   cr_assert_str_eq(got, want, "%s.%s: %s, want %s", m->name, key, got, want);
 }
 
+/* assert_option for each of the NULL-terminated pairs: key, expected text. */
+static void assert_options(const fg_method_config *m, ...) {
+  va_list ap;
+  va_start(ap, m);
+  for (const char *key = va_arg(ap, const char *); key; key = va_arg(ap, const char *))
+    assert_option(m, key, va_arg(ap, const char *));
+  va_end(ap);
+}
+
 /* The method takes no option `key`. */
 static void assert_no_option(const fg_method_config *m, const char *key) {
   char got[512];
   cr_assert_eq(fg_method_option_text(m, key, got, sizeof got), FG_ERR_CONFIG, "%s has an option %s", m->name, key);
+}
+
+/* Option i of a method: its shared options, then its own. */
+static const fg_field *method_option(const fg_method_ops *ops, int i) {
+  return i < ops->n_shared_options ? &ops->shared_options[i] : &ops->options[i - ops->n_shared_options];
 }
 
 static void assert_method_equal(const fg_method_config *a, const fg_method_config *b, const char *what) {
@@ -124,10 +138,10 @@ static void assert_method_equal(const fg_method_config *a, const fg_method_confi
   cr_assert_eq(a->weighting, b->weighting, "%s.weighting", what);
   const fg_method_ops *ops = fg_method_find(a->name);
   cr_assert_not_null(ops);
-  for (int i = 0; i < ops->n_options; i++) {
+  for (int i = 0; i < ops->n_shared_options + ops->n_options; i++) {
     char want[512];
-    FGT_OK(fg_method_option_text(b, ops->options[i].key, want, sizeof want));
-    assert_option(a, ops->options[i].key, want);
+    FGT_OK(fg_method_option_text(b, method_option(ops, i)->key, want, sizeof want));
+    assert_option(a, method_option(ops, i)->key, want);
   }
   if (ops->options_size)
     cr_assert_eq(memcmp(a->options, b->options, ops->options_size), 0, "%s: options differ", what);
@@ -300,10 +314,7 @@ Test(config, full_file_loads_every_value) {
   const fg_method_config *m = &cfg.methods[0];
   cr_assert_str_eq(m->name, "heterofl");
   cr_assert_eq(m->weighting, FG_WEIGHT_SAMPLES);
-  assert_option(m, "rates", "[1, 0.5, 0.25]");
-  assert_option(m, "scaler", "false");
-  assert_option(m, "sbn", "true");
-  assert_option(m, "label_mask", "true");
+  assert_options(m, "rates", "[1, 0.5, 0.25]", "scaler", "false", "sbn", "true", "label_mask", "true", NULL);
   fg_config_free(&cfg);
   cr_assert_null(cfg.name);
   fg_config_free(&cfg); /* twice is harmless */
@@ -352,21 +363,15 @@ Test(config, every_method_option_loads) {
   cr_assert_eq(cfg.methods[0].weighting, FG_WEIGHT_COUNT);
   assert_option(&cfg.methods[1], "rates", "[0.5, 0.25]");
   const fg_method_config *r = &cfg.methods[2];
-  assert_option(r, "rates", "[1, 0.125]");
-  assert_option(r, "scaler", "false");
-  assert_option(r, "label_mask", "true");
-  assert_option(r, "rolling", "random");
+  assert_options(r, "rates", "[1, 0.125]", "scaler", "false", "label_mask", "true", "rolling", "random", NULL);
   cr_assert_eq(r->weighting, FG_WEIGHT_COUNT);
   const fg_method_config *d = &cfg.methods[3];
   assert_option(d, "kd", "false");
   assert_option(d, "kd_ramp_rounds", "0");
   cr_assert_eq(d->weighting, FG_WEIGHT_SAMPLES);
   const fg_method_config *s = &cfg.methods[4];
-  assert_option(s, "widths", "[0.25, 0.5, 0.75, 1]");
-  assert_option(s, "exits", "[1, 2, 4, 5]");
-  assert_option(s, "kd_gamma", "0");
-  assert_option(s, "kd_temperature", "1.5");
-  assert_option(s, "kd_start", "1");
+  assert_options(s, "widths", "[0.25, 0.5, 0.75, 1]", "exits", "[1, 2, 4, 5]", "kd_gamma", "0",
+                 "kd_temperature", "1.5", "kd_start", "1", NULL);
   cr_assert_str_eq(cfg.methods[5].name, "exclusivefl");
   fg_config_free(&cfg);
 }
@@ -445,20 +450,13 @@ Test(config, per_method_defaults_follow_the_table) {
   }
   for (int i = 2; i <= 4; i++) assert_option(&cfg.methods[i], "rates", "[1, 0.5, 0.25, 0.125, 0.0625]");
   const fg_method_config *h = &cfg.methods[3], *r = &cfg.methods[4], *d = &cfg.methods[5], *s = &cfg.methods[6];
-  assert_option(h, "scaler", "true");
-  assert_option(h, "sbn", "true");
-  assert_option(h, "label_mask", "false");
-  assert_option(r, "scaler", "true");
-  assert_option(r, "label_mask", "false");
-  assert_option(r, "rolling", "roll");
+  assert_options(h, "scaler", "true", "sbn", "true", "label_mask", "false", NULL);
+  assert_options(r, "scaler", "true", "label_mask", "false", "rolling", "roll", NULL);
   assert_no_option(h, "rolling");
   assert_option(d, "kd", "true");
   assert_option(d, "kd_ramp_rounds", "300");
-  assert_option(s, "widths", "[0.7, 0.75, 1]");
-  assert_option(s, "exits", "[1, 2, 3]");
-  assert_option(s, "kd_gamma", "0.05");
-  assert_option(s, "kd_temperature", "3");
-  assert_option(s, "kd_start", "0.25");
+  assert_options(s, "widths", "[0.7, 0.75, 1]", "exits", "[1, 2, 3]", "kd_gamma", "0.05", "kd_temperature", "3",
+                 "kd_start", "0.25", NULL);
   /* a method has only its own options */
   assert_no_option(&cfg.methods[0], "rates");
   assert_no_option(&cfg.methods[0], "widths");
@@ -479,16 +477,10 @@ static void assert_neulite_defaults(const fg_method_config *n, const char *sched
   assert_option(n, "schedule", schedule);
   assert_option(n, "advance", advance);
   assert_option(n, "stage_rounds", "[]"); /* not given: the rounds split evenly */
-  assert_option(n, "em_threshold", "0.1");
-  assert_option(n, "em_window", "6");
-  assert_option(n, "em_every", "10");
-  assert_option(n, "em_samples", "10000");
+  assert_options(n, "em_threshold", "0.1", "em_window", "6", "em_every", "10", "em_samples", "10000", NULL);
   assert_option(n, "lambdas", "[]"); /* not given: the method's default schedule */
-  assert_option(n, "gammas", "[]");
-  assert_option(n, "hsic_sigma", "5");
-  assert_option(n, "mentor", "true");
-  assert_option(n, "harmonizer", "true");
-  assert_option(n, "frozen_bn", "update");
+  assert_options(n, "gammas", "[]", "hsic_sigma", "5", "mentor", "true", "harmonizer", "true", "frozen_bn", "update",
+                 NULL);
   /* a method has only its own options */
   assert_no_option(n, "rates");
   assert_no_option(n, "widths");
@@ -539,24 +531,13 @@ Test(config, neulite_options_load) {
   cr_assert_eq(cfg.n_methods, 2);
   const fg_method_config *a = &cfg.methods[0], *b = &cfg.methods[1];
   cr_assert_eq(a->weighting, FG_WEIGHT_COUNT);
-  assert_option(a, "schedule", "sequential");
-  assert_option(a, "advance", "rounds");
-  assert_option(a, "stage_rounds", "[5, 10, 10, 15]");
-  assert_option(a, "lambdas", "[0, 0.5, 0.001, 2]");
-  assert_option(a, "gammas", "[1, 1, 0, 0.25]");
-  assert_option(a, "hsic_sigma", "2.5");
-  assert_option(a, "mentor", "false");
-  assert_option(a, "harmonizer", "false");
-  assert_option(a, "frozen_bn", "fixed");
-  assert_option(a, "output_module", "bn_relu");
+  assert_options(a, "schedule", "sequential", "advance", "rounds", "stage_rounds", "[5, 10, 10, 15]",
+                 "lambdas", "[0, 0.5, 0.001, 2]", "gammas", "[1, 1, 0, 0.25]", "hsic_sigma", "2.5", "mentor", "false",
+                 "harmonizer", "false", "frozen_bn", "fixed", "output_module", "bn_relu", NULL);
   assert_option(b, "output_module", "linear"); /* the reference's output module by default */
   assert_option(a, "em_threshold", "0.1");     /* defaults filled even where unused */
-  assert_option(b, "advance", "movement");
-  assert_option(b, "em_threshold", "1");
-  assert_option(b, "em_window", "2");
-  assert_option(b, "em_every", "1");
-  assert_option(b, "em_samples", "1");
-  assert_option(b, "stage_rounds", "[]");
+  assert_options(b, "advance", "movement", "em_threshold", "1", "em_window", "2", "em_every", "1", "em_samples", "1",
+                 "stage_rounds", "[]", NULL);
   cr_assert_eq(b->weighting, FG_WEIGHT_SAMPLES);
   fg_config_free(&cfg);
 
@@ -971,7 +952,7 @@ Test(config, missing_file_is_an_io_error) {
 }
 
 Test(config, libraries_print_nothing) {
-  /* libcyaml logs to stderr unless told otherwise: every message must land in fg_last_error. */
+  /* No library may print: every message must land in fg_last_error. */
   char *log = path_in("stderr.txt");
   fflush(stderr);
   int saved = dup(2);
@@ -1140,12 +1121,8 @@ Test(config, hypemefed_and_multiexit_options) {
   fg_config cfg;
   load_ok("h.yaml", MINIMAL "methods: [{name: hypemefed}, {name: multiexit}]\n", NULL, 0, &cfg);
   const fg_method_config *h = &cfg.methods[0], *m = &cfg.methods[1];
-  assert_option(h, "levels", "budget");
-  assert_option(h, "lr", "0.0005");
-  assert_option(h, "hypernet", "lrf");
-  assert_option(h, "rank", "100");
-  assert_option(h, "hn_epochs", "25");
-  assert_option(h, "compat", "[]");
+  assert_options(h, "levels", "budget", "lr", "0.0005", "hypernet", "lrf", "rank", "100", "hn_epochs", "25",
+                 "compat", "[]", NULL);
   cr_assert_eq(h->weighting, FG_WEIGHT_COUNT);
   assert_option(m, "levels", "budget");
   assert_option(m, "lr", "0.0005");
@@ -1153,9 +1130,7 @@ Test(config, hypemefed_and_multiexit_options) {
   fg_config_free(&cfg);
   load_ok("h.yaml", MINIMAL "method: {name: hypemefed, rank: 1, compat: [noop_writeback, dup_avg], levels: index}\n",
           NULL, 0, &cfg);
-  assert_option(&cfg.methods[0], "compat", "[noop_writeback, dup_avg]");
-  assert_option(&cfg.methods[0], "rank", "1");
-  assert_option(&cfg.methods[0], "levels", "index");
+  assert_options(&cfg.methods[0], "compat", "[noop_writeback, dup_avg]", "rank", "1", "levels", "index", NULL);
   fg_config_free(&cfg);
   EXPECT_ERROR(MINIMAL "method: {name: multiexit, rank: 4}\n", "method.rank", "does not take");
   EXPECT_ERROR(MINIMAL "method: {name: hypemefed, rank: 0}\n", "method.rank");
@@ -1337,8 +1312,20 @@ Test(config, device_key) {
   EXPECT_ERROR(MINIMAL "device: [cpu]\nmethod: {name: fedavg}\n", "exp.yaml: device: expected a string, got a list");
   EXPECT_ERROR(MINIMAL "device:\nmethod: {name: fedavg}\n", "exp.yaml: device: no value (expected a string)");
   const char *bad[] = {"device=tpu"};
-  expect_error_set(MINIMAL "method: {name: fedavg}\n", bad, 1, FG_ERR_CONFIG, "device: ", "'tpu'", "(from --set device=tpu)",
-                   NULL);
+  expect_error_set(MINIMAL "method: {name: fedavg}\n", bad, 1, FG_ERR_CONFIG, "device: ", "'tpu'",
+                   "(from --set device=tpu)", NULL);
+}
+
+/* The resolved file of `yaml` (caller frees). */
+static char *resolved_text(const char *yaml) {
+  fg_config a;
+  load_ok("d.yaml", yaml, NULL, 0, &a);
+  char *out = path_in("resolved.yaml");
+  FGT_OK(fg_config_write_resolved(&a, -1, out, "r1"));
+  char *text = read_text(out);
+  fg_config_free(&a);
+  free(out);
+  return text;
 }
 
 Test(config, resolved_file_names_the_device) {
@@ -1346,17 +1333,11 @@ Test(config, resolved_file_names_the_device) {
   round_trip("dev.yaml", MINIMAL "method: {name: fedavg}\n", set, 1);
   const char *files[] = {MINIMAL "method: {name: fedavg}\n", MINIMAL "device: cuda:2\nmethod: {name: fedavg}\n"};
   const char *want[] = {"\nthreads: 0\ndevice: cpu\n", "\nthreads: 0\ndevice: cuda:2\n"};
-  char *out = path_in("resolved.yaml");
   for (int i = 0; i < 2; i++) {
-    fg_config a;
-    load_ok("d.yaml", files[i], NULL, 0, &a);
-    FGT_OK(fg_config_write_resolved(&a, -1, out, "r1"));
-    char *text = read_text(out);
+    char *text = resolved_text(files[i]);
     cr_assert(strstr(text, want[i]) != NULL, "resolved file lacks \"%s\":\n%s", want[i], text);
     free(text);
-    fg_config_free(&a);
   }
-  free(out);
 }
 
 /* ---- a method's configuration with overrides (fedgap memplan --method) --------------------- */
@@ -1384,9 +1365,7 @@ Test(config, method_config_with_overrides) {
   FGT_OK(fg_method_config_with("neulite", "cnn", set, 4, &m));
   cr_assert_str_eq(m.name, "neulite");
   cr_assert_eq(m.weighting, FG_WEIGHT_COUNT);
-  assert_option(&m, "output_module", "bn_relu");
-  assert_option(&m, "schedule", "sequential");
-  assert_option(&m, "stage_rounds", "[1, 2, 3]");
+  assert_options(&m, "output_module", "bn_relu", "schedule", "sequential", "stage_rounds", "[1, 2, 3]", NULL);
   assert_option(&m, "frozen_bn", "update"); /* the others at their defaults */
   assert_option(&m, "hsic_sigma", "5");
   fg_method_config_free(&m);
@@ -1428,11 +1407,12 @@ Test(config, method_config_with_mistakes_name_the_override) {
                     "method fedavg: rates: method fedavg does not take 'rates' (it takes: weighting) "
                     "(from --set rates=[1, 0.5])",
                     NULL);
-  expect_with_error("fedavg", "cnn", "ratez=1", "method fedavg: unknown key 'ratez'", "(expected one of: name, weighting)",
-                    "(from --set ratez=1)", NULL);
+  expect_with_error("fedavg", "cnn", "ratez=1", "method fedavg: unknown key 'ratez'",
+                    "(expected one of: name, weighting)", "(from --set ratez=1)", NULL);
   /* the method's own rules across options, and the model's stages */
-  expect_with_error("neulite", "cnn", "em_window=3", "method neulite: em_window: used only with schedule sequential with "
-                    "advance movement", "(from --set em_window=3)", NULL);
+  expect_with_error("neulite", "cnn", "em_window=3",
+                    "method neulite: em_window: used only with schedule sequential with advance movement",
+                    "(from --set em_window=3)", NULL);
   expect_with_error("neulite", "resnet18", "lambdas=[1, 1, 1]",
                     "lambdas: 3 entries but model resnet18 has 4 stages (expected 4, one per block)", NULL);
   expect_with_error("scalefl", "cnn", "widths=[0.5, 1]", "exits: 3 entries but widths has 2", NULL);
@@ -1457,8 +1437,8 @@ Test(config, every_method_option_is_documented) {
     char row[64];
     snprintf(row, sizeof row, "| `%s` |", ops->name);
     cr_assert(strstr(section, row) != NULL, "configs/README.md has no row for method %s", ops->name);
-    for (int k = 0; k < ops->n_options; k++) {
-      const fg_field *o = &ops->options[k];
+    for (int k = 0; k < ops->n_shared_options + ops->n_options; k++) {
+      const fg_field *o = method_option(ops, k);
       cr_assert(o->doc && o->doc[0], "%s.%s has no doc line", ops->name, o->key);
       cr_assert(strstr(section, o->key) != NULL, "configs/README.md does not name %s.%s", ops->name, o->key);
     }

@@ -3,11 +3,11 @@
  * double precision. The fixed logits come from a graph whose three outputs are linear selections
  * of its input, so the input batch is the logits. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/method_util.h"
 #include "common/test_util.h"
 #include "engine/nn/trainer.h"
 #include "fl/method.h"
@@ -94,23 +94,10 @@ static double kl_row(const float *student, const float *teacher, double t, doubl
   return s;
 }
 
-/* Method `name` for the cnn with the NULL-terminated overrides of its options. */
-static fg_method_config method_config(const char *name, ...) {
-  const char *set[16];
-  int n = 0;
-  va_list ap;
-  va_start(ap, name);
-  for (const char *s = va_arg(ap, const char *); s && n < 16; s = va_arg(ap, const char *)) set[n++] = s;
-  va_end(ap);
-  fg_method_config mc;
-  FGT_OK(fg_method_config_with(name, "cnn", set, n, &mc));
-  return mc;
-}
-
 static const fg_model_spec CNN = {.arch = "cnn", .width = 16, .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10};
 
 Test(methods, depthfl_loss_is_the_formula) {
-  fg_method_config mc = method_config("depthfl", "kd=true", "kd_ramp_rounds=300", NULL);
+  fg_method_config mc = fgt_method_config("depthfl", "cnn", "kd=true", "kd_ramp_rounds=300", NULL);
   const fg_method_ops *ops = fg_method_find("depthfl");
   cr_assert_not_null(ops);
   fg_method_plan mp;
@@ -143,8 +130,8 @@ Test(methods, depthfl_loss_is_the_formula) {
 }
 
 Test(methods, scalefl_loss_is_the_formula) {
-  fg_method_config mc = method_config("scalefl", "widths=[0.7, 0.75, 1]", "exits=[1, 2, 3]", "kd_gamma=0.05",
-                                      "kd_temperature=3", "kd_start=0.25", NULL);
+  fg_method_config mc = fgt_method_config("scalefl", "cnn", "widths=[0.7, 0.75, 1]", "exits=[1, 2, 3]",
+                                          "kd_gamma=0.05", "kd_temperature=3", "kd_start=0.25", NULL);
   const fg_method_ops *ops = fg_method_find("scalefl");
   fg_method_plan mp;
   FGT_OK(ops->plan(&mc, &CNN, &mp));
@@ -179,12 +166,12 @@ Test(methods, scalefl_loss_is_the_formula) {
 Test(methods, levels_of_the_width_methods) {
   const char *names[] = {"heterofl", "fedrolex", "fedavg-s", "fedavg", "exclusivefl", "depthfl"};
   fg_method_config mc[6] = {
-      method_config("heterofl", "rates=[1, 0.5, 0.25]", "scaler=true", NULL),
-      method_config("fedrolex", "rates=[1, 0.5, 0.25]", "rolling=roll", NULL),
-      method_config("fedavg-s", "rates=[1, 0.5, 0.25]", NULL),
-      method_config("fedavg", NULL),
-      method_config("exclusivefl", NULL),
-      method_config("depthfl", NULL),
+      fgt_method_config("heterofl", "cnn", "rates=[1, 0.5, 0.25]", "scaler=true", NULL),
+      fgt_method_config("fedrolex", "cnn", "rates=[1, 0.5, 0.25]", "rolling=roll", NULL),
+      fgt_method_config("fedavg-s", "cnn", "rates=[1, 0.5, 0.25]", NULL),
+      fgt_method_config("fedavg", "cnn", NULL),
+      fgt_method_config("exclusivefl", "cnn", NULL),
+      fgt_method_config("depthfl", "cnn", NULL),
   };
   fg_method_plan mp;
   FGT_OK(fg_method_find(names[0])->plan(&mc[0], &CNN, &mp));

@@ -3,28 +3,14 @@
  * untouched and moves the harmonizer and the active block, frozen-prefix BN buffers updated or
  * fixed as configured, the Curriculum Mentor terms, and the schedules. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/method_util.h"
 #include "common/test_util.h"
 #include "engine/base/rng.h"
 #include "engine/nn/trainer.h"
 #include "fl/method.h"
-
-/* NeuLite for model `arch` with the NULL-terminated overrides of its options (the others at
- * their defaults). */
-static fg_method_config neulite_config(const char *arch, ...) {
-  const char *set[16];
-  int n = 0;
-  va_list ap;
-  va_start(ap, arch);
-  for (const char *s = va_arg(ap, const char *); s && n < 16; s = va_arg(ap, const char *)) set[n++] = s;
-  va_end(ap);
-  fg_method_config mc;
-  FGT_OK(fg_method_config_with("neulite", arch, set, n, &mc));
-  return mc;
-}
 
 static const fg_method_ops *neulite(void) {
   const fg_method_ops *ops = fg_method_find("neulite");
@@ -44,7 +30,7 @@ static fg_graph *stage_graph(const fg_method_config *mc, const fg_method_plan *m
 /* neulite.md §1.3: trainable parameters of the ResNet-34 stages (P included: every stage has a
  * label-HSIC weight). */
 Test(neulite, resnet34_trainable_counts) {
-  fg_method_config mc = neulite_config("resnet34", "gammas=[0.1, 0.2, 0.3, 0.4]", NULL);
+  fg_method_config mc = fgt_method_config("neulite", "resnet34", "gammas=[0.1, 0.2, 0.3, 0.4]", NULL);
   fg_model_spec base = {.arch = "resnet34", .in_c = 3, .in_h = 32, .in_w = 32, .classes = 10};
   fg_method_plan mp;
   FGT_OK(neulite()->plan(&mc, &base, &mp));
@@ -58,14 +44,14 @@ Test(neulite, resnet34_trainable_counts) {
   }
   /* Without the harmonizer stage 2 loses layer1.2.conv2 (36,864) and bn2 (128). */
   fg_method_config_free(&mc);
-  mc = neulite_config("resnet34", "gammas=[0.1, 0.2, 0.3, 0.4]", "harmonizer=false", NULL);
+  mc = fgt_method_config("neulite", "resnet34", "gammas=[0.1, 0.2, 0.3, 0.4]", "harmonizer=false", NULL);
   fg_graph *g = stage_graph(&mc, &mp, 2);
   cr_assert_eq(fg_graph_trainable_numel(g), 6318994 - 36864 - 128);
   fg_graph_free(g);
   /* A stage whose label term has weight 0 (stage 1 of the default curriculum) leaves out P:
    * 512x2056 + 2056 + 2056x1024 + 1024 + 1024x512 + 512 parameters. */
   fg_method_config_free(&mc);
-  mc = neulite_config("resnet34", NULL);
+  mc = fgt_method_config("neulite", "resnet34", NULL);
   FGT_OK(neulite()->plan(&mc, &base, &mp));
   g = stage_graph(&mc, &mp, 1);
   const int64_t p_params = 512 * 2056 + 2056 + 2056 * 1024 + 1024 + 1024 * 512 + 512;
@@ -82,7 +68,8 @@ Test(neulite, resnet34_trainable_counts) {
 /* output_module bn_relu (ours): each output-module conv gains a BN (weight and bias trainable,
  * running statistics as buffers) followed by a ReLU; the last stage has no output module. */
 Test(neulite, output_module_bn_relu) {
-  fg_method_config mc = neulite_config("resnet34", "gammas=[0.1, 0.2, 0.3, 0.4]", "output_module=bn_relu", NULL);
+  fg_method_config mc =
+      fgt_method_config("neulite", "resnet34", "gammas=[0.1, 0.2, 0.3, 0.4]", "output_module=bn_relu", NULL);
   fg_model_spec base = {.arch = "resnet34", .in_c = 3, .in_h = 32, .in_w = 32, .classes = 10};
   fg_method_plan mp;
   FGT_OK(neulite()->plan(&mc, &base, &mp));
@@ -155,7 +142,7 @@ static void free_step(step_result *r) {
 }
 
 Test(neulite, frozen_prefix_harmonizer_and_bn_buffers) {
-  fg_method_config mc = neulite_config("resnet18", NULL);
+  fg_method_config mc = fgt_method_config("neulite", "resnet18", NULL);
   step_result r = one_step(&mc, 3);
   /* Frozen: the stem, layer1, layer2 except its last conv2 + bn2. */
   cr_assert(!changed(&r, "stem.conv.weight"));
@@ -176,7 +163,7 @@ Test(neulite, frozen_prefix_harmonizer_and_bn_buffers) {
   free_step(&r);
 
   fg_method_config_free(&mc);
-  mc = neulite_config("resnet18", "frozen_bn=fixed", NULL);
+  mc = fgt_method_config("neulite", "resnet18", "frozen_bn=fixed", NULL);
   r = one_step(&mc, 3);
   cr_assert(!changed(&r, "stem.bn.running_mean"));
   cr_assert(!changed(&r, "layer1.0.bn1.running_var"));
@@ -187,7 +174,7 @@ Test(neulite, frozen_prefix_harmonizer_and_bn_buffers) {
 
   /* Without the harmonizer the whole of block 2 is frozen. */
   fg_method_config_free(&mc);
-  mc = neulite_config("resnet18", "frozen_bn=update", "harmonizer=false", NULL);
+  mc = fgt_method_config("neulite", "resnet18", "frozen_bn=update", "harmonizer=false", NULL);
   r = one_step(&mc, 3);
   cr_assert(!changed(&r, "layer2.1.conv2.weight"));
   cr_assert(!changed(&r, "layer2.1.bn2.weight"));
@@ -199,7 +186,7 @@ Test(neulite, frozen_prefix_harmonizer_and_bn_buffers) {
 /* The mentor's terms: CE, then -lambda_t nHSIC(X; Z_X), -gamma_t nHSIC(Y; Z_Y); zero weights
  * drop a term; our default runs lambda 0.5 -> 0 and gamma 0 -> 0.5 over the stages. */
 Test(neulite, curriculum_mentor_terms) {
-  fg_method_config mc = neulite_config("resnet18", NULL);
+  fg_method_config mc = fgt_method_config("neulite", "resnet18", NULL);
   fg_model_spec base = {.arch = "resnet18", .in_c = 3, .in_h = 32, .in_w = 32, .classes = 10};
   fg_method_plan mp;
   FGT_OK(neulite()->plan(&mc, &base, &mp));
@@ -217,12 +204,12 @@ Test(neulite, curriculum_mentor_terms) {
   cr_assert_eq(l.terms[2].hsic.classes, 10);
   cr_assert_float_eq(l.terms[2].hsic.sigma, 5.0f, 1e-7);
   fg_method_config_free(&mc);
-  mc = neulite_config("resnet18", "lambdas=[1, 0, 0, 0]", "gammas=[0, 0, 0, 2]", NULL);
+  mc = fgt_method_config("neulite", "resnet18", "lambdas=[1, 0, 0, 0]", "gammas=[0, 0, 0, 2]", NULL);
   neulite()->loss(&mc, &mp, 3, 0, 10, &l);
   cr_assert_eq(l.n, 2);
   cr_assert_float_eq(l.terms[1].weight, -2.0f, 1e-7);
   fg_method_config_free(&mc);
-  mc = neulite_config("resnet18", "lambdas=[1, 0, 0, 0]", "gammas=[0, 0, 0, 2]", "mentor=false", NULL);
+  mc = fgt_method_config("neulite", "resnet18", "lambdas=[1, 0, 0, 0]", "gammas=[0, 0, 0, 2]", "mentor=false", NULL);
   neulite()->loss(&mc, &mp, 0, 0, 10, &l);
   cr_assert_eq(l.n, 1);
   cr_assert_eq(l.terms[0].kind, FG_LOSS_XENT);
@@ -236,7 +223,7 @@ static int next_level(fg_schedule *s, int round, const float *state) {
 }
 
 Test(neulite, schedules) {
-  fg_method_config mc = neulite_config("cnn", NULL);
+  fg_method_config mc = fgt_method_config("neulite", "cnn", NULL);
   fg_model_spec base = {.arch = "cnn", .width = 4, .in_c = 1, .in_h = 12, .in_w = 12, .classes = 10};
   fg_method_plan mp;
   FGT_OK(neulite()->plan(&mc, &base, &mp));
@@ -251,13 +238,13 @@ Test(neulite, schedules) {
   neulite()->schedule_free(s);
   /* Sequential, 10 rounds split 4 / 3 / 3, or as configured. */
   fg_method_config_free(&mc);
-  mc = neulite_config("cnn", "schedule=sequential", NULL);
+  mc = fgt_method_config("neulite", "cnn", "schedule=sequential", NULL);
   FGT_OK(neulite()->schedule_create(&mc, &mp, global, 1, 10, 0, &s));
   const int want[10] = {0, 0, 0, 0, 1, 1, 1, 2, 2, 2};
   for (int r = 0; r < 10; r++) cr_assert_eq(next_level(s, r, state), want[r], "round %d", r);
   neulite()->schedule_free(s);
   fg_method_config_free(&mc);
-  mc = neulite_config("cnn", "schedule=sequential", "stage_rounds=[1, 2, 7]", NULL);
+  mc = fgt_method_config("neulite", "cnn", "schedule=sequential", "stage_rounds=[1, 2, 7]", NULL);
   FGT_OK(neulite()->schedule_create(&mc, &mp, global, 1, 10, 0, &s));
   const int want2[10] = {0, 1, 1, 2, 2, 2, 2, 2, 2, 2};
   for (int r = 0; r < 10; r++) cr_assert_eq(next_level(s, r, state), want2[r], "round %d", r);
@@ -265,8 +252,8 @@ Test(neulite, schedules) {
   /* Effective movement (window 3, checked every 2 rounds): a block drifting steadily (EM = 1)
    * stays; one oscillating back and forth (EM = 1/3 < 0.5) advances at the next check. */
   fg_method_config_free(&mc);
-  mc = neulite_config("cnn", "schedule=sequential", "advance=movement", "em_threshold=0.5", "em_window=3", "em_every=2",
-                      "em_samples=50", NULL);
+  mc = fgt_method_config("neulite", "cnn", "schedule=sequential", "advance=movement", "em_threshold=0.5",
+                         "em_window=3", "em_every=2", "em_samples=50", NULL);
   FGT_OK(neulite()->schedule_create(&mc, &mp, global, 1, 40, 0, &s));
   for (int r = 0; r < 8; r++) {
     for (int64_t k = 0; k < numel; k++) state[k] = 0.01f * (float)r;
