@@ -54,8 +54,6 @@ void fg_schema_pop(fg_schema_ctx *c, size_t mark) {
   c->path[mark] = '\0';
 }
 
-const char *fg_schema_path(const fg_schema_ctx *c) { return c->path; }
-
 /* ---- errors -------------------------------------------------------------------------------- */
 
 /* 1 when `a` is `b` or a key below it ("a.x", "a[1]"). */
@@ -239,16 +237,5 @@ void fg_schema_value_text(const fg_field *f, const void *base, char *buf, size_t
     case FG_FIELD_INTS: list_text(f, base, buf, cap); return;
     case FG_FIELD_MAPPING:
     case FG_FIELD_LATER: snprintf(buf, cap, "..."); return;
-  }
-}
-
-void fg_schema_free(const fg_field *fields, int n_fields, void *base) {
-  for (int i = 0; i < n_fields; i++) {
-    const fg_field *f = &fields[i];
-    if (f->type == FG_FIELD_MAPPING) fg_schema_free(f->fields, f->n_fields, base);
-    if (f->type != FG_FIELD_STRING) continue;
-    char **s = (char **)((char *)base + f->offset);
-    free(*s);
-    *s = NULL;
   }
 }

@@ -11,7 +11,7 @@
  * text of a value as a resolved config.yaml writes it.
  *
  * Owns: the context's copies of the overrides' key paths (fg_schema_release); the heap strings
- * the walker stores in STRING fields belong to the destination (fg_schema_free). */
+ * the walker stores in STRING fields belong to the destination. */
 #ifndef FG_FL_SCHEMA_H
 #define FG_FL_SCHEMA_H
 
@@ -87,7 +87,6 @@ void fg_schema_release(fg_schema_ctx *c);
 size_t fg_schema_push_key(fg_schema_ctx *c, const char *key);
 size_t fg_schema_push_index(fg_schema_ctx *c, size_t index);
 void fg_schema_pop(fg_schema_ctx *c, size_t mark);
-const char *fg_schema_path(const fg_schema_ctx *c);
 
 /* FG_ERR_CONFIG "file: key.path: message (from --set ...)": at the current path, at the current
  * path's `key` ("rates", "exits[2]"), or at `path` from the top ("" for the whole document). The
@@ -144,8 +143,6 @@ yaml_node_t *fg_schema_lookup(yaml_document_t *doc, yaml_node_t *map, const char
 /* `node` must be a list of min..max entries (max 0: no limit): its entry count, or an error. */
 fg_status fg_schema_list(fg_schema_ctx *c, yaml_node_t *node, size_t min, size_t max, size_t *count);
 yaml_node_t *fg_schema_list_item(yaml_document_t *doc, yaml_node_t *list, size_t i);
-/* Frees (and clears) the STRING values a table's fields hold, nested mappings included. */
-void fg_schema_free(const fg_field *fields, int n_fields, void *base);
 
 /* ---- values as text ---------------------------------------------------------------------- */
 

@@ -483,6 +483,7 @@ static fg_status string_value(fg_schema_ctx *c, const yaml_node_t *n, char **out
 /* A scalar of field `f`'s type (an entry's type for lists) stored at `at`. */
 static fg_status read_scalar(fg_schema_ctx *c, const yaml_node_t *n, const fg_field *f, fg_field_type type, void *at) {
   char got[96], want[220];
+  if (!n) return fg_schema_fail(c, "internal: dangling YAML node");
   if (n->type != YAML_SCALAR_NODE || (type != FG_FIELD_STRING && scalar_is_null(n))) {
     describe_node(n, got, sizeof got);
     fg_field as = *f;
@@ -514,29 +515,38 @@ static fg_status check_order(fg_schema_ctx *c, const fg_field *f, const char *at
                         f->order < 0 ? "descending" : "increasing");
 }
 
-/* REALS, INTS, FLAGS: each entry read as a scalar at key[i]. */
-static fg_status read_list(fg_schema_ctx *c, yaml_document_t *doc, yaml_node_t *n, const fg_field *f, void *base) {
-  int flags = f->type == FG_FIELD_FLAGS;
+/* FLAGS: the listed choices' values ORed. */
+static fg_status read_flags(fg_schema_ctx *c, yaml_document_t *doc, yaml_node_t *n, const fg_field *f, int *out) {
   size_t count = 0;
-  FG_TRY(fg_schema_list(c, n, flags ? 0 : (size_t)f->min_len, flags ? (size_t)f->n_choices : (size_t)f->max_len,
-                        &count));
-  fg_field_type entry = f->type == FG_FIELD_REALS ? FG_FIELD_REAL : f->type == FG_FIELD_INTS ? FG_FIELD_INT
-                                                                                             : FG_FIELD_CHOICE;
-  char *at = (char *)base + f->offset;
-  int set = 0;
+  FG_TRY(fg_schema_list(c, n, 0, (size_t)f->n_choices, &count));
+  int flags = 0;
   for (size_t i = 0; i < count; i++) {
+    int value = 0;
     size_t mark = fg_schema_push_index(c, i);
-    yaml_node_t *item = fg_schema_list_item(doc, n, i);
-    int choice = 0;
-    void *dst = flags ? (void *)&choice : entry == FG_FIELD_REAL ? (void *)((double *)at + i) : (void *)((int *)at + i);
-    fg_status st = item ? read_scalar(c, item, f, entry, dst) : fg_schema_fail(c, "internal: dangling YAML node");
+    fg_status st = read_scalar(c, fg_schema_list_item(doc, n, i), f, FG_FIELD_CHOICE, &value);
+    fg_schema_pop(c, mark);
+    if (st != FG_OK) return st;
+    flags |= value;
+  }
+  *out = flags;
+  return FG_OK;
+}
+
+/* REALS, INTS: each entry read as a number at key[i], in range and in the field's order. */
+static fg_status read_numbers(fg_schema_ctx *c, yaml_document_t *doc, yaml_node_t *n, const fg_field *f, void *base) {
+  size_t count = 0;
+  FG_TRY(fg_schema_list(c, n, (size_t)f->min_len, (size_t)f->max_len, &count));
+  int reals = f->type == FG_FIELD_REALS;
+  char *at = (char *)base + f->offset;
+  for (size_t i = 0; i < count; i++) {
+    void *entry = reals ? (void *)((double *)at + i) : (void *)((int *)at + i);
+    size_t mark = fg_schema_push_index(c, i);
+    fg_status st = read_scalar(c, fg_schema_list_item(doc, n, i), f, reals ? FG_FIELD_REAL : FG_FIELD_INT, entry);
     if (st == FG_OK && f->order && i > 0) st = check_order(c, f, at, i);
     fg_schema_pop(c, mark);
     if (st != FG_OK) return st;
-    set |= choice;
   }
-  if (flags) *(int *)at = set;
-  else *(int *)((char *)base + f->count_offset) = (int)count;
+  *(int *)((char *)base + f->count_offset) = (int)count;
   return FG_OK;
 }
 
@@ -546,8 +556,8 @@ fg_status fg_schema_read_value(fg_schema_ctx *c, yaml_document_t *doc, yaml_node
   switch (f->type) {
     case FG_FIELD_MAPPING: return fg_schema_read_mapping(c, doc, node, f->fields, f->n_fields, base);
     case FG_FIELD_REALS:
-    case FG_FIELD_INTS:
-    case FG_FIELD_FLAGS: return read_list(c, doc, node, f, base);
+    case FG_FIELD_INTS: return read_numbers(c, doc, node, f, base);
+    case FG_FIELD_FLAGS: return read_flags(c, doc, node, f, (int *)((char *)base + f->offset));
     case FG_FIELD_LATER: return FG_OK;
     default: return read_scalar(c, node, f, f->type, (char *)base + f->offset);
   }
@@ -593,6 +603,14 @@ static fg_status unknown_key(fg_schema_ctx *c, const char *key, const fg_field_g
   return fg_schema_fail_unknown(c, key, names);
 }
 
+/* Field `key` of the groups: its index in group *g, or -1. */
+static int find_field(const fg_field_group *groups, int n_groups, const char *key, int *g) {
+  for (*g = 0; *g < n_groups; (*g)++)
+    for (int i = 0; i < groups[*g].n_fields; i++)
+      if (strcmp(groups[*g].fields[i].key, key) == 0) return i;
+  return -1;
+}
+
 fg_status fg_schema_read(fg_schema_ctx *c, yaml_document_t *doc, yaml_node_t *node, const fg_field_group *groups,
                          int n_groups, fg_unknown_key unknown, void *arg) {
   char got[96];
@@ -613,15 +631,12 @@ fg_status fg_schema_read(fg_schema_ctx *c, yaml_document_t *doc, yaml_node_t *no
       return fg_schema_fail(c, "a key must be a name, got %s", got);
     }
     const char *key = scalar_text(k);
-    int g = 0, f = -1;
-    for (; g < n_groups && f < 0; g++)
-      for (int i = 0; i < groups[g].n_fields && f < 0; i++)
-        if (strcmp(groups[g].fields[i].key, key) == 0) f = i;
+    int g = 0, f = find_field(groups, n_groups, key, &g);
     if (f < 0) {
       fg_status st = unknown ? unknown(c, key, arg) : FG_OK;
       return st != FG_OK ? st : unknown_key(c, key, groups, n_groups);
     }
-    const fg_field_group *grp = &groups[--g];
+    const fg_field_group *grp = &groups[g];
     size_t mark = fg_schema_push_key(c, key);
     fg_status st = seen[g][f] ? fg_schema_fail(c, "key given more than once")
                               : fg_schema_read_value(c, doc, yaml_document_get_node(doc, p->value), &grp->fields[f],
