@@ -2,6 +2,7 @@
 #include "fl/budget.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,27 +90,92 @@ fg_status fg_largest_remainder(const double *shares, int n, int total, int *coun
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * The rules of a spec. */
+
+static int positive(double v) { return isfinite(v) && v > 0.0; }
+
+/* FG_ERR_CONFIG about the value of `key` (written to key[cap]). */
+static fg_status spec_error(char *key, size_t cap, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static fg_status spec_error(char *key, size_t cap, const char *name, const char *fmt, ...) {
+  char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  snprintf(key, cap, "%s", name);
+  return FG_FAIL(FG_ERR_CONFIG, "%s", msg);
+}
+
+/* A tiers or a profiles list: its name, entries and each entry's share of the clients. */
+static const char *list_name(const fg_budget_spec *spec) {
+  return spec->kind == FG_BUDGET_TIERS ? "tiers" : "profiles";
+}
+
+static int list_count(const fg_budget_spec *spec) {
+  if (spec->kind == FG_BUDGET_TIERS) return spec->tiers ? spec->n_tiers : 0;
+  return spec->profiles ? spec->n_profiles : 0;
+}
+
+static double list_share(const fg_budget_spec *spec, int i) {
+  return spec->kind == FG_BUDGET_TIERS ? spec->tiers[i].share : spec->profiles[i].share;
+}
+
+/* At least one entry; tiers' fractions > 0; every share in (0, 1], their sum 1 within 1e-6. */
+static fg_status check_list(const fg_budget_spec *spec, char *key, size_t cap) {
+  const char *list = list_name(spec);
+  int n = list_count(spec);
+  char name[64];
+  if (n < 1) return spec_error(key, cap, list, "no entries (expected at least one)");
+  double sum = 0.0;
+  for (int i = 0; i < n; i++) {
+    double fraction = spec->kind == FG_BUDGET_TIERS ? spec->tiers[i].fraction : 1.0, share = list_share(spec, i);
+    snprintf(name, sizeof name, "tiers[%d].fraction", i);
+    if (!positive(fraction)) return spec_error(key, cap, name, "%g is out of range (expected > 0)", fraction);
+    snprintf(name, sizeof name, "%s[%d].share", list, i);
+    if (!(positive(share) && share <= 1.0))
+      return spec_error(key, cap, name, "%g is out of range (expected in (0, 1])", share);
+    sum += share;
+  }
+  if (fabs(sum - 1.0) > 1e-6) return spec_error(key, cap, list, "the shares sum to %.9g (expected 1)", sum);
+  return FG_OK;
+}
+
+fg_status fg_budget_spec_check(const fg_budget_spec *spec, char *key, size_t cap) {
+  switch (spec->kind) {
+    case FG_BUDGET_NONE: return FG_OK;
+    case FG_BUDGET_FIXED:
+      if (positive(spec->mib)) return FG_OK;
+      return spec_error(key, cap, "mib", "%g is out of range (expected > 0)", spec->mib);
+    case FG_BUDGET_UNIFORM:
+      if (!positive(spec->min_mib))
+        return spec_error(key, cap, "min_mib", "%g is out of range (expected > 0)", spec->min_mib);
+      if (!positive(spec->max_mib))
+        return spec_error(key, cap, "max_mib", "%g is out of range (expected > 0)", spec->max_mib);
+      if (spec->max_mib < spec->min_mib)
+        return spec_error(key, cap, "max_mib", "%g is below min_mib %g (expected >= min_mib)", spec->max_mib,
+                          spec->min_mib);
+      return FG_OK;
+    case FG_BUDGET_TIERS:
+    case FG_BUDGET_PROFILES: return check_list(spec, key, cap);
+  }
+  return spec_error(key, cap, "kind", "%d is not none, fixed, uniform, tiers or profiles", (int)spec->kind);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Budgets. */
 
+/* mib (> 0) in bytes, at most FG_BUDGET_MAX_BYTES. */
 static fg_status mib_to_bytes(double mib, const char *key, size_t *bytes) {
-  if (!isfinite(mib) || mib <= 0.0) return FG_FAIL(FG_ERR_CONFIG, "%s %g, expected a finite value > 0", key, mib);
   double b = floor(mib * FG_MIB);
-  if (b > FG_BUDGET_MAX_BYTES) return FG_FAIL(FG_ERR_CONFIG, "%s %g MiB is too large", key, mib);
+  if (b > FG_BUDGET_MAX_BYTES) return FG_FAIL(FG_ERR_CONFIG, "%s: %g MiB is too large", key, mib);
   *bytes = (size_t)b;
   return FG_OK;
 }
 
-static fg_status check_share_sum(const double *shares, int n, const char *key) {
-  double sum = 0.0;
-  for (int i = 0; i < n; i++) sum += shares[i];
-  if (fabs(sum - 1.0) > 1e-6) return FG_FAIL(FG_ERR_CONFIG, "%s: shares sum to %.9g, expected 1", key, sum);
-  return FG_OK;
-}
-
 /* Gives entry values[e] to count[e] clients chosen by the budget stream's permutation. */
-static fg_status assign_by_share(const double *shares, const size_t *values, int n_entries,
-                                 int n_clients, uint64_t seed, const char *key, size_t *budgets) {
-  FG_TRY(check_share_sum(shares, n_entries, key));
+static fg_status assign_by_share(const double *shares, const size_t *values, int n_entries, int n_clients,
+                                 uint64_t seed, size_t *budgets) {
   int *counts = malloc((size_t)n_entries * sizeof *counts);
   uint32_t *perm = malloc((size_t)n_clients * sizeof *perm);
   fg_status s = counts && perm ? FG_OK : FG_FAIL(FG_ERR_OOM, "budgets: out of host memory");
@@ -121,8 +187,6 @@ static fg_status assign_by_share(const double *shares, const size_t *values, int
     int at = 0;
     for (int e = 0; e < n_entries; e++)
       for (int i = 0; i < counts[e]; i++) budgets[perm[at++]] = values[e];
-  } else {
-    fg_error_prefix("%s", key);
   }
   free(perm);
   free(counts);
@@ -135,61 +199,45 @@ static fg_status assign_uniform(const fg_budget_spec *spec, int n_clients, uint6
   FG_TRY(mib_to_bytes(spec->max_mib, "clients.budgets.max_mib", &check));
   double lo = ceil(spec->min_mib), hi = floor(spec->max_mib);
   if (lo > hi)
-    return FG_FAIL(FG_ERR_CONFIG,
-                   "clients.budgets: no whole MiB in [min_mib %g, max_mib %g] (min must be <= max)",
-                   spec->min_mib, spec->max_mib);
+    return FG_FAIL(FG_ERR_CONFIG, "clients.budgets: no whole MiB in [min_mib %g, max_mib %g]", spec->min_mib,
+                   spec->max_mib);
   uint64_t first = (uint64_t)lo, span = (uint64_t)(hi - lo) + 1;
   fg_rng r = fg_rng_stream(seed, FG_RNG_BUDGET, 0, 0);
   for (int k = 0; k < n_clients; k++) budgets[k] = (size_t)((first + fg_rng_below(&r, span)) << 20);
   return FG_OK;
 }
 
-static fg_status assign_tiers(const fg_budget_spec *spec, int n_clients, uint64_t seed,
-                              size_t full_peak_bytes, size_t *budgets) {
-  if (full_peak_bytes == 0)
-    return FG_FAIL(FG_ERR_INVALID, "clients.budgets tiers need the full model's training peak (given 0 bytes)");
-  if (spec->n_tiers < 1 || !spec->tiers)
-    return FG_FAIL(FG_ERR_CONFIG, "clients.budgets.tiers is empty, expected at least one {fraction, share}");
-  double *shares = malloc((size_t)spec->n_tiers * sizeof *shares);
-  size_t *values = malloc((size_t)spec->n_tiers * sizeof *values);
-  fg_status s = shares && values ? FG_OK : FG_FAIL(FG_ERR_OOM, "budgets: out of host memory");
-  for (int t = 0; s == FG_OK && t < spec->n_tiers; t++) {
-    double fraction = spec->tiers[t].fraction;
-    double b = isfinite(fraction) && fraction > 0.0 ? floor(fraction * (double)full_peak_bytes) : -1.0;
-    if (b < 1.0 || b > FG_BUDGET_MAX_BYTES)
-      s = FG_FAIL(FG_ERR_CONFIG,
-                  "clients.budgets.tiers[%d].fraction %g gives %.0f bytes of a %zu-byte peak, "
-                  "expected a fraction > 0 giving at least 1 byte",
-                  t, fraction, b, full_peak_bytes);
-    else {
-      values[t] = (size_t)b;
-      shares[t] = spec->tiers[t].share;
-    }
+/* The budget of entry i of a tiers list (fraction x the full model's peak) or of a profiles list
+ * (the profile's memory). */
+static fg_status entry_bytes(const fg_budget_spec *spec, int i, size_t full_peak_bytes, size_t *bytes) {
+  if (spec->kind == FG_BUDGET_PROFILES) {
+    const fg_device_profile *dp = fg_device_profile_find(spec->profiles[i].name);
+    if (dp) return mib_to_bytes(dp->mib, dp->name, bytes);
+    fg_error_prefix("clients.budgets.profiles[%d].name", i);
+    return fg_last_status();
   }
-  if (s == FG_OK) s = assign_by_share(shares, values, spec->n_tiers, n_clients, seed, "clients.budgets.tiers", budgets);
-  free(values);
-  free(shares);
-  return s;
+  double fraction = spec->tiers[i].fraction, b = floor(fraction * (double)full_peak_bytes);
+  if (b < 1.0 || b > FG_BUDGET_MAX_BYTES)
+    return FG_FAIL(FG_ERR_CONFIG,
+                   "clients.budgets.tiers[%d].fraction: %g gives %.0f bytes of a %zu-byte peak, expected a "
+                   "fraction giving at least 1 byte",
+                   i, fraction, b, full_peak_bytes);
+  *bytes = (size_t)b;
+  return FG_OK;
 }
 
-static fg_status assign_profiles(const fg_budget_spec *spec, int n_clients, uint64_t seed, size_t *budgets) {
-  if (spec->n_profiles < 1 || !spec->profiles)
-    return FG_FAIL(FG_ERR_CONFIG, "clients.budgets.profiles is empty, expected at least one {name, share}");
-  double *shares = malloc((size_t)spec->n_profiles * sizeof *shares);
-  size_t *values = malloc((size_t)spec->n_profiles * sizeof *values);
+/* Tiers and profiles: each entry's budget to its share of the clients. */
+static fg_status assign_list(const fg_budget_spec *spec, int n_clients, uint64_t seed, size_t full_peak_bytes,
+                             size_t *budgets) {
+  int n = list_count(spec);
+  double *shares = malloc((size_t)n * sizeof *shares);
+  size_t *values = malloc((size_t)n * sizeof *values);
   fg_status s = shares && values ? FG_OK : FG_FAIL(FG_ERR_OOM, "budgets: out of host memory");
-  for (int i = 0; s == FG_OK && i < spec->n_profiles; i++) {
-    const fg_device_profile *dp = fg_device_profile_find(spec->profiles[i].name);
-    if (!dp) {
-      s = fg_last_status();
-      fg_error_prefix("clients.budgets.profiles[%d].name", i);
-    } else {
-      s = mib_to_bytes(dp->mib, dp->name, &values[i]);
-      shares[i] = spec->profiles[i].share;
-    }
+  for (int i = 0; s == FG_OK && i < n; i++) {
+    shares[i] = list_share(spec, i);
+    s = entry_bytes(spec, i, full_peak_bytes, &values[i]);
   }
-  if (s == FG_OK)
-    s = assign_by_share(shares, values, spec->n_profiles, n_clients, seed, "clients.budgets.profiles", budgets);
+  if (s == FG_OK) s = assign_by_share(shares, values, n, n_clients, seed, budgets);
   free(values);
   free(shares);
   return s;
@@ -199,6 +247,13 @@ fg_status fg_budgets_assign(const fg_budget_spec *spec, int n_clients, uint64_t 
                             size_t full_peak_bytes, size_t *budgets) {
   if (!spec || !budgets) return FG_FAIL(FG_ERR_INVALID, "budgets: spec and output are required");
   if (n_clients < 1) return FG_FAIL(FG_ERR_CONFIG, "clients.count %d, expected >= 1", n_clients);
+  if (spec->kind == FG_BUDGET_TIERS && full_peak_bytes == 0)
+    return FG_FAIL(FG_ERR_INVALID, "clients.budgets tiers need the full model's training peak (given 0 bytes)");
+  char key[64];
+  if (fg_budget_spec_check(spec, key, sizeof key) != FG_OK) {
+    fg_error_prefix("clients.budgets.%s", key);
+    return FG_ERR_CONFIG;
+  }
   switch (spec->kind) {
     case FG_BUDGET_NONE:
       for (int k = 0; k < n_clients; k++) budgets[k] = 0;
@@ -206,14 +261,13 @@ fg_status fg_budgets_assign(const fg_budget_spec *spec, int n_clients, uint64_t 
     case FG_BUDGET_FIXED: {
       size_t b = 0;
       FG_TRY(mib_to_bytes(spec->mib, "clients.budgets.mib", &b));
-      if (b == 0) return FG_FAIL(FG_ERR_CONFIG, "clients.budgets.mib %g is less than one byte", spec->mib);
+      if (b == 0) return FG_FAIL(FG_ERR_CONFIG, "clients.budgets.mib: %g is less than one byte", spec->mib);
       for (int k = 0; k < n_clients; k++) budgets[k] = b;
       return FG_OK;
     }
     case FG_BUDGET_UNIFORM: return assign_uniform(spec, n_clients, seed, budgets);
-    case FG_BUDGET_TIERS: return assign_tiers(spec, n_clients, seed, full_peak_bytes, budgets);
-    case FG_BUDGET_PROFILES: return assign_profiles(spec, n_clients, seed, budgets);
+    case FG_BUDGET_TIERS:
+    case FG_BUDGET_PROFILES: return assign_list(spec, n_clients, seed, full_peak_bytes, budgets);
   }
-  return FG_FAIL(FG_ERR_CONFIG, "clients.budgets.kind %d is not none, fixed, uniform, tiers or profiles",
-                 (int)spec->kind);
+  return FG_FAIL(FG_ERR_INTERNAL, "budgets: kind %d passed the spec check", (int)spec->kind);
 }

@@ -46,11 +46,19 @@ const fg_device_profile *fg_device_profile_at(int i);
  * otherwise. */
 fg_status fg_largest_remainder(const double *shares, int n, int total, int *counts);
 
+/* The rules of a budget spec that hold whatever the model (the config checks them at load):
+ * fixed: mib finite and > 0; uniform: min_mib and max_mib finite and > 0, max_mib >= min_mib;
+ * tiers: at least one, each fraction finite and > 0, each share in (0, 1], the shares summing to
+ * 1 within 1e-6; profiles: at least one, shares likewise. On a violation FG_ERR_CONFIG, the
+ * message says what is wrong and what was expected ("0 is out of range (expected > 0)") and
+ * `key` (cap bytes) names the key below clients.budgets ("mib", "tiers[1].fraction", "tiers"). */
+fg_status fg_budget_spec_check(const fg_budget_spec *spec, char *key, size_t cap);
+
 /* Fills budgets[n_clients] (bytes, 0 = no cap) from `spec`. full_peak_bytes is the full model's
  * measured training peak, required (> 0) for tiers: FG_ERR_INVALID when it is 0 there. Spec
- * errors (a non-positive or non-finite size, min > max, no integer MiB in [min, max], shares
- * that are negative or do not sum to 1 within 1e-6, an unknown profile, a budget that rounds to
- * 0 bytes or overflows) are FG_ERR_CONFIG naming the key and value. */
+ * errors (fg_budget_spec_check's, and: no integer MiB in [min, max], an unknown profile, a
+ * budget that rounds to 0 bytes or overflows) are FG_ERR_CONFIG naming the key
+ * ("clients.budgets.tiers[1].fraction: ...") and value. */
 fg_status fg_budgets_assign(const fg_budget_spec *spec, int n_clients, uint64_t seed,
                             size_t full_peak_bytes, size_t *budgets);
 

@@ -12,6 +12,18 @@
 
 #include "fl/method.h"
 
+typedef struct options {
+  int kd;             /* mutual distillation between the exits */
+  int kd_ramp_rounds; /* R of the distillation weight's ramp */
+} options;
+
+static const fg_field option_table[] = {
+    {.key = "kd", .type = FG_FIELD_BOOL, .offset = offsetof(options, kd), .def = 1,
+     .doc = "mutual distillation between the exits"},
+    {.key = "kd_ramp_rounds", .type = FG_FIELD_INT, .offset = offsetof(options, kd_ramp_rounds), .def = 300,
+     .min = 0, .max = INFINITY, .doc = "rounds over which the distillation weight ramps up"},
+};
+
 static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out) {
   memset(out, 0, sizeof *out);
   if (strcmp(base->arch, "cnn") != 0 && strcmp(base->arch, "vgg-me") != 0)
@@ -34,10 +46,11 @@ static double ramp(int round, int ramp_rounds) {
 static void loss(const fg_method_config *mc, const fg_method_plan *mp, int level, int round, int rounds,
                  fg_loss_spec *out) {
   (void)rounds;
+  const options *o = mc->options;
   int d = fg_spec_outputs(&mp->levels[level].spec);
   fg_loss_every_exit(d, out);
-  if (!mc->kd || d < 2) return;
-  float w = (float)(ramp(round, mc->kd_ramp_rounds) / (double)(d - 1));
+  if (!o->kd || d < 2) return;
+  float w = (float)(ramp(round, o->kd_ramp_rounds) / (double)(d - 1));
   for (int i = 0; i < d; i++)
     for (int j = 0; j < d; j++) {
       if (i == j) continue;
@@ -54,4 +67,6 @@ static void loss(const fg_method_config *mc, const fg_method_plan *mp, int level
     }
 }
 
-const fg_method_ops fg_method_depthfl = {.name = "depthfl", .plan = plan, .loss = loss};
+const fg_method_ops fg_method_depthfl = {
+    .name = "depthfl", .weighting = FG_WEIGHT_COUNT, .plan = plan, .loss = loss, .options_size = sizeof(options),
+    .options = option_table, .n_options = (int)(sizeof option_table / sizeof *option_table)};

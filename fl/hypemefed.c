@@ -18,10 +18,11 @@
  * than the stale global kernel does (last-epoch MSE below the stale kernel's), otherwise stale
  * values stand in; the kernels of blocks a participant did not train start as the global ones
  * (the chain's source when block 2 is not generated); hypernetwork weights persist in
- * checkpoints (method_state.safetensors). Compatibility switches (mc->compat): noop_writeback
+ * checkpoints (method_state.safetensors). Compatibility switches (option compat): noop_writeback
  * (F1: hypernetworks train, generated kernels are dropped), dup_avg (F3, vgg-me only: exit-block
  * tensors weighted 1/P^2 for the round's first participant and (P+1)/P^2 for the others), rank 1
  * (F2) through `rank`. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,38 @@
 
 enum { HMF_BLOCKS = 3, HMF_CONVS = 2, HMF_PAIRS = 4, HMF_HIDDEN = 512 };
 static const float hmf_hypernet_lr = 5e-4f;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Options                                                                                     */
+
+enum { HYPERNET_LRF, HYPERNET_NAIVE, HYPERNET_NONE };
+/* The reference code's behaviours that `compat` reproduces (hypemefed.md §9). */
+enum {
+  COMPAT_NOOP_WRITEBACK = 1, /* F1: generated kernels never reach aggregation (shallow clients send stale copies) */
+  COMPAT_DUP_AVG = 2,        /* F3: exit-block tensors weighted 1/P^2 (first participant) and (P+1)/P^2 (others) */
+};
+
+typedef struct options {
+  fg_multiexit_options multiexit; /* levels, lr */
+  int hypernet;
+  int rank;      /* LRF rank r, capped per layer at min(O k, I k); 1 reproduces the reference code (F2) */
+  int hn_epochs; /* hypernetwork epochs per round */
+  int compat;    /* COMPAT_* bits */
+} options;
+
+static const fg_choice hypernets[] = {{"lrf", HYPERNET_LRF}, {"naive", HYPERNET_NAIVE}, {"none", HYPERNET_NONE}};
+static const fg_choice compats[] = {{"noop_writeback", COMPAT_NOOP_WRITEBACK}, {"dup_avg", COMPAT_DUP_AVG}};
+
+static const fg_field option_table[] = {
+    {.key = "hypernet", .type = FG_FIELD_CHOICE, .offset = offsetof(options, hypernet), .def = HYPERNET_LRF,
+     .choices = hypernets, .n_choices = 3, .doc = "the server's hypernetworks: low-rank (lrf), naive, or none"},
+    {.key = "rank", .type = FG_FIELD_INT, .offset = offsetof(options, rank), .def = 100, .min = 1, .max = INFINITY,
+     .doc = "LRF rank"},
+    {.key = "hn_epochs", .type = FG_FIELD_INT, .offset = offsetof(options, hn_epochs), .def = 25, .min = 1,
+     .max = INFINITY, .doc = "hypernetwork epochs per round"},
+    {.key = "compat", .type = FG_FIELD_FLAGS, .offset = offsetof(options, compat), .choices = compats,
+     .n_choices = 2, .doc = "reproduce the reference code's noop_writeback (F1) and dup_avg (F3)"},
+};
 
 typedef struct hmf_pair {
   int src_block, conv;        /* source: conv `conv` of block src_block; target: block src_block + 1 */
@@ -70,11 +103,12 @@ static const char *block_prefix(const fg_model_spec *spec) {
 /* The plan                                                                                    */
 
 static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out) {
+  const options *o = mc->options;
   FG_TRY(fg_method_plan_multiexit(mc, base, out));
   if (out->weighting != FG_WEIGHT_COUNT)
     return FG_FAIL(FG_ERR_CONFIG, "method hypemefed averages uniformly over the round's participants "
                                   "(hypemefed.md §4.1): weighting must be count, not samples");
-  if ((mc->compat & FG_COMPAT_DUP_AVG) && strcmp(base->arch, "vgg-me") != 0)
+  if ((o->compat & COMPAT_DUP_AVG) && strcmp(base->arch, "vgg-me") != 0)
     return FG_FAIL(FG_ERR_CONFIG, "method hypemefed: compat dup_avg reproduces the duplicated keys of the "
                                   "reference vgg-me model; model %s has none", base->arch);
   return FG_OK;
@@ -82,7 +116,8 @@ static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_
 
 /* F3: the reference averages every exit-block tensor twice (hypemefed.md §4.2). */
 static double tensor_weight(const fg_method_config *mc, int slot, int n, const fg_param *p) {
-  if (!(mc->compat & FG_COMPAT_DUP_AVG) || strncmp(p->name, "exit", 4) != 0) return 1.0;
+  const options *o = mc->options;
+  if (!(o->compat & COMPAT_DUP_AVG) || strncmp(p->name, "exit", 4) != 0) return 1.0;
   return slot == 0 ? 1.0 / (double)n : (double)(n + 1) / (double)n;
 }
 
@@ -123,8 +158,8 @@ static void shape_of(const fg_param *p, int64_t shape[4]) {
 }
 
 static fg_status make_pairs(fg_method_server *ms, const fg_graph *global, fg_ledger *ledger) {
-  const fg_method_config *mc = ms->mc;
-  if (strcmp(mc->hypernet, "none") == 0) return FG_OK;
+  const options *o = ms->mc->options;
+  if (o->hypernet == HYPERNET_NONE) return FG_OK;
   int k = 0;
   for (int j = 1; j < ms->blocks; j++)
     for (int c = 1; c <= HMF_CONVS; c++, k++) {
@@ -138,11 +173,11 @@ static fg_status make_pairs(fg_method_server *ms, const fg_graph *global, fg_led
       shape_of(fg_graph_param(global, p->src_param), src);
       shape_of(fg_graph_param(global, p->tgt_param), tgt);
       fg_hypernet_desc d =
-          fg_hypernet_defaults(strcmp(mc->hypernet, "naive") == 0 ? FG_HYPERNET_NAIVE : FG_HYPERNET_LRF, src, tgt);
-      d.rank = mc->rank;
+          fg_hypernet_defaults(o->hypernet == HYPERNET_NAIVE ? FG_HYPERNET_NAIVE : FG_HYPERNET_LRF, src, tgt);
+      d.rank = o->rank;
       d.hidden = HMF_HIDDEN;
       d.lr = hmf_hypernet_lr;
-      d.epochs = mc->hn_epochs;
+      d.epochs = o->hn_epochs;
       d.max_pairs = ms->max_slots;
       fg_status st = fg_hypernet_create(&d, fg_rng_key(ms->seed, FG_RNG_INIT, 1u << 20, (uint64_t)k), ledger, &p->net);
       if (st != FG_OK) {
@@ -250,6 +285,7 @@ static double stale_mse(const fg_method_server *ms, int m, const float *stale, i
  * magnitude off, would be averaged into the global model. */
 static fg_status train_and_generate(fg_method_server *ms, int round, int k, int n, const fg_graph *global,
                                     const float *global_state) {
+  const options *o = ms->mc->options;
   hmf_pair *p = &ms->pairs[k];
   int tb = p->src_block + 1, m = 0;
   for (int s = 0; s < n; s++)
@@ -265,7 +301,7 @@ static fg_status train_and_generate(fg_method_server *ms, int round, int k, int 
     const fg_param *tp = fg_graph_param(global, p->tgt_param);
     ms->trained[k] = mse < stale_mse(ms, m, global_state + tp->offset, tp->numel);
   }
-  if (!ms->trained[k] || (ms->mc->compat & FG_COMPAT_NOOP_WRITEBACK)) return FG_OK;
+  if (!ms->trained[k] || (o->compat & COMPAT_NOOP_WRITEBACK)) return FG_OK;
   for (int s = 0; s < n; s++)
     if (ms->slot_depth[s] > 0 && ms->slot_depth[s] < tb)
       FG_TRY(fg_hypernet_generate(p->net, slot_kernel(ms, s, p->src_block, p->conv), slot_kernel(ms, s, tb, p->conv)));
@@ -274,7 +310,8 @@ static fg_status train_and_generate(fg_method_server *ms, int round, int k, int 
 
 /* The kernel generated for the participant in `slot` for global parameter i, or NULL. */
 static const float *generated(fg_method_server *ms, int slot, int i) {
-  if (ms->mc->compat & FG_COMPAT_NOOP_WRITEBACK) return NULL;
+  const options *o = ms->mc->options;
+  if (o->compat & COMPAT_NOOP_WRITEBACK) return NULL;
   for (int k = 0; k < HMF_PAIRS; k++) {
     const hmf_pair *p = &ms->pairs[k];
     if (p->net && ms->trained[k] && p->tgt_param == i && ms->slot_depth[slot] <= p->src_block)
@@ -366,6 +403,12 @@ static fg_status server_tensor_set(fg_method_server *ms, int i, const float *hos
 }
 
 const fg_method_ops fg_method_hypemefed = {.name = "hypemefed",
+                                           .options_size = sizeof(options),
+                                           .shared_options = fg_multiexit_option_table,
+                                           .n_shared_options = FG_MULTIEXIT_OPTIONS,
+                                           .options = option_table,
+                                           .n_options = (int)(sizeof option_table / sizeof *option_table),
+                                           .weighting = FG_WEIGHT_COUNT, /* the uniform mean, §4.1 */
                                            .plan = plan,
                                            .server_create = server_create,
                                            .server_collect = server_collect,

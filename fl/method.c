@@ -1,6 +1,8 @@
-/* The method registry and the level builders methods share. */
+/* The method registry, the options families of methods share, and the level builders methods share. */
 #include "fl/method.h"
 
+#include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,14 +16,43 @@ static const fg_method_ops *const registry[] = {
     &fg_method_hypemefed, &fg_method_multiexit,
 };
 
+enum { N_METHODS = (int)(sizeof registry / sizeof registry[0]) };
+
+int fg_method_count(void) { return N_METHODS; }
+
+const fg_method_ops *fg_method_at(int i) { return i >= 0 && i < N_METHODS ? registry[i] : NULL; }
+
 const fg_method_ops *fg_method_find(const char *name) {
-  for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
+  for (int i = 0; i < N_METHODS; i++)
     if (name && strcmp(registry[i]->name, name) == 0) return registry[i];
-  FG_FAIL(FG_ERR_CONFIG, "unknown method '%s' (expected one of fedavg, exclusivefl, fedavg-s, heterofl, "
-                         "fedrolex, depthfl, scalefl, neulite, hypemefed, multiexit)",
-          name ? name : "");
+  char names[256] = "";
+  size_t len = 0;
+  for (int i = 0; i < N_METHODS && len < sizeof names; i++)
+    len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", i ? ", " : "", registry[i]->name);
+  FG_FAIL(FG_ERR_CONFIG, "unknown method '%s' (expected one of %s)", name ? name : "", names);
   return NULL;
 }
+
+/* ---- options families of methods share ---------------------------------------------------- */
+
+static const double default_rates[] = {1, 0.5, 0.25, 0.125, 0.0625};
+
+const fg_field fg_width_option_table[FG_WIDTH_OPTIONS] = {
+    {.key = "rates", .type = FG_FIELD_REALS, .offset = offsetof(fg_width_options, rates),
+     .count_offset = offsetof(fg_width_options, n_rates), .def_reals = default_rates, .n_def = 5, .min = 0,
+     .min_open = 1, .max = 1, .min_len = 1, .max_len = FG_MAX_LEVELS, .order = -1, .entry = "rate",
+     .doc = "width rate of each level (1: the full model), strictly descending"},
+};
+
+static const fg_choice level_rules[] = {{"budget", 0}, {"index", 1}};
+
+const fg_field fg_multiexit_option_table[FG_MULTIEXIT_OPTIONS] = {
+    {.key = "levels", .type = FG_FIELD_CHOICE, .offset = offsetof(fg_multiexit_options, levels_by_index), .def = 0,
+     .choices = level_rules, .n_choices = 2,
+     .doc = "each client at the deepest level its budget fits, or client i at depth (i mod 3) + 1 (index)"},
+    {.key = "lr", .type = FG_FIELD_REAL, .offset = offsetof(fg_multiexit_options, lr), .def = 5e-4, .min = 0,
+     .min_open = 1, .max = INFINITY, .doc = "local Adam learning rate (replaces local.optimizer and local.lr)"},
+};
 
 fg_status fg_method_build_level(const fg_method_ops *ops, const fg_method_config *mc, const fg_method_plan *mp,
                                 int level, fg_graph **out) {
@@ -62,6 +93,7 @@ fg_status fg_method_plan_step(const fg_method_ops *ops, const fg_method_config *
 int fg_method_budget_round(int rounds) { return rounds > 0 ? rounds - 1 : 0; }
 
 fg_status fg_method_plan_multiexit(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out) {
+  const fg_multiexit_options *o = mc->options;
   memset(out, 0, sizeof *out);
   if (strcmp(base->arch, "cnn") != 0 && strcmp(base->arch, "vgg-me") != 0)
     return FG_FAIL(FG_ERR_CONFIG, "method %s needs a multi-exit model (vgg-me, or cnn with its exits), not %s",
@@ -71,9 +103,9 @@ fg_status fg_method_plan_multiexit(const fg_method_config *mc, const fg_model_sp
   fg_levels_by_depth(&out->global, out);
   out->channels = FG_CHANNELS_FIRST;
   out->weighting = mc->weighting;
-  out->level_by_index = mc->levels && strcmp(mc->levels, "index") == 0;
+  out->level_by_index = o->levels_by_index;
   out->local_optim_set = 1;
-  out->local_optim = fg_optim_adam((float)mc->lr, (float)(0.1 * mc->lr));
+  out->local_optim = fg_optim_adam((float)o->lr, (float)(0.1 * o->lr));
   return FG_OK;
 }
 

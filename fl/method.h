@@ -1,4 +1,11 @@
-/* The interface every FL method implements, and the registry of methods.
+/* The interface every FL method implements, and the registry of methods (the only list of them).
+ *
+ * A method declares its options (configs/README.md `method`) once, in its own file: a struct of
+ * their values and a table of fields (fl/schema.h: name, type, default, range, one-line doc)
+ * that reading a config file, defaults, --set and the resolved config.yaml all walk
+ * (fl/method_config.h); rules across its options go in its check_options. Options a family of
+ * methods shares (the width methods' rates, the multi-exit methods' levels and lr) are declared
+ * once here, and begin the options struct of each method that takes them.
  *
  * A method describes, from its configuration and the base model: the global model, the levels a
  * client can train (level 0 the most capable; each a model spec, e.g. a width rate or a depth),
@@ -14,7 +21,8 @@
 
 #include "engine/nn/models.h"
 #include "engine/nn/plan.h"
-#include "fl/config.h"
+#include "fl/method_config.h"
+#include "fl/schema.h"
 #include "fl/submodel.h"
 
 typedef struct fg_level {
@@ -53,6 +61,23 @@ typedef struct fg_schedule fg_schedule;
 
 typedef struct fg_method_ops {
   const char *name;
+  /* Its options: the struct of their values (options_size bytes, fg_method_config.options), the
+   * options it shares with other methods (a table below, whose values begin the struct), then
+   * its own table; NULL / 0 for none. The weighting when not given. */
+  size_t options_size;
+  const fg_field *shared_options;
+  int n_shared_options;
+  const fg_field *options;
+  int n_options;
+  fg_weighting weighting;
+  /* Optional: the method's rules across its options (or needing the model `arch`), once each
+   * option has its value; given[i] says whether its own option i was in the entry. An error
+   * names the key through the context (fg_schema_fail_key: "method.stage_rounds: ..."). */
+  fg_status (*check_options)(fg_schema_ctx *c, const void *options, const unsigned char *given, const char *arch);
+  /* Optional: the comment the resolved config.yaml holds instead of its own option i (an option
+   * the entry's other options leave unused), or NULL to write its value. Consecutive options
+   * with the same comment share one line. */
+  const char *(*option_note)(const void *options, int i);
   /* Fills the plan from the method's options and the base model (arch, width, input, classes). */
   fg_status (*plan)(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out);
   /* The local loss of a client at `level` in round `round` of `rounds` (0-based); NULL: cross-
@@ -96,6 +121,9 @@ typedef struct fg_method_ops {
 
 /* The method called `name`, or NULL with FG_ERR_CONFIG recorded (listing the known names). */
 const fg_method_ops *fg_method_find(const char *name);
+/* The registry in order: fg_method_count() methods, fg_method_at(i) for i in [0, count). */
+int fg_method_count(void);
+const fg_method_ops *fg_method_at(int i);
 
 /* What the server and `fedgap memplan --method` do with a level, in one place. */
 /* The model a client at `level` trains: built from the level's spec, BN mode of the plan, the
@@ -123,16 +151,33 @@ fg_status fg_method_plan_step(const fg_method_ops *ops, const fg_method_config *
 /* The round whose plan decides what fits a budget in a run of `rounds` rounds: the last. */
 int fg_method_budget_round(int rounds);
 
+/* The options of the width methods (fedavg-s, heterofl, fedrolex). */
+typedef struct fg_width_options {
+  double rates[FG_MAX_LEVELS]; /* width rate of each level, strictly descending */
+  int n_rates;
+} fg_width_options;
+enum { FG_WIDTH_OPTIONS = 1 };
+extern const fg_field fg_width_option_table[FG_WIDTH_OPTIONS];
+
+/* The options of the multi-exit methods (hypemefed, multiexit), read by fg_method_plan_multiexit. */
+typedef struct fg_multiexit_options {
+  int levels_by_index; /* levels: index (1, the reference code) or budget (0) */
+  double lr;           /* local Adam learning rate */
+} fg_multiexit_options;
+enum { FG_MULTIEXIT_OPTIONS = 2 };
+extern const fg_field fg_multiexit_option_table[FG_MULTIEXIT_OPTIONS];
+
 /* Shared level builders for methods. */
-/* One level per width rate (descending), first-k sub-models of `base`; `scaler` as HeteroFL /
- * ScaleFL use it. */
-/* The plan of the multi-exit methods (hypemefed, multiexit): depth levels of `base` (vgg-me, or
- * cnn with exits), levels by budget or by index (mc->levels), local Adam at mc->lr with coupled
- * weight decay 0.1 lr (hypemefed.md §2). FG_ERR_CONFIG for another architecture. */
+/* The plan of the multi-exit methods (hypemefed, multiexit; their options begin with
+ * fg_multiexit_options): depth levels of `base` (vgg-me, or cnn with exits), every client at the
+ * deepest level its budget fits or, by index, client i at depth (i mod L) + 1; local Adam at lr
+ * with coupled weight decay 0.1 lr (hypemefed.md §2). FG_ERR_CONFIG for another architecture. */
 fg_status fg_method_plan_multiexit(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out);
 /* One level per depth of a multi-exit model, deepest first: depth blocks .. 1 of `base` with
  * every exit up to the depth (DepthFL, HypeMeFed, the multi-exit baseline). */
 void fg_levels_by_depth(const fg_model_spec *base, fg_method_plan *mp);
+/* One level per width rate (descending), first-k sub-models of `base`; `scaler` as HeteroFL /
+ * ScaleFL use it. */
 void fg_levels_by_rate(const fg_model_spec *base, const double *rates, int n, fg_scaler_mode scaler,
                        fg_method_plan *mp);
 /* The loss "cross-entropy on every output of the level's model" (weights 1). */

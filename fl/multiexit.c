@@ -5,4 +5,7 @@
  * each tensor (hypemefed.md §4.3's level-wise fallback, without its P - 1 bug). */
 #include "fl/method.h"
 
-const fg_method_ops fg_method_multiexit = {.name = "multiexit", .plan = fg_method_plan_multiexit};
+const fg_method_ops fg_method_multiexit = {
+    .name = "multiexit", .weighting = FG_WEIGHT_COUNT, .plan = fg_method_plan_multiexit,
+    .options_size = sizeof(fg_multiexit_options), .shared_options = fg_multiexit_option_table,
+    .n_shared_options = FG_MULTIEXIT_OPTIONS};

@@ -36,6 +36,136 @@
 #include "engine/base/rng.h"
 #include "fl/method.h"
 
+/* ------------------------------------------------------------------------------------------ */
+/* Options                                                                                     */
+
+enum { SCHEDULE_ROUNDROBIN, SCHEDULE_SEQUENTIAL };
+enum { ADVANCE_ROUNDS, ADVANCE_MOVEMENT };
+enum { FROZEN_BN_UPDATE, FROZEN_BN_FIXED };
+enum { OUTPUT_LINEAR, OUTPUT_BN_RELU };
+
+/* Every scalar holds a value (its default when not given) whatever the schedule; a list holds
+ * no entries when not given (the method's default), else one per stage. */
+typedef struct options {
+  int schedule, advance;
+  int stage_rounds[FG_MAX_LEVELS]; /* sequential, advance rounds: rounds of each stage */
+  int n_stage_rounds;
+  double em_threshold; /* advance movement: the stage ends when EM falls below this */
+  int em_window, em_every, em_samples;
+  double lambdas[FG_MAX_LEVELS], gammas[FG_MAX_LEVELS]; /* nHSIC weights per stage */
+  int n_lambdas, n_gammas;
+  double hsic_sigma;
+  int mentor, harmonizer;
+  int frozen_bn, output_module;
+} options;
+
+/* The options, in the order of the table below. */
+enum {
+  OPT_SCHEDULE, OPT_ADVANCE, OPT_STAGE_ROUNDS, OPT_EM_THRESHOLD, OPT_EM_WINDOW, OPT_EM_EVERY, OPT_EM_SAMPLES,
+  OPT_LAMBDAS, OPT_GAMMAS, OPT_HSIC_SIGMA, OPT_MENTOR, OPT_HARMONIZER, OPT_FROZEN_BN, OPT_OUTPUT_MODULE, OPT_COUNT
+};
+
+static const fg_choice schedules[] = {{"roundrobin", SCHEDULE_ROUNDROBIN}, {"sequential", SCHEDULE_SEQUENTIAL}};
+static const fg_choice advances[] = {{"rounds", ADVANCE_ROUNDS}, {"movement", ADVANCE_MOVEMENT}};
+static const fg_choice frozen_bns[] = {{"update", FROZEN_BN_UPDATE}, {"fixed", FROZEN_BN_FIXED}};
+static const fg_choice output_modules[] = {{"linear", OUTPUT_LINEAR}, {"bn_relu", OUTPUT_BN_RELU}};
+
+static const fg_field option_table[OPT_COUNT] = {
+    [OPT_SCHEDULE] = {.key = "schedule", .type = FG_FIELD_CHOICE, .offset = offsetof(options, schedule),
+                      .def = SCHEDULE_ROUNDROBIN, .choices = schedules, .n_choices = 2,
+                      .doc = "the stages take turns (roundrobin, the reference code) or run one after another"},
+    [OPT_ADVANCE] = {.key = "advance", .type = FG_FIELD_CHOICE, .offset = offsetof(options, advance),
+                     .def = ADVANCE_ROUNDS, .choices = advances, .n_choices = 2,
+                     .doc = "sequential: a stage ends after its stage_rounds, or when its effective movement is low"},
+    [OPT_STAGE_ROUNDS] = {.key = "stage_rounds", .type = FG_FIELD_INTS, .offset = offsetof(options, stage_rounds),
+                          .count_offset = offsetof(options, n_stage_rounds), .min = 1, .max = INFINITY,
+                          .min_len = 1, .max_len = FG_MAX_LEVELS, .absent = "the rounds split evenly over the stages",
+                          .doc = "sequential, advance rounds: rounds of each stage"},
+    [OPT_EM_THRESHOLD] = {.key = "em_threshold", .type = FG_FIELD_REAL, .offset = offsetof(options, em_threshold),
+                          .def = 0.1, .min = 0, .min_open = 1, .max = 1,
+                          .doc = "advance movement: the stage ends when its effective movement is below this"},
+    [OPT_EM_WINDOW] = {.key = "em_window", .type = FG_FIELD_INT, .offset = offsetof(options, em_window), .def = 6,
+                       .min = 2, .max = INFINITY, .doc = "advance movement: round-to-round changes summed into EM"},
+    [OPT_EM_EVERY] = {.key = "em_every", .type = FG_FIELD_INT, .offset = offsetof(options, em_every), .def = 10,
+                      .min = 1, .max = INFINITY, .doc = "advance movement: check EM every this many rounds of a stage"},
+    [OPT_EM_SAMPLES] = {.key = "em_samples", .type = FG_FIELD_INT, .offset = offsetof(options, em_samples),
+                        .def = 10000, .min = 1, .max = INFINITY,
+                        .doc = "advance movement: scalars of the active block tracked for EM"},
+    [OPT_LAMBDAS] = {.key = "lambdas", .type = FG_FIELD_REALS, .offset = offsetof(options, lambdas),
+                     .count_offset = offsetof(options, n_lambdas), .min = 0, .max = INFINITY, .min_len = 1,
+                     .max_len = FG_MAX_LEVELS, .absent = "the method's default schedule",
+                     .doc = "weight of nHSIC(X; Z_X) in each stage"},
+    [OPT_GAMMAS] = {.key = "gammas", .type = FG_FIELD_REALS, .offset = offsetof(options, gammas),
+                    .count_offset = offsetof(options, n_gammas), .min = 0, .max = INFINITY, .min_len = 1,
+                    .max_len = FG_MAX_LEVELS, .absent = "the method's default schedule",
+                    .doc = "weight of nHSIC(Y; Z_Y) in each stage"},
+    [OPT_HSIC_SIGMA] = {.key = "hsic_sigma", .type = FG_FIELD_REAL, .offset = offsetof(options, hsic_sigma), .def = 5,
+                        .min = 0, .min_open = 1, .max = INFINITY, .doc = "sigma of nHSIC's Gaussian kernel"},
+    [OPT_MENTOR] = {.key = "mentor", .type = FG_FIELD_BOOL, .offset = offsetof(options, mentor), .def = 1,
+                    .doc = "the Curriculum Mentor's nHSIC terms"},
+    [OPT_HARMONIZER] = {.key = "harmonizer", .type = FG_FIELD_BOOL, .offset = offsetof(options, harmonizer),
+                        .def = 1, .doc = "the Training Harmonizer"},
+    [OPT_FROZEN_BN] = {.key = "frozen_bn", .type = FG_FIELD_CHOICE, .offset = offsetof(options, frozen_bn),
+                       .def = FROZEN_BN_UPDATE, .choices = frozen_bns, .n_choices = 2, .doc = "frozen prefix's BN"},
+    [OPT_OUTPUT_MODULE] = {.key = "output_module", .type = FG_FIELD_CHOICE, .offset = offsetof(options, output_module),
+                           .def = OUTPUT_LINEAR, .choices = output_modules, .n_choices = 2,
+                           .doc = "per-stage output module: the reference's convs, or with BN + ReLU after each"},
+};
+
+/* The schedule an option is used only with, or NULL when every entry uses it. */
+static const char *option_needs(int i) {
+  if (i == OPT_ADVANCE) return "schedule sequential";
+  if (i == OPT_STAGE_ROUNDS) return "schedule sequential with advance rounds";
+  if (i >= OPT_EM_THRESHOLD && i <= OPT_EM_SAMPLES) return "schedule sequential with advance movement";
+  return NULL;
+}
+
+static int option_used(const options *o, int i) {
+  if (!option_needs(i)) return 1;
+  if (o->schedule != SCHEDULE_SEQUENTIAL) return 0;
+  if (i == OPT_ADVANCE) return 1;
+  return o->advance == (i == OPT_STAGE_ROUNDS ? ADVANCE_ROUNDS : ADVANCE_MOVEMENT);
+}
+
+/* A per-stage list: no entries, or one per stage (block) of the model. */
+static fg_status check_stage_count(fg_schema_ctx *c, int i, int n, const char *arch) {
+  int stages = fg_model_block_count(arch);
+  if (n == 0 || n == stages) return FG_OK;
+  return fg_schema_fail_key(c, option_table[i].key,
+                            "%d entries but model %s has %d stages (expected %d, one per block)", n, arch, stages,
+                            stages);
+}
+
+/* A key given for a schedule / advance that does not use it is an error; the per-stage lists
+ * hold one entry per block of `arch`. */
+static fg_status check_options(fg_schema_ctx *c, const void *opt, const unsigned char *given, const char *arch) {
+  const options *o = opt;
+  int sequential = o->schedule == SCHEDULE_SEQUENTIAL;
+  for (int i = 0; i < OPT_COUNT; i++) {
+    if (!given[i] || option_used(o, i)) continue;
+    return fg_schema_fail_key(c, option_table[i].key,
+                              "used only with %s (this entry has %s %s; remove it, or change %s)", option_needs(i),
+                              sequential ? "advance" : "schedule",
+                              sequential ? advances[o->advance].name : schedules[o->schedule].name,
+                              sequential ? "advance" : "the schedule");
+  }
+  FG_TRY(check_stage_count(c, OPT_STAGE_ROUNDS, o->n_stage_rounds, arch));
+  FG_TRY(check_stage_count(c, OPT_LAMBDAS, o->n_lambdas, arch));
+  return check_stage_count(c, OPT_GAMMAS, o->n_gammas, arch);
+}
+
+/* The resolved config.yaml notes the keys the entry's schedule does not use. */
+static const char *option_note(const void *opt, int i) {
+  const options *o = opt;
+  if (option_used(o, i)) return NULL;
+  if (o->schedule != SCHEDULE_SEQUENTIAL) return "advance, stage_rounds, em_*: used only with schedule sequential";
+  if (i == OPT_STAGE_ROUNDS) return "stage_rounds: used only with advance rounds";
+  return "em_*: used only with advance movement";
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Plan and loss                                                                               */
+
 static int stage_count(const fg_method_plan *mp) { return mp->n_levels; }
 
 /* Our default curriculum: lambda from 0.5 down to 0, gamma from 0 up to 0.5. */
@@ -43,13 +173,14 @@ static double default_lambda(int t, int stages) { return 0.5 * (double)(stages -
 static double default_gamma(int t, int stages) { return 0.5 * (double)(t - 1) / (double)(stages - 1); }
 
 /* The Curriculum Mentor's weights of stage level + 1 (both 0 with the mentor off). */
-static void mentor_weights(const fg_method_config *mc, int level, int stages, double *lambda, double *gamma) {
+static void mentor_weights(const options *o, int level, int stages, double *lambda, double *gamma) {
   int t = level + 1;
-  *lambda = !mc->mentor ? 0.0 : mc->n_lambdas ? mc->lambdas[level] : default_lambda(t, stages);
-  *gamma = !mc->mentor ? 0.0 : mc->n_gammas ? mc->gammas[level] : default_gamma(t, stages);
+  *lambda = !o->mentor ? 0.0 : o->n_lambdas ? o->lambdas[level] : default_lambda(t, stages);
+  *gamma = !o->mentor ? 0.0 : o->n_gammas ? o->gammas[level] : default_gamma(t, stages);
 }
 
 static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out) {
+  const options *o = mc->options;
   memset(out, 0, sizeof *out);
   int stages = fg_model_block_count(base->arch);
   if (strcmp(base->arch, "vgg-me") == 0 || stages < 2)
@@ -58,7 +189,7 @@ static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_
   if (base->exits) return FG_FAIL(FG_ERR_CONFIG, "method neulite: the model must not have early exits");
   out->global = *base;
   out->global.stage = FG_STAGES_ALL;
-  out->global.om_bn_relu = strcmp(mc->output_module, "bn_relu") == 0;
+  out->global.om_bn_relu = o->output_module == OUTPUT_BN_RELU;
   out->n_levels = stages;
   for (int l = 0; l < stages; l++) {
     fg_level *lv = &out->levels[l];
@@ -66,7 +197,7 @@ static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_
     lv->spec.stage = l + 1;
     /* a stage whose label term has weight 0 never uses P: its clients neither get nor hold it */
     double lambda, gamma;
-    mentor_weights(mc, l, stages, &lambda, &gamma);
+    mentor_weights(o, l, stages, &lambda, &gamma);
     lv->spec.no_projection = !(gamma > 0.0);
     snprintf(lv->label, sizeof lv->label, "stage %d", l + 1);
   }
@@ -80,9 +211,10 @@ static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_
 /* Stage t (1-based) trains its block (0-based block t-1), its heads, and with the harmonizer the
  * tail of block t-1; everything else is frozen. */
 static fg_status prepare_level(const fg_method_config *mc, const fg_method_plan *mp, int level, fg_graph *g) {
+  const options *o = mc->options;
   int t = level + 1;
   char tail[FG_NAME_CAP] = "";
-  if (t > 1 && mc->harmonizer) FG_TRY(fg_model_block_tail(&mp->levels[level].spec, t - 1, tail, sizeof tail));
+  if (t > 1 && o->harmonizer) FG_TRY(fg_model_block_tail(&mp->levels[level].spec, t - 1, tail, sizeof tail));
   size_t tail_len = strlen(tail);
   for (int i = 0; i < fg_graph_param_count(g); i++) {
     const fg_param *p = fg_graph_param(g, i);
@@ -93,7 +225,7 @@ static fg_status prepare_level(const fg_method_config *mc, const fg_method_plan 
     int trainable = block >= t - 1 || in_tail;
     fg_graph_set_trainable(g, p->name, trainable);
   }
-  if (strcmp(mc->frozen_bn, "fixed") == 0) {
+  if (o->frozen_bn == FROZEN_BN_FIXED) {
     for (int i = 1; i < fg_graph_node_count(g); i++) {
       fg_node *n = fg_graph_node_mut(g, i);
       if (n->kind == FG_NODE_BN && !fg_graph_param(g, n->param[0])->trainable) n->bn_mode = FG_BN_RUNNING_STATS;
@@ -118,11 +250,12 @@ static void add_hsic_term(fg_loss_spec *out, int feature, fg_hsic_target target,
 static void loss(const fg_method_config *mc, const fg_method_plan *mp, int level, int round, int rounds,
                  fg_loss_spec *out) {
   (void)round, (void)rounds;
+  const options *o = mc->options;
   fg_loss_every_exit(1, out);
   double lambda, gamma;
-  mentor_weights(mc, level, stage_count(mp), &lambda, &gamma);
-  add_hsic_term(out, 0, FG_HSIC_INPUT, lambda, (float)mc->hsic_sigma, mp->global.classes);
-  add_hsic_term(out, 1, FG_HSIC_LABELS, gamma, (float)mc->hsic_sigma, mp->global.classes);
+  mentor_weights(o, level, stage_count(mp), &lambda, &gamma);
+  add_hsic_term(out, 0, FG_HSIC_INPUT, lambda, (float)o->hsic_sigma, mp->global.classes);
+  add_hsic_term(out, 1, FG_HSIC_LABELS, gamma, (float)o->hsic_sigma, mp->global.classes);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -149,10 +282,10 @@ struct fg_schedule {
 
 /* Rounds of each stage: the configured ones, or `rounds` split evenly (earlier stages get the
  * remainder). */
-static void split_rounds(const fg_method_config *mc, int stages, int rounds, int *end) {
+static void split_rounds(const options *o, int stages, int rounds, int *end) {
   int at = 0;
   for (int l = 0; l < stages; l++) {
-    int r = mc->n_stage_rounds ? mc->stage_rounds[l] : rounds / stages + (l < rounds % stages ? 1 : 0);
+    int r = o->n_stage_rounds ? o->stage_rounds[l] : rounds / stages + (l < rounds % stages ? 1 : 0);
     at += r;
     end[l] = at;
   }
@@ -213,17 +346,18 @@ static void record_snapshot(fg_schedule *s, const float *state) {
 
 static fg_status schedule_create(const fg_method_config *mc, const fg_method_plan *mp, const fg_graph *global,
                                  uint64_t seed, int rounds, int start_round, fg_schedule **out) {
+  const options *o = mc->options;
   *out = NULL;
   fg_schedule *s = calloc(1, sizeof *s);
   if (!s) return FG_FAIL(FG_ERR_OOM, "neulite: out of memory");
   s->stages = stage_count(mp);
   s->rounds = rounds;
   s->global = global;
-  if (strcmp(mc->schedule, "roundrobin") == 0) {
+  if (o->schedule == SCHEDULE_ROUNDROBIN) {
     s->kind = SCHED_ROUNDROBIN;
-  } else if (strcmp(mc->advance, "rounds") == 0) {
+  } else if (o->advance == ADVANCE_ROUNDS) {
     s->kind = SCHED_ROUNDS;
-    split_rounds(mc, s->stages, rounds, s->stage_end);
+    split_rounds(o, s->stages, rounds, s->stage_end);
   } else {
     s->kind = SCHED_MOVEMENT;
     if (start_round > 0) {
@@ -232,10 +366,10 @@ static fg_status schedule_create(const fg_method_config *mc, const fg_method_pla
                      "neulite: a sequential schedule that advances by effective movement cannot resume (its "
                      "movement history is not checkpointed); rerun from round 1 or use advance: rounds");
     }
-    s->threshold = mc->em_threshold;
-    s->window = mc->em_window;
-    s->every = mc->em_every;
-    s->samples = mc->em_samples;
+    s->threshold = o->em_threshold;
+    s->window = o->em_window;
+    s->every = o->em_every;
+    s->samples = o->em_samples;
     s->seed = seed;
     s->tracked = malloc((size_t)s->samples * sizeof *s->tracked);
     s->history = malloc((size_t)(s->window + 1) * (size_t)s->samples * sizeof *s->history);
@@ -281,7 +415,14 @@ static void schedule_free(fg_schedule *s) {
   free(s);
 }
 
+/* Weighting: the paper weights by |D_n| / |D|; the reference code averages with equal weights (count). */
 const fg_method_ops fg_method_neulite = {.name = "neulite",
+                                         .options_size = sizeof(options),
+                                         .options = option_table,
+                                         .n_options = OPT_COUNT,
+                                         .weighting = FG_WEIGHT_SAMPLES,
+                                         .check_options = check_options,
+                                         .option_note = option_note,
                                          .plan = plan,
                                          .loss = loss,
                                          .prepare_level = prepare_level,

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config git
-      libopenblas-openmp-dev zlib1g-dev libcriterion-dev libcyaml-dev libcjson-dev gnuplot-nox
+      libopenblas-openmp-dev zlib1g-dev libcriterion-dev libyaml-dev libcjson-dev gnuplot-nox
       dataset-fashion-mnist)
 if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-torch python3-numpy); fi
 

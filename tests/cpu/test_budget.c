@@ -93,7 +93,7 @@ Test(budget, none_and_fixed) {
   for (int k = 0; k < 5; k++) cr_assert_eq(b[k], 1572864);
   fixed.mib = 0.0;
   cr_assert_eq(fg_budgets_assign(&fixed, 5, 1, 0, b), FG_ERR_CONFIG);
-  cr_assert(strstr(fg_last_error(), "clients.budgets.mib 0"), "%s", fg_last_error());
+  cr_assert(strstr(fg_last_error(), "clients.budgets.mib: 0 is out of range (expected > 0)"), "%s", fg_last_error());
 }
 
 Test(budget, tiers_counts_and_values) {
@@ -138,7 +138,8 @@ Test(budget, tiers_counts_and_values) {
   tiers[2].share = 0.2;
   tiers[1].fraction = -0.5;
   cr_assert_eq(fg_budgets_assign(&spec, 10, 5, peak, a), FG_ERR_CONFIG);
-  cr_assert(strstr(fg_last_error(), "tiers[1].fraction -0.5"), "%s", fg_last_error());
+  cr_assert(strstr(fg_last_error(), "clients.budgets.tiers[1].fraction: -0.5 is out of range (expected > 0)"), "%s",
+            fg_last_error());
 }
 
 Test(budget, uniform_whole_mib_covering_the_range) {
@@ -253,4 +254,45 @@ Test(budget, bad_arguments) {
   cr_assert_eq(fg_budgets_assign(&bad, 2, 1, 0, b), FG_ERR_CONFIG);
   fg_budget_spec empty = {.kind = FG_BUDGET_TIERS};
   cr_assert_eq(fg_budgets_assign(&empty, 2, 1, 100, b), FG_ERR_CONFIG);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The spec's rules, as the config checks them: the offending key and what was expected. */
+
+static void expect_spec_error(const fg_budget_spec *spec, const char *key, const char *message) {
+  char got[64] = "";
+  cr_assert_eq(fg_budget_spec_check(spec, got, sizeof got), FG_ERR_CONFIG, "no error for key %s", key);
+  cr_assert_str_eq(got, key);
+  cr_assert_str_eq(fg_last_error(), message);
+}
+
+Test(budget, spec_check_names_the_key) {
+  char key[64];
+  fg_budget_tier tiers[2] = {{0.5, 0.25}, {1.0, 0.75}};
+  fg_budget_profile prof[2] = {{"rpi4-2gb", 0.5}, {"not-a-profile", 0.5}};
+  fg_budget_spec ok[] = {{.kind = FG_BUDGET_NONE},
+                         {.kind = FG_BUDGET_FIXED, .mib = 300},
+                         {.kind = FG_BUDGET_UNIFORM, .min_mib = 100, .max_mib = 100},
+                         {.kind = FG_BUDGET_TIERS, .tiers = tiers, .n_tiers = 2},
+                         /* names are looked up when budgets are assigned */
+                         {.kind = FG_BUDGET_PROFILES, .profiles = prof, .n_profiles = 2}};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) FGT_OK(fg_budget_spec_check(&ok[i], key, sizeof key));
+
+  expect_spec_error(&(fg_budget_spec){.kind = FG_BUDGET_FIXED, .mib = 0}, "mib", "0 is out of range (expected > 0)");
+  expect_spec_error(&(fg_budget_spec){.kind = FG_BUDGET_UNIFORM, .min_mib = -1, .max_mib = 5}, "min_mib",
+                    "-1 is out of range (expected > 0)");
+  expect_spec_error(&(fg_budget_spec){.kind = FG_BUDGET_UNIFORM, .min_mib = 900, .max_mib = 100}, "max_mib",
+                    "100 is below min_mib 900 (expected >= min_mib)");
+  tiers[1].fraction = 0;
+  expect_spec_error(&ok[3], "tiers[1].fraction", "0 is out of range (expected > 0)");
+  tiers[1].fraction = 1.0;
+  tiers[0].share = 1.5;
+  expect_spec_error(&ok[3], "tiers[0].share", "1.5 is out of range (expected in (0, 1])");
+  tiers[0].share = 0.5;
+  expect_spec_error(&ok[3], "tiers", "the shares sum to 1.25 (expected 1)");
+  prof[1].share = 0;
+  expect_spec_error(&ok[4], "profiles[1].share", "0 is out of range (expected in (0, 1])");
+  expect_spec_error(&(fg_budget_spec){.kind = FG_BUDGET_TIERS}, "tiers", "no entries (expected at least one)");
+  expect_spec_error(&(fg_budget_spec){.kind = (fg_budget_kind)9}, "kind",
+                    "9 is not none, fixed, uniform, tiers or profiles");
 }

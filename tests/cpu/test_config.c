@@ -13,6 +13,7 @@
 
 #include "common/test_util.h"
 #include "fl/config.h"
+#include "fl/method.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
@@ -99,56 +100,51 @@ static void load_ok(const char *name, const char *text, const char *const *set, 
   free(p);
 }
 
-static void assert_reals(const double *got, const double *want, int n, const char *what) {
-  for (int i = 0; i < n; i++) cr_assert_eq(got[i], want[i], "%s[%d]: %g, want %g", what, i, got[i], want[i]);
-}
-
 static void assert_opt_str_eq(const char *a, const char *b, const char *what) {
   cr_assert_eq(a == NULL, b == NULL, "%s: one is NULL (%s vs %s)", what, a ? a : "NULL", b ? b : "NULL");
   if (a) cr_assert_str_eq(a, b, "%s", what);
 }
 
+/* Method option `key` of `m` (weighting included) as the resolved file writes it: the shortest
+ * text that reads back as the same double, so equal text is equal values. */
+static void assert_option(const fg_method_config *m, const char *key, const char *want) {
+  char got[512];
+  FGT_OK(fg_method_option_text(m, key, got, sizeof got));
+  cr_assert_str_eq(got, want, "%s.%s: %s, want %s", m->name, key, got, want);
+}
+
+/* assert_option for each of the NULL-terminated pairs: key, expected text. */
+static void assert_options(const fg_method_config *m, ...) {
+  va_list ap;
+  va_start(ap, m);
+  for (const char *key = va_arg(ap, const char *); key; key = va_arg(ap, const char *))
+    assert_option(m, key, va_arg(ap, const char *));
+  va_end(ap);
+}
+
+/* The method takes no option `key`. */
+static void assert_no_option(const fg_method_config *m, const char *key) {
+  char got[512];
+  cr_assert_eq(fg_method_option_text(m, key, got, sizeof got), FG_ERR_CONFIG, "%s has an option %s", m->name, key);
+}
+
+/* Option i of a method: its shared options, then its own. */
+static const fg_field *method_option(const fg_method_ops *ops, int i) {
+  return i < ops->n_shared_options ? &ops->shared_options[i] : &ops->options[i - ops->n_shared_options];
+}
+
 static void assert_method_equal(const fg_method_config *a, const fg_method_config *b, const char *what) {
   cr_assert_str_eq(a->name, b->name, "%s.name", what);
   cr_assert_eq(a->weighting, b->weighting, "%s.weighting", what);
-  cr_assert_eq(a->n_rates, b->n_rates, "%s.n_rates", what);
-  assert_reals(a->rates, b->rates, a->n_rates, "rates");
-  cr_assert_eq(a->scaler, b->scaler, "%s.scaler", what);
-  cr_assert_eq(a->sbn, b->sbn, "%s.sbn", what);
-  cr_assert_eq(a->label_mask, b->label_mask, "%s.label_mask", what);
-  cr_assert_eq(a->rolling == NULL, b->rolling == NULL, "%s.rolling", what);
-  if (a->rolling) cr_assert_str_eq(a->rolling, b->rolling, "%s.rolling", what);
-  cr_assert_eq(a->kd, b->kd, "%s.kd", what);
-  cr_assert_eq(a->kd_ramp_rounds, b->kd_ramp_rounds, "%s.kd_ramp_rounds", what);
-  cr_assert_eq(a->n_scalefl_levels, b->n_scalefl_levels, "%s.n_scalefl_levels", what);
-  assert_reals(a->widths, b->widths, a->n_scalefl_levels, "widths");
-  for (int i = 0; i < a->n_scalefl_levels; i++) cr_assert_eq(a->exits[i], b->exits[i], "%s.exits[%d]", what, i);
-  cr_assert_eq(a->kd_gamma, b->kd_gamma, "%s.kd_gamma", what);
-  cr_assert_eq(a->kd_temperature, b->kd_temperature, "%s.kd_temperature", what);
-  cr_assert_eq(a->kd_start, b->kd_start, "%s.kd_start", what);
-  assert_opt_str_eq(a->schedule, b->schedule, "schedule");
-  cr_assert_eq(a->n_stage_rounds, b->n_stage_rounds, "%s.n_stage_rounds", what);
-  for (int i = 0; i < a->n_stage_rounds; i++)
-    cr_assert_eq(a->stage_rounds[i], b->stage_rounds[i], "%s.stage_rounds[%d]", what, i);
-  assert_opt_str_eq(a->advance, b->advance, "advance");
-  cr_assert_eq(a->em_threshold, b->em_threshold, "%s.em_threshold", what);
-  cr_assert_eq(a->em_window, b->em_window, "%s.em_window", what);
-  cr_assert_eq(a->em_every, b->em_every, "%s.em_every", what);
-  cr_assert_eq(a->em_samples, b->em_samples, "%s.em_samples", what);
-  cr_assert_eq(a->n_lambdas, b->n_lambdas, "%s.n_lambdas", what);
-  assert_reals(a->lambdas, b->lambdas, a->n_lambdas, "lambdas");
-  cr_assert_eq(a->n_gammas, b->n_gammas, "%s.n_gammas", what);
-  assert_reals(a->gammas, b->gammas, a->n_gammas, "gammas");
-  cr_assert_eq(a->hsic_sigma, b->hsic_sigma, "%s.hsic_sigma", what);
-  cr_assert_eq(a->mentor, b->mentor, "%s.mentor", what);
-  cr_assert_eq(a->harmonizer, b->harmonizer, "%s.harmonizer", what);
-  assert_opt_str_eq(a->frozen_bn, b->frozen_bn, "frozen_bn");
-  assert_opt_str_eq(a->levels, b->levels, "levels");
-  cr_assert_eq(a->lr, b->lr, "%s.lr", what);
-  assert_opt_str_eq(a->hypernet, b->hypernet, "hypernet");
-  cr_assert_eq(a->rank, b->rank, "%s.rank", what);
-  cr_assert_eq(a->hn_epochs, b->hn_epochs, "%s.hn_epochs", what);
-  cr_assert_eq(a->compat, b->compat, "%s.compat", what);
+  const fg_method_ops *ops = fg_method_find(a->name);
+  cr_assert_not_null(ops);
+  for (int i = 0; i < ops->n_shared_options + ops->n_options; i++) {
+    char want[512];
+    FGT_OK(fg_method_option_text(b, method_option(ops, i)->key, want, sizeof want));
+    assert_option(a, method_option(ops, i)->key, want);
+  }
+  if (ops->options_size)
+    cr_assert_eq(memcmp(a->options, b->options, ops->options_size), 0, "%s: options differ", what);
 }
 
 /* Every field but `path` (and the methods, compared by the caller when they differ in layout). */
@@ -157,6 +153,7 @@ static void assert_common_equal(const fg_config *a, const fg_config *b) {
   cr_assert_eq(a->seed, b->seed);
   cr_assert_eq(a->rounds, b->rounds);
   cr_assert_eq(a->threads, b->threads);
+  cr_assert(fg_device_equal(a->device, b->device));
   cr_assert_str_eq(a->dataset, b->dataset);
   assert_opt_str_eq(a->data_dir, b->data_dir, "data_dir");
   cr_assert_eq(a->augment, b->augment);
@@ -317,12 +314,7 @@ Test(config, full_file_loads_every_value) {
   const fg_method_config *m = &cfg.methods[0];
   cr_assert_str_eq(m->name, "heterofl");
   cr_assert_eq(m->weighting, FG_WEIGHT_SAMPLES);
-  const double rates[] = {1, 0.5, 0.25};
-  cr_assert_eq(m->n_rates, 3);
-  assert_reals(m->rates, rates, 3, "rates");
-  cr_assert_eq(m->scaler, 0);
-  cr_assert_eq(m->sbn, 1);
-  cr_assert_eq(m->label_mask, 1);
+  assert_options(m, "rates", "[1, 0.5, 0.25]", "scaler", "false", "sbn", "true", "label_mask", "true", NULL);
   fg_config_free(&cfg);
   cr_assert_null(cfg.name);
   fg_config_free(&cfg); /* twice is harmless */
@@ -369,28 +361,17 @@ Test(config, every_method_option_loads) {
   cr_assert_eq(cfg.compare, 1);
   cr_assert_eq(cfg.n_methods, 6);
   cr_assert_eq(cfg.methods[0].weighting, FG_WEIGHT_COUNT);
-  cr_assert_eq(cfg.methods[1].n_rates, 2);
-  cr_assert_eq(cfg.methods[1].rates[1], 0.25);
+  assert_option(&cfg.methods[1], "rates", "[0.5, 0.25]");
   const fg_method_config *r = &cfg.methods[2];
-  cr_assert_eq(r->n_rates, 2);
-  cr_assert_eq(r->rates[1], 0.125);
-  cr_assert_eq(r->scaler, 0);
-  cr_assert_eq(r->label_mask, 1);
-  cr_assert_str_eq(r->rolling, "random");
+  assert_options(r, "rates", "[1, 0.125]", "scaler", "false", "label_mask", "true", "rolling", "random", NULL);
   cr_assert_eq(r->weighting, FG_WEIGHT_COUNT);
   const fg_method_config *d = &cfg.methods[3];
-  cr_assert_eq(d->kd, 0);
-  cr_assert_eq(d->kd_ramp_rounds, 0);
+  assert_option(d, "kd", "false");
+  assert_option(d, "kd_ramp_rounds", "0");
   cr_assert_eq(d->weighting, FG_WEIGHT_SAMPLES);
   const fg_method_config *s = &cfg.methods[4];
-  const double widths[] = {0.25, 0.5, 0.75, 1};
-  const int exits[] = {1, 2, 4, 5};
-  cr_assert_eq(s->n_scalefl_levels, 4);
-  assert_reals(s->widths, widths, 4, "widths");
-  for (int i = 0; i < 4; i++) cr_assert_eq(s->exits[i], exits[i]);
-  cr_assert_eq(s->kd_gamma, 0);
-  cr_assert_eq(s->kd_temperature, 1.5);
-  cr_assert_eq(s->kd_start, 1);
+  assert_options(s, "widths", "[0.25, 0.5, 0.75, 1]", "exits", "[1, 2, 4, 5]", "kd_gamma", "0",
+                 "kd_temperature", "1.5", "kd_start", "1", NULL);
   cr_assert_str_eq(cfg.methods[5].name, "exclusivefl");
   fg_config_free(&cfg);
 }
@@ -439,7 +420,7 @@ Test(config, minimal_file_gets_every_documented_default) {
   cr_assert_eq(cfg.n_methods, 1);
   cr_assert_str_eq(cfg.methods[0].name, "fedavg");
   cr_assert_eq(cfg.methods[0].weighting, FG_WEIGHT_SAMPLES);
-  cr_assert_eq(cfg.methods[0].n_rates, 0);
+  assert_no_option(&cfg.methods[0], "rates");
   fg_config_free(&cfg);
 }
 
@@ -460,7 +441,6 @@ Test(config, per_method_defaults_follow_the_table) {
   cr_assert_str_eq(cfg.name, "cmp");
   cr_assert_eq(cfg.compare, 1);
   cr_assert_eq(cfg.n_methods, 8);
-  const double rates[] = {1, 0.5, 0.25, 0.125, 0.0625};
   const char *names[] = {"fedavg", "exclusivefl", "fedavg-s", "heterofl", "fedrolex", "depthfl", "scalefl", "neulite"};
   const fg_weighting weighting[] = {FG_WEIGHT_SAMPLES, FG_WEIGHT_SAMPLES, FG_WEIGHT_SAMPLES, FG_WEIGHT_COUNT,
                                     FG_WEIGHT_COUNT,   FG_WEIGHT_COUNT,   FG_WEIGHT_COUNT,   FG_WEIGHT_SAMPLES};
@@ -468,37 +448,25 @@ Test(config, per_method_defaults_follow_the_table) {
     cr_assert_str_eq(cfg.methods[i].name, names[i]);
     cr_assert_eq(cfg.methods[i].weighting, weighting[i], "%s weighting", names[i]);
   }
-  for (int i = 2; i <= 4; i++) {
-    cr_assert_eq(cfg.methods[i].n_rates, 5, "%s rates", names[i]);
-    assert_reals(cfg.methods[i].rates, rates, 5, names[i]);
-  }
+  for (int i = 2; i <= 4; i++) assert_option(&cfg.methods[i], "rates", "[1, 0.5, 0.25, 0.125, 0.0625]");
   const fg_method_config *h = &cfg.methods[3], *r = &cfg.methods[4], *d = &cfg.methods[5], *s = &cfg.methods[6];
-  cr_assert_eq(h->scaler, 1);
-  cr_assert_eq(h->sbn, 1);
-  cr_assert_eq(h->label_mask, 0);
-  cr_assert_eq(r->scaler, 1);
-  cr_assert_eq(r->label_mask, 0);
-  cr_assert_str_eq(r->rolling, "roll");
-  cr_assert_null(h->rolling);
-  cr_assert_eq(d->kd, 1);
-  cr_assert_eq(d->kd_ramp_rounds, 300);
-  const double widths[] = {0.7, 0.75, 1};
-  cr_assert_eq(s->n_scalefl_levels, 3);
-  assert_reals(s->widths, widths, 3, "widths");
-  for (int i = 0; i < 3; i++) cr_assert_eq(s->exits[i], i + 1);
-  cr_assert_eq(s->kd_gamma, 0.05);
-  cr_assert_eq(s->kd_temperature, 3);
-  cr_assert_eq(s->kd_start, 0.25);
-  /* options of other methods stay unset */
-  cr_assert_eq(cfg.methods[0].n_rates, 0);
-  cr_assert_eq(cfg.methods[0].n_scalefl_levels, 0);
-  cr_assert_eq(s->n_rates, 0);
-  cr_assert_null(s->schedule);
-  cr_assert_null(s->frozen_bn);
-  cr_assert_eq(s->hsic_sigma, 0);
-  cr_assert_eq(cfg.methods[7].n_rates, 0);
-  cr_assert_eq(cfg.methods[7].kd, 0);
-  cr_assert_str_eq(cfg.methods[7].schedule, "roundrobin");
+  assert_options(h, "scaler", "true", "sbn", "true", "label_mask", "false", NULL);
+  assert_options(r, "scaler", "true", "label_mask", "false", "rolling", "roll", NULL);
+  assert_no_option(h, "rolling");
+  assert_option(d, "kd", "true");
+  assert_option(d, "kd_ramp_rounds", "300");
+  assert_options(s, "widths", "[0.7, 0.75, 1]", "exits", "[1, 2, 3]", "kd_gamma", "0.05", "kd_temperature", "3",
+                 "kd_start", "0.25", NULL);
+  /* a method has only its own options */
+  assert_no_option(&cfg.methods[0], "rates");
+  assert_no_option(&cfg.methods[0], "widths");
+  assert_no_option(s, "rates");
+  assert_no_option(s, "schedule");
+  assert_no_option(s, "frozen_bn");
+  assert_no_option(s, "hsic_sigma");
+  assert_no_option(&cfg.methods[7], "rates");
+  assert_no_option(&cfg.methods[7], "kd");
+  assert_option(&cfg.methods[7], "schedule", "roundrobin");
   fg_config_free(&cfg);
 }
 
@@ -506,23 +474,17 @@ Test(config, per_method_defaults_follow_the_table) {
 static void assert_neulite_defaults(const fg_method_config *n, const char *schedule, const char *advance) {
   cr_assert_str_eq(n->name, "neulite");
   cr_assert_eq(n->weighting, FG_WEIGHT_SAMPLES, "neulite weights by samples (the paper's |D_n|/|D|)");
-  cr_assert_str_eq(n->schedule, schedule);
-  cr_assert_str_eq(n->advance, advance);
-  cr_assert_eq(n->n_stage_rounds, 0, "not given: the rounds split evenly");
-  cr_assert_eq(n->em_threshold, 0.1);
-  cr_assert_eq(n->em_window, 6);
-  cr_assert_eq(n->em_every, 10);
-  cr_assert_eq(n->em_samples, 10000);
-  cr_assert_eq(n->n_lambdas, 0, "not given: the method's default schedule");
-  cr_assert_eq(n->n_gammas, 0, "not given: the method's default schedule");
-  cr_assert_eq(n->hsic_sigma, 5);
-  cr_assert_eq(n->mentor, 1);
-  cr_assert_eq(n->harmonizer, 1);
-  cr_assert_str_eq(n->frozen_bn, "update");
-  /* options of other methods stay unset */
-  cr_assert_eq(n->n_rates, 0);
-  cr_assert_eq(n->n_scalefl_levels, 0);
-  cr_assert_null(n->rolling);
+  assert_option(n, "schedule", schedule);
+  assert_option(n, "advance", advance);
+  assert_option(n, "stage_rounds", "[]"); /* not given: the rounds split evenly */
+  assert_options(n, "em_threshold", "0.1", "em_window", "6", "em_every", "10", "em_samples", "10000", NULL);
+  assert_option(n, "lambdas", "[]"); /* not given: the method's default schedule */
+  assert_options(n, "gammas", "[]", "hsic_sigma", "5", "mentor", "true", "harmonizer", "true", "frozen_bn", "update",
+                 NULL);
+  /* a method has only its own options */
+  assert_no_option(n, "rates");
+  assert_no_option(n, "widths");
+  assert_no_option(n, "rolling");
 }
 
 Test(config, neulite_defaults) {
@@ -569,41 +531,23 @@ Test(config, neulite_options_load) {
   cr_assert_eq(cfg.n_methods, 2);
   const fg_method_config *a = &cfg.methods[0], *b = &cfg.methods[1];
   cr_assert_eq(a->weighting, FG_WEIGHT_COUNT);
-  cr_assert_str_eq(a->schedule, "sequential");
-  cr_assert_str_eq(a->advance, "rounds");
-  const int stage_rounds[] = {5, 10, 10, 15};
-  const double lambdas[] = {0, 0.5, 1e-3, 2}, gammas[] = {1, 1, 0, 0.25};
-  cr_assert_eq(a->n_stage_rounds, 4);
-  for (int i = 0; i < 4; i++) cr_assert_eq(a->stage_rounds[i], stage_rounds[i]);
-  cr_assert_eq(a->n_lambdas, 4);
-  assert_reals(a->lambdas, lambdas, 4, "lambdas");
-  cr_assert_eq(a->n_gammas, 4);
-  assert_reals(a->gammas, gammas, 4, "gammas");
-  cr_assert_eq(a->hsic_sigma, 2.5);
-  cr_assert_eq(a->mentor, 0);
-  cr_assert_eq(a->harmonizer, 0);
-  cr_assert_str_eq(a->frozen_bn, "fixed");
-  cr_assert_str_eq(a->output_module, "bn_relu");
-  cr_assert_str_eq(b->output_module, "linear", "the reference's output module by default");
-  cr_assert_eq(a->em_threshold, 0.1, "defaults filled even where unused");
-  cr_assert_str_eq(b->advance, "movement");
-  cr_assert_eq(b->em_threshold, 1);
-  cr_assert_eq(b->em_window, 2);
-  cr_assert_eq(b->em_every, 1);
-  cr_assert_eq(b->em_samples, 1);
-  cr_assert_eq(b->n_stage_rounds, 0);
+  assert_options(a, "schedule", "sequential", "advance", "rounds", "stage_rounds", "[5, 10, 10, 15]",
+                 "lambdas", "[0, 0.5, 0.001, 2]", "gammas", "[1, 1, 0, 0.25]", "hsic_sigma", "2.5", "mentor", "false",
+                 "harmonizer", "false", "frozen_bn", "fixed", "output_module", "bn_relu", NULL);
+  assert_option(b, "output_module", "linear"); /* the reference's output module by default */
+  assert_option(a, "em_threshold", "0.1");     /* defaults filled even where unused */
+  assert_options(b, "advance", "movement", "em_threshold", "1", "em_window", "2", "em_every", "1", "em_samples", "1",
+                 "stage_rounds", "[]", NULL);
   cr_assert_eq(b->weighting, FG_WEIGHT_SAMPLES);
   fg_config_free(&cfg);
 
   /* cnn and vgg-me have 3 stages */
   load_ok("nc.yaml", MINIMAL "method: {name: neulite, lambdas: [1, 2, 3], gammas: [0, 0, 0]}\n", NULL, 0, &cfg);
-  cr_assert_eq(cfg.methods[0].n_lambdas, 3);
-  cr_assert_eq(cfg.methods[0].lambdas[2], 3);
+  assert_option(&cfg.methods[0], "lambdas", "[1, 2, 3]");
   fg_config_free(&cfg);
   const char *vgg[] = {"model.arch=vgg-me", "method.schedule=sequential", "method.stage_rounds=[3,3,4]"};
   load_ok("nv.yaml", MINIMAL "method: {name: neulite}\n", vgg, 3, &cfg);
-  cr_assert_eq(cfg.methods[0].n_stage_rounds, 3);
-  cr_assert_eq(cfg.methods[0].stage_rounds[2], 4);
+  assert_option(&cfg.methods[0], "stage_rounds", "[3, 3, 4]");
   fg_config_free(&cfg);
 }
 
@@ -695,8 +639,8 @@ Test(config, neulite_keys_of_another_schedule_are_errors) {
   fg_config cfg;
   load_ok("w.yaml", MINIMAL "method: {name: neulite, schedule: sequential, advance: movement, em_window: 3}\n", whole,
           1, &cfg);
-  cr_assert_str_eq(cfg.methods[0].schedule, "roundrobin");
-  cr_assert_eq(cfg.methods[0].em_window, 6);
+  assert_option(&cfg.methods[0], "schedule", "roundrobin");
+  assert_option(&cfg.methods[0], "em_window", "6");
   fg_config_free(&cfg);
 }
 
@@ -882,8 +826,8 @@ Test(config, options_a_method_does_not_take) {
   EXPECT_ERROR(MINIMAL "method: {name: fedavg, harmonizer: true}\n", "method.harmonizer: method fedavg");
   EXPECT_ERROR(MINIMAL "method: {name: heterofl, frozen_bn: fixed}\n", "method.frozen_bn: method heterofl");
   EXPECT_ERROR(MINIMAL "methods: [{name: fedavg}, {name: neulite, kd: true}]\n",
-               "methods[1].kd: method neulite does not take 'kd' (it takes: weighting, schedule, stage_rounds, "
-               "advance, em_threshold, em_window, em_every, em_samples, lambdas, gammas, hsic_sigma, mentor, "
+               "methods[1].kd: method neulite does not take 'kd' (it takes: weighting, schedule, advance, "
+               "stage_rounds, em_threshold, em_window, em_every, em_samples, lambdas, gammas, hsic_sigma, mentor, "
                "harmonizer, frozen_bn, output_module)");
   EXPECT_ERROR(MINIMAL "method: {name: neulite, rates: [1, 0.5]}\n", "method.rates: method neulite does not take");
 }
@@ -1008,7 +952,7 @@ Test(config, missing_file_is_an_io_error) {
 }
 
 Test(config, libraries_print_nothing) {
-  /* libcyaml logs to stderr unless told otherwise: every message must land in fg_last_error. */
+  /* No library may print: every message must land in fg_last_error. */
   char *log = path_in("stderr.txt");
   fflush(stderr);
   int saved = dup(2);
@@ -1053,9 +997,7 @@ Test(config, set_overrides_scalars_nested_keys_and_lists) {
   cr_assert_eq(cfg.lr, 0.5);
   cr_assert_eq(cfg.local_epochs, 3, "siblings of an overridden key are kept");
   cr_assert_eq(cfg.partition.kind, FG_PARTITION_DIRICHLET);
-  cr_assert_eq(cfg.methods[0].n_rates, 2);
-  cr_assert_eq(cfg.methods[0].rates[0], 1);
-  cr_assert_eq(cfg.methods[0].rates[1], 0.5);
+  assert_option(&cfg.methods[0], "rates", "[1, 0.5]");
   cr_assert_eq(cfg.seed, 11);
   cr_assert_eq(cfg.sampling.kind, FG_SAMPLE_ELIGIBLE);
   cr_assert_eq(cfg.sampling.per_round, 4);
@@ -1070,18 +1012,16 @@ Test(config, set_inside_methods_and_method_name) {
   cr_assert_eq(cfg.compare, 1);
   cr_assert_eq(cfg.n_methods, 3);
   cr_assert_eq(cfg.methods[0].weighting, FG_WEIGHT_COUNT);
-  cr_assert_eq(cfg.methods[1].n_rates, 2);
-  cr_assert_eq(cfg.methods[1].rates[0], 0.5);
-  cr_assert_eq(cfg.methods[1].rates[1], 0.25);
+  assert_option(&cfg.methods[1], "rates", "[0.5, 0.25]");
   cr_assert_str_eq(cfg.methods[2].name, "depthfl");
-  cr_assert_eq(cfg.methods[2].kd, 0);
+  assert_option(&cfg.methods[2], "kd", "false");
   fg_config_free(&cfg);
 
   const char *rename[] = {"method.name=heterofl"};
   load_ok("one.yaml", MINIMAL "method:\n  name: fedavg\n", rename, 1, &cfg);
   cr_assert_str_eq(cfg.methods[0].name, "heterofl");
   cr_assert_eq(cfg.methods[0].weighting, FG_WEIGHT_COUNT, "heterofl's default weighting");
-  cr_assert_eq(cfg.methods[0].n_rates, 5);
+  assert_option(&cfg.methods[0], "rates", "[1, 0.5, 0.25, 0.125, 0.0625]");
   fg_config_free(&cfg);
 
   /* an empty mapping value ("local:") takes keys set below it */
@@ -1181,22 +1121,16 @@ Test(config, hypemefed_and_multiexit_options) {
   fg_config cfg;
   load_ok("h.yaml", MINIMAL "methods: [{name: hypemefed}, {name: multiexit}]\n", NULL, 0, &cfg);
   const fg_method_config *h = &cfg.methods[0], *m = &cfg.methods[1];
-  cr_assert_str_eq(h->levels, "budget");
-  cr_assert_eq(h->lr, 5e-4);
-  cr_assert_str_eq(h->hypernet, "lrf");
-  cr_assert_eq(h->rank, 100);
-  cr_assert_eq(h->hn_epochs, 25);
-  cr_assert_eq(h->compat, 0);
+  assert_options(h, "levels", "budget", "lr", "0.0005", "hypernet", "lrf", "rank", "100", "hn_epochs", "25",
+                 "compat", "[]", NULL);
   cr_assert_eq(h->weighting, FG_WEIGHT_COUNT);
-  cr_assert_str_eq(m->levels, "budget");
-  cr_assert_eq(m->lr, 5e-4);
-  cr_assert_null(m->hypernet);
+  assert_option(m, "levels", "budget");
+  assert_option(m, "lr", "0.0005");
+  assert_no_option(m, "hypernet");
   fg_config_free(&cfg);
   load_ok("h.yaml", MINIMAL "method: {name: hypemefed, rank: 1, compat: [noop_writeback, dup_avg], levels: index}\n",
           NULL, 0, &cfg);
-  cr_assert_eq(cfg.methods[0].compat, FG_COMPAT_NOOP_WRITEBACK | FG_COMPAT_DUP_AVG);
-  cr_assert_eq(cfg.methods[0].rank, 1);
-  cr_assert_str_eq(cfg.methods[0].levels, "index");
+  assert_options(&cfg.methods[0], "compat", "[noop_writeback, dup_avg]", "rank", "1", "levels", "index", NULL);
   fg_config_free(&cfg);
   EXPECT_ERROR(MINIMAL "method: {name: multiexit, rank: 4}\n", "method.rank", "does not take");
   EXPECT_ERROR(MINIMAL "method: {name: hypemefed, rank: 0}\n", "method.rank");
@@ -1354,4 +1288,160 @@ Test(config, free_is_safe_on_empty_configs) {
   fg_config_free(&cfg);
   fg_config_free(NULL);
   cr_assert_eq(fg_config_write_resolved(&cfg, -1, "x.yaml", "r"), FG_ERR_INVALID);
+}
+
+/* ---- device -------------------------------------------------------------------------------- */
+
+Test(config, device_key) {
+  fg_config cfg;
+  load_ok("d.yaml", MINIMAL "method: {name: fedavg}\n", NULL, 0, &cfg);
+  cr_assert_eq(cfg.device.kind, FG_DEV_CPU, "cpu when not given");
+  fg_config_free(&cfg);
+  load_ok("d.yaml", MINIMAL "device: cuda\nmethod: {name: fedavg}\n", NULL, 0, &cfg);
+  cr_assert_eq(cfg.device.kind, FG_DEV_CUDA);
+  cr_assert_eq(cfg.device.index, 0);
+  fg_config_free(&cfg);
+  const char *third[] = {"device=cuda:3"};
+  load_ok("d.yaml", MINIMAL "device: cpu\nmethod: {name: fedavg}\n", third, 1, &cfg);
+  cr_assert_eq(cfg.device.kind, FG_DEV_CUDA);
+  cr_assert_eq(cfg.device.index, 3);
+  fg_config_free(&cfg);
+
+  EXPECT_ERROR(MINIMAL "device: gpu\nmethod: {name: fedavg}\n", "exp.yaml: device: ", "'gpu'", "cpu, cuda or cuda:N");
+  EXPECT_ERROR(MINIMAL "device: cuda:x\nmethod: {name: fedavg}\n", "exp.yaml: device: ", "'cuda:x'");
+  EXPECT_ERROR(MINIMAL "device: [cpu]\nmethod: {name: fedavg}\n", "exp.yaml: device: expected a string, got a list");
+  EXPECT_ERROR(MINIMAL "device:\nmethod: {name: fedavg}\n", "exp.yaml: device: no value (expected a string)");
+  const char *bad[] = {"device=tpu"};
+  expect_error_set(MINIMAL "method: {name: fedavg}\n", bad, 1, FG_ERR_CONFIG, "device: ", "'tpu'",
+                   "(from --set device=tpu)", NULL);
+}
+
+/* The resolved file of `yaml` (caller frees). */
+static char *resolved_text(const char *yaml) {
+  fg_config a;
+  load_ok("d.yaml", yaml, NULL, 0, &a);
+  char *out = path_in("resolved.yaml");
+  FGT_OK(fg_config_write_resolved(&a, -1, out, "r1"));
+  char *text = read_text(out);
+  fg_config_free(&a);
+  free(out);
+  return text;
+}
+
+Test(config, resolved_file_names_the_device) {
+  const char *set[] = {"device=cuda:2"};
+  round_trip("dev.yaml", MINIMAL "method: {name: fedavg}\n", set, 1);
+  const char *files[] = {MINIMAL "method: {name: fedavg}\n", MINIMAL "device: cuda:2\nmethod: {name: fedavg}\n"};
+  const char *want[] = {"\nthreads: 0\ndevice: cpu\n", "\nthreads: 0\ndevice: cuda:2\n"};
+  for (int i = 0; i < 2; i++) {
+    char *text = resolved_text(files[i]);
+    cr_assert(strstr(text, want[i]) != NULL, "resolved file lacks \"%s\":\n%s", want[i], text);
+    free(text);
+  }
+}
+
+/* ---- a method's configuration with overrides (fedgap memplan --method) --------------------- */
+
+/* fg_method_config_with fails with FG_ERR_CONFIG and a message holding every one of `parts`. */
+static void expect_with_error(const char *method, const char *arch, const char *override, ...) {
+  fg_method_config m;
+  const char *set[] = {override};
+  fg_status s = fg_method_config_with(method, arch, set, override ? 1 : 0, &m);
+  const char *msg = fg_last_error();
+  cr_assert_eq(s, FG_ERR_CONFIG, "%s with %s: status %s, message: %s", method, override ? override : "nothing",
+               fg_status_name(s), msg);
+  cr_assert_null(m.name);
+  cr_assert_null(m.options);
+  va_list ap;
+  va_start(ap, override);
+  for (const char *part = va_arg(ap, const char *); part; part = va_arg(ap, const char *))
+    cr_assert(strstr(msg, part) != NULL, "message lacks \"%s\": %s", part, msg);
+  va_end(ap);
+}
+
+Test(config, method_config_with_overrides) {
+  fg_method_config m;
+  const char *set[] = {"output_module=bn_relu", "schedule=sequential", "stage_rounds=[1, 2, 3]", "weighting=count"};
+  FGT_OK(fg_method_config_with("neulite", "cnn", set, 4, &m));
+  cr_assert_str_eq(m.name, "neulite");
+  cr_assert_eq(m.weighting, FG_WEIGHT_COUNT);
+  assert_options(&m, "output_module", "bn_relu", "schedule", "sequential", "stage_rounds", "[1, 2, 3]", NULL);
+  assert_option(&m, "frozen_bn", "update"); /* the others at their defaults */
+  assert_option(&m, "hsic_sigma", "5");
+  fg_method_config_free(&m);
+  cr_assert_null(m.options);
+
+  /* no overrides: what a file naming only the method gets, for every method */
+  for (int i = 0; i < fg_method_count(); i++) {
+    const char *name = fg_method_at(i)->name;
+    char text[256];
+    snprintf(text, sizeof text, "%smethod: {name: %s}\n", MINIMAL, name);
+    fg_config cfg;
+    load_ok("only.yaml", text, NULL, 0, &cfg);
+    FGT_OK(fg_method_config_default(name, "cnn", &m));
+    assert_method_equal(&m, &cfg.methods[0], name);
+    fg_method_config_free(&m);
+    fg_config_free(&cfg);
+  }
+}
+
+Test(config, method_config_with_mistakes_name_the_override) {
+  /* as in a file, the same messages */
+  expect_with_error("neulite", "cnn", "output_module=relu",
+                    "method neulite: output_module: unknown value 'relu' (expected one of: linear, bn_relu) "
+                    "(from --set output_module=relu)",
+                    NULL);
+  expect_error_set(MINIMAL "method: {name: neulite}\n", (const char *const[]){"method.output_module=relu"}, 1,
+                   FG_ERR_CONFIG,
+                   "method.output_module: unknown value 'relu' (expected one of: linear, bn_relu) "
+                   "(from --set method.output_module=relu)",
+                   NULL);
+  expect_with_error("heterofl", "cnn", "rates=[1, 1.5]",
+                    "method heterofl: rates[1]: 1.5 is out of range (expected in (0, 1]) (from --set rates=[1, 1.5])",
+                    NULL);
+  expect_with_error("heterofl", "cnn", "rates=[1, 0.5, 0.5]", "rates[2]: 0.5 is not below the previous rate 0.5", NULL);
+  expect_with_error("scalefl", "cnn", "kd_temperature=0", "kd_temperature: 0 is out of range (expected > 0)", NULL);
+  expect_with_error("depthfl", "cnn", "kd=maybe", "kd: 'maybe' is not a boolean", NULL);
+  /* an option of another method, and one of no method */
+  expect_with_error("fedavg", "cnn", "rates=[1, 0.5]",
+                    "method fedavg: rates: method fedavg does not take 'rates' (it takes: weighting) "
+                    "(from --set rates=[1, 0.5])",
+                    NULL);
+  expect_with_error("fedavg", "cnn", "ratez=1", "method fedavg: unknown key 'ratez'",
+                    "(expected one of: name, weighting)", "(from --set ratez=1)", NULL);
+  /* the method's own rules across options, and the model's stages */
+  expect_with_error("neulite", "cnn", "em_window=3",
+                    "method neulite: em_window: used only with schedule sequential with advance movement",
+                    "(from --set em_window=3)", NULL);
+  expect_with_error("neulite", "resnet18", "lambdas=[1, 1, 1]",
+                    "lambdas: 3 entries but model resnet18 has 4 stages (expected 4, one per block)", NULL);
+  expect_with_error("scalefl", "cnn", "widths=[0.5, 1]", "exits: 3 entries but widths has 2", NULL);
+  /* the method is chosen by name, not by an override; and it must exist, as the model */
+  expect_with_error("neulite", "cnn", "name=heterofl", "--set name=heterofl: name is not an option", NULL);
+  expect_with_error("fedx", "cnn", NULL, "unknown method 'fedx'", "neulite", NULL);
+  expect_with_error("fedavg", "resnet50", NULL, "unknown architecture 'resnet50'", NULL);
+  expect_with_error("fedavg", "cnn", "rates", "--set 'rates': expected dotted.key=value", NULL);
+}
+
+/* Every method's options are documented: a doc line in the table and the key in configs/README.md. */
+Test(config, every_method_option_is_documented) {
+  const char *src = getenv("FEDGAP_SOURCE_DIR");
+  cr_assert_not_null(src, "FEDGAP_SOURCE_DIR is not set (ctest sets it)");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/configs/README.md", src);
+  char *readme = read_text(path);
+  const char *section = strstr(readme, "## `method`");
+  cr_assert_not_null(section);
+  for (int i = 0; i < fg_method_count(); i++) {
+    const fg_method_ops *ops = fg_method_at(i);
+    char row[64];
+    snprintf(row, sizeof row, "| `%s` |", ops->name);
+    cr_assert(strstr(section, row) != NULL, "configs/README.md has no row for method %s", ops->name);
+    for (int k = 0; k < ops->n_shared_options + ops->n_options; k++) {
+      const fg_field *o = method_option(ops, k);
+      cr_assert(o->doc && o->doc[0], "%s.%s has no doc line", ops->name, o->key);
+      cr_assert(strstr(section, o->key) != NULL, "configs/README.md does not name %s.%s", ops->name, o->key);
+    }
+  }
+  free(readme);
 }

@@ -42,18 +42,23 @@ static fg_model_spec tiny_vgg(void) {
 /* Slot s is a participant of depth s + 1 (level P - 1 - s). */
 static int slot_level(int s) { return P - 1 - s; }
 
-static void setup(round_fixture *f, int compat, int hypernet) {
+/* Option `key` of `m`, an int. */
+static int option_int(const fg_method_config *m, const char *key) {
+  char text[32];
+  FGT_OK(fg_method_option_text(m, key, text, sizeof text));
+  return atoi(text);
+}
+
+/* `compat` as the option's list ("[noop_writeback]"); without `hypernet`, none. */
+static void setup(round_fixture *f, const char *compat, int hypernet) {
   fgt_setup_cpu(1);
   memset(f, 0, sizeof *f);
   f->ops = fg_method_find("hypemefed");
   cr_assert_not_null(f->ops);
-  FGT_OK(fg_method_config_default("hypemefed", "vgg-me", &f->mc));
-  f->mc.compat = compat;
-  f->mc.hn_epochs = 3;
-  if (!hypernet) {
-    free(f->mc.hypernet);
-    f->mc.hypernet = strdup("none");
-  }
+  char compat_set[96];
+  snprintf(compat_set, sizeof compat_set, "compat=%s", compat);
+  const char *set[] = {compat_set, "hn_epochs=3", "hypernet=none"};
+  FGT_OK(fg_method_config_with("hypemefed", "vgg-me", set, hypernet ? 2 : 3, &f->mc));
   fg_model_spec base = tiny_vgg();
   FGT_OK(f->ops->plan(&f->mc, &base, &f->mp));
   cr_assert_eq(f->mp.n_levels, BLOCKS);
@@ -147,7 +152,7 @@ static const double uniform[P] = {1, 1, 1};
 
 Test(hypemefed, stale_copies_without_hypernetworks) {
   round_fixture f;
-  setup(&f, 0, 0);
+  setup(&f, "[]", 0);
   run_round(&f);
   const char *names[] = {"stem.conv1.weight",  "exit1.conv2.weight", "exit1.head.bias",   "exit2.conv1.weight",
                          "exit2.bn2.running_var", "exit3.conv2.weight", "exit3.head.weight", "exit3.bn1.bias"};
@@ -165,10 +170,10 @@ static fg_hypernet *trained_net(round_fixture *f, int k, int j, int c, fg_ledger
   const fg_param *sp = global_param(f, src), *tp = global_param(f, tgt);
   for (int d = 0; d < 4; d++) ss[d] = sp->shape[d], ts[d] = tp->shape[d];
   fg_hypernet_desc d = fg_hypernet_defaults(FG_HYPERNET_LRF, ss, ts);
-  d.rank = f->mc.rank;
+  d.rank = option_int(&f->mc, "rank");
   d.hidden = 512;
   d.lr = 5e-4f;
-  d.epochs = f->mc.hn_epochs;
+  d.epochs = option_int(&f->mc, "hn_epochs");
   d.max_pairs = P;
   fg_hypernet *h = NULL;
   FGT_OK(fg_hypernet_create(&d, fg_rng_key(7, FG_RNG_INIT, 1u << 20, (uint64_t)k), ledger, &h));
@@ -186,7 +191,7 @@ static fg_hypernet *trained_net(round_fixture *f, int k, int j, int c, fg_ledger
 
 Test(hypemefed, generated_kernels_land_in_the_shallow_copies) {
   round_fixture f;
-  setup(&f, 0, 1);
+  setup(&f, "[]", 1);
   run_round(&f);
   fg_ledger ledger;
   fg_ledger_init(&ledger, "nets", 0);
@@ -229,7 +234,7 @@ Test(hypemefed, generated_kernels_land_in_the_shallow_copies) {
  * participants' targets equal the global kernel: the stale copy is exact) generates nothing. */
 Test(hypemefed, no_generation_while_stale_kernels_predict_better) {
   round_fixture f;
-  setup(&f, 0, 1);
+  setup(&f, "[]", 1);
   const fg_param *g = global_param(&f, "exit2.conv1.weight");
   for (int s = 1; s < P; s++) {
     const fg_param *p = fg_graph_param(f.level[s], fg_graph_find_param(f.level[s], "exit2.conv1.weight"));
@@ -254,7 +259,7 @@ Test(hypemefed, no_generation_while_stale_kernels_predict_better) {
 
 Test(hypemefed, noop_writeback_keeps_stale_kernels) {
   round_fixture f;
-  setup(&f, FG_COMPAT_NOOP_WRITEBACK, 1);
+  setup(&f, "[noop_writeback]", 1);
   run_round(&f);
   expect_mean(&f, "exit2.conv1.weight", NULL, uniform);
   expect_mean(&f, "exit3.conv2.weight", NULL, uniform);
@@ -263,7 +268,7 @@ Test(hypemefed, noop_writeback_keeps_stale_kernels) {
 
 Test(hypemefed, duplicated_key_weights) {
   round_fixture f;
-  setup(&f, FG_COMPAT_NOOP_WRITEBACK | FG_COMPAT_DUP_AVG, 0);
+  setup(&f, "[noop_writeback, dup_avg]", 0);
   run_round(&f);
   /* hypemefed.md §4.2: exit-block tensors w_1 / P^2 + (P + 1) / P^2 sum_{j >= 2} w_j; stem the mean */
   const double dup[P] = {1.0 / (P * P), (P + 1.0) / (P * P), (P + 1.0) / (P * P)};
@@ -292,8 +297,9 @@ Test(hypemefed, multi_exit_plans) {
     cr_assert_float_eq(mp.local_optim.adam.weight_decay, 5e-5f, 1e-10);
     cr_assert_eq(mp.weighting, FG_WEIGHT_COUNT);
     cr_assert(!mp.level_by_index);
-    free(mc.levels);
-    mc.levels = strdup("index");
+    fg_method_config_free(&mc);
+    const char *by_index[] = {"levels=index"};
+    FGT_OK(fg_method_config_with(names[m], "vgg-me", by_index, 1, &mc));
     FGT_OK(fg_method_find(names[m])->plan(&mc, &base, &mp));
     cr_assert(mp.level_by_index);
     fg_method_config_free(&mc);
@@ -304,8 +310,9 @@ Test(hypemefed, multi_exit_plans) {
   fg_method_plan mp;
   mc.weighting = FG_WEIGHT_SAMPLES;
   cr_assert_eq(fg_method_find("hypemefed")->plan(&mc, &base, &mp), FG_ERR_CONFIG);
-  mc.weighting = FG_WEIGHT_COUNT;
-  mc.compat = FG_COMPAT_DUP_AVG;
+  fg_method_config_free(&mc);
+  const char *dup_avg[] = {"compat=[dup_avg]"};
+  FGT_OK(fg_method_config_with("hypemefed", "cnn", dup_avg, 1, &mc));
   fg_model_spec cnn = base;
   cnn.arch = "cnn";
   cnn.width = 0;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/batch_util.h"
+#include "common/method_util.h"
 #include "common/test_util.h"
 #include "engine/nn/trainer.h"
 #include "fl/method.h"
@@ -97,28 +98,10 @@ static double kl_row(const float *student, const float *teacher, double t, doubl
   return s;
 }
 
-static fg_method_config method_config(const char *name) {
-  fg_method_config mc;
-  memset(&mc, 0, sizeof mc);
-  mc.name = (char *)name;
-  mc.weighting = FG_WEIGHT_COUNT;
-  mc.kd = 1;
-  mc.kd_ramp_rounds = 300;
-  mc.n_scalefl_levels = 3;
-  const double widths[3] = {0.7, 0.75, 1.0};
-  const int exits[3] = {1, 2, 3};
-  memcpy(mc.widths, widths, sizeof widths);
-  memcpy(mc.exits, exits, sizeof exits);
-  mc.kd_gamma = 0.05;
-  mc.kd_temperature = 3;
-  mc.kd_start = 0.25;
-  return mc;
-}
-
 static const fg_model_spec CNN = {.arch = "cnn", .width = 16, .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10};
 
 Test(methods, depthfl_loss_is_the_formula) {
-  fg_method_config mc = method_config("depthfl");
+  fg_method_config mc = fgt_method_config("depthfl", "cnn", "kd=true", "kd_ramp_rounds=300", NULL);
   const fg_method_ops *ops = fg_method_find("depthfl");
   cr_assert_not_null(ops);
   fg_method_plan mp;
@@ -147,10 +130,12 @@ Test(methods, depthfl_loss_is_the_formula) {
   fg_loss_spec one;
   ops->loss(&mc, &mp, 2, 10, 1000, &one);
   cr_assert_eq(one.n, 1);
+  fg_method_config_free(&mc);
 }
 
 Test(methods, scalefl_loss_is_the_formula) {
-  fg_method_config mc = method_config("scalefl");
+  fg_method_config mc = fgt_method_config("scalefl", "cnn", "widths=[0.7, 0.75, 1]", "exits=[1, 2, 3]",
+                                          "kd_gamma=0.05", "kd_temperature=3", "kd_start=0.25", NULL);
   const fg_method_ops *ops = fg_method_find("scalefl");
   fg_method_plan mp;
   FGT_OK(ops->plan(&mc, &CNN, &mp));
@@ -179,33 +164,39 @@ Test(methods, scalefl_loss_is_the_formula) {
     double got = trainer_loss(&loss);
     cr_assert(fabs(got - want) < 1e-5 * fabs(want), "kd %d: trainer %.9g, formula %.9g", kd, got, want);
   }
+  fg_method_config_free(&mc);
 }
 
 Test(methods, levels_of_the_width_methods) {
-  fg_method_config mc = method_config("heterofl");
-  const double rates[3] = {1, 0.5, 0.25};
-  memcpy(mc.rates, rates, sizeof rates);
-  mc.n_rates = 3;
-  mc.scaler = 1;
+  const char *names[] = {"heterofl", "fedrolex", "fedavg-s", "fedavg", "exclusivefl", "depthfl"};
+  fg_method_config mc[6] = {
+      fgt_method_config("heterofl", "cnn", "rates=[1, 0.5, 0.25]", "scaler=true", NULL),
+      fgt_method_config("fedrolex", "cnn", "rates=[1, 0.5, 0.25]", "rolling=roll", NULL),
+      fgt_method_config("fedavg-s", "cnn", "rates=[1, 0.5, 0.25]", NULL),
+      fgt_method_config("fedavg", "cnn", NULL),
+      fgt_method_config("exclusivefl", "cnn", NULL),
+      fgt_method_config("depthfl", "cnn", NULL),
+  };
   fg_method_plan mp;
-  FGT_OK(fg_method_find("heterofl")->plan(&mc, &CNN, &mp));
+  FGT_OK(fg_method_find(names[0])->plan(&mc[0], &CNN, &mp));
   cr_assert_eq(mp.n_levels, 3);
   cr_assert_float_eq(mp.levels[1].spec.rate, 0.5, 1e-12);
   cr_assert_eq(mp.levels[1].spec.scaler, FG_SCALER_TRAIN_ONLY);
   cr_assert_eq(mp.channels, FG_CHANNELS_FIRST);
-  mc.rolling = "roll";
-  FGT_OK(fg_method_find("fedrolex")->plan(&mc, &CNN, &mp));
+  FGT_OK(fg_method_find(names[1])->plan(&mc[1], &CNN, &mp));
   cr_assert_eq(mp.channels, FG_CHANNELS_ROLLING);
-  FGT_OK(fg_method_find("fedavg-s")->plan(&mc, &CNN, &mp));
+  FGT_OK(fg_method_find(names[2])->plan(&mc[2], &CNN, &mp));
   cr_assert(mp.same_level);
-  FGT_OK(fg_method_find("fedavg")->plan(&mc, &CNN, &mp));
+  cr_assert_eq(mp.n_levels, 3);
+  FGT_OK(fg_method_find(names[3])->plan(&mc[3], &CNN, &mp));
   cr_assert(mp.ignore_budgets);
   cr_assert_eq(mp.n_levels, 1);
-  FGT_OK(fg_method_find("exclusivefl")->plan(&mc, &CNN, &mp));
+  FGT_OK(fg_method_find(names[4])->plan(&mc[4], &CNN, &mp));
   cr_assert(!mp.ignore_budgets);
   cr_assert_null(fg_method_find("fedprox"));
   cr_assert_eq(fg_last_status(), FG_ERR_CONFIG);
   fg_model_spec resnet = CNN;
   resnet.arch = "resnet18";
-  cr_assert_eq(fg_method_find("depthfl")->plan(&mc, &resnet, &mp), FG_ERR_CONFIG);
+  cr_assert_eq(fg_method_find(names[5])->plan(&mc[5], &resnet, &mp), FG_ERR_CONFIG);
+  for (int i = 0; i < 6; i++) fg_method_config_free(&mc[i]);
 }

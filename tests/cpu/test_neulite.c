@@ -7,29 +7,11 @@
 #include <string.h>
 
 #include "common/batch_util.h"
+#include "common/method_util.h"
 #include "common/test_util.h"
 #include "engine/base/rng.h"
 #include "engine/nn/trainer.h"
 #include "fl/method.h"
-
-static fg_method_config neulite_config(void) {
-  fg_method_config mc;
-  memset(&mc, 0, sizeof mc);
-  mc.name = "neulite";
-  mc.weighting = FG_WEIGHT_SAMPLES;
-  mc.schedule = "roundrobin";
-  mc.advance = "rounds";
-  mc.em_threshold = 0.1;
-  mc.em_window = 3;
-  mc.em_every = 2;
-  mc.em_samples = 50;
-  mc.hsic_sigma = 5.0;
-  mc.mentor = 1;
-  mc.harmonizer = 1;
-  mc.frozen_bn = "update";
-  mc.output_module = "linear";
-  return mc;
-}
 
 static const fg_method_ops *neulite(void) {
   const fg_method_ops *ops = fg_method_find("neulite");
@@ -49,9 +31,7 @@ static fg_graph *stage_graph(const fg_method_config *mc, const fg_method_plan *m
 /* neulite.md §1.3: trainable parameters of the ResNet-34 stages (P included: every stage has a
  * label-HSIC weight). */
 Test(neulite, resnet34_trainable_counts) {
-  fg_method_config mc = neulite_config();
-  mc.n_gammas = 4;
-  for (int t = 0; t < 4; t++) mc.gammas[t] = 0.1 * (t + 1);
+  fg_method_config mc = fgt_method_config("neulite", "resnet34", "gammas=[0.1, 0.2, 0.3, 0.4]", NULL);
   fg_model_spec base = {.arch = "resnet34", .in_c = 3, .in_h = 32, .in_w = 32, .classes = 10};
   fg_method_plan mp;
   FGT_OK(neulite()->plan(&mc, &base, &mp));
@@ -64,14 +44,15 @@ Test(neulite, resnet34_trainable_counts) {
     fg_graph_free(g);
   }
   /* Without the harmonizer stage 2 loses layer1.2.conv2 (36,864) and bn2 (128). */
-  mc.harmonizer = 0;
+  fg_method_config_free(&mc);
+  mc = fgt_method_config("neulite", "resnet34", "gammas=[0.1, 0.2, 0.3, 0.4]", "harmonizer=false", NULL);
   fg_graph *g = stage_graph(&mc, &mp, 2);
   cr_assert_eq(fg_graph_trainable_numel(g), 6318994 - 36864 - 128);
   fg_graph_free(g);
   /* A stage whose label term has weight 0 (stage 1 of the default curriculum) leaves out P:
    * 512x2056 + 2056 + 2056x1024 + 1024 + 1024x512 + 512 parameters. */
-  mc.n_gammas = 0;
-  mc.harmonizer = 1;
+  fg_method_config_free(&mc);
+  mc = fgt_method_config("neulite", "resnet34", NULL);
   FGT_OK(neulite()->plan(&mc, &base, &mp));
   g = stage_graph(&mc, &mp, 1);
   const int64_t p_params = 512 * 2056 + 2056 + 2056 * 1024 + 1024 + 1024 * 512 + 512;
@@ -82,15 +63,14 @@ Test(neulite, resnet34_trainable_counts) {
   cr_assert_eq(fg_graph_trainable_numel(g), 6318994);
   cr_assert_eq(fg_graph_feature_count(g), 2);
   fg_graph_free(g);
+  fg_method_config_free(&mc);
 }
 
 /* output_module bn_relu (ours): each output-module conv gains a BN (weight and bias trainable,
  * running statistics as buffers) followed by a ReLU; the last stage has no output module. */
 Test(neulite, output_module_bn_relu) {
-  fg_method_config mc = neulite_config();
-  mc.n_gammas = 4;
-  for (int t = 0; t < 4; t++) mc.gammas[t] = 0.1 * (t + 1);
-  mc.output_module = "bn_relu";
+  fg_method_config mc =
+      fgt_method_config("neulite", "resnet34", "gammas=[0.1, 0.2, 0.3, 0.4]", "output_module=bn_relu", NULL);
   fg_model_spec base = {.arch = "resnet34", .in_c = 3, .in_h = 32, .in_w = 32, .classes = 10};
   fg_method_plan mp;
   FGT_OK(neulite()->plan(&mc, &base, &mp));
@@ -107,6 +87,7 @@ Test(neulite, output_module_bn_relu) {
     cr_assert_eq(relus, 4 - t, "stage %d: one ReLU per output-module conv", t);
     fg_graph_free(g);
   }
+  fg_method_config_free(&mc);
 }
 
 typedef struct step_result {
@@ -164,7 +145,7 @@ static void free_step(step_result *r) {
 }
 
 Test(neulite, frozen_prefix_harmonizer_and_bn_buffers) {
-  fg_method_config mc = neulite_config();
+  fg_method_config mc = fgt_method_config("neulite", "resnet18", NULL);
   step_result r = one_step(&mc, 3);
   /* Frozen: the stem, layer1, layer2 except its last conv2 + bn2. */
   cr_assert(!changed(&r, "stem.conv.weight"));
@@ -184,7 +165,8 @@ Test(neulite, frozen_prefix_harmonizer_and_bn_buffers) {
   cr_assert(changed(&r, "layer1.0.bn1.running_var"));
   free_step(&r);
 
-  mc.frozen_bn = "fixed";
+  fg_method_config_free(&mc);
+  mc = fgt_method_config("neulite", "resnet18", "frozen_bn=fixed", NULL);
   r = one_step(&mc, 3);
   cr_assert(!changed(&r, "stem.bn.running_mean"));
   cr_assert(!changed(&r, "layer1.0.bn1.running_var"));
@@ -194,19 +176,20 @@ Test(neulite, frozen_prefix_harmonizer_and_bn_buffers) {
   free_step(&r);
 
   /* Without the harmonizer the whole of block 2 is frozen. */
-  mc.frozen_bn = "update";
-  mc.harmonizer = 0;
+  fg_method_config_free(&mc);
+  mc = fgt_method_config("neulite", "resnet18", "frozen_bn=update", "harmonizer=false", NULL);
   r = one_step(&mc, 3);
   cr_assert(!changed(&r, "layer2.1.conv2.weight"));
   cr_assert(!changed(&r, "layer2.1.bn2.weight"));
   cr_assert(changed(&r, "layer3.0.conv1.weight"));
   free_step(&r);
+  fg_method_config_free(&mc);
 }
 
 /* The mentor's terms: CE, then -lambda_t nHSIC(X; Z_X), -gamma_t nHSIC(Y; Z_Y); zero weights
  * drop a term; our default runs lambda 0.5 -> 0 and gamma 0 -> 0.5 over the stages. */
 Test(neulite, curriculum_mentor_terms) {
-  fg_method_config mc = neulite_config();
+  fg_method_config mc = fgt_method_config("neulite", "resnet18", NULL);
   fg_model_spec base = {.arch = "resnet18", .in_c = 3, .in_h = 32, .in_w = 32, .classes = 10};
   fg_method_plan mp;
   FGT_OK(neulite()->plan(&mc, &base, &mp));
@@ -223,17 +206,17 @@ Test(neulite, curriculum_mentor_terms) {
   cr_assert_eq(l.terms[2].hsic_target, FG_HSIC_LABELS);
   cr_assert_eq(l.terms[2].hsic.classes, 10);
   cr_assert_float_eq(l.terms[2].hsic.sigma, 5.0f, 1e-7);
-  double lambdas[4] = {1, 0, 0, 0}, gammas[4] = {0, 0, 0, 2};
-  memcpy(mc.lambdas, lambdas, sizeof lambdas);
-  memcpy(mc.gammas, gammas, sizeof gammas);
-  mc.n_lambdas = mc.n_gammas = 4;
+  fg_method_config_free(&mc);
+  mc = fgt_method_config("neulite", "resnet18", "lambdas=[1, 0, 0, 0]", "gammas=[0, 0, 0, 2]", NULL);
   neulite()->loss(&mc, &mp, 3, 0, 10, &l);
   cr_assert_eq(l.n, 2);
   cr_assert_float_eq(l.terms[1].weight, -2.0f, 1e-7);
-  mc.mentor = 0;
+  fg_method_config_free(&mc);
+  mc = fgt_method_config("neulite", "resnet18", "lambdas=[1, 0, 0, 0]", "gammas=[0, 0, 0, 2]", "mentor=false", NULL);
   neulite()->loss(&mc, &mp, 0, 0, 10, &l);
   cr_assert_eq(l.n, 1);
   cr_assert_eq(l.terms[0].kind, FG_LOSS_XENT);
+  fg_method_config_free(&mc);
 }
 
 static int next_level(fg_schedule *s, int round, const float *state) {
@@ -243,7 +226,7 @@ static int next_level(fg_schedule *s, int round, const float *state) {
 }
 
 Test(neulite, schedules) {
-  fg_method_config mc = neulite_config();
+  fg_method_config mc = fgt_method_config("neulite", "cnn", NULL);
   fg_model_spec base = {.arch = "cnn", .width = 4, .in_c = 1, .in_h = 12, .in_w = 12, .classes = 10};
   fg_method_plan mp;
   FGT_OK(neulite()->plan(&mc, &base, &mp));
@@ -257,21 +240,23 @@ Test(neulite, schedules) {
   for (int r = 0; r < 10; r++) cr_assert_eq(next_level(s, r, state), r % 3);
   neulite()->schedule_free(s);
   /* Sequential, 10 rounds split 4 / 3 / 3, or as configured. */
-  mc.schedule = "sequential";
+  fg_method_config_free(&mc);
+  mc = fgt_method_config("neulite", "cnn", "schedule=sequential", NULL);
   FGT_OK(neulite()->schedule_create(&mc, &mp, global, 1, 10, 0, &s));
   const int want[10] = {0, 0, 0, 0, 1, 1, 1, 2, 2, 2};
   for (int r = 0; r < 10; r++) cr_assert_eq(next_level(s, r, state), want[r], "round %d", r);
   neulite()->schedule_free(s);
-  mc.n_stage_rounds = 3;
-  mc.stage_rounds[0] = 1, mc.stage_rounds[1] = 2, mc.stage_rounds[2] = 7;
+  fg_method_config_free(&mc);
+  mc = fgt_method_config("neulite", "cnn", "schedule=sequential", "stage_rounds=[1, 2, 7]", NULL);
   FGT_OK(neulite()->schedule_create(&mc, &mp, global, 1, 10, 0, &s));
   const int want2[10] = {0, 1, 1, 2, 2, 2, 2, 2, 2, 2};
   for (int r = 0; r < 10; r++) cr_assert_eq(next_level(s, r, state), want2[r], "round %d", r);
   neulite()->schedule_free(s);
   /* Effective movement (window 3, checked every 2 rounds): a block drifting steadily (EM = 1)
    * stays; one oscillating back and forth (EM = 1/3 < 0.5) advances at the next check. */
-  mc.advance = "movement";
-  mc.em_threshold = 0.5;
+  fg_method_config_free(&mc);
+  mc = fgt_method_config("neulite", "cnn", "schedule=sequential", "advance=movement", "em_threshold=0.5",
+                         "em_window=3", "em_every=2", "em_samples=50", NULL);
   FGT_OK(neulite()->schedule_create(&mc, &mp, global, 1, 40, 0, &s));
   for (int r = 0; r < 8; r++) {
     for (int64_t k = 0; k < numel; k++) state[k] = 0.01f * (float)r;
@@ -288,4 +273,5 @@ Test(neulite, schedules) {
   cr_assert_eq(neulite()->schedule_create(&mc, &mp, global, 1, 40, 5, &s), FG_ERR_UNSUPPORTED);
   free(state);
   fg_graph_free(global);
+  fg_method_config_free(&mc);
 }
