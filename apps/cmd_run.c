@@ -200,12 +200,15 @@ int fg_cmd_run(int argc, char **argv) {
   fg_arg_list sets = {{0}, 0};
   const char *out = NULL, *resume = NULL;
   int threads = -1;
+  const char *device = NULL;
   fg_arg args[] = {
       {"set", FG_ARG_LIST, &sets, "KEY=VALUE", "override a configuration key (repeatable), e.g. --set rounds=5", 0, -1,
        0, 0},
       {"out", FG_ARG_STRING, &out, "DIR", "run folder (default runs/<name>-<date>-<time>)", 0, -1, 0, 0},
       {"resume", FG_ARG_STRING, &resume, "DIR", "continue the run in DIR from its last checkpoint", 0, -1, 0, 0},
       {"threads", FG_ARG_INT, &threads, "N", "CPU threads (default: the config's, else all cores)", 0, 1024, 0, 0},
+      {"device", FG_ARG_STRING, &device, "cpu|cuda[:N]",
+       "device of local training and evaluation (default: the config's device key, else cpu)", 0, -1, 0, 0},
   };
   fg_command cmd = {"run", "Run the federated experiment a YAML file describes (usage: fedgap run CONFIG.yaml "
                     "[options]; configs/README.md lists the keys).",
@@ -220,6 +223,16 @@ int fg_cmd_run(int argc, char **argv) {
   if (rc != FG_EXIT_OK || help) return rc;
   if (!config) return fg_usage_error(&cmd, "give the experiment file: fedgap run CONFIG.yaml");
   if (out && resume) return fg_usage_error(&cmd, "--out and --resume name the run folder twice; give one");
+  /* --device D is the override device=D, after the --set ones. */
+  char device_set[64];
+  if (device) {
+    fg_device parsed;
+    rc = fg_cli_device(&cmd, device, &parsed);
+    if (rc != FG_EXIT_OK) return rc;
+    if (sets.n >= FG_ARG_LIST_CAP) return fg_usage_error(&cmd, "too many overrides with --device");
+    snprintf(device_set, sizeof device_set, "device=%s", device);
+    sets.items[sets.n++] = device_set;
+  }
   fg_config cfg;
   fg_status s = fg_config_load(config, sets.items, sets.n, &cfg);
   if (s != FG_OK) {
@@ -227,7 +240,7 @@ int fg_cmd_run(int argc, char **argv) {
     return s == FG_ERR_CONFIG ? FG_EXIT_USAGE : FG_EXIT_FAILURE;
   }
   char dir[4096];
-  rc = fg_cli_start(cmd.name, threads >= 0 ? threads : cfg.threads, fg_host_device());
+  rc = fg_cli_start(cmd.name, threads >= 0 ? threads : cfg.threads, cfg.device);
   if (rc == FG_EXIT_OK && choose_dir(&cfg, out, resume, dir, sizeof dir) != 0) rc = fg_runtime_error(cmd.name);
   if (rc == FG_EXIT_OK) rc = run_all(&cfg, dir, resume != NULL);
   fg_config_free(&cfg);

@@ -79,6 +79,7 @@ struct fg_method_server {
   const fg_method_plan *mp;
   const fg_graph *global;     /* the server's, alive as long as this state */
   uint64_t seed;
+  fg_device device;           /* where the hypernetworks train and generate */
   int blocks;
   hmf_pair pairs[HMF_PAIRS];
   float trained[HMF_PAIRS];   /* 1 while pair k generates: its last training beat the stale kernel */
@@ -179,6 +180,7 @@ static fg_status make_pairs(fg_method_server *ms, const fg_graph *global, fg_led
       d.lr = hmf_hypernet_lr;
       d.epochs = o->hn_epochs;
       d.max_pairs = ms->max_slots;
+      d.device = ms->device;
       fg_status st = fg_hypernet_create(&d, fg_rng_key(ms->seed, FG_RNG_INIT, 1u << 20, (uint64_t)k), ledger, &p->net);
       if (st != FG_OK) {
         fg_error_prefix("hypemefed %s", p->name);
@@ -201,7 +203,8 @@ static void server_free(fg_method_server *ms) {
 }
 
 static fg_status server_create(const fg_method_config *mc, const fg_method_plan *mp, const fg_graph *global,
-                               uint64_t seed, int max_participants, fg_ledger *ledger, fg_method_server **out) {
+                               uint64_t seed, int max_participants, fg_device device, fg_ledger *ledger,
+                               fg_method_server **out) {
   *out = NULL;
   fg_method_server *ms = calloc(1, sizeof *ms);
   if (!ms) return FG_FAIL(FG_ERR_OOM, "hypemefed: out of memory");
@@ -209,6 +212,7 @@ static fg_status server_create(const fg_method_config *mc, const fg_method_plan 
   ms->mp = mp;
   ms->global = global;
   ms->seed = seed;
+  ms->device = device;
   ms->blocks = fg_model_block_count(mp->global.arch);
   ms->n_params = fg_graph_param_count(global);
   ms->max_slots = max_participants;

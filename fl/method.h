@@ -96,8 +96,8 @@ typedef struct fg_method_ops {
   fg_status (*schedule_next)(fg_schedule *s, int round, const float *global_state, int *level);
   void (*schedule_free)(fg_schedule *s);
   /* Optional (create, collect, complete and free together): server-side state. create sizes it
-   * for the global model and at most max_participants per round, and charges it to the server's
-   * ledger; collect sees participant `slot`
+   * for the global model and at most max_participants per round, computes on `device` (the run's)
+   * and charges it to the server's ledger; collect sees participant `slot`
    * (0-based, in the round's order) right after it trained `level`, its trained sub-model
    * `trained` [state numel of g]; complete runs once all participants trained, before the
    * aggregate is formed: the round's participants' levels levels[n], the global model the round
@@ -106,7 +106,8 @@ typedef struct fg_method_ops {
    * past the end); tensor_get / tensor_set copy tensor i to / from host [numel] (the state may
    * live on a device). */
   fg_status (*server_create)(const fg_method_config *mc, const fg_method_plan *mp, const fg_graph *global,
-                             uint64_t seed, int max_participants, fg_ledger *ledger, fg_method_server **out);
+                             uint64_t seed, int max_participants, fg_device device, fg_ledger *ledger,
+                             fg_method_server **out);
   fg_status (*server_collect)(fg_method_server *ms, int slot, int level, const fg_graph *g, const float *trained);
   fg_status (*server_complete)(fg_method_server *ms, int round, const int *levels, int n, fg_aggregator *agg,
                                const fg_graph *global, const float *global_state);

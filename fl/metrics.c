@@ -609,7 +609,7 @@ fg_status fg_summary_write(const char *dir, const fg_summary *s) {
   ok = ok && add_number(o, "max_client_engine_peak", (double)s->max_client_engine_peak) &&
        add_number(o, "process_peak", (double)s->process_peak) && add_number(o, "wall_seconds", s->wall_seconds) &&
        add_number(o, "clients", s->clients) && add_number(o, "clients_never_fit", s->clients_never_fit) &&
-       add_string_or_null(o, "eval_protocol", s->eval_protocol);
+       add_string_or_null(o, "eval_protocol", s->eval_protocol) && add_string_or_null(o, "device", s->device);
   char *text = ok ? cJSON_Print(o) : NULL;
   cJSON_Delete(o);
   fg_text t = {0};
@@ -657,6 +657,7 @@ static fg_status json_to_summary(fg_origin o, const cJSON *obj, fg_summary *s, s
   /* absent in summaries written before the field existed */
   if (cJSON_GetObjectItemCaseSensitive(obj, "eval_protocol"))
     FG_TRY(get_string(o, obj, "eval_protocol", &s->eval_protocol, strings));
+  if (cJSON_GetObjectItemCaseSensitive(obj, "device")) FG_TRY(get_string(o, obj, "device", &s->device, strings));
   return FG_OK;
 }
 
@@ -689,8 +690,9 @@ fg_status fg_summary_read(const char *dir, fg_summary_file *out) {
   if (s == FG_OK && !(block = malloc(strings))) s = FG_FAIL(FG_ERR_OOM, "cannot hold the summary's strings");
   if (s == FG_OK) {
     char *cursor = block;
-    const char **fields[] = {&sum.name, &sum.method, &sum.dataset, &sum.arch, &sum.revision, &sum.eval_protocol};
-    for (int i = 0; i < 6; i++) move_string(fields[i], &cursor);
+    const char **fields[] = {&sum.name,     &sum.method,        &sum.dataset, &sum.arch,
+                             &sum.revision, &sum.eval_protocol, &sum.device};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) move_string(fields[i], &cursor);
     out->summary = sum;
     out->strings = block;
   }

@@ -79,6 +79,8 @@ typedef struct fg_summary {
   const char *eval_protocol; /* what the accuracies are measured on: "global" (the test split) or
                                 "local" (the mean over clients of their local test splits); NULL
                                 (null, or absent in a file read back): not recorded */
+  const char *device;        /* where local training and evaluation ran ("cpu", "cuda:0"); NULL
+                                (null, or absent in a file read back): not recorded */
 } fg_summary;
 
 /* "ok", "over_budget", "no_fit", "failed"; "unknown" for other values. */

@@ -219,7 +219,8 @@ static fg_status server_setup(server *s, const fg_world *w, int method) {
   }
   if (s->ops->server_create) {
     int most = fg_sample_count(&s->cfg->sampling, clients, clients); /* participants a round can have */
-    FG_TRY(s->ops->server_create(s->mc, &s->mp, s->global, s->cfg->seed, most, &s->ledger, &s->method_state));
+    FG_TRY(s->ops->server_create(s->mc, &s->mp, s->global, s->cfg->seed, most, s->cfg->device, &s->ledger,
+                                 &s->method_state));
   }
   return make_eval(s);
 }
@@ -492,6 +493,8 @@ static fg_status write_summary(const server *s, const char *dir, const fg_run_re
   sum.clients = s->cfg->clients;
   sum.clients_never_fit = res->clients_never_fit;
   sum.eval_protocol = fg_eval_protocol_name(s->cfg->eval_protocol);
+  char device[32];
+  sum.device = fg_device_str(s->cfg->device, device, sizeof device);
   return fg_summary_write(dir, &sum);
 }
 

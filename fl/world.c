@@ -18,7 +18,7 @@ fg_trainer_options fg_world_local_options(const fg_world *w, int round) {
   memset(&o, 0, sizeof o);
   o.batch = c->local_batch;
   o.mode = strcmp(c->mode, "checkpoint") == 0 ? FG_EXEC_CHECKPOINT : FG_EXEC_STORE;
-  o.device = fg_host_device();
+  o.device = c->device;
   double lr = c->lr * pow(c->lr_decay, (double)round);
   if (strcmp(c->optimizer, "adam") == 0)
     o.optim = fg_optim_adam((float)lr, (float)c->weight_decay);

@@ -82,7 +82,7 @@ static void run_round(round_fixture *f) {
   fg_ledger ledger;
   fg_ledger_init(&ledger, "test", 0);
   fg_method_server *ms = NULL;
-  FGT_OK(f->ops->server_create(&f->mc, &f->mp, f->global, 7, P, &ledger, &ms));
+  FGT_OK(f->ops->server_create(&f->mc, &f->mp, f->global, 7, P, fg_host_device(), &ledger, &ms));
   fg_aggregator agg;
   FGT_OK(fg_aggregator_init(&agg, fg_graph_state_numel(f->global), &ledger));
   int levels[P];
