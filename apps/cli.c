@@ -97,17 +97,18 @@ int fg_cli_trainer_options(const fg_command *cmd, const fg_cli_model *m, int64_t
 }
 
 int fg_cli_synthetic_command(fg_command *cmd, fg_cli_model *m, int argc, char **argv, const int *batch,
-                             const char *const *mode, int *help, fg_model_spec *spec, fg_trainer_options *opt) {
+                             const char *const *mode, fg_cli_synthetic *out) {
+  memset(out, 0, sizeof *out);
   fg_arg model_args[FG_CLI_MODEL_ARGS];
   cmd->shared = model_args;
   cmd->n_shared = fg_cli_model_args(m, 1, model_args);
-  int rc = fg_args_parse(cmd, argc, argv, help);
+  int rc = fg_args_parse(cmd, argc, argv, &out->help);
   cmd->shared = NULL;
   cmd->n_shared = 0;
-  if (rc != FG_EXIT_OK || *help) return rc;
-  rc = fg_cli_model_spec(cmd, m, 0, 0, 0, 10, spec);
+  if (rc != FG_EXIT_OK || out->help) return rc;
+  rc = fg_cli_model_spec(cmd, m, 0, 0, 0, 10, &out->spec);
   if (rc != FG_EXIT_OK) return rc;
-  return fg_cli_trainer_options(cmd, m, *batch, *mode, opt);
+  return fg_cli_trainer_options(cmd, m, *batch, *mode, &out->opt);
 }
 
 fg_cli_model fg_cli_model_defaults(void) {

@@ -79,13 +79,18 @@ int fg_cli_model_spec(const fg_command *cmd, const fg_cli_model *m, int64_t c, i
  * (kind none). FG_EXIT_OK or the exit status of the first problem. */
 int fg_cli_trainer_options(const fg_command *cmd, const fg_cli_model *m, int64_t batch, const char *mode,
                            fg_trainer_options *opt);
-/* A command on a built-in model fed synthetic batches (memplan, bench train): parses argv against
- * cmd's own options plus the model options with --input and --classes, then fills *spec (the
- * model's default input, 10 classes unless given) and *opt (fg_cli_trainer_options with *batch and
- * *mode, the variables cmd's own options parse into). FG_EXIT_OK with *help set when --help was
- * shown; otherwise the exit status of the first problem. */
+/* What a command on a built-in model fed synthetic batches (memplan, bench train) works with. */
+typedef struct fg_cli_synthetic {
+  int help;                 /* --help was shown: nothing else to do */
+  fg_model_spec spec;       /* the model's default input, 10 classes unless given */
+  fg_trainer_options opt;   /* fg_cli_trainer_options: batch, mode, device (started) */
+} fg_cli_synthetic;
+
+/* Parses argv against cmd's own options plus the model options with --input and --classes, then
+ * fills *out; *batch and *mode are the variables cmd's own options parse into. FG_EXIT_OK (with
+ * out->help set when --help was shown), or the exit status of the first problem. */
 int fg_cli_synthetic_command(fg_command *cmd, fg_cli_model *m, int argc, char **argv, const int *batch,
-                             const char *const *mode, int *help, fg_model_spec *spec, fg_trainer_options *opt);
+                             const char *const *mode, fg_cli_synthetic *out);
 /* --optimizer "sgd" | "adam" -> *out; FG_EXIT_OK or a usage error. */
 int fg_cli_optimizer(const fg_command *cmd, const char *name, double lr, double momentum, double weight_decay,
                      fg_optim_config *out);

@@ -18,6 +18,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static int bench_train(int argc, char **argv) {
+  static const char summary[] = "Measure training throughput and peak memory on synthetic batches.";
   fg_cli_model m = fg_cli_model_defaults();
   int batch = 64, steps = 50, warmup = 5, repeats = 3;
   const char *mode_name = "store";
@@ -28,13 +29,11 @@ static int bench_train(int argc, char **argv) {
       {"repeats", FG_ARG_INT, &repeats, "R", "timed runs; the median is reported (default 3)", 1, 1000, 0, 0},
       {"mode", FG_ARG_STRING, &mode_name, "store|checkpoint", "activation policy (default store)", 0, -1, 0, 0},
   };
-  fg_command cmd = {"bench train", "Measure training throughput and peak memory on synthetic batches.", args,
-                    (int)(sizeof args / sizeof args[0]), NULL, 0};
-  fg_model_spec spec;
-  fg_trainer_options opt;
-  int help, rc = fg_cli_synthetic_command(&cmd, &m, argc, argv, &batch, &mode_name, &help, &spec, &opt);
-  if (rc != FG_EXIT_OK || help) return rc;
-  opt.optim = fg_optim_sgd(0.02f, 0.9f, 5e-4f);
+  fg_command cmd = {"bench train", summary, args, (int)(sizeof args / sizeof args[0]), NULL, 0};
+  fg_cli_synthetic su;
+  int rc = fg_cli_synthetic_command(&cmd, &m, argc, argv, &batch, &mode_name, &su);
+  if (rc != FG_EXIT_OK || su.help) return rc;
+  su.opt.optim = fg_optim_sgd(0.02f, 0.9f, 5e-4f);
 
   fg_ledger ledger;
   fg_ledger_init(&ledger, "bench", 0);
@@ -42,7 +41,7 @@ static int bench_train(int argc, char **argv) {
   fg_trainer *t = NULL;
   float *state = NULL;
   double *rates = calloc((size_t)repeats, sizeof *rates);
-  if (fg_model_build(&spec, &g) != FG_OK || fg_trainer_create(g, &opt, &ledger, &t) != FG_OK) goto fail;
+  if (fg_model_build(&su.spec, &g) != FG_OK || fg_trainer_create(g, &su.opt, &ledger, &t) != FG_OK) goto fail;
   state = malloc((size_t)fg_graph_state_numel(g) * sizeof *state);
   if (!state || !rates) {
     FG_FAIL(FG_ERR_OOM, "out of memory");
@@ -50,7 +49,7 @@ static int bench_train(int argc, char **argv) {
   }
   fg_graph_init_state(g, 1, state);
   if (fg_trainer_set_state(t, state) != FG_OK) goto fail;
-  if (fg_cli_synthetic_batch(t, 1, spec.classes) != FG_OK) goto fail;
+  if (fg_cli_synthetic_batch(t, 1, su.spec.classes) != FG_OK) goto fail;
   fg_step_stats st;
   for (int k = 0; k < warmup; k++)
     if (fg_trainer_step(t, batch, &st) != FG_OK) goto fail;
@@ -62,9 +61,10 @@ static int bench_train(int argc, char **argv) {
     printf("run %d: %.1f samples/s\n", r + 1, rates[r]);
   }
   qsort(rates, (size_t)repeats, sizeof *rates, cmp_double);
-  printf("model %s (width %g), input %lldx%lldx%lld, batch %d, %s, %s\n", spec.arch, fg_model_width(&spec),
-         (long long)spec.in_c, (long long)spec.in_h, (long long)spec.in_w, batch, fg_exec_mode_name(opt.mode),
-         fg_backend_for(opt.device)->description);
+  printf("model %s (width %g), input %lldx%lldx%lld, batch %d, %s, %s\n", su.spec.arch, fg_model_width(&su.spec),
+         (long long)su.spec.in_c, (long long)su.spec.in_h, (long long)su.spec.in_w, batch,
+         fg_exec_mode_name(su.opt.mode),
+         fg_backend_for(su.opt.device)->description);
   printf("samples_per_s=%.1f peak_engine_bytes=%zu peak_rss_bytes=%zu\n", rates[repeats / 2], ledger.peak,
          fg_process_peak_rss());
   fg_trainer_destroy(t);

@@ -100,6 +100,7 @@ static int print_model_plan(const char *cmd, const fg_model_spec *spec, const fg
 }
 
 int fg_cmd_memplan(int argc, char **argv) {
+  static const char summary[] = "Print the exact memory plan of one training step, by category.";
   fg_cli_model m = fg_cli_model_defaults();
   int batch = 0;
   const char *mode_name = "store", *optimizer = "sgd", *method = NULL;
@@ -123,22 +124,21 @@ int fg_cmd_memplan(int argc, char **argv) {
       {"measure", FG_ARG_FLAG, &measure, "",
        "also run one step of each on a synthetic batch and print the ledger's measured peak", 0, -1, 0, 0},
   };
-  fg_command cmd = {"memplan", "Print the exact memory plan of one training step, by category.", args,
-                    (int)(sizeof args / sizeof args[0]), NULL, 0};
-  fg_model_spec spec;
-  fg_trainer_options opt;
-  int help, rc = fg_cli_synthetic_command(&cmd, &m, argc, argv, &batch, &mode_name, &help, &spec, &opt);
-  if (rc != FG_EXIT_OK || help) return rc;
-  rc = fg_cli_optimizer(&cmd, optimizer, 0.01, momentum, 0, &opt.optim);
+  fg_command cmd = {"memplan", summary, args, (int)(sizeof args / sizeof args[0]), NULL, 0};
+  fg_cli_synthetic su;
+  int rc = fg_cli_synthetic_command(&cmd, &m, argc, argv, &batch, &mode_name, &su);
+  if (rc != FG_EXIT_OK || su.help) return rc;
+  rc = fg_cli_optimizer(&cmd, optimizer, 0.01, momentum, 0, &su.opt.optim);
   if (rc != FG_EXIT_OK) return rc;
   if (sets.n > 0 && !method) return fg_usage_error(&cmd, "--set sets a method option: give --method");
   fg_method_config mc = {0};
-  if (method && fg_method_config_with(method, spec.arch, sets.items, sets.n, &mc) != FG_OK)
+  if (method && fg_method_config_with(method, su.spec.arch, sets.items, sets.n, &mc) != FG_OK)
     return fg_usage_error(&cmd, "%s", fg_last_error());
 
   size_t model_peak = 0;
-  rc = print_model_plan(cmd.name, &spec, &opt, batch, momentum, measure, &model_peak);
-  if (rc == FG_EXIT_OK && method) rc = print_method_levels(cmd.name, &mc, &sets, &spec, &opt, rounds, model_peak, measure);
+  rc = print_model_plan(cmd.name, &su.spec, &su.opt, batch, momentum, measure, &model_peak);
+  if (rc == FG_EXIT_OK && method)
+    rc = print_method_levels(cmd.name, &mc, &sets, &su.spec, &su.opt, rounds, model_peak, measure);
   fg_method_config_free(&mc);
   return rc;
 }

@@ -41,7 +41,8 @@ static int overlap(const fg_tensor *x, const fg_tensor *y) {
 /* The workspace the backend needs for a's shape; a backend that runs svd answers this query. */
 static fg_status svd_workspace(const char *op, fg_backend *b, const fg_tensor *a, size_t *bytes) {
   *bytes = 0;
-  if (!b->svd_workspace) return FG_FAIL(FG_ERR_UNSUPPORTED, "svd_workspace: not supported by the %s backend", b->name);
+  if (!b->svd_workspace)
+    return FG_FAIL(FG_ERR_UNSUPPORTED, "svd_workspace: not supported by the %s backend", b->name);
   fg_status s = b->svd_workspace(b, a->shape[0], a->shape[1], bytes);
   if (s != FG_OK) fg_error_prefix("%s", op);
   return s;

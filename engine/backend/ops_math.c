@@ -100,16 +100,23 @@ static fg_status check_bn_scalars(const char *op, float momentum, float eps) {
   return check_non_negative(op, "eps", eps);
 }
 
+/* x and the tensor shaped like it (`like`: y or dy), gamma and beta (when not NULL) [C]; sets
+ * *channels and *count as check_bn_input. */
+static fg_status check_bn_common(const char *op, const fg_tensor *x, const char *like_name, const fg_tensor *like,
+                                 const fg_tensor *gamma, const fg_tensor *beta, int64_t *channels, int64_t *count) {
+  FG_TRY(check_bn_input(op, "x", x, channels, count));
+  FG_TRY(check_f32_like(op, like_name, like, "x", x));
+  FG_TRY(check_channel_vector(op, "gamma", gamma, *channels));
+  return beta ? check_channel_vector(op, "beta", beta, *channels) : FG_OK;
+}
+
 fg_status fg_bn_forward_train(const fg_tensor *x, const fg_tensor *gamma, const fg_tensor *beta,
                               fg_tensor *y, fg_tensor *save_mean, fg_tensor *save_invstd,
                               fg_tensor *running_mean, fg_tensor *running_var, float momentum,
                               float eps) {
   const char *op = fg_op_name(FG_OP_BN_FORWARD_TRAIN);
   int64_t c = 0, count = 0;
-  FG_TRY(check_bn_input(op, "x", x, &c, &count));
-  FG_TRY(check_f32_like(op, "y", y, "x", x));
-  FG_TRY(check_channel_vector(op, "gamma", gamma, c));
-  FG_TRY(check_channel_vector(op, "beta", beta, c));
+  FG_TRY(check_bn_common(op, x, "y", y, gamma, beta, &c, &count));
   FG_TRY(check_channel_vector(op, "save_mean", save_mean, c));
   FG_TRY(check_channel_vector(op, "save_invstd", save_invstd, c));
   if ((running_mean == NULL) != (running_var == NULL))
@@ -136,10 +143,7 @@ fg_status fg_bn_forward_eval(const fg_tensor *x, const fg_tensor *gamma, const f
                              fg_tensor *y) {
   const char *op = fg_op_name(FG_OP_BN_FORWARD_EVAL);
   int64_t c = 0, count = 0;
-  FG_TRY(check_bn_input(op, "x", x, &c, &count));
-  FG_TRY(check_f32_like(op, "y", y, "x", x));
-  FG_TRY(check_channel_vector(op, "gamma", gamma, c));
-  FG_TRY(check_channel_vector(op, "beta", beta, c));
+  FG_TRY(check_bn_common(op, x, "y", y, gamma, beta, &c, &count));
   FG_TRY(check_channel_vector(op, "running_mean", running_mean, c));
   FG_TRY(check_channel_vector(op, "running_var", running_var, c));
   FG_TRY(check_non_negative(op, "eps", eps));
@@ -154,9 +158,7 @@ fg_status fg_bn_backward(const fg_tensor *dy, const fg_tensor *x, const fg_tenso
                          fg_tensor *dgamma, fg_tensor *dbeta, int accumulate) {
   const char *op = fg_op_name(FG_OP_BN_BACKWARD);
   int64_t c = 0, count = 0;
-  FG_TRY(check_bn_input(op, "x", x, &c, &count));
-  FG_TRY(check_f32_like(op, "dy", dy, "x", x));
-  FG_TRY(check_channel_vector(op, "gamma", gamma, c));
+  FG_TRY(check_bn_common(op, x, "dy", dy, gamma, NULL, &c, &count));
   FG_TRY(check_channel_vector(op, "save_mean", save_mean, c));
   FG_TRY(check_channel_vector(op, "save_invstd", save_invstd, c));
   if (dx) FG_TRY(check_f32_like(op, "dx", dx, "x", x));
@@ -171,91 +173,98 @@ fg_status fg_bn_backward(const fg_tensor *dy, const fg_tensor *x, const fg_tenso
 /* ----------------------------------------------------------------------------------------- */
 /* Elementwise                                                                                */
 
-fg_status fg_relu_forward(const fg_tensor *x, fg_tensor *y) {
-  const char *op = fg_op_name(FG_OP_RELU_FORWARD);
-  FG_TRY(check_f32(op, "x", x));
-  FG_TRY(check_f32_numel(op, "y", y, fg_tensor_numel(x)));
+/* One elementwise call: f32 tensors in[0..n_in) (named names[0..n_in)) and out (named
+ * names[n_in]), all with in[0]'s element count; the scalars each op takes. */
+typedef struct elementwise_call {
+  fg_op op;
+  const char *names[3];
+  const fg_tensor *in[2];
+  int n_in;
+  fg_tensor *out;
+  float alpha;    /* axpy, scale: finite */
+  float p;        /* dropout: 0 <= p < 1 */
+  uint64_t key;   /* dropout */
+  int accumulate; /* relu_backward, dropout_backward */
+} elementwise_call;
+
+static fg_status elementwise(const elementwise_call *c) {
+  const char *op = fg_op_name(c->op);
+  const int64_t n = c->n_in ? fg_tensor_numel(c->in[0]) : 0;
+  for (int i = 0; i < c->n_in; i++)
+    FG_TRY(i == 0 ? check_f32(op, c->names[0], c->in[0]) : check_f32_numel(op, c->names[i], c->in[i], n));
+  FG_TRY(c->n_in ? check_f32_numel(op, c->names[c->n_in], c->out, n) : check_f32(op, c->names[0], c->out));
+  if (c->op == FG_OP_AXPY || c->op == FG_OP_SCALE) FG_TRY(check_finite(op, "alpha", c->alpha));
+  if (c->op == FG_OP_DROPOUT_FORWARD || c->op == FG_OP_DROPOUT_BACKWARD)
+    FG_TRY(check_unit_half_open(op, "p", c->p));
   fg_backend *b;
-  FG_TRY(fg_op_prepare_op(FG_OP_RELU_FORWARD, (const fg_tensor *[]){x, y}, 2, &b));
-  return b->relu_forward(b, x, y);
+  FG_TRY(fg_op_prepare_op(c->op, (const fg_tensor *[]){c->in[0], c->in[1], c->out}, 3, &b));
+  const fg_tensor *x = c->in[0];
+  switch (c->op) {
+    case FG_OP_RELU_FORWARD: return b->relu_forward(b, x, c->out);
+    case FG_OP_RELU_BACKWARD: return b->relu_backward(b, x, c->in[1], c->out, c->accumulate);
+    case FG_OP_ADD: return b->add(b, x, c->in[1], c->out);
+    case FG_OP_AXPY: return b->axpy(b, c->alpha, x, c->out);
+    case FG_OP_SCALE: return b->scale(b, c->alpha, x, c->out);
+    case FG_OP_COPY: return b->copy_tensor(b, x, c->out);
+    case FG_OP_FILL: return b->fill(b, c->out, c->alpha);
+    case FG_OP_DROPOUT_FORWARD: return b->dropout_forward(b, x, c->out, c->p, c->key);
+    case FG_OP_DROPOUT_BACKWARD: return b->dropout_backward(b, x, c->out, c->p, c->key, c->accumulate);
+    default: break;
+  }
+  return FG_FAIL(FG_ERR_INTERNAL, "%s is not an elementwise op", op);
+}
+
+fg_status fg_relu_forward(const fg_tensor *x, fg_tensor *y) {
+  return elementwise(
+      &(elementwise_call){.op = FG_OP_RELU_FORWARD, .names = {"x", "y"}, .in = {x}, .n_in = 1, .out = y});
 }
 
 fg_status fg_relu_backward(const fg_tensor *y, const fg_tensor *dy, fg_tensor *dx, int accumulate) {
-  const char *op = fg_op_name(FG_OP_RELU_BACKWARD);
-  FG_TRY(check_f32(op, "y", y));
-  FG_TRY(check_f32_numel(op, "dy", dy, fg_tensor_numel(y)));
-  FG_TRY(check_f32_numel(op, "dx", dx, fg_tensor_numel(y)));
-  fg_backend *b;
-  FG_TRY(fg_op_prepare_op(FG_OP_RELU_BACKWARD, (const fg_tensor *[]){y, dy, dx}, 3, &b));
-  return b->relu_backward(b, y, dy, dx, accumulate);
+  return elementwise(&(elementwise_call){.op = FG_OP_RELU_BACKWARD,
+                                         .names = {"y", "dy", "dx"},
+                                         .in = {y, dy},
+                                         .n_in = 2,
+                                         .out = dx,
+                                         .accumulate = accumulate});
 }
 
 fg_status fg_add(const fg_tensor *x1, const fg_tensor *x2, fg_tensor *y) {
-  const char *op = fg_op_name(FG_OP_ADD);
-  FG_TRY(check_f32(op, "x1", x1));
-  FG_TRY(check_f32_numel(op, "x2", x2, fg_tensor_numel(x1)));
-  FG_TRY(check_f32_numel(op, "y", y, fg_tensor_numel(x1)));
-  fg_backend *b;
-  FG_TRY(fg_op_prepare_op(FG_OP_ADD, (const fg_tensor *[]){x1, x2, y}, 3, &b));
-  return b->add(b, x1, x2, y);
+  return elementwise(
+      &(elementwise_call){.op = FG_OP_ADD, .names = {"x1", "x2", "y"}, .in = {x1, x2}, .n_in = 2, .out = y});
 }
 
 fg_status fg_axpy(float alpha, const fg_tensor *x, fg_tensor *y) {
-  const char *op = fg_op_name(FG_OP_AXPY);
-  FG_TRY(check_f32(op, "x", x));
-  FG_TRY(check_f32_numel(op, "y", y, fg_tensor_numel(x)));
-  FG_TRY(check_finite(op, "alpha", alpha));
-  fg_backend *b;
-  FG_TRY(fg_op_prepare_op(FG_OP_AXPY, (const fg_tensor *[]){x, y}, 2, &b));
-  return b->axpy(b, alpha, x, y);
+  return elementwise(
+      &(elementwise_call){.op = FG_OP_AXPY, .names = {"x", "y"}, .in = {x}, .n_in = 1, .out = y, .alpha = alpha});
 }
 
 fg_status fg_scale(float alpha, const fg_tensor *x, fg_tensor *y) {
-  const char *op = fg_op_name(FG_OP_SCALE);
-  FG_TRY(check_f32(op, "x", x));
-  FG_TRY(check_f32_numel(op, "y", y, fg_tensor_numel(x)));
-  FG_TRY(check_finite(op, "alpha", alpha));
-  fg_backend *b;
-  FG_TRY(fg_op_prepare_op(FG_OP_SCALE, (const fg_tensor *[]){x, y}, 2, &b));
-  return b->scale(b, alpha, x, y);
+  return elementwise(
+      &(elementwise_call){.op = FG_OP_SCALE, .names = {"x", "y"}, .in = {x}, .n_in = 1, .out = y, .alpha = alpha});
 }
 
 fg_status fg_copy(const fg_tensor *x, fg_tensor *y) {
-  const char *op = fg_op_name(FG_OP_COPY);
-  FG_TRY(check_f32(op, "x", x));
-  FG_TRY(check_f32_numel(op, "y", y, fg_tensor_numel(x)));
-  fg_backend *b;
-  FG_TRY(fg_op_prepare_op(FG_OP_COPY, (const fg_tensor *[]){x, y}, 2, &b));
-  return b->copy_tensor(b, x, y);
+  return elementwise(&(elementwise_call){.op = FG_OP_COPY, .names = {"x", "y"}, .in = {x}, .n_in = 1, .out = y});
 }
 
 fg_status fg_fill(fg_tensor *y, float value) {
-  const char *op = fg_op_name(FG_OP_FILL);
-  FG_TRY(check_f32(op, "y", y));
-  fg_backend *b;
-  FG_TRY(fg_op_prepare_op(FG_OP_FILL, (const fg_tensor *[]){y}, 1, &b));
-  return b->fill(b, y, value);
+  return elementwise(&(elementwise_call){.op = FG_OP_FILL, .names = {"y"}, .out = y, .alpha = value});
 }
 
 fg_status fg_dropout_forward(const fg_tensor *x, fg_tensor *y, float p, uint64_t key) {
-  const char *op = fg_op_name(FG_OP_DROPOUT_FORWARD);
-  FG_TRY(check_f32(op, "x", x));
-  FG_TRY(check_f32_numel(op, "y", y, fg_tensor_numel(x)));
-  FG_TRY(check_unit_half_open(op, "p", p));
-  fg_backend *b;
-  FG_TRY(fg_op_prepare_op(FG_OP_DROPOUT_FORWARD, (const fg_tensor *[]){x, y}, 2, &b));
-  return b->dropout_forward(b, x, y, p, key);
+  return elementwise(&(elementwise_call){
+      .op = FG_OP_DROPOUT_FORWARD, .names = {"x", "y"}, .in = {x}, .n_in = 1, .out = y, .p = p, .key = key});
 }
 
-fg_status fg_dropout_backward(const fg_tensor *dy, fg_tensor *dx, float p, uint64_t key,
-                              int accumulate) {
-  const char *op = fg_op_name(FG_OP_DROPOUT_BACKWARD);
-  FG_TRY(check_f32(op, "dy", dy));
-  FG_TRY(check_f32_numel(op, "dx", dx, fg_tensor_numel(dy)));
-  FG_TRY(check_unit_half_open(op, "p", p));
-  fg_backend *b;
-  FG_TRY(fg_op_prepare_op(FG_OP_DROPOUT_BACKWARD, (const fg_tensor *[]){dy, dx}, 2, &b));
-  return b->dropout_backward(b, dy, dx, p, key, accumulate);
+fg_status fg_dropout_backward(const fg_tensor *dy, fg_tensor *dx, float p, uint64_t key, int accumulate) {
+  return elementwise(&(elementwise_call){.op = FG_OP_DROPOUT_BACKWARD,
+                                         .names = {"dy", "dx"},
+                                         .in = {dy},
+                                         .n_in = 1,
+                                         .out = dx,
+                                         .p = p,
+                                         .key = key,
+                                         .accumulate = accumulate});
 }
 
 /* ----------------------------------------------------------------------------------------- */
@@ -349,7 +358,8 @@ static fg_status check_batch_rows(const char *op, const char *arg, const fg_tens
 /* The workspace the backend needs for m rows; a backend that runs nhsic answers this query. */
 static fg_status nhsic_workspace(const char *op, fg_backend *b, int64_t m, size_t *bytes) {
   *bytes = 0;
-  if (!b->nhsic_workspace) return FG_FAIL(FG_ERR_UNSUPPORTED, "nhsic_workspace: not supported by the %s backend", b->name);
+  if (!b->nhsic_workspace)
+    return FG_FAIL(FG_ERR_UNSUPPORTED, "nhsic_workspace: not supported by the %s backend", b->name);
   fg_status s = b->nhsic_workspace(b, m, bytes);
   if (s != FG_OK) fg_error_prefix("%s", op);
   return s;

@@ -155,7 +155,8 @@ static fg_status check_conv_output(const char *op, const char *arg, const fg_ten
 static fg_status conv_workspace(const char *op, fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
                                 const fg_tensor *w, size_t *bytes) {
   *bytes = 0;
-  if (!b->conv2d_workspace) return FG_FAIL(FG_ERR_UNSUPPORTED, "conv2d_workspace: not supported by the %s backend", b->name);
+  if (!b->conv2d_workspace)
+    return FG_FAIL(FG_ERR_UNSUPPORTED, "conv2d_workspace: not supported by the %s backend", b->name);
   fg_status s = b->conv2d_workspace(b, d, x, w, bytes);
   if (s != FG_OK) fg_error_prefix("%s", op);
   return s;
@@ -229,47 +230,59 @@ static fg_status check_matrix(const char *op, const char *arg, const fg_tensor *
   return check_extents(op, arg, t, e);
 }
 
+/* A linear op's GEMM: the sizes n (rows), in and out, read from its two defining matrices (a
+ * [rows, *], b [*, *], both f32 rank 2): the extent a_dim of `a` is the one b_dim of `b` must
+ * share. */
+typedef struct linear_geom {
+  int64_t n, in, out;
+} linear_geom;
+
+static fg_status check_linear_pair(const char *op, const char *a_name, const fg_tensor *a, int a_dim,
+                                   const char *b_name, const fg_tensor *b, int b_dim) {
+  FG_TRY(check_rank(op, a_name, a, FG_F32, 2));
+  FG_TRY(check_rank(op, b_name, b, FG_F32, 2));
+  return fg_check_extent(op, b_name, b, b_dim, a->shape[a_dim]);
+}
+
+/* The backend of a linear op whose defining matrices are q0, q1 (the query), all of ts[0..count)
+ * on its device. */
+static fg_status linear_prepare(fg_op op, const fg_tensor *q0, const fg_tensor *q1, const fg_tensor *const *ts,
+                                int count, fg_backend **out) {
+  const fg_op_query q = {.op = op, .t = {q0, q1}};
+  return fg_op_prepare(&q, ts, count, out);
+}
+
 fg_status fg_linear_forward(const fg_tensor *x, const fg_tensor *w, const fg_tensor *bias,
                             fg_tensor *y) {
   const char *op = fg_op_name(FG_OP_LINEAR_FORWARD);
-  FG_TRY(check_rank(op, "x", x, FG_F32, 2));
-  FG_TRY(check_rank(op, "w", w, FG_F32, 2));
-  const int64_t n = x->shape[0], in = x->shape[1], out = w->shape[0];
-  FG_TRY(fg_check_extent(op, "w", w, 1, in));
-  FG_TRY(check_channel_vector(op, "bias", bias, out));
-  FG_TRY(check_matrix(op, "y", y, n, out));
+  FG_TRY(check_linear_pair(op, "x", x, 1, "w", w, 1)); /* x [N,I], w [O,I] */
+  const linear_geom g = {x->shape[0], x->shape[1], w->shape[0]};
+  FG_TRY(check_channel_vector(op, "bias", bias, g.out));
+  FG_TRY(check_matrix(op, "y", y, g.n, g.out));
   fg_backend *b;
-  fg_op_query q = {.op = FG_OP_LINEAR_FORWARD, .t = {x, w}};
-  FG_TRY(fg_op_prepare(&q, (const fg_tensor *[]){x, w, bias, y}, 4, &b));
+  FG_TRY(linear_prepare(FG_OP_LINEAR_FORWARD, x, w, (const fg_tensor *[]){x, w, bias, y}, 4, &b));
   return b->linear_forward(b, x, w, bias, y);
 }
 
 fg_status fg_linear_backward_data(const fg_tensor *dy, const fg_tensor *w, fg_tensor *dx,
                                   int accumulate) {
   const char *op = fg_op_name(FG_OP_LINEAR_BACKWARD_DATA);
-  FG_TRY(check_rank(op, "dy", dy, FG_F32, 2));
-  FG_TRY(check_rank(op, "w", w, FG_F32, 2));
-  const int64_t n = dy->shape[0], out = dy->shape[1], in = w->shape[1];
-  FG_TRY(fg_check_extent(op, "w", w, 0, out));
-  FG_TRY(check_matrix(op, "dx", dx, n, in));
+  FG_TRY(check_linear_pair(op, "dy", dy, 1, "w", w, 0)); /* dy [N,O], w [O,I] */
+  FG_TRY(check_matrix(op, "dx", dx, dy->shape[0], w->shape[1]));
   fg_backend *b;
-  fg_op_query q = {.op = FG_OP_LINEAR_BACKWARD_DATA, .t = {dx, w}};
-  FG_TRY(fg_op_prepare(&q, (const fg_tensor *[]){dy, w, dx}, 3, &b));
+  FG_TRY(linear_prepare(FG_OP_LINEAR_BACKWARD_DATA, dx, w, (const fg_tensor *[]){dy, w, dx}, 3, &b));
   return b->linear_backward_data(b, dy, w, dx, accumulate);
 }
 
 fg_status fg_linear_backward_params(const fg_tensor *x, const fg_tensor *dy, fg_tensor *dw,
                                     fg_tensor *dbias) {
   const char *op = fg_op_name(FG_OP_LINEAR_BACKWARD_PARAMS);
-  FG_TRY(check_rank(op, "x", x, FG_F32, 2));
-  FG_TRY(check_rank(op, "dy", dy, FG_F32, 2));
-  const int64_t n = x->shape[0], in = x->shape[1], out = dy->shape[1];
-  FG_TRY(fg_check_extent(op, "dy", dy, 0, n));
-  if (dw) FG_TRY(check_matrix(op, "dw", dw, out, in));
-  FG_TRY(check_channel_vector(op, "dbias", dbias, out));
+  FG_TRY(check_linear_pair(op, "x", x, 0, "dy", dy, 0)); /* x [N,I], dy [N,O] */
+  const linear_geom g = {x->shape[0], x->shape[1], dy->shape[1]};
+  if (dw) FG_TRY(check_matrix(op, "dw", dw, g.out, g.in));
+  FG_TRY(check_channel_vector(op, "dbias", dbias, g.out));
   fg_backend *b;
-  fg_op_query q = {.op = FG_OP_LINEAR_BACKWARD_PARAMS, .t = {x, dy}};
-  FG_TRY(fg_op_prepare(&q, (const fg_tensor *[]){x, dy, dw, dbias}, 4, &b));
+  FG_TRY(linear_prepare(FG_OP_LINEAR_BACKWARD_PARAMS, x, dy, (const fg_tensor *[]){x, dy, dw, dbias}, 4, &b));
   return b->linear_backward_params(b, x, dy, dw, dbias);
 }
 

@@ -78,7 +78,9 @@ static fg_status backward_ops(const support_ctx *c, const fg_instr *in) {
     case FG_NODE_AVGPOOL: return ask_op(c, FG_OP_AVGPOOL_GLOBAL_BACKWARD);
     case FG_NODE_DROPOUT: return ask_op(c, FG_OP_DROPOUT_BACKWARD);
     case FG_NODE_SCALE:
-    case FG_NODE_ADD: FG_TRY(ask_op(c, FG_OP_AXPY)); return ask_op(c, n->kind == FG_NODE_ADD ? FG_OP_COPY : FG_OP_SCALE);
+    case FG_NODE_ADD:
+      FG_TRY(ask_op(c, FG_OP_AXPY));
+      return ask_op(c, n->kind == FG_NODE_ADD ? FG_OP_COPY : FG_OP_SCALE);
     default: return FG_OK;
   }
 }
