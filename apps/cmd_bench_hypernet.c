@@ -41,6 +41,8 @@ typedef struct hb_options {
   int rank, hidden;
   uint64_t max_bytes, seed;
   int svd_each_step, threads;
+  const char *device_name; /* --device */
+  fg_device device;
 } hb_options;
 
 /* One dataset's four hypernetworks: source and target conv shapes, pairs and generations. */
@@ -129,6 +131,7 @@ static fg_hypernet_desc variant_desc(hb_variant v, const hb_setup *s, int j, con
   d.epochs = epochs;
   d.max_pairs = o->pairs_e12 > o->pairs_e23 ? o->pairs_e12 : o->pairs_e23;
   d.cache_factors = v == HB_LRF;
+  d.device = o->device;
   return d;
 }
 
@@ -416,7 +419,7 @@ static fg_status bench_dataset(const hb_setup *s, const hb_options *o) {
 }
 
 int fg_cmd_bench_hypernet(int argc, char **argv) {
-  hb_options o = {"both", 25, 0, 3, 1, 7, 3, 3, 7, 100, 512, (uint64_t)12 << 30, 1, 0, 0};
+  hb_options o = {"both", 25, 0, 3, 1, 7, 3, 3, 7, 100, 512, (uint64_t)12 << 30, 1, 0, 0, "cpu", {FG_DEV_CPU, 0}};
   fg_arg args[] = {
       {"dataset", FG_ARG_STRING, &o.dataset, "svhn|stl10|both", "vgg-me shapes to measure (default both)", 0, -1, 0, 0},
       {"epochs", FG_ARG_INT, &o.epochs, "E", "epochs per server round (default 25)", 1, 100000, 0, 0},
@@ -441,6 +444,8 @@ int fg_cmd_bench_hypernet(int argc, char **argv) {
       {"svd-each-step", FG_ARG_FLAG, &o.svd_each_step, "",
        "also time LRF redoing the SVD at every step, like the reference code", 0, -1, 0, 0},
       {"threads", FG_ARG_INT, &o.threads, "N", "CPU threads (default: all cores)", 1, 1024, 0, 0},
+      {"device", FG_ARG_STRING, &o.device_name, "cpu|cuda[:N]", "device the networks train on (default cpu)", 0, -1,
+       0, 0},
   };
   fg_command cmd = {"bench hypernet",
                     "Measure memory and round time of HypeMeFed's LRF hypernetworks against naive ones.", args,
@@ -453,10 +458,11 @@ int fg_cmd_bench_hypernet(int argc, char **argv) {
   const int svhn = strcmp(o.dataset, "svhn") == 0 || strcmp(o.dataset, "both") == 0;
   const int stl = strcmp(o.dataset, "stl10") == 0 || strcmp(o.dataset, "both") == 0;
   if (!svhn && !stl) return fg_usage_error(&cmd, "--dataset '%s' is not svhn, stl10 or both", o.dataset);
-  rc = fg_cli_start("bench hypernet", o.threads, fg_host_device());
+  rc = fg_cli_device(&cmd, o.device_name, &o.device);
+  if (rc == FG_EXIT_OK) rc = fg_cli_start("bench hypernet", o.threads, o.device);
   if (rc != FG_EXIT_OK) return rc;
   printf("bench hypernet: %s; rank %d, hidden %d, epochs %d (naive %d), pairs %d/%d, generated %d/%d\n",
-         fg_backend_registered(FG_DEV_CPU)->description, o.rank, o.hidden, o.epochs,
+         fg_backend_for(o.device)->description, o.rank, o.hidden, o.epochs,
          o.naive_epochs, o.pairs_e12, o.pairs_e23, o.gen_e12, o.gen_e23);
   const double t0 = fg_now();
   if (svhn) {

@@ -92,10 +92,17 @@ static fg_status loss_ops(const support_ctx *c, const fg_instr *in, const fg_los
     return ask(c, FG_OP_SOFTMAX_XENT, &z, NULL, NULL, !in->eval && loss->class_mask);
   }
   const fg_loss_term *lt = &loss->terms[in->node];
-  FG_TRY(ask_op(c, FG_OP_FILL)); /* zeroed gradients (kl with one gradient fresh; nhsic of one row) */
-  if (lt->kind == FG_LOSS_KL) return ask_op(c, FG_OP_KL_DIV);
-  fg_tensor z = node_shape(c, fg_graph_feature_node(c->g, lt->output));
-  return ask(c, FG_OP_NHSIC, &z, NULL, NULL, 0);
+  switch (lt->kind) {
+    case FG_LOSS_KL:
+      FG_TRY(ask_op(c, FG_OP_FILL)); /* a fresh gradient zeroed when the other accumulates */
+      return ask_op(c, FG_OP_KL_DIV);
+    case FG_LOSS_NHSIC: {
+      FG_TRY(ask_op(c, FG_OP_FILL)); /* the zero gradient of a one-row batch */
+      fg_tensor z = node_shape(c, fg_graph_feature_node(c->g, lt->output));
+      return ask(c, FG_OP_NHSIC, &z, NULL, NULL, 0);
+    }
+    default: return FG_OK; /* external terms: the caller computes them */
+  }
 }
 
 static fg_status instr_ops(const support_ctx *c, const fg_instr *in, const fg_loss_spec *loss) {
