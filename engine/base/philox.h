@@ -7,11 +7,7 @@
 
 #include <stdint.h>
 
-#if defined(__CUDACC__)
-#define FG_HOST_DEVICE __host__ __device__
-#else
-#define FG_HOST_DEVICE
-#endif
+#include "engine/base/host_device.h"
 
 /* Philox4x32-10 block: four words for counter (c0..c3) and key (k0, k1). */
 FG_HOST_DEVICE static inline void fg_philox4x32(const uint32_t ctr[4], uint32_t k0, uint32_t k1,

@@ -1,0 +1,5 @@
+// CUDA ops: the optim family (to be written; until then its table entries stay NULL and the engine
+// reports them unsupported).
+#include "cuda/cuda_internal.h"
+
+void fg_cuda_register_optim_ops(fg_backend *b) { (void)b; }
