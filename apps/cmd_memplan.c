@@ -84,6 +84,11 @@ static int print_model_plan(const char *cmd, const fg_model_spec *spec, const fg
   }
   printf("%-12s %14zu %12.2f\n", "total", plan->total, (double)plan->total / (1024.0 * 1024.0));
   printf("peak_bytes=%zu\n", plan->total);
+  const fg_backend *b = fg_backend_for(opt->device);
+  if (b && (b->fixed || b->baseline_bytes))
+    printf("backend overhead (outside the plan, once per process): %zu bytes of the %s backend's own scratch, "
+           "%zu bytes of runtime and library handles\n",
+           b->fixed ? b->fixed->current : 0, b->name, b->baseline_bytes);
   *model_peak = plan->total;
   size_t measured = 0;
   if (measure) {

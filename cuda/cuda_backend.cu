@@ -235,6 +235,7 @@ extern "C" fg_status fg_cuda_backend_register(int index) {
   fg_cuda.device.index = index;
   fg_cuda.alignment = 256;
   fg_cuda.ctx = c;
+  fg_cuda.fixed = &c->ledger;
   c->index = index;
   const char *sync = getenv("FEDGAP_CUDA_SYNC");
   c->sync_each_op = sync && strcmp(sync, "1") == 0;
@@ -246,6 +247,7 @@ extern "C" fg_status fg_cuda_backend_register(int index) {
   fg_cuda.available = 1; // the context's own regions are allocated through the registry
   FG_TRY(fg_backend_register(&fg_cuda));
   fg_status s = context_create(&fg_cuda, c);
+  fg_cuda.baseline_bytes = c->baseline_bytes;
   if (s != FG_OK) {
     fg_cuda.available = 0;
     snprintf(fg_cuda.reason, sizeof fg_cuda.reason, "device %d: %s", index, fg_last_error());

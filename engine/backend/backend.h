@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "engine/base/status.h"
+#include "engine/mem/ledger.h"
 #include "engine/tensor/tensor.h"
 
 /* ----------------------------------------------------------------------------------------- */
@@ -163,6 +164,11 @@ struct fg_backend {
   char reason[256];        /* why unavailable */
   char description[256];   /* e.g. "cpu: 2 threads, OpenBLAS 0.3.21" */
   void *ctx;
+  /* The backend's fixed overhead on its device, outside every trainer's plan: the ledger of its
+   * own scratch (library workspaces, reduction partials; NULL when it keeps none) and the memory
+   * its runtime and library handles took, measured when it started (baseline_bytes). */
+  const fg_ledger *fixed;
+  size_t baseline_bytes;
 
   /* Optional: FG_OK when this backend can run the call q describes (the engine has already
    * checked that the op's entry is present and the shapes are consistent), else
