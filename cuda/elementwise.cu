@@ -138,8 +138,8 @@ static fg_status cuda_scale(fg_backend *b, float alpha, const fg_tensor *x, fg_t
 
 // y = x; one element count. A device-to-device copy queued on the stream (the bytes are the
 // CPU's, whatever the values: NaN payloads included). x == y copies nothing, as on the CPU; a
-// partial overlap, which the CPU's memmove would handle, is refused (cudaMemcpyAsync does not
-// define it, and no caller of the engine makes one).
+// partial overlap, which the CPU's memmove handles, is refused with FG_ERR_UNSUPPORTED
+// (cudaMemcpyAsync leaves it undefined).
 static fg_status cuda_copy_tensor(fg_backend *b, const fg_tensor *x, fg_tensor *y) {
   fg_cuda_ctx *c = fg_cuda_ctx_of(b);
   const size_t bytes = fg_tensor_bytes(x);
