@@ -1,6 +1,6 @@
-/* Optimizer steps on the CPU over one flat parameter tensor, element by element in float in
- * the order PyTorch's single-tensor implementations use (see fg_sgd_hparams and
- * fg_adam_hparams in engine/backend/backend.h). */
+/* Optimizer steps on the CPU over a group of flat parameter tensors, one tensor after another,
+ * element by element in float in the order PyTorch's single-tensor implementations use (see
+ * fg_sgd_hparams and fg_adam_hparams in engine/backend/backend.h). */
 #include <math.h>
 
 #include "cpu/math_internal.h"
@@ -8,9 +8,7 @@
 /* d = g + wd p; with momentum: buf = momentum buf + (1 - dampening) d, update = nesterov ? d +
  * momentum buf : buf; without momentum (0): update = d and the buffer is not touched.
  * p -= lr update. */
-static fg_status cpu_sgd_step(fg_backend *b, const fg_sgd_hparams *h, fg_tensor *param,
-                              const fg_tensor *grad, fg_tensor *momentum_buf) {
-  (void)b;
+static void sgd_one(const fg_sgd_hparams *h, fg_tensor *param, const fg_tensor *grad, fg_tensor *momentum_buf) {
   const int64_t n = fg_tensor_numel(param);
   float *p = fg_f32(param);
   const float *g = fg_f32(grad);
@@ -22,7 +20,7 @@ static fg_status cpu_sgd_step(fg_backend *b, const fg_sgd_hparams *h, fg_tensor 
       float d = g[i] + wd * p[i];
       p[i] = p[i] - lr * d;
     }
-    return FG_OK;
+    return;
   }
   float *buf = fg_f32(momentum_buf);
   const int nesterov = h->nesterov;
@@ -34,16 +32,19 @@ static fg_status cpu_sgd_step(fg_backend *b, const fg_sgd_hparams *h, fg_tensor 
     float update = nesterov ? d + mom * m : m;
     p[i] = p[i] - lr * update;
   }
+}
+
+static fg_status cpu_sgd_step(fg_backend *b, const fg_sgd_hparams *h, const fg_param_group *g) {
+  (void)b;
+  for (int i = 0; i < g->count; i++) sgd_one(h, g->param[i], g->grad[i], g->state[0] ? g->state[0][i] : NULL);
   return FG_OK;
 }
 
 /* g' = g + wd p; m = beta1 m + (1 - beta1) g'; v = beta2 v + (1 - beta2) g'^2;
  * p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps), bc1 = 1 - beta1^step, bc2 = 1 - beta2^step
  * (the bias corrections in double, as PyTorch computes them on the host). */
-static fg_status cpu_adam_step(fg_backend *b, const fg_adam_hparams *h, int64_t step,
-                               fg_tensor *param, const fg_tensor *grad, fg_tensor *m_t,
-                               fg_tensor *v_t) {
-  (void)b;
+static void adam_one(const fg_adam_hparams *h, int64_t step, fg_tensor *param, const fg_tensor *grad,
+                     fg_tensor *m_t, fg_tensor *v_t) {
   const int64_t n = fg_tensor_numel(param);
   float *p = fg_f32(param), *m = fg_f32(m_t), *v = fg_f32(v_t);
   const float *g = fg_f32(grad);
@@ -63,6 +64,11 @@ static fg_status cpu_adam_step(fg_backend *b, const fg_adam_hparams *h, int64_t 
     float denom = sqrtf(vi) / bc2_sqrt + eps;
     p[i] = p[i] - step_size * (mi / denom);
   }
+}
+
+static fg_status cpu_adam_step(fg_backend *b, const fg_adam_hparams *h, int64_t step, const fg_param_group *g) {
+  (void)b;
+  for (int i = 0; i < g->count; i++) adam_one(h, step, g->param[i], g->grad[i], g->state[0][i], g->state[1][i]);
   return FG_OK;
 }
 

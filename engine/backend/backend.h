@@ -66,6 +66,17 @@ typedef struct fg_adam_hparams {
   float weight_decay;
 } fg_adam_hparams;
 
+/* The parameter tensors one optimizer step updates together (a trainer's trainable parameters:
+ * one launch on a GPU, not one per tensor). Tensor i (f32, flat, any shapes) is param[i] with
+ * its gradient grad[i] (equal numel) and its state: state[0][i] is SGD's momentum buffer (the
+ * array NULL when momentum is 0) or Adam's m, state[1][i] Adam's v (NULL array for SGD). */
+typedef struct fg_param_group {
+  int count;
+  fg_tensor *const *param;
+  const fg_tensor *const *grad;
+  fg_tensor *const *state[2];
+} fg_param_group;
+
 /* Normalised HSIC (neulite.md §2): Gaussian kernels K_ij = exp(-|a_i - a_j|^2 / (2 sigma^2 d))
  * over the rows a_i of a [m, d] matrix (d its per-row size), centred K~ = H K H, and
  * nHSIC = tr(K~_z K~_t) / (|K~_z|_F |K~_t|_F) (Gaussian-kernel CKA, in [0, 1]). */
@@ -282,11 +293,10 @@ struct fg_backend {
                      const fg_tensor *labels, float weight, fg_tensor *dz, int accumulate,
                      fg_workspace ws, double *value, fg_index_report *bad);
 
-  /* Optimizers over one parameter tensor (flat). */
-  fg_status (*sgd_step)(fg_backend *b, const fg_sgd_hparams *h, fg_tensor *param,
-                        const fg_tensor *grad, fg_tensor *momentum_buf);
-  fg_status (*adam_step)(fg_backend *b, const fg_adam_hparams *h, int64_t step, fg_tensor *param,
-                         const fg_tensor *grad, fg_tensor *m, fg_tensor *v);
+  /* Optimizers: one step over a group of parameter tensors, each updated as the hyper-parameters
+   * define (the result is the same as updating them one at a time, in any order). */
+  fg_status (*sgd_step)(fg_backend *b, const fg_sgd_hparams *h, const fg_param_group *g);
+  fg_status (*adam_step)(fg_backend *b, const fg_adam_hparams *h, int64_t step, const fg_param_group *g);
 
   /* Reductions. */
   fg_status (*sum_squares)(fg_backend *b, const fg_tensor *x, double *out);

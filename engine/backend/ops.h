@@ -106,6 +106,10 @@ fg_status fg_sgd_step(const fg_sgd_hparams *h, fg_tensor *param, const fg_tensor
 /* param, grad, m, v: equal numel; step >= 1. */
 fg_status fg_adam_step(const fg_adam_hparams *h, int64_t step, fg_tensor *param,
                        const fg_tensor *grad, fg_tensor *m, fg_tensor *v);
+/* One step over a group of parameter tensors (backend.h, fg_param_group), all on one device, each
+ * checked as fg_sgd_step / fg_adam_step check theirs (messages name the tensor: param[i]). */
+fg_status fg_sgd_step_group(const fg_sgd_hparams *h, const fg_param_group *g);
+fg_status fg_adam_step_group(const fg_adam_hparams *h, int64_t step, const fg_param_group *g);
 
 fg_status fg_sum_squares(const fg_tensor *x, double *out);
 

@@ -412,13 +412,8 @@ fg_status fg_nhsic(const fg_nhsic_desc *d, const fg_tensor *z, const fg_tensor *
 /* ----------------------------------------------------------------------------------------- */
 /* Optimizers                                                                                 */
 
-fg_status fg_sgd_step(const fg_sgd_hparams *h, fg_tensor *param, const fg_tensor *grad,
-                      fg_tensor *momentum_buf) {
-  const char *op = fg_op_name(FG_OP_SGD_STEP);
+static fg_status check_sgd_hparams(const char *op, const fg_sgd_hparams *h) {
   if (!h) return FG_FAIL(FG_ERR_INVALID, "%s: hyper-parameters are missing", op);
-  FG_TRY(check_f32(op, "param", param));
-  int64_t n = fg_tensor_numel(param);
-  FG_TRY(check_f32_numel(op, "grad", grad, n));
   FG_TRY(check_non_negative(op, "lr", h->lr));
   FG_TRY(check_closed_range(op, "momentum", h->momentum, 0.0, 1.0));
   FG_TRY(check_non_negative(op, "weight_decay", h->weight_decay));
@@ -428,37 +423,86 @@ fg_status fg_sgd_step(const fg_sgd_hparams *h, fg_tensor *param, const fg_tensor
                    "%s: nesterov needs momentum > 0 and dampening 0 (got momentum "
                    "%g, dampening %g)",
                    op, (double)h->momentum, (double)h->dampening);
-  if (momentum_buf) {
-    FG_TRY(check_f32_numel(op, "momentum_buf", momentum_buf, n));
-  } else if (h->momentum != 0.0f) {
-    return FG_FAIL(FG_ERR_INVALID, "%s: momentum_buf is missing but momentum is %g", op,
-                   (double)h->momentum);
-  }
-  fg_backend *b;
-  FG_TRY(fg_op_prepare_op(FG_OP_SGD_STEP, (const fg_tensor *[]){param, grad, momentum_buf}, 3, &b));
-  return b->sgd_step(b, h, param, grad, momentum_buf);
+  return FG_OK;
 }
 
-fg_status fg_adam_step(const fg_adam_hparams *h, int64_t step, fg_tensor *param,
-                       const fg_tensor *grad, fg_tensor *m, fg_tensor *v) {
-  const char *op = fg_op_name(FG_OP_ADAM_STEP);
+static fg_status check_adam_hparams(const char *op, const fg_adam_hparams *h, int64_t step) {
   if (!h) return FG_FAIL(FG_ERR_INVALID, "%s: hyper-parameters are missing", op);
-  FG_TRY(check_f32(op, "param", param));
-  int64_t n = fg_tensor_numel(param);
-  FG_TRY(check_f32_numel(op, "grad", grad, n));
-  FG_TRY(check_f32_numel(op, "m", m, n));
-  FG_TRY(check_f32_numel(op, "v", v, n));
   FG_TRY(check_non_negative(op, "lr", h->lr));
   FG_TRY(check_unit_half_open(op, "beta1", h->beta1));
   FG_TRY(check_unit_half_open(op, "beta2", h->beta2));
   FG_TRY(check_non_negative(op, "eps", h->eps));
   FG_TRY(check_non_negative(op, "weight_decay", h->weight_decay));
   if (step < 1)
-    return FG_FAIL(FG_ERR_INVALID, "%s: step is %lld, expected step >= 1 (1-based)", op,
-                   (long long)step);
-  fg_backend *b;
-  FG_TRY(fg_op_prepare_op(FG_OP_ADAM_STEP, (const fg_tensor *[]){param, grad, m, v}, 4, &b));
-  return b->adam_step(b, h, step, param, grad, m, v);
+    return FG_FAIL(FG_ERR_INVALID, "%s: step is %lld, expected step >= 1 (1-based)", op, (long long)step);
+  return FG_OK;
+}
+
+/* The tensors of a group with `states` state tensors each, all on one device whose backend runs
+ * `op`. names: the argument names of a single tensor ("param", "grad", the states'); a group of
+ * more than one names tensor i "param[i]", .... */
+static fg_status group_prepare(fg_op op, const fg_param_group *g, int states, const char *const names[4],
+                               fg_backend **out) {
+  const char *name = fg_op_name(op);
+  if (!g || g->count < 0 || (g->count > 0 && (!g->param || !g->grad)))
+    return FG_FAIL(FG_ERR_INVALID, "%s: the parameter group is missing or malformed", name);
+  if (g->count == 0) return FG_FAIL(FG_ERR_INVALID, "%s: the parameter group is empty", name);
+  for (int s = 0; s < states; s++)
+    if (!g->state[s]) return FG_FAIL(FG_ERR_INVALID, "%s: %s is missing", name, names[2 + s]);
+  for (int i = 0; i < g->count; i++) {
+    char arg[4][48];
+    const fg_tensor *ts[4] = {g->param[i], g->grad[i], states > 0 ? g->state[0][i] : NULL,
+                              states > 1 ? g->state[1][i] : NULL};
+    for (int k = 0; k < 2 + states; k++)
+      snprintf(arg[k], sizeof arg[k], g->count > 1 ? "%s[%d]" : "%s", names[k], i);
+    FG_TRY(check_f32(name, arg[0], ts[0]));
+    for (int k = 1; k < 2 + states; k++) FG_TRY(check_f32_numel(name, arg[k], ts[k], fg_tensor_numel(ts[0])));
+    fg_backend *b;
+    FG_TRY(fg_op_prepare_op(op, ts, 2 + states, &b));
+    if (i > 0 && b != *out)
+      return FG_FAIL(FG_ERR_INVALID, "%s: the group's tensors live on different devices", name);
+    *out = b;
+  }
+  return FG_OK;
+}
+
+static const char *const sgd_names[4] = {"param", "grad", "momentum_buf", NULL};
+static const char *const adam_names[4] = {"param", "grad", "m", "v"};
+
+fg_status fg_sgd_step_group(const fg_sgd_hparams *h, const fg_param_group *g) {
+  const char *op = fg_op_name(FG_OP_SGD_STEP);
+  FG_TRY(check_sgd_hparams(op, h));
+  const int states = h->momentum != 0.0f ? 1 : 0;
+  for (int i = 0; states && g && i < g->count; i++)
+    if (!g->state[0] || !g->state[0][i])
+      return FG_FAIL(FG_ERR_INVALID, "%s: momentum_buf of tensor %d is missing but momentum is %g", op, i,
+                     (double)h->momentum);
+  fg_backend *b = NULL;
+  FG_TRY(group_prepare(FG_OP_SGD_STEP, g, states, sgd_names, &b));
+  return b->sgd_step(b, h, g);
+}
+
+fg_status fg_adam_step_group(const fg_adam_hparams *h, int64_t step, const fg_param_group *g) {
+  FG_TRY(check_adam_hparams(fg_op_name(FG_OP_ADAM_STEP), h, step));
+  fg_backend *b = NULL;
+  FG_TRY(group_prepare(FG_OP_ADAM_STEP, g, 2, adam_names, &b));
+  return b->adam_step(b, h, step, g);
+}
+
+fg_status fg_sgd_step(const fg_sgd_hparams *h, fg_tensor *param, const fg_tensor *grad,
+                      fg_tensor *momentum_buf) {
+  fg_tensor *const params[1] = {param}, *const bufs[1] = {momentum_buf};
+  const fg_tensor *const grads[1] = {grad};
+  const fg_param_group g = {1, params, grads, {momentum_buf ? bufs : NULL, NULL}};
+  return fg_sgd_step_group(h, &g);
+}
+
+fg_status fg_adam_step(const fg_adam_hparams *h, int64_t step, fg_tensor *param,
+                       const fg_tensor *grad, fg_tensor *m, fg_tensor *v) {
+  fg_tensor *const params[1] = {param}, *const ms[1] = {m}, *const vs[1] = {v};
+  const fg_tensor *const grads[1] = {grad};
+  const fg_param_group g = {1, params, grads, {ms, vs}};
+  return fg_adam_step_group(h, step, &g);
 }
 
 /* ----------------------------------------------------------------------------------------- */

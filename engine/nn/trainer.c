@@ -14,6 +14,9 @@ struct fg_trainer {
   const fg_plan *plan;
   fg_plan *owned_plan;  /* the plan when the trainer built it (fg_trainer_create), else NULL */
   fg_optim_config optim;/* the plan's optimizer, with this trainer's learning rate */
+  fg_param_group group; /* the trained parameters, their gradients and optimizer state: one step */
+  fg_tensor *group_views;     /* [4 x group.count]: the views group points to */
+  fg_tensor **group_pointers; /* [4 x group.count] */
   fg_region region[FG_PLAN_REGIONS];
   fg_device device;
   int64_t n;            /* samples in the running step */
@@ -42,6 +45,8 @@ fg_status fg_trainer_create(const fg_graph *g, const fg_trainer_options *o, fg_l
   return FG_OK;
 }
 
+static fg_status build_group(fg_trainer *t);
+
 fg_status fg_trainer_create_planned(const fg_graph *g, const fg_plan *plan, fg_ledger *ledger, fg_trainer **out) {
   *out = NULL;
   if (!plan || plan->n_nodes != fg_graph_node_count(g))
@@ -63,7 +68,8 @@ fg_status fg_trainer_create_planned(const fg_graph *g, const fg_plan *plan, fg_l
       return s;
     }
   }
-  fg_status s = fg_trainer_reset_optimizer(t);
+  fg_status s = build_group(t);
+  if (s == FG_OK) s = fg_trainer_reset_optimizer(t);
   if (s != FG_OK) {
     fg_trainer_destroy(t);
     return s;
@@ -76,6 +82,8 @@ void fg_trainer_destroy(fg_trainer *t) {
   if (!t) return;
   for (int r = FG_PLAN_REGIONS - 1; r >= 0; r--) fg_region_free(&t->region[r]);
   fg_plan_free(t->owned_plan);
+  free(t->group_views);
+  free(t->group_pointers);
   free(t);
 }
 
@@ -138,6 +146,39 @@ static fg_workspace workspace(const fg_trainer *t, int v) {
 static uint64_t dropout_key(const fg_trainer *t, int node) {
   return fg_rng_key(t->drop_seed, FG_RNG_DROPOUT, (t->drop_stream << 20) ^ (uint64_t)node,
                     (uint64_t)t->step);
+}
+
+/* The group one optimizer step updates: every parameter with a gradient under the plan, in
+ * parameter order, with its state (momentum buffer, or Adam's m then v) from the optimizer
+ * region. Views into the trainer's regions, made once. */
+static fg_status build_group(fg_trainer *t) {
+  int count = 0;
+  for (int p = 0; p < fg_graph_param_count(t->g); p++) count += has_grad(t, p);
+  if (count == 0 || t->plan->opt.optim.kind == FG_OPTIM_NONE) return FG_OK;
+  t->group_views = calloc((size_t)count * 4, sizeof *t->group_views);
+  t->group_pointers = calloc((size_t)count * 4, sizeof *t->group_pointers);
+  if (!t->group_views || !t->group_pointers) return FG_FAIL(FG_ERR_OOM, "trainer: out of memory");
+  const int states = fg_optim_state_per_param(&t->plan->opt.optim);
+  fg_tensor **ptr[4];
+  for (int k = 0; k < 4; k++) ptr[k] = t->group_pointers + (size_t)k * (size_t)count;
+  int i = 0;
+  for (int p = 0; p < fg_graph_param_count(t->g); p++) {
+    if (!has_grad(t, p)) continue;
+    fg_tensor *v = t->group_views + (size_t)i * 4;
+    v[0] = param_tensor(t, p);
+    v[1] = grad_tensor(t, p);
+    int64_t n = fg_tensor_numel(&v[0]);
+    float *state = t->plan->optim_offset[p] >= 0 ? region_f32(t, FG_REGION_OPTIM) + t->plan->optim_offset[p] : NULL;
+    for (int s = 0; s < states; s++) v[2 + s] = view(t, state + s * n, FG_F32, 1, &n);
+    for (int k = 0; k < 4; k++) ptr[k][i] = &v[k];
+    i++;
+  }
+  t->group.count = count;
+  t->group.param = ptr[0];
+  t->group.grad = (const fg_tensor *const *)ptr[1];
+  t->group.state[0] = states > 0 ? ptr[2] : NULL;
+  t->group.state[1] = states > 1 ? ptr[3] : NULL;
+  return FG_OK;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -536,24 +577,11 @@ fg_status fg_trainer_compute_gradients(fg_trainer *t, int64_t n, fg_step_stats *
 }
 
 static fg_status apply_update(fg_trainer *t) {
-  const fg_optim_config *c = &t->optim;
-  if (c->kind == FG_OPTIM_NONE) return FG_OK;
+  if (t->optim.kind == FG_OPTIM_NONE || t->group.count == 0) return FG_OK;
   t->optim_step++;
-  for (int p = 0; p < fg_graph_param_count(t->g); p++) {
-    if (!has_grad(t, p)) continue;
-    fg_tensor param = param_tensor(t, p), grad = grad_tensor(t, p);
-    fg_tensor state = param;
-    if (t->plan->optim_offset[p] >= 0) {
-      int64_t n = fg_tensor_numel(&param) * fg_optim_state_per_param(c);
-      state = view(t, region_f32(t, FG_REGION_OPTIM) + t->plan->optim_offset[p], FG_F32, 1, &n);
-    }
-    fg_status s = fg_optim_update(c, t->optim_step, &param, &grad, &state);
-    if (s != FG_OK) {
-      fg_error_prefix("optimizer on %s", fg_graph_param(t->g, p)->name);
-      return s;
-    }
-  }
-  return FG_OK;
+  fg_status s = fg_optim_update(&t->optim, t->optim_step, &t->group);
+  if (s != FG_OK) fg_error_prefix("optimizer");
+  return s;
 }
 
 fg_status fg_trainer_update(fg_trainer *t) { return apply_update(t); }

@@ -41,20 +41,10 @@ const char *fg_optim_name(fg_optim_kind kind) {
   return "none";
 }
 
-fg_status fg_optim_update(const fg_optim_config *c, int64_t step, fg_tensor *param,
-                          const fg_tensor *grad, fg_tensor *state) {
-  int64_t n = fg_tensor_numel(param);
+fg_status fg_optim_update(const fg_optim_config *c, int64_t step, const fg_param_group *g) {
   switch (c->kind) {
-    case FG_OPTIM_SGD: {
-      if (c->sgd.momentum == 0.0f) return fg_sgd_step(&c->sgd, param, grad, NULL);
-      fg_tensor mom = fg_tensor_view(state->data, FG_F32, state->device, 1, &n);
-      return fg_sgd_step(&c->sgd, param, grad, &mom);
-    }
-    case FG_OPTIM_ADAM: {
-      fg_tensor m = fg_tensor_view(state->data, FG_F32, state->device, 1, &n);
-      fg_tensor v = fg_tensor_view((float *)state->data + n, FG_F32, state->device, 1, &n);
-      return fg_adam_step(&c->adam, step, param, grad, &m, &v);
-    }
+    case FG_OPTIM_SGD: return fg_sgd_step_group(&c->sgd, g);
+    case FG_OPTIM_ADAM: return fg_adam_step_group(&c->adam, step, g);
     case FG_OPTIM_NONE: break;
   }
   return FG_OK;

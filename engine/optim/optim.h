@@ -28,9 +28,9 @@ fg_optim_config fg_optim_adam(float lr, float weight_decay);
 int fg_optim_state_per_param(const fg_optim_config *c);
 const char *fg_optim_name(fg_optim_kind kind);
 
-/* One update of one parameter tensor: param, grad [n]; state [n * state_per_param] (m then v
- * for Adam); step is 1-based (Adam's bias correction). */
-fg_status fg_optim_update(const fg_optim_config *c, int64_t step, fg_tensor *param,
-                          const fg_tensor *grad, fg_tensor *state);
+/* One update of a group of parameter tensors (engine/backend/backend.h, fg_param_group: the
+ * state arrays as the optimizer needs them: none for SGD without momentum, the momentum buffers,
+ * or Adam's m and v); step is 1-based (Adam's bias correction). Nothing for FG_OPTIM_NONE. */
+fg_status fg_optim_update(const fg_optim_config *c, int64_t step, const fg_param_group *g);
 
 #endif

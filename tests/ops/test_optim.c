@@ -3,8 +3,10 @@
  * bitwise class: one step from random state against the float references
  * (tests/ref/ref_exact.h), which are checked against the double references. Hand-derived
  * single steps, hand-derived sequences of steps (SGD over two steps, Adam over three), the
- * misaligned and partial-batch layouts, and the entry points' value and shape errors. */
+ * misaligned and partial-batch layouts, and the entry points' value and shape errors. A group of
+ * tensors stepped at once (a trainer's one optimizer step) is bitwise its tensors stepped alone. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/test_util.h"
@@ -54,7 +56,7 @@ static const sgd_row SGD_ROWS[] = {
     {3, {0.1f, 0.9f, 0.0f, 0.5f, 1}, 0, FGT_ALIGNED, 0, 0, 0, FG_ERR_INVALID,
      "nesterov needs momentum > 0 and dampening 0"},
     {3, {0.1f, 0.9f, 0.0f, 0.0f, 0}, 0, FGT_ALIGNED, 2, 0, 0, FG_ERR_INVALID,
-     "sgd_step: momentum_buf is missing but momentum is 0.9"},
+     "sgd_step: momentum_buf of tensor 0 is missing but momentum is 0.9"},
     /* the error rows' base */
     {3, {0.1f, 0.9f, 0.0f, 0.0f, 0}, 0, FGT_ALIGNED, 0, 0, 0, FG_OK, NULL},
 };
@@ -272,3 +274,99 @@ static void adam_three_steps(fg_device_kind kind) {
 
 Test(adam, three_steps_by_hand_cpu) { adam_three_steps(FG_DEV_CPU); }
 Test(adam, three_steps_by_hand_cuda) { adam_three_steps(FG_DEV_CUDA); }
+
+/* ----------------------------------------------------------------------------------------- */
+/* Groups: one step over many tensors                                                         */
+
+enum { GROUP = 40 }; /* more than one launch's worth on CUDA (32 tensors a launch) */
+
+/* Tensor i of the group: n_i elements (an empty one, odd sizes, one larger than the rest). */
+static int64_t group_size(int i) { return i == 7 ? 0 : i == 33 ? 5001 : 1 + (int64_t)i * 37 % 301; }
+
+typedef struct group_bufs {
+  fgt_dbuf t[GROUP][4]; /* param, grad, state 0, state 1 */
+  fg_tensor *ptr[4][GROUP];
+} group_bufs;
+
+/* Random tensors, the same from `seed` on every call; state 1 of every tensor is >= 0 (Adam's v). */
+static void group_fill(group_bufs *gb, fg_device dev, uint64_t seed) {
+  for (int i = 0; i < GROUP; i++) {
+    const int64_t n = group_size(i);
+    float *host = malloc((size_t)(n > 0 ? n : 1) * sizeof *host);
+    for (int k = 0; k < 4; k++) {
+      gb->t[i][k] = fgt_dbuf_alloc(dev, FG_F32, 1, &n);
+      fgt_fill_uniform(host, (size_t)n, seed + (uint64_t)(i * 4 + k), k == 3 ? 0.0f : -1.0f, 1.0f);
+      if (n > 0) fgt_upload(&gb->t[i][k], host);
+      gb->ptr[k][i] = &gb->t[i][k].t;
+    }
+    free(host);
+  }
+}
+
+static void group_free(group_bufs *gb) {
+  for (int i = 0; i < GROUP; i++)
+    for (int k = 0; k < 4; k++) fgt_dbuf_free(&gb->t[i][k]);
+}
+
+static fg_param_group group_of(group_bufs *gb, int states) {
+  fg_param_group g = {GROUP, gb->ptr[0], (const fg_tensor *const *)gb->ptr[1],
+                      {states > 0 ? gb->ptr[2] : NULL, states > 1 ? gb->ptr[3] : NULL}};
+  return g;
+}
+
+/* Every tensor's bytes agree between a and b. */
+static void group_same(const group_bufs *a, const group_bufs *b, const char *what, fg_device_kind kind) {
+  for (int i = 0; i < GROUP; i++) {
+    const int64_t n = group_size(i);
+    if (n == 0) continue;
+    for (int k = 0; k < 4; k++) {
+      float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
+      fgt_download(x, &a->t[i][k]);
+      fgt_download(y, &b->t[i][k]);
+      cr_assert(memcmp(x, y, (size_t)n * sizeof *x) == 0, "%s on %s: tensor %d, buffer %d differs", what,
+                fgt_kind_name(kind), i, k);
+      free(x), free(y);
+    }
+  }
+}
+
+/* One step over the group is bitwise the steps of its tensors one at a time (SGD with momentum
+ * and Nesterov, SGD without momentum, Adam), and a malformed group is refused naming the tensor. */
+static void group_equals_singles(fg_device_kind kind) {
+  const fg_device dev = fgt_backend_open(kind);
+  const fg_sgd_hparams sgd[2] = {{0.05f, 0.9f, 1e-3f, 0.0f, 1}, {0.1f, 0.0f, 5e-4f, 0.0f, 0}};
+  const fg_adam_hparams adam = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f};
+  for (int v = 0; v < 3; v++) {
+    group_bufs together, alone;
+    group_fill(&together, dev, 500);
+    group_fill(&alone, dev, 500);
+    const int states = v == 0 ? 1 : v == 1 ? 0 : 2;
+    const fg_param_group g = group_of(&together, states);
+    fg_status st = v < 2 ? fg_sgd_step_group(&sgd[v], &g) : fg_adam_step_group(&adam, 3, &g);
+    if (st == FG_ERR_UNSUPPORTED) cr_skip_test("optimizer groups on %s: %s", fgt_kind_name(kind), fg_last_error());
+    FGT_OK(st);
+    for (int i = 0; i < GROUP; i++) {
+      fg_tensor **p = alone.ptr[0], **gr = alone.ptr[1], **s0 = alone.ptr[2], **s1 = alone.ptr[3];
+      FGT_OK(v < 2 ? fg_sgd_step(&sgd[v], p[i], gr[i], states ? s0[i] : NULL)
+                   : fg_adam_step(&adam, 3, p[i], gr[i], s0[i], s1[i]));
+    }
+    group_same(&together, &alone, v == 0 ? "sgd momentum" : v == 1 ? "sgd" : "adam", kind);
+    group_free(&together);
+    group_free(&alone);
+  }
+  group_bufs gb;
+  group_fill(&gb, dev, 600);
+  fg_param_group g = group_of(&gb, 2);
+  gb.ptr[2][12] = gb.ptr[0][13]; /* m of tensor 12 has tensor 13's size */
+  fgt_assert_error(fg_adam_step_group(&adam, 1, &g), FG_ERR_SHAPE, NULL, "adam_step: m[12] has shape");
+  gb.ptr[2][12] = &gb.t[12][2].t;
+  g.state[0] = NULL;
+  fgt_assert_error(fg_sgd_step_group(&sgd[0], &g), FG_ERR_INVALID, NULL,
+                   "momentum_buf of tensor 0 is missing but momentum is 0.9");
+  g.count = 0;
+  fgt_assert_error(fg_sgd_step_group(&sgd[1], &g), FG_ERR_INVALID, NULL, "the parameter group is empty");
+  group_free(&gb);
+}
+
+Test(optim_group, one_step_equals_the_singles_cpu) { group_equals_singles(FG_DEV_CPU); }
+Test(optim_group, one_step_equals_the_singles_cuda) { group_equals_singles(FG_DEV_CUDA); }
