@@ -34,6 +34,12 @@ extern "C" {
 #include "engine/backend/ops.h"
 }
 
+// Everything below exists from cuDNN 8.0 (CUDNN_FMA_MATH is the newest name used) through 9.x,
+// where the legacy convolution API is deprecated but present.
+#if CUDNN_MAJOR < 8
+#error "the CUDA convolution ops need cuDNN 8.0 or later"
+#endif
+
 // The most workspace one direction's algorithm may use: algorithms asking for more are passed
 // over (cuDNN's FFT variants can ask for GiBs on large images). The planner charges the chosen
 // workspace to the ledger, so this bounds what one convolution adds to a plan.
@@ -195,6 +201,7 @@ static cudnnStatus_t algo_workspace(const fg_cuda_ctx *c, const conv_entry *e, i
 template <typename Perf>
 static void choose(const fg_cuda_ctx *c, const conv_entry *e, int dir, const Perf *perf, int count, conv_choice *ch) {
   memset(ch, 0, sizeof *ch);
+  if (count > FG_CUDA_CONV_MAX_ALGOS) count = FG_CUDA_CONV_MAX_ALGOS;
   ch->candidates = count;
   for (int i = 0; i < count; i++) {
     const int algo = (int)perf[i].algo;

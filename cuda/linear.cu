@@ -7,8 +7,8 @@
 // CPU backend's (cpu/linear.c) one for one.
 //
 // Determinism: cuBLAS gives bitwise the same results run after run for the same problem on the
-// same GPU model and toolkit (its documented reproducibility, which the context secures with one
-// stream and its own cuBLAS workspace); the bias gradient is one thread per column summing the rows
+// same GPU model and toolkit (its documented reproducibility, which needs every call on one stream,
+// as the context's handle is; atomics mode stays at its default, off); the bias gradient is one thread per column summing the rows
 // in order in double, bitwise the CPU backend's.
 #include <limits.h>
 
