@@ -49,6 +49,10 @@ __global__ void softmax_xent_rows_kernel(const float *logits, const int32_t *lab
   for (int64_t row = blockIdx.x; row < n; row += gridDim.x) {
     const float *z = logits + row * k;
     const int32_t y = labels[row];
+    const int valid = fg_cuda_label_valid(y, k);
+    // The label's logit is read before the block's first barrier, so no thread reads it after
+    // another has begun writing the gradient (dlogits may be logits itself).
+    const float z_label = valid ? fg_cuda_xent_logit(z[y], has_mask, has_mask ? mask[y] : 1.0f) : 0.0f;
     double local_max = -INFINITY;
     for (int64_t j = threadIdx.x; j < k; j += FG_CUDA_THREADS) {
       const double v = fg_cuda_xent_logit(z[j], has_mask, has_mask ? mask[j] : 1.0f);
@@ -64,9 +68,8 @@ __global__ void softmax_xent_rows_kernel(const float *logits, const int32_t *lab
     }
     const int64_t arg = block_first_index(local_first, k, shared);
     const double lse = fg_cuda_xent_lse(zmax, fg_block_sum(local_sum, shared));
-    const int valid = fg_cuda_label_valid(y, k);
     if (valid) {
-      loss += fg_cuda_xent_row_loss(lse, fg_cuda_xent_logit(z[y], has_mask, has_mask ? mask[y] : 1.0f));
+      loss += fg_cuda_xent_row_loss(lse, z_label);
       correct += arg == (int64_t)y ? 1.0 : 0.0;
     } else {
       bad += 1.0;

@@ -12,7 +12,7 @@
  *     differences);
  *   - the CPU backend's op on the same inputs: the value to 1e-13 relative, the gradient in the
  *     tolerance class.
- * Cases: feature and one-hot label targets, m = 2 rows (nHSIC is 1 and its gradient 0), equal
+ * Cases: feature and one-hot label targets, rows with a common offset, m = 2 rows (nHSIC is 1 and its gradient 0), equal
  * rows (the centred kernel vanishes: value 0 exactly, no gradient), x = z (value 1), a batch of
  * 64 rows of 512 values against 784. */
 #include <math.h>
@@ -137,6 +137,7 @@ typedef struct nh_case {
   int64_t m, d, dx; /* dx: the features' width, or the number of classes for labels */
   float sigma, range, weight;
   int labels;
+  float offset; /* z = offset + uniform(-range, range) */
 } nh_case;
 
 /* The CPU backend's value and gradient for the same inputs. */
@@ -163,6 +164,7 @@ static void check_case(const nh_case *c, uint64_t seed) {
   int32_t *y = malloc((size_t)m * sizeof *y);
   cr_assert(z && y && cpu_dz);
   fgt_fill_uniform(z, (size_t)n, seed, -c->range, c->range);
+  for (int64_t e = 0; e < n; e++) z[e] += c->offset;
   double *target = NULL;
   if (c->labels) {
     target = calloc((size_t)(m * c->dx), sizeof *target);
@@ -200,8 +202,12 @@ static void check_case(const nh_case *c, uint64_t seed) {
 
 Test(cuda_math_hsic, matches_references) {
   const nh_case cases[] = {
-      {6, 5, 4, 1.0f, 1.0f, 1.0f, 0},     {16, 40, 30, 0.7f, 2.0f, -0.75f, 0}, {9, 3, 10, 0.5f, 1.5f, 0.5f, 0},
-      {24, 12, 10, 5.0f, 2.0f, 1.0f, 1},  {64, 512, 784, 5.0f, 3.0f, 1.0f, 0}, {12, 6, 5, 0.8f, 1.0f, 2.0f, 1},
+      {6, 5, 4, 1.0f, 1.0f, 1.0f, 0, 0.0f},     {16, 40, 30, 0.7f, 2.0f, -0.75f, 0, 0.0f},
+      {9, 3, 10, 0.5f, 1.5f, 0.5f, 0, 0.0f},    {24, 12, 10, 5.0f, 2.0f, 1.0f, 1, 0.0f},
+      {64, 512, 784, 5.0f, 3.0f, 1.0f, 0, 0.0f}, {12, 6, 5, 0.8f, 1.0f, 2.0f, 1, 0.0f},
+      /* rows sharing an offset 10 times their spread: the product form cancels (about 1e-6 of
+       * the largest gradient here, growing with the ratio), still inside the class */
+      {32, 200, 50, 1.0f, 1.0f, 1.0f, 0, 10.0f},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i], 400 + 10 * i);
 }
