@@ -116,6 +116,11 @@ static fg_status cuda_supports(fg_backend *b, const fg_op_query *q) {
     case FG_OP_CONV2D_FORWARD:
     case FG_OP_CONV2D_BACKWARD_DATA:
     case FG_OP_CONV2D_BACKWARD_FILTER: return fg_cuda_conv_supports(b, q);
+    case FG_OP_LINEAR_FORWARD:
+    case FG_OP_LINEAR_BACKWARD_DATA:
+    case FG_OP_LINEAR_BACKWARD_PARAMS: return fg_cuda_linear_supports(b, q);
+    case FG_OP_NHSIC: return fg_cuda_hsic_supports(b, q);
+    case FG_OP_SVD: return fg_cuda_linalg_supports(b, q);
     default: return FG_OK;
   }
 }

@@ -103,6 +103,9 @@ void fg_cuda_register_linalg_ops(fg_backend *b);      // svd_workspace, svd (cuS
 
 // The backend's `supports` hook for each family that has limits (FG_OK where none apply).
 fg_status fg_cuda_conv_supports(fg_backend *b, const fg_op_query *q);
+fg_status fg_cuda_linear_supports(fg_backend *b, const fg_op_query *q);
+fg_status fg_cuda_hsic_supports(fg_backend *b, const fg_op_query *q);
+fg_status fg_cuda_linalg_supports(fg_backend *b, const fg_op_query *q);
 
 // Released when the context is torn down (cached cuDNN descriptors and algorithm choices).
 void fg_cuda_conv_release(fg_backend *b);

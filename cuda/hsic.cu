@@ -86,12 +86,6 @@ fg_status fg_cuda_hsic_supports(fg_backend *b, const fg_op_query *q) {
   return FG_OK;
 }
 
-// The lowest index among the threads' candidates (`none` for a thread without one), by the fixed
-// tree; every thread gets it.
-__device__ static int64_t block_first_index(int64_t first, int64_t none, double *shared) {
-  return (int64_t)-fg_block_max(-(double)(first < none ? first : none), shared);
-}
-
 // Labels i32 [m] outside [0, classes): out[NH_BAD] = their count, out[NH_FIRST_BAD] = the first
 // one's row, out[NH_BAD_VALUE] = its value. Launch <<<1, FG_CUDA_THREADS>>>.
 __global__ void nhsic_labels_check_kernel(const int32_t *labels, int64_t m, int64_t classes, double *out) {
@@ -104,7 +98,7 @@ __global__ void nhsic_labels_check_kernel(const int32_t *labels, int64_t m, int6
       if (first == m) first = i;
     }
   bad = fg_block_sum(bad, shared);
-  first = block_first_index(first, m, shared);
+  first = fg_block_first_index(first, m, shared);
   if (threadIdx.x == 0) {
     out[NH_BAD] = bad;
     out[NH_FIRST_BAD] = (double)first;

@@ -82,12 +82,6 @@ static fg_status cuda_svd_workspace(fg_backend *b, int64_t m, int64_t n, size_t 
   return FG_OK;
 }
 
-// The lowest index among the threads' candidates (`none` for a thread without one), by the fixed
-// tree; every thread gets it.
-__device__ static int64_t block_first_index(int64_t first, int64_t none, double *shared) {
-  return (int64_t)-fg_block_max(-(double)(first < none ? first : none), shared);
-}
-
 // Non-finite entries of a [count] in reduce.cuh's partition: block b's count into partials[b],
 // its first position (count if none) into partials[B + b]. Launch <<<FG_CUDA_REDUCE_BLOCKS,
 // FG_CUDA_THREADS>>>.
@@ -102,7 +96,7 @@ __global__ void svd_finite_partials_kernel(const float *a, int64_t count, double
       if (first == count) first = i;
     }
   bad = fg_block_sum(bad, shared);
-  first = block_first_index(first, count, shared);
+  first = fg_block_first_index(first, count, shared);
   if (threadIdx.x == 0) {
     partials[blockIdx.x] = bad;
     partials[FG_CUDA_REDUCE_BLOCKS + blockIdx.x] = (double)first;
@@ -115,7 +109,7 @@ __global__ void svd_finite_combine_kernel(const float *a, int64_t count, const d
   __shared__ double shared[FG_CUDA_THREADS];
   const int t = threadIdx.x;
   const double bad = fg_block_sum(partials[t], shared);
-  const int64_t first = block_first_index((int64_t)partials[FG_CUDA_REDUCE_BLOCKS + t], count, shared);
+  const int64_t first = fg_block_first_index((int64_t)partials[FG_CUDA_REDUCE_BLOCKS + t], count, shared);
   if (t == 0) {
     out[SVD_BAD] = bad;
     out[SVD_FIRST_BAD] = (double)first;
@@ -153,7 +147,7 @@ __global__ void svd_finish_kernel(const float *left, const float *right, const f
   }
   // The largest magnitude over the block, then the lowest position holding it.
   const double top = fg_block_max((double)best_abs, shared);
-  const int64_t winner = block_first_index((double)best_abs == top ? best : n, n, shared);
+  const int64_t winner = fg_block_first_index((double)best_abs == top ? best : n, n, shared);
   const int negate = winner < n && fg_cuda_svd_negate(v_src[fg_cuda_svd_vt_offset(i, winner, m, n)]);
   for (int64_t j = threadIdx.x; j < n; j += FG_CUDA_THREADS)
     vt[i * n + j] = fg_cuda_svd_signed(v_src[fg_cuda_svd_vt_offset(i, j, m, n)], negate);

@@ -15,11 +15,6 @@
 #include "cuda/cuda_internal.h"
 #include "cuda/math/linear.h"
 
-// Not yet declared in cuda/cuda_internal.h: the backend's `supports` hook (cuda_supports) should
-// call this for FG_OP_LINEAR_FORWARD, _BACKWARD_DATA and _BACKWARD_PARAMS. Until it does, the ops
-// below make the same check themselves.
-fg_status fg_cuda_linear_supports(fg_backend *b, const fg_op_query *q);
-
 static float *dev_f32(const fg_tensor *t) { return (float *)t->data; }
 
 // cuBLAS takes int extents.

@@ -22,14 +22,6 @@ enum { XENT_LOSS_SUM = 0, XENT_CORRECT, XENT_BAD, XENT_FIRST_BAD, XENT_BAD_VALUE
 // Launch geometry of the row kernels: the reduction grid (rows per block follow from N).
 static const unsigned loss_row_blocks = FG_CUDA_REDUCE_BLOCKS;
 
-// The maximum over the block of v (every thread passes its own), then the lowest index among
-// the threads whose candidate `first` is not `none`: the first position where a value or
-// condition occurs, by the fixed tree. Every thread gets the result; all threads must call it.
-__device__ static int64_t block_first_index(int64_t first, int64_t none, double *shared) {
-  const double lowest = -fg_block_max(-(double)(first < none ? first : none), shared);
-  return (int64_t)lowest;
-}
-
 // ------------------------------------------------------------------------------------------- //
 // Softmax cross-entropy                                                                        //
 
@@ -66,7 +58,7 @@ __global__ void softmax_xent_rows_kernel(const float *logits, const int32_t *lab
       if (local_first == k && (double)v == zmax) local_first = j;
       local_sum += fg_cuda_exp_shifted(v, zmax, 1.0);
     }
-    const int64_t arg = block_first_index(local_first, k, shared);
+    const int64_t arg = fg_block_first_index(local_first, k, shared);
     const double lse = fg_cuda_xent_lse(zmax, fg_block_sum(local_sum, shared));
     if (valid) {
       loss += fg_cuda_xent_row_loss(lse, z_label);
@@ -103,7 +95,7 @@ __global__ void softmax_xent_combine_kernel(const double *partials, const int32_
   const double loss = fg_block_sum(partials[0 * FG_CUDA_REDUCE_BLOCKS + t], shared);
   const double correct = fg_block_sum(partials[1 * FG_CUDA_REDUCE_BLOCKS + t], shared);
   const double bad = fg_block_sum(partials[2 * FG_CUDA_REDUCE_BLOCKS + t], shared);
-  const int64_t first = block_first_index((int64_t)partials[3 * FG_CUDA_REDUCE_BLOCKS + t], n, shared);
+  const int64_t first = fg_block_first_index((int64_t)partials[3 * FG_CUDA_REDUCE_BLOCKS + t], n, shared);
   if (t == 0) {
     out[XENT_LOSS_SUM] = loss;
     out[XENT_CORRECT] = correct;

@@ -43,6 +43,13 @@ __device__ inline double fg_block_max(double v, double *shared) {
   return m;
 }
 
+// The smallest of the threads' candidate indices `first` (each thread's own, `none` when it has
+// none), through fg_block_max of the negated values: exact for indices below 2^53; every thread
+// gets it (`none` when no thread had a candidate).
+__device__ inline int64_t fg_block_first_index(int64_t first, int64_t none, double *shared) {
+  return (int64_t)-fg_block_max(-(double)(first < none ? first : none), shared);
+}
+
 // partials[0..count) combined by one block of FG_CUDA_THREADS threads: thread t sums entries t,
 // t + T, ... in order, then the tree. *out = the sum (device). Launch <<<1, FG_CUDA_THREADS>>>.
 __global__ void fg_cuda_combine_partials_kernel(const double *partials, int count, double *out);
