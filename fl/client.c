@@ -33,7 +33,9 @@ fg_status fg_local_train(const fg_local_job *job, fg_client_record *rec) {
   }
   FG_TRY(s);
   rec->planned_bytes = fg_trainer_plan(t)->total;
+  double copy0 = seconds_now();
   s = fg_trainer_set_state(t, job->initial);
+  rec->transfer_seconds = seconds_now() - copy0;
   if (s == FG_OK && job->plan->opt.loss.class_mask) s = fg_trainer_set_class_mask(t, fg_world_class_mask(w, job->client));
   fg_trainer_set_dropout_stream(t, cfg->seed, (uint64_t)job->round * (uint64_t)cfg->clients + (uint64_t)job->client);
 
@@ -50,7 +52,9 @@ fg_status fg_local_train(const fg_local_job *job, fg_client_record *rec) {
   for (int e = 0; e < cfg->local_epochs && s == FG_OK; e++)
     s = fg_fit_epoch(t, &w->loader, &view, &fo, (uint64_t)job->round * (uint64_t)cfg->local_epochs + (uint64_t)e,
                      NULL, NULL, &st);
+  copy0 = seconds_now();
   if (s == FG_OK) s = fg_trainer_get_state(t, job->trained);
+  rec->transfer_seconds += seconds_now() - copy0;
   fg_trainer_destroy(t);
   if (s != FG_OK) {
     fg_error_prefix("client %d, round %d", job->client, job->round + 1);

@@ -164,7 +164,8 @@ static cJSON *client_to_json(const fg_client_record *c) {
        add_number(o, "engine_peak_bytes", (double)c->engine_peak_bytes) &&
        add_number(o, "process_peak_bytes", (double)c->process_peak_bytes) &&
        add_number(o, "bytes_down", (double)c->bytes_down) && add_number(o, "bytes_up", (double)c->bytes_up) &&
-       add_number(o, "train_loss", c->train_loss) && add_number(o, "seconds", c->seconds);
+       add_number(o, "train_loss", c->train_loss) && add_number(o, "seconds", c->seconds) &&
+       add_number(o, "transfer_seconds", c->transfer_seconds);
   if (!ok) {
     cJSON_Delete(o);
     return NULL;
@@ -200,7 +201,9 @@ static cJSON *round_to_json(const fg_round_record *r) {
        add_number(o, "bytes_up", (double)r->bytes_up) && add_number(o, "seconds", r->seconds) &&
        add_number(o, "elapsed", r->elapsed) &&
        add_number(o, "max_client_engine_peak", (double)r->max_client_engine_peak) &&
-       add_number(o, "process_peak", (double)r->process_peak);
+       add_number(o, "process_peak", (double)r->process_peak) &&
+       add_number(o, "transfer_seconds", r->transfer_seconds) &&
+       add_number(o, "device_bytes_in_use", r->device_bytes_in_use);
   cJSON *clients = ok ? cJSON_AddArrayToObject(o, "clients") : NULL;
   for (int i = 0; clients && i < r->n_clients; i++) {
     cJSON *c = client_to_json(&r->clients[i]);
@@ -353,6 +356,12 @@ static fg_status json_to_round(fg_origin o, const cJSON *obj, fg_round_record *r
   FG_TRY(get_real(o, obj, "elapsed", &r->elapsed));
   FG_TRY(get_size(o, obj, "max_client_engine_peak", &r->max_client_engine_peak));
   FG_TRY(get_size(o, obj, "process_peak", &r->process_peak));
+  /* absent in records written before the fields existed */
+  r->transfer_seconds = r->device_bytes_in_use = NAN;
+  if (cJSON_GetObjectItemCaseSensitive(obj, "transfer_seconds"))
+    FG_TRY(get_real(o, obj, "transfer_seconds", &r->transfer_seconds));
+  if (cJSON_GetObjectItemCaseSensitive(obj, "device_bytes_in_use"))
+    FG_TRY(get_real(o, obj, "device_bytes_in_use", &r->device_bytes_in_use));
   return FG_OK;
 }
 

@@ -46,6 +46,7 @@ typedef struct fg_client_record {
   size_t bytes_down, bytes_up;
   double train_loss;
   double seconds;
+  double transfer_seconds;  /* of `seconds`: copying the model to the training device and back */
 } fg_client_record;
 
 /* One round. */
@@ -64,6 +65,9 @@ typedef struct fg_round_record {
   double seconds;            /* this round's wall time */
   double elapsed;            /* wall time since the run started */
   size_t max_client_engine_peak, process_peak;
+  double transfer_seconds;   /* the clients' model copies to and from the device (their sum) */
+  double device_bytes_in_use;/* the training device's memory in use after the round as its
+                                runtime reports it (total - free); NaN (null) on the cpu device */
 } fg_round_record;
 
 /* The whole run. Strings may be NULL (written as null). */

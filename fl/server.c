@@ -406,6 +406,16 @@ static fg_status evaluate(server *s, int full, fg_round_record *r) {
   return FG_OK;
 }
 
+/* The training device's memory in use as its runtime reports it; NaN on the host device (the
+ * process peak covers it) or when the backend cannot say. */
+static double device_in_use(const server *s) {
+  const fg_device d = s->cfg->device;
+  fg_backend *b = fg_device_equal(d, fg_host_device()) ? NULL : fg_backend_for(d);
+  size_t free_bytes = 0, total = 0;
+  if (!b || !b->mem_query || b->mem_query(b, &free_bytes, &total) != FG_OK || total < free_bytes) return NAN;
+  return (double)(total - free_bytes);
+}
+
 static fg_status run_round(server *s, int round, fg_round_record *r) {
   double t0 = seconds_now();
   const fg_config *c = s->cfg;
@@ -442,6 +452,7 @@ static fg_status run_round(server *s, int round, fg_round_record *r) {
     loss_samples += rec->samples;
     r->bytes_down += rec->bytes_down;
     r->bytes_up += rec->bytes_up;
+    r->transfer_seconds += rec->transfer_seconds;
     if (rec->engine_peak_bytes > r->max_client_engine_peak) r->max_client_engine_peak = rec->engine_peak_bytes;
   }
   if (contributed && s->method_state)
@@ -452,6 +463,7 @@ static fg_status run_round(server *s, int round, fg_round_record *r) {
   r->train_loss = loss_samples ? loss_sum / (double)loss_samples : NAN;
   int last = round + 1 == c->rounds;
   if (last || (round + 1) % c->eval_every == 0) FG_TRY(evaluate(s, last, r));
+  r->device_bytes_in_use = device_in_use(s);
   size_t peak = fg_process_peak_rss();
   if (peak > s->process_peak) s->process_peak = peak;
   r->process_peak = s->process_peak;
