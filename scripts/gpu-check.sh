@@ -67,7 +67,10 @@ field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p; s/^$1=\([^[:space:
 mib() { awk -v b="${1:-0}" 'BEGIN {printf "%.0f", b / 1048576}'; }
 
 summary() {
-  local elapsed=$(($(date +%s) - t0)) bad=0
+  local elapsed=$(($(date +%s) - t0)) bad=0 r
+  for r in "${rows[@]}"; do
+    case $r in *$'\x1f'FAIL$'\x1f'* | *$'\x1f'TIMEOUT$'\x1f'*) bad=1 ;; esac
+  done
   {
     echo
     echo "== fedgap GPU check: ${revision:-unknown revision}; ${gpu_name:-no GPU seen}; ${elapsed} s; $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -75,7 +78,6 @@ summary() {
     for r in "${rows[@]}"; do
       IFS=$'\x1f' read -r s st fig <<< "$r"
       printf '%-14s %-7s %s\n' "$s" "$st" "$fig"
-      case $st in FAIL | TIMEOUT) bad=1 ;; esac
     done
     for e in "${extra[@]}"; do echo "$e"; done
     echo "logs: $(cd "$out" && ls | tr '\n' ' ')"
@@ -137,7 +139,8 @@ fi
 # PyTorch runs with the environment it was started with, never the bundle's libraries.
 orig_ld=${LD_LIBRARY_PATH:-}
 if [ -n "$orig_ld" ]; then pyenv=(env "LD_LIBRARY_PATH=$orig_ld" "$py"); else pyenv=(env -u LD_LIBRARY_PATH "$py"); fi
-ld=$work/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${cudnn_dir:+:$cudnn_dir}
+ld=$work/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib
+[ -n "$cudnn_dir" ] && case :$ld: in *:"$cudnn_dir":*) ;; *) ld=$ld:$cudnn_dir ;; esac
 export LD_LIBRARY_PATH=$ld${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # Anything still unresolved (a CUDA library only PyTorch's pip packages hold) is looked up there.
 added=""
@@ -237,10 +240,11 @@ if echo "$cuda_line" | grep -q '^cuda: available'; then
 else
   record devices FAIL "${cuda_line:-fedgap devices failed (rc $dev_rc): $(echo "$dev_out" | tail -1)}"
 fi
-no_gpu_reason=${cuda_line:-no usable CUDA device}
+no_gpu_reason="no usable GPU: ${cuda_line##*no usable device: }"
+[ -z "$cuda_line" ] && no_gpu_reason="no usable GPU (fedgap devices failed)"
 
 # --- tests -----------------------------------------------------------------------------------
-# Counts of one Criterion log (--verbose --ascii): "pass fail crash skip unsupported nodevice".
+# Counts of one Criterion log (--verbose --color=never): "pass fail crash skip unsupported nodevice".
 counts() {
   local log=$1 synth
   synth=$(grep -a 'Synthesis:' "$log" | tail -1)
@@ -261,7 +265,7 @@ start_suite() { # exe budget
   name=$(basename "$exe")
   mkdir -p "$work/run/$name"
   (cd "$work/run/$name" && FEDGAP_BINARY=$fedgap FEDGAP_SOURCE_DIR=$root \
-    timeout -k 5 "$budget" "$exe" --jobs 1 --verbose --ascii > "$work/logs/$name.log" 2>&1
+    timeout -k 5 "$budget" "$exe" --jobs 1 --verbose --color=never > "$work/logs/$name.log" 2>&1
    echo $? > "$work/logs/$name.rc") &
   suite_pids+=($!)
 }
@@ -341,7 +345,7 @@ elif [ ! -x "$small" ]; then
 else
   (cd "$work/run" && export FEDGAP_BINARY=$fedgap FEDGAP_SOURCE_DIR=$root &&
     timed "$(step_budget 50)" "$mlog" "$sanitizer" --tool memcheck --target-processes all --print-limit 50 \
-    "$small" --jobs 1 --verbose --ascii --filter '*/*_cuda')
+    "$small" --jobs 1 --verbose --color=never --filter '*/*_cuda')
   rc=$?
   errors=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) error.*/\1/p' "$mlog" | awk '{s += $1} END {print s + 0}')
   procs=$(grep -c 'ERROR SUMMARY' "$mlog")
@@ -383,7 +387,12 @@ bench_model() { # step model width input batch steps warmup
   to_rate=$(echo "$t_off" | field samples_per_s)
   to_peak=$(echo "$t_off" | field peak_device_bytes)
   tn_rate=$(echo "$t_on" | field samples_per_s)
-  local torch_fig="torch eager TF32 off ${to_rate:-failed} /s (peak $(mib "$to_peak") MiB), TF32 on ${tn_rate:-failed} /s"
+  local torch_fig
+  if [ -n "$to_rate" ]; then
+    torch_fig="torch eager TF32 off $to_rate /s (peak $(mib "$to_peak") MiB), TF32 on ${tn_rate:-failed} /s"
+  else
+    torch_fig="torch eager failed: $(echo "$t_off" | cut -c1-100)"
+  fi
   if [ "$frc" -eq 0 ]; then
     rate=$(echo "$line" | field samples_per_s)
     peak=$(echo "$line" | field peak_device_bytes)
@@ -423,6 +432,6 @@ else
 fi
 
 # --- summary ---------------------------------------------------------------------------------
-[ "$have_gpu" -eq 0 ] && extra+=("no usable GPU here: $no_gpu_reason")
+[ "$have_gpu" -eq 0 ] && extra+=("$no_gpu_reason: CUDA cases skipped, memcheck and benchmarks not run")
 summary
 exit $?

@@ -106,7 +106,8 @@ fi
   echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "build_type=Release"
   echo "cuda_architectures=90"
-  echo "nvcc=$(sed -n 's/^CMAKE_CUDA_COMPILER_VERSION:[A-Z]*=//p' "$dir/CMakeCache.txt" | head -1)"
+  echo "nvcc=$("$(sed -n 's/^CMAKE_CUDA_COMPILER:[A-Z]*=//p' "$dir/CMakeCache.txt" | head -1)" --version |
+                sed -n 's/.*release \([0-9.]*\), V\([0-9.]*\).*/\2/p')"
   echo "build_host=$(. /etc/os-release && echo "$PRETTY_NAME"), $(ldd --version | head -1 | sed 's/.* //') glibc"
   echo "needs_glibc=${glibc#GLIBC_}"
   echo "fashion_mnist=$data_note"
