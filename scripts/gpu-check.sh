@@ -27,7 +27,7 @@
 # Statuses: PASS, FAIL, TIMEOUT, SKIP (not run, with the reason). Exit status 0 when no step
 # failed or timed out. Without a GPU every step says why and the exit status is 1.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 root=$PWD
 out=${OUT:-$root/gpu-check-out}
 mkdir -p "$out"
@@ -146,7 +146,7 @@ export LD_LIBRARY_PATH=$ld${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 added=""
 for lib in $(ldd "$fedgap" "$work"/tests/* 2>/dev/null | awk '/not found/ {print $1}' | sort -u); do
   f=$(find $site_dirs /usr/local/cuda*/ -name "$lib" 2>/dev/null | head -1)
-  [ -n "$f" ] && { export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$(dirname "$f"); added="$added $lib"; }
+  [ -n "$f" ] && { LD_LIBRARY_PATH=$LD_LIBRARY_PATH:${f%/*}; added="$added $lib"; }
 done
 missing=$(ldd "$fedgap" "$work"/tests/* 2>/dev/null | awk '/not found/ {print $1}' | sort -u | tr '\n' ' ')
 {
