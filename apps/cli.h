@@ -35,6 +35,7 @@ int fg_cmd_eval(int argc, char **argv);
 int fg_cmd_memplan(int argc, char **argv);
 int fg_cmd_bench(int argc, char **argv);
 int fg_cmd_bench_hypernet(int argc, char **argv); /* fedgap bench hypernet */
+int fg_cmd_bench_nhsic(int argc, char **argv);    /* fedgap bench nhsic */
 int fg_cmd_devices(int argc, char **argv);
 int fg_cmd_run(int argc, char **argv);
 int fg_cmd_plot(int argc, char **argv);

@@ -1,14 +1,22 @@
 /* fedgap bench train: training throughput and peak memory of a built-in model on synthetic
  * batches of its input shape (the data pipeline is not measured). Prints
  * samples_per_s=... peak_engine_bytes=... peak_rss_bytes=... on the last line; the median of
- * --repeats timed runs of --steps steps each.
- * fedgap bench hypernet: HypeMeFed's server hypernetworks, in apps/cmd_bench_hypernet.c. */
+ * --repeats timed runs of --steps steps each. Device work is asynchronous: the device is
+ * synchronised before the clock is read at the start and the end of every timed run. On a device
+ * other than the CPU the last line also carries peak_device_bytes (the peak of the ledger the
+ * trainer's device regions are charged to), device_in_use_bytes (the device's own count of
+ * memory in use after the runs: the runtime's context, library handles and the backend's fixed
+ * scratch too) and device=NAME.
+ * fedgap bench hypernet: HypeMeFed's server hypernetworks, in apps/cmd_bench_hypernet.c.
+ * fedgap bench nhsic: the nhsic op over an m x d grid beside its roofline, in
+ * apps/cmd_bench_nhsic.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "apps/cli.h"
 #include "apps/progress.h"
+#include "engine/backend/ops.h"
 #include "engine/base/rng.h"
 #include "engine/nn/trainer.h"
 
@@ -54,19 +62,31 @@ static int bench_train(int argc, char **argv) {
   for (int k = 0; k < warmup; k++)
     if (fg_trainer_step(t, batch, &st) != FG_OK) goto fail;
   for (int r = 0; r < repeats; r++) {
+    if (fg_device_synchronize(su.opt.device) != FG_OK) goto fail;
     double t0 = fg_now();
     for (int k = 0; k < steps; k++)
       if (fg_trainer_step(t, batch, &st) != FG_OK) goto fail;
+    if (fg_device_synchronize(su.opt.device) != FG_OK) goto fail;
     rates[r] = (double)batch * steps / (fg_now() - t0);
     printf("run %d: %.1f samples/s\n", r + 1, rates[r]);
   }
   qsort(rates, (size_t)repeats, sizeof *rates, cmp_double);
+  fg_backend *b = fg_backend_for(su.opt.device);
   printf("model %s (width %g), input %lldx%lldx%lld, batch %d, %s, %s\n", su.spec.arch, fg_model_width(&su.spec),
          (long long)su.spec.in_c, (long long)su.spec.in_h, (long long)su.spec.in_w, batch,
-         fg_exec_mode_name(su.opt.mode),
-         fg_backend_for(su.opt.device)->description);
-  printf("samples_per_s=%.1f peak_engine_bytes=%zu peak_rss_bytes=%zu\n", rates[repeats / 2], ledger.peak,
-         fg_process_peak_rss());
+         fg_exec_mode_name(su.opt.mode), b->description);
+  if (su.opt.device.kind == FG_DEV_CPU) {
+    printf("samples_per_s=%.1f peak_engine_bytes=%zu peak_rss_bytes=%zu\n", rates[repeats / 2], ledger.peak,
+           fg_process_peak_rss());
+  } else {
+    size_t free_bytes = 0, total_bytes = 0;
+    if (!b->mem_query || b->mem_query(b, &free_bytes, &total_bytes) != FG_OK) free_bytes = total_bytes = 0;
+    char dev[32];
+    printf("samples_per_s=%.1f peak_engine_bytes=%zu peak_device_bytes=%zu device_in_use_bytes=%zu "
+           "peak_rss_bytes=%zu device=%s\n",
+           rates[repeats / 2], ledger.peak, ledger.peak, total_bytes - free_bytes, fg_process_peak_rss(),
+           fg_device_str(su.opt.device, dev, sizeof dev));
+  }
   fg_trainer_destroy(t);
   fg_graph_free(g);
   free(state);
@@ -84,13 +104,15 @@ fail:
 int fg_cmd_bench(int argc, char **argv) {
   if (argc >= 1 && strcmp(argv[0], "train") == 0) return bench_train(argc - 1, argv + 1);
   if (argc >= 1 && strcmp(argv[0], "hypernet") == 0) return fg_cmd_bench_hypernet(argc - 1, argv + 1);
+  if (argc >= 1 && strcmp(argv[0], "nhsic") == 0) return fg_cmd_bench_nhsic(argc - 1, argv + 1);
   if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
-    printf("usage: fedgap bench train|hypernet [options]\n\n"
+    printf("usage: fedgap bench train|hypernet|nhsic [options]\n\n"
            "  train     training throughput and peak memory of a built-in model\n"
-           "  hypernet  memory and round time of HypeMeFed's LRF hypernetworks against naive ones\n\n"
+           "  hypernet  memory and round time of HypeMeFed's LRF hypernetworks against naive ones\n"
+           "  nhsic     time of the nhsic op (value and gradient) over an m x d grid beside its roofline\n\n"
            "'fedgap bench NAME --help' lists a benchmark's options.\n");
     return FG_EXIT_OK;
   }
-  fprintf(stderr, "fedgap bench: expected a benchmark name: train or hypernet (see 'fedgap bench --help')\n");
+  fprintf(stderr, "fedgap bench: expected a benchmark name: train, hypernet or nhsic (see 'fedgap bench --help')\n");
   return FG_EXIT_USAGE;
 }

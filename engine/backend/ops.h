@@ -140,4 +140,10 @@ fg_status fg_tensor_to_host(void *dst_host, const fg_tensor *src, size_t bytes);
  * FG_ERR_UNSUPPORTED. */
 fg_status fg_tensor_transfer(fg_tensor *dst, const fg_tensor *src);
 
+/* Waits until all work queued on `device` has finished (a backend without a synchronize entry
+ * runs everything synchronously: FG_OK at once). Device work is asynchronous: timers read the
+ * host clock only after this. FG_ERR_NO_DEVICE when the device has no usable backend; a failure
+ * of earlier queued work may surface here, as the backend's status. */
+fg_status fg_device_synchronize(fg_device device);
+
 #endif

@@ -248,3 +248,12 @@ fg_status fg_tensor_transfer(fg_tensor *dst, const fg_tensor *src) {
   FG_TRY(fg_op_backend(op, ts, 1, &b));
   return b->copy(b, dst->data, src->data, bytes, src_host ? FG_COPY_H2D : FG_COPY_D2H);
 }
+
+fg_status fg_device_synchronize(fg_device device) {
+  fg_backend *b = fg_backend_for(device);
+  if (!b) return fg_last_status();
+  if (!b->synchronize) return FG_OK;
+  fg_status s = b->synchronize(b);
+  if (s != FG_OK) fg_error_prefix("device_synchronize");
+  return s;
+}

@@ -1,6 +1,7 @@
 /* The CLI: usage errors are one line on stderr with exit status 2; help works; the number
  * memplan prints equals the ledger's measured peak of one real training step of the same
- * configuration. */
+ * configuration; bench train keeps its CPU output format and bench nhsic prints its roofline. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,3 +114,47 @@ Test(cli, memplan_equals_measured_peak_resnet_checkpoint) {
   memplan_matches_step("resnet18", "0.25", "3x32x32", "8", "checkpoint");
 }
 Test(cli, memplan_equals_measured_peak_vgg) { memplan_matches_step("vgg-me", "0.5", "3x32x32", "16", "store"); }
+
+/* bench train on the CPU: its last line keeps the format bench/cnn_vs_torch.sh parses. */
+Test(cli, bench_train_cpu_last_line) {
+  fgt_run r = fgt_run_fedgap((const char *[]){"", "bench", "train", "--model", "cnn", "--width", "2", "--batch", "4",
+                                              "--steps", "2", "--warmup", "1", "--repeats", "1", "--threads", "1",
+                                              NULL});
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  double rate = 0;
+  unsigned long long engine = 0, rss = 0;
+  int used = 0;
+  const char *last = fgt_last_line(r.out);
+  cr_assert_eq(sscanf(last, "samples_per_s=%lf peak_engine_bytes=%llu peak_rss_bytes=%llu%n", &rate, &engine, &rss,
+                      &used),
+               3, "%s", last);
+  cr_assert_eq(last[used], '\0', "extra fields on the CPU: %s", last);
+  cr_assert(rate > 0 && engine > 0 && rss > 0, "%s", last);
+  fgt_run_free(&r);
+}
+
+/* bench nhsic on the CPU: one row per cell, the roofline from the counted FLOPs and bytes (at
+ * 1 TFLOP/s and 1 GB/s, m = 64, d = 784: 9,782,272 FLOPs take 9.8 us, 401,664 bytes 401.7 us:
+ * memory-bound), and usage errors for bad lists. */
+Test(cli, bench_nhsic_cpu) {
+  fgt_run r = fgt_run_fedgap((const char *[]){"", "bench", "nhsic", "--m", "64,8", "--d", "784", "--repeats", "2",
+                                              "--warmup", "0", "--threads", "1", "--peak-tflops", "1", "--peak-gbs",
+                                              "1", NULL});
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  cr_assert(strstr(r.out, "roofline at 1 TFLOP/s and 1 GB/s") != NULL, "%s", r.out);
+  const char *row = strstr(r.out, "\n    64     784 ");
+  cr_assert_not_null(row, "%s", r.out);
+  double med, fastest, gflop, mb, roof, ratio;
+  char bound[16];
+  cr_assert_eq(sscanf(row, " 64 784 %lf %lf %lf %lf %lf %15s %lf", &med, &fastest, &gflop, &mb, &roof, bound, &ratio),
+               7, "%s", row);
+  cr_assert(fabs(gflop - 0.0098) < 1e-9 && fabs(mb - 0.402) < 1e-9 && fabs(roof - 401.7) < 1e-9, "%s", row);
+  cr_assert_str_eq(bound, "memory");
+  cr_assert(med > 0 && fastest > 0 && fastest <= med, "%s", row);
+  cr_assert(strstr(r.out, "\n     8     784 ") != NULL, "%s", r.out);
+  cr_assert(strncmp(fgt_last_line(r.out), "cells=2 ", 8) == 0, "%s", fgt_last_line(r.out));
+  fgt_run_free(&r);
+  expect_usage_error((const char *[]){"", "bench", "nhsic", "--m", "1", NULL}, "--m");
+  expect_usage_error((const char *[]){"", "bench", "nhsic", "--d", "784,x", NULL}, "--d");
+  expect_usage_error((const char *[]){"", "bench", "nhsic", "--target", "pixels", NULL}, "--target");
+}

@@ -2,7 +2,9 @@
  * table is empty makes every entry point (workspace queries included) report "not supported"
  * naming the op and the backend, never crash; one missing entry of the CPU table does the same
  * for that op alone; tensors on two devices are refused before anything is dispatched. Runs on
- * host memory only (descriptors and small host buffers that are never written). */
+ * host memory only (descriptors and small host buffers that are never written). A device's
+ * synchronize goes to its backend's entry, and a device without a usable backend is refused. */
+#include <stdio.h>
 #include <string.h>
 
 #include "common/test_util.h"
@@ -104,4 +106,37 @@ Test(dispatch, tensors_on_different_devices) {
   ty.device.kind = FG_DEV_CUDA;
   fgt_assert_error(fg_relu_forward(&ta, &ty), FG_ERR_INVALID, NULL,
                    "relu_forward: tensors live on different devices (cpu:0 and cuda:0)");
+}
+
+/* A backend's synchronize entry, counting its calls; fails when `sync_fails` is set. */
+static int sync_calls, sync_fails;
+static fg_status counting_sync(fg_backend *b) {
+  (void)b;
+  sync_calls++;
+  return sync_fails ? FG_FAIL(FG_ERR_LIBRARY, "queued work failed") : FG_OK;
+}
+
+Test(dispatch, device_synchronize) {
+  fgt_setup_cpu(1);
+  FGT_OK(fg_device_synchronize(fg_host_device())); /* the CPU runs every op before returning */
+  const fg_device cuda0 = {FG_DEV_CUDA, 0};
+  static fg_backend fake;
+  memset(&fake, 0, sizeof fake);
+  fake.name = "fake";
+  fake.device = cuda0;
+  fake.available = 0;
+  snprintf(fake.reason, sizeof fake.reason, "no device here");
+  FGT_OK(fg_backend_register(&fake));
+  fgt_assert_error(fg_device_synchronize(cuda0), FG_ERR_NO_DEVICE, NULL, "fake: no device here");
+  fake.available = 1;
+  FGT_OK(fg_device_synchronize(cuda0)); /* no synchronize entry: nothing is ever queued */
+  fake.synchronize = counting_sync;
+  FGT_OK(fg_device_synchronize(cuda0));
+  cr_assert_eq(sync_calls, 1);
+  sync_fails = 1;
+  fgt_assert_error(fg_device_synchronize(cuda0), FG_ERR_LIBRARY, NULL, "device_synchronize: queued work failed");
+  cr_assert_eq(sync_calls, 2);
+  const fg_device cuda1 = {FG_DEV_CUDA, 1};
+  fgt_assert_error(fg_device_synchronize(cuda1), FG_ERR_NO_DEVICE, NULL, "fake:1 requested");
+  fg_backend_registry_clear();
 }
