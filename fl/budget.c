@@ -13,25 +13,34 @@
 /* Largest budget accepted, in bytes (2^62): far above any device, far below size_t overflow. */
 #define FG_BUDGET_MAX_BYTES 4611686018427387904.0
 
-/* Keep in sync with configs/README.md ("Device profiles"). */
+/* Keep in sync with configs/README.md ("Device profiles"; a test compares the two). Memory is the
+ * MemTotal a board reports (a little below its nominal size: firmware and carve-outs); the OS
+ * share is a headless install's idle use plus 200-500 MiB of page cache; the runtime share is
+ * 64 MiB for the CPU backend (code, OpenBLAS and OpenMP buffers) and 1 GiB where CUDA's context,
+ * cuBLAS and cuDNN load into the same memory. */
 static const fg_device_profile fg_profiles[] = {
-    {"jetson-nano-4gb", 1536,
-     "Jetson Nano 4 GB: the 4 GB is shared by CPU, GPU and the OS; assumes about 1.5 GiB is left "
-     "for one training process"},
-    {"jetson-orin-nano-8gb", 4096,
-     "Jetson Orin Nano 8 GB (memory shared by CPU and GPU): assumes half of it for training"},
-    {"rpi4-2gb", 1024, "Raspberry Pi 4 with 2 GB: assumes half of it for training, the rest for the "
-                       "OS and runtime"},
-    {"rpi4-4gb", 2560, "Raspberry Pi 4 with 4 GB: assumes about 2.5 GiB for training"},
-    {"rpi4-8gb", 6144, "Raspberry Pi 4 with 8 GB: assumes about 6 GiB for training"},
-    {"phone-4gb", 1024, "phone with 4 GB: assumes a quarter of it for one app in the background"},
-    {"phone-8gb", 2048, "phone with 8 GB: assumes a quarter of it for one app in the background"},
-    {"mcu-512mb", 256, "board with 512 MB: assumes half of it for training"},
+    {"jetson-nano-4gb", 3964, 700, 1024, 1,
+     "Jetson Nano 4 GB: CPU and GPU share the 4 GB; L4T without a desktop, CUDA 10.2 libraries loaded"},
+    {"jetson-orin-nano-8gb", 7620, 1024, 1024, 1,
+     "Jetson Orin Nano 8 GB: CPU and GPU share the 8 GB; JetPack without a desktop, CUDA libraries loaded"},
+    {"rpi4-2gb", 1848, 320, 64, 0, "Raspberry Pi 4 with 2 GB, Raspberry Pi OS Lite"},
+    {"rpi4-4gb", 3793, 384, 64, 0, "Raspberry Pi 4 with 4 GB, Raspberry Pi OS Lite"},
+    {"rpi4-8gb", 7812, 512, 64, 0, "Raspberry Pi 4 with 8 GB, Raspberry Pi OS Lite"},
+    {"rpi5-8gb", 8052, 512, 64, 0, "Raspberry Pi 5 with 8 GB, Raspberry Pi OS Lite"},
+    {"phone-4gb", 3686, 2598, 64, 0,
+     "phone with 4 GB: Android and the foreground apps keep all but a quarter for a background app"},
+    {"phone-8gb", 7532, 5420, 64, 0,
+     "phone with 8 GB: Android and the foreground apps keep all but a quarter for a background app"},
+    {"mcu-512mb", 448, 128, 64, 0, "board with 512 MB (e.g. Raspberry Pi Zero 2 W), a minimal Linux"},
 };
 
 enum { FG_N_PROFILES = (int)(sizeof fg_profiles / sizeof fg_profiles[0]) };
 
 int fg_device_profile_count(void) { return FG_N_PROFILES; }
+
+double fg_device_profile_budget_mib(const fg_device_profile *p) {
+  return p->memory_mib - p->os_mib - p->runtime_mib;
+}
 
 const fg_device_profile *fg_device_profile_at(int i) {
   return i >= 0 && i < FG_N_PROFILES ? &fg_profiles[i] : NULL;
@@ -208,11 +217,11 @@ static fg_status assign_uniform(const fg_budget_spec *spec, int n_clients, uint6
 }
 
 /* The budget of entry i of a tiers list (fraction x the full model's peak) or of a profiles list
- * (the profile's memory). */
+ * (the profile's training budget). */
 static fg_status entry_bytes(const fg_budget_spec *spec, int i, size_t full_peak_bytes, size_t *bytes) {
   if (spec->kind == FG_BUDGET_PROFILES) {
     const fg_device_profile *dp = fg_device_profile_find(spec->profiles[i].name);
-    if (dp) return mib_to_bytes(dp->mib, dp->name, bytes);
+    if (dp) return mib_to_bytes(fg_device_profile_budget_mib(dp), dp->name, bytes);
     fg_error_prefix("clients.budgets.profiles[%d].name", i);
     return fg_last_status();
   }

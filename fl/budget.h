@@ -7,7 +7,7 @@
  *   - uniform:  an integer number of MiB drawn uniformly from [ceil(min_mib), floor(max_mib)] per
  *               client (client k takes the k-th draw of the stream), times 2^20;
  *   - tiers:    floor(fraction x full_peak_bytes), the full model's measured training peak;
- *   - profiles: the profile's MiB x 2^20 (fg_device_profile_find).
+ *   - profiles: the profile's training budget x 2^20 (fg_device_profile_budget_mib).
  * For tiers and profiles the number of clients of each entry is the largest-remainder rounding
  * of share x n_clients (shares renormalised by their sum; ties go to the earlier entry), so the
  * counts sum to n_clients; which clients get which entry: a seeded permutation of the clients,
@@ -27,11 +27,22 @@
 #include "engine/base/status.h"
 #include "fl/spec.h"
 
+/* A device's real memory and what of it training may use. The budget policy leaves the operating
+ * system its share (its idle use and a floor of page cache) and the training process its own
+ * code and libraries (on Jetson boards, whose GPU shares the memory, the CUDA context with cuBLAS
+ * and cuDNN loaded); the rest is the ledger's cap:
+ *   budget = memory - os - runtime   (MiB, 2^20 bytes). */
 typedef struct fg_device_profile {
   const char *name;
-  double mib;        /* memory a training process may use, MiB (2^20 bytes) */
-  const char *about; /* what the number assumes */
+  double memory_mib;  /* what the kernel reports as MemTotal with the default firmware */
+  double os_mib;      /* left to the operating system (headless) and its page cache */
+  double runtime_mib; /* left to the process's code, libraries and (shared-memory GPU) CUDA context */
+  int shared_gpu;     /* 1: the GPU allocates from this same memory */
+  const char *about;  /* the board and what the numbers assume */
 } fg_device_profile;
+
+/* memory_mib - os_mib - runtime_mib: what a client with this profile may train in. */
+double fg_device_profile_budget_mib(const fg_device_profile *p);
 
 /* The profile called `name`; NULL with FG_ERR_CONFIG (message listing every name) otherwise. */
 const fg_device_profile *fg_device_profile_find(const char *name);

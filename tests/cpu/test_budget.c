@@ -183,9 +183,11 @@ Test(budget, uniform_whole_mib_covering_the_range) {
 Test(budget, profile_lookup_and_unknown_name) {
   const fg_device_profile *p = fg_device_profile_find("jetson-nano-4gb");
   cr_assert_not_null(p);
-  cr_assert_eq(p->mib, 1536);
+  cr_assert_eq(fg_device_profile_budget_mib(p), 3964 - 700 - 1024);
+  cr_assert(p->shared_gpu);
   cr_assert(p->about && strlen(p->about) > 10);
-  cr_assert_eq(fg_device_profile_find("rpi4-2gb")->mib, 1024);
+  cr_assert_eq(fg_device_profile_budget_mib(fg_device_profile_find("rpi4-2gb")), 1848 - 320 - 64);
+  cr_assert_not(fg_device_profile_find("rpi5-8gb")->shared_gpu);
   fg_clear_error();
   cr_assert_null(fg_device_profile_find("rpi5-16gb"));
   cr_assert_eq(fg_last_status(), FG_ERR_CONFIG);
@@ -196,7 +198,9 @@ Test(budget, profile_lookup_and_unknown_name) {
   cr_assert_null(fg_device_profile_at(fg_device_profile_count()));
 }
 
-/* configs/README.md lists the profiles as "`name` N MiB"; the table must say the same. */
+/* configs/README.md's "Device profiles" table ("| `name` | memory | OS | runtime | budget |")
+ * must say what the table in fl/budget.c says, and each row's budget must be its memory less the
+ * two shares. */
 Test(budget, profile_table_matches_configs_readme) {
   const char *src = getenv("FEDGAP_SOURCE_DIR");
   cr_assert_not_null(src, "FEDGAP_SOURCE_DIR is not set (ctest sets it)");
@@ -207,20 +211,23 @@ Test(budget, profile_table_matches_configs_readme) {
   FGT_OK(fg_read_file(path, 1u << 20, &text, &len));
   const char *para = strstr((const char *)text, "Device profiles");
   cr_assert_not_null(para, "configs/README.md has no 'Device profiles' paragraph");
-  const char *end = strstr(para, "\n\n");
+  const char *end = strstr(para, "\n## ");
   int found = 0;
-  for (const char *q = strchr(para, '`'); q && (!end || q < end); q = strchr(q, '`')) {
-    const char *close = strchr(q + 1, '`');
-    cr_assert_not_null(close);
+  for (const char *q = strstr(para, "\n| `"); q && (!end || q < end); q = strstr(q + 1, "\n| `")) {
     char name[64];
-    snprintf(name, sizeof name, "%.*s", (int)(close - q - 1), q + 1);
-    double mib = -1;
-    cr_assert_eq(sscanf(close + 1, " %lf MiB", &mib), 1, "no size after `%s`", name);
+    double memory = -1, os = -1, runtime = -1, budget = -1;
+    cr_assert_eq(sscanf(q, "\n| `%63[^`]` | %lf | %lf | %lf | %lf |", name, &memory, &os, &runtime, &budget), 5,
+                 "a profile row that does not read: %.60s", q + 1);
     const fg_device_profile *p = fg_device_profile_find(name);
     cr_assert_not_null(p, "README profile %s is missing from the table", name);
-    cr_assert_eq(p->mib, mib, "%s: table %g MiB, README %g MiB", name, p->mib, mib);
+    cr_assert_eq(p->memory_mib, memory, "%s: memory %g in the table, %g in the README", name, p->memory_mib, memory);
+    cr_assert_eq(p->os_mib, os, "%s: OS %g in the table, %g in the README", name, p->os_mib, os);
+    cr_assert_eq(p->runtime_mib, runtime, "%s: runtime %g in the table, %g in the README", name, p->runtime_mib,
+                 runtime);
+    cr_assert_eq(budget, memory - os - runtime, "%s: the README's budget %g is not %g - %g - %g", name, budget,
+                 memory, os, runtime);
+    cr_assert_eq(fg_device_profile_budget_mib(p), budget);
     found++;
-    q = close + 1;
   }
   cr_assert_eq(found, fg_device_profile_count(), "README lists %d profiles, the table %d", found,
                fg_device_profile_count());
@@ -234,8 +241,8 @@ Test(budget, profiles_by_share) {
   FGT_OK(fg_budgets_assign(&spec, 9, 4, 0, b));
   int small = 0, large = 0;
   for (int k = 0; k < 9; k++) {
-    small += b[k] == 1024 * MIB;
-    large += b[k] == 1536 * MIB;
+    small += b[k] == 1464 * MIB; /* 1848 - 320 - 64 */
+    large += b[k] == 2240 * MIB; /* 3964 - 700 - 1024 */
   }
   cr_assert_eq(small, 5); /* 4.5 and 4.5: the tie goes to the first entry */
   cr_assert_eq(large, 4);
