@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "cpu/conv_internal.h"
+#include "cpu/cpu_backend.h"
 #include "cpu/nn_internal.h"
 
 enum { FG_CONV_SLICE_ALIGN = 16 }; /* floats */
@@ -195,11 +196,16 @@ typedef struct conv_job {
  * omp_get_max_threads, which this sets for the current task only, so a single-thread team does
  * not fan out either. */
 void fg_cpu_run_lanes(int lanes, int threads, fg_cpu_lane_fn fn, const void *job) {
+  /* One BLAS thread inside every lane, also when the team has one thread (OpenBLAS threads a call
+   * made outside an active parallel region, and on some processors a threaded GEMM sums in
+   * another order: aarch64's does). */
+  fg_cpu_blas_set_threads(1);
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
   for (int l = 0; l < lanes; l++) {
     omp_set_num_threads(1);
     fn(job, l);
   }
+  fg_cpu_blas_set_threads(fg_cpu_threads());
 }
 
 static float *lane_col(const conv_job *job, int lane) {

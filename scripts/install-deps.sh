@@ -2,12 +2,31 @@
 # Installs the Debian packages fedgap needs, only those that are missing.
 #   scripts/install-deps.sh            build + test + main-job packages
 #   scripts/install-deps.sh --bench    also PyTorch (bench/ comparisons)
+#   scripts/install-deps.sh --aarch64  also the aarch64 cross compiler, the arm64 libraries and
+#                                      qemu user-mode emulation (scripts/test-aarch64.sh)
 set -euo pipefail
+
+sudo_cmd=()
+[[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
 
 pkgs=(build-essential cmake pkg-config git
       libopenblas-openmp-dev zlib1g-dev libcriterion-dev libyaml-dev libcjson-dev gnuplot-nox
       dataset-fashion-mnist)
-if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-torch python3-numpy); fi
+for arg in "$@"; do
+  case "$arg" in
+    --bench) pkgs+=(python3-torch python3-numpy) ;;
+    --aarch64)
+      # Criterion for arm64 conflicts with the native one: scripts/test-aarch64.sh unpacks it.
+      pkgs+=(gcc-aarch64-linux-gnu qemu-user qemu-user-binfmt binfmt-support libc6-dev:arm64
+             libopenblas-openmp-dev:arm64 zlib1g-dev:arm64 libyaml-dev:arm64 libcjson-dev:arm64
+             libgomp1:arm64 libgit2-1.5:arm64 libffi8:arm64)
+      if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        "${sudo_cmd[@]}" dpkg --add-architecture arm64
+      fi
+      ;;
+    *) echo "install-deps: unknown option '$arg' (expected --bench or --aarch64)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -15,8 +34,6 @@ for p in "${pkgs[@]}"; do
 done
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
-sudo_cmd=()
-[[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
 echo "installing: ${missing[*]}" >&2
 "${sudo_cmd[@]}" apt-get update -qq
 log=$(mktemp)

@@ -148,3 +148,12 @@ void fgt_assert_error(fg_status got, fg_status want, const char *path, const cha
   if (what)
     cr_assert(strstr(fg_last_error(), what) != NULL, "message lacks \"%s\": %s", what, fg_last_error());
 }
+
+double fgt_max_abs_f32(const float *x, size_t n) {
+  double m = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    const double a = fabs((double)x[i]);
+    if (a > m) m = a;
+  }
+  return m;
+}

@@ -30,6 +30,8 @@ void fgt_fill_uniform_double(double *x, size_t n, uint64_t seed, double lo, doub
  * otherwise 0 and a message naming the worst index and values. */
 int fgt_allclose(const float *got, const double *want, size_t n, double atol, double rtol,
                  char *msg, size_t cap);
+/* The largest |x[i]| (0 for n = 0). */
+double fgt_max_abs_f32(const float *x, size_t n);
 int fgt_allclose_f(const float *got, const float *want, size_t n, double atol, double rtol,
                    char *msg, size_t cap);
 

@@ -34,7 +34,9 @@ static void put(buf *b, const void *src, size_t n) {
 /* A value of `size` bytes (given in host order) in the buffer's byte order. */
 static void put_value(buf *b, const void *v, int size) {
   unsigned char q[8];
-  memcpy(q, v, (size_t)size);
+  const size_t n = size > 0 && size <= (int)sizeof q ? (size_t)size : 0;
+  cr_assert_neq(n, 0u, "put_value: %d bytes, expected 1..8", size);
+  memcpy(q, v, n);
   const uint16_t one = 1;
   unsigned char first;
   memcpy(&first, &one, 1);

@@ -273,8 +273,7 @@ Test(hypernet, generated_weight_is_the_rank_limited_product) {
   float w[5 * 4 * 3 * 3];
   FGT_OK(fg_hypernet_generate(h, src, w));
   const int rows = 15, cols = 12;
-  double scale = 0.0;
-  for (int i = 0; i < rows * cols; i++) scale = fmax(scale, fabs(w[i]));
+  const double scale = fgt_max_abs_f32(w, (size_t)(rows * cols));
   cr_assert(scale > 0.0);
   for (int i = 1; i < rows; i++)
     for (int j = 1; j < cols; j++) {
@@ -302,8 +301,7 @@ static void check_gradients(const fg_hypernet_desc *d, uint64_t seed) {
   const double want_loss = ref_loss(&r, wts, tgt, nt);
   cr_assert(fabs(loss - want_loss) <= 1e-5 * want_loss, "loss %.9g, reference %.9g", loss, want_loss);
   float *g = grads_of(h);
-  double gmax = 0.0;
-  for (int64_t i = 0; i < nw; i++) gmax = fmax(gmax, fabs(g[i]));
+  const double gmax = fgt_max_abs_f32(g, (size_t)nw);
   cr_assert(gmax > 0.0, "all gradients are zero");
   double *gd = malloc((size_t)nw * sizeof *gd);
   cr_assert_not_null(gd);

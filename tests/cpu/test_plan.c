@@ -1,98 +1,39 @@
 /* Plans and trainers: the plan's total equals the ledger's measured peak of real steps; a cap
  * one byte below fails cleanly; frozen parameters cost no gradient or saved activations;
  * recompute gives bit-identical gradients; same seed, same weights; whole-model gradients
- * agree with finite differences. */
+ * agree with finite differences (the small models; the ResNet-18 ones are a slow suite). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/batch_util.h"
-#include "common/fd_check.h"
+#include "common/model_case.h"
 #include "common/test_util.h"
 #include "engine/base/rng.h"
 #include "engine/nn/models.h"
 #include "engine/nn/trainer.h"
 
-typedef struct model_case {
-  const char *arch;
-  double width;
-  int c, h, w;
-  int exits;
-  int batch;
-  int stage; /* NeuLite stage model, trained with CE - nHSIC(X; Z_X) - 0.5 nHSIC(Y; Z_Y) */
-} model_case;
-
-static const model_case CNN = {"cnn", 4, 1, 12, 12, 0, 5, 0};
-static const model_case CNN_EXITS = {"cnn", 4, 1, 12, 12, 1, 5, 0};
-static const model_case RESNET = {"resnet18", 0.125, 3, 16, 16, 0, 3, 0};
-static const model_case VGG = {"vgg-me", 0.25, 1, 28, 28, 0, 4, 0};
-
-static fg_graph *build(const model_case *m) {
-  fg_model_spec s = {.arch = m->arch, .width = m->width, .in_c = m->c, .in_h = m->h, .in_w = m->w, .classes = 10, .exits = m->exits, .depth = 0, .stage = m->stage};
-  fg_graph *g = NULL;
-  FGT_OK(fg_model_build(&s, &g));
-  return g;
-}
-
-static fg_trainer_options options(const model_case *m, fg_exec_mode mode) {
-  fg_trainer_options o;
-  memset(&o, 0, sizeof o);
-  o.batch = m->batch;
-  o.mode = mode;
-  o.optim = fg_optim_sgd(0.05f, 0.9f, 5e-4f);
-  o.device = fg_host_device();
-  if (m->stage) {
-    o.loss.n = 3;
-    o.loss.terms[0] = (fg_loss_term){.kind = FG_LOSS_XENT, .output = 0, .weight = 1.0f};
-    o.loss.terms[1] = (fg_loss_term){.kind = FG_LOSS_NHSIC, .output = 0, .weight = -1.0f,
-                                     .hsic_target = FG_HSIC_INPUT, .hsic = {1.0f, 10}};
-    o.loss.terms[2] = (fg_loss_term){.kind = FG_LOSS_NHSIC, .output = 1, .weight = -0.5f,
-                                     .hsic_target = FG_HSIC_LABELS, .hsic = {1.0f, 10}};
-  }
-  return o;
-}
-
-/* A deterministic batch: images uniform in [-1, 1], labels in [0, 10). */
-static void fill_batch(fg_trainer *t, int64_t n, uint64_t seed) {
-  fgt_input in;
-  fgt_input_open(&in, t);
-  int64_t per = fg_tensor_numel(&in.x) / in.x.shape[0];
-  fgt_fill_uniform(fg_f32(&in.x), (size_t)(n * per), seed, -1.0f, 1.0f);
-  fg_rng r = fg_rng_stream(seed, FG_RNG_TEST, 1, 0);
-  for (int64_t i = 0; i < n; i++) fg_i32(&in.y)[i] = (int32_t)fg_rng_below(&r, 10);
-  fgt_input_load(&in, t, n);
-  fgt_input_close(&in);
-}
-
-static float *init_state(const fg_graph *g, uint64_t seed) {
-  float *s = malloc((size_t)fg_graph_state_numel(g) * sizeof *s);
-  fg_graph_init_state(g, seed, s);
-  return s;
-}
-
-static fg_trainer *make(const fg_graph *g, const fg_trainer_options *o, fg_ledger *l, const float *state) {
-  fg_trainer *t = NULL;
-  FGT_OK(fg_trainer_create(g, o, l, &t));
-  FGT_OK(fg_trainer_set_state(t, state));
-  return t;
-}
+static const fgt_model_case CNN = {"cnn", 4, 1, 12, 12, 0, 5, 0};
+static const fgt_model_case CNN_EXITS = {"cnn", 4, 1, 12, 12, 1, 5, 0};
+static const fgt_model_case RESNET = {"resnet18", 0.125, 3, 16, 16, 0, 3, 0};
+static const fgt_model_case VGG = {"vgg-me", 0.25, 1, 28, 28, 0, 4, 0};
 
 /* ------------------------------------------------------------------------------------------ */
 
-static void check_peak(const model_case *m, fg_exec_mode mode) {
+static void check_peak(const fgt_model_case *m, fg_exec_mode mode) {
   fgt_setup_cpu(2);
-  fg_graph *g = build(m);
-  fg_trainer_options o = options(m, mode);
+  fg_graph *g = fgt_model_build(m);
+  fg_trainer_options o = fgt_model_options(m, mode);
   fg_plan *plan;
   FGT_OK(fg_plan_build(g, &o, &plan));
-  float *state = init_state(g, 1);
+  float *state = fgt_model_init_state(g, 1);
   fg_ledger l;
   fg_ledger_init(&l, "client", 0);
-  fg_trainer *t = make(g, &o, &l, state);
+  fg_trainer *t = fgt_model_trainer(g, &o, &l, state);
   fg_step_stats st;
   for (int k = 0; k < 3; k++) {
-    fill_batch(t, m->batch - (k == 2), 10 + (uint64_t)k); /* the last batch is partial */
+    fgt_model_fill_batch(t, m->batch - (k == 2), 10 + (uint64_t)k); /* the last batch is partial */
     FGT_OK(fg_trainer_step(t, m->batch - (k == 2), &st));
     cr_assert(isfinite(st.loss));
   }
@@ -118,8 +59,8 @@ Test(plan, peak_equals_plan_vgg) { check_peak(&VGG, FG_EXEC_STORE); }
 
 Test(plan, cap_one_byte_below_fails_and_leaks_nothing) {
   fgt_setup_cpu(1);
-  fg_graph *g = build(&RESNET);
-  fg_trainer_options o = options(&RESNET, FG_EXEC_STORE);
+  fg_graph *g = fgt_model_build(&RESNET);
+  fg_trainer_options o = fgt_model_options(&RESNET, FG_EXEC_STORE);
   fg_plan *plan;
   FGT_OK(fg_plan_build(g, &o, &plan));
   fg_ledger l;
@@ -140,9 +81,9 @@ Test(plan, cap_one_byte_below_fails_and_leaks_nothing) {
 
 Test(plan, frozen_model_has_no_gradients_or_saved_activations) {
   fgt_setup_cpu(1);
-  fg_graph *g = build(&CNN);
+  fg_graph *g = fgt_model_build(&CNN);
   fg_graph_set_trainable(g, "", 0);
-  fg_trainer_options o = options(&CNN, FG_EXEC_STORE);
+  fg_trainer_options o = fgt_model_options(&CNN, FG_EXEC_STORE);
   fg_plan *plan;
   FGT_OK(fg_plan_build(g, &o, &plan));
   cr_assert_eq(plan->bytes_by_cat[FG_MEM_GRADS], 0u);
@@ -150,11 +91,11 @@ Test(plan, frozen_model_has_no_gradients_or_saved_activations) {
   cr_assert_eq(plan->bytes_by_cat[FG_MEM_ACTIVATIONS], 0u);
   cr_assert_eq(plan->n_backward_nodes, 0);
   /* It still runs forward and reports the loss, and changes no parameter. */
-  float *state = init_state(g, 3);
+  float *state = fgt_model_init_state(g, 3);
   fg_ledger l;
   fg_ledger_init(&l, "frozen", 0);
-  fg_trainer *t = make(g, &o, &l, state);
-  fill_batch(t, CNN.batch, 5);
+  fg_trainer *t = fgt_model_trainer(g, &o, &l, state);
+  fgt_model_fill_batch(t, CNN.batch, 5);
   fg_step_stats st;
   FGT_OK(fg_trainer_step(t, CNN.batch, &st));
   cr_assert(st.loss > 0.5 && st.loss < 10.0, "loss %g", st.loss);
@@ -187,10 +128,10 @@ static size_t saved_bytes(const fg_plan *p) {
 
 Test(plan, frozen_prefix_keeps_nothing_for_the_prefix) {
   fgt_setup_cpu(1);
-  fg_graph *full = build(&CNN), *part = build(&CNN);
+  fg_graph *full = fgt_model_build(&CNN), *part = fgt_model_build(&CNN);
   fg_graph_set_trainable(part, "block1.", 0);
   fg_graph_set_trainable(part, "block2.", 0);
-  fg_trainer_options o = options(&CNN, FG_EXEC_STORE);
+  fg_trainer_options o = fgt_model_options(&CNN, FG_EXEC_STORE);
   fg_plan *pf, *pp;
   FGT_OK(fg_plan_build(full, &o, &pf));
   FGT_OK(fg_plan_build(part, &o, &pp));
@@ -222,8 +163,8 @@ static void gradients(const fg_graph *g, const fg_trainer_options *o, const floa
                       float **grads, float **state_after) {
   fg_ledger l;
   fg_ledger_init(&l, "g", 0);
-  fg_trainer *t = make(g, o, &l, state);
-  fill_batch(t, o->batch, batch_seed);
+  fg_trainer *t = fgt_model_trainer(g, o, &l, state);
+  fgt_model_fill_batch(t, o->batch, batch_seed);
   fg_step_stats st;
   FGT_OK(fg_trainer_compute_gradients(t, o->batch, &st));
   const fg_plan *p = fg_trainer_plan(t);
@@ -235,11 +176,11 @@ static void gradients(const fg_graph *g, const fg_trainer_options *o, const floa
   fg_trainer_destroy(t);
 }
 
-static void check_recompute(const model_case *m) {
+static void check_recompute(const fgt_model_case *m) {
   fgt_setup_cpu(2);
-  fg_graph *g = build(m);
-  float *state = init_state(g, 4);
-  fg_trainer_options os = options(m, FG_EXEC_STORE), oc = options(m, FG_EXEC_CHECKPOINT);
+  fg_graph *g = fgt_model_build(m);
+  float *state = fgt_model_init_state(g, 4);
+  fg_trainer_options os = fgt_model_options(m, FG_EXEC_STORE), oc = fgt_model_options(m, FG_EXEC_CHECKPOINT);
   fg_plan *ps, *pc;
   FGT_OK(fg_plan_build(g, &os, &ps));
   FGT_OK(fg_plan_build(g, &oc, &pc));
@@ -269,10 +210,10 @@ Test(recompute, vgg_with_dropout_bit_identical) { check_recompute(&VGG); }
 
 Test(recompute, checkpointing_saves_activation_memory) {
   fgt_setup_cpu(1);
-  model_case m = RESNET;
+  fgt_model_case m = RESNET;
   m.batch = 16;
-  fg_graph *g = build(&m);
-  fg_trainer_options os = options(&m, FG_EXEC_STORE), oc = options(&m, FG_EXEC_CHECKPOINT);
+  fg_graph *g = fgt_model_build(&m);
+  fg_trainer_options os = fgt_model_options(&m, FG_EXEC_STORE), oc = fgt_model_options(&m, FG_EXEC_CHECKPOINT);
   fg_plan *ps, *pc;
   FGT_OK(fg_plan_build(g, &os, &ps));
   FGT_OK(fg_plan_build(g, &oc, &pc));
@@ -286,17 +227,17 @@ Test(recompute, checkpointing_saves_activation_memory) {
 
 Test(determinism, same_seed_same_weights) {
   fgt_setup_cpu(2);
-  fg_graph *g = build(&VGG); /* has dropout */
-  fg_trainer_options o = options(&VGG, FG_EXEC_STORE);
+  fg_graph *g = fgt_model_build(&VGG); /* has dropout */
+  fg_trainer_options o = fgt_model_options(&VGG, FG_EXEC_STORE);
   float *final[2];
   for (int run = 0; run < 2; run++) {
-    float *state = init_state(g, 11);
+    float *state = fgt_model_init_state(g, 11);
     fg_ledger l;
     fg_ledger_init(&l, "d", 0);
-    fg_trainer *t = make(g, &o, &l, state);
+    fg_trainer *t = fgt_model_trainer(g, &o, &l, state);
     fg_trainer_set_dropout_stream(t, 11, 0);
     for (int k = 0; k < 4; k++) {
-      fill_batch(t, VGG.batch, 100 + (uint64_t)k);
+      fgt_model_fill_batch(t, VGG.batch, 100 + (uint64_t)k);
       fg_step_stats st;
       FGT_OK(fg_trainer_step(t, VGG.batch, &st));
     }
@@ -312,127 +253,28 @@ Test(determinism, same_seed_same_weights) {
   fg_graph_free(g);
 }
 
-/* ------------------------------------------------------------------------------------------ */
-/* Whole-model finite differences. For every parameter tensor with gradient g, along two unit
- * directions: v = g/|g| (the derivative there must equal |g|: by Cauchy-Schwarz only a gradient
- * with the true direction and length passes) and a random sign vector. The central difference
- * (L(p + eps v) - L(p - eps v)) / (2 eps) is compared with <g, v>. The error of the difference
- * does not scale with <g, v>: BN with beta = 0 puts many ReLU inputs next to the kink, and the
- * kinks crossed inside [-eps, eps] add an error that grows linearly with eps (measured: 15% of
- * <g, v> at eps 1e-3 on the ResNet, 2% at 1e-4), so eps is 1e-4 and the tolerance is relative
- * to |g|: 3% of |g|, plus 1e-3 for the float32 rounding of the loss (~1e-7 / 2e-4). */
-
-static double loss_at(fg_trainer *t, const float *state, uint64_t batch_seed, int64_t n) {
-  FGT_OK(fg_trainer_set_state(t, state));
-  fill_batch(t, n, batch_seed);
-  fg_step_stats st;
-  FGT_OK(fg_trainer_compute_gradients(t, n, &st));
-  return st.loss;
-}
-
-/* The loss with parameter p replaced by `param` (rounded to float), the rest of the state fixed:
- * the function the finite-difference checker perturbs. */
-typedef struct param_loss_ctx {
-  fg_trainer *t;
-  const float *state;
-  float *probe;
-  int64_t numel;
-  const fg_param *p;
-  const double *param;
-  uint64_t batch_seed;
-  int64_t n;
-} param_loss_ctx;
-
-static double param_loss(void *ctx) {
-  const param_loss_ctx *c = ctx;
-  memcpy(c->probe, c->state, (size_t)c->numel * sizeof *c->probe);
-  for (int64_t k = 0; k < c->p->numel; k++) c->probe[c->p->offset + k] = (float)c->param[k];
-  return loss_at(c->t, c->probe, c->batch_seed, c->n);
-}
-
-/* fgt_fd_check along the one direction v (eps 1e-4, |fd - <g, v>| <= tol). */
-static void check_along(const char *what, param_loss_ctx *c, double *param, const double *grad, const double *v,
-                        double tol) {
-  const double *dirs[1] = {v};
-  const fgt_fd_opts o = {1e-4, tol, 0.0, 1, 0.0, dirs, 1};
-  fgt_fd_check(what, param_loss, c, param, c->p->numel, grad, &o);
-}
-
-static void check_model_gradients(const model_case *m) {
-  fgt_setup_cpu(2);
-  fg_graph *g = build(m);
-  fg_trainer_options o = options(m, FG_EXEC_STORE);
-  o.optim.kind = FG_OPTIM_NONE;
-  float *state = init_state(g, 21);
-  fg_ledger l;
-  fg_ledger_init(&l, "fd", 0);
-  fg_trainer *t = make(g, &o, &l, state);
-  int64_t numel = fg_graph_state_numel(g);
-  float *probe = malloc((size_t)numel * sizeof *probe), *grad = malloc((size_t)numel * sizeof *grad);
-  double *param = malloc((size_t)numel * sizeof *param), *gd = malloc((size_t)numel * sizeof *gd);
-  double *v = malloc((size_t)numel * sizeof *v);
-  const uint64_t batch_seed = 31;
-  int checked = 0;
-  for (int i = 0; i < fg_graph_param_count(g); i++) {
-    const fg_param *p = fg_graph_param(g, i);
-    if (p->is_buffer) continue;
-    loss_at(t, state, batch_seed, m->batch);
-    FGT_OK(fg_trainer_get_grad(t, i, grad));
-    double gnorm = 0;
-    for (int64_t k = 0; k < p->numel; k++) gnorm += (double)grad[k] * grad[k];
-    gnorm = sqrt(gnorm);
-    cr_assert_gt(gnorm, 0.0, "%s: zero gradient", p->name);
-    const double tol = 0.03 * gnorm + 1e-3;
-    for (int64_t k = 0; k < p->numel; k++) {
-      param[k] = state[p->offset + k];
-      gd[k] = grad[k];
-      v[k] = grad[k] / gnorm;
-    }
-    param_loss_ctx c = {t, state, probe, numel, p, param, batch_seed, m->batch};
-    char what[160];
-    snprintf(what, sizeof what, "%s along its gradient (|g| %.6g)", p->name, gnorm);
-    check_along(what, &c, param, gd, v, tol);
-    fg_rng r = fg_rng_stream(5, FG_RNG_TEST, (uint64_t)i, 0);
-    const double vn = sqrt((double)p->numel);
-    for (int64_t k = 0; k < p->numel; k++) v[k] = (fg_rng_u32(&r) & 1 ? 1.0 : -1.0) / vn;
-    snprintf(what, sizeof what, "%s along a random direction", p->name);
-    check_along(what, &c, param, gd, v, tol);
-    checked++;
-  }
-  cr_assert_gt(checked, 5);
-  fg_trainer_destroy(t);
-  free(v), free(gd), free(param), free(grad), free(probe), free(state);
-  fg_graph_free(g);
-}
-
-Test(gradcheck, whole_cnn) { check_model_gradients(&CNN_EXITS); }
+/* Whole-model finite differences (fgt_model_gradcheck); the ResNet-18 cases, a minute each, are
+ * in tests/slow/test_gradcheck_resnet.c. */
+Test(gradcheck, whole_cnn) { fgt_model_gradcheck(&CNN_EXITS); }
 /* The nHSIC terms' gradients reach O_t, the block and P (which only the label term trains).
  * Their weights stay near the ones used in training (<= 1): the loss is a float32 forward, and
  * the rounding of Z passed through the kernels moves nHSIC by ~1e-7, which a large weight would
  * lift above the 1e-3 allowance (a bias of P has a zero true gradient: shifting every row of
  * Z_Y leaves all distances unchanged). */
 Test(gradcheck, neulite_cnn_stage_with_nhsic_terms) {
-  model_case m = {"cnn", 4, 1, 12, 12, 0, 10, 1};
-  check_model_gradients(&m);
-}
-Test(gradcheck, neulite_resnet_last_stage_with_nhsic_terms) {
-  model_case m = {"resnet18", 0.125, 3, 16, 16, 0, 4, 4};
-  check_model_gradients(&m);
-}
-Test(gradcheck, whole_resnet18) {
-  model_case m = {"resnet18", 0.25, 3, 16, 16, 0, 2, 0};
-  check_model_gradients(&m);
+  fgt_model_case m = {"cnn", 4, 1, 12, 12, 0, 10, 1};
+  fgt_model_gradcheck(&m);
 }
 
 Test(plan, class_mask_zeroes_masked_classifier_rows) {
   fgt_setup_cpu(1);
-  fg_graph *g = build(&CNN);
-  fg_trainer_options o = options(&CNN, FG_EXEC_STORE);
+  fg_graph *g = fgt_model_build(&CNN);
+  fg_trainer_options o = fgt_model_options(&CNN, FG_EXEC_STORE);
   o.loss.class_mask = 1;
-  float *state = init_state(g, 8);
+  float *state = fgt_model_init_state(g, 8);
   fg_ledger l;
   fg_ledger_init(&l, "mask", 0);
-  fg_trainer *t = make(g, &o, &l, state);
+  fg_trainer *t = fgt_model_trainer(g, &o, &l, state);
   float mask[10] = {1, 1, 0, 1, 0, 1, 1, 1, 1, 0};
   FGT_OK(fg_trainer_set_class_mask(t, mask));
   fgt_input in;
@@ -471,14 +313,14 @@ Test(plan, class_mask_zeroes_masked_classifier_rows) {
  * exits it generally differs. */
 Test(plan, ensemble_of_exits) {
   fgt_setup_cpu(1);
-  fg_graph *g = build(&CNN_EXITS);
-  fg_trainer_options o = options(&CNN_EXITS, FG_EXEC_INFERENCE);
+  fg_graph *g = fgt_model_build(&CNN_EXITS);
+  fg_trainer_options o = fgt_model_options(&CNN_EXITS, FG_EXEC_INFERENCE);
   o.batch = 64;
-  float *state = init_state(g, 9);
+  float *state = fgt_model_init_state(g, 9);
   fg_ledger l;
   fg_ledger_init(&l, "ens", 0);
-  fg_trainer *t = make(g, &o, &l, state);
-  fill_batch(t, 64, 12);
+  fg_trainer *t = fgt_model_trainer(g, &o, &l, state);
+  fgt_model_fill_batch(t, 64, 12);
   fg_step_stats st;
   FGT_OK(fg_trainer_evaluate(t, 64, &st));
   cr_assert_eq(st.n_outputs, 3);
@@ -507,14 +349,14 @@ Test(plan, ensemble_of_exits) {
 Test(plan, bn_without_running_statistics_evaluates_with_batch_statistics) {
   fgt_setup_cpu(1);
   for (int mode = 0; mode < 2; mode++) {
-    fg_graph *g = build(&CNN);
+    fg_graph *g = fgt_model_build(&CNN);
     if (mode) fg_graph_set_bn_mode(g, "", FG_BN_NO_RUNNING_STATS);
-    fg_trainer_options o = options(&CNN, FG_EXEC_INFERENCE);
-    float *state = init_state(g, 14);
+    fg_trainer_options o = fgt_model_options(&CNN, FG_EXEC_INFERENCE);
+    float *state = fgt_model_init_state(g, 14);
     fg_ledger l;
     fg_ledger_init(&l, "bn", 0);
-    fg_trainer *t = make(g, &o, &l, state);
-    fill_batch(t, CNN.batch, 15);
+    fg_trainer *t = fgt_model_trainer(g, &o, &l, state);
+    fgt_model_fill_batch(t, CNN.batch, 15);
     fg_step_stats a, b;
     FGT_OK(fg_trainer_evaluate(t, CNN.batch, &a));
     for (int i = 0; i < fg_graph_param_count(g); i++) {

@@ -120,8 +120,7 @@ static void check_external_gradients(int two_heads) {
   for (int p = 0; p < fg_graph_param_count(g); p++) {
     const fg_param *pa = fg_graph_param(g, p);
     FGT_OK(fg_trainer_get_grad(t, p, grad));
-    double gmax = 0.0;
-    for (int64_t e = 0; e < pa->numel; e++) gmax = fmax(gmax, fabs(grad[e]));
+    const double gmax = fgt_max_abs_f32(grad, (size_t)pa->numel);
     cr_assert_gt(gmax, 0.0, "%s: zero gradient", pa->name);
     for (int64_t e = 0; e < pa->numel; e++) {
       const int64_t at = pa->offset + e;

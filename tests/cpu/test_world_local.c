@@ -306,7 +306,7 @@ Test(world_local, general_is_the_mean_over_clients_at_their_deepest_exits, .time
       "seed: 4\nrounds: 3\nmodel: {arch: cnn, width: 4}\n"
       "clients:\n  count: 8\n  budgets:\n    kind: tiers\n    tiers:\n"
       "      - {fraction: 3.0, share: 0.25}\n      - {fraction: 0.93, share: 0.25}\n"
-      "      - {fraction: 0.7, share: 0.25}\n      - {fraction: 0.0001, share: 0.25}\n"
+      "      - {fraction: 0.8, share: 0.25}\n      - {fraction: 0.0001, share: 0.25}\n"
       "sampling: {kind: uniform, per_round: 8}\nlocal: {epochs: 3, batch: 16, lr: 0.05, momentum: 0.9}\n"
       "eval: {batch: 7}\n"
       "method: {name: depthfl}\n";
@@ -323,7 +323,9 @@ Test(world_local, general_is_the_mean_over_clients_at_their_deepest_exits, .time
   FGT_OK(fg_run_method(&w, 0, run, 0, on_round, &cap, &res));
 
   /* every client has a record; the tiers (fractions of the base model's planned peak: depth 2
-   * needs about 88% of it, depth 1 about 66%) give full-depth, shallower and no-fit clients */
+   * needs about 88% of it, depth 1 about 66% with the x86 3x3 kernels' workspaces and about 75%
+   * with the generic im2col path other processors take) give full-depth, shallower and no-fit
+   * clients */
   int at[3] = {0}, skipped = 0;
   for (int c = 0; c < cfg.clients; c++) {
     cr_assert_neq(cap.level[c], -2, "client %d has no record", c);
