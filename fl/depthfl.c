@@ -26,9 +26,6 @@ static const fg_field option_table[] = {
 
 static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out) {
   memset(out, 0, sizeof *out);
-  if (strcmp(base->arch, "cnn") != 0 && strcmp(base->arch, "vgg-me") != 0)
-    return FG_FAIL(FG_ERR_CONFIG, "method depthfl needs a model with early exits (cnn or vgg-me), not %s",
-                   base->arch);
   out->global = *base;
   out->global.exits = 1;
   fg_levels_by_depth(&out->global, out);

@@ -105,6 +105,11 @@ static const char *block_prefix(const fg_model_spec *spec) {
 
 static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out) {
   const options *o = mc->options;
+  if (fg_model_block_count(base->arch) != HMF_BLOCKS)
+    return FG_FAIL(FG_ERR_CONFIG,
+                   "method hypemefed: model %s has %d blocks, expected %d (the four hypernetworks map the convs "
+                   "of block j to block j+1, j = 1, 2: cnn or vgg-me)",
+                   base->arch, fg_model_block_count(base->arch), HMF_BLOCKS);
   FG_TRY(fg_method_plan_multiexit(mc, base, out));
   if (out->weighting != FG_WEIGHT_COUNT)
     return FG_FAIL(FG_ERR_CONFIG, "method hypemefed averages uniformly over the round's participants "

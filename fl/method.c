@@ -95,9 +95,6 @@ int fg_method_budget_round(int rounds) { return rounds > 0 ? rounds - 1 : 0; }
 fg_status fg_method_plan_multiexit(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out) {
   const fg_multiexit_options *o = mc->options;
   memset(out, 0, sizeof *out);
-  if (strcmp(base->arch, "cnn") != 0 && strcmp(base->arch, "vgg-me") != 0)
-    return FG_FAIL(FG_ERR_CONFIG, "method %s needs a multi-exit model (vgg-me, or cnn with its exits), not %s",
-                   mc->name, base->arch);
   out->global = *base;
   out->global.exits = 1;
   fg_levels_by_depth(&out->global, out);
@@ -151,7 +148,5 @@ void fg_loss_every_exit(int outputs, fg_loss_spec *out) {
 int fg_spec_outputs(const fg_model_spec *spec) {
   int blocks = fg_model_block_count(spec->arch);
   int depth = spec->depth ? spec->depth : blocks;
-  if (strcmp(spec->arch, "vgg-me") == 0) return depth;
-  if (strcmp(spec->arch, "cnn") == 0 && spec->exits) return depth;
-  return 1;
+  return spec->exits || strcmp(spec->arch, "vgg-me") == 0 ? depth : 1;
 }

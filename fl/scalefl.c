@@ -53,9 +53,6 @@ static fg_status check_options(fg_schema_ctx *c, const void *opt, const unsigned
 static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_method_plan *out) {
   const options *o = mc->options;
   memset(out, 0, sizeof *out);
-  if (strcmp(base->arch, "cnn") != 0 && strcmp(base->arch, "vgg-me") != 0)
-    return FG_FAIL(FG_ERR_CONFIG, "method scalefl needs a model with early exits (cnn or vgg-me), not %s",
-                   base->arch);
   int blocks = fg_model_block_count(base->arch);
   out->global = *base;
   out->global.exits = 1;
@@ -65,6 +62,13 @@ static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_
     if (o->exits[src] > blocks)
       return FG_FAIL(FG_ERR_CONFIG, "method scalefl: %d exits, the %s model has %d", o->exits[src], base->arch,
                      blocks);
+    if (l == 0 && o->exits[src] != blocks)
+      return FG_FAIL(FG_ERR_CONFIG,
+                     "method scalefl: the largest level has %d exits, the %s model has %d blocks (expected the "
+                     "largest level to hold them all; set method.exits%s)",
+                     o->exits[src], base->arch, blocks,
+                     blocks == 4 ? ", e.g. exits [1, 2, 3, 4] with widths [0.7, 0.7, 0.75, 1] as ScaleFL's reference"
+                                 : "");
     fg_level *lv = &out->levels[l];
     lv->spec = out->global;
     lv->spec.rate = o->widths[src];

@@ -132,7 +132,8 @@ static int stage_after_block(const build_ctx *b, const stage_geom *geo, int k, i
 /* ------------------------------------------------------------------------------------------ */
 /* cnn                                                                                         */
 
-static int cnn_exit(fg_graph *g, int x, int j, int classes) {
+/* Early exit j of cnn and the resnets: global average pool + linear (exit{j}.pool, exit{j}). */
+static int pooled_exit(fg_graph *g, int x, int j, int classes) {
   char pool[FG_NAME_CAP], head[FG_NAME_CAP];
   snprintf(pool, sizeof pool, "exit%d.pool", j);
   snprintf(head, sizeof head, "exit%d", j);
@@ -163,7 +164,7 @@ static fg_status build_cnn(const fg_model_spec *s, int depth, const build_ctx *b
     if (b->stage) {
       if (stage_after_block(b, &geo, k, x)) break;
     } else if (k < 3) {
-      if (s->exits) cnn_exit(g, x, k, s->classes);
+      if (s->exits) pooled_exit(g, x, k, s->classes);
     } else {
       x = fg_graph_avgpool(g, x, name2(pool, sizeof pool, prefix, "pool"));
       fg_graph_mark_output(g, fg_graph_linear(g, x, s->classes, 1, "head"));
@@ -238,7 +239,9 @@ static int basic_block(const build_ctx *bc, int x, int l, int u, int64_t in_c, i
   return fg_graph_relu(g, y, name2(a, sizeof a, p, "relu2"));
 }
 
-static fg_status build_resnet(const fg_model_spec *s, const int units[4], const build_ctx *b) {
+/* Blocks 1..depth (stem + layer1 is block 1); with exits, exit j (global pool + linear) after
+ * block j < 4, and the model's own pool + fc only when all four blocks are built. */
+static fg_status build_resnet(const fg_model_spec *s, int depth, const int units[4], const build_ctx *b) {
   fg_graph *g = b->g;
   double m = fg_model_width(s);
   int segment = 0;
@@ -250,7 +253,7 @@ static fg_status build_resnet(const fg_model_spec *s, const int units[4], const 
   x = fg_graph_relu(g, x, "stem.relu");
   stage_geom geo = {4, {0}, {0, 1, 2, 2, 2}, FG_INIT_NORMAL_FAN_OUT, "pool", "fc"};
   for (int l = 1; l <= 4; l++) geo.channels[l] = kept(b, scaled(64 << (l - 1), m));
-  for (int l = 1; l <= 4; l++) {
+  for (int l = 1; l <= depth; l++) {
     int64_t out_c = geo.channels[l];
     fg_graph_set_block(g, l - 1);
     for (int u = 0; u < units[l - 1]; u++) {
@@ -259,7 +262,9 @@ static fg_status build_resnet(const fg_model_spec *s, const int units[4], const 
       c = out_c;
     }
     if (b->stage && stage_after_block(b, &geo, l, x)) return fg_graph_status(g);
+    if (s->exits && l < 4) pooled_exit(g, x, l, s->classes);
   }
+  if (depth < 4) return fg_graph_status(g);
   x = fg_graph_avgpool(g, x, "pool");
   fg_graph_mark_output(g, fg_graph_linear(g, x, s->classes, 1, "fc"));
   return fg_graph_status(g);
@@ -300,11 +305,11 @@ fg_status fg_model_build(const fg_model_spec *s, fg_graph **out) {
       st = build_cnn(s, depth, &b);
     } else if (strcmp(s->arch, "vgg-me") == 0) {
       st = build_vgg(s, depth, &b);
-    } else if (depth != blocks) {
-      st = FG_FAIL(FG_ERR_INVALID, "model %s: depth %d, ResNets are built whole", s->arch, depth);
+    } else if (!s->exits && !s->stage && depth != blocks) {
+      st = FG_FAIL(FG_ERR_INVALID, "model %s: depth %d needs early exits (exits: true)", s->arch, depth);
     } else {
       static const int r18[4] = {2, 2, 2, 2}, r34[4] = {3, 4, 6, 3};
-      st = build_resnet(s, strcmp(s->arch, "resnet18") == 0 ? r18 : r34, &b);
+      st = build_resnet(s, depth, strcmp(s->arch, "resnet18") == 0 ? r18 : r34, &b);
     }
   }
   if (st != FG_OK) {

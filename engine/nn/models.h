@@ -1,5 +1,6 @@
 /* Built-in models (models.md): `cnn` (with optional early exits), `vgg-me` (HypeMeFed's
- * multi-exit VGG, four input variants), `resnet18`, `resnet34` (CIFAR-style). Parameter names
+ * multi-exit VGG, four input variants), `resnet18`, `resnet34` (CIFAR-style, with optional early
+ * exits: ours, for the depth methods; models.md gives the resnets none). Parameter names
  * are those of models.md, so a checkpoint loads into an equivalent PyTorch module unchanged.
  * Owns nothing: builds graphs (engine/nn/graph.h). */
 #ifndef FG_MODELS_H
@@ -21,8 +22,10 @@ typedef struct fg_model_spec {
   double width;            /* cnn: block-1 channels (0 = 16); others: channel multiplier (0 = 1) */
   int64_t in_c, in_h, in_w;
   int classes;
-  int exits;               /* cnn: early exits after blocks 1 and 2 (vgg-me always has exits) */
-  int depth;               /* cnn, vgg-me: blocks to build (0 = all); outputs are the exits up to it */
+  int exits;               /* cnn: early exits after blocks 1 and 2; resnets: after blocks 1..3
+                              (global pool + linear, named exit{j}); vgg-me always has exits */
+  int depth;               /* blocks to build (0 = all; fewer needs exits); outputs are the
+                              exits up to it */
   double rate;             /* sub-model width rate in (0, 1] (0 = 1): every hidden layer keeps
                               ceil(rate x its channels); inputs and classes are kept */
   fg_scaler_mode scaler;   /* a Scaler (x / rate) after every conv when rate < 1 */

@@ -13,7 +13,7 @@
 #include "engine/nn/models.h"
 
 fg_graph *fgt_model_build(const fgt_model_case *m) {
-  fg_model_spec s = {.arch = m->arch, .width = m->width, .in_c = m->c, .in_h = m->h, .in_w = m->w, .classes = 10, .exits = m->exits, .depth = 0, .stage = m->stage};
+  fg_model_spec s = {.arch = m->arch, .width = m->width, .in_c = m->c, .in_h = m->h, .in_w = m->w, .classes = 10, .exits = m->exits, .depth = m->depth, .stage = m->stage};
   fg_graph *g = NULL;
   FGT_OK(fg_model_build(&s, &g));
   return g;

@@ -195,8 +195,46 @@ Test(methods, levels_of_the_width_methods) {
   cr_assert(!mp.ignore_budgets);
   cr_assert_null(fg_method_find("fedprox"));
   cr_assert_eq(fg_last_status(), FG_ERR_CONFIG);
+  for (int i = 0; i < 6; i++) fg_method_config_free(&mc[i]);
+}
+
+/* The depth methods on the resnets (4 blocks, exits after blocks 1..3): DepthFL offers depths
+ * 4..1 with every exit up to each; ScaleFL's default levels (3 exits at most) would never train
+ * block 4 and are refused with the fix named; HypeMeFed's hypernetworks pair the blocks of 3-block
+ * models only. */
+Test(methods, depth_methods_on_a_resnet) {
   fg_model_spec resnet = CNN;
   resnet.arch = "resnet18";
-  cr_assert_eq(fg_method_find(names[5])->plan(&mc[5], &resnet, &mp), FG_ERR_CONFIG);
-  for (int i = 0; i < 6; i++) fg_method_config_free(&mc[i]);
+  resnet.width = 0.125;
+  resnet.in_c = 3, resnet.in_h = 32, resnet.in_w = 32;
+  fg_method_plan mp;
+  fg_method_config depthfl = fgt_method_config("depthfl", "resnet18", NULL);
+  FGT_OK(fg_method_find("depthfl")->plan(&depthfl, &resnet, &mp));
+  cr_assert_eq(mp.n_levels, 4);
+  for (int l = 0; l < 4; l++) {
+    cr_assert_eq(mp.levels[l].spec.depth, 4 - l);
+    cr_assert(mp.levels[l].spec.exits);
+    cr_assert_eq(fg_spec_outputs(&mp.levels[l].spec), 4 - l);
+  }
+  fg_method_config scalefl = fgt_method_config("scalefl", "resnet18", NULL);
+  fg_clear_error();
+  cr_assert_eq(fg_method_find("scalefl")->plan(&scalefl, &resnet, &mp), FG_ERR_CONFIG);
+  cr_assert(strstr(fg_last_error(), "largest level has 3 exits") && strstr(fg_last_error(), "4 blocks") &&
+                strstr(fg_last_error(), "method.exits"),
+            "%s", fg_last_error());
+  fg_method_config scalefl4 =
+      fgt_method_config("scalefl", "resnet18", "exits=[1, 2, 3, 4]", "widths=[0.7, 0.7, 0.75, 1]", NULL);
+  FGT_OK(fg_method_find("scalefl")->plan(&scalefl4, &resnet, &mp));
+  cr_assert_eq(mp.n_levels, 4);
+  cr_assert_eq(mp.levels[0].spec.depth, 4);
+  cr_assert_eq(mp.levels[3].spec.depth, 1);
+  cr_assert_float_eq(mp.levels[3].spec.rate, 0.7, 1e-12);
+  fg_method_config hypemefed = fgt_method_config("hypemefed", "resnet18", NULL);
+  fg_clear_error();
+  cr_assert_eq(fg_method_find("hypemefed")->plan(&hypemefed, &resnet, &mp), FG_ERR_CONFIG);
+  cr_assert(strstr(fg_last_error(), "resnet18 has 4 blocks, expected 3"), "%s", fg_last_error());
+  fg_method_config_free(&depthfl);
+  fg_method_config_free(&scalefl);
+  fg_method_config_free(&scalefl4);
+  fg_method_config_free(&hypemefed);
 }

@@ -110,6 +110,33 @@ Test(models, resnets) {
   fg_graph_free(g);
 }
 
+/* Our early exits on the resnets (global pool + linear after blocks 1..3) and depth prefixes:
+ * counts from the block sizes checked above plus the exits' 64/128/256 x 10 + 10. */
+Test(models, resnet_exits_and_depth) {
+  fg_graph *g = build("resnet18", 0, 3, 32, 32, 10, 1, 0);
+  cr_assert_eq(fg_graph_param_numel(g), 11173962 + 650 + 1290 + 2570);
+  cr_assert_eq(fg_graph_output_count(g), 4);
+  const char *outs[4] = {"exit1", "exit2", "exit3", "fc"};
+  for (int j = 0; j < 4; j++) cr_assert_str_eq(fg_graph_node(g, fg_graph_output_node(g, j))->name, outs[j]);
+  cr_assert_eq(fg_graph_param(g, fg_graph_find_param(g, "exit2.weight"))->shape[1], 128);
+  fg_graph_free(g);
+  g = build("resnet18", 0, 3, 32, 32, 10, 1, 2); /* stem, layer1, layer2, exits 1 and 2 */
+  cr_assert_eq(fg_graph_param_numel(g), 1856 + 147968 + 525568 + 650 + 1290);
+  cr_assert_eq(fg_graph_output_count(g), 2);
+  cr_assert_eq(fg_graph_find_param(g, "layer3.0.conv1.weight"), -1);
+  cr_assert_eq(fg_graph_find_param(g, "fc.weight"), -1);
+  fg_graph_free(g);
+  g = build("resnet34", 0, 3, 32, 32, 10, 1, 1);
+  cr_assert_eq(fg_graph_param_numel(g), 1856 + 221952 + 650);
+  fg_graph_free(g);
+  fg_model_spec no_exits = {.arch = "resnet18", .in_c = 3, .in_h = 32, .in_w = 32, .classes = 10, .depth = 2};
+  fg_graph *none = NULL;
+  fg_clear_error();
+  cr_assert_eq(fg_model_build(&no_exits, &none), FG_ERR_INVALID);
+  cr_assert_null(none);
+  cr_assert(strstr(fg_last_error(), "depth 2 needs early exits"), "%s", fg_last_error());
+}
+
 Test(models, init_rules) {
   fg_graph *g = build("resnet18", 0.25, 3, 32, 32, 10, 0, 0);
   float *s = calloc((size_t)fg_graph_state_numel(g), sizeof *s);

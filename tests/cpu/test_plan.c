@@ -14,10 +14,12 @@
 #include "engine/nn/models.h"
 #include "engine/nn/trainer.h"
 
-static const fgt_model_case CNN = {"cnn", 4, 1, 12, 12, 0, 5, 0};
-static const fgt_model_case CNN_EXITS = {"cnn", 4, 1, 12, 12, 1, 5, 0};
-static const fgt_model_case RESNET = {"resnet18", 0.125, 3, 16, 16, 0, 3, 0};
-static const fgt_model_case VGG = {"vgg-me", 0.25, 1, 28, 28, 0, 4, 0};
+static const fgt_model_case CNN = {"cnn", 4, 1, 12, 12, 0, 5, 0, 0};
+static const fgt_model_case CNN_EXITS = {"cnn", 4, 1, 12, 12, 1, 5, 0, 0};
+static const fgt_model_case RESNET = {"resnet18", 0.125, 3, 16, 16, 0, 3, 0, 0};
+static const fgt_model_case VGG = {"vgg-me", 0.25, 1, 28, 28, 0, 4, 0, 0};
+/* Blocks 1..3 of a resnet18 with its exits (DepthFL's depth-3 level). */
+static const fgt_model_case RESNET_EXITS = {"resnet18", 0.125, 3, 16, 16, 1, 3, 0, 3};
 
 /* ------------------------------------------------------------------------------------------ */
 
@@ -56,6 +58,8 @@ Test(plan, peak_equals_plan_cnn_exits) { check_peak(&CNN_EXITS, FG_EXEC_STORE); 
 Test(plan, peak_equals_plan_resnet) { check_peak(&RESNET, FG_EXEC_STORE); }
 Test(plan, peak_equals_plan_resnet_checkpoint) { check_peak(&RESNET, FG_EXEC_CHECKPOINT); }
 Test(plan, peak_equals_plan_vgg) { check_peak(&VGG, FG_EXEC_STORE); }
+Test(plan, peak_equals_plan_resnet_exits) { check_peak(&RESNET_EXITS, FG_EXEC_STORE); }
+Test(plan, peak_equals_plan_resnet_exits_checkpoint) { check_peak(&RESNET_EXITS, FG_EXEC_CHECKPOINT); }
 
 Test(plan, cap_one_byte_below_fails_and_leaks_nothing) {
   fgt_setup_cpu(1);
@@ -207,6 +211,7 @@ static void check_recompute(const fgt_model_case *m) {
 Test(recompute, cnn_bit_identical) { check_recompute(&CNN); }
 Test(recompute, resnet_bit_identical) { check_recompute(&RESNET); }
 Test(recompute, vgg_with_dropout_bit_identical) { check_recompute(&VGG); }
+Test(recompute, resnet_exits_bit_identical) { check_recompute(&RESNET_EXITS); }
 
 Test(recompute, checkpointing_saves_activation_memory) {
   fgt_setup_cpu(1);
@@ -256,13 +261,18 @@ Test(determinism, same_seed_same_weights) {
 /* Whole-model finite differences (fgt_model_gradcheck); the ResNet-18 cases, a minute each, are
  * in tests/slow/test_gradcheck_resnet.c. */
 Test(gradcheck, whole_cnn) { fgt_model_gradcheck(&CNN_EXITS); }
+/* Our resnet exits: a depth-2 prefix (every tensor reaches an exit's cross-entropy). */
+Test(gradcheck, resnet_prefix_with_exits) {
+  fgt_model_case m = {"resnet18", 0.125, 3, 8, 8, 1, 3, 0, 2};
+  fgt_model_gradcheck(&m);
+}
 /* The nHSIC terms' gradients reach O_t, the block and P (which only the label term trains).
  * Their weights stay near the ones used in training (<= 1): the loss is a float32 forward, and
  * the rounding of Z passed through the kernels moves nHSIC by ~1e-7, which a large weight would
  * lift above the 1e-3 allowance (a bias of P has a zero true gradient: shifting every row of
  * Z_Y leaves all distances unchanged). */
 Test(gradcheck, neulite_cnn_stage_with_nhsic_terms) {
-  fgt_model_case m = {"cnn", 4, 1, 12, 12, 0, 10, 1};
+  fgt_model_case m = {"cnn", 4, 1, 12, 12, 0, 10, 1, 0};
   fgt_model_gradcheck(&m);
 }
 
