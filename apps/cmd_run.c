@@ -1,5 +1,9 @@
-/* fedgap run CONFIG.yaml [--set key=value]... [--out DIR] [--resume DIR]: one federated
- * experiment, or with `methods:` one per method on the same clients and a comparison table.
+/* fedgap run CONFIG.yaml [--set key=value]... [--out DIR] [--resume DIR [--allow-change KEY]...]:
+ * one federated experiment, or with `methods:` one per method on the same clients and a
+ * comparison table. A resume runs the run folder's own config.yaml (CONFIG.yaml may be left out);
+ * a resolved configuration that differs from it is refused, naming the keys, unless each
+ * differing key is allowed with --allow-change, which config_changes.jsonl in the run folder
+ * records.
  * Progress: a bar on a terminal, a line per round otherwise. Last line: final_accuracy=0.xxxx
  * (per method for comparisons). */
 #include <errno.h>
@@ -10,6 +14,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "apps/cli.h"
 #include "apps/progress.h"
@@ -196,8 +202,118 @@ static int run_all(const fg_config *cfg, const char *dir, int resume) {
   return FG_EXIT_OK;
 }
 
+/* ---- --resume: the run's own configuration --------------------------------------------------- */
+
+enum { MAX_CHANGES = 64 };
+
+/* `key` is allowed by one of the --allow-change items: equal to one of their comma-separated
+ * names, or below it ("local" allows "local.lr"). */
+static int change_allowed(const fg_arg_list *allow, const char *key) {
+  for (int i = 0; i < allow->n; i++) {
+    const char *p = allow->items[i];
+    while (*p) {
+      size_t n = strcspn(p, ",");
+      if (n > 0 && strncmp(key, p, n) == 0 && (key[n] == '\0' || key[n] == '.' || key[n] == '['))
+        return 1;
+      p += n;
+      if (*p == ',') p++;
+    }
+  }
+  return 0;
+}
+
+/* Appends one line to dir/config_changes.jsonl (rewritten atomically): when, at which revision,
+ * and each allowed change with its old and new value. */
+static fg_status record_changes(const char *dir, const fg_config_change *changes, int n) {
+  char *path = fg_path_join(dir, "config_changes.jsonl");
+  if (!path) return out_of_memory();
+  unsigned char *old = NULL;
+  size_t old_len = 0;
+  fg_status s = fg_read_file(path, 16u << 20, &old, &old_len);
+  if (s == FG_ERR_IO && access(path, F_OK) != 0) { /* none yet */
+    s = FG_OK;
+    old_len = 0;
+  }
+  cJSON *line = s == FG_OK ? cJSON_CreateObject() : NULL;
+  char when[32];
+  time_t now = time(NULL);
+  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+  cJSON *list = NULL;
+  int ok = line && cJSON_AddStringToObject(line, "time", when) &&
+           cJSON_AddStringToObject(line, "revision", FEDGAP_GIT_REV) &&
+           (list = cJSON_AddArrayToObject(line, "changes")) != NULL;
+  for (int i = 0; ok && i < n; i++) {
+    cJSON *c = cJSON_CreateObject();
+    ok = c && cJSON_AddItemToArray(list, c) && cJSON_AddStringToObject(c, "key", changes[i].key) &&
+         cJSON_AddStringToObject(c, "from", changes[i].from) && cJSON_AddStringToObject(c, "to", changes[i].to);
+  }
+  char *text = ok ? cJSON_PrintUnformatted(line) : NULL;
+  cJSON_Delete(line);
+  if (s == FG_OK && !text) s = out_of_memory();
+  if (s == FG_OK) {
+    size_t t = strlen(text);
+    int sep = old_len > 0 && old[old_len - 1] != '\n';
+    unsigned char *all = malloc(old_len + (size_t)sep + t + 1);
+    if (!all) s = out_of_memory();
+    else {
+      if (old_len) memcpy(all, old, old_len);
+      if (sep) all[old_len] = '\n';
+      memcpy(all + old_len + sep, text, t);
+      all[old_len + (size_t)sep + t] = '\n';
+      s = fg_write_file_atomic(path, all, old_len + (size_t)sep + t + 1);
+      free(all);
+    }
+  }
+  cJSON_free(text);
+  free(old);
+  free(path);
+  return s;
+}
+
+/* Compares the resolved configuration with the run folder's config.yaml. Every differing key must
+ * be allowed (the allowed ones go to changes[], *n_changes of them); otherwise one line naming the
+ * keys and FG_EXIT_USAGE. */
+static int check_resume(const fg_command *cmd, const fg_config *cfg, const char *dir, const fg_arg_list *allow,
+                        fg_config_change *changes, int *n_changes) {
+  *n_changes = 0;
+  char *own = fg_path_join(dir, "config.yaml");
+  if (!own) return fg_runtime_error(cmd->name);
+  fg_config was;
+  fg_status s = fg_config_load(own, NULL, 0, &was);
+  free(own);
+  if (s != FG_OK) {
+    fprintf(stderr, "fedgap %s: --resume %s: the run's configuration: %s\n", cmd->name, dir, fg_last_error());
+    return FG_EXIT_FAILURE;
+  }
+  fg_config_change all[MAX_CHANGES];
+  int n = 0;
+  s = fg_config_diff(&was, cfg, all, MAX_CHANGES, &n);
+  fg_config_free(&was);
+  if (s != FG_OK) return fg_runtime_error(cmd->name);
+  char refused[1024] = "", first[128] = "";
+  size_t len = 0;
+  int n_refused = 0;
+  for (int i = 0; i < n && i < MAX_CHANGES; i++) {
+    if (change_allowed(allow, all[i].key)) {
+      changes[(*n_changes)++] = all[i];
+      continue;
+    }
+    if (n_refused++ == 0) snprintf(first, sizeof first, "%.127s", all[i].key);
+    if (len < sizeof refused)
+      len += (size_t)snprintf(refused + len, sizeof refused - len, "%s%s (%s -> %s)", len ? ", " : "", all[i].key,
+                              all[i].from, all[i].to);
+  }
+  if (n > MAX_CHANGES) n_refused += n - MAX_CHANGES;
+  if (n_refused == 0) return FG_EXIT_OK;
+  return fg_usage_error(cmd,
+                        "--resume %s: the configuration differs from the run's config.yaml in %d key%s: %s; resume "
+                        "with the run's own (fedgap run --resume %s), or allow a deliberate change, which the run "
+                        "folder records (--allow-change %s)",
+                        dir, n_refused, n_refused == 1 ? "" : "s", refused, dir, first);
+}
+
 int fg_cmd_run(int argc, char **argv) {
-  fg_arg_list sets = {{0}, 0};
+  fg_arg_list sets = {{0}, 0}, allow = {{0}, 0};
   const char *out = NULL, *resume = NULL;
   int threads = -1;
   const char *device = NULL;
@@ -205,13 +321,18 @@ int fg_cmd_run(int argc, char **argv) {
       {"set", FG_ARG_LIST, &sets, "KEY=VALUE", "override a configuration key (repeatable), e.g. --set rounds=5", 0, -1,
        0, 0},
       {"out", FG_ARG_STRING, &out, "DIR", "run folder (default runs/<name>-<date>-<time>)", 0, -1, 0, 0},
-      {"resume", FG_ARG_STRING, &resume, "DIR", "continue the run in DIR from its last checkpoint", 0, -1, 0, 0},
+      {"resume", FG_ARG_STRING, &resume, "DIR",
+       "continue the run in DIR from its last checkpoint, with DIR/config.yaml (CONFIG.yaml may be left out)", 0,
+       -1, 0, 0},
+      {"allow-change", FG_ARG_LIST, &allow, "KEY",
+       "with --resume: let KEY (e.g. rounds, local.lr; repeatable or comma-separated) differ from the run's "
+       "config.yaml; recorded in DIR/config_changes.jsonl", 0, -1, 0, 0},
       {"threads", FG_ARG_INT, &threads, "N", "CPU threads (default: the config's, else all cores)", 0, 1024, 0, 0},
       {"device", FG_ARG_STRING, &device, "cpu|cuda[:N]",
        "device of local training and evaluation (default: the config's device key, else cpu)", 0, -1, 0, 0},
   };
   fg_command cmd = {"run", "Run the federated experiment a YAML file describes (usage: fedgap run CONFIG.yaml "
-                    "[options]; configs/README.md lists the keys).",
+                    "[options], or fedgap run --resume DIR [options]; configs/README.md lists the keys).",
                     args, (int)(sizeof args / sizeof args[0]), NULL, 0};
   const char *config = NULL;
   if (argc > 0 && strncmp(argv[0], "--", 2) != 0) {
@@ -221,8 +342,14 @@ int fg_cmd_run(int argc, char **argv) {
   }
   int help, rc = fg_args_parse(&cmd, argc, argv, &help);
   if (rc != FG_EXIT_OK || help) return rc;
-  if (!config) return fg_usage_error(&cmd, "give the experiment file: fedgap run CONFIG.yaml");
   if (out && resume) return fg_usage_error(&cmd, "--out and --resume name the run folder twice; give one");
+  if (allow.n && !resume) return fg_usage_error(&cmd, "--allow-change applies to --resume only");
+  char own_config[4096];
+  if (!config && resume) {
+    snprintf(own_config, sizeof own_config, "%s/config.yaml", resume);
+    config = own_config;
+  }
+  if (!config) return fg_usage_error(&cmd, "give the experiment file: fedgap run CONFIG.yaml");
   /* --device D is the override device=D, after the --set ones. */
   char device_set[64];
   if (device) {
@@ -236,12 +363,18 @@ int fg_cmd_run(int argc, char **argv) {
   fg_config cfg;
   fg_status s = fg_config_load(config, sets.items, sets.n, &cfg);
   if (s != FG_OK) {
-    fprintf(stderr, "fedgap run: %s\n", fg_last_error());
+    if (config == own_config) fprintf(stderr, "fedgap run: --resume %s: the run's configuration: %s\n", resume, fg_last_error());
+    else fprintf(stderr, "fedgap run: %s\n", fg_last_error());
     return s == FG_ERR_CONFIG ? FG_EXIT_USAGE : FG_EXIT_FAILURE;
   }
+  fg_config_change changes[MAX_CHANGES];
+  int n_changes = 0;
+  rc = resume ? check_resume(&cmd, &cfg, resume, &allow, changes, &n_changes) : FG_EXIT_OK;
   char dir[4096];
-  rc = fg_cli_start(cmd.name, threads >= 0 ? threads : cfg.threads, cfg.device);
+  if (rc == FG_EXIT_OK) rc = fg_cli_start(cmd.name, threads >= 0 ? threads : cfg.threads, cfg.device);
   if (rc == FG_EXIT_OK && choose_dir(&cfg, out, resume, dir, sizeof dir) != 0) rc = fg_runtime_error(cmd.name);
+  if (rc == FG_EXIT_OK && n_changes > 0 && record_changes(dir, changes, n_changes) != FG_OK)
+    rc = fg_runtime_error(cmd.name);
   if (rc == FG_EXIT_OK) rc = run_all(&cfg, dir, resume != NULL);
   fg_config_free(&cfg);
   return rc;

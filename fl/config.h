@@ -9,6 +9,7 @@
 #ifndef FG_FL_CONFIG_H
 #define FG_FL_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "engine/base/status.h"
@@ -74,6 +75,24 @@ fg_status fg_config_load(const char *path, const char *const *set, int n_set, fg
  * file cannot be written (the previous file at `path`, if any, is then untouched). */
 fg_status fg_config_write_resolved(const fg_config *cfg, int method_index, const char *path,
                                    const char *revision);
+/* The text fg_config_write_resolved writes, in a malloc'd NUL-terminated buffer (caller frees). */
+fg_status fg_config_resolved_text(const fg_config *cfg, int method_index, const char *revision, char **text,
+                                  size_t *len);
+
+/* One key whose value differs between two configurations: its path ("rounds", "local.lr",
+ * "methods[1].rates") and both values as the resolved config.yaml writes them ("(absent)" for a
+ * key one of them leaves to a default it does not write). */
+typedef struct fg_config_change {
+  char key[128];
+  char from[128], to[128];
+} fg_config_change;
+
+/* The keys whose resolved values differ from `was` to `now` (both loaded; every method entry, -1),
+ * compared key by key on the resolved configuration: mappings by key, lists of scalars as a whole,
+ * lists of mappings entry by entry. `threads` is not compared (results do not depend on it). The
+ * first `cap` changes go to out[], *n is their total. */
+fg_status fg_config_diff(const fg_config *was, const fg_config *now, fg_config_change *out, int cap, int *n);
+
 void fg_config_free(fg_config *cfg);
 /* The names configs/README.md gives these values ("global", "dirichlet", ...); "unknown" for
  * other values. */
