@@ -83,12 +83,16 @@ typedef struct run_view {
 
 static void on_round(void *ctx, const fg_round_record *r, int rounds) {
   run_view *v = ctx;
-  int ok = 0, over = 0, nofit = 0;
+  int ok = 0, over = 0, nofit = 0, rejected = 0, diverged = 0;
   for (int i = 0; i < r->n_clients; i++) {
     ok += r->clients[i].status == FG_CLIENT_OK;
     over += r->clients[i].status == FG_CLIENT_OVER_BUDGET;
     nofit += r->clients[i].status == FG_CLIENT_NO_FIT;
+    rejected += r->clients[i].status == FG_CLIENT_REJECTED;
+    diverged += r->clients[i].status == FG_CLIENT_DIVERGED;
   }
+  char refused[64] = "";
+  if (rejected || diverged) snprintf(refused, sizeof refused, ", %d rejected, %d diverged", rejected, diverged);
   char acc[32] = "-", mib[32];
   if (r->evaluated) snprintf(acc, sizeof acc, "%.4f", r->accuracy);
   fg_cli_mib(r->max_client_engine_peak, mib, sizeof mib);
@@ -100,10 +104,10 @@ static void on_round(void *ctx, const fg_round_record *r, int rounds) {
     fg_progress_update(&v->bar, label, r->round, rounds, text);
     return;
   }
-  printf("%s round %d/%d  %s %s  train_loss %.4f  clients %d ok, %d over budget, %d fit nothing  "
+  printf("%s round %d/%d  %s %s  train_loss %.4f  clients %d ok, %d over budget, %d fit nothing%s  "
          "client peak %s  %.1f s\n",
-         v->method, r->round, rounds, v->general ? "general" : "accuracy", acc, r->train_loss, ok, over, nofit, mib,
-         r->seconds);
+         v->method, r->round, rounds, v->general ? "general" : "accuracy", acc, r->train_loss, ok, over, nofit,
+         refused, mib, r->seconds);
   fflush(stdout);
 }
 

@@ -19,6 +19,13 @@
 
 enum { FG_MAX_METHODS = 16 };
 
+/* updates.max_distance when not given. */
+#define FG_UPDATE_MAX_DISTANCE 10.0
+
+/* What a client whose training loss turns non-finite does to the run: it is recorded as diverged and
+ * sends nothing (skip), or the run ends with an error naming it (stop). */
+typedef enum fg_diverge_action { FG_DIVERGE_SKIP = 0, FG_DIVERGE_STOP } fg_diverge_action;
+
 typedef struct fg_config {
   char *path;               /* the file it came from */
   char *name;
@@ -53,6 +60,10 @@ typedef struct fg_config {
   fg_eval_protocol eval_protocol; /* global: the test split; local: the clients' local test splits */
   /* checkpoints */
   int checkpoint_every;
+  /* client updates (fl/update_check.h) */
+  double update_max_distance; /* updates.max_distance: reject an update farther from the model sent than
+                                 this multiple of that model's norm; 0: no bound */
+  fg_diverge_action on_diverge; /* updates.on_diverge: a client whose loss turns non-finite */
   /* methods: one, or several to compare (from `methods:`) */
   fg_method_config methods[FG_MAX_METHODS];
   int n_methods;
@@ -100,5 +111,6 @@ const char *fg_eval_protocol_name(fg_eval_protocol p);
 const char *fg_partition_kind_name(fg_partition_kind k);
 const char *fg_budget_kind_name(fg_budget_kind k);
 const char *fg_sampling_kind_name(fg_sampling_kind k);
+const char *fg_diverge_action_name(fg_diverge_action a);
 
 #endif

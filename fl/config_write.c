@@ -97,6 +97,9 @@ static void write_training(FILE *f, const fg_config *cfg) {
   fprintf(f, "eval:\n  every: %d\n  batch: %d\n  max_samples: %d\n  protocol: %s\n", cfg->eval_every,
           cfg->eval_batch, cfg->eval_max_samples, fg_eval_protocol_name(cfg->eval_protocol));
   fprintf(f, "checkpoint:\n  every: %d\n", cfg->checkpoint_every);
+  fputs("updates:\n  max_distance: ", f);
+  put_real(f, cfg->update_max_distance);
+  fprintf(f, "\n  on_diverge: %s\n", fg_diverge_action_name(cfg->on_diverge));
 }
 
 static fg_status write_config(FILE *f, const fg_config *cfg, int method_index, const char *revision) {

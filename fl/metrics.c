@@ -33,6 +33,8 @@ const char *fg_client_status_name(fg_client_status status) {
     case FG_CLIENT_OVER_BUDGET: return "over_budget";
     case FG_CLIENT_NO_FIT: return "no_fit";
     case FG_CLIENT_FAILED: return "failed";
+    case FG_CLIENT_REJECTED: return "rejected";
+    case FG_CLIENT_DIVERGED: return "diverged";
   }
   return "unknown";
 }
@@ -165,7 +167,7 @@ static cJSON *client_to_json(const fg_client_record *c) {
        add_number(o, "process_peak_bytes", (double)c->process_peak_bytes) &&
        add_number(o, "bytes_down", (double)c->bytes_down) && add_number(o, "bytes_up", (double)c->bytes_up) &&
        add_number(o, "train_loss", c->train_loss) && add_number(o, "seconds", c->seconds) &&
-       add_number(o, "transfer_seconds", c->transfer_seconds);
+       add_number(o, "transfer_seconds", c->transfer_seconds) && add_number(o, "update_distance", c->update_distance);
   if (!ok) {
     cJSON_Delete(o);
     return NULL;
@@ -510,7 +512,7 @@ static fg_status check_record(const fg_metrics *m, const fg_round_record *r) {
   if (r->n_clients < 0 || (r->n_clients > 0 && !r->clients))
     return FG_FAIL(FG_ERR_INVALID, "round %d: n_clients %d without client records", r->round, r->n_clients);
   for (int i = 0; i < r->n_clients; i++)
-    if ((unsigned)r->clients[i].status > (unsigned)FG_CLIENT_FAILED)
+    if ((unsigned)r->clients[i].status > (unsigned)FG_CLIENT_DIVERGED)
       return FG_FAIL(FG_ERR_INVALID, "round %d, client %d: status %d is not a fg_client_status", r->round,
                      r->clients[i].id, (int)r->clients[i].status);
   return FG_OK;
