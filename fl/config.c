@@ -31,6 +31,10 @@ typedef struct loaded {
 
 #define AT(member) offsetof(loaded, cfg.member)
 
+/* The largest batch a plan takes (engine/nn/plan.c): a larger one is refused before anything is
+ * allocated for it. */
+#define FG_CONFIG_MAX_BATCH 16777216
+
 /* ---- names of enumerated values ------------------------------------------------------------ */
 
 static const fg_choice partition_kinds[] = {
@@ -146,7 +150,7 @@ static const fg_field sampling_fields[] = {
 static const fg_field local_fields[] = {
     {.key = "epochs", .type = FG_FIELD_INT, .offset = AT(local_epochs), .def = 1, .min = 1, .max = INFINITY,
      .doc = "local epochs per round"},
-    {.key = "batch", .type = FG_FIELD_INT, .offset = AT(local_batch), .def = 64, .min = 1, .max = INFINITY,
+    {.key = "batch", .type = FG_FIELD_INT, .offset = AT(local_batch), .def = 64, .min = 1, .max = FG_CONFIG_MAX_BATCH,
      .doc = "local batch size"},
     {.key = "optimizer", .type = FG_FIELD_CHOICE, .offset = offsetof(loaded, optimizer), .def = 0,
      .choices = optimizers, .n_choices = COUNT(optimizers), .doc = "reset every round"},
@@ -165,7 +169,7 @@ static const fg_field local_fields[] = {
 static const fg_field eval_fields[] = {
     {.key = "every", .type = FG_FIELD_INT, .offset = AT(eval_every), .def = 1, .min = 1, .max = INFINITY,
      .doc = "evaluate every this many rounds (and after the last)"},
-    {.key = "batch", .type = FG_FIELD_INT, .offset = AT(eval_batch), .def = 256, .min = 1, .max = INFINITY,
+    {.key = "batch", .type = FG_FIELD_INT, .offset = AT(eval_batch), .def = 256, .min = 1, .max = FG_CONFIG_MAX_BATCH,
      .doc = "evaluation batch"},
     {.key = "max_samples", .type = FG_FIELD_INT, .offset = AT(eval_max_samples), .def = 0, .min = 0, .max = INFINITY,
      .doc = "global protocol: the first N test samples (0: all)"},

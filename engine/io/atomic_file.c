@@ -143,6 +143,17 @@ void fg_atomic_abort(fg_atomic_file *f) {
   fg_atomic_discard(f);
 }
 
+fg_status fg_sync_dir(const char *dir) {
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (dfd < 0 || fsync(dfd) != 0) {
+    int err = errno;
+    if (dfd >= 0) close(dfd);
+    return FG_FAIL(FG_ERR_IO, "cannot fsync the directory '%s': %s", dir, strerror(err));
+  }
+  close(dfd);
+  return FG_OK;
+}
+
 fg_status fg_write_file_atomic(const char *path, const void *data, size_t len) {
   fg_atomic_file f;
   FG_TRY(fg_atomic_open(&f, path));
