@@ -6,6 +6,7 @@
  * records.
  * Progress: a bar on a terminal, a line per round otherwise. Last line: final_accuracy=0.xxxx
  * (per method for comparisons). */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -156,7 +157,35 @@ static void print_table(const fg_config *cfg, const fg_run_result *res) {
   printf("\n");
 }
 
+/* An atomic write's temporary file ("NAME.tmp.XXXXXX", engine/io/atomic_file.h). */
+static int is_temporary(const char *name) {
+  const char *t = strstr(name, ".tmp.");
+  while (t && strstr(t + 1, ".tmp.")) t = strstr(t + 1, ".tmp.");
+  return t && t != name && strlen(t + 5) == 6;
+}
+
+/* A resume removes the temporary files that writes interrupted by a crash left in `dir`. */
+static void remove_temporaries(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    if (!is_temporary(e->d_name)) continue;
+    char *path = fg_path_join(dir, e->d_name);
+    if (path) unlink(path);
+    free(path);
+  }
+  closedir(d);
+}
+
 static int run_all(const fg_config *cfg, const char *dir, int resume) {
+  if (resume) {
+    remove_temporaries(dir);
+    for (int m = 0; cfg->compare && m < cfg->n_methods; m++) {
+      char *sub = fg_path_join(dir, cfg->methods[m].name);
+      if (sub) remove_temporaries(sub);
+      free(sub);
+    }
+  }
   fg_world w;
   fg_status s = fg_world_open(cfg, &w);
   if (s == FG_OK) s = write_config(cfg, -1, dir);

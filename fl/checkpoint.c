@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/base/killpoint.h"
 #include "engine/io/atomic_file.h"
 
 #include "engine/io/safetensors.h"
@@ -72,15 +73,19 @@ static void next_tensors_path(const char *dir, char *buf, size_t cap) {
 
 fg_status fg_checkpoint_save(const char *dir, const fg_graph *g, const float *state, int round, const char *method,
                              uint64_t partition_hash) {
+  fg_killpoint("checkpoint_begin");
   FG_TRY(save_state(dir, g, state, round, method, partition_hash));
   /* the method state of this round (fg_checkpoint_save_tensors) becomes the current one */
   char next[4096], cur[4096];
   next_tensors_path(dir, next, sizeof next);
   tensors_path(dir, cur, sizeof cur);
-  if (access(next, F_OK) != 0) return FG_OK;
-  if (rename(next, cur) != 0)
-    return FG_FAIL(FG_ERR_IO, "cannot rename '%s' to '%s': %s", next, cur, strerror(errno));
-  return fg_sync_dir(dir);
+  fg_status s = FG_OK;
+  if (access(next, F_OK) == 0) {
+    if (rename(next, cur) != 0) return FG_FAIL(FG_ERR_IO, "cannot rename '%s' to '%s': %s", next, cur, strerror(errno));
+    s = fg_sync_dir(dir);
+  }
+  fg_killpoint("checkpoint_done");
+  return s;
 }
 
 /* Total floats of the tensors t enumerates. */
@@ -98,6 +103,7 @@ static fg_status staging(int64_t n, float **out) {
 }
 
 fg_status fg_checkpoint_save_tensors(const char *dir, const fg_checkpoint_tensors *t, int round) {
+  fg_killpoint("checkpoint_begin");
   char path[4096], r[32];
   next_tensors_path(dir, path, sizeof path);
   snprintf(r, sizeof r, "%d", round);
@@ -134,7 +140,15 @@ fg_status fg_checkpoint_load_tensors(const char *dir, const fg_checkpoint_tensor
   char path[4096];
   /* a run stopped after the checkpoint's rename but before the method state's: the next one */
   next_tensors_path(dir, path, sizeof path);
-  if (tensors_round(path) != round) tensors_path(dir, path, sizeof path);
+  int next_round = tensors_round(path);
+  if (next_round != round) {
+    char next[4096];
+    snprintf(next, sizeof next, "%s", path);
+    tensors_path(dir, path, sizeof path);
+    if (access(path, F_OK) != 0 && access(next, F_OK) == 0)
+      return FG_FAIL(FG_ERR_FORMAT, "%s: method state of round %d, the checkpoint is of round %d (and there is no "
+                     "%s)", next, next_round, round, path);
+  }
   fg_st_file *f = NULL;
   FG_TRY(fg_st_open(path, &f));
   const char *r = fg_st_metadata(f, "round");

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/base/killpoint.h"
 #include "engine/io/atomic_file.h"
 
 static const char fg_jsonl_name[] = "metrics.jsonl";
@@ -535,6 +536,7 @@ fg_status fg_metrics_append(fg_metrics *m, const fg_round_record *r) {
   if (!t.p || t.failed || row.failed) s = FG_FAIL(FG_ERR_OOM, "round %d: cannot format the record", r->round);
   off_t jsonl_before = m->jsonl_size;
   if (s == FG_OK) s = append_line(m->jsonl_fd, &m->jsonl_size, m->jsonl_path, t.p, t.len);
+  if (s == FG_OK) fg_killpoint("metrics_append");
   if (s == FG_OK) {
     s = append_line(m->csv_fd, &m->csv_size, m->csv_path, row.p, row.len);
     if (s != FG_OK) cut_back(m->jsonl_fd, &m->jsonl_size, jsonl_before);
