@@ -20,7 +20,7 @@
 enum { FG_MAX_METHODS = 16 };
 
 /* updates.max_distance when not given. */
-#define FG_UPDATE_MAX_DISTANCE 10.0
+#define FG_UPDATE_MAX_DISTANCE 100.0
 
 /* What a client whose training loss turns non-finite does to the run: it is recorded as diverged and
  * sends nothing (skip), or the run ends with an error naming it (stop). */

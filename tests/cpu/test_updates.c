@@ -262,14 +262,14 @@ Test(updates, bad_updates_are_rejected_and_the_others_aggregate, .timeout = 300)
   cr_assert(strstr(r->error, "values, the sub-model sent has") != NULL, "%s", r->error);
   r = record_of(&in, 3);
   cr_assert_eq(r->status, FG_CLIENT_REJECTED);
-  cr_assert(strstr(r->error, "above updates.max_distance 10") != NULL, "%s", r->error);
+  cr_assert(strstr(r->error, "above updates.max_distance 100") != NULL, "%s", r->error);
   r = record_of(&in, 4);
   cr_assert_eq(r->status, FG_CLIENT_REJECTED);
   cr_assert(strstr(r->error, "the sub-model sent has [") != NULL, "%s", r->error);
   for (int c = 0; c < CLIENTS; c += 5) {
     r = record_of(&in, c);
     cr_assert_eq(r->status, FG_CLIENT_OK, "client %d: %s", c, r->error);
-    cr_assert(r->update_distance > 0 && r->update_distance < 10, "client %d moved %g", c, r->update_distance);
+    cr_assert(r->update_distance > 0 && r->update_distance < 100, "client %d moved %g", c, r->update_distance);
   }
   final_model_is_the_mean_of_the_kept(&w, run, &in);
 
