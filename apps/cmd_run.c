@@ -68,6 +68,31 @@ static fg_status write_one_partition(const fg_world *w, const fg_partition *p, c
   return s;
 }
 
+/* --resume: the run's partition.json, read back whole, is the partition the configuration gives. */
+static fg_status check_partition(const fg_world *w, const char *dir) {
+  char *path = fg_path_join(dir, "partition.json");
+  if (!path) return out_of_memory();
+  fg_status s = FG_OK;
+  if (access(path, F_OK) == 0) {
+    fg_ledger ledger;
+    fg_ledger_init(&ledger, "partition.json", 0);
+    fg_partition read;
+    s = fg_partition_read(path, w->partition.n_clients, w->train.n, w->train.classes, fg_dataset_labels(&w->train),
+                          &ledger, &read);
+    const fg_partition *p = &w->partition;
+    int64_t n = ((const int64_t *)p->offset.ptr)[p->n_clients];
+    if (s == FG_OK && (read.hash != p->hash ||
+                       memcmp(read.offset.ptr, p->offset.ptr, ((size_t)p->n_clients + 1) * sizeof(int64_t)) != 0 ||
+                       memcmp(read.index.ptr, p->index.ptr, (size_t)n * sizeof(uint32_t)) != 0))
+      s = FG_FAIL(FG_ERR_CONFIG, "%s: the run's partition (hash %016llx) is not the one the configuration gives "
+                  "(%016llx): different data, clients or seed, or an edited file", path,
+                  (unsigned long long)read.hash, (unsigned long long)p->hash);
+    fg_partition_free(&read);
+  }
+  free(path);
+  return s;
+}
+
 /* partition.json: what clients train on; local_test.json: their local test splits, if any. */
 static fg_status write_partition(const fg_world *w, const char *dir) {
   FG_TRY(write_one_partition(w, &w->partition, dir, "partition.json"));
@@ -188,6 +213,7 @@ static int run_all(const fg_config *cfg, const char *dir, int resume) {
   }
   fg_world w;
   fg_status s = fg_world_open(cfg, &w);
+  if (s == FG_OK && resume) s = check_partition(&w, dir);
   if (s == FG_OK) s = write_config(cfg, -1, dir);
   if (s == FG_OK) s = write_partition(&w, dir);
   fg_run_result res[FG_MAX_METHODS];

@@ -235,3 +235,33 @@ Test(resume, resuming_nothing_is_refused, .timeout = 120) {
   free(dir);
   free(cfg);
 }
+
+Test(resume, an_edited_partition_file_is_refused, .timeout = 120) {
+  char *cfg = write_config("p", 2, NULL), *dir = fgt_join(tmp, "run-p");
+  run_ok((const char *[]){"", "run", cfg, "--set", "rounds=1", "--out", dir, NULL});
+  char *path = fgt_join(dir, "partition.json");
+  char *text = fgt_read_text(path);
+  /* swap the first two indices of client 0: the same samples, another order, another hash */
+  char *list = strstr(text, "\"indices\": [") + strlen("\"indices\": [");
+  char *comma = strchr(list, ','), *end = comma + 1 + strcspn(comma + 1, ",]");
+  char a[16], b[16];
+  snprintf(a, sizeof a, "%.*s", (int)(comma - list), list);
+  snprintf(b, sizeof b, "%.*s", (int)(end - comma - 1), comma + 1);
+  char *swapped = malloc(strlen(text) + 1);
+  size_t at = (size_t)(list - text);
+  memcpy(swapped, text, at);
+  at += (size_t)sprintf(swapped + at, "%s,%s", b, a);
+  strcpy(swapped + at, end);
+  FGT_OK(fg_write_file_atomic(path, swapped, strlen(swapped)));
+  fgt_run r = run((const char *[]){"", "run", cfg, "--resume", dir, "--allow-change", "rounds", NULL});
+  cr_assert_eq(r.status, 1, "status %d: %s", r.status, r.err);
+  cr_assert_eq(fgt_line_count(r.err), 1, "%s", r.err);
+  cr_assert(strstr(r.err, "partition.json") && strstr(r.err, "is not the one the configuration gives"), "%s", r.err);
+  fgt_run_free(&r);
+  cr_assert_eq(metric_rounds(dir), 1);
+  free(swapped);
+  free(text);
+  free(path);
+  free(dir);
+  free(cfg);
+}
