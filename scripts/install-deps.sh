@@ -2,12 +2,14 @@
 # Installs the Debian packages fedgap needs, only those that are missing.
 #   scripts/install-deps.sh            build + test + main-job packages
 #   scripts/install-deps.sh --bench    also PyTorch (bench/ comparisons)
+#   scripts/install-deps.sh --fuzz     also clang with its libFuzzer runtime and OpenMP (scripts/fuzz.sh)
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config git
       libopenblas-openmp-dev zlib1g-dev libcriterion-dev libyaml-dev libcjson-dev gnuplot-nox
       dataset-fashion-mnist)
 if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-torch python3-numpy); fi
+if [[ "${1:-}" == "--fuzz" ]]; then pkgs+=(clang libclang-rt-dev libomp-dev); fi
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -419,6 +419,7 @@ static fg_status fg_st_parse_entry(const char *path, const cJSON *item, size_t d
   const char *name = item->string;
   char found[96], extent[48];
   e->name = name;
+  if (!name[0]) return fg_st_bad(path, "a tensor has an empty name, expected a non-empty one");
   if (!cJSON_IsObject(item))
     return fg_st_bad(path, "tensor '%s': entry is %s, expected an object with dtype, shape, "
                      "data_offsets", name, fg_json_snippet(item, found, sizeof found));
