@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +17,23 @@
 
 static void checkpoint_path(const char *dir, char *buf, size_t cap) { snprintf(buf, cap, "%s/checkpoint.safetensors", dir); }
 
+/* A state with a NaN or an infinity is not a checkpoint: it would replace the last good one. */
+static fg_status check_finite(const char *path, const fg_graph *g, const float *state) {
+  for (int i = 0; i < fg_graph_param_count(g); i++) {
+    const fg_param *p = fg_graph_param(g, i);
+    for (int64_t k = 0; k < p->numel; k++)
+      if (!isfinite(state[p->offset + k]))
+        return FG_FAIL(FG_ERR_NUMERIC, "%s: not written: %s[%lld] of the state is %g (the previous checkpoint is "
+                       "kept)", path, p->name, (long long)k, (double)state[p->offset + k]);
+  }
+  return FG_OK;
+}
+
 static fg_status save_state(const char *dir, const fg_graph *g, const float *state, int round, const char *method,
                             uint64_t partition_hash) {
   char path[4096], r[32], h[32];
   checkpoint_path(dir, path, sizeof path);
+  FG_TRY(check_finite(path, g, state));
   snprintf(r, sizeof r, "%d", round);
   snprintf(h, sizeof h, "%016" PRIx64, partition_hash);
   const char *keys[] = {"format", "round", "method", "partition"};
@@ -61,6 +75,8 @@ fg_status fg_checkpoint_load(const char *dir, const fg_graph *g, float *state, i
     s = FG_FAIL(FG_ERR_CONFIG, "%s: checkpoint of partition %.32s, the configuration gives %s (different data, "
                                "clients or seed)", path, p, h);
   if (s == FG_OK) s = fg_weights_read(g, f, state);
+  if (s == FG_OK && check_finite(path, g, state) != FG_OK)
+    s = FG_FAIL(FG_ERR_FORMAT, "%s: holds a NaN or an infinity, not a state to resume from", path);
   if (s == FG_OK) *round = done;
   fg_st_close(f);
   return s;

@@ -14,13 +14,15 @@
 #define FG_CHECKPOINT_MAX_ROUND 1000000
 
 /* dir/checkpoint.safetensors := state at the end of `round` (1-based count of rounds done); then
- * the method state saved for this round (fg_checkpoint_save_tensors) becomes the current one. */
+ * the method state saved for this round (fg_checkpoint_save_tensors) becomes the current one. A
+ * state holding a NaN or an infinity is not written (FG_ERR_NUMERIC naming the tensor): the last
+ * good checkpoint stays. */
 fg_status fg_checkpoint_save(const char *dir, const fg_graph *g, const float *state, int round, const char *method,
                              uint64_t partition_hash);
 /* Reads dir/checkpoint.safetensors into state; checks that it belongs to `method` and
  * `partition_hash`, that its round is a count in 1..FG_CHECKPOINT_MAX_ROUND and that its data
- * matches the CRC-32 it records (a truncated or corrupted file is FG_ERR_FORMAT naming it);
- * *round := rounds done. */
+ * matches the CRC-32 it records (a truncated or corrupted file is FG_ERR_FORMAT naming it), and
+ * that every value is finite; *round := rounds done. */
 fg_status fg_checkpoint_load(const char *dir, const fg_graph *g, float *state, int *round, const char *method,
                              uint64_t partition_hash);
 

@@ -9,6 +9,7 @@
  *   the file, leaves the last checkpoint byte for byte and no temporary file; resuming without
  *   the limit then reaches exactly what an uninterrupted run reaches. */
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +115,17 @@ Test(crash, the_method_state_of_the_checkpoints_round_is_loaded) {
   cr_assert_eq(fg_checkpoint_load_tensors(dir, &t, 4), FG_ERR_FORMAT);
   cr_assert(strstr(fg_last_error(), "method state of round 3, the checkpoint is of round 4") != NULL, "%s",
             fg_last_error());
+  /* a state with a NaN is not written over the last good checkpoint */
+  size_t before_n = 0, after_n = 0;
+  unsigned char *before = NULL, *after = NULL;
+  FGT_OK(fg_read_file(ckpt, 1u << 26, &before, &before_n));
+  state[5] = NAN;
+  cr_assert_eq(fg_checkpoint_save(dir, g, state, 4, "hypemefed", 7), FG_ERR_NUMERIC);
+  cr_assert(strstr(fg_last_error(), "the previous checkpoint is kept") != NULL, "%s", fg_last_error());
+  FGT_OK(fg_read_file(ckpt, 1u << 26, &after, &after_n));
+  cr_assert(before_n == after_n && memcmp(before, after, before_n) == 0);
+  free(before);
+  free(after);
   free(next);
   free(ckpt);
   free(dir);
