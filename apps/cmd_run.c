@@ -422,7 +422,8 @@ int fg_cmd_run(int argc, char **argv) {
   fg_config cfg;
   fg_status s = fg_config_load(config, sets.items, sets.n, &cfg);
   if (s != FG_OK) {
-    if (config == own_config) fprintf(stderr, "fedgap run: --resume %s: the run's configuration: %s\n", resume, fg_last_error());
+    if (config == own_config)
+      fprintf(stderr, "fedgap run: --resume %s: the run's configuration: %s\n", resume, fg_last_error());
     else fprintf(stderr, "fedgap run: %s\n", fg_last_error());
     return s == FG_ERR_CONFIG ? FG_EXIT_USAGE : FG_EXIT_FAILURE;
   }

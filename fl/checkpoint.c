@@ -82,7 +82,9 @@ fg_status fg_checkpoint_load(const char *dir, const fg_graph *g, float *state, i
   return s;
 }
 
-static void tensors_path(const char *dir, char *buf, size_t cap) { snprintf(buf, cap, "%s/method_state.safetensors", dir); }
+static void tensors_path(const char *dir, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s/method_state.safetensors", dir);
+}
 static void next_tensors_path(const char *dir, char *buf, size_t cap) {
   snprintf(buf, cap, "%s/method_state.next.safetensors", dir);
 }

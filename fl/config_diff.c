@@ -133,7 +133,8 @@ static void walk(differ *df, const char *path, const yaml_node_t *x, const yaml_
 }
 
 fg_status fg_config_diff(const fg_config *was, const fg_config *now, fg_config_change *out, int cap, int *n) {
-  if (!was || !now || !n || cap < 0 || (cap > 0 && !out)) return FG_FAIL(FG_ERR_INVALID, "fg_config_diff: bad argument");
+  if (!was || !now || !n || cap < 0 || (cap > 0 && !out))
+    return FG_FAIL(FG_ERR_INVALID, "fg_config_diff: bad argument");
   *n = 0;
   char *ta = NULL, *tb = NULL;
   size_t la = 0, lb = 0;

@@ -272,7 +272,8 @@ static const double *tensor_scale(server *s, int slot, int n) {
  * them turns the record to rejected, with the reason. */
 static void screen_update(server *s, const fg_graph *g, int round, int c, fg_client_record *rec) {
   fg_update u = {f32(&s->sub_out), fg_graph_state_numel(g), 0, NULL};
-  fg_update_run_test_hook(FG_HOOK_RETURNED, round, c, &u, f32(&s->sub_out), (int64_t)(s->sub_out.bytes / sizeof(float)));
+  int64_t room = (int64_t)(s->sub_out.bytes / sizeof(float));
+  fg_update_run_test_hook(FG_HOOK_RETURNED, round, c, &u, f32(&s->sub_out), room);
   if (fg_update_check(g, f32(&s->sub_in), &u, s->cfg->update_max_distance, &rec->update_distance, rec->error,
                       sizeof rec->error) != FG_UPDATE_ACCEPTED)
     rec->status = FG_CLIENT_REJECTED;

@@ -100,7 +100,8 @@ static void checkpoint_seeds(const char *tmp) {
   float *state = calloc((size_t)fg_graph_state_numel(g), sizeof(float));
   fg_graph_init_state(g, 1, state);
   fg_checkpoint_tensors t = {NULL, method_tensor, method_get, method_set};
-  if (fg_checkpoint_save_tensors(tmp, &t, 3) != FG_OK || fg_checkpoint_save(tmp, g, state, 3, "fedavg", 0x1234) != FG_OK)
+  if (fg_checkpoint_save_tensors(tmp, &t, 3) != FG_OK ||
+      fg_checkpoint_save(tmp, g, state, 3, "fedavg", 0x1234) != FG_OK)
     die("checkpoint seed");
   char path[1200];
   snprintf(path, sizeof path, "%s/checkpoint.safetensors", tmp);

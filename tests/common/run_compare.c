@@ -34,7 +34,8 @@ static const char *const VARYING[] = {"seconds", "elapsed", "transfer_seconds", 
                                       "process_peak_bytes", "wall_seconds"};
 
 static void drop_varying(cJSON *o) {
-  for (size_t i = 0; i < sizeof VARYING / sizeof VARYING[0]; i++) cJSON_DeleteItemFromObjectCaseSensitive(o, VARYING[i]);
+  for (size_t i = 0; i < sizeof VARYING / sizeof VARYING[0]; i++)
+    cJSON_DeleteItemFromObjectCaseSensitive(o, VARYING[i]);
   cJSON *clients = cJSON_GetObjectItemCaseSensitive(o, "clients");
   for (cJSON *c = clients ? clients->child : NULL; c; c = c->next) drop_varying(c);
 }

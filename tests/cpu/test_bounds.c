@@ -46,7 +46,9 @@ static char *put(const char *name, const void *bytes, size_t n, int gz) {
   return path;
 }
 
-static void has(const char *msg, const char *what) { cr_assert(strstr(msg, what) != NULL, "\"%s\" lacks \"%s\"", msg, what); }
+static void has(const char *msg, const char *what) {
+  cr_assert(strstr(msg, what) != NULL, "\"%s\" lacks \"%s\"", msg, what);
+}
 
 /* ---- YAML ---------------------------------------------------------------------------------- */
 
@@ -88,7 +90,8 @@ Test(bounds, yaml_nesting_and_aliases_are_bounded, .timeout = 30) {
   /* a --set value of 40 aliases, each used twice by the next: 2^40 nodes once expanded */
   char value[4096];
   at = snprintf(value, sizeof value, "name=[&a0 [1, 1]");
-  for (int i = 1; i < 40; i++) at += snprintf(value + at, sizeof value - (size_t)at, ", &a%d [*a%d, *a%d]", i, i - 1, i - 1);
+  for (int i = 1; i < 40; i++)
+    at += snprintf(value + at, sizeof value - (size_t)at, ", &a%d [*a%d, *a%d]", i, i - 1, i - 1);
   snprintf(value + at, sizeof value - (size_t)at, "]");
   const char *set[] = {value};
   cr_assert_eq(load_text(BASE, set, 1), FG_ERR_CONFIG);

@@ -89,7 +89,9 @@ Test(kill, kill_anywhere_then_resume_reaches_the_uninterrupted_numbers, .timeout
     int fresh = access(own, F_OK) != 0;
     r = fresh ? fgt_run_fedgap_opts((const char *[]){"", "run", cfg, "--out", killed, "--threads", "1", NULL}, &o)
               : fgt_run_fedgap_opts((const char *[]){"", "run", "--resume", killed, "--threads", "1", NULL}, &o);
-    if (getenv("FGT_TRACE")) fprintf(stderr, "moment %d %s -> signal %d status %d (at method %d)\n", k, o.kill_at ? kill_at : "-", r.signal, r.status, method_in_progress(killed));
+    if (getenv("FGT_TRACE")) /* the schedule as it happened, for debugging */
+      fprintf(stderr, "moment %d %s -> signal %d status %d (at method %d)\n", k, o.kill_at ? kill_at : "-", r.signal,
+              r.status, method_in_progress(killed));
     if (r.signal == SIGKILL) {
       kills++;
       per_point[p]++;
