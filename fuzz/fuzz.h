@@ -31,6 +31,22 @@ const char *fg_fuzz_path(const char *name, char *buf, size_t cap);
 const char *fg_fuzz_subdir(const char *name, char *buf, size_t cap);
 /* Writes n bytes to the scratch file `name` (gzip-compressed when gz); its path into buf. */
 const char *fg_fuzz_file(const char *name, const void *data, size_t n, int gz, char *buf, size_t cap);
+/* Splits an input "flags byte, `len_bytes`-byte little-endian length L, L bytes, the rest" into
+ * its flags and two parts (L cut to what is there); 0 when the input is too short. */
+int fg_fuzz_split(const uint8_t *data, size_t size, int len_bytes, int *flags, const uint8_t **a, size_t *na,
+                  const uint8_t **b, size_t *nb);
+/* After a dataset load that returned `s`: a loaded dataset has samples, images of c x h x w (0:
+ * any) and labels within its classes (and within `classes` when > 0), and is freed; a failed one
+ * left a one-line message. Either way nothing stays charged to `ledger`. */
+struct fg_dataset;
+struct fg_ledger;
+void fg_fuzz_check_dataset(int s, struct fg_dataset *ds, struct fg_ledger *ledger, int64_t c, int64_t h, int64_t w,
+                           int classes);
+/* A method's server-side state of two tensors ("hypernet.a" [4], "hypernet.b" [3]) in static
+ * storage, as fg_checkpoint_tensors (fl/checkpoint.h) reaches it. */
+struct fg_checkpoint_tensors;
+void fg_fuzz_method_tensors(struct fg_checkpoint_tensors *t);
+
 /* Aborts with a message when `ok` is 0: a broken invariant. */
 void fg_fuzz_check(int ok, const char *what);
 /* A failing reader must leave a one-line message. */

@@ -18,26 +18,6 @@ static fg_graph *graph(void) {
   return g;
 }
 
-static float method_values[7];
-
-static int method_tensor(void *ctx, int i, const char **name, int64_t *numel) {
-  (void)ctx;
-  if (i > 1) return 0;
-  *name = i == 0 ? "hypernet.a" : "hypernet.b";
-  *numel = i == 0 ? 4 : 3;
-  return 1;
-}
-static fg_status method_get(void *ctx, int i, float *host) {
-  (void)ctx;
-  memcpy(host, method_values + (i ? 4 : 0), (size_t)(i ? 3 : 4) * sizeof(float));
-  return FG_OK;
-}
-static fg_status method_set(void *ctx, int i, const float *host) {
-  (void)ctx;
-  memcpy(method_values + (i ? 4 : 0), host, (size_t)(i ? 3 : 4) * sizeof(float));
-  return FG_OK;
-}
-
 int fg_fuzz_checkpoint(const uint8_t *data, size_t size) {
   fg_fuzz_init();
   fg_graph *g = graph();
@@ -61,7 +41,8 @@ int fg_fuzz_checkpoint(const uint8_t *data, size_t size) {
   }
   /* the same bytes as the method state of the round found (or 1) */
   fg_fuzz_file("run/method_state.safetensors", data, size, 0, path, sizeof path);
-  fg_checkpoint_tensors t = {NULL, method_tensor, method_get, method_set};
+  fg_checkpoint_tensors t;
+  fg_fuzz_method_tensors(&t);
   fg_clear_error();
   if (fg_checkpoint_load_tensors(dir, &t, s == FG_OK ? round : 1) != FG_OK) fg_fuzz_check_message();
   free(state);

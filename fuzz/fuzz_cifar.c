@@ -1,5 +1,5 @@
 /* CIFAR binary files (engine/data/cifar.c) on any bytes. Input: a flags byte (bit 0: CIFAR-100,
- * else CIFAR-10; bit 1: gzip the file), then the file. */
+ * else CIFAR-10; bit 1: gzip the file; bit 2: read it twice, as two files), then the file. */
 #include "engine/base/status.h"
 #include "engine/data/dataset.h"
 #include "fuzz/fuzz.h"
@@ -17,15 +17,7 @@ int fg_fuzz_cifar(const uint8_t *data, size_t size) {
   int variant = flags & 1 ? 100 : 10;
   fg_clear_error();
   fg_status s = fg_dataset_load_cifar(paths, 1 + ((flags >> 2) & 1), variant, &ledger, &ds);
-  if (s == FG_OK) {
-    fg_fuzz_check(ds.n >= 1 && ds.c == 3 && ds.h == 32 && ds.w == 32, "a CIFAR dataset of 3 x 32 x 32 images");
-    const int32_t *y = fg_dataset_labels(&ds);
-    for (int64_t i = 0; i < ds.n; i++) fg_fuzz_check(y[i] >= 0 && y[i] < variant, "labels within the classes");
-    fg_dataset_free(&ds);
-  } else {
-    fg_fuzz_check_message();
-  }
-  fg_fuzz_check(ledger.current == 0, "nothing stays charged");
+  fg_fuzz_check_dataset(s, &ds, &ledger, 3, 32, 32, variant);
   return 0;
 }
 

@@ -11,16 +11,7 @@ int fg_fuzz_svhn(const uint8_t *data, size_t size) {
   fg_ledger_init(&ledger, "fuzz svhn", 0);
   fg_dataset ds;
   fg_clear_error();
-  fg_status s = fg_dataset_load_svhn(path, &ledger, &ds);
-  if (s == FG_OK) {
-    fg_fuzz_check(ds.n >= 1 && ds.c == 3 && ds.h == 32 && ds.w == 32, "SVHN images of 3 x 32 x 32");
-    const int32_t *y = fg_dataset_labels(&ds);
-    for (int64_t i = 0; i < ds.n; i++) fg_fuzz_check(y[i] >= 0 && y[i] < 10, "labels 0..9");
-    fg_dataset_free(&ds);
-  } else {
-    fg_fuzz_check_message();
-  }
-  fg_fuzz_check(ledger.current == 0, "nothing stays charged");
+  fg_fuzz_check_dataset(fg_dataset_load_svhn(path, &ledger, &ds), &ds, &ledger, 3, 32, 32, 10);
   return 0;
 }
 

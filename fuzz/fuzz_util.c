@@ -10,6 +10,8 @@
 
 #include "cpu/cpu_backend.h"
 #include "engine/base/status.h"
+#include "engine/data/dataset.h"
+#include "fl/checkpoint.h"
 #include "fuzz/fuzz.h"
 
 static char scratch[512];
@@ -66,6 +68,62 @@ const char *fg_fuzz_file(const char *name, const void *data, size_t n, int gz, c
     abort();
   }
   return buf;
+}
+
+int fg_fuzz_split(const uint8_t *data, size_t size, int len_bytes, int *flags, const uint8_t **a, size_t *na,
+                  const uint8_t **b, size_t *nb) {
+  if (size < 1 + (size_t)len_bytes) return 0;
+  size_t len = 0;
+  for (int i = 0; i < len_bytes; i++) len |= (size_t)data[1 + i] << (8 * i);
+  *flags = data[0];
+  data += 1 + len_bytes;
+  size -= 1 + (size_t)len_bytes;
+  if (len > size) len = size;
+  *a = data;
+  *na = len;
+  *b = data + len;
+  *nb = size - len;
+  return 1;
+}
+
+void fg_fuzz_check_dataset(int s, fg_dataset *ds, fg_ledger *ledger, int64_t c, int64_t h, int64_t w, int classes) {
+  if (s == FG_OK) {
+    fg_fuzz_check(ds->n >= 1 && ds->c >= 1 && ds->h >= 1 && ds->w >= 1, "a loaded dataset has samples and a shape");
+    fg_fuzz_check((!c || ds->c == c) && (!h || ds->h == h) && (!w || ds->w == w), "the format's image shape");
+    fg_fuzz_check(!classes || ds->classes == classes, "the format's classes");
+    const int32_t *y = fg_dataset_labels(ds);
+    for (int64_t i = 0; i < ds->n; i++) fg_fuzz_check(y[i] >= 0 && y[i] < ds->classes, "labels within the classes");
+    fg_dataset_free(ds);
+  } else {
+    fg_fuzz_check_message();
+  }
+  fg_fuzz_check(ledger->current == 0, "nothing stays charged");
+}
+
+static float method_values[7] = {1, 2, 3, 4, 5, 6, 7};
+static int method_tensor(void *ctx, int i, const char **name, int64_t *numel) {
+  (void)ctx;
+  if (i > 1) return 0;
+  *name = i == 0 ? "hypernet.a" : "hypernet.b";
+  *numel = i == 0 ? 4 : 3;
+  return 1;
+}
+static fg_status method_get(void *ctx, int i, float *host) {
+  (void)ctx;
+  memcpy(host, method_values + (i ? 4 : 0), (size_t)(i ? 3 : 4) * sizeof(float));
+  return FG_OK;
+}
+static fg_status method_set(void *ctx, int i, const float *host) {
+  (void)ctx;
+  memcpy(method_values + (i ? 4 : 0), host, (size_t)(i ? 3 : 4) * sizeof(float));
+  return FG_OK;
+}
+
+void fg_fuzz_method_tensors(fg_checkpoint_tensors *t) {
+  t->ctx = NULL;
+  t->tensor = method_tensor;
+  t->get = method_get;
+  t->set = method_set;
 }
 
 void fg_fuzz_check(int ok, const char *what) {

@@ -16,6 +16,7 @@
 #include "engine/nn/models.h"
 #include "fl/checkpoint.h"
 #include "fl/partition.h"
+#include "fuzz/fuzz.h"
 
 static const char *root;
 
@@ -73,33 +74,14 @@ static void safetensors_seeds(const char *tmp) {
   put("safetensors", "plain", buf, 8 + h + sizeof x);
 }
 
-static float method_values[7] = {1, 2, 3, 4, 5, 6, 7};
-static int method_tensor(void *ctx, int i, const char **name, int64_t *numel) {
-  (void)ctx;
-  if (i > 1) return 0;
-  *name = i == 0 ? "hypernet.a" : "hypernet.b";
-  *numel = i == 0 ? 4 : 3;
-  return 1;
-}
-static fg_status method_get(void *ctx, int i, float *host) {
-  (void)ctx;
-  memcpy(host, method_values + (i ? 4 : 0), (size_t)(i ? 3 : 4) * sizeof(float));
-  return FG_OK;
-}
-static fg_status method_set(void *ctx, int i, const float *host) {
-  (void)ctx;
-  (void)i;
-  (void)host;
-  return FG_OK;
-}
-
 static void checkpoint_seeds(const char *tmp) {
   fg_model_spec spec = {.arch = "cnn", .width = 2, .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10};
   fg_graph *g = NULL;
   if (fg_model_build(&spec, &g) != FG_OK) die("cnn");
   float *state = calloc((size_t)fg_graph_state_numel(g), sizeof(float));
   fg_graph_init_state(g, 1, state);
-  fg_checkpoint_tensors t = {NULL, method_tensor, method_get, method_set};
+  fg_checkpoint_tensors t;
+  fg_fuzz_method_tensors(&t);
   if (fg_checkpoint_save_tensors(tmp, &t, 3) != FG_OK ||
       fg_checkpoint_save(tmp, g, state, 3, "fedavg", 0x1234) != FG_OK)
     die("checkpoint seed");

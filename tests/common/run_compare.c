@@ -63,37 +63,34 @@ static char *next_line(char **at) {
   return p;
 }
 
-void fgt_same_run_records(const char *dir_a, const char *dir_b) {
-  char *pa = fgt_join(dir_a, "metrics.jsonl"), *pb = fgt_join(dir_b, "metrics.jsonl");
+/* The JSON texts a and b (named in messages) are equal once the varying fields are dropped. */
+static void same_stable(const char *a, const char *b, const char *what, int record) {
+  char *sa = stable_text(a, what), *sb = stable_text(b, what);
+  cr_assert_str_eq(sa, sb, "%s, record %d, differs:\n%s\n%s", what, record, sa, sb);
+  cJSON_free(sa);
+  cJSON_free(sb);
+}
+
+static void same_file(const char *dir_a, const char *dir_b, const char *name, int by_line) {
+  char *pa = fgt_join(dir_a, name), *pb = fgt_join(dir_b, name);
   char *ta = fgt_read_text(pa), *tb = fgt_read_text(pb);
   char *ca = ta, *cb = tb;
-  int line = 0;
-  for (;;) {
-    char *la = next_line(&ca), *lb = next_line(&cb);
-    line++;
+  for (int record = 1;; record++) {
+    char *la = by_line ? next_line(&ca) : (record == 1 ? ta : NULL);
+    char *lb = by_line ? next_line(&cb) : (record == 1 ? tb : NULL);
     if (!la || !lb) {
-      cr_assert(!la && !lb, "%s and %s hold different numbers of records (%d and more)", pa, pb, line - 1);
+      cr_assert(!la && !lb, "%s and %s hold different numbers of records (%d and more)", pa, pb, record - 1);
       break;
     }
-    char *sa = stable_text(la, pa), *sb = stable_text(lb, pb);
-    cr_assert_str_eq(sa, sb, "record %d differs:\n%s\n%s", line, sa, sb);
-    cJSON_free(sa);
-    cJSON_free(sb);
+    same_stable(la, lb, pb, record);
   }
   free(ta);
   free(tb);
   free(pa);
   free(pb);
-  pa = fgt_join(dir_a, "summary.json");
-  pb = fgt_join(dir_b, "summary.json");
-  ta = fgt_read_text(pa);
-  tb = fgt_read_text(pb);
-  char *sa = stable_text(ta, pa), *sb = stable_text(tb, pb);
-  cr_assert_str_eq(sa, sb, "summary.json differs:\n%s\n%s", sa, sb);
-  cJSON_free(sa);
-  cJSON_free(sb);
-  free(ta);
-  free(tb);
-  free(pa);
-  free(pb);
+}
+
+void fgt_same_run_records(const char *dir_a, const char *dir_b) {
+  same_file(dir_a, dir_b, "metrics.jsonl", 1);
+  same_file(dir_a, dir_b, "summary.json", 0);
 }

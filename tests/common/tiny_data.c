@@ -8,6 +8,7 @@
 #include "common/test_util.h"
 #include "engine/base/rng.h"
 #include "engine/io/atomic_file.h"
+#include "engine/nn/models.h"
 
 enum { PIXELS = 28 * 28 };
 
@@ -47,6 +48,13 @@ static void write_split(const char *dir, const char *prefix, int n, uint64_t see
   free(path);
   free(img);
   free(lab);
+}
+
+struct fg_graph *fgt_tiny_cnn(double width) {
+  fg_model_spec spec = {.arch = "cnn", .width = width, .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10};
+  fg_graph *g = NULL;
+  FGT_OK(fg_model_build(&spec, &g));
+  return g;
 }
 
 void fgt_write_tiny_fmnist(const char *dir, int n_train, int n_test, unsigned long long seed) {

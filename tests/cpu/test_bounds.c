@@ -18,6 +18,7 @@
 #include <zlib.h>
 
 #include "common/test_util.h"
+#include "common/tiny_data.h"
 #include "engine/data/dataset.h"
 #include "engine/io/atomic_file.h"
 #include "engine/io/safetensors.h"
@@ -144,13 +145,6 @@ Test(bounds, safetensors_claims_beyond_the_file_are_refused) {
   free(path);
 }
 
-static fg_graph *small_cnn(void) {
-  fg_model_spec spec = {.arch = "cnn", .width = 4, .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10};
-  fg_graph *g = NULL;
-  FGT_OK(fg_model_build(&spec, &g));
-  return g;
-}
-
 static unsigned char *read_all(const char *path, size_t *n) {
   unsigned char *b = NULL;
   FGT_OK(fg_read_file(path, 1u << 30, &b, n));
@@ -158,7 +152,7 @@ static unsigned char *read_all(const char *path, size_t *n) {
 }
 
 Test(bounds, bad_checkpoints_are_refused_with_one_line) {
-  fg_graph *g = small_cnn();
+  fg_graph *g = fgt_tiny_cnn(4);
   int64_t n = fg_graph_state_numel(g);
   float *state = malloc((size_t)n * sizeof(float)), *back = malloc((size_t)n * sizeof(float));
   fg_graph_init_state(g, 7, state);

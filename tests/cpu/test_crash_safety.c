@@ -69,9 +69,7 @@ static void hold(float v) {
 }
 
 Test(crash, the_method_state_of_the_checkpoints_round_is_loaded) {
-  fg_model_spec spec = {.arch = "cnn", .width = 4, .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10};
-  fg_graph *g;
-  FGT_OK(fg_model_build(&spec, &g));
+  fg_graph *g = fgt_tiny_cnn(4);
   float *state = calloc((size_t)fg_graph_state_numel(g), sizeof(float));
   char *dir = fgt_join(tmp, "state");
   cr_assert_eq(mkdir(dir, 0755), 0);

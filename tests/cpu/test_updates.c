@@ -44,15 +44,8 @@ TestSuite(updates, .init = setup, .fini = teardown);
 
 /* ---- fg_update_check ------------------------------------------------------------------------ */
 
-static fg_graph *small_cnn(void) {
-  fg_model_spec spec = {.arch = "cnn", .width = 4, .in_c = 1, .in_h = 28, .in_w = 28, .classes = 10};
-  fg_graph *g = NULL;
-  FGT_OK(fg_model_build(&spec, &g));
-  return g;
-}
-
 Test(updates, the_check_accepts_measures_and_rejects_with_reasons) {
-  fg_graph *g = small_cnn();
+  fg_graph *g = fgt_tiny_cnn(4);
   int64_t n = fg_graph_state_numel(g);
   float *sent = malloc((size_t)n * sizeof(float)), *back = malloc((size_t)n * sizeof(float));
   fg_graph_init_state(g, 3, sent);
@@ -156,7 +149,7 @@ static void inject(void *ctx, fg_update_hook_point point, int round, int client,
     for (int64_t i = 0; i < u->numel; i++) values[i] *= 1.0e6f;
   } else if (client == in->shape_client) {
     /* the shapes of a cnn of width 4 with the first tensor's first extent one larger */
-    fg_graph *g = small_cnn();
+    fg_graph *g = fgt_tiny_cnn(4);
     int np = fg_graph_param_count(g);
     cr_assert(np <= 64);
     for (int i = 0; i < np; i++) {
@@ -205,7 +198,7 @@ static const fg_client_record *record_of(const injector *in, int client) {
 
 /* The run's final checkpoint equals the sample-weighted mean of the kept updates. */
 static void final_model_is_the_mean_of_the_kept(const fg_world *w, const char *run, const injector *in) {
-  fg_graph *g = small_cnn();
+  fg_graph *g = fgt_tiny_cnn(4);
   int64_t n = fg_graph_state_numel(g);
   cr_assert_eq(n, in->numel);
   float *state = malloc((size_t)n * sizeof(float));
