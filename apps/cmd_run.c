@@ -1,7 +1,12 @@
-/* fedgap run CONFIG.yaml [--set key=value]... [--out DIR] [--resume DIR]: one federated
- * experiment, or with `methods:` one per method on the same clients and a comparison table.
+/* fedgap run CONFIG.yaml [--set key=value]... [--out DIR] [--resume DIR [--allow-change KEY]...]:
+ * one federated experiment, or with `methods:` one per method on the same clients and a
+ * comparison table. A resume runs the run folder's own config.yaml (CONFIG.yaml may be left out);
+ * a resolved configuration that differs from it is refused, naming the keys, unless each
+ * differing key is allowed with --allow-change, which config_changes.jsonl in the run folder
+ * records.
  * Progress: a bar on a terminal, a line per round otherwise. Last line: final_accuracy=0.xxxx
  * (per method for comparisons). */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +15,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "apps/cli.h"
 #include "apps/progress.h"
@@ -61,6 +68,31 @@ static fg_status write_one_partition(const fg_world *w, const fg_partition *p, c
   return s;
 }
 
+/* --resume: the run's partition.json, read back whole, is the partition the configuration gives. */
+static fg_status check_partition(const fg_world *w, const char *dir) {
+  char *path = fg_path_join(dir, "partition.json");
+  if (!path) return out_of_memory();
+  fg_status s = FG_OK;
+  if (access(path, F_OK) == 0) {
+    fg_ledger ledger;
+    fg_ledger_init(&ledger, "partition.json", 0);
+    fg_partition read;
+    s = fg_partition_read(path, w->partition.n_clients, w->train.n, w->train.classes, fg_dataset_labels(&w->train),
+                          &ledger, &read);
+    const fg_partition *p = &w->partition;
+    int64_t n = ((const int64_t *)p->offset.ptr)[p->n_clients];
+    if (s == FG_OK && (read.hash != p->hash ||
+                       memcmp(read.offset.ptr, p->offset.ptr, ((size_t)p->n_clients + 1) * sizeof(int64_t)) != 0 ||
+                       memcmp(read.index.ptr, p->index.ptr, (size_t)n * sizeof(uint32_t)) != 0))
+      s = FG_FAIL(FG_ERR_CONFIG, "%s: the run's partition (hash %016llx) is not the one the configuration gives "
+                  "(%016llx): different data, clients or seed, or an edited file", path,
+                  (unsigned long long)read.hash, (unsigned long long)p->hash);
+    fg_partition_free(&read);
+  }
+  free(path);
+  return s;
+}
+
 /* partition.json: what clients train on; local_test.json: their local test splits, if any. */
 static fg_status write_partition(const fg_world *w, const char *dir) {
   FG_TRY(write_one_partition(w, &w->partition, dir, "partition.json"));
@@ -77,12 +109,16 @@ typedef struct run_view {
 
 static void on_round(void *ctx, const fg_round_record *r, int rounds) {
   run_view *v = ctx;
-  int ok = 0, over = 0, nofit = 0;
+  int ok = 0, over = 0, nofit = 0, rejected = 0, diverged = 0;
   for (int i = 0; i < r->n_clients; i++) {
     ok += r->clients[i].status == FG_CLIENT_OK;
     over += r->clients[i].status == FG_CLIENT_OVER_BUDGET;
     nofit += r->clients[i].status == FG_CLIENT_NO_FIT;
+    rejected += r->clients[i].status == FG_CLIENT_REJECTED;
+    diverged += r->clients[i].status == FG_CLIENT_DIVERGED;
   }
+  char refused[64] = "";
+  if (rejected || diverged) snprintf(refused, sizeof refused, ", %d rejected, %d diverged", rejected, diverged);
   char acc[32] = "-", mib[32];
   if (r->evaluated) snprintf(acc, sizeof acc, "%.4f", r->accuracy);
   fg_cli_mib(r->max_client_engine_peak, mib, sizeof mib);
@@ -94,10 +130,10 @@ static void on_round(void *ctx, const fg_round_record *r, int rounds) {
     fg_progress_update(&v->bar, label, r->round, rounds, text);
     return;
   }
-  printf("%s round %d/%d  %s %s  train_loss %.4f  clients %d ok, %d over budget, %d fit nothing  "
+  printf("%s round %d/%d  %s %s  train_loss %.4f  clients %d ok, %d over budget, %d fit nothing%s  "
          "client peak %s  %.1f s\n",
-         v->method, r->round, rounds, v->general ? "general" : "accuracy", acc, r->train_loss, ok, over, nofit, mib,
-         r->seconds);
+         v->method, r->round, rounds, v->general ? "general" : "accuracy", acc, r->train_loss, ok, over, nofit,
+         refused, mib, r->seconds);
   fflush(stdout);
 }
 
@@ -146,9 +182,38 @@ static void print_table(const fg_config *cfg, const fg_run_result *res) {
   printf("\n");
 }
 
+/* An atomic write's temporary file ("NAME.tmp.XXXXXX", engine/io/atomic_file.h). */
+static int is_temporary(const char *name) {
+  const char *t = strstr(name, ".tmp.");
+  while (t && strstr(t + 1, ".tmp.")) t = strstr(t + 1, ".tmp.");
+  return t && t != name && strlen(t + 5) == 6;
+}
+
+/* A resume removes the temporary files that writes interrupted by a crash left in `dir`. */
+static void remove_temporaries(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    if (!is_temporary(e->d_name)) continue;
+    char *path = fg_path_join(dir, e->d_name);
+    if (path) unlink(path);
+    free(path);
+  }
+  closedir(d);
+}
+
 static int run_all(const fg_config *cfg, const char *dir, int resume) {
+  if (resume) {
+    remove_temporaries(dir);
+    for (int m = 0; cfg->compare && m < cfg->n_methods; m++) {
+      char *sub = fg_path_join(dir, cfg->methods[m].name);
+      if (sub) remove_temporaries(sub);
+      free(sub);
+    }
+  }
   fg_world w;
   fg_status s = fg_world_open(cfg, &w);
+  if (s == FG_OK && resume) s = check_partition(&w, dir);
   if (s == FG_OK) s = write_config(cfg, -1, dir);
   if (s == FG_OK) s = write_partition(&w, dir);
   fg_run_result res[FG_MAX_METHODS];
@@ -196,8 +261,118 @@ static int run_all(const fg_config *cfg, const char *dir, int resume) {
   return FG_EXIT_OK;
 }
 
+/* ---- --resume: the run's own configuration --------------------------------------------------- */
+
+enum { MAX_CHANGES = 64 };
+
+/* `key` is allowed by one of the --allow-change items: equal to one of their comma-separated
+ * names, or below it ("local" allows "local.lr"). */
+static int change_allowed(const fg_arg_list *allow, const char *key) {
+  for (int i = 0; i < allow->n; i++) {
+    const char *p = allow->items[i];
+    while (*p) {
+      size_t n = strcspn(p, ",");
+      if (n > 0 && strncmp(key, p, n) == 0 && (key[n] == '\0' || key[n] == '.' || key[n] == '['))
+        return 1;
+      p += n;
+      if (*p == ',') p++;
+    }
+  }
+  return 0;
+}
+
+/* Appends one line to dir/config_changes.jsonl (rewritten atomically): when, at which revision,
+ * and each allowed change with its old and new value. */
+static fg_status record_changes(const char *dir, const fg_config_change *changes, int n) {
+  char *path = fg_path_join(dir, "config_changes.jsonl");
+  if (!path) return out_of_memory();
+  unsigned char *old = NULL;
+  size_t old_len = 0;
+  fg_status s = fg_read_file(path, 16u << 20, &old, &old_len);
+  if (s == FG_ERR_IO && access(path, F_OK) != 0) { /* none yet */
+    s = FG_OK;
+    old_len = 0;
+  }
+  cJSON *line = s == FG_OK ? cJSON_CreateObject() : NULL;
+  char when[32];
+  time_t now = time(NULL);
+  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+  cJSON *list = NULL;
+  int ok = line && cJSON_AddStringToObject(line, "time", when) &&
+           cJSON_AddStringToObject(line, "revision", FEDGAP_GIT_REV) &&
+           (list = cJSON_AddArrayToObject(line, "changes")) != NULL;
+  for (int i = 0; ok && i < n; i++) {
+    cJSON *c = cJSON_CreateObject();
+    ok = c && cJSON_AddItemToArray(list, c) && cJSON_AddStringToObject(c, "key", changes[i].key) &&
+         cJSON_AddStringToObject(c, "from", changes[i].from) && cJSON_AddStringToObject(c, "to", changes[i].to);
+  }
+  char *text = ok ? cJSON_PrintUnformatted(line) : NULL;
+  cJSON_Delete(line);
+  if (s == FG_OK && !text) s = out_of_memory();
+  if (s == FG_OK) {
+    size_t t = strlen(text);
+    int sep = old_len > 0 && old[old_len - 1] != '\n';
+    unsigned char *all = malloc(old_len + (size_t)sep + t + 1);
+    if (!all) s = out_of_memory();
+    else {
+      if (old_len) memcpy(all, old, old_len);
+      if (sep) all[old_len] = '\n';
+      memcpy(all + old_len + sep, text, t);
+      all[old_len + (size_t)sep + t] = '\n';
+      s = fg_write_file_atomic(path, all, old_len + (size_t)sep + t + 1);
+      free(all);
+    }
+  }
+  cJSON_free(text);
+  free(old);
+  free(path);
+  return s;
+}
+
+/* Compares the resolved configuration with the run folder's config.yaml. Every differing key must
+ * be allowed (the allowed ones go to changes[], *n_changes of them); otherwise one line naming the
+ * keys and FG_EXIT_USAGE. */
+static int check_resume(const fg_command *cmd, const fg_config *cfg, const char *dir, const fg_arg_list *allow,
+                        fg_config_change *changes, int *n_changes) {
+  *n_changes = 0;
+  char *own = fg_path_join(dir, "config.yaml");
+  if (!own) return fg_runtime_error(cmd->name);
+  fg_config was;
+  fg_status s = fg_config_load(own, NULL, 0, &was);
+  free(own);
+  if (s != FG_OK) {
+    fprintf(stderr, "fedgap %s: --resume %s: the run's configuration: %s\n", cmd->name, dir, fg_last_error());
+    return FG_EXIT_FAILURE;
+  }
+  fg_config_change all[MAX_CHANGES];
+  int n = 0;
+  s = fg_config_diff(&was, cfg, all, MAX_CHANGES, &n);
+  fg_config_free(&was);
+  if (s != FG_OK) return fg_runtime_error(cmd->name);
+  char refused[1024] = "", first[128] = "";
+  size_t len = 0;
+  int n_refused = 0;
+  for (int i = 0; i < n && i < MAX_CHANGES; i++) {
+    if (change_allowed(allow, all[i].key)) {
+      changes[(*n_changes)++] = all[i];
+      continue;
+    }
+    if (n_refused++ == 0) snprintf(first, sizeof first, "%.127s", all[i].key);
+    if (len < sizeof refused)
+      len += (size_t)snprintf(refused + len, sizeof refused - len, "%s%s (%s -> %s)", len ? ", " : "", all[i].key,
+                              all[i].from, all[i].to);
+  }
+  if (n > MAX_CHANGES) n_refused += n - MAX_CHANGES;
+  if (n_refused == 0) return FG_EXIT_OK;
+  return fg_usage_error(cmd,
+                        "--resume %s: the configuration differs from the run's config.yaml in %d key%s: %s; resume "
+                        "with the run's own (fedgap run --resume %s), or allow a deliberate change, which the run "
+                        "folder records (--allow-change %s)",
+                        dir, n_refused, n_refused == 1 ? "" : "s", refused, dir, first);
+}
+
 int fg_cmd_run(int argc, char **argv) {
-  fg_arg_list sets = {{0}, 0};
+  fg_arg_list sets = {{0}, 0}, allow = {{0}, 0};
   const char *out = NULL, *resume = NULL;
   int threads = -1;
   const char *device = NULL;
@@ -205,13 +380,18 @@ int fg_cmd_run(int argc, char **argv) {
       {"set", FG_ARG_LIST, &sets, "KEY=VALUE", "override a configuration key (repeatable), e.g. --set rounds=5", 0, -1,
        0, 0},
       {"out", FG_ARG_STRING, &out, "DIR", "run folder (default runs/<name>-<date>-<time>)", 0, -1, 0, 0},
-      {"resume", FG_ARG_STRING, &resume, "DIR", "continue the run in DIR from its last checkpoint", 0, -1, 0, 0},
+      {"resume", FG_ARG_STRING, &resume, "DIR",
+       "continue the run in DIR from its last checkpoint, with DIR/config.yaml (CONFIG.yaml may be left out)", 0,
+       -1, 0, 0},
+      {"allow-change", FG_ARG_LIST, &allow, "KEY",
+       "with --resume: let KEY (e.g. rounds, local.lr; repeatable or comma-separated) differ from the run's "
+       "config.yaml; recorded in DIR/config_changes.jsonl", 0, -1, 0, 0},
       {"threads", FG_ARG_INT, &threads, "N", "CPU threads (default: the config's, else all cores)", 0, 1024, 0, 0},
       {"device", FG_ARG_STRING, &device, "cpu|cuda[:N]",
        "device of local training and evaluation (default: the config's device key, else cpu)", 0, -1, 0, 0},
   };
   fg_command cmd = {"run", "Run the federated experiment a YAML file describes (usage: fedgap run CONFIG.yaml "
-                    "[options]; configs/README.md lists the keys).",
+                    "[options], or fedgap run --resume DIR [options]; configs/README.md lists the keys).",
                     args, (int)(sizeof args / sizeof args[0]), NULL, 0};
   const char *config = NULL;
   if (argc > 0 && strncmp(argv[0], "--", 2) != 0) {
@@ -221,8 +401,14 @@ int fg_cmd_run(int argc, char **argv) {
   }
   int help, rc = fg_args_parse(&cmd, argc, argv, &help);
   if (rc != FG_EXIT_OK || help) return rc;
-  if (!config) return fg_usage_error(&cmd, "give the experiment file: fedgap run CONFIG.yaml");
   if (out && resume) return fg_usage_error(&cmd, "--out and --resume name the run folder twice; give one");
+  if (allow.n && !resume) return fg_usage_error(&cmd, "--allow-change applies to --resume only");
+  char own_config[4096];
+  if (!config && resume) {
+    snprintf(own_config, sizeof own_config, "%s/config.yaml", resume);
+    config = own_config;
+  }
+  if (!config) return fg_usage_error(&cmd, "give the experiment file: fedgap run CONFIG.yaml");
   /* --device D is the override device=D, after the --set ones. */
   char device_set[64];
   if (device) {
@@ -236,12 +422,19 @@ int fg_cmd_run(int argc, char **argv) {
   fg_config cfg;
   fg_status s = fg_config_load(config, sets.items, sets.n, &cfg);
   if (s != FG_OK) {
-    fprintf(stderr, "fedgap run: %s\n", fg_last_error());
+    if (config == own_config)
+      fprintf(stderr, "fedgap run: --resume %s: the run's configuration: %s\n", resume, fg_last_error());
+    else fprintf(stderr, "fedgap run: %s\n", fg_last_error());
     return s == FG_ERR_CONFIG ? FG_EXIT_USAGE : FG_EXIT_FAILURE;
   }
+  fg_config_change changes[MAX_CHANGES];
+  int n_changes = 0;
+  rc = resume ? check_resume(&cmd, &cfg, resume, &allow, changes, &n_changes) : FG_EXIT_OK;
   char dir[4096];
-  rc = fg_cli_start(cmd.name, threads >= 0 ? threads : cfg.threads, cfg.device);
+  if (rc == FG_EXIT_OK) rc = fg_cli_start(cmd.name, threads >= 0 ? threads : cfg.threads, cfg.device);
   if (rc == FG_EXIT_OK && choose_dir(&cfg, out, resume, dir, sizeof dir) != 0) rc = fg_runtime_error(cmd.name);
+  if (rc == FG_EXIT_OK && n_changes > 0 && record_changes(dir, changes, n_changes) != FG_OK)
+    rc = fg_runtime_error(cmd.name);
   if (rc == FG_EXIT_OK) rc = run_all(&cfg, dir, resume != NULL);
   fg_config_free(&cfg);
   return rc;

@@ -1,4 +1,5 @@
 /* fedgap: the command-line entry point. Dispatches to apps/cmd_*.c. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,6 +33,9 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+  /* A write past the file-size limit (RLIMIT_FSIZE) fails with EFBIG, reported as one line like a
+   * full disk, instead of the default SIGXFSZ killing the process mid-run. */
+  signal(SIGXFSZ, SIG_IGN);
   if (argc < 2) {
     usage(stderr);
     return FG_EXIT_USAGE;

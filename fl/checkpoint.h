@@ -10,11 +10,19 @@
 
 #include "engine/nn/graph.h"
 
-/* dir/checkpoint.safetensors := state at the end of `round` (1-based count of rounds done). */
+/* The largest round count a checkpoint may record (the largest `rounds` a configuration takes). */
+#define FG_CHECKPOINT_MAX_ROUND 1000000
+
+/* dir/checkpoint.safetensors := state at the end of `round` (1-based count of rounds done); then
+ * the method state saved for this round (fg_checkpoint_save_tensors) becomes the current one. A
+ * state holding a NaN or an infinity is not written (FG_ERR_NUMERIC naming the tensor): the last
+ * good checkpoint stays. */
 fg_status fg_checkpoint_save(const char *dir, const fg_graph *g, const float *state, int round, const char *method,
                              uint64_t partition_hash);
 /* Reads dir/checkpoint.safetensors into state; checks that it belongs to `method` and
- * `partition_hash`; *round := rounds done. */
+ * `partition_hash`, that its round is a count in 1..FG_CHECKPOINT_MAX_ROUND and that its data
+ * matches the CRC-32 it records (a truncated or corrupted file is FG_ERR_FORMAT naming it), and
+ * that every value is finite; *round := rounds done. */
 fg_status fg_checkpoint_load(const char *dir, const fg_graph *g, float *state, int *round, const char *method,
                              uint64_t partition_hash);
 
@@ -24,8 +32,11 @@ fg_status fg_checkpoint_load(const char *dir, const fg_graph *g, float *state, i
  * sets name and numel and returns 1, and returns 0 past the last), `get` copies tensor i into
  * host [numel], `set` copies host [numel] into tensor i. The host staging buffers are file I/O
  * (plain malloc, like the safetensors reader's), freed before returning. Save it before the
- * checkpoint; a load checks that its round is the checkpoint's, so a run stopped between the two
- * writes fails to resume instead of mixing rounds. */
+ * checkpoint: it goes to dir/method_state.next.safetensors, and fg_checkpoint_save renames it to
+ * dir/method_state.safetensors once the checkpoint of the same round is in place. A load takes
+ * whichever of the two holds the checkpoint's round (a run killed between the writes leaves the
+ * previous round's state current, one killed before the rename the next one complete), so a
+ * resume never mixes rounds; neither holding it is FG_ERR_FORMAT. */
 typedef struct fg_checkpoint_tensors {
   void *ctx;
   int (*tensor)(void *ctx, int i, const char **name, int64_t *numel);

@@ -56,8 +56,18 @@ fg_status fg_local_train(const fg_local_job *job, fg_client_record *rec) {
   if (s == FG_OK) s = fg_trainer_get_state(t, job->trained);
   rec->transfer_seconds += seconds_now() - copy0;
   fg_trainer_destroy(t);
+  if (s == FG_ERR_NUMERIC && cfg->on_diverge == FG_DIVERGE_SKIP) {
+    /* the loss turned non-finite: the client stops and sends nothing */
+    rec->status = FG_CLIENT_DIVERGED;
+    snprintf(rec->error, sizeof rec->error, "diverged: %s", fg_last_error());
+    rec->engine_peak_bytes = ledger.peak;
+    rec->process_peak_bytes = fg_process_peak_rss();
+    rec->seconds = seconds_now() - t0;
+    return FG_OK;
+  }
   if (s != FG_OK) {
-    fg_error_prefix("client %d, round %d", job->client, job->round + 1);
+    fg_error_prefix("client %d, round %d%s", job->client, job->round + 1,
+                    s == FG_ERR_NUMERIC ? " (updates.on_diverge: stop)" : "");
     return s;
   }
   rec->status = FG_CLIENT_OK;

@@ -22,8 +22,10 @@ typedef struct fg_local_job {
   float *trained;                  /* [state numel of graph]: the trained sub-model, out */
 } fg_local_job;
 
-/* Trains; fills the record (status, planned and measured peaks, loss, time). Returns an error
- * only for failures that must stop the experiment (e.g. a non-finite loss). */
+/* Trains; fills the record (status, planned and measured peaks, loss, time). A loss that turns
+ * non-finite stops the client: with updates.on_diverge skip (the default) it is recorded as
+ * "diverged" (its trained state must not be used) and FG_OK returned; with stop it is an error.
+ * Returns an error only for failures that must stop the experiment. */
 fg_status fg_local_train(const fg_local_job *job, fg_client_record *rec);
 
 #endif

@@ -31,6 +31,10 @@ typedef struct loaded {
 
 #define AT(member) offsetof(loaded, cfg.member)
 
+/* The largest batch a plan takes (engine/nn/plan.c): a larger one is refused before anything is
+ * allocated for it. */
+#define FG_CONFIG_MAX_BATCH 16777216
+
 /* ---- names of enumerated values ------------------------------------------------------------ */
 
 static const fg_choice partition_kinds[] = {
@@ -45,6 +49,7 @@ static const fg_choice sampling_kinds[] = {
 static const fg_choice optimizers[] = {{"sgd", 0}, {"adam", 1}};
 static const fg_choice modes[] = {{"store", 0}, {"checkpoint", 1}};
 static const fg_choice eval_protocols[] = {{"global", FG_EVAL_GLOBAL}, {"local", FG_EVAL_LOCAL}};
+static const fg_choice diverge_actions[] = {{"skip", FG_DIVERGE_SKIP}, {"stop", FG_DIVERGE_STOP}};
 
 static const char *name_or_unknown(const char *name) { return name ? name : "unknown"; }
 
@@ -56,6 +61,9 @@ const char *fg_partition_kind_name(fg_partition_kind k) {
 }
 const char *fg_budget_kind_name(fg_budget_kind k) {
   return name_or_unknown(fg_choice_name(budget_kinds, COUNT(budget_kinds), (int)k));
+}
+const char *fg_diverge_action_name(fg_diverge_action a) {
+  return name_or_unknown(fg_choice_name(diverge_actions, COUNT(diverge_actions), (int)a));
 }
 const char *fg_sampling_kind_name(fg_sampling_kind k) {
   return name_or_unknown(fg_choice_name(sampling_kinds, COUNT(sampling_kinds), (int)k));
@@ -142,7 +150,7 @@ static const fg_field sampling_fields[] = {
 static const fg_field local_fields[] = {
     {.key = "epochs", .type = FG_FIELD_INT, .offset = AT(local_epochs), .def = 1, .min = 1, .max = INFINITY,
      .doc = "local epochs per round"},
-    {.key = "batch", .type = FG_FIELD_INT, .offset = AT(local_batch), .def = 64, .min = 1, .max = INFINITY,
+    {.key = "batch", .type = FG_FIELD_INT, .offset = AT(local_batch), .def = 64, .min = 1, .max = FG_CONFIG_MAX_BATCH,
      .doc = "local batch size"},
     {.key = "optimizer", .type = FG_FIELD_CHOICE, .offset = offsetof(loaded, optimizer), .def = 0,
      .choices = optimizers, .n_choices = COUNT(optimizers), .doc = "reset every round"},
@@ -161,7 +169,7 @@ static const fg_field local_fields[] = {
 static const fg_field eval_fields[] = {
     {.key = "every", .type = FG_FIELD_INT, .offset = AT(eval_every), .def = 1, .min = 1, .max = INFINITY,
      .doc = "evaluate every this many rounds (and after the last)"},
-    {.key = "batch", .type = FG_FIELD_INT, .offset = AT(eval_batch), .def = 256, .min = 1, .max = INFINITY,
+    {.key = "batch", .type = FG_FIELD_INT, .offset = AT(eval_batch), .def = 256, .min = 1, .max = FG_CONFIG_MAX_BATCH,
      .doc = "evaluation batch"},
     {.key = "max_samples", .type = FG_FIELD_INT, .offset = AT(eval_max_samples), .def = 0, .min = 0, .max = INFINITY,
      .doc = "global protocol: the first N test samples (0: all)"},
@@ -173,6 +181,15 @@ static const fg_field eval_fields[] = {
 static const fg_field checkpoint_fields[] = {
     {.key = "every", .type = FG_FIELD_INT, .offset = AT(checkpoint_every), .def = 10, .min = 0, .max = INFINITY,
      .doc = "a full checkpoint every this many rounds (0: only at the end)"},
+};
+
+static const fg_field updates_fields[] = {
+    {.key = "max_distance", .type = FG_FIELD_REAL, .offset = AT(update_max_distance), .def = FG_UPDATE_MAX_DISTANCE,
+     .min = 0, .max = INFINITY,
+     .doc = "reject an update farther from the model sent than this multiple of its norm (0: no bound)"},
+    {.key = "on_diverge", .type = FG_FIELD_CHOICE, .offset = AT(on_diverge), .def = FG_DIVERGE_SKIP,
+     .choices = diverge_actions, .n_choices = COUNT(diverge_actions),
+     .doc = "a client whose loss turns non-finite: skip it (recorded as diverged) or stop the run"},
 };
 
 static const fg_field top_fields[] = {
@@ -200,6 +217,8 @@ static const fg_field top_fields[] = {
     {.key = "methods", .type = FG_FIELD_LATER, .doc = "several methods, run one after another on the same clients"},
     {.key = "device", .type = FG_FIELD_STRING, .offset = offsetof(loaded, device),
      .doc = "where local training and evaluation run: cpu, cuda or cuda:N (absent: cpu)"},
+    {.key = "updates", .type = FG_FIELD_MAPPING, .fields = updates_fields, .n_fields = COUNT(updates_fields),
+     .doc = "the server's checks on client updates"},
 };
 
 /* ---- rules across keys --------------------------------------------------------------------- */

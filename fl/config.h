@@ -9,6 +9,7 @@
 #ifndef FG_FL_CONFIG_H
 #define FG_FL_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "engine/base/status.h"
@@ -17,6 +18,13 @@
 #include "fl/spec.h"
 
 enum { FG_MAX_METHODS = 16 };
+
+/* updates.max_distance when not given. */
+#define FG_UPDATE_MAX_DISTANCE 100.0
+
+/* What a client whose training loss turns non-finite does to the run: it is recorded as diverged and
+ * sends nothing (skip), or the run ends with an error naming it (stop). */
+typedef enum fg_diverge_action { FG_DIVERGE_SKIP = 0, FG_DIVERGE_STOP } fg_diverge_action;
 
 typedef struct fg_config {
   char *path;               /* the file it came from */
@@ -52,6 +60,10 @@ typedef struct fg_config {
   fg_eval_protocol eval_protocol; /* global: the test split; local: the clients' local test splits */
   /* checkpoints */
   int checkpoint_every;
+  /* client updates (fl/update_check.h) */
+  double update_max_distance; /* updates.max_distance: reject an update farther from the model sent than
+                                 this multiple of that model's norm; 0: no bound */
+  fg_diverge_action on_diverge; /* updates.on_diverge: a client whose loss turns non-finite */
   /* methods: one, or several to compare (from `methods:`) */
   fg_method_config methods[FG_MAX_METHODS];
   int n_methods;
@@ -74,6 +86,24 @@ fg_status fg_config_load(const char *path, const char *const *set, int n_set, fg
  * file cannot be written (the previous file at `path`, if any, is then untouched). */
 fg_status fg_config_write_resolved(const fg_config *cfg, int method_index, const char *path,
                                    const char *revision);
+/* The text fg_config_write_resolved writes, in a malloc'd NUL-terminated buffer (caller frees). */
+fg_status fg_config_resolved_text(const fg_config *cfg, int method_index, const char *revision, char **text,
+                                  size_t *len);
+
+/* One key whose value differs between two configurations: its path ("rounds", "local.lr",
+ * "methods[1].rates") and both values as the resolved config.yaml writes them ("(absent)" for a
+ * key one of them leaves to a default it does not write). */
+typedef struct fg_config_change {
+  char key[128];
+  char from[128], to[128];
+} fg_config_change;
+
+/* The keys whose resolved values differ from `was` to `now` (both loaded; every method entry, -1),
+ * compared key by key on the resolved configuration: mappings by key, lists of scalars as a whole,
+ * lists of mappings entry by entry. `threads` is not compared (results do not depend on it). The
+ * first `cap` changes go to out[], *n is their total. */
+fg_status fg_config_diff(const fg_config *was, const fg_config *now, fg_config_change *out, int cap, int *n);
+
 void fg_config_free(fg_config *cfg);
 /* The names configs/README.md gives these values ("global", "dirichlet", ...); "unknown" for
  * other values. */
@@ -81,5 +111,6 @@ const char *fg_eval_protocol_name(fg_eval_protocol p);
 const char *fg_partition_kind_name(fg_partition_kind k);
 const char *fg_budget_kind_name(fg_budget_kind k);
 const char *fg_sampling_kind_name(fg_sampling_kind k);
+const char *fg_diverge_action_name(fg_diverge_action a);
 
 #endif

@@ -97,6 +97,9 @@ static void write_training(FILE *f, const fg_config *cfg) {
   fprintf(f, "eval:\n  every: %d\n  batch: %d\n  max_samples: %d\n  protocol: %s\n", cfg->eval_every,
           cfg->eval_batch, cfg->eval_max_samples, fg_eval_protocol_name(cfg->eval_protocol));
   fprintf(f, "checkpoint:\n  every: %d\n", cfg->checkpoint_every);
+  fputs("updates:\n  max_distance: ", f);
+  put_real(f, cfg->update_max_distance);
+  fprintf(f, "\n  on_diverge: %s\n", fg_diverge_action_name(cfg->on_diverge));
 }
 
 static fg_status write_config(FILE *f, const fg_config *cfg, int method_index, const char *revision) {
@@ -121,8 +124,11 @@ static fg_status write_config(FILE *f, const fg_config *cfg, int method_index, c
   return FG_OK;
 }
 
-fg_status fg_config_write_resolved(const fg_config *cfg, int method_index, const char *path, const char *revision) {
-  if (!cfg || !path) return FG_FAIL(FG_ERR_INVALID, "fg_config_write_resolved: null argument");
+fg_status fg_config_resolved_text(const fg_config *cfg, int method_index, const char *revision, char **text_out,
+                                  size_t *len_out) {
+  if (!cfg || !text_out || !len_out) return FG_FAIL(FG_ERR_INVALID, "fg_config_write_resolved: null argument");
+  *text_out = NULL;
+  *len_out = 0;
   if (cfg->n_methods < 1 || cfg->n_methods > FG_MAX_METHODS)
     return FG_FAIL(FG_ERR_INVALID, "fg_config_write_resolved: the config holds no loaded method");
   if (method_index < -1 || method_index >= cfg->n_methods)
@@ -138,7 +144,21 @@ fg_status fg_config_write_resolved(const fg_config *cfg, int method_index, const
   if (!f) return FG_FAIL(FG_ERR_OOM, "fg_config_write_resolved: out of memory");
   fg_status st = write_config(f, cfg, method_index, revision);
   if (fclose(f) != 0 && st == FG_OK) st = FG_FAIL(FG_ERR_OOM, "fg_config_write_resolved: out of memory");
-  if (st == FG_OK) st = fg_write_file_atomic(path, text, len);
+  if (st != FG_OK) {
+    free(text);
+    return st;
+  }
+  *text_out = text;
+  *len_out = len;
+  return FG_OK;
+}
+
+fg_status fg_config_write_resolved(const fg_config *cfg, int method_index, const char *path, const char *revision) {
+  if (!cfg || !path) return FG_FAIL(FG_ERR_INVALID, "fg_config_write_resolved: null argument");
+  char *text = NULL;
+  size_t len = 0;
+  FG_TRY(fg_config_resolved_text(cfg, method_index, revision, &text, &len));
+  fg_status st = fg_write_file_atomic(path, text, len);
   free(text);
   return st;
 }

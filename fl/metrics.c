@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/base/killpoint.h"
 #include "engine/io/atomic_file.h"
 
 static const char fg_jsonl_name[] = "metrics.jsonl";
@@ -33,6 +34,8 @@ const char *fg_client_status_name(fg_client_status status) {
     case FG_CLIENT_OVER_BUDGET: return "over_budget";
     case FG_CLIENT_NO_FIT: return "no_fit";
     case FG_CLIENT_FAILED: return "failed";
+    case FG_CLIENT_REJECTED: return "rejected";
+    case FG_CLIENT_DIVERGED: return "diverged";
   }
   return "unknown";
 }
@@ -165,7 +168,7 @@ static cJSON *client_to_json(const fg_client_record *c) {
        add_number(o, "process_peak_bytes", (double)c->process_peak_bytes) &&
        add_number(o, "bytes_down", (double)c->bytes_down) && add_number(o, "bytes_up", (double)c->bytes_up) &&
        add_number(o, "train_loss", c->train_loss) && add_number(o, "seconds", c->seconds) &&
-       add_number(o, "transfer_seconds", c->transfer_seconds);
+       add_number(o, "transfer_seconds", c->transfer_seconds) && add_number(o, "update_distance", c->update_distance);
   if (!ok) {
     cJSON_Delete(o);
     return NULL;
@@ -510,7 +513,7 @@ static fg_status check_record(const fg_metrics *m, const fg_round_record *r) {
   if (r->n_clients < 0 || (r->n_clients > 0 && !r->clients))
     return FG_FAIL(FG_ERR_INVALID, "round %d: n_clients %d without client records", r->round, r->n_clients);
   for (int i = 0; i < r->n_clients; i++)
-    if ((unsigned)r->clients[i].status > (unsigned)FG_CLIENT_FAILED)
+    if ((unsigned)r->clients[i].status > (unsigned)FG_CLIENT_DIVERGED)
       return FG_FAIL(FG_ERR_INVALID, "round %d, client %d: status %d is not a fg_client_status", r->round,
                      r->clients[i].id, (int)r->clients[i].status);
   return FG_OK;
@@ -533,6 +536,7 @@ fg_status fg_metrics_append(fg_metrics *m, const fg_round_record *r) {
   if (!t.p || t.failed || row.failed) s = FG_FAIL(FG_ERR_OOM, "round %d: cannot format the record", r->round);
   off_t jsonl_before = m->jsonl_size;
   if (s == FG_OK) s = append_line(m->jsonl_fd, &m->jsonl_size, m->jsonl_path, t.p, t.len);
+  if (s == FG_OK) fg_killpoint("metrics_append");
   if (s == FG_OK) {
     s = append_line(m->csv_fd, &m->csv_size, m->csv_path, row.p, row.len);
     if (s != FG_OK) cut_back(m->jsonl_fd, &m->jsonl_size, jsonl_before);

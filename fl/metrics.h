@@ -3,8 +3,8 @@
  *
  * A run folder holds
  *   metrics.jsonl  one JSON object per round: every round field below, plus the round's clients
- *                  as an array of objects (status as "ok" | "over_budget" | "no_fit" | "failed",
- *                  "error" only when not ok). Non-finite numbers are written as null.
+ *                  as an array of objects (status as "ok" | "over_budget" | "no_fit" | "failed" |
+ *                  "rejected" | "diverged", "error" only when not ok). Non-finite numbers are written as null.
  *   metrics.csv    a header and one row per round: the round-level fields (no per-client data),
  *                  the exit accuracies as columns exit1..exitN, N from the first record. A record
  *                  with fewer exits leaves the extra cells empty; more exits than N are only in
@@ -31,6 +31,8 @@ typedef enum fg_client_status {
   FG_CLIENT_OVER_BUDGET, /* training exceeded the client's memory budget */
   FG_CLIENT_NO_FIT,      /* nothing the method offers fits the budget: did not train */
   FG_CLIENT_FAILED,      /* another error; see `error` */
+  FG_CLIENT_REJECTED,    /* trained, but the server refused its update (fl/update_check.h); see `error` */
+  FG_CLIENT_DIVERGED,    /* its training loss turned non-finite: stopped, sent nothing */
 } fg_client_status;
 
 /* One client's part in one round. */
@@ -47,6 +49,8 @@ typedef struct fg_client_record {
   double train_loss;
   double seconds;
   double transfer_seconds;  /* of `seconds`: copying the model to the training device and back */
+  double update_distance;   /* ||update - model sent||_2 / ||model sent||_2 as the server measured it
+                               (fl/update_check.h); NaN (null) when there was no update to measure */
 } fg_client_record;
 
 /* One round. */
@@ -87,7 +91,7 @@ typedef struct fg_summary {
                                 (null, or absent in a file read back): not recorded */
 } fg_summary;
 
-/* "ok", "over_budget", "no_fit", "failed"; "unknown" for other values. */
+/* "ok", "over_budget", "no_fit", "failed", "rejected", "diverged"; "unknown" for other values. */
 const char *fg_client_status_name(fg_client_status status);
 
 typedef struct fg_metrics fg_metrics;

@@ -94,4 +94,23 @@ uint64_t fg_partition_hash(int n_clients, const int64_t *offset, const uint32_t 
 fg_status fg_partition_write(const fg_partition *p, const int32_t *labels, int classes,
                              const char *path);
 
+/* Limits of a partition file read back (the configuration's clients.count; classes of a dataset). */
+#define FG_PARTITION_MAX_CLIENTS 1000000
+#define FG_PARTITION_MAX_CLASSES 65536
+
+/* Reads a file fg_partition_write wrote (partition.json, local_test.json) for `n_clients` clients
+ * over a dataset of `n_samples` samples and `classes` classes, into *out (regions charged to
+ * `ledger`, as fg_partition_make's). Checked before anything is kept: the file is no larger than
+ * such a partition can take (refused unparsed otherwise, naming the limit), valid JSON, "hash" 16
+ * hex digits, one client entry per client in order (id), each with its sample count, `classes`
+ * class counts adding up to it (with `labels` given, the counts of its samples' labels) and that
+ * many indices in [0, n_samples), no sample held twice. out->hash is the hash the file records:
+ * the hash of the partition as fg_partition_make made it, which need not be the hash of the
+ * indices as listed (a run folder lists every client's samples in ascending order, fl/world.h),
+ * so a caller checks a file against a partition by comparing both the hash and the indices.
+ * FG_ERR_FORMAT naming the file and the entry otherwise; FG_ERR_IO when it cannot be read; on
+ * failure *out is zeroed and nothing stays charged. */
+fg_status fg_partition_read(const char *path, int n_clients, int64_t n_samples, int classes, const int32_t *labels,
+                            fg_ledger *ledger, fg_partition *out);
+
 #endif

@@ -15,7 +15,8 @@
 
 enum {
   MAX_FILE = 16 << 20, /* bytes of YAML read */
-  MAX_DEPTH = 64,      /* nesting of a --set value */
+  MAX_DEPTH = 64,      /* nesting of a document or a --set value */
+  MAX_SET_NODES = 10000, /* nodes a --set value may copy into the document (aliases counted each time) */
   MAX_STEPS = 16,      /* keys and indices of a --set path */
   MAX_GROUPS = 4,      /* tables read from one mapping */
   MAX_FIELDS = 64,     /* fields of one table */
@@ -122,6 +123,53 @@ static fg_status parse_text(fg_schema_ctx *c, const unsigned char *text, size_t 
   return st;
 }
 
+/* The levels of nodes from `id` down (1 for a scalar), at most just past `limit` (the walk stops
+ * there); -1 when an alias refers to a node holding it (a cycle). memo[id]: 0 not known yet, -1
+ * on the path being walked, else the node's levels. Recursion is at most limit + 1 deep. */
+static int node_levels(yaml_document_t *doc, int id, int *memo, int level, int limit) {
+  yaml_node_t *n = yaml_document_get_node(doc, id);
+  if (!n) return 1;
+  if (memo[id] > 0) return memo[id];
+  if (memo[id] < 0) return -1;
+  if (level > limit || n->type == YAML_SCALAR_NODE) return 1;
+  memo[id] = -1;
+  int below = 0;
+  if (n->type == YAML_SEQUENCE_NODE) {
+    for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
+      int d = node_levels(doc, *i, memo, level + 1, limit);
+      if (d < 0) return -1;
+      if (d > below) below = d;
+      if (level + below > limit) break;
+    }
+  } else {
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+      int dk = node_levels(doc, p->key, memo, level + 1, limit);
+      int dv = dk < 0 ? -1 : node_levels(doc, p->value, memo, level + 1, limit);
+      if (dk < 0 || dv < 0) return -1;
+      if (dk > below) below = dk;
+      if (dv > below) below = dv;
+      if (level + below > limit) break;
+    }
+  }
+  memo[id] = below + 1;
+  return below + 1;
+}
+
+/* The document nests at most MAX_DEPTH levels and has no alias to a node that holds it. */
+static fg_status check_nesting(fg_schema_ctx *c, yaml_document_t *doc) {
+  size_t nodes = (size_t)(doc->nodes.top - doc->nodes.start);
+  if (nodes == 0) return FG_OK;
+  int *memo = calloc(nodes + 1, sizeof *memo);
+  if (!memo) return FG_FAIL(FG_ERR_OOM, "out of memory");
+  int levels = node_levels(doc, 1, memo, 1, MAX_DEPTH);
+  free(memo);
+  if (levels < 0) return FG_FAIL(FG_ERR_CONFIG, "%s: an alias refers to a node that holds it (a cycle)", c->file);
+  if (levels > MAX_DEPTH)
+    return FG_FAIL(FG_ERR_CONFIG, "%s: nested deeper than %d levels (the limit of a configuration)", c->file,
+                   MAX_DEPTH);
+  return FG_OK;
+}
+
 fg_status fg_schema_load_file(fg_schema_ctx *c, yaml_document_t *doc) {
   unsigned char *text = NULL;
   size_t len = 0;
@@ -131,6 +179,11 @@ fg_status fg_schema_load_file(fg_schema_ctx *c, yaml_document_t *doc) {
   st = parse_text(c, text, len, doc);
   free(text);
   if (st != FG_OK) return st;
+  st = check_nesting(c, doc);
+  if (st != FG_OK) {
+    yaml_document_delete(doc);
+    return st;
+  }
   yaml_node_t *root = yaml_document_get_root_node(doc);
   if (!root) {
     /* an empty file: an empty mapping (the missing keys are reported by name) */
@@ -221,10 +274,11 @@ static fg_status parse_set_path(fg_schema_ctx *c, const char *text, size_t len, 
   return FG_OK;
 }
 
-/* Copies node `index` of `src` (and everything below it) into `dst`; the new node's id, or 0. */
-static int copy_node(yaml_document_t *dst, yaml_document_t *src, int index, int depth) {
+/* Copies node `index` of `src` (and everything below it) into `dst`; the new node's id, or 0. An
+ * alias is copied as often as it is used, so *budget (nodes left to copy) bounds the work. */
+static int copy_node(yaml_document_t *dst, yaml_document_t *src, int index, int depth, int *budget) {
   yaml_node_t *n = yaml_document_get_node(src, index);
-  if (!n || depth > MAX_DEPTH) return 0;
+  if (!n || depth > MAX_DEPTH || --*budget < 0) return 0;
   switch (n->type) {
     case YAML_SCALAR_NODE:
       return yaml_document_add_scalar(dst, n->tag, n->data.scalar.value, (int)n->data.scalar.length,
@@ -235,7 +289,7 @@ static int copy_node(yaml_document_t *dst, yaml_document_t *src, int index, int 
       size_t count = list_count(n);
       for (size_t i = 0; i < count; i++) {
         n = yaml_document_get_node(src, index);
-        int item = copy_node(dst, src, n->data.sequence.items.start[i], depth + 1);
+        int item = copy_node(dst, src, n->data.sequence.items.start[i], depth + 1, budget);
         if (!item || !yaml_document_append_sequence_item(dst, seq, item)) return 0;
       }
       return seq;
@@ -247,8 +301,8 @@ static int copy_node(yaml_document_t *dst, yaml_document_t *src, int index, int 
       for (size_t i = 0; i < count; i++) {
         n = yaml_document_get_node(src, index);
         yaml_node_pair_t pair = n->data.mapping.pairs.start[i];
-        int k = copy_node(dst, src, pair.key, depth + 1);
-        int v = k ? copy_node(dst, src, pair.value, depth + 1) : 0;
+        int k = copy_node(dst, src, pair.key, depth + 1, budget);
+        int v = k ? copy_node(dst, src, pair.value, depth + 1, budget) : 0;
         if (!v || !yaml_document_append_mapping_pair(dst, map, k, v)) return 0;
       }
       return map;
@@ -275,8 +329,13 @@ static fg_status parse_set_value(fg_schema_ctx *c, yaml_document_t *doc, const c
   if (!yaml_document_get_root_node(&vdoc)) {
     st = SET_FAIL(c, "--set %s: no value after '='", given);
   } else {
-    *node_out = copy_node(doc, &vdoc, 1, 0);
-    if (!*node_out) st = SET_FAIL(c, "--set %s: value too deeply nested or out of memory", given);
+    int budget = MAX_SET_NODES;
+    *node_out = copy_node(doc, &vdoc, 1, 0, &budget);
+    if (!*node_out && budget < 0)
+      st = SET_FAIL(c, "--set %s: value of more than %d nodes (aliases counted each time they are used)", given,
+                    MAX_SET_NODES);
+    else if (!*node_out)
+      st = SET_FAIL(c, "--set %s: value nested deeper than %d levels, or out of memory", given, MAX_DEPTH);
   }
   yaml_document_delete(&vdoc);
   return st;
@@ -332,13 +391,17 @@ static fg_status set_key(fg_schema_ctx *c, yaml_document_t *doc, const set_step 
 
 /* Applies override k to the tree; missing mapping keys along the path are created. */
 static fg_status apply_set(fg_schema_ctx *c, yaml_document_t *doc, int k) {
-  const char *given = c->set[k];
-  const char *eq = given ? strchr(given, '=') : NULL;
-  if (!eq) return SET_FAIL(c, "--set '%s': expected dotted.key=value", given ? given : "");
+  const char *text = c->set[k];
+  const char *eq = text ? strchr(text, '=') : NULL;
+  /* messages quote the override, shortened so that what they say about it fits */
+  char given[96];
+  snprintf(given, sizeof given, "%s", text ? text : "");
+  if (text && strlen(text) >= sizeof given) memcpy(given + sizeof given - 4, "...", 4);
+  if (!eq) return SET_FAIL(c, "--set '%s': expected dotted.key=value", given);
   set_step steps[MAX_STEPS];
   int n_steps = 0;
   char canon[sizeof c->path];
-  FG_TRY(parse_set_path(c, given, (size_t)(eq - given), given, steps, &n_steps, canon, sizeof canon));
+  FG_TRY(parse_set_path(c, text, (size_t)(eq - text), given, steps, &n_steps, canon, sizeof canon));
   c->set_paths[k] = strdup(canon);
   if (!c->set_paths[k]) return FG_FAIL(FG_ERR_OOM, "out of memory");
   int value = 0;

@@ -14,6 +14,7 @@
 #include "fl/method.h"
 #include "fl/sampling.h"
 #include "fl/submodel.h"
+#include "fl/update_check.h"
 
 /* Samples of the training set the static BN recalibration runs over (a fixed prefix). */
 enum { FG_STATIC_BN_SAMPLES = 5000 };
@@ -267,10 +268,22 @@ static const double *tensor_scale(server *s, int slot, int n) {
   return s->param_scale;
 }
 
+/* The server's checks on participant c's update in sub_out (fl/update_check.h): one that fails
+ * them turns the record to rejected, with the reason. */
+static void screen_update(server *s, const fg_graph *g, int round, int c, fg_client_record *rec) {
+  fg_update u = {f32(&s->sub_out), fg_graph_state_numel(g), 0, NULL};
+  int64_t room = (int64_t)(s->sub_out.bytes / sizeof(float));
+  fg_update_run_test_hook(FG_HOOK_RETURNED, round, c, &u, f32(&s->sub_out), room);
+  if (fg_update_check(g, f32(&s->sub_in), &u, s->cfg->update_max_distance, &rec->update_distance, rec->error,
+                      sizeof rec->error) != FG_UPDATE_ACCEPTED)
+    rec->status = FG_CLIENT_REJECTED;
+}
+
 /* Trains participant c (the round's participant `slot` of `n`) at `level` and adds its update to
- * the accumulators. */
+ * the accumulators, once it passes the server's checks. */
 static fg_status train_client(server *s, int c, int level, int round, int slot, int n, fg_client_record *rec) {
   memset(rec, 0, sizeof *rec);
+  rec->update_distance = NAN;
   rec->id = c;
   rec->level = level;
   rec->samples = fg_partition_size(&s->w->partition, c);
@@ -294,11 +307,14 @@ static fg_status train_client(server *s, int c, int level, int round, int slot, 
     if (plan == &fresh) fg_index_plan_free(&fresh);
     return st;
   }
+  fg_update sent = {f32(&s->sub_in), fg_graph_state_numel(g), 0, NULL};
+  fg_update_run_test_hook(FG_HOOK_SENT, round, c, &sent, f32(&s->sub_in), sent.numel);
   const fg_plan *step = NULL;
   st = round_plan(s, rec->level, round, &step);
   fg_local_job job = {s->w, c, round, g, step, uncapped(s) ? 0 : s->w->budgets[c], f32(&s->sub_in),
                       f32(&s->sub_out)};
   if (st == FG_OK) st = fg_local_train(&job, rec);
+  if (st == FG_OK && rec->status == FG_CLIENT_OK) screen_update(s, g, round, c, rec);
   size_t bytes = (size_t)fg_graph_state_numel(g) * sizeof(float);
   if (st == FG_OK && rec->status == FG_CLIENT_OK) {
     rec->bytes_down = rec->bytes_up = bytes;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/base/killpoint.h"
 #include "engine/base/rng.h"
 
 /* ------------------------------------------------------------------------------------------ */
@@ -539,6 +540,7 @@ fg_status fg_aggregator_add_scaled(fg_aggregator *a, const fg_index_plan *p, con
     return FG_FAIL(FG_ERR_INVALID, "aggregator: %lld elements, the global model has %lld", (long long)a->numel,
                    (long long)fg_graph_state_numel(global));
   FG_TRY(check_weight(w0));
+  fg_killpoint("aggregate");
   double *sum = a->sum.ptr, *weight = a->weight.ptr;
   for (int t = 0; t < p->n; t++) {
     const fg_tensor_map *m = &p->maps[t];
@@ -568,6 +570,7 @@ fg_status fg_aggregator_add_scaled(fg_aggregator *a, const fg_index_plan *p, con
 }
 
 void fg_aggregator_finish(const fg_aggregator *a, float *global_state) {
+  fg_killpoint("aggregate");
   const double *sum = a->sum.ptr, *weight = a->weight.ptr;
   for (int64_t e = 0; e < a->numel; e++)
     if (weight[e] > 0.0) global_state[e] = (float)(sum[e] / weight[e]);

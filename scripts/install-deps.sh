@@ -4,6 +4,7 @@
 #   scripts/install-deps.sh --bench    also PyTorch (bench/ comparisons)
 #   scripts/install-deps.sh --aarch64  also the aarch64 cross compiler, the arm64 libraries and
 #                                      qemu user-mode emulation (scripts/test-aarch64.sh)
+#   scripts/install-deps.sh --fuzz     also clang with its libFuzzer runtime and OpenMP (scripts/fuzz.sh)
 set -euo pipefail
 
 sudo_cmd=()
@@ -24,7 +25,8 @@ for arg in "$@"; do
         "${sudo_cmd[@]}" dpkg --add-architecture arm64
       fi
       ;;
-    *) echo "install-deps: unknown option '$arg' (expected --bench or --aarch64)" >&2; exit 2 ;;
+    --fuzz) pkgs+=(clang libclang-rt-dev libomp-dev) ;;
+    *) echo "install-deps: unknown option '$arg' (expected --bench, --aarch64 or --fuzz)" >&2; exit 2 ;;
   esac
 done
 

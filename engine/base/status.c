@@ -10,11 +10,19 @@ static _Thread_local char fg_msg[FG_MSG_CAP];
 static _Thread_local char fg_origin[128];
 static _Thread_local fg_status fg_status_last = FG_OK;
 
+/* Messages are one line: control characters that came in with a value (a key, a file name)
+ * become spaces. */
+static void one_line(char *s) {
+  for (; *s; s++)
+    if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = ' ';
+}
+
 fg_status fg_fail_at(fg_status status, const char *src_file, int src_line, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(fg_msg, sizeof fg_msg, fmt, ap);
   va_end(ap);
+  one_line(fg_msg);
   const char *base = strrchr(src_file, '/');
   snprintf(fg_origin, sizeof fg_origin, "%s:%d", base ? base + 1 : src_file, src_line);
   fg_status_last = status;
@@ -27,6 +35,7 @@ void fg_error_prefix(const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(prefix, sizeof prefix, fmt, ap);
   va_end(ap);
+  one_line(prefix);
   size_t plen = strlen(prefix), mlen = strlen(fg_msg);
   if (plen + 2 + mlen >= FG_MSG_CAP) mlen = FG_MSG_CAP - plen - 3;
   memmove(fg_msg + plen + 2, fg_msg, mlen);

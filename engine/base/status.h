@@ -1,7 +1,8 @@
 /* Status codes and error messages for every fallible engine call.
  *
  * Library code never exits on bad input: it returns an fg_status and leaves a one-line message
- * naming the problem (file, field, value, expected) in a thread-local buffer, readable with
+ * naming the problem (file, field, value, expected; control characters of quoted values become
+ * spaces) in a thread-local buffer, readable with
  * fg_last_error(). The first failure is recorded where it happens; callers that add context
  * use fg_error_prefix(). Owns: the thread-local message buffer. */
 #ifndef FG_STATUS_H

@@ -1,6 +1,8 @@
 /* Atomic writes through a temporary file + rename; whole-file reads. */
 #include "engine/io/atomic_file.h"
 
+#include "engine/base/killpoint.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -79,6 +81,7 @@ fg_status fg_atomic_open(fg_atomic_file *f, const char *path) {
 fg_status fg_atomic_write(fg_atomic_file *f, const void *data, size_t len) {
   FG_TRY(fg_atomic_check_open(f));
   if (len == 0) return FG_OK;
+  fg_killpoint("atomic_write");
   if (fwrite(data, 1, len, f->fp) != len) return fg_atomic_fail(f, "write");
   return FG_OK;
 }
@@ -115,6 +118,7 @@ fg_status fg_atomic_commit(fg_atomic_file *f) {
   FILE *fp = f->fp;
   f->fp = NULL;
   if (fclose(fp) != 0) return fg_atomic_fail(f, "close");
+  fg_killpoint("atomic_rename");
   if (rename(f->tmp_path, f->path) != 0) return fg_atomic_fail(f, "rename the temporary file over");
 
   /* The rename happened: the temporary name no longer exists and must not be unlinked. */
@@ -141,6 +145,17 @@ fg_status fg_atomic_commit(fg_atomic_file *f) {
 void fg_atomic_abort(fg_atomic_file *f) {
   if (!f) return;
   fg_atomic_discard(f);
+}
+
+fg_status fg_sync_dir(const char *dir) {
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (dfd < 0 || fsync(dfd) != 0) {
+    int err = errno;
+    if (dfd >= 0) close(dfd);
+    return FG_FAIL(FG_ERR_IO, "cannot fsync the directory '%s': %s", dir, strerror(err));
+  }
+  close(dfd);
+  return FG_OK;
 }
 
 fg_status fg_write_file_atomic(const char *path, const void *data, size_t len) {

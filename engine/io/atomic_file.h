@@ -40,6 +40,9 @@ fg_status fg_atomic_commit(fg_atomic_file *f);
 /* Closes and removes the temporary file. Safe on a handle that is not open (no-op). */
 void fg_atomic_abort(fg_atomic_file *f);
 
+/* fsync of directory `dir`, so that renames and new files in it survive a power loss. */
+fg_status fg_sync_dir(const char *dir);
+
 /* Writes `len` bytes to `path` atomically. */
 fg_status fg_write_file_atomic(const char *path, const void *data, size_t len);
 

@@ -8,10 +8,12 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <zlib.h>
 
 #include "engine/io/atomic_file.h"
 
 static const char fg_st_meta_key[] = "__metadata__";
+static const char fg_st_crc_key[] = FG_ST_CRC_KEY;
 
 /* ---- dtypes, byte order, small formatting helpers ---------------------------------------- */
 
@@ -261,15 +263,54 @@ static int fg_st_add_entry_json(cJSON *root, const fg_st_pending *t, uint64_t be
   return off && fg_json_push_u64(off, begin) && fg_json_push_u64(off, begin + t->nbytes);
 }
 
-/* The header JSON (malloc'd by cJSON; free with cJSON_free), or NULL when out of memory. */
+/* CRC-32 (zlib's) of n bytes, continuing from crc. */
+static uint32_t fg_st_crc(uint32_t crc, const unsigned char *p, size_t n) {
+  uLong c = crc;
+  while (n > 0) {
+    uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+    c = crc32(c, p, k);
+    p += k;
+    n -= k;
+  }
+  return (uint32_t)c;
+}
+
+/* CRC-32 of the data buffer the writer lays out: every tensor's little-endian bytes in order. */
+static uint32_t fg_st_writer_crc(const fg_st_writer *w) {
+  uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
+  for (size_t i = 0; i < w->count; i++) {
+    const fg_st_pending *t = &w->tensors[i];
+    size_t elem = fg_st_dtype_size(t->dtype);
+    if (elem == 1 || fg_host_is_little_endian()) {
+      crc = fg_st_crc(crc, t->data, t->nbytes);
+      continue;
+    }
+    unsigned char chunk[1 << 14];
+    const unsigned char *src = t->data;
+    for (size_t done = 0; done < t->nbytes;) {
+      size_t n = t->nbytes - done < sizeof chunk ? t->nbytes - done : sizeof chunk;
+      fg_copy_le(chunk, src + done, n, elem);
+      crc = fg_st_crc(crc, chunk, n);
+      done += n;
+    }
+  }
+  return crc;
+}
+
+/* The header JSON (malloc'd by cJSON; free with cJSON_free), or NULL when out of memory. The
+ * metadata always holds the data buffer's CRC-32 (FG_ST_CRC_KEY). */
 static char *fg_st_header_json(const fg_st_writer *w) {
   cJSON *root = cJSON_CreateObject();
   int ok = root != NULL;
-  if (ok && w->meta_count) {
+  char crc[16];
+  snprintf(crc, sizeof crc, "%08" PRIx32, fg_st_writer_crc(w));
+  if (ok) {
     cJSON *meta = cJSON_AddObjectToObject(root, fg_st_meta_key);
     ok = meta != NULL;
     for (size_t i = 0; ok && i < w->meta_count; i++)
-      ok = cJSON_AddStringToObject(meta, w->meta[i].key, w->meta[i].value) != NULL;
+      if (strcmp(w->meta[i].key, fg_st_crc_key) != 0)
+        ok = cJSON_AddStringToObject(meta, w->meta[i].key, w->meta[i].value) != NULL;
+    ok = ok && cJSON_AddStringToObject(meta, fg_st_crc_key, crc) != NULL;
   }
   uint64_t offset = 0;
   for (size_t i = 0; ok && i < w->count; i++) {
@@ -378,6 +419,7 @@ static fg_status fg_st_parse_entry(const char *path, const cJSON *item, size_t d
   const char *name = item->string;
   char found[96], extent[48];
   e->name = name;
+  if (!name[0]) return fg_st_bad(path, "a tensor has an empty name, expected a non-empty one");
   if (!cJSON_IsObject(item))
     return fg_st_bad(path, "tensor '%s': entry is %s, expected an object with dtype, shape, "
                      "data_offsets", name, fg_json_snippet(item, found, sizeof found));
@@ -490,6 +532,21 @@ static fg_status fg_st_check_layout(const char *path, const fg_st_entry *entries
   return FG_OK;
 }
 
+/* When the metadata records the data buffer's CRC-32 (FG_ST_CRC_KEY), the buffer must match it. */
+static fg_status fg_st_check_crc(const fg_st_file *f, const unsigned char *data, size_t data_len) {
+  const char *want = fg_st_metadata(f, fg_st_crc_key);
+  if (!want) return FG_OK;
+  char *end = NULL;
+  unsigned long v = strtoul(want, &end, 16);
+  if (strlen(want) != 8 || *end != '\0' || v > 0xfffffffful)
+    return fg_st_bad(f->path, "\"%s\" is \"%.20s\", expected 8 hexadecimal digits", fg_st_crc_key, want);
+  uint32_t got = fg_st_crc((uint32_t)crc32(0L, Z_NULL, 0), data, data_len);
+  if (got != (uint32_t)v)
+    return fg_st_bad(f->path, "the data's CRC-32 is %08" PRIx32 " but the header records %s (the file is "
+                     "corrupted)", got, want);
+  return FG_OK;
+}
+
 /* Parses and validates the header of the file loaded into f->bytes (size bytes). */
 static fg_status fg_st_parse(fg_st_file *f, size_t size) {
   const char *path = f->path;
@@ -501,6 +558,9 @@ static fg_status fg_st_parse(fg_st_file *f, size_t size) {
                      "field", n, size - 8);
   if (n < 2)
     return fg_st_bad(path, "header length %" PRIu64 ", expected at least 2 (a JSON object)", n);
+  if (n > FG_ST_MAX_HEADER)
+    return fg_st_bad(path, "header length %" PRIu64 " is above the format's limit of %d bytes", n,
+                     FG_ST_MAX_HEADER);
   const unsigned char *header = f->bytes + 8;
   size_t data_len = size - 8 - (size_t)n;
   size_t bad = fg_utf8_invalid_at(header, (size_t)n);
@@ -548,6 +608,7 @@ static fg_status fg_st_parse(fg_st_file *f, size_t size) {
   }
   if (s == FG_OK) s = fg_st_check_layout(path, f->entries, spans, f->count, data_len);
   free(spans);
+  if (s == FG_OK) s = fg_st_check_crc(f, data, data_len);
   return s;
 }
 
@@ -562,6 +623,25 @@ fg_status fg_st_open(const char *path, fg_st_file **out) {
   size_t size = 0;
   fg_status s = fg_read_file(path, SIZE_MAX - 1, &f->bytes, &size);
   if (s == FG_OK) s = fg_st_parse(f, size);
+  if (s != FG_OK) {
+    fg_st_close(f);
+    return s;
+  }
+  *out = f;
+  return FG_OK;
+}
+
+fg_status fg_st_open_memory(const char *label, const void *bytes, size_t size, fg_st_file **out) {
+  if (!label || (!bytes && size) || !out) return FG_FAIL(FG_ERR_INVALID, "fg_st_open_memory: null argument");
+  *out = NULL;
+  fg_st_file *f = calloc(1, sizeof *f);
+  if (!f || !(f->path = fg_strdup(label)) || !(f->bytes = malloc(size + 1))) {
+    fg_st_close(f);
+    return FG_FAIL(FG_ERR_OOM, "safetensors '%s': cannot allocate %zu bytes", label, size + 1);
+  }
+  if (size) memcpy(f->bytes, bytes, size);
+  f->bytes[size] = '\0';
+  fg_status s = fg_st_parse(f, size);
   if (s != FG_OK) {
     fg_st_close(f);
     return s;

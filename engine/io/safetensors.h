@@ -7,9 +7,11 @@
  * row-major, little-endian.
  *
  * The writer keeps pointers to the caller's host data until fg_st_writer_write, which lays the
- * tensors out contiguously in the order they were added, pads the header with spaces so the
- * data starts 8-byte aligned, and writes the file atomically (engine/io/atomic_file.h). The
- * reader loads and validates the whole file up front, so every later lookup is on checked data.
+ * tensors out contiguously in the order they were added, records the CRC-32 of that data buffer
+ * in the metadata (FG_ST_CRC_KEY), pads the header with spaces so the data starts 8-byte
+ * aligned, and writes the file atomically (engine/io/atomic_file.h). The reader loads and
+ * validates the whole file up front (a recorded CRC-32 must match the data, so a corrupted
+ * file is refused), so every later lookup is on checked data.
  * Owns: the writer's name/metadata copies; the reader's file bytes and parsed header (plain
  * malloc: this is file I/O, not a training allocation). */
 #ifndef FG_SAFETENSORS_H
@@ -24,6 +26,9 @@
 typedef enum fg_st_dtype { FG_ST_F32 = 0, FG_ST_I32, FG_ST_U8, FG_ST_I64, FG_ST_F64, FG_ST_DTYPES } fg_st_dtype;
 
 #define FG_ST_MAX_DIMS 8 /* rank 0 (a scalar) to 8 */
+#define FG_ST_MAX_HEADER (100 * 1024 * 1024) /* bytes of header JSON, the format's own limit */
+/* The "__metadata__" entry holding the CRC-32 of the data buffer (8 lowercase hex digits) */
+#define FG_ST_CRC_KEY "fedgap.data_crc32"
 
 size_t fg_st_dtype_size(fg_st_dtype dtype);    /* bytes per element; 0 for an invalid value */
 const char *fg_st_dtype_name(fg_st_dtype dtype); /* "F32", "I32", ... as in the header */
@@ -68,12 +73,16 @@ typedef struct fg_st_entry {
 
 typedef struct fg_st_file fg_st_file;
 
-/* Reads and validates `path`: header length within the file, UTF-8 JSON object, known dtypes,
- * prod(shape) * dtype size == end - begin, offsets inside the data buffer, entries neither
- * overlapping nor leaving gaps (the buffer is exactly covered, as the format requires), unique
- * names, "__metadata__" string -> string. FG_ERR_IO when the file cannot be read, FG_ERR_FORMAT
- * naming the file, the tensor or field, the value found and the value expected otherwise. */
+/* Reads and validates `path`: header length within the file and at most FG_ST_MAX_HEADER,
+ * UTF-8 JSON object, known dtypes, prod(shape) * dtype size == end - begin, offsets inside the
+ * data buffer, entries neither overlapping nor leaving gaps (the buffer is exactly covered, as
+ * the format requires), unique names, "__metadata__" string -> string, and the data's CRC-32
+ * when the metadata records one (FG_ST_CRC_KEY; files from other writers have none). FG_ERR_IO
+ * when the file cannot be read, FG_ERR_FORMAT naming the file, the tensor or field, the value
+ * found and the value expected otherwise. */
 fg_status fg_st_open(const char *path, fg_st_file **out);
+/* fg_st_open on `size` bytes already in memory (copied; `label` names them in messages). */
+fg_status fg_st_open_memory(const char *label, const void *bytes, size_t size, fg_st_file **out);
 void fg_st_close(fg_st_file *f); /* NULL is fine */
 
 const char *fg_st_path(const fg_st_file *f);

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "engine/base/killpoint.h"
+
 fg_status fg_loader_alloc(fg_loader *l, fg_ledger *ledger, int64_t max_samples, int64_t batch, int64_t c,
                           int64_t h, int64_t w) {
   memset(l, 0, sizeof *l);
@@ -66,6 +68,7 @@ typedef struct train_ctx {
 static fg_status train_batch(fg_trainer *t, int64_t k, int64_t steps, int64_t count, void *ctx) {
   train_ctx *c = ctx;
   fg_step_stats st;
+  fg_killpoint("train_step");
   FG_TRY(fg_trainer_step(t, count, &st));
   fg_epoch_stats *acc = c->out;
   acc->loss_sum += st.loss * (double)count;

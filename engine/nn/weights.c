@@ -21,6 +21,13 @@ fg_status fg_weights_save(const fg_graph *g, const float *state, const char *pat
 fg_status fg_weights_load(const fg_graph *g, const char *path, float *state) {
   fg_st_file *f = NULL;
   FG_TRY(fg_st_open(path, &f));
+  fg_status s = fg_weights_read(g, f, state);
+  fg_st_close(f);
+  return s;
+}
+
+fg_status fg_weights_read(const fg_graph *g, const fg_st_file *f, float *state) {
+  const char *path = fg_st_path(f);
   fg_status s = FG_OK;
   for (int i = 0; i < fg_graph_param_count(g) && s == FG_OK; i++) {
     const fg_param *p = fg_graph_param(g, i);
@@ -32,6 +39,5 @@ fg_status fg_weights_load(const fg_graph *g, const char *path, float *state) {
       s = FG_FAIL(FG_ERR_FORMAT, "%s: tensor '%s' is not part of this model (wrong --model or --width?)",
                   path, e->name);
   }
-  fg_st_close(f);
   return s;
 }

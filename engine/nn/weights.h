@@ -12,5 +12,8 @@ fg_status fg_weights_save(const fg_graph *g, const float *state, const char *pat
 /* Reads `path` into state [state_numel]. FG_ERR_FORMAT names a missing, extra or mis-shaped
  * tensor and the file. */
 fg_status fg_weights_load(const fg_graph *g, const char *path, float *state);
+/* fg_weights_load from a file already opened (and validated) by fg_st_open. */
+struct fg_st_file;
+fg_status fg_weights_read(const fg_graph *g, const struct fg_st_file *f, float *state);
 
 #endif

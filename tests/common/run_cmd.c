@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,7 +23,9 @@ static char *slurp(const char *path) {
   return buf;
 }
 
-fgt_run fgt_run_fedgap(const char *const *argv) {
+fgt_run fgt_run_fedgap(const char *const *argv) { return fgt_run_fedgap_opts(argv, NULL); }
+
+fgt_run fgt_run_fedgap_opts(const char *const *argv, const fgt_run_opts *o) {
   const char *bin = getenv("FEDGAP_BINARY");
   cr_assert_not_null(bin, "FEDGAP_BINARY is not set (run the tests through ctest)");
   char out_path[] = "/tmp/fedgap-out-XXXXXX", err_path[] = "/tmp/fedgap-err-XXXXXX";
@@ -33,6 +36,12 @@ fgt_run fgt_run_fedgap(const char *const *argv) {
   if (pid == 0) {
     dup2(fo, STDOUT_FILENO);
     dup2(fe, STDERR_FILENO);
+    if (o && o->kill_at) setenv("FEDGAP_TEST_KILL_AT", o->kill_at, 1);
+    else unsetenv("FEDGAP_TEST_KILL_AT");
+    if (o && o->fsize_limit > 0) {
+      struct rlimit rl = {(rlim_t)o->fsize_limit, (rlim_t)o->fsize_limit};
+      if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(126);
+    }
     int n = 0;
     while (argv[n]) n++;
     char **args = calloc((size_t)n + 1, sizeof *args);
@@ -45,7 +54,8 @@ fgt_run fgt_run_fedgap(const char *const *argv) {
   waitpid(pid, &st, 0);
   close(fo);
   close(fe);
-  fgt_run r = {WIFEXITED(st) ? WEXITSTATUS(st) : -1, slurp(out_path), slurp(err_path)};
+  fgt_run r = {WIFEXITED(st) ? WEXITSTATUS(st) : -1, slurp(out_path), slurp(err_path),
+               WIFSIGNALED(st) ? WTERMSIG(st) : 0};
   unlink(out_path);
   unlink(err_path);
   return r;

@@ -6,10 +6,18 @@ typedef struct fgt_run {
   int status;   /* exit status, or -1 if it did not exit normally */
   char *out;    /* stdout, NUL-terminated (malloc'd) */
   char *err;    /* stderr */
+  int signal;   /* the signal that ended it, 0 when it exited */
 } fgt_run;
 
 /* Runs $FEDGAP_BINARY with the NULL-terminated argv (argv[0] is ignored). */
 fgt_run fgt_run_fedgap(const char *const *argv);
+
+/* What else the child runs with. */
+typedef struct fgt_run_opts {
+  const char *kill_at;  /* FEDGAP_TEST_KILL_AT (engine/base/killpoint.h), or NULL */
+  long fsize_limit;     /* RLIMIT_FSIZE in bytes, or 0 for none */
+} fgt_run_opts;
+fgt_run fgt_run_fedgap_opts(const char *const *argv, const fgt_run_opts *o);
 void fgt_run_free(fgt_run *r);
 /* The last non-empty line of `text` (static buffer). */
 const char *fgt_last_line(const char *text);

@@ -773,7 +773,12 @@ Test(config, out_of_range_values_name_the_key) {
   EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nthreads: 1025\n", "threads: 1025 is out of range (expected 0..1024)");
   EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {momentum: 1}\n", "local.momentum: 1 is out of range (expected in [0, 1))");
   EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {lr_decay: 0}\n", "local.lr_decay: 0 is out of range");
-  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {batch: 0}\n", "local.batch: 0 is out of range (expected >= 1)");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {batch: 0}\n",
+               "local.batch: 0 is out of range (expected 1..16777216)");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {batch: 2000000000}\n",
+               "local.batch: 2000000000 is out of range (expected 1..16777216)");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\neval: {batch: 16777217}\n",
+               "eval.batch: 16777217 is out of range (expected 1..16777216)");
   EXPECT_ERROR(MINIMAL "method: {name: fedavg}\neval: {max_samples: -1}\n", "eval.max_samples: -1 is out of range");
   EXPECT_ERROR(MINIMAL "method: {name: fedavg}\ncheckpoint: {every: -2}\n", "checkpoint.every: -2 is out of range");
   EXPECT_ERROR("rounds: 3\ndata: {dataset: cifar10}\nmodel: {arch: cnn, width: 0}\nclients: {count: 3}\n"

@@ -679,3 +679,99 @@ Test(partition, local_split_errors_leave_nothing_charged) {
   fg_partition_free(&p);
   free(y);
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * Reading partition.json back. */
+
+/* `text` with the first occurrence of `from` replaced by `to`, written to path. */
+static void write_edited(const char *path, const char *text, const char *from, const char *to) {
+  const char *at = strstr(text, from);
+  cr_assert_not_null(at, "'%s' not in the file", from);
+  size_t n = strlen(text), a = (size_t)(at - text), f = strlen(from), t = strlen(to);
+  char *out = malloc(n - f + t + 1);
+  memcpy(out, text, a);
+  memcpy(out + a, to, t);
+  memcpy(out + a + t, at + f, n - a - f + 1);
+  FGT_OK(fg_write_file_atomic(path, out, strlen(out)));
+  free(out);
+}
+
+Test(partition, read_gives_back_what_was_written_and_refuses_edits) {
+  const int64_t n = 300;
+  const int classes = 5, N = 4;
+  int32_t *y = random_labels(n, classes, 21);
+  fg_partition_spec spec = {.kind = FG_PARTITION_DIRICHLET, .alpha = 0.5, .min_size = 5};
+  fg_partition p, q;
+  FGT_OK(fg_partition_make(&spec, y, n, classes, N, 12, &ledger, &p));
+  char *dir = fgt_mkdtemp();
+  char path[4096], edited[4096];
+  snprintf(path, sizeof path, "%s/partition.json", dir);
+  snprintf(edited, sizeof edited, "%s/edited.json", dir);
+  FGT_OK(fg_partition_write(&p, y, classes, path));
+  FGT_OK(fg_partition_read(path, N, n, classes, y, &ledger, &q));
+  cr_assert_eq(q.hash, p.hash);
+  cr_assert_eq(q.n_clients, N);
+  cr_assert_eq(memcmp(offsets(&q), offsets(&p), (size_t)(N + 1) * sizeof(int64_t)), 0);
+  cr_assert_eq(memcmp(indices(&q), indices(&p), (size_t)n * sizeof(uint32_t)), 0);
+  fg_partition_free(&q);
+
+  char *text = fgt_read_text(path);
+  /* the first index of client 0, and the entries around it */
+  const char *first = strstr(text, "\"indices\": [") + strlen("\"indices\": [");
+  char idx0[16];
+  size_t k = strcspn(first, ",]");
+  memcpy(idx0, first, k);
+  idx0[k] = '\0';
+  char from[40], to[40];
+  struct {
+    const char *to;
+    const char *says;
+  } cases[] = {
+      {"300", "is not a sample index in [0, 300)"},
+      {"-1", "is not a sample index in [0, 300)"},
+      {"1.5", "is not a sample index"},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    snprintf(from, sizeof from, "[%s,", idx0);
+    snprintf(to, sizeof to, "[%s,", cases[c].to);
+    write_edited(edited, text, from, to);
+    cr_assert_eq(fg_partition_read(edited, N, n, classes, y, &ledger, &q), FG_ERR_FORMAT, "%s", cases[c].to);
+    cr_assert(strstr(fg_last_error(), cases[c].says) && strstr(fg_last_error(), "edited.json"), "%s", fg_last_error());
+    cr_assert_null(q.index.ptr);
+  }
+  /* another valid index in place of the first: a sample twice, or (labels aside) a bad hash */
+  uint32_t other = indices(&p)[offsets(&p)[1]];
+  snprintf(from, sizeof from, "[%s,", idx0);
+  snprintf(to, sizeof to, "[%u,", other);
+  write_edited(edited, text, from, to);
+  cr_assert_eq(fg_partition_read(edited, N, n, classes, NULL, &ledger, &q), FG_ERR_FORMAT);
+  cr_assert(strstr(fg_last_error(), "is held twice"), "%s", fg_last_error());
+  /* the hash is the one recorded; not a hash but 16 hex digits is refused */
+  char hash[40];
+  snprintf(hash, sizeof hash, "\"%016llx\"", (unsigned long long)p.hash);
+  snprintf(to, sizeof to, "\"%016llx\"", (unsigned long long)(p.hash ^ 1));
+  write_edited(edited, text, hash, to);
+  FGT_OK(fg_partition_read(edited, N, n, classes, y, &ledger, &q));
+  cr_assert_eq(q.hash, p.hash ^ 1);
+  fg_partition_free(&q);
+  write_edited(edited, text, hash, "\"0x12\"");
+  cr_assert_eq(fg_partition_read(edited, N, n, classes, y, &ledger, &q), FG_ERR_FORMAT);
+  cr_assert(strstr(fg_last_error(), "hash is not 16 hexadecimal digits"), "%s", fg_last_error());
+  /* the client count the configuration gives */
+  cr_assert_eq(fg_partition_read(path, N + 1, n, classes, y, &ledger, &q), FG_ERR_FORMAT);
+  cr_assert(strstr(fg_last_error(), "not a list of the 5 clients"), "%s", fg_last_error());
+  /* a file far larger than such a partition takes is refused unparsed */
+  size_t big = 20u << 20;
+  char *huge = malloc(big);
+  memset(huge, ' ', big);
+  FGT_OK(fg_write_file_atomic(edited, huge, big));
+  free(huge);
+  cr_assert_eq(fg_partition_read(edited, N, n, classes, y, &ledger, &q), FG_ERR_FORMAT);
+  cr_assert(strstr(fg_last_error(), "bytes a partition of 300 samples over 4 clients takes"), "%s", fg_last_error());
+  cr_assert_eq(ledger.current, p.index.bytes + p.offset.bytes, "a failed read keeps nothing charged");
+  free(text);
+  fg_partition_free(&p);
+  fgt_rmtree(dir);
+  free(dir);
+  free(y);
+}

@@ -86,7 +86,7 @@ Test(fl, resume_reaches_the_same_numbers, .timeout = 1200) {
   write_text(cfg, RESUME_CONFIG);
   run_ok((const char *[]){"", "run", cfg, "--out", straight, NULL});
   run_ok((const char *[]){"", "run", cfg, "--set", "rounds=2", "--out", stopped, NULL});
-  run_ok((const char *[]){"", "run", cfg, "--resume", stopped, NULL});
+  run_ok((const char *[]){"", "run", cfg, "--resume", stopped, "--allow-change", "rounds", NULL});
   char *a = fg_path_join(straight, "checkpoint.safetensors"), *b = fg_path_join(stopped, "checkpoint.safetensors");
   same_tensors(a, b);
   fg_round_record *ra, *rb;

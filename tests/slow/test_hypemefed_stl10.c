@@ -67,7 +67,8 @@ static void run_rounds(const char *cfg, const char *data, const char *run, int r
                                               "--set", data_set,
                                               "--set", rounds, "--set", "local.epochs=1", "--set", "clients.count=6",
                                               "--set", "sampling.per_round=6", "--set", "data.partition.min_size=20",
-                                              "--set", "method.hn_epochs=2", "--set", "checkpoint.every=1", NULL});
+                                              "--set", "method.hn_epochs=2", "--set", "checkpoint.every=1",
+                                              resume ? "--allow-change" : NULL, "rounds", NULL});
   cr_assert_eq(r.status, 0, "fedgap run failed: %s", r.err);
   fgt_run_free(&r);
 }
