@@ -74,6 +74,10 @@ fg_status fg_config_load(const char *path, const char *const *set, int n_set, fg
  * file cannot be written (the previous file at `path`, if any, is then untouched). */
 fg_status fg_config_write_resolved(const fg_config *cfg, int method_index, const char *path,
                                    const char *revision);
+/* The text fg_config_write_resolved writes, in *text [*len] (malloc'd, NUL-terminated; free()):
+ * what processes of one run compare to agree on the experiment. Errors as the writer's. */
+fg_status fg_config_resolved_text(const fg_config *cfg, int method_index, const char *revision, char **text,
+                                  size_t *len);
 void fg_config_free(fg_config *cfg);
 /* The names configs/README.md gives these values ("global", "dirichlet", ...); "unknown" for
  * other values. */

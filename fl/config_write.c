@@ -121,8 +121,11 @@ static fg_status write_config(FILE *f, const fg_config *cfg, int method_index, c
   return FG_OK;
 }
 
-fg_status fg_config_write_resolved(const fg_config *cfg, int method_index, const char *path, const char *revision) {
-  if (!cfg || !path) return FG_FAIL(FG_ERR_INVALID, "fg_config_write_resolved: null argument");
+fg_status fg_config_resolved_text(const fg_config *cfg, int method_index, const char *revision, char **text,
+                                  size_t *len) {
+  *text = NULL;
+  *len = 0;
+  if (!cfg) return FG_FAIL(FG_ERR_INVALID, "fg_config_write_resolved: null argument");
   if (cfg->n_methods < 1 || cfg->n_methods > FG_MAX_METHODS)
     return FG_FAIL(FG_ERR_INVALID, "fg_config_write_resolved: the config holds no loaded method");
   if (method_index < -1 || method_index >= cfg->n_methods)
@@ -132,13 +135,24 @@ fg_status fg_config_write_resolved(const fg_config *cfg, int method_index, const
       cfg->sampling.kind > FG_SAMPLE_PER_LEVEL || cfg->eval_protocol > FG_EVAL_LOCAL || !cfg->name ||
       !cfg->dataset || !cfg->arch)
     return FG_FAIL(FG_ERR_INVALID, "fg_config_write_resolved: the config was not loaded");
-  char *text = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&text, &len);
+  FILE *f = open_memstream(text, len);
   if (!f) return FG_FAIL(FG_ERR_OOM, "fg_config_write_resolved: out of memory");
   fg_status st = write_config(f, cfg, method_index, revision);
   if (fclose(f) != 0 && st == FG_OK) st = FG_FAIL(FG_ERR_OOM, "fg_config_write_resolved: out of memory");
-  if (st == FG_OK) st = fg_write_file_atomic(path, text, len);
+  if (st != FG_OK) {
+    free(*text);
+    *text = NULL;
+    *len = 0;
+  }
+  return st;
+}
+
+fg_status fg_config_write_resolved(const fg_config *cfg, int method_index, const char *path, const char *revision) {
+  if (!cfg || !path) return FG_FAIL(FG_ERR_INVALID, "fg_config_write_resolved: null argument");
+  char *text = NULL;
+  size_t len = 0;
+  FG_TRY(fg_config_resolved_text(cfg, method_index, revision, &text, &len));
+  fg_status st = fg_write_file_atomic(path, text, len);
   free(text);
   return st;
 }

@@ -70,6 +70,18 @@ typedef struct fg_round_record {
                                 runtime reports it (total - free); NaN (null) on the cpu device */
 } fg_round_record;
 
+/* Where the time of a spread run went (fl/spread.h; summary.json "spread"), in seconds over the
+ * run: rank 0's, and the workers' summed. */
+typedef struct fg_spread_time {
+  double broadcast;    /* rank 0: sending each round's jobs and global state */
+  double server_train; /* rank 0: training its own share of the participants */
+  double server_wait;  /* rank 0: waiting for the workers' results, taken in slot order */
+  double worker_train; /* workers: training their jobs */
+  double worker_send;  /* workers: waiting for rank 0 to take their results in slot order */
+  double worker_idle;  /* workers: waiting for the next round (rank 0 absorbing, evaluating, writing) */
+  int64_t server_jobs, worker_jobs;
+} fg_spread_time;
+
 /* The whole run. Strings may be NULL (written as null). */
 typedef struct fg_summary {
   const char *name, *method, *dataset, *arch, *revision;
@@ -85,6 +97,10 @@ typedef struct fg_summary {
                                 (null, or absent in a file read back): not recorded */
   const char *device;        /* where local training and evaluation ran ("cpu", "cuda:0"); NULL
                                 (null, or absent in a file read back): not recorded */
+  int processes;             /* the processes the run was spread over (1: one; absent in a file read
+                                back: 1) */
+  const fg_spread_time *spread; /* several processes: where the time went; NULL: not written (always
+                                   NULL in a file read back) */
 } fg_summary;
 
 /* "ok", "over_budget", "no_fit", "failed"; "unknown" for other values. */
