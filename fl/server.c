@@ -397,10 +397,10 @@ static fg_status train_client(server *s, const fg_job *j, int n, fg_client_recor
 /* What rank 0 awaits from slot `from` of the round on: the first slot each worker still owes. */
 static void note_awaited(server *s, int round, int from, int n) {
   char text[512];
-  size_t len = (size_t)snprintf(text, sizeof text, "round %d:", round + 1);
+  size_t len = (size_t)snprintf(text, sizeof text, "round %d, awaiting", round + 1);
   memset(s->awaited, 0, (size_t)s->t->size);
-  int listed = 0;
-  for (int i = from; i < n && len < sizeof text - 64 && listed < s->t->size - 1; i++) {
+  int listed = 0, i = from;
+  for (; i < n && len < sizeof text - 64 && listed < s->t->size - 1; i++) {
     const fg_job *j = &s->jobs[i];
     if (j->level < 0 || j->owner == 0 || s->awaited[j->owner]) continue;
     s->awaited[j->owner] = 1;
@@ -408,7 +408,8 @@ static void note_awaited(server *s, int round, int from, int n) {
                             j->owner, j->slot, j->client);
     listed++;
   }
-  if (!listed) snprintf(text + len, sizeof text - len, " no worker owes a result");
+  if (!listed) snprintf(text + len, sizeof text - len, " no worker (every result of the round was taken)");
+  else if (i < n && len >= sizeof text - 64) snprintf(text + len, sizeof text - len, ", ...");
   s->t->note(s->t->ctx, text);
 }
 

@@ -37,11 +37,13 @@ static void write_all(const char *s, size_t n) {
 }
 
 static void on_stop(int sig) {
-  static const char head[] = "fedgap run: stopped by a signal (mpirun stops every process when one dies); ";
+  static const char head[] = "fedgap run: stopped by a signal (mpirun stops every process when one of them dies "
+                             "or the job is interrupted) in ";
+  static const char tail[] = "; fedgap run --resume continues from the last checkpoint\n";
   const char *note = notes[shown];
   write_all(head, sizeof head - 1);
   write_all(note, strnlen(note, NOTE_CAP));
-  write_all("\n", 1);
+  write_all(tail, sizeof tail - 1);
   signal(sig, SIG_DFL);
   raise(sig);
 }
@@ -84,9 +86,11 @@ static fg_status wait_for(mpi_ctx *c, MPI_Request *req, MPI_Status *status, doub
       c->broken = 1;
       if (from >= 0)
         return FG_FAIL(FG_ERR_IO, "%s: rank %d sent nothing within %g s (the watchdog, fedgap run --watchdog): it "
-                       "is late or dead", what, from, limit);
+                       "is late or dead; the run stops (fedgap run --resume continues from the last checkpoint)",
+                       what, from, limit);
       return FG_FAIL(FG_ERR_IO, "%s did not complete within %g s (the watchdog, fedgap run --watchdog): a worker is "
-                     "late or dead", what, limit);
+                     "late or dead; the run stops (fedgap run --resume continues from the last checkpoint)", what,
+                     limit);
     }
     struct timespec ts = {0, nap};
     nanosleep(&ts, NULL);
@@ -224,7 +228,7 @@ fg_status fg_mpi_open(double watchdog, fg_transport **out) {
   c->t.receive = receive_message;
   c->t.note = note;
   if (c->t.rank == 0) {
-    note(c, "it had not started a round yet");
+    note(c, "its start, before the first round");
     signal(SIGTERM, on_stop);
     signal(SIGINT, on_stop);
   }

@@ -10,6 +10,14 @@ typedef struct fgt_run {
 
 /* Runs $FEDGAP_BINARY with the NULL-terminated argv (argv[0] is ignored). */
 fgt_run fgt_run_fedgap(const char *const *argv);
+/* Runs the program argv[0] (searched in PATH) with the NULL-terminated argv, captured the same way. */
+fgt_run fgt_run_program(const char *const *argv);
+/* Starts argv[0] (searched in PATH) in the background, stdout and stderr into the files given;
+ * returns its pid. */
+int fgt_spawn(const char *const *argv, const char *out_path, const char *err_path);
+/* Waits at most `seconds` for process pid (from fgt_spawn): its exit status, -1 when a signal
+ * ended it, -2 when it was still running (it is then killed and reaped). */
+int fgt_wait(int pid, double seconds);
 void fgt_run_free(fgt_run *r);
 /* The last non-empty line of `text` (static buffer). */
 const char *fgt_last_line(const char *text);
