@@ -102,11 +102,12 @@ int fg_cli_spread_open(const char *cmd, double watchdog, fg_transport **out) {
   return FG_EXIT_OK;
 }
 
-int fg_cli_spread_close(fg_transport *t, int exit_status) {
+int fg_cli_spread_close(fg_transport *t, int exit_status, int out_of_step) {
 #if FEDGAP_WITH_MPI
-  return fg_mpi_close(t, exit_status);
+  return fg_mpi_close(t, exit_status, out_of_step);
 #else
   (void)t;
+  (void)out_of_step;
   return exit_status;
 #endif
 }

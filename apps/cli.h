@@ -38,9 +38,9 @@ int fg_cli_launched_rank(void);
  * (each would run the whole experiment) and runs a job of one alone. Otherwise *out := NULL.
  * FG_EXIT_OK, or one line and FG_EXIT_FAILURE. */
 int fg_cli_spread_open(const char *cmd, double watchdog, fg_transport **out);
-/* Ends the transport (MPI_Finalize, or MPI_Abort for a run that broke, after its line); returns
- * exit_status. Safe on NULL. */
-int fg_cli_spread_close(fg_transport *t, int exit_status);
+/* Ends the transport (MPI_Finalize, or MPI_Abort for a run that broke or that this process left
+ * out of step, after its line); returns exit_status. Safe on NULL. */
+int fg_cli_spread_close(fg_transport *t, int exit_status, int out_of_step);
 /* The threads of each of local_size processes on a node sharing the budget (0: the cores this
  * process may run on): budget / local_size, at least 1. */
 int fg_cli_process_threads(int budget, int local_size);

@@ -297,7 +297,7 @@ static fg_status agree_on_world(const fg_config *cfg, const run_request *q, cons
 
 /* Several processes: rank 0 runs the experiment, the others train the jobs it deals them. */
 static int run_spread(fg_config *cfg, fg_status loaded, const char *why, const run_request *q, const fg_transport *t,
-                      int *hushed) {
+                      int *hushed, int *out_of_step) {
   fg_status s = agree_on_setup(cfg, loaded, why, q, t);
   if (s != FG_OK) return refused(t, s);
   fg_world w;
@@ -315,6 +315,7 @@ static int run_spread(fg_config *cfg, fg_status loaded, const char *why, const r
     fg_status ended = FG_OK;
     s = fg_run_worker(&w, t, &ended);
     if (s != FG_OK) fprintf(stderr, "fedgap run: rank %d: %s\n", t->rank, fg_last_error());
+    *out_of_step = s != FG_OK;
     rc = s == FG_OK && ended == FG_OK ? FG_EXIT_OK : FG_EXIT_FAILURE;
   }
   fg_world_close(&w);
@@ -374,9 +375,10 @@ int fg_cmd_run(int argc, char **argv) {
   char why[512];
   snprintf(why, sizeof why, "%s", loaded == FG_OK ? "" : fg_last_error());
   fg_transport *t = NULL;
+  int out_of_step = 0;
   if (fg_cli_launched_size() > 0) rc = fg_cli_spread_open(cmd.name, q.watchdog, &t);
   if (rc == FG_EXIT_OK && fg_spread_active(t)) {
-    rc = run_spread(&cfg, loaded, why, &q, t, &hushed);
+    rc = run_spread(&cfg, loaded, why, &q, t, &hushed, &out_of_step);
   } else if (rc == FG_EXIT_OK) {
     unhush(&hushed);
     if (loaded != FG_OK) {
@@ -388,5 +390,5 @@ int fg_cmd_run(int argc, char **argv) {
   }
   unhush(&hushed);
   fg_config_free(&cfg);
-  return fg_cli_spread_close(t, rc);
+  return fg_cli_spread_close(t, rc, out_of_step);
 }

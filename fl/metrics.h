@@ -64,7 +64,8 @@ typedef struct fg_round_record {
   size_t bytes_down, bytes_up;
   double seconds;            /* this round's wall time */
   double elapsed;            /* wall time since the run started */
-  size_t max_client_engine_peak, process_peak;
+  size_t max_client_engine_peak;
+  size_t process_peak;       /* the server process's peak (rank 0's in a run spread over processes) */
   double transfer_seconds;   /* the clients' model copies to and from the device (their sum) */
   double device_bytes_in_use;/* the training device's memory in use after the round as its
                                 runtime reports it (total - free); NaN (null) on the cpu device */
@@ -89,7 +90,8 @@ typedef struct fg_summary {
   double final_accuracy, best_accuracy;
   int n_exits;
   double final_exit_accuracy[FG_METRICS_MAX_EXITS];
-  size_t max_client_engine_peak, process_peak;
+  size_t max_client_engine_peak;
+  size_t process_peak;       /* the server process's peak (rank 0's in a spread run) */
   double wall_seconds;
   int clients, clients_never_fit;
   const char *eval_protocol; /* what the accuracies are measured on: "global" (the test split) or

@@ -413,10 +413,11 @@ static void note_awaited(server *s, int round, int from, int n) {
   s->t->note(s->t->ctx, text);
 }
 
-/* Deals the round's trainable participants to the processes in slot order (rank 0 first) and sends
- * every process the jobs and the global state. */
+/* Deals the round's trainable participants to the processes in slot order, round-robin from rank
+ * (round mod P) so that no process takes a round's odd one every round, and sends every process
+ * the jobs and the global state. */
 static fg_status send_round(server *s, int round, int n) {
-  int k = 0;
+  int k = round % s->t->size;
   for (int i = 0; i < n; i++) s->jobs[i].owner = s->jobs[i].level >= 0 ? k++ % s->t->size : 0;
   int64_t numel = fg_graph_state_numel(s->global);
   fg_wire_header h = {FG_WIRE_ROUND, s->method, round, FG_OK, numel, n};

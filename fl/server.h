@@ -39,9 +39,10 @@ fg_status fg_run_method(const fg_world *w, int method, const char *run_dir, int 
 /* How a run is carried out, beyond its configuration. */
 typedef struct fg_run_options {
   /* NULL or one process: clients train here one after another. Several (fl/spread.h): this is
-   * rank 0, the server; the round's trainable participants are dealt in slot order to ranks 0, 1,
-   * ..., P - 1, 0, ...; rank 0 trains its own and takes the others' results in slot order, so the
-   * run computes exactly what one process does. The workers run fg_run_worker meanwhile. */
+   * rank 0, the server; the round's trainable participants are dealt in slot order to ranks
+   * r, r + 1, ..., P - 1, 0, ... (r = round mod P); rank 0 trains its own and takes the others'
+   * results in slot order, so the run computes exactly what one process does. The workers run
+   * fg_run_worker meanwhile. */
   const fg_transport *transport;
   /* > 0: stop once this many rounds are done, with a checkpoint, as an interrupted run would
    * (no summary); --resume continues it. */

@@ -190,15 +190,6 @@ static fg_status receive_message(void *ctx, int from, void *bytes, size_t len, f
 
 /* ---- opening and closing ------------------------------------------------------------------ */
 
-int fg_mpi_launched_size(void) {
-  static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE"};
-  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-    const char *v = getenv(vars[i]);
-    if (v && atoi(v) > 0) return atoi(v);
-  }
-  return getenv("PMIX_RANK") || getenv("PMI_RANK") ? 1 : 0;
-}
-
 fg_status fg_mpi_open(double watchdog, fg_transport **out) {
   *out = NULL;
   int provided = 0, rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
@@ -236,10 +227,10 @@ fg_status fg_mpi_open(double watchdog, fg_transport **out) {
   return FG_OK;
 }
 
-int fg_mpi_close(fg_transport *t, int exit_status) {
+int fg_mpi_close(fg_transport *t, int exit_status, int out_of_step) {
   if (!t) return exit_status;
   mpi_ctx *c = t->ctx;
-  if (c->broken) {
+  if (c->broken || out_of_step) {
     fflush(stdout);
     fflush(stderr);
     MPI_Abort(c->comm, exit_status ? exit_status : 1);

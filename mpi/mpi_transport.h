@@ -20,17 +20,14 @@
 
 #include "fl/spread.h"
 
-/* The size of the job this process belongs to, from its launcher's environment (Open MPI's
- * OMPI_COMM_WORLD_SIZE, PMIx's or PMI's); 0 when no launcher started it. */
-int fg_mpi_launched_size(void);
-
 /* Initialises MPI and the transport. watchdog: the seconds rank 0 waits for any one message from a
  * worker (<= 0: no limit). FG_ERR_LIBRARY naming the MPI call when MPI fails. */
 fg_status fg_mpi_open(double watchdog, fg_transport **out);
 
 /* Ends MPI and frees the transport: MPI_Finalize when the processes ended in step, and returns
- * exit_status; when an operation failed (a late or dead worker, an MPI error), MPI_Abort with
- * exit_status (1 if it is 0), which does not return. Safe on NULL (returns exit_status). */
-int fg_mpi_close(fg_transport *t, int exit_status);
+ * exit_status; when an operation failed (a late or dead worker, an MPI error) or the caller left
+ * the run out of step (out_of_step: others may wait for it), MPI_Abort with exit_status (1 if it
+ * is 0), which does not return. Safe on NULL (returns exit_status). */
+int fg_mpi_close(fg_transport *t, int exit_status, int out_of_step);
 
 #endif
