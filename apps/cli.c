@@ -1,9 +1,12 @@
 /* Shared CLI helpers. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "apps/cli.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cpu/cpu_backend.h"
 #include "engine/base/rng.h"
@@ -12,18 +15,51 @@
 #if FEDGAP_WITH_CUDA
 #include "cuda/cuda_backend.h"
 #endif
+#if FEDGAP_WITH_MPI
+#include "mpi/mpi_transport.h"
+#endif
+
+/* The first of the launcher variables `names` that holds a number >= 0, or -1. */
+static int launcher_number(const char *const *names, int n) {
+  for (int i = 0; i < n; i++) {
+    const char *v = getenv(names[i]);
+    char *end = NULL;
+    long x = v ? strtol(v, &end, 10) : -1;
+    if (v && *v && end && *end == '\0' && x >= 0 && x < 1 << 24) return (int)x;
+  }
+  return -1;
+}
+
+/* The launcher's node-local rank of this process (0 when none): what cuda:local means outside a
+ * spread run. */
+static int launched_local_rank(void) {
+  static const char *const names[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"};
+  int rank = launcher_number(names, 3);
+  return rank > 0 ? rank : 0;
+}
 
 int fg_cli_device(const fg_command *cmd, const char *text, fg_device *out) {
   if (fg_device_parse(text, out) != FG_OK) return fg_usage_error(cmd, "--device: %s", fg_last_error());
+  *out = fg_cli_local_device(*out, launched_local_rank());
   return FG_EXIT_OK;
 }
 
-int fg_cli_start(const char *cmd, int threads, fg_device device) {
+fg_status fg_cli_start_backends(int threads, fg_device device) {
+  device = fg_cli_local_device(device, launched_local_rank());
   fg_cpu_options opt = {threads, 0};
-  if (fg_cpu_backend_register(&opt) != FG_OK) return fg_runtime_error(cmd);
+  FG_TRY(fg_cpu_backend_register(&opt));
   if (device.kind == FG_DEV_CUDA) fg_cli_probe_cuda(device.index);
-  if (!fg_backend_for(device)) return fg_runtime_error(cmd);
-  return FG_EXIT_OK;
+  return fg_backend_for(device) ? FG_OK : fg_last_status();
+}
+
+int fg_cli_start(const char *cmd, int threads, fg_device device) {
+  return fg_cli_start_backends(threads, device) == FG_OK ? FG_EXIT_OK : fg_runtime_error(cmd);
+}
+
+const char *fg_cli_kernels(char *buf, size_t cap) {
+  snprintf(buf, cap, "OpenBLAS core %s, %s convolutions", fg_cpu_blas_core(),
+           fg_cpu_uses_avx2() ? "AVX2 3x3" : "generic");
+  return buf;
 }
 
 void fg_cli_probe_cuda(int index) {
@@ -32,6 +68,67 @@ void fg_cli_probe_cuda(int index) {
 #else
   (void)index;
 #endif
+}
+
+int fg_cli_launched_size(void) {
+  static const char *const sizes[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE"};
+  static const char *const ranks[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"};
+  int size = launcher_number(sizes, 3);
+  if (size > 0) return size;
+  return launcher_number(ranks, 3) >= 0 ? 1 : 0;
+}
+
+int fg_cli_launched_rank(void) {
+  static const char *const ranks[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"};
+  int rank = launcher_number(ranks, 3);
+  return rank > 0 ? rank : 0;
+}
+
+int fg_cli_spread_open(const char *cmd, double watchdog, fg_transport **out) {
+  *out = NULL;
+  int size = fg_cli_launched_size();
+  if (size == 0) return FG_EXIT_OK;
+#if FEDGAP_WITH_MPI
+  if (fg_mpi_open(watchdog, out) != FG_OK) return fg_runtime_error(cmd);
+#else
+  (void)watchdog;
+  if (size > 1) {
+    FG_FAIL(FG_ERR_UNSUPPORTED, "this fedgap was built without the MPI transport (FEDGAP_MPI=OFF, or no MPI library "
+            "when it was configured), so each of the %d processes mpirun started would run the whole experiment: "
+            "rebuild with Open MPI (scripts/install-deps.sh)", size);
+    return fg_cli_launched_rank() == 0 ? fg_runtime_error(cmd) : FG_EXIT_FAILURE;
+  }
+#endif
+  return FG_EXIT_OK;
+}
+
+int fg_cli_spread_close(fg_transport *t, int exit_status, int out_of_step) {
+#if FEDGAP_WITH_MPI
+  return fg_mpi_close(t, exit_status, out_of_step);
+#else
+  (void)t;
+  (void)out_of_step;
+  return exit_status;
+#endif
+}
+
+int fg_cli_process_threads(int budget, int local_size) {
+  int cores = budget;
+  if (cores <= 0) {
+    cpu_set_t set;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)(online > 0 ? online : 1);
+    /* a process the launcher bound to a few cores uses those; an unbound one shares the node */
+    if (online > 0 && cores >= online) cores = (int)online / (local_size > 0 ? local_size : 1);
+    return cores > 0 ? cores : 1;
+  }
+  cores /= local_size > 0 ? local_size : 1;
+  return cores > 0 ? cores : 1;
+}
+
+fg_device fg_cli_local_device(fg_device d, int local_rank) {
+  if (d.index == FG_DEVICE_INDEX_LOCAL) d.index = local_rank;
+  return d;
 }
 
 int fg_cli_parse_shape(const char *text, int64_t *c, int64_t *h, int64_t *w) {

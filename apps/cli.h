@@ -10,16 +10,42 @@
 #include "engine/nn/models.h"
 #include "engine/nn/plan.h"
 #include "engine/nn/trainer.h"
+#include "fl/spread.h"
 
-/* --device / device: "cpu", "cuda" or "cuda:N" -> *out; FG_EXIT_OK or a usage error. */
+/* --device / device: "cpu", "cuda", "cuda:N" or "cuda:local" (the GPU numbered by the launcher's
+ * node-local rank of this process, 0 without a launcher) -> *out; FG_EXIT_OK or a usage error. */
 int fg_cli_device(const fg_command *cmd, const char *text, fg_device *out);
 /* Starts what a command computes with: the CPU backend (which also owns host memory) with
  * `threads` threads (0 = all cores) and, for a CUDA device, the CUDA backend; then checks that
  * `device` is usable. FG_EXIT_OK, or one line naming the reason (e.g. the CUDA runtime's) and
  * FG_EXIT_FAILURE. */
 int fg_cli_start(const char *cmd, int threads, fg_device device);
+/* fg_cli_start without the line: the status (its message in fg_last_error). */
+fg_status fg_cli_start_backends(int threads, fg_device device);
+/* What the CPU computes with, once the backend is started (a spread run's processes must agree):
+ * "OpenBLAS core Haswell, AVX2 3x3 convolutions"; returns buf. */
+const char *fg_cli_kernels(char *buf, size_t cap);
 /* Registers the CUDA backend for device `index` (when compiled in), available or not. */
 void fg_cli_probe_cuda(int index);
+
+/* Spread runs (fl/spread.h). The launcher's view of this process, from its environment (Open MPI,
+ * PMIx or PMI variables), readable before MPI starts: the job's size (0 when no launcher started
+ * it) and this process's rank in it (0 when none). */
+int fg_cli_launched_size(void);
+int fg_cli_launched_rank(void);
+/* When a launcher started this process: *out := the MPI transport (rank, size, node-local rank)
+ * with `watchdog` seconds; a build without the MPI transport refuses a job of several processes
+ * (each would run the whole experiment) and runs a job of one alone. Otherwise *out := NULL.
+ * FG_EXIT_OK, or one line and FG_EXIT_FAILURE. */
+int fg_cli_spread_open(const char *cmd, double watchdog, fg_transport **out);
+/* Ends the transport (MPI_Finalize, or MPI_Abort for a run that broke or that this process left
+ * out of step, after its line); returns exit_status. Safe on NULL. */
+int fg_cli_spread_close(fg_transport *t, int exit_status, int out_of_step);
+/* The threads of each of local_size processes on a node sharing the budget (0: the cores this
+ * process may run on): budget / local_size, at least 1. */
+int fg_cli_process_threads(int budget, int local_size);
+/* "cuda:local" (FG_DEVICE_INDEX_LOCAL) as the device numbered local_rank; other devices as given. */
+fg_device fg_cli_local_device(fg_device d, int local_rank);
 
 /* Parses "CxHxW" (e.g. "3x32x32"). Returns 0 on success. */
 int fg_cli_parse_shape(const char *text, int64_t *c, int64_t *h, int64_t *w);

@@ -5,9 +5,12 @@
  * differing key is allowed with --allow-change, which config_changes.jsonl in the run folder
  * records.
  * Progress: a bar on a terminal, a line per round otherwise. Last line: final_accuracy=0.xxxx
- * (per method for comparisons). */
+ * (per method for comparisons). Under mpirun -np P (fl/spread.h): every process checks it runs
+ * the same experiment as rank 0, then rank 0 runs it as above and the others train the clients
+ * it deals them; only rank 0 prints. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,7 +205,11 @@ static void remove_temporaries(const char *dir) {
   closedir(d);
 }
 
-static int run_all(const fg_config *cfg, const char *dir, int resume) {
+/* Every method of the configuration on the open world, into dir (rank 0 of a spread run, or the
+ * only process); prints the results. A resume first removes what interrupted writes left and
+ * checks the folder's partition. */
+static int run_all(const fg_config *cfg, const fg_world *w, const char *dir, int resume, const fg_run_options *opt) {
+  fg_status s = FG_OK;
   if (resume) {
     remove_temporaries(dir);
     for (int m = 0; cfg->compare && m < cfg->n_methods; m++) {
@@ -210,14 +217,13 @@ static int run_all(const fg_config *cfg, const char *dir, int resume) {
       if (sub) remove_temporaries(sub);
       free(sub);
     }
+    s = check_partition(w, dir);
   }
-  fg_world w;
-  fg_status s = fg_world_open(cfg, &w);
-  if (s == FG_OK && resume) s = check_partition(&w, dir);
   if (s == FG_OK) s = write_config(cfg, -1, dir);
-  if (s == FG_OK) s = write_partition(&w, dir);
+  if (s == FG_OK) s = write_partition(w, dir);
   fg_run_result res[FG_MAX_METHODS];
   memset(res, 0, sizeof res);
+  int stopped = 0;
   for (int m = 0; m < cfg->n_methods && s == FG_OK; m++) {
     char *sub = cfg->compare ? fg_path_join(dir, cfg->methods[m].name) : NULL;
     if (cfg->compare && !sub) {
@@ -237,15 +243,19 @@ static int run_all(const fg_config *cfg, const char *dir, int resume) {
     v.method = cfg->methods[m].name;
     v.general = cfg->eval_protocol == FG_EVAL_LOCAL;
     int again = resume && file_exists(mdir, "checkpoint.safetensors");
-    s = fg_run_method(&w, m, mdir, again, on_round, &v, &res[m]);
+    s = fg_run_method_with(w, m, mdir, again, opt, on_round, &v, &res[m], &stopped);
     fg_progress_clear(&v.bar);
-    if (s == FG_OK && v.terminal)
+    if (s == FG_OK && v.terminal && !stopped)
       printf("%s: final accuracy %.4f after %d rounds, %.1f s\n", v.method, res[m].final_accuracy, cfg->rounds,
              res[m].seconds);
     free(sub);
   }
-  fg_world_close(&w);
   if (s != FG_OK) return fg_runtime_error("run");
+  if (stopped) {
+    printf("stopped after round %d (--stop-after): --resume %s continues the run\n", opt->stop_after, dir);
+    printf("run folder: %s\n", dir);
+    return FG_EXIT_OK;
+  }
   if (cfg->compare) {
     print_table(cfg, res);
     if (write_table(dir, cfg, res) != FG_OK) return fg_runtime_error("run");
@@ -329,32 +339,41 @@ static fg_status record_changes(const char *dir, const fg_config_change *changes
   return s;
 }
 
+/* What `fedgap run` was asked, beyond the configuration. */
+typedef struct run_request {
+  const char *out, *resume;
+  int threads;         /* -1: the configuration's */
+  int stop_after;
+  double watchdog;
+  fg_config_change changes[MAX_CHANGES]; /* --resume: the allowed changes, recorded in the run folder */
+  int n_changes;
+} run_request;
+
 /* Compares the resolved configuration with the run folder's config.yaml. Every differing key must
- * be allowed (the allowed ones go to changes[], *n_changes of them); otherwise one line naming the
- * keys and FG_EXIT_USAGE. */
-static int check_resume(const fg_command *cmd, const fg_config *cfg, const char *dir, const fg_arg_list *allow,
-                        fg_config_change *changes, int *n_changes) {
-  *n_changes = 0;
+ * be allowed (the allowed ones go to q->changes); otherwise FG_ERR_CONFIG naming the keys. A folder
+ * without a readable config.yaml is FG_ERR_IO. */
+static fg_status check_resume(const fg_config *cfg, const char *dir, const fg_arg_list *allow, run_request *q) {
+  q->n_changes = 0;
   char *own = fg_path_join(dir, "config.yaml");
-  if (!own) return fg_runtime_error(cmd->name);
+  if (!own) return out_of_memory();
   fg_config was;
   fg_status s = fg_config_load(own, NULL, 0, &was);
   free(own);
   if (s != FG_OK) {
-    fprintf(stderr, "fedgap %s: --resume %s: the run's configuration: %s\n", cmd->name, dir, fg_last_error());
-    return FG_EXIT_FAILURE;
+    fg_error_prefix("--resume %s: the run's configuration", dir);
+    return FG_ERR_IO;
   }
   fg_config_change all[MAX_CHANGES];
   int n = 0;
   s = fg_config_diff(&was, cfg, all, MAX_CHANGES, &n);
   fg_config_free(&was);
-  if (s != FG_OK) return fg_runtime_error(cmd->name);
+  if (s != FG_OK) return s;
   char refused[1024] = "", first[128] = "";
   size_t len = 0;
   int n_refused = 0;
   for (int i = 0; i < n && i < MAX_CHANGES; i++) {
     if (change_allowed(allow, all[i].key)) {
-      changes[(*n_changes)++] = all[i];
+      q->changes[q->n_changes++] = all[i];
       continue;
     }
     if (n_refused++ == 0) snprintf(first, sizeof first, "%.127s", all[i].key);
@@ -363,35 +382,160 @@ static int check_resume(const fg_command *cmd, const fg_config *cfg, const char 
                               all[i].from, all[i].to);
   }
   if (n > MAX_CHANGES) n_refused += n - MAX_CHANGES;
-  if (n_refused == 0) return FG_EXIT_OK;
-  return fg_usage_error(cmd,
-                        "--resume %s: the configuration differs from the run's config.yaml in %d key%s: %s; resume "
-                        "with the run's own (fedgap run --resume %s), or allow a deliberate change, which the run "
-                        "folder records (--allow-change %s)",
-                        dir, n_refused, n_refused == 1 ? "" : "s", refused, dir, first);
+  if (n_refused == 0) return FG_OK;
+  return FG_FAIL(FG_ERR_CONFIG,
+                 "--resume %s: the configuration differs from the run's config.yaml in %d key%s: %s; resume with "
+                 "the run's own (fedgap run --resume %s), or allow a deliberate change, which the run folder "
+                 "records (--allow-change %s)",
+                 dir, n_refused, n_refused == 1 ? "" : "s", refused, dir, first);
+}
+
+/* One process: the run folder, the world, every method. */
+static int run_alone(const fg_config *cfg, const run_request *q, const fg_transport *t) {
+  char dir[4096];
+  fg_run_options opt = {t, q->stop_after};
+  int rc = fg_cli_start("run", q->threads >= 0 ? q->threads : cfg->threads, cfg->device);
+  if (rc == FG_EXIT_OK && choose_dir(cfg, q->out, q->resume, dir, sizeof dir) != 0) rc = fg_runtime_error("run");
+  if (rc != FG_EXIT_OK) return rc;
+  fg_world w;
+  fg_status s = fg_world_open(cfg, &w);
+  if (s == FG_OK && q->n_changes > 0) s = record_changes(dir, q->changes, q->n_changes);
+  rc = s == FG_OK ? run_all(cfg, &w, dir, q->resume != NULL, &opt) : FG_EXIT_FAILURE;
+  fg_world_close(&w);
+  return s == FG_OK ? rc : fg_runtime_error("run");
+}
+
+/* Workers of a spread run say nothing until the start-up check has passed: rank 0 speaks for the
+ * run (their failures reach it through the check). Returns the saved stderr, or -1. */
+static int hush_workers(void) {
+  if (fg_cli_launched_size() == 0 || fg_cli_launched_rank() == 0) return -1;
+  fflush(stderr);
+  int saved = dup(STDERR_FILENO), null = open("/dev/null", O_WRONLY);
+  if (saved >= 0 && null >= 0) dup2(null, STDERR_FILENO);
+  if (null >= 0) close(null);
+  return saved;
+}
+
+static void unhush(int *saved) {
+  if (*saved < 0) return;
+  fflush(stderr);
+  dup2(*saved, STDERR_FILENO);
+  close(*saved);
+  *saved = -1;
+}
+
+/* The exit status of a failed start-up check: configuration problems are usage errors. */
+static int refused(const fg_transport *t, fg_status s) {
+  if (t->rank == 0) fprintf(stderr, "fedgap run: %s\n", fg_last_error());
+  return s == FG_ERR_CONFIG ? FG_EXIT_USAGE : FG_EXIT_FAILURE;
+}
+
+/* Start-up check, phase 1: every process loaded the same configuration and computes with the same
+ * build and kernels; the CPU backend is started with this process's share of the threads. */
+static fg_status agree_on_setup(fg_config *cfg, fg_status loaded, const char *why, const run_request *q,
+                                const fg_transport *t) {
+  fg_identity id;
+  memset(&id, 0, sizeof id);
+  id.phase = 1;
+  id.status = loaded;
+  id.error = why;
+  id.revision = FEDGAP_GIT_REV;
+  char *text = NULL, kernels[96] = "";
+  size_t len = 0;
+  if (id.status == FG_OK) id.status = fg_config_resolved_text(cfg, -1, "", &text, &len);
+  if (id.status == FG_OK) {
+    cfg->device = fg_cli_local_device(cfg->device, t->local_rank);
+    int budget = q->threads >= 0 ? q->threads : cfg->threads;
+    id.status = fg_cli_start_backends(fg_cli_process_threads(budget, t->local_size), cfg->device);
+  }
+  if (id.status == FG_OK) id.kernels = fg_cli_kernels(kernels, sizeof kernels);
+  else if (!id.error || loaded == FG_OK) id.error = fg_last_error();
+  id.config_text = text;
+  fg_status s = fg_spread_agree(t, &id);
+  free(text);
+  return s;
+}
+
+/* Start-up check, phase 2: every process opened the same world (and rank 0 its run folder). */
+static fg_status agree_on_world(const fg_config *cfg, const run_request *q, const fg_transport *t, fg_world *w,
+                                char *dir, size_t cap) {
+  fg_identity id;
+  memset(&id, 0, sizeof id);
+  id.phase = 2;
+  id.status = fg_world_open(cfg, w);
+  if (id.status == FG_OK && t->rank == 0 && choose_dir(cfg, q->out, q->resume, dir, cap) != 0)
+    id.status = fg_last_status();
+  if (id.status == FG_OK) {
+    id.partition_hash = w->partition.hash;
+    id.local_test_hash = w->local_test.n_clients ? w->local_test.hash : 0;
+  } else {
+    id.error = fg_last_error();
+  }
+  return fg_spread_agree(t, &id);
+}
+
+/* Several processes: rank 0 runs the experiment, the others train the jobs it deals them. */
+static int run_spread(fg_config *cfg, fg_status loaded, const char *why, const run_request *q, const fg_transport *t,
+                      int *hushed, int *out_of_step) {
+  fg_status s = agree_on_setup(cfg, loaded, why, q, t);
+  if (s != FG_OK) return refused(t, s);
+  fg_world w;
+  char dir[4096] = "";
+  s = agree_on_world(cfg, q, t, &w, dir, sizeof dir);
+  unhush(hushed);
+  int rc;
+  if (s != FG_OK) {
+    rc = refused(t, s);
+  } else if (t->rank == 0) {
+    fg_run_options opt = {t, q->stop_after};
+    rc = q->n_changes > 0 && record_changes(dir, q->changes, q->n_changes) != FG_OK
+             ? fg_runtime_error("run")
+             : run_all(cfg, &w, dir, q->resume != NULL, &opt);
+    fg_spread_end(t, rc == FG_EXIT_OK ? FG_OK : FG_ERR_INVALID);
+  } else {
+    fg_status ended = FG_OK;
+    s = fg_run_worker(&w, t, &ended);
+    if (s != FG_OK) fprintf(stderr, "fedgap run: rank %d: %s\n", t->rank, fg_last_error());
+    *out_of_step = s != FG_OK;
+    rc = s == FG_OK && ended == FG_OK ? FG_EXIT_OK : FG_EXIT_FAILURE;
+  }
+  fg_world_close(&w);
+  return rc;
 }
 
 int fg_cmd_run(int argc, char **argv) {
+  int hushed = hush_workers();
   fg_arg_list sets = {{0}, 0}, allow = {{0}, 0};
-  const char *out = NULL, *resume = NULL;
-  int threads = -1;
+  static run_request q; /* static: its changes[] are large */
+  memset(&q, 0, sizeof q);
+  q.threads = -1;
+  q.watchdog = 600;
   const char *device = NULL;
   fg_arg args[] = {
       {"set", FG_ARG_LIST, &sets, "KEY=VALUE", "override a configuration key (repeatable), e.g. --set rounds=5", 0, -1,
        0, 0},
-      {"out", FG_ARG_STRING, &out, "DIR", "run folder (default runs/<name>-<date>-<time>)", 0, -1, 0, 0},
-      {"resume", FG_ARG_STRING, &resume, "DIR",
+      {"out", FG_ARG_STRING, &q.out, "DIR", "run folder (default runs/<name>-<date>-<time>)", 0, -1, 0, 0},
+      {"resume", FG_ARG_STRING, &q.resume, "DIR",
        "continue the run in DIR from its last checkpoint, with DIR/config.yaml (CONFIG.yaml may be left out)", 0,
        -1, 0, 0},
       {"allow-change", FG_ARG_LIST, &allow, "KEY",
        "with --resume: let KEY (e.g. rounds, local.lr; repeatable or comma-separated) differ from the run's "
        "config.yaml; recorded in DIR/config_changes.jsonl", 0, -1, 0, 0},
-      {"threads", FG_ARG_INT, &threads, "N", "CPU threads (default: the config's, else all cores)", 0, 1024, 0, 0},
-      {"device", FG_ARG_STRING, &device, "cpu|cuda[:N]",
+      {"threads", FG_ARG_INT, &q.threads, "N",
+       "CPU threads (default: the config's, else all cores); under mpirun, shared by the processes of a node", 0, 1024,
+       0, 0},
+      {"device", FG_ARG_STRING, &device, "cpu|cuda[:N]|cuda:local",
        "device of local training and evaluation (default: the config's device key, else cpu)", 0, -1, 0, 0},
+      {"stop-after", FG_ARG_INT, &q.stop_after, "R",
+       "stop once R rounds are done, with a checkpoint, as an interrupted run (--resume continues it)", 1, 1e9, 0, 0},
+      {"watchdog", FG_ARG_DOUBLE, &q.watchdog, "SECONDS",
+       "under mpirun: how long rank 0 waits for a worker's result before it names the worker and stops the run (0: "
+       "no limit; default 600)", 0, 1e9, 0, 0},
   };
   fg_command cmd = {"run", "Run the federated experiment a YAML file describes (usage: fedgap run CONFIG.yaml "
-                    "[options], or fedgap run --resume DIR [options]; configs/README.md lists the keys).",
+                    "[options], or fedgap run --resume DIR [options]; configs/README.md lists the keys; under "
+                    "mpirun -np P the clients of each round are spread over the P processes, with the results of one "
+                    "process).",
                     args, (int)(sizeof args / sizeof args[0]), NULL, 0};
   const char *config = NULL;
   if (argc > 0 && strncmp(argv[0], "--", 2) != 0) {
@@ -400,42 +544,53 @@ int fg_cmd_run(int argc, char **argv) {
     argv++;
   }
   int help, rc = fg_args_parse(&cmd, argc, argv, &help);
-  if (rc != FG_EXIT_OK || help) return rc;
-  if (out && resume) return fg_usage_error(&cmd, "--out and --resume name the run folder twice; give one");
-  if (allow.n && !resume) return fg_usage_error(&cmd, "--allow-change applies to --resume only");
   char own_config[4096];
-  if (!config && resume) {
-    snprintf(own_config, sizeof own_config, "%s/config.yaml", resume);
+  if (rc == FG_EXIT_OK && !help && !config && q.resume) {
+    snprintf(own_config, sizeof own_config, "%s/config.yaml", q.resume);
     config = own_config;
   }
-  if (!config) return fg_usage_error(&cmd, "give the experiment file: fedgap run CONFIG.yaml");
+  if (rc == FG_EXIT_OK && !help && !config) rc = fg_usage_error(&cmd, "give the experiment file: fedgap run CONFIG.yaml");
+  if (rc == FG_EXIT_OK && !help && q.out && q.resume)
+    rc = fg_usage_error(&cmd, "--out and --resume name the run folder twice; give one");
+  if (rc == FG_EXIT_OK && !help && allow.n && !q.resume)
+    rc = fg_usage_error(&cmd, "--allow-change applies to --resume only");
   /* --device D is the override device=D, after the --set ones. */
   char device_set[64];
-  if (device) {
+  if (rc == FG_EXIT_OK && !help && device) {
     fg_device parsed;
     rc = fg_cli_device(&cmd, device, &parsed);
-    if (rc != FG_EXIT_OK) return rc;
-    if (sets.n >= FG_ARG_LIST_CAP) return fg_usage_error(&cmd, "too many overrides with --device");
+    if (rc == FG_EXIT_OK && sets.n >= FG_ARG_LIST_CAP) rc = fg_usage_error(&cmd, "too many overrides with --device");
     snprintf(device_set, sizeof device_set, "device=%s", device);
-    sets.items[sets.n++] = device_set;
+    if (rc == FG_EXIT_OK) sets.items[sets.n++] = device_set;
+  }
+  if (rc != FG_EXIT_OK || help) {
+    unhush(&hushed);
+    return rc;
   }
   fg_config cfg;
-  fg_status s = fg_config_load(config, sets.items, sets.n, &cfg);
-  if (s != FG_OK) {
-    if (config == own_config)
-      fprintf(stderr, "fedgap run: --resume %s: the run's configuration: %s\n", resume, fg_last_error());
-    else fprintf(stderr, "fedgap run: %s\n", fg_last_error());
-    return s == FG_ERR_CONFIG ? FG_EXIT_USAGE : FG_EXIT_FAILURE;
+  fg_status loaded = fg_config_load(config, sets.items, sets.n, &cfg);
+  char why[1536];
+  if (loaded != FG_OK && config == own_config) fg_error_prefix("--resume %s: the run's configuration", q.resume);
+  snprintf(why, sizeof why, "%s", loaded == FG_OK ? "" : fg_last_error());
+  if (loaded == FG_OK && q.resume) {
+    loaded = check_resume(&cfg, q.resume, &allow, &q);
+    if (loaded != FG_OK) snprintf(why, sizeof why, "%s", fg_last_error());
   }
-  fg_config_change changes[MAX_CHANGES];
-  int n_changes = 0;
-  rc = resume ? check_resume(&cmd, &cfg, resume, &allow, changes, &n_changes) : FG_EXIT_OK;
-  char dir[4096];
-  if (rc == FG_EXIT_OK) rc = fg_cli_start(cmd.name, threads >= 0 ? threads : cfg.threads, cfg.device);
-  if (rc == FG_EXIT_OK && choose_dir(&cfg, out, resume, dir, sizeof dir) != 0) rc = fg_runtime_error(cmd.name);
-  if (rc == FG_EXIT_OK && n_changes > 0 && record_changes(dir, changes, n_changes) != FG_OK)
-    rc = fg_runtime_error(cmd.name);
-  if (rc == FG_EXIT_OK) rc = run_all(&cfg, dir, resume != NULL);
+  fg_transport *t = NULL;
+  int out_of_step = 0;
+  if (fg_cli_launched_size() > 0) rc = fg_cli_spread_open(cmd.name, q.watchdog, &t);
+  if (rc == FG_EXIT_OK && fg_spread_active(t)) {
+    rc = run_spread(&cfg, loaded, why, &q, t, &hushed, &out_of_step);
+  } else if (rc == FG_EXIT_OK) {
+    unhush(&hushed);
+    if (loaded != FG_OK) {
+      fprintf(stderr, "fedgap run: %s\n", why);
+      rc = loaded == FG_ERR_CONFIG ? FG_EXIT_USAGE : FG_EXIT_FAILURE;
+    } else {
+      rc = run_alone(&cfg, &q, t);
+    }
+  }
+  unhush(&hushed);
   fg_config_free(&cfg);
-  return rc;
+  return fg_cli_spread_close(t, rc, out_of_step);
 }

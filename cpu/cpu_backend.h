@@ -31,5 +31,8 @@ int fg_cpu_threads(void);
 void fg_cpu_set_generic_kernels(int generic);
 /* 1 when dense 3x3 stride-1 convolutions (pad <= 2) run on the AVX2/FMA kernels. */
 int fg_cpu_uses_avx2(void);
+/* The kernel family OpenBLAS chose for this CPU (e.g. "Haswell"): processes that must compute
+ * bit-identical results need the same one (OPENBLAS_CORETYPE forces it). */
+const char *fg_cpu_blas_core(void);
 
 #endif

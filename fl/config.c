@@ -216,7 +216,7 @@ static const fg_field top_fields[] = {
     {.key = "method", .type = FG_FIELD_LATER, .doc = "the FL method and its options"},
     {.key = "methods", .type = FG_FIELD_LATER, .doc = "several methods, run one after another on the same clients"},
     {.key = "device", .type = FG_FIELD_STRING, .offset = offsetof(loaded, device),
-     .doc = "where local training and evaluation run: cpu, cuda or cuda:N (absent: cpu)"},
+     .doc = "where local training and evaluation run: cpu, cuda, cuda:N or cuda:local (absent: cpu)"},
     {.key = "updates", .type = FG_FIELD_MAPPING, .fields = updates_fields, .n_fields = COUNT(updates_fields),
      .doc = "the server's checks on client updates"},
 };

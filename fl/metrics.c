@@ -607,6 +607,19 @@ static int add_string_or_null(cJSON *obj, const char *name, const char *v) {
   return item && cJSON_AddItemToObject(obj, name, item);
 }
 
+static int add_spread_time(cJSON *parent, const fg_spread_time *t) {
+  cJSON *o = cJSON_CreateObject();
+  if (!o || !cJSON_AddItemToObject(parent, "spread", o)) {
+    cJSON_Delete(o);
+    return 0;
+  }
+  return add_number(o, "broadcast_seconds", t->broadcast) && add_number(o, "server_train_seconds", t->server_train) &&
+         add_number(o, "server_wait_seconds", t->server_wait) &&
+         add_number(o, "worker_train_seconds", t->worker_train) &&
+         add_number(o, "worker_send_seconds", t->worker_send) && add_number(o, "worker_idle_seconds", t->worker_idle) &&
+         add_number(o, "server_jobs", (double)t->server_jobs) && add_number(o, "worker_jobs", (double)t->worker_jobs);
+}
+
 fg_status fg_summary_write(const char *dir, const fg_summary *s) {
   if (!dir || !s) return FG_FAIL(FG_ERR_INVALID, "fg_summary_write: missing argument");
   if (s->n_exits < 0 || s->n_exits > FG_METRICS_MAX_EXITS)
@@ -622,7 +635,9 @@ fg_status fg_summary_write(const char *dir, const fg_summary *s) {
   ok = ok && add_number(o, "max_client_engine_peak", (double)s->max_client_engine_peak) &&
        add_number(o, "process_peak", (double)s->process_peak) && add_number(o, "wall_seconds", s->wall_seconds) &&
        add_number(o, "clients", s->clients) && add_number(o, "clients_never_fit", s->clients_never_fit) &&
-       add_string_or_null(o, "eval_protocol", s->eval_protocol) && add_string_or_null(o, "device", s->device);
+       add_string_or_null(o, "eval_protocol", s->eval_protocol) && add_string_or_null(o, "device", s->device) &&
+       add_number(o, "processes", s->processes > 0 ? s->processes : 1);
+  if (ok && s->spread) ok = add_spread_time(o, s->spread);
   char *text = ok ? cJSON_Print(o) : NULL;
   cJSON_Delete(o);
   fg_text t = {0};
@@ -671,6 +686,8 @@ static fg_status json_to_summary(fg_origin o, const cJSON *obj, fg_summary *s, s
   if (cJSON_GetObjectItemCaseSensitive(obj, "eval_protocol"))
     FG_TRY(get_string(o, obj, "eval_protocol", &s->eval_protocol, strings));
   if (cJSON_GetObjectItemCaseSensitive(obj, "device")) FG_TRY(get_string(o, obj, "device", &s->device, strings));
+  s->processes = 1;
+  if (cJSON_GetObjectItemCaseSensitive(obj, "processes")) FG_TRY(get_int(o, obj, "processes", 1, &s->processes));
   return FG_OK;
 }
 

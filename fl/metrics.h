@@ -68,11 +68,24 @@ typedef struct fg_round_record {
   size_t bytes_down, bytes_up;
   double seconds;            /* this round's wall time */
   double elapsed;            /* wall time since the run started */
-  size_t max_client_engine_peak, process_peak;
+  size_t max_client_engine_peak;
+  size_t process_peak;       /* the server process's peak (rank 0's in a run spread over processes) */
   double transfer_seconds;   /* the clients' model copies to and from the device (their sum) */
   double device_bytes_in_use;/* the training device's memory in use after the round as its
                                 runtime reports it (total - free); NaN (null) on the cpu device */
 } fg_round_record;
+
+/* Where the time of a spread run went (fl/spread.h; summary.json "spread"), in seconds over the
+ * run: rank 0's, and the workers' summed. */
+typedef struct fg_spread_time {
+  double broadcast;    /* rank 0: sending each round's jobs and global state */
+  double server_train; /* rank 0: training its own share of the participants */
+  double server_wait;  /* rank 0: waiting for the workers' results, taken in slot order */
+  double worker_train; /* workers: training their jobs */
+  double worker_send;  /* workers: waiting for rank 0 to take their results in slot order */
+  double worker_idle;  /* workers: waiting for the next round (rank 0 absorbing, evaluating, writing) */
+  int64_t server_jobs, worker_jobs;
+} fg_spread_time;
 
 /* The whole run. Strings may be NULL (written as null). */
 typedef struct fg_summary {
@@ -81,7 +94,8 @@ typedef struct fg_summary {
   double final_accuracy, best_accuracy;
   int n_exits;
   double final_exit_accuracy[FG_METRICS_MAX_EXITS];
-  size_t max_client_engine_peak, process_peak;
+  size_t max_client_engine_peak;
+  size_t process_peak;       /* the server process's peak (rank 0's in a spread run) */
   double wall_seconds;
   int clients, clients_never_fit;
   const char *eval_protocol; /* what the accuracies are measured on: "global" (the test split) or
@@ -89,6 +103,10 @@ typedef struct fg_summary {
                                 (null, or absent in a file read back): not recorded */
   const char *device;        /* where local training and evaluation ran ("cpu", "cuda:0"); NULL
                                 (null, or absent in a file read back): not recorded */
+  int processes;             /* the processes the run was spread over (1: one; absent in a file read
+                                back: 1) */
+  const fg_spread_time *spread; /* several processes: where the time went; NULL: not written (always
+                                   NULL in a file read back) */
 } fg_summary;
 
 /* "ok", "over_budget", "no_fit", "failed", "rejected", "diverged"; "unknown" for other values. */

@@ -11,6 +11,7 @@
 #include "engine/nn/fit.h"
 #include "fl/checkpoint.h"
 #include "fl/client.h"
+#include "fl/job.h"
 #include "fl/method.h"
 #include "fl/sampling.h"
 #include "fl/submodel.h"
@@ -50,7 +51,14 @@ typedef struct server {
   int64_t n_bn_samples;
   int *participants;
   fg_client_record *records;
-  size_t process_peak;
+  size_t process_peak;                       /* this process's (rank 0's in a spread run) */
+  int method;                                /* index into the configuration's methods */
+  fg_job *jobs;                              /* [clients]: the round's jobs, in slot order */
+  const fg_transport *t;                     /* a spread run (fg_spread_active); else NULL */
+  unsigned char *wire;                       /* a round header or a result as it travels */
+  size_t wire_cap;
+  unsigned char *awaited;                    /* [processes]: scratch of the note of what rank 0 awaits */
+  fg_spread_time time;                       /* rank 0 of a spread run: where the time went */
 } server;
 
 static double seconds_now(void) {
@@ -178,10 +186,15 @@ static fg_status make_eval(server *s) {
   return alloc_f32(s, &s->eval_state, fg_graph_state_numel(s->global), FG_MEM_PARAMS, "evaluation state");
 }
 
-static fg_status server_setup(server *s, const fg_world *w, int method) {
+/* What every process of a run sets up for a method: its plan and levels, the clients' levels, the
+ * global model and one client's buffers. A worker sets up only this. */
+static fg_status setup_levels(server *s, const fg_world *w, int method) {
   memset(s, 0, sizeof *s);
   s->w = w;
   s->cfg = w->cfg;
+  s->method = method;
+  if (method < 0 || method >= w->cfg->n_methods)
+    return FG_FAIL(FG_ERR_INVALID, "method %d is not one of the configuration's %d", method, w->cfg->n_methods);
   s->mc = &w->cfg->methods[method];
   fg_ledger_init(&s->ledger, "server", 0);
   s->ops = fg_method_find(s->mc->name);
@@ -193,7 +206,10 @@ static fg_status server_setup(server *s, const fg_world *w, int method) {
   s->records = calloc((size_t)clients, sizeof *s->records);
   s->eligible = calloc((size_t)clients, sizeof *s->eligible);
   s->round_levels = calloc((size_t)clients, sizeof *s->round_levels);
-  if (!s->level || !s->participants || !s->records || !s->eligible || !s->round_levels)
+  s->jobs = calloc((size_t)clients, sizeof *s->jobs);
+  s->wire_cap = fg_wire_header_bytes(clients) > FG_RESULT_BYTES ? fg_wire_header_bytes(clients) : FG_RESULT_BYTES;
+  s->wire = malloc(s->wire_cap);
+  if (!s->level || !s->participants || !s->records || !s->eligible || !s->round_levels || !s->jobs || !s->wire)
     return FG_FAIL(FG_ERR_OOM, "server: out of memory");
   for (int l = 0; l < s->mp.n_levels; l++) FG_TRY(build_level(s, l));
   assign_levels(s);
@@ -202,7 +218,6 @@ static fg_status server_setup(server *s, const fg_world *w, int method) {
   fg_graph_set_bn_mode(s->global, "", s->mp.bn_mode);
   int64_t numel = fg_graph_state_numel(s->global), largest = 0;
   FG_TRY(alloc_f32(s, &s->state, numel, FG_MEM_PARAMS, "global model"));
-  fg_graph_init_state(s->global, s->cfg->seed, f32(&s->state));
   for (int l = 0; l < s->mp.n_levels; l++) {
     int64_t n = fg_graph_state_numel(s->level_graph[l]);
     if (n > largest) largest = n;
@@ -212,7 +227,17 @@ static fg_status server_setup(server *s, const fg_world *w, int method) {
     }
   }
   FG_TRY(alloc_f32(s, &s->sub_in, largest, FG_MEM_OTHER, "client sub-model (sent)"));
-  FG_TRY(alloc_f32(s, &s->sub_out, largest, FG_MEM_OTHER, "client sub-model (returned)"));
+  return alloc_f32(s, &s->sub_out, largest, FG_MEM_OTHER, "client sub-model (returned)");
+}
+
+/* What only the server keeps: the initial global state, the aggregator, the method's server state
+ * and evaluation. */
+static fg_status setup_server(server *s, const fg_transport *t) {
+  s->t = fg_spread_active(t) ? t : NULL;
+  if (s->t && !(s->awaited = calloc((size_t)t->size, 1))) return FG_FAIL(FG_ERR_OOM, "server: out of memory");
+  int clients = s->cfg->clients;
+  int64_t numel = fg_graph_state_numel(s->global);
+  fg_graph_init_state(s->global, s->cfg->seed, f32(&s->state));
   FG_TRY(fg_aggregator_init(&s->agg, numel, &s->ledger));
   if (s->ops->tensor_weight) {
     s->param_scale = calloc((size_t)fg_graph_param_count(s->global), sizeof *s->param_scale);
@@ -251,6 +276,10 @@ static void server_free(server *s) {
   free(s->level);
   free(s->participants);
   free(s->records);
+  free(s->jobs);
+  free(s->wire);
+  free(s->awaited);
+  memset(s, 0, sizeof *s);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -268,70 +297,233 @@ static const double *tensor_scale(server *s, int slot, int n) {
   return s->param_scale;
 }
 
-/* The server's checks on participant c's update in sub_out (fl/update_check.h): one that fails
- * them turns the record to rejected, with the reason. */
-static void screen_update(server *s, const fg_graph *g, int round, int c, fg_client_record *rec) {
-  fg_update u = {f32(&s->sub_out), fg_graph_state_numel(g), 0, NULL};
+/* The job of participant `slot` of `round`: client c at `level` (-1: it fits none). */
+static fg_job make_job(const server *s, int round, int slot, int c, int level) {
+  fg_job j;
+  memset(&j, 0, sizeof j);
+  j.method = s->method;
+  j.round = round;
+  j.slot = slot;
+  j.client = c;
+  j.level = level;
+  j.seed = s->cfg->seed;
+  j.cap = level < 0 || uncapped(s) ? 0 : (uint64_t)s->w->budgets[c];
+  return j;
+}
+
+/* A participant's record before it trains: who, at what level, on how many samples; a client that
+ * fits no level is complete here. */
+static void record_start(const server *s, const fg_job *j, fg_client_record *rec) {
+  int c = j->client;
+  memset(rec, 0, sizeof *rec);
+  rec->update_distance = NAN;
+  rec->id = c;
+  rec->level = j->level;
+  rec->samples = fg_partition_size(&s->w->partition, c);
+  level_label(s, rec->level, rec->config, sizeof rec->config);
+  if (rec->level >= 0) return;
+  rec->status = FG_CLIENT_NO_FIT;
+  rec->budget_bytes = s->w->budgets[c];
+  snprintf(rec->error, sizeof rec->error, "a budget of %zu bytes fits none of the method's levels (the smallest "
+           "needs %zu)", s->w->budgets[c], s->mp.levels[s->mp.n_levels - 1].planned_bytes);
+}
+
+/* The index plan of job j: its level's first-channel plan, or one made for its client and round in
+ * *fresh (FedRolex, random channels). Release with plan_done. */
+static fg_status job_plan(server *s, const fg_job *j, fg_index_plan *fresh, const fg_index_plan **out) {
+  *out = &s->level_plan[j->level];
+  if (s->mp.channels == FG_CHANNELS_FIRST) return FG_OK;
+  fg_channel_select sel = {s->mp.channels, j->round, s->cfg->seed, j->client};
+  FG_TRY(fg_index_plan_build(s->global, s->level_graph[j->level], &sel, fresh));
+  *out = fresh;
+  return FG_OK;
+}
+
+static void plan_done(const fg_index_plan *plan, fg_index_plan *fresh) {
+  if (plan == fresh) fg_index_plan_free(fresh);
+}
+
+/* Local training of job j, wherever it runs: its sub-model extracted from the global state, trained
+ * under its budget into `trained` [state numel of its level's model]; fills the record. */
+static fg_status train_job(server *s, const fg_job *j, const fg_index_plan *plan, float *trained,
+                           fg_client_record *rec) {
+  const fg_graph *g = s->level_graph[j->level];
+  FG_TRY(fg_submodel_extract(plan, s->global, g, f32(&s->state), f32(&s->sub_in)));
+  fg_update sent = {f32(&s->sub_in), fg_graph_state_numel(g), 0, NULL};
+  fg_update_run_test_hook(FG_HOOK_SENT, j->round, j->client, &sent, f32(&s->sub_in), sent.numel);
+  const fg_plan *step = NULL;
+  FG_TRY(round_plan(s, j->level, j->round, &step));
+  fg_local_job job = {s->w, j->client, j->round, g, step, (size_t)j->cap, f32(&s->sub_in), trained};
+  return fg_local_train(&job, rec);
+}
+
+/* The server's checks on job j's update `trained` [state numel of its level's model] against the
+ * sub-model it was sent (fl/update_check.h): one that fails them turns the record to rejected,
+ * with the reason. */
+static void screen_update(server *s, const fg_job *j, const float *sent, float *trained, fg_client_record *rec) {
+  const fg_graph *g = s->level_graph[j->level];
+  fg_update u = {trained, fg_graph_state_numel(g), 0, NULL};
   int64_t room = (int64_t)(s->sub_out.bytes / sizeof(float));
-  fg_update_run_test_hook(FG_HOOK_RETURNED, round, c, &u, f32(&s->sub_out), room);
-  if (fg_update_check(g, f32(&s->sub_in), &u, s->cfg->update_max_distance, &rec->update_distance, rec->error,
+  fg_update_run_test_hook(FG_HOOK_RETURNED, j->round, j->client, &u, trained, room);
+  if (fg_update_check(g, sent, &u, s->cfg->update_max_distance, &rec->update_distance, rec->error,
                       sizeof rec->error) != FG_UPDATE_ACCEPTED)
     rec->status = FG_CLIENT_REJECTED;
 }
 
-/* Trains participant c (the round's participant `slot` of `n`) at `level` and adds its update to
- * the accumulators, once it passes the server's checks. */
-static fg_status train_client(server *s, int c, int level, int round, int slot, int n, fg_client_record *rec) {
-  memset(rec, 0, sizeof *rec);
+/* The absorb step, the same whoever trained job j (participant j->slot of n): the server's checks
+ * on its update (`sent`: the sub-model it was sent), then the update into the accumulators and the
+ * method's server state. */
+static fg_status absorb(server *s, const fg_job *j, const fg_index_plan *plan, int n, const float *sent,
+                        float *trained, fg_client_record *rec) {
   rec->update_distance = NAN;
-  rec->id = c;
-  rec->level = level;
-  rec->samples = fg_partition_size(&s->w->partition, c);
-  level_label(s, rec->level, rec->config, sizeof rec->config);
-  if (rec->level < 0) {
-    rec->status = FG_CLIENT_NO_FIT;
-    rec->budget_bytes = s->w->budgets[c];
-    snprintf(rec->error, sizeof rec->error, "a budget of %zu bytes fits none of the method's levels (the smallest "
-             "needs %zu)", s->w->budgets[c], s->mp.levels[s->mp.n_levels - 1].planned_bytes);
-    return FG_OK;
-  }
-  const fg_graph *g = s->level_graph[rec->level];
-  fg_index_plan fresh, *plan = &s->level_plan[rec->level];
-  if (s->mp.channels != FG_CHANNELS_FIRST) {
-    fg_channel_select sel = {s->mp.channels, round, s->cfg->seed, c};
-    FG_TRY(fg_index_plan_build(s->global, g, &sel, &fresh));
-    plan = &fresh;
-  }
-  fg_status st = fg_submodel_extract(plan, s->global, g, f32(&s->state), f32(&s->sub_in));
-  if (st != FG_OK) {
-    if (plan == &fresh) fg_index_plan_free(&fresh);
-    return st;
-  }
-  fg_update sent = {f32(&s->sub_in), fg_graph_state_numel(g), 0, NULL};
-  fg_update_run_test_hook(FG_HOOK_SENT, round, c, &sent, f32(&s->sub_in), sent.numel);
-  const fg_plan *step = NULL;
-  st = round_plan(s, rec->level, round, &step);
-  fg_local_job job = {s->w, c, round, g, step, uncapped(s) ? 0 : s->w->budgets[c], f32(&s->sub_in),
-                      f32(&s->sub_out)};
-  if (st == FG_OK) st = fg_local_train(&job, rec);
-  if (st == FG_OK && rec->status == FG_CLIENT_OK) screen_update(s, g, round, c, rec);
+  if (rec->status != FG_CLIENT_OK) return FG_OK;
+  screen_update(s, j, sent, trained, rec);
+  if (rec->status != FG_CLIENT_OK) return FG_OK;
+  int c = j->client;
+  const fg_graph *g = s->level_graph[j->level];
   size_t bytes = (size_t)fg_graph_state_numel(g) * sizeof(float);
-  if (st == FG_OK && rec->status == FG_CLIENT_OK) {
-    rec->bytes_down = rec->bytes_up = bytes;
-    double weight = s->mp.weighting == FG_WEIGHT_SAMPLES ? (double)rec->samples : 1.0;
-    const float *mask = s->mp.label_mask ? fg_world_class_mask(s->w, c) : NULL;
-    uint8_t classes[4096];
-    if (mask) {
-      int k = s->w->train.classes < 4096 ? s->w->train.classes : 4096;
-      for (int j = 0; j < k; j++) classes[j] = mask[j] != 0.0f;
-    }
-    st = fg_aggregator_add_scaled(&s->agg, plan, s->global, g, f32(&s->sub_out), weight, mask ? classes : NULL,
-                                  tensor_scale(s, slot, n));
-    if (st == FG_OK && s->method_state)
-      st = s->ops->server_collect(s->method_state, slot, rec->level, g, f32(&s->sub_out));
+  rec->bytes_down = rec->bytes_up = bytes;
+  double weight = s->mp.weighting == FG_WEIGHT_SAMPLES ? (double)rec->samples : 1.0;
+  const float *mask = s->mp.label_mask ? fg_world_class_mask(s->w, c) : NULL;
+  uint8_t classes[4096];
+  if (mask) {
+    int k = s->w->train.classes < 4096 ? s->w->train.classes : 4096;
+    for (int i = 0; i < k; i++) classes[i] = mask[i] != 0.0f;
   }
+  FG_TRY(fg_aggregator_add_scaled(&s->agg, plan, s->global, g, trained, weight, mask ? classes : NULL,
+                                  tensor_scale(s, j->slot, n)));
+  return s->method_state ? s->ops->server_collect(s->method_state, j->slot, rec->level, g, trained) : FG_OK;
+}
+
+/* Trains job j (participant j->slot of n) here and absorbs it. */
+static fg_status train_client(server *s, const fg_job *j, int n, fg_client_record *rec) {
+  record_start(s, j, rec);
+  if (j->level < 0) return FG_OK;
+  fg_index_plan fresh;
+  const fg_index_plan *plan;
+  FG_TRY(job_plan(s, j, &fresh, &plan));
+  double t0 = seconds_now();
+  fg_status st = train_job(s, j, plan, f32(&s->sub_out), rec);
+  s->time.server_train += seconds_now() - t0;
+  s->time.server_jobs++;
+  if (st == FG_OK) st = absorb(s, j, plan, n, f32(&s->sub_in), f32(&s->sub_out), rec);
   if (rec->process_peak_bytes > s->process_peak) s->process_peak = rec->process_peak_bytes;
-  if (plan == &fresh) fg_index_plan_free(&fresh);
+  plan_done(plan, &fresh);
+  return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Rank 0 of a spread run                                                                      */
+
+/* What rank 0 awaits from slot `from` of the round on: the first slot each worker still owes. */
+static void note_awaited(server *s, int round, int from, int n) {
+  char text[512];
+  size_t len = (size_t)snprintf(text, sizeof text, "round %d, awaiting", round + 1);
+  memset(s->awaited, 0, (size_t)s->t->size);
+  int listed = 0, i = from;
+  for (; i < n && len < sizeof text - 64 && listed < s->t->size - 1; i++) {
+    const fg_job *j = &s->jobs[i];
+    if (j->level < 0 || j->owner == 0 || s->awaited[j->owner]) continue;
+    s->awaited[j->owner] = 1;
+    len += (size_t)snprintf(text + len, sizeof text - len, "%s rank %d on slot %d (client %d)", listed ? "," : "",
+                            j->owner, j->slot, j->client);
+    listed++;
+  }
+  if (!listed) snprintf(text + len, sizeof text - len, " no worker (every result of the round was taken)");
+  else if (i < n && len >= sizeof text - 64) snprintf(text + len, sizeof text - len, ", ...");
+  s->t->note(s->t->ctx, text);
+}
+
+/* Deals the round's trainable participants to the processes in slot order, round-robin from rank
+ * (round mod P) so that no process takes a round's odd one every round, and sends every process
+ * the jobs and the global state. */
+static fg_status send_round(server *s, int round, int n) {
+  int k = round % s->t->size;
+  for (int i = 0; i < n; i++) s->jobs[i].owner = s->jobs[i].level >= 0 ? k++ % s->t->size : 0;
+  int64_t numel = fg_graph_state_numel(s->global);
+  fg_wire_header h = {FG_WIRE_ROUND, s->method, round, FG_OK, numel, n};
+  size_t len = 0;
+  FG_TRY(fg_wire_header_encode(&h, s->jobs, s->wire, s->wire_cap, &len));
+  double t0 = seconds_now();
+  fg_status st = s->t->broadcast(s->t->ctx, s->wire, &len, s->wire_cap);
+  if (st == FG_OK) st = s->t->broadcast_floats(s->t->ctx, f32(&s->state), numel);
+  s->time.broadcast += seconds_now() - t0;
+  if (st == FG_OK) note_awaited(s, round, 0, n);
+  return st;
+}
+
+/* Job j's result from the worker that trained it: *res, its record in rec, the trained state in
+ * sub_out. */
+static fg_status receive_result(server *s, const fg_job *j, fg_result *res, fg_client_record *rec) {
+  int64_t numel = fg_graph_state_numel(s->level_graph[j->level]), got = 0;
+  char what[96];
+  snprintf(what, sizeof what, "round %d, slot %d (client %d)", j->round + 1, j->slot, j->client);
+  double t0 = seconds_now();
+  fg_status st = s->t->receive(s->t->ctx, j->owner, s->wire, FG_RESULT_BYTES, f32(&s->sub_out), numel, &got, what);
+  s->time.server_wait += seconds_now() - t0;
+  FG_TRY(st);
+  FG_TRY(fg_result_decode(s->wire, FG_RESULT_BYTES, res));
+  if (res->round != j->round || res->slot != j->slot)
+    return FG_FAIL(FG_ERR_INTERNAL, "rank %d answered round %d, slot %d where %s was due", j->owner, res->round + 1,
+                   res->slot, what);
+  *rec = res->rec;
+  if (res->status == FG_OK && !res->skipped && rec->status == FG_CLIENT_OK && got != numel)
+    return FG_FAIL(FG_ERR_FORMAT, "rank %d sent %lld floats for %s, expected %lld", j->owner, (long long)got, what,
+                   (long long)numel);
+  return FG_OK;
+}
+
+/* Job j (participant j->slot of n), trained by another process: its result, then the absorb step. */
+static fg_status take_result(server *s, const fg_job *j, int n, fg_client_record *rec) {
+  fg_result res;
+  FG_TRY(receive_result(s, j, &res, rec));
+  if (res.status != FG_OK) return FG_FAIL(res.status, "%s (rank %d)", res.error, j->owner);
+  if (res.skipped)
+    return FG_FAIL(FG_ERR_INTERNAL, "rank %d skipped round %d, slot %d without an error before it", j->owner,
+                   j->round + 1, j->slot);
+  fg_index_plan fresh;
+  const fg_index_plan *plan;
+  FG_TRY(job_plan(s, j, &fresh, &plan));
+  const fg_graph *g = s->level_graph[j->level];
+  fg_status st = fg_submodel_extract(plan, s->global, g, f32(&s->state), f32(&s->sub_in));
+  if (st == FG_OK) st = absorb(s, j, plan, n, f32(&s->sub_in), f32(&s->sub_out), rec);
+  plan_done(plan, &fresh);
+  return st;
+}
+
+/* After the round failed at a slot before `from`: takes (and drops) the results the workers still
+ * send, so that every process ends the round together; returns `failed` with its message. */
+static fg_status drain(server *s, int from, int n, fg_status failed) {
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", fg_last_error());
+  for (int i = from; i < n; i++) {
+    const fg_job *j = &s->jobs[i];
+    fg_result res;
+    if (j->level >= 0 && j->owner != 0 && receive_result(s, j, &res, &s->records[i]) != FG_OK) break;
+  }
+  return FG_FAIL(failed, "%s", msg);
+}
+
+/* The end of a method: workers drop its models and report their time, summed into s->time. */
+static fg_status end_method(server *s) {
+  fg_wire_header h = {FG_WIRE_METHOD_END, s->method, 0, FG_OK, 0, 0};
+  size_t len = 0;
+  FG_TRY(fg_wire_header_encode(&h, NULL, s->wire, s->wire_cap, &len));
+  FG_TRY(s->t->broadcast(s->t->ctx, s->wire, &len, s->wire_cap));
+  unsigned char mine[FG_WORKER_TIME_BYTES], *all = malloc((size_t)s->t->size * FG_WORKER_TIME_BYTES);
+  if (!all) return FG_FAIL(FG_ERR_OOM, "server: out of memory");
+  fg_worker_time none = {0, 0, 0, 0};
+  fg_worker_time_encode(&none, mine);
+  fg_status st = s->t->gather(s->t->ctx, mine, sizeof mine, all);
+  for (int k = 1; k < s->t->size && st == FG_OK; k++) {
+    fg_worker_time wt;
+    st = fg_worker_time_decode(all + (size_t)k * FG_WORKER_TIME_BYTES, &wt);
+    s->time.worker_train += wt.train;
+    s->time.worker_send += wt.send;
+    s->time.worker_idle += wt.idle;
+    s->time.worker_jobs += wt.jobs;
+  }
+  free(all);
   return st;
 }
 
@@ -454,13 +646,20 @@ static fg_status run_round(server *s, int round, fg_round_record *r) {
     FG_TRY(fg_sample_round(&c->sampling, c->clients, s->level, s->mp.n_levels, c->seed, round, s->participants, &n));
   }
   fg_aggregator_reset(&s->agg);
+  for (int i = 0; i < n; i++) {
+    int client = s->participants[i];
+    s->jobs[i] = make_job(s, round, i, client, round_level >= 0 ? round_level : s->level[client]);
+  }
+  if (s->t) FG_TRY(send_round(s, round, n));
   double loss_sum = 0;
   int64_t loss_samples = 0;
   int contributed = 0;
   for (int i = 0; i < n; i++) {
     fg_client_record *rec = &s->records[i];
-    int client = s->participants[i];
-    FG_TRY(train_client(s, client, round_level >= 0 ? round_level : s->level[client], round, i, n, rec));
+    const fg_job *j = &s->jobs[i];
+    fg_status st = s->t && j->owner != 0 && j->level >= 0 ? take_result(s, j, n, rec) : train_client(s, j, n, rec);
+    if (st != FG_OK) return s->t ? drain(s, i + 1, n, st) : st;
+    if (s->t && j->owner != 0) note_awaited(s, round, i + 1, n);
     s->round_levels[i] = rec->status == FG_CLIENT_OK ? rec->level : -1;
     if (rec->status != FG_CLIENT_OK) continue;
     contributed++;
@@ -523,6 +722,8 @@ static fg_status write_summary(const server *s, const char *dir, const fg_run_re
   sum.eval_protocol = fg_eval_protocol_name(s->cfg->eval_protocol);
   char device[32];
   sum.device = fg_device_str(s->cfg->device, device, sizeof device);
+  sum.processes = s->t ? s->t->size : 1;
+  sum.spread = s->t ? &s->time : NULL;
   return fg_summary_write(dir, &sum);
 }
 
@@ -571,11 +772,14 @@ static fg_status resumed_extremes(const char *run_dir, size_t *max_peak, double 
   return FG_OK;
 }
 
-fg_status fg_run_method(const fg_world *w, int method, const char *run_dir, int resume, fg_round_callback cb,
-                        void *ctx, fg_run_result *res) {
+fg_status fg_run_method_with(const fg_world *w, int method, const char *run_dir, int resume, const fg_run_options *opt,
+                             fg_round_callback cb, void *ctx, fg_run_result *res, int *stopped) {
   double t0 = seconds_now();
+  const fg_transport *t = opt ? opt->transport : NULL;
+  int stop_after = opt ? opt->stop_after : 0, stop = 0;
   server s;
-  fg_status st = server_setup(&s, w, method);
+  fg_status st = setup_levels(&s, w, method);
+  if (st == FG_OK) st = setup_server(&s, t);
   fg_metrics *metrics = NULL;
   int start = 0;
   if (st == FG_OK && resume) st = load_checkpoint(&s, run_dir, &start);
@@ -589,6 +793,10 @@ fg_status fg_run_method(const fg_world *w, int method, const char *run_dir, int 
   if (st == FG_OK && resume) st = resumed_extremes(run_dir, &max_peak, &best);
   const fg_config *c = w->cfg;
   for (int round = start; round < c->rounds && st == FG_OK; round++) {
+    if (stop_after > 0 && round >= stop_after) {
+      stop = 1;
+      break;
+    }
     st = run_round(&s, round, &r);
     if (st != FG_OK) break;
     if (r.max_client_engine_peak > max_peak) max_peak = r.max_client_engine_peak;
@@ -597,15 +805,157 @@ fg_status fg_run_method(const fg_world *w, int method, const char *run_dir, int 
     st = fg_metrics_append(metrics, &r);
     if (st == FG_OK && cb) cb(ctx, &r, c->rounds);
     int due = c->checkpoint_every > 0 && (round + 1) % c->checkpoint_every == 0;
-    if (st == FG_OK && (due || round + 1 == c->rounds))
+    if (st == FG_OK && (due || round + 1 == c->rounds || round + 1 == stop_after))
       st = save_checkpoint(&s, run_dir, round + 1);
   }
-  if (st == FG_OK && start >= c->rounds) st = evaluate(&s, 1, &r); /* resumed a finished run */
-  if (st == FG_OK) {
+  if (s.t) {
+    /* Workers wait for the method's end whatever happened here (unless the transport broke). */
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", fg_last_error());
+    fg_status ended = end_method(&s);
+    if (st == FG_OK) st = ended;
+    else FG_FAIL(st, "%s", msg);
+  }
+  if (st == FG_OK && !stop && start >= c->rounds) st = evaluate(&s, 1, &r); /* resumed a finished run */
+  if (st == FG_OK && !stop) {
     summarize(&s, &r, max_peak, seconds_now() - t0, res);
     st = write_summary(&s, run_dir, res, best);
   }
+  if (stopped) *stopped = stop;
   fg_metrics_close(metrics);
   server_free(&s);
+  return st;
+}
+
+fg_status fg_run_method(const fg_world *w, int method, const char *run_dir, int resume, fg_round_callback cb,
+                        void *ctx, fg_run_result *res) {
+  return fg_run_method_with(w, method, run_dir, resume, NULL, cb, ctx, res, NULL);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Workers                                                                                     */
+
+/* Whether job j is one this process can train: its method, seed, client and level. */
+static fg_status check_job(const server *s, const fg_job *j) {
+  if (j->method != s->method || j->seed != s->cfg->seed || j->client < 0 || j->client >= s->cfg->clients ||
+      j->level < 0 || j->level >= s->mp.n_levels)
+    return FG_FAIL(FG_ERR_INTERNAL, "round %d, slot %d: the job (method %d, seed %llu, client %d, level %d) does not "
+                   "fit this process's configuration", j->round + 1, j->slot, j->method, (unsigned long long)j->seed,
+                   j->client, j->level);
+  return FG_OK;
+}
+
+/* A worker's jobs of one round, in slot order, each result sent as soon as it is trained. `failed`
+ * (FG_OK when the method's set-up succeeded, else its status and message `why`) is answered on the
+ * first job; after a failure the later jobs are answered as skipped. Returns only transport errors. */
+static fg_status work_round(server *s, const fg_transport *t, const fg_wire_header *h, const fg_job *jobs,
+                            fg_status failed, const char *why, fg_worker_time *time) {
+  int reported = 0;
+  for (int i = 0; i < h->n; i++) {
+    const fg_job *j = &jobs[i];
+    if (j->owner != t->rank || j->level < 0) continue;
+    fg_result res;
+    memset(&res, 0, sizeof res);
+    res.round = j->round;
+    res.slot = j->slot;
+    if (failed == FG_OK && (failed = check_job(s, j)) != FG_OK) why = fg_last_error();
+    if (failed == FG_OK) {
+      double t0 = seconds_now();
+      record_start(s, j, &res.rec);
+      fg_index_plan fresh;
+      const fg_index_plan *plan;
+      failed = job_plan(s, j, &fresh, &plan);
+      if (failed == FG_OK) {
+        failed = train_job(s, j, plan, f32(&s->sub_out), &res.rec);
+        plan_done(plan, &fresh);
+      }
+      time->train += seconds_now() - t0;
+      time->jobs++;
+      if (failed == FG_OK && res.rec.status == FG_CLIENT_OK) res.numel = fg_graph_state_numel(s->level_graph[j->level]);
+      why = fg_last_error();
+    }
+    if (failed != FG_OK) {
+      res.status = reported ? FG_OK : failed;
+      res.skipped = reported;
+      snprintf(res.error, sizeof res.error, "%s", reported ? "" : why);
+      memset(&res.rec, 0, sizeof res.rec);
+      res.numel = 0;
+      reported = 1;
+    }
+    size_t len = 0;
+    FG_TRY(fg_result_encode(&res, s->wire, s->wire_cap, &len));
+    double t0 = seconds_now();
+    fg_status st = t->send(t->ctx, s->wire, len, f32(&s->sub_out), res.numel);
+    time->send += seconds_now() - t0;
+    FG_TRY(st);
+  }
+  return FG_OK;
+}
+
+/* The end of a method on a worker: its time to rank 0, then its models dropped. */
+static fg_status worker_end_method(server *s, const fg_transport *t, fg_worker_time *time) {
+  unsigned char mine[FG_WORKER_TIME_BYTES];
+  fg_worker_time_encode(time, mine);
+  memset(time, 0, sizeof *time);
+  server_free(s);
+  return t->gather(t->ctx, mine, sizeof mine, NULL);
+}
+
+fg_status fg_run_worker(const fg_world *w, const fg_transport *t, fg_status *ended) {
+  *ended = FG_OK;
+  if (!fg_spread_active(t) || t->rank == 0) return FG_FAIL(FG_ERR_INVALID, "fg_run_worker: not a worker of a spread run");
+  int clients = w->cfg->clients;
+  size_t cap = fg_wire_header_bytes(clients);
+  unsigned char *header = malloc(cap);
+  fg_job *jobs = calloc((size_t)clients, sizeof *jobs);
+  float *scratch = NULL;
+  server s;
+  memset(&s, 0, sizeof s);
+  fg_status st = header && jobs ? FG_OK : FG_FAIL(FG_ERR_OOM, "worker: out of memory");
+  int set_up = 0;         /* a method's set-up was tried (since the last method's end) */
+  fg_status ready = FG_OK; /* how it went */
+  char why[512] = "";
+  fg_worker_time time = {0, 0, 0, 0};
+  while (st == FG_OK) {
+    size_t len = 0;
+    double t0 = seconds_now();
+    st = t->broadcast(t->ctx, header, &len, cap);
+    fg_wire_header h;
+    if (st == FG_OK) st = fg_wire_header_decode(header, len, &h, jobs, clients);
+    time.idle += seconds_now() - t0;
+    if (st != FG_OK) break;
+    if (h.kind == FG_WIRE_RUN_END) {
+      *ended = h.status;
+      break;
+    }
+    if (h.kind == FG_WIRE_METHOD_END) {
+      st = worker_end_method(&s, t, &time);
+      set_up = 0;
+      continue;
+    }
+    if (!set_up || h.method != s.method) {
+      server_free(&s);
+      set_up = 1;
+      ready = setup_levels(&s, w, h.method);
+      if (ready == FG_OK && h.state_numel != fg_graph_state_numel(s.global))
+        ready = FG_FAIL(FG_ERR_INTERNAL, "rank 0's global model has %lld floats, this process's %lld",
+                        (long long)h.state_numel, (long long)fg_graph_state_numel(s.global));
+      snprintf(why, sizeof why, "%s", ready == FG_OK ? "" : fg_last_error());
+    }
+    float *state = ready == FG_OK ? f32(&s.state) : NULL;
+    if (!state) { /* still take part in the broadcast, then answer the jobs with the failure */
+      free(scratch);
+      state = scratch = malloc((size_t)(h.state_numel > 0 ? h.state_numel : 1) * sizeof(float));
+      if (!state) st = FG_FAIL(FG_ERR_OOM, "worker: out of memory");
+    }
+    t0 = seconds_now();
+    if (st == FG_OK) st = t->broadcast_floats(t->ctx, state, h.state_numel);
+    time.idle += seconds_now() - t0;
+    if (st == FG_OK) st = work_round(&s, t, &h, jobs, ready, why, &time);
+  }
+  server_free(&s);
+  free(scratch);
+  free(jobs);
+  free(header);
   return st;
 }

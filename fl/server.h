@@ -1,6 +1,7 @@
 /* The FL server: one method of an experiment, round by round, into a run folder.
  *
- * Clients are simulated one after another on one device. Each round the server samples
+ * Clients are simulated one after another on one device, or spread over processes (fl/spread.h,
+ * fg_run_method_with and fg_run_worker) with identical results. Each round the server samples
  * participants, sends each its sub-model (the index plan of its level), lets it train under its
  * budget (fl/client.h), and streams its update into global-sized accumulators (fl/submodel.h), so
  * the server's memory is one global model, one client and the accumulators whatever the number of
@@ -12,6 +13,7 @@
 #define FG_FL_SERVER_H
 
 #include "fl/metrics.h"
+#include "fl/spread.h"
 #include "fl/world.h"
 
 typedef struct fg_run_result {
@@ -33,5 +35,32 @@ typedef void (*fg_round_callback)(void *ctx, const fg_round_record *r, int round
  * from run_dir's checkpoint. */
 fg_status fg_run_method(const fg_world *w, int method, const char *run_dir, int resume, fg_round_callback cb,
                         void *ctx, fg_run_result *res);
+
+/* How a run is carried out, beyond its configuration. */
+typedef struct fg_run_options {
+  /* NULL or one process: clients train here one after another. Several (fl/spread.h): this is
+   * rank 0, the server; the round's trainable participants are dealt in slot order to ranks
+   * r, r + 1, ..., P - 1, 0, ... (r = round mod P); rank 0 trains its own and takes the others'
+   * results in slot order, so the run computes exactly what one process does. The workers run
+   * fg_run_worker meanwhile. */
+  const fg_transport *transport;
+  /* > 0: stop once this many rounds are done, with a checkpoint, as an interrupted run would
+   * (no summary); --resume continues it. */
+  int stop_after;
+} fg_run_options;
+
+/* fg_run_method with options (opt NULL: none). In a spread run the round records' process peak
+ * is rank 0's (each client record holds the peak of the process that trained it), and the
+ * summary records the processes and where the time went. *stopped := 1 when the run stopped at
+ * opt->stop_after before its last round (may be NULL). */
+fg_status fg_run_method_with(const fg_world *w, int method, const char *run_dir, int resume, const fg_run_options *opt,
+                             fg_round_callback cb, void *ctx, fg_run_result *res, int *stopped);
+
+/* A worker of a spread run (rank > 0): trains the jobs rank 0 deals it, method after method, until
+ * rank 0 ends the run (fg_spread_end); *ended := the status rank 0 ended it with. Between rounds
+ * it keeps nothing but the method's models and buffers; a job that fails here is reported to rank
+ * 0 in its result (rank 0 stops the run and says why). Returns an error only when this process
+ * cannot take part any more (the transport failed). */
+fg_status fg_run_worker(const fg_world *w, const fg_transport *t, fg_status *ended);
 
 #endif

@@ -12,7 +12,7 @@ sudo_cmd=()
 
 pkgs=(build-essential cmake pkg-config git
       libopenblas-openmp-dev zlib1g-dev libcriterion-dev libyaml-dev libcjson-dev gnuplot-nox
-      dataset-fashion-mnist)
+      dataset-fashion-mnist openmpi-bin libopenmpi-dev)
 for arg in "$@"; do
   case "$arg" in
     --bench) pkgs+=(python3-torch python3-numpy) ;;

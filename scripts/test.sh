@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, builds, and runs the whole test suite.
-#   scripts/test.sh            all tests (labels cpu, slow; cuda where compiled)
+#   scripts/test.sh            all tests (labels cpu, slow; mpi and cuda where compiled)
 #   scripts/test.sh -L cpu     any ctest selection
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -69,6 +69,11 @@ fg_status fg_device_parse(const char *text, fg_device *out) {
     *out = d;
     return FG_OK;
   }
+  if (strcmp(text, "cuda:local") == 0) {
+    d.index = FG_DEVICE_INDEX_LOCAL;
+    *out = d;
+    return FG_OK;
+  }
   const char *digits = strncmp(text, "cuda:", 5) == 0 ? text + 5 : NULL;
   int index = 0, n = 0;
   if (digits && *digits) {
@@ -76,7 +81,8 @@ fg_status fg_device_parse(const char *text, fg_device *out) {
       index = index * 10 + (digits[n] - '0');
   }
   if (!digits || n == 0 || digits[n] != '\0' || index > FG_MAX_DEVICE_INDEX)
-    return FG_FAIL(FG_ERR_INVALID, "device '%s' is not cpu, cuda or cuda:N (N in 0..%d)", text,
+    return FG_FAIL(FG_ERR_INVALID,
+                   "device '%s' is not cpu, cuda or cuda:N (N in 0..%d), or cuda:local (the node-local rank)", text,
                    FG_MAX_DEVICE_INDEX);
   d.index = index;
   *out = d;
@@ -86,6 +92,8 @@ fg_status fg_device_parse(const char *text, fg_device *out) {
 const char *fg_device_str(fg_device d, char *buf, size_t cap) {
   if (d.kind == FG_DEV_CPU)
     snprintf(buf, cap, "cpu");
+  else if (d.index == FG_DEVICE_INDEX_LOCAL)
+    snprintf(buf, cap, "%s:local", fg_device_kind_name(d.kind));
   else
     snprintf(buf, cap, "%s:%d", fg_device_kind_name(d.kind), d.index);
   return buf;

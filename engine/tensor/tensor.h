@@ -38,11 +38,16 @@ static inline fg_device fg_host_device(void) {
   return d;
 }
 
-/* Parses a device name: "cpu", "cuda" (= "cuda:0") or "cuda:N" (N in 0..255). FG_ERR_INVALID
- * naming the text and the accepted forms otherwise. Whether the device exists is the backend
- * registry's business (fg_backend_for). */
+/* The index of "cuda:local": the device whose number is the process's rank among the processes of
+ * its node (one process per GPU under mpirun). The command line resolves it to a number before
+ * the device is opened. */
+enum { FG_DEVICE_INDEX_LOCAL = -1 };
+
+/* Parses a device name: "cpu", "cuda" (= "cuda:0"), "cuda:N" (N in 0..255) or "cuda:local"
+ * (index FG_DEVICE_INDEX_LOCAL). FG_ERR_INVALID naming the text and the accepted forms otherwise.
+ * Whether the device exists is the backend registry's business (fg_backend_for). */
 fg_status fg_device_parse(const char *text, fg_device *out);
-/* Writes "cpu" or "cuda:N" into buf; returns buf. */
+/* Writes "cpu", "cuda:N" or "cuda:local" into buf; returns buf. */
 const char *fg_device_str(fg_device d, char *buf, size_t cap);
 
 /* Build a view. `shape` has `ndim` extents (1..4). */

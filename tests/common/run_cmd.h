@@ -18,6 +18,15 @@ typedef struct fgt_run_opts {
   long fsize_limit;     /* RLIMIT_FSIZE in bytes, or 0 for none */
 } fgt_run_opts;
 fgt_run fgt_run_fedgap_opts(const char *const *argv, const fgt_run_opts *o);
+/* Runs the program argv[0] (searched in PATH) with the NULL-terminated argv, captured the same way. */
+fgt_run fgt_run_program(const char *const *argv);
+/* Starts argv[0] (searched in PATH) in the background, stdout and stderr into the files given;
+ * returns its pid. */
+int fgt_spawn(const char *const *argv, const char *out_path, const char *err_path);
+int fgt_spawn_opts(const char *const *argv, const char *out_path, const char *err_path, const fgt_run_opts *o);
+/* Waits at most `seconds` for process pid (from fgt_spawn): its exit status, -1 when a signal
+ * ended it, -2 when it was still running (it is then killed and reaped). */
+int fgt_wait(int pid, double seconds);
 void fgt_run_free(fgt_run *r);
 /* The last non-empty line of `text` (static buffer). */
 const char *fgt_last_line(const char *text);

@@ -138,6 +138,10 @@ Test(device, parse_and_print) {
   cr_assert(d.kind == FG_DEV_CUDA && d.index == 12);
   cr_assert_str_eq(fg_device_str(d, buf, sizeof buf), "cuda:12");
   cr_assert_eq(fg_device_parse("cuda:255", &d), FG_OK);
+  cr_assert_eq(fg_device_parse("cuda:local", &d), FG_OK);
+  cr_assert_eq(d.kind, FG_DEV_CUDA);
+  cr_assert_eq(d.index, FG_DEVICE_INDEX_LOCAL);
+  cr_assert_str_eq(fg_device_str(d, buf, sizeof buf), "cuda:local");
   const char *bad[] = {"", "gpu", "cuda:", "cuda:x", "cuda:1x", "cuda:256", "cuda:99999999999", "CPU", "cuda0"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     cr_assert_eq(fg_device_parse(bad[i], &d), FG_ERR_INVALID, "%s", bad[i]);

@@ -489,6 +489,9 @@ Test(metrics, summary_round_trip) {
                   .n_exits = 2, .final_exit_accuracy = {0.5, 0.8125},
                   .max_client_engine_peak = ((size_t)3 << 30) + 5, .process_peak = 987654321,
                   .wall_seconds = 123.25, .clients = 100, .clients_never_fit = 7, .eval_protocol = "local"};
+  fg_spread_time spread = {0.5, 10.25, 2.0, 30.5, 1.5, 4.0, 12, 36};
+  s.processes = 4;
+  s.spread = &spread;
   FGT_OK(fg_summary_write(dir, &s));
 
   char *text = read_text(dir, "summary.json");
@@ -500,6 +503,12 @@ Test(metrics, summary_round_trip) {
   expect_number(o, "process_peak", 987654321);
   expect_number(o, "clients_never_fit", 7);
   expect_string(o, "eval_protocol", "local");
+  expect_number(o, "processes", 4);
+  const cJSON *sp = cJSON_GetObjectItemCaseSensitive(o, "spread");
+  cr_assert(cJSON_IsObject(sp));
+  expect_number(sp, "server_wait_seconds", 2.0);
+  expect_number(sp, "worker_send_seconds", 1.5);
+  expect_number(sp, "worker_jobs", 36);
   cJSON_Delete(o);
   free(text);
 
@@ -522,6 +531,8 @@ Test(metrics, summary_round_trip) {
   cr_assert_eq(f.summary.clients, 100);
   cr_assert_eq(f.summary.clients_never_fit, 7);
   cr_assert_str_eq(f.summary.eval_protocol, "local");
+  cr_assert_eq(f.summary.processes, 4);
+  cr_assert_null(f.summary.spread, "read back without where the time went");
   fg_summary_file_free(&f);
 
   /* written as null when not recorded; absent (a summary from before the field) reads as NULL */
@@ -543,6 +554,7 @@ Test(metrics, summary_round_trip) {
   FGT_OK(fg_summary_read(dir, &f));
   cr_assert_null(f.summary.eval_protocol);
   cr_assert_eq(f.summary.clients, 3);
+  cr_assert_eq(f.summary.processes, 1, "a summary from before spread runs: one process");
   fg_summary_file_free(&f);
 
   /* a summary with a wrong field names the file and the field */
