@@ -49,6 +49,7 @@ typedef struct server {
   int64_t n_bn_samples;
   int *participants;
   fg_client_record *records;
+  char report[4096];                         /* the method's records of a round or of the run */
   size_t process_peak;
 } server;
 
@@ -219,8 +220,8 @@ static fg_status server_setup(server *s, const fg_world *w, int method) {
   }
   if (s->ops->server_create) {
     int most = fg_sample_count(&s->cfg->sampling, clients, clients); /* participants a round can have */
-    FG_TRY(s->ops->server_create(s->mc, &s->mp, s->global, s->cfg->seed, most, s->cfg->device, &s->ledger,
-                                 &s->method_state));
+    FG_TRY(s->ops->server_create(s->mc, &s->mp, s->global, s->cfg->seed, clients, most, s->cfg->device,
+                                 &s->ledger, &s->method_state));
   }
   return make_eval(s);
 }
@@ -312,7 +313,7 @@ static fg_status train_client(server *s, int c, int level, int round, int slot, 
     st = fg_aggregator_add_scaled(&s->agg, plan, s->global, g, f32(&s->sub_out), weight, mask ? classes : NULL,
                                   tensor_scale(s, slot, n));
     if (st == FG_OK && s->method_state)
-      st = s->ops->server_collect(s->method_state, slot, rec->level, g, f32(&s->sub_out));
+      st = s->ops->server_collect(s->method_state, slot, c, rec->level, g, f32(&s->sub_in), f32(&s->sub_out));
   }
   if (rec->process_peak_bytes > s->process_peak) s->process_peak = rec->process_peak_bytes;
   if (plan == &fresh) fg_index_plan_free(&fresh);
@@ -458,6 +459,10 @@ static fg_status run_round(server *s, int round, fg_round_record *r) {
   if (contributed && s->method_state)
     FG_TRY(s->ops->server_complete(s->method_state, round, s->round_levels, n, &s->agg, s->global, f32(&s->state)));
   if (contributed) fg_aggregator_finish(&s->agg, f32(&s->state));
+  if (contributed && s->method_state && s->ops->server_report) {
+    FG_TRY(s->ops->server_report(s->method_state, 0, s->report, sizeof s->report));
+    r->method_report = s->report;
+  }
   r->n_clients = n;
   r->clients = s->records;
   r->train_loss = loss_samples ? loss_sum / (double)loss_samples : NAN;
@@ -486,11 +491,12 @@ static void summarize(const server *s, const fg_round_record *last, size_t max_p
   for (int c = 0; c < s->cfg->clients; c++) res->clients_never_fit += s->level[c] < 0;
 }
 
-static fg_status write_summary(const server *s, const char *dir, const fg_run_result *res, double best) {
+static fg_status write_summary(server *s, const char *dir, const fg_run_result *res, double best) {
   fg_summary sum;
   memset(&sum, 0, sizeof sum);
   sum.name = s->cfg->name;
   sum.method = s->mc->name;
+  sum.label = s->mc->label;
   sum.dataset = s->cfg->dataset;
   sum.arch = s->cfg->arch;
   sum.revision = NULL;
@@ -507,6 +513,10 @@ static fg_status write_summary(const server *s, const char *dir, const fg_run_re
   sum.eval_protocol = fg_eval_protocol_name(s->cfg->eval_protocol);
   char device[32];
   sum.device = fg_device_str(s->cfg->device, device, sizeof device);
+  if (s->method_state && s->ops->server_report) {
+    FG_TRY(s->ops->server_report(s->method_state, 1, s->report, sizeof s->report));
+    sum.method_report = s->report;
+  }
   return fg_summary_write(dir, &sum);
 }
 
