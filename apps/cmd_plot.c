@@ -75,8 +75,9 @@ static void free_runs(plot_runs *runs) {
   memset(runs, 0, sizeof *runs);
 }
 
-/* Loads one run folder: its records, its label (the summary's method, else the folder name) and
- * its peaks (the summary's, else the largest over the records of an unfinished run). */
+/* Loads one run folder: its records, its label (the summary's label, else its method, else the
+ * folder name) and its peaks (the summary's, else the largest over the records of an unfinished
+ * run). */
 static fg_status load_run(plot_runs *runs, const char *dir) {
   if (runs->n == runs->cap) {
     int cap = runs->cap ? runs->cap * 2 : 8;
@@ -101,7 +102,8 @@ static fg_status load_run(plot_runs *runs, const char *dir) {
   if (has_summary) {
     fg_summary_file sf;
     FG_TRY(fg_summary_read(dir, &sf));
-    if (sf.summary.method && *sf.summary.method) r->label = dup_string(sf.summary.method);
+    const char *label = sf.summary.label && *sf.summary.label ? sf.summary.label : sf.summary.method;
+    if (label && *label) r->label = dup_string(label);
     r->engine_peak = sf.summary.max_client_engine_peak;
     r->process_peak = sf.summary.process_peak;
     fg_summary_file_free(&sf);

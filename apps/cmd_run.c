@@ -168,7 +168,7 @@ static fg_status write_table(const char *dir, const fg_config *cfg, const fg_run
   FG_TRY(opened);
   fg_status s = fg_atomic_printf(&f, "method,final_accuracy,max_client_peak_bytes,process_peak_bytes,wall_seconds\n");
   for (int m = 0; m < cfg->n_methods && s == FG_OK; m++)
-    s = fg_atomic_printf(&f, "%s,%.4f,%zu,%zu,%.1f\n", cfg->methods[m].name, res[m].final_accuracy,
+    s = fg_atomic_printf(&f, "%s,%.4f,%zu,%zu,%.1f\n", fg_method_label(&cfg->methods[m]), res[m].final_accuracy,
                          res[m].max_client_engine_peak, res[m].process_peak, res[m].seconds);
   if (s != FG_OK) {
     fg_atomic_abort(&f);
@@ -178,9 +178,12 @@ static fg_status write_table(const char *dir, const fg_config *cfg, const fg_run
 }
 
 static void print_table(const fg_config *cfg, const fg_run_result *res) {
-  printf("\n%-12s %14s %18s %12s\n", "method", "final accuracy", "max client peak", "wall time");
+  int width = 12;
   for (int m = 0; m < cfg->n_methods; m++)
-    printf("%-12s %14.4f %14.2f MiB %10.1f s\n", cfg->methods[m].name, res[m].final_accuracy,
+    if ((int)strlen(fg_method_label(&cfg->methods[m])) > width) width = (int)strlen(fg_method_label(&cfg->methods[m]));
+  printf("\n%-*s %14s %18s %12s\n", width, "method", "final accuracy", "max client peak", "wall time");
+  for (int m = 0; m < cfg->n_methods; m++)
+    printf("%-*s %14.4f %14.2f MiB %10.1f s\n", width, fg_method_label(&cfg->methods[m]), res[m].final_accuracy,
            (double)res[m].max_client_engine_peak / (1024.0 * 1024.0), res[m].seconds);
   printf("\n");
 }
@@ -213,7 +216,7 @@ static int run_all(const fg_config *cfg, const fg_world *w, const char *dir, int
   if (resume) {
     remove_temporaries(dir);
     for (int m = 0; cfg->compare && m < cfg->n_methods; m++) {
-      char *sub = fg_path_join(dir, cfg->methods[m].name);
+      char *sub = fg_path_join(dir, fg_method_label(&cfg->methods[m]));
       if (sub) remove_temporaries(sub);
       free(sub);
     }
@@ -225,7 +228,7 @@ static int run_all(const fg_config *cfg, const fg_world *w, const char *dir, int
   memset(res, 0, sizeof res);
   int stopped = 0;
   for (int m = 0; m < cfg->n_methods && s == FG_OK; m++) {
-    char *sub = cfg->compare ? fg_path_join(dir, cfg->methods[m].name) : NULL;
+    char *sub = cfg->compare ? fg_path_join(dir, fg_method_label(&cfg->methods[m])) : NULL;
     if (cfg->compare && !sub) {
       s = out_of_memory();
       break;
@@ -240,7 +243,7 @@ static int run_all(const fg_config *cfg, const fg_world *w, const char *dir, int
     run_view v;
     fg_progress_init(&v.bar);
     v.terminal = v.bar.enabled;
-    v.method = cfg->methods[m].name;
+    v.method = fg_method_label(&cfg->methods[m]);
     v.general = cfg->eval_protocol == FG_EVAL_LOCAL;
     int again = resume && file_exists(mdir, "checkpoint.safetensors");
     s = fg_run_method_with(w, m, mdir, again, opt, on_round, &v, &res[m], &stopped);
@@ -265,7 +268,7 @@ static int run_all(const fg_config *cfg, const fg_world *w, const char *dir, int
            "allowed exit on its local test split\n");
   printf("run folder: %s\n", dir);
   for (int m = 0; m < cfg->n_methods; m++) {
-    if (cfg->compare) printf("method=%s ", cfg->methods[m].name);
+    if (cfg->compare) printf("method=%s ", fg_method_label(&cfg->methods[m]));
     printf("final_accuracy=%.4f\n", res[m].final_accuracy);
   }
   return FG_EXIT_OK;

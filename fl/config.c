@@ -394,6 +394,11 @@ static fg_status read_methods(fg_schema_ctx *c, yaml_document_t *doc, yaml_node_
     for (size_t i = 0; st == FG_OK && i < n; i++) {
       size_t at = fg_schema_push_index(c, i);
       st = fg_method_config_read(c, doc, fg_schema_list_item(doc, many, i), cfg->arch, &cfg->methods[i]);
+      for (size_t j = 0; st == FG_OK && j < i; j++)
+        if (strcmp(fg_method_label(&cfg->methods[j]), fg_method_label(&cfg->methods[i])) == 0)
+          st = fg_schema_fail(c, "'%s' also names methods[%zu] (expected each entry its own run folder: give one a "
+                              "label, e.g. label: %s-2)",
+                              fg_method_label(&cfg->methods[i]), j, fg_method_label(&cfg->methods[i]));
       fg_schema_pop(c, at);
       cfg->n_methods = (int)i + 1;
     }

@@ -13,16 +13,28 @@
  * generated kernels, and the global values it was sent for everything else it lacks (conv biases,
  * BN, heads).
  *
- * Our choices where the spec leaves room: a hypernetwork generates only while its last training
- * (the latest round with participants deep enough) predicted those participants' kernels better
- * than the stale global kernel does (last-epoch MSE below the stale kernel's), otherwise stale
- * values stand in; the kernels of blocks a participant did not train start as the global ones
- * (the chain's source when block 2 is not generated); hypernetwork weights persist in
- * checkpoints (method_state.safetensors). Compatibility switches (option compat): noop_writeback
- * (F1: hypernetworks train, generated kernels are dropped), dup_avg (F3, vgg-me only: exit-block
- * tensors weighted 1/P^2 for the round's first participant and (P+1)/P^2 for the others), rank 1
- * (F2) through `rank`. */
+ * Generation (option generate): `always` (the default, hypemefed.md §3.6 and §10) generates every
+ * round, for every shallower participant, with each hypernetwork that has trained at least once
+ * (this round, or an earlier one when no participant of this round was deep enough); `if_better`
+ * (ours) generates only while the hypernetwork's last training (the latest round with
+ * participants deep enough) predicted those participants' kernels better than the stale global
+ * kernel does (last-epoch MSE below the stale kernel's), otherwise stale values stand in. Every
+ * round's record (metrics.jsonl "method": {"hypernet": [...]}, one entry per pair) holds the
+ * pair's training pairs this round, the hypernetwork's last-epoch training MSE, the stale
+ * kernel's MSE on the same targets (both null without training pairs), whether it generated and
+ * for how many participants; summary.json's "method" counts the rounds each pair generated.
+ *
+ * Our choices where the spec leaves room: the kernels of blocks a participant did not train
+ * start as the global ones (the chain's source when block 2 is not generated); hypernetwork
+ * weights, the generation flags and the per-pair counts persist in checkpoints
+ * (method_state.safetensors). Compatibility switches (option compat): noop_writeback
+ * (F1: hypernetworks train, generated kernels are dropped: nothing is generated), dup_avg (F3,
+ * vgg-me only: exit-block * tensors weighted 1/P^2 for the round's first participant and (P+1)/P^2 for the others), rank 1
+ * (F2) through `rank`. With hypernet none, shallow participants send stale copies only (the
+ * reference's F1 behaviour without the hypernetworks' cost), unlike the multiexit method, which
+ * averages each tensor over the participants that trained it. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +51,7 @@ static const float hmf_hypernet_lr = 5e-4f;
 /* Options                                                                                     */
 
 enum { HYPERNET_LRF, HYPERNET_NAIVE, HYPERNET_NONE };
+enum { GENERATE_ALWAYS, GENERATE_IF_BETTER };
 /* The reference code's behaviours that `compat` reproduces (hypemefed.md §9). */
 enum {
   COMPAT_NOOP_WRITEBACK = 1, /* F1: generated kernels never reach aggregation (shallow clients send stale copies) */
@@ -51,9 +64,11 @@ typedef struct options {
   int rank;      /* LRF rank r, capped per layer at min(O k, I k); 1 reproduces the reference code (F2) */
   int hn_epochs; /* hypernetwork epochs per round */
   int compat;    /* COMPAT_* bits */
+  int generate;  /* GENERATE_* */
 } options;
 
 static const fg_choice hypernets[] = {{"lrf", HYPERNET_LRF}, {"naive", HYPERNET_NAIVE}, {"none", HYPERNET_NONE}};
+static const fg_choice generates[] = {{"always", GENERATE_ALWAYS}, {"if_better", GENERATE_IF_BETTER}};
 static const fg_choice compats[] = {{"noop_writeback", COMPAT_NOOP_WRITEBACK}, {"dup_avg", COMPAT_DUP_AVG}};
 
 static const fg_field option_table[] = {
@@ -65,6 +80,10 @@ static const fg_field option_table[] = {
      .max = INFINITY, .doc = "hypernetwork epochs per round"},
     {.key = "compat", .type = FG_FIELD_FLAGS, .offset = offsetof(options, compat), .choices = compats,
      .n_choices = 2, .doc = "reproduce the reference code's noop_writeback (F1) and dup_avg (F3)"},
+    {.key = "generate", .type = FG_FIELD_CHOICE, .offset = offsetof(options, generate), .def = GENERATE_ALWAYS,
+     .choices = generates, .n_choices = 2,
+     .doc = "every round (always, as published) or only while the hypernetwork beats the stale kernel (if_better, "
+            "ours)"},
 };
 
 typedef struct hmf_pair {
@@ -82,7 +101,14 @@ struct fg_method_server {
   fg_device device;           /* where the hypernetworks train and generate */
   int blocks;
   hmf_pair pairs[HMF_PAIRS];
-  float trained[HMF_PAIRS];   /* 1 while pair k generates: its last training beat the stale kernel */
+  float trained[HMF_PAIRS];   /* 1 while pair k may generate: always: it has trained; if_better: its
+                                 last training beat the stale kernel */
+  float rounds_generated[HMF_PAIRS]; /* rounds pair k generated a kernel for a participant */
+  /* the latest round's record, per pair */
+  int round_pairs[HMF_PAIRS];       /* training pairs (0: the hypernetwork did not train) */
+  double round_hn_mse[HMF_PAIRS];   /* last-epoch training MSE (NaN without training) */
+  double round_stale_mse[HMF_PAIRS];/* the stale kernel's MSE on the same targets (NaN likewise) */
+  int round_generated_for[HMF_PAIRS]; /* participants it generated a kernel for */
   int kernel_param[HMF_BLOCKS + 1][HMF_CONVS + 1];  /* global parameter of each block's conv kernels */
   int64_t kernel_offset[HMF_BLOCKS + 1][HMF_CONVS + 1]; /* into one slot's kernel store */
   int64_t slot_floats;
@@ -208,8 +234,9 @@ static void server_free(fg_method_server *ms) {
 }
 
 static fg_status server_create(const fg_method_config *mc, const fg_method_plan *mp, const fg_graph *global,
-                               uint64_t seed, int max_participants, fg_device device, fg_ledger *ledger,
+                               uint64_t seed, int clients, int max_participants, fg_device device, fg_ledger *ledger,
                                fg_method_server **out) {
+  (void)clients;
   *out = NULL;
   fg_method_server *ms = calloc(1, sizeof *ms);
   if (!ms) return FG_FAIL(FG_ERR_OOM, "hypemefed: out of memory");
@@ -221,6 +248,7 @@ static fg_status server_create(const fg_method_config *mc, const fg_method_plan 
   ms->blocks = fg_model_block_count(mp->global.arch);
   ms->n_params = fg_graph_param_count(global);
   ms->max_slots = max_participants;
+  for (int k = 0; k < HMF_PAIRS; k++) ms->round_hn_mse[k] = ms->round_stale_mse[k] = NAN;
   fg_status st = ms->blocks == HMF_BLOCKS ? FG_OK
                                           : FG_FAIL(FG_ERR_CONFIG, "hypemefed: model %s has %d blocks, expected %d",
                                                     mp->global.arch, ms->blocks, HMF_BLOCKS);
@@ -257,7 +285,9 @@ static int level_depth(const fg_method_server *ms, int level) {
 }
 
 /* Keeps the kernels of the blocks the participant trained. */
-static fg_status server_collect(fg_method_server *ms, int slot, int level, const fg_graph *g, const float *trained) {
+static fg_status server_collect(fg_method_server *ms, int slot, int client, int level, const fg_graph *g,
+                                const float *sent, const float *trained) {
+  (void)client, (void)sent;
   if (slot < 0 || slot >= ms->max_slots)
     return FG_FAIL(FG_ERR_INVALID, "hypemefed: participant slot %d, expected 0..%d", slot, ms->max_slots - 1);
   int depth = level_depth(ms, level);
@@ -288,10 +318,10 @@ static double stale_mse(const fg_method_server *ms, int m, const float *stale, i
 }
 
 /* Trains pair k on the participants that trained its target block, then generates the target
- * kernel of every shallower participant. A round's generation is used only while the
- * hypernetwork predicts its training targets better than the stale kernel does (last-epoch MSE
- * below the stale kernel's): until then a freshly initialised network's kernels, orders of
- * magnitude off, would be averaged into the global model. */
+ * kernel of every shallower participant: always once the hypernetwork has trained, or with
+ * if_better only while it predicts its training targets better than the stale kernel does
+ * (last-epoch MSE below the stale kernel's), so that a freshly initialised network's kernels,
+ * orders of magnitude off, are not averaged into the global model. Records the round's figures. */
 static fg_status train_and_generate(fg_method_server *ms, int round, int k, int n, const fg_graph *global,
                                     const float *global_state) {
   const options *o = ms->mc->options;
@@ -303,17 +333,26 @@ static fg_status train_and_generate(fg_method_server *ms, int round, int k, int 
       ms->tgt[m] = slot_kernel(ms, s, tb, p->conv);
       m++;
     }
+  ms->round_pairs[k] = m;
+  ms->round_hn_mse[k] = ms->round_stale_mse[k] = NAN;
+  ms->round_generated_for[k] = 0;
   if (m > 0) {
     double mse = 0;
     uint64_t key = fg_rng_key(ms->seed, FG_RNG_SERVER, (uint64_t)round, (uint64_t)k);
     FG_TRY(fg_hypernet_train(p->net, m, ms->src, ms->tgt, key, NULL, &mse));
     const fg_param *tp = fg_graph_param(global, p->tgt_param);
-    ms->trained[k] = mse < stale_mse(ms, m, global_state + tp->offset, tp->numel);
+    double stale = stale_mse(ms, m, global_state + tp->offset, tp->numel);
+    ms->round_hn_mse[k] = mse;
+    ms->round_stale_mse[k] = stale;
+    ms->trained[k] = o->generate == GENERATE_ALWAYS ? 1.0f : (float)(mse < stale);
   }
   if (!ms->trained[k] || (o->compat & COMPAT_NOOP_WRITEBACK)) return FG_OK;
   for (int s = 0; s < n; s++)
-    if (ms->slot_depth[s] > 0 && ms->slot_depth[s] < tb)
+    if (ms->slot_depth[s] > 0 && ms->slot_depth[s] < tb) {
       FG_TRY(fg_hypernet_generate(p->net, slot_kernel(ms, s, p->src_block, p->conv), slot_kernel(ms, s, tb, p->conv)));
+      ms->round_generated_for[k]++;
+    }
+  if (ms->round_generated_for[k] > 0) ms->rounds_generated[k] += 1.0f;
   return FG_OK;
 }
 
@@ -365,24 +404,35 @@ static fg_status server_complete(fg_method_server *ms, int round, const int *lev
     if (levels[s] < 0) ms->slot_depth[s] = 0;
     stale_kernels(ms, s, global, global_state);
   }
-  for (int k = 0; k < HMF_PAIRS; k++)
+  memset(ms->round_pairs, 0, sizeof ms->round_pairs);
+  memset(ms->round_generated_for, 0, sizeof ms->round_generated_for);
+  for (int k = 0; k < HMF_PAIRS; k++) {
+    ms->round_hn_mse[k] = ms->round_stale_mse[k] = NAN;
     if (ms->pairs[k].net) FG_TRY(train_and_generate(ms, round, k, n, global, global_state));
+  }
   FG_TRY(add_missing(ms, levels, n, agg, global, global_state));
   memset(ms->slot_depth, 0, (size_t)ms->max_slots * sizeof *ms->slot_depth);
   return FG_OK;
 }
 
-/* Checkpointed: whether each hypernetwork has trained (tensor 0), and the weights of each (1..):
- * the hypernetwork behind tensor i, or NULL for tensor 0 and past the end. */
+/* Checkpointed: whether each hypernetwork may generate (tensor 0), the rounds each generated
+ * (tensor 1), and the weights of each (2..): the hypernetwork behind tensor i, or NULL. */
+enum { HMF_FLAG_TENSORS = 2 };
+
 static hmf_pair *tensor_pair(fg_method_server *ms, int i) {
+  i -= HMF_FLAG_TENSORS - 1;
   for (int k = 0; k < HMF_PAIRS && i > 0; k++)
     if (ms->pairs[k].net && --i == 0) return &ms->pairs[k];
   return NULL;
 }
 
+static float *flag_tensor(fg_method_server *ms, int i) {
+  return i == 0 ? ms->trained : i == 1 ? ms->rounds_generated : NULL;
+}
+
 static int server_tensor(fg_method_server *ms, int i, const char **name, int64_t *numel) {
-  if (i == 0) {
-    *name = "hypernet.trained";
+  if (i < HMF_FLAG_TENSORS) {
+    *name = i == 0 ? "hypernet.trained" : "hypernet.rounds_generated";
     *numel = HMF_PAIRS;
     return 1;
   }
@@ -394,8 +444,8 @@ static int server_tensor(fg_method_server *ms, int i, const char **name, int64_t
 }
 
 static fg_status server_tensor_get(fg_method_server *ms, int i, float *host) {
-  if (i == 0) {
-    memcpy(host, ms->trained, sizeof ms->trained);
+  if (i < HMF_FLAG_TENSORS) {
+    memcpy(host, flag_tensor(ms, i), HMF_PAIRS * sizeof(float));
     return FG_OK;
   }
   const hmf_pair *p = tensor_pair(ms, i);
@@ -403,12 +453,65 @@ static fg_status server_tensor_get(fg_method_server *ms, int i, float *host) {
 }
 
 static fg_status server_tensor_set(fg_method_server *ms, int i, const float *host) {
-  if (i == 0) {
-    memcpy(ms->trained, host, sizeof ms->trained);
+  if (i < HMF_FLAG_TENSORS) {
+    memcpy(flag_tensor(ms, i), host, HMF_PAIRS * sizeof(float));
     return FG_OK;
   }
   hmf_pair *p = tensor_pair(ms, i);
   return p ? fg_hypernet_set_weights(p->net, host) : FG_FAIL(FG_ERR_INVALID, "hypemefed: no server tensor %d", i);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Records                                                                                     */
+
+/* A JSON number, or null when not finite. */
+static int put_number(char *buf, size_t cap, double v) {
+  return isfinite(v) ? snprintf(buf, cap, "%.9g", v) : snprintf(buf, cap, "null");
+}
+
+/* The pair's name without the "hypernet." prefix ("b1c1-b2c1"). */
+static const char *pair_label(const hmf_pair *p) { return p->name + strlen("hypernet."); }
+
+/* Appends to json [cap] at *len; 0 once it no longer fits. */
+static int put(char *json, size_t cap, size_t *len, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int put(char *json, size_t cap, size_t *len, const char *fmt, ...) {
+  if (*len >= cap) return 0;
+  va_list ap;
+  va_start(ap, fmt);
+  int w = vsnprintf(json + *len, cap - *len, fmt, ap);
+  va_end(ap);
+  if (w < 0 || (size_t)w >= cap - *len) {
+    *len = cap;
+    return 0;
+  }
+  *len += (size_t)w;
+  return 1;
+}
+
+static fg_status server_report(fg_method_server *ms, int final, char *json, size_t cap) {
+  size_t len = 0;
+  int first = 1, ok = put(json, cap, &len, final ? "{\"hypernet_rounds_generated\": {" : "{\"hypernet\": [");
+  for (int k = 0; k < HMF_PAIRS && ok; k++) {
+    const hmf_pair *p = &ms->pairs[k];
+    if (!p->net) continue;
+    if (final) {
+      ok = put(json, cap, &len, "%s\"%s\": %d", first ? "" : ", ", pair_label(p), (int)ms->rounds_generated[k]);
+    } else {
+      char hn[32], stale[32];
+      put_number(hn, sizeof hn, ms->round_hn_mse[k]);
+      put_number(stale, sizeof stale, ms->round_stale_mse[k]);
+      ok = put(json, cap, &len,
+               "%s{\"pair\": \"%s\", \"training_pairs\": %d, \"hn_mse\": %s, \"stale_mse\": %s, "
+               "\"generated\": %s, \"generated_for\": %d}",
+               first ? "" : ", ", pair_label(p), ms->round_pairs[k], hn, stale,
+               ms->round_generated_for[k] > 0 ? "true" : "false", ms->round_generated_for[k]);
+    }
+    first = 0;
+  }
+  if (ok) ok = put(json, cap, &len, final ? "}}" : "]}");
+  if (!ok) return FG_FAIL(FG_ERR_INVALID, "hypemefed: its records need more than %zu bytes", cap);
+  if (first) json[0] = '\0'; /* no hypernetworks: nothing to record */
+  return FG_OK;
 }
 
 const fg_method_ops fg_method_hypemefed = {.name = "hypemefed",
@@ -426,4 +529,5 @@ const fg_method_ops fg_method_hypemefed = {.name = "hypemefed",
                                            .server_tensor_get = server_tensor_get,
                                            .server_tensor_set = server_tensor_set,
                                            .server_free = server_free,
+                                           .server_report = server_report,
                                            .tensor_weight = tensor_weight};

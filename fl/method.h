@@ -96,25 +96,38 @@ typedef struct fg_method_ops {
   fg_status (*schedule_next)(fg_schedule *s, int round, const float *global_state, int *level);
   void (*schedule_free)(fg_schedule *s);
   /* Optional (create, collect, complete and free together): server-side state. create sizes it
-   * for the global model and at most max_participants per round, computes on `device` (the run's)
-   * and charges it to the server's ledger; collect sees participant `slot`
-   * (0-based, in the round's order) right after it trained `level`, its trained sub-model
-   * `trained` [state numel of g]; complete runs once all participants trained, before the
-   * aggregate is formed: the round's participants' levels levels[n], the global model the round
-   * started from; it adds the method's own contributions to `agg` (what the participants' levels
-   * lack). tensor enumerates the state a checkpoint must keep (i = 0, 1, ...: name and numel; 0
-   * past the end); tensor_get / tensor_set copy tensor i to / from host [numel] (the state may
-   * live on a device). */
+   * for the global model, `clients` clients and at most max_participants per round, computes on
+   * `device` (the run's) and charges it to the server's ledger; collect sees participant `slot`
+   * (0-based, in the round's order), client `client`, right after it trained `level` from `sent`
+   * (the sub-model the server sent it) into `trained` (both [state numel of g]); complete runs
+   * once all participants trained, before the aggregate is formed: the round's participants'
+   * levels levels[n], the global model the round started from; it adds the method's own
+   * contributions to `agg` (what the participants' levels lack) or replaces means the
+   * participants formed (fg_aggregator_replace). tensor enumerates the state a checkpoint must
+   * keep (i = 0, 1, ...: name and numel; 0 past the end); tensor_get / tensor_set copy tensor i
+   * to / from host [numel] (the state may live on a device). */
   fg_status (*server_create)(const fg_method_config *mc, const fg_method_plan *mp, const fg_graph *global,
-                             uint64_t seed, int max_participants, fg_device device, fg_ledger *ledger,
+                             uint64_t seed, int clients, int max_participants, fg_device device, fg_ledger *ledger,
                              fg_method_server **out);
-  fg_status (*server_collect)(fg_method_server *ms, int slot, int level, const fg_graph *g, const float *trained);
+  fg_status (*server_collect)(fg_method_server *ms, int slot, int client, int level, const fg_graph *g,
+                              const float *sent, const float *trained);
   fg_status (*server_complete)(fg_method_server *ms, int round, const int *levels, int n, fg_aggregator *agg,
                                const fg_graph *global, const float *global_state);
   int (*server_tensor)(fg_method_server *ms, int i, const char **name, int64_t *numel);
   fg_status (*server_tensor_get)(fg_method_server *ms, int i, float *host);
   fg_status (*server_tensor_set)(fg_method_server *ms, int i, const float *host);
   void (*server_free)(fg_method_server *ms);
+  /* Optional (with server state; needed when the plan's prox_mu > 0): the linear part of client
+   * `client`'s proximal term (fg_trainer_set_prox_linear, engine/nn/trainer.h) before it trains
+   * `level` (model g) from `sent` [state numel of g]: *linear points to [state numel of g] floats
+   * the method owns, valid until its next call. */
+  fg_status (*client_prox)(fg_method_server *ms, int client, int level, const fg_graph *g, const float *sent,
+                           const float **linear);
+  /* Optional (with server state): the method's own records as one JSON object's text (e.g.
+   * {"hypernet": [...]}) into json [cap]: of the round just completed (final 0: metrics.jsonl's
+   * "method" of that round) or of the whole run (final 1: summary.json's "method"); "" for none.
+   * FG_ERR_INVALID when cap is too small. */
+  fg_status (*server_report)(fg_method_server *ms, int final, char *json, size_t cap);
   /* Optional: the factor participant `slot` of `n` is weighted by, for global parameter p, on top of
    * the plan's weighting (1 when absent). */
   double (*tensor_weight)(const fg_method_config *mc, int slot, int n, const fg_param *p);

@@ -21,11 +21,14 @@ const char *fg_weighting_name(fg_weighting w) {
 typedef struct entry_keys {
   int method;    /* index in the registry */
   int weighting;
+  char *label;   /* heap, or NULL */
 } entry_keys;
+
+enum { ENTRY_FIELDS = 3 };
 
 typedef struct entry_fields {
   fg_choice names[32];
-  fg_field fields[2];
+  fg_field fields[ENTRY_FIELDS];
 } entry_fields;
 
 /* name (one of the registry's) and weighting (default: the method's, once known). */
@@ -37,6 +40,22 @@ static void make_entry_fields(entry_fields *e, const fg_method_ops *ops) {
   e->fields[1] = (fg_field){.key = "weighting", .type = FG_FIELD_CHOICE, .offset = offsetof(entry_keys, weighting),
                             .def = ops ? ops->weighting : FG_WEIGHT_SAMPLES, .choices = weightings, .n_choices = 2,
                             .doc = "how updates are weighted in aggregation"};
+  e->fields[2] = (fg_field){.key = "label", .type = FG_FIELD_STRING, .offset = offsetof(entry_keys, label),
+                            .doc = "the entry's run folder and table row in a comparison (default: the name)"};
+}
+
+const char *fg_method_label(const fg_method_config *m) { return m->label ? m->label : m->name; }
+
+/* A label names a folder: letters, digits, '.', '_', '-', not starting with '.'. */
+static fg_status check_label(fg_schema_ctx *c, const char *label) {
+  if (!label) return FG_OK;
+  int ok = label[0] != '.';
+  for (const char *p = label; ok && *p; p++)
+    ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
+         *p == '_' || *p == '-';
+  if (ok && strlen(label) <= 64) return FG_OK;
+  return fg_schema_fail_key(c, "label", "'%s' is not a folder name (expected up to 64 letters, digits, '.', '_' "
+                            "or '-', not starting with '.')", label);
 }
 
 /* A method's options in order: the shared ones, then its own. */
@@ -76,9 +95,10 @@ fg_status fg_method_config_read(fg_schema_ctx *c, yaml_document_t *doc, yaml_nod
                                 fg_method_config *out) {
   memset(out, 0, sizeof *out);
   entry_fields e;
-  entry_keys keys = {-1, 0};
+  entry_keys keys = {-1, 0, NULL};
   make_entry_fields(&e, NULL);
-  if (!node || node->type != YAML_MAPPING_NODE) return fg_schema_read_mapping(c, doc, node, e.fields, 2, &keys);
+  if (!node || node->type != YAML_MAPPING_NODE)
+    return fg_schema_read_mapping(c, doc, node, e.fields, ENTRY_FIELDS, &keys);
   yaml_node_t *name = fg_schema_lookup(doc, node, "name");
   if (!name) return fg_schema_fail_key(c, "name", "required key is missing");
   size_t mark = fg_schema_push_key(c, "name");
@@ -92,16 +112,19 @@ fg_status fg_method_config_read(fg_schema_ctx *c, yaml_document_t *doc, yaml_nod
   void *options = ops->options_size ? calloc(1, ops->options_size) : NULL;
   if (ops->options_size && !options) return FG_FAIL(FG_ERR_OOM, "out of memory");
   unsigned char given[MAX_OPTIONS] = {0};
-  fg_field_group groups[3] = {{e.fields, 2, &keys, NULL},
+  fg_field_group groups[3] = {{e.fields, ENTRY_FIELDS, &keys, NULL},
                               {ops->shared_options, ops->n_shared_options, options, NULL},
                               {ops->options, ops->n_options, options, given}};
   st = fg_schema_read(c, doc, node, groups, 3, other_method_key, (void *)ops);
   if (st == FG_OK && ops->check_options) st = ops->check_options(c, options, given, arch);
+  if (st == FG_OK) st = check_label(c, keys.label);
   if (st != FG_OK) {
     free(options);
+    free(keys.label);
     return st;
   }
   out->name = ops->name;
+  out->label = keys.label;
   out->weighting = (fg_weighting)keys.weighting;
   out->options = options;
   return FG_OK;
@@ -150,6 +173,7 @@ fg_status fg_method_config_default(const char *name, const char *arch, fg_method
 void fg_method_config_free(fg_method_config *m) {
   if (!m) return;
   free(m->options);
+  free(m->label);
   memset(m, 0, sizeof *m);
 }
 
@@ -162,7 +186,9 @@ fg_status fg_method_config_write(FILE *f, const fg_method_config *m, const char 
   const fg_method_ops *ops = m->name ? fg_method_find(m->name) : NULL;
   if (!ops || (ops->options_size && !m->options))
     return FG_FAIL(FG_ERR_INVALID, "fg_config_write_resolved: method '%s' is not configured", m->name ? m->name : "");
-  fprintf(f, "%sname: %s\n%sweighting: %s\n", first, ops->name, indent, fg_weighting_name(m->weighting));
+  fprintf(f, "%sname: %s\n", first, ops->name);
+  if (m->label) fprintf(f, "%slabel: %s\n", indent, m->label);
+  fprintf(f, "%sweighting: %s\n", indent, fg_weighting_name(m->weighting));
   const char *last_note = NULL;
   for (int i = 0; i < option_count(ops); i++) {
     const fg_field *o = option_at(ops, i);

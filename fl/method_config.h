@@ -23,6 +23,8 @@ enum { FG_MAX_LEVELS = 8 }; /* levels of a method, and entries of a method's lis
 
 typedef struct fg_method_config {
   const char *name;       /* the method's name in the registry (static) */
+  char *label;            /* the entry's own label (heap, owned), or NULL: the name. A comparison's
+                             run folder and table row of the entry (fg_method_label) */
   fg_weighting weighting; /* every method's option; its default is the method's (fg_method_ops) */
   void *options;          /* the method's own options: the struct its file defines, every field
                              filled (given or default); NULL for a method without options */
@@ -45,6 +47,8 @@ fg_status fg_method_config_with(const char *name, const char *arch, const char *
 /* fg_method_config_with without overrides: every option at its default. */
 fg_status fg_method_config_default(const char *name, const char *arch, fg_method_config *out);
 void fg_method_config_free(fg_method_config *m);
+/* The entry's label, or its method's name when it has none. */
+const char *fg_method_label(const fg_method_config *m);
 
 /* Writes the entry's keys (name, weighting, the options in table order) as the resolved
  * config.yaml holds them; `first` starts the first line ("  " or "  - "), `indent` the others.

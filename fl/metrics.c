@@ -154,6 +154,19 @@ static int add_bounded_string(cJSON *obj, const char *name, const char *field, s
   return cJSON_AddStringToObject(obj, name, buf) != NULL;
 }
 
+/* The JSON object text `json` as item `name` (nothing for NULL or ""); 0 when it is not one JSON
+ * object. */
+static int add_raw_object(cJSON *obj, const char *name, const char *json) {
+  if (!json || !*json) return 1;
+  cJSON *parsed = cJSON_Parse(json);
+  int ok = cJSON_IsObject(parsed);
+  if (!ok) {
+    cJSON_Delete(parsed);
+    return 0;
+  }
+  return cJSON_AddItemToObject(obj, name, parsed) != 0;
+}
+
 static cJSON *client_to_json(const fg_client_record *c) {
   cJSON *o = cJSON_CreateObject();
   if (!o) return NULL;
@@ -206,7 +219,8 @@ static cJSON *round_to_json(const fg_round_record *r) {
        add_number(o, "max_client_engine_peak", (double)r->max_client_engine_peak) &&
        add_number(o, "process_peak", (double)r->process_peak) &&
        add_number(o, "transfer_seconds", r->transfer_seconds) &&
-       add_number(o, "device_bytes_in_use", r->device_bytes_in_use);
+       add_number(o, "device_bytes_in_use", r->device_bytes_in_use) &&
+       add_raw_object(o, "method", r->method_report);
   cJSON *clients = ok ? cJSON_AddArrayToObject(o, "clients") : NULL;
   for (int i = 0; clients && i < r->n_clients; i++) {
     cJSON *c = client_to_json(&r->clients[i]);
@@ -636,7 +650,8 @@ fg_status fg_summary_write(const char *dir, const fg_summary *s) {
        add_number(o, "process_peak", (double)s->process_peak) && add_number(o, "wall_seconds", s->wall_seconds) &&
        add_number(o, "clients", s->clients) && add_number(o, "clients_never_fit", s->clients_never_fit) &&
        add_string_or_null(o, "eval_protocol", s->eval_protocol) && add_string_or_null(o, "device", s->device) &&
-       add_number(o, "processes", s->processes > 0 ? s->processes : 1);
+       add_number(o, "processes", s->processes > 0 ? s->processes : 1) &&
+       add_raw_object(o, "method", s->method_report) && (!s->label || add_string_or_null(o, "label", s->label));
   if (ok && s->spread) ok = add_spread_time(o, s->spread);
   char *text = ok ? cJSON_Print(o) : NULL;
   cJSON_Delete(o);
@@ -688,6 +703,7 @@ static fg_status json_to_summary(fg_origin o, const cJSON *obj, fg_summary *s, s
   if (cJSON_GetObjectItemCaseSensitive(obj, "device")) FG_TRY(get_string(o, obj, "device", &s->device, strings));
   s->processes = 1;
   if (cJSON_GetObjectItemCaseSensitive(obj, "processes")) FG_TRY(get_int(o, obj, "processes", 1, &s->processes));
+  if (cJSON_GetObjectItemCaseSensitive(obj, "label")) FG_TRY(get_string(o, obj, "label", &s->label, strings));
   return FG_OK;
 }
 
@@ -721,7 +737,7 @@ fg_status fg_summary_read(const char *dir, fg_summary_file *out) {
   if (s == FG_OK) {
     char *cursor = block;
     const char **fields[] = {&sum.name,     &sum.method,        &sum.dataset, &sum.arch,
-                             &sum.revision, &sum.eval_protocol, &sum.device};
+                             &sum.revision, &sum.eval_protocol, &sum.device, &sum.label};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) move_string(fields[i], &cursor);
     out->summary = sum;
     out->strings = block;

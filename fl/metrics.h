@@ -73,6 +73,9 @@ typedef struct fg_round_record {
   double transfer_seconds;   /* the clients' model copies to and from the device (their sum) */
   double device_bytes_in_use;/* the training device's memory in use after the round as its
                                 runtime reports it (total - free); NaN (null) on the cpu device */
+  const char *method_report; /* the method's own records of the round, one JSON object's text
+                                (metrics.jsonl "method", e.g. HypeMeFed's per-hypernetwork figures);
+                                NULL or "": none (no key). Not read back. */
 } fg_round_record;
 
 /* Where the time of a spread run went (fl/spread.h; summary.json "spread"), in seconds over the
@@ -107,6 +110,10 @@ typedef struct fg_summary {
                                 back: 1) */
   const fg_spread_time *spread; /* several processes: where the time went; NULL: not written (always
                                    NULL in a file read back) */
+  const char *method_report; /* the method's own records of the run, one JSON object's text
+                                ("method"); NULL or "": none (no key). Not read back. */
+  const char *label;         /* the method entry's label in a comparison; NULL (no key, or absent in
+                                a file read back): the method's name */
 } fg_summary;
 
 /* "ok", "over_budget", "no_fit", "failed", "rejected", "diverged"; "unknown" for other values. */

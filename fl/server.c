@@ -59,6 +59,7 @@ typedef struct server {
   size_t wire_cap;
   unsigned char *awaited;                    /* [processes]: scratch of the note of what rank 0 awaits */
   fg_spread_time time;                       /* rank 0 of a spread run: where the time went */
+  char report[4096];                         /* the method's records of a round or of the run */
 } server;
 
 static double seconds_now(void) {
@@ -245,8 +246,8 @@ static fg_status setup_server(server *s, const fg_transport *t) {
   }
   if (s->ops->server_create) {
     int most = fg_sample_count(&s->cfg->sampling, clients, clients); /* participants a round can have */
-    FG_TRY(s->ops->server_create(s->mc, &s->mp, s->global, s->cfg->seed, most, s->cfg->device, &s->ledger,
-                                 &s->method_state));
+    FG_TRY(s->ops->server_create(s->mc, &s->mp, s->global, s->cfg->seed, clients, most, s->cfg->device,
+                                 &s->ledger, &s->method_state));
   }
   return make_eval(s);
 }
@@ -392,7 +393,7 @@ static fg_status absorb(server *s, const fg_job *j, const fg_index_plan *plan, i
   }
   FG_TRY(fg_aggregator_add_scaled(&s->agg, plan, s->global, g, trained, weight, mask ? classes : NULL,
                                   tensor_scale(s, j->slot, n)));
-  return s->method_state ? s->ops->server_collect(s->method_state, j->slot, rec->level, g, trained) : FG_OK;
+  return s->method_state ? s->ops->server_collect(s->method_state, j->slot, c, rec->level, g, sent, trained) : FG_OK;
 }
 
 /* Trains job j (participant j->slot of n) here and absorbs it. */
@@ -673,6 +674,10 @@ static fg_status run_round(server *s, int round, fg_round_record *r) {
   if (contributed && s->method_state)
     FG_TRY(s->ops->server_complete(s->method_state, round, s->round_levels, n, &s->agg, s->global, f32(&s->state)));
   if (contributed) fg_aggregator_finish(&s->agg, f32(&s->state));
+  if (contributed && s->method_state && s->ops->server_report) {
+    FG_TRY(s->ops->server_report(s->method_state, 0, s->report, sizeof s->report));
+    r->method_report = s->report;
+  }
   r->n_clients = n;
   r->clients = s->records;
   r->train_loss = loss_samples ? loss_sum / (double)loss_samples : NAN;
@@ -701,11 +706,12 @@ static void summarize(const server *s, const fg_round_record *last, size_t max_p
   for (int c = 0; c < s->cfg->clients; c++) res->clients_never_fit += s->level[c] < 0;
 }
 
-static fg_status write_summary(const server *s, const char *dir, const fg_run_result *res, double best) {
+static fg_status write_summary(server *s, const char *dir, const fg_run_result *res, double best) {
   fg_summary sum;
   memset(&sum, 0, sizeof sum);
   sum.name = s->cfg->name;
   sum.method = s->mc->name;
+  sum.label = s->mc->label;
   sum.dataset = s->cfg->dataset;
   sum.arch = s->cfg->arch;
   sum.revision = NULL;
@@ -724,6 +730,10 @@ static fg_status write_summary(const server *s, const char *dir, const fg_run_re
   sum.device = fg_device_str(s->cfg->device, device, sizeof device);
   sum.processes = s->t ? s->t->size : 1;
   sum.spread = s->t ? &s->time : NULL;
+  if (s->method_state && s->ops->server_report) {
+    FG_TRY(s->ops->server_report(s->method_state, 1, s->report, sizeof s->report));
+    sum.method_report = s->report;
+  }
   return fg_summary_write(dir, &sum);
 }
 

@@ -135,6 +135,7 @@ static const fg_field *method_option(const fg_method_ops *ops, int i) {
 
 static void assert_method_equal(const fg_method_config *a, const fg_method_config *b, const char *what) {
   cr_assert_str_eq(a->name, b->name, "%s.name", what);
+  assert_opt_str_eq(a->label, b->label, what);
   cr_assert_eq(a->weighting, b->weighting, "%s.weighting", what);
   const fg_method_ops *ops = fg_method_find(a->name);
   cr_assert_not_null(ops);
@@ -520,6 +521,7 @@ Test(config, neulite_options_load) {
       "    frozen_bn: fixed\n"
       "    output_module: bn_relu\n"
       "  - name: neulite\n"
+      "    label: neulite-movement\n"
       "    schedule: sequential\n"
       "    advance: movement\n"
       "    em_threshold: 1\n"
@@ -1141,6 +1143,38 @@ Test(config, hypemefed_and_multiexit_options) {
   EXPECT_ERROR(MINIMAL "method: {name: hypemefed, rank: 0}\n", "method.rank");
   EXPECT_ERROR(MINIMAL "method: {name: hypemefed, compat: [sometimes]}\n", "method.compat[0]", "noop_writeback");
   EXPECT_ERROR(MINIMAL "method: {name: hypemefed, hypernet: huge}\n", "method.hypernet", "naive");
+  EXPECT_ERROR(MINIMAL "method: {name: hypemefed, generate: sometimes}\n", "method.generate", "if_better");
+  load_ok("h.yaml", MINIMAL "method: {name: hypemefed, generate: if_better}\n", NULL, 0, &cfg);
+  assert_option(&cfg.methods[0], "generate", "if_better");
+  fg_config_free(&cfg);
+  load_ok("h.yaml", MINIMAL "method: {name: hypemefed}\n", NULL, 0, &cfg);
+  assert_option(&cfg.methods[0], "generate", "always");
+  fg_config_free(&cfg);
+}
+
+/* A comparison may hold a method twice under different labels; the labels name the run folders,
+ * so two entries may not share one. */
+Test(config, labels_name_the_entries_of_a_comparison) {
+  const char *yaml = MINIMAL
+      "methods:\n"
+      "  - {name: hypemefed}\n"
+      "  - {name: hypemefed, label: hypemefed-if-better, generate: if_better}\n"
+      "  - {name: hypemefed, label: hypemefed-no-hn, hypernet: none}\n";
+  fg_config cfg;
+  load_ok("l.yaml", yaml, NULL, 0, &cfg);
+  cr_assert_null(cfg.methods[0].label);
+  cr_assert_str_eq(fg_method_label(&cfg.methods[0]), "hypemefed");
+  cr_assert_str_eq(fg_method_label(&cfg.methods[1]), "hypemefed-if-better");
+  cr_assert_str_eq(fg_method_label(&cfg.methods[2]), "hypemefed-no-hn");
+  assert_option(&cfg.methods[1], "generate", "if_better");
+  assert_option(&cfg.methods[2], "hypernet", "none");
+  fg_config_free(&cfg);
+  round_trip("l.yaml", yaml, NULL, 0);
+  EXPECT_ERROR(MINIMAL "methods: [{name: hypemefed}, {name: hypemefed, generate: if_better}]\n", "methods[1]",
+               "methods[0]", "label");
+  EXPECT_ERROR(MINIMAL "methods: [{name: fedavg, label: a}, {name: heterofl, label: a}]\n", "methods[1]", "'a'");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg, label: ../x}\n", "method.label", "folder name");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg, label: .hidden}\n", "method.label", "folder name");
 }
 
 Test(config, round_trip_local_splits) {
@@ -1167,14 +1201,14 @@ Test(config, round_trip_neulite_non_default_values) {
   const char *set[] = {"methods[1].lambdas=[0.5, 0.25, 0.125]", "methods[0].frozen_bn=fixed"};
   round_trip("nl-cmp.yaml",
              MINIMAL "methods:\n  - {name: neulite, harmonizer: false}\n"
-                     "  - {name: neulite, schedule: sequential, mentor: false}\n  - {name: depthfl}\n",
+                     "  - {name: neulite, label: nl2, schedule: sequential, mentor: false}\n  - {name: depthfl}\n",
              set, 2);
 
   /* each entry of a comparison as a single-method file */
   const char *yaml = MINIMAL
       "methods:\n"
       "  - {name: neulite, schedule: sequential, stage_rounds: [2, 3, 5], lambdas: [1, 2, 3]}\n"
-      "  - {name: neulite, schedule: sequential, advance: movement, em_samples: 77, frozen_bn: fixed}\n";
+      "  - {name: neulite, label: nl-mv, schedule: sequential, advance: movement, em_samples: 77, frozen_bn: fixed}\n";
   fg_config a, one;
   load_ok("nl2.yaml", yaml, NULL, 0, &a);
   char *out = path_in("nl-one.yaml");
@@ -1413,7 +1447,7 @@ Test(config, method_config_with_mistakes_name_the_override) {
                     "(from --set rates=[1, 0.5])",
                     NULL);
   expect_with_error("fedavg", "cnn", "ratez=1", "method fedavg: unknown key 'ratez'",
-                    "(expected one of: name, weighting)", "(from --set ratez=1)", NULL);
+                    "(expected one of: name, weighting, label)", "(from --set ratez=1)", NULL);
   /* the method's own rules across options, and the model's stages */
   expect_with_error("neulite", "cnn", "em_window=3",
                     "method neulite: em_window: used only with schedule sequential with advance movement",
