@@ -1,6 +1,7 @@
 /* fedgap bench train: training throughput and peak memory of a built-in model on synthetic
  * batches of its input shape (the data pipeline is not measured). Prints
- * samples_per_s=... peak_engine_bytes=... peak_rss_bytes=... on the last line; the median of
+ * samples_per_s=... peak_engine_bytes=... peak_rss_bytes=... params=... on the last line (params:
+ * the model's parameter count, for checking a twin in another framework); the median of
  * --repeats timed runs of --steps steps each. Device work is asynchronous: the device is
  * synchronised before the clock is read at the start and the end of every timed run. On a device
  * other than the CPU the last line also carries peak_device_bytes (the peak of the ledger the
@@ -72,19 +73,20 @@ static int bench_train(int argc, char **argv) {
   }
   qsort(rates, (size_t)repeats, sizeof *rates, cmp_double);
   fg_backend *b = fg_backend_for(su.opt.device);
-  printf("model %s (width %g), input %lldx%lldx%lld, batch %d, %s, %s\n", su.spec.arch, fg_model_width(&su.spec),
-         (long long)su.spec.in_c, (long long)su.spec.in_h, (long long)su.spec.in_w, batch,
-         fg_exec_mode_name(su.opt.mode), b->description);
+  long long params = (long long)fg_graph_param_numel(g);
+  printf("model %s (width %g), input %lldx%lldx%lld, batch %d, %lld parameters, %s, %s\n", su.spec.arch,
+         fg_model_width(&su.spec), (long long)su.spec.in_c, (long long)su.spec.in_h, (long long)su.spec.in_w, batch,
+         params, fg_exec_mode_name(su.opt.mode), b->description);
   if (su.opt.device.kind == FG_DEV_CPU) {
-    printf("samples_per_s=%.1f peak_engine_bytes=%zu peak_rss_bytes=%zu\n", rates[repeats / 2], ledger.peak,
-           fg_process_peak_rss());
+    printf("samples_per_s=%.1f peak_engine_bytes=%zu peak_rss_bytes=%zu params=%lld\n", rates[repeats / 2],
+           ledger.peak, fg_process_peak_rss(), params);
   } else {
     size_t free_bytes = 0, total_bytes = 0;
     if (!b->mem_query || b->mem_query(b, &free_bytes, &total_bytes) != FG_OK) free_bytes = total_bytes = 0;
     char dev[32];
     printf("samples_per_s=%.1f peak_engine_bytes=%zu peak_device_bytes=%zu device_in_use_bytes=%zu "
-           "peak_rss_bytes=%zu device=%s\n",
-           rates[repeats / 2], ledger.peak, ledger.peak, total_bytes - free_bytes, fg_process_peak_rss(),
+           "peak_rss_bytes=%zu params=%lld device=%s\n",
+           rates[repeats / 2], ledger.peak, ledger.peak, total_bytes - free_bytes, fg_process_peak_rss(), params,
            fg_device_str(su.opt.device, dev, sizeof dev));
   }
   fg_trainer_destroy(t);

@@ -115,21 +115,24 @@ Test(cli, memplan_equals_measured_peak_resnet_checkpoint) {
 }
 Test(cli, memplan_equals_measured_peak_vgg) { memplan_matches_step("vgg-me", "0.5", "3x32x32", "16", "store"); }
 
-/* bench train on the CPU: its last line keeps the format bench/cnn_vs_torch.sh parses. */
+/* bench train on the CPU: its last line keeps the format bench/cnn_vs_torch.sh and bench/suite.sh parse. */
 Test(cli, bench_train_cpu_last_line) {
   fgt_run r = fgt_run_fedgap((const char *[]){"", "bench", "train", "--model", "cnn", "--width", "2", "--batch", "4",
                                               "--steps", "2", "--warmup", "1", "--repeats", "1", "--threads", "1",
                                               NULL});
   cr_assert_eq(r.status, 0, "%s", r.err);
   double rate = 0;
-  unsigned long long engine = 0, rss = 0;
+  unsigned long long engine = 0, rss = 0, params = 0;
   int used = 0;
   const char *last = fgt_last_line(r.out);
-  cr_assert_eq(sscanf(last, "samples_per_s=%lf peak_engine_bytes=%llu peak_rss_bytes=%llu%n", &rate, &engine, &rss,
-                      &used),
-               3, "%s", last);
+  cr_assert_eq(sscanf(last, "samples_per_s=%lf peak_engine_bytes=%llu peak_rss_bytes=%llu params=%llu%n", &rate,
+                      &engine, &rss, &params, &used),
+               4, "%s", last);
   cr_assert_eq(last[used], '\0', "extra fields on the CPU: %s", last);
   cr_assert(rate > 0 && engine > 0 && rss > 0, "%s", last);
+  /* cnn width 2, 1x28x28, 10 classes: convs 18 + 36 + 72 + 144 + 288 + 576, BN 2 x (2 + 2 + 4 + 4 + 8 + 8),
+   * head 8 x 10 + 10 */
+  cr_assert_eq(params, 1280, "%s", last);
   fgt_run_free(&r);
 }
 
