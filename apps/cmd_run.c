@@ -122,7 +122,8 @@ static void on_round(void *ctx, const fg_round_record *r, int rounds) {
   }
   char refused[64] = "";
   if (rejected || diverged) snprintf(refused, sizeof refused, ", %d rejected, %d diverged", rejected, diverged);
-  char acc[32] = "-", mib[32];
+  char acc[32] = "-", mib[32], loss[32] = "-";
+  if (isfinite(r->train_loss)) snprintf(loss, sizeof loss, "%.4f", r->train_loss);
   if (r->evaluated) snprintf(acc, sizeof acc, "%.4f", r->accuracy);
   fg_cli_mib(r->max_client_engine_peak, mib, sizeof mib);
   if (v->terminal) {
@@ -133,11 +134,20 @@ static void on_round(void *ctx, const fg_round_record *r, int rounds) {
     fg_progress_update(&v->bar, label, r->round, rounds, text);
     return;
   }
-  printf("%s round %d/%d  %s %s  train_loss %.4f  clients %d ok, %d over budget, %d fit nothing%s  "
+  printf("%s round %d/%d  %s %s  train_loss %s  clients %d ok, %d over budget, %d fit nothing%s  "
          "client peak %s  %.1f s\n",
-         v->method, r->round, rounds, v->general ? "general" : "accuracy", acc, r->train_loss, ok, over, nofit,
+         v->method, r->round, rounds, v->general ? "general" : "accuracy", acc, loss, ok, over, nofit,
          refused, mib, r->seconds);
   fflush(stdout);
+}
+
+/* What one comparison of one seed can show, under its table. */
+static void print_caveat(const fg_config *cfg) {
+  printf("One seed (%llu), %d rounds: final accuracies move by several points from round to round and from seed "
+         "to seed,\nso this table shows what each method trains under its budgets and the memory it needs; which "
+         "method is\nbetter needs several seeds (--set seed=N) and longer runs (configs/neulite-fmnist.yaml, "
+         "configs/hypemefed-fmnist.yaml).\n\n",
+         (unsigned long long)cfg->seed, cfg->rounds);
 }
 
 /* The run folder: --resume DIR, --out DIR, or runs/<name>-<date>-<time>. */
@@ -261,6 +271,7 @@ static int run_all(const fg_config *cfg, const fg_world *w, const char *dir, int
   }
   if (cfg->compare) {
     print_table(cfg, res);
+    print_caveat(cfg);
     if (write_table(dir, cfg, res) != FG_OK) return fg_runtime_error("run");
   }
   if (cfg->eval_protocol == FG_EVAL_LOCAL)

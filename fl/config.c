@@ -18,6 +18,7 @@
 #include "engine/data/catalog.h"
 #include "engine/nn/models.h"
 #include "fl/budget.h"
+#include "fl/sampling.h"
 #include "fl/schema.h"
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -44,8 +45,6 @@ static const fg_choice budget_kinds[] = {{"none", FG_BUDGET_NONE},
                                          {"uniform", FG_BUDGET_UNIFORM},
                                          {"tiers", FG_BUDGET_TIERS},
                                          {"profiles", FG_BUDGET_PROFILES}};
-static const fg_choice sampling_kinds[] = {
-    {"uniform", FG_SAMPLE_UNIFORM}, {"eligible", FG_SAMPLE_ELIGIBLE}, {"per_level", FG_SAMPLE_PER_LEVEL}};
 static const fg_choice optimizers[] = {{"sgd", 0}, {"adam", 1}};
 static const fg_choice modes[] = {{"store", 0}, {"checkpoint", 1}};
 static const fg_choice eval_protocols[] = {{"global", FG_EVAL_GLOBAL}, {"local", FG_EVAL_LOCAL}};
@@ -66,7 +65,7 @@ const char *fg_diverge_action_name(fg_diverge_action a) {
   return name_or_unknown(fg_choice_name(diverge_actions, COUNT(diverge_actions), (int)a));
 }
 const char *fg_sampling_kind_name(fg_sampling_kind k) {
-  return name_or_unknown(fg_choice_name(sampling_kinds, COUNT(sampling_kinds), (int)k));
+  return name_or_unknown(fg_choice_name(fg_sampling_kinds, FG_SAMPLING_KINDS, (int)k));
 }
 
 /* ---- the schema ---------------------------------------------------------------------------- */
@@ -139,8 +138,9 @@ static const fg_field clients_fields[] = {
 };
 
 static const fg_field sampling_fields[] = {
-    {.key = "kind", .type = FG_FIELD_CHOICE, .offset = AT(sampling.kind), .def = FG_SAMPLE_UNIFORM,
-     .choices = sampling_kinds, .n_choices = COUNT(sampling_kinds), .doc = "who is drawn"},
+    {.key = "kind", .type = FG_FIELD_CHOICE, .offset = AT(sampling.kind), .def = FG_SAMPLE_REFERENCE,
+     .choices = fg_sampling_kinds, .n_choices = FG_SAMPLING_KINDS,
+     .doc = "who is drawn (reference: each method as its reference does)"},
     {.key = "per_round", .type = FG_FIELD_INT, .offset = AT(sampling.per_round), .def = 0, .min = 1, .max = INFINITY,
      .doc = "clients per round (exclusive with fraction)"},
     {.key = "fraction", .type = FG_FIELD_REAL, .offset = AT(sampling.fraction), .def = 0.1, .min = 0, .min_open = 1,

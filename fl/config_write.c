@@ -135,7 +135,7 @@ fg_status fg_config_resolved_text(const fg_config *cfg, int method_index, const 
     return FG_FAIL(FG_ERR_INVALID, "fg_config_write_resolved: method index %d out of range (the config has %d)",
                    method_index, cfg->n_methods);
   if (cfg->budgets.kind > FG_BUDGET_PROFILES || cfg->partition.kind > FG_PARTITION_SHARDS ||
-      cfg->sampling.kind > FG_SAMPLE_PER_LEVEL || cfg->eval_protocol > FG_EVAL_LOCAL || !cfg->name ||
+      cfg->sampling.kind > FG_SAMPLE_REFERENCE || cfg->eval_protocol > FG_EVAL_LOCAL || !cfg->name ||
       !cfg->dataset || !cfg->arch)
     return FG_FAIL(FG_ERR_INVALID, "fg_config_write_resolved: the config was not loaded");
   char *text = NULL;

@@ -66,4 +66,5 @@ static void loss(const fg_method_config *mc, const fg_method_plan *mp, int level
 
 const fg_method_ops fg_method_depthfl = {
     .name = "depthfl", .weighting = FG_WEIGHT_COUNT, .plan = plan, .loss = loss, .options_size = sizeof(options),
+    .sampling = FG_SAMPLE_ELIGIBLE,
     .options = option_table, .n_options = (int)(sizeof option_table / sizeof *option_table)};

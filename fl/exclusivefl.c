@@ -14,4 +14,5 @@ static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_
   return FG_OK;
 }
 
-const fg_method_ops fg_method_exclusivefl = {.name = "exclusivefl", .weighting = FG_WEIGHT_SAMPLES, .plan = plan};
+const fg_method_ops fg_method_exclusivefl = {.name = "exclusivefl", .weighting = FG_WEIGHT_SAMPLES,
+                                            .sampling = FG_SAMPLE_ELIGIBLE, .plan = plan};

@@ -17,4 +17,5 @@ static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_
 
 const fg_method_ops fg_method_fedavg_s = {
     .name = "fedavg-s", .weighting = FG_WEIGHT_SAMPLES, .plan = plan, .options_size = sizeof(fg_width_options),
+    .sampling = FG_SAMPLE_ELIGIBLE,
     .shared_options = fg_width_option_table, .n_shared_options = FG_WIDTH_OPTIONS};

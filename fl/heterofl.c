@@ -38,5 +38,6 @@ static fg_status plan(const fg_method_config *mc, const fg_model_spec *base, fg_
 
 const fg_method_ops fg_method_heterofl = {
     .name = "heterofl", .weighting = FG_WEIGHT_COUNT, .plan = plan, .options_size = sizeof(options),
+    .sampling = FG_SAMPLE_ELIGIBLE,
     .shared_options = fg_width_option_table, .n_shared_options = FG_WIDTH_OPTIONS,
     .options = option_table, .n_options = (int)(sizeof option_table / sizeof *option_table)};

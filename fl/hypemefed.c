@@ -521,6 +521,7 @@ const fg_method_ops fg_method_hypemefed = {.name = "hypemefed",
                                            .options = option_table,
                                            .n_options = (int)(sizeof option_table / sizeof *option_table),
                                            .weighting = FG_WEIGHT_COUNT, /* the uniform mean, §4.1 */
+                                           .sampling = FG_SAMPLE_PER_LEVEL,
                                            .plan = plan,
                                            .server_create = server_create,
                                            .server_collect = server_collect,

@@ -70,6 +70,10 @@ typedef struct fg_method_ops {
   const fg_field *options;
   int n_options;
   fg_weighting weighting;
+  /* What its reference draws each round: the kind the sampling kind `reference` (the default)
+   * stands for. Methods with levels draw among the clients that fit at least one (eligible), or
+   * the same number per level where their reference does (per_level); fedavg from everyone. */
+  fg_sampling_kind sampling;
   /* Optional: the method's rules across its options (or needing the model `arch`), once each
    * option has its value; given[i] says whether its own option i was in the entry. An error
    * names the key through the context (fg_schema_fail_key: "method.stage_rounds: ..."). */

@@ -7,6 +7,7 @@
 
 #include "engine/nn/models.h"
 #include "fl/method.h"
+#include "fl/sampling.h"
 
 enum { MAX_OPTIONS = 64, TEXT_CAP = 512 };
 
@@ -22,9 +23,10 @@ typedef struct entry_keys {
   int method;    /* index in the registry */
   int weighting;
   char *label;   /* heap, or NULL */
+  int sampling;  /* fg_sampling_kind, or -1: the experiment's sampling.kind */
 } entry_keys;
 
-enum { ENTRY_FIELDS = 3 };
+enum { ENTRY_FIELDS = 4 };
 
 typedef struct entry_fields {
   fg_choice names[32];
@@ -42,6 +44,9 @@ static void make_entry_fields(entry_fields *e, const fg_method_ops *ops) {
                             .doc = "how updates are weighted in aggregation"};
   e->fields[2] = (fg_field){.key = "label", .type = FG_FIELD_STRING, .offset = offsetof(entry_keys, label),
                             .doc = "the entry's run folder and table row in a comparison (default: the name)"};
+  e->fields[3] = (fg_field){.key = "sampling", .type = FG_FIELD_CHOICE, .offset = offsetof(entry_keys, sampling),
+                            .def = -1, .choices = fg_sampling_kinds, .n_choices = FG_SAMPLING_KINDS,
+                            .doc = "this entry's sampling kind (default: the experiment's sampling.kind)"};
 }
 
 const char *fg_method_label(const fg_method_config *m) { return m->label ? m->label : m->name; }
@@ -73,7 +78,7 @@ static const fg_field *find_option(const fg_method_ops *ops, const char *key) {
 
 /* "weighting, rates, scaler, ...": what `ops` takes. */
 static void options_taken(const fg_method_ops *ops, char *out, size_t cap) {
-  size_t len = (size_t)snprintf(out, cap, "weighting");
+  size_t len = (size_t)snprintf(out, cap, "weighting, sampling");
   for (int i = 0; i < option_count(ops) && len < cap; i++)
     len += (size_t)snprintf(out + len, cap - len, ", %s", option_at(ops, i)->key);
 }
@@ -95,7 +100,7 @@ fg_status fg_method_config_read(fg_schema_ctx *c, yaml_document_t *doc, yaml_nod
                                 fg_method_config *out) {
   memset(out, 0, sizeof *out);
   entry_fields e;
-  entry_keys keys = {-1, 0, NULL};
+  entry_keys keys = {-1, 0, NULL, -1};
   make_entry_fields(&e, NULL);
   if (!node || node->type != YAML_MAPPING_NODE)
     return fg_schema_read_mapping(c, doc, node, e.fields, ENTRY_FIELDS, &keys);
@@ -126,6 +131,7 @@ fg_status fg_method_config_read(fg_schema_ctx *c, yaml_document_t *doc, yaml_nod
   out->name = ops->name;
   out->label = keys.label;
   out->weighting = (fg_weighting)keys.weighting;
+  out->sampling = keys.sampling;
   out->options = options;
   return FG_OK;
 }
@@ -189,6 +195,7 @@ fg_status fg_method_config_write(FILE *f, const fg_method_config *m, const char 
   fprintf(f, "%sname: %s\n", first, ops->name);
   if (m->label) fprintf(f, "%slabel: %s\n", indent, m->label);
   fprintf(f, "%sweighting: %s\n", indent, fg_weighting_name(m->weighting));
+  if (m->sampling >= 0) fprintf(f, "%ssampling: %s\n", indent, fg_choice_name(fg_sampling_kinds, FG_SAMPLING_KINDS, m->sampling));
   const char *last_note = NULL;
   for (int i = 0; i < option_count(ops); i++) {
     const fg_field *o = option_at(ops, i);

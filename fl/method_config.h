@@ -26,6 +26,8 @@ typedef struct fg_method_config {
   char *label;            /* the entry's own label (heap, owned), or NULL: the name. A comparison's
                              run folder and table row of the entry (fg_method_label) */
   fg_weighting weighting; /* every method's option; its default is the method's (fg_method_ops) */
+  int sampling;           /* every method's option: its fg_sampling_kind, or -1 (the default): the
+                             experiment's sampling.kind */
   void *options;          /* the method's own options: the struct its file defines, every field
                              filled (given or default); NULL for a method without options */
 } fg_method_config;

@@ -202,6 +202,18 @@ static cJSON *number_array(const double *v, int n) {
   return a;
 }
 
+/* How many of the round's participants ended in each status: "trained" (ok), "over_budget",
+ * "no_fit", "failed", "rejected", "diverged" (derived from the client records; not read back). */
+static int add_status_counts(cJSON *o, const fg_round_record *r) {
+  static const char *const names[] = {"trained", "over_budget", "no_fit", "failed", "rejected", "diverged"};
+  int counts[6] = {0};
+  for (int i = 0; r->clients && i < r->n_clients; i++)
+    if ((unsigned)r->clients[i].status < 6) counts[r->clients[i].status]++;
+  int ok = 1;
+  for (int k = 0; k < 6 && ok; k++) ok = add_number(o, names[k], counts[k]);
+  return ok;
+}
+
 static cJSON *round_to_json(const fg_round_record *r) {
   cJSON *o = cJSON_CreateObject();
   if (!o) return NULL;
@@ -211,9 +223,12 @@ static cJSON *round_to_json(const fg_round_record *r) {
            add_number(o, "eval_samples", (double)r->eval_samples) && add_number(o, "n_exits", r->n_exits) &&
            cJSON_AddItemToObject(o, "exit_accuracy", exits);
   if (!ok) cJSON_Delete(exits);
-  ok = ok && add_number(o, "accuracy", r->accuracy) && add_number(o, "ensemble_accuracy", r->ensemble_accuracy) &&
-       add_number(o, "test_loss", r->test_loss) && add_number(o, "train_loss", r->train_loss) &&
-       add_number(o, "n_clients", r->n_clients) && add_number(o, "bytes_down", (double)r->bytes_down) &&
+  /* a round that was not evaluated has no accuracy; one where nobody trained has no loss (null) */
+  double none = NAN;
+  ok = ok && add_number(o, "accuracy", r->evaluated ? r->accuracy : none) &&
+       add_number(o, "ensemble_accuracy", r->evaluated ? r->ensemble_accuracy : none) &&
+       add_number(o, "test_loss", r->evaluated ? r->test_loss : none) && add_number(o, "train_loss", r->train_loss) &&
+       add_number(o, "n_clients", r->n_clients) && add_status_counts(o, r) && add_number(o, "bytes_down", (double)r->bytes_down) &&
        add_number(o, "bytes_up", (double)r->bytes_up) && add_number(o, "seconds", r->seconds) &&
        add_number(o, "elapsed", r->elapsed) &&
        add_number(o, "max_client_engine_peak", (double)r->max_client_engine_peak) &&
@@ -245,7 +260,8 @@ static void csv_header(fg_text *t, int n_exits) {
 
 static void csv_row(fg_text *t, const fg_round_record *r, int n_exits) {
   text_printf(t, "%d,%d,%lld,", r->round, r->evaluated != 0, (long long)r->eval_samples);
-  const double reals[] = {r->accuracy, r->ensemble_accuracy, r->test_loss, r->train_loss};
+  const double reals[] = {r->evaluated ? r->accuracy : NAN, r->evaluated ? r->ensemble_accuracy : NAN,
+                          r->evaluated ? r->test_loss : NAN, r->train_loss};
   for (int i = 0; i < 4; i++) {
     text_double(t, reals[i]);
     text_printf(t, ",");
@@ -651,7 +667,8 @@ fg_status fg_summary_write(const char *dir, const fg_summary *s) {
        add_number(o, "clients", s->clients) && add_number(o, "clients_never_fit", s->clients_never_fit) &&
        add_string_or_null(o, "eval_protocol", s->eval_protocol) && add_string_or_null(o, "device", s->device) &&
        add_number(o, "processes", s->processes > 0 ? s->processes : 1) &&
-       add_raw_object(o, "method", s->method_report) && (!s->label || add_string_or_null(o, "label", s->label));
+       add_raw_object(o, "method", s->method_report) && (!s->label || add_string_or_null(o, "label", s->label)) &&
+       (!s->sampling || add_string_or_null(o, "sampling", s->sampling));
   if (ok && s->spread) ok = add_spread_time(o, s->spread);
   char *text = ok ? cJSON_Print(o) : NULL;
   cJSON_Delete(o);
@@ -704,6 +721,8 @@ static fg_status json_to_summary(fg_origin o, const cJSON *obj, fg_summary *s, s
   s->processes = 1;
   if (cJSON_GetObjectItemCaseSensitive(obj, "processes")) FG_TRY(get_int(o, obj, "processes", 1, &s->processes));
   if (cJSON_GetObjectItemCaseSensitive(obj, "label")) FG_TRY(get_string(o, obj, "label", &s->label, strings));
+  if (cJSON_GetObjectItemCaseSensitive(obj, "sampling"))
+    FG_TRY(get_string(o, obj, "sampling", &s->sampling, strings));
   return FG_OK;
 }
 

@@ -114,6 +114,8 @@ typedef struct fg_summary {
                                 ("method"); NULL or "": none (no key). Not read back. */
   const char *label;         /* the method entry's label in a comparison; NULL (no key, or absent in
                                 a file read back): the method's name */
+  const char *sampling;      /* the sampling kind the method's rounds drew with ("eligible", ...; a
+                                config's `reference` resolved); NULL: not recorded */
 } fg_summary;
 
 /* "ok", "over_budget", "no_fit", "failed", "rejected", "diverged"; "unknown" for other values. */

@@ -7,5 +7,6 @@
 
 const fg_method_ops fg_method_multiexit = {
     .name = "multiexit", .weighting = FG_WEIGHT_COUNT, .plan = fg_method_plan_multiexit,
+    .sampling = FG_SAMPLE_PER_LEVEL,
     .options_size = sizeof(fg_multiexit_options), .shared_options = fg_multiexit_option_table,
     .n_shared_options = FG_MULTIEXIT_OPTIONS};

@@ -6,6 +6,11 @@
 
 #include "engine/base/rng.h"
 
+const fg_choice fg_sampling_kinds[FG_SAMPLING_KINDS] = {{"uniform", FG_SAMPLE_UNIFORM},
+                                                        {"eligible", FG_SAMPLE_ELIGIBLE},
+                                                        {"per_level", FG_SAMPLE_PER_LEVEL},
+                                                        {"reference", FG_SAMPLE_REFERENCE}};
+
 int fg_sample_count(const fg_sampling_spec *spec, int n_clients, int pool) {
   if (pool <= 0) return 0;
   double m = spec->per_round > 0 ? (double)spec->per_round : ceil(spec->fraction * n_clients - 1e-9);
@@ -47,7 +52,8 @@ static fg_status check_args(const fg_sampling_spec *spec, int n_clients, const i
   if (spec->per_round == 0 && !(spec->fraction > 0.0 && spec->fraction <= 1.0))
     return FG_FAIL(FG_ERR_CONFIG, "sampling.fraction %g, expected a value in (0, 1]", spec->fraction);
   if (spec->kind != FG_SAMPLE_UNIFORM && spec->kind != FG_SAMPLE_ELIGIBLE && spec->kind != FG_SAMPLE_PER_LEVEL)
-    return FG_FAIL(FG_ERR_CONFIG, "sampling.kind %d is not uniform, eligible or per_level", (int)spec->kind);
+    return FG_FAIL(FG_ERR_CONFIG, "sampling.kind %d is not uniform, eligible or per_level (reference is resolved to "
+                   "the method's kind before drawing)", (int)spec->kind);
   if (spec->kind == FG_SAMPLE_UNIFORM) return FG_OK;
   if (!level) return FG_FAIL(FG_ERR_INVALID, "sampling: eligible and per_level need the clients' levels");
   if (n_levels < 1) return FG_FAIL(FG_ERR_INVALID, "sampling: %d levels, expected >= 1", n_levels);

@@ -18,6 +18,7 @@
 #define FG_FL_SAMPLING_H
 
 #include "engine/base/status.h"
+#include "fl/schema.h"
 #include "fl/spec.h"
 
 #include <stdint.h>
@@ -32,6 +33,10 @@
  * pointers. On failure *n_out is 0. */
 fg_status fg_sample_round(const fg_sampling_spec *spec, int n_clients, const int *level,
                           int n_levels, uint64_t seed, int round, int *out, int *n_out);
+
+/* The kinds' names as configuration files give them: uniform, eligible, per_level, reference. */
+enum { FG_SAMPLING_KINDS = 4 };
+extern const fg_choice fg_sampling_kinds[FG_SAMPLING_KINDS];
 
 /* The m of a round for a pool of `pool` clients (0 when pool is 0); spec as above, not checked. */
 int fg_sample_count(const fg_sampling_spec *spec, int n_clients, int pool);

@@ -625,6 +625,13 @@ static double device_in_use(const server *s) {
   return (double)(total - free_bytes);
 }
 
+/* The kind the method's rounds draw with: its entry's, else the experiment's, `reference` resolved
+ * to the method's own. (NeuLite's stages draw among the clients that fit the stage whatever it is.) */
+static fg_sampling_kind sampling_kind(const server *s) {
+  int k = s->mc->sampling >= 0 ? s->mc->sampling : (int)s->cfg->sampling.kind;
+  return k == FG_SAMPLE_REFERENCE ? s->ops->sampling : (fg_sampling_kind)k;
+}
+
 static fg_status run_round(server *s, int round, fg_round_record *r) {
   double t0 = seconds_now();
   const fg_config *c = s->cfg;
@@ -644,7 +651,9 @@ static fg_status run_round(server *s, int round, fg_round_record *r) {
       return st;
     }
   } else {
-    FG_TRY(fg_sample_round(&c->sampling, c->clients, s->level, s->mp.n_levels, c->seed, round, s->participants, &n));
+    fg_sampling_spec spec = c->sampling;
+    spec.kind = sampling_kind(s);
+    FG_TRY(fg_sample_round(&spec, c->clients, s->level, s->mp.n_levels, c->seed, round, s->participants, &n));
   }
   fg_aggregator_reset(&s->agg);
   for (int i = 0; i < n; i++) {
@@ -712,6 +721,7 @@ static fg_status write_summary(server *s, const char *dir, const fg_run_result *
   sum.name = s->cfg->name;
   sum.method = s->mc->name;
   sum.label = s->mc->label;
+  sum.sampling = fg_sampling_kind_name(s->schedule ? FG_SAMPLE_ELIGIBLE : sampling_kind(s));
   sum.dataset = s->cfg->dataset;
   sum.arch = s->cfg->arch;
   sum.revision = NULL;

@@ -48,6 +48,7 @@ typedef enum fg_sampling_kind {
   FG_SAMPLE_UNIFORM = 0,  /* from all clients */
   FG_SAMPLE_ELIGIBLE,     /* from clients that fit some level of the method */
   FG_SAMPLE_PER_LEVEL,    /* the same number from each level; the remainder to the middle level */
+  FG_SAMPLE_REFERENCE,    /* the method's own (fg_method_ops.sampling): what its reference does */
 } fg_sampling_kind;
 
 typedef struct fg_sampling_spec {

@@ -137,6 +137,7 @@ static void assert_method_equal(const fg_method_config *a, const fg_method_confi
   cr_assert_str_eq(a->name, b->name, "%s.name", what);
   assert_opt_str_eq(a->label, b->label, what);
   cr_assert_eq(a->weighting, b->weighting, "%s.weighting", what);
+  cr_assert_eq(a->sampling, b->sampling, "%s.sampling", what);
   const fg_method_ops *ops = fg_method_find(a->name);
   cr_assert_not_null(ops);
   for (int i = 0; i < ops->n_shared_options + ops->n_options; i++) {
@@ -401,7 +402,7 @@ Test(config, minimal_file_gets_every_documented_default) {
   cr_assert_eq(cfg.budgets.kind, FG_BUDGET_NONE);
   cr_assert_eq(cfg.budgets.n_tiers, 0);
   cr_assert_eq(cfg.budgets.n_profiles, 0);
-  cr_assert_eq(cfg.sampling.kind, FG_SAMPLE_UNIFORM);
+  cr_assert_eq(cfg.sampling.kind, FG_SAMPLE_REFERENCE);
   cr_assert_eq(cfg.sampling.per_round, 0);
   cr_assert_eq(cfg.sampling.fraction, 0.1);
   cr_assert_eq(cfg.local_epochs, 1);
@@ -810,7 +811,7 @@ Test(config, unknown_names_are_errors) {
 
 Test(config, options_a_method_does_not_take) {
   EXPECT_ERROR(MINIMAL "method: {name: fedavg, rates: [1, 0.5]}\n",
-               "method.rates: method fedavg does not take 'rates' (it takes: weighting)");
+               "method.rates: method fedavg does not take 'rates' (it takes: weighting, sampling)");
   EXPECT_ERROR(MINIMAL "methods:\n  - {name: fedavg}\n  - {name: heterofl, rolling: roll}\n",
                "methods[1].rolling: method heterofl does not take 'rolling'", "rates, scaler, sbn, label_mask");
   EXPECT_ERROR(MINIMAL "method: {name: fedrolex, sbn: true}\n", "method.sbn: method fedrolex does not take 'sbn'");
@@ -819,7 +820,7 @@ Test(config, options_a_method_does_not_take) {
   EXPECT_ERROR(MINIMAL "method: {name: exclusivefl, scaler: false}\n", "method.scaler: method exclusivefl");
   /* neulite's options belong to neulite only, and neulite takes no other method's */
   EXPECT_ERROR(MINIMAL "method: {name: depthfl, schedule: sequential}\n",
-               "method.schedule: method depthfl does not take 'schedule' (it takes: weighting, kd, kd_ramp_rounds)");
+               "method.schedule: method depthfl does not take 'schedule' (it takes: weighting, sampling, kd, kd_ramp_rounds)");
   EXPECT_ERROR(MINIMAL "method: {name: fedavg, lambdas: [1, 1, 1]}\n", "method.lambdas: method fedavg does not take");
   EXPECT_ERROR(MINIMAL "method: {name: scalefl, gammas: [1, 1, 1]}\n", "method.gammas: method scalefl does not take");
   EXPECT_ERROR(MINIMAL "method: {name: heterofl, em_threshold: 0.1}\n", "method.em_threshold: method heterofl");
@@ -833,7 +834,7 @@ Test(config, options_a_method_does_not_take) {
   EXPECT_ERROR(MINIMAL "method: {name: fedavg, harmonizer: true}\n", "method.harmonizer: method fedavg");
   EXPECT_ERROR(MINIMAL "method: {name: heterofl, frozen_bn: fixed}\n", "method.frozen_bn: method heterofl");
   EXPECT_ERROR(MINIMAL "methods: [{name: fedavg}, {name: neulite, kd: true}]\n",
-               "methods[1].kd: method neulite does not take 'kd' (it takes: weighting, schedule, advance, "
+               "methods[1].kd: method neulite does not take 'kd' (it takes: weighting, sampling, schedule, advance, "
                "stage_rounds, em_threshold, em_window, em_every, em_samples, lambdas, gammas, hsic_sigma, mentor, "
                "harmonizer, frozen_bn, output_module)");
   EXPECT_ERROR(MINIMAL "method: {name: neulite, rates: [1, 0.5]}\n", "method.rates: method neulite does not take");
@@ -913,6 +914,25 @@ Test(config, sampling) {
   cr_assert_eq(cfg.sampling.fraction, 0.25);
   cr_assert_eq(cfg.sampling.per_round, 0);
   fg_config_free(&cfg);
+  /* a method entry may draw its own way; entries without one take the experiment's kind */
+  load_ok("s.yaml",
+          MINIMAL "methods:\n  - {name: exclusivefl, sampling: uniform}\n  - {name: heterofl}\n"
+                  "  - {name: hypemefed, sampling: reference}\n",
+          NULL, 0, &cfg);
+  cr_assert_eq(cfg.sampling.kind, FG_SAMPLE_REFERENCE, "reference is the default kind");
+  cr_assert_eq(cfg.methods[0].sampling, FG_SAMPLE_UNIFORM);
+  cr_assert_eq(cfg.methods[1].sampling, -1);
+  cr_assert_eq(cfg.methods[2].sampling, FG_SAMPLE_REFERENCE);
+  char *text = NULL;
+  size_t len = 0;
+  FGT_OK(fg_config_resolved_text(&cfg, -1, "", &text, &len));
+  cr_assert(strstr(text, "  - name: exclusivefl\n    weighting: samples\n    sampling: uniform\n") != NULL, "%s", text);
+  cr_assert(strstr(text, "  - name: heterofl\n    weighting: count\n    scaler") != NULL ||
+                strstr(text, "  - name: heterofl\n    weighting: count\n    rates") != NULL,
+            "no sampling key where the entry gave none: %s", text);
+  free(text);
+  fg_config_free(&cfg);
+  EXPECT_ERROR(MINIMAL "methods:\n  - {name: fedavg, sampling: sometimes}\n", "methods[0].sampling");
 }
 
 Test(config, missing_required_keys) {
@@ -1443,11 +1463,11 @@ Test(config, method_config_with_mistakes_name_the_override) {
   expect_with_error("depthfl", "cnn", "kd=maybe", "kd: 'maybe' is not a boolean", NULL);
   /* an option of another method, and one of no method */
   expect_with_error("fedavg", "cnn", "rates=[1, 0.5]",
-                    "method fedavg: rates: method fedavg does not take 'rates' (it takes: weighting) "
+                    "method fedavg: rates: method fedavg does not take 'rates' (it takes: weighting, sampling) "
                     "(from --set rates=[1, 0.5])",
                     NULL);
   expect_with_error("fedavg", "cnn", "ratez=1", "method fedavg: unknown key 'ratez'",
-                    "(expected one of: name, weighting, label)", "(from --set ratez=1)", NULL);
+                    "(expected one of: name, weighting, label, sampling)", "(from --set ratez=1)", NULL);
   /* the method's own rules across options, and the model's stages */
   expect_with_error("neulite", "cnn", "em_window=3",
                     "method neulite: em_window: used only with schedule sequential with advance movement",

@@ -189,8 +189,64 @@ Test(fl, clients_that_fit_nothing_are_reported_and_skipped, .timeout = 900) {
   cr_assert_eq(ok + nofit, 10);
   cr_assert_gt(nofit, 0, "with half the clients unable to fit, some sampled client should not fit");
   cr_assert_gt(ok, 0);
+  /* the round's counts are those of its records */
+  cr_assert_eq(cJSON_GetObjectItem(rec, "trained")->valuedouble, (double)ok);
+  cr_assert_eq(cJSON_GetObjectItem(rec, "no_fit")->valuedouble, (double)nofit);
+  cr_assert_eq(cJSON_GetObjectItem(rec, "over_budget")->valuedouble, 0.0);
   cJSON_Delete(rec);
   free(text);
+  free(metrics);
+  free(cfg);
+  free(run);
+  fgt_rmtree(dir);
+  free(dir);
+}
+
+/* ExclusiveFL as its reference samples (the default kind, reference = eligible): with 20 of 40
+ * clients fitting the full model and 10 a round, every round trains 10 and nobody is sampled in
+ * vain; a round that was not evaluated records no accuracy. */
+Test(fl, reference_sampling_trains_per_round_clients_when_that_many_fit, .timeout = 900) {
+  char *dir = fgt_mkdtemp(), *cfg = fg_path_join(dir, "x.yaml"), *run = fg_path_join(dir, "run");
+  write_text(cfg,
+             "seed: 2\nrounds: 3\ndata: {dataset: fashion-mnist, partition: {kind: iid}}\n"
+             "model: {arch: cnn, width: 4}\n"
+             "clients:\n  count: 40\n  budgets:\n    kind: tiers\n    tiers: [{fraction: 1.0, share: 0.5}, "
+             "{fraction: 0.5, share: 0.5}]\n"
+             "sampling: {per_round: 10}\n"
+             "local: {batch: 32}\neval: {every: 3, max_samples: 200}\nmethod: {name: exclusivefl}\n");
+  run_ok((const char *[]){"", "run", cfg, "--out", run, NULL});
+  char *metrics = fg_path_join(run, "metrics.jsonl");
+  unsigned char *text;
+  size_t len;
+  FGT_OK(fg_read_file(metrics, 1 << 24, &text, &len));
+  int rounds = 0;
+  for (char *line = strtok((char *)text, "\n"); line; line = strtok(NULL, "\n"), rounds++) {
+    cJSON *rec = cJSON_Parse(line);
+    cr_assert_not_null(rec);
+    int ok = 0;
+    for (const cJSON *c = cJSON_GetObjectItem(rec, "clients")->child; c; c = c->next)
+      ok += strcmp(cJSON_GetObjectItem(c, "status")->valuestring, "ok") == 0;
+    cr_assert_eq(ok, 10, "round %d: %d trained", rounds + 1, ok);
+    cr_assert_eq(cJSON_GetObjectItem(rec, "n_clients")->valuedouble, 10.0);
+    cr_assert_eq(cJSON_GetObjectItem(rec, "trained")->valuedouble, 10.0);
+    cr_assert_eq(cJSON_GetObjectItem(rec, "no_fit")->valuedouble, 0.0);
+    int evaluated = cJSON_IsTrue(cJSON_GetObjectItem(rec, "evaluated"));
+    cr_assert_eq(evaluated, rounds == 2);
+    cr_assert(evaluated ? cJSON_IsNumber(cJSON_GetObjectItem(rec, "accuracy"))
+                        : cJSON_IsNull(cJSON_GetObjectItem(rec, "accuracy")),
+              "round %d: accuracy only where evaluated", rounds + 1);
+    cJSON_Delete(rec);
+  }
+  cr_assert_eq(rounds, 3);
+  free(text);
+  char *summary = fg_path_join(run, "summary.json");
+  FGT_OK(fg_read_file(summary, 1 << 20, &text, &len));
+  cJSON *sum = cJSON_Parse((const char *)text);
+  cr_assert_not_null(sum);
+  cr_assert_str_eq(cJSON_GetObjectItem(sum, "sampling")->valuestring, "eligible");
+  cJSON_Delete(sum);
+  free(text);
+  free(summary);
   free(metrics);
   free(cfg);
   free(run);
