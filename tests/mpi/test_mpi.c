@@ -27,7 +27,7 @@ static const char *ALL_METHODS =
     "model: {arch: cnn, width: 4}\n"
     "clients:\n  count: 200\n  budgets:\n    kind: tiers\n    tiers:\n"
     "      - {fraction: 1.05, share: 0.3}\n      - {fraction: 0.7, share: 0.4}\n      - {fraction: 0.4, share: 0.3}\n"
-    "sampling: {kind: uniform, per_round: 5}\n"
+    "sampling: {per_round: 5}\n"
     "local: {epochs: 1, batch: 32, optimizer: sgd, lr: 0.05, momentum: 0.5, weight_decay: 1.0e-4}\n"
     "eval: {every: 1, max_samples: 300}\n"
     "checkpoint: {every: 1}\n"
