@@ -23,6 +23,7 @@
 
 #include "apps/cli.h"
 #include "apps/progress.h"
+#include "apps/seed_table.h"
 #include "engine/io/atomic_file.h"
 #include "fedgap_config.h"
 #include "fl/config.h"
@@ -145,7 +146,7 @@ static void on_round(void *ctx, const fg_round_record *r, int rounds) {
 static void print_caveat(const fg_config *cfg) {
   printf("One seed (%llu), %d rounds: final accuracies move by several points from round to round and from seed "
          "to seed,\nso this table shows what each method trains under its budgets and the memory it needs; which "
-         "method is\nbetter needs several seeds (--set seed=N) and longer runs (configs/neulite-fmnist.yaml, "
+         "method is\nbetter needs several seeds (--seeds 1,2,3) and longer runs (configs/neulite-fmnist.yaml, "
          "configs/hypemefed-fmnist.yaml).\n\n",
          (unsigned long long)cfg->seed, cfg->rounds);
 }
@@ -517,6 +518,47 @@ static int run_spread(fg_config *cfg, fg_status loaded, const char *why, const r
   return rc;
 }
 
+/* `seeds:`: the experiment once per seed, each a run of its own in DIR/seed-N (its config.yaml
+ * with `seed: N`; a resume continues the seeds' folders it finds), then, on rank 0, the table over
+ * the seeds in DIR (comparison.csv). Under mpirun every process goes through the seeds in step. */
+static int run_seeds(const fg_config *cfg, run_request *q, const fg_transport *t, int *hushed, int *out_of_step) {
+  int spread = fg_spread_active(t), rank0 = !spread || t->rank == 0;
+  char top[4096] = "";
+  fg_status ready = FG_OK;
+  if (rank0 && choose_dir(cfg, q->out, q->resume, top, sizeof top) != 0) ready = fg_last_status();
+  if (rank0 && ready == FG_OK) ready = write_config(cfg, -1, top);
+  if (rank0 && ready == FG_OK && q->n_changes > 0) ready = record_changes(top, q->changes, q->n_changes);
+  char why[1024];
+  snprintf(why, sizeof why, "%s", ready == FG_OK ? "" : fg_last_error());
+  if (!spread && ready != FG_OK) return fg_runtime_error("run");
+  static run_request one_q;
+  int rc = FG_EXIT_OK;
+  for (int i = 0; i < cfg->n_seeds && rc == FG_EXIT_OK; i++) {
+    fg_config one = *cfg; /* shares the configuration's storage; not freed */
+    one.seed = (uint64_t)cfg->seeds[i];
+    one.n_seeds = 0;
+    char sub[4096];
+    fg_seed_dir(top, cfg->seeds[i], sub, sizeof sub);
+    int again = rank0 && q->resume && file_exists(sub, "config.yaml");
+    one_q = *q;
+    one_q.n_changes = 0;
+    one_q.resume = again ? sub : NULL;
+    one_q.out = again ? NULL : sub;
+    if (spread) rc = run_spread(&one, ready, why, &one_q, t, hushed, out_of_step);
+    else rc = run_alone(&one, &one_q, t);
+  }
+  if (rc != FG_EXIT_OK || !rank0) return rc;
+  fg_seed_row rows[FG_MAX_METHODS];
+  fg_status s = fg_seed_table_read(cfg, top, rows);
+  if (s == FG_OK) {
+    fg_seed_table_print(cfg, rows);
+    s = fg_seed_table_write(top, cfg, rows);
+  }
+  if (s != FG_OK) return fg_runtime_error("run");
+  printf("run folder: %s\n", top);
+  return FG_EXIT_OK;
+}
+
 int fg_cmd_run(int argc, char **argv) {
   int hushed = hush_workers();
   fg_arg_list sets = {{0}, 0}, allow = {{0}, 0};
@@ -524,7 +566,7 @@ int fg_cmd_run(int argc, char **argv) {
   memset(&q, 0, sizeof q);
   q.threads = -1;
   q.watchdog = 600;
-  const char *device = NULL;
+  const char *device = NULL, *seeds = NULL;
   fg_arg args[] = {
       {"set", FG_ARG_LIST, &sets, "KEY=VALUE", "override a configuration key (repeatable), e.g. --set rounds=5", 0, -1,
        0, 0},
@@ -540,6 +582,9 @@ int fg_cmd_run(int argc, char **argv) {
        0, 0},
       {"device", FG_ARG_STRING, &device, "cpu|cuda[:N]|cuda:local",
        "device of local training and evaluation (default: the config's device key, else cpu)", 0, -1, 0, 0},
+      {"seeds", FG_ARG_STRING, &seeds, "N,N,...",
+       "run the experiment once per seed and report mean and standard deviation (the override seeds=[N, ...])", 0,
+       -1, 0, 0},
       {"stop-after", FG_ARG_INT, &q.stop_after, "R",
        "stop once R rounds are done, with a checkpoint, as an interrupted run (--resume continues it)", 1, 1e9, 0, 0},
       {"watchdog", FG_ARG_DOUBLE, &q.watchdog, "SECONDS",
@@ -577,6 +622,15 @@ int fg_cmd_run(int argc, char **argv) {
     snprintf(device_set, sizeof device_set, "device=%s", device);
     if (rc == FG_EXIT_OK) sets.items[sets.n++] = device_set;
   }
+  /* --seeds 1,2,3 is the override seeds=[1,2,3], after the --set ones. */
+  char seeds_set[256];
+  if (rc == FG_EXIT_OK && !help && seeds) {
+    if (sets.n >= FG_ARG_LIST_CAP) rc = fg_usage_error(&cmd, "too many overrides with --seeds");
+    else if (strlen(seeds) > 200 || strspn(seeds, "0123456789, ") != strlen(seeds))
+      rc = fg_usage_error(&cmd, "--seeds '%.200s' is not a comma-separated list of seeds (e.g. 1,2,3)", seeds);
+    snprintf(seeds_set, sizeof seeds_set, "seeds=[%s]", seeds);
+    if (rc == FG_EXIT_OK) sets.items[sets.n++] = seeds_set;
+  }
   if (rc != FG_EXIT_OK || help) {
     unhush(&hushed);
     return rc;
@@ -593,15 +647,22 @@ int fg_cmd_run(int argc, char **argv) {
   fg_transport *t = NULL;
   int out_of_step = 0;
   if (fg_cli_launched_size() > 0) rc = fg_cli_spread_open(cmd.name, q.watchdog, &t);
+  int seeded = loaded == FG_OK && cfg.n_seeds > 0;
+  if (seeded && q.stop_after > 0) {
+    loaded = FG_FAIL(FG_ERR_CONFIG, "--stop-after stops one run, not an experiment over several seeds (seeds: ...)");
+    snprintf(why, sizeof why, "%s", fg_last_error());
+    seeded = 0;
+  }
   if (rc == FG_EXIT_OK && fg_spread_active(t)) {
-    rc = run_spread(&cfg, loaded, why, &q, t, &hushed, &out_of_step);
+    rc = seeded ? run_seeds(&cfg, &q, t, &hushed, &out_of_step)
+                : run_spread(&cfg, loaded, why, &q, t, &hushed, &out_of_step);
   } else if (rc == FG_EXIT_OK) {
     unhush(&hushed);
     if (loaded != FG_OK) {
       fprintf(stderr, "fedgap run: %s\n", why);
       rc = loaded == FG_ERR_CONFIG ? FG_EXIT_USAGE : FG_EXIT_FAILURE;
     } else {
-      rc = run_alone(&cfg, &q, t);
+      rc = seeded ? run_seeds(&cfg, &q, t, &hushed, &out_of_step) : run_alone(&cfg, &q, t);
     }
   }
   unhush(&hushed);

@@ -195,6 +195,10 @@ static const fg_field updates_fields[] = {
 static const fg_field top_fields[] = {
     {.key = "name", .type = FG_FIELD_STRING, .offset = AT(name), .doc = "experiment name (absent: the file's)"},
     {.key = "seed", .type = FG_FIELD_UINT64, .offset = AT(seed), .def = 1, .doc = "root seed"},
+    {.key = "seeds", .type = FG_FIELD_INTS, .offset = AT(seeds), .count_offset = AT(n_seeds), .min = 0,
+     .max = 2147483647, .min_len = 1, .max_len = FG_MAX_SEEDS, .order = 1, .entry = "seed",
+     .absent = "one run, with seed",
+     .doc = "run the experiment once per seed (each as with seed: N) and report mean and standard deviation"},
     {.key = "rounds", .type = FG_FIELD_INT, .offset = AT(rounds), .required = 1, .min = 1, .max = 1000000,
      .doc = "communication rounds"},
     {.key = "threads", .type = FG_FIELD_INT, .offset = AT(threads), .def = 0, .min = 0, .max = 1024,

@@ -26,10 +26,15 @@ enum { FG_MAX_METHODS = 16 };
  * sends nothing (skip), or the run ends with an error naming it (stop). */
 typedef enum fg_diverge_action { FG_DIVERGE_SKIP = 0, FG_DIVERGE_STOP } fg_diverge_action;
 
+enum { FG_MAX_SEEDS = 16 }; /* entries of `seeds` */
+
 typedef struct fg_config {
   char *path;               /* the file it came from */
   char *name;
   uint64_t seed;
+  int seeds[FG_MAX_SEEDS];  /* `seeds`: the experiment once per seed, each a run of its own with `seed`
+                               set to it (apps/seed_table.h); n_seeds 0: one run, with `seed` */
+  int n_seeds;
   int rounds;
   int threads;
   fg_device device;         /* where local training and evaluation run (cpu, cuda, cuda:N); the syntax

@@ -109,6 +109,11 @@ static fg_status write_config(FILE *f, const fg_config *cfg, int method_index, c
   fputs("name: ", f);
   fg_schema_put_string(f, cfg->name);
   char device[32];
+  if (cfg->n_seeds > 0) {
+    fputs("\nseeds: [", f);
+    for (int i = 0; i < cfg->n_seeds; i++) fprintf(f, "%s%d", i ? ", " : "", cfg->seeds[i]);
+    fputs("]", f);
+  }
   fprintf(f, "\nseed: %llu\nrounds: %d\nthreads: %d\ndevice: %s\n", (unsigned long long)cfg->seed, cfg->rounds,
           cfg->threads, fg_device_str(cfg->device, device, sizeof device));
   write_data_model(f, cfg);

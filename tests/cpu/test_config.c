@@ -707,7 +707,7 @@ Test(config, empty_file_names_the_first_required_key) {
 
 Test(config, unknown_keys_name_the_mapping_and_the_choices) {
   EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nroundz: 3\n", "unknown key 'roundz' at top level",
-               "expected one of: name, seed, rounds, threads, data, model, clients, sampling, local, eval, "
+               "expected one of: name, seed, seeds, rounds, threads, data, model, clients, sampling, local, eval, "
                "checkpoint, method, methods");
   EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {lrr: 0.1}\n",
                "exp.yaml: unknown key 'lrr' in local (expected one of: epochs, batch, optimizer, lr, "
@@ -933,6 +933,25 @@ Test(config, sampling) {
   free(text);
   fg_config_free(&cfg);
   EXPECT_ERROR(MINIMAL "methods:\n  - {name: fedavg, sampling: sometimes}\n", "methods[0].sampling");
+}
+
+Test(config, seeds) {
+  fg_config cfg;
+  load_ok("s.yaml", MINIMAL "method: {name: fedavg}\nseeds: [1, 2, 7]\n", NULL, 0, &cfg);
+  cr_assert_eq(cfg.n_seeds, 3);
+  cr_assert(cfg.seeds[0] == 1 && cfg.seeds[1] == 2 && cfg.seeds[2] == 7);
+  char *text = NULL;
+  size_t len = 0;
+  FGT_OK(fg_config_resolved_text(&cfg, -1, "", &text, &len));
+  cr_assert(strstr(text, "\nseeds: [1, 2, 7]\n") != NULL, "%s", text);
+  free(text);
+  fg_config_free(&cfg);
+  load_ok("s.yaml", MINIMAL "method: {name: fedavg}\n", NULL, 0, &cfg);
+  cr_assert_eq(cfg.n_seeds, 0, "no seeds: one run");
+  fg_config_free(&cfg);
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nseeds: [3, 3]\n", "seeds");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nseeds: []\n", "seeds");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nseeds: [-1]\n", "seeds");
 }
 
 Test(config, missing_required_keys) {

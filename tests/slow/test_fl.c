@@ -253,3 +253,93 @@ Test(fl, reference_sampling_trains_per_round_clients_when_that_many_fit, .timeou
   fgt_rmtree(dir);
   free(dir);
 }
+
+/* The final accuracy and the mean accuracy of the evaluated rounds of the run in `dir`, read from
+ * its files with cJSON. */
+static void run_accuracies(const char *dir, double *final, double *evals_mean) {
+  char *path = fg_path_join(dir, "summary.json"), *text = fgt_read_text(path);
+  cJSON *sum = cJSON_Parse(text);
+  cr_assert_not_null(sum, "%s", path);
+  *final = cJSON_GetObjectItem(sum, "final_accuracy")->valuedouble;
+  cJSON_Delete(sum);
+  free(text);
+  free(path);
+  path = fg_path_join(dir, "metrics.jsonl");
+  text = fgt_read_text(path);
+  double total = 0;
+  int n = 0;
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+    cJSON *rec = cJSON_Parse(line);
+    cr_assert_not_null(rec);
+    if (cJSON_IsTrue(cJSON_GetObjectItem(rec, "evaluated"))) {
+      total += cJSON_GetObjectItem(rec, "accuracy")->valuedouble;
+      n++;
+    }
+    cJSON_Delete(rec);
+  }
+  cr_assert_gt(n, 0);
+  *evals_mean = total / n;
+  free(text);
+  free(path);
+}
+
+/* seeds: [3, 5] runs the experiment once per seed, each exactly the run `seed: N` gives, and its
+ * table holds the mean and sample standard deviation over them, computed here from those runs. */
+Test(fl, seeds_are_runs_of_their_own_and_the_table_their_mean_and_std, .timeout = 1200) {
+  char *dir = fgt_mkdtemp(), *seeded = fg_path_join(dir, "seeded.yaml"), *single = fg_path_join(dir, "single.yaml");
+  const char *body = "name: exp\nrounds: 2\ndata: {dataset: fashion-mnist, partition: {kind: iid}}\n"
+                     "model: {arch: cnn, width: 4}\nclients: {count: 10}\nsampling: {per_round: 3}\n"
+                     "local: {batch: 32}\neval: {every: 1, max_samples: 300}\n"
+                     "methods:\n  - {name: fedavg}\n  - {name: heterofl}\n";
+  char text[1024];
+  snprintf(text, sizeof text, "seeds: [3, 5]\n%s", body);
+  write_text(seeded, text);
+  write_text(single, body);
+  char *run = fg_path_join(dir, "run");
+  run_ok((const char *[]){"", "run", seeded, "--out", run, NULL});
+  const int seeds[2] = {3, 5};
+  const char *methods[2] = {"fedavg", "heterofl"};
+  double final[2][2], evals[2][2];
+  for (int i = 0; i < 2; i++) {
+    char name[32], set[32];
+    snprintf(name, sizeof name, "single-%d", seeds[i]);
+    snprintf(set, sizeof set, "seed=%d", seeds[i]);
+    char *alone = fg_path_join(dir, name);
+    run_ok((const char *[]){"", "run", single, "--set", set, "--out", alone, NULL});
+    for (int m = 0; m < 2; m++) {
+      char a[4096], b[4096];
+      snprintf(a, sizeof a, "%s/seed-%d/%s/checkpoint.safetensors", run, seeds[i], methods[m]);
+      snprintf(b, sizeof b, "%s/%s/checkpoint.safetensors", alone, methods[m]);
+      same_tensors(a, b);
+      snprintf(b, sizeof b, "%s/%s", alone, methods[m]);
+      run_accuracies(b, &final[m][i], &evals[m][i]);
+    }
+    free(alone);
+  }
+  char *csv_path = fg_path_join(run, "comparison.csv"), *csv = fgt_read_text(csv_path);
+  char *line = strtok(csv, "\n"); /* the header */
+  cr_assert(strstr(line, "final_accuracy_mean,final_accuracy_std") != NULL, "%s", line);
+  for (int m = 0; m < 2; m++) {
+    line = strtok(NULL, "\n");
+    cr_assert_not_null(line);
+    char name[32];
+    int n = 0;
+    double fm, fs, em, es;
+    cr_assert_eq(sscanf(line, "%31[^,],%d,%lf,%lf,%lf,%lf", name, &n, &fm, &fs, &em, &es), 6, "%s", line);
+    cr_assert_str_eq(name, methods[m]);
+    cr_assert_eq(n, 2);
+    double f_mean = (final[m][0] + final[m][1]) / 2, e_mean = (evals[m][0] + evals[m][1]) / 2;
+    double f_std = fabs(final[m][0] - final[m][1]) / sqrt(2.0), e_std = fabs(evals[m][0] - evals[m][1]) / sqrt(2.0);
+    cr_assert_float_eq(fm, f_mean, 1e-6, "%s: %f vs %f", methods[m], fm, f_mean);
+    cr_assert_float_eq(fs, f_std, 1e-6, "%s: %f vs %f", methods[m], fs, f_std);
+    cr_assert_float_eq(em, e_mean, 1e-6, "%s: %f vs %f", methods[m], em, e_mean);
+    cr_assert_float_eq(es, e_std, 1e-6, "%s: %f vs %f", methods[m], es, e_std);
+  }
+  free(csv);
+  free(csv_path);
+  free(run);
+  free(single);
+  free(seeded);
+  fgt_rmtree(dir);
+  free(dir);
+}
