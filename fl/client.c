@@ -46,6 +46,7 @@ fg_status fg_local_train(const fg_local_job *job, fg_client_record *rec) {
   fo.seed = cfg->seed;
   fo.stream = (uint64_t)job->client;
   fo.shuffle = 1;
+  fo.drop_last = job->drop_last;
   fg_dataset_view view = fg_world_client_view(w, job->client);
   fg_epoch_stats st;
   memset(&st, 0, sizeof st);

@@ -18,6 +18,7 @@ typedef struct fg_local_job {
   const fg_plan *plan;             /* its local step this round (fg_method_plan_step): batch, policy,
                                       optimizer, loss */
   size_t cap;                      /* the budget in bytes; 0: no cap */
+  int drop_last;                   /* skip the final partial batch of each epoch (fg_fit_options) */
   const float *initial;            /* [state numel of graph]: the sub-model the server sent */
   float *trained;                  /* [state numel of graph]: the trained sub-model, out */
 } fg_local_job;

@@ -103,6 +103,7 @@ fg_status fg_method_plan_multiexit(const fg_method_config *mc, const fg_model_sp
   out->level_by_index = o->levels_by_index;
   out->local_optim_set = 1;
   out->local_optim = fg_optim_adam((float)o->lr, (float)(0.1 * o->lr));
+  out->drop_last = 1; /* the reference's loaders drop the last partial batch */
   return FG_OK;
 }
 

@@ -47,6 +47,8 @@ typedef struct fg_method_plan {
                            classifiers), not exits to average: no ensemble accuracy */
   int level_by_index;   /* client i trains level n_levels - 1 - (i mod n_levels) whatever its budget
                            (HypeMeFed's reference assignment), uncapped */
+  int drop_last;        /* local training skips a client's final partial batch (unless it is its
+                           only one), as HypeMeFed's reference does */
   int local_optim_set;  /* local training uses local_optim instead of the configuration's */
   fg_optim_config local_optim;
 } fg_method_plan;

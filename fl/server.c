@@ -354,7 +354,8 @@ static fg_status train_job(server *s, const fg_job *j, const fg_index_plan *plan
   fg_update_run_test_hook(FG_HOOK_SENT, j->round, j->client, &sent, f32(&s->sub_in), sent.numel);
   const fg_plan *step = NULL;
   FG_TRY(round_plan(s, j->level, j->round, &step));
-  fg_local_job job = {s->w, j->client, j->round, g, step, (size_t)j->cap, f32(&s->sub_in), trained};
+  fg_local_job job = {s->w,           j->client,         j->round, g, step, (size_t)j->cap,
+                      s->mp.drop_last, f32(&s->sub_in), trained};
   return fg_local_train(&job, rec);
 }
 

@@ -54,7 +54,9 @@ static fg_status batch_loop(fg_trainer *t, const fg_loader *ld, const batch_pass
   return FG_OK;
 }
 
-static int64_t batches(int64_t n, int64_t b, int drop_last) { return drop_last ? n / b : (n + b - 1) / b; }
+/* Batches of a pass over n samples: a final partial batch is dropped when asked, unless it is the
+ * only one (a view smaller than a batch still trains). */
+static int64_t batches(int64_t n, int64_t b, int drop_last) { return drop_last && n >= b ? n / b : (n + b - 1) / b; }
 
 /* ------------------------------------------------------------------------------------------ */
 /* Training                                                                                    */

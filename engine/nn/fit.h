@@ -20,7 +20,7 @@ typedef struct fg_fit_options {
   uint64_t seed;
   uint64_t stream;    /* client id; 0 centralised */
   int shuffle;        /* 1: shuffle every epoch */
-  int drop_last;      /* 1: skip a final partial batch */
+  int drop_last;      /* 1: skip a final partial batch, unless it is the only batch */
 } fg_fit_options;
 
 typedef struct fg_epoch_stats {

@@ -16,6 +16,7 @@
 #include "common/test_util.h"
 #include "engine/io/atomic_file.h"
 #include "engine/io/safetensors.h"
+#include "engine/nn/fit.h"
 #include "fl/client.h"
 #include "fl/metrics.h"
 
@@ -131,7 +132,7 @@ Test(fl, over_budget_client_is_rejected_cleanly, .timeout = 600) {
   float *initial = malloc((size_t)n * sizeof(float)), *trained = malloc((size_t)n * sizeof(float));
   fg_graph_init_state(g, 1, initial);
   for (int64_t i = 0; i < n; i++) trained[i] = -7.0f;
-  fg_local_job job = {&w, 2, 0, g, plan, plan->total - 1, initial, trained};
+  fg_local_job job = {&w, 2, 0, g, plan, plan->total - 1, 0, initial, trained};
   fg_client_record rec;
   memset(&rec, 0, sizeof rec);
   FGT_OK(fg_local_train(&job, &rec));
@@ -340,6 +341,61 @@ Test(fl, seeds_are_runs_of_their_own_and_the_table_their_mean_and_std, .timeout 
   free(run);
   free(single);
   free(seeded);
+  fgt_rmtree(dir);
+  free(dir);
+}
+
+/* Epoch passes count their batches: drop_last skips a final partial batch (n / b steps of b
+ * samples), unless it is the only one; without it the partial batch trains (ceil(n / b) steps). */
+Test(fl, drop_last_skips_the_final_partial_batch_unless_it_is_the_only_one, .timeout = 600) {
+  fgt_setup_cpu(2);
+  char *dir = fgt_mkdtemp(), *path = fg_path_join(dir, "c.yaml");
+  write_text(path,
+             "rounds: 1\ndata: {dataset: fashion-mnist, partition: {kind: iid}}\nmodel: {arch: cnn, width: 4}\n"
+             "clients: {count: 50}\nlocal: {batch: 64}\nmethod: {name: fedavg}\n");
+  fg_config cfg;
+  FGT_OK(fg_config_load(path, NULL, 0, &cfg));
+  fg_world w;
+  FGT_OK(fg_world_open(&cfg, &w));
+  fg_graph *g;
+  FGT_OK(fg_model_build(&w.base, &g));
+  fg_trainer_options opt = fg_world_local_options(&w, 0);
+  fg_plan *plan;
+  FGT_OK(fg_plan_build(g, &opt, &plan));
+  fg_ledger ledger;
+  fg_ledger_init(&ledger, "drop_last", 0);
+  fg_trainer *t = NULL;
+  FGT_OK(fg_trainer_create_planned(g, plan, &ledger, &t));
+  fg_dataset_view view = fg_world_client_view(&w, 2);
+  const int64_t b = 64, n = view.n;
+  cr_assert_neq(n % b, 0, "the client's share must end in a partial batch (%lld samples)", (long long)n);
+  fg_fit_options fo;
+  memset(&fo, 0, sizeof fo);
+  fo.norm = w.norm;
+  fo.seed = 1;
+  fo.stream = 2;
+  fo.shuffle = 1;
+  const struct {
+    int64_t n;
+    int drop_last;
+    int64_t steps, samples;
+  } cases[] = {{n, 1, n / b, (n / b) * b}, {n, 0, (n + b - 1) / b, n}, {10, 1, 1, 10}, {10, 0, 1, 10}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    fg_dataset_view v = view;
+    v.n = cases[i].n;
+    fo.drop_last = cases[i].drop_last;
+    fg_epoch_stats st;
+    memset(&st, 0, sizeof st);
+    FGT_OK(fg_fit_epoch(t, &w.loader, &v, &fo, 0, NULL, NULL, &st));
+    cr_assert_eq(st.steps, cases[i].steps, "case %zu: %lld steps", i, (long long)st.steps);
+    cr_assert_eq(st.samples, cases[i].samples, "case %zu: %lld samples", i, (long long)st.samples);
+  }
+  fg_trainer_destroy(t);
+  fg_plan_free(plan);
+  fg_graph_free(g);
+  fg_world_close(&w);
+  fg_config_free(&cfg);
+  free(path);
   fgt_rmtree(dir);
   free(dir);
 }
