@@ -221,8 +221,9 @@ static void remove_temporaries(const char *dir) {
 
 /* Every method of the configuration on the open world, into dir (rank 0 of a spread run, or the
  * only process); prints the results. A resume first removes what interrupted writes left and
- * checks the folder's partition. */
-static int run_all(const fg_config *cfg, const fg_world *w, const char *dir, int resume, const fg_run_options *opt) {
+ * checks the folder's partition. one_of_seeds: a run of several seeds' (no word on what one seed shows). */
+static int run_all(const fg_config *cfg, const fg_world *w, const char *dir, int resume, int one_of_seeds,
+                   const fg_run_options *opt) {
   fg_status s = FG_OK;
   if (resume) {
     remove_temporaries(dir);
@@ -272,7 +273,7 @@ static int run_all(const fg_config *cfg, const fg_world *w, const char *dir, int
   }
   if (cfg->compare) {
     print_table(cfg, res);
-    print_caveat(cfg);
+    if (!one_of_seeds) print_caveat(cfg);
     if (write_table(dir, cfg, res) != FG_OK) return fg_runtime_error("run");
   }
   if (cfg->eval_protocol == FG_EVAL_LOCAL)
@@ -362,6 +363,7 @@ typedef struct run_request {
   double watchdog;
   fg_config_change changes[MAX_CHANGES]; /* --resume: the allowed changes, recorded in the run folder */
   int n_changes;
+  int one_of_seeds;  /* a run of an experiment over several seeds (its table comes after the last) */
 } run_request;
 
 /* Compares the resolved configuration with the run folder's config.yaml. Every differing key must
@@ -415,7 +417,7 @@ static int run_alone(const fg_config *cfg, const run_request *q, const fg_transp
   fg_world w;
   fg_status s = fg_world_open(cfg, &w);
   if (s == FG_OK && q->n_changes > 0) s = record_changes(dir, q->changes, q->n_changes);
-  rc = s == FG_OK ? run_all(cfg, &w, dir, q->resume != NULL, &opt) : FG_EXIT_FAILURE;
+  rc = s == FG_OK ? run_all(cfg, &w, dir, q->resume != NULL, q->one_of_seeds, &opt) : FG_EXIT_FAILURE;
   fg_world_close(&w);
   return s == FG_OK ? rc : fg_runtime_error("run");
 }
@@ -505,7 +507,7 @@ static int run_spread(fg_config *cfg, fg_status loaded, const char *why, const r
     fg_run_options opt = {t, q->stop_after};
     rc = q->n_changes > 0 && record_changes(dir, q->changes, q->n_changes) != FG_OK
              ? fg_runtime_error("run")
-             : run_all(cfg, &w, dir, q->resume != NULL, &opt);
+             : run_all(cfg, &w, dir, q->resume != NULL, q->one_of_seeds, &opt);
     fg_spread_end(t, rc == FG_EXIT_OK ? FG_OK : FG_ERR_INVALID);
   } else {
     fg_status ended = FG_OK;
@@ -542,6 +544,7 @@ static int run_seeds(const fg_config *cfg, run_request *q, const fg_transport *t
     int again = rank0 && q->resume && file_exists(sub, "config.yaml");
     one_q = *q;
     one_q.n_changes = 0;
+    one_q.one_of_seeds = 1;
     one_q.resume = again ? sub : NULL;
     one_q.out = again ? NULL : sub;
     if (spread) rc = run_spread(&one, ready, why, &one_q, t, hushed, out_of_step);
