@@ -162,6 +162,8 @@ static const fg_field local_fields[] = {
      .doc = "SGD momentum"},
     {.key = "weight_decay", .type = FG_FIELD_REAL, .offset = AT(weight_decay), .def = 0, .min = 0, .max = INFINITY,
      .doc = "coupled L2 weight decay"},
+    {.key = "clip_norm", .type = FG_FIELD_REAL, .offset = AT(clip_norm), .def = 0, .min = 0, .max = INFINITY,
+     .doc = "clip the gradients' joint L2 norm to this before each update (0: no clipping)"},
     {.key = "mode", .type = FG_FIELD_CHOICE, .offset = offsetof(loaded, mode), .def = 0, .choices = modes,
      .n_choices = COUNT(modes), .doc = "activation policy"},
 };

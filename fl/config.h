@@ -59,6 +59,7 @@ typedef struct fg_config {
   int local_batch;
   const char *optimizer;    /* sgd | adam */
   double lr, lr_decay, momentum, weight_decay;
+  double clip_norm;         /* local.clip_norm: the gradients' joint L2 norm at most this (0: no clipping) */
   const char *mode;         /* store | checkpoint */
   /* evaluation */
   int eval_every, eval_batch, eval_max_samples;

@@ -93,6 +93,8 @@ static void write_training(FILE *f, const fg_config *cfg) {
   put_real(f, cfg->momentum);
   fputs("\n  weight_decay: ", f);
   put_real(f, cfg->weight_decay);
+  fputs("\n  clip_norm: ", f);
+  put_real(f, cfg->clip_norm);
   fprintf(f, "\n  mode: %s\n", cfg->mode ? cfg->mode : "store");
   fprintf(f, "eval:\n  every: %d\n  batch: %d\n  max_samples: %d\n  protocol: %s\n", cfg->eval_every,
           cfg->eval_batch, cfg->eval_max_samples, fg_eval_protocol_name(cfg->eval_protocol));

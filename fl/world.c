@@ -24,6 +24,7 @@ fg_trainer_options fg_world_local_options(const fg_world *w, int round) {
     o.optim = fg_optim_adam((float)lr, (float)c->weight_decay);
   else
     o.optim = fg_optim_sgd((float)lr, (float)c->momentum, (float)c->weight_decay);
+  o.clip_norm = (float)c->clip_norm;
   return o;
 }
 

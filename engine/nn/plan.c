@@ -8,6 +8,7 @@
  * buffer alive at the same time. */
 #include "engine/nn/plan.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -661,6 +662,9 @@ static fg_status check_options(const fg_graph *g, const fg_trainer_options *o) {
   if (o->mode != FG_EXEC_STORE && o->mode != FG_EXEC_CHECKPOINT && o->mode != FG_EXEC_INFERENCE)
     return FG_FAIL(FG_ERR_INVALID, "plan: unknown execution mode %d", (int)o->mode);
   if (fg_graph_node_count(g) < 2) return FG_FAIL(FG_ERR_INVALID, "plan: the model has no layers");
+  if (!(o->clip_norm >= 0) || !isfinite(o->clip_norm))
+    return FG_FAIL(FG_ERR_INVALID, "plan: clip_norm %g, expected a finite value >= 0 (0: no clipping)",
+                   (double)o->clip_norm);
   return check_loss(g, &o->loss);
 }
 

@@ -66,6 +66,10 @@ typedef struct fg_trainer_options {
   fg_optim_config optim;   /* kind NONE: gradients only */
   fg_loss_spec loss;
   fg_device device;
+  /* > 0: before each optimizer update the gradients are scaled by clip_norm / (norm + 1e-6) when
+   * that is below 1, norm the L2 norm of all of them together (PyTorch's clip_grad_norm_); the
+   * optimizer's weight decay comes after. 0: no clipping. */
+  float clip_norm;
 } fg_trainer_options;
 
 /* Where a buffer lives. */

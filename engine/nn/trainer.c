@@ -576,8 +576,30 @@ fg_status fg_trainer_compute_gradients(fg_trainer *t, int64_t n, fg_step_stats *
   return fg_trainer_backward(t);
 }
 
+/* clip_norm > 0 (fg_trainer_options): the group's gradients scaled together so that their joint L2
+ * norm is at most clip_norm (PyTorch's clip_grad_norm_: coefficient clip / (norm + 1e-6), applied
+ * when below 1). */
+static fg_status clip_gradients(fg_trainer *t) {
+  const double clip = t->plan->opt.clip_norm;
+  if (!(clip > 0)) return FG_OK;
+  double total = 0;
+  for (int i = 0; i < t->group.count; i++) {
+    double ss = 0;
+    FG_TRY(fg_sum_squares(t->group.grad[i], &ss));
+    total += ss;
+  }
+  const double coef = clip / (sqrt(total) + 1e-6);
+  if (!(coef < 1.0)) return FG_OK;
+  for (int i = 0; i < t->group.count; i++) {
+    fg_tensor *grad = &t->group_views[(size_t)i * 4 + 1]; /* the trainer's own gradient view */
+    FG_TRY(fg_scale((float)coef, grad, grad));
+  }
+  return FG_OK;
+}
+
 static fg_status apply_update(fg_trainer *t) {
   if (t->optim.kind == FG_OPTIM_NONE || t->group.count == 0) return FG_OK;
+  FG_TRY(clip_gradients(t));
   t->optim_step++;
   fg_status s = fg_optim_update(&t->optim, t->optim_step, &t->group);
   if (s != FG_OK) fg_error_prefix("optimizer");

@@ -192,6 +192,7 @@ static void assert_common_equal(const fg_config *a, const fg_config *b) {
   cr_assert_eq(a->lr_decay, b->lr_decay);
   cr_assert_eq(a->momentum, b->momentum);
   cr_assert_eq(a->weight_decay, b->weight_decay);
+  cr_assert_eq(a->clip_norm, b->clip_norm);
   cr_assert_str_eq(a->mode, b->mode);
   cr_assert_eq(a->eval_every, b->eval_every);
   cr_assert_eq(a->eval_batch, b->eval_batch);
@@ -253,6 +254,7 @@ static const char *full_yaml =
     "  lr_decay: 0.99\n"
     "  momentum: 0.9\n"
     "  weight_decay: 5e-4\n"
+    "  clip_norm: 2.5\n"
     "  mode: checkpoint\n"
     "eval:\n"
     "  every: 5\n"
@@ -305,6 +307,7 @@ Test(config, full_file_loads_every_value) {
   cr_assert_eq(cfg.lr_decay, 0.99);
   cr_assert_eq(cfg.momentum, 0.9);
   cr_assert_eq(cfg.weight_decay, 5e-4);
+  cr_assert_eq(cfg.clip_norm, 2.5);
   cr_assert_str_eq(cfg.mode, "checkpoint");
   cr_assert_eq(cfg.eval_every, 5);
   cr_assert_eq(cfg.eval_batch, 128);
@@ -412,6 +415,7 @@ Test(config, minimal_file_gets_every_documented_default) {
   cr_assert_eq(cfg.lr_decay, 1);
   cr_assert_eq(cfg.momentum, 0);
   cr_assert_eq(cfg.weight_decay, 0);
+  cr_assert_eq(cfg.clip_norm, 0, "no clipping by default");
   cr_assert_str_eq(cfg.mode, "store");
   cr_assert_eq(cfg.eval_every, 1);
   cr_assert_eq(cfg.eval_batch, 256);
@@ -711,7 +715,7 @@ Test(config, unknown_keys_name_the_mapping_and_the_choices) {
                "checkpoint, method, methods");
   EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {lrr: 0.1}\n",
                "exp.yaml: unknown key 'lrr' in local (expected one of: epochs, batch, optimizer, lr, "
-               "lr_decay, momentum, weight_decay, mode)");
+               "lr_decay, momentum, weight_decay, clip_norm, mode)");
   EXPECT_ERROR(MINIMAL "  budgets:\n    kind: tiers\n    tiers:\n      - {fraction: 0.5, share: 0.5}\n"
                        "      - {fraction: 1, share: 0.5, sharee: 1}\n"
                        "method: {name: fedavg}\n",

@@ -250,3 +250,54 @@ Test(external, misuse_fails_with_a_status) {
   cr_assert_eq(l.current, 0u);
   fg_graph_free(g);
 }
+
+/* clip_norm: with SGD (lr 1, no momentum or decay) an update moves each parameter by -c g, c =
+ * min(1, clip / (||g|| + 1e-6)) over all gradients together, computed here in double from the
+ * gradients the trainer reports; a bound above the norm leaves the update -g. */
+Test(external, clip_norm_scales_the_gradients_together) {
+  fgt_setup_cpu(2);
+  fg_graph *g = mlp(0);
+  const double clips[2] = {0.05, 1e6};
+  for (int k = 0; k < 2; k++) {
+    fg_trainer_options o;
+    memset(&o, 0, sizeof o);
+    o.batch = BATCH;
+    o.mode = FG_EXEC_STORE;
+    o.optim = fg_optim_sgd(1.0f, 0.0f, 0.0f);
+    o.device = fg_host_device();
+    o.loss.n = 1;
+    o.loss.terms[0] = (fg_loss_term){.kind = FG_LOSS_XENT, .output = 0, .weight = 1};
+    o.clip_norm = (float)clips[k];
+    fg_ledger l;
+    fg_ledger_init(&l, "clip", 0);
+    fg_trainer *t = make(g, &o, &l, 4);
+    set_batch(t, 11);
+    fg_step_stats st;
+    FGT_OK(fg_trainer_compute_gradients(t, BATCH, &st));
+    const int64_t numel = fg_graph_state_numel(g);
+    float *before = malloc((size_t)numel * sizeof *before), *after = malloc((size_t)numel * sizeof *after);
+    float *grad = calloc((size_t)numel, sizeof *grad);
+    FGT_OK(fg_trainer_get_state(t, before));
+    double ss = 0;
+    for (int p = 0; p < fg_graph_param_count(g); p++) {
+      const fg_param *pr = fg_graph_param(g, p);
+      FGT_OK(fg_trainer_get_grad(t, p, grad + pr->offset));
+      for (int64_t i = 0; i < pr->numel; i++) ss += (double)grad[pr->offset + i] * grad[pr->offset + i];
+    }
+    double coef = clips[k] / (sqrt(ss) + 1e-6);
+    if (coef > 1) coef = 1;
+    if (k == 0) cr_assert_lt(coef, 0.5, "the small bound must clip (norm %g)", sqrt(ss));
+    FGT_OK(fg_trainer_update(t));
+    FGT_OK(fg_trainer_get_state(t, after));
+    for (int64_t i = 0; i < numel; i++) {
+      double want = (double)before[i] - coef * (double)grad[i];
+      cr_assert_float_eq(after[i], want, 1e-6 + 1e-5 * fabs(want), "clip %g, state[%lld]: %.9g vs %.9g", clips[k],
+                         (long long)i, (double)after[i], want);
+    }
+    free(before);
+    free(after);
+    free(grad);
+    fg_trainer_destroy(t);
+  }
+  fg_graph_free(g);
+}
