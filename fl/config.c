@@ -175,6 +175,8 @@ static const fg_field eval_fields[] = {
      .doc = "evaluation batch"},
     {.key = "max_samples", .type = FG_FIELD_INT, .offset = AT(eval_max_samples), .def = 0, .min = 0, .max = INFINITY,
      .doc = "global protocol: the first N test samples (0: all)"},
+    {.key = "bn_samples", .type = FG_FIELD_INT, .offset = AT(eval_bn_samples), .def = 5000, .min = 0,
+     .max = INFINITY, .doc = "static BN recalibration (sbn): training samples it runs over (0: all)"},
     {.key = "protocol", .type = FG_FIELD_CHOICE, .offset = AT(eval_protocol), .def = FG_EVAL_GLOBAL,
      .choices = eval_protocols, .n_choices = COUNT(eval_protocols),
      .doc = "the test split, or the clients' local test splits (absent: local when data.local_test > 0)"},

@@ -63,6 +63,7 @@ typedef struct fg_config {
   const char *mode;         /* store | checkpoint */
   /* evaluation */
   int eval_every, eval_batch, eval_max_samples;
+  int eval_bn_samples;      /* eval.bn_samples: static BN recalibration's training samples (0: all) */
   fg_eval_protocol eval_protocol; /* global: the test split; local: the clients' local test splits */
   /* checkpoints */
   int checkpoint_every;

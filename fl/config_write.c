@@ -96,8 +96,8 @@ static void write_training(FILE *f, const fg_config *cfg) {
   fputs("\n  clip_norm: ", f);
   put_real(f, cfg->clip_norm);
   fprintf(f, "\n  mode: %s\n", cfg->mode ? cfg->mode : "store");
-  fprintf(f, "eval:\n  every: %d\n  batch: %d\n  max_samples: %d\n  protocol: %s\n", cfg->eval_every,
-          cfg->eval_batch, cfg->eval_max_samples, fg_eval_protocol_name(cfg->eval_protocol));
+  fprintf(f, "eval:\n  every: %d\n  batch: %d\n  max_samples: %d\n  bn_samples: %d\n  protocol: %s\n", cfg->eval_every,
+          cfg->eval_batch, cfg->eval_max_samples, cfg->eval_bn_samples, fg_eval_protocol_name(cfg->eval_protocol));
   fprintf(f, "checkpoint:\n  every: %d\n", cfg->checkpoint_every);
   fputs("updates:\n  max_distance: ", f);
   put_real(f, cfg->update_max_distance);

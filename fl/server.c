@@ -17,8 +17,10 @@
 #include "fl/submodel.h"
 #include "fl/update_check.h"
 
-/* Samples of the training set the static BN recalibration runs over (a fixed prefix). */
-enum { FG_STATIC_BN_SAMPLES = 5000 };
+/* The training samples static BN recalibration runs over: eval.bn_samples of them (0: all). */
+static int64_t bn_sample_count(const fg_config *c, int64_t total) {
+  return c->eval_bn_samples > 0 && c->eval_bn_samples < total ? c->eval_bn_samples : total;
+}
 
 typedef struct server {
   const fg_world *w;
@@ -152,14 +154,14 @@ static fg_status alloc_f32(server *s, fg_region *r, int64_t n, fg_mem_category c
 }
 
 /* With local test splits the training set holds clients' test samples: BN recalibration then
- * reads FG_STATIC_BN_SAMPLES samples spread evenly over the clients' train parts (which lie one
+ * reads eval.bn_samples samples spread evenly over the clients' train parts (which lie one
  * after another in the partition's index array). */
 static fg_status bn_sample_index(server *s) {
   if (!(s->cfg->local_test > 0)) return FG_OK;
   const fg_partition *part = &s->w->partition;
   const uint32_t *all = part->index.ptr;
   int64_t total = ((const int64_t *)part->offset.ptr)[part->n_clients];
-  int64_t n = total < FG_STATIC_BN_SAMPLES ? total : FG_STATIC_BN_SAMPLES;
+  int64_t n = bn_sample_count(s->cfg, total);
   FG_TRY(fg_region_alloc(&s->bn_samples, &s->ledger, fg_host_device(), FG_MEM_DATA, (size_t)n * sizeof(uint32_t),
                          "BN recalibration samples"));
   uint32_t *idx = s->bn_samples.ptr;
@@ -544,7 +546,7 @@ static fg_status recalibrate_bn(server *s) {
   fg_dataset_view view = fg_dataset_view_all(&s->w->train);
   if (s->bn_samples.ptr)
     FG_TRY(fg_dataset_view_subset(&s->w->train, s->bn_samples.ptr, s->n_bn_samples, &view));
-  if (view.n > FG_STATIC_BN_SAMPLES) view.n = FG_STATIC_BN_SAMPLES;
+  view.n = bn_sample_count(s->cfg, view.n); /* a prefix of the training set (a spread with local splits) */
   FG_TRY(fg_recalibrate_bn(s->stats, &s->loader, &view, &s->w->norm));
   return fg_trainer_get_state(s->stats, st);
 }

@@ -2,6 +2,7 @@
  * it; a minimal file gets every default of configs/README.md, per method too; every class of
  * mistake fails with FG_ERR_CONFIG naming the file and the key path; --set overrides act on the
  * document before validation; the resolved file re-loads to an identical configuration. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
@@ -197,6 +198,7 @@ static void assert_common_equal(const fg_config *a, const fg_config *b) {
   cr_assert_eq(a->eval_every, b->eval_every);
   cr_assert_eq(a->eval_batch, b->eval_batch);
   cr_assert_eq(a->eval_max_samples, b->eval_max_samples);
+  cr_assert_eq(a->eval_bn_samples, b->eval_bn_samples);
   cr_assert_eq(a->eval_protocol, b->eval_protocol);
   cr_assert_eq(a->checkpoint_every, b->checkpoint_every);
 }
@@ -260,6 +262,7 @@ static const char *full_yaml =
     "  every: 5\n"
     "  batch: 128\n"
     "  max_samples: 1000\n"
+    "  bn_samples: 0\n"
     "  protocol: local\n"
     "checkpoint:\n"
     "  every: 0\n"
@@ -312,6 +315,7 @@ Test(config, full_file_loads_every_value) {
   cr_assert_eq(cfg.eval_every, 5);
   cr_assert_eq(cfg.eval_batch, 128);
   cr_assert_eq(cfg.eval_max_samples, 1000);
+  cr_assert_eq(cfg.eval_bn_samples, 0);
   cr_assert_eq(cfg.eval_protocol, FG_EVAL_LOCAL);
   cr_assert_eq(cfg.checkpoint_every, 0);
   cr_assert_eq(cfg.compare, 0);
@@ -420,6 +424,7 @@ Test(config, minimal_file_gets_every_documented_default) {
   cr_assert_eq(cfg.eval_every, 1);
   cr_assert_eq(cfg.eval_batch, 256);
   cr_assert_eq(cfg.eval_max_samples, 0);
+  cr_assert_eq(cfg.eval_bn_samples, 5000, "static BN recalibration over 5000 training samples by default");
   cr_assert_eq(cfg.eval_protocol, FG_EVAL_GLOBAL);
   cr_assert_eq(cfg.checkpoint_every, 10);
   cr_assert_eq(cfg.compare, 0);
@@ -1526,4 +1531,27 @@ Test(config, every_method_option_is_documented) {
     }
   }
   free(readme);
+}
+
+/* Every configuration the repository ships loads (its keys and values are the documented ones). */
+Test(config, every_shipped_configuration_loads) {
+  const char *src = getenv("FEDGAP_SOURCE_DIR");
+  cr_assert_not_null(src, "FEDGAP_SOURCE_DIR is not set (ctest sets it)");
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/configs", src);
+  DIR *d = opendir(dir);
+  cr_assert_not_null(d, "%s", dir);
+  int loaded = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    size_t n = strlen(e->d_name);
+    if (n < 6 || strcmp(e->d_name + n - 5, ".yaml") != 0) continue;
+    char path[8192];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    fg_config cfg;
+    cr_assert_eq(fg_config_load(path, NULL, 0, &cfg), FG_OK, "%s: %s", e->d_name, fg_last_error());
+    fg_config_free(&cfg);
+    loaded++;
+  }
+  closedir(d);
+  cr_assert_geq(loaded, 10, "only %d configurations found in %s", loaded, dir);
 }
