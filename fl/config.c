@@ -86,6 +86,9 @@ static const fg_field data_fields[] = {
     {.key = "dir", .type = FG_FIELD_STRING, .offset = AT(data_dir), .doc = "directory of the dataset files"},
     {.key = "augment", .type = FG_FIELD_BOOL, .offset = AT(augment), .def = -1,
      .doc = "training augmentation (absent: the dataset's default)"},
+    {.key = "normalize", .type = FG_FIELD_STRING, .offset = AT(normalize),
+     .doc = "per-channel normalisation: fashion-mnist, cifar10, cifar100, imagenet, half or none (absent: the "
+            "dataset's)"},
     {.key = "partition", .type = FG_FIELD_MAPPING, .fields = partition_fields, .n_fields = COUNT(partition_fields),
      .doc = "how training samples are split over clients"},
     {.key = "pool", .type = FG_FIELD_BOOL, .offset = AT(pool), .def = 0,
@@ -353,6 +356,13 @@ static fg_status read_budgets(fg_schema_ctx *c, yaml_document_t *doc, yaml_node_
   return fg_schema_fail_at(c, path, "%s", msg);
 }
 
+static fg_status check_normalize(fg_schema_ctx *c, const fg_config *cfg) {
+  fg_normalize n;
+  if (!cfg->normalize || fg_normalize_preset(cfg->normalize, &n) == FG_OK) return FG_OK;
+  return fg_schema_fail_at(c, "data.normalize", "'%s' is not a normalisation (expected fashion-mnist, cifar10, "
+                           "cifar100, imagenet, half or none)", cfg->normalize);
+}
+
 static fg_status check_sampling(fg_schema_ctx *c, yaml_document_t *doc, yaml_node_t *root, fg_config *cfg) {
   fg_sampling_spec *s = &cfg->sampling;
   int per_round = given(doc, root, "sampling.per_round");
@@ -426,6 +436,7 @@ static fg_status check_and_read_rest(fg_schema_ctx *c, yaml_document_t *doc, yam
   FG_TRY(check_data_model(c, cfg));
   FG_TRY(read_budgets(c, doc, root, cfg, store));
   FG_TRY(check_sampling(c, doc, root, cfg));
+  FG_TRY(check_normalize(c, cfg));
   FG_TRY(check_eval_protocol(c, doc, root, cfg));
   FG_TRY(check_device(c, v->device, cfg));
   return read_methods(c, doc, root, cfg);
@@ -469,6 +480,7 @@ void fg_config_free(fg_config *cfg) {
   free(cfg->name);
   free(cfg->dataset);
   free(cfg->data_dir);
+  free(cfg->normalize);
   free(cfg->arch);
   for (int i = 0; i < FG_MAX_METHODS; i++) fg_method_config_free(&cfg->methods[i]);
   config_storage *store = cfg->storage;

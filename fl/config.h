@@ -42,6 +42,7 @@ typedef struct fg_config {
   /* data */
   char *dataset;
   char *data_dir;           /* NULL: the dataset's default */
+  char *normalize;          /* data.normalize: a normalisation preset's name; NULL: the dataset's */
   int augment;              /* -1: the dataset's default; 0 / 1 */
   fg_partition_spec partition;
   int pool;                 /* data.pool: the training set is the train split followed by the test split */

@@ -58,6 +58,13 @@ static void write_data_model(FILE *f, const fg_config *cfg) {
   } else {
     fputs("  # dir: the dataset's default\n", f);
   }
+  if (cfg->normalize) {
+    fputs("  normalize: ", f);
+    fg_schema_put_string(f, cfg->normalize);
+    fputc('\n', f);
+  } else {
+    fputs("  # normalize: the dataset's\n", f);
+  }
   if (cfg->augment >= 0) fprintf(f, "  augment: %s\n", bool_text(cfg->augment));
   else fputs("  # augment: the dataset's default\n", f);
   fprintf(f, "  partition:\n    kind: %s\n    alpha: ", fg_partition_kind_name(cfg->partition.kind));

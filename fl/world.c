@@ -112,7 +112,10 @@ fg_status fg_world_open(const fg_config *cfg, fg_world *w) {
   w->info = fg_dataset_info_find(cfg->dataset);
   if (!w->info) return fg_last_status();
   fg_status s = load_datasets(cfg, w);
-  if (s == FG_OK) s = fg_normalize_preset(w->info->normalize, &w->norm);
+  if (s == FG_OK) s = fg_normalize_preset(cfg->normalize ? cfg->normalize : w->info->normalize, &w->norm);
+  if (s == FG_OK && w->norm.channels && w->norm.channels != (int)w->train.c)
+    s = FG_FAIL(FG_ERR_CONFIG, "data.normalize: '%s' is for %d channels, %s has %d", cfg->normalize,
+                w->norm.channels, cfg->dataset, (int)w->train.c);
   if (s != FG_OK) return s;
   w->aug = cfg->augment == 0 ? (fg_augment){0, 0} : w->info->train_aug;
   w->base.arch = cfg->arch;

@@ -1555,3 +1555,29 @@ Test(config, every_shipped_configuration_loads) {
   closedir(d);
   cr_assert_geq(loaded, 10, "only %d configurations found in %s", loaded, dir);
 }
+
+Test(config, normalize) {
+  fg_config cfg;
+  load_ok("n.yaml", MINIMAL "method: {name: fedavg}\n", NULL, 0, &cfg);
+  cr_assert_null(cfg.normalize, "absent: the dataset's");
+  fg_config_free(&cfg);
+  const char *set[] = {"data.normalize=half"};
+  load_ok("n.yaml", MINIMAL "method: {name: fedavg}\n", set, 1, &cfg);
+  cr_assert_str_eq(cfg.normalize, "half");
+  char *text = NULL;
+  size_t len = 0;
+  FGT_OK(fg_config_resolved_text(&cfg, -1, "", &text, &len));
+  cr_assert(strstr(text, "\n  normalize: half\n") != NULL, "%s", text);
+  free(text);
+  fg_config_free(&cfg);
+  const char *bad[] = {"data.normalize=imagenette"};
+  char *path = path_in("n.yaml");
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fputs(MINIMAL "method: {name: fedavg}\n", f);
+  fclose(f);
+  cr_assert_eq(fg_config_load(path, bad, 1, &cfg), FG_ERR_CONFIG);
+  cr_assert(strstr(fg_last_error(), "data.normalize: 'imagenette' is not a normalisation") != NULL, "%s",
+            fg_last_error());
+  free(path);
+}
