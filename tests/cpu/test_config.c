@@ -465,7 +465,7 @@ Test(config, per_method_defaults_follow_the_table) {
   assert_options(r, "scaler", "true", "label_mask", "false", "rolling", "roll", NULL);
   assert_no_option(h, "rolling");
   assert_option(d, "kd", "true");
-  assert_option(d, "kd_ramp_rounds", "300");
+  assert_option(d, "kd_ramp_rounds", "-1");
   assert_options(s, "widths", "[0.7, 0.75, 1]", "exits", "[1, 2, 3]", "kd_gamma", "0.05", "kd_temperature", "3",
                  "kd_start", "0.25", NULL);
   /* a method has only its own options */
@@ -799,7 +799,7 @@ Test(config, out_of_range_values_name_the_key) {
   EXPECT_ERROR("rounds: 3\ndata: {dataset: cifar10}\nmodel: {arch: cnn, width: -1}\nclients: {count: 3}\n"
                "method: {name: fedavg}\n",
                "model.width: -1 is out of range (expected > 0)");
-  EXPECT_ERROR(MINIMAL "method: {name: depthfl, kd_ramp_rounds: -1}\n", "method.kd_ramp_rounds: -1 is out of range");
+  EXPECT_ERROR(MINIMAL "method: {name: depthfl, kd_ramp_rounds: -2}\n", "method.kd_ramp_rounds: -2 is out of range");
   EXPECT_ERROR(MINIMAL "method: {name: scalefl, kd_start: 1.5}\n", "method.kd_start: 1.5 is out of range");
   EXPECT_ERROR(MINIMAL "method: {name: scalefl, kd_temperature: 0}\n", "method.kd_temperature: 0 is out of range");
 }

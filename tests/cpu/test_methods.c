@@ -131,6 +131,21 @@ Test(methods, depthfl_loss_is_the_formula) {
   ops->loss(&mc, &mp, 2, 10, 1000, &one);
   cr_assert_eq(one.n, 1);
   fg_method_config_free(&mc);
+  /* The default ramp fits the run: over 60% of its rounds (12 of 20), at most 300 (of 1000). */
+  fg_method_config dflt = fgt_method_config("depthfl", "cnn", NULL);
+  const struct {
+    int round, rounds, ramp_rounds;
+  } cases[] = {{3, 20, 12}, {12, 20, 12}, {150, 1000, 300}};
+  for (int c = 0; c < 3; c++) {
+    fg_loss_spec loss;
+    ops->loss(&dflt, &mp, 0, cases[c].round, cases[c].rounds, &loss);
+    double tt = fmin(cases[c].round, cases[c].ramp_rounds) / cases[c].ramp_rounds;
+    double w = exp(-5.0 * (1 - tt) * (1 - tt)) / (EXITS - 1);
+    cr_assert_eq(loss.n, EXITS + EXITS * (EXITS - 1));
+    cr_assert_float_eq(loss.terms[EXITS].kl.weight, w, 1e-6, "round %d of %d: %g vs %g", cases[c].round,
+                       cases[c].rounds, (double)loss.terms[EXITS].kl.weight, w);
+  }
+  fg_method_config_free(&dflt);
 }
 
 Test(methods, scalefl_loss_is_the_formula) {
