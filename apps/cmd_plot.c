@@ -1,7 +1,8 @@
 /* fedgap plot RUN_DIR... [--out DIR]: accuracy.png (test accuracy vs round, one line per run)
  * and memory.png (max client engine peak and process peak per run, grouped bars) drawn by
  * gnuplot. A folder without metrics.jsonl whose subfolders hold one (a comparison run) stands for
- * those subfolders. Data and the script go to a temporary folder; folder names and methods reach
+ * those subfolders; a folder of an experiment over several seeds (seed-N subfolders) stands for
+ * one curve per method: the mean over the seeds with a band of one standard deviation. Data and the script go to a temporary folder; folder names and methods reach
  * gnuplot only as escaped single-quoted titles (no shell is involved). The PNGs are copied into
  * --out atomically and their paths printed. */
 #include <dirent.h>
@@ -17,6 +18,7 @@
 #include "apps/cli.h"
 #include "engine/io/atomic_file.h"
 #include "fl/metrics.h"
+#include "fl/seed_table.h"
 
 enum { FG_PLOT_MAX_PNG = 64 << 20 };
 
@@ -26,6 +28,10 @@ typedef struct plot_run {
   fg_round_record *rounds;
   int n_rounds;
   size_t engine_peak, process_peak;
+  int seeds;           /* > 0: the mean of this many seeds' runs: the curve below, not rounds */
+  int n_curve;
+  int *curve_round;
+  double *curve_mean, *curve_std;
 } plot_run;
 
 typedef struct plot_runs {
@@ -70,6 +76,9 @@ static void free_runs(plot_runs *runs) {
     free(runs->v[i].dir);
     free(runs->v[i].label);
     free(runs->v[i].rounds);
+    free(runs->v[i].curve_round);
+    free(runs->v[i].curve_mean);
+    free(runs->v[i].curve_std);
   }
   free(runs->v);
   memset(runs, 0, sizeof *runs);
@@ -78,7 +87,8 @@ static void free_runs(plot_runs *runs) {
 /* Loads one run folder: its records, its label (the summary's label, else its method, else the
  * folder name) and its peaks (the summary's, else the largest over the records of an unfinished
  * run). */
-static fg_status load_run(plot_runs *runs, const char *dir) {
+/* A new empty run at the end of runs, for folder `dir`. */
+static fg_status add_run(plot_runs *runs, const char *dir, plot_run **out) {
   if (runs->n == runs->cap) {
     int cap = runs->cap ? runs->cap * 2 : 8;
     plot_run *v = realloc(runs->v, (size_t)cap * sizeof *v);
@@ -91,6 +101,13 @@ static fg_status load_run(plot_runs *runs, const char *dir) {
   r->dir = dup_string(dir);
   if (!r->dir) return FG_FAIL(FG_ERR_OOM, "cannot copy a path");
   runs->n++;
+  *out = r;
+  return FG_OK;
+}
+
+static fg_status load_run(plot_runs *runs, const char *dir) {
+  plot_run *r;
+  FG_TRY(add_run(runs, dir, &r));
   FG_TRY(fg_metrics_read(dir, &r->rounds, &r->n_rounds));
   for (int i = 0; i < r->n_rounds; i++) {
     if (r->rounds[i].max_client_engine_peak > r->engine_peak) r->engine_peak = r->rounds[i].max_client_engine_peak;
@@ -157,11 +174,87 @@ static fg_status load_comparison(plot_runs *runs, const char *dir) {
   return s;
 }
 
+static fg_status load_folder(plot_runs *runs, const char *dir);
+
+/* The seeds (N of its seed-N subfolders) of an experiment over several seeds in dir, ascending. */
+static int list_seeds(const char *dir, int *seeds, int cap) {
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL && n < cap;) {
+    char tail = 0;
+    int seed = -1;
+    if (sscanf(e->d_name, "seed-%d%c", &seed, &tail) == 1 && seed >= 0) seeds[n++] = seed;
+  }
+  closedir(d);
+  for (int i = 1; i < n; i++) /* insertion sort: a handful */
+    for (int j = i; j > 0 && seeds[j - 1] > seeds[j]; j--) {
+      int t = seeds[j];
+      seeds[j] = seeds[j - 1];
+      seeds[j - 1] = t;
+    }
+  return n;
+}
+
+/* An experiment over several seeds: each seed's folder is loaded, and each method (by label, in
+ * the first seed's order) becomes one run holding the mean curve over the seeds, the largest
+ * peaks, and "(N seeds)" in its label. */
+static fg_status load_seeds(plot_runs *runs, const char *dir, const int *seed_list, int n_seeds) {
+  plot_runs per[FG_MAX_SEEDS];
+  memset(per, 0, sizeof per);
+  fg_status s = FG_OK;
+  for (int i = 0; i < n_seeds && s == FG_OK; i++) {
+    char sub[4096];
+    s = load_folder(&per[i], fg_seed_dir(dir, seed_list[i], sub, sizeof sub));
+  }
+  for (int m = 0; s == FG_OK && m < per[0].n; m++) {
+    const fg_round_record *rounds[FG_MAX_SEEDS];
+    int n_rounds[FG_MAX_SEEDS];
+    size_t engine = 0, process = 0;
+    for (int i = 0; i < n_seeds && s == FG_OK; i++) {
+      const plot_run *found = NULL;
+      for (int k = 0; k < per[i].n && !found; k++)
+        if (strcmp(per[i].v[k].label, per[0].v[m].label) == 0) found = &per[i].v[k];
+      if (!found)
+        s = FG_FAIL(FG_ERR_FORMAT, "run folder '%s': seed %d has no run of %s", dir, seed_list[i], per[0].v[m].label);
+      else {
+        rounds[i] = found->rounds;
+        n_rounds[i] = found->n_rounds;
+        if (found->engine_peak > engine) engine = found->engine_peak;
+        if (found->process_peak > process) process = found->process_peak;
+      }
+    }
+    plot_run *r = NULL;
+    if (s == FG_OK) s = add_run(runs, per[0].v[m].dir, &r);
+    if (s != FG_OK) break;
+    int cap = n_rounds[0] > 0 ? n_rounds[0] : 1;
+    r->curve_round = malloc((size_t)cap * sizeof *r->curve_round);
+    r->curve_mean = malloc((size_t)cap * sizeof *r->curve_mean);
+    r->curve_std = malloc((size_t)cap * sizeof *r->curve_std);
+    char label[512];
+    snprintf(label, sizeof label, "%s (%d seeds)", per[0].v[m].label, n_seeds);
+    r->label = dup_string(label);
+    if (!r->curve_round || !r->curve_mean || !r->curve_std || !r->label) {
+      s = FG_FAIL(FG_ERR_OOM, "cannot hold a seeds curve");
+      break;
+    }
+    r->seeds = n_seeds;
+    r->engine_peak = engine;
+    r->process_peak = process;
+    r->n_curve = fg_seed_curve(rounds, n_rounds, n_seeds, r->curve_round, r->curve_mean, r->curve_std, cap);
+  }
+  for (int i = 0; i < n_seeds; i++) free_runs(&per[i]);
+  return s;
+}
+
 static fg_status load_folder(plot_runs *runs, const char *dir) {
   struct stat st;
   if (stat(dir, &st) != 0) return FG_FAIL(FG_ERR_IO, "run folder '%s': %s", dir, strerror(errno));
   if (!S_ISDIR(st.st_mode)) return FG_FAIL(FG_ERR_IO, "run folder '%s' is not a directory", dir);
   if (holds_metrics(dir)) return load_run(runs, dir);
+  int seeds[FG_MAX_SEEDS];
+  int n_seeds = list_seeds(dir, seeds, FG_MAX_SEEDS);
+  if (n_seeds > 0) return load_seeds(runs, dir, seeds, n_seeds);
   return load_comparison(runs, dir);
 }
 
@@ -287,6 +380,12 @@ static fg_status write_accuracy_data(plot_tmp *t, const plot_runs *runs, const c
     FILE *f;
     FG_TRY(open_tmp(t, name, &paths[i], &f));
     n_points[i] = 0;
+    for (int k = 0; k < runs->v[i].n_curve; k++) { /* round, mean, mean - std, mean + std */
+      const plot_run *r = &runs->v[i];
+      fprintf(f, "%d %.10g %.10g %.10g\n", r->curve_round[k], 100.0 * r->curve_mean[k],
+              100.0 * (r->curve_mean[k] - r->curve_std[k]), 100.0 * (r->curve_mean[k] + r->curve_std[k]));
+      n_points[i]++;
+    }
     for (int k = 0; k < runs->v[i].n_rounds; k++) {
       const fg_round_record *r = &runs->v[i].rounds[k];
       if (!r->evaluated || !isfinite(r->accuracy)) continue;
@@ -333,7 +432,13 @@ static fg_status write_script(plot_tmp *t, const plot_runs *runs, const char *ac
     fputs("plot ", f);
     for (int i = 0; i < runs->n; i++) {
       if (i) fputs(", ", f);
-      if (n_points[i] > 0) {
+      if (n_points[i] > 0 && runs->v[i].seeds > 1) { /* the band of one standard deviation, then the mean */
+        put_quoted(f, acc_data[i]);
+        fprintf(f, " using 1:3:4 with filledcurves fillstyle transparent solid 0.2 noborder lc %d notitle, ", i + 1);
+        put_quoted(f, acc_data[i]);
+        fprintf(f, " using 1:2 with linespoints lc %d title ", i + 1);
+        put_quoted(f, runs->v[i].label);
+      } else if (n_points[i] > 0) {
         put_quoted(f, acc_data[i]);
         fputs(" using 1:2 with linespoints title ", f);
         put_quoted(f, runs->v[i].label);

@@ -23,10 +23,10 @@
 
 #include "apps/cli.h"
 #include "apps/progress.h"
-#include "apps/seed_table.h"
 #include "engine/io/atomic_file.h"
 #include "fedgap_config.h"
 #include "fl/config.h"
+#include "fl/seed_table.h"
 #include "fl/server.h"
 #include "fl/world.h"
 
@@ -520,6 +520,28 @@ static int run_spread(fg_config *cfg, fg_status loaded, const char *why, const r
   return rc;
 }
 
+/* The table over the seeds and, last, one line per method: "method=NAME final_accuracy_mean=0.xxxx
+ * final_accuracy_std=0.xxxx" (without method= for a single method). */
+static void print_seed_table(const fg_config *cfg, const fg_seed_row *rows) {
+  int width = 12;
+  for (int m = 0; m < cfg->n_methods; m++)
+    if ((int)strlen(rows[m].method) > width) width = (int)strlen(rows[m].method);
+  char head[64];
+  snprintf(head, sizeof head, "last %d evaluations", FG_SEED_LAST_EVALS);
+  printf("\nover %d seeds (mean +- standard deviation):\n", cfg->n_seeds);
+  printf("%-*s %19s %23s %18s %12s\n", width, "method", "final accuracy", head, "max client peak", "wall time");
+  for (int m = 0; m < cfg->n_methods; m++) {
+    const fg_seed_row *r = &rows[m];
+    printf("%-*s %9.4f +- %.4f %13.4f +- %.4f %14.2f MiB %10.1f s\n", width, r->method, r->final_mean, r->final_std,
+           r->last_mean, r->last_std, (double)r->max_client_peak / (1024.0 * 1024.0), r->wall_seconds);
+  }
+  printf("\n");
+  for (int m = 0; m < cfg->n_methods; m++) {
+    if (cfg->compare) printf("method=%s ", rows[m].method);
+    printf("final_accuracy_mean=%.4f final_accuracy_std=%.4f\n", rows[m].final_mean, rows[m].final_std);
+  }
+}
+
 /* `seeds:`: the experiment once per seed, each a run of its own in DIR/seed-N (its config.yaml
  * with `seed: N`; a resume continues the seeds' folders it finds), then, on rank 0, the table over
  * the seeds in DIR (comparison.csv). Under mpirun every process goes through the seeds in step. */
@@ -554,7 +576,7 @@ static int run_seeds(const fg_config *cfg, run_request *q, const fg_transport *t
   fg_seed_row rows[FG_MAX_METHODS];
   fg_status s = fg_seed_table_read(cfg, top, rows);
   if (s == FG_OK) {
-    fg_seed_table_print(cfg, rows);
+    print_seed_table(cfg, rows);
     s = fg_seed_table_write(top, cfg, rows);
   }
   if (s != FG_OK) return fg_runtime_error("run");

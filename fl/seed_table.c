@@ -1,5 +1,5 @@
-/* The table of an experiment over several seeds (apps/seed_table.h). */
-#include "apps/seed_table.h"
+/* The table of an experiment over several seeds (fl/seed_table.h). */
+#include "fl/seed_table.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -21,6 +21,32 @@ static void mean_std(const double *v, int n, double *mean, double *std) {
   *mean = n ? sum / n : NAN;
   for (int i = 0; i < n; i++) ss += (v[i] - *mean) * (v[i] - *mean);
   *std = n > 1 ? sqrt(ss / (n - 1)) : 0.0;
+}
+
+/* Seed s's accuracy at `round`, if that round was evaluated in its run. */
+static int accuracy_at(const fg_round_record *r, int n, int round, double *acc) {
+  for (int k = 0; k < n; k++)
+    if (r[k].round == round && r[k].evaluated && isfinite(r[k].accuracy)) {
+      *acc = r[k].accuracy;
+      return 1;
+    }
+  return 0;
+}
+
+int fg_seed_curve(const fg_round_record *const *rounds, const int *n_rounds, int seeds, int *round_out, double *mean,
+                  double *std, int cap) {
+  if (seeds < 1) return 0;
+  int points = 0;
+  double acc[FG_MAX_SEEDS];
+  for (int k = 0; k < n_rounds[0] && points < cap; k++) {
+    int round = rounds[0][k].round, all = seeds <= FG_MAX_SEEDS;
+    for (int s = 0; s < seeds && all; s++) all = accuracy_at(rounds[s], n_rounds[s], round, &acc[s]);
+    if (!all) continue;
+    round_out[points] = round;
+    mean_std(acc, seeds, &mean[points], &std[points]);
+    points++;
+  }
+  return points;
 }
 
 /* The mean accuracy of the last FG_SEED_LAST_EVALS evaluated rounds of the run in `dir`. */
@@ -70,26 +96,6 @@ fg_status fg_seed_table_read(const fg_config *cfg, const char *dir, fg_seed_row 
     mean_std(last, cfg->n_seeds, &r->last_mean, &r->last_std);
   }
   return FG_OK;
-}
-
-void fg_seed_table_print(const fg_config *cfg, const fg_seed_row *rows) {
-  int width = 12;
-  for (int m = 0; m < cfg->n_methods; m++)
-    if ((int)strlen(rows[m].method) > width) width = (int)strlen(rows[m].method);
-  char head[64];
-  snprintf(head, sizeof head, "last %d evaluations", FG_SEED_LAST_EVALS);
-  printf("\nover %d seeds (mean +- standard deviation):\n", cfg->n_seeds);
-  printf("%-*s %19s %23s %18s %12s\n", width, "method", "final accuracy", head, "max client peak", "wall time");
-  for (int m = 0; m < cfg->n_methods; m++) {
-    const fg_seed_row *r = &rows[m];
-    printf("%-*s %9.4f +- %.4f %13.4f +- %.4f %14.2f MiB %10.1f s\n", width, r->method, r->final_mean, r->final_std,
-           r->last_mean, r->last_std, (double)r->max_client_peak / (1024.0 * 1024.0), r->wall_seconds);
-  }
-  printf("\n");
-  for (int m = 0; m < cfg->n_methods; m++) {
-    if (cfg->compare) printf("method=%s ", rows[m].method);
-    printf("final_accuracy_mean=%.4f final_accuracy_std=%.4f\n", rows[m].final_mean, rows[m].final_std);
-  }
 }
 
 fg_status fg_seed_table_write(const char *dir, const fg_config *cfg, const fg_seed_row *rows) {
