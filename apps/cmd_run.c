@@ -665,7 +665,8 @@ int fg_cmd_run(int argc, char **argv) {
   char why[1536];
   if (loaded != FG_OK && config == own_config) fg_error_prefix("--resume %s: the run's configuration", q.resume);
   snprintf(why, sizeof why, "%s", loaded == FG_OK ? "" : fg_last_error());
-  if (loaded == FG_OK && q.resume) {
+  /* The run folder is rank 0's (on a cluster, only its node may see it). */
+  if (loaded == FG_OK && q.resume && fg_cli_launched_rank() == 0) {
     loaded = check_resume(&cfg, q.resume, &allow, &q);
     if (loaded != FG_OK) snprintf(why, sizeof why, "%s", fg_last_error());
   }
