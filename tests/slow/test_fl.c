@@ -113,26 +113,54 @@ Test(fl, resume_reaches_the_same_numbers, .timeout = 1200) {
   free(dir);
 }
 
-Test(fl, over_budget_client_is_rejected_cleanly, .timeout = 600) {
-  fgt_setup_cpu(2);
-  char *dir = fgt_mkdtemp(), *path = fg_path_join(dir, "c.yaml");
-  write_text(path,
-             "rounds: 1\ndata: {dataset: fashion-mnist, partition: {kind: iid}}\nmodel: {arch: cnn, width: 4}\n"
-             "clients: {count: 50}\nlocal: {batch: 16}\nmethod: {name: fedavg}\n");
+/* FedAvg's local step on 50 IID Fashion-MNIST clients (cnn width 4) at batch `batch`: the world,
+ * the model and its plan, for tests of one client's training. */
+typedef struct local_case {
+  char *dir, *path;
   fg_config cfg;
-  FGT_OK(fg_config_load(path, NULL, 0, &cfg));
   fg_world w;
-  FGT_OK(fg_world_open(&cfg, &w));
   fg_graph *g;
-  FGT_OK(fg_model_build(&w.base, &g));
-  fg_trainer_options opt = fg_world_local_options(&w, 0);
   fg_plan *plan;
-  FGT_OK(fg_plan_build(g, &opt, &plan));
+} local_case;
+
+static void local_case_open(local_case *c, int batch) {
+  fgt_setup_cpu(2);
+  c->dir = fgt_mkdtemp();
+  c->path = fg_path_join(c->dir, "c.yaml");
+  char text[512];
+  snprintf(text, sizeof text,
+           "rounds: 1\ndata: {dataset: fashion-mnist, partition: {kind: iid}}\nmodel: {arch: cnn, width: 4}\n"
+           "clients: {count: 50}\nlocal: {batch: %d}\nmethod: {name: fedavg}\n",
+           batch);
+  write_text(c->path, text);
+  FGT_OK(fg_config_load(c->path, NULL, 0, &c->cfg));
+  FGT_OK(fg_world_open(&c->cfg, &c->w));
+  FGT_OK(fg_model_build(&c->w.base, &c->g));
+  fg_trainer_options opt = fg_world_local_options(&c->w, 0);
+  FGT_OK(fg_plan_build(c->g, &opt, &c->plan));
+}
+
+static void local_case_close(local_case *c) {
+  fg_plan_free(c->plan);
+  fg_graph_free(c->g);
+  fg_world_close(&c->w);
+  fg_config_free(&c->cfg);
+  free(c->path);
+  fgt_rmtree(c->dir);
+  free(c->dir);
+}
+
+Test(fl, over_budget_client_is_rejected_cleanly, .timeout = 600) {
+  local_case lc;
+  local_case_open(&lc, 16);
+  fg_world *w = &lc.w;
+  fg_graph *g = lc.g;
+  fg_plan *plan = lc.plan;
   int64_t n = fg_graph_state_numel(g);
   float *initial = malloc((size_t)n * sizeof(float)), *trained = malloc((size_t)n * sizeof(float));
   fg_graph_init_state(g, 1, initial);
   for (int64_t i = 0; i < n; i++) trained[i] = -7.0f;
-  fg_local_job job = {&w, 2, 0, g, plan, plan->total - 1, 0, initial, trained};
+  fg_local_job job = {w, 2, 0, g, plan, plan->total - 1, 0, initial, trained};
   fg_client_record rec;
   memset(&rec, 0, sizeof rec);
   FGT_OK(fg_local_train(&job, &rec));
@@ -150,13 +178,7 @@ Test(fl, over_budget_client_is_rejected_cleanly, .timeout = 600) {
   cr_assert(isfinite(rec.train_loss) && rec.train_loss > 0);
   free(initial);
   free(trained);
-  fg_plan_free(plan);
-  fg_graph_free(g);
-  fg_world_close(&w);
-  fg_config_free(&cfg);
-  free(path);
-  fgt_rmtree(dir);
-  free(dir);
+  local_case_close(&lc);
 }
 
 Test(fl, clients_that_fit_nothing_are_reported_and_skipped, .timeout = 900) {
@@ -348,30 +370,21 @@ Test(fl, seeds_are_runs_of_their_own_and_the_table_their_mean_and_std, .timeout 
 /* Epoch passes count their batches: drop_last skips a final partial batch (n / b steps of b
  * samples), unless it is the only one; without it the partial batch trains (ceil(n / b) steps). */
 Test(fl, drop_last_skips_the_final_partial_batch_unless_it_is_the_only_one, .timeout = 600) {
-  fgt_setup_cpu(2);
-  char *dir = fgt_mkdtemp(), *path = fg_path_join(dir, "c.yaml");
-  write_text(path,
-             "rounds: 1\ndata: {dataset: fashion-mnist, partition: {kind: iid}}\nmodel: {arch: cnn, width: 4}\n"
-             "clients: {count: 50}\nlocal: {batch: 64}\nmethod: {name: fedavg}\n");
-  fg_config cfg;
-  FGT_OK(fg_config_load(path, NULL, 0, &cfg));
-  fg_world w;
-  FGT_OK(fg_world_open(&cfg, &w));
-  fg_graph *g;
-  FGT_OK(fg_model_build(&w.base, &g));
-  fg_trainer_options opt = fg_world_local_options(&w, 0);
-  fg_plan *plan;
-  FGT_OK(fg_plan_build(g, &opt, &plan));
+  local_case lc;
+  local_case_open(&lc, 64);
+  fg_world *w = &lc.w;
+  fg_graph *g = lc.g;
+  fg_plan *plan = lc.plan;
   fg_ledger ledger;
   fg_ledger_init(&ledger, "drop_last", 0);
   fg_trainer *t = NULL;
   FGT_OK(fg_trainer_create_planned(g, plan, &ledger, &t));
-  fg_dataset_view view = fg_world_client_view(&w, 2);
+  fg_dataset_view view = fg_world_client_view(w, 2);
   const int64_t b = 64, n = view.n;
   cr_assert_neq(n % b, 0, "the client's share must end in a partial batch (%lld samples)", (long long)n);
   fg_fit_options fo;
   memset(&fo, 0, sizeof fo);
-  fo.norm = w.norm;
+  fo.norm = w->norm;
   fo.seed = 1;
   fo.stream = 2;
   fo.shuffle = 1;
@@ -386,16 +399,10 @@ Test(fl, drop_last_skips_the_final_partial_batch_unless_it_is_the_only_one, .tim
     fo.drop_last = cases[i].drop_last;
     fg_epoch_stats st;
     memset(&st, 0, sizeof st);
-    FGT_OK(fg_fit_epoch(t, &w.loader, &v, &fo, 0, NULL, NULL, &st));
+    FGT_OK(fg_fit_epoch(t, &w->loader, &v, &fo, 0, NULL, NULL, &st));
     cr_assert_eq(st.steps, cases[i].steps, "case %zu: %lld steps", i, (long long)st.steps);
     cr_assert_eq(st.samples, cases[i].samples, "case %zu: %lld samples", i, (long long)st.samples);
   }
   fg_trainer_destroy(t);
-  fg_plan_free(plan);
-  fg_graph_free(g);
-  fg_world_close(&w);
-  fg_config_free(&cfg);
-  free(path);
-  fgt_rmtree(dir);
-  free(dir);
+  local_case_close(&lc);
 }
