@@ -352,7 +352,7 @@ Test(config, every_method_option_loads) {
       "  - {name: depthfl, kd: false, kd_ramp_rounds: 0, weighting: samples}\n"
       "  - name: scalefl\n"
       "    widths: [0.25, 0.5, 0.75, 1]\n"
-      "    exits: [1, 2, 4, 5]\n"
+      "    exits: [1, 2, 2, 3]\n"
       "    kd_gamma: 0\n"
       "    kd_temperature: 1.5\n"
       "    kd_start: 1\n"
@@ -379,7 +379,7 @@ Test(config, every_method_option_loads) {
   assert_option(d, "kd_ramp_rounds", "0");
   cr_assert_eq(d->weighting, FG_WEIGHT_SAMPLES);
   const fg_method_config *s = &cfg.methods[4];
-  assert_options(s, "widths", "[0.25, 0.5, 0.75, 1]", "exits", "[1, 2, 4, 5]", "kd_gamma", "0",
+  assert_options(s, "widths", "[0.25, 0.5, 0.75, 1]", "exits", "[1, 2, 2, 3]", "kd_gamma", "0",
                  "kd_temperature", "1.5", "kd_start", "1", NULL);
   cr_assert_str_eq(cfg.methods[5].name, "exclusivefl");
   fg_config_free(&cfg);
@@ -466,7 +466,8 @@ Test(config, per_method_defaults_follow_the_table) {
   assert_no_option(h, "rolling");
   assert_option(d, "kd", "true");
   assert_option(d, "kd_ramp_rounds", "-1");
-  assert_options(s, "widths", "[0.7, 0.75, 1]", "exits", "[1, 2, 3]", "kd_gamma", "0.05", "kd_temperature", "3",
+  /* ScaleFL's reference widths; exits not given: the reference's 1..4 capped at the blocks */
+  assert_options(s, "widths", "[0.7, 0.7, 0.75, 1]", "exits", "[]", "kd_gamma", "0.05", "kd_temperature", "3",
                  "kd_start", "0.25", NULL);
   /* a method has only its own options */
   assert_no_option(&cfg.methods[0], "rates");
@@ -862,14 +863,25 @@ Test(config, method_and_methods_exactly_one) {
 Test(config, scalefl_levels) {
   EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 1], exits: [1, 2, 3]}\n",
                "method.exits: 3 entries but widths has 2");
-  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 0.75, 1], exits: [1, 3, 3]}\n",
-               "method.exits[2]: 3 is not above the previous exits 3");
+  /* each level holds the previous one: no fewer exits, no smaller width, not the same level */
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 0.75, 1], exits: [1, 3, 2]}\n",
+               "method.exits[2]: 2 exits at width 1 after 3 exits at width 0.75");
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 0.5, 1], exits: [1, 1, 3]}\n",
+               "method.exits[1]: 1 exits at width 0.5 after 1 exits at width 0.5");
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.75, 0.5, 1], exits: [1, 2, 3]}\n",
+               "method.widths[1]: 0.5 is below the previous level's 0.75");
+  /* more exits than the model has blocks (cnn: 3), and a largest level short of the last block */
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.7, 0.7, 0.75, 1], exits: [1, 2, 3, 4]}\n",
+               "method.exits[3]: 4 exits, the cnn model has 3 blocks");
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 1], exits: [1, 2]}\n",
+               "method.exits: the largest level has 2 exits, the cnn model has 3 blocks");
   EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 1], exits: [0, 1]}\n",
                "method.exits[0]: 0 is out of range (expected >= 1)");
   EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 1.5], exits: [1, 2]}\n",
                "method.widths[1]: 1.5 is out of range (expected in (0, 1])");
-  /* widths alone keep the default exits, so the lengths must still agree */
-  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 1]}\n", "method.exits: 3 entries but widths has 2");
+  /* widths alone take the exits 1, 2, ...: two levels cannot reach block 3 */
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 1]}\n",
+               "method.exits: the largest level has 2 exits, the cnn model has 3 blocks");
 }
 
 Test(config, budgets) {
@@ -1502,7 +1514,7 @@ Test(config, method_config_with_mistakes_name_the_override) {
                     "(from --set em_window=3)", NULL);
   expect_with_error("neulite", "resnet18", "lambdas=[1, 1, 1]",
                     "lambdas: 3 entries but model resnet18 has 4 stages (expected 4, one per block)", NULL);
-  expect_with_error("scalefl", "cnn", "widths=[0.5, 1]", "exits: 3 entries but widths has 2", NULL);
+  expect_with_error("scalefl", "cnn", "widths=[0.5, 1]", "exits: the largest level has 2 exits", NULL);
   /* the method is chosen by name, not by an override; and it must exist, as the model */
   expect_with_error("neulite", "cnn", "name=heterofl", "--set name=heterofl: name is not an option", NULL);
   expect_with_error("fedx", "cnn", NULL, "unknown method 'fedx'", "neulite", NULL);
