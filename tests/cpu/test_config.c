@@ -15,6 +15,7 @@
 #include "common/test_util.h"
 #include "fl/config.h"
 #include "fl/method.h"
+#include "fl/world.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
@@ -191,6 +192,9 @@ static void assert_common_equal(const fg_config *a, const fg_config *b) {
   cr_assert_str_eq(a->optimizer, b->optimizer);
   cr_assert_eq(a->lr, b->lr);
   cr_assert_eq(a->lr_decay, b->lr_decay);
+  cr_assert_eq(a->n_lr_steps, b->n_lr_steps);
+  for (int i = 0; i < a->n_lr_steps; i++) cr_assert_eq(a->lr_steps[i], b->lr_steps[i]);
+  cr_assert_eq(a->lr_step_factor, b->lr_step_factor);
   cr_assert_eq(a->momentum, b->momentum);
   cr_assert_eq(a->weight_decay, b->weight_decay);
   cr_assert_eq(a->clip_norm, b->clip_norm);
@@ -254,6 +258,8 @@ static const char *full_yaml =
     "  optimizer: adam\n"
     "  lr: 2e-4\n"
     "  lr_decay: 0.99\n"
+    "  lr_steps: [100, 200]\n"
+    "  lr_step_factor: 0.5\n"
     "  momentum: 0.9\n"
     "  weight_decay: 5e-4\n"
     "  clip_norm: 2.5\n"
@@ -308,6 +314,9 @@ Test(config, full_file_loads_every_value) {
   cr_assert_str_eq(cfg.optimizer, "adam");
   cr_assert_eq(cfg.lr, 2e-4);
   cr_assert_eq(cfg.lr_decay, 0.99);
+  cr_assert_eq(cfg.n_lr_steps, 2);
+  cr_assert(cfg.lr_steps[0] == 100 && cfg.lr_steps[1] == 200);
+  cr_assert_eq(cfg.lr_step_factor, 0.5);
   cr_assert_eq(cfg.momentum, 0.9);
   cr_assert_eq(cfg.weight_decay, 5e-4);
   cr_assert_eq(cfg.clip_norm, 2.5);
@@ -417,6 +426,8 @@ Test(config, minimal_file_gets_every_documented_default) {
   cr_assert_str_eq(cfg.optimizer, "sgd");
   cr_assert_eq(cfg.lr, 0.01);
   cr_assert_eq(cfg.lr_decay, 1);
+  cr_assert_eq(cfg.n_lr_steps, 0, "no lr steps by default");
+  cr_assert_eq(cfg.lr_step_factor, 0.1);
   cr_assert_eq(cfg.momentum, 0);
   cr_assert_eq(cfg.weight_decay, 0);
   cr_assert_eq(cfg.clip_norm, 0, "no clipping by default");
@@ -721,7 +732,7 @@ Test(config, unknown_keys_name_the_mapping_and_the_choices) {
                "checkpoint, method, methods");
   EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {lrr: 0.1}\n",
                "exp.yaml: unknown key 'lrr' in local (expected one of: epochs, batch, optimizer, lr, "
-               "lr_decay, momentum, weight_decay, clip_norm, mode)");
+               "lr_decay, lr_steps, lr_step_factor, momentum, weight_decay, clip_norm, mode)");
   EXPECT_ERROR(MINIMAL "  budgets:\n    kind: tiers\n    tiers:\n      - {fraction: 0.5, share: 0.5}\n"
                        "      - {fraction: 1, share: 0.5, sharee: 1}\n"
                        "method: {name: fedavg}\n",
@@ -1566,6 +1577,27 @@ Test(config, every_shipped_configuration_loads) {
   }
   closedir(d);
   cr_assert_geq(loaded, 10, "only %d configurations found in %s", loaded, dir);
+}
+
+/* local.lr_steps: round t's lr is lr x lr_decay^t x factor^(steps <= t), as MultiStepLR stepped
+ * once a round; the steps must increase. */
+Test(config, lr_steps_multiply_the_lr_from_their_rounds_on) {
+  fg_config cfg;
+  load_ok("steps.yaml",
+          MINIMAL "method: {name: fedavg}\nlocal: {lr: 0.1, lr_decay: 0.5, lr_steps: [2, 4], lr_step_factor: 0.1}\n",
+          NULL, 0, &cfg);
+  fg_world w;
+  memset(&w, 0, sizeof w);
+  w.cfg = &cfg;
+  const double want[6] = {0.1, 0.05, 0.1 * 0.25 * 0.1, 0.1 * 0.125 * 0.1, 0.1 * 0.0625 * 0.01,
+                          0.1 * 0.03125 * 0.01};
+  for (int t = 0; t < 6; t++) {
+    fg_trainer_options o = fg_world_local_options(&w, t);
+    cr_assert_float_eq(o.optim.sgd.lr, want[t], 1e-6 * want[t], "round %d: lr %g, want %g", t, (double)o.optim.sgd.lr, want[t]);
+  }
+  fg_config_free(&cfg);
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {lr_steps: [200, 100]}\n", "local.lr_steps[1]");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {lr_step_factor: 0}\n", "local.lr_step_factor: 0 is out of range");
 }
 
 Test(config, normalize) {
