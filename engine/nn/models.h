@@ -1,7 +1,8 @@
 /* Built-in models (models.md): `cnn` (with optional early exits), `vgg-me` (HypeMeFed's
  * multi-exit VGG, four input variants), `resnet18`, `resnet34` (CIFAR-style, with optional early
  * exits: ours, for the depth methods; models.md gives the resnets none), and ScaleFL's exit
- * heads on any of them (fg_exit_head). Parameter names are those of models.md, so a checkpoint loads into an equivalent PyTorch module unchanged.
+ * heads on any of them (fg_exit_head). Parameter names are those of models.md, so a checkpoint
+ * loads into an equivalent PyTorch module unchanged.
  * Owns nothing: builds graphs (engine/nn/graph.h). */
 #ifndef FG_MODELS_H
 #define FG_MODELS_H
@@ -37,9 +38,10 @@ typedef struct fg_model_spec {
   int depth;               /* blocks to build (0 = all; fewer needs exits); outputs are the
                               exits up to it */
   double rate;             /* sub-model width rate in (0, 1] (0 = 1): every hidden layer keeps
-                              ceil(rate x its channels); inputs and classes are kept */
+                              ceil(rate x its channels), floor with rate_floor; inputs and
+                              classes are kept */
   fg_scaler_mode scaler;   /* a Scaler (x / rate) after every conv when rate < 1 */
-  int rate_floor;          /* keep floor(rate x channels) (ScaleFL), at least 1, not ceil */
+  int rate_floor;          /* floor(rate x channels), at least 1, instead of ceil (ScaleFL) */
   fg_exit_head exit_head;  /* with exits: whose heads the early exits are */
   int stage;               /* NeuLite (neulite.md §1.3; cnn and resnets): 0 the model itself;
                               t in 1..blocks the stage-t model; FG_STAGES_ALL the full model
