@@ -61,7 +61,11 @@ field() {
   [ -n "$v" ] || die "no $1= in the output of the last measurement"
   printf '%s' "$v"
 }
-put() { printf '%s\t%s\n' "$1" "$2" >>"$raw"; }
+# Records a sample; an empty one is a value field() did not find (it has said so): stop.
+put() {
+  [ -n "$2" ] || exit 1
+  printf '%s\t%s\n' "$1" "$2" >>"$raw"
+}
 
 start=$(date +%s)
 
@@ -69,7 +73,7 @@ start=$(date +%s)
 # Part 1: training throughput and peak memory, fedgap and PyTorch alternately
 
 left_out=()   # rows refused: the PyTorch twin's parameter count differs from fedgap's
-if [ "$quick" = 1 ]; then warmup=1; else warmup=3; fi
+if [ "$quick" = 1 ]; then warmup=1; else warmup=2; fi
 steps_for() { # timed steps of one run: about this many samples, at least 3 (--quick: 1)
   local samples
   case "$1" in cnn) samples=2048 ;; vgg-me) samples=1024 ;; *) samples=384 ;; esac
@@ -197,9 +201,15 @@ for ((r = 1; r <= repeats; r++)); do
     rm -rf "$tmp/run-$method"
     measure "fedgap run ($method rounds)" "$fedgap" run "$tmp/rounds.yaml" --set "method.name=$method" \
       --out "$tmp/run-$method" --stop-after "$rounds" --threads "$threads"
-    round_stats "$tmp/run-$method" >"$tmp/last.out" 2>"$tmp/last.err" || die "rounds of $method: $(tail -n 1 "$tmp/last.err")"
+    round_stats "$tmp/run-$method" >"$tmp/last.out" 2>"$tmp/last.err" ||
+      die "rounds of $method: $(tail -n 1 "$tmp/last.err")"
     while read -r what secs; do put "rd/$method/$what" "$secs"; done <"$tmp/last.out"
   done
+  "$py" - "$tmp/run-neulite" "$tmp/run-fedavg" <<'PY' || die "rounds: NeuLite and FedAvg did not train the same clients"
+import json, sys
+ids = [[[c["id"] for c in json.loads(l)["clients"]] for l in open(d + "/metrics.jsonl")] for d in sys.argv[1:]]
+sys.exit(ids[0] != ids[1])
+PY
 done
 
 # ------------------------------------------------------------------------------------------------
@@ -317,7 +327,7 @@ done
   echo
   echo "fedgap: the ledger's peak measured over one training step of the level's sub-model"
   echo "(\`fedgap memplan --measure\`; the plan's figure is the same by construction). PyTorch: the net process"
-  echo "peak of $level_steps steps of the same sub-model (same parameters, same frozen ones) in a process of its own."
+  echo "peak of $level_steps step(s) of the same sub-model (same parameters, same frozen ones) in a process of its own."
   echo "resnet18 for all but HypeMeFed, whose hypernetworks need a 3-block model (vgg-me); ScaleFL with"
   echo "its reference's four levels (exits 1-4, widths 0.7/0.7/0.75/1). \"full\" is FedAvg's full-model training."
   echo
@@ -452,6 +462,7 @@ EOF
 fi
 plot "client memory" <<EOF
 $common
+set terminal pngcairo size 1500,700 font 'sans,10'; set rmargin 12; set bmargin 9
 set output '$tmp/client_memory.png'
 set title 'Client memory per method level, batch $level_batch (resnet18; HypeMeFed: vgg-me)'
 set ylabel 'MiB'
