@@ -430,7 +430,8 @@ done <"$tmp/stats.tsv"
     printf -- '- %s\n' "${left_out[@]}"
   fi
   echo
-  echo "Command: \`bench/suite.sh$([ "$quick" = 1 ] && echo " --quick")\` (REPEATS=$repeats THREADS=$threads)."
+  echo "Command: \`bench/suite.sh$([ "$quick" = 1 ] && echo " --quick")\` (REPEATS=$repeats THREADS=$threads" \
+    "MODELS=\"$models\" BATCHES=\"$batches\")."
 } >>"$md"
 
 # ------------------------------------------------------------------------------------------------
@@ -480,7 +481,7 @@ EOF
 
 # Everything measured: move the products into place (never a half table over an earlier one).
 for f in suite.csv suite.md throughput.png models_memory.png client_memory.png rounds.png; do
-  [ -f "$tmp/$f" ] && mv -f "$tmp/$f" "$out/$f"
+  if [ -f "$tmp/$f" ]; then mv -f "$tmp/$f" "$out/$f"; else rm -f "$out/$f"; fi # no stale plot beside a new table
 done
 cp "$raw" "$out/raw.tsv"
 log "done in $(($(date +%s) - start)) s: $out/suite.md, suite.csv and the plots"
