@@ -17,6 +17,19 @@ typedef enum fg_scaler_mode {
   FG_SCALER_ALWAYS,      /* ScaleFL: in training and inference */
 } fg_scaler_mode;
 
+/* What an early exit of the resnets is (cnn's are always FG_EXIT_POOLED). */
+typedef enum fg_exit_head {
+  FG_EXIT_POOLED = 0, /* global average pool + linear, exit{j} */
+  FG_EXIT_DEPTHFL,    /* DepthFL's bottleneck classifier (baselines.md A.4; ours without its
+                         attention gate): after block j, 4 - j depthwise-separable blocks
+                         exit{j}.sep{s} (s = 1..4-j), block s taking block j+s-1's channels C to
+                         block j+s's C' with stride 2: dw 3x3 stride 2 (dw1), 1x1 C->C (pw1), BN
+                         (bn1), ReLU, dw 3x3 stride 1 (dw2), 1x1 C->C' (pw2), BN (bn2), ReLU, all
+                         convs bias-free; then global average pool (exit{j}.pool) and linear
+                         C_4 -> classes with bias (exit{j}.fc). Parameters of block s:
+                         20 C + C^2 + C C' + 2 C'. */
+} fg_exit_head;
+
 typedef struct fg_model_spec {
   const char *arch;        /* "cnn", "vgg-me", "resnet18", "resnet34" */
   double width;            /* cnn: block-1 channels (0 = 16); others: channel multiplier (0 = 1) */
@@ -24,6 +37,7 @@ typedef struct fg_model_spec {
   int classes;
   int exits;               /* cnn: early exits after blocks 1 and 2; resnets: after blocks 1..3
                               (global pool + linear, named exit{j}); vgg-me always has exits */
+  fg_exit_head exit_head;  /* resnets with exits: what each early exit is */
   int depth;               /* blocks to build (0 = all; fewer needs exits); outputs are the
                               exits up to it */
   double rate;             /* sub-model width rate in (0, 1] (0 = 1): every hidden layer keeps
