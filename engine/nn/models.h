@@ -1,7 +1,8 @@
 /* Built-in models (models.md): `cnn` (with optional early exits), `vgg-me` (HypeMeFed's
  * multi-exit VGG, four input variants), `resnet18`, `resnet34` (CIFAR-style, with optional early
- * exits: ours, for the depth methods; models.md gives the resnets none). Parameter names
- * are those of models.md, so a checkpoint loads into an equivalent PyTorch module unchanged.
+ * exits: ours, for the depth methods, pooled or DepthFL's classifiers; models.md gives the
+ * resnets none). Parameter names are those of models.md, so a checkpoint loads into an
+ * equivalent PyTorch module unchanged.
  * Owns nothing: builds graphs (engine/nn/graph.h). */
 #ifndef FG_MODELS_H
 #define FG_MODELS_H
@@ -36,7 +37,7 @@ typedef struct fg_model_spec {
   int64_t in_c, in_h, in_w;
   int classes;
   int exits;               /* cnn: early exits after blocks 1 and 2; resnets: after blocks 1..3
-                              (global pool + linear, named exit{j}); vgg-me always has exits */
+                              (exit_head); vgg-me always has exits */
   fg_exit_head exit_head;  /* resnets with exits: what each early exit is */
   int depth;               /* blocks to build (0 = all; fewer needs exits); outputs are the
                               exits up to it */
