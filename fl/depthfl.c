@@ -276,9 +276,13 @@ static fg_status server_tensor_set(fg_method_server *ms, int i, const float *hos
   int64_t n = fg_graph_state_numel(ms->global);
   if (i < 0 || i > ms->clients) return FG_FAIL(FG_ERR_INVALID, "depthfl: no server tensor %d", i);
   for (int64_t e = 0; e < n; e++)
-    if (!isfinite(host[e]))
-      return FG_FAIL(FG_ERR_NUMERIC, "depthfl: server tensor %s element %lld is %g", i == 0 ? "feddyn.h" : "feddyn.client",
+    if (!isfinite(host[e])) {
+      const char *name;
+      int64_t numel;
+      server_tensor(ms, i, &name, &numel);
+      return FG_FAIL(FG_ERR_NUMERIC, "depthfl: method state %s, element %lld is %g (expected a finite value)", name,
                      (long long)e, (double)host[e]);
+    }
   float *dst = floats(&ms->h);
   if (i > 0) {
     int64_t e = 0;

@@ -103,7 +103,8 @@ typedef struct fg_method_ops {
                                uint64_t seed, int rounds, int start_round, fg_schedule **out);
   fg_status (*schedule_next)(fg_schedule *s, int round, const float *global_state, int *level);
   void (*schedule_free)(fg_schedule *s);
-  /* Optional (create, collect, complete and free together): server-side state. create sizes it
+  /* Optional (create, collect, complete and free together): server-side state; create may leave
+   * *out NULL when the method's options need none (the others are then not called). It sizes it
    * for the global model, `clients` clients and at most max_participants per round, computes on
    * `device` (the run's) and charges it to the server's ledger; collect sees participant `slot`
    * (0-based, in the round's order), client `client`, right after it trained `level` from `sent`

@@ -369,22 +369,23 @@ static fg_status train_job(server *s, const fg_job *j, const fg_index_plan *plan
   return fg_local_train(&job, rec);
 }
 
-/* Where each trainable participant's proximal linear term lies among the round's (slot order, each
- * the state numel of its level's model; -1 for one that trains nothing); the round's total, room
- * made for it in s->prox. The same on every process of a run. */
-static fg_status prox_layout(server *s, const fg_job *jobs, int n, int64_t numel) {
+/* Where each trainable participant's proximal linear term lies among the round's jobs[n] (slot
+ * order, each the state numel of its level's model; -1 for one that trains nothing), the same on
+ * every process of a run; expected: their total when known (a worker: rank 0's), else -1. Makes
+ * room for them in s->prox. */
+static fg_status prox_layout(server *s, const fg_job *jobs, int n, int64_t expected) {
   int64_t at = 0;
   for (int i = 0; i < n; i++) {
     s->prox_at[i] = jobs[i].level >= 0 ? at : -1;
     if (jobs[i].level >= 0) at += fg_graph_state_numel(s->level_graph[jobs[i].level]);
   }
-  if (at != numel)
-    return FG_FAIL(FG_ERR_INTERNAL, "the round's proximal terms have %lld floats, its jobs need %lld",
-                   (long long)numel, (long long)at);
-  s->prox_numel = numel;
-  if (s->prox.bytes >= (size_t)numel * sizeof(float)) return FG_OK;
+  if (expected >= 0 && at != expected)
+    return FG_FAIL(FG_ERR_INTERNAL, "rank 0 sent %lld floats of proximal terms, the round's jobs need %lld",
+                   (long long)expected, (long long)at);
+  s->prox_numel = at;
+  if (s->prox.bytes >= (size_t)at * sizeof(float)) return FG_OK;
   fg_region_free(&s->prox);
-  return alloc_f32(s, &s->prox, numel, FG_MEM_OTHER, "proximal terms of the round");
+  return alloc_f32(s, &s->prox, at, FG_MEM_OTHER, "proximal terms of the round");
 }
 
 /* Methods with a proximal term (the plan's prox_mu > 0): rank 0 asks the method for the linear
@@ -395,10 +396,7 @@ static fg_status prox_terms(server *s, int n) {
   if (!(s->mp.prox_mu > 0)) return FG_OK;
   if (!s->ops->client_prox || !s->method_state)
     return FG_FAIL(FG_ERR_INTERNAL, "method %s: a proximal term without the method's client terms", s->mc->name);
-  int64_t total = 0;
-  for (int i = 0; i < n; i++)
-    if (s->jobs[i].level >= 0) total += fg_graph_state_numel(s->level_graph[s->jobs[i].level]);
-  FG_TRY(prox_layout(s, s->jobs, n, total));
+  FG_TRY(prox_layout(s, s->jobs, n, -1));
   for (int i = 0; i < n; i++) {
     const fg_job *j = &s->jobs[i];
     if (j->level < 0) continue;
