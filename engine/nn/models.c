@@ -269,8 +269,36 @@ static int basic_block(const build_ctx *bc, int x, int l, int u, int64_t in_c, i
   return fg_graph_relu(g, y, name2(a, sizeof a, p, "relu2"));
 }
 
-/* Blocks 1..depth (stem + layer1 is block 1); with exits, exit j (global pool + linear) after
- * block j < 4, and the model's own pool + fc only when all four blocks are built. */
+/* One depthwise-separable block of a DepthFL exit (FG_EXIT_HEAD_DEPTHFL, models.h): in_c -> out_c,
+ * halving the map, named <prefix>.dw1, .pw1, .bn1, .relu1, .dw2, .pw2, .bn2, .relu2. */
+static int depthfl_sep_block(const build_ctx *b, int x, const char *prefix, int64_t in_c, int64_t out_c) {
+  fg_graph *g = b->g;
+  char n[FG_NAME_CAP];
+  x = fg_graph_conv(g, x, in_c, 3, 2, 1, (int)in_c, 0, FG_INIT_NORMAL_FAN_OUT, name2(n, sizeof n, prefix, "dw1"));
+  x = conv_scaled(b, x, in_c, 1, 1, 0, 0, FG_INIT_NORMAL_FAN_OUT, name2(n, sizeof n, prefix, "pw1"));
+  x = fg_graph_bn(g, x, name2(n, sizeof n, prefix, "bn1"));
+  x = fg_graph_relu(g, x, name2(n, sizeof n, prefix, "relu1"));
+  x = fg_graph_conv(g, x, in_c, 3, 1, 1, (int)in_c, 0, FG_INIT_NORMAL_FAN_OUT, name2(n, sizeof n, prefix, "dw2"));
+  x = conv_scaled(b, x, out_c, 1, 1, 0, 0, FG_INIT_NORMAL_FAN_OUT, name2(n, sizeof n, prefix, "pw2"));
+  x = fg_graph_bn(g, x, name2(n, sizeof n, prefix, "bn2"));
+  return fg_graph_relu(g, x, name2(n, sizeof n, prefix, "relu2"));
+}
+
+/* DepthFL's exit j < 4 on block j's output x (FG_EXIT_HEAD_DEPTHFL, models.h): separable blocks down to
+ * the last block's channels, global pool, linear; marked as an output. */
+static int depthfl_exit(const build_ctx *b, const stage_geom *geo, int x, int j) {
+  char prefix[FG_NAME_CAP], n[FG_NAME_CAP];
+  for (int k = j; k < geo->blocks; k++) {
+    snprintf(prefix, sizeof prefix, "exit%d.sep%d", j, k - j + 1);
+    x = depthfl_sep_block(b, x, prefix, geo->channels[k], geo->channels[k + 1]);
+  }
+  snprintf(prefix, sizeof prefix, "exit%d", j);
+  x = fg_graph_avgpool(b->g, x, name2(n, sizeof n, prefix, "pool"));
+  return fg_graph_mark_output(b->g, fg_graph_linear(b->g, x, b->classes, 1, name2(n, sizeof n, prefix, "fc")));
+}
+
+/* Blocks 1..depth (stem + layer1 is block 1); with exits, exit j (global pool + linear, or DepthFL's
+ * classifier) after block j < 4, and the model's own pool + fc only when all four blocks are built. */
 static fg_status build_resnet(const fg_model_spec *s, int depth, const int units[4], const build_ctx *b) {
   fg_graph *g = b->g;
   double m = fg_model_width(s);
@@ -292,7 +320,12 @@ static fg_status build_resnet(const fg_model_spec *s, int depth, const int units
       c = out_c;
     }
     if (b->stage && stage_after_block(b, &geo, l, x)) return fg_graph_status(g);
-    if (s->exits && l < 4) early_exit(b, x, l, out_c);
+    if (s->exits && l < 4) {
+      if (s->exit_head == FG_EXIT_HEAD_DEPTHFL)
+        depthfl_exit(b, &geo, x, l);
+      else
+        early_exit(b, x, l, out_c);
+    }
   }
   if (depth < 4) return fg_graph_status(g);
   x = fg_graph_avgpool(g, x, "pool");
@@ -320,15 +353,18 @@ fg_status fg_model_build(const fg_model_spec *s, fg_graph **out) {
     if (s->exits || s->depth)
       return FG_FAIL(FG_ERR_INVALID, "model %s: a NeuLite stage model has no early exits and no depth", s->arch);
   }
+  if (s->exit_head != FG_EXIT_HEAD_MODEL && s->exit_head != FG_EXIT_HEAD_SCALEFL && s->exit_head != FG_EXIT_HEAD_DEPTHFL)
+    return FG_FAIL(FG_ERR_INVALID, "model %s: exit head kind %d, expected %d (the model's), %d (ScaleFL's) or %d (DepthFL's)",
+                   s->arch, (int)s->exit_head, (int)FG_EXIT_HEAD_MODEL, (int)FG_EXIT_HEAD_SCALEFL,
+                   (int)FG_EXIT_HEAD_DEPTHFL);
+  if (s->exit_head == FG_EXIT_HEAD_DEPTHFL && (blocks != 4 || !s->exits || s->stage))
+    return FG_FAIL(FG_ERR_INVALID, "model %s: DepthFL's exit classifiers exist only on a resnet with exits", s->arch);
   int depth = s->depth ? s->depth : blocks;
   if (depth < 1 || depth > blocks)
     return FG_FAIL(FG_ERR_INVALID, "model %s: depth %d, expected 1..%d", s->arch, s->depth, blocks);
   double rate = s->rate > 0 ? s->rate : 1.0;
   if (!(rate <= 1.0))
     return FG_FAIL(FG_ERR_INVALID, "model %s: width rate %g, expected 0 < rate <= 1", s->arch, s->rate);
-  if (s->exit_head != FG_EXIT_HEAD_MODEL && s->exit_head != FG_EXIT_HEAD_SCALEFL)
-    return FG_FAIL(FG_ERR_INVALID, "model %s: exit head kind %d, expected %d (the model's) or %d (ScaleFL's)", s->arch,
-                   (int)s->exit_head, (int)FG_EXIT_HEAD_MODEL, (int)FG_EXIT_HEAD_SCALEFL);
   fg_graph *g = fg_graph_create(s->in_c, s->in_h, s->in_w);
   if (!g) return FG_FAIL(FG_ERR_OOM, "model %s: out of memory", s->arch);
   fg_status st = fg_graph_status(g);

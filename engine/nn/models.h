@@ -1,8 +1,8 @@
 /* Built-in models (models.md): `cnn` (with optional early exits), `vgg-me` (HypeMeFed's
  * multi-exit VGG, four input variants), `resnet18`, `resnet34` (CIFAR-style, with optional early
- * exits: ours, for the depth methods; models.md gives the resnets none), and ScaleFL's exit
- * heads on any of them (fg_exit_head). Parameter names are those of models.md, so a checkpoint
- * loads into an equivalent PyTorch module unchanged.
+ * exits: ours, for the depth methods; models.md gives the resnets none), with the early exits'
+ * heads of the model, of ScaleFL or of DepthFL (fg_exit_head). Parameter names are those of
+ * models.md, so a checkpoint loads into an equivalent PyTorch module unchanged.
  * Owns nothing: builds graphs (engine/nn/graph.h). */
 #ifndef FG_MODELS_H
 #define FG_MODELS_H
@@ -26,6 +26,14 @@ typedef enum fg_exit_head {
                              3 x (conv3x3 C->C stride 1 pad 1 no bias, Scaler, BN, ReLU), global
                              average pool, linear C->K with bias: 3 (9 C^2 + 2 C) + C K + K
                              parameters, named scalefl.exit{j}.conv{i}, .bn{i}, .fc (i = 1..3) */
+  FG_EXIT_HEAD_DEPTHFL,   /* DepthFL's bottleneck classifier, resnets only (baselines.md A.4; ours
+                             without its attention gate): after block j, 4 - j depthwise-separable
+                             blocks exit{j}.sep{s} (s = 1..4-j), block s taking block j+s-1's
+                             channels C to block j+s's C' with stride 2: dw 3x3 stride 2 (dw1), 1x1
+                             C->C (pw1), BN (bn1), ReLU, dw 3x3 stride 1 (dw2), 1x1 C->C' (pw2), BN
+                             (bn2), ReLU, all convs bias-free; then global average pool
+                             (exit{j}.pool) and linear C_4 -> classes with bias (exit{j}.fc).
+                             Parameters of block s: 20 C + C^2 + C C' + 2 C'. */
 } fg_exit_head;
 
 typedef struct fg_model_spec {

@@ -841,7 +841,7 @@ Test(config, options_a_method_does_not_take) {
   EXPECT_ERROR(MINIMAL "method: {name: exclusivefl, scaler: false}\n", "method.scaler: method exclusivefl");
   /* neulite's options belong to neulite only, and neulite takes no other method's */
   EXPECT_ERROR(MINIMAL "method: {name: depthfl, schedule: sequential}\n",
-               "method.schedule: method depthfl does not take 'schedule' (it takes: weighting, sampling, kd, kd_ramp_rounds)");
+               "method.schedule: method depthfl does not take 'schedule' (it takes: weighting, sampling, kd, kd_ramp_rounds, feddyn_alpha)");
   EXPECT_ERROR(MINIMAL "method: {name: fedavg, lambdas: [1, 1, 1]}\n", "method.lambdas: method fedavg does not take");
   EXPECT_ERROR(MINIMAL "method: {name: scalefl, gammas: [1, 1, 1]}\n", "method.gammas: method scalefl does not take");
   EXPECT_ERROR(MINIMAL "method: {name: heterofl, em_threshold: 0.1}\n", "method.em_threshold: method heterofl");
