@@ -76,3 +76,5 @@ Test(presets, fedrolex_cifar10_gives_each_width_a_fifth) { tiers_map_one_to_one(
 Test(presets, scalefl_cifar10_gives_each_level_a_quarter) { tiers_map_one_to_one("scalefl-cifar10"); }
 
 Test(presets, scalefl_fmnist_gives_each_level_a_quarter) { tiers_map_one_to_one("scalefl"); }
+
+Test(presets, depthfl_cifar100_gives_each_depth_a_quarter) { tiers_map_one_to_one("depthfl-cifar100"); }
