@@ -25,6 +25,7 @@
 #include "apps/progress.h"
 #include "engine/io/atomic_file.h"
 #include "fedgap_config.h"
+#include "fedgap_revision.h"
 #include "fl/config.h"
 #include "fl/seed_table.h"
 #include "fl/server.h"

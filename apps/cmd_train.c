@@ -11,6 +11,7 @@
 #include "engine/nn/fit.h"
 #include "engine/nn/weights.h"
 #include "fedgap_config.h"
+#include "fedgap_revision.h"
 
 /* Datasets, model and trainer of one command, released together. */
 typedef struct session {

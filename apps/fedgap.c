@@ -5,6 +5,7 @@
 
 #include "apps/cli.h"
 #include "fedgap_config.h"
+#include "fedgap_revision.h"
 
 typedef struct cli_command {
   const char *name;

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "engine/nn/fit.h"
+#include "fedgap_revision.h"
 #include "fl/checkpoint.h"
 #include "fl/client.h"
 #include "fl/job.h"
@@ -782,7 +783,7 @@ static fg_status write_summary(server *s, const char *dir, const fg_run_result *
   sum.sampling = fg_sampling_kind_name(s->schedule ? FG_SAMPLE_ELIGIBLE : sampling_kind(s));
   sum.dataset = s->cfg->dataset;
   sum.arch = s->cfg->arch;
-  sum.revision = NULL;
+  sum.revision = FEDGAP_GIT_REV;
   sum.rounds = s->cfg->rounds;
   sum.final_accuracy = res->final_accuracy;
   sum.best_accuracy = best;
