@@ -1,0 +1,299 @@
+/* Messages as safetensors, their chunks and reassembly. */
+#include "mqtt/mqtt_wire.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "engine/io/safetensors.h"
+
+static const uint32_t chunk_magic = 0x4b434746u; /* "FGCK" */
+static const char *const kind_names[] = {NULL, "job", "result"};
+
+/* ---- messages ----------------------------------------------------------------------------- */
+
+static fg_status bad_msg(const char *fmt, const char *detail) {
+  return FG_FAIL(FG_ERR_FORMAT, fmt, detail);
+}
+
+static fg_wire_header job_header(const fg_msg *m) {
+  fg_wire_header h = {FG_WIRE_ROUND, m->job.method, m->job.round, FG_OK, m->numel, 1};
+  return h;
+}
+
+fg_status fg_msg_encode(const fg_msg *m, const float *state, unsigned char **bytes, size_t *len) {
+  *bytes = NULL;
+  *len = 0;
+  if ((m->kind != FG_MSG_JOB && m->kind != FG_MSG_RESULT) || m->numel < 0 || (m->numel > 0 && !state) ||
+      (m->kind == FG_MSG_RESULT && m->result.numel != m->numel))
+    return FG_FAIL(FG_ERR_INVALID, "message: kind %d with %lld floats is not a job or result", (int)m->kind,
+                   (long long)m->numel);
+  unsigned char job[128], result[FG_RESULT_BYTES];
+  size_t job_len = 0, result_len = 0;
+  fg_wire_header h = job_header(m);
+  FG_TRY(fg_wire_header_encode(&h, &m->job, job, sizeof job, &job_len));
+  if (m->kind == FG_MSG_RESULT) FG_TRY(fg_result_encode(&m->result, result, sizeof result, &result_len));
+  char hash[24];
+  snprintf(hash, sizeof hash, "%016" PRIx64, m->config_hash);
+  fg_st_writer w;
+  fg_st_writer_init(&w);
+  int64_t job_shape = (int64_t)job_len, result_shape = (int64_t)result_len, state_shape = m->numel;
+  fg_status s = fg_st_writer_set_metadata(&w, "fedgap.kind", kind_names[m->kind]);
+  if (s == FG_OK) s = fg_st_writer_set_metadata(&w, "fedgap.run", m->run);
+  if (s == FG_OK) s = fg_st_writer_set_metadata(&w, "fedgap.config_hash", hash);
+  if (s == FG_OK) s = fg_st_writer_add(&w, "job", FG_ST_U8, 1, &job_shape, job);
+  if (s == FG_OK && m->kind == FG_MSG_RESULT) s = fg_st_writer_add(&w, "result", FG_ST_U8, 1, &result_shape, result);
+  if (s == FG_OK) s = fg_st_writer_add(&w, "state", FG_ST_F32, 1, &state_shape, state);
+  if (s == FG_OK) s = fg_st_writer_to_memory(&w, bytes, len);
+  fg_st_writer_free(&w);
+  return s;
+}
+
+static fg_status read_kind(const fg_st_file *f, fg_msg *m) {
+  const char *kind = fg_st_metadata(f, "fedgap.kind");
+  if (!kind) return bad_msg("message: no metadata entry %s", "fedgap.kind");
+  if (strcmp(kind, "job") == 0) m->kind = FG_MSG_JOB;
+  else if (strcmp(kind, "result") == 0) m->kind = FG_MSG_RESULT;
+  else return bad_msg("message: kind '%.40s' is neither job nor result", kind);
+  const char *run = fg_st_metadata(f, "fedgap.run");
+  if (!run) return bad_msg("message: no metadata entry %s", "fedgap.run");
+  if (strlen(run) >= sizeof m->run) return bad_msg("message: run name '%.40s...' is too long", run);
+  snprintf(m->run, sizeof m->run, "%s", run);
+  const char *hash = fg_st_metadata(f, "fedgap.config_hash");
+  char *end = NULL;
+  if (!hash || strlen(hash) != 16) return bad_msg("message: config hash '%.40s' is not 16 hex digits", hash ? hash : "");
+  m->config_hash = strtoull(hash, &end, 16);
+  if (*end) return bad_msg("message: config hash '%.40s' is not 16 hex digits", hash);
+  return FG_OK;
+}
+
+/* The U8 tensor `name`, or NULL with the error recorded. */
+static const fg_st_entry *bytes_entry(const fg_st_file *f, const char *name) {
+  const fg_st_entry *e = fg_st_find(f, name);
+  if (!e) bad_msg("message: no tensor '%s'", name);
+  else if (e->dtype != FG_ST_U8 || e->ndim != 1) {
+    bad_msg("message: tensor '%s' is not a U8 vector", name);
+    e = NULL;
+  }
+  return e;
+}
+
+static fg_status read_job(const fg_st_file *f, fg_msg *m) {
+  const fg_st_entry *e = bytes_entry(f, "job");
+  if (!e) return FG_ERR_FORMAT;
+  fg_wire_header h;
+  fg_status s = fg_wire_header_decode(e->data, e->nbytes, &h, &m->job, 1);
+  if (s != FG_OK) {
+    fg_error_prefix("message");
+    return FG_ERR_FORMAT;
+  }
+  if (h.kind != FG_WIRE_ROUND || h.n != 1) return bad_msg("message: tensor '%s' is not one job", "job");
+  if (h.method != m->job.method || h.round != m->job.round)
+    return bad_msg("message: %s disagrees with its job (method, round)", "the job header");
+  if (m->job.slot < 0 || m->job.round < 0 || m->job.client < 0 || m->job.level < 0)
+    return bad_msg("message: %s has a negative round, slot, client or level", "the job");
+  m->numel = h.state_numel;
+  return FG_OK;
+}
+
+static fg_status read_result(const fg_st_file *f, fg_msg *m) {
+  if (m->kind != FG_MSG_RESULT) {
+    if (fg_st_find(f, "result")) return bad_msg("message: a job carries a tensor '%s'", "result");
+    return FG_OK;
+  }
+  const fg_st_entry *e = bytes_entry(f, "result");
+  if (!e) return FG_ERR_FORMAT;
+  if (fg_result_decode(e->data, e->nbytes, &m->result) != FG_OK) {
+    fg_error_prefix("message");
+    return FG_ERR_FORMAT;
+  }
+  if (m->result.round != m->job.round || m->result.slot != m->job.slot)
+    return FG_FAIL(FG_ERR_FORMAT, "message: the result answers round %d, slot %d, its job round %d, slot %d",
+                   m->result.round + 1, m->result.slot, m->job.round + 1, m->job.slot);
+  if (m->result.numel != m->numel)
+    return FG_FAIL(FG_ERR_FORMAT, "message: the result declares %lld floats, its job header %lld",
+                   (long long)m->result.numel, (long long)m->numel);
+  return FG_OK;
+}
+
+static fg_status read_state(const fg_st_file *f, const fg_msg *m, float *state, int64_t cap) {
+  const fg_st_entry *e = fg_st_find(f, "state");
+  if (!e) return bad_msg("message: no tensor '%s'", "state");
+  if (fg_st_count(f) != (m->kind == FG_MSG_RESULT ? 3u : 2u))
+    return FG_FAIL(FG_ERR_FORMAT, "message: %zu tensors, a %s has %d", fg_st_count(f), kind_names[m->kind],
+                   m->kind == FG_MSG_RESULT ? 3 : 2);
+  if (e->dtype != FG_ST_F32 || e->ndim != 1 || e->shape[0] != m->numel)
+    return FG_FAIL(FG_ERR_FORMAT, "message: tensor 'state' is not F32 [%lld] as its job declares",
+                   (long long)m->numel);
+  if (m->numel > cap)
+    return FG_FAIL(FG_ERR_FORMAT, "message: %lld floats of state, more than the %lld expected at most (oversized)",
+                   (long long)m->numel, (long long)cap);
+  int64_t shape = m->numel;
+  return fg_st_read_f32(f, "state", 1, &shape, state);
+}
+
+fg_status fg_msg_decode(const unsigned char *bytes, size_t len, fg_msg *m, float *state, int64_t cap) {
+  memset(m, 0, sizeof *m);
+  fg_st_file *f = NULL;
+  fg_status s = fg_st_open_memory("message", bytes, len, &f);
+  if (s != FG_OK) return s;
+  s = read_kind(f, m);
+  if (s == FG_OK) s = read_job(f, m);
+  if (s == FG_OK) s = read_result(f, m);
+  if (s == FG_OK) s = read_state(f, m, state, cap);
+  fg_st_close(f);
+  return s;
+}
+
+/* ---- chunks ------------------------------------------------------------------------------- */
+
+static void put_le(unsigned char *p, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le(const unsigned char *p, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; i++) v |= (uint64_t)p[i] << (8 * i);
+  return v;
+}
+
+uint64_t fg_transfer_id(fg_msg_kind kind, int round, int slot) {
+  return (uint64_t)kind << 60 | (uint64_t)(uint32_t)round << 28 | ((uint64_t)(uint32_t)slot & 0x0fffffffu);
+}
+
+fg_status fg_transfer_parse(uint64_t transfer, fg_msg_kind *kind, int *round, int *slot) {
+  uint64_t k = transfer >> 60, r = (transfer >> 28) & 0xffffffffu;
+  if ((k != FG_MSG_JOB && k != FG_MSG_RESULT) || r > INT32_MAX)
+    return FG_FAIL(FG_ERR_FORMAT, "chunk: transfer id %016" PRIx64 " names no job or result", transfer);
+  *kind = (fg_msg_kind)k;
+  *round = (int)r;
+  *slot = (int)(transfer & 0x0fffffffu);
+  return FG_OK;
+}
+
+uint32_t fg_chunk_count(size_t total, size_t chunk_bytes) {
+  if (chunk_bytes == 0) return 0;
+  size_t n = (total + chunk_bytes - 1) / chunk_bytes;
+  return n == 0 ? 1 : (uint32_t)n; /* an empty message is one empty chunk */
+}
+
+static int sha256(const unsigned char *data, size_t len, unsigned char out[FG_SHA256_BYTES]) {
+  unsigned int n = 0;
+  return EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) == 1 && n == FG_SHA256_BYTES;
+}
+
+fg_status fg_chunk_make(uint64_t transfer, const unsigned char *msg, size_t total, size_t chunk_bytes,
+                        uint32_t index, unsigned char *out, size_t cap, size_t *len) {
+  uint32_t count = fg_chunk_count(total, chunk_bytes);
+  if (chunk_bytes == 0 || chunk_bytes > UINT32_MAX || index >= count)
+    return FG_FAIL(FG_ERR_INVALID, "chunk %u of %u (chunks of %zu bytes) does not exist", index, count, chunk_bytes);
+  size_t at = (size_t)index * chunk_bytes, n = total - at < chunk_bytes ? total - at : chunk_bytes;
+  if (cap < FG_CHUNK_HEAD_BYTES + n)
+    return FG_FAIL(FG_ERR_INVALID, "chunk: a buffer of %zu bytes holds no chunk of %zu", cap, n);
+  put_le(out, chunk_magic, 4);
+  put_le(out + 4, transfer, 8);
+  put_le(out + 12, index, 4);
+  put_le(out + 16, count, 4);
+  put_le(out + 20, total, 8);
+  put_le(out + 28, chunk_bytes, 4);
+  put_le(out + 32, n, 4);
+  if (!sha256(msg + at, n, out + 36)) return FG_FAIL(FG_ERR_LIBRARY, "OpenSSL: SHA-256 failed");
+  memcpy(out + FG_CHUNK_HEAD_BYTES, msg + at, n);
+  *len = FG_CHUNK_HEAD_BYTES + n;
+  return FG_OK;
+}
+
+static fg_status bad_chunk(const char *field, const char *why) {
+  return FG_FAIL(FG_ERR_FORMAT, "chunk: %s %s", field, why);
+}
+
+fg_status fg_chunk_read_head(const unsigned char *chunk, size_t len, fg_chunk_head *h) {
+  memset(h, 0, sizeof *h);
+  if (len < FG_CHUNK_HEAD_BYTES)
+    return FG_FAIL(FG_ERR_FORMAT, "chunk: %zu bytes, shorter than its header (%d; truncated)", len,
+                   FG_CHUNK_HEAD_BYTES);
+  if (get_le(chunk, 4) != chunk_magic) return bad_chunk("magic", "is not a chunk's");
+  h->transfer = get_le(chunk + 4, 8);
+  h->index = (uint32_t)get_le(chunk + 12, 4);
+  h->count = (uint32_t)get_le(chunk + 16, 4);
+  h->total = get_le(chunk + 20, 8);
+  h->chunk_bytes = (uint32_t)get_le(chunk + 28, 4);
+  h->len = (uint32_t)get_le(chunk + 32, 4);
+  memcpy(h->sha256, chunk + 36, FG_SHA256_BYTES);
+  if (h->chunk_bytes == 0) return bad_chunk("chunk_bytes", "is 0");
+  if (h->total > SIZE_MAX) return bad_chunk("total", "is larger than this machine's memory");
+  if (h->count != fg_chunk_count((size_t)h->total, h->chunk_bytes))
+    return bad_chunk("count", "does not match the total and chunk size");
+  if (h->index >= h->count) return bad_chunk("index", "is past the last chunk");
+  uint64_t at = (uint64_t)h->index * h->chunk_bytes;
+  uint64_t expected = h->total - at < h->chunk_bytes ? h->total - at : h->chunk_bytes;
+  if (h->len != expected) return bad_chunk("len", "does not match its index, the total and the chunk size");
+  if (len != FG_CHUNK_HEAD_BYTES + (size_t)h->len)
+    return FG_FAIL(FG_ERR_FORMAT, "chunk: %zu bytes where its header says %u (truncated or padded)", len,
+                   FG_CHUNK_HEAD_BYTES + h->len);
+  return FG_OK;
+}
+
+/* ---- reassembly --------------------------------------------------------------------------- */
+
+void fg_assembly_init(fg_assembly *a, uint64_t max_total) {
+  memset(a, 0, sizeof *a);
+  a->max_total = max_total;
+}
+
+void fg_assembly_reset(fg_assembly *a) {
+  uint64_t max_total = a->max_total;
+  free(a->have);
+  free(a->bytes);
+  fg_assembly_init(a, max_total);
+}
+
+void fg_assembly_free(fg_assembly *a) { fg_assembly_reset(a); }
+
+static fg_status begin(fg_assembly *a, const fg_chunk_head *h) {
+  if (h->total > a->max_total)
+    return FG_FAIL(FG_ERR_FORMAT, "chunk: a message of %" PRIu64 " bytes, more than the %" PRIu64 " accepted "
+                   "(oversized)", h->total, a->max_total);
+  a->have = calloc(h->count, 1);
+  a->bytes = malloc(h->total ? (size_t)h->total : 1);
+  if (!a->have || !a->bytes) {
+    fg_assembly_reset(a);
+    return FG_FAIL(FG_ERR_OOM, "chunk: out of memory for a message of %" PRIu64 " bytes", h->total);
+  }
+  a->first = *h;
+  a->started = 1;
+  a->received = 0;
+  return FG_OK;
+}
+
+fg_status fg_assembly_add(fg_assembly *a, const unsigned char *chunk, size_t len, int *complete) {
+  *complete = 0;
+  fg_chunk_head h;
+  FG_TRY(fg_chunk_read_head(chunk, len, &h));
+  unsigned char digest[FG_SHA256_BYTES];
+  const unsigned char *data = chunk + FG_CHUNK_HEAD_BYTES;
+  if (!sha256(data, h.len, digest)) return FG_FAIL(FG_ERR_LIBRARY, "OpenSSL: SHA-256 failed");
+  if (memcmp(digest, h.sha256, FG_SHA256_BYTES) != 0)
+    return FG_FAIL(FG_ERR_FORMAT, "chunk %u of %u: its bytes do not match their SHA-256 (corrupted)", h.index,
+                   h.count);
+  if (!a->started) FG_TRY(begin(a, &h));
+  if (h.transfer != a->first.transfer)
+    return FG_FAIL(FG_ERR_FORMAT, "chunk: transfer %016" PRIx64 " while %016" PRIx64 " is being assembled",
+                   h.transfer, a->first.transfer);
+  if (h.total != a->first.total || h.chunk_bytes != a->first.chunk_bytes)
+    return FG_FAIL(FG_ERR_FORMAT, "chunk %u: total or chunk size differ from the transfer's first chunk", h.index);
+  unsigned char *dst = a->bytes + (size_t)h.index * h.chunk_bytes;
+  if (a->have[h.index]) {
+    if (memcmp(dst, data, h.len) != 0)
+      return FG_FAIL(FG_ERR_FORMAT, "chunk %u of %u: arrived again with other bytes", h.index, h.count);
+  } else {
+    memcpy(dst, data, h.len);
+    a->have[h.index] = 1;
+    a->received++;
+  }
+  *complete = a->received == a->first.count;
+  return FG_OK;
+}
