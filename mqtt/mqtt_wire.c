@@ -1,6 +1,7 @@
 /* Messages as safetensors, their chunks and reassembly. */
 #include "mqtt/mqtt_wire.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,6 +147,104 @@ fg_status fg_msg_decode(const unsigned char *bytes, size_t len, fg_msg *m, float
   if (s == FG_OK) s = read_state(f, m, state, cap);
   fg_st_close(f);
   return s;
+}
+
+/* ---- topics and statuses ---------------------------------------------------------------- */
+
+static int topic_word(const char *w) { return w && *w && strcspn(w, "/+# ") == strlen(w); }
+
+fg_status fg_mqtt_topic(char *out, size_t cap, const char *run, const char *what, const char *id) {
+  if (!topic_word(run)) return FG_FAIL(FG_ERR_INVALID, "run name '%.80s' is empty or holds '/', '+', '#' or a space",
+                                       run ? run : "");
+  if (id && !topic_word(id))
+    return FG_FAIL(FG_ERR_INVALID, "device id '%.80s' is empty or holds '/', '+', '#' or a space", id);
+  int n = id ? snprintf(out, cap, "fg/%s/%s/%s", run, what, id) : snprintf(out, cap, "fg/%s/%s", run, what);
+  if (n < 0 || (size_t)n >= cap) return FG_FAIL(FG_ERR_INVALID, "topic fg/%.80s/%s/... is too long", run, what);
+  return FG_OK;
+}
+
+fg_status fg_device_status_format(const fg_device_status *st, char *out, size_t cap) {
+  if (!st->online) {
+    snprintf(out, cap, "offline");
+    return FG_OK;
+  }
+  if (st->n_methods < 0 || st->n_methods > FG_MAX_METHODS || !topic_word(st->version) || !topic_word(st->backend))
+    return FG_FAIL(FG_ERR_INVALID, "device status: %d methods, version '%s', backend '%s'", st->n_methods,
+                   st->version, st->backend);
+  size_t n = (size_t)snprintf(out, cap, "online version=%s backend=%s budget=%" PRIu64 " samples=%" PRId64
+                              " client=%d config=%016" PRIx64 " fits=", st->version, st->backend, st->budget,
+                              st->samples, st->client, st->config_hash);
+  for (int m = 0; m < st->n_methods && n < cap; m++)
+    n += (size_t)snprintf(out + n, cap - n, "%s%d", m ? "," : "", st->fits[m]);
+  if (n >= cap) return FG_FAIL(FG_ERR_INVALID, "device status: more than %zu bytes", cap);
+  return FG_OK;
+}
+
+/* The value of key=VALUE in a status line: its first character, its length in *len. */
+static const char *status_value(const char *text, const char *key, size_t *len) {
+  size_t k = strlen(key);
+  for (const char *p = text; (p = strstr(p, key)) != NULL; p += k)
+    if ((p == text || p[-1] == ' ') && p[k] == '=') {
+      *len = strcspn(p + k + 1, " ");
+      return p + k + 1;
+    }
+  return NULL;
+}
+
+static fg_status status_number(const char *text, const char *key, int base, int is_signed, void *out) {
+  size_t len = 0;
+  const char *v = status_value(text, key, &len);
+  char buf[32], *end = NULL;
+  if (!v || len == 0 || len >= sizeof buf) return FG_FAIL(FG_ERR_FORMAT, "device status: no valid %s", key);
+  memcpy(buf, v, len);
+  buf[len] = '\0';
+  errno = 0;
+  if (is_signed) *(int64_t *)out = strtoll(buf, &end, base);
+  else *(uint64_t *)out = strtoull(buf, &end, base);
+  if (*end || errno || (!is_signed && buf[0] == '-')) return FG_FAIL(FG_ERR_FORMAT, "device status: %s=%s is not a number", key, buf);
+  return FG_OK;
+}
+
+static fg_status status_word(const char *text, const char *key, char *out, size_t cap) {
+  size_t len = 0;
+  const char *v = status_value(text, key, &len);
+  if (!v || len == 0 || len >= cap) return FG_FAIL(FG_ERR_FORMAT, "device status: no valid %s", key);
+  memcpy(out, v, len);
+  out[len] = '\0';
+  return FG_OK;
+}
+
+fg_status fg_device_status_parse(const char *text, fg_device_status *st) {
+  memset(st, 0, sizeof *st);
+  st->client = -1;
+  if (strcmp(text, "offline") == 0) return FG_OK;
+  if (strncmp(text, "online ", 7) != 0)
+    return FG_FAIL(FG_ERR_FORMAT, "device status '%.60s' is neither online nor offline", text);
+  st->online = 1;
+  int64_t client = 0, samples = 0;
+  FG_TRY(status_word(text, "version", st->version, sizeof st->version));
+  FG_TRY(status_word(text, "backend", st->backend, sizeof st->backend));
+  FG_TRY(status_number(text, "budget", 10, 0, &st->budget));
+  FG_TRY(status_number(text, "samples", 10, 1, &samples));
+  FG_TRY(status_number(text, "client", 10, 1, &client));
+  FG_TRY(status_number(text, "config", 16, 0, &st->config_hash));
+  if (samples < 0 || client < -1 || client > INT32_MAX)
+    return FG_FAIL(FG_ERR_FORMAT, "device status: samples %" PRId64 " or client %" PRId64 " out of range", samples,
+                   client);
+  st->samples = samples;
+  st->client = (int)client;
+  size_t len = 0;
+  const char *fits = status_value(text, "fits", &len);
+  if (!fits || len == 0) return FG_FAIL(FG_ERR_FORMAT, "device status: no valid fits");
+  for (const char *p = fits; p < fits + len;) {
+    char *end = NULL;
+    long l = strtol(p, &end, 10);
+    if (end == p || l < -1 || l > 1000 || st->n_methods == FG_MAX_METHODS || (end < fits + len && *end != ','))
+      return FG_FAIL(FG_ERR_FORMAT, "device status: fits=%.*s is not a list of levels", (int)len, fits);
+    st->fits[st->n_methods++] = (int)l;
+    p = end + (end < fits + len);
+  }
+  return FG_OK;
 }
 
 /* ---- chunks ------------------------------------------------------------------------------- */

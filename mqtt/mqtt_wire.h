@@ -18,13 +18,20 @@
  * chunks in any order and repeated ones (QoS 1 may deliver a chunk twice); it refuses, with
  * FG_ERR_FORMAT naming the problem, a chunk of another transfer, a bad magic, header or length,
  * a digest that does not match, a total over the receiver's cap and a repeated index with other
- * bytes. Owns: an assembly's buffers (fg_assembly_free). */
+ * bytes.
+ *
+ * Topics, under fg/<run>/: status/<device> (retained: the device's status, "offline" as its last
+ * will), job/<device> (the server's job chunks), result/<device> (the device's result chunks) and
+ * end (the run is over: "done" or "stopped"). A device's status is one line of text: "online" and its
+ * capabilities as key=value pairs (fg_device_status), or "offline".
+ * Owns: an assembly's buffers (fg_assembly_free). */
 #ifndef FG_MQTT_WIRE_H
 #define FG_MQTT_WIRE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fl/config.h"
 #include "fl/job.h"
 
 typedef enum fg_msg_kind { FG_MSG_JOB = 1, FG_MSG_RESULT = 2 } fg_msg_kind;
@@ -47,6 +54,29 @@ fg_status fg_msg_encode(const fg_msg *m, const float *state, unsigned char **byt
  * a job that is not one job, a result for another round or slot than its job, a state of another
  * size than the job or result declares, or more than cap floats (oversized). */
 fg_status fg_msg_decode(const unsigned char *bytes, size_t len, fg_msg *m, float *state, int64_t cap);
+
+/* ---- topics and statuses ---------------------------------------------------------------- */
+
+/* "fg/<run>/<what>" or, with a device id, "fg/<run>/<what>/<id>", into out [cap]. FG_ERR_INVALID
+ * when it does not fit, or when run or id is empty or holds '/', '+', '#' or a space. */
+fg_status fg_mqtt_topic(char *out, size_t cap, const char *run, const char *what, const char *id);
+
+typedef struct fg_device_status {
+  int online;
+  char version[32];
+  char backend[32];        /* cpu, cuda:0, ... */
+  uint64_t budget;         /* bytes; 0: no cap */
+  int64_t samples;         /* training samples it holds */
+  int client;              /* the client of the partition it holds (a dry run); -1: its own data */
+  uint64_t config_hash;    /* the configuration it planned with */
+  int n_methods;
+  int fits[FG_MAX_METHODS]; /* per method: the most capable level its budget fits here; -1: none */
+} fg_device_status;
+
+/* The status as its line of text into out [cap]. */
+fg_status fg_device_status_format(const fg_device_status *st, char *out, size_t cap);
+/* A status line back. FG_ERR_FORMAT naming the key when it is not one. */
+fg_status fg_device_status_parse(const char *text, fg_device_status *st);
 
 /* ---- chunks ------------------------------------------------------------------------------- */
 
