@@ -40,8 +40,11 @@ typedef struct fg_remote {
    * *outcome FG_REMOTE_TRAINED, or another outcome with the reason in why [why_cap]. */
   fg_status (*result)(void *ctx, const fg_job *j, fg_result *res, float *trained, int64_t cap,
                       fg_remote_outcome *outcome, char *why, size_t why_cap);
-  /* The round is over (absorbed): its spooled results may go. */
+  /* The round is over (absorbed, or failed): its spooled results may go. */
   void (*end_round)(void *ctx, int round);
+  /* Round `round` closed with `answered` results, fewer than `needed`: it failed (the attempt-th
+   * time) and is tried again; the remote records it. */
+  void (*failed_round)(void *ctx, int round, int answered, int needed, int attempt);
 } fg_remote;
 
 #endif

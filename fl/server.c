@@ -580,6 +580,29 @@ static fg_status dispatch_round(server *s, int n) {
   return FG_OK;
 }
 
+/* The round's jobs on the devices until the round closes with at least devices.min_results
+ * results (or every trainable participant's, when there are fewer); a round that closes with
+ * fewer failed, and is tried again devices.retries times before the run stops. */
+static fg_status remote_round(server *s, int round, int n) {
+  int trainable = 0;
+  for (int i = 0; i < n; i++) trainable += s->jobs[i].level >= 0;
+  int needed = s->cfg->devices_min_results < trainable ? s->cfg->devices_min_results : trainable;
+  for (int attempt = 0;; attempt++) {
+    int answered = 0;
+    FG_TRY(dispatch_round(s, n));
+    double t0 = seconds_now();
+    FG_TRY(s->remote->close_round(s->remote->ctx, round, &answered));
+    s->time.server_wait += seconds_now() - t0;
+    if (answered >= needed) return FG_OK;
+    s->remote->end_round(s->remote->ctx, round);
+    if (attempt >= s->cfg->devices_retries)
+      return FG_FAIL(FG_ERR_IO, "round %d failed %d times: %d results of %d participants, fewer than "
+                     "devices.min_results %d (fedgap serve --resume continues from the last checkpoint)", round + 1,
+                     attempt + 1, answered, trainable, needed);
+    s->remote->failed_round(s->remote->ctx, round, answered, needed, attempt + 1);
+  }
+}
+
 /* Whether the record a device sent answers job j, with the floats of its level; else why not. */
 static int answers_job(const server *s, const fg_job *j, const fg_result *res, char *why, size_t cap) {
   int64_t numel = fg_graph_state_numel(s->level_graph[j->level]);
@@ -759,13 +782,7 @@ static fg_status run_round(server *s, int round, fg_round_record *r) {
     s->jobs[i] = make_job(s, round, i, client, round_level >= 0 ? round_level : s->level[client]);
   }
   if (s->t) FG_TRY(send_round(s, round, n));
-  if (s->remote) {
-    int answered = 0;
-    FG_TRY(dispatch_round(s, n));
-    double t1 = seconds_now();
-    FG_TRY(s->remote->close_round(s->remote->ctx, round, &answered));
-    s->time.server_wait += seconds_now() - t1;
-  }
+  if (s->remote) FG_TRY(remote_round(s, round, n));
   double loss_sum = 0;
   int64_t loss_samples = 0;
   int contributed = 0;

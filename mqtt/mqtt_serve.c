@@ -196,9 +196,11 @@ static void on_result_chunk(serve *v, const char *id, const unsigned char *chunk
     say(v, "a result chunk from unknown device %s ignored", id);
     return;
   }
-  if (fg_chunk_read_head(chunk, len, &h) != FG_OK || fg_transfer_parse(h.transfer, &kind, &round, &slot_no) != FG_OK ||
-      kind != FG_MSG_RESULT) {
-    say(v, "device %s: a chunk refused: %s", id, kind != FG_MSG_RESULT && round >= 0 ? "not a result" : fg_last_error());
+  /* A chunk whose fields disagree (e.g. truncated) still names its transfer when its header came. */
+  char head_error[WHY_CAP] = "";
+  if (fg_chunk_read_head(chunk, len, &h) != FG_OK) snprintf(head_error, sizeof head_error, "%s", fg_last_error());
+  if (fg_transfer_parse(h.transfer, &kind, &round, &slot_no) != FG_OK || kind != FG_MSG_RESULT) {
+    say(v, "device %s: a chunk refused: %s", id, head_error[0] ? head_error : "not a result");
     return;
   }
   if (round != v->round || slot_no < 0 || slot_no >= v->cfg->clients) {
@@ -217,9 +219,9 @@ static void on_result_chunk(serve *v, const char *id, const unsigned char *chunk
     return;
   }
   int complete = 0;
-  if (fg_assembly_add(&s->a, chunk, len, &complete) != FG_OK) {
+  if (head_error[0] || fg_assembly_add(&s->a, chunk, len, &complete) != FG_OK) {
     s->state = SLOT_REFUSED;
-    snprintf(s->why, sizeof s->why, "malformed result refused: %.170s", fg_last_error());
+    snprintf(s->why, sizeof s->why, "malformed result refused: %.170s", head_error[0] ? head_error : fg_last_error());
     say(v, "round %d, slot %d (device %s): %s", round + 1, slot_no, id, s->why);
     fg_assembly_reset(&s->a);
     return;
@@ -426,6 +428,13 @@ static void end_round(void *ctx, int round) {
     fg_assembly_reset(&s->a);
     s->state = SLOT_IDLE;
   }
+  v->round = -1; /* what still arrives for it is late; a retry starts its clock again */
+}
+
+static void failed_round(void *ctx, int round, int answered, int needed, int attempt) {
+  serve *v = ctx;
+  say(v, "round %d failed (attempt %d): %d results, fewer than the %d needed (devices.min_results); it is tried "
+      "again", round + 1, attempt, answered, needed);
 }
 
 /* ---- opening and closing ------------------------------------------------------------------ */
@@ -480,6 +489,7 @@ fg_status fg_mqtt_serve_open(const fg_mqtt_serve_options *o, const fg_config *cf
   v->remote.close_round = close_round;
   v->remote.result = result;
   v->remote.end_round = end_round;
+  v->remote.failed_round = failed_round;
   *out = &v->remote;
   return FG_OK;
 }

@@ -1,0 +1,479 @@
+/* Federations of real devices over MQTT on loopback (labels mqtt, slow; built with the MQTT
+ * transport): each test starts its own mosquitto broker on 127.0.0.1 at a free port, then
+ * `fedgap serve` and one `fedgap device` process per client of a small configuration's partition
+ * (a dry run: --client K), on a small Fashion-MNIST-format dataset the test writes.
+ * - three devices give the in-process `fedgap run`'s metrics (timings and process peaks aside)
+ *   and its checkpoint bit for bit, for a method whose clients train different levels (each
+ *   device reports what its budget fits);
+ * - a device killed mid-round (SIGKILL at a training step) is recorded as dropped through its last
+ *   will, the round completes with the others, and the device, started again, takes part later;
+ * - a device stopped past the round's deadline is dropped; its late result is logged and ignored;
+ * - a rogue device (this test, as an MQTT client) that answers with a NaN-carrying, an oversized, a
+ *   truncated and a malformed result, and with a result for a slot it does not hold, has each
+ *   refused with a record naming the problem, never aggregated, and the server runs to the end. */
+#include <arpa/inet.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/run_cmd.h"
+#include "common/run_compare.h"
+#include "common/test_util.h"
+#include "common/tiny_data.h"
+#include "engine/io/atomic_file.h"
+#include "fl/config.h"
+#include "mqtt/mqtt_link.h"
+#include "mqtt/mqtt_wire.h"
+#include <cjson/cJSON.h>
+#include <errno.h>
+
+enum { DEVICES = 3 };
+
+/* A test's scratch folder and the paths in it, freed together. */
+static struct {
+  char *dir;
+  char *paths[48];
+  int n;
+} scratch;
+
+static void scratch_open(void) {
+  memset(&scratch, 0, sizeof scratch);
+  scratch.dir = fgt_mkdtemp();
+}
+
+/* scratch.dir/name, freed by scratch_close. */
+static const char *at(const char *name) {
+  cr_assert_lt(scratch.n, 48);
+  return scratch.paths[scratch.n++] = fgt_join(scratch.dir, name);
+}
+
+static void scratch_close(void) {
+  for (int i = 0; i < scratch.n; i++) free(scratch.paths[i]);
+  fgt_rmtree(scratch.dir);
+  free(scratch.dir);
+  memset(&scratch, 0, sizeof scratch);
+}
+
+static void write_text(const char *path, const char *text) { FGT_OK(fg_write_file_atomic(path, text, strlen(text))); }
+
+/* ---- the broker --------------------------------------------------------------------------- */
+
+static int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  cr_assert_geq(fd, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  socklen_t len = sizeof a;
+  cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+static int port_open(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+static void nap(double seconds) {
+  struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+  nanosleep(&ts, NULL);
+}
+
+typedef struct broker {
+  int pid, port;
+  char url[64];
+} broker;
+
+/* mosquitto with `extra` configuration lines on 127.0.0.1 at a free port. */
+static broker start_broker(const char *extra) {
+  const char *exe = getenv("FEDGAP_MOSQUITTO");
+  cr_assert(exe && *exe, "FEDGAP_MOSQUITTO comes from ctest");
+  broker b;
+  b.port = free_port();
+  char conf[2048];
+  snprintf(conf, sizeof conf, "listener %d 127.0.0.1\npersistence false\nuser root\n%s", b.port,
+           extra ? extra : "allow_anonymous true\n");
+  const char *path = at("mosquitto.conf");
+  write_text(path, conf);
+  const char *argv[] = {exe, "-c", path, NULL};
+  b.pid = fgt_spawn(argv, at("broker.out"), at("broker.err"));
+  for (int i = 0; i < 100 && !port_open(b.port); i++) nap(0.05);
+  cr_assert(port_open(b.port), "mosquitto did not listen on port %d", b.port);
+  snprintf(b.url, sizeof b.url, "%s://127.0.0.1:%d", extra && strstr(extra, "certfile") ? "mqtts" : "mqtt", b.port);
+  return b;
+}
+
+static void stop_broker(broker *b) {
+  kill(b->pid, SIGTERM);
+  fgt_wait(b->pid, 10);
+}
+
+/* ---- the federation ----------------------------------------------------------------------- */
+
+/* Heterogeneous budgets: the three clients fit three different widths of HeteroFL. */
+static const char *CONFIG =
+    "name: loop\nseed: 5\nrounds: %d\n"
+    "data: {dataset: fashion-mnist, dir: %s, partition: {kind: iid}}\n"
+    "model: {arch: cnn, width: 4}\n"
+    "clients:\n  count: 3\n  budgets:\n    kind: tiers\n    tiers:\n"
+    "      - {fraction: 1.05, share: 0.34}\n      - {fraction: 0.6, share: 0.33}\n"
+    "      - {fraction: 0.3, share: 0.33}\n"
+    "sampling: {kind: uniform, per_round: 3}\n"
+    "local: {epochs: %d, batch: 16}\n"
+    "eval: {every: 1}\ncheckpoint: {every: 1}\n"
+    "devices: {deadline: %g, wait: 60, min_results: 1}\n"
+    "method: {name: heterofl}\n";
+
+static const char *write_config_rounds(double deadline, int rounds, int epochs);
+static const char *write_config(double deadline) { return write_config_rounds(deadline, 3, 1); }
+
+static const char *write_config_rounds(double deadline, int rounds, int epochs) {
+  const char *data = at("data");
+  char cmd[4200];
+  snprintf(cmd, sizeof cmd, "mkdir -p %s", data);
+  cr_assert_eq(system(cmd), 0);
+  fgt_write_tiny_fmnist(data, 240, 80, 11);
+  char text[2048];
+  snprintf(text, sizeof text, CONFIG, rounds, data, epochs, deadline);
+  const char *path = at("loop.yaml");
+  write_text(path, text);
+  return path;
+}
+
+/* `fedgap ARGS...` in the background, its output into scratch files named after `tag`. */
+static int spawn_fedgap(const char *tag, const char *const *args) {
+  const char *argv[40] = {getenv("FEDGAP_BINARY")};
+  int n = 1;
+  for (int i = 0; args[i] && n < 39; i++) argv[n++] = args[i];
+  argv[n] = NULL;
+  char out[64], err[64];
+  snprintf(out, sizeof out, "%s.out", tag);
+  snprintf(err, sizeof err, "%s.err", tag);
+  return fgt_spawn(argv, at(out), at(err));
+}
+
+static int spawn_device(const broker *b, const char *config, int k) {
+  char id[16], client[16], tag[16];
+  snprintf(id, sizeof id, "dev%d", k);
+  snprintf(client, sizeof client, "%d", k);
+  snprintf(tag, sizeof tag, "dev%d", k);
+  const char *args[] = {"device", "--broker", b->url, "--id", id, "--config", config, "--client", client,
+                        "--threads", "1", NULL};
+  return spawn_fedgap(tag, args);
+}
+
+static int spawn_serve(const broker *b, const char *config, const char *out) {
+  const char *args[] = {"serve", config, "--broker", b->url, "--out", out, "--threads", "1", NULL};
+  return spawn_fedgap("serve", args);
+}
+
+static char *scratch_text(const char *name) {
+  char *path = fgt_join(scratch.dir, name), *text = fgt_read_text(path);
+  free(path);
+  return text ? text : calloc(1, 1);
+}
+
+/* The in-process run of the configuration into `out`. */
+static void run_in_process(const char *config, const char *out) {
+  const char *argv[] = {"", "run", config, "--out", out, "--threads", "1", NULL};
+  fgt_run r = fgt_run_fedgap(argv);
+  cr_assert_eq(r.status, 0, "fedgap run failed (%d): %s", r.status, r.err);
+  fgt_run_free(&r);
+}
+
+Test(mqtt, three_loopback_devices_equal_the_in_process_run, .timeout = 900) {
+  scratch_open();
+  const char *config = write_config(300);
+  const char *local = at("local"), *remote = at("remote");
+  run_in_process(config, local);
+  broker b = start_broker(NULL);
+  int serve = spawn_serve(&b, config, remote);
+  int dev[DEVICES];
+  for (int k = 0; k < DEVICES; k++) dev[k] = spawn_device(&b, config, k);
+  int rc = fgt_wait(serve, 600);
+  char *err = scratch_text("serve.err");
+  cr_assert_eq(rc, 0, "fedgap serve ended with %d: %s", rc, err);
+  for (int k = 0; k < DEVICES; k++) {
+    int drc = fgt_wait(dev[k], 60);
+    char name[16];
+    snprintf(name, sizeof name, "dev%d.err", k);
+    char *derr = scratch_text(name);
+    cr_assert_eq(drc, 0, "device %d ended with %d: %s", k, drc, derr);
+    free(derr);
+  }
+  fgt_same_run_records(local, remote);
+  char *a = fgt_join(local, "checkpoint.safetensors"), *c = fgt_join(remote, "checkpoint.safetensors");
+  fgt_same_tensors(a, c);
+  free(a);
+  free(c);
+  free(err);
+  stop_broker(&b);
+  scratch_close();
+}
+
+/* ---- reading a run's records -------------------------------------------------------------- */
+
+/* Round `round` (1-based) of dir/metrics.jsonl, parsed (caller deletes). */
+static cJSON *round_record(const char *dir, int round) {
+  char *path = fgt_join(dir, "metrics.jsonl"), *text = fgt_read_text(path);
+  cr_assert_not_null(text, "%s is missing", path);
+  cJSON *found = NULL;
+  for (char *line = strtok(text, "\n"); line && !found; line = strtok(NULL, "\n")) {
+    cJSON *o = cJSON_Parse(line);
+    cr_assert_not_null(o, "%s: a line is not JSON", path);
+    if (cJSON_GetObjectItem(o, "round")->valueint == round) found = o;
+    else cJSON_Delete(o);
+  }
+  cr_assert_not_null(found, "%s has no round %d", path, round);
+  free(text);
+  free(path);
+  return found;
+}
+
+/* The record of client `id` in a round's record. */
+static const cJSON *client_record(const cJSON *round, int id) {
+  const cJSON *clients = cJSON_GetObjectItem(round, "clients");
+  for (const cJSON *c = clients ? clients->child : NULL; c; c = c->next)
+    if (cJSON_GetObjectItem(c, "id")->valueint == id) return c;
+  cr_assert_fail("round %d has no client %d", cJSON_GetObjectItem(round, "round")->valueint, id);
+  return NULL;
+}
+
+static const char *client_status(const cJSON *round, int id) {
+  return cJSON_GetObjectItem(client_record(round, id), "status")->valuestring;
+}
+
+static const char *client_error(const cJSON *round, int id) {
+  const cJSON *e = cJSON_GetObjectItem(client_record(round, id), "error");
+  return e && cJSON_IsString(e) ? e->valuestring : "";
+}
+
+/* The round's count of participants with `status` ("trained", "dropped", ...). */
+static int round_count(const cJSON *round, const char *status) {
+  return cJSON_GetObjectItem(round, status)->valueint;
+}
+
+/* Waits until scratch file `name` holds `needle`, at most `seconds`. */
+static int wait_for_text(const char *name, const char *needle, double seconds) {
+  for (double t = 0; t < seconds; t += 0.05) {
+    char *text = scratch_text(name);
+    int found = strstr(text, needle) != NULL;
+    free(text);
+    if (found) return 1;
+    nap(0.05);
+  }
+  return 0;
+}
+
+static void serve_ok(int serve) {
+  int rc = fgt_wait(serve, 600);
+  char *err = scratch_text("serve.err");
+  cr_assert_eq(rc, 0, "fedgap serve ended with %d: %s", rc, err);
+  free(err);
+}
+
+/* ---- dropouts ----------------------------------------------------------------------------- */
+
+Test(mqtt, a_device_killed_mid_round_is_dropped_and_rejoins, .timeout = 900) {
+  scratch_open();
+  /* Five steps an epoch, four epochs a round: its 30th step is in the middle of its second round. */
+  const char *config = write_config_rounds(300, 8, 4);
+  const char *remote = at("remote");
+  broker b = start_broker(NULL);
+  int serve = spawn_serve(&b, config, remote);
+  int dev[DEVICES];
+  dev[0] = spawn_device(&b, config, 0);
+  dev[2] = spawn_device(&b, config, 2);
+  const char *args[] = {"device", "--broker", b.url, "--id", "dev1", "--config", config, "--client", "1",
+                        "--threads", "1", NULL};
+  const char *argv[16] = {getenv("FEDGAP_BINARY")};
+  for (int i = 0; args[i]; i++) argv[i + 1] = args[i];
+  fgt_run_opts kill = {"train_step:30", 0};
+  dev[1] = fgt_spawn_opts(argv, at("dev1-killed.out"), at("dev1-killed.err"), &kill);
+  cr_assert_eq(fgt_wait(dev[1], 300), -1, "the device was to die of SIGKILL at its 30th training step");
+  dev[1] = spawn_device(&b, config, 1);
+  serve_ok(serve);
+  for (int k = 0; k < DEVICES; k++) cr_assert_eq(fgt_wait(dev[k], 60), 0, "device %d", k);
+
+  cJSON *r1 = round_record(remote, 1), *r2 = round_record(remote, 2), *last = round_record(remote, 8);
+  cr_assert_str_eq(client_status(r1, 1), "ok");
+  cr_assert_str_eq(client_status(r2, 1), "dropped");
+  cr_assert(strstr(client_error(r2, 1), "last will") != NULL, "%s", client_error(r2, 1));
+  cr_assert_eq(round_count(r2, "trained"), 2, "the round completes with the other two");
+  cr_assert_str_eq(client_status(last, 1), "ok", "the device started again takes part in the last round");
+  cr_assert(cJSON_IsNumber(cJSON_GetObjectItem(last, "accuracy")));
+  cJSON_Delete(r1);
+  cJSON_Delete(r2);
+  cJSON_Delete(last);
+  stop_broker(&b);
+  scratch_close();
+}
+
+Test(mqtt, a_device_past_the_deadline_is_dropped_and_its_late_result_ignored, .timeout = 900) {
+  scratch_open();
+  const char *config = write_config_rounds(4, 3, 1);
+  const char *remote = at("remote");
+  broker b = start_broker(NULL);
+  int serve = spawn_serve(&b, config, remote);
+  int dev[DEVICES];
+  for (int k = 0; k < DEVICES; k++) dev[k] = spawn_device(&b, config, k);
+  cr_assert(wait_for_text("serve.err", "device dev1 is online", 120), "dev1 never came online");
+  kill(dev[1], SIGSTOP); /* it holds its first job past the deadline */
+  cr_assert(wait_for_text("serve.err", "missed the round's deadline", 120), "no slot was dropped at the deadline");
+  kill(dev[1], SIGCONT);
+  serve_ok(serve);
+  for (int k = 0; k < DEVICES; k++) cr_assert_eq(fgt_wait(dev[k], 60), 0, "device %d", k);
+  char *err = scratch_text("serve.err");
+  cr_assert(strstr(err, "a late result for round 1") != NULL, "the late result was not logged: %s", err);
+  free(err);
+  cJSON *r1 = round_record(remote, 1);
+  cr_assert_str_eq(client_status(r1, 1), "dropped");
+  cr_assert(strstr(client_error(r1, 1), "deadline") != NULL, "%s", client_error(r1, 1));
+  cr_assert_eq(round_count(r1, "trained"), 2);
+  cJSON_Delete(r1);
+  stop_broker(&b);
+  scratch_close();
+}
+
+/* ---- a rogue device ----------------------------------------------------------------------- */
+
+/* What the rogue answers in each round (0-based). */
+typedef enum rogue_answer { ROGUE_NAN = 0, ROGUE_OVERSIZED, ROGUE_TRUNCATED, ROGUE_MALFORMED, ROGUE_ANSWERS } rogue_answer;
+
+typedef struct rogue {
+  fg_mqtt_link *link;
+  char job[128], result[128], other[128];
+  uint64_t config_hash;
+  fg_assembly a;
+  int answered;
+} rogue;
+
+static void rogue_publish_chunks(rogue *r, const char *topic, uint64_t id, const unsigned char *msg, size_t len,
+                                 size_t cut_last) {
+  enum { CB = 4096 };
+  unsigned char chunk[FG_CHUNK_HEAD_BYTES + CB];
+  uint32_t n = fg_chunk_count(len, CB);
+  for (uint32_t i = 0; i < n; i++) {
+    size_t clen = 0;
+    FGT_OK(fg_chunk_make(id, msg, len, CB, i, chunk, sizeof chunk, &clen));
+    if (i + 1 == n) clen -= cut_last;
+    FGT_OK(fg_mqtt_publish(r->link, topic, chunk, clen, 0));
+  }
+}
+
+/* Answers a job as the round's kind of bad result. */
+static void rogue_answer_job(rogue *r, const fg_msg *job, float *state) {
+  rogue_answer kind = (rogue_answer)(job->job.round % ROGUE_ANSWERS);
+  fg_msg m;
+  memset(&m, 0, sizeof m);
+  m.kind = FG_MSG_RESULT;
+  snprintf(m.run, sizeof m.run, "%s", job->run);
+  m.config_hash = r->config_hash;
+  m.job = job->job;
+  m.result.round = job->job.round;
+  m.result.slot = job->job.slot;
+  m.result.rec.id = job->job.client;
+  m.result.rec.level = job->job.level;
+  m.result.rec.status = FG_CLIENT_OK;
+  m.result.rec.samples = 80;
+  m.result.rec.train_loss = 1.0;
+  m.numel = m.result.numel = job->numel + (kind == ROGUE_OVERSIZED ? 7 : 0);
+  state[3] = kind == ROGUE_NAN ? NAN : state[3];
+  unsigned char *bytes = NULL;
+  size_t len = 0;
+  FGT_OK(fg_msg_encode(&m, state, &bytes, &len));
+  if (kind == ROGUE_MALFORMED)
+    for (size_t i = 0; i < len; i++) bytes[i] = (unsigned char)(i * 7 + 3);
+  uint64_t id = fg_transfer_id(FG_MSG_RESULT, job->job.round, job->job.slot);
+  if (job->job.round == 0) /* first a result for a slot this device does not hold */
+    rogue_publish_chunks(r, r->result, fg_transfer_id(FG_MSG_RESULT, 0, (job->job.slot + 1) % DEVICES), bytes, len, 0);
+  rogue_publish_chunks(r, r->result, id, bytes, len, kind == ROGUE_TRUNCATED ? 10 : 0);
+  free(bytes);
+  r->answered++;
+}
+
+static void rogue_on_chunk(rogue *r, const unsigned char *chunk, size_t len) {
+  int complete = 0;
+  FGT_OK(fg_assembly_add(&r->a, chunk, len, &complete));
+  if (!complete) return;
+  enum { CAP = 1 << 20 };
+  float *state = malloc(CAP * sizeof *state);
+  fg_msg job;
+  FGT_OK(fg_msg_decode(r->a.bytes, (size_t)r->a.first.total, &job, state, CAP - 8));
+  fg_assembly_reset(&r->a);
+  rogue_answer_job(r, &job, state);
+  free(state);
+}
+
+Test(mqtt, malformed_nan_oversized_and_truncated_results_are_refused, .timeout = 900) {
+  scratch_open();
+  const char *config = write_config_rounds(20, ROGUE_ANSWERS, 1);
+  const char *remote = at("remote");
+  fg_config cfg;
+  FGT_OK(fg_config_load(config, NULL, 0, &cfg));
+  rogue r;
+  memset(&r, 0, sizeof r);
+  FGT_OK(fg_config_hash(&cfg, &r.config_hash));
+  fg_config_free(&cfg);
+  broker b = start_broker(NULL);
+  fg_mqtt_options o = {b.url, "rogue", NULL, NULL, NULL, "fg/loop/status/rogue", "offline", 10};
+  FGT_OK(fg_mqtt_connect(&o, &r.link));
+  FGT_OK(fg_mqtt_topic(r.job, sizeof r.job, "loop", "job", "rogue"));
+  FGT_OK(fg_mqtt_topic(r.result, sizeof r.result, "loop", "result", "rogue"));
+  FGT_OK(fg_mqtt_subscribe(r.link, r.job));
+  fg_device_status st = {1, "0", "cpu", 0, 80, 2, r.config_hash, 1, {0}};
+  char text[512];
+  FGT_OK(fg_device_status_format(&st, text, sizeof text));
+  FGT_OK(fg_mqtt_publish(r.link, "fg/loop/status/rogue", text, strlen(text), 1));
+  fg_assembly_init(&r.a, 1 << 24);
+
+  const char *args[] = {"serve", config, "--broker", b.url, "--out", remote, "--threads", "1", "--chunk-kib", "4",
+                        NULL};
+  int serve = spawn_fedgap("serve", args);
+  int dev[2] = {spawn_device(&b, config, 0), spawn_device(&b, config, 1)};
+  int status = 0, done = 0;
+  for (double t = 0; t < 600 && !done; t += 0.1) {
+    fg_mqtt_msg *m = NULL;
+    FGT_OK(fg_mqtt_next(r.link, 0.1, &m));
+    if (m && strcmp(m->topic, r.job) == 0) rogue_on_chunk(&r, m->payload, m->len);
+    fg_mqtt_msg_free(m);
+    done = waitpid(serve, &status, WNOHANG) == serve;
+  }
+  cr_assert(done, "fedgap serve did not end");
+  char *err = scratch_text("serve.err");
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "fedgap serve failed: %s", err);
+  cr_assert(strstr(err, "which it does not hold: refused") != NULL, "no refusal of a foreign slot: %s", err);
+  free(err);
+  cr_assert_eq(r.answered, ROGUE_ANSWERS);
+  for (int k = 0; k < 2; k++) cr_assert_eq(fgt_wait(dev[k], 60), 0, "device %d", k);
+  const char *expected[ROGUE_ANSWERS] = {"expected finite values", "oversized", "truncated", "message"};
+  for (int round = 1; round <= ROGUE_ANSWERS; round++) {
+    cJSON *rec = round_record(remote, round);
+    cr_assert_str_eq(client_status(rec, 2), "rejected", "round %d", round);
+    cr_assert(strstr(client_error(rec, 2), expected[round - 1]) != NULL, "round %d: %s", round, client_error(rec, 2));
+    cr_assert_eq(round_count(rec, "trained"), 2, "round %d: the other two are aggregated", round);
+    cr_assert(cJSON_IsNumber(cJSON_GetObjectItem(rec, "test_loss")), "round %d: the global model stays finite", round);
+    cJSON_Delete(rec);
+  }
+  fg_assembly_free(&r.a);
+  fg_mqtt_close(r.link);
+  stop_broker(&b);
+  scratch_close();
+}
