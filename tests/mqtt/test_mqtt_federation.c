@@ -477,3 +477,191 @@ Test(mqtt, malformed_nan_oversized_and_truncated_results_are_refused, .timeout =
   stop_broker(&b);
   scratch_close();
 }
+
+/* ---- TLS, client certificates and the ACL ------------------------------------------------- */
+
+/* scripts/make-certs.sh DIR ARGS... */
+static void make_certs(const char *dir, const char *args) {
+  char cmd[8192];
+  snprintf(cmd, sizeof cmd, "OPENSSL='%s' bash '%s/scripts/make-certs.sh' '%s' %s", getenv("FEDGAP_OPENSSL"),
+           getenv("FEDGAP_SOURCE_DIR"), dir, args);
+  cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+}
+
+/* text with every `from` replaced by `to` (malloc'd). */
+static char *replace_all(const char *text, const char *from, const char *to) {
+  size_t n = 0, lf = strlen(from), lt = strlen(to);
+  for (const char *p = text; (p = strstr(p, from)) != NULL; p += lf) n++;
+  char *out = malloc(strlen(text) + n * lt + 1), *o = out;
+  for (const char *p = text;;) {
+    const char *q = strstr(p, from);
+    size_t k = q ? (size_t)(q - p) : strlen(p);
+    memcpy(o, p, k);
+    o += k;
+    if (!q) break;
+    memcpy(o, to, lt);
+    o += lt;
+    p = q + lf;
+  }
+  *o = '\0';
+  return out;
+}
+
+/* The broker of configs/mosquitto/ (its mosquitto.conf and acl, the paths and port made the
+ * test's) with certificates from scripts/make-certs.sh in scratch dir `certs`: a CA, the broker's
+ * for 127.0.0.1, fedgap-server, the devices', an intruder's; and a second CA with its own dev0. */
+static broker start_tls_broker(const char *certs) {
+  make_certs(certs, "ca");
+  make_certs(certs, "broker 127.0.0.1");
+  make_certs(certs, "client fedgap-server dev0 dev1 dev2 intruder");
+  char other[4200];
+  snprintf(other, sizeof other, "%s/other", certs);
+  make_certs(other, "ca");
+  make_certs(other, "client dev0");
+  char *src = fgt_join(getenv("FEDGAP_SOURCE_DIR"), "configs/mosquitto/mosquitto.conf");
+  char *acl_src = fgt_join(getenv("FEDGAP_SOURCE_DIR"), "configs/mosquitto/acl");
+  char *conf = fgt_read_text(src), *acl = fgt_read_text(acl_src);
+  cr_assert(conf && acl, "configs/mosquitto is missing");
+  char acl_path[4200], dir[4200];
+  snprintf(acl_path, sizeof acl_path, "%s/acl", certs);
+  write_text(acl_path, acl);
+  snprintf(dir, sizeof dir, "%s/", certs);
+  char *local = replace_all(conf, "/etc/mosquitto/fedgap/", dir);
+  char *tail = strstr(local, "listener 8883\n");
+  cr_assert_not_null(tail, "mosquitto.conf has no 'listener 8883' line");
+  char *extra = malloc(strlen(local) + 64);
+  snprintf(extra, strlen(local) + 64, "%.*s%s", (int)(tail - local), local, tail + strlen("listener 8883\n"));
+  broker b = start_broker(extra);
+  free(extra);
+  free(local);
+  free(conf);
+  free(acl);
+  free(src);
+  free(acl_src);
+  return b;
+}
+
+/* fedgap device over TLS as `id` with the certificate files of dir (NULL: none). */
+static int spawn_tls_device(const broker *b, const char *config, int k, const char *dir, const char *id,
+                            const char *tag) {
+  char client[16], ca[4200], cert[4200], key[4200];
+  snprintf(client, sizeof client, "%d", k);
+  snprintf(ca, sizeof ca, "%s/ca.crt", scratch.dir);
+  snprintf(cert, sizeof cert, "%s/%s.crt", dir ? dir : "", id);
+  snprintf(key, sizeof key, "%s/%s.key", dir ? dir : "", id);
+  const char *args[] = {"device", "--broker", b->url, "--id", id, "--config", config, "--client", client,
+                        "--threads", "1", "--ca", ca, dir ? "--cert" : NULL, cert, "--key", key, NULL};
+  return spawn_fedgap(tag, args);
+}
+
+Test(mqtt, tls_with_client_certificates_gives_the_in_process_run, .timeout = 900) {
+  scratch_open();
+  const char *config = write_config(300);
+  const char *local = at("local"), *remote = at("remote");
+  run_in_process(config, local);
+  broker b = start_tls_broker(scratch.dir);
+  char ca[4200], cert[4200], key[4200];
+  snprintf(ca, sizeof ca, "%s/ca.crt", scratch.dir);
+  snprintf(cert, sizeof cert, "%s/fedgap-server.crt", scratch.dir);
+  snprintf(key, sizeof key, "%s/fedgap-server.key", scratch.dir);
+  const char *args[] = {"serve", config, "--broker", b.url, "--out", remote, "--threads", "1", "--ca", ca, "--cert",
+                        cert, "--key", key, NULL};
+  int serve = spawn_fedgap("serve", args);
+  int dev[DEVICES];
+  for (int k = 0; k < DEVICES; k++) {
+    char id[16];
+    snprintf(id, sizeof id, "dev%d", k);
+    dev[k] = spawn_tls_device(&b, config, k, scratch.dir, id, id);
+  }
+  serve_ok(serve);
+  for (int k = 0; k < DEVICES; k++) cr_assert_eq(fgt_wait(dev[k], 60), 0, "device %d", k);
+  fgt_same_run_records(local, remote);
+  stop_broker(&b);
+  scratch_close();
+}
+
+/* A device that must be refused: it ends non-zero with one line naming the broker. */
+static void refused_device(const broker *b, const char *config, const char *dir, const char *id, const char *why) {
+  int pid = spawn_tls_device(b, config, 0, dir, id, "refused");
+  int rc = fgt_wait(pid, 120);
+  char *err = scratch_text("refused.err");
+  cr_assert(rc > 0, "%s: the device was not refused (exit %d): %s", why, rc, err);
+  cr_assert(strstr(err, "broker") != NULL, "%s: %s", why, err);
+  cr_assert_eq(fgt_line_count(err), 1, "%s: one line expected: %s", why, err);
+  free(err);
+}
+
+Test(mqtt, devices_without_a_valid_certificate_are_refused, .timeout = 600) {
+  scratch_open();
+  const char *config = write_config(300);
+  broker b = start_tls_broker(scratch.dir);
+  char other[4200];
+  snprintf(other, sizeof other, "%s/other", scratch.dir);
+  refused_device(&b, config, NULL, "dev0", "no certificate");
+  refused_device(&b, config, other, "dev0", "a certificate of another CA");
+  stop_broker(&b);
+  scratch_close();
+}
+
+/* A client of the TLS broker with identity `name` (its certificate in scratch.dir). */
+static fg_mqtt_link *tls_client(const broker *b, const char *name) {
+  char ca[4200], cert[4200], key[4200];
+  snprintf(ca, sizeof ca, "%s/ca.crt", scratch.dir);
+  snprintf(cert, sizeof cert, "%s/%s.crt", scratch.dir, name);
+  snprintf(key, sizeof key, "%s/%s.key", scratch.dir, name);
+  fg_mqtt_options o = {b->url, name, ca, cert, key, NULL, NULL, 20};
+  fg_mqtt_link *l = NULL;
+  FGT_OK(fg_mqtt_connect(&o, &l));
+  return l;
+}
+
+/* The payloads `l` receives until one equals `last`, joined by '|' (malloc'd). */
+static char *received_until(fg_mqtt_link *l, const char *last) {
+  char *all = calloc(1, 1);
+  for (double t = 0; t < 20; t += 0.1) {
+    fg_mqtt_msg *m = NULL;
+    FGT_OK(fg_mqtt_next(l, 0.1, &m));
+    if (!m) continue;
+    char *more = malloc(strlen(all) + m->len + strlen(m->topic) + 4);
+    sprintf(more, "%s%s=%s|", all, m->topic, (const char *)m->payload);
+    free(all);
+    all = more;
+    int done = strcmp((const char *)m->payload, last) == 0;
+    fg_mqtt_msg_free(m);
+    if (done) return all;
+  }
+  cr_assert_fail("'%s' never arrived; got: %s", last, all);
+  return all;
+}
+
+Test(mqtt, the_acl_confines_each_device_to_its_own_topics, .timeout = 600) {
+  scratch_open();
+  broker b = start_tls_broker(scratch.dir);
+  fg_mqtt_link *server = tls_client(&b, "fedgap-server"), *intruder = tls_client(&b, "intruder");
+  FGT_OK(fg_mqtt_subscribe(server, "fg/#"));
+  FGT_OK(fg_mqtt_subscribe(intruder, "fg/loop/job/dev0"));
+  FGT_OK(fg_mqtt_subscribe(intruder, "fg/loop/job/intruder"));
+  FGT_OK(fg_mqtt_subscribe(intruder, "fg/loop/end"));
+  FGT_OK(fg_mqtt_flush(server, 10));
+  nap(0.3); /* the subscriptions are in place */
+  /* The intruder writes another device's status, results and jobs, then its own status. */
+  const char *forged[] = {"fg/loop/status/dev0", "fg/loop/result/dev0", "fg/loop/job/dev0", "fg/loop/end"};
+  for (size_t i = 0; i < sizeof forged / sizeof forged[0]; i++)
+    FGT_OK(fg_mqtt_publish(intruder, forged[i], "forged", 6, 0));
+  FGT_OK(fg_mqtt_publish(intruder, "fg/loop/status/intruder", "own", 3, 0));
+  char *seen = received_until(server, "own");
+  cr_assert(strstr(seen, "forged") == NULL, "the broker let another device's topics be written: %s", seen);
+  free(seen);
+  /* The server writes the intruder's job, dev0's job and the end: the intruder reads its own. */
+  FGT_OK(fg_mqtt_publish(server, "fg/loop/job/dev0", "dev0's job", 10, 0));
+  FGT_OK(fg_mqtt_publish(server, "fg/loop/job/intruder", "its job", 7, 0));
+  FGT_OK(fg_mqtt_publish(server, "fg/loop/end", "done", 4, 0));
+  seen = received_until(intruder, "done");
+  cr_assert(strstr(seen, "dev0's job") == NULL, "the broker let another device's jobs be read: %s", seen);
+  cr_assert(strstr(seen, "its job") != NULL, "%s", seen);
+  free(seen);
+  fg_mqtt_close(intruder);
+  fg_mqtt_close(server);
+  stop_broker(&b);
+  scratch_close();
+}
