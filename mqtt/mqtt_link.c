@@ -20,7 +20,6 @@ struct fg_mqtt_link {
   int connected;
   int closed_early;  /* the connection closed before the broker accepted it */
   int unacked;       /* QoS 1 messages published and not yet acknowledged */
-  size_t bytes_sent;
   char *filters[MAX_FILTERS];
   int n_filters;
   fg_mqtt_msg *head, *tail;
@@ -251,8 +250,7 @@ fg_status fg_mqtt_publish(fg_mqtt_link *l, const char *topic, const void *payloa
   pthread_mutex_unlock(&l->lock);
   int rc = mosquitto_publish(l->m, NULL, topic, (int)len, payload, 1, retain != 0);
   pthread_mutex_lock(&l->lock);
-  if (rc == MOSQ_ERR_SUCCESS || rc == MOSQ_ERR_NO_CONN) l->bytes_sent += len; /* queued: sent on reconnect */
-  else l->unacked--;
+  if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN) l->unacked--; /* NO_CONN: queued, sent on reconnect */
   pthread_mutex_unlock(&l->lock);
   if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN) return mosq_failed(rc, "publishing", topic);
   return FG_OK;
@@ -292,13 +290,6 @@ void fg_mqtt_msg_free(fg_mqtt_msg *m) {
   free(m->topic);
   free(m->payload);
   free(m);
-}
-
-size_t fg_mqtt_bytes_sent(const fg_mqtt_link *l) {
-  pthread_mutex_lock((pthread_mutex_t *)&l->lock);
-  size_t n = l->bytes_sent;
-  pthread_mutex_unlock((pthread_mutex_t *)&l->lock);
-  return n;
 }
 
 void fg_mqtt_close(fg_mqtt_link *l) {

@@ -50,8 +50,6 @@ fg_status fg_mqtt_flush(fg_mqtt_link *l, double seconds);
 /* The next received message, waiting at most `seconds`; *msg := NULL when none came. */
 fg_status fg_mqtt_next(fg_mqtt_link *l, double seconds, fg_mqtt_msg **msg);
 void fg_mqtt_msg_free(fg_mqtt_msg *m);
-/* Bytes published (payloads) since the connection was made. */
-size_t fg_mqtt_bytes_sent(const fg_mqtt_link *l);
 /* Disconnects cleanly (the broker does not send the last will) and frees. NULL is fine. */
 void fg_mqtt_close(fg_mqtt_link *l);
 

@@ -418,6 +418,9 @@ static fg_status result(void *ctx, const fg_job *j, fg_result *res, float *train
 
 static void end_round(void *ctx, int round) {
   serve *v = ctx;
+  say(v, "round %d: %zu bytes of jobs sent, %zu bytes of results received (chunks with their headers)", round + 1,
+      v->sent, v->received);
+  v->sent = v->received = 0;
   for (int i = 0; i < v->cfg->clients; i++) {
     slot *s = &v->slots[i];
     if (s->state == SLOT_DONE) {
@@ -492,13 +495,6 @@ fg_status fg_mqtt_serve_open(const fg_mqtt_serve_options *o, const fg_config *cf
   v->remote.failed_round = failed_round;
   *out = &v->remote;
   return FG_OK;
-}
-
-void fg_mqtt_serve_wire_bytes(fg_remote *r, size_t *sent, size_t *received) {
-  serve *v = r->ctx;
-  *sent = v->sent;
-  *received = v->received;
-  v->sent = v->received = 0;
 }
 
 void fg_mqtt_serve_close(fg_remote *r, fg_status status) {

@@ -9,6 +9,9 @@
  * server holds at most one result in memory at a time; the server absorbs the spooled results in
  * slot order once the round closed (fl/server.c).
  *
+ * At the end of each round it logs the bytes of the job chunks it sent and of the result chunks it
+ * received.
+ *
  * Failures: a device whose last will ("offline") arrives while it holds a job of the round, or that
  * has not answered by the deadline (devices.deadline), has its slot dropped with the reason; a
  * result that is malformed, truncated, oversized or for another job is refused with the reason
@@ -33,8 +36,6 @@ typedef struct fg_mqtt_serve_options {
 
 /* Connects to the broker for the run of configuration cfg (which must outlive the remote). */
 fg_status fg_mqtt_serve_open(const fg_mqtt_serve_options *o, const fg_config *cfg, fg_remote **out);
-/* Bytes of job chunks published and of result chunks received, since the last call. */
-void fg_mqtt_serve_wire_bytes(fg_remote *r, size_t *sent, size_t *received);
 /* Tells the devices the run is over (how: status), disconnects and frees. NULL is fine. */
 void fg_mqtt_serve_close(fg_remote *r, fg_status status);
 

@@ -101,6 +101,36 @@ typedef struct broker {
   char url[64];
 } broker;
 
+/* The processes a test started, stopped after it whatever happened. */
+static int started[16], n_started;
+
+static void note_started(int pid) {
+  if (n_started < 16) started[n_started++] = pid;
+}
+
+static void stop_all(void) {
+  for (int i = 0; i < n_started; i++) {
+    kill(started[i], SIGKILL);
+    waitpid(started[i], NULL, 0);
+  }
+  n_started = 0;
+}
+
+/* A started process is no longer running (reaped): it is not stopped again. */
+static void forget(int pid) {
+  for (int i = 0; i < n_started; i++)
+    if (started[i] == pid) started[i--] = started[--n_started];
+}
+
+/* fgt_wait on a started process. */
+static int wait_started(int pid, double seconds) {
+  int rc = fgt_wait(pid, seconds);
+  forget(pid);
+  return rc;
+}
+
+TestSuite(mqtt, .fini = stop_all);
+
 /* mosquitto with `extra` configuration lines on 127.0.0.1 at a free port. */
 static broker start_broker(const char *extra) {
   const char *exe = getenv("FEDGAP_MOSQUITTO");
@@ -114,6 +144,7 @@ static broker start_broker(const char *extra) {
   write_text(path, conf);
   const char *argv[] = {exe, "-c", path, NULL};
   b.pid = fgt_spawn(argv, at("broker.out"), at("broker.err"));
+  note_started(b.pid);
   for (int i = 0; i < 100 && !port_open(b.port); i++) nap(0.05);
   cr_assert(port_open(b.port), "mosquitto did not listen on port %d", b.port);
   snprintf(b.url, sizeof b.url, "%s://127.0.0.1:%d", extra && strstr(extra, "certfile") ? "mqtts" : "mqtt", b.port);
@@ -122,7 +153,7 @@ static broker start_broker(const char *extra) {
 
 static void stop_broker(broker *b) {
   kill(b->pid, SIGTERM);
-  fgt_wait(b->pid, 10);
+  wait_started(b->pid, 10);
 }
 
 /* ---- the federation ----------------------------------------------------------------------- */
@@ -166,7 +197,9 @@ static int spawn_fedgap(const char *tag, const char *const *args) {
   char out[64], err[64];
   snprintf(out, sizeof out, "%s.out", tag);
   snprintf(err, sizeof err, "%s.err", tag);
-  return fgt_spawn(argv, at(out), at(err));
+  int pid = fgt_spawn(argv, at(out), at(err));
+  note_started(pid);
+  return pid;
 }
 
 static int spawn_device(const broker *b, const char *config, int k) {
@@ -207,11 +240,11 @@ Test(mqtt, three_loopback_devices_equal_the_in_process_run, .timeout = 900) {
   int serve = spawn_serve(&b, config, remote);
   int dev[DEVICES];
   for (int k = 0; k < DEVICES; k++) dev[k] = spawn_device(&b, config, k);
-  int rc = fgt_wait(serve, 600);
+  int rc = wait_started(serve, 600);
   char *err = scratch_text("serve.err");
   cr_assert_eq(rc, 0, "fedgap serve ended with %d: %s", rc, err);
   for (int k = 0; k < DEVICES; k++) {
-    int drc = fgt_wait(dev[k], 60);
+    int drc = wait_started(dev[k], 60);
     char name[16];
     snprintf(name, sizeof name, "dev%d.err", k);
     char *derr = scratch_text(name);
@@ -283,7 +316,7 @@ static int wait_for_text(const char *name, const char *needle, double seconds) {
 }
 
 static void serve_ok(int serve) {
-  int rc = fgt_wait(serve, 600);
+  int rc = wait_started(serve, 600);
   char *err = scratch_text("serve.err");
   cr_assert_eq(rc, 0, "fedgap serve ended with %d: %s", rc, err);
   free(err);
@@ -307,10 +340,11 @@ Test(mqtt, a_device_killed_mid_round_is_dropped_and_rejoins, .timeout = 900) {
   for (int i = 0; args[i]; i++) argv[i + 1] = args[i];
   fgt_run_opts kill = {"train_step:30", 0};
   dev[1] = fgt_spawn_opts(argv, at("dev1-killed.out"), at("dev1-killed.err"), &kill);
-  cr_assert_eq(fgt_wait(dev[1], 300), -1, "the device was to die of SIGKILL at its 30th training step");
+  note_started(dev[1]);
+  cr_assert_eq(wait_started(dev[1], 300), -1, "the device was to die of SIGKILL at its 30th training step");
   dev[1] = spawn_device(&b, config, 1);
   serve_ok(serve);
-  for (int k = 0; k < DEVICES; k++) cr_assert_eq(fgt_wait(dev[k], 60), 0, "device %d", k);
+  for (int k = 0; k < DEVICES; k++) cr_assert_eq(wait_started(dev[k], 60), 0, "device %d", k);
 
   cJSON *r1 = round_record(remote, 1), *r2 = round_record(remote, 2), *last = round_record(remote, 8);
   cr_assert_str_eq(client_status(r1, 1), "ok");
@@ -339,7 +373,7 @@ Test(mqtt, a_device_past_the_deadline_is_dropped_and_its_late_result_ignored, .t
   cr_assert(wait_for_text("serve.err", "missed the round's deadline", 120), "no slot was dropped at the deadline");
   kill(dev[1], SIGCONT);
   serve_ok(serve);
-  for (int k = 0; k < DEVICES; k++) cr_assert_eq(fgt_wait(dev[k], 60), 0, "device %d", k);
+  for (int k = 0; k < DEVICES; k++) cr_assert_eq(wait_started(dev[k], 60), 0, "device %d", k);
   char *err = scratch_text("serve.err");
   cr_assert(strstr(err, "a late result for round 1") != NULL, "the late result was not logged: %s", err);
   free(err);
@@ -455,6 +489,7 @@ Test(mqtt, malformed_nan_oversized_and_truncated_results_are_refused, .timeout =
     if (m && strcmp(m->topic, r.job) == 0) rogue_on_chunk(&r, m->payload, m->len);
     fg_mqtt_msg_free(m);
     done = waitpid(serve, &status, WNOHANG) == serve;
+    if (done) forget(serve);
   }
   cr_assert(done, "fedgap serve did not end");
   char *err = scratch_text("serve.err");
@@ -462,7 +497,7 @@ Test(mqtt, malformed_nan_oversized_and_truncated_results_are_refused, .timeout =
   cr_assert(strstr(err, "which it does not hold: refused") != NULL, "no refusal of a foreign slot: %s", err);
   free(err);
   cr_assert_eq(r.answered, ROGUE_ANSWERS);
-  for (int k = 0; k < 2; k++) cr_assert_eq(fgt_wait(dev[k], 60), 0, "device %d", k);
+  for (int k = 0; k < 2; k++) cr_assert_eq(wait_started(dev[k], 60), 0, "device %d", k);
   const char *expected[ROGUE_ANSWERS] = {"expected finite values", "oversized", "truncated", "message"};
   for (int round = 1; round <= ROGUE_ANSWERS; round++) {
     cJSON *rec = round_record(remote, round);
@@ -574,7 +609,7 @@ Test(mqtt, tls_with_client_certificates_gives_the_in_process_run, .timeout = 900
     dev[k] = spawn_tls_device(&b, config, k, scratch.dir, id, id);
   }
   serve_ok(serve);
-  for (int k = 0; k < DEVICES; k++) cr_assert_eq(fgt_wait(dev[k], 60), 0, "device %d", k);
+  for (int k = 0; k < DEVICES; k++) cr_assert_eq(wait_started(dev[k], 60), 0, "device %d", k);
   fgt_same_run_records(local, remote);
   stop_broker(&b);
   scratch_close();
@@ -583,7 +618,7 @@ Test(mqtt, tls_with_client_certificates_gives_the_in_process_run, .timeout = 900
 /* A device that must be refused: it ends non-zero with one line naming the broker. */
 static void refused_device(const broker *b, const char *config, const char *dir, const char *id, const char *why) {
   int pid = spawn_tls_device(b, config, 0, dir, id, "refused");
-  int rc = fgt_wait(pid, 120);
+  int rc = wait_started(pid, 120);
   char *err = scratch_text("refused.err");
   cr_assert(rc > 0, "%s: the device was not refused (exit %d): %s", why, rc, err);
   cr_assert(strstr(err, "broker") != NULL, "%s: %s", why, err);
