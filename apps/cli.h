@@ -68,10 +68,12 @@ int fg_cmd_devices(int argc, char **argv);
 int fg_cmd_run(int argc, char **argv);
 int fg_cmd_serve(int argc, char **argv);  /* fedgap serve: the server of devices over MQTT */
 int fg_cmd_device(int argc, char **argv); /* fedgap device: one device of such a federation */
-/* What `fedgap run` does in one process (run folder `out` or the default one, the world, every
- * method, the lines it prints), with every participant trained on the device that holds its client
- * (fl/remote.h). threads: -1 for the configuration's. */
-int fg_cli_run_remote(const fg_config *cfg, const char *out, int threads, const fg_remote *remote);
+/* What `fedgap run` does in one process (run folder `out` or the default one, or `resume`'s from
+ * its last checkpoint after checking its configuration; the world, every method, the lines it
+ * prints), with every participant trained on the device that holds its client (fl/remote.h).
+ * threads: -1 for the configuration's. */
+int fg_cli_run_remote(const fg_config *cfg, const char *out, const char *resume, int threads,
+                      const fg_remote *remote);
 int fg_cmd_plot(int argc, char **argv);
 
 /* Loads a full synthetic batch into the trainer: standard-normal pixels and labels uniform in

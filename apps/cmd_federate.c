@@ -82,18 +82,28 @@ int fg_cmd_serve(int argc, char **argv) {
   broker_args b;
   memset(&b, 0, sizeof b);
   b.threads = -1;
-  const char *out = NULL;
-  fg_arg args[N_BROKER_ARGS + 1];
+  const char *out = NULL, *resume = NULL;
+  fg_arg args[N_BROKER_ARGS + 2];
   broker_arg_table(&b, args);
-  fg_arg extra = {"out", FG_ARG_STRING, &out, "DIR", "run folder (default runs/<name>-<date>-<time>)", 0, -1, 0, 0};
-  args[N_BROKER_ARGS] = extra;
+  fg_arg extra[] = {
+      {"out", FG_ARG_STRING, &out, "DIR", "run folder (default runs/<name>-<date>-<time>)", 0, -1, 0, 0},
+      {"resume", FG_ARG_STRING, &resume, "DIR", "continue the run in DIR from its last checkpoint, taking the "
+       "results of the interrupted round that are in its spool (CONFIG.yaml may be left out)", 0, -1, 0, 0},
+  };
+  memcpy(args + N_BROKER_ARGS, extra, sizeof extra);
   fg_command cmd = {"serve", "Serve a federation of devices over an MQTT broker (usage: fedgap serve CONFIG.yaml "
                     "--broker URL [options]): the experiment CONFIG.yaml describes, each client trained by the "
-                    "fedgap device that holds it.", args, N_BROKER_ARGS + 1, NULL, 0};
+                    "fedgap device that holds it.", args, N_BROKER_ARGS + 2, NULL, 0};
   const char *config = take_config(&argc, &argv);
   int help, rc = fg_args_parse(&cmd, argc, argv, &help);
   if (rc != FG_EXIT_OK || help) return rc;
+  char own[4200];
+  if (!config && resume) {
+    snprintf(own, sizeof own, "%s/config.yaml", resume);
+    config = own;
+  }
   if (!config) return fg_usage_error(&cmd, "give the experiment file: fedgap serve CONFIG.yaml --broker URL");
+  if (out && resume) return fg_usage_error(&cmd, "--out and --resume name the run folder twice; give one");
   fg_config cfg;
   rc = load(&cmd, config, &b.sets, &cfg);
   if (rc != FG_EXIT_OK) return rc;
@@ -112,7 +122,7 @@ int fg_cmd_serve(int argc, char **argv) {
   if (fg_mqtt_serve_open(&so, &cfg, &remote) != FG_OK) {
     rc = fg_runtime_error("serve");
   } else {
-    rc = fg_cli_run_remote(&cfg, out, b.threads, remote);
+    rc = fg_cli_run_remote(&cfg, out, resume, b.threads, remote);
     fg_mqtt_serve_close(remote, rc == FG_EXIT_OK ? FG_OK : FG_ERR_IO);
   }
   fg_config_free(&cfg);
@@ -126,7 +136,8 @@ int fg_cmd_device(int argc, char **argv) {
   const char *id = NULL, *config = NULL, *data = NULL, *device = NULL;
   int client = -1;
   uint64_t budget = 0;
-  fg_arg args[N_BROKER_ARGS + 6];
+  const char *spool = NULL;
+  fg_arg args[N_BROKER_ARGS + 7];
   broker_arg_table(&b, args);
   fg_arg extra[] = {
       {"id", FG_ARG_STRING, &id, "NAME", "this device's name (with TLS: its certificate's common name)", 0, -1, 1, 0},
@@ -138,11 +149,13 @@ int fg_cmd_device(int argc, char **argv) {
       {"budget", FG_ARG_U64, &budget, "BYTES", "this device's memory budget (default: its client's in the "
        "configuration)", 1, 1e18, 0, 0},
       {"device", FG_ARG_STRING, &device, "cpu|cuda[:N]", "where it trains (default cpu)", 0, -1, 0, 0},
+      {"spool", FG_ARG_STRING, &spool, "DIR", "keep each result in DIR until the broker has it, so that the "
+       "device started again sends it again (default: none)", 0, -1, 0, 0},
   };
   memcpy(args + N_BROKER_ARGS, extra, sizeof extra);
   fg_command cmd = {"device", "Take part in a federation over an MQTT broker as one device (usage: fedgap device "
                     "--broker URL --id NAME --config CONFIG.yaml [--client K | --data DIR] [options]).", args,
-                    N_BROKER_ARGS + 6, NULL, 0};
+                    N_BROKER_ARGS + 7, NULL, 0};
   int help, rc = fg_args_parse(&cmd, argc, argv, &help);
   if (rc != FG_EXIT_OK || help) return rc;
   if (client < 0) return fg_usage_error(&cmd, "give the client of the partition this device holds (--client K)");
@@ -176,6 +189,7 @@ int fg_cmd_device(int argc, char **argv) {
     o.budget = (size_t)budget;
     o.backend = fg_device_str(cfg.device, backend, sizeof backend);
     o.chunk_bytes = (size_t)b.chunk_kib * 1024;
+    o.spool = spool;
     o.log = log_line;
     o.log_ctx = "device";
     int jobs = 0;

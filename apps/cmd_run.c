@@ -425,12 +425,19 @@ static int run_alone(const fg_config *cfg, const run_request *q, const fg_transp
   return s == FG_OK ? rc : fg_runtime_error("run");
 }
 
-int fg_cli_run_remote(const fg_config *cfg, const char *out, int threads, const fg_remote *remote) {
+int fg_cli_run_remote(const fg_config *cfg, const char *out, const char *resume, int threads,
+                      const fg_remote *remote) {
   static run_request q; /* static: its changes[] are large */
   memset(&q, 0, sizeof q);
   q.out = out;
+  q.resume = resume;
   q.threads = threads;
   q.remote = remote;
+  fg_arg_list none = {{0}, 0};
+  if (resume && check_resume(cfg, resume, &none, &q) != FG_OK) {
+    fprintf(stderr, "fedgap serve: %s\n", fg_last_error());
+    return fg_last_status() == FG_ERR_CONFIG ? FG_EXIT_USAGE : FG_EXIT_FAILURE;
+  }
   return run_alone(cfg, &q, NULL);
 }
 

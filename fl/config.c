@@ -208,6 +208,8 @@ static const fg_field devices_fields[] = {
      .doc = "times a failed round is tried again before the run stops"},
     {.key = "wait", .type = FG_FIELD_REAL, .offset = AT(devices_wait), .def = 600, .min = 0.1, .max = 1e7,
      .doc = "seconds the server waits for every client's device to come online"},
+    {.key = "grace", .type = FG_FIELD_REAL, .offset = AT(devices_grace), .def = 30, .min = 0, .max = 1e7,
+     .doc = "seconds a device whose last will arrived mid-round may take to come back holding its job"},
 };
 
 static const fg_field top_fields[] = {

@@ -77,6 +77,7 @@ typedef struct fg_config {
   int devices_min_results;  /* devices.min_results: fewer results and the round failed */
   int devices_retries;      /* devices.retries: a failed round is tried again this many times */
   double devices_wait;      /* devices.wait: seconds the server waits for every client's device */
+  double devices_grace;     /* devices.grace: seconds a device gone offline mid-round may take to come back */
   /* methods: one, or several to compare (from `methods:`) */
   fg_method_config methods[FG_MAX_METHODS];
   int n_methods;

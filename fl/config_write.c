@@ -113,6 +113,8 @@ static void write_training(FILE *f, const fg_config *cfg) {
   put_real(f, cfg->devices_deadline);
   fprintf(f, "\n  min_results: %d\n  retries: %d\n  wait: ", cfg->devices_min_results, cfg->devices_retries);
   put_real(f, cfg->devices_wait);
+  fputs("\n  grace: ", f);
+  put_real(f, cfg->devices_grace);
   fputs("\n", f);
 }
 

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/base/killpoint.h"
+#include "engine/io/atomic_file.h"
 #include "fedgap_config.h"
 #include "fl/config.h"
 #include "fl/partition.h"
@@ -28,6 +30,7 @@ typedef struct device {
   float *sent, *trained;     /* [max_numel] */
   fg_assembly a;
   char job_topic[TOPIC_CAP], result_topic[TOPIC_CAP], status_topic[TOPIC_CAP], end_topic[TOPIC_CAP];
+  char spool_path[4200];     /* "" without a spool directory */
   int jobs;
 } device;
 
@@ -54,6 +57,7 @@ static fg_status measure(device *d) {
   st->client = d->o->client;
   st->config_hash = d->config_hash;
   st->n_methods = cfg->n_methods;
+  st->holds_round = st->holds_slot = -1;
   for (int m = 0; m < cfg->n_methods; m++) {
     fg_device_trainer *t = NULL;
     FG_TRY(fg_device_trainer_open(d->w, m, &t));
@@ -78,18 +82,20 @@ static fg_status topics(device *d) {
   return fg_mqtt_topic(d->end_topic, TOPIC_CAP, run, "end", NULL);
 }
 
-static fg_status announce(device *d) {
+/* The status, now and after every reconnect, holding job (round, slot) (-1: none). */
+static fg_status announce(device *d, int round, int slot) {
   char text[512];
+  d->status.holds_round = round;
+  d->status.holds_slot = slot;
   FG_TRY(fg_device_status_format(&d->status, text, sizeof text));
-  return fg_mqtt_publish(d->link, d->status_topic, text, strlen(text), 1);
+  return fg_mqtt_set_birth(d->link, d->status_topic, text);
 }
 
 /* ---- a job -------------------------------------------------------------------------------- */
 
-static fg_status send_result(device *d, const fg_msg *m) {
-  unsigned char *bytes = NULL;
-  size_t len = 0;
-  FG_TRY(fg_msg_encode(m, d->trained, &bytes, &len));
+/* Sends a result message in chunks and waits until the broker has every chunk; then the device
+ * holds no job and its spooled copy goes. */
+static fg_status send_message(device *d, const fg_msg *m, const unsigned char *bytes, size_t len) {
   size_t cb = d->o->chunk_bytes ? d->o->chunk_bytes : DEFAULT_CHUNK;
   unsigned char *chunk = malloc(FG_CHUNK_HEAD_BYTES + cb);
   fg_status st = chunk ? FG_OK : FG_FAIL(FG_ERR_OOM, "device: out of memory");
@@ -98,10 +104,43 @@ static fg_status send_result(device *d, const fg_msg *m) {
     size_t clen = 0;
     st = fg_chunk_make(id, bytes, len, cb, i, chunk, FG_CHUNK_HEAD_BYTES + cb, &clen);
     if (st == FG_OK) st = fg_mqtt_publish(d->link, d->result_topic, chunk, clen, 0);
+    fg_killpoint("device_chunk");
   }
   free(chunk);
-  free(bytes);
   if (st == FG_OK) st = fg_mqtt_flush(d->link, 3600);
+  if (st == FG_OK && d->spool_path[0]) remove(d->spool_path);
+  return st == FG_OK ? announce(d, -1, -1) : st;
+}
+
+static fg_status send_result(device *d, const fg_msg *m) {
+  unsigned char *bytes = NULL;
+  size_t len = 0;
+  FG_TRY(fg_msg_encode(m, d->trained, &bytes, &len));
+  fg_status st = d->spool_path[0] ? fg_write_file_atomic(d->spool_path, bytes, len) : FG_OK;
+  if (st == FG_OK) st = send_message(d, m, bytes, len);
+  free(bytes);
+  return st;
+}
+
+/* The first status: online, holding the job whose result its spool holds (a device started again),
+ * which it then sends again; else holding none. */
+static fg_status come_online(device *d) {
+  unsigned char *bytes = NULL;
+  size_t len = 0;
+  if (!d->spool_path[0] || fg_read_file(d->spool_path, (size_t)1 << 34, &bytes, &len) != FG_OK)
+    return announce(d, -1, -1);
+  fg_msg m;
+  fg_status st = fg_msg_decode(bytes, len, &m, d->trained, d->max_numel);
+  if (st != FG_OK || m.kind != FG_MSG_RESULT || strcmp(m.run, d->o->run) != 0 || m.config_hash != d->config_hash) {
+    say(d, "a spooled result of another run or unreadable, dropped: %s", st != FG_OK ? fg_last_error() : "");
+    remove(d->spool_path);
+    free(bytes);
+    return announce(d, -1, -1);
+  }
+  say(d, "sending again the result of round %d, slot %d", m.job.round + 1, m.job.slot);
+  st = announce(d, m.job.round, m.job.slot);
+  if (st == FG_OK) st = send_message(d, &m, bytes, len);
+  free(bytes);
   return st;
 }
 
@@ -169,6 +208,7 @@ static fg_status on_job_chunk(device *d, const unsigned char *chunk, size_t len)
     say(d, "a job refused: %s", st != FG_OK ? fg_last_error() : "not a job");
     return FG_OK;
   }
+  FG_TRY(announce(d, in.job.round, in.job.slot));
   train(d, &in, &out);
   return send_result(d, &out);
 }
@@ -201,6 +241,10 @@ fg_status fg_mqtt_device_run(const fg_mqtt_device_options *o, const fg_world *w,
   d.budget = o->budget ? o->budget : w->budgets[o->client];
   fg_status st = fg_config_hash(w->cfg, &d.config_hash);
   if (st == FG_OK) st = topics(&d);
+  if (st == FG_OK && o->spool &&
+      (size_t)snprintf(d.spool_path, sizeof d.spool_path, "%s/%s-%s.result", o->spool, o->run, o->id) >=
+          sizeof d.spool_path)
+    st = FG_FAIL(FG_ERR_INVALID, "spool directory %.200s: path too long", o->spool);
   if (st == FG_OK) st = measure(&d);
   if (st == FG_OK) {
     fg_mqtt_options lo = o->link;
@@ -211,14 +255,14 @@ fg_status fg_mqtt_device_run(const fg_mqtt_device_options *o, const fg_world *w,
   }
   if (st == FG_OK) st = fg_mqtt_subscribe(d.link, d.job_topic);
   if (st == FG_OK) st = fg_mqtt_subscribe(d.link, d.end_topic);
-  if (st == FG_OK) st = announce(&d);
+  if (st == FG_OK) st = come_online(&d);
   if (st == FG_OK) say(&d, "online as client %d of run %s, budget %zu bytes", o->client, o->run, d.budget);
   if (st == FG_OK) st = serve_jobs(&d);
   if (d.link) { /* a clean exit: say so, since the broker sends the will only when the link breaks */
     fg_device_status off = {0};
     char text[16];
     if (fg_device_status_format(&off, text, sizeof text) == FG_OK &&
-        fg_mqtt_publish(d.link, d.status_topic, text, strlen(text), 1) == FG_OK)
+        fg_mqtt_set_birth(d.link, d.status_topic, text) == FG_OK)
       fg_mqtt_flush(d.link, 10);
   }
   fg_mqtt_close(d.link);

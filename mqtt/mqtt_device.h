@@ -7,7 +7,14 @@
  * levels and its capabilities. Then it trains each job the server sends (fg/<run>/job/<id>, in
  * chunks) under its ledger cap, and sends the result back in chunks (fg/<run>/result/<id>), until
  * the server says the run is over (fg/<run>/end). A job of another run or configuration is answered
- * with a failed result naming the difference. Owns: the connection and the method's trainer. */
+ * with a failed result naming the difference.
+ *
+ * Resuming: the status names the job the device holds (holds=ROUND,SLOT) from the moment it
+ * arrives until its result is acknowledged by the broker, and is published again after every
+ * reconnect, so that a server that saw the last will keeps the slot open. With a spool directory
+ * the result is written there (atomically) before its first chunk is sent; a device started again
+ * announces that it holds it and sends it again (the server assembles chunks it already has only
+ * once). Owns: the connection and the method's trainer. */
 #ifndef FG_MQTT_DEVICE_H
 #define FG_MQTT_DEVICE_H
 
@@ -24,6 +31,8 @@ typedef struct fg_mqtt_device_options {
   size_t budget;         /* bytes it trains under; 0: the world's budget of its client */
   const char *backend;   /* "cpu", "cuda:0", ...: what it announces */
   size_t chunk_bytes;    /* 0: 256 KiB */
+  const char *spool;     /* a directory where a result waits until it is sent, so that a device
+                            started again resends it (NULL: none) */
   void (*log)(void *ctx, const char *line);
   void *log_ctx;
 } fg_mqtt_device_options;

@@ -23,6 +23,7 @@ struct fg_mqtt_link {
   char *filters[MAX_FILTERS];
   int n_filters;
   fg_mqtt_msg *head, *tail;
+  char *birth_topic, *birth;  /* published retained on every (re)connect; NULL: none */
 };
 
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
@@ -67,6 +68,7 @@ static void on_connect(struct mosquitto *m, void *obj, int rc) {
   l->connected = rc == 0;
   if (rc == 0)
     for (int i = 0; i < l->n_filters; i++) mosquitto_subscribe(m, NULL, l->filters[i], 1);
+  if (rc == 0 && l->birth && ++l->unacked) mosquitto_publish(m, NULL, l->birth_topic, (int)strlen(l->birth), l->birth, 1, true);
   pthread_cond_broadcast(&l->changed);
   pthread_mutex_unlock(&l->lock);
 }
@@ -243,6 +245,22 @@ fg_status fg_mqtt_subscribe(fg_mqtt_link *l, const char *filter) {
   return FG_OK;
 }
 
+fg_status fg_mqtt_set_birth(fg_mqtt_link *l, const char *topic, const char *payload) {
+  char *t = strdup(topic), *p = strdup(payload);
+  if (!t || !p) {
+    free(t);
+    free(p);
+    return FG_FAIL(FG_ERR_OOM, "MQTT: out of memory");
+  }
+  pthread_mutex_lock(&l->lock);
+  free(l->birth_topic);
+  free(l->birth);
+  l->birth_topic = t;
+  l->birth = p;
+  pthread_mutex_unlock(&l->lock);
+  return fg_mqtt_publish(l, topic, payload, strlen(payload), 1);
+}
+
 fg_status fg_mqtt_publish(fg_mqtt_link *l, const char *topic, const void *payload, size_t len, int retain) {
   if (len > 256u * 1024 * 1024) return FG_FAIL(FG_ERR_INVALID, "MQTT: a message of %zu bytes is too large", len);
   pthread_mutex_lock(&l->lock);
@@ -300,6 +318,8 @@ void fg_mqtt_close(fg_mqtt_link *l) {
     mosquitto_destroy(l->m);
   }
   for (int i = 0; i < l->n_filters; i++) free(l->filters[i]);
+  free(l->birth_topic);
+  free(l->birth);
   for (fg_mqtt_msg *e = l->head; e;) {
     fg_mqtt_msg *next = e->next;
     fg_mqtt_msg_free(e);

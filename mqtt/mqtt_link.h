@@ -42,6 +42,9 @@ fg_status fg_mqtt_url_parse(const char *url, int *tls, char *host, size_t host_c
 fg_status fg_mqtt_connect(const fg_mqtt_options *o, fg_mqtt_link **out);
 /* Subscribes to a topic filter (again after every reconnect). */
 fg_status fg_mqtt_subscribe(fg_mqtt_link *l, const char *filter);
+/* Publishes `payload` retained on `topic` now and again after every reconnect (a device's
+ * "online" status, which its last will replaced when the link broke); a later call replaces it. */
+fg_status fg_mqtt_set_birth(fg_mqtt_link *l, const char *topic, const char *payload);
 /* Publishes at QoS 1 (retain: the broker keeps it as the topic's last message). */
 fg_status fg_mqtt_publish(fg_mqtt_link *l, const char *topic, const void *payload, size_t len, int retain);
 /* Waits until every message published so far was acknowledged by the broker, at most `seconds`.

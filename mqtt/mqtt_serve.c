@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/base/killpoint.h"
 #include "engine/io/atomic_file.h"
 #include "mqtt/mqtt_wire.h"
 
@@ -29,6 +30,7 @@ typedef struct slot {
   fg_job job;
   int64_t numel; /* floats of the job's level */
   int dev;
+  double lost_at; /* when its device's last will arrived; 0: not lost */
   char why[WHY_CAP];
   fg_assembly a;
 } slot;
@@ -104,14 +106,49 @@ static int claim_client(serve *v, int dev) {
   return -1;
 }
 
-/* A slot of the round held by device dev is dropped (its last will arrived). */
-static void drop_slots_of(serve *v, int dev, const char *why) {
+static void drop(serve *v, slot *s, const char *why) {
+  s->state = SLOT_DROPPED;
+  snprintf(s->why, sizeof s->why, "%s", why);
+  fg_assembly_reset(&s->a);
+  say(v, "round %d, slot %d: %s", s->job.round + 1, s->job.slot, s->why);
+}
+
+/* Device dev's last will arrived: its pending slots are lost (they wait devices.grace for it). */
+static void lose_slots_of(serve *v, int dev) {
   for (int i = 0; i < v->cfg->clients; i++) {
     slot *s = &v->slots[i];
-    if (s->state != SLOT_PENDING || s->dev != dev) continue;
-    s->state = SLOT_DROPPED;
-    snprintf(s->why, sizeof s->why, "%s", why);
-    fg_assembly_reset(&s->a);
+    if (s->state == SLOT_PENDING && s->dev == dev && s->lost_at == 0) s->lost_at = seconds_now();
+  }
+}
+
+/* Device dev is online again: a lost slot it still holds waits for its result; one it does not
+ * hold (it was started again without it) is dropped. */
+static void found_device(serve *v, int dev) {
+  const fg_device_status *st = &v->devs[dev].st;
+  for (int i = 0; i < v->cfg->clients; i++) {
+    slot *s = &v->slots[i];
+    if (s->state != SLOT_PENDING || s->dev != dev || s->lost_at == 0) continue;
+    if (st->holds_round == s->job.round && st->holds_slot == s->job.slot) {
+      s->lost_at = 0;
+      say(v, "device %s is back with its job of round %d, slot %d", v->devs[dev].id, s->job.round + 1, s->job.slot);
+      continue;
+    }
+    char why[WHY_CAP];
+    snprintf(why, sizeof why, "device %.60s went offline during the round (its last will) and came back without "
+             "its job", v->devs[dev].id);
+    drop(v, s, why);
+  }
+}
+
+/* Lost slots whose device has not come back within devices.grace are dropped. */
+static void drop_lost(serve *v) {
+  for (int i = 0; i < v->cfg->clients; i++) {
+    slot *s = &v->slots[i];
+    if (s->state != SLOT_PENDING || s->lost_at == 0 || seconds_now() - s->lost_at < v->cfg->devices_grace) continue;
+    char why[WHY_CAP];
+    snprintf(why, sizeof why, "device %.60s went offline during the round (its last will) and did not come back "
+             "within devices.grace (%g s)", v->devs[s->dev].id, v->cfg->devices_grace);
+    drop(v, s, why);
   }
 }
 
@@ -132,9 +169,7 @@ static void on_status(serve *v, const char *id, const char *text) {
   d->st = st;
   if (!st.online) {
     if (was_online) say(v, "device %s (client %d) is offline", id, d->client);
-    char why[WHY_CAP];
-    snprintf(why, sizeof why, "device %.60s went offline during the round (its last will)", id);
-    drop_slots_of(v, dev, why);
+    lose_slots_of(v, dev);
     return;
   }
   if (st.config_hash != v->config_hash) {
@@ -150,8 +185,10 @@ static void on_status(serve *v, const char *id, const char *text) {
   }
   d->client = c;
   v->client_dev[c] = dev;
-  say(v, "device %s is online: client %d, %s, budget %" PRIu64 " bytes, %" PRId64 " samples", id, c, st.backend,
-      st.budget, st.samples);
+  if (!was_online)
+    say(v, "device %s is online: client %d, %s, budget %" PRIu64 " bytes, %" PRId64 " samples", id, c, st.backend,
+        st.budget, st.samples);
+  found_device(v, dev);
 }
 
 /* ---- results ------------------------------------------------------------------------------ */
@@ -178,6 +215,7 @@ static void finish_result(serve *v, slot *s, const unsigned char *bytes, size_t 
   if (st == FG_OK) st = fg_write_file_atomic(path, bytes, len);
   if (st == FG_OK) {
     s->state = SLOT_DONE;
+    fg_killpoint("serve_spool");
     return;
   }
   s->state = st == FG_ERR_FORMAT ? SLOT_REFUSED : SLOT_DROPPED;
@@ -332,6 +370,25 @@ static fg_status publish_job(serve *v, const device *d, const fg_job *j, const f
   return st;
 }
 
+/* A restarted server: the slot's result is already in the spool (it arrived before the stop). */
+static int spooled(serve *v, slot *s) {
+  char path[4200];
+  spool_path(v, s->job.round, s->job.slot, path, sizeof path);
+  unsigned char *bytes = NULL;
+  size_t len = 0;
+  if (access(path, F_OK) != 0 || fg_read_file(path, (size_t)1 << 34, &bytes, &len) != FG_OK) return 0;
+  float *state = malloc((size_t)(s->numel > 0 ? s->numel : 1) * sizeof *state);
+  fg_msg m;
+  int ok = state && fg_msg_decode(bytes, len, &m, state, s->numel) == FG_OK && m.kind == FG_MSG_RESULT &&
+           m.config_hash == v->config_hash && memcmp(&m.job, &s->job, sizeof m.job) == 0;
+  free(state);
+  free(bytes);
+  if (!ok) return 0;
+  s->state = SLOT_DONE;
+  say(v, "round %d, slot %d: its result is in the spool (from before a restart)", s->job.round + 1, s->job.slot);
+  return 1;
+}
+
 static fg_status dispatch(void *ctx, const fg_job *j, const float *sub, int64_t numel) {
   serve *v = ctx;
   if (j->slot < 0 || j->slot >= v->cfg->clients || j->client < 0 || j->client >= v->cfg->clients)
@@ -345,7 +402,9 @@ static fg_status dispatch(void *ctx, const fg_job *j, const float *sub, int64_t 
   s->job = *j;
   s->numel = numel;
   s->dev = v->client_dev[j->client];
+  s->lost_at = 0;
   s->why[0] = '\0';
+  if (spooled(v, s)) return FG_OK;
   if (s->dev < 0 || !v->devs[s->dev].st.online || v->devs[s->dev].client != j->client) {
     s->state = SLOT_DROPPED;
     snprintf(s->why, sizeof s->why, "the device of client %d was offline when the round began", j->client);
@@ -372,15 +431,15 @@ static fg_status close_round(void *ctx, int round, int *answered) {
     double left = v->round_t0 + v->cfg->devices_deadline - seconds_now();
     if (left <= 0) break;
     FG_TRY(pump(v, left < 0.2 ? left : 0.2));
+    drop_lost(v);
   }
   for (int i = 0; i < v->cfg->clients; i++) {
     slot *s = &v->slots[i];
     if (s->state == SLOT_PENDING) {
-      s->state = SLOT_DROPPED;
-      snprintf(s->why, sizeof s->why, "device %.60s missed the round's deadline (devices.deadline %g s)",
+      char why[WHY_CAP];
+      snprintf(why, sizeof why, "device %.60s missed the round's deadline (devices.deadline %g s)",
                v->devs[s->dev].id, v->cfg->devices_deadline);
-      fg_assembly_reset(&s->a);
-      say(v, "round %d, slot %d: %s", round + 1, i, s->why);
+      drop(v, s, why);
     }
     *answered += s->state == SLOT_DONE;
   }

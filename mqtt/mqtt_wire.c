@@ -176,6 +176,8 @@ fg_status fg_device_status_format(const fg_device_status *st, char *out, size_t 
                               st->samples, st->client, st->config_hash);
   for (int m = 0; m < st->n_methods && n < cap; m++)
     n += (size_t)snprintf(out + n, cap - n, "%s%d", m ? "," : "", st->fits[m]);
+  if (n < cap && st->holds_round >= 0)
+    n += (size_t)snprintf(out + n, cap - n, " holds=%d,%d", st->holds_round, st->holds_slot);
   if (n >= cap) return FG_FAIL(FG_ERR_INVALID, "device status: more than %zu bytes", cap);
   return FG_OK;
 }
@@ -217,6 +219,7 @@ static fg_status status_word(const char *text, const char *key, char *out, size_
 fg_status fg_device_status_parse(const char *text, fg_device_status *st) {
   memset(st, 0, sizeof *st);
   st->client = -1;
+  st->holds_round = st->holds_slot = -1;
   if (strcmp(text, "offline") == 0) return FG_OK;
   if (strncmp(text, "online ", 7) != 0)
     return FG_FAIL(FG_ERR_FORMAT, "device status '%.60s' is neither online nor offline", text);
@@ -243,6 +246,14 @@ fg_status fg_device_status_parse(const char *text, fg_device_status *st) {
       return FG_FAIL(FG_ERR_FORMAT, "device status: fits=%.*s is not a list of levels", (int)len, fits);
     st->fits[st->n_methods++] = (int)l;
     p = end + (end < fits + len);
+  }
+  const char *holds = status_value(text, "holds", &len);
+  if (holds) {
+    int r = -1, s = -1, used = 0;
+    if (sscanf(holds, "%d,%d%n", &r, &s, &used) != 2 || (size_t)used != len || r < 0 || s < 0)
+      return FG_FAIL(FG_ERR_FORMAT, "device status: holds=%.*s is not ROUND,SLOT", (int)len, holds);
+    st->holds_round = r;
+    st->holds_slot = s;
   }
   return FG_OK;
 }

@@ -71,6 +71,7 @@ typedef struct fg_device_status {
   uint64_t config_hash;    /* the configuration it planned with */
   int n_methods;
   int fits[FG_MAX_METHODS]; /* per method: the most capable level its budget fits here; -1: none */
+  int holds_round, holds_slot; /* the job it is training or whose result it is sending; -1: none */
 } fg_device_status;
 
 /* The status as its line of text into out [cap]. */

@@ -10,7 +10,13 @@
  * - a device stopped past the round's deadline is dropped; its late result is logged and ignored;
  * - a rogue device (this test, as an MQTT client) that answers with a NaN-carrying, an oversized, a
  *   truncated and a malformed result, and with a result for a slot it does not hold, has each
- *   refused with a record naming the problem, never aggregated, and the server runs to the end. */
+ *   refused with a record naming the problem, never aggregated, and the server runs to the end;
+ * - over TLS with client certificates (configs/mosquitto/, scripts/make-certs.sh) the run is the
+ *   in-process one; a device with no certificate or another CA's is refused; the ACL keeps a device
+ *   from writing or reading another device's topics;
+ * - a device killed in the middle of sending a result and started again resends it from its spool,
+ *   and a server killed mid-round and resumed (--resume) takes the spooled results: both reach the
+ *   in-process run's numbers. */
 #include <arpa/inet.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -472,7 +478,7 @@ Test(mqtt, malformed_nan_oversized_and_truncated_results_are_refused, .timeout =
   FGT_OK(fg_mqtt_topic(r.job, sizeof r.job, "loop", "job", "rogue"));
   FGT_OK(fg_mqtt_topic(r.result, sizeof r.result, "loop", "result", "rogue"));
   FGT_OK(fg_mqtt_subscribe(r.link, r.job));
-  fg_device_status st = {1, "0", "cpu", 0, 80, 2, r.config_hash, 1, {0}};
+  fg_device_status st = {1, "0", "cpu", 0, 80, 2, r.config_hash, 1, {0}, -1, -1};
   char text[512];
   FGT_OK(fg_device_status_format(&st, text, sizeof text));
   FGT_OK(fg_mqtt_publish(r.link, "fg/loop/status/rogue", text, strlen(text), 1));
@@ -697,6 +703,77 @@ Test(mqtt, the_acl_confines_each_device_to_its_own_topics, .timeout = 600) {
   free(seen);
   fg_mqtt_close(intruder);
   fg_mqtt_close(server);
+  stop_broker(&b);
+  scratch_close();
+}
+
+/* ---- resuming ----------------------------------------------------------------------------- */
+
+Test(mqtt, a_device_killed_mid_upload_resends_from_its_spool, .timeout = 900) {
+  scratch_open();
+  const char *config = write_config(300);
+  const char *local = at("local"), *remote = at("remote"), *spool = at("spool");
+  char cmd[4200];
+  snprintf(cmd, sizeof cmd, "mkdir -p %s", spool);
+  cr_assert_eq(system(cmd), 0);
+  run_in_process(config, local);
+  broker b = start_broker(NULL);
+  int serve = spawn_serve(&b, config, remote);
+  int dev[DEVICES];
+  /* Client 2 trains the full model: its result is 27 chunks of 1 KiB; the device dies after 10. */
+  const char *args[] = {"device", "--broker", b.url, "--id", "dev2", "--config", config, "--client", "2",
+                        "--threads", "1", "--chunk-kib", "1", "--spool", spool, NULL};
+  const char *argv[24] = {getenv("FEDGAP_BINARY")};
+  for (int i = 0; args[i]; i++) argv[i + 1] = args[i];
+  fgt_run_opts kill = {"device_chunk:10", 0};
+  dev[2] = fgt_spawn_opts(argv, at("dev2-killed.out"), at("dev2-killed.err"), &kill);
+  note_started(dev[2]);
+  dev[0] = spawn_device(&b, config, 0);
+  dev[1] = spawn_device(&b, config, 1);
+  cr_assert_eq(wait_started(dev[2], 300), -1, "the device was to die of SIGKILL at its tenth chunk");
+  dev[2] = spawn_fedgap("dev2", args);
+  serve_ok(serve);
+  for (int k = 0; k < DEVICES; k++) cr_assert_eq(wait_started(dev[k], 60), 0, "device %d", k);
+  char *derr = scratch_text("dev2.err"), *serr = scratch_text("serve.err");
+  cr_assert(strstr(derr, "sending again the result of round 1") != NULL, "%s", derr);
+  cr_assert(strstr(serr, "is back with its job of round 1") != NULL, "%s", serr);
+  free(derr);
+  free(serr);
+  fgt_same_run_records(local, remote);
+  char *a = fgt_join(local, "checkpoint.safetensors"), *c = fgt_join(remote, "checkpoint.safetensors");
+  fgt_same_tensors(a, c);
+  free(a);
+  free(c);
+  stop_broker(&b);
+  scratch_close();
+}
+
+Test(mqtt, a_server_killed_mid_round_resumes_from_its_spool, .timeout = 900) {
+  scratch_open();
+  const char *config = write_config(300);
+  const char *local = at("local"), *remote = at("remote");
+  run_in_process(config, local);
+  broker b = start_broker(NULL);
+  const char *args[] = {getenv("FEDGAP_BINARY"), "serve", config, "--broker", b.url, "--out", remote, "--threads",
+                        "1", NULL};
+  fgt_run_opts kill = {"serve_spool:5", 0}; /* round 2, after two of its three results */
+  int serve = fgt_spawn_opts(args, at("serve-killed.out"), at("serve-killed.err"), &kill);
+  note_started(serve);
+  int dev[DEVICES];
+  for (int k = 0; k < DEVICES; k++) dev[k] = spawn_device(&b, config, k);
+  cr_assert_eq(wait_started(serve, 300), -1, "the server was to die of SIGKILL at its fifth spooled result");
+  const char *again[] = {"serve", "--resume", remote, "--broker", b.url, "--threads", "1", NULL};
+  serve = spawn_fedgap("serve", again);
+  serve_ok(serve);
+  for (int k = 0; k < DEVICES; k++) cr_assert_eq(wait_started(dev[k], 60), 0, "device %d", k);
+  char *serr = scratch_text("serve.err");
+  cr_assert(strstr(serr, "round 2, slot") != NULL && strstr(serr, "is in the spool") != NULL, "%s", serr);
+  free(serr);
+  fgt_same_run_records(local, remote);
+  char *a = fgt_join(local, "checkpoint.safetensors"), *c = fgt_join(remote, "checkpoint.safetensors");
+  fgt_same_tensors(a, c);
+  free(a);
+  free(c);
   stop_broker(&b);
   scratch_close();
 }
