@@ -8,6 +8,7 @@
  * - a device killed mid-round (SIGKILL at a training step) is recorded as dropped through its last
  *   will, the round completes with the others, and the device, started again, takes part later;
  * - a device stopped past the round's deadline is dropped; its late result is logged and ignored;
+ *   a round left with fewer results than devices.min_results is tried again, then the run stops;
  * - a rogue device (this test, as an MQTT client) that answers with a NaN-carrying, an oversized, a
  *   truncated and a malformed result, and with a result for a slot it does not hold, has each
  *   refused with a record naming the problem, never aggregated, and the server runs to the end;
@@ -388,6 +389,34 @@ Test(mqtt, a_device_past_the_deadline_is_dropped_and_its_late_result_ignored, .t
   cr_assert(strstr(client_error(r1, 1), "deadline") != NULL, "%s", client_error(r1, 1));
   cr_assert_eq(round_count(r1, "trained"), 2);
   cJSON_Delete(r1);
+  stop_broker(&b);
+  scratch_close();
+}
+
+static char *replace_all(const char *text, const char *from, const char *to);
+
+Test(mqtt, a_round_short_of_results_is_tried_again_then_the_run_stops, .timeout = 900) {
+  scratch_open();
+  const char *config = write_config_rounds(2, 3, 1);
+  char *text = fgt_read_text(config), *strict = replace_all(text, "min_results: 1", "min_results: 3, retries: 1");
+  write_text(config, strict); /* every device holds the server's configuration */
+  free(text);
+  free(strict);
+  const char *remote = at("remote");
+  broker b = start_broker(NULL);
+  const char *args[] = {"serve", config, "--broker", b.url, "--out", remote, "--threads", "1", NULL};
+  int serve = spawn_fedgap("serve", args);
+  int dev[DEVICES];
+  for (int k = 0; k < DEVICES; k++) dev[k] = spawn_device(&b, config, k);
+  cr_assert(wait_for_text("serve.err", "device dev1 is online", 120), "dev1 never came online");
+  kill(dev[1], SIGSTOP); /* it answers nothing: every try of round 1 has two results of the three needed */
+  int rc = wait_started(serve, 300);
+  char *err = scratch_text("serve.err");
+  cr_assert_eq(rc, 1, "fedgap serve was to stop with status 1: %s", err);
+  cr_assert(strstr(err, "round 1 failed (attempt 1): 2 results, fewer than the 3 needed") != NULL, "%s", err);
+  cr_assert(strstr(fgt_last_line(err), "round 1 failed 2 times: 2 results of 3 participants") != NULL, "%s", err);
+  free(err);
+  kill(dev[1], SIGCONT);
   stop_broker(&b);
   scratch_close();
 }
