@@ -326,3 +326,39 @@ Test(mqtt_wire, malformed_chunks_are_refused) {
   cut_free(&other);
   cut_free(&longer);
 }
+
+Test(mqtt_wire, device_statuses_round_trip_and_bad_ones_are_refused) {
+  fg_device_status st = {1, "0.1.0", "cuda:0", 123456789, 2000, 7, 0xfedcba9876543210ull, 3, {2, -1, 0}, 4, 9}, back;
+  char text[512];
+  FGT_OK(fg_device_status_format(&st, text, sizeof text));
+  FGT_OK(fg_device_status_parse(text, &back));
+  cr_assert_eq(memcmp(&st, &back, sizeof st), 0, "%s", text);
+  st.holds_round = st.holds_slot = -1;
+  FGT_OK(fg_device_status_format(&st, text, sizeof text));
+  cr_assert(strstr(text, "holds") == NULL, "%s", text);
+  FGT_OK(fg_device_status_parse(text, &back));
+  cr_assert_eq(back.holds_round, -1);
+  FGT_OK(fg_device_status_parse("offline", &back));
+  cr_assert_eq(back.online, 0);
+  const char *bad[][2] = {
+      {"onlin", "neither online nor offline"},
+      {"online backend=cpu budget=1 samples=1 client=0 config=00 fits=0", "version"},
+      {"online version=1 backend=cpu budget=-1 samples=1 client=0 config=00 fits=0", "budget"},
+      {"online version=1 backend=cpu budget=1 samples=1x client=0 config=00 fits=0", "samples"},
+      {"online version=1 backend=cpu budget=1 samples=1 client=-2 config=00 fits=0", "out of range"},
+      {"online version=1 backend=cpu budget=1 samples=1 client=0 config=zz fits=0", "config"},
+      {"online version=1 backend=cpu budget=1 samples=1 client=0 config=00 fits=0,,1", "fits"},
+      {"online version=1 backend=cpu budget=1 samples=1 client=0 config=00", "fits"},
+      {"online version=1 backend=cpu budget=1 samples=1 client=0 config=00 fits=0 holds=1", "holds"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cr_assert_eq(fg_device_status_parse(bad[i][0], &back), FG_ERR_FORMAT, "%s", bad[i][0]);
+    cr_assert(strstr(fg_last_error(), bad[i][1]) != NULL, "'%s' not in: %s", bad[i][1], fg_last_error());
+  }
+  char topic[64];
+  FGT_OK(fg_mqtt_topic(topic, sizeof topic, "run1", "job", "dev0"));
+  cr_assert_str_eq(topic, "fg/run1/job/dev0");
+  cr_assert_eq(fg_mqtt_topic(topic, sizeof topic, "run1", "job", "dev/0"), FG_ERR_INVALID);
+  cr_assert_eq(fg_mqtt_topic(topic, sizeof topic, "r+", "job", NULL), FG_ERR_INVALID);
+  cr_assert_eq(fg_mqtt_topic(topic, 8, "run1", "job", "dev0"), FG_ERR_INVALID);
+}
