@@ -3,8 +3,9 @@
  * serve: the server as an MQTT client; it waits for every client's device, then runs the
  * experiment as `fedgap run` does (the same run folder, lines and last line) with every participant
  * trained on its device. device: one board; it trains the jobs the server sends it, as client
- * --client of the configuration's partition (a dry run of a federation on one machine) or on its
- * own data (--data DIR), until the server ends the run. Both print events (a device online or
+ * --client of the configuration's partition (a dry run of a federation on one machine), or without
+ * --client on its own data (--data DIR: all of the dataset's training samples there, as one
+ * client, with no budget but --budget), until the server ends the run. Both print events (a device online or
  * offline, a late or refused result) as lines on stderr. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,7 +144,7 @@ int fg_cmd_device(int argc, char **argv) {
       {"id", FG_ARG_STRING, &id, "NAME", "this device's name (with TLS: its certificate's common name)", 0, -1, 1, 0},
       {"config", FG_ARG_STRING, &config, "CONFIG.yaml", "the experiment (the server's)", 0, -1, 1, 0},
       {"client", FG_ARG_INT, &client, "K", "train as client K of the configuration's partition (a dry run on one "
-       "machine)", 0, 1e9, 0, 0},
+       "machine; without it, the device trains on its own data, --data)", 0, 1e9, 0, 0},
       {"data", FG_ARG_STRING, &data, "DIR", "the directory of this device's dataset files (the override data.dir)", 0,
        -1, 0, 0},
       {"budget", FG_ARG_U64, &budget, "BYTES", "this device's memory budget (default: its client's in the "
@@ -158,7 +159,17 @@ int fg_cmd_device(int argc, char **argv) {
                     N_BROKER_ARGS + 7, NULL, 0};
   int help, rc = fg_args_parse(&cmd, argc, argv, &help);
   if (rc != FG_EXIT_OK || help) return rc;
-  if (client < 0) return fg_usage_error(&cmd, "give the client of the partition this device holds (--client K)");
+  if (client < 0 && !data)
+    return fg_usage_error(&cmd, "give this device's data (--data DIR), or the client of the partition it holds in a "
+                          "dry run (--client K)");
+  /* The server's configuration (its hash is the run's) before this device's own overrides. */
+  fg_config server;
+  rc = load(&cmd, config, &b.sets, &server);
+  if (rc != FG_EXIT_OK) return rc;
+  uint64_t hash = 0;
+  fg_status hashed = fg_config_hash(&server, &hash);
+  fg_config_free(&server);
+  if (hashed != FG_OK) return fg_runtime_error("device");
   char data_set[4200], device_set[64];
   if (data) {
     snprintf(data_set, sizeof data_set, "data.dir=%s", data);
@@ -174,6 +185,12 @@ int fg_cmd_device(int argc, char **argv) {
   fg_config cfg;
   rc = load(&cmd, config, &b.sets, &cfg);
   if (rc != FG_EXIT_OK) return rc;
+  if (client < 0) { /* its own data: one client holding every training sample, capped by --budget only */
+    cfg.clients = 1;
+    cfg.budgets.kind = FG_BUDGET_NONE;
+    cfg.partition.kind = FG_PARTITION_IID;
+    cfg.local_test = 0;
+  }
   rc = fg_cli_start("device", b.threads >= 0 ? b.threads : cfg.threads, cfg.device);
   fg_world w;
   int opened = rc == FG_EXIT_OK && fg_world_open(&cfg, &w) == FG_OK;
@@ -186,6 +203,7 @@ int fg_cmd_device(int argc, char **argv) {
     o.run = b.run ? b.run : cfg.name;
     o.id = id;
     o.client = client;
+    o.config_hash = hash;
     o.budget = (size_t)budget;
     o.backend = fg_device_str(cfg.device, backend, sizeof backend);
     o.chunk_bytes = (size_t)b.chunk_kib * 1024;

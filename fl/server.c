@@ -1142,13 +1142,16 @@ int64_t fg_device_trainer_numel(const fg_device_trainer *d, int level) {
   return fg_graph_state_numel(d->s.level_graph[level]);
 }
 
-fg_status fg_device_trainer_train(fg_device_trainer *d, const fg_job *j, size_t budget, const float *sent,
-                                  float *trained, fg_client_record *rec) {
+fg_status fg_device_trainer_train(fg_device_trainer *d, const fg_job *j, int data_client, size_t budget,
+                                  const float *sent, float *trained, fg_client_record *rec) {
   server *s = &d->s;
-  FG_TRY(check_job(s, j));
   fg_job mine = *j;
-  if (budget > 0) mine.cap = budget;
+  if (data_client >= 0) mine.client = data_client;
+  if (j->cap > 0) mine.cap = budget; /* a method that caps training: under the device's own budget */
+  FG_TRY(check_job(s, &mine));
   record_start(s, &mine, rec);
   memcpy(f32(&s->sub_in), sent, (size_t)fg_graph_state_numel(s->level_graph[j->level]) * sizeof(float));
-  return train_sent(s, &mine, trained, rec);
+  fg_status st = train_sent(s, &mine, trained, rec);
+  rec->id = j->client;
+  return st;
 }

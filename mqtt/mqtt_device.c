@@ -45,6 +45,9 @@ static void say(const device *d, const char *fmt, ...) {
   d->o->log(d->o->log_ctx, line);
 }
 
+/* The client of the device's world whose samples it trains. */
+static int data_client(const device *d) { return d->o->client >= 0 ? d->o->client : 0; }
+
 /* What fits here, per method, and the largest state a job may carry. */
 static fg_status measure(device *d) {
   const fg_config *cfg = d->w->cfg;
@@ -53,7 +56,7 @@ static fg_status measure(device *d) {
   snprintf(st->version, sizeof st->version, "%s", FEDGAP_VERSION);
   snprintf(st->backend, sizeof st->backend, "%s", d->o->backend ? d->o->backend : "cpu");
   st->budget = d->budget;
-  st->samples = fg_partition_size(&d->w->partition, d->o->client);
+  st->samples = fg_partition_size(&d->w->partition, data_client(d));
   st->client = d->o->client;
   st->config_hash = d->config_hash;
   st->n_methods = cfg->n_methods;
@@ -158,7 +161,7 @@ static void train(device *d, const fg_msg *in, fg_msg *out) {
   if (strcmp(in->run, d->o->run) != 0 || in->config_hash != d->config_hash)
     st = FG_FAIL(FG_ERR_CONFIG, "device %s holds run '%s' with configuration %016" PRIx64 ", the job is of run '%s' "
                  "with %016" PRIx64, d->o->id, d->o->run, d->config_hash, in->run, in->config_hash);
-  else if (in->job.client != d->o->client)
+  else if (d->o->client >= 0 && in->job.client != d->o->client)
     st = FG_FAIL(FG_ERR_CONFIG, "device %s holds client %d, the job is for client %d", d->o->id, d->o->client,
                  in->job.client);
   if (st == FG_OK && (!d->trainer || d->method != in->job.method)) {
@@ -172,7 +175,9 @@ static void train(device *d, const fg_msg *in, fg_msg *out) {
   if (st == FG_OK && fg_device_trainer_numel(d->trainer, in->job.level) != in->numel)
     st = FG_FAIL(FG_ERR_CONFIG, "the job sends %lld floats for level %d, which has %lld here", (long long)in->numel,
                  in->job.level, (long long)fg_device_trainer_numel(d->trainer, in->job.level));
-  if (st == FG_OK) st = fg_device_trainer_train(d->trainer, &in->job, d->budget, d->sent, d->trained, &out->result.rec);
+  if (st == FG_OK)
+    st = fg_device_trainer_train(d->trainer, &in->job, d->o->client >= 0 ? -1 : 0, d->budget, d->sent, d->trained,
+                                 &out->result.rec);
   if (st != FG_OK) {
     out->result.status = st;
     snprintf(out->result.error, sizeof out->result.error, "%s", fg_last_error());
@@ -236,11 +241,11 @@ fg_status fg_mqtt_device_run(const fg_mqtt_device_options *o, const fg_world *w,
   d.o = o;
   d.w = w;
   d.method = -1;
-  if (o->client < 0 || o->client >= w->cfg->clients)
+  if (o->client < -1 || o->client >= w->cfg->clients || (o->client < 0 && w->cfg->clients != 1))
     return FG_FAIL(FG_ERR_INVALID, "client %d is not one of the configuration's %d", o->client, w->cfg->clients);
-  d.budget = o->budget ? o->budget : w->budgets[o->client];
-  fg_status st = fg_config_hash(w->cfg, &d.config_hash);
-  if (st == FG_OK) st = topics(&d);
+  d.budget = o->budget ? o->budget : w->budgets[data_client(&d)];
+  d.config_hash = o->config_hash;
+  fg_status st = topics(&d);
   if (st == FG_OK && o->spool &&
       (size_t)snprintf(d.spool_path, sizeof d.spool_path, "%s/%s-%s.result", o->spool, o->run, o->id) >=
           sizeof d.spool_path)
@@ -256,7 +261,11 @@ fg_status fg_mqtt_device_run(const fg_mqtt_device_options *o, const fg_world *w,
   if (st == FG_OK) st = fg_mqtt_subscribe(d.link, d.job_topic);
   if (st == FG_OK) st = fg_mqtt_subscribe(d.link, d.end_topic);
   if (st == FG_OK) st = come_online(&d);
-  if (st == FG_OK) say(&d, "online as client %d of run %s, budget %zu bytes", o->client, o->run, d.budget);
+  if (st == FG_OK && o->client >= 0)
+    say(&d, "online as client %d of run %s, budget %zu bytes", o->client, o->run, d.budget);
+  if (st == FG_OK && o->client < 0)
+    say(&d, "online with its own %lld samples for run %s, budget %zu bytes", (long long)d.status.samples, o->run,
+        d.budget);
   if (st == FG_OK) st = serve_jobs(&d);
   if (d.link) { /* a clean exit: say so, since the broker sends the will only when the link breaks */
     fg_device_status off = {0};

@@ -27,7 +27,11 @@ typedef struct fg_mqtt_device_options {
   fg_mqtt_options link;  /* the broker; client_id and will: set here */
   const char *run;       /* the run's name on the broker */
   const char *id;        /* the device's name (its topics; with TLS, its certificate's identity) */
-  int client;            /* the client of the world it trains as */
+  int client;            /* the client of the world it trains as: a dry run on the configuration's
+                            partition; -1: the device's own data, the world's only client, which
+                            trains any client the server gives it */
+  uint64_t config_hash;  /* the hash of the server's configuration (fg_config_hash): the world's
+                            may differ in where the data lie and how they are split */
   size_t budget;         /* bytes it trains under; 0: the world's budget of its client */
   const char *backend;   /* "cpu", "cuda:0", ...: what it announces */
   size_t chunk_bytes;    /* 0: 256 KiB */
@@ -37,7 +41,8 @@ typedef struct fg_mqtt_device_options {
   void *log_ctx;
 } fg_mqtt_device_options;
 
-/* Runs the device on world w until the server ends the run; *jobs := the jobs it trained. */
+/* Runs the device on world w (with o->client -1: one client, its own data) until the server ends
+ * the run; *jobs := the jobs it trained. */
 fg_status fg_mqtt_device_run(const fg_mqtt_device_options *o, const fg_world *w, int *jobs);
 
 #endif

@@ -7,6 +7,7 @@
  *   device reports what its budget fits);
  * - a device killed mid-round (SIGKILL at a training step) is recorded as dropped through its last
  *   will, the round completes with the others, and the device, started again, takes part later;
+ * - devices with their own data (--data, no --client) each train theirs;
  * - a device stopped past the round's deadline is dropped; its late result is logged and ignored;
  *   a round left with fewer results than devices.min_results is tried again, then the run stops;
  * - a rogue device (this test, as an MQTT client) that answers with a NaN-carrying, an oversized, a
@@ -417,6 +418,44 @@ Test(mqtt, a_round_short_of_results_is_tried_again_then_the_run_stops, .timeout 
   cr_assert(strstr(fgt_last_line(err), "round 1 failed 2 times: 2 results of 3 participants") != NULL, "%s", err);
   free(err);
   kill(dev[1], SIGCONT);
+  stop_broker(&b);
+  scratch_close();
+}
+
+Test(mqtt, devices_with_their_own_data_train_it, .timeout = 900) {
+  scratch_open();
+  const char *config = write_config(300);
+  const char *remote = at("remote");
+  broker b = start_broker(NULL);
+  int serve = spawn_serve(&b, config, remote);
+  const int sizes[DEVICES] = {90, 120, 150};
+  int dev[DEVICES];
+  for (int k = 0; k < DEVICES; k++) {
+    char name[16], id[16], cmd[4200];
+    snprintf(name, sizeof name, "own%d", k);
+    snprintf(id, sizeof id, "board%d", k);
+    const char *data = at(name);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", data);
+    cr_assert_eq(system(cmd), 0);
+    fgt_write_tiny_fmnist(data, sizes[k], 20, 100 + (unsigned)k);
+    const char *args[] = {"device", "--broker", b.url, "--id", id, "--config", config, "--data", data,
+                          "--threads", "1", NULL};
+    dev[k] = spawn_fedgap(id, args);
+  }
+  serve_ok(serve);
+  for (int k = 0; k < DEVICES; k++) cr_assert_eq(wait_started(dev[k], 60), 0, "device %d", k);
+  for (int round = 1; round <= 3; round++) {
+    cJSON *rec = round_record(remote, round);
+    cr_assert_eq(round_count(rec, "trained"), DEVICES, "round %d: %s", round, cJSON_PrintUnformatted(rec));
+    int seen[DEVICES] = {0};
+    for (int c = 0; c < DEVICES; c++) {
+      int samples = cJSON_GetObjectItem(client_record(rec, c), "samples")->valueint;
+      for (int k = 0; k < DEVICES; k++) seen[k] += samples == sizes[k];
+    }
+    for (int k = 0; k < DEVICES; k++)
+      cr_assert_eq(seen[k], 1, "round %d: the device with %d samples trained them once", round, sizes[k]);
+    cJSON_Delete(rec);
+  }
   stop_broker(&b);
   scratch_close();
 }
