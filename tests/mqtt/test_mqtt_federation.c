@@ -16,6 +16,8 @@
  * - over TLS with client certificates (configs/mosquitto/, scripts/make-certs.sh) the run is the
  *   in-process one; a device with no certificate or another CA's is refused; the ACL keeps a device
  *   from writing or reading another device's topics;
+ * - a device whose connection is cut in the middle of sending a result (a proxy between it and the
+ *   broker closes the link) reconnects and finishes the transfer;
  * - a device killed in the middle of sending a result and started again resends it from its spool,
  *   and a server killed mid-round and resumed (--resume) takes the spooled results: both reach the
  *   in-process run's numbers. */
@@ -26,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -836,6 +839,99 @@ Test(mqtt, a_server_killed_mid_round_resumes_from_its_spool, .timeout = 900) {
   for (int k = 0; k < DEVICES; k++) cr_assert_eq(wait_started(dev[k], 60), 0, "device %d", k);
   char *serr = scratch_text("serve.err");
   cr_assert(strstr(serr, "round 2, slot") != NULL && strstr(serr, "is in the spool") != NULL, "%s", serr);
+  free(serr);
+  fgt_same_run_records(local, remote);
+  char *a = fgt_join(local, "checkpoint.safetensors"), *c = fgt_join(remote, "checkpoint.safetensors");
+  fgt_same_tensors(a, c);
+  free(a);
+  free(c);
+  stop_broker(&b);
+  scratch_close();
+}
+
+/* ---- a link cut mid-upload ---------------------------------------------------------------- */
+
+static int listen_on(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 8) != 0) _exit(3);
+  return fd;
+}
+
+static int connect_to(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) _exit(4);
+  return fd;
+}
+
+/* A forked TCP proxy from `port` to the broker's: it forwards both ways, and closes the first
+ * connection through which the client sends more than `cut` bytes (later ones are left alone). */
+static int start_proxy(int port, int broker_port, long cut) {
+  int pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid > 0) {
+    note_started(pid);
+    for (int i = 0; i < 100 && !port_open(port); i++) nap(0.05);
+    return pid;
+  }
+  int lfd = listen_on(port), done = 0;
+  for (;;) {
+    int c = accept(lfd, NULL, NULL), s = connect_to(broker_port);
+    long up = 0;
+    for (;;) {
+      struct pollfd p[2] = {{c, POLLIN, 0}, {s, POLLIN, 0}};
+      if (poll(p, 2, -1) < 0) break;
+      char buf[1024]; /* small reads: the cut lands inside a chunk */
+      ssize_t k = 0;
+      if (p[0].revents) {
+        if ((k = read(c, buf, sizeof buf)) <= 0 || write(s, buf, (size_t)k) != k) break;
+        up += k;
+        if (!done && up > cut) {
+          done = 1;
+          break;
+        }
+      }
+      if (p[1].revents && ((k = read(s, buf, sizeof buf)) <= 0 || write(c, buf, (size_t)k) != k)) break;
+    }
+    close(c);
+    close(s);
+  }
+}
+
+Test(mqtt, a_link_cut_mid_upload_resumes, .timeout = 900) {
+  scratch_open();
+  const char *config = write_config(300);
+  const char *local = at("local"), *remote = at("remote");
+  run_in_process(config, local);
+  broker b = start_broker(NULL);
+  int proxy_port = free_port();
+  /* Client 2 trains the full model: its first result is about 30 KB in chunks of 1 KiB; the link
+   * is cut after 12 KB the device sent (its connection, subscriptions and status are far less). */
+  start_proxy(proxy_port, b.port, 12000);
+  char via[64];
+  snprintf(via, sizeof via, "mqtt://127.0.0.1:%d", proxy_port);
+  int serve = spawn_serve(&b, config, remote);
+  int dev[DEVICES];
+  dev[0] = spawn_device(&b, config, 0);
+  dev[1] = spawn_device(&b, config, 1);
+  const char *args[] = {"device", "--broker", via, "--id", "dev2", "--config", config, "--client", "2",
+                        "--threads", "1", "--chunk-kib", "1", NULL};
+  dev[2] = spawn_fedgap("dev2", args);
+  serve_ok(serve);
+  for (int k = 0; k < DEVICES; k++) cr_assert_eq(wait_started(dev[k], 60), 0, "device %d", k);
+  char *serr = scratch_text("serve.err");
+  cr_assert(strstr(serr, "device dev2 (client 2) is offline") != NULL, "the link was not cut: %s", serr);
+  cr_assert(strstr(serr, "is back with its job of round 1, slot 2") != NULL, "%s", serr);
   free(serr);
   fgt_same_run_records(local, remote);
   char *a = fgt_join(local, "checkpoint.safetensors"), *c = fgt_join(remote, "checkpoint.safetensors");
