@@ -197,8 +197,13 @@ static void spool_path(const serve *v, int round, int slot, char *out, size_t ca
   snprintf(out, cap, "%s/round%d-slot%d.safetensors", v->spool, round + 1, slot);
 }
 
-/* Checks a complete result message of slot s and spools it. */
-static void finish_result(serve *v, slot *s, const unsigned char *bytes, size_t len) {
+/* Where slot s's result is assembled, chunk by chunk, before it is checked. */
+static void partial_path(const serve *v, const slot *s, char *out, size_t cap) {
+  snprintf(out, cap, "%s/round%d-slot%d.partial", v->spool, s->job.round + 1, s->job.slot);
+}
+
+/* Whether a complete result message of slot s is well-formed and answers its job. */
+static fg_status check_result(serve *v, slot *s, const unsigned char *bytes, size_t len) {
   float *state = malloc((size_t)(s->numel > 0 ? s->numel : 1) * sizeof *state);
   fg_msg m;
   fg_status st = state ? fg_msg_decode(bytes, len, &m, state, s->numel)
@@ -210,14 +215,29 @@ static void finish_result(serve *v, slot *s, const unsigned char *bytes, size_t 
   if (st == FG_OK && (m.job.method != s->job.method || m.job.round != s->job.round || m.job.slot != s->job.slot ||
                       m.job.client != s->job.client || m.job.level != s->job.level || m.job.seed != s->job.seed))
     st = FG_FAIL(FG_ERR_FORMAT, "it answers another job (client %d, level %d)", m.job.client, m.job.level);
+  return st;
+}
+
+/* Checks the complete result message of slot s (assembled in its partial file) and makes it the
+ * slot's spooled result. */
+static void finish_result(serve *v, slot *s) {
+  unsigned char *bytes = NULL;
+  size_t len = 0;
+  fg_status st = fg_assembly_finish_file(&s->a);
+  if (st == FG_OK) st = fg_read_file(s->a.path, (size_t)1 << 34, &bytes, &len);
+  if (st == FG_OK) st = check_result(v, s, bytes, len);
+  free(bytes);
   char path[4200];
   spool_path(v, s->job.round, s->job.slot, path, sizeof path);
-  if (st == FG_OK) st = fg_write_file_atomic(path, bytes, len);
+  if (st == FG_OK && rename(s->a.path, path) != 0)
+    st = FG_FAIL(FG_ERR_IO, "cannot rename %s to %s: %s", s->a.path, path, strerror(errno));
+  if (st == FG_OK) st = fg_sync_dir(v->spool);
   if (st == FG_OK) {
     s->state = SLOT_DONE;
     fg_killpoint("serve_spool");
     return;
   }
+  unlink(s->a.path);
   s->state = st == FG_ERR_FORMAT ? SLOT_REFUSED : SLOT_DROPPED;
   snprintf(s->why, sizeof s->why, "%s result refused: %.170s", st == FG_ERR_FORMAT ? "malformed" : "unusable",
            fg_last_error());
@@ -265,7 +285,7 @@ static void on_result_chunk(serve *v, const char *id, const unsigned char *chunk
     return;
   }
   if (!complete) return;
-  finish_result(v, s, s->a.bytes, (size_t)s->a.first.total);
+  finish_result(v, s);
   fg_assembly_reset(&s->a);
 }
 
@@ -398,8 +418,10 @@ static fg_status dispatch(void *ctx, const fg_job *j, const float *sub, int64_t 
     v->round_t0 = seconds_now();
   }
   slot *s = &v->slots[j->slot];
-  fg_assembly_reset(&s->a);
   s->job = *j;
+  char partial[4200];
+  partial_path(v, s, partial, sizeof partial);
+  FG_TRY(fg_assembly_use_file(&s->a, partial));
   s->numel = numel;
   s->dev = v->client_dev[j->client];
   s->lost_at = 0;

@@ -4,10 +4,11 @@
  * each device that is online with the run's configuration holds a client (the one it names, or in
  * a federation of devices with their own data the first client free), and reports per method the
  * level its budget fits. A job goes to fg/<run>/job/<device> in chunks (mqtt/mqtt_wire.h); results
- * come back on fg/<run>/result/<device>. A complete result is checked (every field; at most the
- * floats its level has) and spooled into the run folder (spool/, written atomically), so the
- * server holds at most one result in memory at a time; the server absorbs the spooled results in
- * slot order once the round closed (fl/server.c).
+ * come back on fg/<run>/result/<device>. A result is assembled chunk by chunk in the run folder
+ * (spool/roundR-slotS.partial), checked once complete (every field; at most the floats its level
+ * has) and renamed to the slot's spooled result, so the server holds a chunk of each result in
+ * flight and one result while it checks it; it absorbs the spooled results in slot order once the
+ * round closed (fl/server.c).
  *
  * At the end of each round it logs the bytes of the job chunks it sent and of the result chunks it
  * received.

@@ -2,10 +2,12 @@
 #include "mqtt/mqtt_wire.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -352,24 +354,81 @@ fg_status fg_chunk_read_head(const unsigned char *chunk, size_t len, fg_chunk_he
 void fg_assembly_init(fg_assembly *a, uint64_t max_total) {
   memset(a, 0, sizeof *a);
   a->max_total = max_total;
+  a->fd = -1;
+}
+
+fg_status fg_assembly_use_file(fg_assembly *a, const char *path) {
+  fg_assembly_reset(a);
+  char *copy = strdup(path);
+  if (!copy) return FG_FAIL(FG_ERR_OOM, "chunk: out of memory");
+  free(a->path);
+  a->path = copy;
+  return FG_OK;
 }
 
 void fg_assembly_reset(fg_assembly *a) {
   uint64_t max_total = a->max_total;
+  char *path = a->path;
+  if (a->fd >= 0) {
+    close(a->fd);
+    unlink(path);
+  }
   free(a->have);
   free(a->bytes);
   fg_assembly_init(a, max_total);
+  a->path = path;
 }
 
-void fg_assembly_free(fg_assembly *a) { fg_assembly_reset(a); }
+void fg_assembly_free(fg_assembly *a) {
+  fg_assembly_reset(a);
+  free(a->path);
+  a->path = NULL;
+}
+
+fg_status fg_assembly_finish_file(fg_assembly *a) {
+  if (a->fd < 0 || !a->started || a->received != a->first.count)
+    return FG_FAIL(FG_ERR_INVALID, "chunk: no complete message in a file to finish");
+  int ok = fsync(a->fd) == 0;
+  ok = close(a->fd) == 0 && ok;
+  a->fd = -1; /* the file stays: it is the message */
+  if (!ok) return FG_FAIL(FG_ERR_IO, "%s: cannot be written: %s", a->path, strerror(errno));
+  return FG_OK;
+}
+
+/* A chunk's bytes into the message at `at`; `seen`: they arrived before, and must be the same. */
+static fg_status put_chunk(fg_assembly *a, size_t at, const unsigned char *data, size_t len, int seen) {
+  if (a->fd < 0) {
+    if (seen) return memcmp(a->bytes + at, data, len) == 0 ? FG_OK : FG_ERR_FORMAT;
+    if (len) memcpy(a->bytes + at, data, len);
+    return FG_OK;
+  }
+  if (seen) {
+    unsigned char *old = malloc(len ? len : 1);
+    if (!old) return FG_FAIL(FG_ERR_OOM, "chunk: out of memory");
+    int same = pread(a->fd, old, len, (off_t)at) == (ssize_t)len && memcmp(old, data, len) == 0;
+    free(old);
+    return same ? FG_OK : FG_ERR_FORMAT;
+  }
+  if (pwrite(a->fd, data, len, (off_t)at) != (ssize_t)len)
+    return FG_FAIL(FG_ERR_IO, "%s: cannot be written: %s", a->path, strerror(errno));
+  return FG_OK;
+}
 
 static fg_status begin(fg_assembly *a, const fg_chunk_head *h) {
   if (h->total > a->max_total)
     return FG_FAIL(FG_ERR_FORMAT, "chunk: a message of %" PRIu64 " bytes, more than the %" PRIu64 " accepted "
                    "(oversized)", h->total, a->max_total);
   a->have = calloc(h->count, 1);
-  a->bytes = malloc(h->total ? (size_t)h->total : 1);
-  if (!a->have || !a->bytes) {
+  if (a->path) {
+    a->fd = open(a->path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (a->fd < 0) {
+      fg_assembly_reset(a);
+      return FG_FAIL(FG_ERR_IO, "%s: cannot be created: %s", a->path, strerror(errno));
+    }
+  } else {
+    a->bytes = malloc(h->total ? (size_t)h->total : 1);
+  }
+  if (!a->have || (!a->path && !a->bytes)) {
     fg_assembly_reset(a);
     return FG_FAIL(FG_ERR_OOM, "chunk: out of memory for a message of %" PRIu64 " bytes", h->total);
   }
@@ -395,12 +454,12 @@ fg_status fg_assembly_add(fg_assembly *a, const unsigned char *chunk, size_t len
                    h.transfer, a->first.transfer);
   if (h.total != a->first.total || h.chunk_bytes != a->first.chunk_bytes)
     return FG_FAIL(FG_ERR_FORMAT, "chunk %u: total or chunk size differ from the transfer's first chunk", h.index);
-  unsigned char *dst = a->bytes + (size_t)h.index * h.chunk_bytes;
-  if (a->have[h.index]) {
-    if (memcmp(dst, data, h.len) != 0)
-      return FG_FAIL(FG_ERR_FORMAT, "chunk %u of %u: arrived again with other bytes", h.index, h.count);
-  } else {
-    memcpy(dst, data, h.len);
+  size_t at = (size_t)h.index * h.chunk_bytes;
+  fg_status st = put_chunk(a, at, data, h.len, a->have[h.index]);
+  if (st == FG_ERR_FORMAT)
+    return FG_FAIL(FG_ERR_FORMAT, "chunk %u of %u: arrived again with other bytes", h.index, h.count);
+  FG_TRY(st);
+  if (!a->have[h.index]) {
     a->have[h.index] = 1;
     a->received++;
   }

@@ -117,15 +117,24 @@ typedef struct fg_assembly {
   fg_chunk_head first;  /* transfer, count, total and chunk size of the message being assembled */
   uint32_t received;
   unsigned char *have;  /* [count]: 1 where the chunk arrived */
-  unsigned char *bytes; /* [total] */
+  unsigned char *bytes; /* [total]; NULL when assembled in a file */
+  char *path;           /* the file it is assembled in, or NULL (in memory) */
+  int fd;
 } fg_assembly;
 
 void fg_assembly_init(fg_assembly *a, uint64_t max_total);
+/* The messages are assembled in the file at `path` (created when a message begins; removed when
+ * it is dropped) instead of memory, so that a receiver of many large messages at once holds only
+ * a chunk of each. */
+fg_status fg_assembly_use_file(fg_assembly *a, const char *path);
+/* Once complete (file-backed): the file flushed to disk and closed; it is the message and stays
+ * at a->path (the caller renames or removes it). */
+fg_status fg_assembly_finish_file(fg_assembly *a);
 /* Adds one chunk. *complete := 1 once every chunk of the message has arrived (the message is then
  * a->bytes [a->first.total]). A chunk of a message other than the one begun, or one that fails a
  * check, is refused with FG_ERR_FORMAT naming the problem, and leaves the assembly as it was. */
 fg_status fg_assembly_add(fg_assembly *a, const unsigned char *chunk, size_t len, int *complete);
-/* Drops the message being assembled (the cap stays). */
+/* Drops the message being assembled, and its file unless finished (the cap and the path stay). */
 void fg_assembly_reset(fg_assembly *a);
 void fg_assembly_free(fg_assembly *a);
 

@@ -1,13 +1,16 @@
 /* The messages of `fedgap serve` and `fedgap device` (mqtt/mqtt_wire.h): jobs and results survive
  * the trip field by field and float by float, through chunks delivered out of order and twice;
  * every kind of malformed message or chunk is refused with FG_ERR_FORMAT naming the problem, and a
- * refused chunk leaves the assembly as it was. */
+ * refused chunk leaves the assembly as it was; an assembly in a file holds the same bytes; device
+ * statuses and topics survive their trip, and bad ones are refused. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/test_util.h"
+#include "engine/io/atomic_file.h"
 #include "engine/io/safetensors.h"
 #include "mqtt/mqtt_wire.h"
 
@@ -361,4 +364,39 @@ Test(mqtt_wire, device_statuses_round_trip_and_bad_ones_are_refused) {
   cr_assert_eq(fg_mqtt_topic(topic, sizeof topic, "run1", "job", "dev/0"), FG_ERR_INVALID);
   cr_assert_eq(fg_mqtt_topic(topic, sizeof topic, "r+", "job", NULL), FG_ERR_INVALID);
   cr_assert_eq(fg_mqtt_topic(topic, 8, "run1", "job", "dev0"), FG_ERR_INVALID);
+}
+
+Test(mqtt_wire, assembly_in_a_file) {
+  enum { TOTAL = 5000, CB = 1024 };
+  char *dir = fgt_mkdtemp(), *path = fgt_join(dir, "msg.partial");
+  uint64_t id = fg_transfer_id(FG_MSG_RESULT, 1, 2);
+  cut c = cut_message(TOTAL, CB, id, 5), other = cut_message(TOTAL, CB, id, 6);
+  fg_assembly a;
+  fg_assembly_init(&a, 1 << 20);
+  FGT_OK(fg_assembly_use_file(&a, path));
+  cr_assert_null(a.bytes);
+  int complete = 0;
+  FGT_OK(fg_assembly_add(&a, c.chunks + 3 * c.stride, c.len[3], &complete));
+  cr_assert_eq(access(path, F_OK), 0, "the file is made when the message begins");
+  chunk_refused(&a, other.chunks + 3 * other.stride, other.len[3], "other bytes");
+  fg_assembly_reset(&a); /* a message dropped midway takes its file along */
+  cr_assert_neq(access(path, F_OK), 0);
+  for (uint32_t k = c.count; k-- > 0;) FGT_OK(fg_assembly_add(&a, c.chunks + k * c.stride, c.len[k], &complete));
+  FGT_OK(fg_assembly_add(&a, c.chunks, c.len[0], &complete)); /* again */
+  cr_assert_eq(complete, 1);
+  FGT_OK(fg_assembly_finish_file(&a));
+  unsigned char *bytes = NULL;
+  size_t len = 0;
+  FGT_OK(fg_read_file(path, 1 << 20, &bytes, &len));
+  cr_assert_eq(len, TOTAL);
+  cr_assert_eq(memcmp(bytes, c.msg, TOTAL), 0);
+  fg_assembly_reset(&a); /* a finished message's file stays: it is the caller's */
+  cr_assert_eq(access(path, F_OK), 0);
+  free(bytes);
+  fg_assembly_free(&a);
+  cut_free(&c);
+  cut_free(&other);
+  free(path);
+  fgt_rmtree(dir);
+  free(dir);
 }
