@@ -26,17 +26,17 @@ fg_status fg_checkpoint_save(const char *dir, const fg_graph *g, const float *st
 fg_status fg_checkpoint_load(const char *dir, const fg_graph *g, float *state, int *round, const char *method,
                              uint64_t partition_hash);
 
-/* The server-side tensors of a method (HypeMeFed's hypernetworks), written beside the checkpoint
- * as dir/method_state.safetensors with the same round. They may live on any device, so they are
- * reached through copies to and from host memory: `tensor` enumerates them (for i = 0, 1, ... it
- * sets name and numel and returns 1, and returns 0 past the last), `get` copies tensor i into
- * host [numel], `set` copies host [numel] into tensor i. The host staging buffers are file I/O
- * (plain malloc, like the safetensors reader's), freed before returning. Save it before the
- * checkpoint: it goes to dir/method_state.next.safetensors, and fg_checkpoint_save renames it to
- * dir/method_state.safetensors once the checkpoint of the same round is in place. A load takes
- * whichever of the two holds the checkpoint's round (a run killed between the writes leaves the
- * previous round's state current, one killed before the rename the next one complete), so a
- * resume never mixes rounds; neither holding it is FG_ERR_FORMAT. */
+/* The server-side tensors of a method (HypeMeFed's hypernetworks, DepthFL's FedDyn state), written
+ * beside the checkpoint as dir/method_state.safetensors with the same round. They may live on any
+ * device, so they are reached through copies to and from host memory: `tensor` enumerates them
+ * (for i = 0, 1, ... it sets name and numel and returns 1, and returns 0 past the last), `get`
+ * copies tensor i into host [numel], `set` copies host [numel] into tensor i. The host staging
+ * buffers are file I/O (plain malloc, like the safetensors reader's), freed before returning. Save
+ * it before the checkpoint: it goes to dir/method_state.next.safetensors, and fg_checkpoint_save
+ * renames it to dir/method_state.safetensors once the checkpoint of the same round is in place. A
+ * load takes whichever of the two holds the checkpoint's round (a run killed between the writes
+ * leaves the previous round's state current, one killed before the rename the next one complete),
+ * so a resume never mixes rounds; neither holding it is FG_ERR_FORMAT. */
 typedef struct fg_checkpoint_tensors {
   void *ctx;
   int (*tensor)(void *ctx, int i, const char **name, int64_t *numel);

@@ -36,6 +36,7 @@ fg_status fg_local_train(const fg_local_job *job, fg_client_record *rec) {
   double copy0 = seconds_now();
   s = fg_trainer_set_state(t, job->initial);
   rec->transfer_seconds = seconds_now() - copy0;
+  if (s == FG_OK && job->prox_linear) s = fg_trainer_set_prox_linear(t, job->prox_linear);
   if (s == FG_OK && job->plan->opt.loss.class_mask) s = fg_trainer_set_class_mask(t, fg_world_class_mask(w, job->client));
   fg_trainer_set_dropout_stream(t, cfg->seed, (uint64_t)job->round * (uint64_t)cfg->clients + (uint64_t)job->client);
 

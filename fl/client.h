@@ -21,6 +21,9 @@ typedef struct fg_local_job {
   int drop_last;                   /* skip the final partial batch of each epoch (fg_fit_options) */
   const float *initial;            /* [state numel of graph]: the sub-model the server sent */
   float *trained;                  /* [state numel of graph]: the trained sub-model, out */
+  const float *prox_linear;        /* [state numel of graph]: the linear part of the proximal term
+                                      (plans with prox_mu > 0: the method's client_prox), or NULL
+                                      (then zero) */
 } fg_local_job;
 
 /* Trains; fills the record (status, planned and measured peaks, loss, time). A loss that turns

@@ -27,6 +27,7 @@ enum { FG_MAX_METHODS = 16 };
 typedef enum fg_diverge_action { FG_DIVERGE_SKIP = 0, FG_DIVERGE_STOP } fg_diverge_action;
 
 enum { FG_MAX_SEEDS = 16 }; /* entries of `seeds` */
+enum { FG_MAX_LR_STEPS = 8 }; /* entries of `local.lr_steps` */
 
 typedef struct fg_config {
   char *path;               /* the file it came from */
@@ -60,6 +61,10 @@ typedef struct fg_config {
   int local_batch;
   const char *optimizer;    /* sgd | adam */
   double lr, lr_decay, momentum, weight_decay;
+  int lr_steps[FG_MAX_LR_STEPS]; /* local.lr_steps: from each of these rounds (0-based) on, the lr is
+                                    multiplied once more by lr_step_factor (PyTorch's MultiStepLR) */
+  int n_lr_steps;
+  double lr_step_factor;
   double clip_norm;         /* local.clip_norm: the gradients' joint L2 norm at most this (0: no clipping) */
   const char *mode;         /* store | checkpoint */
   /* evaluation */

@@ -96,6 +96,15 @@ static void write_training(FILE *f, const fg_config *cfg) {
   put_real(f, cfg->lr);
   fputs("\n  lr_decay: ", f);
   put_real(f, cfg->lr_decay);
+  if (cfg->n_lr_steps > 0) {
+    fputs("\n  lr_steps: [", f);
+    for (int i = 0; i < cfg->n_lr_steps; i++) fprintf(f, "%s%d", i ? ", " : "", cfg->lr_steps[i]);
+    fputs("]", f);
+  } else {
+    fputs("\n  # lr_steps: none", f);
+  }
+  fputs("\n  lr_step_factor: ", f);
+  put_real(f, cfg->lr_step_factor);
   fputs("\n  momentum: ", f);
   put_real(f, cfg->momentum);
   fputs("\n  weight_decay: ", f);

@@ -7,7 +7,7 @@ static const uint32_t header_magic = 0x48524746u; /* "FGRH" */
 static const uint32_t result_magic = 0x53524746u; /* "FGRS" */
 static const uint32_t time_magic = 0x54574746u;   /* "FGWT" */
 static const uint32_t identity_magic = 0x44494746u; /* "FGID" */
-enum { JOB_BYTES = 40, HEADER_BYTES = 32 };
+enum { JOB_BYTES = 40, HEADER_BYTES = 40 };
 
 /* ---- writing ------------------------------------------------------------------------------ */
 
@@ -139,7 +139,8 @@ static void get_job(rbuf *b, fg_job *j) {
 fg_status fg_wire_header_encode(const fg_wire_header *h, const fg_job *jobs, unsigned char *buf, size_t cap,
                                 size_t *len) {
   int n = h->kind == FG_WIRE_ROUND ? h->n : 0;
-  if (n < 0 || (n > 0 && !jobs) || h->kind < FG_WIRE_ROUND || h->kind > FG_WIRE_RUN_END || !valid_status(h->status))
+  if (n < 0 || (n > 0 && !jobs) || h->prox_numel < 0 || h->kind < FG_WIRE_ROUND || h->kind > FG_WIRE_RUN_END ||
+      !valid_status(h->status))
     return FG_FAIL(FG_ERR_INVALID, "round header: kind %d with %d jobs and status %d is not a header",
                    (int)h->kind, h->n, (int)h->status);
   wbuf b = {buf, 0, cap, 0};
@@ -150,6 +151,7 @@ fg_status fg_wire_header_encode(const fg_wire_header *h, const fg_job *jobs, uns
   put_i32(&b, (int)h->status);
   put_i32(&b, n);
   put_i64(&b, h->state_numel);
+  put_i64(&b, h->kind == FG_WIRE_ROUND ? h->prox_numel : 0);
   for (int i = 0; i < n; i++) put_job(&b, &jobs[i]);
   *len = b.len;
   return finish_write(&b, "round header");
@@ -166,11 +168,14 @@ fg_status fg_wire_header_decode(const unsigned char *buf, size_t len, fg_wire_he
   int status = get_i32(&b, "status");
   h->n = get_i32(&b, "n");
   h->state_numel = get_i64(&b, "state_numel");
+  h->prox_numel = get_i64(&b, "prox_numel");
   if (b.bad) return finish_read(&b);
   if (kind < FG_WIRE_ROUND || kind > FG_WIRE_RUN_END) return bad_field(&b, "kind", "is not a known kind");
   if (!valid_status(status)) return bad_field(&b, "status", "is not a status");
   if (h->n < 0 || h->n > max_jobs || (kind != FG_WIRE_ROUND && h->n != 0))
     return bad_field(&b, "n", "is out of range");
+  if (h->prox_numel < 0 || (kind != FG_WIRE_ROUND && h->prox_numel != 0))
+    return bad_field(&b, "prox_numel", "is out of range");
   h->kind = (fg_wire_kind)kind;
   h->status = (fg_status)status;
   for (int i = 0; i < h->n; i++) get_job(&b, &jobs[i]);

@@ -9,7 +9,9 @@
  * the budget it trains under and the rank that trains it. The process that trains it rebuilds the
  * level's model, trainer options and loss from the configuration, which every process of a run
  * holds identically (fl/spread.h checks it at start-up), and extracts the sub-model from the
- * global state rank 0 broadcast. A result carries the client record and, after it, the trained
+ * global state rank 0 broadcast, and the linear part of its proximal term (when the method has
+ * one: the per-client state it needs to train, e.g. FedDyn's) from the floats broadcast after it.
+ * Whatever state a client's training changes comes back with its trained sub-model. A result carries the client record and, after it, the trained
  * sub-model's floats.
  *
  * Encoding: every field explicitly, in a fixed order: integers little-endian, fixed width; doubles
@@ -48,6 +50,10 @@ typedef struct fg_wire_header {
   fg_status status;    /* FG_WIRE_RUN_END: FG_OK or the status rank 0 stopped with */
   int64_t state_numel; /* FG_WIRE_ROUND: floats of the global state broadcast after the header */
   int n;               /* FG_WIRE_ROUND: jobs (the round's participants, in slot order) */
+  int64_t prox_numel;  /* FG_WIRE_ROUND: floats broadcast after the global state: the linear parts of
+                          the trainable participants' proximal terms (methods whose plan has
+                          prox_mu > 0, e.g. DepthFL's FedDyn), one after another in slot order,
+                          each [state numel of its level's model]; 0: none */
 } fg_wire_header;
 
 /* Bytes of a header carrying n jobs. */

@@ -79,6 +79,7 @@ fg_loss_spec fg_method_level_loss(const fg_method_ops *ops, const fg_method_conf
 
 void fg_method_local_options(const fg_method_plan *mp, fg_trainer_options *o) {
   if (mp->local_optim_set) o->optim = mp->local_optim;
+  o->prox_mu = mp->prox_mu;
 }
 
 fg_status fg_method_plan_step(const fg_method_ops *ops, const fg_method_config *mc, const fg_method_plan *mp,

@@ -51,6 +51,8 @@ typedef struct fg_method_plan {
                            only one), as HypeMeFed's reference does */
   int local_optim_set;  /* local training uses local_optim instead of the configuration's */
   fg_optim_config local_optim;
+  float prox_mu;        /* > 0: local training has a proximal term (prox_mu in fg_trainer_options)
+                           whose linear part the method gives per client (client_prox) */
 } fg_method_plan;
 
 /* A method's own server-side state (HypeMeFed's hypernetworks). Opaque, owned by the method. */
@@ -101,7 +103,8 @@ typedef struct fg_method_ops {
                                uint64_t seed, int rounds, int start_round, fg_schedule **out);
   fg_status (*schedule_next)(fg_schedule *s, int round, const float *global_state, int *level);
   void (*schedule_free)(fg_schedule *s);
-  /* Optional (create, collect, complete and free together): server-side state. create sizes it
+  /* Optional (create, collect, complete and free together): server-side state; create may leave
+   * *out NULL when the method's options need none (the others are then not called). It sizes it
    * for the global model, `clients` clients and at most max_participants per round, computes on
    * `device` (the run's) and charges it to the server's ledger; collect sees participant `slot`
    * (0-based, in the round's order), client `client`, right after it trained `level` from `sent`
@@ -109,7 +112,7 @@ typedef struct fg_method_ops {
    * once all participants trained, before the aggregate is formed: the round's participants'
    * levels levels[n], the global model the round started from; it adds the method's own
    * contributions to `agg` (what the participants' levels lack) or replaces means the
-   * participants formed (fg_aggregator_replace). tensor enumerates the state a checkpoint must
+   * participants formed (fg_aggregator_mean, fg_aggregator_replace). tensor enumerates the state a checkpoint must
    * keep (i = 0, 1, ...: name and numel; 0 past the end); tensor_get / tensor_set copy tensor i
    * to / from host [numel] (the state may live on a device). */
   fg_status (*server_create)(const fg_method_config *mc, const fg_method_plan *mp, const fg_graph *global,
@@ -126,7 +129,8 @@ typedef struct fg_method_ops {
   /* Optional (with server state; needed when the plan's prox_mu > 0): the linear part of client
    * `client`'s proximal term (fg_trainer_set_prox_linear, engine/nn/trainer.h) before it trains
    * `level` (model g) from `sent` [state numel of g]: *linear points to [state numel of g] floats
-   * the method owns, valid until its next call. */
+   * the method owns, valid until its next call. Rank 0 asks it for every participant before the
+   * round trains (in a spread run the terms travel with the round, fl/job.h). */
   fg_status (*client_prox)(fg_method_server *ms, int client, int level, const fg_graph *g, const float *sent,
                            const float **linear);
   /* Optional (with server state): the method's own records as one JSON object's text (e.g.

@@ -38,6 +38,9 @@ typedef struct server {
   fg_index_plan level_plan[FG_MAX_LEVELS];   /* first-channel plans, built once */
   int *level;                                /* per client; -1: fits no level */
   fg_region sub_in, sub_out;                 /* one client's sub-model, sent and returned */
+  fg_region prox;                            /* the round's proximal linear terms (prox_terms), or empty */
+  int64_t prox_numel;                        /* floats of them this round; 0: none */
+  int64_t *prox_at;                          /* [clients]: slot i's term at prox + prox_at[i] */
   fg_schedule *schedule;                     /* methods with one level per round */
   fg_method_server *method_state;            /* methods with server-side state */
   double *param_scale;                       /* [global params]: methods with tensor weights */
@@ -136,6 +139,9 @@ static void assign_levels(server *s) {
  * their own budgets and backends) replace those of the configuration's budgets, unless budgets
  * play no part in the method. */
 static fg_status reported_levels(server *s, const fg_remote *remote, const char *dir) {
+  if (s->mp.prox_mu > 0)
+    return FG_FAIL(FG_ERR_UNSUPPORTED, "method %s: a proximal term (FedDyn, method.feddyn_alpha) is not sent to remote "
+                   "devices yet: run it with fedgap run", s->mc->name);
   FG_TRY(remote->begin(remote->ctx, dir, s->method, s->cfg->clients, s->mp.n_levels, s->eligible));
   if (uncapped(s)) return FG_OK;
   for (int c = 0; c < s->cfg->clients; c++) {
@@ -229,9 +235,11 @@ static fg_status setup_levels(server *s, const fg_world *w, int method, const fg
   s->eligible = calloc((size_t)clients, sizeof *s->eligible);
   s->round_levels = calloc((size_t)clients, sizeof *s->round_levels);
   s->jobs = calloc((size_t)clients, sizeof *s->jobs);
+  s->prox_at = calloc((size_t)clients, sizeof *s->prox_at);
   s->wire_cap = fg_wire_header_bytes(clients) > FG_RESULT_BYTES ? fg_wire_header_bytes(clients) : FG_RESULT_BYTES;
   s->wire = malloc(s->wire_cap);
-  if (!s->level || !s->participants || !s->records || !s->eligible || !s->round_levels || !s->jobs || !s->wire)
+  if (!s->level || !s->participants || !s->records || !s->eligible || !s->round_levels || !s->jobs || !s->wire ||
+      !s->prox_at)
     return FG_FAIL(FG_ERR_OOM, "server: out of memory");
   for (int l = 0; l < s->mp.n_levels; l++) FG_TRY(build_level(s, l));
   s->n_fit_levels = s->mp.n_levels;
@@ -292,6 +300,7 @@ static void server_free(server *s) {
   fg_region_free(&s->bn_samples);
   fg_region_free(&s->sub_in);
   fg_region_free(&s->sub_out);
+  fg_region_free(&s->prox);
   fg_region_free(&s->state);
   if (s->schedule) s->ops->schedule_free(s->schedule);
   if (s->method_state) s->ops->server_free(s->method_state);
@@ -302,6 +311,7 @@ static void server_free(server *s) {
   free(s->participants);
   free(s->records);
   free(s->jobs);
+  free(s->prox_at);
   free(s->wire);
   free(s->awaited);
   memset(s, 0, sizeof *s);
@@ -376,8 +386,9 @@ static fg_status train_sent(server *s, const fg_job *j, float *trained, fg_clien
   fg_update_run_test_hook(FG_HOOK_SENT, j->round, j->client, &sent, f32(&s->sub_in), sent.numel);
   const fg_plan *step = NULL;
   FG_TRY(round_plan(s, j->level, j->round, &step));
+  const float *linear = s->prox_numel > 0 ? f32(&s->prox) + s->prox_at[j->slot] : NULL;
   fg_local_job job = {s->w,           j->client,         j->round, g, step, (size_t)j->cap,
-                      s->mp.drop_last, f32(&s->sub_in), trained};
+                      s->mp.drop_last, f32(&s->sub_in), trained, linear};
   return fg_local_train(&job, rec);
 }
 
@@ -386,6 +397,51 @@ static fg_status train_job(server *s, const fg_job *j, const fg_index_plan *plan
                            fg_client_record *rec) {
   FG_TRY(fg_submodel_extract(plan, s->global, s->level_graph[j->level], f32(&s->state), f32(&s->sub_in)));
   return train_sent(s, j, trained, rec);
+}
+
+/* Where each trainable participant's proximal linear term lies among the round's jobs[n] (slot
+ * order, each the state numel of its level's model; -1 for one that trains nothing), the same on
+ * every process of a run; expected: their total when known (a worker: rank 0's), else -1. Makes
+ * room for them in s->prox. */
+static fg_status prox_layout(server *s, const fg_job *jobs, int n, int64_t expected) {
+  int64_t at = 0;
+  for (int i = 0; i < n; i++) {
+    s->prox_at[i] = jobs[i].level >= 0 ? at : -1;
+    if (jobs[i].level >= 0) at += fg_graph_state_numel(s->level_graph[jobs[i].level]);
+  }
+  if (expected >= 0 && at != expected)
+    return FG_FAIL(FG_ERR_INTERNAL, "rank 0 sent %lld floats of proximal terms, the round's jobs need %lld",
+                   (long long)expected, (long long)at);
+  s->prox_numel = at;
+  if (s->prox.bytes >= (size_t)at * sizeof(float)) return FG_OK;
+  fg_region_free(&s->prox);
+  return alloc_f32(s, &s->prox, at, FG_MEM_OTHER, "proximal terms of the round");
+}
+
+/* Methods with a proximal term (the plan's prox_mu > 0): rank 0 asks the method for the linear
+ * term of each trainable participant of the round (its client_prox, from the sub-model it is sent),
+ * into s->prox. */
+static fg_status prox_terms(server *s, int n) {
+  s->prox_numel = 0;
+  if (!(s->mp.prox_mu > 0)) return FG_OK;
+  if (!s->ops->client_prox || !s->method_state)
+    return FG_FAIL(FG_ERR_INTERNAL, "method %s: a proximal term without the method's client terms", s->mc->name);
+  FG_TRY(prox_layout(s, s->jobs, n, -1));
+  for (int i = 0; i < n; i++) {
+    const fg_job *j = &s->jobs[i];
+    if (j->level < 0) continue;
+    const fg_graph *g = s->level_graph[j->level];
+    fg_index_plan fresh;
+    const fg_index_plan *plan;
+    FG_TRY(job_plan(s, j, &fresh, &plan));
+    fg_status st = fg_submodel_extract(plan, s->global, g, f32(&s->state), f32(&s->sub_in));
+    plan_done(plan, &fresh);
+    const float *linear = NULL;
+    if (st == FG_OK) st = s->ops->client_prox(s->method_state, j->client, j->level, g, f32(&s->sub_in), &linear);
+    FG_TRY(st);
+    memcpy(f32(&s->prox) + s->prox_at[i], linear, (size_t)fg_graph_state_numel(g) * sizeof(float));
+  }
+  return FG_OK;
 }
 
 /* The server's checks on job j's update `trained` [state numel of its level's model] against the
@@ -472,12 +528,13 @@ static fg_status send_round(server *s, int round, int n) {
   int k = round % s->t->size;
   for (int i = 0; i < n; i++) s->jobs[i].owner = s->jobs[i].level >= 0 ? k++ % s->t->size : 0;
   int64_t numel = fg_graph_state_numel(s->global);
-  fg_wire_header h = {FG_WIRE_ROUND, s->method, round, FG_OK, numel, n};
+  fg_wire_header h = {FG_WIRE_ROUND, s->method, round, FG_OK, numel, n, s->prox_numel};
   size_t len = 0;
   FG_TRY(fg_wire_header_encode(&h, s->jobs, s->wire, s->wire_cap, &len));
   double t0 = seconds_now();
   fg_status st = s->t->broadcast(s->t->ctx, s->wire, &len, s->wire_cap);
   if (st == FG_OK) st = s->t->broadcast_floats(s->t->ctx, f32(&s->state), numel);
+  if (st == FG_OK && s->prox_numel > 0) st = s->t->broadcast_floats(s->t->ctx, f32(&s->prox), s->prox_numel);
   s->time.broadcast += seconds_now() - t0;
   if (st == FG_OK) note_awaited(s, round, 0, n);
   return st;
@@ -537,7 +594,7 @@ static fg_status drain(server *s, int from, int n, fg_status failed) {
 
 /* The end of a method: workers drop its models and report their time, summed into s->time. */
 static fg_status end_method(server *s) {
-  fg_wire_header h = {FG_WIRE_METHOD_END, s->method, 0, FG_OK, 0, 0};
+  fg_wire_header h = {FG_WIRE_METHOD_END, s->method, 0, FG_OK, 0, 0, 0};
   size_t len = 0;
   FG_TRY(fg_wire_header_encode(&h, NULL, s->wire, s->wire_cap, &len));
   FG_TRY(s->t->broadcast(s->t->ctx, s->wire, &len, s->wire_cap));
@@ -781,6 +838,7 @@ static fg_status run_round(server *s, int round, fg_round_record *r) {
     int client = s->participants[i];
     s->jobs[i] = make_job(s, round, i, client, round_level >= 0 ? round_level : s->level[client]);
   }
+  FG_TRY(prox_terms(s, n));
   if (s->t) FG_TRY(send_round(s, round, n));
   if (s->remote) FG_TRY(remote_round(s, round, n));
   double loss_sum = 0;
@@ -1089,14 +1147,25 @@ fg_status fg_run_worker(const fg_world *w, const fg_transport *t, fg_status *end
                         (long long)h.state_numel, (long long)fg_graph_state_numel(s.global));
       snprintf(why, sizeof why, "%s", ready == FG_OK ? "" : fg_last_error());
     }
-    float *state = ready == FG_OK ? f32(&s.state) : NULL;
-    if (!state) { /* still take part in the broadcast, then answer the jobs with the failure */
+    float *state = ready == FG_OK ? f32(&s.state) : NULL, *prox = NULL;
+    s.prox_numel = 0;
+    if (ready == FG_OK && h.prox_numel > 0) {
+      ready = prox_layout(&s, jobs, h.n, h.prox_numel);
+      if (ready == FG_OK) prox = f32(&s.prox);
+      else snprintf(why, sizeof why, "%s", fg_last_error());
+    }
+    if (!state || (h.prox_numel > 0 && !prox)) { /* still take part in the broadcasts, then answer the
+                                                     jobs with the failure */
+      int64_t most = h.state_numel > h.prox_numel ? h.state_numel : h.prox_numel;
       free(scratch);
-      state = scratch = malloc((size_t)(h.state_numel > 0 ? h.state_numel : 1) * sizeof(float));
-      if (!state) st = FG_FAIL(FG_ERR_OOM, "worker: out of memory");
+      scratch = malloc((size_t)(most > 0 ? most : 1) * sizeof(float));
+      if (!scratch) st = FG_FAIL(FG_ERR_OOM, "worker: out of memory");
+      if (!state) state = scratch;
+      if (!prox) prox = scratch;
     }
     t0 = seconds_now();
     if (st == FG_OK) st = t->broadcast_floats(t->ctx, state, h.state_numel);
+    if (st == FG_OK && h.prox_numel > 0) st = t->broadcast_floats(t->ctx, prox, h.prox_numel);
     time.idle += seconds_now() - t0;
     if (st == FG_OK) st = work_round(&s, t, &h, jobs, ready, why, &time);
   }

@@ -523,12 +523,39 @@ fg_status fg_aggregator_add(fg_aggregator *a, const fg_index_plan *p, const fg_g
   return fg_aggregator_add_scaled(a, p, global, sub, sub_state, w, class_mask, NULL);
 }
 
-fg_status fg_aggregator_add_tensor(fg_aggregator *a, const fg_param *p, const float *values, double w) {
-  FG_TRY(check_weight(w));
+/* FG_ERR_INVALID when p lies outside the accumulators. */
+static fg_status check_tensor(const fg_aggregator *a, const fg_param *p) {
   if (p->offset < 0 || p->numel < 0 || p->offset + p->numel > a->numel)
     return FG_FAIL(FG_ERR_INVALID, "aggregator: tensor %s [%lld, %lld) outside the %lld accumulated elements",
                    p->name, (long long)p->offset, (long long)(p->offset + p->numel), (long long)a->numel);
+  return FG_OK;
+}
+
+fg_status fg_aggregator_add_tensor(fg_aggregator *a, const fg_param *p, const float *values, double w) {
+  FG_TRY(check_weight(w));
+  FG_TRY(check_tensor(a, p));
   accumulate((double *)a->sum.ptr + p->offset, (double *)a->weight.ptr + p->offset, values, p->numel, w);
+  return FG_OK;
+}
+
+fg_status fg_aggregator_mean(const fg_aggregator *a, const fg_param *p, double *mean) {
+  FG_TRY(check_tensor(a, p));
+  const double *sum = (const double *)a->sum.ptr + p->offset, *weight = (const double *)a->weight.ptr + p->offset;
+  for (int64_t k = 0; k < p->numel; k++) mean[k] = weight[k] > 0.0 ? sum[k] / weight[k] : NAN;
+  return FG_OK;
+}
+
+fg_status fg_aggregator_replace(fg_aggregator *a, const fg_param *p, const double *values) {
+  FG_TRY(check_tensor(a, p));
+  double *sum = (double *)a->sum.ptr + p->offset, *weight = (double *)a->weight.ptr + p->offset;
+  for (int64_t k = 0; k < p->numel; k++)
+    if (weight[k] > 0.0) {
+      if (!isfinite(values[k]))
+        return FG_FAIL(FG_ERR_NUMERIC, "aggregator: tensor %s element %lld: the replacing mean is %g", p->name,
+                       (long long)k, values[k]);
+      sum[k] = values[k];
+      weight[k] = 1.0;
+    }
   return FG_OK;
 }
 

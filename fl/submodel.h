@@ -111,6 +111,13 @@ fg_status fg_aggregator_add_scaled(fg_aggregator *a, const fg_index_plan *p, con
  * elements of global parameter p (values [p->numel]). A method's own contributions (e.g.
  * generated weights). FG_ERR_INVALID when p lies outside the accumulators or w is bad. */
 fg_status fg_aggregator_add_tensor(fg_aggregator *a, const fg_param *p, const float *values, double w);
+/* What a method's server state reads and changes of the round's means, before finish: for global
+ * parameter p, mean [p->numel] := sum / weight where some participant covered the element, NaN
+ * where none did (fg_aggregator_mean); the covered elements' means := values [p->numel]
+ * (fg_aggregator_replace; the uncovered keep their global value; a non-finite replacement is
+ * FG_ERR_NUMERIC). FG_ERR_INVALID when p lies outside the accumulators. */
+fg_status fg_aggregator_mean(const fg_aggregator *a, const fg_param *p, double *mean);
+fg_status fg_aggregator_replace(fg_aggregator *a, const fg_param *p, const double *values);
 /* global_state [numel]: global[e] := (float)(sum[e] / weight[e]) where weight[e] > 0; the other
  * elements (covered by no client) keep their value. */
 void fg_aggregator_finish(const fg_aggregator *a, float *global_state);

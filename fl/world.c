@@ -20,6 +20,8 @@ fg_trainer_options fg_world_local_options(const fg_world *w, int round) {
   o.mode = strcmp(c->mode, "checkpoint") == 0 ? FG_EXEC_CHECKPOINT : FG_EXEC_STORE;
   o.device = c->device;
   double lr = c->lr * pow(c->lr_decay, (double)round);
+  for (int i = 0; i < c->n_lr_steps; i++)
+    if (round >= c->lr_steps[i]) lr *= c->lr_step_factor;
   if (strcmp(c->optimizer, "adam") == 0)
     o.optim = fg_optim_adam((float)lr, (float)c->weight_decay);
   else

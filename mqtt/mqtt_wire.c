@@ -23,7 +23,7 @@ static fg_status bad_msg(const char *fmt, const char *detail) {
 }
 
 static fg_wire_header job_header(const fg_msg *m) {
-  fg_wire_header h = {FG_WIRE_ROUND, m->job.method, m->job.round, FG_OK, m->numel, 1};
+  fg_wire_header h = {FG_WIRE_ROUND, m->job.method, m->job.round, FG_OK, m->numel, 1, 0};
   return h;
 }
 
@@ -94,6 +94,7 @@ static fg_status read_job(const fg_st_file *f, fg_msg *m) {
     return FG_ERR_FORMAT;
   }
   if (h.kind != FG_WIRE_ROUND || h.n != 1) return bad_msg("message: tensor '%s' is not one job", "job");
+  if (h.prox_numel != 0) return bad_msg("message: %s declares proximal terms, which messages do not carry", "the job");
   if (h.method != m->job.method || h.round != m->job.round)
     return bad_msg("message: %s disagrees with its job (method, round)", "the job header");
   if (m->job.slot < 0 || m->job.round < 0 || m->job.client < 0 || m->job.level < 0)

@@ -34,12 +34,16 @@ typedef struct build_ctx {
   int classes;
   int no_projection;
   int om_bn_relu;
+  int rate_floor;
+  fg_exit_head exit_head;
 } build_ctx;
 
-/* Channels of a hidden layer in a rate-r sub-model: ceil(r * c) (HeteroFL), at least 1. */
+/* Channels of a hidden layer in a rate-r sub-model: ceil(r * c) (HeteroFL) or, with rate_floor,
+ * floor(r * c) (ScaleFL), at least 1. */
 static int64_t kept(const build_ctx *b, int64_t c) {
-  int64_t v = (int64_t)ceil((double)c * b->rate - 1e-9);
-  return v < 1 ? 1 : v;
+  double v = (double)c * b->rate;
+  int64_t k = (int64_t)(b->rate_floor ? floor(v + 1e-9) : ceil(v - 1e-9));
+  return k < 1 ? 1 : k;
 }
 
 /* conv, then the Scaler when the model is a sub-model that uses one. */
@@ -141,6 +145,27 @@ static int pooled_exit(fg_graph *g, int x, int j, int classes) {
   return fg_graph_mark_output(g, fg_graph_linear(g, x, classes, 1, head));
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* ScaleFL's exit heads (baselines.md A.5)                                                      */
+
+/* ScaleFL's exit j on a block's output x [N, c, H, W] (c: the sub-model's channels there):
+ * 3 x (conv3x3 c->c stride 1 pad 1 no bias, Scaler, BN, ReLU), global average pool, linear
+ * c->classes with bias, marked as an output. Named scalefl.exit{j}.conv{i}, .bn{i}, .relu{i},
+ * .pool, .fc. */
+static int scalefl_exit_head(const build_ctx *b, int x, int j, int64_t c) {
+  char prefix[FG_NAME_CAP], pool[FG_NAME_CAP], fc[FG_NAME_CAP];
+  snprintf(prefix, sizeof prefix, "scalefl.exit%d", j);
+  for (int i = 1; i <= 3; i++) x = conv_bn_relu(b, x, prefix, i, c, 0, FG_INIT_UNIFORM_FAN_IN);
+  x = fg_graph_avgpool(b->g, x, name2(pool, sizeof pool, prefix, "pool"));
+  return fg_graph_mark_output(b->g, fg_graph_linear(b->g, x, b->classes, 1, name2(fc, sizeof fc, prefix, "fc")));
+}
+
+/* Early exit j of cnn and the resnets on x (c channels): the model's own or ScaleFL's head. */
+static int early_exit(const build_ctx *b, int x, int j, int64_t c) {
+  if (b->exit_head == FG_EXIT_HEAD_SCALEFL) return scalefl_exit_head(b, x, j, c);
+  return pooled_exit(b->g, x, j, b->classes);
+}
+
 static fg_status build_cnn(const fg_model_spec *s, int depth, const build_ctx *b) {
   fg_graph *g = b->g;
   int64_t w = (int64_t)llround(fg_model_width(s));
@@ -164,7 +189,7 @@ static fg_status build_cnn(const fg_model_spec *s, int depth, const build_ctx *b
     if (b->stage) {
       if (stage_after_block(b, &geo, k, x)) break;
     } else if (k < 3) {
-      if (s->exits) pooled_exit(g, x, k, s->classes);
+      if (s->exits) early_exit(b, x, k, c);
     } else {
       x = fg_graph_avgpool(g, x, name2(pool, sizeof pool, prefix, "pool"));
       fg_graph_mark_output(g, fg_graph_linear(g, x, s->classes, 1, "head"));
@@ -210,7 +235,12 @@ static fg_status build_vgg(const fg_model_spec *s, int depth, const build_ctx *b
     snprintf(prefix, sizeof prefix, "exit%d", j);
     fg_graph_set_block(g, j - 1);
     fg_graph_set_segment(g, j);
-    x = vgg_block(b, x, prefix, kept(b, scaled(base << j, m)));
+    int64_t c = kept(b, scaled(base << j, m));
+    x = vgg_block(b, x, prefix, c);
+    if (j < 3 && b->exit_head == FG_EXIT_HEAD_SCALEFL) {
+      scalefl_exit_head(b, x, j, c);
+      continue;
+    }
     int h = fg_graph_flatten(g, x, name2(n1, sizeof n1, prefix, "flatten"));
     h = fg_graph_dropout(g, h, 0.5f, name2(n2, sizeof n2, prefix, "dropout"));
     fg_graph_mark_output(g, fg_graph_linear(g, h, s->classes, 1, name2(n3, sizeof n3, prefix, "head")));
@@ -239,8 +269,36 @@ static int basic_block(const build_ctx *bc, int x, int l, int u, int64_t in_c, i
   return fg_graph_relu(g, y, name2(a, sizeof a, p, "relu2"));
 }
 
-/* Blocks 1..depth (stem + layer1 is block 1); with exits, exit j (global pool + linear) after
- * block j < 4, and the model's own pool + fc only when all four blocks are built. */
+/* One depthwise-separable block of a DepthFL exit (FG_EXIT_HEAD_DEPTHFL, models.h): in_c -> out_c,
+ * halving the map, named <prefix>.dw1, .pw1, .bn1, .relu1, .dw2, .pw2, .bn2, .relu2. */
+static int depthfl_sep_block(const build_ctx *b, int x, const char *prefix, int64_t in_c, int64_t out_c) {
+  fg_graph *g = b->g;
+  char n[FG_NAME_CAP];
+  x = fg_graph_conv(g, x, in_c, 3, 2, 1, (int)in_c, 0, FG_INIT_NORMAL_FAN_OUT, name2(n, sizeof n, prefix, "dw1"));
+  x = conv_scaled(b, x, in_c, 1, 1, 0, 0, FG_INIT_NORMAL_FAN_OUT, name2(n, sizeof n, prefix, "pw1"));
+  x = fg_graph_bn(g, x, name2(n, sizeof n, prefix, "bn1"));
+  x = fg_graph_relu(g, x, name2(n, sizeof n, prefix, "relu1"));
+  x = fg_graph_conv(g, x, in_c, 3, 1, 1, (int)in_c, 0, FG_INIT_NORMAL_FAN_OUT, name2(n, sizeof n, prefix, "dw2"));
+  x = conv_scaled(b, x, out_c, 1, 1, 0, 0, FG_INIT_NORMAL_FAN_OUT, name2(n, sizeof n, prefix, "pw2"));
+  x = fg_graph_bn(g, x, name2(n, sizeof n, prefix, "bn2"));
+  return fg_graph_relu(g, x, name2(n, sizeof n, prefix, "relu2"));
+}
+
+/* DepthFL's exit j < 4 on block j's output x (FG_EXIT_HEAD_DEPTHFL, models.h): separable blocks down to
+ * the last block's channels, global pool, linear; marked as an output. */
+static int depthfl_exit(const build_ctx *b, const stage_geom *geo, int x, int j) {
+  char prefix[FG_NAME_CAP], n[FG_NAME_CAP];
+  for (int k = j; k < geo->blocks; k++) {
+    snprintf(prefix, sizeof prefix, "exit%d.sep%d", j, k - j + 1);
+    x = depthfl_sep_block(b, x, prefix, geo->channels[k], geo->channels[k + 1]);
+  }
+  snprintf(prefix, sizeof prefix, "exit%d", j);
+  x = fg_graph_avgpool(b->g, x, name2(n, sizeof n, prefix, "pool"));
+  return fg_graph_mark_output(b->g, fg_graph_linear(b->g, x, b->classes, 1, name2(n, sizeof n, prefix, "fc")));
+}
+
+/* Blocks 1..depth (stem + layer1 is block 1); with exits, exit j (global pool + linear, or DepthFL's
+ * classifier) after block j < 4, and the model's own pool + fc only when all four blocks are built. */
 static fg_status build_resnet(const fg_model_spec *s, int depth, const int units[4], const build_ctx *b) {
   fg_graph *g = b->g;
   double m = fg_model_width(s);
@@ -262,7 +320,12 @@ static fg_status build_resnet(const fg_model_spec *s, int depth, const int units
       c = out_c;
     }
     if (b->stage && stage_after_block(b, &geo, l, x)) return fg_graph_status(g);
-    if (s->exits && l < 4) pooled_exit(g, x, l, s->classes);
+    if (s->exits && l < 4) {
+      if (s->exit_head == FG_EXIT_HEAD_DEPTHFL)
+        depthfl_exit(b, &geo, x, l);
+      else
+        early_exit(b, x, l, out_c);
+    }
   }
   if (depth < 4) return fg_graph_status(g);
   x = fg_graph_avgpool(g, x, "pool");
@@ -290,6 +353,12 @@ fg_status fg_model_build(const fg_model_spec *s, fg_graph **out) {
     if (s->exits || s->depth)
       return FG_FAIL(FG_ERR_INVALID, "model %s: a NeuLite stage model has no early exits and no depth", s->arch);
   }
+  if (s->exit_head != FG_EXIT_HEAD_MODEL && s->exit_head != FG_EXIT_HEAD_SCALEFL && s->exit_head != FG_EXIT_HEAD_DEPTHFL)
+    return FG_FAIL(FG_ERR_INVALID, "model %s: exit head kind %d, expected %d (the model's), %d (ScaleFL's) or %d (DepthFL's)",
+                   s->arch, (int)s->exit_head, (int)FG_EXIT_HEAD_MODEL, (int)FG_EXIT_HEAD_SCALEFL,
+                   (int)FG_EXIT_HEAD_DEPTHFL);
+  if (s->exit_head == FG_EXIT_HEAD_DEPTHFL && (blocks != 4 || !s->exits || s->stage))
+    return FG_FAIL(FG_ERR_INVALID, "model %s: DepthFL's exit classifiers exist only on a resnet with exits", s->arch);
   int depth = s->depth ? s->depth : blocks;
   if (depth < 1 || depth > blocks)
     return FG_FAIL(FG_ERR_INVALID, "model %s: depth %d, expected 1..%d", s->arch, s->depth, blocks);
@@ -299,7 +368,7 @@ fg_status fg_model_build(const fg_model_spec *s, fg_graph **out) {
   fg_graph *g = fg_graph_create(s->in_c, s->in_h, s->in_w);
   if (!g) return FG_FAIL(FG_ERR_OOM, "model %s: out of memory", s->arch);
   fg_status st = fg_graph_status(g);
-  build_ctx b = {g, rate, s->scaler, s->stage, s->classes, s->no_projection, s->om_bn_relu};
+  build_ctx b = {g, rate, s->scaler, s->stage, s->classes, s->no_projection, s->om_bn_relu, s->rate_floor, s->exit_head};
   if (st == FG_OK) {
     if (strcmp(s->arch, "cnn") == 0) {
       st = build_cnn(s, depth, &b);

@@ -1,7 +1,8 @@
 /* Built-in models (models.md): `cnn` (with optional early exits), `vgg-me` (HypeMeFed's
  * multi-exit VGG, four input variants), `resnet18`, `resnet34` (CIFAR-style, with optional early
- * exits: ours, for the depth methods; models.md gives the resnets none). Parameter names
- * are those of models.md, so a checkpoint loads into an equivalent PyTorch module unchanged.
+ * exits: ours, for the depth methods; models.md gives the resnets none), with the early exits'
+ * heads of the model, of ScaleFL or of DepthFL (fg_exit_head). Parameter names are those of
+ * models.md, so a checkpoint loads into an equivalent PyTorch module unchanged.
  * Owns nothing: builds graphs (engine/nn/graph.h). */
 #ifndef FG_MODELS_H
 #define FG_MODELS_H
@@ -17,18 +18,39 @@ typedef enum fg_scaler_mode {
   FG_SCALER_ALWAYS,      /* ScaleFL: in training and inference */
 } fg_scaler_mode;
 
+/* The heads of a model's early exits (every exit but the architecture's own last classifier). */
+typedef enum fg_exit_head {
+  FG_EXIT_HEAD_MODEL = 0, /* the architecture's own: cnn and resnets global pool + linear
+                             (exit{j}), vgg-me flatten, dropout, linear (exit{j}.head) */
+  FG_EXIT_HEAD_SCALEFL,   /* ScaleFL's (baselines.md A.5), on the block's output x [N, C, H, W]:
+                             3 x (conv3x3 C->C stride 1 pad 1 no bias, Scaler, BN, ReLU), global
+                             average pool, linear C->K with bias: 3 (9 C^2 + 2 C) + C K + K
+                             parameters, named scalefl.exit{j}.conv{i}, .bn{i}, .fc (i = 1..3) */
+  FG_EXIT_HEAD_DEPTHFL,   /* DepthFL's bottleneck classifier, resnets only (baselines.md A.4; ours
+                             without its attention gate): after block j, 4 - j depthwise-separable
+                             blocks exit{j}.sep{s} (s = 1..4-j), block s taking block j+s-1's
+                             channels C to block j+s's C' with stride 2: dw 3x3 stride 2 (dw1), 1x1
+                             C->C (pw1), BN (bn1), ReLU, dw 3x3 stride 1 (dw2), 1x1 C->C' (pw2), BN
+                             (bn2), ReLU, all convs bias-free; then global average pool
+                             (exit{j}.pool) and linear C_4 -> classes with bias (exit{j}.fc).
+                             Parameters of block s: 20 C + C^2 + C C' + 2 C'. */
+} fg_exit_head;
+
 typedef struct fg_model_spec {
   const char *arch;        /* "cnn", "vgg-me", "resnet18", "resnet34" */
   double width;            /* cnn: block-1 channels (0 = 16); others: channel multiplier (0 = 1) */
   int64_t in_c, in_h, in_w;
   int classes;
   int exits;               /* cnn: early exits after blocks 1 and 2; resnets: after blocks 1..3
-                              (global pool + linear, named exit{j}); vgg-me always has exits */
+                              (heads: exit_head); vgg-me always has exits */
   int depth;               /* blocks to build (0 = all; fewer needs exits); outputs are the
                               exits up to it */
   double rate;             /* sub-model width rate in (0, 1] (0 = 1): every hidden layer keeps
-                              ceil(rate x its channels); inputs and classes are kept */
+                              ceil(rate x its channels), floor with rate_floor; inputs and
+                              classes are kept */
   fg_scaler_mode scaler;   /* a Scaler (x / rate) after every conv when rate < 1 */
+  int rate_floor;          /* floor(rate x channels), at least 1, instead of ceil (ScaleFL) */
+  fg_exit_head exit_head;  /* with exits: whose heads the early exits are */
   int stage;               /* NeuLite (neulite.md §1.3; cnn and resnets): 0 the model itself;
                               t in 1..blocks the stage-t model; FG_STAGES_ALL the full model
                               with every stage's heads (the server's copy of all stages) */

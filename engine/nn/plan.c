@@ -665,6 +665,9 @@ static fg_status check_options(const fg_graph *g, const fg_trainer_options *o) {
   if (!(o->clip_norm >= 0) || !isfinite(o->clip_norm))
     return FG_FAIL(FG_ERR_INVALID, "plan: clip_norm %g, expected a finite value >= 0 (0: no clipping)",
                    (double)o->clip_norm);
+  if (!(o->prox_mu >= 0) || !isfinite(o->prox_mu))
+    return FG_FAIL(FG_ERR_INVALID, "plan: prox_mu %g, expected a finite value >= 0 (0: no proximal term)",
+                   (double)o->prox_mu);
   return check_loss(g, &o->loss);
 }
 
@@ -746,6 +749,8 @@ fg_status fg_plan_build(const fg_graph *g, const fg_trainer_options *o, fg_plan 
     const fg_node *logits = fg_graph_node(g, fg_graph_output_node(g, 0));
     p->region_bytes[FG_REGION_CLASS_MASK] = fg_region_round(d, (size_t)logits->shape[0] * sizeof(float));
   }
+  if (o->prox_mu > 0 && o->mode != FG_EXEC_INFERENCE)
+    p->region_bytes[FG_REGION_PROX] = fg_region_round(d, (size_t)p->grad_numel * sizeof(float));
   for (int r = 0; r < FG_PLAN_REGIONS; r++) {
     p->bytes_by_cat[fg_plan_region_category((fg_plan_region)r)] += p->region_bytes[r];
     p->total += p->region_bytes[r];
@@ -780,7 +785,8 @@ fg_mem_category fg_plan_region_category(fg_plan_region r) {
   switch (r) {
     case FG_REGION_STATE: return FG_MEM_PARAMS;
     case FG_REGION_GRADS: return FG_MEM_GRADS;
-    case FG_REGION_OPTIM: return FG_MEM_OPTIM;
+    case FG_REGION_OPTIM:
+    case FG_REGION_PROX: return FG_MEM_OPTIM;
     case FG_REGION_ACT: return FG_MEM_ACTIVATIONS;
     case FG_REGION_WS: return FG_MEM_WORKSPACE;
     case FG_REGION_IMAGES:
@@ -793,7 +799,8 @@ fg_mem_category fg_plan_region_category(fg_plan_region r) {
 
 const char *fg_plan_region_name(fg_plan_region r) {
   static const char *names[FG_PLAN_REGIONS] = {"parameters",  "gradients", "optimizer", "activations",
-                                               "workspace",   "input batch", "labels", "class mask"};
+                                               "workspace",   "input batch", "labels", "class mask",
+                                               "proximal term"};
   return (unsigned)r < FG_PLAN_REGIONS ? names[r] : "?";
 }
 

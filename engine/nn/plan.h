@@ -70,6 +70,12 @@ typedef struct fg_trainer_options {
    * that is below 1, norm the L2 norm of all of them together (PyTorch's clip_grad_norm_); the
    * optimizer's weight decay comes after. 0: no clipping. */
   float clip_norm;
+  /* > 0: the loss has the proximal term (prox_mu / 2) ||θ||^2 + <c, θ> over the trained
+   * parameters θ, c set by fg_trainer_set_prox_linear (zero until set): before clipping, each
+   * update adds its gradient prox_mu θ + c. FedDyn's -<θ, g> + (α/2) ||θ - θ^t||^2 is
+   * prox_mu = α, c = -g - α θ^t (up to a constant). The loss a step reports leaves the term out.
+   * c takes a region laid out as the gradients (category optim). 0: no such term. */
+  float prox_mu;
 } fg_trainer_options;
 
 /* Where a buffer lives. */
@@ -125,6 +131,7 @@ typedef enum fg_plan_region {
   FG_REGION_IMAGES,
   FG_REGION_LABELS,
   FG_REGION_CLASS_MASK, /* [classes] floats when the loss masks classes */
+  FG_REGION_PROX,       /* the proximal term's linear part c, laid out as the gradients (prox_mu > 0) */
   FG_PLAN_REGIONS
 } fg_plan_region;
 

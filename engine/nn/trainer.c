@@ -46,6 +46,7 @@ fg_status fg_trainer_create(const fg_graph *g, const fg_trainer_options *o, fg_l
 }
 
 static fg_status build_group(fg_trainer *t);
+static fg_tensor view(const fg_trainer *t, void *data, fg_dtype dtype, int ndim, const int64_t *shape);
 
 fg_status fg_trainer_create_planned(const fg_graph *g, const fg_plan *plan, fg_ledger *ledger, fg_trainer **out) {
   *out = NULL;
@@ -70,6 +71,11 @@ fg_status fg_trainer_create_planned(const fg_graph *g, const fg_plan *plan, fg_l
   }
   fg_status s = build_group(t);
   if (s == FG_OK) s = fg_trainer_reset_optimizer(t);
+  if (s == FG_OK && plan->region_bytes[FG_REGION_PROX]) { /* c = 0 until set */
+    int64_t n = plan->grad_numel;
+    fg_tensor c = view(t, t->region[FG_REGION_PROX].ptr, FG_F32, 1, &n);
+    s = fg_fill(&c, 0.0f);
+  }
   if (s != FG_OK) {
     fg_trainer_destroy(t);
     return s;
@@ -124,6 +130,12 @@ static int has_grad(const fg_trainer *t, int p) { return p >= 0 && t->plan->grad
 static fg_tensor grad_tensor(const fg_trainer *t, int p) {
   const fg_param *pa = fg_graph_param(t->g, p);
   return view(t, region_f32(t, FG_REGION_GRADS) + t->plan->grad_offset[p], FG_F32, pa->ndim, pa->shape);
+}
+
+/* The proximal term's linear part of parameter p (with a gradient), laid out as its gradient. */
+static fg_tensor prox_tensor(const fg_trainer *t, int p) {
+  const fg_param *pp = fg_graph_param(t->g, p);
+  return view(t, region_f32(t, FG_REGION_PROX) + t->plan->grad_offset[p], FG_F32, pp->ndim, pp->shape);
 }
 
 static fg_tensor channel_tensor(const fg_trainer *t, int v, int64_t c) {
@@ -484,6 +496,17 @@ fg_status fg_trainer_set_class_mask(fg_trainer *t, const float *host_mask) {
   return fg_tensor_from_host(&buf, host_mask, fg_tensor_bytes(&buf));
 }
 
+fg_status fg_trainer_set_prox_linear(fg_trainer *t, const float *host) {
+  if (!(t->plan->opt.prox_mu > 0) || !t->region[FG_REGION_PROX].ptr)
+    return FG_FAIL(FG_ERR_INVALID, "trainer: this plan has no proximal term (prox_mu 0)");
+  for (int p = 0; p < fg_graph_param_count(t->g); p++) {
+    if (!has_grad(t, p)) continue;
+    fg_tensor c = prox_tensor(t, p);
+    FG_TRY(fg_tensor_from_host(&c, host + fg_graph_param(t->g, p)->offset, fg_tensor_bytes(&c)));
+  }
+  return FG_OK;
+}
+
 void fg_trainer_set_bn_momentum(fg_trainer *t, float momentum) { t->bn_momentum = momentum; }
 
 fg_status fg_trainer_set_loss_weight(fg_trainer *t, int term, float weight) {
@@ -597,8 +620,22 @@ static fg_status clip_gradients(fg_trainer *t) {
   return FG_OK;
 }
 
+/* prox_mu > 0 (fg_trainer_options): every trained parameter's gradient gets prox_mu θ + c. */
+static fg_status add_prox_gradients(fg_trainer *t) {
+  const float mu = t->plan->opt.prox_mu;
+  if (!(mu > 0)) return FG_OK;
+  for (int p = 0; p < fg_graph_param_count(t->g); p++) {
+    if (!has_grad(t, p)) continue;
+    fg_tensor theta = param_tensor(t, p), grad = grad_tensor(t, p), c = prox_tensor(t, p);
+    FG_TRY(fg_axpy(mu, &theta, &grad));
+    FG_TRY(fg_axpy(1.0f, &c, &grad));
+  }
+  return FG_OK;
+}
+
 static fg_status apply_update(fg_trainer *t) {
   if (t->optim.kind == FG_OPTIM_NONE || t->group.count == 0) return FG_OK;
+  FG_TRY(add_prox_gradients(t));
   FG_TRY(clip_gradients(t));
   t->optim_step++;
   fg_status s = fg_optim_update(&t->optim, t->optim_step, &t->group);

@@ -62,6 +62,10 @@ void fg_trainer_set_dropout_stream(fg_trainer *t, uint64_t seed, uint64_t stream
 /* The classes the cross-entropy terms keep: host [classes] of 0/1 (plans whose loss has
  * class_mask set; FG_ERR_INVALID otherwise). */
 fg_status fg_trainer_set_class_mask(fg_trainer *t, const float *host_mask);
+/* The linear part c of the proximal term (plans with prox_mu > 0, engine/nn/plan.h): host
+ * [state numel], laid out as the state; the entries of parameters without a gradient and of
+ * buffers are ignored. FG_ERR_INVALID when the plan has no proximal term. */
+fg_status fg_trainer_set_prox_linear(fg_trainer *t, const float *host_state_layout);
 /* BN momentum override for every BN layer in training forwards (e.g. 1/(k+1) at batch k for a
  * cumulative average, as static BN recalibration does); a value <= 0 restores each layer's own. */
 void fg_trainer_set_bn_momentum(fg_trainer *t, float momentum);

@@ -15,6 +15,7 @@
 #include "common/test_util.h"
 #include "fl/config.h"
 #include "fl/method.h"
+#include "fl/world.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
@@ -191,6 +192,9 @@ static void assert_common_equal(const fg_config *a, const fg_config *b) {
   cr_assert_str_eq(a->optimizer, b->optimizer);
   cr_assert_eq(a->lr, b->lr);
   cr_assert_eq(a->lr_decay, b->lr_decay);
+  cr_assert_eq(a->n_lr_steps, b->n_lr_steps);
+  for (int i = 0; i < a->n_lr_steps; i++) cr_assert_eq(a->lr_steps[i], b->lr_steps[i]);
+  cr_assert_eq(a->lr_step_factor, b->lr_step_factor);
   cr_assert_eq(a->momentum, b->momentum);
   cr_assert_eq(a->weight_decay, b->weight_decay);
   cr_assert_eq(a->clip_norm, b->clip_norm);
@@ -254,6 +258,8 @@ static const char *full_yaml =
     "  optimizer: adam\n"
     "  lr: 2e-4\n"
     "  lr_decay: 0.99\n"
+    "  lr_steps: [100, 200]\n"
+    "  lr_step_factor: 0.5\n"
     "  momentum: 0.9\n"
     "  weight_decay: 5e-4\n"
     "  clip_norm: 2.5\n"
@@ -308,6 +314,9 @@ Test(config, full_file_loads_every_value) {
   cr_assert_str_eq(cfg.optimizer, "adam");
   cr_assert_eq(cfg.lr, 2e-4);
   cr_assert_eq(cfg.lr_decay, 0.99);
+  cr_assert_eq(cfg.n_lr_steps, 2);
+  cr_assert(cfg.lr_steps[0] == 100 && cfg.lr_steps[1] == 200);
+  cr_assert_eq(cfg.lr_step_factor, 0.5);
   cr_assert_eq(cfg.momentum, 0.9);
   cr_assert_eq(cfg.weight_decay, 5e-4);
   cr_assert_eq(cfg.clip_norm, 2.5);
@@ -352,7 +361,7 @@ Test(config, every_method_option_loads) {
       "  - {name: depthfl, kd: false, kd_ramp_rounds: 0, weighting: samples}\n"
       "  - name: scalefl\n"
       "    widths: [0.25, 0.5, 0.75, 1]\n"
-      "    exits: [1, 2, 4, 5]\n"
+      "    exits: [1, 2, 2, 3]\n"
       "    kd_gamma: 0\n"
       "    kd_temperature: 1.5\n"
       "    kd_start: 1\n"
@@ -379,7 +388,7 @@ Test(config, every_method_option_loads) {
   assert_option(d, "kd_ramp_rounds", "0");
   cr_assert_eq(d->weighting, FG_WEIGHT_SAMPLES);
   const fg_method_config *s = &cfg.methods[4];
-  assert_options(s, "widths", "[0.25, 0.5, 0.75, 1]", "exits", "[1, 2, 4, 5]", "kd_gamma", "0",
+  assert_options(s, "widths", "[0.25, 0.5, 0.75, 1]", "exits", "[1, 2, 2, 3]", "kd_gamma", "0",
                  "kd_temperature", "1.5", "kd_start", "1", NULL);
   cr_assert_str_eq(cfg.methods[5].name, "exclusivefl");
   fg_config_free(&cfg);
@@ -417,6 +426,8 @@ Test(config, minimal_file_gets_every_documented_default) {
   cr_assert_str_eq(cfg.optimizer, "sgd");
   cr_assert_eq(cfg.lr, 0.01);
   cr_assert_eq(cfg.lr_decay, 1);
+  cr_assert_eq(cfg.n_lr_steps, 0, "no lr steps by default");
+  cr_assert_eq(cfg.lr_step_factor, 0.1);
   cr_assert_eq(cfg.momentum, 0);
   cr_assert_eq(cfg.weight_decay, 0);
   cr_assert_eq(cfg.clip_norm, 0, "no clipping by default");
@@ -466,7 +477,8 @@ Test(config, per_method_defaults_follow_the_table) {
   assert_no_option(h, "rolling");
   assert_option(d, "kd", "true");
   assert_option(d, "kd_ramp_rounds", "-1");
-  assert_options(s, "widths", "[0.7, 0.75, 1]", "exits", "[1, 2, 3]", "kd_gamma", "0.05", "kd_temperature", "3",
+  /* ScaleFL's reference widths; exits not given: the reference's 1..4 capped at the blocks */
+  assert_options(s, "widths", "[0.7, 0.7, 0.75, 1]", "exits", "[]", "kd_gamma", "0.05", "kd_temperature", "3",
                  "kd_start", "0.25", NULL);
   /* a method has only its own options */
   assert_no_option(&cfg.methods[0], "rates");
@@ -720,7 +732,7 @@ Test(config, unknown_keys_name_the_mapping_and_the_choices) {
                "checkpoint, method, methods");
   EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {lrr: 0.1}\n",
                "exp.yaml: unknown key 'lrr' in local (expected one of: epochs, batch, optimizer, lr, "
-               "lr_decay, momentum, weight_decay, clip_norm, mode)");
+               "lr_decay, lr_steps, lr_step_factor, momentum, weight_decay, clip_norm, mode)");
   EXPECT_ERROR(MINIMAL "  budgets:\n    kind: tiers\n    tiers:\n      - {fraction: 0.5, share: 0.5}\n"
                        "      - {fraction: 1, share: 0.5, sharee: 1}\n"
                        "method: {name: fedavg}\n",
@@ -829,7 +841,7 @@ Test(config, options_a_method_does_not_take) {
   EXPECT_ERROR(MINIMAL "method: {name: exclusivefl, scaler: false}\n", "method.scaler: method exclusivefl");
   /* neulite's options belong to neulite only, and neulite takes no other method's */
   EXPECT_ERROR(MINIMAL "method: {name: depthfl, schedule: sequential}\n",
-               "method.schedule: method depthfl does not take 'schedule' (it takes: weighting, sampling, kd, kd_ramp_rounds)");
+               "method.schedule: method depthfl does not take 'schedule' (it takes: weighting, sampling, kd, kd_ramp_rounds, feddyn_alpha)");
   EXPECT_ERROR(MINIMAL "method: {name: fedavg, lambdas: [1, 1, 1]}\n", "method.lambdas: method fedavg does not take");
   EXPECT_ERROR(MINIMAL "method: {name: scalefl, gammas: [1, 1, 1]}\n", "method.gammas: method scalefl does not take");
   EXPECT_ERROR(MINIMAL "method: {name: heterofl, em_threshold: 0.1}\n", "method.em_threshold: method heterofl");
@@ -862,14 +874,25 @@ Test(config, method_and_methods_exactly_one) {
 Test(config, scalefl_levels) {
   EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 1], exits: [1, 2, 3]}\n",
                "method.exits: 3 entries but widths has 2");
-  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 0.75, 1], exits: [1, 3, 3]}\n",
-               "method.exits[2]: 3 is not above the previous exits 3");
+  /* each level holds the previous one: no fewer exits, no smaller width, not the same level */
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 0.75, 1], exits: [1, 3, 2]}\n",
+               "method.exits[2]: 2 exits at width 1 after 3 exits at width 0.75");
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 0.5, 1], exits: [1, 1, 3]}\n",
+               "method.exits[1]: 1 exits at width 0.5 after 1 exits at width 0.5");
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.75, 0.5, 1], exits: [1, 2, 3]}\n",
+               "method.widths[1]: 0.5 is below the previous level's 0.75");
+  /* more exits than the model has blocks (cnn: 3), and a largest level short of the last block */
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.7, 0.7, 0.75, 1], exits: [1, 2, 3, 4]}\n",
+               "method.exits[3]: 4 exits, the cnn model has 3 blocks");
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 1], exits: [1, 2]}\n",
+               "method.exits: the largest level has 2 exits, the cnn model has 3 blocks");
   EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 1], exits: [0, 1]}\n",
                "method.exits[0]: 0 is out of range (expected >= 1)");
   EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 1.5], exits: [1, 2]}\n",
                "method.widths[1]: 1.5 is out of range (expected in (0, 1])");
-  /* widths alone keep the default exits, so the lengths must still agree */
-  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 1]}\n", "method.exits: 3 entries but widths has 2");
+  /* widths alone take the exits 1, 2, ...: two levels cannot reach block 3 */
+  EXPECT_ERROR(MINIMAL "method: {name: scalefl, widths: [0.5, 1]}\n",
+               "method.exits: the largest level has 2 exits, the cnn model has 3 blocks");
 }
 
 Test(config, budgets) {
@@ -1502,7 +1525,7 @@ Test(config, method_config_with_mistakes_name_the_override) {
                     "(from --set em_window=3)", NULL);
   expect_with_error("neulite", "resnet18", "lambdas=[1, 1, 1]",
                     "lambdas: 3 entries but model resnet18 has 4 stages (expected 4, one per block)", NULL);
-  expect_with_error("scalefl", "cnn", "widths=[0.5, 1]", "exits: 3 entries but widths has 2", NULL);
+  expect_with_error("scalefl", "cnn", "widths=[0.5, 1]", "exits: the largest level has 2 exits", NULL);
   /* the method is chosen by name, not by an override; and it must exist, as the model */
   expect_with_error("neulite", "cnn", "name=heterofl", "--set name=heterofl: name is not an option", NULL);
   expect_with_error("fedx", "cnn", NULL, "unknown method 'fedx'", "neulite", NULL);
@@ -1554,6 +1577,27 @@ Test(config, every_shipped_configuration_loads) {
   }
   closedir(d);
   cr_assert_geq(loaded, 10, "only %d configurations found in %s", loaded, dir);
+}
+
+/* local.lr_steps: round t's lr is lr x lr_decay^t x factor^(steps <= t), as MultiStepLR stepped
+ * once a round; the steps must increase. */
+Test(config, lr_steps_multiply_the_lr_from_their_rounds_on) {
+  fg_config cfg;
+  load_ok("steps.yaml",
+          MINIMAL "method: {name: fedavg}\nlocal: {lr: 0.1, lr_decay: 0.5, lr_steps: [2, 4], lr_step_factor: 0.1}\n",
+          NULL, 0, &cfg);
+  fg_world w;
+  memset(&w, 0, sizeof w);
+  w.cfg = &cfg;
+  const double want[6] = {0.1, 0.05, 0.1 * 0.25 * 0.1, 0.1 * 0.125 * 0.1, 0.1 * 0.0625 * 0.01,
+                          0.1 * 0.03125 * 0.01};
+  for (int t = 0; t < 6; t++) {
+    fg_trainer_options o = fg_world_local_options(&w, t);
+    cr_assert_float_eq(o.optim.sgd.lr, want[t], 1e-6 * want[t], "round %d: lr %g, want %g", t, (double)o.optim.sgd.lr, want[t]);
+  }
+  fg_config_free(&cfg);
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {lr_steps: [200, 100]}\n", "local.lr_steps[1]");
+  EXPECT_ERROR(MINIMAL "method: {name: fedavg}\nlocal: {lr_step_factor: 0}\n", "local.lr_step_factor: 0 is out of range");
 }
 
 Test(config, normalize) {

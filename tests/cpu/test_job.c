@@ -20,7 +20,7 @@ Test(job, round_header_round_trip) {
   enum { N = 5 };
   fg_job jobs[N], back[N];
   for (int i = 0; i < N; i++) jobs[i] = job_at(i);
-  fg_wire_header h = {FG_WIRE_ROUND, 3, 17, FG_OK, 123456789012LL, N}, g;
+  fg_wire_header h = {FG_WIRE_ROUND, 3, 17, FG_OK, 123456789012LL, N, 98765432109LL}, g;
   unsigned char buf[512];
   size_t len = 0;
   FGT_OK(fg_wire_header_encode(&h, jobs, buf, sizeof buf, &len));
@@ -31,12 +31,13 @@ Test(job, round_header_round_trip) {
   cr_assert_eq(g.round, 17);
   cr_assert_eq(g.state_numel, 123456789012LL);
   cr_assert_eq(g.n, N);
+  cr_assert_eq(g.prox_numel, 98765432109LL);
   for (int i = 0; i < N; i++) cr_assert_eq(memcmp(&jobs[i], &back[i], sizeof jobs[i]), 0, "job %d", i);
 }
 
 Test(job, malformed_headers_are_refused) {
   fg_job jobs[2] = {job_at(0), job_at(1)}, back[2];
-  fg_wire_header h = {FG_WIRE_ROUND, 0, 0, FG_OK, 10, 2}, g;
+  fg_wire_header h = {FG_WIRE_ROUND, 0, 0, FG_OK, 10, 2, 0}, g;
   unsigned char buf[256];
   size_t len = 0;
   cr_assert_eq(fg_wire_header_encode(&h, jobs, buf, 40, &len), FG_ERR_INVALID, "a buffer too small");

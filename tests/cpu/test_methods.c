@@ -182,6 +182,26 @@ Test(methods, scalefl_loss_is_the_formula) {
   fg_method_config_free(&mc);
 }
 
+/* ScaleFL's reference levels (baselines.md A.5: widths 0.7, 0.7, 0.75, 1 x exits 1, 2, 3, 4) on a
+ * 3-block cnn: the exits capped at 3, so the two largest levels differ by width only. */
+Test(methods, scalefl_default_levels_on_a_cnn) {
+  fg_method_config mc = fgt_method_config("scalefl", "cnn", NULL);
+  fg_method_plan mp;
+  FGT_OK(fg_method_find("scalefl")->plan(&mc, &CNN, &mp));
+  const double rate[4] = {1, 0.75, 0.7, 0.7};
+  const int depth[4] = {3, 3, 2, 1};
+  cr_assert_eq(mp.n_levels, 4);
+  for (int l = 0; l < 4; l++) {
+    cr_assert_float_eq(mp.levels[l].spec.rate, rate[l], 1e-12, "level %d", l);
+    cr_assert_eq(mp.levels[l].spec.depth, depth[l], "level %d", l);
+    cr_assert_eq(mp.levels[l].spec.rate_floor, 1);
+    cr_assert_eq(mp.levels[l].spec.exit_head, FG_EXIT_HEAD_SCALEFL);
+  }
+  cr_assert_eq(mp.global.exit_head, FG_EXIT_HEAD_SCALEFL);
+  cr_assert_eq(mp.bn_mode, FG_BN_NO_RUNNING_STATS);
+  fg_method_config_free(&mc);
+}
+
 Test(methods, levels_of_the_width_methods) {
   const char *names[] = {"heterofl", "fedrolex", "fedavg-s", "fedavg", "exclusivefl", "depthfl"};
   fg_method_config mc[6] = {
@@ -214,9 +234,9 @@ Test(methods, levels_of_the_width_methods) {
 }
 
 /* The depth methods on the resnets (4 blocks, exits after blocks 1..3): DepthFL offers depths
- * 4..1 with every exit up to each; ScaleFL's default levels (3 exits at most) would never train
- * block 4 and are refused with the fix named; HypeMeFed's hypernetworks pair the blocks of 3-block
- * models only. */
+ * 4..1 with every exit up to each; ScaleFL's default levels are its reference's four (widths 0.7,
+ * 0.7, 0.75, 1 x exits 1..4), and levels that never reach block 4 are refused with the fix named;
+ * HypeMeFed's hypernetworks pair the blocks of 3-block models only. */
 Test(methods, depth_methods_on_a_resnet) {
   fg_model_spec resnet = CNN;
   resnet.arch = "resnet18";
@@ -231,25 +251,29 @@ Test(methods, depth_methods_on_a_resnet) {
     cr_assert(mp.levels[l].spec.exits);
     cr_assert_eq(fg_spec_outputs(&mp.levels[l].spec), 4 - l);
   }
-  fg_method_config scalefl = fgt_method_config("scalefl", "resnet18", NULL);
+  /* three levels made for a cnn reach block 3 only */
+  fg_method_config scalefl3 = fgt_method_config("scalefl", "cnn", "widths=[0.7, 0.75, 1]", "exits=[1, 2, 3]", NULL);
   fg_clear_error();
-  cr_assert_eq(fg_method_find("scalefl")->plan(&scalefl, &resnet, &mp), FG_ERR_CONFIG);
+  cr_assert_eq(fg_method_find("scalefl")->plan(&scalefl3, &resnet, &mp), FG_ERR_CONFIG);
   cr_assert(strstr(fg_last_error(), "largest level has 3 exits") && strstr(fg_last_error(), "4 blocks") &&
-                strstr(fg_last_error(), "method.exits"),
+                strstr(fg_last_error(), "exits [1, 2, 3, 4]"),
             "%s", fg_last_error());
-  fg_method_config scalefl4 =
-      fgt_method_config("scalefl", "resnet18", "exits=[1, 2, 3, 4]", "widths=[0.7, 0.7, 0.75, 1]", NULL);
-  FGT_OK(fg_method_find("scalefl")->plan(&scalefl4, &resnet, &mp));
+  fg_method_config scalefl = fgt_method_config("scalefl", "resnet18", NULL);
+  FGT_OK(fg_method_find("scalefl")->plan(&scalefl, &resnet, &mp));
+  const double want_rate[4] = {1, 0.75, 0.7, 0.7};
   cr_assert_eq(mp.n_levels, 4);
-  cr_assert_eq(mp.levels[0].spec.depth, 4);
-  cr_assert_eq(mp.levels[3].spec.depth, 1);
-  cr_assert_float_eq(mp.levels[3].spec.rate, 0.7, 1e-12);
+  for (int l = 0; l < 4; l++) {
+    cr_assert_eq(mp.levels[l].spec.depth, 4 - l);
+    cr_assert_float_eq(mp.levels[l].spec.rate, want_rate[l], 1e-12);
+    cr_assert_eq(mp.levels[l].spec.exit_head, FG_EXIT_HEAD_SCALEFL);
+    cr_assert_eq(fg_spec_outputs(&mp.levels[l].spec), 4 - l);
+  }
   fg_method_config hypemefed = fgt_method_config("hypemefed", "resnet18", NULL);
   fg_clear_error();
   cr_assert_eq(fg_method_find("hypemefed")->plan(&hypemefed, &resnet, &mp), FG_ERR_CONFIG);
   cr_assert(strstr(fg_last_error(), "resnet18 has 4 blocks, expected 3"), "%s", fg_last_error());
   fg_method_config_free(&depthfl);
   fg_method_config_free(&scalefl);
-  fg_method_config_free(&scalefl4);
+  fg_method_config_free(&scalefl3);
   fg_method_config_free(&hypemefed);
 }

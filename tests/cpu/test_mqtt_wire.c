@@ -146,7 +146,7 @@ Test(mqtt_wire, malformed_fields_are_refused) {
   float *state = ramp(N);
   unsigned char job[128], result[FG_RESULT_BYTES];
   size_t job_len = 0, result_len = 0;
-  fg_wire_header h = {FG_WIRE_ROUND, m.job.method, m.job.round, FG_OK, N, 1};
+  fg_wire_header h = {FG_WIRE_ROUND, m.job.method, m.job.round, FG_OK, N, 1, 0};
   FGT_OK(fg_wire_header_encode(&h, &m.job, job, sizeof job, &job_len));
   FGT_OK(fg_result_encode(&m.result, result, sizeof result, &result_len));
   const crafted good = {"result", "r", "0123456789abcdef", job, job_len, result, result_len, state, N, FG_ST_F32};

@@ -1,7 +1,8 @@
 /* Spread runs under mpirun (labels mpi, slow; built with the MPI transport), on real Fashion-MNIST,
  * every process count on this machine's cores with --oversubscribe:
- * - every method (a comparison of all ten, FedRolex's random channels too) gives byte-identical
- *   checkpoints (and HypeMeFed's hypernetworks) and the same metrics.jsonl, timings and process
+ * - every method (a comparison of all ten, DepthFL with FedDyn as well, FedRolex's random channels
+ *   too) gives byte-identical checkpoints (and the method states: HypeMeFed's hypernetworks,
+ *   DepthFL's FedDyn h and client terms) and the same metrics.jsonl, timings and process
  *   peaks aside, in one process and under mpirun -np 1, 2 and 4; a run stopped after round 1
  *   under 2 processes and resumed under 3 reaches the same numbers;
  * - a process started with another configuration is refused with one line naming it;
@@ -33,10 +34,12 @@ static const char *ALL_METHODS =
     "checkpoint: {every: 1}\n"
     "methods:\n  - {name: fedavg}\n  - {name: exclusivefl}\n  - {name: fedavg-s}\n  - {name: heterofl}\n"
     "  - {name: fedrolex}\n  - {name: depthfl}\n  - {name: scalefl}\n  - {name: neulite}\n"
-    "  - {name: hypemefed, hn_epochs: 2, rank: 8}\n  - {name: multiexit}\n";
+    "  - {name: hypemefed, hn_epochs: 2, rank: 8}\n  - {name: multiexit}\n"
+    "  - {name: depthfl, label: depthfl-feddyn, feddyn_alpha: 0.1}\n";
 
 static const char *const METHOD_DIRS[] = {"fedavg", "exclusivefl", "fedavg-s", "heterofl", "fedrolex",
-                                          "depthfl", "scalefl", "neulite", "hypemefed", "multiexit"};
+                                          "depthfl", "scalefl", "neulite", "hypemefed", "multiexit",
+                                          "depthfl-feddyn"};
 
 /* FedRolex with random channels: each client's sub-model takes its own channels every round. */
 static const char *RANDOM_CHANNELS =
