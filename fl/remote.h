@@ -31,8 +31,9 @@ typedef struct fg_remote {
    * it). Waits until every client's device has reported, then level [clients] := the most
    * capable level each reported its budget fits (-1: none). */
   fg_status (*begin)(void *ctx, const char *dir, int method, int clients, int n_levels, int *level);
-  /* Sends job j with sub-model sub [numel] to the device that holds client j->client. */
-  fg_status (*dispatch)(void *ctx, const fg_job *j, const float *sub, int64_t numel);
+  /* Sends job j with sub-model sub [numel] (and, for a method with a proximal term, its linear part
+   * linear [numel]; else NULL) to the device that holds client j->client. */
+  fg_status (*dispatch)(void *ctx, const fg_job *j, const float *sub, const float *linear, int64_t numel);
   /* Waits until round `round` closes: every dispatched job answered or dropped, or the deadline
    * passed (the jobs still open are then dropped). *answered := the results that arrived. */
   fg_status (*close_round)(void *ctx, int round, int *answered);

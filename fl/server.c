@@ -139,9 +139,6 @@ static void assign_levels(server *s) {
  * their own budgets and backends) replace those of the configuration's budgets, unless budgets
  * play no part in the method. */
 static fg_status reported_levels(server *s, const fg_remote *remote, const char *dir) {
-  if (s->mp.prox_mu > 0)
-    return FG_FAIL(FG_ERR_UNSUPPORTED, "method %s: a proximal term (FedDyn, method.feddyn_alpha) is not sent to remote "
-                   "devices yet: run it with fedgap run", s->mc->name);
   FG_TRY(remote->begin(remote->ctx, dir, s->method, s->cfg->clients, s->mp.n_levels, s->eligible));
   if (uncapped(s)) return FG_OK;
   for (int c = 0; c < s->cfg->clients; c++) {
@@ -378,25 +375,30 @@ static void plan_done(const fg_index_plan *plan, fg_index_plan *fresh) {
   if (plan == fresh) fg_index_plan_free(fresh);
 }
 
-/* Local training of job j, wherever it runs, from the sub-model sent (in sub_in), under its budget
- * into `trained` [state numel of its level's model]; fills the record. */
-static fg_status train_sent(server *s, const fg_job *j, float *trained, fg_client_record *rec) {
+/* Local training of job j, wherever it runs, from the sub-model sent (in sub_in) and, for a method
+ * with a proximal term, its linear part (else NULL), under its budget into `trained` [state numel
+ * of its level's model]; fills the record. */
+static fg_status train_sent(server *s, const fg_job *j, const float *linear, float *trained, fg_client_record *rec) {
   const fg_graph *g = s->level_graph[j->level];
   fg_update sent = {f32(&s->sub_in), fg_graph_state_numel(g), 0, NULL};
   fg_update_run_test_hook(FG_HOOK_SENT, j->round, j->client, &sent, f32(&s->sub_in), sent.numel);
   const fg_plan *step = NULL;
   FG_TRY(round_plan(s, j->level, j->round, &step));
-  const float *linear = s->prox_numel > 0 ? f32(&s->prox) + s->prox_at[j->slot] : NULL;
   fg_local_job job = {s->w,           j->client,         j->round, g, step, (size_t)j->cap,
                       s->mp.drop_last, f32(&s->sub_in), trained, linear};
   return fg_local_train(&job, rec);
+}
+
+/* The linear part of job j's proximal term among the round's (prox_terms), or NULL. */
+static const float *job_linear(const server *s, const fg_job *j) {
+  return s->prox_numel > 0 ? f32(&s->prox) + s->prox_at[j->slot] : NULL;
 }
 
 /* train_sent of job j with its sub-model extracted from the global state. */
 static fg_status train_job(server *s, const fg_job *j, const fg_index_plan *plan, float *trained,
                            fg_client_record *rec) {
   FG_TRY(fg_submodel_extract(plan, s->global, s->level_graph[j->level], f32(&s->state), f32(&s->sub_in)));
-  return train_sent(s, j, trained, rec);
+  return train_sent(s, j, job_linear(s, j), trained, rec);
 }
 
 /* Where each trainable participant's proximal linear term lies among the round's jobs[n] (slot
@@ -630,7 +632,8 @@ static fg_status dispatch_round(server *s, int n) {
     fg_status st = fg_submodel_extract(plan, s->global, g, f32(&s->state), f32(&s->sub_in));
     plan_done(plan, &fresh);
     double t0 = seconds_now();
-    if (st == FG_OK) st = s->remote->dispatch(s->remote->ctx, j, f32(&s->sub_in), fg_graph_state_numel(g));
+    if (st == FG_OK)
+      st = s->remote->dispatch(s->remote->ctx, j, f32(&s->sub_in), job_linear(s, j), fg_graph_state_numel(g));
     s->time.broadcast += seconds_now() - t0;
     FG_TRY(st);
   }
@@ -1212,7 +1215,7 @@ int64_t fg_device_trainer_numel(const fg_device_trainer *d, int level) {
 }
 
 fg_status fg_device_trainer_train(fg_device_trainer *d, const fg_job *j, int data_client, size_t budget,
-                                  const float *sent, float *trained, fg_client_record *rec) {
+                                  const float *sent, const float *linear, float *trained, fg_client_record *rec) {
   server *s = &d->s;
   fg_job mine = *j;
   if (data_client >= 0) mine.client = data_client;
@@ -1220,7 +1223,7 @@ fg_status fg_device_trainer_train(fg_device_trainer *d, const fg_job *j, int dat
   FG_TRY(check_job(s, &mine));
   record_start(s, &mine, rec);
   memcpy(f32(&s->sub_in), sent, (size_t)fg_graph_state_numel(s->level_graph[j->level]) * sizeof(float));
-  fg_status st = train_sent(s, &mine, trained, rec);
+  fg_status st = train_sent(s, &mine, linear, trained, rec);
   rec->id = j->client;
   return st;
 }

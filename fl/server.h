@@ -81,7 +81,8 @@ void fg_device_trainer_free(fg_device_trainer *d); /* NULL is fine */
 int fg_device_trainer_fit(const fg_device_trainer *d, size_t budget);
 /* Floats of the state of the level a job at `level` trains; -1 when the method has no such level. */
 int64_t fg_device_trainer_numel(const fg_device_trainer *d, int level);
-/* Trains job j from the sub-model `sent` [fg_device_trainer_numel floats] into trained, under
+/* Trains job j from the sub-model `sent` [fg_device_trainer_numel floats] (and, for a method with a
+ * proximal term, its linear part `linear` of as many floats; else NULL) into trained, under
  * `budget` bytes (0: none) when the job is capped (a method whose budgets play no part sends none),
  * and fills the record (whose id is the job's client). It trains
  * on the samples of client `data_client` of the device's world (-1: the job's client, as in a dry
@@ -89,6 +90,6 @@ int64_t fg_device_trainer_numel(const fg_device_trainer *d, int level);
  * error naming the job when it is not one of this method and configuration; a client that fails to
  * train is reported in rec, not as an error. */
 fg_status fg_device_trainer_train(fg_device_trainer *d, const fg_job *j, int data_client, size_t budget,
-                                  const float *sent, float *trained, fg_client_record *rec);
+                                  const float *sent, const float *linear, float *trained, fg_client_record *rec);
 
 #endif

@@ -27,7 +27,7 @@ typedef struct device {
   fg_device_status status;
   fg_device_trainer *trainer; /* of method `method` */
   int method;
-  float *sent, *trained;     /* [max_numel] */
+  float *sent, *linear, *trained; /* [max_numel]: a job's sub-model and proximal linear part, the result */
   fg_assembly a;
   char job_topic[TOPIC_CAP], result_topic[TOPIC_CAP], status_topic[TOPIC_CAP], end_topic[TOPIC_CAP];
   char spool_path[4200];     /* "" without a spool directory */
@@ -71,7 +71,8 @@ static fg_status measure(device *d) {
   }
   d->sent = malloc((size_t)(d->max_numel > 0 ? d->max_numel : 1) * sizeof(float));
   d->trained = malloc((size_t)(d->max_numel > 0 ? d->max_numel : 1) * sizeof(float));
-  if (!d->sent || !d->trained) return FG_FAIL(FG_ERR_OOM, "device: out of memory for %lld floats", (long long)d->max_numel);
+  d->linear = malloc((size_t)(d->max_numel > 0 ? d->max_numel : 1) * sizeof(float));
+  if (!d->sent || !d->trained || !d->linear) return FG_FAIL(FG_ERR_OOM, "device: out of memory for %lld floats", (long long)d->max_numel);
   /* A message: the state, the job and result fields and the safetensors header, with room to spare. */
   fg_assembly_init(&d->a, (uint64_t)d->max_numel * sizeof(float) + (1u << 16));
   return FG_OK;
@@ -118,7 +119,7 @@ static fg_status send_message(device *d, const fg_msg *m, const unsigned char *b
 static fg_status send_result(device *d, const fg_msg *m) {
   unsigned char *bytes = NULL;
   size_t len = 0;
-  FG_TRY(fg_msg_encode(m, d->trained, &bytes, &len));
+  FG_TRY(fg_msg_encode(m, d->trained, NULL, &bytes, &len));
   fg_status st = d->spool_path[0] ? fg_write_file_atomic(d->spool_path, bytes, len) : FG_OK;
   if (st == FG_OK) st = send_message(d, m, bytes, len);
   free(bytes);
@@ -133,7 +134,7 @@ static fg_status come_online(device *d) {
   if (!d->spool_path[0] || fg_read_file(d->spool_path, (size_t)1 << 34, &bytes, &len) != FG_OK)
     return announce(d, -1, -1);
   fg_msg m;
-  fg_status st = fg_msg_decode(bytes, len, &m, d->trained, d->max_numel);
+  fg_status st = fg_msg_decode(bytes, len, &m, d->trained, NULL, d->max_numel);
   if (st != FG_OK || m.kind != FG_MSG_RESULT || strcmp(m.run, d->o->run) != 0 || m.config_hash != d->config_hash) {
     say(d, "a spooled result of another run or unreadable, dropped: %s", st != FG_OK ? fg_last_error() : "");
     remove(d->spool_path);
@@ -176,8 +177,8 @@ static void train(device *d, const fg_msg *in, fg_msg *out) {
     st = FG_FAIL(FG_ERR_CONFIG, "the job sends %lld floats for level %d, which has %lld here", (long long)in->numel,
                  in->job.level, (long long)fg_device_trainer_numel(d->trainer, in->job.level));
   if (st == FG_OK)
-    st = fg_device_trainer_train(d->trainer, &in->job, d->o->client >= 0 ? -1 : 0, d->budget, d->sent, d->trained,
-                                 &out->result.rec);
+    st = fg_device_trainer_train(d->trainer, &in->job, d->o->client >= 0 ? -1 : 0, d->budget, d->sent,
+                                 in->has_linear ? d->linear : NULL, d->trained, &out->result.rec);
   if (st != FG_OK) {
     out->result.status = st;
     snprintf(out->result.error, sizeof out->result.error, "%s", fg_last_error());
@@ -207,7 +208,7 @@ static fg_status on_job_chunk(device *d, const unsigned char *chunk, size_t len)
   }
   if (!complete) return FG_OK;
   fg_msg in, out;
-  fg_status st = fg_msg_decode(d->a.bytes, (size_t)d->a.first.total, &in, d->sent, d->max_numel);
+  fg_status st = fg_msg_decode(d->a.bytes, (size_t)d->a.first.total, &in, d->sent, d->linear, d->max_numel);
   fg_assembly_reset(&d->a);
   if (st != FG_OK || in.kind != FG_MSG_JOB) {
     say(d, "a job refused: %s", st != FG_OK ? fg_last_error() : "not a job");
@@ -278,6 +279,7 @@ fg_status fg_mqtt_device_run(const fg_mqtt_device_options *o, const fg_world *w,
   fg_device_trainer_free(d.trainer);
   fg_assembly_free(&d.a);
   free(d.sent);
+  free(d.linear);
   free(d.trained);
   *jobs = d.jobs;
   return st;

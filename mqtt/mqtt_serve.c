@@ -206,7 +206,7 @@ static void partial_path(const serve *v, const slot *s, char *out, size_t cap) {
 static fg_status check_result(serve *v, slot *s, const unsigned char *bytes, size_t len) {
   float *state = malloc((size_t)(s->numel > 0 ? s->numel : 1) * sizeof *state);
   fg_msg m;
-  fg_status st = state ? fg_msg_decode(bytes, len, &m, state, s->numel)
+  fg_status st = state ? fg_msg_decode(bytes, len, &m, state, NULL, s->numel)
                        : FG_FAIL(FG_ERR_OOM, "out of memory for a result of %lld floats", (long long)s->numel);
   free(state);
   if (st == FG_OK && m.kind != FG_MSG_RESULT) st = FG_FAIL(FG_ERR_FORMAT, "a job where a result was due");
@@ -362,7 +362,8 @@ static fg_status begin(void *ctx, const char *dir, int method, int clients, int 
   return FG_OK;
 }
 
-static fg_status publish_job(serve *v, const device *d, const fg_job *j, const float *sub, int64_t numel) {
+static fg_status publish_job(serve *v, const device *d, const fg_job *j, const float *sub, const float *linear,
+                             int64_t numel) {
   fg_msg m;
   memset(&m, 0, sizeof m);
   m.kind = FG_MSG_JOB;
@@ -372,7 +373,7 @@ static fg_status publish_job(serve *v, const device *d, const fg_job *j, const f
   m.numel = numel;
   unsigned char *bytes = NULL;
   size_t len = 0;
-  FG_TRY(fg_msg_encode(&m, sub, &bytes, &len));
+  FG_TRY(fg_msg_encode(&m, sub, linear, &bytes, &len));
   size_t cb = v->o.chunk_bytes ? v->o.chunk_bytes : DEFAULT_CHUNK;
   unsigned char *chunk = malloc(FG_CHUNK_HEAD_BYTES + cb);
   char topic[TOPIC_CAP];
@@ -399,7 +400,7 @@ static int spooled(serve *v, slot *s) {
   if (access(path, F_OK) != 0 || fg_read_file(path, (size_t)1 << 34, &bytes, &len) != FG_OK) return 0;
   float *state = malloc((size_t)(s->numel > 0 ? s->numel : 1) * sizeof *state);
   fg_msg m;
-  int ok = state && fg_msg_decode(bytes, len, &m, state, s->numel) == FG_OK && m.kind == FG_MSG_RESULT &&
+  int ok = state && fg_msg_decode(bytes, len, &m, state, NULL, s->numel) == FG_OK && m.kind == FG_MSG_RESULT &&
            m.config_hash == v->config_hash && memcmp(&m.job, &s->job, sizeof m.job) == 0;
   free(state);
   free(bytes);
@@ -409,7 +410,7 @@ static int spooled(serve *v, slot *s) {
   return 1;
 }
 
-static fg_status dispatch(void *ctx, const fg_job *j, const float *sub, int64_t numel) {
+static fg_status dispatch(void *ctx, const fg_job *j, const float *sub, const float *linear, int64_t numel) {
   serve *v = ctx;
   if (j->slot < 0 || j->slot >= v->cfg->clients || j->client < 0 || j->client >= v->cfg->clients)
     return FG_FAIL(FG_ERR_INTERNAL, "serve: job of slot %d, client %d", j->slot, j->client);
@@ -433,7 +434,7 @@ static fg_status dispatch(void *ctx, const fg_job *j, const float *sub, int64_t 
     return FG_OK;
   }
   s->state = SLOT_PENDING;
-  return publish_job(v, &v->devs[s->dev], j, sub, numel);
+  return publish_job(v, &v->devs[s->dev], j, sub, linear, numel);
 }
 
 static int pending(const serve *v) {
@@ -485,7 +486,7 @@ static fg_status result(void *ctx, const fg_job *j, fg_result *res, float *train
   size_t len = 0;
   fg_msg m;
   fg_status st = fg_read_file(path, (size_t)1 << 34, &bytes, &len);
-  if (st == FG_OK) st = fg_msg_decode(bytes, len, &m, trained, cap);
+  if (st == FG_OK) st = fg_msg_decode(bytes, len, &m, trained, NULL, cap);
   free(bytes);
   if (st != FG_OK) {
     *outcome = FG_REMOTE_REFUSED;

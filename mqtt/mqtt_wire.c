@@ -27,11 +27,12 @@ static fg_wire_header job_header(const fg_msg *m) {
   return h;
 }
 
-fg_status fg_msg_encode(const fg_msg *m, const float *state, unsigned char **bytes, size_t *len) {
+fg_status fg_msg_encode(const fg_msg *m, const float *state, const float *linear, unsigned char **bytes,
+                        size_t *len) {
   *bytes = NULL;
   *len = 0;
   if ((m->kind != FG_MSG_JOB && m->kind != FG_MSG_RESULT) || m->numel < 0 || (m->numel > 0 && !state) ||
-      (m->kind == FG_MSG_RESULT && m->result.numel != m->numel))
+      (m->kind == FG_MSG_RESULT && (m->result.numel != m->numel || linear)))
     return FG_FAIL(FG_ERR_INVALID, "message: kind %d with %lld floats is not a job or result", (int)m->kind,
                    (long long)m->numel);
   unsigned char job[128], result[FG_RESULT_BYTES];
@@ -50,6 +51,7 @@ fg_status fg_msg_encode(const fg_msg *m, const float *state, unsigned char **byt
   if (s == FG_OK) s = fg_st_writer_add(&w, "job", FG_ST_U8, 1, &job_shape, job);
   if (s == FG_OK && m->kind == FG_MSG_RESULT) s = fg_st_writer_add(&w, "result", FG_ST_U8, 1, &result_shape, result);
   if (s == FG_OK) s = fg_st_writer_add(&w, "state", FG_ST_F32, 1, &state_shape, state);
+  if (s == FG_OK && linear) s = fg_st_writer_add(&w, "linear", FG_ST_F32, 1, &state_shape, linear);
   if (s == FG_OK) s = fg_st_writer_to_memory(&w, bytes, len);
   fg_st_writer_free(&w);
   return s;
@@ -123,23 +125,34 @@ static fg_status read_result(const fg_st_file *f, fg_msg *m) {
   return FG_OK;
 }
 
-static fg_status read_state(const fg_st_file *f, const fg_msg *m, float *state, int64_t cap) {
-  const fg_st_entry *e = fg_st_find(f, "state");
-  if (!e) return bad_msg("message: no tensor '%s'", "state");
-  if (fg_st_count(f) != (m->kind == FG_MSG_RESULT ? 3u : 2u))
-    return FG_FAIL(FG_ERR_FORMAT, "message: %zu tensors, a %s has %d", fg_st_count(f), kind_names[m->kind],
-                   m->kind == FG_MSG_RESULT ? 3 : 2);
+/* Tensor `name`, F32 [m->numel] of at most cap floats, into out. */
+static fg_status read_floats(const fg_st_file *f, const fg_msg *m, const char *name, float *out, int64_t cap) {
+  const fg_st_entry *e = fg_st_find(f, name);
   if (e->dtype != FG_ST_F32 || e->ndim != 1 || e->shape[0] != m->numel)
-    return FG_FAIL(FG_ERR_FORMAT, "message: tensor 'state' is not F32 [%lld] as its job declares",
+    return FG_FAIL(FG_ERR_FORMAT, "message: tensor '%s' is not F32 [%lld] as its job declares", name,
                    (long long)m->numel);
   if (m->numel > cap)
-    return FG_FAIL(FG_ERR_FORMAT, "message: %lld floats of state, more than the %lld expected at most (oversized)",
-                   (long long)m->numel, (long long)cap);
+    return FG_FAIL(FG_ERR_FORMAT, "message: %lld floats of %s, more than the %lld expected at most (oversized)",
+                   (long long)m->numel, name, (long long)cap);
   int64_t shape = m->numel;
-  return fg_st_read_f32(f, "state", 1, &shape, state);
+  return fg_st_read_f32(f, name, 1, &shape, out);
 }
 
-fg_status fg_msg_decode(const unsigned char *bytes, size_t len, fg_msg *m, float *state, int64_t cap) {
+static fg_status read_state(const fg_st_file *f, fg_msg *m, float *state, float *linear, int64_t cap) {
+  if (!fg_st_find(f, "state")) return bad_msg("message: no tensor '%s'", "state");
+  m->has_linear = fg_st_find(f, "linear") != NULL;
+  if (m->has_linear && (m->kind != FG_MSG_JOB || !linear))
+    return bad_msg("message: a tensor '%s' where none is expected", "linear");
+  size_t expected = (m->kind == FG_MSG_RESULT ? 3u : 2u) + (m->has_linear ? 1u : 0u);
+  if (fg_st_count(f) != expected)
+    return FG_FAIL(FG_ERR_FORMAT, "message: %zu tensors, a %s has %zu", fg_st_count(f), kind_names[m->kind],
+                   expected);
+  FG_TRY(read_floats(f, m, "state", state, cap));
+  return m->has_linear ? read_floats(f, m, "linear", linear, cap) : FG_OK;
+}
+
+fg_status fg_msg_decode(const unsigned char *bytes, size_t len, fg_msg *m, float *state, float *linear,
+                        int64_t cap) {
   memset(m, 0, sizeof *m);
   fg_st_file *f = NULL;
   fg_status s = fg_st_open_memory("message", bytes, len, &f);
@@ -147,7 +160,7 @@ fg_status fg_msg_decode(const unsigned char *bytes, size_t len, fg_msg *m, float
   s = read_kind(f, m);
   if (s == FG_OK) s = read_job(f, m);
   if (s == FG_OK) s = read_result(f, m);
-  if (s == FG_OK) s = read_state(f, m, state, cap);
+  if (s == FG_OK) s = read_state(f, m, state, linear, cap);
   fg_st_close(f);
   return s;
 }

@@ -8,7 +8,9 @@
  *   "job"     U8: the job (fl/job.h), encoded as a round header of that one job, whose
  *             state_numel is the floats of "state";
  *   "result"  U8 [FG_RESULT_BYTES]: results only, the result record (fl/job.h fg_result);
- *   "state"   F32 [numel]: the sub-model sent, or the trained one returned.
+ *   "state"   F32 [numel]: the sub-model sent, or the trained one returned;
+ *   "linear"  F32 [numel]: jobs of a method with a proximal term (DepthFL's FedDyn) only, its
+ *             linear part for the client.
  * So the job's header (run, round, slot, job id, level, seeds, config hash) and the record travel
  * as explicit little-endian fields, and the tensors in the format of checkpoints.
  *
@@ -43,17 +45,22 @@ typedef struct fg_msg {
   fg_job job;       /* a result: the job it answers */
   fg_result result; /* results only */
   int64_t numel;    /* floats of "state" */
+  int has_linear;   /* a job carries "linear" */
 } fg_msg;
 
-/* m with `state` [m->numel] as one message in a malloc'd buffer (caller frees) of *len bytes.
- * For a result, m->result.numel must be m->numel. FG_ERR_INVALID when a field is out of range. */
-fg_status fg_msg_encode(const fg_msg *m, const float *state, unsigned char **bytes, size_t *len);
+/* m with `state` [m->numel] (and for a job, `linear` [m->numel] unless NULL) as one message in a
+ * malloc'd buffer (caller frees) of *len bytes. For a result, m->result.numel must be m->numel
+ * and linear NULL. FG_ERR_INVALID when a field is out of range. */
+fg_status fg_msg_encode(const fg_msg *m, const float *state, const float *linear, unsigned char **bytes,
+                        size_t *len);
 
-/* The message in bytes [len] into m and state [cap floats]. FG_ERR_FORMAT naming the problem when
+/* The message in bytes [len] into m, state [cap floats] and, when it carries one (m->has_linear),
+ * linear [cap floats] (NULL: a message with one is refused). FG_ERR_FORMAT naming the problem when
  * it is not a well-formed message: not safetensors, a missing or wrong metadata entry or tensor,
  * a job that is not one job, a result for another round or slot than its job, a state of another
  * size than the job or result declares, or more than cap floats (oversized). */
-fg_status fg_msg_decode(const unsigned char *bytes, size_t len, fg_msg *m, float *state, int64_t cap);
+fg_status fg_msg_decode(const unsigned char *bytes, size_t len, fg_msg *m, float *state, float *linear,
+                        int64_t cap);
 
 /* ---- topics and statuses ---------------------------------------------------------------- */
 

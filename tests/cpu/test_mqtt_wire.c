@@ -54,8 +54,8 @@ Test(mqtt_wire, job_round_trip) {
   float *state = ramp(N), got[N];
   unsigned char *bytes = NULL;
   size_t len = 0;
-  FGT_OK(fg_msg_encode(&m, state, &bytes, &len));
-  FGT_OK(fg_msg_decode(bytes, len, &back, got, N));
+  FGT_OK(fg_msg_encode(&m, state, NULL, &bytes, &len));
+  FGT_OK(fg_msg_decode(bytes, len, &back, got, NULL, N));
   cr_assert_eq(back.kind, FG_MSG_JOB);
   cr_assert_str_eq(back.run, "cnn-fmnist");
   cr_assert_eq(back.config_hash, m.config_hash);
@@ -66,14 +66,37 @@ Test(mqtt_wire, job_round_trip) {
   free(state);
 }
 
+Test(mqtt_wire, a_job_with_a_proximal_term_round_trip) {
+  enum { N = 50 };
+  fg_msg m = sample_job(N), back;
+  float *state = ramp(N), linear[N], got[N], got_linear[N];
+  for (int i = 0; i < N; i++) linear[i] = -0.5f * (float)i;
+  unsigned char *bytes = NULL;
+  size_t len = 0;
+  FGT_OK(fg_msg_encode(&m, state, linear, &bytes, &len));
+  FGT_OK(fg_msg_decode(bytes, len, &back, got, got_linear, N));
+  cr_assert_eq(back.has_linear, 1);
+  cr_assert_eq(memcmp(got, state, sizeof got), 0);
+  cr_assert_eq(memcmp(got_linear, linear, sizeof linear), 0);
+  cr_assert_eq(fg_msg_decode(bytes, len, &back, got, NULL, N), FG_ERR_FORMAT, "a receiver that expects none");
+  cr_assert(strstr(fg_last_error(), "linear") != NULL, "%s", fg_last_error());
+  free(bytes);
+  m.kind = FG_MSG_RESULT;
+  m.result.round = m.job.round;
+  m.result.slot = m.job.slot;
+  m.result.numel = N;
+  cr_assert_eq(fg_msg_encode(&m, state, linear, &bytes, &len), FG_ERR_INVALID, "results carry no linear part");
+  free(state);
+}
+
 Test(mqtt_wire, result_round_trip) {
   enum { N = 333 };
   fg_msg m = sample_result(N), back;
   float *state = ramp(N), got[N];
   unsigned char *bytes = NULL;
   size_t len = 0;
-  FGT_OK(fg_msg_encode(&m, state, &bytes, &len));
-  FGT_OK(fg_msg_decode(bytes, len, &back, got, N));
+  FGT_OK(fg_msg_encode(&m, state, NULL, &bytes, &len));
+  FGT_OK(fg_msg_decode(bytes, len, &back, got, NULL, N));
   cr_assert_eq(back.kind, FG_MSG_RESULT);
   cr_assert_eq(back.result.rec.samples, 1234);
   double loss = 0.1 + 0.2, third = 1.0 / 3.0;
@@ -90,7 +113,7 @@ Test(mqtt_wire, result_round_trip) {
 static void refused(const unsigned char *bytes, size_t len, int64_t cap, const char *needle) {
   fg_msg back;
   float *got = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *got);
-  fg_status s = fg_msg_decode(bytes, len, &back, got, cap);
+  fg_status s = fg_msg_decode(bytes, len, &back, got, NULL, cap);
   cr_assert_eq(s, FG_ERR_FORMAT, "expected a refusal naming '%s', got status %d (%s)", needle, (int)s, fg_last_error());
   cr_assert(strstr(fg_last_error(), needle) != NULL, "'%s' not in: %s", needle, fg_last_error());
   free(got);
@@ -102,7 +125,7 @@ Test(mqtt_wire, truncated_oversized_and_corrupt_messages_are_refused) {
   float *state = ramp(N);
   unsigned char *bytes = NULL;
   size_t len = 0;
-  FGT_OK(fg_msg_encode(&m, state, &bytes, &len));
+  FGT_OK(fg_msg_encode(&m, state, NULL, &bytes, &len));
   refused(bytes, len - 5, N, "message");                /* truncated */
   refused(bytes, 3, N, "message");                      /* not even a length */
   refused(bytes, len, N - 1, "oversized");              /* more floats than the receiver expects */
@@ -204,7 +227,7 @@ Test(mqtt_wire, malformed_fields_are_refused) {
   bytes = craft(&good, &len);
   fg_msg back;
   float got[N];
-  FGT_OK(fg_msg_decode(bytes, len, &back, got, N));
+  FGT_OK(fg_msg_decode(bytes, len, &back, got, NULL, N));
   free(bytes);
   free(state);
 }

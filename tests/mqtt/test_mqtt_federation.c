@@ -20,7 +20,9 @@
  *   broker closes the link) reconnects and finishes the transfer;
  * - a device killed in the middle of sending a result and started again resends it from its spool,
  *   and a server killed mid-round and resumed (--resume) takes the spooled results: both reach the
- *   in-process run's numbers. */
+ *   in-process run's numbers;
+ * - DepthFL with FedDyn (each job carries its client's proximal linear term) on devices gives the
+ *   in-process run's metrics, checkpoint and FedDyn state. */
 #include <arpa/inet.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -509,7 +511,7 @@ static void rogue_answer_job(rogue *r, const fg_msg *job, float *state) {
   state[3] = kind == ROGUE_NAN ? NAN : state[3];
   unsigned char *bytes = NULL;
   size_t len = 0;
-  FGT_OK(fg_msg_encode(&m, state, &bytes, &len));
+  FGT_OK(fg_msg_encode(&m, state, NULL, &bytes, &len));
   if (kind == ROGUE_MALFORMED)
     for (size_t i = 0; i < len; i++) bytes[i] = (unsigned char)(i * 7 + 3);
   uint64_t id = fg_transfer_id(FG_MSG_RESULT, job->job.round, job->job.slot);
@@ -527,7 +529,7 @@ static void rogue_on_chunk(rogue *r, const unsigned char *chunk, size_t len) {
   enum { CAP = 1 << 20 };
   float *state = malloc(CAP * sizeof *state);
   fg_msg job;
-  FGT_OK(fg_msg_decode(r->a.bytes, (size_t)r->a.first.total, &job, state, CAP - 8));
+  FGT_OK(fg_msg_decode(r->a.bytes, (size_t)r->a.first.total, &job, state, NULL, CAP - 8));
   fg_assembly_reset(&r->a);
   rogue_answer_job(r, &job, state);
   free(state);
@@ -938,6 +940,36 @@ Test(mqtt, a_link_cut_mid_upload_resumes, .timeout = 900) {
   fgt_same_tensors(a, c);
   free(a);
   free(c);
+  stop_broker(&b);
+  scratch_close();
+}
+
+/* ---- a method with server state sent to its clients ------------------------------------------ */
+
+Test(mqtt, depthfl_with_feddyn_on_devices_equals_the_in_process_run, .timeout = 900) {
+  scratch_open();
+  const char *config = write_config(300);
+  char *text = fgt_read_text(config);
+  char *feddyn = replace_all(text, "method: {name: heterofl}", "method: {name: depthfl, feddyn_alpha: 0.1}");
+  write_text(config, feddyn);
+  free(text);
+  free(feddyn);
+  const char *local = at("local"), *remote = at("remote");
+  run_in_process(config, local);
+  broker b = start_broker(NULL);
+  int serve = spawn_serve(&b, config, remote);
+  int dev[DEVICES];
+  for (int k = 0; k < DEVICES; k++) dev[k] = spawn_device(&b, config, k);
+  serve_ok(serve);
+  for (int k = 0; k < DEVICES; k++) cr_assert_eq(wait_started(dev[k], 60), 0, "device %d", k);
+  fgt_same_run_records(local, remote);
+  const char *files[] = {"checkpoint.safetensors", "method_state.safetensors"};
+  for (int i = 0; i < 2; i++) {
+    char *a = fgt_join(local, files[i]), *c = fgt_join(remote, files[i]);
+    fgt_same_tensors(a, c);
+    free(a);
+    free(c);
+  }
   stop_broker(&b);
   scratch_close();
 }
