@@ -199,7 +199,16 @@ static fg_status on_job_chunk(device *d, const unsigned char *chunk, size_t len)
     say(d, "a job chunk refused: %s", fg_last_error());
     return FG_OK;
   }
-  if (d->a.started && h.transfer != d->a.first.transfer) fg_assembly_reset(&d->a); /* a newer job */
+  if (d->a.started && h.transfer != d->a.first.transfer) {
+    fg_msg_kind kind, was_kind;
+    int round = -1, slot = -1, was = -1;
+    if (fg_transfer_parse(h.transfer, &kind, &round, &slot) != FG_OK || kind != FG_MSG_JOB ||
+        (fg_transfer_parse(d->a.first.transfer, &was_kind, &was, &slot) == FG_OK && round < was)) {
+      say(d, "a chunk of an earlier or unknown job ignored"); /* e.g. redelivered after a reconnect */
+      return FG_OK;
+    }
+    fg_assembly_reset(&d->a); /* a newer job */
+  }
   int complete = 0;
   if (fg_assembly_add(&d->a, chunk, len, &complete) != FG_OK) {
     say(d, "a job chunk refused: %s", fg_last_error());
