@@ -110,8 +110,8 @@ fg_status fg_config_resolved_text(const fg_config *cfg, int method_index, const 
                                   size_t *len);
 /* The FNV-1a 64 hash of a text (NULL: of the empty text). */
 uint64_t fg_text_hash(const char *text);
-/* The hash of the resolved configuration (without the revision line): two processes that hold
- * the same experiment agree on it. */
+/* The hash of the resolved configuration (without the revision line and the `devices` section,
+ * which is the server's alone): two processes that hold the same experiment agree on it. */
 fg_status fg_config_hash(const fg_config *cfg, uint64_t *hash);
 
 /* One key whose value differs between two configurations: its path ("rounds", "local.lr",

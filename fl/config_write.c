@@ -200,9 +200,14 @@ uint64_t fg_text_hash(const char *text) {
 }
 
 fg_status fg_config_hash(const fg_config *cfg, uint64_t *hash) {
+  /* The devices section is the server's alone (how long it waits, how many results it needs): it
+   * changes no number a device computes, so it stays out of the hash. */
+  fg_config same = *cfg;
+  same.devices_deadline = same.devices_wait = same.devices_grace = 0;
+  same.devices_min_results = same.devices_retries = 0;
   char *text = NULL;
   size_t len = 0;
-  FG_TRY(fg_config_resolved_text(cfg, -1, "", &text, &len));
+  FG_TRY(fg_config_resolved_text(&same, -1, "", &text, &len));
   *hash = fg_text_hash(text);
   free(text);
   return FG_OK;
