@@ -147,8 +147,8 @@ int fg_cmd_device(int argc, char **argv) {
        "machine; without it, the device trains on its own data, --data)", 0, 1e9, 0, 0},
       {"data", FG_ARG_STRING, &data, "DIR", "the directory of this device's dataset files (the override data.dir)", 0,
        -1, 0, 0},
-      {"budget", FG_ARG_U64, &budget, "BYTES", "this device's memory budget (default: its client's in the "
-       "configuration)", 1, 1e18, 0, 0},
+      {"budget", FG_ARG_U64, &budget, "BYTES", "this device's memory budget (default: with --client, that client's "
+       "in the configuration; with its own data, none)", 1, 1e18, 0, 0},
       {"device", FG_ARG_STRING, &device, "cpu|cuda[:N]", "where it trains (default cpu)", 0, -1, 0, 0},
       {"spool", FG_ARG_STRING, &spool, "DIR", "keep each result in DIR until the broker has it, so that the "
        "device started again sends it again (default: none)", 0, -1, 0, 0},
