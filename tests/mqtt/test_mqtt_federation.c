@@ -929,8 +929,12 @@ Test(mqtt, a_link_cut_mid_upload_resumes, .timeout = 900) {
   for (int k = 0; k < DEVICES; k++) cr_assert_eq(wait_started(dev[k], 60), 0, "device %d", k);
   char *serr = scratch_text("serve.err");
   cr_assert(strstr(serr, "device dev2 (client 2) is offline") != NULL, "the link was not cut: %s", serr);
-  cr_assert(strstr(serr, "is back with its job of round 1, slot 2") != NULL, "%s", serr);
   free(serr);
+  /* Back online, the device resends the chunks the broker had not acknowledged (before or after
+   * its status saying it holds the job): the slot is not dropped. */
+  cJSON *r1 = round_record(remote, 1);
+  cr_assert_str_eq(client_status(r1, 2), "ok");
+  cJSON_Delete(r1);
   fgt_same_run_records(local, remote);
   char *a = fgt_join(local, "checkpoint.safetensors"), *c = fgt_join(remote, "checkpoint.safetensors");
   fgt_same_tensors(a, c);
