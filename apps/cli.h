@@ -10,6 +10,8 @@
 #include "engine/nn/models.h"
 #include "engine/nn/plan.h"
 #include "engine/nn/trainer.h"
+#include "fl/config.h"
+#include "fl/remote.h"
 #include "fl/spread.h"
 
 /* --device / device: "cpu", "cuda", "cuda:N" or "cuda:local" (the GPU numbered by the launcher's
@@ -64,6 +66,14 @@ int fg_cmd_bench_hypernet(int argc, char **argv); /* fedgap bench hypernet */
 int fg_cmd_bench_nhsic(int argc, char **argv);    /* fedgap bench nhsic */
 int fg_cmd_devices(int argc, char **argv);
 int fg_cmd_run(int argc, char **argv);
+int fg_cmd_serve(int argc, char **argv);  /* fedgap serve: the server of devices over MQTT */
+int fg_cmd_device(int argc, char **argv); /* fedgap device: one device of such a federation */
+/* What `fedgap run` does in one process (run folder `out` or the default one, or `resume`'s from
+ * its last checkpoint after checking its configuration; the world, every method, the lines it
+ * prints), with every participant trained on the device that holds its client (fl/remote.h).
+ * threads: -1 for the configuration's. */
+int fg_cli_run_remote(const fg_config *cfg, const char *out, const char *resume, int threads,
+                      const fg_remote *remote);
 int fg_cmd_plot(int argc, char **argv);
 
 /* Loads a full synthetic batch into the trainer: standard-normal pixels and labels uniform in

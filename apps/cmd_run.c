@@ -114,16 +114,18 @@ typedef struct run_view {
 
 static void on_round(void *ctx, const fg_round_record *r, int rounds) {
   run_view *v = ctx;
-  int ok = 0, over = 0, nofit = 0, rejected = 0, diverged = 0;
+  int ok = 0, over = 0, nofit = 0, rejected = 0, diverged = 0, dropped = 0;
   for (int i = 0; i < r->n_clients; i++) {
     ok += r->clients[i].status == FG_CLIENT_OK;
     over += r->clients[i].status == FG_CLIENT_OVER_BUDGET;
     nofit += r->clients[i].status == FG_CLIENT_NO_FIT;
     rejected += r->clients[i].status == FG_CLIENT_REJECTED;
     diverged += r->clients[i].status == FG_CLIENT_DIVERGED;
+    dropped += r->clients[i].status == FG_CLIENT_DROPPED;
   }
-  char refused[64] = "";
+  char refused[96] = "";
   if (rejected || diverged) snprintf(refused, sizeof refused, ", %d rejected, %d diverged", rejected, diverged);
+  if (dropped) snprintf(refused + strlen(refused), sizeof refused - strlen(refused), ", %d dropped", dropped);
   char acc[32] = "-", mib[32], loss[32] = "-";
   if (isfinite(r->train_loss)) snprintf(loss, sizeof loss, "%.4f", r->train_loss);
   if (r->evaluated) snprintf(acc, sizeof acc, "%.4f", r->accuracy);
@@ -365,6 +367,7 @@ typedef struct run_request {
   fg_config_change changes[MAX_CHANGES]; /* --resume: the allowed changes, recorded in the run folder */
   int n_changes;
   int one_of_seeds;  /* a run of an experiment over several seeds (its table comes after the last) */
+  const fg_remote *remote; /* fedgap serve: the clients' devices */
 } run_request;
 
 /* Compares the resolved configuration with the run folder's config.yaml. Every differing key must
@@ -411,8 +414,8 @@ static fg_status check_resume(const fg_config *cfg, const char *dir, const fg_ar
 /* One process: the run folder, the world, every method. */
 static int run_alone(const fg_config *cfg, const run_request *q, const fg_transport *t) {
   char dir[4096];
-  fg_run_options opt = {t, q->stop_after};
-  int rc = fg_cli_start("run", q->threads >= 0 ? q->threads : cfg->threads, cfg->device);
+  fg_run_options opt = {t, q->stop_after, q->remote};
+  int rc = fg_cli_start(q->remote ? "serve" : "run", q->threads >= 0 ? q->threads : cfg->threads, cfg->device);
   if (rc == FG_EXIT_OK && choose_dir(cfg, q->out, q->resume, dir, sizeof dir) != 0) rc = fg_runtime_error("run");
   if (rc != FG_EXIT_OK) return rc;
   fg_world w;
@@ -421,6 +424,22 @@ static int run_alone(const fg_config *cfg, const run_request *q, const fg_transp
   rc = s == FG_OK ? run_all(cfg, &w, dir, q->resume != NULL, q->one_of_seeds, &opt) : FG_EXIT_FAILURE;
   fg_world_close(&w);
   return s == FG_OK ? rc : fg_runtime_error("run");
+}
+
+int fg_cli_run_remote(const fg_config *cfg, const char *out, const char *resume, int threads,
+                      const fg_remote *remote) {
+  static run_request q; /* static: its changes[] are large */
+  memset(&q, 0, sizeof q);
+  q.out = out;
+  q.resume = resume;
+  q.threads = threads;
+  q.remote = remote;
+  fg_arg_list none = {{0}, 0};
+  if (resume && check_resume(cfg, resume, &none, &q) != FG_OK) {
+    fprintf(stderr, "fedgap serve: %s\n", fg_last_error());
+    return fg_last_status() == FG_ERR_CONFIG ? FG_EXIT_USAGE : FG_EXIT_FAILURE;
+  }
+  return run_alone(cfg, &q, NULL);
 }
 
 /* Workers of a spread run say nothing until the start-up check has passed: rank 0 speaks for the
@@ -505,7 +524,7 @@ static int run_spread(fg_config *cfg, fg_status loaded, const char *why, const r
   if (s != FG_OK) {
     rc = refused(t, s);
   } else if (t->rank == 0) {
-    fg_run_options opt = {t, q->stop_after};
+    fg_run_options opt = {t, q->stop_after, NULL};
     rc = q->n_changes > 0 && record_changes(dir, q->changes, q->n_changes) != FG_OK
              ? fg_runtime_error("run")
              : run_all(cfg, &w, dir, q->resume != NULL, q->one_of_seeds, &opt);

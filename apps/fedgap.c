@@ -15,6 +15,8 @@ typedef struct cli_command {
 
 static const cli_command commands[] = {
     {"run", "run a federated experiment described by a YAML file", fg_cmd_run},
+    {"serve", "serve a federation of real devices over an MQTT broker", fg_cmd_serve},
+    {"device", "take part in such a federation as one device", fg_cmd_device},
     {"train", "train a built-in model centrally on a dataset", fg_cmd_train},
     {"eval", "evaluate saved weights on a dataset's test split", fg_cmd_eval},
     {"memplan", "print the exact memory plan of one training step", fg_cmd_memplan},

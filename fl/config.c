@@ -204,6 +204,19 @@ static const fg_field updates_fields[] = {
      .doc = "a client whose loss turns non-finite: skip it (recorded as diverged) or stop the run"},
 };
 
+static const fg_field devices_fields[] = {
+    {.key = "deadline", .type = FG_FIELD_REAL, .offset = AT(devices_deadline), .def = 600, .min = 0.1,
+     .max = 1e7, .doc = "seconds a round waits for its devices' results; a device still training is dropped"},
+    {.key = "min_results", .type = FG_FIELD_INT, .offset = AT(devices_min_results), .def = 1, .min = 0,
+     .max = INFINITY, .doc = "a round that closes with fewer results failed"},
+    {.key = "retries", .type = FG_FIELD_INT, .offset = AT(devices_retries), .def = 2, .min = 0, .max = 1000,
+     .doc = "times a failed round is tried again before the run stops"},
+    {.key = "wait", .type = FG_FIELD_REAL, .offset = AT(devices_wait), .def = 600, .min = 0.1, .max = 1e7,
+     .doc = "seconds the server waits for every client's device to come online"},
+    {.key = "grace", .type = FG_FIELD_REAL, .offset = AT(devices_grace), .def = 30, .min = 0, .max = 1e7,
+     .doc = "seconds a device whose last will arrived mid-round may take to come back holding its job"},
+};
+
 static const fg_field top_fields[] = {
     {.key = "name", .type = FG_FIELD_STRING, .offset = AT(name), .doc = "experiment name (absent: the file's)"},
     {.key = "seed", .type = FG_FIELD_UINT64, .offset = AT(seed), .def = 1, .doc = "root seed"},
@@ -235,6 +248,8 @@ static const fg_field top_fields[] = {
      .doc = "where local training and evaluation run: cpu, cuda, cuda:N or cuda:local (absent: cpu)"},
     {.key = "updates", .type = FG_FIELD_MAPPING, .fields = updates_fields, .n_fields = COUNT(updates_fields),
      .doc = "the server's checks on client updates"},
+    {.key = "devices", .type = FG_FIELD_MAPPING, .fields = devices_fields, .n_fields = COUNT(devices_fields),
+     .doc = "rounds on remote devices (fedgap serve)"},
 };
 
 /* ---- rules across keys --------------------------------------------------------------------- */

@@ -77,6 +77,12 @@ typedef struct fg_config {
   double update_max_distance; /* updates.max_distance: reject an update farther from the model sent than
                                  this multiple of that model's norm; 0: no bound */
   fg_diverge_action on_diverge; /* updates.on_diverge: a client whose loss turns non-finite */
+  /* remote devices (fedgap serve, fl/remote.h) */
+  double devices_deadline;  /* devices.deadline: seconds a round waits for its results */
+  int devices_min_results;  /* devices.min_results: fewer results and the round failed */
+  int devices_retries;      /* devices.retries: a failed round is tried again this many times */
+  double devices_wait;      /* devices.wait: seconds the server waits for every client's device */
+  double devices_grace;     /* devices.grace: seconds a device gone offline mid-round may take to come back */
   /* methods: one, or several to compare (from `methods:`) */
   fg_method_config methods[FG_MAX_METHODS];
   int n_methods;
@@ -102,6 +108,11 @@ fg_status fg_config_write_resolved(const fg_config *cfg, int method_index, const
 /* The text fg_config_write_resolved writes, in a malloc'd NUL-terminated buffer (caller frees). */
 fg_status fg_config_resolved_text(const fg_config *cfg, int method_index, const char *revision, char **text,
                                   size_t *len);
+/* The FNV-1a 64 hash of a text (NULL: of the empty text). */
+uint64_t fg_text_hash(const char *text);
+/* The hash of the resolved configuration (without the revision line and the `devices` section,
+ * which is the server's alone): two processes that hold the same experiment agree on it. */
+fg_status fg_config_hash(const fg_config *cfg, uint64_t *hash);
 
 /* One key whose value differs between two configurations: its path ("rounds", "local.lr",
  * "methods[1].rates") and both values as the resolved config.yaml writes them ("(absent)" for a

@@ -118,6 +118,13 @@ static void write_training(FILE *f, const fg_config *cfg) {
   fputs("updates:\n  max_distance: ", f);
   put_real(f, cfg->update_max_distance);
   fprintf(f, "\n  on_diverge: %s\n", fg_diverge_action_name(cfg->on_diverge));
+  fputs("devices:\n  deadline: ", f);
+  put_real(f, cfg->devices_deadline);
+  fprintf(f, "\n  min_results: %d\n  retries: %d\n  wait: ", cfg->devices_min_results, cfg->devices_retries);
+  put_real(f, cfg->devices_wait);
+  fputs("\n  grace: ", f);
+  put_real(f, cfg->devices_grace);
+  fputs("\n", f);
 }
 
 static fg_status write_config(FILE *f, const fg_config *cfg, int method_index, const char *revision) {
@@ -184,4 +191,24 @@ fg_status fg_config_write_resolved(const fg_config *cfg, int method_index, const
   fg_status st = fg_write_file_atomic(path, text, len);
   free(text);
   return st;
+}
+
+uint64_t fg_text_hash(const char *text) {
+  uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64 */
+  for (; text && *text; text++) h = (h ^ (unsigned char)*text) * 0x100000001b3ull;
+  return h;
+}
+
+fg_status fg_config_hash(const fg_config *cfg, uint64_t *hash) {
+  /* The devices section is the server's alone (how long it waits, how many results it needs): it
+   * changes no number a device computes, so it stays out of the hash. */
+  fg_config same = *cfg;
+  same.devices_deadline = same.devices_wait = same.devices_grace = 0;
+  same.devices_min_results = same.devices_retries = 0;
+  char *text = NULL;
+  size_t len = 0;
+  FG_TRY(fg_config_resolved_text(&same, -1, "", &text, &len));
+  *hash = fg_text_hash(text);
+  free(text);
+  return FG_OK;
 }

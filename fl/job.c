@@ -219,7 +219,7 @@ static fg_status get_record(rbuf *b, fg_client_record *r) {
   r->train_loss = get_f64(b, "record.train_loss");
   r->seconds = get_f64(b, "record.seconds");
   r->transfer_seconds = get_f64(b, "record.transfer_seconds");
-  if (!b->bad && (status < FG_CLIENT_OK || status > FG_CLIENT_DIVERGED))
+  if (!b->bad && (status < FG_CLIENT_OK || status > FG_CLIENT_DROPPED))
     return bad_field(b, "record.status", "is not a client status");
   r->status = (fg_client_status)status;
   return FG_OK;

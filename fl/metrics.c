@@ -36,6 +36,7 @@ const char *fg_client_status_name(fg_client_status status) {
     case FG_CLIENT_FAILED: return "failed";
     case FG_CLIENT_REJECTED: return "rejected";
     case FG_CLIENT_DIVERGED: return "diverged";
+    case FG_CLIENT_DROPPED: return "dropped";
   }
   return "unknown";
 }
@@ -203,14 +204,15 @@ static cJSON *number_array(const double *v, int n) {
 }
 
 /* How many of the round's participants ended in each status: "trained" (ok), "over_budget",
- * "no_fit", "failed", "rejected", "diverged" (derived from the client records; not read back). */
+ * "no_fit", "failed", "rejected", "diverged", "dropped" (derived from the client records; not read back). */
 static int add_status_counts(cJSON *o, const fg_round_record *r) {
-  static const char *const names[] = {"trained", "over_budget", "no_fit", "failed", "rejected", "diverged"};
-  int counts[6] = {0};
+  static const char *const names[] = {"trained", "over_budget", "no_fit", "failed", "rejected", "diverged", "dropped"};
+  enum { N_NAMES = sizeof names / sizeof names[0] };
+  int counts[N_NAMES] = {0};
   for (int i = 0; r->clients && i < r->n_clients; i++)
-    if ((unsigned)r->clients[i].status < 6) counts[r->clients[i].status]++;
+    if ((unsigned)r->clients[i].status < N_NAMES) counts[r->clients[i].status]++;
   int ok = 1;
-  for (int k = 0; k < 6 && ok; k++) ok = add_number(o, names[k], counts[k]);
+  for (int k = 0; k < N_NAMES && ok; k++) ok = add_number(o, names[k], counts[k]);
   return ok;
 }
 
@@ -543,7 +545,7 @@ static fg_status check_record(const fg_metrics *m, const fg_round_record *r) {
   if (r->n_clients < 0 || (r->n_clients > 0 && !r->clients))
     return FG_FAIL(FG_ERR_INVALID, "round %d: n_clients %d without client records", r->round, r->n_clients);
   for (int i = 0; i < r->n_clients; i++)
-    if ((unsigned)r->clients[i].status > (unsigned)FG_CLIENT_DIVERGED)
+    if ((unsigned)r->clients[i].status > (unsigned)FG_CLIENT_DROPPED)
       return FG_FAIL(FG_ERR_INVALID, "round %d, client %d: status %d is not a fg_client_status", r->round,
                      r->clients[i].id, (int)r->clients[i].status);
   return FG_OK;

@@ -33,6 +33,7 @@ typedef enum fg_client_status {
   FG_CLIENT_FAILED,      /* another error; see `error` */
   FG_CLIENT_REJECTED,    /* trained, but the server refused its update (fl/update_check.h); see `error` */
   FG_CLIENT_DIVERGED,    /* its training loss turned non-finite: stopped, sent nothing */
+  FG_CLIENT_DROPPED,     /* a remote device went away or missed the round's deadline (fl/remote.h); see `error` */
 } fg_client_status;
 
 /* One client's part in one round. */

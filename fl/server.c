@@ -14,6 +14,7 @@
 #include "fl/client.h"
 #include "fl/job.h"
 #include "fl/method.h"
+#include "fl/remote.h"
 #include "fl/sampling.h"
 #include "fl/submodel.h"
 #include "fl/update_check.h"
@@ -61,6 +62,9 @@ typedef struct server {
   int method;                                /* index into the configuration's methods */
   fg_job *jobs;                              /* [clients]: the round's jobs, in slot order */
   const fg_transport *t;                     /* a spread run (fg_spread_active); else NULL */
+  const fg_remote *remote;                   /* a run on remote devices; else NULL */
+  size_t fit_bytes[FG_MAX_LEVELS];           /* each level's planned bytes, before FedAvg-S collapses them */
+  int n_fit_levels;
   unsigned char *wire;                       /* a round header or a result as it travels */
   size_t wire_cap;
   unsigned char *awaited;                    /* [processes]: scratch of the note of what rank 0 awaits */
@@ -132,6 +136,21 @@ static void assign_levels(server *s) {
   }
 }
 
+/* A run on remote devices: the levels the clients' devices report they fit (measured there, under
+ * their own budgets and backends) replace those of the configuration's budgets, unless budgets
+ * play no part in the method. */
+static fg_status reported_levels(server *s, const fg_remote *remote, const char *dir) {
+  FG_TRY(remote->begin(remote->ctx, dir, s->method, s->cfg->clients, s->mp.n_levels, s->eligible));
+  if (uncapped(s)) return FG_OK;
+  for (int c = 0; c < s->cfg->clients; c++) {
+    if (s->eligible[c] < -1 || s->eligible[c] >= s->mp.n_levels)
+      return FG_FAIL(FG_ERR_FORMAT, "the device of client %d reports level %d, not one of the method's %d", c,
+                     s->eligible[c], s->mp.n_levels);
+    s->level[c] = s->eligible[c];
+  }
+  return FG_OK;
+}
+
 /* FedAvg-S: the level the smallest budget fits becomes the only level and the global model. */
 static fg_status collapse_to_smallest(server *s) {
   int smallest = -1;
@@ -195,7 +214,7 @@ static fg_status make_eval(server *s) {
 
 /* What every process of a run sets up for a method: its plan and levels, the clients' levels, the
  * global model and one client's buffers. A worker sets up only this. */
-static fg_status setup_levels(server *s, const fg_world *w, int method) {
+static fg_status setup_levels(server *s, const fg_world *w, int method, const fg_remote *remote, const char *dir) {
   memset(s, 0, sizeof *s);
   s->w = w;
   s->cfg = w->cfg;
@@ -221,7 +240,10 @@ static fg_status setup_levels(server *s, const fg_world *w, int method) {
       !s->prox_at)
     return FG_FAIL(FG_ERR_OOM, "server: out of memory");
   for (int l = 0; l < s->mp.n_levels; l++) FG_TRY(build_level(s, l));
+  s->n_fit_levels = s->mp.n_levels;
+  for (int l = 0; l < s->mp.n_levels; l++) s->fit_bytes[l] = s->mp.levels[l].planned_bytes;
   assign_levels(s);
+  if (remote) FG_TRY(reported_levels(s, remote, dir));
   if (s->mp.same_level) FG_TRY(collapse_to_smallest(s));
   FG_TRY(fg_model_build(&s->mp.global, &s->global));
   fg_graph_set_bn_mode(s->global, "", s->mp.bn_mode);
@@ -354,20 +376,30 @@ static void plan_done(const fg_index_plan *plan, fg_index_plan *fresh) {
   if (plan == fresh) fg_index_plan_free(fresh);
 }
 
-/* Local training of job j, wherever it runs: its sub-model extracted from the global state, trained
- * under its budget into `trained` [state numel of its level's model]; fills the record. */
-static fg_status train_job(server *s, const fg_job *j, const fg_index_plan *plan, float *trained,
-                           fg_client_record *rec) {
+/* Local training of job j, wherever it runs, from the sub-model sent (in sub_in) and, for a method
+ * with a proximal term, its linear part (else NULL), under its budget into `trained` [state numel
+ * of its level's model]; fills the record. */
+static fg_status train_sent(server *s, const fg_job *j, const float *linear, float *trained, fg_client_record *rec) {
   const fg_graph *g = s->level_graph[j->level];
-  FG_TRY(fg_submodel_extract(plan, s->global, g, f32(&s->state), f32(&s->sub_in)));
   fg_update sent = {f32(&s->sub_in), fg_graph_state_numel(g), 0, NULL};
   fg_update_run_test_hook(FG_HOOK_SENT, j->round, j->client, &sent, f32(&s->sub_in), sent.numel);
   const fg_plan *step = NULL;
   FG_TRY(round_plan(s, j->level, j->round, &step));
-  const float *linear = s->prox_numel > 0 ? f32(&s->prox) + s->prox_at[j->slot] : NULL;
   fg_local_job job = {s->w,           j->client,         j->round, g, step, (size_t)j->cap,
                       s->mp.drop_last, f32(&s->sub_in), trained, linear};
   return fg_local_train(&job, rec);
+}
+
+/* The linear part of job j's proximal term among the round's (prox_terms), or NULL. */
+static const float *job_linear(const server *s, const fg_job *j) {
+  return s->prox_numel > 0 ? f32(&s->prox) + s->prox_at[j->slot] : NULL;
+}
+
+/* train_sent of job j with its sub-model extracted from the global state. */
+static fg_status train_job(server *s, const fg_job *j, const fg_index_plan *plan, float *trained,
+                           fg_client_record *rec) {
+  FG_TRY(fg_submodel_extract(plan, s->global, s->level_graph[j->level], f32(&s->state), f32(&s->sub_in)));
+  return train_sent(s, j, job_linear(s, j), trained, rec);
 }
 
 /* Where each trainable participant's proximal linear term lies among the round's jobs[n] (slot
@@ -586,6 +618,98 @@ static fg_status end_method(server *s) {
   return st;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* A run on remote devices (fl/remote.h)                                                       */
+
+/* Sends every trainable job of the round with the sub-model extracted for it. */
+static fg_status dispatch_round(server *s, int n) {
+  for (int i = 0; i < n; i++) {
+    const fg_job *j = &s->jobs[i];
+    if (j->level < 0) continue;
+    fg_index_plan fresh;
+    const fg_index_plan *plan;
+    FG_TRY(job_plan(s, j, &fresh, &plan));
+    const fg_graph *g = s->level_graph[j->level];
+    fg_status st = fg_submodel_extract(plan, s->global, g, f32(&s->state), f32(&s->sub_in));
+    plan_done(plan, &fresh);
+    double t0 = seconds_now();
+    if (st == FG_OK)
+      st = s->remote->dispatch(s->remote->ctx, j, f32(&s->sub_in), job_linear(s, j), fg_graph_state_numel(g));
+    s->time.broadcast += seconds_now() - t0;
+    FG_TRY(st);
+  }
+  return FG_OK;
+}
+
+/* The round's jobs on the devices until the round closes with at least devices.min_results
+ * results (or every trainable participant's, when there are fewer); a round that closes with
+ * fewer failed, and is tried again devices.retries times before the run stops. */
+static fg_status remote_round(server *s, int round, int n) {
+  int trainable = 0;
+  for (int i = 0; i < n; i++) trainable += s->jobs[i].level >= 0;
+  int needed = s->cfg->devices_min_results < trainable ? s->cfg->devices_min_results : trainable;
+  for (int attempt = 0;; attempt++) {
+    int answered = 0;
+    FG_TRY(dispatch_round(s, n));
+    double t0 = seconds_now();
+    FG_TRY(s->remote->close_round(s->remote->ctx, round, &answered));
+    s->time.server_wait += seconds_now() - t0;
+    if (answered >= needed) return FG_OK;
+    s->remote->end_round(s->remote->ctx, round);
+    if (attempt >= s->cfg->devices_retries)
+      return FG_FAIL(FG_ERR_IO, "round %d failed %d times: %d results of %d participants, fewer than "
+                     "devices.min_results %d (fedgap serve --resume continues from the last checkpoint)", round + 1,
+                     attempt + 1, answered, trainable, needed);
+    s->remote->failed_round(s->remote->ctx, round, answered, needed, attempt + 1);
+  }
+}
+
+/* Whether the record a device sent answers job j, with the floats of its level; else why not. */
+static int answers_job(const server *s, const fg_job *j, const fg_result *res, char *why, size_t cap) {
+  int64_t numel = fg_graph_state_numel(s->level_graph[j->level]);
+  if (res->rec.id != j->client || res->rec.level != j->level)
+    snprintf(why, cap, "its record names client %d at level %d where the job was client %d at level %d",
+             res->rec.id, res->rec.level, j->client, j->level);
+  else if (res->rec.status == FG_CLIENT_OK && res->numel != numel)
+    snprintf(why, cap, "it returned %lld floats where the level has %lld", (long long)res->numel, (long long)numel);
+  else
+    return 1;
+  return 0;
+}
+
+/* Job j (participant j->slot of n) trained on a device: its result once the round closed, then the
+ * absorb step. A dropped, refused or failed slot is recorded with the reason and not aggregated. */
+static fg_status take_remote(server *s, const fg_job *j, int n, fg_client_record *rec) {
+  record_start(s, j, rec);
+  if (j->level < 0) return FG_OK;
+  int64_t numel = fg_graph_state_numel(s->level_graph[j->level]);
+  fg_result res;
+  fg_remote_outcome outcome = FG_REMOTE_DROPPED;
+  char why[sizeof rec->error] = "";
+  FG_TRY(s->remote->result(s->remote->ctx, j, &res, f32(&s->sub_out), numel, &outcome, why, sizeof why));
+  if (outcome == FG_REMOTE_TRAINED && res.status != FG_OK) {
+    outcome = FG_REMOTE_REFUSED;
+    snprintf(why, sizeof why, "the device failed: %.160s", res.error);
+  } else if (outcome == FG_REMOTE_TRAINED && !answers_job(s, j, &res, why, sizeof why)) {
+    outcome = FG_REMOTE_REFUSED;
+  }
+  if (outcome != FG_REMOTE_TRAINED) {
+    rec->status = outcome == FG_REMOTE_DROPPED ? FG_CLIENT_DROPPED
+                  : res.status != FG_OK        ? FG_CLIENT_FAILED
+                                               : FG_CLIENT_REJECTED;
+    snprintf(rec->error, sizeof rec->error, "%s", why);
+    return FG_OK;
+  }
+  *rec = res.rec;
+  fg_index_plan fresh;
+  const fg_index_plan *plan;
+  FG_TRY(job_plan(s, j, &fresh, &plan));
+  fg_status st = fg_submodel_extract(plan, s->global, s->level_graph[j->level], f32(&s->state), f32(&s->sub_in));
+  if (st == FG_OK) st = absorb(s, j, plan, n, f32(&s->sub_in), f32(&s->sub_out), rec);
+  plan_done(plan, &fresh);
+  return st;
+}
+
 /* BN statistics of the global model recomputed over a fixed prefix of the training data, as a
  * cumulative average (momentum 1/(k+1) at batch k), into eval_state. */
 static fg_status recalibrate_bn(server *s) {
@@ -720,13 +844,16 @@ static fg_status run_round(server *s, int round, fg_round_record *r) {
   }
   FG_TRY(prox_terms(s, n));
   if (s->t) FG_TRY(send_round(s, round, n));
+  if (s->remote) FG_TRY(remote_round(s, round, n));
   double loss_sum = 0;
   int64_t loss_samples = 0;
   int contributed = 0;
   for (int i = 0; i < n; i++) {
     fg_client_record *rec = &s->records[i];
     const fg_job *j = &s->jobs[i];
-    fg_status st = s->t && j->owner != 0 && j->level >= 0 ? take_result(s, j, n, rec) : train_client(s, j, n, rec);
+    fg_status st = s->remote                               ? take_remote(s, j, n, rec)
+                   : s->t && j->owner != 0 && j->level >= 0 ? take_result(s, j, n, rec)
+                                                            : train_client(s, j, n, rec);
     if (st != FG_OK) return s->t ? drain(s, i + 1, n, st) : st;
     if (s->t && j->owner != 0) note_awaited(s, round, i + 1, n);
     s->round_levels[i] = rec->status == FG_CLIENT_OK ? rec->level : -1;
@@ -739,6 +866,7 @@ static fg_status run_round(server *s, int round, fg_round_record *r) {
     r->transfer_seconds += rec->transfer_seconds;
     if (rec->engine_peak_bytes > r->max_client_engine_peak) r->max_client_engine_peak = rec->engine_peak_bytes;
   }
+  if (s->remote) s->remote->end_round(s->remote->ctx, round);
   if (contributed && s->method_state)
     FG_TRY(s->ops->server_complete(s->method_state, round, s->round_levels, n, &s->agg, s->global, f32(&s->state)));
   if (contributed) fg_aggregator_finish(&s->agg, f32(&s->state));
@@ -857,7 +985,9 @@ fg_status fg_run_method_with(const fg_world *w, int method, const char *run_dir,
   const fg_transport *t = opt ? opt->transport : NULL;
   int stop_after = opt ? opt->stop_after : 0, stop = 0;
   server s;
-  fg_status st = setup_levels(&s, w, method);
+  const fg_remote *remote = opt ? opt->remote : NULL;
+  fg_status st = setup_levels(&s, w, method, remote, run_dir);
+  s.remote = remote;
   if (st == FG_OK) st = setup_server(&s, t);
   fg_metrics *metrics = NULL;
   int start = 0;
@@ -1015,7 +1145,7 @@ fg_status fg_run_worker(const fg_world *w, const fg_transport *t, fg_status *end
     if (!set_up || h.method != s.method) {
       server_free(&s);
       set_up = 1;
-      ready = setup_levels(&s, w, h.method);
+      ready = setup_levels(&s, w, h.method, NULL, NULL);
       if (ready == FG_OK && h.state_numel != fg_graph_state_numel(s.global))
         ready = FG_FAIL(FG_ERR_INTERNAL, "rank 0's global model has %lld floats, this process's %lld",
                         (long long)h.state_numel, (long long)fg_graph_state_numel(s.global));
@@ -1047,5 +1177,54 @@ fg_status fg_run_worker(const fg_world *w, const fg_transport *t, fg_status *end
   free(scratch);
   free(jobs);
   free(header);
+  return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Devices                                                                                     */
+
+struct fg_device_trainer {
+  server s;
+};
+
+fg_status fg_device_trainer_open(const fg_world *w, int method, fg_device_trainer **out) {
+  *out = calloc(1, sizeof **out);
+  if (!*out) return FG_FAIL(FG_ERR_OOM, "device: out of memory");
+  fg_status st = setup_levels(&(*out)->s, w, method, NULL, NULL);
+  if (st != FG_OK) {
+    fg_device_trainer_free(*out);
+    *out = NULL;
+  }
+  return st;
+}
+
+void fg_device_trainer_free(fg_device_trainer *d) {
+  if (!d) return;
+  server_free(&d->s);
+  free(d);
+}
+
+int fg_device_trainer_fit(const fg_device_trainer *d, size_t budget) {
+  for (int l = 0; l < d->s.n_fit_levels; l++)
+    if (budget == 0 || d->s.fit_bytes[l] <= budget) return l;
+  return -1;
+}
+
+int64_t fg_device_trainer_numel(const fg_device_trainer *d, int level) {
+  if (level < 0 || level >= d->s.mp.n_levels) return -1;
+  return fg_graph_state_numel(d->s.level_graph[level]);
+}
+
+fg_status fg_device_trainer_train(fg_device_trainer *d, const fg_job *j, int data_client, size_t budget,
+                                  const float *sent, const float *linear, float *trained, fg_client_record *rec) {
+  server *s = &d->s;
+  fg_job mine = *j;
+  if (data_client >= 0) mine.client = data_client;
+  if (j->cap > 0) mine.cap = budget; /* a method that caps training: under the device's own budget */
+  FG_TRY(check_job(s, &mine));
+  record_start(s, &mine, rec);
+  memcpy(f32(&s->sub_in), sent, (size_t)fg_graph_state_numel(s->level_graph[j->level]) * sizeof(float));
+  fg_status st = train_sent(s, &mine, linear, trained, rec);
+  rec->id = j->client;
   return st;
 }

@@ -6,17 +6,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fl/config.h"
 #include "fl/job.h"
 
 enum { CONFIG_TEXT_CAP = 1 << 20, VERDICT_CAP = 4 + 512 };
 
 int fg_spread_active(const fg_transport *t) { return t && t->size > 1; }
-
-static uint64_t text_hash(const char *s) {
-  uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64 */
-  for (; s && *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-  return h;
-}
 
 /* Line `line` (1-based) of text into out (without its newline, cut to fit). */
 static void copy_line(const char *text, int line, char *out, size_t cap) {
@@ -121,7 +116,7 @@ fg_status fg_spread_agree(const fg_transport *t, const fg_identity *mine) {
   r.phase = mine->phase;
   r.status = mine->status;
   snprintf(r.error, sizeof r.error, "%s", mine->status != FG_OK && mine->error ? mine->error : "");
-  r.config_hash = text_hash(mine->config_text);
+  r.config_hash = fg_text_hash(mine->config_text);
   r.partition_hash = mine->partition_hash;
   r.local_test_hash = mine->local_test_hash;
   snprintf(r.revision, sizeof r.revision, "%s", mine->revision ? mine->revision : "");

@@ -12,7 +12,8 @@ sudo_cmd=()
 
 pkgs=(build-essential cmake pkg-config git
       libopenblas-openmp-dev zlib1g-dev libcriterion-dev libyaml-dev libcjson-dev gnuplot-nox
-      dataset-fashion-mnist openmpi-bin libopenmpi-dev)
+      dataset-fashion-mnist openmpi-bin libopenmpi-dev
+      mosquitto libmosquitto-dev libssl-dev openssl)
 for arg in "$@"; do
   case "$arg" in
     --bench) pkgs+=(python3-torch python3-numpy) ;;

@@ -13,6 +13,8 @@
  *   checkpoint_begin before a method state is written, and before a checkpoint is (so, for a
  *                    method with a state, between the two writes)
  *   checkpoint_done  a checkpoint and its method state in place: between rounds
+ *   device_chunk     each chunk of a result `fedgap device` hands to the MQTT library (mqtt/)
+ *   serve_spool      each result `fedgap serve` has written to its spool (mqtt/)
  * Owns: the parsed variable and the call counter (process-wide, not thread-safe: the points are
  * on the main thread). */
 #ifndef FG_KILLPOINT_H

@@ -322,18 +322,46 @@ static char *fg_st_header_json(const fg_st_writer *w) {
   return text;
 }
 
+/* Where the writer's bytes go: an atomic file, or a memory buffer large enough for them all. */
+typedef struct fg_st_sink {
+  fg_atomic_file *file;
+  unsigned char *mem;
+  size_t at;
+} fg_st_sink;
+
+static fg_status fg_st_sink_write(fg_st_sink *k, const void *data, size_t n) {
+  if (k->file) return fg_atomic_write(k->file, data, n);
+  if (n) memcpy(k->mem + k->at, data, n);
+  k->at += n;
+  return FG_OK;
+}
+
 /* Writes one tensor's bytes in little-endian order (through a bounce buffer on big-endian hosts). */
-static fg_status fg_st_write_data(fg_atomic_file *f, const fg_st_pending *t) {
+static fg_status fg_st_write_data(fg_st_sink *k, const fg_st_pending *t) {
   size_t elem = fg_st_dtype_size(t->dtype);
-  if (elem == 1 || fg_host_is_little_endian()) return fg_atomic_write(f, t->data, t->nbytes);
+  if (elem == 1 || fg_host_is_little_endian()) return fg_st_sink_write(k, t->data, t->nbytes);
   unsigned char chunk[1 << 14];
   const unsigned char *src = t->data;
   for (size_t done = 0; done < t->nbytes;) {
     size_t n = t->nbytes - done < sizeof chunk ? t->nbytes - done : sizeof chunk;
     fg_copy_le(chunk, src + done, n, elem);
-    FG_TRY(fg_atomic_write(f, chunk, n));
+    FG_TRY(fg_st_sink_write(k, chunk, n));
     done += n;
   }
+  return FG_OK;
+}
+
+/* The whole layout into k: length, header JSON padded to 8 bytes, the tensors' data. */
+static fg_status fg_st_emit(const fg_st_writer *w, const char *json, fg_st_sink *k) {
+  size_t json_len = strlen(json);
+  size_t header_len = (json_len + 7) / 8 * 8; /* 8 + header_len is then a multiple of 8 */
+  unsigned char len_bytes[8];
+  fg_store_u64_le(len_bytes, header_len);
+  static const char spaces[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+  FG_TRY(fg_st_sink_write(k, len_bytes, sizeof len_bytes));
+  FG_TRY(fg_st_sink_write(k, json, json_len));
+  FG_TRY(fg_st_sink_write(k, spaces, header_len - json_len));
+  for (size_t i = 0; i < w->count; i++) FG_TRY(fg_st_write_data(k, &w->tensors[i]));
   return FG_OK;
 }
 
@@ -341,22 +369,34 @@ fg_status fg_st_writer_write(const fg_st_writer *w, const char *path) {
   if (!w || !path) return FG_FAIL(FG_ERR_INVALID, "safetensors writer: null writer or path");
   char *json = fg_st_header_json(w);
   if (!json) return FG_FAIL(FG_ERR_OOM, "safetensors file '%s': cannot build the header", path);
-  size_t json_len = strlen(json);
-  size_t header_len = (json_len + 7) / 8 * 8; /* 8 + header_len is then a multiple of 8 */
-  unsigned char len_bytes[8];
-  fg_store_u64_le(len_bytes, header_len);
-  static const char spaces[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-
   fg_atomic_file f;
   fg_status s = fg_atomic_open(&f, path);
-  if (s == FG_OK) s = fg_atomic_write(&f, len_bytes, sizeof len_bytes);
-  if (s == FG_OK) s = fg_atomic_write(&f, json, json_len);
-  if (s == FG_OK) s = fg_atomic_write(&f, spaces, header_len - json_len);
+  fg_st_sink k = {&f, NULL, 0};
+  if (s == FG_OK) s = fg_st_emit(w, json, &k);
   cJSON_free(json);
-  for (size_t i = 0; s == FG_OK && i < w->count; i++) s = fg_st_write_data(&f, &w->tensors[i]);
   if (s == FG_OK) return fg_atomic_commit(&f);
   fg_atomic_abort(&f);
   return s;
+}
+
+fg_status fg_st_writer_to_memory(const fg_st_writer *w, unsigned char **bytes, size_t *len) {
+  *bytes = NULL;
+  *len = 0;
+  if (!w) return FG_FAIL(FG_ERR_INVALID, "safetensors writer: null writer");
+  char *json = fg_st_header_json(w);
+  if (!json) return FG_FAIL(FG_ERR_OOM, "safetensors in memory: cannot build the header");
+  size_t total = 8 + (strlen(json) + 7) / 8 * 8;
+  for (size_t i = 0; i < w->count; i++) total += w->tensors[i].nbytes;
+  fg_st_sink k = {NULL, malloc(total), 0};
+  fg_status s = k.mem ? fg_st_emit(w, json, &k) : FG_FAIL(FG_ERR_OOM, "safetensors in memory: %zu bytes", total);
+  cJSON_free(json);
+  if (s != FG_OK) {
+    free(k.mem);
+    return s;
+  }
+  *bytes = k.mem;
+  *len = k.at;
+  return FG_OK;
 }
 
 /* ---- reader ------------------------------------------------------------------------------- */

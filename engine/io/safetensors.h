@@ -57,6 +57,9 @@ fg_status fg_st_writer_set_metadata(fg_st_writer *w, const char *key, const char
 
 /* Writes the file atomically: on failure the previous file at `path` is untouched. */
 fg_status fg_st_writer_write(const fg_st_writer *w, const char *path);
+/* The same bytes as fg_st_writer_write into a malloc'd buffer (caller frees) of *len bytes: a
+ * message rather than a file (the tensors that travel between a server and its devices). */
+fg_status fg_st_writer_to_memory(const fg_st_writer *w, unsigned char **bytes, size_t *len);
 
 void fg_st_writer_free(fg_st_writer *w);
 

@@ -694,3 +694,35 @@ Test(safetensors, empty_header_object_is_a_valid_file) {
   fg_st_close(f);
   case_free(&c);
 }
+
+Test(safetensors, memory_bytes_are_the_file_bytes) {
+  char *dir = fgt_mkdtemp();
+  char *path = fgt_join(dir, "t.safetensors");
+  float a[5] = {1.5f, -2.0f, 3.25f, 0.0f, 1e-20f};
+  int32_t b[3] = {7, -8, 9};
+  int64_t sa[1] = {5}, sb[2] = {1, 3};
+  fg_st_writer w;
+  fg_st_writer_init(&w);
+  FGT_OK(fg_st_writer_add(&w, "a", FG_ST_F32, 1, sa, a));
+  FGT_OK(fg_st_writer_add(&w, "b", FG_ST_I32, 2, sb, b));
+  FGT_OK(fg_st_writer_set_metadata(&w, "k", "v"));
+  FGT_OK(fg_st_writer_write(&w, path));
+  unsigned char *mem = NULL, *file = NULL;
+  size_t mem_len = 0, file_len = 0;
+  FGT_OK(fg_st_writer_to_memory(&w, &mem, &mem_len));
+  FGT_OK(fg_read_file(path, 1 << 20, &file, &file_len));
+  cr_assert_eq(mem_len, file_len);
+  cr_assert_eq(memcmp(mem, file, mem_len), 0);
+  fg_st_file *f = NULL;
+  FGT_OK(fg_st_open_memory("memory", mem, mem_len, &f));
+  float back[5];
+  FGT_OK(fg_st_read_f32(f, "a", 1, sa, back));
+  cr_assert_eq(memcmp(back, a, sizeof a), 0);
+  fg_st_close(f);
+  free(mem);
+  free(file);
+  fg_st_writer_free(&w);
+  free(path);
+  fgt_rmtree(dir);
+  free(dir);
+}
