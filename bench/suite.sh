@@ -329,7 +329,8 @@ done
   echo "(\`fedgap memplan --measure\`; the plan's figure is the same by construction). PyTorch: the net process"
   echo "peak of $level_steps step(s) of the same sub-model (same parameters, same frozen ones) in a process of its own."
   echo "resnet18 for all but HypeMeFed, whose hypernetworks need a 3-block model (vgg-me); ScaleFL with"
-  echo "its reference's four levels (exits 1-4, widths 0.7/0.7/0.75/1). \"full\" is FedAvg's full-model training."
+  echo "its reference's four levels (exits 1-4, widths 0.7/0.7/0.75/1); DepthFL without FedDyn (its default)."
+  echo "\"full\" is FedAvg's full-model training."
   echo
   echo "| method | level | parameters | trained | fedgap ledger MiB | vs full | PyTorch net MiB | vs full | fedgap / PyTorch |"
   echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """PyTorch side of bench/suite.sh: CPU twins of fedgap's built-in models (models.md) and of the
 sub-models the FL methods train (a NeuLite stage, a HeteroFL/FedRolex/ScaleFL width, a
-DepthFL/ScaleFL/HypeMeFed depth), trained the way `fedgap bench train` and `fedgap memplan
---measure` train them: synthetic batches of the input shape (standard-normal pixels, uniform
-labels), SGD lr 0.02 momentum 0.9 weight decay 5e-4 on the trainable parameters.
+DepthFL/ScaleFL/HypeMeFed depth; ScaleFL's and, on the resnets, DepthFL's exits have their own
+heads), trained the way `fedgap bench train` and `fedgap memplan --measure` train them: synthetic
+batches of the input shape (standard-normal pixels, uniform labels), SGD lr 0.02 momentum 0.9
+weight decay 5e-4 on the trainable parameters.
 
   torch_suite.py train --model M --batch B --steps N --warmup K --threads T
       one timed run of N steps after K untimed ones: samples_per_s=...
@@ -39,11 +40,6 @@ def scaled(c, m):
     return max(1, int(math.floor(c * m + 0.5)))
 
 
-def kept(c, rate):
-    """Channels of a hidden layer in a rate-r sub-model: ceil(r * c), at least 1 (models.c)."""
-    return max(1, math.ceil(c * rate - 1e-9))
-
-
 class Scaler(nn.Module):
     """HeteroFL/ScaleFL Scaler: divides by the rate, in training only or always."""
 
@@ -56,12 +52,20 @@ class Scaler(nn.Module):
 
 
 class Opts:
-    """What a sub-model changes: width rate and Scaler, BN running statistics, depth, exits,
+    """What a sub-model changes: width rate (channels kept: ceil, or floor for ScaleFL), Scaler, BN
+    running statistics, depth, exits and whose heads they are ("model", "scalefl", "depthfl"),
     NeuLite stage (0: none) and whether it has the projection head P."""
 
-    def __init__(self, rate=1.0, scaler=None, track=True, depth=None, exits=False, stage=0, projection=False):
-        self.rate, self.scaler, self.track = rate, scaler, track
-        self.depth, self.exits, self.stage, self.projection = depth, exits, stage, projection
+    def __init__(self, rate=1.0, floor=False, scaler=None, track=True, depth=None, exits=False, head="model",
+                 stage=0, projection=False):
+        self.rate, self.floor, self.scaler, self.track = rate, floor, scaler, track
+        self.depth, self.exits, self.head, self.stage, self.projection = depth, exits, head, stage, projection
+
+    def keep(self, c):
+        """Channels of a hidden layer in the sub-model: ceil(rate * c) (HeteroFL, FedRolex) or
+        floor(rate * c) (ScaleFL), at least 1 (models.c)."""
+        v = c * self.rate
+        return max(1, math.floor(v + 1e-9) if self.floor else math.ceil(v - 1e-9))
 
     def conv(self, cin, cout, k, stride=1, bias=False):
         c = nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=bias)
@@ -82,6 +86,54 @@ class Exit(nn.Module):
 
     def forward(self, x):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class ScaleFLExit(nn.Module):
+    """ScaleFL's early exit (models.h FG_EXIT_HEAD_SCALEFL): 3 x (conv3x3 C->C bias-free, Scaler,
+    BN, ReLU), global average pool, linear C->classes."""
+
+    def __init__(self, o, c, classes):
+        super().__init__()
+        self.convs = nn.Sequential(*[ConvBnRelu(o, c, c, False) for _ in range(3)])
+        self.fc = nn.Linear(c, classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.convs(x), 1), 1))
+
+
+class SepBlock(nn.Sequential):
+    """One depthwise-separable block of a DepthFL exit, cin -> cout, halving the map: dw 3x3
+    stride 2, 1x1 cin->cin, BN, ReLU, dw 3x3 stride 1, 1x1 cin->cout, BN, ReLU; bias-free convs."""
+
+    def __init__(self, o, cin, cout):
+        super().__init__(nn.Conv2d(cin, cin, 3, stride=2, padding=1, groups=cin, bias=False),
+                         o.conv(cin, cin, 1), o.bn(cin), nn.ReLU(inplace=True),
+                         nn.Conv2d(cin, cin, 3, stride=1, padding=1, groups=cin, bias=False),
+                         o.conv(cin, cout, 1), o.bn(cout), nn.ReLU(inplace=True))
+
+
+class DepthFLExit(nn.Module):
+    """DepthFL's exit on a resnet block (models.h FG_EXIT_HEAD_DEPTHFL): one separable block per
+    later block, from `channels[0]` (this block's) to `channels[-1]` (the last block's), global
+    average pool, linear C_4->classes."""
+
+    def __init__(self, o, channels, classes):
+        super().__init__()
+        self.seps = nn.Sequential(*[SepBlock(o, a, b) for a, b in zip(channels, channels[1:])])
+        self.fc = nn.Linear(channels[-1], classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.seps(x), 1), 1))
+
+
+def early_exit(o, channels, classes):
+    """The head of an early exit after a block: `channels` are that block's, then the later
+    blocks' (DepthFL's head goes down to the last block's)."""
+    if o.head == "scalefl":
+        return ScaleFLExit(o, channels[0], classes)
+    if o.head == "depthfl":
+        return DepthFLExit(o, channels, classes)
+    return Exit(channels[0], classes)
 
 
 class StageHead(nn.Module):
@@ -127,15 +179,21 @@ class ConvBnRelu(nn.Sequential):
 
 
 def cnn(width, shape, classes, o):
+    """models.md cnn: blocks 1..depth; exits after blocks 1-2 (o.exits: the model's or ScaleFL's)."""
     w = int(width)
     blocks, heads, cin = [], [], shape[0]
-    for k in range(3):
-        c = kept(w << k, o.rate)
+    for k in range(o.depth or 3):
+        c = o.keep(w << k)
         layers = [ConvBnRelu(o, cin, c, False), ConvBnRelu(o, c, c, False)]
         if k < 2:
             layers.append(nn.MaxPool2d(2))
         blocks.append(nn.Sequential(*layers))
-        heads.append(Exit(c, classes) if k == 2 or o.exits else nn.Identity())
+        if k == 2:
+            heads.append(Exit(c, classes))
+        elif o.exits:
+            heads.append(early_exit(o, [c], classes))
+        else:
+            heads.append(nn.Identity())
         cin = c
     return Net(blocks, heads)
 
@@ -151,7 +209,7 @@ class VggHead(nn.Module):
 
 def vgg_me(width, shape, classes, o):
     """hypemefed.md 1.1-1.2: stem + exit blocks of [conv3x3+bias, BN, ReLU] x2 + max-pool; exit j
-    = flatten, dropout 0.5, linear."""
+    = flatten, dropout 0.5, linear (ScaleFL's head instead at exits 1 and 2)."""
     variants = {(3, 32, 32): 32, (1, 28, 28): 32, (3, 96, 96): 64, (1, 18, 25): 64}
     base = variants[tuple(shape)]
     depth = o.depth or 3
@@ -159,14 +217,17 @@ def vgg_me(width, shape, classes, o):
     def block(cin, cout):
         return nn.Sequential(ConvBnRelu(o, cin, cout, True), ConvBnRelu(o, cout, cout, True), nn.MaxPool2d(2))
 
-    c = kept(scaled(base, width), o.rate)
+    c = o.keep(scaled(base, width))
     blocks, heads = [block(shape[0], c)], [nn.Identity()]
     h, w = shape[1] // 2, shape[2] // 2
     for j in range(1, depth + 1):
-        cout = kept(scaled(base << j, width), o.rate)
+        cout = o.keep(scaled(base << j, width))
         h, w = h // 2, w // 2
         blocks.append(block(c, cout))
-        heads.append(VggHead(cout * h * w, classes))
+        if j < 3 and o.head == "scalefl":
+            heads.append(ScaleFLExit(o, cout, classes))
+        else:
+            heads.append(VggHead(cout * h * w, classes))
         c = cout
     # models.md's partition puts the stem into block 1
     return Net([nn.Sequential(blocks[0], blocks[1])] + blocks[2:], heads[1:])
@@ -187,9 +248,10 @@ class BasicBlock(nn.Module):
 
 
 def resnet(units, width, shape, classes, o):
-    """models.md resnet18/34 (CIFAR style); block 1 = stem + layer1, block k = layer k."""
-    c = kept(scaled(64, width), o.rate)
-    chans = [kept(scaled(64 << l, width), o.rate) for l in range(4)]
+    """models.md resnet18/34 (CIFAR style); block 1 = stem + layer1, block k = layer k; exits after
+    blocks 1-3 (o.exits) are the model's, ScaleFL's or DepthFL's heads."""
+    c = o.keep(scaled(64, width))
+    chans = [o.keep(scaled(64 << l, width)) for l in range(4)]
     strides = [1, 2, 2, 2]
     depth = o.stage or o.depth or 4
     blocks, heads, cin = [], [], c
@@ -201,8 +263,10 @@ def resnet(units, width, shape, classes, o):
         blocks.append(nn.Sequential(*layers))
         if o.stage and l + 1 == o.stage:
             heads.append(StageHead(chans, strides, o.stage, classes, o.projection))
-        elif l == 3 or o.exits:
+        elif l == 3:
             heads.append(Exit(cin, classes))
+        elif o.exits:
+            heads.append(early_exit(o, chans[l:], classes))
         else:
             heads.append(nn.Identity())
     return Net(blocks, heads)
@@ -229,10 +293,12 @@ def level_model(method, label, arch, width, shape, classes):
     if method in ("heterofl", "fedrolex"):
         rate = 1.0 if label == "full" else float(words[1])
         return build(arch, width, shape, classes, Opts(rate=rate, scaler="train", track=False)), 0.0, 0.0
-    if method in ("depthfl", "hypemefed"):
-        return build(arch, width, shape, classes, Opts(depth=int(words[1]), exits=True)), 0.0, 0.0
-    if method == "scalefl":  # "rate S x H exits"
-        o = Opts(rate=float(words[1]), scaler="always", track=False, depth=int(words[3]), exits=True)
+    if method in ("depthfl", "hypemefed"):  # "depth D"; DepthFL's classifiers on the resnets
+        head = "depthfl" if method == "depthfl" and arch.startswith("resnet") else "model"
+        return build(arch, width, shape, classes, Opts(depth=int(words[1]), exits=True, head=head)), 0.0, 0.0
+    if method == "scalefl":  # "rate S x H exits": floor(S C) channels, ScaleFL's exit heads
+        o = Opts(rate=float(words[1]), floor=True, scaler="always", track=False, depth=int(words[3]), exits=True,
+                 head="scalefl")
         return build(arch, width, shape, classes, o), 0.0, 0.0
     if method == "neulite":  # "stage T": the default Curriculum Mentor weights (fl/neulite.c)
         t, stages = int(words[1]), 4 if arch.startswith("resnet") else 3
