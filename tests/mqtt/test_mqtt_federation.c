@@ -74,6 +74,19 @@ static void scratch_close(void) {
   memset(&scratch, 0, sizeof scratch);
 }
 
+/* The run in `remote` has the records and the checkpoint of the in-process run in `local` (timings
+ * aside), and its method state too when `method_state` is set. */
+static void same_run(const char *local, const char *remote, int method_state) {
+  fgt_same_run_records(local, remote);
+  const char *files[] = {"checkpoint.safetensors", "method_state.safetensors"};
+  for (int i = 0; i < 1 + (method_state != 0); i++) {
+    char *a = fgt_join(local, files[i]), *c = fgt_join(remote, files[i]);
+    fgt_same_tensors(a, c);
+    free(a);
+    free(c);
+  }
+}
+
 static void write_text(const char *path, const char *text) { FGT_OK(fg_write_file_atomic(path, text, strlen(text))); }
 
 /* ---- the broker --------------------------------------------------------------------------- */
@@ -264,11 +277,7 @@ Test(mqtt, three_loopback_devices_equal_the_in_process_run, .timeout = 900) {
     cr_assert_eq(drc, 0, "device %d ended with %d: %s", k, drc, derr);
     free(derr);
   }
-  fgt_same_run_records(local, remote);
-  char *a = fgt_join(local, "checkpoint.safetensors"), *c = fgt_join(remote, "checkpoint.safetensors");
-  fgt_same_tensors(a, c);
-  free(a);
-  free(c);
+  same_run(local, remote, 0);
   free(err);
   stop_broker(&b);
   scratch_close();
@@ -808,11 +817,7 @@ Test(mqtt, a_device_killed_mid_upload_resends_from_its_spool, .timeout = 900) {
   cr_assert(strstr(serr, "is back with its job of round 1") != NULL, "%s", serr);
   free(derr);
   free(serr);
-  fgt_same_run_records(local, remote);
-  char *a = fgt_join(local, "checkpoint.safetensors"), *c = fgt_join(remote, "checkpoint.safetensors");
-  fgt_same_tensors(a, c);
-  free(a);
-  free(c);
+  same_run(local, remote, 0);
   stop_broker(&b);
   scratch_close();
 }
@@ -838,11 +843,7 @@ Test(mqtt, a_server_killed_mid_round_resumes_from_its_spool, .timeout = 900) {
   char *serr = scratch_text("serve.err");
   cr_assert(strstr(serr, "round 2, slot") != NULL && strstr(serr, "is in the spool") != NULL, "%s", serr);
   free(serr);
-  fgt_same_run_records(local, remote);
-  char *a = fgt_join(local, "checkpoint.safetensors"), *c = fgt_join(remote, "checkpoint.safetensors");
-  fgt_same_tensors(a, c);
-  free(a);
-  free(c);
+  same_run(local, remote, 0);
   stop_broker(&b);
   scratch_close();
 }
@@ -935,11 +936,7 @@ Test(mqtt, a_link_cut_mid_upload_resumes, .timeout = 900) {
   cJSON *r1 = round_record(remote, 1);
   cr_assert_str_eq(client_status(r1, 2), "ok");
   cJSON_Delete(r1);
-  fgt_same_run_records(local, remote);
-  char *a = fgt_join(local, "checkpoint.safetensors"), *c = fgt_join(remote, "checkpoint.safetensors");
-  fgt_same_tensors(a, c);
-  free(a);
-  free(c);
+  same_run(local, remote, 0);
   stop_broker(&b);
   scratch_close();
 }
@@ -962,14 +959,7 @@ Test(mqtt, depthfl_with_feddyn_on_devices_equals_the_in_process_run, .timeout = 
   for (int k = 0; k < DEVICES; k++) dev[k] = spawn_device(&b, config, k);
   serve_ok(serve);
   for (int k = 0; k < DEVICES; k++) cr_assert_eq(wait_started(dev[k], 60), 0, "device %d", k);
-  fgt_same_run_records(local, remote);
-  const char *files[] = {"checkpoint.safetensors", "method_state.safetensors"};
-  for (int i = 0; i < 2; i++) {
-    char *a = fgt_join(local, files[i]), *c = fgt_join(remote, files[i]);
-    fgt_same_tensors(a, c);
-    free(a);
-    free(c);
-  }
+  same_run(local, remote, 1);
   stop_broker(&b);
   scratch_close();
 }
