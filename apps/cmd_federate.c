@@ -168,6 +168,7 @@ int fg_cmd_device(int argc, char **argv) {
   if (rc != FG_EXIT_OK) return rc;
   uint64_t hash = 0;
   fg_status hashed = fg_config_hash(&server, &hash);
+  const int run_clients = server.clients;
   fg_config_free(&server);
   if (hashed != FG_OK) return fg_runtime_error("device");
   char data_set[4200], device_set[64];
@@ -204,6 +205,7 @@ int fg_cmd_device(int argc, char **argv) {
     o.id = id;
     o.client = client;
     o.config_hash = hash;
+    o.run_clients = run_clients;
     o.budget = (size_t)budget;
     o.backend = fg_device_str(cfg.device, backend, sizeof backend);
     o.chunk_bytes = (size_t)b.chunk_kib * 1024;

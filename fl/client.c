@@ -20,6 +20,8 @@ fg_status fg_local_train(const fg_local_job *job, fg_client_record *rec) {
   snprintf(name, sizeof name, "client %d", job->client);
   fg_ledger ledger;
   fg_ledger_init(&ledger, name, job->cap);
+  const int data = job->data_client >= 0 ? job->data_client : job->client;
+  const uint64_t clients = (uint64_t)(job->run_clients > 0 ? job->run_clients : cfg->clients);
   fg_process_peak_rss_reset();
   double t0 = seconds_now();
   rec->budget_bytes = job->cap;
@@ -37,8 +39,8 @@ fg_status fg_local_train(const fg_local_job *job, fg_client_record *rec) {
   s = fg_trainer_set_state(t, job->initial);
   rec->transfer_seconds = seconds_now() - copy0;
   if (s == FG_OK && job->prox_linear) s = fg_trainer_set_prox_linear(t, job->prox_linear);
-  if (s == FG_OK && job->plan->opt.loss.class_mask) s = fg_trainer_set_class_mask(t, fg_world_class_mask(w, job->client));
-  fg_trainer_set_dropout_stream(t, cfg->seed, (uint64_t)job->round * (uint64_t)cfg->clients + (uint64_t)job->client);
+  if (s == FG_OK && job->plan->opt.loss.class_mask) s = fg_trainer_set_class_mask(t, fg_world_class_mask(w, data));
+  fg_trainer_set_dropout_stream(t, cfg->seed, (uint64_t)job->round * clients + (uint64_t)job->client);
 
   fg_fit_options fo;
   memset(&fo, 0, sizeof fo);
@@ -48,7 +50,7 @@ fg_status fg_local_train(const fg_local_job *job, fg_client_record *rec) {
   fo.stream = (uint64_t)job->client;
   fo.shuffle = 1;
   fo.drop_last = job->drop_last;
-  fg_dataset_view view = fg_world_client_view(w, job->client);
+  fg_dataset_view view = fg_world_client_view(w, data);
   fg_epoch_stats st;
   memset(&st, 0, sizeof st);
   for (int e = 0; e < cfg->local_epochs && s == FG_OK; e++)

@@ -24,6 +24,12 @@ typedef struct fg_local_job {
   const float *prox_linear;        /* [state numel of graph]: the linear part of the proximal term
                                       (plans with prox_mu > 0: the method's client_prox), or NULL
                                       (then zero) */
+  int data_client;                 /* the world's client whose samples (and class mask) it trains;
+                                      -1: `client`. A device with its own data holds them as client 0
+                                      of its world, while `client` (the run's client it trains for)
+                                      keys the random streams, as in the in-process run */
+  int run_clients;                 /* the run's client count, which keys the dropout stream with the
+                                      round and `client`; 0: the world's */
 } fg_local_job;
 
 /* Trains; fills the record (status, planned and measured peaks, loss, time). A loss that turns

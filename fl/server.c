@@ -379,14 +379,15 @@ static void plan_done(const fg_index_plan *plan, fg_index_plan *fresh) {
 /* Local training of job j, wherever it runs, from the sub-model sent (in sub_in) and, for a method
  * with a proximal term, its linear part (else NULL), under its budget into `trained` [state numel
  * of its level's model]; fills the record. */
-static fg_status train_sent(server *s, const fg_job *j, const float *linear, float *trained, fg_client_record *rec) {
+static fg_status train_sent(server *s, const fg_job *j, int data_client, int run_clients, const float *linear,
+                            float *trained, fg_client_record *rec) {
   const fg_graph *g = s->level_graph[j->level];
   fg_update sent = {f32(&s->sub_in), fg_graph_state_numel(g), 0, NULL};
   fg_update_run_test_hook(FG_HOOK_SENT, j->round, j->client, &sent, f32(&s->sub_in), sent.numel);
   const fg_plan *step = NULL;
   FG_TRY(round_plan(s, j->level, j->round, &step));
   fg_local_job job = {s->w,           j->client,         j->round, g, step, (size_t)j->cap,
-                      s->mp.drop_last, f32(&s->sub_in), trained, linear};
+                      s->mp.drop_last, f32(&s->sub_in), trained, linear, data_client, run_clients};
   return fg_local_train(&job, rec);
 }
 
@@ -399,7 +400,7 @@ static const float *job_linear(const server *s, const fg_job *j) {
 static fg_status train_job(server *s, const fg_job *j, const fg_index_plan *plan, float *trained,
                            fg_client_record *rec) {
   FG_TRY(fg_submodel_extract(plan, s->global, s->level_graph[j->level], f32(&s->state), f32(&s->sub_in)));
-  return train_sent(s, j, job_linear(s, j), trained, rec);
+  return train_sent(s, j, -1, 0, job_linear(s, j), trained, rec);
 }
 
 /* Where each trainable participant's proximal linear term lies among the round's jobs[n] (slot
@@ -1215,16 +1216,22 @@ int64_t fg_device_trainer_numel(const fg_device_trainer *d, int level) {
   return fg_graph_state_numel(d->s.level_graph[level]);
 }
 
-fg_status fg_device_trainer_train(fg_device_trainer *d, const fg_job *j, int data_client, size_t budget,
-                                  const float *sent, const float *linear, float *trained, fg_client_record *rec) {
+fg_status fg_device_trainer_train(fg_device_trainer *d, const fg_job *j, int data_client, int run_clients,
+                                  size_t budget, const float *sent, const float *linear, float *trained,
+                                  fg_client_record *rec) {
   server *s = &d->s;
   fg_job mine = *j;
-  if (data_client >= 0) mine.client = data_client;
+  if (data_client >= 0) mine.client = data_client; /* checked and recorded as the world's client */
   if (j->cap > 0) mine.cap = budget; /* a method that caps training: under the device's own budget */
   FG_TRY(check_job(s, &mine));
+  if (data_client >= 0 && (j->client < 0 || run_clients <= j->client))
+    return FG_FAIL(FG_ERR_INVALID, "round %d, slot %d: client %d is not one of the run's %d", j->round + 1, j->slot,
+                   j->client, run_clients);
   record_start(s, &mine, rec);
   memcpy(f32(&s->sub_in), sent, (size_t)fg_graph_state_numel(s->level_graph[j->level]) * sizeof(float));
-  fg_status st = train_sent(s, &mine, linear, trained, rec);
+  fg_job trains = mine;
+  trains.client = j->client; /* the run's client keys the random streams */
+  fg_status st = train_sent(s, &trains, data_client, data_client >= 0 ? run_clients : 0, linear, trained, rec);
   rec->id = j->client;
   return st;
 }

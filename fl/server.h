@@ -86,10 +86,13 @@ int64_t fg_device_trainer_numel(const fg_device_trainer *d, int level);
  * `budget` bytes (0: none) when the job is capped (a method whose budgets play no part sends none),
  * and fills the record (whose id is the job's client). It trains
  * on the samples of client `data_client` of the device's world (-1: the job's client, as in a dry
- * run on the configuration's partition; a device with its own data holds them as client 0). An
- * error naming the job when it is not one of this method and configuration; a client that fails to
- * train is reported in rec, not as an error. */
-fg_status fg_device_trainer_train(fg_device_trainer *d, const fg_job *j, int data_client, size_t budget,
-                                  const float *sent, const float *linear, float *trained, fg_client_record *rec);
+ * run on the configuration's partition; a device with its own data holds them as client 0). Its
+ * random streams (shuffling, augmentation, dropout) are the job's client's in a run of
+ * `run_clients` clients (used only with a data_client), as in the in-process run. An error naming
+ * the job when it is not one of this method and configuration (or its client not one of
+ * run_clients); a client that fails to train is reported in rec, not as an error. */
+fg_status fg_device_trainer_train(fg_device_trainer *d, const fg_job *j, int data_client, int run_clients,
+                                  size_t budget, const float *sent, const float *linear, float *trained,
+                                  fg_client_record *rec);
 
 #endif

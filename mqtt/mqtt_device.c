@@ -177,8 +177,8 @@ static void train(device *d, const fg_msg *in, fg_msg *out) {
     st = FG_FAIL(FG_ERR_CONFIG, "the job sends %lld floats for level %d, which has %lld here", (long long)in->numel,
                  in->job.level, (long long)fg_device_trainer_numel(d->trainer, in->job.level));
   if (st == FG_OK)
-    st = fg_device_trainer_train(d->trainer, &in->job, d->o->client >= 0 ? -1 : 0, d->budget, d->sent,
-                                 in->has_linear ? d->linear : NULL, d->trained, &out->result.rec);
+    st = fg_device_trainer_train(d->trainer, &in->job, d->o->client >= 0 ? -1 : 0, d->o->run_clients, d->budget,
+                                 d->sent, in->has_linear ? d->linear : NULL, d->trained, &out->result.rec);
   if (st != FG_OK) {
     out->result.status = st;
     snprintf(out->result.error, sizeof out->result.error, "%s", fg_last_error());
@@ -253,6 +253,8 @@ fg_status fg_mqtt_device_run(const fg_mqtt_device_options *o, const fg_world *w,
   d.method = -1;
   if (o->client < -1 || o->client >= w->cfg->clients || (o->client < 0 && w->cfg->clients != 1))
     return FG_FAIL(FG_ERR_INVALID, "client %d is not one of the configuration's %d", o->client, w->cfg->clients);
+  if (o->client < 0 && o->run_clients < 1)
+    return FG_FAIL(FG_ERR_INVALID, "a device with its own data needs the run's client count (%d given)", o->run_clients);
   d.budget = o->budget ? o->budget : w->budgets[data_client(&d)];
   d.config_hash = o->config_hash;
   fg_status st = topics(&d);

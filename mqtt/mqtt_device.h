@@ -32,6 +32,9 @@ typedef struct fg_mqtt_device_options {
                             trains any client the server gives it */
   uint64_t config_hash;  /* the hash of the server's configuration (fg_config_hash): the world's
                             may differ in where the data lie and how they are split */
+  int run_clients;       /* the clients of the server's configuration: with its own data, the
+                            device trains the client the server gives it with that client's random
+                            streams in a run of this many (the world has one client) */
   size_t budget;         /* bytes it trains under; 0: the world's budget of its client */
   const char *backend;   /* "cpu", "cuda:0", ...: what it announces */
   size_t chunk_bytes;    /* 0: 256 KiB */

@@ -53,7 +53,7 @@ static void train_level(const fg_world *w, const fg_method_ops *ops, const fg_me
   fg_trainer_options local = fg_world_local_options(w, 1);
   fg_plan *plan = NULL;
   FGT_OK(fg_method_plan_step(ops, mc, mp, l, g, &local, 1, 2, &plan));
-  fg_local_job job = {w, l % w->cfg->clients, 1, g, plan, 0, mp->drop_last, sent, trained, NULL};
+  fg_local_job job = {w, l % w->cfg->clients, 1, g, plan, 0, mp->drop_last, sent, trained, NULL, -1, 0};
   fg_client_record rec;
   memset(&rec, 0, sizeof rec);
   FGT_OK(fg_local_train(&job, &rec));

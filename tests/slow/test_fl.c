@@ -160,7 +160,7 @@ Test(fl, over_budget_client_is_rejected_cleanly, .timeout = 600) {
   float *initial = malloc((size_t)n * sizeof(float)), *trained = malloc((size_t)n * sizeof(float));
   fg_graph_init_state(g, 1, initial);
   for (int64_t i = 0; i < n; i++) trained[i] = -7.0f;
-  fg_local_job job = {w, 2, 0, g, plan, plan->total - 1, 0, initial, trained, NULL};
+  fg_local_job job = {w, 2, 0, g, plan, plan->total - 1, 0, initial, trained, NULL, -1, 0};
   fg_client_record rec;
   memset(&rec, 0, sizeof rec);
   FGT_OK(fg_local_train(&job, &rec));
