@@ -18,6 +18,7 @@
 static const char fg_jsonl_name[] = "metrics.jsonl";
 static const char fg_csv_name[] = "metrics.csv";
 static const char fg_summary_name[] = "summary.json";
+static const char fg_failed_name[] = "failed_rounds.jsonl";
 enum { FG_SUMMARY_MAX_BYTES = 1 << 20 };
 
 struct fg_metrics {
@@ -26,6 +27,9 @@ struct fg_metrics {
   off_t jsonl_size, csv_size;
   int csv_exits;   /* exit columns of the CSV header; -1 until the header is written */
   int last_round;  /* 0 when there are no records */
+  char *failed_path, *dir;
+  int failed_fd;   /* failed_rounds.jsonl, opened at its first record; -1 until then */
+  off_t failed_size;
 };
 
 const char *fg_client_status_name(fg_client_status status) {
@@ -203,17 +207,30 @@ static cJSON *number_array(const double *v, int n) {
   return a;
 }
 
-/* How many of the round's participants ended in each status: "trained" (ok), "over_budget",
+/* How many of the participants clients [n] ended in each status: "trained" (ok), "over_budget",
  * "no_fit", "failed", "rejected", "diverged", "dropped" (derived from the client records; not read back). */
-static int add_status_counts(cJSON *o, const fg_round_record *r) {
+static int add_status_counts(cJSON *o, const fg_client_record *clients, int n) {
   static const char *const names[] = {"trained", "over_budget", "no_fit", "failed", "rejected", "diverged", "dropped"};
   enum { N_NAMES = sizeof names / sizeof names[0] };
   int counts[N_NAMES] = {0};
-  for (int i = 0; r->clients && i < r->n_clients; i++)
-    if ((unsigned)r->clients[i].status < N_NAMES) counts[r->clients[i].status]++;
+  for (int i = 0; clients && i < n; i++)
+    if ((unsigned)clients[i].status < N_NAMES) counts[clients[i].status]++;
   int ok = 1;
   for (int k = 0; k < N_NAMES && ok; k++) ok = add_number(o, names[k], counts[k]);
   return ok;
+}
+
+/* obj["clients"] := the records clients [n]; 0 when out of memory. */
+static int add_clients(cJSON *obj, const fg_client_record *clients, int n) {
+  cJSON *list = cJSON_AddArrayToObject(obj, "clients");
+  for (int i = 0; list && i < n; i++) {
+    cJSON *c = client_to_json(&clients[i]);
+    if (!c || !cJSON_AddItemToArray(list, c)) {
+      cJSON_Delete(c);
+      return 0;
+    }
+  }
+  return list != NULL;
 }
 
 static cJSON *round_to_json(const fg_round_record *r) {
@@ -230,23 +247,17 @@ static cJSON *round_to_json(const fg_round_record *r) {
   ok = ok && add_number(o, "accuracy", r->evaluated ? r->accuracy : none) &&
        add_number(o, "ensemble_accuracy", r->evaluated ? r->ensemble_accuracy : none) &&
        add_number(o, "test_loss", r->evaluated ? r->test_loss : none) && add_number(o, "train_loss", r->train_loss) &&
-       add_number(o, "n_clients", r->n_clients) && add_status_counts(o, r) && add_number(o, "bytes_down", (double)r->bytes_down) &&
+       add_number(o, "n_clients", r->n_clients) && add_status_counts(o, r->clients, r->n_clients) &&
+       add_number(o, "bytes_down", (double)r->bytes_down) &&
        add_number(o, "bytes_up", (double)r->bytes_up) && add_number(o, "seconds", r->seconds) &&
        add_number(o, "elapsed", r->elapsed) &&
        add_number(o, "max_client_engine_peak", (double)r->max_client_engine_peak) &&
        add_number(o, "process_peak", (double)r->process_peak) &&
        add_number(o, "transfer_seconds", r->transfer_seconds) &&
        add_number(o, "device_bytes_in_use", r->device_bytes_in_use) &&
-       add_raw_object(o, "method", r->method_report);
-  cJSON *clients = ok ? cJSON_AddArrayToObject(o, "clients") : NULL;
-  for (int i = 0; clients && i < r->n_clients; i++) {
-    cJSON *c = client_to_json(&r->clients[i]);
-    if (!c || !cJSON_AddItemToArray(clients, c)) {
-      cJSON_Delete(c);
-      clients = NULL;
-    }
-  }
-  if (!clients) {
+       add_raw_object(o, "method", r->method_report) &&
+       (r->failed_attempts <= 0 || add_number(o, "failed_attempts", r->failed_attempts));
+  if (!ok || !add_clients(o, r->clients, r->n_clients)) {
     cJSON_Delete(o);
     return NULL;
   }
@@ -519,10 +530,17 @@ fg_status fg_metrics_open(const char *dir, int keep_rounds, fg_metrics **out) {
   if (!S_ISDIR(st.st_mode)) return FG_FAIL(FG_ERR_IO, "run folder '%s' is not a directory", dir);
   fg_metrics *m = calloc(1, sizeof *m);
   if (!m) return FG_FAIL(FG_ERR_OOM, "cannot allocate the metrics writer");
-  m->jsonl_fd = m->csv_fd = -1;
+  m->jsonl_fd = m->csv_fd = m->failed_fd = -1;
   m->jsonl_path = fg_path_join(dir, fg_jsonl_name);
   m->csv_path = fg_path_join(dir, fg_csv_name);
-  fg_status s = m->jsonl_path && m->csv_path ? FG_OK : FG_FAIL(FG_ERR_OOM, "cannot allocate metrics paths");
+  m->failed_path = fg_path_join(dir, fg_failed_name);
+  m->dir = fg_path_join(dir, ".");
+  fg_status s = m->jsonl_path && m->csv_path && m->failed_path && m->dir
+                    ? FG_OK
+                    : FG_FAIL(FG_ERR_OOM, "cannot allocate metrics paths");
+  /* a fresh run has no failed rounds; a resumed one keeps those of the run it continues */
+  if (s == FG_OK && keep_rounds < 0 && unlink(m->failed_path) != 0 && errno != ENOENT)
+    s = FG_FAIL(FG_ERR_IO, "cannot remove '%s': %s", m->failed_path, strerror(errno));
   if (s == FG_OK) s = rewrite_files(m, keep_rounds);
   if (s == FG_OK) s = open_append(m->jsonl_path, &m->jsonl_fd, &m->jsonl_size);
   if (s == FG_OK) s = open_append(m->csv_path, &m->csv_fd, &m->csv_size);
@@ -581,12 +599,58 @@ fg_status fg_metrics_append(fg_metrics *m, const fg_round_record *r) {
   return FG_OK;
 }
 
+/* Opens failed_rounds.jsonl to append, creating it; a torn last line (an interrupted append) is cut
+ * off first. */
+static fg_status open_failed(fg_metrics *m) {
+  m->failed_fd = open(m->failed_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (m->failed_fd < 0) return FG_FAIL(FG_ERR_IO, "cannot open '%s' to append: %s", m->failed_path, strerror(errno));
+  unsigned char *old = NULL;
+  size_t len = 0;
+  FG_TRY(fg_read_file(m->failed_path, (size_t)1 << 30, &old, &len));
+  size_t keep = len;
+  while (keep > 0 && old[keep - 1] != '\n') keep--;
+  free(old);
+  if (keep < len && (ftruncate(m->failed_fd, (off_t)keep) != 0 || fsync(m->failed_fd) != 0))
+    return FG_FAIL(FG_ERR_IO, "cannot cut the torn last line of '%s': %s", m->failed_path, strerror(errno));
+  m->failed_size = (off_t)keep;
+  return len == 0 ? fg_sync_dir(m->dir) : FG_OK; /* a new file: its name survives a power loss */
+}
+
+fg_status fg_metrics_append_failed(fg_metrics *m, const fg_failed_round *f) {
+  if (!m || !f) return FG_FAIL(FG_ERR_INVALID, "fg_metrics_append_failed: missing argument");
+  if (f->round < 1 || f->attempt < 1 || f->n_clients < 0 || (f->n_clients > 0 && !f->clients))
+    return FG_FAIL(FG_ERR_INVALID, "failed round %d, attempt %d: %d participants%s", f->round, f->attempt,
+                   f->n_clients, f->n_clients > 0 && !f->clients ? " without records" : "");
+  for (int i = 0; i < f->n_clients; i++)
+    if ((unsigned)f->clients[i].status > (unsigned)FG_CLIENT_DROPPED)
+      return FG_FAIL(FG_ERR_INVALID, "failed round %d, client %d: status %d is not a fg_client_status", f->round,
+                     f->clients[i].id, (int)f->clients[i].status);
+  if (m->failed_fd < 0) FG_TRY(open_failed(m));
+  cJSON *o = cJSON_CreateObject();
+  int ok = o && add_number(o, "round", f->round) && add_number(o, "attempt", f->attempt) &&
+           add_number(o, "results", f->results) && add_number(o, "needed", f->needed) &&
+           cJSON_AddBoolToObject(o, "retried", f->retried != 0) && add_number(o, "n_clients", f->n_clients) &&
+           add_status_counts(o, f->clients, f->n_clients) && add_clients(o, f->clients, f->n_clients);
+  char *json = ok ? cJSON_PrintUnformatted(o) : NULL;
+  cJSON_Delete(o);
+  fg_text t = {0};
+  if (json) text_printf(&t, "%s\n", json);
+  free(json);
+  fg_status s = t.p && !t.failed ? append_line(m->failed_fd, &m->failed_size, m->failed_path, t.p, t.len)
+                                 : FG_FAIL(FG_ERR_OOM, "failed round %d: cannot format the record", f->round);
+  free(t.p);
+  return s;
+}
+
 void fg_metrics_close(fg_metrics *m) {
   if (!m) return;
   if (m->jsonl_fd >= 0) close(m->jsonl_fd);
   if (m->csv_fd >= 0) close(m->csv_fd);
+  if (m->failed_fd >= 0) close(m->failed_fd);
   free(m->jsonl_path);
   free(m->csv_path);
+  free(m->failed_path);
+  free(m->dir);
   free(m);
 }
 

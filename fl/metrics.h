@@ -10,6 +10,13 @@
  *                  with fewer exits leaves the extra cells empty; more exits than N are only in
  *                  metrics.jsonl. Non-finite numbers are empty cells.
  *   summary.json   one object (fg_summary), written atomically at the end of the run.
+ *   failed_rounds.jsonl  only in a run on remote devices where a round closed with fewer results
+ *                  than it needed (fl/remote.h): one JSON object per failed try (fg_failed_round),
+ *                  with the participants' records as in metrics.jsonl (a dropped slot "dropped"
+ *                  with the reason) and their counts by status. Appended like metrics.jsonl; a
+ *                  fresh run removes it, a resumed run appends to it. The round's record in
+ *                  metrics.jsonl, once a later try completes it, says how many tries failed
+ *                  ("failed_attempts"; no key when none did).
  * metrics.jsonl is the source of truth: every record is appended as one write of a complete line
  * followed by fsync, so an interrupted run never loses or corrupts earlier rounds, and a resume
  * rebuilds metrics.csv from it. Accuracies are fractions in [0, 1]; sizes are bytes.
@@ -77,7 +84,21 @@ typedef struct fg_round_record {
   const char *method_report; /* the method's own records of the round, one JSON object's text
                                 (metrics.jsonl "method", e.g. HypeMeFed's per-hypernetwork figures);
                                 NULL or "": none (no key). Not read back. */
+  int failed_attempts;       /* tries of the round on remote devices that failed before this one
+                                completed it (failed_rounds.jsonl); 0: none (no key). Not read back. */
 } fg_round_record;
+
+/* A try of a round on remote devices that closed with fewer results than it needed. */
+typedef struct fg_failed_round {
+  int round;                 /* 1-based */
+  int attempt;               /* 1-based: this try of the round */
+  int results, needed;       /* the results that arrived; devices.min_results (or the participants
+                                that could train, when fewer) */
+  int retried;               /* 1: the round is tried again; 0: the run stops */
+  int n_clients;
+  const fg_client_record *clients; /* the participants', in slot order: trained ones as the device
+                                      reported them (not aggregated), the others with the reason */
+} fg_failed_round;
 
 /* Where the time of a spread run went (fl/spread.h; summary.json "spread"), in seconds over the
  * run: rank 0's, and the workers' summed. */
@@ -125,10 +146,12 @@ const char *fg_client_status_name(fg_client_status status);
 typedef struct fg_metrics fg_metrics;
 
 /* Opens the metrics files of the existing folder `dir` for appending.
- * keep_rounds < 0: a fresh run; both files are replaced by empty ones.
+ * keep_rounds < 0: a fresh run; both files are replaced by empty ones and failed_rounds.jsonl is
+ * removed.
  * keep_rounds >= 0: a resume; the records of metrics.jsonl with round <= keep_rounds are kept
  * (byte for byte), later ones and a torn last line are dropped, metrics.csv is rebuilt from the
- * kept records, and both files are replaced atomically. A missing metrics.jsonl counts as empty.
+ * kept records, and both files are replaced atomically (failed_rounds.jsonl is kept whole). A
+ * missing metrics.jsonl counts as empty.
  * FG_ERR_IO when the folder or files cannot be used; FG_ERR_FORMAT when a complete line that is
  * not the last one is not a valid record (message: file, line, field). */
 fg_status fg_metrics_open(const char *dir, int keep_rounds, fg_metrics **out);
@@ -137,6 +160,10 @@ fg_status fg_metrics_open(const char *dir, int keep_rounds, fg_metrics **out);
  * must be greater than every round already in the files. On failure both files are cut back to
  * their previous length (nothing half-written stays). */
 fg_status fg_metrics_append(fg_metrics *m, const fg_round_record *r);
+
+/* Appends one failed try to failed_rounds.jsonl (created at the first), as one write of a complete
+ * line followed by fsync; on failure the file is cut back. */
+fg_status fg_metrics_append_failed(fg_metrics *m, const fg_failed_round *f);
 
 /* Closes the files. Safe on NULL. */
 void fg_metrics_close(fg_metrics *m);

@@ -10,7 +10,9 @@
  * waits for the round to close (every result in, or the deadline passed), then takes the results
  * strictly in slot order and absorbs them with the single-process code: a run whose devices all
  * answer computes exactly what the in-process run does. A slot whose device dropped out, or whose
- * result was malformed, is recorded with the reason and not aggregated. Owns nothing. */
+ * result was malformed, is recorded with the reason and not aggregated. A round that closes with
+ * fewer results than devices.min_results is recorded as a failed try (fl/metrics.h) and tried
+ * again, devices.retries times. Owns nothing. */
 #ifndef FG_FL_REMOTE_H
 #define FG_FL_REMOTE_H
 
@@ -44,7 +46,8 @@ typedef struct fg_remote {
   /* The round is over (absorbed, or failed): its spooled results may go. */
   void (*end_round)(void *ctx, int round);
   /* Round `round` closed with `answered` results, fewer than `needed`: it failed (the attempt-th
-   * time) and is tried again; the remote records it. */
+   * time) and is tried again (the server has recorded the try in failed_rounds.jsonl, fl/metrics.h);
+   * the remote may log it. */
   void (*failed_round)(void *ctx, int round, int answered, int needed, int attempt);
 } fg_remote;
 

@@ -63,6 +63,7 @@ typedef struct server {
   fg_job *jobs;                              /* [clients]: the round's jobs, in slot order */
   const fg_transport *t;                     /* a spread run (fg_spread_active); else NULL */
   const fg_remote *remote;                   /* a run on remote devices; else NULL */
+  fg_metrics *metrics;                       /* the run's records (a failed try of a remote round) */
   size_t fit_bytes[FG_MAX_LEVELS];           /* each level's planned bytes, before FedAvg-S collapses them */
   int n_fit_levels;
   unsigned char *wire;                       /* a round header or a result as it travels */
@@ -642,29 +643,6 @@ static fg_status dispatch_round(server *s, int n) {
   return FG_OK;
 }
 
-/* The round's jobs on the devices until the round closes with at least devices.min_results
- * results (or every trainable participant's, when there are fewer); a round that closes with
- * fewer failed, and is tried again devices.retries times before the run stops. */
-static fg_status remote_round(server *s, int round, int n) {
-  int trainable = 0;
-  for (int i = 0; i < n; i++) trainable += s->jobs[i].level >= 0;
-  int needed = s->cfg->devices_min_results < trainable ? s->cfg->devices_min_results : trainable;
-  for (int attempt = 0;; attempt++) {
-    int answered = 0;
-    FG_TRY(dispatch_round(s, n));
-    double t0 = seconds_now();
-    FG_TRY(s->remote->close_round(s->remote->ctx, round, &answered));
-    s->time.server_wait += seconds_now() - t0;
-    if (answered >= needed) return FG_OK;
-    s->remote->end_round(s->remote->ctx, round);
-    if (attempt >= s->cfg->devices_retries)
-      return FG_FAIL(FG_ERR_IO, "round %d failed %d times: %d results of %d participants, fewer than "
-                     "devices.min_results %d (fedgap serve --resume continues from the last checkpoint)", round + 1,
-                     attempt + 1, answered, trainable, needed);
-    s->remote->failed_round(s->remote->ctx, round, answered, needed, attempt + 1);
-  }
-}
-
 /* Whether the record a device sent answers job j, with the floats of its level; else why not. */
 static int answers_job(const server *s, const fg_job *j, const fg_result *res, char *why, size_t cap) {
   int64_t numel = fg_graph_state_numel(s->level_graph[j->level]);
@@ -678,9 +656,11 @@ static int answers_job(const server *s, const fg_job *j, const fg_result *res, c
   return 0;
 }
 
-/* Job j (participant j->slot of n) trained on a device: its result once the round closed, then the
- * absorb step. A dropped, refused or failed slot is recorded with the reason and not aggregated. */
-static fg_status take_remote(server *s, const fg_job *j, int n, fg_client_record *rec) {
+/* Job j's record once its round closed: the device's record with *trained := 1 (its trained
+ * sub-model in sub_out) when a well-formed result answering the job arrived; else the slot's
+ * status (dropped, failed, rejected) with the reason. */
+static fg_status remote_record(server *s, const fg_job *j, fg_client_record *rec, int *trained) {
+  *trained = 0;
   record_start(s, j, rec);
   if (j->level < 0) return FG_OK;
   int64_t numel = fg_graph_state_numel(s->level_graph[j->level]);
@@ -702,6 +682,54 @@ static fg_status take_remote(server *s, const fg_job *j, int n, fg_client_record
     return FG_OK;
   }
   *rec = res.rec;
+  *trained = 1;
+  return FG_OK;
+}
+
+/* Records a try of the round that closed with `answered` results, fewer than `needed`, in the run's
+ * failed_rounds.jsonl: every participant's record as it stood when the try closed. */
+static fg_status record_failed_try(server *s, int round, int n, int answered, int needed, int attempt, int retried) {
+  for (int i = 0; i < n; i++) {
+    int trained = 0;
+    FG_TRY(remote_record(s, &s->jobs[i], &s->records[i], &trained));
+  }
+  fg_failed_round f = {round + 1, attempt, answered, needed, retried, n, s->records};
+  return s->metrics ? fg_metrics_append_failed(s->metrics, &f) : FG_OK;
+}
+
+/* The round's jobs on the devices until the round closes with at least devices.min_results
+ * results (or every trainable participant's, when there are fewer); a round that closes with
+ * fewer failed, and is tried again devices.retries times before the run stops. */
+static fg_status remote_round(server *s, int round, int n, int *failed_tries) {
+  int trainable = 0;
+  for (int i = 0; i < n; i++) trainable += s->jobs[i].level >= 0;
+  int needed = s->cfg->devices_min_results < trainable ? s->cfg->devices_min_results : trainable;
+  for (int attempt = 0;; attempt++) {
+    int answered = 0;
+    FG_TRY(dispatch_round(s, n));
+    double t0 = seconds_now();
+    FG_TRY(s->remote->close_round(s->remote->ctx, round, &answered));
+    s->time.server_wait += seconds_now() - t0;
+    *failed_tries = attempt;
+    if (answered >= needed) return FG_OK;
+    int retried = attempt < s->cfg->devices_retries;
+    fg_status recorded = record_failed_try(s, round, n, answered, needed, attempt + 1, retried);
+    s->remote->end_round(s->remote->ctx, round);
+    FG_TRY(recorded);
+    if (!retried)
+      return FG_FAIL(FG_ERR_IO, "round %d failed %d times: %d results of %d participants, fewer than "
+                     "devices.min_results %d (fedgap serve --resume continues from the last checkpoint)", round + 1,
+                     attempt + 1, answered, trainable, needed);
+    s->remote->failed_round(s->remote->ctx, round, answered, needed, attempt + 1);
+  }
+}
+
+/* Job j (participant j->slot of n) trained on a device: its result once the round closed, then the
+ * absorb step. A dropped, refused or failed slot is recorded with the reason and not aggregated. */
+static fg_status take_remote(server *s, const fg_job *j, int n, fg_client_record *rec) {
+  int trained = 0;
+  FG_TRY(remote_record(s, j, rec, &trained));
+  if (!trained) return FG_OK;
   fg_index_plan fresh;
   const fg_index_plan *plan;
   FG_TRY(job_plan(s, j, &fresh, &plan));
@@ -845,7 +873,7 @@ static fg_status run_round(server *s, int round, fg_round_record *r) {
   }
   FG_TRY(prox_terms(s, n));
   if (s->t) FG_TRY(send_round(s, round, n));
-  if (s->remote) FG_TRY(remote_round(s, round, n));
+  if (s->remote) FG_TRY(remote_round(s, round, n, &r->failed_attempts));
   double loss_sum = 0;
   int64_t loss_samples = 0;
   int contributed = 0;
@@ -996,6 +1024,7 @@ fg_status fg_run_method_with(const fg_world *w, int method, const char *run_dir,
   if (st == FG_OK && s.ops->schedule_create)
     st = s.ops->schedule_create(s.mc, &s.mp, s.global, w->cfg->seed, w->cfg->rounds, start, &s.schedule);
   if (st == FG_OK) st = fg_metrics_open(run_dir, resume ? start : -1, &metrics);
+  s.metrics = metrics;
   fg_round_record r;
   memset(&r, 0, sizeof r);
   size_t max_peak = 0;

@@ -1,7 +1,8 @@
 /* Run-folder metrics: every field of metrics.jsonl read back with cJSON (NaN as null, the
  * per-client array, error only when not ok), metrics.csv header and rows compared numerically,
  * resume keeping rounds <= k and dropping later ones and a torn last line, a fresh open replacing
- * old files, bad records refused without touching the files, the summary round trip. */
+ * old files, bad records refused without touching the files, the summary round trip, and the
+ * failed tries of a round on remote devices recorded beside the rounds. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -565,6 +566,84 @@ Test(metrics, summary_round_trip) {
   cr_assert_eq(fg_summary_read(dir, &f), FG_ERR_FORMAT);
   cr_assert(strstr(fg_last_error(), "summary.json") && strstr(fg_last_error(), "'name'"), "%s", fg_last_error());
   free(path);
+  fgt_rmtree(dir);
+  free(dir);
+}
+
+/* A failed try of a round on remote devices: one line of failed_rounds.jsonl per try with its
+ * participants' records and counts; the round's record, once completed, says how many tries
+ * failed (and has no such key when none did); a torn last line is cut before the next append; a
+ * resume keeps the tries, a fresh open removes them; metrics.jsonl stays readable. */
+Test(metrics, failed_tries_of_a_round_are_recorded_beside_the_rounds) {
+  char *dir = fgt_mkdtemp();
+  make_clients();
+  fg_client_record tried[2] = {clients1[0], clients1[0]};
+  tried[1].id = 8;
+  tried[1].status = FG_CLIENT_DROPPED;
+  snprintf(tried[1].error, sizeof tried[1].error, "device d8 missed the round's deadline");
+  fg_metrics *m = NULL;
+  FGT_OK(fg_metrics_open(dir, -1, &m));
+  fg_round_record first = make_round(1, 1);
+  FGT_OK(fg_metrics_append(m, &first));
+  cr_assert_eq(file_size(dir, "failed_rounds.jsonl"), -1, "no file until a try fails");
+  fg_failed_round f = {2, 1, 1, 2, 1, 2, tried};
+  FGT_OK(fg_metrics_append_failed(m, &f));
+  fg_metrics_close(m);
+  append_raw(dir, "failed_rounds.jsonl", "{\"round\": 2, \"att"); /* an interrupted append */
+
+  FGT_OK(fg_metrics_open(dir, 1, &m)); /* resumed after round 1 */
+  f.attempt = 2;
+  f.retried = 0;
+  FGT_OK(fg_metrics_append_failed(m, &f));
+  fg_round_record second = make_round(2, 1);
+  second.failed_attempts = 2;
+  second.n_clients = 2;
+  second.clients = tried;
+  FGT_OK(fg_metrics_append(m, &second));
+  fg_failed_round bad = {2, 3, 0, 1, 0, 1, NULL};
+  cr_assert_eq(fg_metrics_append_failed(m, &bad), FG_ERR_INVALID, "participants without records");
+  fg_metrics_close(m);
+
+  char *text = read_text(dir, "failed_rounds.jsonl"), *lines[4];
+  cr_assert_eq(split_lines(text, lines, 4), 2, "the torn line cut, one line per try: %s", text);
+  for (int i = 0; i < 2; i++) {
+    cJSON *o = cJSON_Parse(lines[i]);
+    cr_assert_not_null(o, "line %d: %s", i + 1, lines[i]);
+    expect_number(o, "round", 2);
+    expect_number(o, "attempt", i + 1);
+    expect_number(o, "results", 1);
+    expect_number(o, "needed", 2);
+    expect_number(o, "n_clients", 2);
+    cr_assert_eq(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "retried")), i == 0);
+    expect_number(o, "trained", 1);
+    expect_number(o, "dropped", 1);
+    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(o, "clients");
+    cr_assert_eq(cJSON_GetArraySize(cl), 2);
+    expect_client(cJSON_GetArrayItem(cl, 0), &tried[0], "ok", "full");
+    expect_client(cJSON_GetArrayItem(cl, 1), &tried[1], "dropped", "full");
+    cJSON_Delete(o);
+  }
+  free(text);
+
+  text = read_text(dir, "metrics.jsonl");
+  cr_assert_eq(split_lines(text, lines, 4), 2);
+  cJSON *r1 = cJSON_Parse(lines[0]), *r2 = cJSON_Parse(lines[1]);
+  cr_assert_null(cJSON_GetObjectItemCaseSensitive(r1, "failed_attempts"), "no key for a round no try of which failed");
+  expect_number(r2, "failed_attempts", 2);
+  expect_round(r2, &second);
+  cJSON_Delete(r1);
+  cJSON_Delete(r2);
+  free(text);
+  fg_round_record *back = NULL;
+  int n = 0;
+  FGT_OK(fg_metrics_read(dir, &back, &n));
+  cr_assert_eq(n, 2);
+  cr_assert_eq(back[1].round, 2);
+  free(back);
+
+  FGT_OK(fg_metrics_open(dir, -1, &m)); /* a fresh run */
+  fg_metrics_close(m);
+  cr_assert_eq(file_size(dir, "failed_rounds.jsonl"), -1, "a fresh run has no failed tries");
   fgt_rmtree(dir);
   free(dir);
 }

@@ -427,6 +427,37 @@ Test(mqtt, a_round_short_of_results_is_tried_again_then_the_run_stops, .timeout 
   cr_assert(strstr(err, "round 1 failed (attempt 1): 2 results, fewer than the 3 needed") != NULL, "%s", err);
   cr_assert(strstr(fgt_last_line(err), "round 1 failed 2 times: 2 results of 3 participants") != NULL, "%s", err);
   free(err);
+  /* Each try is recorded: the three participants, dev1's slot dropped at the deadline, the two
+   * others trained; the first try retried (devices.retries 1), the second the last. */
+  char *path = fgt_join(remote, "failed_rounds.jsonl"), *text = fgt_read_text(path);
+  cr_assert_not_null(text, "%s is missing", path);
+  int tries = 0;
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+    cJSON *t = cJSON_Parse(line);
+    cr_assert_not_null(t, "%s: a line is not JSON", path);
+    tries++;
+    cr_assert_eq(cJSON_GetObjectItem(t, "round")->valueint, 1);
+    cr_assert_eq(cJSON_GetObjectItem(t, "attempt")->valueint, tries);
+    cr_assert_eq(cJSON_GetObjectItem(t, "results")->valueint, DEVICES - 1);
+    cr_assert_eq(cJSON_GetObjectItem(t, "needed")->valueint, 3, "devices.min_results as set");
+    cr_assert_eq(cJSON_GetObjectItem(t, "n_clients")->valueint, DEVICES);
+    cr_assert_eq(cJSON_IsTrue(cJSON_GetObjectItem(t, "retried")), tries == 1, "try %d", tries);
+    cr_assert_eq(round_count(t, "trained"), DEVICES - 1);
+    cr_assert_eq(round_count(t, "dropped"), 1);
+    cr_assert_str_eq(client_status(t, 1), "dropped");
+    cr_assert(strstr(client_error(t, 1), "device dev1 missed the round's deadline") != NULL, "%s", client_error(t, 1));
+    cr_assert_str_eq(client_status(t, 0), "ok");
+    cr_assert_str_eq(client_status(t, 2), "ok");
+    cJSON_Delete(t);
+  }
+  cr_assert_eq(tries, 2, "one record per try (devices.retries 1)");
+  free(text);
+  free(path);
+  path = fgt_join(remote, "metrics.jsonl");
+  text = fgt_read_text(path);
+  cr_assert(text && !*text, "the round never completed, so it has no record: %s", text ? text : "(missing)");
+  free(text);
+  free(path);
   kill(dev[1], SIGCONT);
   stop_broker(&b);
   scratch_close();
