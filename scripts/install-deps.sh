@@ -2,8 +2,9 @@
 # Installs the Debian packages fedgap needs, only those that are missing.
 #   scripts/install-deps.sh            build + test + main-job packages
 #   scripts/install-deps.sh --bench    also PyTorch (bench/ comparisons)
-#   scripts/install-deps.sh --aarch64  also the aarch64 cross compiler, the arm64 libraries and
-#                                      qemu user-mode emulation (scripts/test-aarch64.sh)
+#   scripts/install-deps.sh --aarch64  also the aarch64 cross compiler, the arm64 libraries (the
+#                                      MQTT transport's included) and qemu user-mode emulation
+#                                      (scripts/test-aarch64.sh)
 #   scripts/install-deps.sh --fuzz     also clang with its libFuzzer runtime and OpenMP (scripts/fuzz.sh)
 set -euo pipefail
 
@@ -21,7 +22,7 @@ for arg in "$@"; do
       # Criterion for arm64 conflicts with the native one: scripts/test-aarch64.sh unpacks it.
       pkgs+=(gcc-aarch64-linux-gnu qemu-user qemu-user-binfmt binfmt-support libc6-dev:arm64
              libopenblas-openmp-dev:arm64 zlib1g-dev:arm64 libyaml-dev:arm64 libcjson-dev:arm64
-             libgomp1:arm64 libgit2-1.5:arm64 libffi8:arm64)
+             libgomp1:arm64 libgit2-1.5:arm64 libffi8:arm64 libmosquitto-dev:arm64 libssl-dev:arm64)
       if ! dpkg --print-foreign-architectures | grep -qx arm64; then
         "${sudo_cmd[@]}" dpkg --add-architecture arm64
       fi
