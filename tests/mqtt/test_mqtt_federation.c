@@ -9,7 +9,9 @@
  *   will, the round completes with the others, and the device, started again, takes part later;
  * - devices with their own data (--data, no --client) each train theirs;
  * - a device stopped past the round's deadline is dropped; its late result is logged and ignored;
- *   a round left with fewer results than devices.min_results is tried again, then the run stops;
+ *   a round left with fewer results than devices.min_results is tried again, each try recorded,
+ *   then the run stops; a device whose job the broker drops past its queue cap (max_queued_bytes)
+ *   is dropped at the deadline and the round completes with the others;
  * - a rogue device (this test, as an MQTT client) that answers with a NaN-carrying, an oversized, a
  *   truncated and a malformed result, and with a result for a slot it does not hold, has each
  *   refused with a record naming the problem, never aggregated, and the server runs to the end;
@@ -48,6 +50,9 @@
 #include <errno.h>
 
 enum { DEVICES = 3 };
+/* The queue-cap test: bytes the broker queues for a device, between the largest job's size and the
+ * next level's; seconds of the round's deadline. */
+enum { QUEUE_CAP = 10000, QUEUE_DEADLINE = 8 };
 
 /* A test's scratch folder and the paths in it, freed together. */
 static struct {
@@ -459,6 +464,49 @@ Test(mqtt, a_round_short_of_results_is_tried_again_then_the_run_stops, .timeout 
   free(text);
   free(path);
   kill(dev[1], SIGCONT);
+  stop_broker(&b);
+  scratch_close();
+}
+
+/* The broker's cap on what waits for a device (max_queued_bytes, configs/mosquitto/mosquitto.conf).
+ * In this configuration's draw client 2 has the largest budget and trains the widest level: its job
+ * is about 20 chunks of 1 KiB, client 0's 6 and client 1's 2. dev2 is stopped while its job is
+ * published, one chunk in flight at a time, so the broker queues the rest and drops those past the
+ * cap; dev2 never holds the whole job, is recorded dropped at the deadline, and the round completes
+ * with the other two, whose jobs fit under the cap. */
+Test(mqtt, a_job_over_the_brokers_queue_cap_is_dropped_and_the_round_completes, .timeout = 900) {
+  scratch_open();
+  const char *config = write_config_rounds(QUEUE_DEADLINE, 1, 1);
+  const char *remote = at("remote");
+  char extra[256];
+  snprintf(extra, sizeof extra,
+           "allow_anonymous true\nlog_dest stderr\nlog_type all\nmax_inflight_messages 1\n"
+           "max_queued_messages 1000000\nmax_queued_bytes %d\n", QUEUE_CAP);
+  broker b = start_broker(extra);
+  const char *args[] = {"serve", config, "--broker", b.url, "--out", remote, "--threads", "1", "--chunk-kib", "1", NULL};
+  int serve = spawn_fedgap("serve", args);
+  int dev[DEVICES];
+  dev[2] = spawn_device(&b, config, 2);
+  cr_assert(wait_for_text("serve.err", "device dev2 is online", 120), "dev2 never came online");
+  kill(dev[2], SIGSTOP); /* the round begins once the other two are online */
+  for (int k = 0; k < 2; k++) dev[k] = spawn_device(&b, config, k);
+  int dropping = wait_for_text("broker.err", "Outgoing messages are being dropped for client dev2", 120);
+  kill(dev[2], SIGCONT);
+  serve_ok(serve);
+  for (int k = 0; k < DEVICES; k++) cr_assert_eq(wait_started(dev[k], 60), 0, "device %d", k);
+  char *log = scratch_text("broker.err");
+  cr_assert(dropping, "the broker never dropped dev2's queued chunks: %s", log);
+  cr_assert_null(strstr(log, "being dropped for client dev0"), "dev0's job fits under the cap");
+  cr_assert_null(strstr(log, "being dropped for client dev1"), "dev1's job fits under the cap");
+  free(log);
+  cJSON *r1 = round_record(remote, 1);
+  for (int c = 0; c < 2; c++)
+    cr_assert_gt(cJSON_GetObjectItem(client_record(r1, c), "level")->valueint, 0, "client %d: a narrower level", c);
+  cr_assert_eq(cJSON_GetObjectItem(client_record(r1, 2), "level")->valueint, 0, "client 2: the widest level");
+  cr_assert_str_eq(client_status(r1, 2), "dropped");
+  cr_assert(strstr(client_error(r1, 2), "device dev2 missed the round's deadline") != NULL, "%s", client_error(r1, 2));
+  cr_assert_eq(round_count(r1, "trained"), DEVICES - 1, "the round completes with the other two");
+  cJSON_Delete(r1);
   stop_broker(&b);
   scratch_close();
 }
