@@ -10,7 +10,7 @@
  * - devices with their own data (--data, no --client) each train theirs;
  * - a device stopped past the round's deadline is dropped; its late result is logged and ignored;
  *   a round left with fewer results than devices.min_results is tried again, each try recorded,
- *   then the run stops; a device whose job the broker drops past its queue cap (max_queued_bytes)
+ *   then the run stops (or completes on a later try, which its record counts); a device whose job the broker drops past its queue cap (max_queued_bytes)
  *   is dropped at the deadline and the round completes with the others;
  * - a rogue device (this test, as an MQTT client) that answers with a NaN-carrying, an oversized, a
  *   truncated and a malformed result, and with a result for a slot it does not hold, has each
@@ -464,6 +464,49 @@ Test(mqtt, a_round_short_of_results_is_tried_again_then_the_run_stops, .timeout 
   free(text);
   free(path);
   kill(dev[1], SIGCONT);
+  stop_broker(&b);
+  scratch_close();
+}
+
+/* A round short of results on its first try and complete on its second: the try is recorded in
+ * failed_rounds.jsonl and the round's record says one try failed; the later rounds have no key. */
+Test(mqtt, a_round_complete_on_its_second_try_records_the_first, .timeout = 900) {
+  scratch_open();
+  const char *config = write_config_rounds(4, 2, 1);
+  const char *remote = at("remote");
+  broker b = start_broker(NULL);
+  const char *args[] = {"serve", config, "--broker", b.url, "--out", remote, "--threads", "1", "--set",
+                        "devices.min_results=3", "--set", "devices.retries=1", NULL};
+  int serve = spawn_fedgap("serve", args);
+  int dev[DEVICES];
+  for (int k = 0; k < DEVICES; k++) dev[k] = spawn_device(&b, config, k);
+  cr_assert(wait_for_text("serve.err", "device dev1 is online", 120), "dev1 never came online");
+  kill(dev[1], SIGSTOP); /* the first try of round 1 closes with two results of the three needed */
+  int failed = wait_for_text("serve.err", "round 1 failed (attempt 1)", 120);
+  kill(dev[1], SIGCONT);
+  cr_assert(failed, "the first try did not fail");
+  serve_ok(serve);
+  for (int k = 0; k < DEVICES; k++) cr_assert_eq(wait_started(dev[k], 60), 0, "device %d", k);
+  char *path = fgt_join(remote, "failed_rounds.jsonl"), *text = fgt_read_text(path);
+  cr_assert_not_null(text, "%s is missing", path);
+  char *nl = strchr(text, '\n');
+  cr_assert(nl && nl[1] == '\0', "one try failed: %s", text);
+  cJSON *t = cJSON_Parse(text);
+  cr_assert_not_null(t);
+  cr_assert_eq(cJSON_GetObjectItem(t, "round")->valueint, 1);
+  cr_assert_eq(cJSON_GetObjectItem(t, "attempt")->valueint, 1);
+  cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(t, "retried")));
+  cr_assert_eq(cJSON_GetObjectItem(t, "results")->valueint, DEVICES - 1);
+  cr_assert_str_eq(client_status(t, 1), "dropped");
+  cJSON_Delete(t);
+  free(text);
+  free(path);
+  cJSON *r1 = round_record(remote, 1), *r2 = round_record(remote, 2);
+  cr_assert_eq(cJSON_GetObjectItem(r1, "failed_attempts")->valueint, 1);
+  cr_assert_eq(round_count(r1, "trained"), DEVICES, "the second try has every result");
+  cr_assert_null(cJSON_GetObjectItem(r2, "failed_attempts"), "round 2 completed on its first try");
+  cJSON_Delete(r1);
+  cJSON_Delete(r2);
   stop_broker(&b);
   scratch_close();
 }
