@@ -602,18 +602,24 @@ fg_status fg_metrics_append(fg_metrics *m, const fg_round_record *r) {
 /* Opens failed_rounds.jsonl to append, creating it; a torn last line (an interrupted append) is cut
  * off first. */
 static fg_status open_failed(fg_metrics *m) {
-  m->failed_fd = open(m->failed_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (m->failed_fd < 0) return FG_FAIL(FG_ERR_IO, "cannot open '%s' to append: %s", m->failed_path, strerror(errno));
+  int fd = open(m->failed_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return FG_FAIL(FG_ERR_IO, "cannot open '%s' to append: %s", m->failed_path, strerror(errno));
   unsigned char *old = NULL;
   size_t len = 0;
-  FG_TRY(fg_read_file(m->failed_path, (size_t)1 << 30, &old, &len));
+  fg_status s = fg_read_file(m->failed_path, (size_t)1 << 30, &old, &len);
   size_t keep = len;
-  while (keep > 0 && old[keep - 1] != '\n') keep--;
+  while (s == FG_OK && keep > 0 && old[keep - 1] != '\n') keep--;
   free(old);
-  if (keep < len && (ftruncate(m->failed_fd, (off_t)keep) != 0 || fsync(m->failed_fd) != 0))
-    return FG_FAIL(FG_ERR_IO, "cannot cut the torn last line of '%s': %s", m->failed_path, strerror(errno));
+  if (s == FG_OK && keep < len && (ftruncate(fd, (off_t)keep) != 0 || fsync(fd) != 0))
+    s = FG_FAIL(FG_ERR_IO, "cannot cut the torn last line of '%s': %s", m->failed_path, strerror(errno));
+  if (s == FG_OK && len == 0) s = fg_sync_dir(m->dir); /* a new file: its name survives a power loss */
+  if (s != FG_OK) {
+    close(fd);
+    return s;
+  }
+  m->failed_fd = fd;
   m->failed_size = (off_t)keep;
-  return len == 0 ? fg_sync_dir(m->dir) : FG_OK; /* a new file: its name survives a power loss */
+  return FG_OK;
 }
 
 fg_status fg_metrics_append_failed(fg_metrics *m, const fg_failed_round *f) {

@@ -4,7 +4,8 @@
  * A run folder holds
  *   metrics.jsonl  one JSON object per round: every round field below, plus the round's clients
  *                  as an array of objects (status as "ok" | "over_budget" | "no_fit" | "failed" |
- *                  "rejected" | "diverged", "error" only when not ok). Non-finite numbers are written as null.
+ *                  "rejected" | "diverged" | "dropped", "error" only when not ok). Non-finite
+ *                  numbers are written as null.
  *   metrics.csv    a header and one row per round: the round-level fields (no per-client data),
  *                  the exit accuracies as columns exit1..exitN, N from the first record. A record
  *                  with fewer exits leaves the extra cells empty; more exits than N are only in
@@ -140,7 +141,8 @@ typedef struct fg_summary {
                                 config's `reference` resolved); NULL: not recorded */
 } fg_summary;
 
-/* "ok", "over_budget", "no_fit", "failed", "rejected", "diverged"; "unknown" for other values. */
+/* "ok", "over_budget", "no_fit", "failed", "rejected", "diverged", "dropped"; "unknown" for other
+ * values. */
 const char *fg_client_status_name(fg_client_status status);
 
 typedef struct fg_metrics fg_metrics;
