@@ -92,7 +92,8 @@ typedef struct fg_round_record {
 /* A try of a round on remote devices that closed with fewer results than it needed. */
 typedef struct fg_failed_round {
   int round;                 /* 1-based */
-  int attempt;               /* 1-based: this try of the round */
+  int attempt;               /* 1-based: this try of the round (counted again from 1 by a run
+                                resumed in the middle of the round's tries) */
   int results, needed;       /* the results that arrived; devices.min_results (or the participants
                                 that could train, when fewer) */
   int retried;               /* 1: the round is tried again; 0: the run stops */
