@@ -231,11 +231,12 @@ int fg_graph_maxpool(fg_graph *g, int in, int kernel, int stride, const char *na
   if (kernel <= 0 || stride <= 0 || kernel * kernel > 256 || ho <= 0 || wo <= 0)
     return fail(g, FG_FAIL(FG_ERR_SHAPE, "graph: max pool '%s' (kernel %d, stride %d) on %lldx%lld",
                            name, kernel, stride, (long long)x->shape[1], (long long)x->shape[2]));
+  int64_t channels = x->shape[0]; /* x points into the node array, which add_node may move */
   int id = add_node(g, FG_NODE_MAXPOOL, in, -1, name);
   if (id < 0) return -1;
   fg_node *n = &g->nodes[id];
   n->ndim = 3;
-  n->shape[0] = x->shape[0];
+  n->shape[0] = channels;
   n->shape[1] = ho;
   n->shape[2] = wo;
   n->pool.kernel = kernel;
