@@ -112,18 +112,33 @@ class SepBlock(nn.Sequential):
                          o.conv(cin, cout, 1), o.bn(cout), nn.ReLU(inplace=True))
 
 
+class DepthFLGate(nn.Module):
+    """DepthFL's attention gate on a block's output x (models.h FG_EXIT_HEAD_DEPTHFL): a separable
+    block c -> c (stride 2), BN, ReLU, bilinear x2 upsampling (align_corners false), sigmoid, times
+    x. On an odd map the upsampled map has one row/column more than x: its last is dropped."""
+
+    def __init__(self, o, c):
+        super().__init__()
+        self.sep, self.bn = SepBlock(o, c, c), o.bn(c)
+
+    def forward(self, x):
+        a = F.interpolate(torch.relu(self.bn(self.sep(x))), scale_factor=2, mode="bilinear", align_corners=False)
+        return torch.sigmoid(a[:, :, :x.shape[2], :x.shape[3]]) * x
+
+
 class DepthFLExit(nn.Module):
-    """DepthFL's exit on a resnet block (models.h FG_EXIT_HEAD_DEPTHFL): one separable block per
-    later block, from `channels[0]` (this block's) to `channels[-1]` (the last block's), global
-    average pool, linear C_4->classes."""
+    """DepthFL's exit on a resnet block (models.h FG_EXIT_HEAD_DEPTHFL): the attention gate, then
+    one separable block per later block, from `channels[0]` (this block's) to `channels[-1]` (the
+    last block's), global average pool, linear C_4->classes."""
 
     def __init__(self, o, channels, classes):
         super().__init__()
+        self.gate = DepthFLGate(o, channels[0])
         self.seps = nn.Sequential(*[SepBlock(o, a, b) for a, b in zip(channels, channels[1:])])
         self.fc = nn.Linear(channels[-1], classes)
 
     def forward(self, x):
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.seps(x), 1), 1))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.seps(self.gate(x)), 1), 1))
 
 
 def early_exit(o, channels, classes):

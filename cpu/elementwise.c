@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cpu/math_internal.h"
+#include "cuda/math/elementwise.h"
 #include "engine/base/rng.h"
 
 /* ----------------------------------------------------------------------------------------- */
@@ -127,6 +128,54 @@ static fg_status cpu_dropout_backward(fg_backend *b, const fg_tensor *dy, fg_ten
   return FG_OK;
 }
 
+/* ----------------------------------------------------------------------------------------- */
+/* Sigmoid and product: the per-element arithmetic of cuda/math/elementwise.h, shared with the  */
+/* CUDA backend                                                                               */
+
+static fg_status cpu_sigmoid_forward(fg_backend *b, const fg_tensor *x, fg_tensor *y) {
+  (void)b;
+  const int64_t n = fg_tensor_numel(x);
+  const float *xd = fg_f32(x);
+  float *yd = fg_f32(y);
+#pragma omp parallel for simd schedule(static) if (parallel : n >= FG_CPU_PARALLEL_MIN)
+  for (int64_t i = 0; i < n; i++) yd[i] = fg_math_sigmoid(xd[i]);
+  return FG_OK;
+}
+
+/* dx (=|+=) dy * (y (1 - y)). */
+static fg_status cpu_sigmoid_backward(fg_backend *b, const fg_tensor *y, const fg_tensor *dy,
+                                      fg_tensor *dx, int accumulate) {
+  (void)b;
+  const int64_t n = fg_tensor_numel(y);
+  const float *yd = fg_f32(y), *dyd = fg_f32(dy);
+  float *dxd = fg_f32(dx);
+  if (accumulate) {
+#pragma omp parallel for simd schedule(static) if (parallel : n >= FG_CPU_PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) dxd[i] = fg_math_sigmoid_grad_acc(yd[i], dyd[i], dxd[i]);
+  } else {
+#pragma omp parallel for simd schedule(static) if (parallel : n >= FG_CPU_PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) dxd[i] = fg_math_sigmoid_grad(yd[i], dyd[i]);
+  }
+  return FG_OK;
+}
+
+/* y (=|+=) x1 x2. */
+static fg_status cpu_mul(fg_backend *b, const fg_tensor *x1, const fg_tensor *x2, fg_tensor *y,
+                         int accumulate) {
+  (void)b;
+  const int64_t n = fg_tensor_numel(x1);
+  const float *a = fg_f32(x1), *c = fg_f32(x2);
+  float *yd = fg_f32(y);
+  if (accumulate) {
+#pragma omp parallel for simd schedule(static) if (parallel : n >= FG_CPU_PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) yd[i] = fg_math_mul_acc(a[i], c[i], yd[i]);
+  } else {
+#pragma omp parallel for simd schedule(static) if (parallel : n >= FG_CPU_PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) yd[i] = fg_math_mul(a[i], c[i]);
+  }
+  return FG_OK;
+}
+
 void fg_cpu_register_elementwise_ops(fg_backend *b) {
   b->relu_forward = cpu_relu_forward;
   b->relu_backward = cpu_relu_backward;
@@ -137,4 +186,7 @@ void fg_cpu_register_elementwise_ops(fg_backend *b) {
   b->fill = cpu_fill;
   b->dropout_forward = cpu_dropout_forward;
   b->dropout_backward = cpu_dropout_backward;
+  b->sigmoid_forward = cpu_sigmoid_forward;
+  b->sigmoid_backward = cpu_sigmoid_backward;
+  b->mul = cpu_mul;
 }

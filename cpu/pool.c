@@ -1,9 +1,11 @@
-/* CPU max pooling and global average pooling, OpenMP over the N*C planes (each plane is read
+/* CPU max pooling, global average pooling and bilinear x2 upsampling (whose per-element
+ * arithmetic is cuda/math/upsample.h, shared with the CUDA backend), OpenMP over the N*C planes (each plane is read
  * and written by one thread, so results do not depend on the thread count). */
 #include <stdint.h>
 #include <string.h>
 
 #include "cpu/nn_internal.h"
+#include "cuda/math/upsample.h"
 
 /* Extents of one pooling call: input planes [h, w], output planes [ho, wo]. */
 typedef struct pool_geom {
@@ -230,9 +232,50 @@ static fg_status cpu_avgpool_global_backward(fg_backend *b, const fg_tensor *dy,
   return FG_OK;
 }
 
+/* ----------------------------------------------------------------------------------------- */
+/* Bilinear x2 upsampling                                                                     */
+
+/* x [N,C,H,W] -> y [N,C,Ho,Wo] (Ho in {2H - 1, 2H}, Wo in {2W - 1, 2W}). */
+static fg_status cpu_upsample2x_bilinear_forward(fg_backend *b, const fg_tensor *x, fg_tensor *y) {
+  const int64_t planes = x->shape[0] * x->shape[1], h = x->shape[2], w = x->shape[3];
+  const int64_t ho = y->shape[2], wo = y->shape[3];
+  const float *xp = fg_f32(x);
+  float *yp = fg_f32(y);
+#pragma omp parallel for num_threads(threads_of(b)) schedule(static)
+  for (int64_t p = 0; p < planes; p++) {
+    const float *in = xp + p * h * w;
+    float *out = yp + p * ho * wo;
+    for (int64_t oy = 0; oy < ho; oy++)
+      for (int64_t ox = 0; ox < wo; ox++) out[oy * wo + ox] = fg_upsample2x_value(in, h, w, oy, ox);
+  }
+  return FG_OK;
+}
+
+/* dy [N,C,Ho,Wo] -> dx [N,C,H,W] (=|+=), each element gathered by fg_upsample2x_grad. */
+static fg_status cpu_upsample2x_bilinear_backward(fg_backend *b, const fg_tensor *dy, fg_tensor *dx,
+                                                  int accumulate) {
+  const int64_t planes = dx->shape[0] * dx->shape[1], h = dx->shape[2], w = dx->shape[3];
+  const int64_t ho = dy->shape[2], wo = dy->shape[3];
+  const float *dyp = fg_f32(dy);
+  float *dxp = fg_f32(dx);
+#pragma omp parallel for num_threads(threads_of(b)) schedule(static)
+  for (int64_t p = 0; p < planes; p++) {
+    const float *g = dyp + p * ho * wo;
+    float *out = dxp + p * h * w;
+    for (int64_t iy = 0; iy < h; iy++)
+      for (int64_t ix = 0; ix < w; ix++) {
+        const float v = fg_upsample2x_grad(g, h, w, ho, wo, iy, ix);
+        out[iy * w + ix] = accumulate ? out[iy * w + ix] + v : v;
+      }
+  }
+  return FG_OK;
+}
+
 void fg_cpu_register_pool_ops(fg_backend *b) {
   b->maxpool_forward = cpu_maxpool_forward;
   b->maxpool_backward = cpu_maxpool_backward;
   b->avgpool_global_forward = cpu_avgpool_global_forward;
   b->avgpool_global_backward = cpu_avgpool_global_backward;
+  b->upsample2x_bilinear_forward = cpu_upsample2x_bilinear_forward;
+  b->upsample2x_bilinear_backward = cpu_upsample2x_bilinear_backward;
 }

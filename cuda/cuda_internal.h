@@ -90,13 +90,13 @@ unsigned fg_cuda_blocks(int64_t n, int threads);
 fg_status fg_cuda_read_scalars(fg_cuda_ctx *c, double *host, int count);
 
 // The op families (one .cu file each) fill their table entries.
-void fg_cuda_register_elementwise_ops(fg_backend *b); // relu, add, axpy, scale, copy, fill, dropout
+void fg_cuda_register_elementwise_ops(fg_backend *b); // relu, add, axpy, scale, copy, fill, dropout, sigmoid, mul
 void fg_cuda_register_optim_ops(fg_backend *b);       // sgd_step, adam_step
 void fg_cuda_register_reduce_ops(fg_backend *b);      // sum_squares
 void fg_cuda_register_linear_ops(fg_backend *b);      // linear_* (cuBLAS)
 void fg_cuda_register_conv_ops(fg_backend *b);        // conv2d_* (cuDNN)
 void fg_cuda_register_norm_ops(fg_backend *b);        // bn_*
-void fg_cuda_register_pool_ops(fg_backend *b);        // maxpool_*, avgpool_global_*
+void fg_cuda_register_pool_ops(fg_backend *b);        // maxpool_*, avgpool_global_*, upsample2x_bilinear_*
 void fg_cuda_register_loss_ops(fg_backend *b);        // softmax_xent, kl_div, mse
 void fg_cuda_register_hsic_ops(fg_backend *b);        // nhsic_workspace, nhsic
 void fg_cuda_register_linalg_ops(fg_backend *b);      // svd_workspace, svd (cuSOLVER)

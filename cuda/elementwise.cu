@@ -1,5 +1,5 @@
 // CUDA ops: the elementwise family (relu forward and backward, add, axpy, scale, copy, fill,
-// inverted dropout forward and backward) over flat f32 buffers; shapes were checked by the entry
+// inverted dropout forward and backward, sigmoid forward and backward, the product) over flat f32 buffers; shapes were checked by the entry
 // points (engine/backend/ops_math.c), so only element counts matter here.
 //
 // Every kernel is a grid-stride loop over n elements with 64-bit indices, FG_CUDA_THREADS threads
@@ -69,6 +69,36 @@ static __global__ void dropout_accumulate_kernel(const float *in, float *out, in
                                                  uint64_t key) {
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
     out[i] = fg_math_dropout_acc(in[i], out[i], p, keep_scale, key, i);
+}
+
+// x, y [n]; y may be x.
+static __global__ void sigmoid_forward_kernel(const float *x, float *y, int64_t n) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    y[i] = fg_math_sigmoid(x[i]);
+}
+
+// y, dy, dx [n]; dx may be dy.
+static __global__ void sigmoid_backward_assign_kernel(const float *y, const float *dy, float *dx, int64_t n) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    dx[i] = fg_math_sigmoid_grad(y[i], dy[i]);
+}
+
+// y, dy, dx [n].
+static __global__ void sigmoid_backward_accumulate_kernel(const float *y, const float *dy, float *dx, int64_t n) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    dx[i] = fg_math_sigmoid_grad_acc(y[i], dy[i], dx[i]);
+}
+
+// x1, x2, y [n]; y may be x1 or x2.
+static __global__ void mul_assign_kernel(const float *x1, const float *x2, float *y, int64_t n) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    y[i] = fg_math_mul(x1[i], x2[i]);
+}
+
+// x1, x2, y [n]: y += x1 x2.
+static __global__ void mul_accumulate_kernel(const float *x1, const float *x2, float *y, int64_t n) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    y[i] = fg_math_mul_acc(x1[i], x2[i], y[i]);
 }
 
 // ------------------------------------------------------------------------------------------- //
@@ -192,6 +222,48 @@ static fg_status cuda_dropout_backward(fg_backend *b, const fg_tensor *dy, fg_te
   return dropout_apply(fg_cuda_ctx_of(b), f32(dy), f32(dx), fg_tensor_numel(dy), p, key, accumulate);
 }
 
+// y = 1 / (1 + exp(-x)); one element count; in-place allowed.
+static fg_status cuda_sigmoid_forward(fg_backend *b, const fg_tensor *x, fg_tensor *y) {
+  fg_cuda_ctx *c = fg_cuda_ctx_of(b);
+  const int64_t n = fg_tensor_numel(x);
+  if (n == 0) return FG_OK;
+  sigmoid_forward_kernel<<<blocks_for(n), FG_CUDA_THREADS, 0, c->stream>>>(f32(x), f32(y), n);
+  FG_CUDA_LAUNCHED(c, "sigmoid_forward_kernel");
+  return FG_OK;
+}
+
+// dx (=|+=) dy * (y (1 - y)); y (the forward output), dy, dx with one element count; dx == dy
+// allowed when !accumulate.
+static fg_status cuda_sigmoid_backward(fg_backend *b, const fg_tensor *y, const fg_tensor *dy, fg_tensor *dx,
+                                       int accumulate) {
+  fg_cuda_ctx *c = fg_cuda_ctx_of(b);
+  const int64_t n = fg_tensor_numel(y);
+  if (n == 0) return FG_OK;
+  if (accumulate) {
+    sigmoid_backward_accumulate_kernel<<<blocks_for(n), FG_CUDA_THREADS, 0, c->stream>>>(f32(y), f32(dy), f32(dx), n);
+    FG_CUDA_LAUNCHED(c, "sigmoid_backward_accumulate_kernel");
+  } else {
+    sigmoid_backward_assign_kernel<<<blocks_for(n), FG_CUDA_THREADS, 0, c->stream>>>(f32(y), f32(dy), f32(dx), n);
+    FG_CUDA_LAUNCHED(c, "sigmoid_backward_assign_kernel");
+  }
+  return FG_OK;
+}
+
+// y (=|+=) x1 x2; one element count; y may be x1 or x2 when !accumulate.
+static fg_status cuda_mul(fg_backend *b, const fg_tensor *x1, const fg_tensor *x2, fg_tensor *y, int accumulate) {
+  fg_cuda_ctx *c = fg_cuda_ctx_of(b);
+  const int64_t n = fg_tensor_numel(x1);
+  if (n == 0) return FG_OK;
+  if (accumulate) {
+    mul_accumulate_kernel<<<blocks_for(n), FG_CUDA_THREADS, 0, c->stream>>>(f32(x1), f32(x2), f32(y), n);
+    FG_CUDA_LAUNCHED(c, "mul_accumulate_kernel");
+  } else {
+    mul_assign_kernel<<<blocks_for(n), FG_CUDA_THREADS, 0, c->stream>>>(f32(x1), f32(x2), f32(y), n);
+    FG_CUDA_LAUNCHED(c, "mul_assign_kernel");
+  }
+  return FG_OK;
+}
+
 void fg_cuda_register_elementwise_ops(fg_backend *b) {
   b->relu_forward = cuda_relu_forward;
   b->relu_backward = cuda_relu_backward;
@@ -202,4 +274,7 @@ void fg_cuda_register_elementwise_ops(fg_backend *b) {
   b->fill = cuda_fill;
   b->dropout_forward = cuda_dropout_forward;
   b->dropout_backward = cuda_dropout_backward;
+  b->sigmoid_forward = cuda_sigmoid_forward;
+  b->sigmoid_backward = cuda_sigmoid_backward;
+  b->mul = cuda_mul;
 }

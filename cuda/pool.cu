@@ -1,5 +1,6 @@
-// CUDA ops: max pooling (forward with the u8 argmax, backward) and global average pooling
-// (forward, backward) with our own kernels (cuDNN's max-pool backward is non-deterministic and has
+// CUDA ops: max pooling (forward with the u8 argmax, backward), global average pooling
+// (forward, backward) and bilinear x2 upsampling (forward, backward; cuda/math/upsample.h, the
+// CPU's arithmetic too) with our own kernels (cuDNN's max-pool backward is non-deterministic and has
 // no u8 argmax). The arithmetic (one window, the windows covering an input element, one plane's
 // mean) is cuda/math/pool.h, the CPU backend's (cpu/pool.c); this file holds the indexing and the
 // launches only.
@@ -10,6 +11,7 @@
 // give the CPU backend's results bit for bit.
 #include "cuda/cuda_internal.h"
 #include "cuda/math/pool.h"
+#include "cuda/math/upsample.h"
 #include "cuda/reduce.cuh"
 
 // The geometry of a call: img is x or dx [N,C,H,W], pooled is y, dy or argmax [N,C,Ho,Wo]
@@ -189,9 +191,61 @@ static fg_status cuda_avgpool_global_backward(fg_backend *b, const fg_tensor *dy
   return FG_OK;
 }
 
+// ------------------------------------------------------------------------------------------- //
+// Bilinear x2 upsampling                                                                       //
+
+// One thread per output element. x [planes, h, w], y [planes, ho, wo].
+// Launch <<<fg_cuda_blocks(planes ho wo), T>>>.
+__global__ void upsample2x_forward_kernel(int64_t planes, int64_t h, int64_t w, int64_t ho, int64_t wo,
+                                          const float *x, float *y) {
+  const int64_t out_plane = ho * wo, total = planes * out_plane;
+  for (int64_t o = grid_start(); o < total; o += grid_stride()) {
+    const int64_t p = o / out_plane, r = o - p * out_plane;
+    const int64_t oy = r / wo, ox = r - oy * wo;
+    y[o] = fg_upsample2x_value(x + p * h * w, h, w, oy, ox);
+  }
+}
+
+// One thread per input element, gathering its outputs in a fixed order. dy [planes, ho, wo],
+// dx [planes, h, w]. Launch <<<fg_cuda_blocks(planes h w), T>>>.
+__global__ void upsample2x_backward_kernel(int64_t planes, int64_t h, int64_t w, int64_t ho, int64_t wo,
+                                           const float *dy, float *dx, int accumulate) {
+  const int64_t in_plane = h * w, total = planes * in_plane;
+  for (int64_t i = grid_start(); i < total; i += grid_stride()) {
+    const int64_t p = i / in_plane, r = i - p * in_plane;
+    const int64_t iy = r / w, ix = r - iy * w;
+    const float v = fg_upsample2x_grad(dy + p * ho * wo, h, w, ho, wo, iy, ix);
+    dx[i] = accumulate ? dx[i] + v : v;
+  }
+}
+
+// x [N,C,H,W] -> y [N,C,Ho,Wo] (Ho in {2H - 1, 2H}, Wo in {2W - 1, 2W}: the entry point).
+static fg_status cuda_upsample2x_bilinear_forward(fg_backend *b, const fg_tensor *x, fg_tensor *y) {
+  fg_cuda_ctx *c = fg_cuda_ctx_of(b);
+  const int64_t planes = planes_of(x), h = x->shape[2], w = x->shape[3], ho = y->shape[2], wo = y->shape[3];
+  if (planes == 0) return FG_OK;
+  upsample2x_forward_kernel<<<fg_cuda_blocks(planes * ho * wo, FG_CUDA_THREADS), FG_CUDA_THREADS, 0, c->stream>>>(
+      planes, h, w, ho, wo, (const float *)x->data, (float *)y->data);
+  FG_CUDA_LAUNCHED(c, "upsample2x_forward_kernel");
+  return FG_OK;
+}
+
+// dy [N,C,Ho,Wo] -> dx [N,C,H,W] (=|+=).
+static fg_status cuda_upsample2x_bilinear_backward(fg_backend *b, const fg_tensor *dy, fg_tensor *dx, int accumulate) {
+  fg_cuda_ctx *c = fg_cuda_ctx_of(b);
+  const int64_t planes = planes_of(dx), h = dx->shape[2], w = dx->shape[3], ho = dy->shape[2], wo = dy->shape[3];
+  if (planes == 0) return FG_OK;
+  upsample2x_backward_kernel<<<fg_cuda_blocks(planes * h * w, FG_CUDA_THREADS), FG_CUDA_THREADS, 0, c->stream>>>(
+      planes, h, w, ho, wo, (const float *)dy->data, (float *)dx->data, accumulate);
+  FG_CUDA_LAUNCHED(c, "upsample2x_backward_kernel");
+  return FG_OK;
+}
+
 void fg_cuda_register_pool_ops(fg_backend *b) {
   b->maxpool_forward = cuda_maxpool_forward;
   b->maxpool_backward = cuda_maxpool_backward;
   b->avgpool_global_forward = cuda_avgpool_global_forward;
   b->avgpool_global_backward = cuda_avgpool_global_backward;
+  b->upsample2x_bilinear_forward = cuda_upsample2x_bilinear_forward;
+  b->upsample2x_bilinear_backward = cuda_upsample2x_bilinear_backward;
 }

@@ -19,7 +19,7 @@
  * -g_k - α θ^t (client_prox); the g_k update is computed from what the participant sent back.
  *
  * The exits are the models' own: global pool + linear for cnn (models.md); on the resnets DepthFL's
- * bottleneck classifiers (FG_EXIT_HEAD_DEPTHFL, engine/nn/models.h; without the attention gate). */
+ * classifiers (attention gate, bottleneck, linear: FG_EXIT_HEAD_DEPTHFL, engine/nn/models.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -79,7 +79,7 @@ static void uf_union(int *root, int a, int b) {
 }
 
 /* Channel classes: conv (dense), linear, flatten and the input start a class; depthwise convs
- * and every pass-through node join their input's; an add joins its two inputs' classes. */
+ * and every pass-through node join their input's; an add or a product joins its two inputs' classes. */
 static void build_channel_classes(plan_build *b) {
   int *src = malloc((size_t)b->n_nodes * sizeof *src);
   for (int i = 0; i < b->n_nodes; i++) b->root[i] = i;
@@ -92,6 +92,7 @@ static void build_channel_classes(plan_build *b) {
       case FG_NODE_FLATTEN: src[i] = i; break;
       case FG_NODE_CONV: src[i] = n->conv.groups > 1 ? src[n->in[0]] : i; break;
       case FG_NODE_ADD:
+      case FG_NODE_MUL:
         uf_union(b->root, src[n->in[0]], src[n->in[1]]);
         src[i] = src[n->in[0]];
         break;
@@ -341,13 +342,16 @@ static fg_status plan_node(plan_build *b, int i) {
     case FG_NODE_CONV: return plan_conv(b, i);
     case FG_NODE_LINEAR: return plan_linear(b, i);
     case FG_NODE_BN: return plan_bn(b, i);
-    case FG_NODE_ADD: return plan_add(b, i);
+    case FG_NODE_ADD:
+    case FG_NODE_MUL: return plan_add(b, i);
     case FG_NODE_FLATTEN: return plan_flatten(b, i);
     case FG_NODE_RELU:
     case FG_NODE_MAXPOOL:
     case FG_NODE_AVGPOOL:
     case FG_NODE_DROPOUT:
-    case FG_NODE_SCALE: b->list[i] = b->list[n->in[0]]; return FG_OK;
+    case FG_NODE_SCALE:
+    case FG_NODE_SIGMOID:
+    case FG_NODE_UPSAMPLE2X: b->list[i] = b->list[n->in[0]]; return FG_OK;
     case FG_NODE_KINDS: break;
   }
   return FG_FAIL(FG_ERR_UNSUPPORTED, "sub-model node '%s' has kind %d, which index plans do not know", n->name,

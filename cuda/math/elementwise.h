@@ -1,7 +1,13 @@
 /* The per-element arithmetic of the CUDA backend's elementwise family (cuda/elementwise.cu):
- * ReLU and its gradient, add, axpy, scale and inverted dropout, written once as FG_HOST_DEVICE
+ * ReLU and its gradient, add, axpy, scale, inverted dropout, the sigmoid and its gradient and the
+ * product (whose gradient is the product again), written once as FG_HOST_DEVICE
  * functions in the common subset of C11 and C++14, so that the kernels and the host tests
  * (tests/cpu/test_cuda_math_elementwise.c) compile the same code.
+ *
+ * The sigmoid and the product are also the CPU backend's code (cpu/elementwise.c includes this
+ * header for them). The sigmoid calls expf, which the GPU's libdevice and the host's libm may
+ * round differently (within 2 ulp): it is in the op suite's tolerance class; its gradient and the
+ * product are single roundings, in the bitwise class.
  *
  * Each function is the CPU backend's expression (cpu/elementwise.c), with the same operations in
  * the same order and precision: a kernel built with --fmad=false (cuda/CMakeLists.txt) computes
@@ -15,6 +21,7 @@
 #ifndef FG_CUDA_MATH_ELEMENTWISE_H
 #define FG_CUDA_MATH_ELEMENTWISE_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include "engine/base/host_device.h"
@@ -74,5 +81,28 @@ FG_HOST_DEVICE static inline float fg_math_dropout_acc(float in, float out, floa
                                                        float keep_scale, uint64_t key, int64_t i) {
   return out + fg_math_dropout(in, p, keep_scale, key, i);
 }
+
+/* ----------------------------------------------------------------------------------------- */
+/* Sigmoid and product                                                                        */
+
+/* 1 / (1 + exp(-x)): expf(-x) overflows to inf below x = -88.7, giving 0; for x above 17 the sum
+ * rounds to 1, giving 1. NaN stays NaN. */
+FG_HOST_DEVICE static inline float fg_math_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* The gradient from the forward output y: dy (y (1 - y)), each product rounded. */
+FG_HOST_DEVICE static inline float fg_math_sigmoid_grad(float y, float dy) {
+  return dy * (y * (1.0f - y));
+}
+
+/* The accumulating form: dx + the gradient above. */
+FG_HOST_DEVICE static inline float fg_math_sigmoid_grad_acc(float y, float dy, float dx) {
+  return dx + fg_math_sigmoid_grad(y, dy);
+}
+
+/* x1 x2. */
+FG_HOST_DEVICE static inline float fg_math_mul(float x1, float x2) { return x1 * x2; }
+
+/* y + x1 x2: the product rounded, then the sum (no fused multiply-add). */
+FG_HOST_DEVICE static inline float fg_math_mul_acc(float x1, float x2, float y) { return y + x1 * x2; }
 
 #endif

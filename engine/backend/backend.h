@@ -128,10 +128,15 @@ typedef enum fg_op {
   FG_OP_FILL,
   FG_OP_DROPOUT_FORWARD,
   FG_OP_DROPOUT_BACKWARD,
+  FG_OP_SIGMOID_FORWARD,
+  FG_OP_SIGMOID_BACKWARD,
+  FG_OP_MUL,
   FG_OP_MAXPOOL_FORWARD,
   FG_OP_MAXPOOL_BACKWARD,
   FG_OP_AVGPOOL_GLOBAL_FORWARD,
   FG_OP_AVGPOOL_GLOBAL_BACKWARD,
+  FG_OP_UPSAMPLE2X_BILINEAR_FORWARD,
+  FG_OP_UPSAMPLE2X_BILINEAR_BACKWARD,
   FG_OP_SOFTMAX_XENT,
   FG_OP_KL_DIV,
   FG_OP_MSE,
@@ -252,6 +257,15 @@ struct fg_backend {
                                uint64_t key);
   fg_status (*dropout_backward)(fg_backend *b, const fg_tensor *dy, fg_tensor *dx, float p,
                                 uint64_t key, int accumulate);
+  /* Logistic sigmoid y = 1 / (1 + exp(-x)) (0 for x below about -88, 1 above about 17). */
+  fg_status (*sigmoid_forward)(fg_backend *b, const fg_tensor *x, fg_tensor *y); /* in-place ok */
+  /* dx (=|+=) dy * (y (1 - y)), from the forward output y. dx == dy allowed when !accumulate. */
+  fg_status (*sigmoid_backward)(fg_backend *b, const fg_tensor *y, const fg_tensor *dy,
+                                fg_tensor *dx, int accumulate);
+  /* y (=|+=) x1 * x2. Also the product's backward, once per input: dx1 (=|+=) dy * x2 and
+   * dx2 (=|+=) dy * x1. y may be x1 or x2 when !accumulate. */
+  fg_status (*mul)(fg_backend *b, const fg_tensor *x1, const fg_tensor *x2, fg_tensor *y,
+                   int accumulate);
 
   /* Pooling. Max pool: x [N,C,H,W], y [N,C,Ho,Wo], argmax u8 [N,C,Ho,Wo] (position in the
    * window, row-major; ties go to the first) or NULL; padding never wins. */
@@ -265,6 +279,18 @@ struct fg_backend {
   fg_status (*avgpool_global_forward)(fg_backend *b, const fg_tensor *x, fg_tensor *y);
   fg_status (*avgpool_global_backward)(fg_backend *b, const fg_tensor *dy, fg_tensor *dx,
                                        int accumulate);
+  /* Bilinear upsampling by 2 with align_corners false (PyTorch's nn.Upsample(scale_factor=2,
+   * mode='bilinear')): x [N,C,H,W] -> y [N,C,Ho,Wo], Ho in {2H - 1, 2H}, Wo in {2W - 1, 2W} (an
+   * odd extent drops the 2H map's last row or column: a crop, the coordinates being those of
+   * scale 2 whatever the output extent). Along each axis of input extent H, output o
+   * reads s = max(0, (o + 0.5) / 2 - 0.5), i0 = floor(s), i1 = min(i0 + 1, H - 1), with weights
+   * 1 - (s - i0) and s - i0 (0, 0.25 or 0.75: exact); y = wy0 (wx0 x[i0,j0] + wx1 x[i0,j1]) +
+   * wy1 (wx0 x[i1,j0] + wx1 x[i1,j1]) in that order (cuda/math/upsample.h). */
+  fg_status (*upsample2x_bilinear_forward)(fg_backend *b, const fg_tensor *x, fg_tensor *y);
+  /* Its transpose: dy [N,C,Ho,Wo] -> dx [N,C,H,W] (=|+=), each dx element gathered from the
+   * (at most 4 x 4) outputs that read it in a fixed order (deterministic, no atomics). */
+  fg_status (*upsample2x_bilinear_backward)(fg_backend *b, const fg_tensor *dy, fg_tensor *dx,
+                                            int accumulate);
 
   /* Losses; the scalar comes back on the host. logits [N,K], labels i32 [N] in [0,K).
    * class_mask f32 [K] of 0/1 or NULL: masked logits are replaced by 0 (PyTorch's

@@ -69,6 +69,14 @@ fg_status fg_fill(fg_tensor *y, float value);
 fg_status fg_dropout_forward(const fg_tensor *x, fg_tensor *y, float p, uint64_t key);
 fg_status fg_dropout_backward(const fg_tensor *dy, fg_tensor *dx, float p, uint64_t key,
                               int accumulate);
+/* y = sigmoid(x); in-place (x == y) allowed. */
+fg_status fg_sigmoid_forward(const fg_tensor *x, fg_tensor *y);
+/* y: the forward output; dx (=|+=) dy * y (1 - y); dx == dy allowed when !accumulate. */
+fg_status fg_sigmoid_backward(const fg_tensor *y, const fg_tensor *dy, fg_tensor *dx,
+                              int accumulate);
+/* y (=|+=) x1 * x2; the gradient of a product to x1 is fg_mul(dy, x2, dx1, accumulate) (and to
+ * x2 likewise). y may be x1 or x2 when !accumulate. */
+fg_status fg_mul(const fg_tensor *x1, const fg_tensor *x2, fg_tensor *y, int accumulate);
 
 /* x [N,C,H,W], y [N,C,Ho,Wo], argmax u8 [N,C,Ho,Wo] | NULL; kernel*kernel <= 256. */
 fg_status fg_maxpool_forward(const fg_pool_desc *d, const fg_tensor *x, fg_tensor *y,
@@ -80,6 +88,11 @@ fg_status fg_maxpool_backward(const fg_pool_desc *d, const fg_tensor *dy, const 
 fg_status fg_avgpool_global_forward(const fg_tensor *x, fg_tensor *y);
 /* dy [N,C] -> dx [N,C,H,W]. */
 fg_status fg_avgpool_global_backward(const fg_tensor *dy, fg_tensor *dx, int accumulate);
+/* Bilinear x2 upsampling (align_corners false; backend.h): x [N,C,H,W] -> y [N,C,Ho,Wo],
+ * H, W >= 1, Ho in {2H - 1, 2H}, Wo in {2W - 1, 2W} (an odd extent crops the last row/column). */
+fg_status fg_upsample2x_bilinear_forward(const fg_tensor *x, fg_tensor *y);
+/* dy [N,C,Ho,Wo] -> dx [N,C,H,W] (=|+=), extents as above. */
+fg_status fg_upsample2x_bilinear_backward(const fg_tensor *dy, fg_tensor *dx, int accumulate);
 
 /* logits [N,K], labels i32 [N], class_mask f32 [K] | NULL, dlogits [N,K] | NULL; loss and correct
  * on the host. */

@@ -184,7 +184,7 @@ typedef struct elementwise_call {
   float alpha;    /* axpy, scale: finite */
   float p;        /* dropout: 0 <= p < 1 */
   uint64_t key;   /* dropout */
-  int accumulate; /* relu_backward, dropout_backward */
+  int accumulate; /* relu_backward, dropout_backward, sigmoid_backward, mul */
 } elementwise_call;
 
 static fg_status elementwise(const elementwise_call *c) {
@@ -209,6 +209,9 @@ static fg_status elementwise(const elementwise_call *c) {
     case FG_OP_FILL: return b->fill(b, c->out, c->alpha);
     case FG_OP_DROPOUT_FORWARD: return b->dropout_forward(b, x, c->out, c->p, c->key);
     case FG_OP_DROPOUT_BACKWARD: return b->dropout_backward(b, x, c->out, c->p, c->key, c->accumulate);
+    case FG_OP_SIGMOID_FORWARD: return b->sigmoid_forward(b, x, c->out);
+    case FG_OP_SIGMOID_BACKWARD: return b->sigmoid_backward(b, x, c->in[1], c->out, c->accumulate);
+    case FG_OP_MUL: return b->mul(b, x, c->in[1], c->out, c->accumulate);
     default: break;
   }
   return FG_FAIL(FG_ERR_INTERNAL, "%s is not an elementwise op", op);
@@ -265,6 +268,25 @@ fg_status fg_dropout_backward(const fg_tensor *dy, fg_tensor *dx, float p, uint6
                                          .p = p,
                                          .key = key,
                                          .accumulate = accumulate});
+}
+
+fg_status fg_sigmoid_forward(const fg_tensor *x, fg_tensor *y) {
+  return elementwise(
+      &(elementwise_call){.op = FG_OP_SIGMOID_FORWARD, .names = {"x", "y"}, .in = {x}, .n_in = 1, .out = y});
+}
+
+fg_status fg_sigmoid_backward(const fg_tensor *y, const fg_tensor *dy, fg_tensor *dx, int accumulate) {
+  return elementwise(&(elementwise_call){.op = FG_OP_SIGMOID_BACKWARD,
+                                         .names = {"y", "dy", "dx"},
+                                         .in = {y, dy},
+                                         .n_in = 2,
+                                         .out = dx,
+                                         .accumulate = accumulate});
+}
+
+fg_status fg_mul(const fg_tensor *x1, const fg_tensor *x2, fg_tensor *y, int accumulate) {
+  return elementwise(&(elementwise_call){
+      .op = FG_OP_MUL, .names = {"x1", "x2", "y"}, .in = {x1, x2}, .n_in = 2, .out = y, .accumulate = accumulate});
 }
 
 /* ----------------------------------------------------------------------------------------- */

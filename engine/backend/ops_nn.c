@@ -383,3 +383,40 @@ fg_status fg_avgpool_global_backward(const fg_tensor *dy, fg_tensor *dx, int acc
   FG_TRY(fg_op_prepare_op(FG_OP_AVGPOOL_GLOBAL_BACKWARD, (const fg_tensor *[]){dy, dx}, 2, &b));
   return b->avgpool_global_backward(b, dy, dx, accumulate);
 }
+
+/* Checks the input-shaped `img` [N,C,H,W] (H, W >= 1) and the upsampled `up` [N,C,Ho,Wo] with
+ * Ho in {2H - 1, 2H} and Wo in {2W - 1, 2W}. */
+static fg_status check_upsample2x(const char *op, const char *img_name, const fg_tensor *img,
+                                  const char *up_name, const fg_tensor *up) {
+  char a[64], b[64];
+  FG_TRY(check_rank(op, img_name, img, FG_F32, 4));
+  if (img->shape[2] == 0 || img->shape[3] == 0)
+    return FG_FAIL(FG_ERR_SHAPE, "%s: %s has shape %s with an empty spatial extent", op, img_name,
+                   fg_shape_str(img, a, sizeof a));
+  FG_TRY(check_rank(op, up_name, up, FG_F32, 4));
+  FG_TRY(fg_check_extent(op, up_name, up, 0, img->shape[0]));
+  FG_TRY(fg_check_extent(op, up_name, up, 1, img->shape[1]));
+  for (int d = 2; d < 4; d++)
+    if (up->shape[d] != 2 * img->shape[d] && up->shape[d] != 2 * img->shape[d] - 1)
+      return FG_FAIL(FG_ERR_SHAPE, "%s: %s has shape %s, expected spatial extents %lld or %lld by %lld or %lld for %s %s",
+                     op, up_name, fg_shape_str(up, a, sizeof a), (long long)(2 * img->shape[2] - 1),
+                     (long long)(2 * img->shape[2]), (long long)(2 * img->shape[3] - 1), (long long)(2 * img->shape[3]),
+                     img_name, fg_shape_str(img, b, sizeof b));
+  return FG_OK;
+}
+
+fg_status fg_upsample2x_bilinear_forward(const fg_tensor *x, fg_tensor *y) {
+  const char *op = fg_op_name(FG_OP_UPSAMPLE2X_BILINEAR_FORWARD);
+  FG_TRY(check_upsample2x(op, "x", x, "y", y));
+  fg_backend *b;
+  FG_TRY(fg_op_prepare_op(FG_OP_UPSAMPLE2X_BILINEAR_FORWARD, (const fg_tensor *[]){x, y}, 2, &b));
+  return b->upsample2x_bilinear_forward(b, x, y);
+}
+
+fg_status fg_upsample2x_bilinear_backward(const fg_tensor *dy, fg_tensor *dx, int accumulate) {
+  const char *op = fg_op_name(FG_OP_UPSAMPLE2X_BILINEAR_BACKWARD);
+  FG_TRY(check_upsample2x(op, "dx", dx, "dy", dy));
+  fg_backend *b;
+  FG_TRY(fg_op_prepare_op(FG_OP_UPSAMPLE2X_BILINEAR_BACKWARD, (const fg_tensor *[]){dy, dx}, 2, &b));
+  return b->upsample2x_bilinear_backward(b, dy, dx, accumulate);
+}

@@ -288,15 +288,46 @@ int fg_graph_linear(fg_graph *g, int in, int64_t out_f, int bias, const char *na
   return g->status == FG_OK ? id : -1;
 }
 
-int fg_graph_add(fg_graph *g, int a, int b, const char *name) {
+/* A node of `kind` ("add", "mul") combining two nodes of equal shape elementwise. */
+static int binary_node(fg_graph *g, fg_node_kind kind, const char *what, int a, int b, const char *name) {
   if (g->status != FG_OK) return -1;
   if (a < 0 || b < 0 || a >= g->n_nodes || b >= g->n_nodes)
-    return fail(g, FG_FAIL(FG_ERR_INVALID, "graph: add '%s' reads a missing node", name));
+    return fail(g, FG_FAIL(FG_ERR_INVALID, "graph: %s '%s' reads a missing node", what, name));
   const fg_node *x = input_of(g, a), *y = input_of(g, b);
   if (x->ndim != y->ndim || memcmp(x->shape, y->shape, sizeof x->shape) != 0)
-    return fail(g, FG_FAIL(FG_ERR_SHAPE, "graph: add '%s': '%s' and '%s' differ in shape", name,
+    return fail(g, FG_FAIL(FG_ERR_SHAPE, "graph: %s '%s': '%s' and '%s' differ in shape", what, name,
                            x->name, y->name));
-  return same_shape_node(g, FG_NODE_ADD, a, b, name);
+  return same_shape_node(g, kind, a, b, name);
+}
+
+int fg_graph_add(fg_graph *g, int a, int b, const char *name) {
+  return binary_node(g, FG_NODE_ADD, "add", a, b, name);
+}
+
+int fg_graph_mul(fg_graph *g, int a, int b, const char *name) {
+  return binary_node(g, FG_NODE_MUL, "mul", a, b, name);
+}
+
+int fg_graph_sigmoid(fg_graph *g, int in, const char *name) {
+  return same_shape_node(g, FG_NODE_SIGMOID, in, -1, name);
+}
+
+int fg_graph_upsample2x_bilinear(fg_graph *g, int in, int64_t h, int64_t w, const char *name) {
+  if (!need_image(g, in, name)) return -1;
+  const fg_node *x = input_of(g, in);
+  int64_t c = x->shape[0], xh = x->shape[1], xw = x->shape[2];
+  if ((h != 2 * xh && h != 2 * xh - 1) || (w != 2 * xw && w != 2 * xw - 1))
+    return fail(g, FG_FAIL(FG_ERR_SHAPE, "graph: upsample '%s' of a %lldx%lld map to %lldx%lld, expected %lld or %lld "
+                           "by %lld or %lld", name, (long long)xh, (long long)xw, (long long)h, (long long)w,
+                           (long long)(2 * xh - 1), (long long)(2 * xh), (long long)(2 * xw - 1), (long long)(2 * xw)));
+  int id = add_node(g, FG_NODE_UPSAMPLE2X, in, -1, name);
+  if (id < 0) return -1;
+  fg_node *n = &g->nodes[id];
+  n->ndim = 3;
+  n->shape[0] = c;
+  n->shape[1] = h;
+  n->shape[2] = w;
+  return id;
 }
 
 int fg_graph_dropout(fg_graph *g, int in, float p, const char *name) {

@@ -30,6 +30,10 @@ typedef enum fg_node_kind {
   FG_NODE_ADD,       /* residual sum of two equal shapes */
   FG_NODE_DROPOUT,
   FG_NODE_SCALE,     /* y = alpha x (HeteroFL / ScaleFL "Scaler") */
+  FG_NODE_SIGMOID,   /* y = 1 / (1 + exp(-x)); keeps its output for backward */
+  FG_NODE_MUL,       /* elementwise product of two equal shapes; keeps both inputs for backward */
+  FG_NODE_UPSAMPLE2X, /* bilinear x2 upsampling (align_corners false) C,H,W -> C,Ho,Wo with
+                         Ho in {2H-1, 2H}, Wo in {2W-1, 2W} (a crop); keeps nothing for backward */
   FG_NODE_KINDS
 } fg_node_kind;
 
@@ -113,6 +117,12 @@ int fg_graph_linear(fg_graph *g, int in, int64_t out_f, int bias, const char *na
 int fg_graph_add(fg_graph *g, int a, int b, const char *name);
 int fg_graph_dropout(fg_graph *g, int in, float p, const char *name);
 int fg_graph_scale(fg_graph *g, int in, float alpha, int train_only, const char *name);
+int fg_graph_sigmoid(fg_graph *g, int in, const char *name);
+/* a, b: nodes of equal shape. */
+int fg_graph_mul(fg_graph *g, int a, int b, const char *name);
+/* in: a C x H x W node -> C x h x w, h in {2H - 1, 2H}, w in {2W - 1, 2W} (engine/backend/ops.h:
+ * the x2 map, cropped by a row or column to fit an odd target). */
+int fg_graph_upsample2x_bilinear(fg_graph *g, int in, int64_t h, int64_t w, const char *name);
 /* Marks a node (logits [N,K]) as a model output; outputs are numbered in marking order. */
 int fg_graph_mark_output(fg_graph *g, int node);
 /* Marks a node (any shape, read as [N, numel]) as a feature: a training-only representation a

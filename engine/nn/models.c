@@ -284,10 +284,34 @@ static int depthfl_sep_block(const build_ctx *b, int x, const char *prefix, int6
   return fg_graph_relu(g, x, name2(n, sizeof n, prefix, "relu2"));
 }
 
-/* DepthFL's exit j < 4 on block j's output x (FG_EXIT_HEAD_DEPTHFL, models.h): separable blocks down to
- * the last block's channels, global pool, linear; marked as an output. */
+/* DepthFL's attention gate on block j's output x [C,H,W] (FG_EXIT_HEAD_DEPTHFL, models.h), as the
+ * DepthFL reference builds it: a separable block C -> C (exit{j}.gate.sep), BN (.bn), ReLU (.relu),
+ * bilinear x2 upsampling (.up), sigmoid (.sigmoid), and the product with x (.mul). The reference
+ * leaves the separable block at its default stride 2 (its first depthwise conv), so the gate is
+ * computed at half resolution, ceil(H/2) x ceil(W/2), and the x2 upsampling (align_corners false,
+ * nn.Upsample's default) restores H x W. On an odd map (7x7 for 28x28 inputs, which the reference
+ * never meets) the 2 ceil(H/2) map is one row/column too large: we drop its last row/column (a crop;
+ * the x2 coordinates are kept) so that the product is defined. */
+static int depthfl_gate(const build_ctx *b, int x, int j, int64_t c) {
+  fg_graph *g = b->g;
+  if (x < 0 || fg_graph_status(g) != FG_OK) return -1;
+  const int64_t h = fg_graph_node(g, x)->shape[1], w = fg_graph_node(g, x)->shape[2];
+  char prefix[FG_NAME_CAP], n[FG_NAME_CAP];
+  snprintf(prefix, sizeof prefix, "exit%d.gate.sep", j);
+  int a = depthfl_sep_block(b, x, prefix, c, c);
+  snprintf(prefix, sizeof prefix, "exit%d.gate", j);
+  a = fg_graph_bn(g, a, name2(n, sizeof n, prefix, "bn"));
+  a = fg_graph_relu(g, a, name2(n, sizeof n, prefix, "relu"));
+  a = fg_graph_upsample2x_bilinear(g, a, h, w, name2(n, sizeof n, prefix, "up"));
+  a = fg_graph_sigmoid(g, a, name2(n, sizeof n, prefix, "sigmoid"));
+  return fg_graph_mul(g, a, x, name2(n, sizeof n, prefix, "mul"));
+}
+
+/* DepthFL's exit j < 4 on block j's output x (FG_EXIT_HEAD_DEPTHFL, models.h): the attention gate,
+ * separable blocks down to the last block's channels, global pool, linear; marked as an output. */
 static int depthfl_exit(const build_ctx *b, const stage_geom *geo, int x, int j) {
   char prefix[FG_NAME_CAP], n[FG_NAME_CAP];
+  x = depthfl_gate(b, x, j, geo->channels[j]);
   for (int k = j; k < geo->blocks; k++) {
     snprintf(prefix, sizeof prefix, "exit%d.sep%d", j, k - j + 1);
     x = depthfl_sep_block(b, x, prefix, geo->channels[k], geo->channels[k + 1]);

@@ -26,14 +26,19 @@ typedef enum fg_exit_head {
                              3 x (conv3x3 C->C stride 1 pad 1 no bias, Scaler, BN, ReLU), global
                              average pool, linear C->K with bias: 3 (9 C^2 + 2 C) + C K + K
                              parameters, named scalefl.exit{j}.conv{i}, .bn{i}, .fc (i = 1..3) */
-  FG_EXIT_HEAD_DEPTHFL,   /* DepthFL's bottleneck classifier, resnets only (baselines.md A.4; ours
-                             without its attention gate): after block j, 4 - j depthwise-separable
+  FG_EXIT_HEAD_DEPTHFL,   /* DepthFL's classifier, resnets only (baselines.md A.4): after block j
+                             (C_j channels, H x W), the attention gate exit{j}.gate: a separable
+                             block C_j -> C_j (exit{j}.gate.sep, as below), BN (.bn), ReLU,
+                             bilinear x2 upsampling back to H x W (.up; align_corners false, the
+                             last row/column dropped on an odd map), sigmoid, times block j's
+                             output (.mul); then the bottleneck: 4 - j depthwise-separable
                              blocks exit{j}.sep{s} (s = 1..4-j), block s taking block j+s-1's
                              channels C to block j+s's C' with stride 2: dw 3x3 stride 2 (dw1), 1x1
                              C->C (pw1), BN (bn1), ReLU, dw 3x3 stride 1 (dw2), 1x1 C->C' (pw2), BN
                              (bn2), ReLU, all convs bias-free; then global average pool
                              (exit{j}.pool) and linear C_4 -> classes with bias (exit{j}.fc).
-                             Parameters of block s: 20 C + C^2 + C C' + 2 C'. */
+                             Parameters of block s: 20 C + C^2 + C C' + 2 C'; of the gate:
+                             24 C_j + 2 C_j^2. */
 } fg_exit_head;
 
 typedef struct fg_model_spec {

@@ -326,8 +326,13 @@ static void emit_backward(builder *b, int i) {
       in->aux[0] = b->aux[2 * i];
       in->aux[1] = b->aux[2 * i + 1];
       break;
-    case FG_NODE_RELU: in->self_out = b->value[i]; break;
+    case FG_NODE_RELU:
+    case FG_NODE_SIGMOID: in->self_out = b->value[i]; break;
     case FG_NODE_MAXPOOL: in->aux[0] = b->aux[2 * i]; break;
+    case FG_NODE_MUL: /* the gradient to one factor reads the other */
+      if (b->rg[n->in[0]]) in->in[1] = b->value[n->in[1]];
+      if (b->rg[n->in[1]]) in->in[0] = b->value[n->in[0]];
+      break;
     default: break;
   }
   for (int k = 0; k < n->n_in; k++)
@@ -454,13 +459,16 @@ static int inplace_pairs(const fg_graph *g, const fg_instr *in, inplace_pair pai
   if (in->kind != FG_I_FORWARD && in->kind != FG_I_RECOMPUTE && in->kind != FG_I_BACKWARD) return 0;
   if (in->node < 0) return 0;
   fg_node_kind kind = fg_graph_node(g, in->node)->kind;
-  int elementwise = kind == FG_NODE_RELU || kind == FG_NODE_DROPOUT || kind == FG_NODE_SCALE;
+  int elementwise = kind == FG_NODE_RELU || kind == FG_NODE_DROPOUT || kind == FG_NODE_SCALE ||
+                    kind == FG_NODE_SIGMOID;
+  int binary = kind == FG_NODE_ADD || kind == FG_NODE_MUL;
   int n = 0;
   if (in->kind != FG_I_BACKWARD) {
-    if (elementwise || kind == FG_NODE_ADD) pairs[n++] = (inplace_pair){in->in[0], in->out};
-    if (kind == FG_NODE_ADD) pairs[n++] = (inplace_pair){in->in[1], in->out};
+    if (elementwise || binary) pairs[n++] = (inplace_pair){in->in[0], in->out};
+    if (binary) pairs[n++] = (inplace_pair){in->in[1], in->out};
     return n;
   }
+  /* A product's two gradients both read dy: neither is written in place. */
   int outs = elementwise ? 1 : kind == FG_NODE_ADD ? 2 : 0;
   for (int k = 0; k < outs; k++)
     if (in->din[k] > 0 && !in->din_acc[k]) pairs[n++] = (inplace_pair){in->dout, in->din[k]};

@@ -53,6 +53,9 @@ static fg_status forward_ops(const support_ctx *c, const fg_instr *in) {
     case FG_NODE_ADD: return ask_op(c, FG_OP_ADD);
     case FG_NODE_DROPOUT: return ask_op(c, FG_OP_DROPOUT_FORWARD);
     case FG_NODE_SCALE: return ask_op(c, FG_OP_SCALE);
+    case FG_NODE_SIGMOID: return ask_op(c, FG_OP_SIGMOID_FORWARD);
+    case FG_NODE_MUL: return ask_op(c, FG_OP_MUL);
+    case FG_NODE_UPSAMPLE2X: return ask_op(c, FG_OP_UPSAMPLE2X_BILINEAR_FORWARD);
     default: return FG_OK;
   }
 }
@@ -77,6 +80,9 @@ static fg_status backward_ops(const support_ctx *c, const fg_instr *in) {
     case FG_NODE_MAXPOOL: return ask_op(c, FG_OP_MAXPOOL_BACKWARD);
     case FG_NODE_AVGPOOL: return ask_op(c, FG_OP_AVGPOOL_GLOBAL_BACKWARD);
     case FG_NODE_DROPOUT: return ask_op(c, FG_OP_DROPOUT_BACKWARD);
+    case FG_NODE_SIGMOID: return ask_op(c, FG_OP_SIGMOID_BACKWARD);
+    case FG_NODE_MUL: return ask_op(c, FG_OP_MUL);
+    case FG_NODE_UPSAMPLE2X: return ask_op(c, FG_OP_UPSAMPLE2X_BILINEAR_BACKWARD);
     case FG_NODE_SCALE:
     case FG_NODE_ADD:
       FG_TRY(ask_op(c, FG_OP_AXPY));

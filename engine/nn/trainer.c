@@ -233,6 +233,12 @@ static fg_status run_forward(fg_trainer *t, const fg_instr *in) {
     }
     case FG_NODE_DROPOUT: return fg_dropout_forward(&x, &y, n->p, dropout_key(t, in->node));
     case FG_NODE_SCALE: return fg_scale(n->alpha, &x, &y);
+    case FG_NODE_SIGMOID: return fg_sigmoid_forward(&x, &y);
+    case FG_NODE_MUL: {
+      fg_tensor x2 = node_tensor(t, n->in[1], in->in[1], FG_F32);
+      return fg_mul(&x, &x2, &y, 0);
+    }
+    case FG_NODE_UPSAMPLE2X: return fg_upsample2x_bilinear_forward(&x, &y);
     default: break;
   }
   return FG_FAIL(FG_ERR_INTERNAL, "trainer: node '%s' has no forward instruction", n->name);
@@ -290,6 +296,19 @@ static fg_status run_backward(fg_trainer *t, const fg_instr *in) {
     case FG_NODE_AVGPOOL: return fg_avgpool_global_backward(&dy, &dx, acc);
     case FG_NODE_DROPOUT: return fg_dropout_backward(&dy, &dx, n->p, dropout_key(t, in->node), acc);
     case FG_NODE_SCALE: return acc ? fg_axpy(n->alpha, &dy, &dx) : fg_scale(n->alpha, &dy, &dx);
+    case FG_NODE_SIGMOID: {
+      fg_tensor y = node_tensor(t, in->node, in->self_out, FG_F32);
+      return dxp ? fg_sigmoid_backward(&y, &dy, dxp, acc) : FG_OK;
+    }
+    case FG_NODE_UPSAMPLE2X: return dxp ? fg_upsample2x_bilinear_backward(&dy, dxp, acc) : FG_OK;
+    case FG_NODE_MUL: /* d(x1 x2) = dy x2 to x1, dy x1 to x2 */
+      for (int k = 0; k < 2; k++) {
+        if (in->din[k] <= 0) continue;
+        fg_tensor g = node_tensor(t, n->in[k], in->din[k], FG_F32);
+        fg_tensor other = node_tensor(t, n->in[1 - k], in->in[1 - k], FG_F32);
+        FG_TRY(fg_mul(&dy, &other, &g, in->din_acc[k]));
+      }
+      return FG_OK;
     case FG_NODE_ADD:
       for (int k = 0; k < 2; k++) {
         if (in->din[k] <= 0) continue;

@@ -13,7 +13,8 @@
 #include "engine/nn/models.h"
 
 fg_graph *fgt_model_build(const fgt_model_case *m) {
-  fg_model_spec s = {.arch = m->arch, .width = m->width, .in_c = m->c, .in_h = m->h, .in_w = m->w, .classes = 10, .exits = m->exits, .depth = m->depth, .stage = m->stage};
+  fg_model_spec s = {.arch = m->arch, .width = m->width, .in_c = m->c, .in_h = m->h, .in_w = m->w, .classes = 10, .exits = m->exits, .depth = m->depth, .stage = m->stage,
+                   .exit_head = (fg_exit_head)m->exit_head};
   fg_graph *g = NULL;
   FGT_OK(fg_model_build(&s, &g));
   return g;

@@ -18,6 +18,7 @@ typedef struct fgt_model_case {
   int batch;
   int stage; /* NeuLite stage model, trained with CE - nHSIC(X; Z_X) - 0.5 nHSIC(Y; Z_Y) */
   int depth; /* blocks (0: all); with exits, the loss is the sum of every exit's cross-entropy */
+  int exit_head; /* an fg_exit_head (0: the model's own) */
 } fgt_model_case;
 
 /* The model (10 classes); fails the test when it cannot be built. */

@@ -336,3 +336,75 @@ Test(cuda_math_elementwise, dropout_keeps_one_minus_p) {
               (long long)kept, (long long)n);
   }
 }
+
+/* ----------------------------------------------------------------------------------------- */
+/* Sigmoid and product                                                                        */
+
+/* The sigmoid against the double reference (expf within a few ulp: 1e-6 relative on finite
+ * outputs), its saturations and NaN; the CPU backend runs the header's function too, so the op
+ * is checked to return it. */
+Test(cuda_math_elementwise, sigmoid_matches_reference_and_saturates) {
+  inputs *in = make_inputs(21);
+  static float got[N], cpu[N];
+  for (int i = 0; i < N; i++) got[i] = fg_math_sigmoid(4.0f * in->a[i]);
+  static float x4[N];
+  for (int i = 0; i < N; i++) x4[i] = 4.0f * in->a[i];
+  fg_tensor x = vec(x4, N), y = vec(cpu, N);
+  FGT_OK(fg_sigmoid_forward(&x, &y));
+  expect_same("sigmoid", got, cpu, N, x4, NULL);
+  double *xd = widen(x4, N), *yd = malloc(N * sizeof *yd);
+  fg_ref_sigmoid_forward(xd, N, yd);
+  expect_near_ref("sigmoid", got, yd, N, 1e-6);
+  cr_assert_eq(fg_math_sigmoid(0.0f), 0.5f);
+  cr_assert_eq(fg_math_sigmoid(-0.0f), 0.5f);
+  cr_assert_eq(fg_math_sigmoid(INFINITY), 1.0f);
+  cr_assert_eq(bits_of(fg_math_sigmoid(-INFINITY)), 0u, "sigmoid(-inf) is +0");
+  cr_assert_eq(bits_of(fg_math_sigmoid(-200.0f)), 0u, "exp(200) overflows: 1 / inf = +0");
+  cr_assert_eq(fg_math_sigmoid(200.0f), 1.0f);
+  cr_assert(isnan(fg_math_sigmoid(NAN)));
+  for (int i = 0; i < N; i++)
+    if (!isnan(got[i])) cr_assert(got[i] >= 0.0f && got[i] <= 1.0f, "sigmoid(%a) = %a", (double)x4[i], (double)got[i]);
+  free(xd), free(yd), free(in);
+}
+
+/* The gradient dy (y (1 - y)) is three roundings: against the double reference within 3 ulp
+ * on y in [0, 1]; 1/2 and the ends by hand; the accumulating form adds dx after. */
+Test(cuda_math_elementwise, sigmoid_gradient_matches_reference) {
+  inputs *in = make_inputs(22);
+  static float yv[N];
+  for (int i = 0; i < N; i++) yv[i] = fg_math_sigmoid(in->a[PAIRS + i % RANDOM] * 3.0f);
+  double *yd = widen(yv, N), *dyd = widen(in->b, N), *dxd = malloc(N * sizeof *dxd);
+  fg_ref_sigmoid_backward(yd, dyd, N, dxd);
+  for (int i = PAIRS; i < N; i++) {
+    const float g = fg_math_sigmoid_grad(yv[i], in->b[i]);
+    cr_assert(fabs((double)g - dxd[i]) <= 4e-7 * fabs(dxd[i]) + 1e-45, "sigmoid gradient at %d: %a vs %a", i,
+              (double)g, dxd[i]);
+    cr_assert_eq(bits_of(fg_math_sigmoid_grad_acc(yv[i], in->b[i], in->c[i])), bits_of(in->c[i] + g));
+  }
+  cr_assert_eq(fg_math_sigmoid_grad(0.5f, 1.0f), 0.25f);
+  cr_assert_eq(fg_math_sigmoid_grad(0.0f, 3.0f), 0.0f);
+  cr_assert_eq(fg_math_sigmoid_grad(1.0f, 3.0f), 0.0f);
+  free(yd), free(dyd), free(dxd), free(in);
+}
+
+/* A product of two floats is exact in double: the header's product is its rounding, and the
+ * accumulating form the float sum of that and y; both match the CPU op bit for bit. */
+Test(cuda_math_elementwise, mul_matches_cpu_and_reference) {
+  inputs *in = make_inputs(23);
+  static float got[N], cpu[N];
+  for (int i = 0; i < N; i++) got[i] = fg_math_mul(in->a[i], in->b[i]);
+  fg_tensor x1 = vec(in->a, N), x2 = vec(in->b, N), y = vec(cpu, N);
+  FGT_OK(fg_mul(&x1, &x2, &y, 0));
+  expect_same("mul", got, cpu, N, in->a, in->b);
+  double *ad = widen(in->a, N), *bd = widen(in->b, N), *yd = malloc(N * sizeof *yd);
+  fg_ref_mul(ad, bd, N, yd);
+  for (int i = 0; i < N; i++)
+    if (!isnan(yd[i])) cr_assert(same(got[i], (float)yd[i]), "mul at %d: %a vs %a", i, (double)got[i], yd[i]);
+  for (int i = 0; i < N; i++) got[i] = fg_math_mul_acc(in->a[i], in->b[i], in->c[i]);
+  memcpy(cpu, in->c, sizeof cpu);
+  FGT_OK(fg_mul(&x1, &x2, &y, 1));
+  expect_same("accumulated mul", got, cpu, N, in->a, in->b);
+  for (int i = PAIRS; i < N; i++)
+    cr_assert(got[i] == in->c[i] + (float)yd[i], "accumulated mul at %d", i);
+  free(ad), free(bd), free(yd), free(in);
+}

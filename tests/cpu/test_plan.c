@@ -14,12 +14,15 @@
 #include "engine/nn/models.h"
 #include "engine/nn/trainer.h"
 
-static const fgt_model_case CNN = {"cnn", 4, 1, 12, 12, 0, 5, 0, 0};
-static const fgt_model_case CNN_EXITS = {"cnn", 4, 1, 12, 12, 1, 5, 0, 0};
-static const fgt_model_case RESNET = {"resnet18", 0.125, 3, 16, 16, 0, 3, 0, 0};
-static const fgt_model_case VGG = {"vgg-me", 0.25, 1, 28, 28, 0, 4, 0, 0};
+static const fgt_model_case CNN = {"cnn", 4, 1, 12, 12, 0, 5, 0, 0, 0};
+static const fgt_model_case CNN_EXITS = {"cnn", 4, 1, 12, 12, 1, 5, 0, 0, 0};
+static const fgt_model_case RESNET = {"resnet18", 0.125, 3, 16, 16, 0, 3, 0, 0, 0};
+static const fgt_model_case VGG = {"vgg-me", 0.25, 1, 28, 28, 0, 4, 0, 0, 0};
 /* Blocks 1..3 of a resnet18 with its exits (DepthFL's depth-3 level). */
-static const fgt_model_case RESNET_EXITS = {"resnet18", 0.125, 3, 16, 16, 1, 3, 0, 3};
+static const fgt_model_case RESNET_EXITS = {"resnet18", 0.125, 3, 16, 16, 1, 3, 0, 3, 0};
+/* The same with DepthFL's classifiers (attention gate, separable bottleneck) on a 14x14 input:
+ * block 3's map is 4x4 but block 2's 7x7, so exit 2's gate crops its upsampled map. */
+static const fgt_model_case RESNET_DEPTHFL = {"resnet18", 0.125, 3, 14, 14, 1, 3, 0, 3, FG_EXIT_HEAD_DEPTHFL};
 
 /* ------------------------------------------------------------------------------------------ */
 
@@ -60,6 +63,8 @@ Test(plan, peak_equals_plan_resnet_checkpoint) { check_peak(&RESNET, FG_EXEC_CHE
 Test(plan, peak_equals_plan_vgg) { check_peak(&VGG, FG_EXEC_STORE); }
 Test(plan, peak_equals_plan_resnet_exits) { check_peak(&RESNET_EXITS, FG_EXEC_STORE); }
 Test(plan, peak_equals_plan_resnet_exits_checkpoint) { check_peak(&RESNET_EXITS, FG_EXEC_CHECKPOINT); }
+Test(plan, peak_equals_plan_resnet_depthfl_exits) { check_peak(&RESNET_DEPTHFL, FG_EXEC_STORE); }
+Test(plan, peak_equals_plan_resnet_depthfl_exits_checkpoint) { check_peak(&RESNET_DEPTHFL, FG_EXEC_CHECKPOINT); }
 
 Test(plan, cap_one_byte_below_fails_and_leaks_nothing) {
   fgt_setup_cpu(1);
@@ -212,6 +217,7 @@ Test(recompute, cnn_bit_identical) { check_recompute(&CNN); }
 Test(recompute, resnet_bit_identical) { check_recompute(&RESNET); }
 Test(recompute, vgg_with_dropout_bit_identical) { check_recompute(&VGG); }
 Test(recompute, resnet_exits_bit_identical) { check_recompute(&RESNET_EXITS); }
+Test(recompute, resnet_depthfl_exits_bit_identical) { check_recompute(&RESNET_DEPTHFL); }
 
 Test(recompute, checkpointing_saves_activation_memory) {
   fgt_setup_cpu(1);
@@ -263,7 +269,14 @@ Test(determinism, same_seed_same_weights) {
 Test(gradcheck, whole_cnn) { fgt_model_gradcheck(&CNN_EXITS); }
 /* Our resnet exits: a depth-2 prefix (every tensor reaches an exit's cross-entropy). */
 Test(gradcheck, resnet_prefix_with_exits) {
-  fgt_model_case m = {"resnet18", 0.125, 3, 8, 8, 1, 3, 0, 2};
+  fgt_model_case m = {"resnet18", 0.125, 3, 8, 8, 1, 3, 0, 2, 0};
+  fgt_model_gradcheck(&m);
+}
+/* DepthFL's classifiers: the gate's sigmoid, upsampling and product (both factors: the gate and
+ * block j's output) and the bottleneck, on a depth-2 prefix whose block 1 map is odd (7x7 of a
+ * 7x7 input: exit 1's gate crops) and block 2's 4x4. */
+Test(gradcheck, resnet_prefix_with_depthfl_exits) {
+  fgt_model_case m = {"resnet18", 0.125, 3, 7, 7, 1, 3, 0, 2, FG_EXIT_HEAD_DEPTHFL};
   fgt_model_gradcheck(&m);
 }
 /* The nHSIC terms' gradients reach O_t, the block and P (which only the label term trains).
@@ -272,7 +285,7 @@ Test(gradcheck, resnet_prefix_with_exits) {
  * lift above the 1e-3 allowance (a bias of P has a zero true gradient: shifting every row of
  * Z_Y leaves all distances unchanged). */
 Test(gradcheck, neulite_cnn_stage_with_nhsic_terms) {
-  fgt_model_case m = {"cnn", 4, 1, 12, 12, 0, 10, 1, 0};
+  fgt_model_case m = {"cnn", 4, 1, 12, 12, 0, 10, 1, 0, 0};
   fgt_model_gradcheck(&m);
 }
 

@@ -1,5 +1,6 @@
-/* Op suite: the elementwise ops (relu forward and backward, add, axpy, scale, copy, fill) and
- * dropout on every backend. All of them are in the bitwise class: each output is compared
+/* Op suite: the elementwise ops (relu forward and backward, add, axpy, scale, copy, fill, the
+ * sigmoid forward and backward, the product) and dropout on every backend. All of them but the
+ * sigmoid forward (expf: tolerance class) are in the bitwise class: each output is compared
  * exactly with a float reference (tests/ref/ref_exact.h) or with a double reference whose
  * rounding is provably the float result, and the float references are themselves checked
  * against the double ones. Rows cover one element, odd counts, counts above the CPU's threading
@@ -434,6 +435,179 @@ Test(dropout, different_keys_give_independent_masks) {
 }
 
 /* ----------------------------------------------------------------------------------------- */
+/* Sigmoid                                                                                    */
+
+/* The forward calls expf, which libm and the GPU round differently: tolerance class against the
+ * double reference. The hand row: sigmoid(0) = 1/2, sigmoid(-0) = 1/2, and the saturations
+ * (exp(200) overflows float: 1 / inf = 0; exp(-200) underflows: 1 / 1 = 1). */
+static const ew_row SIGMOID_ROWS[] = {
+    {1, EW_PLAIN, 0, FGT_ALIGNED, FG_OK, NULL},
+    {7, EW_PLAIN, 0, FGT_MISALIGNED, FG_OK, NULL},
+    {1001, EW_PLAIN, 0, FGT_PARTIAL, FG_OK, NULL},
+    {70001, EW_PLAIN, 0, FGT_ALIGNED, FG_OK, NULL},
+    {1001, EW_IN_PLACE, 0, FGT_ALIGNED, FG_OK, NULL},
+    {4, EW_HAND, 0, FGT_ALIGNED, FG_OK, NULL},
+    {1001, EW_ACCUMULATE, 0, FGT_ALIGNED, FG_OK, NULL}, /* backward only */
+    {70001, EW_ACCUMULATE, 0, FGT_MISALIGNED, FG_OK, NULL},
+};
+
+static fg_status sigmoid_forward_call(fgt_op *op) {
+  return fg_sigmoid_forward(fgt_t(op, X), fgt_t(op, Y));
+}
+static fg_status sigmoid_forward_in_place(fgt_op *op) {
+  return fg_sigmoid_forward(fgt_t(op, X), fgt_t(op, X));
+}
+
+/* The forward suite runs the first six rows. */
+static void build_sigmoid_forward(int index, fgt_op *op) {
+  const ew_row *r = start(op, "sigmoid_forward", &SIGMOID_ROWS[index]);
+  const int in_place = r->form == EW_IN_PLACE;
+  float *x = fgt_arg1(op, X, "x", in_place ? FGT_INOUT : FGT_IN, r->n);
+  if (r->form == EW_HAND) {
+    x[0] = 0.0f, x[1] = -0.0f, x[2] = -200.0f, x[3] = 200.0f;
+  } else {
+    fgt_fill(op, X, -8.0f, 8.0f);
+  }
+  if (!in_place) fgt_arg1(op, Y, "y", FGT_OUT, r->n);
+  double *want = fgt_expect(op, in_place ? X : Y, FGT_TOL);
+  if (r->form == EW_HAND) {
+    want[0] = want[1] = 0.5, want[2] = 0.0, want[3] = 1.0;
+  } else {
+    fg_ref_sigmoid_forward(fgt_widen(op, X), r->n, want);
+  }
+  op->call = in_place ? sigmoid_forward_in_place : sigmoid_forward_call;
+}
+
+static fg_status sigmoid_backward_call(fgt_op *op) {
+  const ew_row *r = op->row;
+  return fg_sigmoid_backward(fgt_t(op, Y), fgt_t(op, DY), fgt_t(op, DX), r->form == EW_ACCUMULATE);
+}
+static fg_status sigmoid_backward_in_place(fgt_op *op) {
+  return fg_sigmoid_backward(fgt_t(op, Y), fgt_t(op, DY), fgt_t(op, DY), 0);
+}
+
+/* y in (0, 1) as a forward output; the hand row has y = 1/2 (gradient dy / 4, exact), 0 and 1
+ * (no gradient). Bitwise class: a float reference doing dy (y (1 - y)) (and dx + that), checked
+ * against the double reference. */
+static void build_sigmoid_backward(int index, fgt_op *op) {
+  const ew_row *r = start(op, "sigmoid_backward", &SIGMOID_ROWS[index]);
+  const int in_place = r->form == EW_IN_PLACE, acc = r->form == EW_ACCUMULATE;
+  float *y = fgt_arg1(op, Y, "y", FGT_IN, r->n);
+  float *dy = fgt_arg1(op, DY, "dy", in_place ? FGT_INOUT : FGT_IN, r->n);
+  fgt_fill(op, DY, -1.0f, 1.0f);
+  if (r->form == EW_HAND) {
+    y[0] = 0.5f, y[1] = 0.0f, y[2] = 1.0f, y[3] = 0.5f;
+    dy[0] = 1.0f, dy[1] = 3.0f, dy[2] = -2.0f, dy[3] = -0.5f;
+  } else {
+    fgt_fill(op, Y, 0.001f, 0.999f);
+  }
+  float *dx = in_place ? NULL : fgt_arg1(op, DX, "dx", acc ? FGT_INOUT : FGT_OUT, r->n);
+  if (acc) fgt_fill(op, DX, -1.0f, 1.0f);
+  double *ref = fgt_scratch_d(op, r->n);
+  fg_ref_sigmoid_backward(fgt_widen(op, Y), fgt_widen(op, DY), r->n, ref);
+  float *f = fgt_scratch(op, (size_t)r->n * sizeof *f);
+  for (int64_t k = 0; k < r->n; k++) {
+    const float g = dy[k] * (y[k] * (1.0f - y[k]));
+    f[k] = acc ? dx[k] + g : g;
+  }
+  if (acc) {
+    const double *dx0 = fgt_widen(op, DX);
+    for (int64_t k = 0; k < r->n; k++) ref[k] += dx0[k];
+  }
+  if (r->form == EW_HAND) {
+    const double hand[4] = {0.25, 0.0, 0.0, -0.125};
+    for (int k = 0; k < 4; k++) cr_assert(ref[k] == hand[k], "%s: reference %g, by hand %g", op->name, ref[k], hand[k]);
+  }
+  expect_float_ref(op, in_place ? DY : DX, f, ref);
+  op->call = in_place ? sigmoid_backward_in_place : sigmoid_backward_call;
+}
+
+static const fgt_error_row SIGMOID_FORWARD_ERRORS[] = {
+    {5, Y, 1, {5}, -1, FG_ERR_SHAPE, "sigmoid_forward: y has shape [5] (5 elements), expected 4", NULL},
+};
+static const fgt_error_row SIGMOID_BACKWARD_ERRORS[] = {
+    {1, DY, 1, {5}, -1, FG_ERR_SHAPE, "sigmoid_backward: dy has shape [5] (5 elements), expected 7", NULL},
+    {1, DX, 1, {7}, FG_I32, FG_ERR_SHAPE, "sigmoid_backward: dx has dtype", NULL},
+};
+static const fgt_suite SIGMOID_FORWARD = {"sigmoid_forward", 6, build_sigmoid_forward, SIGMOID_FORWARD_ERRORS, 1};
+static const fgt_suite SIGMOID_BACKWARD = {"sigmoid_backward", 8, build_sigmoid_backward,
+                                           SIGMOID_BACKWARD_ERRORS, 2};
+FGT_SUITE_TESTS(sigmoid, forward, SIGMOID_FORWARD)
+FGT_SUITE_TESTS(sigmoid, backward, SIGMOID_BACKWARD)
+
+/* ----------------------------------------------------------------------------------------- */
+/* mul (the product, and with accumulate its gradient to one factor)                          */
+
+static const ew_row MUL_ROWS[] = {
+    {1, EW_PLAIN, 0, FGT_ALIGNED, FG_OK, NULL},
+    {7, EW_PLAIN, 0, FGT_MISALIGNED, FG_OK, NULL},
+    {1001, EW_PLAIN, 0, FGT_PARTIAL, FG_OK, NULL},
+    {70001, EW_PLAIN, 0, FGT_ALIGNED, FG_OK, NULL},
+    {1001, EW_IN_PLACE, 0, FGT_ALIGNED, FG_OK, NULL},
+    {70001, EW_IN_PLACE_X2, 0, FGT_MISALIGNED, FG_OK, NULL},
+    {7, EW_ACCUMULATE, 0, FGT_ALIGNED, FG_OK, NULL},
+    {70001, EW_ACCUMULATE, 0, FGT_PARTIAL, FG_OK, NULL},
+    /* Shapes need not agree, only element counts: [2,3] * [6] -> [3,2], (1..6) (6..1). */
+    {6, EW_HAND, 0, FGT_ALIGNED, FG_OK, NULL},
+};
+
+static fg_status mul_call(fgt_op *op) {
+  const ew_row *r = op->row;
+  return fg_mul(fgt_t(op, X), fgt_t(op, X2), fgt_t(op, Y), r->form == EW_ACCUMULATE);
+}
+static fg_status mul_into_x1(fgt_op *op) { return fg_mul(fgt_t(op, X), fgt_t(op, X2), fgt_t(op, X), 0); }
+static fg_status mul_into_x2(fgt_op *op) { return fg_mul(fgt_t(op, X), fgt_t(op, X2), fgt_t(op, X2), 0); }
+
+/* A product of two floats is exact in double: its rounding is the float product (bitwise). The
+ * accumulating form (dx + dy x2, the backward) against a float reference checked against the
+ * double one. */
+static void build_mul(int index, fgt_op *op) {
+  const ew_row *r = start(op, "mul", &MUL_ROWS[index]);
+  op->call = mul_call;
+  if (r->form == EW_HAND) {
+    const int64_t s23[2] = {2, 3}, s32[2] = {3, 2};
+    float *a = fgt_arg_declare(op, X, "x1", FG_F32, FGT_IN, 2, s23);
+    float *b = fgt_arg1(op, X2, "x2", FGT_IN, 6);
+    fgt_arg_declare(op, Y, "y", FG_F32, FGT_OUT, 2, s32);
+    double *want = fgt_expect(op, Y, FGT_EXACT);
+    const double hand[6] = {6, 10, 12, 12, 10, 6};
+    for (int k = 0; k < 6; k++) a[k] = (float)(k + 1), b[k] = (float)(6 - k), want[k] = hand[k];
+    return;
+  }
+  const int acc = r->form == EW_ACCUMULATE;
+  const float *a = fgt_arg1(op, X, "x1", r->form == EW_IN_PLACE ? FGT_INOUT : FGT_IN, r->n);
+  const float *b = fgt_arg1(op, X2, "x2", r->form == EW_IN_PLACE_X2 ? FGT_INOUT : FGT_IN, r->n);
+  fgt_fill(op, X, -3.0f, 3.0f);
+  fgt_fill(op, X2, -3.0f, 3.0f);
+  double *ref = fgt_scratch_d(op, r->n);
+  fg_ref_mul(fgt_widen(op, X), fgt_widen(op, X2), r->n, ref);
+  int out = Y;
+  if (r->form == EW_IN_PLACE) out = X, op->call = mul_into_x1;
+  if (r->form == EW_IN_PLACE_X2) out = X2, op->call = mul_into_x2;
+  if (out != Y) {
+    expect_rounded(op, out, ref);
+    return;
+  }
+  float *y = fgt_arg1(op, Y, "y", acc ? FGT_INOUT : FGT_OUT, r->n);
+  if (!acc) {
+    expect_rounded(op, Y, ref);
+    return;
+  }
+  fgt_fill(op, Y, -1.0f, 1.0f);
+  const double *y0 = fgt_widen(op, Y);
+  float *f = fgt_scratch(op, (size_t)r->n * sizeof *f);
+  for (int64_t k = 0; k < r->n; k++) f[k] = y[k] + a[k] * b[k], ref[k] += y0[k];
+  expect_float_ref(op, Y, f, ref);
+}
+
+static const fgt_error_row MUL_ERRORS[] = {
+    {8, X2, 1, {5}, -1, FG_ERR_SHAPE, "mul: x2 has shape [5] (5 elements), expected 6 elements", NULL},
+    {8, Y, 1, {7}, -1, FG_ERR_SHAPE, "mul: y has shape [7]", NULL},
+};
+static const fgt_suite MUL = {"mul", 9, build_mul, MUL_ERRORS, 2};
+FGT_SUITE_TESTS(arith, mul, MUL)
+
+/* ----------------------------------------------------------------------------------------- */
 /* Finite differences                                                                         */
 
 typedef struct relu_dev {
@@ -474,3 +648,59 @@ static void relu_fd(fg_device_kind kind) {
 
 Test(relu, backward_matches_finite_differences_cpu) { relu_fd(FG_DEV_CPU); }
 Test(relu, backward_matches_finite_differences_cuda) { relu_fd(FG_DEV_CUDA); }
+
+typedef struct sigmoid_mul_dev {
+  fgt_dbuf x, x2, y;
+  int mul;
+} sigmoid_mul_dev;
+
+static fg_status sigmoid_mul_dev_forward(void *p) {
+  sigmoid_mul_dev *c = p;
+  return c->mul ? fg_mul(&c->x.t, &c->x2.t, &c->y.t, 0) : fg_sigmoid_forward(&c->x.t, &c->y.t);
+}
+
+/* Each backend's sigmoid_backward, and mul's gradients to both factors (mul with accumulate, the
+ * way the mul layer runs them, onto a zeroed and onto a prefilled gradient), against central
+ * differences of its forward, element by element (smooth maps: no kinks). */
+static void sigmoid_mul_fd(fg_device_kind kind) {
+  const fg_device dev = fgt_backend_open(kind);
+  const int64_t n = 97;
+  sigmoid_mul_dev c = {fgt_dbuf_alloc(dev, FG_F32, 1, &n), fgt_dbuf_alloc(dev, FG_F32, 1, &n),
+                       fgt_dbuf_alloc(dev, FG_F32, 1, &n), 0};
+  fgt_dbuf dy = fgt_dbuf_alloc(dev, FG_F32, 1, &n), dx = fgt_dbuf_alloc(dev, FG_F32, 1, &n);
+  double *x = fgt_alloc_uniform(n, 50, -4.0, 4.0), *x2 = fgt_alloc_uniform(n, 51, -2.0, 2.0),
+         *r = fgt_random_direction(n, 52), *g = fgt_random_direction(n, 0), *base = fgt_random_direction(n, 53);
+  fgt_quantize(x, n, 1.0 / 1024), fgt_quantize(x2, n, 1.0 / 1024);
+  fgt_upload_d(&c.x, x), fgt_upload_d(&c.x2, x2), fgt_upload_d(&dy, r);
+  fg_status s = sigmoid_mul_dev_forward(&c);
+  if (s == FG_ERR_UNSUPPORTED) cr_skip_test("sigmoid on %s: %s", fgt_kind_name(kind), fg_last_error());
+  FGT_OK(s);
+  FGT_OK(fg_sigmoid_backward(&c.y.t, &dy.t, &dx.t, 0));
+  fgt_download_d(g, &dx);
+  char what[48];
+  const fgt_fd_opts smooth = {1.0 / 256, 1e-5, 1e-3, 1, 0.0, NULL, 0};
+  fgt_device_loss_ctx lc = {&c.x, NULL, sigmoid_mul_dev_forward, &c, &c.y, r, NULL};
+  snprintf(what, sizeof what, "sigmoid dx on %s", fgt_kind_name(kind));
+  fgt_fd_check_device(what, &lc, x, n, g, &smooth);
+  /* mul: dx1 = 0 + dy x2 (accumulated onto zeros), dx2 = base + dy x1 (minus base) */
+  c.mul = 1;
+  const fgt_fd_opts linear = {1.0 / 256, 1e-6, 1e-5, 1, 0.0, NULL, 0};
+  for (int k = 0; k < 2; k++) {
+    double *start = calloc((size_t)n, sizeof *start);
+    cr_assert_not_null(start);
+    if (k == 1) fgt_quantize(memcpy(start, base, (size_t)n * sizeof *start), n, 1.0 / 64);
+    fgt_upload_d(&dx, start);
+    FGT_OK(fg_mul(&dy.t, k == 0 ? &c.x2.t : &c.x.t, &dx.t, 1));
+    fgt_download_d(g, &dx);
+    for (int64_t i = 0; i < n; i++) g[i] -= start[i];
+    fgt_device_loss_ctx lm = {k == 0 ? &c.x : &c.x2, NULL, sigmoid_mul_dev_forward, &c, &c.y, r, NULL};
+    snprintf(what, sizeof what, "mul dx%d on %s", k + 1, fgt_kind_name(kind));
+    fgt_fd_check_device(what, &lm, k == 0 ? x : x2, n, g, &linear);
+    free(start);
+  }
+  free(x), free(x2), free(r), free(g), free(base);
+  fgt_dbuf_free(&c.x), fgt_dbuf_free(&c.x2), fgt_dbuf_free(&c.y), fgt_dbuf_free(&dy), fgt_dbuf_free(&dx);
+}
+
+Test(sigmoid, backward_and_mul_gradients_match_finite_differences_cpu) { sigmoid_mul_fd(FG_DEV_CPU); }
+Test(sigmoid, backward_and_mul_gradients_match_finite_differences_cuda) { sigmoid_mul_fd(FG_DEV_CUDA); }

@@ -349,3 +349,15 @@ double fg_ref_sum_squares(const double *x, int64_t count) {
   for (int64_t i = 0; i < count; i++) sum += x[i] * x[i];
   return sum;
 }
+
+void fg_ref_sigmoid_forward(const double *x, int64_t count, double *y) {
+  for (int64_t i = 0; i < count; i++) y[i] = 1.0 / (1.0 + exp(-x[i]));
+}
+
+void fg_ref_sigmoid_backward(const double *y, const double *dy, int64_t count, double *dx) {
+  for (int64_t i = 0; i < count; i++) dx[i] = dy[i] * y[i] * (1.0 - y[i]);
+}
+
+void fg_ref_mul(const double *x1, const double *x2, int64_t count, double *y) {
+  for (int64_t i = 0; i < count; i++) y[i] = x1[i] * x2[i];
+}

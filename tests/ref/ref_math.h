@@ -47,6 +47,12 @@ void fg_ref_scale(double alpha, const double *x, int64_t count, double *y);
  * receives): y_i = keep_i ? x_i / (1 - p) : 0. Backward applies the same map to dy. */
 void fg_ref_dropout_forward(const double *x, int64_t count, float p, uint64_t key, double *y);
 void fg_ref_dropout_backward(const double *dy, int64_t count, float p, uint64_t key, double *dx);
+/* y = 1 / (1 + exp(-x)). */
+void fg_ref_sigmoid_forward(const double *x, int64_t count, double *y);
+/* dx = dy * y (1 - y), y being the forward output. */
+void fg_ref_sigmoid_backward(const double *y, const double *dy, int64_t count, double *dx);
+/* y = x1 * x2. */
+void fg_ref_mul(const double *x1, const double *x2, int64_t count, double *y);
 
 /* ----------------------------------------------------------------------------------------- */
 /* Losses                                                                                     */

@@ -2,6 +2,7 @@
  * Written for obviousness: every backward is the literal transpose of its forward loop nest. */
 #include "ref/ref_nn.h"
 
+#include <math.h>
 #include <stddef.h>
 
 int64_t fg_ref_out_extent(int64_t in, int64_t k, int64_t stride, int64_t pad) {
@@ -228,4 +229,47 @@ void fg_ref_avgpool_global_backward(int64_t n, int64_t c, int64_t h, int64_t w, 
       const double g = dy[plane] / (double)(h * w);
       dx[plane * h * w + i] = accumulate ? dx[plane * h * w + i] + g : g;
     }
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Bilinear x2 upsampling                                                                     */
+
+/* The two source indices and weights of output o along an axis of input extent n. */
+static void upsample_taps(int64_t o, int64_t n, int64_t i[2], double wt[2]) {
+  double s = (o + 0.5) / 2.0 - 0.5;
+  if (s < 0.0) s = 0.0;
+  i[0] = (int64_t)floor(s);
+  i[1] = i[0] + 1 < n ? i[0] + 1 : n - 1;
+  wt[1] = s - (double)i[0];
+  wt[0] = 1.0 - wt[1];
+}
+
+void fg_ref_upsample2x_bilinear_forward(int64_t n, int64_t c, int64_t h, int64_t w, int64_t ho,
+                                        int64_t wo, const double *x, double *y) {
+  for (int64_t p = 0; p < n * c; p++)
+    for (int64_t oy = 0; oy < ho; oy++)
+      for (int64_t ox = 0; ox < wo; ox++) {
+        int64_t iy[2], ix[2];
+        double wy[2], wx[2], v = 0.0;
+        upsample_taps(oy, h, iy, wy);
+        upsample_taps(ox, w, ix, wx);
+        for (int a = 0; a < 2; a++)
+          for (int b = 0; b < 2; b++) v += wy[a] * wx[b] * x[(p * h + iy[a]) * w + ix[b]];
+        y[(p * ho + oy) * wo + ox] = v;
+      }
+}
+
+void fg_ref_upsample2x_bilinear_backward(int64_t n, int64_t c, int64_t h, int64_t w, int64_t ho,
+                                         int64_t wo, const double *dy, double *dx, int accumulate) {
+  if (!accumulate) zero(dx, n * c * h * w);
+  for (int64_t p = 0; p < n * c; p++)
+    for (int64_t oy = 0; oy < ho; oy++)
+      for (int64_t ox = 0; ox < wo; ox++) {
+        int64_t iy[2], ix[2];
+        double wy[2], wx[2];
+        upsample_taps(oy, h, iy, wy);
+        upsample_taps(ox, w, ix, wx);
+        for (int a = 0; a < 2; a++)
+          for (int b = 0; b < 2; b++) dx[(p * h + iy[a]) * w + ix[b]] += wy[a] * wx[b] * dy[(p * ho + oy) * wo + ox];
+      }
 }

@@ -91,4 +91,16 @@ void fg_ref_avgpool_global_forward(int64_t n, int64_t c, int64_t h, int64_t w, c
 void fg_ref_avgpool_global_backward(int64_t n, int64_t c, int64_t h, int64_t w, const double *dy,
                                     double *dx, int accumulate);
 
+/* ----------------------------------------------------------------------------------------- */
+/* Bilinear x2 upsampling, align_corners false (PyTorch's nn.Upsample(scale_factor=2,
+ * mode='bilinear')), cropped to ho x wo (ho <= 2h, wo <= 2w). x, dx [n,c,h,w]; y, dy [n,c,ho,wo]. */
+
+/* Output (oy, ox) interpolates x at the source point s = max(0, (o + 1/2) / 2 - 1/2) of each
+ * axis between floor(s) and floor(s) + 1 (clamped to the last row/column). */
+void fg_ref_upsample2x_bilinear_forward(int64_t n, int64_t c, int64_t h, int64_t w, int64_t ho,
+                                        int64_t wo, const double *x, double *y);
+/* The transpose, as a scatter over the outputs: dx (:= or +=). */
+void fg_ref_upsample2x_bilinear_backward(int64_t n, int64_t c, int64_t h, int64_t w, int64_t ho,
+                                         int64_t wo, const double *dy, double *dx, int accumulate);
+
 #endif

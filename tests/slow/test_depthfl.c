@@ -36,15 +36,15 @@ static void run_ok(const char *const *argv) {
   fgt_run_free(&r);
 }
 
-/* The budgets put two of the eight clients at each depth (the levels' plans are 133%, 102%, 82%
- * and 56% of the model without exits: fedgap memplan --method depthfl). */
+/* The budgets put two of the eight clients at each depth (the levels' plans are 160%, 126%, 104%
+ * and 71% of the model without exits: fedgap memplan --method depthfl). */
 static const char *RESNET =
     "name: depthfl-resnet\nseed: 3\nrounds: 1\nthreads: 1\n"
     "data: {dataset: fashion-mnist, dir: \"%s\", partition: {kind: iid}}\n"
     "model: {arch: resnet18, width: 0.125}\n"
     "clients:\n  count: 8\n  budgets:\n    kind: tiers\n    tiers:\n"
-    "      - {fraction: 1.45, share: 0.25}\n      - {fraction: 1.1, share: 0.25}\n"
-    "      - {fraction: 0.9, share: 0.25}\n      - {fraction: 0.65, share: 0.25}\n"
+    "      - {fraction: 1.75, share: 0.25}\n      - {fraction: 1.4, share: 0.25}\n"
+    "      - {fraction: 1.15, share: 0.25}\n      - {fraction: 0.85, share: 0.25}\n"
     "sampling: {per_round: 8}\n"
     "local: {epochs: 1, batch: 16, optimizer: sgd, lr: 0.05, momentum: 0.9}\n"
     "eval: {every: 1, max_samples: 40}\n"

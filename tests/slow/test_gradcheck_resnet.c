@@ -7,11 +7,11 @@
 #include <criterion/criterion.h>
 
 Test(gradcheck, neulite_resnet_last_stage_with_nhsic_terms) {
-  fgt_model_case m = {"resnet18", 0.125, 3, 16, 16, 0, 4, 4, 0};
+  fgt_model_case m = {"resnet18", 0.125, 3, 16, 16, 0, 4, 4, 0, 0};
   fgt_model_gradcheck(&m);
 }
 
 Test(gradcheck, whole_resnet18) {
-  fgt_model_case m = {"resnet18", 0.25, 3, 16, 16, 0, 2, 0, 0};
+  fgt_model_case m = {"resnet18", 0.25, 3, 16, 16, 0, 2, 0, 0, 0};
   fgt_model_gradcheck(&m);
 }

@@ -47,12 +47,13 @@ typedef struct fgt_tol {
 
 enum { FGT_NMSE_MIN = 1000 };
 
-/* Bitwise class: relu, add, axpy, scale, copy, fill, dropout, max-pool forward and argmax,
- * avg-pool backward, SGD, Adam; compared with a float32 reference doing the same arithmetic in
+/* Bitwise class: relu, add, axpy, scale, copy, fill, dropout, sigmoid backward, mul, max-pool
+ * forward and argmax, avg-pool backward, SGD, Adam; compared with a float32 reference doing the same arithmetic in
  * the same order (tests/ref/ref_exact.h) or with a double reference whose rounding is provably
  * the float result. */
 extern const fgt_tol FGT_EXACT;
-/* Tolerance class: GEMM, convolution, reductions (and every gradient output of a loss). */
+/* Tolerance class: GEMM, convolution, reductions, the sigmoid forward (expf), bilinear
+ * upsampling (and every gradient output of a loss). */
 extern const fgt_tol FGT_TOL;
 /* Scalar results of losses: 1e-6 relative (the correct count is compared exactly), and 1e-12
  * absolute for losses that are 0 (a row whose label is its logits' clear maximum). */
