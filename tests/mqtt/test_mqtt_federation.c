@@ -249,7 +249,9 @@ static int spawn_serve(const broker *b, const char *config, const char *out) {
 }
 
 static char *scratch_text(const char *name) {
-  char *path = fgt_join(scratch.dir, name), *text = fgt_read_text(path);
+  char *path = fgt_join(scratch.dir, name);
+  /* a process just spawned may not have created its log yet: read as empty until it has */
+  char *text = access(path, F_OK) == 0 ? fgt_read_text(path) : NULL;
   free(path);
   return text ? text : calloc(1, 1);
 }
