@@ -89,6 +89,7 @@ enum {
   FG_C3_WGRAD_PARTS = 2,        /* Winograd weight gradient: transform rows 0-1 and 2-3 */
   FG_C3_WGRAD_XI = 8,           /* ... so 8 of the 16 transformed planes per part */
   FG_C3_WGRAD_TILES = 64,       /* ... in batches of this many tiles (or one tile row) */
+  FG_C3_WGRAD_CH = 6,           /* ... products over this many input channels per tile */
   FG_C3_WGRAD_MIN_CHANNELS = 8, /* ... with this many input and output channels at least */
 };
 
@@ -370,8 +371,9 @@ typedef struct c3_gradt_tile {
 } c3_gradt_tile;
 
 /* One tile of the Winograd weight gradient's products, for one transformed plane xi:
- * m[k][o] += sum over the batch's tiles t of v[k][t] d[t][o], for nc (<= 6) input channels k
- * and 16 output channels o (two vectors): 2 nc accumulators, loaded from m and stored back. */
+ * m[k][o] += sum over the batch's tiles t of v[k][t] d[t][o], for nc (<= FG_C3_WGRAD_CH) input
+ * channels k and 16 output channels o (two vectors): 2 nc accumulators, loaded from m and
+ * stored back. */
 typedef struct c3_wgrad_tile {
   const float *v;    /* V[xi] of the first channel, at tile 0 */
   int64_t v_ch;      /* floats between channels */
@@ -698,7 +700,7 @@ int fg_cpu_conv3x3_cpu_supported(void) {
  * the accumulators live in registers). */
 FG_C3_TARGET static inline __attribute__((always_inline)) void wgrad_tile_n(
     const c3_wgrad_tile *t, const int nc) {
-  __m256 a[6][2];
+  __m256 a[FG_C3_WGRAD_CH][2];
 #pragma GCC unroll 6
   for (int k = 0; k < nc; k++) {
     a[k][0] = _mm256_loadu_ps(t->m + k * t->m_ch);
@@ -1200,8 +1202,8 @@ static void wgrad_products(const c3_plan *p, const float *v, const float *d, int
   t.m_ch = p->o16;
   for (int xl = 0; xl < FG_C3_WGRAD_XI; xl++)
     for (int64_t ob = 0; ob < p->o16; ob += 2 * FG_C3_VEC)
-      for (int64_t c = 0; c < p->c; c += 6) {
-        const int nc = p->c - c < 6 ? (int)(p->c - c) : 6;
+      for (int64_t c = 0; c < p->c; c += FG_C3_WGRAD_CH) {
+        const int nc = p->c - c < FG_C3_WGRAD_CH ? (int)(p->c - c) : FG_C3_WGRAD_CH;
         t.v = v + xl * p->wg_vxi + c * p->wg_vt;
         t.d = d + xl * p->wg_dxi + ob;
         t.m = m + xl * p->wg_mxi + c * p->o16 + ob;
