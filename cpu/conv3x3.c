@@ -6,7 +6,9 @@
  * dx[c] = sum_o sum_t w[o][c][8 - t] dypad[o][. + off_t]. A direction runs as Winograd
  * F(2x2, 3x3) (Lavin & Gray) when it has at least FG_C3_WINO_MIN_CHANNELS input channels and
  * FG_C3_WINO_MIN_PLANE tiles per image, else directly (the first layer, small images). The
- * weight gradient runs directly, or by output-channel vectors (below).
+ * weight gradient runs as Winograd F(3x3, 2x2) from FG_C3_WGRAD_MIN_CHANNELS input and output
+ * channels where its workspace fits in what the convolution needs anyway, else directly, or by
+ * output-channel vectors (below).
  *
  * Winograd. Each 4x4 input tile d (tiles 2 apart) and each kernel g are transformed,
  *   V = B^T d B,  U = G g G^T,  M[xi][o][t] = sum_c U[xi][o][c] V[xi][c][t]  (xi < 16),
@@ -33,6 +35,12 @@
  * keeps dw[o .. o+15][c, c+1][ky][0..2] in 12 vector accumulators over every pixel of a group
  * of images (x broadcast per pixel): no junk positions and no sums across vector lanes.
  *
+ * Winograd weight gradient (wgrad_lane): the forward's 4x4 input tiles V = B^T d B and the
+ * 2x2 tiles of dy, D = G' dy G'^T (4x4), are multiplied plane by plane and summed over every
+ * tile of every image, M[xi][c][o] = sum_t V[xi][c][t] D[xi][t][o], and dw[o][c] = A^T M A
+ * (3x3): 16 products per tile, input and output channel instead of 36, and no partial sums
+ * per lane - two parts take 8 planes each, over all the images in order.
+ *
  * Lanes as in cpu/conv.c: lane l takes images l, l+L, l+2L, ... in order with its own buffers
  * and its own weight-gradient partial; the partials are added element by element in lane order.
  * Every sum therefore runs in an order fixed by the shapes and the lane count alone, so results
@@ -50,6 +58,9 @@
  *                    multiple of 4 (else it too has a partial [O4][C][3][3]);
  *     by vectors:    [ lane 0: G*C*in + G*pixels*O16 + C*9*O16 | lane 1 | ... ] (x planes,
  *                    transposed dy, the lane's partial [C][9][O16]; O16: O rounded up to 16).
+ *     Winograd:      [ part 0: C*plane + pixels*O16 + 8*vxi + 8*dxi | part 1 | 16*C*O16 ]
+ *                    (a padded image, its transposed dy, a batch's V and D for the part's 8
+ *                    planes; then M), see c3_plan.
  * fg_cpu_conv3x3_workspace reports the largest of the three. */
 #include <string.h>
 
@@ -75,6 +86,11 @@ enum {
   FG_C3_WINO_MIN_PLANE = 16,   /* fewer 2x2 tiles per image (outputs under 7x7): direct */
   FG_C3_WINO_BLOCK = 1 << 16,   /* Winograd blocks: floats of transformed tiles at most, and */
   FG_C3_WINO_MIN_TILES = 48,    /* tiles at least (choose_block) */
+  FG_C3_WGRAD_PARTS = 2,        /* Winograd weight gradient: transform rows 0-1 and 2-3 */
+  FG_C3_WGRAD_XI = 8,           /* ... so 8 of the 16 transformed planes per part */
+  FG_C3_WGRAD_TILES = 64,       /* ... in batches of this many tiles (or one tile row) */
+  FG_C3_WGRAD_CH = 6,           /* ... products over this many input channels per tile */
+  FG_C3_WGRAD_MIN_CHANNELS = 8, /* ... with this many input and output channels at least */
 };
 
 /* ----------------------------------------------------------------------------------------- */
@@ -216,7 +232,54 @@ typedef struct c3_plan {
   int gradt;
   int64_t o16, gt_images;
   size_t gt_x_off, gt_dyt_off, gt_part_off, gt_lane;
+  /* the Winograd weight gradient (wgrad), on the forward's tiles (fwd.wg): per part a padded
+   * image [C][plane], its transposed dy [pixels][o16], and a batch of wg_tcap tiles
+   * transformed, V [8][C][wg_vt] (xi planes wg_vxi apart) and D [8][wg_tcap][o16] (wg_dxi
+   * apart); after the parts, M [16][C][o16] (wg_mxi apart) */
+  int wgrad;
+  int64_t wg_tcap, wg_vt, wg_vxi, wg_dxi, wg_mxi;
+  size_t wg_dyt_off, wg_v_off, wg_d_off, wg_part;
 } c3_plan;
+
+/* Floats a call needs; nothing at all for an empty batch (no lanes). */
+static size_t dir_floats(const c3_plan *p, const c3_dir *d) {
+  return p->lanes ? d->w_floats + (size_t)p->lanes * d->lane_floats : 0;
+}
+static size_t wgrad_floats(const c3_plan *p) {
+  return FG_C3_WGRAD_PARTS * p->wg_part + (size_t)(FG_C3_WINO * p->wg_mxi);
+}
+static size_t grad_floats(const c3_plan *p) {
+  if (!p->lanes) return 0;
+  if (p->wgrad) return wgrad_floats(p);
+  if (p->gradt) return (size_t)p->lanes * p->gt_lane;
+  return (size_t)p->lanes * p->grad_lane + (size_t)p->own_partials * p->grad_part;
+}
+
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
+/* The Winograd weight gradient's layout, and whether it runs: for FG_C3_WGRAD_MIN_CHANNELS
+ * input and output channels at least, and only where its workspace fits in what the two
+ * directions and the direct weight gradient ask for already (it never makes a convolution's
+ * workspace larger). A batch holds FG_C3_WGRAD_TILES tiles (whole tile rows; one row at least,
+ * all the call's tiles at most). */
+static void plan_wgrad(c3_plan *p) {
+  const c3_wino *g = &p->fwd.wg;
+  int64_t tcap = FG_C3_WGRAD_TILES > g->tw ? FG_C3_WGRAD_TILES : g->tw;
+  if (tcap > p->n * g->tiles) tcap = p->n * g->tiles;
+  p->wg_tcap = tcap;
+  p->wg_vt = round_up(tcap + FG_C3_VEC, FG_C3_VEC); /* the transform's junk past the batch */
+  p->wg_vxi = (int64_t)slice(p->c * p->wg_vt) + FG_C3_SLICE;
+  p->wg_dxi = (int64_t)slice(tcap * p->o16) + FG_C3_SLICE;
+  p->wg_mxi = (int64_t)slice(p->c * p->o16);
+  p->wg_dyt_off = slice(p->c * g->plane);
+  p->wg_v_off = p->wg_dyt_off + slice(g->ho * g->wo * p->o16);
+  p->wg_d_off = p->wg_v_off + slice(FG_C3_WGRAD_XI * p->wg_vxi);
+  p->wg_part = p->wg_d_off + slice(FG_C3_WGRAD_XI * p->wg_dxi);
+  const size_t others =
+      max_size(dir_floats(p, &p->fwd), max_size(dir_floats(p, &p->bwd), grad_floats(p)));
+  p->wgrad = p->c >= FG_C3_WGRAD_MIN_CHANNELS && p->o >= FG_C3_WGRAD_MIN_CHANNELS &&
+             p->lanes > 0 && wgrad_floats(p) <= others;
+}
 
 /* img: x or dx [N,C,H,W]; wt: w or dw [O,C,3,3]. */
 static c3_plan make_plan(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *img,
@@ -248,8 +311,8 @@ static c3_plan make_plan(const fg_backend *b, const fg_conv_desc *d, const fg_te
   const int64_t pixels = p.grad.ho * p.grad.wo;
   p.gradt = p.c >= 2 && pixels >= FG_C3_GRADT_MIN_PIXELS &&
             10 * pixels < 9 * FG_C3_VEC * p.grad.nvec;
+  p.o16 = round_up(p.o, 2 * FG_C3_VEC);
   if (p.gradt) {
-    p.o16 = round_up(p.o, 2 * FG_C3_VEC);
     p.gt_images = (FG_C3_GRADT_PIXELS + pixels - 1) / pixels;
     if (p.gt_images > per_lane) p.gt_images = per_lane;
     if (p.gt_images < 1) p.gt_images = 1;
@@ -258,19 +321,9 @@ static c3_plan make_plan(const fg_backend *b, const fg_conv_desc *d, const fg_te
     p.gt_part_off = p.gt_dyt_off + slice(p.gt_images * pixels * p.o16);
     p.gt_lane = p.gt_part_off + slice(p.c * FG_C3_TAPS * p.o16);
   }
+  plan_wgrad(&p);
   return p;
 }
-
-/* Floats a call needs; nothing at all for an empty batch (no lanes). */
-static size_t dir_floats(const c3_plan *p, const c3_dir *d) {
-  return p->lanes ? d->w_floats + (size_t)p->lanes * d->lane_floats : 0;
-}
-static size_t grad_floats(const c3_plan *p) {
-  if (p->gradt) return (size_t)p->lanes * p->gt_lane;
-  return (size_t)p->lanes * p->grad_lane + (size_t)p->own_partials * p->grad_part;
-}
-
-static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 
 /* ----------------------------------------------------------------------------------------- */
 /* Kernels (AVX2 + FMA)                                                                       */
@@ -316,6 +369,20 @@ typedef struct c3_gradt_tile {
   float *acc;           /* the lane's partial [C][9][o16] at (c, 3 ky, first o) */
   int64_t acc_ch;       /* floats between channels: 9 o16 */
 } c3_gradt_tile;
+
+/* One tile of the Winograd weight gradient's products, for one transformed plane xi:
+ * m[k][o] += sum over the batch's tiles t of v[k][t] d[t][o], for nc (<= FG_C3_WGRAD_CH) input
+ * channels k and 16 output channels o (two vectors): 2 nc accumulators, loaded from m and
+ * stored back. */
+typedef struct c3_wgrad_tile {
+  const float *v;    /* V[xi] of the first channel, at tile 0 */
+  int64_t v_ch;      /* floats between channels */
+  const float *d;    /* D[xi] at tile 0, the block's first o */
+  int64_t d_tile;    /* floats between tiles (o16) */
+  int64_t tiles;
+  float *m;          /* M[xi] at the first channel, the block's first o */
+  int64_t m_ch;      /* floats between channels (o16) */
+} c3_wgrad_tile;
 
 #if FG_CONV3X3_X86
 
@@ -465,12 +532,13 @@ FG_C3_TARGET static void tile_row_columns(const float *r, __m256 *row) {
 
 /* Winograd input transform of tile rows [i0, i1) of one channel, from its zero-padded plane
  * (c3_wino: rows of wp): V[xi][t] = (B^T d_t B)[xi], B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0;
- * 0 1 0 -1]; V rows `xi_stride` floats apart, tile (i, j) at v + (i - i0) tw + j. Tiles go 8
+ * 0 1 0 -1], for the xi = 4 r + s with r in [r0, r1) (all 16: 0, 4); V rows `xi_stride` floats
+ * apart from xi = 4 r0, tile (i, j) at v + (i - i0) tw + j. Tiles go 8
  * at a time along a tile row (each 8-tile column top to bottom, so that the two padded rows tile
  * row i shares with tile row i + 1 are read once); the vector that passes a row's end writes
  * junk that the next row's first column (or, after the last row, the slack) overwrites. */
 FG_C3_TARGET static void wino_input(const c3_wino *g, const float *pad, int64_t i0, int64_t i1,
-                                    float *v, int64_t xi_stride) {
+                                    float *v, int64_t xi_stride, int r0, int r1) {
   /* the last 8-tile column first: its junk past a row's end lands on the next row's first
    * tiles, which the first column writes afterwards */
   for (int64_t j = (g->tw - 1) / FG_C3_VEC * FG_C3_VEC; j >= 0; j -= FG_C3_VEC) {
@@ -490,11 +558,11 @@ FG_C3_TARGET static void wino_input(const c3_wino *g, const float *pad, int64_t 
         e[3][s] = _mm256_sub_ps(d[1][s], d[3][s]);
       }
       float *dst = v + (i - i0) * g->tw + j;
-      for (int r = 0; r < 4; r++) {
-        _mm256_storeu_ps(dst + (4 * r + 0) * xi_stride, _mm256_sub_ps(e[r][0], e[r][2]));
-        _mm256_storeu_ps(dst + (4 * r + 1) * xi_stride, _mm256_add_ps(e[r][1], e[r][2]));
-        _mm256_storeu_ps(dst + (4 * r + 2) * xi_stride, _mm256_sub_ps(e[r][2], e[r][1]));
-        _mm256_storeu_ps(dst + (4 * r + 3) * xi_stride, _mm256_sub_ps(e[r][1], e[r][3]));
+      for (int r = r0; r < r1; r++, dst += 4 * xi_stride) {
+        _mm256_storeu_ps(dst, _mm256_sub_ps(e[r][0], e[r][2]));
+        _mm256_storeu_ps(dst + xi_stride, _mm256_add_ps(e[r][1], e[r][2]));
+        _mm256_storeu_ps(dst + 2 * xi_stride, _mm256_sub_ps(e[r][2], e[r][1]));
+        _mm256_storeu_ps(dst + 3 * xi_stride, _mm256_sub_ps(e[r][1], e[r][3]));
       }
     }
   }
@@ -628,14 +696,113 @@ int fg_cpu_conv3x3_cpu_supported(void) {
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
+/* The products of c3_wgrad_tile for a constant nc (inlined into the callers below, so that
+ * the accumulators live in registers). */
+FG_C3_TARGET static inline __attribute__((always_inline)) void wgrad_tile_n(
+    const c3_wgrad_tile *t, const int nc) {
+  __m256 a[FG_C3_WGRAD_CH][2];
+#pragma GCC unroll 6
+  for (int k = 0; k < nc; k++) {
+    a[k][0] = _mm256_loadu_ps(t->m + k * t->m_ch);
+    a[k][1] = _mm256_loadu_ps(t->m + k * t->m_ch + 8);
+  }
+  const float *d = t->d, *v = t->v;
+  for (int64_t i = 0; i < t->tiles; i++, d += t->d_tile, v++) {
+    const float *vk = v;
+    FG_C3_OPAQUE(vk);
+    const __m256 d0 = _mm256_loadu_ps(d), d1 = _mm256_loadu_ps(d + 8);
+#pragma GCC unroll 6
+    for (int k = 0; k < nc; k++) {
+      const __m256 x = _mm256_broadcast_ss(vk + k * t->v_ch);
+      a[k][0] = _mm256_fmadd_ps(x, d0, a[k][0]);
+      a[k][1] = _mm256_fmadd_ps(x, d1, a[k][1]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int k = 0; k < nc; k++) {
+    _mm256_storeu_ps(t->m + k * t->m_ch, a[k][0]);
+    _mm256_storeu_ps(t->m + k * t->m_ch + 8, a[k][1]);
+  }
+}
+
+FG_C3_TARGET static void tile_wgrad(const c3_wgrad_tile *t, int nc) {
+  switch (nc) {
+  case 6: wgrad_tile_n(t, 6); break;
+  case 5: wgrad_tile_n(t, 5); break;
+  case 4: wgrad_tile_n(t, 4); break;
+  case 3: wgrad_tile_n(t, 3); break;
+  case 2: wgrad_tile_n(t, 2); break;
+  default: wgrad_tile_n(t, 1); break;
+  }
+}
+
+/* The weight gradient's dy transform of tile rows [i0, i1) of one image: for each tile t (2x2
+ * outputs, those outside [ho, wo] zero) D[xi][t][o] = (G' dy_t G'^T)[xi] with
+ * G' = [1 0; 1/2 1/2; 1/2 -1/2; 0 -1] for the xi = 4 r + s with r in [r0, r1), from the
+ * transposed dy [ho wo][o16] (vectors of 8 output channels); D rows `xi_stride` floats apart
+ * from xi = 4 r0, tile (i, j) at d + ((i - i0) tw + j) o16. (G' is F(3x3, 2x2)'s G with its last
+ * row negated, matching wino_input's B^T, whose last row is the negative of that algorithm's.) */
+FG_C3_TARGET static void wgrad_dy(const c3_wino *g, const float *dyt, int64_t o16, int64_t i0,
+                                  int64_t i1, int r0, int r1, float *d, int64_t xi_stride) {
+  const __m256 half = _mm256_set1_ps(0.5f), zero = _mm256_setzero_ps();
+  for (int64_t i = i0; i < i1; i++)
+    for (int64_t j = 0; j < g->tw; j++) {
+      const int bottom = 2 * i + 1 < g->ho, right = 2 * j + 1 < g->wo;
+      const float *top = dyt + (2 * i * g->wo + 2 * j) * o16, *below = top + g->wo * o16;
+      float *dst = d + ((i - i0) * g->tw + j) * o16;
+      for (int64_t o = 0; o < o16; o += FG_C3_VEC) {
+        const __m256 p = _mm256_loadu_ps(top + o);
+        const __m256 q = right ? _mm256_loadu_ps(top + o16 + o) : zero;
+        const __m256 r = bottom ? _mm256_loadu_ps(below + o) : zero;
+        const __m256 s = right && bottom ? _mm256_loadu_ps(below + o16 + o) : zero;
+        __m256 rows[4][2]; /* G' dy: rows[a] = (column 0, column 1) */
+        rows[0][0] = p, rows[0][1] = q;
+        rows[1][0] = _mm256_mul_ps(half, _mm256_add_ps(p, r));
+        rows[1][1] = _mm256_mul_ps(half, _mm256_add_ps(q, s));
+        rows[2][0] = _mm256_mul_ps(half, _mm256_sub_ps(p, r));
+        rows[2][1] = _mm256_mul_ps(half, _mm256_sub_ps(q, s));
+        rows[3][0] = _mm256_sub_ps(zero, r), rows[3][1] = _mm256_sub_ps(zero, s);
+        float *out = dst + o;
+        for (int a = r0; a < r1; a++, out += 4 * xi_stride) {
+          const __m256 u = rows[a][0], w = rows[a][1];
+          _mm256_storeu_ps(out, u);
+          _mm256_storeu_ps(out + xi_stride, _mm256_mul_ps(half, _mm256_add_ps(u, w)));
+          _mm256_storeu_ps(out + 2 * xi_stride, _mm256_mul_ps(half, _mm256_sub_ps(u, w)));
+          _mm256_storeu_ps(out + 3 * xi_stride, _mm256_sub_ps(zero, w));
+        }
+      }
+    }
+}
+
+/* dst[k][r] := src[r][k] for an 8 x 8 block (rows `src_row` and `dst_row` floats apart). */
+FG_C3_TARGET static void transpose8(const float *src, int64_t src_row, float *dst,
+                                    int64_t dst_row) {
+  __m256 r[8], t[8];
+  for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(src + k * src_row);
+  for (int k = 0; k < 8; k += 2) {
+    t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);     /* a0 b0 a1 b1 | a4 b4 a5 b5 */
+    t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]); /* a2 b2 a3 b3 | a6 b6 a7 b7 */
+  }
+  for (int k = 0; k < 8; k += 4) {
+    r[k] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));     /* a0 b0 c0 d0 | 4 */
+    r[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2)); /* 1 | 5 */
+    r[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0)); /* 2 | 6 */
+    r[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2)); /* 3 | 7 */
+  }
+  for (int k = 0; k < 4; k++) {
+    _mm256_storeu_ps(dst + k * dst_row, _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
+    _mm256_storeu_ps(dst + (k + 4) * dst_row, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
+  }
+}
+
 #else /* no x86 kernels: fg_cpu_conv3x3_applies is always 0 and these are never called */
 static void tile_fwd3(const c3_tile *t) { (void)t; }
 static void tile_fwd2(const c3_tile *t) { (void)t; }
 static void tile_fwd1(const c3_tile *t) { (void)t; }
 static void tile_grad(const c3_grad_tile *t) { (void)t; }
 static void wino_input(const c3_wino *g, const float *pad, int64_t i0, int64_t i1, float *v,
-                       int64_t xi_stride) {
-  (void)g, (void)pad, (void)i0, (void)i1, (void)v, (void)xi_stride;
+                       int64_t xi_stride, int r0, int r1) {
+  (void)g, (void)pad, (void)i0, (void)i1, (void)v, (void)xi_stride, (void)r0, (void)r1;
 }
 static void wino_output(const c3_wino *g, const float *m, int64_t xi_stride, int64_t i0,
                         int64_t i1, float *dst, float bias, int accumulate) {
@@ -643,6 +810,14 @@ static void wino_output(const c3_wino *g, const float *m, int64_t xi_stride, int
 }
 static void tile_gradt2(const c3_gradt_tile *t) { (void)t; }
 static void tile_gradt1(const c3_gradt_tile *t) { (void)t; }
+static void tile_wgrad(const c3_wgrad_tile *t, int nc) { (void)t, (void)nc; }
+static void wgrad_dy(const c3_wino *g, const float *dyt, int64_t o16, int64_t i0, int64_t i1,
+                     int r0, int r1, float *d, int64_t xi_stride) {
+  (void)g, (void)dyt, (void)o16, (void)i0, (void)i1, (void)r0, (void)r1, (void)d, (void)xi_stride;
+}
+static void transpose8(const float *src, int64_t src_row, float *dst, int64_t dst_row) {
+  (void)src, (void)src_row, (void)dst, (void)dst_row;
+}
 int fg_cpu_conv3x3_cpu_supported(void) { return 0; }
 
 #endif
@@ -835,7 +1010,7 @@ static void convolve_lane(const c3_job *job, int lane, const c3_dir *d, const fl
       for (int64_t i0 = 0; i0 < g->th; i0 += d->block_rows) {
         const int64_t i1 = i0 + d->block_rows < g->th ? i0 + d->block_rows : g->th;
         for (int64_t c = 0; c < d->in_ch; c++)
-          wino_input(g, pad + c * g->plane, i0, i1, v + c * d->vt, d->v_xi);
+          wino_input(g, pad + c * g->plane, i0, i1, v + c * d->vt, d->v_xi, 0, 4);
         winograd_products(d, job->wpack, v, (i1 - i0) * g->tw, m);
         for (int64_t r = 0; r < d->rows; r++)
           wino_output(g, m + r * d->vt, d->m_xi, i0, i1, dst + (n * d->rows + r) * out_plane,
@@ -925,8 +1100,12 @@ static void backward_filter_lane(const void *arg, int lane) {
 /* dyt [ho wo][o16] (rows o < O) := dy_n [O, ho wo] transposed; rows >= O stay zero. */
 static void transpose_dy(const c3_plan *p, const float *dyn, float *dyt) {
   const int64_t pixels = p->grad.ho * p->grad.wo;
-  for (int64_t o = 0; o < p->o; o++)
-    for (int64_t q = 0; q < pixels; q++) dyt[q * p->o16 + o] = dyn[o * pixels + q];
+  const int64_t o8 = p->o / FG_C3_VEC * FG_C3_VEC, q8 = pixels / FG_C3_VEC * FG_C3_VEC;
+  for (int64_t o = 0; o < o8; o += FG_C3_VEC)
+    for (int64_t q = 0; q < q8; q += FG_C3_VEC)
+      transpose8(dyn + o * pixels + q, pixels, dyt + q * p->o16 + o, p->o16);
+  for (int64_t o = 0; o < p->o; o++) /* what the 8 x 8 blocks leave */
+    for (int64_t q = o < o8 ? q8 : 0; q < pixels; q++) dyt[q * p->o16 + o] = dyn[o * pixels + q];
 }
 
 /* Weight gradient by output-channel vectors: the lane's partial [C][9][o16] := the sum over
@@ -1003,12 +1182,113 @@ static void sum_partials(const c3_job *job, float *dw) {
   }
 }
 
+/* Winograd weight gradient (Lavin & Gray's F(3x3, 2x2) on the forward's tiles): for each tile
+ * t, the 4x4 input patch d_t and the 2x2 dy outputs dy_t of one output channel o,
+ *   dw[o][c] += A^T [ (G' dy_t G'^T) (.) (B^T d_t B) ] A,  A^T = [1 1 1 0; 0 1 -1 0; 0 1 1 1],
+ * so dw[o][c] = A^T M[o][c] A with M[xi][c][o] = sum over every tile of every image of
+ * V[xi][c][t] D[xi][t][o]: 16 products per tile, input and output channel instead of 36. The
+ * sums over tiles run in the transformed domain, one M[xi] per plane; part k computes the 8
+ * planes of transform rows 2k, 2k + 1 over all the images in order (each part transforms its
+ * own copy of each image), so every sum runs in an order fixed by the shapes alone. */
+
+/* M[xl][c][o16] += the products of a batch of `tiles` transformed tiles, V [8][C][wg_vt] and
+ * D [8][wg_tcap][o16], for the part's 8 planes xl. */
+static void wgrad_products(const c3_plan *p, const float *v, const float *d, int64_t tiles,
+                           float *m) {
+  c3_wgrad_tile t;
+  t.v_ch = p->wg_vt;
+  t.d_tile = p->o16;
+  t.tiles = tiles;
+  t.m_ch = p->o16;
+  for (int xl = 0; xl < FG_C3_WGRAD_XI; xl++)
+    for (int64_t ob = 0; ob < p->o16; ob += 2 * FG_C3_VEC)
+      for (int64_t c = 0; c < p->c; c += FG_C3_WGRAD_CH) {
+        const int nc = p->c - c < FG_C3_WGRAD_CH ? (int)(p->c - c) : FG_C3_WGRAD_CH;
+        t.v = v + xl * p->wg_vxi + c * p->wg_vt;
+        t.d = d + xl * p->wg_dxi + ob;
+        t.m = m + xl * p->wg_mxi + c * p->o16 + ob;
+        tile_wgrad(&t, nc);
+      }
+}
+
+/* Part `part` of the Winograd weight gradient: its 8 planes of M := the sum over the images, in
+ * order, of their tile rows, gathered into batches of at most wg_tcap tiles. */
+static void wgrad_lane(const void *arg, int part) {
+  const c3_job *job = arg;
+  const c3_plan *p = job->p;
+  const c3_wino *g = &p->fwd.wg;
+  float *base = job->lanes + (size_t)part * p->wg_part;
+  float *pad = base, *dyt = base + p->wg_dyt_off, *v = base + p->wg_v_off;
+  float *d = base + p->wg_d_off;
+  float *m = job->lanes + FG_C3_WGRAD_PARTS * p->wg_part +
+             (size_t)(part * FG_C3_WGRAD_XI) * (size_t)p->wg_mxi;
+  const int r0 = 2 * part, r1 = r0 + 2;
+  /* the padded planes' borders and dyt's rows >= O stay zero; the part's M starts at zero */
+  memset(pad, 0, p->wg_v_off * sizeof(float));
+  memset(m, 0, (size_t)(FG_C3_WGRAD_XI * p->wg_mxi) * sizeof(float));
+  const int64_t in_plane = g->h * g->w, pixels = g->ho * g->wo;
+  int64_t filled = 0;
+  for (int64_t n = 0; n < p->n; n++) {
+    for (int64_t c = 0; c < p->c; c++)
+      pad_plane(g, job->x + (n * p->c + c) * in_plane, pad + c * g->plane);
+    transpose_dy(p, job->dy + n * p->o * pixels, dyt);
+    for (int64_t i0 = 0; i0 < g->th;) {
+      int64_t rows = (p->wg_tcap - filled) / g->tw;
+      if (rows == 0) {
+        wgrad_products(p, v, d, filled, m);
+        filled = 0;
+        continue;
+      }
+      if (rows > g->th - i0) rows = g->th - i0;
+      for (int64_t c = 0; c < p->c; c++)
+        wino_input(g, pad + c * g->plane, i0, i0 + rows, v + c * p->wg_vt + filled, p->wg_vxi,
+                   r0, r1);
+      wgrad_dy(g, dyt, p->o16, i0, i0 + rows, r0, r1, d + filled * p->o16, p->wg_dxi);
+      filled += rows * g->tw;
+      i0 += rows;
+    }
+  }
+  if (filled) wgrad_products(p, v, d, filled, m);
+}
+
+/* dw[o][c] := A^T M[.][c][o] A (3x3 from the 16 planes). */
+static void wgrad_finish(const c3_job *job, float *dw) {
+  const c3_plan *p = job->p;
+  const float *m = job->lanes + FG_C3_WGRAD_PARTS * p->wg_part;
+  const int64_t count = p->o * p->c;
+#pragma omp parallel for num_threads(p->threads) schedule(static)
+  for (int64_t i = 0; i < count; i++) {
+    const int64_t o = i / p->c, c = i % p->c;
+    float x[FG_C3_WINO];
+    for (int xi = 0; xi < FG_C3_WINO; xi++) x[xi] = m[xi * p->wg_mxi + c * p->o16 + o];
+    float z[3][4]; /* A^T M */
+    for (int s = 0; s < 4; s++) {
+      z[0][s] = x[s] + x[4 + s] + x[8 + s];
+      z[1][s] = x[4 + s] - x[8 + s];
+      z[2][s] = x[4 + s] + x[8 + s] + x[12 + s];
+    }
+    float *out = dw + i * FG_C3_TAPS;
+    for (int a = 0; a < 3; a++) {
+      out[3 * a] = z[a][0] + z[a][1] + z[a][2];
+      out[3 * a + 1] = z[a][1] - z[a][2];
+      out[3 * a + 2] = z[a][1] + z[a][2] + z[a][3];
+    }
+  }
+}
+
 /* ----------------------------------------------------------------------------------------- */
 /* Entries                                                                                    */
 
 int fg_cpu_conv3x3_applies(const fg_backend *b, const fg_conv_desc *d, int64_t kh, int64_t kw) {
   return fg_cpu_ctx_of(b)->avx2 && kh == 3 && kw == 3 && d->stride == 1 && d->groups == 1 &&
          d->pad <= 2;
+}
+
+fg_cpu_conv3x3_grad fg_cpu_conv3x3_grad_path(const fg_backend *b, const fg_conv_desc *d,
+                                             const fg_tensor *x, const fg_tensor *w) {
+  const c3_plan p = make_plan(b, d, x, w);
+  if (p.wgrad) return FG_CPU_C3_GRAD_WINOGRAD;
+  return p.gradt ? FG_CPU_C3_GRAD_VECTORS : FG_CPU_C3_GRAD_DIRECT;
 }
 
 size_t fg_cpu_conv3x3_workspace(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
@@ -1053,6 +1333,12 @@ fg_status fg_cpu_conv3x3_backward_filter(const fg_backend *b, const fg_conv_desc
     return FG_OK;
   }
   const c3_job job = {.p = &p, .x = fg_f32(x), .dy = fg_f32(dy), .lanes = ws.ptr, .dw = fg_f32(dw)};
+  if (p.wgrad) {
+    fg_cpu_run_lanes(FG_C3_WGRAD_PARTS, p.threads < FG_C3_WGRAD_PARTS ? p.threads : FG_C3_WGRAD_PARTS,
+                     wgrad_lane, &job);
+    wgrad_finish(&job, fg_f32(dw));
+    return FG_OK;
+  }
   if (p.gradt) {
     fg_cpu_run_lanes(p.lanes, p.threads, gradt_lane, &job);
     gradt_finish(&job, fg_f32(dw));

@@ -40,6 +40,16 @@ fg_status fg_cpu_conv3x3_backward_filter(const fg_backend *b, const fg_conv_desc
                                          const fg_tensor *x, const fg_tensor *dy, fg_tensor *dw,
                                          fg_workspace ws);
 
+/* Which weight-gradient path cpu/conv3x3.c takes for x [N,C,H,W] and w [O,C,3,3] (the tests
+ * check that their shapes reach each one). */
+typedef enum fg_cpu_conv3x3_grad {
+  FG_CPU_C3_GRAD_DIRECT,   /* on planes, 4 output channels x 3 taps per tile */
+  FG_CPU_C3_GRAD_VECTORS,  /* by output-channel vectors (small planes) */
+  FG_CPU_C3_GRAD_WINOGRAD, /* Winograd F(3x3, 2x2) */
+} fg_cpu_conv3x3_grad;
+fg_cpu_conv3x3_grad fg_cpu_conv3x3_grad_path(const fg_backend *b, const fg_conv_desc *d,
+                                             const fg_tensor *x, const fg_tensor *w);
+
 /* Whether the generic path's GEMMs fit BLAS's int for the convolution q describes (the 3x3
  * kernels have no such limit): FG_OK or FG_ERR_UNSUPPORTED naming the extent. */
 fg_status fg_cpu_conv_supports(const fg_backend *b, const fg_op_query *q);

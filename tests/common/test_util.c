@@ -126,6 +126,35 @@ char *fgt_join(const char *dir, const char *name) {
   return p;
 }
 
+enum { FGT_SCRATCH_PATHS = 64 };
+static struct {
+  char *dir;
+  char *paths[FGT_SCRATCH_PATHS];
+  int n;
+} fgt_scratch;
+
+void fgt_scratch_open(void) {
+  cr_assert_null(fgt_scratch.dir, "a scratch folder is open already");
+  fgt_scratch.dir = fgt_mkdtemp();
+}
+
+const char *fgt_scratch_dir(void) {
+  cr_assert_not_null(fgt_scratch.dir, "no scratch folder open");
+  return fgt_scratch.dir;
+}
+
+const char *fgt_at(const char *name) {
+  cr_assert_lt(fgt_scratch.n, FGT_SCRATCH_PATHS);
+  return fgt_scratch.paths[fgt_scratch.n++] = fgt_join(fgt_scratch_dir(), name);
+}
+
+void fgt_scratch_close(void) {
+  for (int i = 0; i < fgt_scratch.n; i++) free(fgt_scratch.paths[i]);
+  if (fgt_scratch.dir) fgt_rmtree(fgt_scratch.dir);
+  free(fgt_scratch.dir);
+  memset(&fgt_scratch, 0, sizeof fgt_scratch);
+}
+
 fgt_fixture fgt_fixture_open(void) {
   fgt_setup_cpu(1);
   fgt_fixture f;

@@ -54,6 +54,14 @@ void fgt_assert_error(fg_status got, fg_status want, const char *path, const cha
 /* dir/name (malloc'd; fg_path_join), asserting the allocation. */
 char *fgt_join(const char *dir, const char *name);
 
+/* A test's scratch folder (one at a time): fgt_scratch_open makes it, fgt_at(name) is the path
+ * of `name` in it (valid until fgt_scratch_close, at most 64 per folder), fgt_scratch_close
+ * removes the folder with everything in it and frees the paths. */
+void fgt_scratch_open(void);
+const char *fgt_scratch_dir(void);
+const char *fgt_at(const char *name);
+void fgt_scratch_close(void);
+
 struct cJSON;
 /* The number under `key` of JSON object o; asserts that there is one. */
 double fgt_json_number(const struct cJSON *o, const char *key);

@@ -1,11 +1,12 @@
 /* The dense 3x3 stride-1 convolution kernels (cpu/conv3x3.c, AVX2/FMA: Winograd F(2x2, 3x3)
- * from 8 input channels and 16 tiles, else direct; weight gradient by output-channel vectors
- * on small planes) and the generic path they replace: both against the double-precision
- * references (tests/ref/ref_nn.h) on shapes that exercise every tile width, odd output extents
- * (half tiles), channel counts that are not multiples of 4 (or odd), pads 0..2, uneven lanes,
- * grouped images and images cut into several blocks of tile rows; bit-identical results for 1
- * and 2 threads; and workspace sizes derived by hand from the documented layout, refused when
- * one byte short. */
+ * from 8 input channels and 16 tiles, else direct; weight gradient as Winograd F(3x3, 2x2), or
+ * by output-channel vectors on small planes, or direct) and the generic path they replace: both
+ * against the double-precision references (tests/ref/ref_nn.h) on shapes that exercise every
+ * tile width, odd output extents (half tiles), channel counts that are not multiples of 4 (or
+ * odd), pads 0..2, uneven lanes, grouped images, images cut into several blocks of tile rows
+ * and Winograd weight-gradient batches across images, every weight-gradient path reached;
+ * bit-identical results for 1 and 2 threads; and workspace sizes derived by hand from the
+ * documented layout, refused when one byte short. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "common/test_util.h"
 #include "cpu/cpu_backend.h"
+#include "cpu/conv_internal.h"
 #include "ref/ref_nn.h"
 #include "engine/backend/ops.h"
 
@@ -43,6 +45,8 @@ static const c3_case CASES[] = {
     {2, 8, 8, 9, 8, 2},    /* Winograd, pad 2 (backward data pads by 0) */
     {9, 8, 8, 8, 12, 1},   /* Winograd, 9 images over 4 lanes, 12 input channels backward */
     {1, 8, 76, 76, 4, 1},  /* Winograd: one image cut into blocks of tile rows */
+    {4, 16, 28, 28, 16, 1}, /* Winograd weight gradient: batches of 4 tile rows across images */
+    {3, 12, 9, 7, 20, 2},  /* ... pad 2, odd extents, O = 20 (32 with zero rows), C = 12 */
 };
 enum { C3_CASES = sizeof CASES / sizeof CASES[0] };
 
@@ -191,6 +195,31 @@ Test(conv3x3, matches_reference_with_cpu_kernels) {
   for (int i = 0; i < C3_CASES; i++) check_case(&CASES[i], 100 + 10 * (uint64_t)i);
 }
 
+/* The weight-gradient path case k takes on the CPU backend as now set up. */
+static fg_cpu_conv3x3_grad grad_path_of(const c3_case *k) {
+  c3_data d = c3_setup(k, 700);
+  c3_tensors t = c3_views(&d, NULL, NULL, NULL, NULL);
+  const fg_cpu_conv3x3_grad path = fg_cpu_conv3x3_grad_path(fg_cpu_backend(), &d.desc, &t.x, &t.w);
+  c3_free(&d);
+  return path;
+}
+
+/* The cases above reach every weight-gradient path, two cases each at least: otherwise a path
+ * could break unnoticed. */
+Test(conv3x3, cases_reach_every_weight_gradient_path) {
+  fgt_setup_cpu(2);
+  if (!fg_cpu_uses_avx2()) return; /* the generic path has one weight gradient */
+  int reached[3] = {0, 0, 0};
+  for (int i = 0; i < C3_CASES; i++) {
+    const fg_cpu_conv3x3_grad path = grad_path_of(&CASES[i]);
+    cr_assert(path <= FG_CPU_C3_GRAD_WINOGRAD);
+    reached[path]++;
+  }
+  cr_assert(reached[FG_CPU_C3_GRAD_DIRECT] >= 2, "direct: %d cases", reached[0]);
+  cr_assert(reached[FG_CPU_C3_GRAD_VECTORS] >= 2, "by vectors: %d cases", reached[1]);
+  cr_assert(reached[FG_CPU_C3_GRAD_WINOGRAD] >= 2, "Winograd: %d cases", reached[2]);
+}
+
 Test(conv3x3, matches_reference_with_generic_kernels) {
   fgt_setup_cpu(2);
   fg_cpu_set_generic_kernels(1);
@@ -227,7 +256,8 @@ Test(conv3x3, bit_identical_for_one_and_two_threads) {
       {7, 5, 9, 8, 6, 1},     /* O = 6: every lane with a partial in the workspace */
       {5, 16, 14, 14, 16, 1}, /* cnn-like, Winograd */
       {9, 8, 8, 8, 12, 1},    /* Winograd, 9 images over 4 lanes */
-      {2, 16, 30, 28, 8, 1}   /* Winograd with images cut into blocks of tile rows */
+      {2, 16, 30, 28, 8, 1},  /* Winograd with images cut into blocks of tile rows */
+      {4, 16, 28, 28, 16, 1}  /* the Winograd weight gradient in batches across images */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     c3_data d = c3_setup(&cases[i], 500 + 10 * i);
@@ -353,4 +383,23 @@ Test(conv3x3, workspace_is_exact_and_thread_independent) {
    *   weights   O = 8 -> 16 again: 5632 */
   const size_t need_w8[3] = {16192, 16192, 5632};
   expect_workspace(&wino8, 16192, need_w8);
+  /* n9 c8 8x8 pad 1 o12, 4 lanes (3, 2, 2, 2 images); 8x8 outputs in 4 x 4 = 16 tiles, padded
+   * rows of 10, plane 10 * 10 + 16 = 116; one block per image (48 tiles wanted, 4 per row),
+   * vt = 16 + 8 = 24.
+   *   forward   8 inputs, 12 rows: V planes 8*24 = 192 + 16 = 208 apart, M 12*24 = 288 + 16 =
+   *             304: w 16*12*8 = 1536, lane 8*116 = 928 + 16*208 = 3328 + 16*304 = 4864 = 9120:
+   *             1536 + 4*9120 = 38016
+   *   bwd data  12 inputs, 8 rows: V 304, M 208 apart: w 1536, lane 12*116 = 1392 + 4864 + 3328
+   *             = 9584: 1536 + 4*9584 = 39872 (the largest)
+   * The weight gradient by output-channel vectors would take, per lane (2 images of 64 pixels),
+   * x planes 2*8*104 = 1664 + dyt 2*64*16 = 2048 + partial 8*9*16 = 1152 = 4864: 4*4864 =
+   * 19456. The Winograd weight gradient fits within 39872, so it runs: batches of 64 tiles
+   * (4 images), V rows 64 + 8 = 72; per part a padded image 8*116 = 928, dyt 64*16 = 1024, V
+   * [8][8][72]: 8 * (576 + 16) = 4736, D [8][64][16]: 8 * (1024 + 16) = 8320 = 15008; then M
+   * [16][8][16] = 2048:
+   *   weights   2*15008 + 2048 = 32064 */
+  const c3_case wgrad12 = {9, 8, 8, 8, 12, 1};
+  cr_assert_eq(grad_path_of(&wgrad12), FG_CPU_C3_GRAD_WINOGRAD);
+  const size_t need_g12[3] = {38016, 39872, 32064};
+  expect_workspace(&wgrad12, 39872, need_g12);
 }

@@ -66,31 +66,6 @@ static const char *LONG_RUN =
 
 static void write_text(const char *path, const char *text) { FGT_OK(fg_write_file_atomic(path, text, strlen(text))); }
 
-/* A test's scratch folder and the paths in it, freed together. */
-static struct {
-  char *dir;
-  char *paths[16];
-  int n;
-} scratch;
-
-static void scratch_open(void) {
-  memset(&scratch, 0, sizeof scratch);
-  scratch.dir = fgt_mkdtemp();
-}
-
-/* scratch.dir/name, freed by scratch_close. */
-static const char *at(const char *name) {
-  cr_assert_lt(scratch.n, 16);
-  return scratch.paths[scratch.n++] = fgt_join(scratch.dir, name);
-}
-
-static void scratch_close(void) {
-  for (int i = 0; i < scratch.n; i++) free(scratch.paths[i]);
-  fgt_rmtree(scratch.dir);
-  free(scratch.dir);
-  memset(&scratch, 0, sizeof scratch);
-}
-
 /* argv for `mpirun --oversubscribe -np P fedgap run ARGS...` (args NULL-terminated). */
 static fgt_run mpirun(int p, const char *const *args) {
   const char *mpiexec = getenv("FEDGAP_MPIEXEC"), *bin = getenv("FEDGAP_BINARY");
@@ -196,35 +171,35 @@ static void same_methods(const char *a, const char *b, int processes) {
 }
 
 Test(mpi, every_method_is_identical_whatever_the_processes, .timeout = 1500) {
-  scratch_open();
-  const char *cfg = at("all.yaml"), *one = at("one");
+  fgt_scratch_open();
+  const char *cfg = fgt_at("all.yaml"), *one = fgt_at("one");
   write_text(cfg, ALL_METHODS);
   run_ok(0, (const char *const[]){cfg, "--out", one, "--threads", "2", NULL});
   const int procs[] = {1, 2, 4};
   for (int i = 0; i < 3; i++) {
     char name[16];
     snprintf(name, sizeof name, "p%d", procs[i]);
-    const char *out = at(name);
+    const char *out = fgt_at(name);
     run_ok(procs[i], (const char *const[]){cfg, "--out", out, NULL});
     same_methods(one, out, procs[i]);
   }
   /* Stopped after round 1 under 2 processes, resumed under 3. */
-  const char *stopped = at("stopped"), *summary = at("stopped/fedavg/summary.json");
+  const char *stopped = fgt_at("stopped"), *summary = fgt_at("stopped/fedavg/summary.json");
   run_ok(2, (const char *const[]){cfg, "--out", stopped, "--stop-after", "1", NULL});
   cr_assert_neq(access(summary, F_OK), 0, "a stopped run writes no summary");
   run_ok(3, (const char *const[]){cfg, "--resume", stopped, NULL});
   same_methods(one, stopped, 3);
-  scratch_close();
+  fgt_scratch_close();
 }
 
 Test(mpi, random_channels_are_identical, .timeout = 600) {
-  scratch_open();
-  const char *cfg = at("random.yaml"), *one = at("one"), *three = at("three");
+  fgt_scratch_open();
+  const char *cfg = fgt_at("random.yaml"), *one = fgt_at("one"), *three = fgt_at("three");
   write_text(cfg, RANDOM_CHANNELS);
   run_ok(0, (const char *const[]){cfg, "--out", one, NULL});
   run_ok(3, (const char *const[]){cfg, "--out", three, NULL});
   same_results(one, three);
-  scratch_close();
+  fgt_scratch_close();
 }
 
 /* Lines of `text` that start with `prefix`. */
@@ -236,8 +211,8 @@ static int lines_starting(const char *text, const char *prefix) {
 }
 
 Test(mpi, a_process_with_another_configuration_is_refused, .timeout = 300) {
-  scratch_open();
-  const char *cfg = at("c.yaml"), *out = at("run");
+  fgt_scratch_open();
+  const char *cfg = fgt_at("c.yaml"), *out = fgt_at("run");
   write_text(cfg, LONG_RUN);
   const char *mpiexec = getenv("FEDGAP_MPIEXEC"), *bin = getenv("FEDGAP_BINARY");
   cr_assert(mpiexec && bin);
@@ -250,7 +225,7 @@ Test(mpi, a_process_with_another_configuration_is_refused, .timeout = 300) {
             strstr(r.err, "seed: 8"), "%s", r.err);
   cr_assert_neq(access(out, F_OK), 0, "nothing ran: no run folder");
   fgt_run_free(&r);
-  scratch_close();
+  fgt_scratch_close();
 }
 
 /* ---- stopping a worker mid-round ----------------------------------------------------------- */
@@ -293,7 +268,7 @@ static int runs_in_scratch(int pid) {
   snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
   int n = read_small_file(path, buf, sizeof buf);
   for (int k = 0; k < n; k += (int)strlen(buf + k) + 1)
-    if (strstr(buf + k, scratch.dir)) return 1;
+    if (strstr(buf + k, fgt_scratch_dir())) return 1;
   return 0;
 }
 
@@ -356,10 +331,10 @@ static int start_and_hit(const char *cfg, const char *run, const char *out, cons
 }
 
 Test(mpi, a_killed_worker_is_named_and_resume_reaches_the_same_numbers, .timeout = 900) {
-  scratch_open();
-  const char *cfg = at("long.yaml"), *run = at("run"), *straight = at("straight"), *err = at("err.txt");
+  fgt_scratch_open();
+  const char *cfg = fgt_at("long.yaml"), *run = fgt_at("run"), *straight = fgt_at("straight"), *err = fgt_at("err.txt");
   write_text(cfg, LONG_RUN);
-  int victim = 0, pid = start_and_hit(cfg, run, at("out.txt"), err, "120", SIGKILL, &victim);
+  int victim = 0, pid = start_and_hit(cfg, run, fgt_at("out.txt"), err, "120", SIGKILL, &victim);
   double t0 = now_seconds();
   int status = fgt_wait(pid, 120);
   double took = now_seconds() - t0;
@@ -373,14 +348,14 @@ Test(mpi, a_killed_worker_is_named_and_resume_reaches_the_same_numbers, .timeout
   run_ok(0, (const char *const[]){cfg, "--resume", run, "--threads", "1", NULL});
   run_ok(0, (const char *const[]){cfg, "--out", straight, "--threads", "1", NULL});
   same_results(straight, run);
-  scratch_close();
+  fgt_scratch_close();
 }
 
 Test(mpi, a_worker_that_stops_answering_trips_the_watchdog, .timeout = 600) {
-  scratch_open();
-  const char *cfg = at("long.yaml"), *err = at("err.txt");
+  fgt_scratch_open();
+  const char *cfg = fgt_at("long.yaml"), *err = fgt_at("err.txt");
   write_text(cfg, LONG_RUN);
-  int victim = 0, pid = start_and_hit(cfg, at("run"), at("out.txt"), err, "4", SIGSTOP, &victim);
+  int victim = 0, pid = start_and_hit(cfg, fgt_at("run"), fgt_at("out.txt"), err, "4", SIGSTOP, &victim);
   double t0 = now_seconds();
   int status = fgt_wait(pid, 120);
   double took = now_seconds() - t0;
@@ -390,5 +365,5 @@ Test(mpi, a_worker_that_stops_answering_trips_the_watchdog, .timeout = 600) {
   cr_assert_lt(took, 60, "ended %.1f s after the worker stopped", took);
   cr_assert(strstr(text, "rank 1 sent nothing within 4 s") && strstr(text, "slot"), "%s", text);
   free(text);
-  scratch_close();
+  fgt_scratch_close();
 }

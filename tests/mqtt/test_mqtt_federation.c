@@ -54,31 +54,6 @@ enum { DEVICES = 3 };
  * next level's; seconds of the round's deadline. */
 enum { QUEUE_CAP = 10000, QUEUE_DEADLINE = 8 };
 
-/* A test's scratch folder and the paths in it, freed together. */
-static struct {
-  char *dir;
-  char *paths[48];
-  int n;
-} scratch;
-
-static void scratch_open(void) {
-  memset(&scratch, 0, sizeof scratch);
-  scratch.dir = fgt_mkdtemp();
-}
-
-/* scratch.dir/name, freed by scratch_close. */
-static const char *at(const char *name) {
-  cr_assert_lt(scratch.n, 48);
-  return scratch.paths[scratch.n++] = fgt_join(scratch.dir, name);
-}
-
-static void scratch_close(void) {
-  for (int i = 0; i < scratch.n; i++) free(scratch.paths[i]);
-  fgt_rmtree(scratch.dir);
-  free(scratch.dir);
-  memset(&scratch, 0, sizeof scratch);
-}
-
 /* The run in `remote` has the records and the checkpoint of the in-process run in `local` (timings
  * aside), and its method state too when `method_state` is set. */
 static void same_run(const char *local, const char *remote, int method_state) {
@@ -171,10 +146,10 @@ static broker start_broker(const char *extra) {
   char conf[2048];
   snprintf(conf, sizeof conf, "listener %d 127.0.0.1\npersistence false\nuser root\n%s", b.port,
            extra ? extra : "allow_anonymous true\n");
-  const char *path = at("mosquitto.conf");
+  const char *path = fgt_at("mosquitto.conf");
   write_text(path, conf);
   const char *argv[] = {exe, "-c", path, NULL};
-  b.pid = fgt_spawn(argv, at("broker.out"), at("broker.err"));
+  b.pid = fgt_spawn(argv, fgt_at("broker.out"), fgt_at("broker.err"));
   note_started(b.pid);
   for (int i = 0; i < 100 && !port_open(b.port); i++) nap(0.05);
   cr_assert(port_open(b.port), "mosquitto did not listen on port %d", b.port);
@@ -207,14 +182,14 @@ static const char *write_config_rounds(double deadline, int rounds, int epochs);
 static const char *write_config(double deadline) { return write_config_rounds(deadline, 3, 1); }
 
 static const char *write_config_rounds(double deadline, int rounds, int epochs) {
-  const char *data = at("data");
+  const char *data = fgt_at("data");
   char cmd[4200];
   snprintf(cmd, sizeof cmd, "mkdir -p %s", data);
   cr_assert_eq(system(cmd), 0);
   fgt_write_tiny_fmnist(data, 240, 80, 11);
   char text[2048];
   snprintf(text, sizeof text, CONFIG, rounds, data, epochs, deadline);
-  const char *path = at("loop.yaml");
+  const char *path = fgt_at("loop.yaml");
   write_text(path, text);
   return path;
 }
@@ -228,7 +203,7 @@ static int spawn_fedgap(const char *tag, const char *const *args) {
   char out[64], err[64];
   snprintf(out, sizeof out, "%s.out", tag);
   snprintf(err, sizeof err, "%s.err", tag);
-  int pid = fgt_spawn(argv, at(out), at(err));
+  int pid = fgt_spawn(argv, fgt_at(out), fgt_at(err));
   note_started(pid);
   return pid;
 }
@@ -243,13 +218,22 @@ static int spawn_device(const broker *b, const char *config, int k) {
   return spawn_fedgap(tag, args);
 }
 
-static int spawn_serve(const broker *b, const char *config, const char *out) {
-  const char *args[] = {"serve", config, "--broker", b->url, "--out", out, "--threads", "1", NULL};
+/* fedgap serve of `config` into `out` on broker b, with the overrides `sets` ("key=value",
+ * NULL-terminated; NULL for none). */
+static int spawn_serve(const broker *b, const char *config, const char *out,
+                       const char *const *sets) {
+  const char *args[32] = {"serve", config, "--broker", b->url, "--out", out, "--threads", "1"};
+  int n = 8;
+  for (int i = 0; sets && sets[i] && n < 30; i++) {
+    args[n++] = "--set";
+    args[n++] = sets[i];
+  }
+  args[n] = NULL;
   return spawn_fedgap("serve", args);
 }
 
 static char *scratch_text(const char *name) {
-  char *path = fgt_join(scratch.dir, name);
+  char *path = fgt_join(fgt_scratch_dir(), name);
   /* a process just spawned may not have created its log yet: read as empty until it has */
   char *text = access(path, F_OK) == 0 ? fgt_read_text(path) : NULL;
   free(path);
@@ -265,12 +249,12 @@ static void run_in_process(const char *config, const char *out) {
 }
 
 Test(mqtt, three_loopback_devices_equal_the_in_process_run, .timeout = 900) {
-  scratch_open();
+  fgt_scratch_open();
   const char *config = write_config(300);
-  const char *local = at("local"), *remote = at("remote");
+  const char *local = fgt_at("local"), *remote = fgt_at("remote");
   run_in_process(config, local);
   broker b = start_broker(NULL);
-  int serve = spawn_serve(&b, config, remote);
+  int serve = spawn_serve(&b, config, remote, NULL);
   int dev[DEVICES];
   for (int k = 0; k < DEVICES; k++) dev[k] = spawn_device(&b, config, k);
   int rc = wait_started(serve, 600);
@@ -287,7 +271,7 @@ Test(mqtt, three_loopback_devices_equal_the_in_process_run, .timeout = 900) {
   same_run(local, remote, 0);
   free(err);
   stop_broker(&b);
-  scratch_close();
+  fgt_scratch_close();
 }
 
 /* ---- reading a run's records -------------------------------------------------------------- */
@@ -344,6 +328,16 @@ static int wait_for_text(const char *name, const char *needle, double seconds) {
   return 0;
 }
 
+/* The server (spawn_serve) and the DEVICES devices of `config` (dev[k], client k), started
+ * together; returns the server's pid once dev1 is online. */
+static int start_federation(const broker *b, const char *config, const char *out,
+                            const char *const *sets, int dev[DEVICES]) {
+  const int serve = spawn_serve(b, config, out, sets);
+  for (int k = 0; k < DEVICES; k++) dev[k] = spawn_device(b, config, k);
+  cr_assert(wait_for_text("serve.err", "device dev1 is online", 120), "dev1 never came online");
+  return serve;
+}
+
 static void serve_ok(int serve) {
   int rc = wait_started(serve, 600);
   char *err = scratch_text("serve.err");
@@ -354,12 +348,12 @@ static void serve_ok(int serve) {
 /* ---- dropouts ----------------------------------------------------------------------------- */
 
 Test(mqtt, a_device_killed_mid_round_is_dropped_and_rejoins, .timeout = 900) {
-  scratch_open();
+  fgt_scratch_open();
   /* Five steps an epoch, four epochs a round: its 30th step is in the middle of its second round. */
   const char *config = write_config_rounds(300, 8, 4);
-  const char *remote = at("remote");
+  const char *remote = fgt_at("remote");
   broker b = start_broker(NULL);
-  int serve = spawn_serve(&b, config, remote);
+  int serve = spawn_serve(&b, config, remote, NULL);
   int dev[DEVICES];
   dev[0] = spawn_device(&b, config, 0);
   dev[2] = spawn_device(&b, config, 2);
@@ -368,7 +362,7 @@ Test(mqtt, a_device_killed_mid_round_is_dropped_and_rejoins, .timeout = 900) {
   const char *argv[16] = {getenv("FEDGAP_BINARY")};
   for (int i = 0; args[i]; i++) argv[i + 1] = args[i];
   fgt_run_opts kill = {"train_step:30", 0};
-  dev[1] = fgt_spawn_opts(argv, at("dev1-killed.out"), at("dev1-killed.err"), &kill);
+  dev[1] = fgt_spawn_opts(argv, fgt_at("dev1-killed.out"), fgt_at("dev1-killed.err"), &kill);
   note_started(dev[1]);
   cr_assert_eq(wait_started(dev[1], 300), -1, "the device was to die of SIGKILL at its 30th training step");
   dev[1] = spawn_device(&b, config, 1);
@@ -386,18 +380,16 @@ Test(mqtt, a_device_killed_mid_round_is_dropped_and_rejoins, .timeout = 900) {
   cJSON_Delete(r2);
   cJSON_Delete(last);
   stop_broker(&b);
-  scratch_close();
+  fgt_scratch_close();
 }
 
 Test(mqtt, a_device_past_the_deadline_is_dropped_and_its_late_result_ignored, .timeout = 900) {
-  scratch_open();
+  fgt_scratch_open();
   const char *config = write_config_rounds(4, 3, 1);
-  const char *remote = at("remote");
+  const char *remote = fgt_at("remote");
   broker b = start_broker(NULL);
-  int serve = spawn_serve(&b, config, remote);
   int dev[DEVICES];
-  for (int k = 0; k < DEVICES; k++) dev[k] = spawn_device(&b, config, k);
-  cr_assert(wait_for_text("serve.err", "device dev1 is online", 120), "dev1 never came online");
+  const int serve = start_federation(&b, config, remote, NULL, dev);
   kill(dev[1], SIGSTOP); /* it holds its first job past the deadline */
   cr_assert(wait_for_text("serve.err", "missed the round's deadline", 120), "no slot was dropped at the deadline");
   kill(dev[1], SIGCONT);
@@ -412,21 +404,18 @@ Test(mqtt, a_device_past_the_deadline_is_dropped_and_its_late_result_ignored, .t
   cr_assert_eq(round_count(r1, "trained"), 2);
   cJSON_Delete(r1);
   stop_broker(&b);
-  scratch_close();
+  fgt_scratch_close();
 }
 
 Test(mqtt, a_round_short_of_results_is_tried_again_then_the_run_stops, .timeout = 900) {
-  scratch_open();
+  fgt_scratch_open();
   const char *config = write_config_rounds(2, 3, 1);
-  const char *remote = at("remote");
+  const char *remote = fgt_at("remote");
   broker b = start_broker(NULL);
   /* The devices section is the server's: the devices keep the file's. */
-  const char *args[] = {"serve", config, "--broker", b.url, "--out", remote, "--threads", "1", "--set",
-                        "devices.min_results=3", "--set", "devices.retries=1", NULL};
-  int serve = spawn_fedgap("serve", args);
+  const char *sets[] = {"devices.min_results=3", "devices.retries=1", NULL};
   int dev[DEVICES];
-  for (int k = 0; k < DEVICES; k++) dev[k] = spawn_device(&b, config, k);
-  cr_assert(wait_for_text("serve.err", "device dev1 is online", 120), "dev1 never came online");
+  const int serve = start_federation(&b, config, remote, sets, dev);
   kill(dev[1], SIGSTOP); /* it answers nothing: every try of round 1 has two results of the three needed */
   int rc = wait_started(serve, 300);
   char *err = scratch_text("serve.err");
@@ -467,22 +456,19 @@ Test(mqtt, a_round_short_of_results_is_tried_again_then_the_run_stops, .timeout 
   free(path);
   kill(dev[1], SIGCONT);
   stop_broker(&b);
-  scratch_close();
+  fgt_scratch_close();
 }
 
 /* A round short of results on its first try and complete on its second: the try is recorded in
  * failed_rounds.jsonl and the round's record says one try failed; the later rounds have no key. */
 Test(mqtt, a_round_complete_on_its_second_try_records_the_first, .timeout = 900) {
-  scratch_open();
+  fgt_scratch_open();
   const char *config = write_config_rounds(4, 2, 1);
-  const char *remote = at("remote");
+  const char *remote = fgt_at("remote");
   broker b = start_broker(NULL);
-  const char *args[] = {"serve", config, "--broker", b.url, "--out", remote, "--threads", "1", "--set",
-                        "devices.min_results=3", "--set", "devices.retries=1", NULL};
-  int serve = spawn_fedgap("serve", args);
+  const char *sets[] = {"devices.min_results=3", "devices.retries=1", NULL};
   int dev[DEVICES];
-  for (int k = 0; k < DEVICES; k++) dev[k] = spawn_device(&b, config, k);
-  cr_assert(wait_for_text("serve.err", "device dev1 is online", 120), "dev1 never came online");
+  const int serve = start_federation(&b, config, remote, sets, dev);
   kill(dev[1], SIGSTOP); /* the first try of round 1 closes with two results of the three needed */
   int failed = wait_for_text("serve.err", "round 1 failed (attempt 1)", 120);
   kill(dev[1], SIGCONT);
@@ -510,7 +496,7 @@ Test(mqtt, a_round_complete_on_its_second_try_records_the_first, .timeout = 900)
   cJSON_Delete(r1);
   cJSON_Delete(r2);
   stop_broker(&b);
-  scratch_close();
+  fgt_scratch_close();
 }
 
 /* The broker's cap on what waits for a device (max_queued_bytes, configs/mosquitto/mosquitto.conf).
@@ -520,9 +506,9 @@ Test(mqtt, a_round_complete_on_its_second_try_records_the_first, .timeout = 900)
  * cap; dev2 never holds the whole job, is recorded dropped at the deadline, and the round completes
  * with the other two, whose jobs fit under the cap. */
 Test(mqtt, a_job_over_the_brokers_queue_cap_is_dropped_and_the_round_completes, .timeout = 900) {
-  scratch_open();
+  fgt_scratch_open();
   const char *config = write_config_rounds(QUEUE_DEADLINE, 1, 1);
-  const char *remote = at("remote");
+  const char *remote = fgt_at("remote");
   char extra[256];
   snprintf(extra, sizeof extra,
            "allow_anonymous true\nlog_dest stderr\nlog_type all\nmax_inflight_messages 1\n"
@@ -553,22 +539,22 @@ Test(mqtt, a_job_over_the_brokers_queue_cap_is_dropped_and_the_round_completes, 
   cr_assert_eq(round_count(r1, "trained"), DEVICES - 1, "the round completes with the other two");
   cJSON_Delete(r1);
   stop_broker(&b);
-  scratch_close();
+  fgt_scratch_close();
 }
 
 Test(mqtt, devices_with_their_own_data_train_it, .timeout = 900) {
-  scratch_open();
+  fgt_scratch_open();
   const char *config = write_config(300);
-  const char *remote = at("remote");
+  const char *remote = fgt_at("remote");
   broker b = start_broker(NULL);
-  int serve = spawn_serve(&b, config, remote);
+  int serve = spawn_serve(&b, config, remote, NULL);
   const int sizes[DEVICES] = {90, 120, 150};
   int dev[DEVICES];
   for (int k = 0; k < DEVICES; k++) {
     char name[16], id[16], cmd[4200];
     snprintf(name, sizeof name, "own%d", k);
     snprintf(id, sizeof id, "board%d", k);
-    const char *data = at(name);
+    const char *data = fgt_at(name);
     snprintf(cmd, sizeof cmd, "mkdir -p %s", data);
     cr_assert_eq(system(cmd), 0);
     fgt_write_tiny_fmnist(data, sizes[k], 20, 100 + (unsigned)k);
@@ -591,7 +577,7 @@ Test(mqtt, devices_with_their_own_data_train_it, .timeout = 900) {
     cJSON_Delete(rec);
   }
   stop_broker(&b);
-  scratch_close();
+  fgt_scratch_close();
 }
 
 /* ---- a rogue device ----------------------------------------------------------------------- */
@@ -665,9 +651,9 @@ static void rogue_on_chunk(rogue *r, const unsigned char *chunk, size_t len) {
 }
 
 Test(mqtt, malformed_nan_oversized_and_truncated_results_are_refused, .timeout = 900) {
-  scratch_open();
+  fgt_scratch_open();
   const char *config = write_config_rounds(20, ROGUE_ANSWERS, 1);
-  const char *remote = at("remote");
+  const char *remote = fgt_at("remote");
   fg_config cfg;
   FGT_OK(fg_config_load(config, NULL, 0, &cfg));
   rogue r;
@@ -718,7 +704,7 @@ Test(mqtt, malformed_nan_oversized_and_truncated_results_are_refused, .timeout =
   fg_assembly_free(&r.a);
   fg_mqtt_close(r.link);
   stop_broker(&b);
-  scratch_close();
+  fgt_scratch_close();
 }
 
 /* ---- TLS, client certificates and the ACL ------------------------------------------------- */
@@ -789,7 +775,7 @@ static int spawn_tls_device(const broker *b, const char *config, int k, const ch
                             const char *tag) {
   char client[16], ca[4200], cert[4200], key[4200];
   snprintf(client, sizeof client, "%d", k);
-  snprintf(ca, sizeof ca, "%s/ca.crt", scratch.dir);
+  snprintf(ca, sizeof ca, "%s/ca.crt", fgt_scratch_dir());
   snprintf(cert, sizeof cert, "%s/%s.crt", dir ? dir : "", id);
   snprintf(key, sizeof key, "%s/%s.key", dir ? dir : "", id);
   const char *args[] = {"device", "--broker", b->url, "--id", id, "--config", config, "--client", client,
@@ -798,15 +784,15 @@ static int spawn_tls_device(const broker *b, const char *config, int k, const ch
 }
 
 Test(mqtt, tls_with_client_certificates_gives_the_in_process_run, .timeout = 900) {
-  scratch_open();
+  fgt_scratch_open();
   const char *config = write_config(300);
-  const char *local = at("local"), *remote = at("remote");
+  const char *local = fgt_at("local"), *remote = fgt_at("remote");
   run_in_process(config, local);
-  broker b = start_tls_broker(scratch.dir);
+  broker b = start_tls_broker(fgt_scratch_dir());
   char ca[4200], cert[4200], key[4200];
-  snprintf(ca, sizeof ca, "%s/ca.crt", scratch.dir);
-  snprintf(cert, sizeof cert, "%s/fedgap-server.crt", scratch.dir);
-  snprintf(key, sizeof key, "%s/fedgap-server.key", scratch.dir);
+  snprintf(ca, sizeof ca, "%s/ca.crt", fgt_scratch_dir());
+  snprintf(cert, sizeof cert, "%s/fedgap-server.crt", fgt_scratch_dir());
+  snprintf(key, sizeof key, "%s/fedgap-server.key", fgt_scratch_dir());
   const char *args[] = {"serve", config, "--broker", b.url, "--out", remote, "--threads", "1", "--ca", ca, "--cert",
                         cert, "--key", key, NULL};
   int serve = spawn_fedgap("serve", args);
@@ -814,13 +800,13 @@ Test(mqtt, tls_with_client_certificates_gives_the_in_process_run, .timeout = 900
   for (int k = 0; k < DEVICES; k++) {
     char id[16];
     snprintf(id, sizeof id, "dev%d", k);
-    dev[k] = spawn_tls_device(&b, config, k, scratch.dir, id, id);
+    dev[k] = spawn_tls_device(&b, config, k, fgt_scratch_dir(), id, id);
   }
   serve_ok(serve);
   for (int k = 0; k < DEVICES; k++) cr_assert_eq(wait_started(dev[k], 60), 0, "device %d", k);
   fgt_same_run_records(local, remote);
   stop_broker(&b);
-  scratch_close();
+  fgt_scratch_close();
 }
 
 /* A device that must be refused: it ends non-zero with one line naming the broker. */
@@ -835,23 +821,23 @@ static void refused_device(const broker *b, const char *config, const char *dir,
 }
 
 Test(mqtt, devices_without_a_valid_certificate_are_refused, .timeout = 600) {
-  scratch_open();
+  fgt_scratch_open();
   const char *config = write_config(300);
-  broker b = start_tls_broker(scratch.dir);
+  broker b = start_tls_broker(fgt_scratch_dir());
   char other[4200];
-  snprintf(other, sizeof other, "%s/other", scratch.dir);
+  snprintf(other, sizeof other, "%s/other", fgt_scratch_dir());
   refused_device(&b, config, NULL, "dev0", "no certificate");
   refused_device(&b, config, other, "dev0", "a certificate of another CA");
   stop_broker(&b);
-  scratch_close();
+  fgt_scratch_close();
 }
 
-/* A client of the TLS broker with identity `name` (its certificate in scratch.dir). */
+/* A client of the TLS broker with identity `name` (its certificate in fgt_scratch_dir()). */
 static fg_mqtt_link *tls_client(const broker *b, const char *name) {
   char ca[4200], cert[4200], key[4200];
-  snprintf(ca, sizeof ca, "%s/ca.crt", scratch.dir);
-  snprintf(cert, sizeof cert, "%s/%s.crt", scratch.dir, name);
-  snprintf(key, sizeof key, "%s/%s.key", scratch.dir, name);
+  snprintf(ca, sizeof ca, "%s/ca.crt", fgt_scratch_dir());
+  snprintf(cert, sizeof cert, "%s/%s.crt", fgt_scratch_dir(), name);
+  snprintf(key, sizeof key, "%s/%s.key", fgt_scratch_dir(), name);
   fg_mqtt_options o = {b->url, name, ca, cert, key, NULL, NULL, 20};
   fg_mqtt_link *l = NULL;
   FGT_OK(fg_mqtt_connect(&o, &l));
@@ -878,8 +864,8 @@ static char *received_until(fg_mqtt_link *l, const char *last) {
 }
 
 Test(mqtt, the_acl_confines_each_device_to_its_own_topics, .timeout = 600) {
-  scratch_open();
-  broker b = start_tls_broker(scratch.dir);
+  fgt_scratch_open();
+  broker b = start_tls_broker(fgt_scratch_dir());
   fg_mqtt_link *server = tls_client(&b, "fedgap-server"), *intruder = tls_client(&b, "intruder");
   FGT_OK(fg_mqtt_subscribe(server, "fg/#"));
   FGT_OK(fg_mqtt_subscribe(intruder, "fg/loop/job/dev0"));
@@ -906,21 +892,21 @@ Test(mqtt, the_acl_confines_each_device_to_its_own_topics, .timeout = 600) {
   fg_mqtt_close(intruder);
   fg_mqtt_close(server);
   stop_broker(&b);
-  scratch_close();
+  fgt_scratch_close();
 }
 
 /* ---- resuming ----------------------------------------------------------------------------- */
 
 Test(mqtt, a_device_killed_mid_upload_resends_from_its_spool, .timeout = 900) {
-  scratch_open();
+  fgt_scratch_open();
   const char *config = write_config(300);
-  const char *local = at("local"), *remote = at("remote"), *spool = at("spool");
+  const char *local = fgt_at("local"), *remote = fgt_at("remote"), *spool = fgt_at("spool");
   char cmd[4200];
   snprintf(cmd, sizeof cmd, "mkdir -p %s", spool);
   cr_assert_eq(system(cmd), 0);
   run_in_process(config, local);
   broker b = start_broker(NULL);
-  int serve = spawn_serve(&b, config, remote);
+  int serve = spawn_serve(&b, config, remote, NULL);
   int dev[DEVICES];
   /* Client 2 trains the full model: its result is 27 chunks of 1 KiB; the device dies after 10. */
   const char *args[] = {"device", "--broker", b.url, "--id", "dev2", "--config", config, "--client", "2",
@@ -928,7 +914,7 @@ Test(mqtt, a_device_killed_mid_upload_resends_from_its_spool, .timeout = 900) {
   const char *argv[24] = {getenv("FEDGAP_BINARY")};
   for (int i = 0; args[i]; i++) argv[i + 1] = args[i];
   fgt_run_opts kill = {"device_chunk:10", 0};
-  dev[2] = fgt_spawn_opts(argv, at("dev2-killed.out"), at("dev2-killed.err"), &kill);
+  dev[2] = fgt_spawn_opts(argv, fgt_at("dev2-killed.out"), fgt_at("dev2-killed.err"), &kill);
   note_started(dev[2]);
   dev[0] = spawn_device(&b, config, 0);
   dev[1] = spawn_device(&b, config, 1);
@@ -943,19 +929,19 @@ Test(mqtt, a_device_killed_mid_upload_resends_from_its_spool, .timeout = 900) {
   free(serr);
   same_run(local, remote, 0);
   stop_broker(&b);
-  scratch_close();
+  fgt_scratch_close();
 }
 
 Test(mqtt, a_server_killed_mid_round_resumes_from_its_spool, .timeout = 900) {
-  scratch_open();
+  fgt_scratch_open();
   const char *config = write_config(300);
-  const char *local = at("local"), *remote = at("remote");
+  const char *local = fgt_at("local"), *remote = fgt_at("remote");
   run_in_process(config, local);
   broker b = start_broker(NULL);
   const char *args[] = {getenv("FEDGAP_BINARY"), "serve", config, "--broker", b.url, "--out", remote, "--threads",
                         "1", NULL};
   fgt_run_opts kill = {"serve_spool:5", 0}; /* round 2, after two of its three results */
-  int serve = fgt_spawn_opts(args, at("serve-killed.out"), at("serve-killed.err"), &kill);
+  int serve = fgt_spawn_opts(args, fgt_at("serve-killed.out"), fgt_at("serve-killed.err"), &kill);
   note_started(serve);
   int dev[DEVICES];
   for (int k = 0; k < DEVICES; k++) dev[k] = spawn_device(&b, config, k);
@@ -969,7 +955,7 @@ Test(mqtt, a_server_killed_mid_round_resumes_from_its_spool, .timeout = 900) {
   free(serr);
   same_run(local, remote, 0);
   stop_broker(&b);
-  scratch_close();
+  fgt_scratch_close();
 }
 
 /* ---- a link cut mid-upload ---------------------------------------------------------------- */
@@ -1032,9 +1018,9 @@ static int start_proxy(int port, int broker_port, long cut) {
 }
 
 Test(mqtt, a_link_cut_mid_upload_resumes, .timeout = 900) {
-  scratch_open();
+  fgt_scratch_open();
   const char *config = write_config(300);
-  const char *local = at("local"), *remote = at("remote");
+  const char *local = fgt_at("local"), *remote = fgt_at("remote");
   run_in_process(config, local);
   broker b = start_broker(NULL);
   int proxy_port = free_port();
@@ -1043,7 +1029,7 @@ Test(mqtt, a_link_cut_mid_upload_resumes, .timeout = 900) {
   start_proxy(proxy_port, b.port, 12000);
   char via[64];
   snprintf(via, sizeof via, "mqtt://127.0.0.1:%d", proxy_port);
-  int serve = spawn_serve(&b, config, remote);
+  int serve = spawn_serve(&b, config, remote, NULL);
   int dev[DEVICES];
   dev[0] = spawn_device(&b, config, 0);
   dev[1] = spawn_device(&b, config, 1);
@@ -1062,28 +1048,28 @@ Test(mqtt, a_link_cut_mid_upload_resumes, .timeout = 900) {
   cJSON_Delete(r1);
   same_run(local, remote, 0);
   stop_broker(&b);
-  scratch_close();
+  fgt_scratch_close();
 }
 
 /* ---- a method with server state sent to its clients ------------------------------------------ */
 
 Test(mqtt, depthfl_with_feddyn_on_devices_equals_the_in_process_run, .timeout = 900) {
-  scratch_open();
+  fgt_scratch_open();
   const char *config = write_config(300);
   char *text = fgt_read_text(config);
   char *feddyn = replace_all(text, "method: {name: heterofl}", "method: {name: depthfl, feddyn_alpha: 0.1}");
   write_text(config, feddyn);
   free(text);
   free(feddyn);
-  const char *local = at("local"), *remote = at("remote");
+  const char *local = fgt_at("local"), *remote = fgt_at("remote");
   run_in_process(config, local);
   broker b = start_broker(NULL);
-  int serve = spawn_serve(&b, config, remote);
+  int serve = spawn_serve(&b, config, remote, NULL);
   int dev[DEVICES];
   for (int k = 0; k < DEVICES; k++) dev[k] = spawn_device(&b, config, k);
   serve_ok(serve);
   for (int k = 0; k < DEVICES; k++) cr_assert_eq(wait_started(dev[k], 60), 0, "device %d", k);
   same_run(local, remote, 1);
   stop_broker(&b);
-  scratch_close();
+  fgt_scratch_close();
 }
