@@ -78,7 +78,7 @@ int fgt_train_every_level_once(const char *name, const char *model) {
            "rounds: 2\nthreads: 2\ndata: {dataset: fashion-mnist, dir: \"%s\", partition: {kind: iid}}\n"
            "model: {%s}\nclients: {count: 4}\nlocal: {batch: 16, lr: 0.05}\nmethod: {name: %s}\n",
            dir, model, name);
-  FGT_OK(fg_write_file_atomic(path, text, strlen(text)));
+  fgt_write_text(path, text);
   fg_config cfg;
   FGT_OK(fg_config_load(path, NULL, 0, &cfg));
   fg_world w;

@@ -120,6 +120,10 @@ double fgt_json_number(const cJSON *o, const char *key) {
   return v->valuedouble;
 }
 
+void fgt_write_text(const char *path, const char *text) {
+  FGT_OK(fg_write_file_atomic(path, text, strlen(text)));
+}
+
 char *fgt_join(const char *dir, const char *name) {
   char *p = fg_path_join(dir, name);
   cr_assert_not_null(p, "out of memory joining %s and %s", dir, name);

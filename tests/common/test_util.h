@@ -51,6 +51,10 @@ void fgt_fixture_close(fgt_fixture *f);
 /* Asserts status `want` and, when given, that the last error names `path` and contains `what`. */
 void fgt_assert_error(fg_status got, fg_status want, const char *path, const char *what);
 
+/* Writes `text` (without its terminating zero) to path, atomically (fg_write_file_atomic);
+ * asserts that it succeeds. */
+void fgt_write_text(const char *path, const char *text);
+
 /* dir/name (malloc'd; fg_path_join), asserting the allocation. */
 char *fgt_join(const char *dir, const char *name);
 

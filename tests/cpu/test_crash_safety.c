@@ -142,7 +142,7 @@ static char *config(int rounds) {
            "method: {name: fedavg}\n",
            rounds, tmp);
   char *path = fgt_join(tmp, "crash.yaml");
-  FGT_OK(fg_write_file_atomic(path, text, strlen(text)));
+  fgt_write_text(path, text);
   return path;
 }
 

@@ -37,7 +37,7 @@ static void open_device(void) {
            "method: {name: heterofl}\n",
            dir, EPOCHS);
   char *path = fgt_join(dir, "own.yaml");
-  FGT_OK(fg_write_file_atomic(path, text, strlen(text)));
+  fgt_write_text(path, text);
   FGT_OK(fg_config_load(path, NULL, 0, &cfg));
   free(path);
   FGT_OK(fg_world_open(&cfg, &world));

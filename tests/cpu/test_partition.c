@@ -692,7 +692,7 @@ static void write_edited(const char *path, const char *text, const char *from, c
   memcpy(out, text, a);
   memcpy(out + a, to, t);
   memcpy(out + a + t, at + f, n - a - f + 1);
-  FGT_OK(fg_write_file_atomic(path, out, strlen(out)));
+  fgt_write_text(path, out);
   free(out);
 }
 

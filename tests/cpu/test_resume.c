@@ -46,7 +46,7 @@ static char *write_config(const char *name, int rounds, const char *extra) {
            "local: {batch: 32, lr: 0.05}\neval: {max_samples: 60}\ncheckpoint: {every: 1}\n"
            "method: {name: fedavg}\n%s",
            name, rounds, tmp, extra ? extra : "");
-  FGT_OK(fg_write_file_atomic(path, text, strlen(text)));
+  fgt_write_text(path, text);
   return path;
 }
 
@@ -109,7 +109,7 @@ Test(resume, diff_names_the_differing_keys) {
   cr_assert_not_null(at);
   *at = '\0';
   snprintf(text, sizeof text, "%smethods: [{name: fedavg}, {name: heterofl, rates: [1, 0.5]}]\n", t);
-  FGT_OK(fg_write_file_atomic(plain, text, strlen(text)));
+  fgt_write_text(plain, text);
   free(t);
   load(plain, NULL, 0, &m1);
   load(plain, other_rates, 1, &m2);
@@ -252,7 +252,7 @@ Test(resume, an_edited_partition_file_is_refused, .timeout = 120) {
   memcpy(swapped, text, at);
   at += (size_t)sprintf(swapped + at, "%s,%s", b, a);
   strcpy(swapped + at, end);
-  FGT_OK(fg_write_file_atomic(path, swapped, strlen(swapped)));
+  fgt_write_text(path, swapped);
   fgt_run r = run((const char *[]){"", "run", cfg, "--resume", dir, "--allow-change", "rounds", NULL});
   cr_assert_eq(r.status, 1, "status %d: %s", r.status, r.err);
   cr_assert_eq(fgt_line_count(r.err), 1, "%s", r.err);

@@ -184,7 +184,7 @@ static void load_config(int rounds, const char *extra, fg_config *cfg) {
            "method: {name: fedavg}\n%s",
            rounds, tmp, CLIENTS, CLIENTS, extra ? extra : "");
   char *path = fgt_join(tmp, "exp.yaml");
-  FGT_OK(fg_write_file_atomic(path, text, strlen(text)));
+  fgt_write_text(path, text);
   FGT_OK(fg_config_load(path, NULL, 0, cfg));
   free(path);
 }

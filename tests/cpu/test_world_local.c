@@ -82,7 +82,7 @@ static void load_config(const char *body, const char *const *set, int n_set, fg_
   char *path = fg_path_join(tmp_dir, "exp.yaml");
   char text[2048];
   snprintf(text, sizeof text, "%sdata:\n  dataset: fashion-mnist\n  dir: \"%s\"\n", body, tmp_dir);
-  FGT_OK(fg_write_file_atomic(path, text, strlen(text)));
+  fgt_write_text(path, text);
   FGT_OK(fg_config_load(path, set, n_set, cfg));
   free(path);
 }

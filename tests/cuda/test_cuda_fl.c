@@ -31,7 +31,7 @@ static double run_on(const char *dir, const char *method_entry, const char *arch
            "local: {epochs: 1, batch: 64, optimizer: sgd, lr: 0.02, momentum: 0.9}\n"
            "eval: {every: 3, max_samples: 2000}\ncheckpoint: {every: 0}\nmethod: %s\n",
            arch, strcmp(arch, "cnn") == 0 ? "16" : "0.25", method_entry);
-  FGT_OK(fg_write_file_atomic(cfg, text, strlen(text)));
+  fgt_write_text(cfg, text);
   snprintf(out, sizeof out, "%s/run-%s", dir, device);
   const char *argv[] = {"", "run", cfg, "--out", out, "--device", device, NULL};
   fgt_run r = fgt_run_fedgap(argv);

@@ -64,8 +64,6 @@ static const char *LONG_RUN =
     "checkpoint: {every: 1}\n"
     "method: {name: fedavg}\n";
 
-static void write_text(const char *path, const char *text) { FGT_OK(fg_write_file_atomic(path, text, strlen(text))); }
-
 /* argv for `mpirun --oversubscribe -np P fedgap run ARGS...` (args NULL-terminated). */
 static fgt_run mpirun(int p, const char *const *args) {
   const char *mpiexec = getenv("FEDGAP_MPIEXEC"), *bin = getenv("FEDGAP_BINARY");
@@ -173,7 +171,7 @@ static void same_methods(const char *a, const char *b, int processes) {
 Test(mpi, every_method_is_identical_whatever_the_processes, .timeout = 1500) {
   fgt_scratch_open();
   const char *cfg = fgt_at("all.yaml"), *one = fgt_at("one");
-  write_text(cfg, ALL_METHODS);
+  fgt_write_text(cfg, ALL_METHODS);
   run_ok(0, (const char *const[]){cfg, "--out", one, "--threads", "2", NULL});
   const int procs[] = {1, 2, 4};
   for (int i = 0; i < 3; i++) {
@@ -195,7 +193,7 @@ Test(mpi, every_method_is_identical_whatever_the_processes, .timeout = 1500) {
 Test(mpi, random_channels_are_identical, .timeout = 600) {
   fgt_scratch_open();
   const char *cfg = fgt_at("random.yaml"), *one = fgt_at("one"), *three = fgt_at("three");
-  write_text(cfg, RANDOM_CHANNELS);
+  fgt_write_text(cfg, RANDOM_CHANNELS);
   run_ok(0, (const char *const[]){cfg, "--out", one, NULL});
   run_ok(3, (const char *const[]){cfg, "--out", three, NULL});
   same_results(one, three);
@@ -213,7 +211,7 @@ static int lines_starting(const char *text, const char *prefix) {
 Test(mpi, a_process_with_another_configuration_is_refused, .timeout = 300) {
   fgt_scratch_open();
   const char *cfg = fgt_at("c.yaml"), *out = fgt_at("run");
-  write_text(cfg, LONG_RUN);
+  fgt_write_text(cfg, LONG_RUN);
   const char *mpiexec = getenv("FEDGAP_MPIEXEC"), *bin = getenv("FEDGAP_BINARY");
   cr_assert(mpiexec && bin);
   fgt_run r = fgt_run_program((const char *const[]){mpiexec, "--oversubscribe", "-np", "1", bin, "run", cfg, "--out",
@@ -333,7 +331,7 @@ static int start_and_hit(const char *cfg, const char *run, const char *out, cons
 Test(mpi, a_killed_worker_is_named_and_resume_reaches_the_same_numbers, .timeout = 900) {
   fgt_scratch_open();
   const char *cfg = fgt_at("long.yaml"), *run = fgt_at("run"), *straight = fgt_at("straight"), *err = fgt_at("err.txt");
-  write_text(cfg, LONG_RUN);
+  fgt_write_text(cfg, LONG_RUN);
   int victim = 0, pid = start_and_hit(cfg, run, fgt_at("out.txt"), err, "120", SIGKILL, &victim);
   double t0 = now_seconds();
   int status = fgt_wait(pid, 120);
@@ -354,7 +352,7 @@ Test(mpi, a_killed_worker_is_named_and_resume_reaches_the_same_numbers, .timeout
 Test(mpi, a_worker_that_stops_answering_trips_the_watchdog, .timeout = 600) {
   fgt_scratch_open();
   const char *cfg = fgt_at("long.yaml"), *err = fgt_at("err.txt");
-  write_text(cfg, LONG_RUN);
+  fgt_write_text(cfg, LONG_RUN);
   int victim = 0, pid = start_and_hit(cfg, fgt_at("run"), fgt_at("out.txt"), err, "4", SIGSTOP, &victim);
   double t0 = now_seconds();
   int status = fgt_wait(pid, 120);

@@ -67,8 +67,6 @@ static void same_run(const char *local, const char *remote, int method_state) {
   }
 }
 
-static void write_text(const char *path, const char *text) { FGT_OK(fg_write_file_atomic(path, text, strlen(text))); }
-
 /* ---- the broker --------------------------------------------------------------------------- */
 
 static int free_port(void) {
@@ -147,7 +145,7 @@ static broker start_broker(const char *extra) {
   snprintf(conf, sizeof conf, "listener %d 127.0.0.1\npersistence false\nuser root\n%s", b.port,
            extra ? extra : "allow_anonymous true\n");
   const char *path = fgt_at("mosquitto.conf");
-  write_text(path, conf);
+  fgt_write_text(path, conf);
   const char *argv[] = {exe, "-c", path, NULL};
   b.pid = fgt_spawn(argv, fgt_at("broker.out"), fgt_at("broker.err"));
   note_started(b.pid);
@@ -190,7 +188,7 @@ static const char *write_config_rounds(double deadline, int rounds, int epochs) 
   char text[2048];
   snprintf(text, sizeof text, CONFIG, rounds, data, epochs, deadline);
   const char *path = fgt_at("loop.yaml");
-  write_text(path, text);
+  fgt_write_text(path, text);
   return path;
 }
 
@@ -753,7 +751,7 @@ static broker start_tls_broker(const char *certs) {
   cr_assert(conf && acl, "configs/mosquitto is missing");
   char acl_path[4200], dir[4200];
   snprintf(acl_path, sizeof acl_path, "%s/acl", certs);
-  write_text(acl_path, acl);
+  fgt_write_text(acl_path, acl);
   snprintf(dir, sizeof dir, "%s/", certs);
   char *local = replace_all(conf, "/etc/mosquitto/fedgap/", dir);
   char *tail = strstr(local, "listener 8883\n");
@@ -1058,7 +1056,7 @@ Test(mqtt, depthfl_with_feddyn_on_devices_equals_the_in_process_run, .timeout = 
   const char *config = write_config(300);
   char *text = fgt_read_text(config);
   char *feddyn = replace_all(text, "method: {name: heterofl}", "method: {name: depthfl, feddyn_alpha: 0.1}");
-  write_text(config, feddyn);
+  fgt_write_text(config, feddyn);
   free(text);
   free(feddyn);
   const char *local = fgt_at("local"), *remote = fgt_at("remote");

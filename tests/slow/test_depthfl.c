@@ -17,8 +17,6 @@
 #include "common/tiny_data.h"
 #include "engine/io/atomic_file.h"
 
-static void write_text(const char *path, const char *text) { FGT_OK(fg_write_file_atomic(path, text, strlen(text))); }
-
 /* Whether the file's bytes hold `text` (a tensor name in a safetensors header). */
 static int file_has(const char *path, const char *text) {
   unsigned char *b;
@@ -56,7 +54,7 @@ Test(depthfl, resnet18_trains_a_round_at_every_depth, .timeout = 600) {
   char text[2048];
   snprintf(text, sizeof text, RESNET, dir);
   char *cfg = fgt_join(dir, "r.yaml"), *out = fgt_join(dir, "run");
-  write_text(cfg, text);
+  fgt_write_text(cfg, text);
   run_ok((const char *[]){"", "run", cfg, "--out", out, NULL});
   char *metrics = fgt_join(out, "metrics.jsonl"), *line = fgt_read_text(metrics);
   cJSON *o = cJSON_Parse(line);
@@ -117,9 +115,9 @@ Test(depthfl, feddyn_state_survives_a_resume, .timeout = 600) {
   char text[2048];
   char *cfg = fgt_join(dir, "d.yaml"), *plain_cfg = fgt_join(dir, "p.yaml");
   snprintf(text, sizeof text, SMALL, dir, "0.1");
-  write_text(cfg, text);
+  fgt_write_text(cfg, text);
   snprintf(text, sizeof text, SMALL, dir, "0");
-  write_text(plain_cfg, text);
+  fgt_write_text(plain_cfg, text);
   char *straight = fgt_join(dir, "straight"), *stopped = fgt_join(dir, "stopped"), *plain = fgt_join(dir, "plain");
   run_ok((const char *[]){"", "run", cfg, "--out", straight, NULL});
   run_ok((const char *[]){"", "run", cfg, "--out", stopped, "--stop-after", "2", NULL});

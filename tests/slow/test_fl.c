@@ -20,8 +20,6 @@
 #include "fl/client.h"
 #include "fl/metrics.h"
 
-static void write_text(const char *path, const char *text) { FGT_OK(fg_write_file_atomic(path, text, strlen(text))); }
-
 /* Every tensor of two safetensors files is bit-identical. */
 static void same_tensors(const char *a, const char *b) {
   fg_st_file *fa, *fb;
@@ -50,7 +48,7 @@ Test(fl, fedavg_one_client_equals_centralised_training, .timeout = 1200) {
   run_ok((const char *[]){"", "train", "--model", "cnn", "--width", "4", "--dataset", "fashion-mnist", "--epochs", "1",
                           "--batch", "64", "--lr", "0.02", "--momentum", "0.9", "--weight-decay", "5e-4", "--seed",
                           "3", "--save", weights, NULL});
-  write_text(cfg,
+  fgt_write_text(cfg,
              "seed: 3\nrounds: 1\n"
              "data: {dataset: fashion-mnist, partition: {kind: iid}}\n"
              "model: {arch: cnn, width: 4}\n"
@@ -84,7 +82,7 @@ static const char *RESUME_CONFIG =
 Test(fl, resume_reaches_the_same_numbers, .timeout = 1200) {
   char *dir = fgt_mkdtemp();
   char *cfg = fg_path_join(dir, "rolex.yaml"), *straight = fg_path_join(dir, "straight"), *stopped = fg_path_join(dir, "stopped");
-  write_text(cfg, RESUME_CONFIG);
+  fgt_write_text(cfg, RESUME_CONFIG);
   run_ok((const char *[]){"", "run", cfg, "--out", straight, NULL});
   run_ok((const char *[]){"", "run", cfg, "--set", "rounds=2", "--out", stopped, NULL});
   run_ok((const char *[]){"", "run", cfg, "--resume", stopped, "--allow-change", "rounds", NULL});
@@ -132,7 +130,7 @@ static void local_case_open(local_case *c, int batch) {
            "rounds: 1\ndata: {dataset: fashion-mnist, partition: {kind: iid}}\nmodel: {arch: cnn, width: 4}\n"
            "clients: {count: 50}\nlocal: {batch: %d}\nmethod: {name: fedavg}\n",
            batch);
-  write_text(c->path, text);
+  fgt_write_text(c->path, text);
   FGT_OK(fg_config_load(c->path, NULL, 0, &c->cfg));
   FGT_OK(fg_world_open(&c->cfg, &c->w));
   FGT_OK(fg_model_build(&c->w.base, &c->g));
@@ -184,7 +182,7 @@ Test(fl, over_budget_client_is_rejected_cleanly, .timeout = 600) {
 Test(fl, clients_that_fit_nothing_are_reported_and_skipped, .timeout = 900) {
   char *dir = fgt_mkdtemp(), *cfg = fg_path_join(dir, "x.yaml"), *run = fg_path_join(dir, "run");
   /* ExclusiveFL: half the clients get 0.5 x the full model's peak, which fits no level. */
-  write_text(cfg,
+  fgt_write_text(cfg,
              "seed: 2\nrounds: 1\ndata: {dataset: fashion-mnist, partition: {kind: iid}}\n"
              "model: {arch: cnn, width: 4}\n"
              "clients:\n  count: 40\n  budgets:\n    kind: tiers\n    tiers: [{fraction: 1.0, share: 0.5}, "
@@ -230,7 +228,7 @@ Test(fl, clients_that_fit_nothing_are_reported_and_skipped, .timeout = 900) {
  * vain; a round that was not evaluated records no accuracy. */
 Test(fl, reference_sampling_trains_per_round_clients_when_that_many_fit, .timeout = 900) {
   char *dir = fgt_mkdtemp(), *cfg = fg_path_join(dir, "x.yaml"), *run = fg_path_join(dir, "run");
-  write_text(cfg,
+  fgt_write_text(cfg,
              "seed: 2\nrounds: 3\ndata: {dataset: fashion-mnist, partition: {kind: iid}}\n"
              "model: {arch: cnn, width: 4}\n"
              "clients:\n  count: 40\n  budgets:\n    kind: tiers\n    tiers: [{fraction: 1.0, share: 0.5}, "
@@ -316,8 +314,8 @@ Test(fl, seeds_are_runs_of_their_own_and_the_table_their_mean_and_std, .timeout 
                      "methods:\n  - {name: fedavg}\n  - {name: heterofl}\n";
   char text[1024];
   snprintf(text, sizeof text, "seeds: [3, 5]\n%s", body);
-  write_text(seeded, text);
-  write_text(single, body);
+  fgt_write_text(seeded, text);
+  fgt_write_text(single, body);
   char *run = fg_path_join(dir, "run");
   run_ok((const char *[]){"", "run", seeded, "--out", run, NULL});
   const int seeds[2] = {3, 5};

@@ -41,7 +41,7 @@ static char *write_config(const char *dir) {
            "methods:\n  - {name: heterofl}\n  - {name: neulite}\n  - {name: hypemefed, lr: 1.0e-3}\n",
            dir);
   char *path = fgt_join(dir, "kill.yaml");
-  FGT_OK(fg_write_file_atomic(path, text, strlen(text)));
+  fgt_write_text(path, text);
   return path;
 }
 

@@ -34,7 +34,7 @@ Test(memplan_run, method_options_plan_what_the_run_records, .timeout = 1200) {
       "local: {epochs: 1, batch: 32, optimizer: sgd, lr: 0.02, momentum: 0.9}\n"
       "eval: {every: 3, max_samples: 200}\ncheckpoint: {every: 0}\n"
       "method: {name: neulite, schedule: roundrobin, output_module: bn_relu, frozen_bn: fixed}\n";
-  FGT_OK(fg_write_file_atomic(cfg, text, strlen(text)));
+  fgt_write_text(cfg, text);
   const char *run_argv[] = {"", "run", cfg, "--out", run, "--threads", "2", NULL};
   fgt_run r = fgt_run_fedgap(run_argv);
   cr_assert_eq(r.status, 0, "run failed: %s", r.err);
