@@ -5,7 +5,11 @@
  * forward convolution of dy padded by 2 - pad with the weights flipped and transposed,
  * dx[c] = sum_o sum_t w[o][c][8 - t] dypad[o][. + off_t]. A direction runs as Winograd
  * F(2x2, 3x3) (Lavin & Gray) when it has at least FG_C3_WINO_MIN_CHANNELS input channels and
- * FG_C3_WINO_MIN_PLANE tiles per image, else directly (the first layer, small images). The
+ * FG_C3_WINO_MIN_PLANE tiles per image, or, on smaller images of at least
+ * FG_C3_WINO_MIN_IMAGE_TILES tiles, FG_C3_WINO_GROUP_CHANNELS input channels and output rows
+ * (resnet18's 4x4 maps of 512 channels) with whole images grouped into its blocks, where these
+ * fit in the workspace the call needs anyway; else directly (the first layer, small images of
+ * few channels). The
  * weight gradient runs as Winograd F(3x3, 2x2) from FG_C3_WGRAD_MIN_CHANNELS input and output
  * channels where its workspace fits in what the convolution needs anyway, else directly, or by
  * output-channel vectors (below).
@@ -16,8 +20,9 @@
  * 16 multiplications per 2x2 outputs and input channel instead of 36. Images are copied into
  * zero-padded planes; the transforms read 8 tiles at a time (deinterleaving columns 2 apart) and
  * write the 2x2 outputs straight into y or dx. Tiles go in blocks of a few tile rows whose
- * transformed tiles and products stay in the L2 cache; the products over channels run on the
- * register-blocked tile (4 rows x 24, 16 or 8 tiles).
+ * transformed tiles and products stay in the L2 cache, or of a few whole small images (a lane's
+ * next images, in order, each image's tiles after the previous one's); the products over
+ * channels run on the register-blocked tile (4 rows x 24, 16 or 8 tiles).
  *
  * Direct. An image plane [H, W] is copied into a zero-padded plane of row width Wp = W + 2 pad;
  * output pixel (oy, ox) is computed at position p = oy * Wp + ox of an output plane with the
@@ -83,7 +88,10 @@ enum {
   FG_C3_GRADT_PIXELS = 128,    /* and images grouped to this many pixels (when possible) */
   FG_C3_WINO = 16,      /* Winograd F(2x2, 3x3): transformed tile size 4x4 */
   FG_C3_WINO_MIN_CHANNELS = 8, /* fewer input channels: direct (transforms would dominate) */
-  FG_C3_WINO_MIN_PLANE = 16,   /* fewer 2x2 tiles per image (outputs under 7x7): direct */
+  FG_C3_WINO_MIN_PLANE = 16,   /* fewer 2x2 tiles per image (outputs under 7x7): direct, */
+  FG_C3_WINO_MIN_IMAGE_TILES = 4, /* ... or, from this many tiles (3x3 outputs), */
+  FG_C3_WINO_GROUP_CHANNELS = 32, /* ... this many input channels and output rows */
+  FG_C3_WINO_GROUP_TILES = 24,    /* ... whole images grouped into blocks of this many tiles */
   FG_C3_WINO_BLOCK = 1 << 16,   /* Winograd blocks: floats of transformed tiles at most, and */
   FG_C3_WINO_MIN_TILES = 48,    /* tiles at least (choose_block) */
   FG_C3_WGRAD_PARTS = 2,        /* Winograd weight gradient: transform rows 0-1 and 2-3 */
@@ -160,7 +168,8 @@ typedef struct c3_dir {
   int64_t in_ch, rows, rows4;
   c3_geom direct;    /* planes when !wino */
   c3_wino wg;        /* planes when wino */
-  int64_t block_rows; /* Winograd: tile rows per block */
+  int64_t images;    /* Winograd: images per block (several only for small images) */
+  int64_t block_rows; /* Winograd: tile rows per block (all of them when images > 1) */
   int64_t vt;        /* Winograd: floats per transformed row (one xi, one channel, one block) */
   int64_t v_xi, m_xi; /* Winograd: floats between the xi planes of V [in_ch][vt], M [rows4][vt] */
   size_t w_floats;   /* packed weights, shared by the lanes */
@@ -174,21 +183,51 @@ typedef struct c3_dir {
  * back together: FG_C3_WINO_MIN_TILES tiles at least (enough for the products to run on whole
  * register tiles) unless their transformed tiles and products (16 `channels` floats per tile:
  * input channels plus output rows) would pass FG_C3_WINO_BLOCK floats; the rows are shared out
- * evenly. *vt: floats per transformed row of a block - tile rows are transformed in whole
- * vectors, the last one running up to 7 tiles past the block's end, and the products run over
- * whole vectors too. */
-static void choose_block(const c3_wino *g, int64_t channels, int64_t *block_rows, int64_t *vt) {
+ * evenly. Returns the tile rows per block. */
+static int64_t choose_block_rows(const c3_wino *g, int64_t channels) {
   int64_t want = FG_C3_WINO_MIN_TILES;
   const int64_t cap = FG_C3_WINO_BLOCK / (FG_C3_WINO * channels);
   if (want > cap) want = cap;
   const int64_t rows = want / g->tw > 0 ? want / g->tw : 1;
   const int64_t blocks = (g->th + rows - 1) / rows;
-  *block_rows = (g->th + blocks - 1) / blocks;
-  *vt = round_up(*block_rows * g->tw + FG_C3_VEC, FG_C3_VEC);
+  return (g->th + blocks - 1) / blocks;
 }
 
+/* The Winograd layout of d for blocks of `images` images x `block_rows` tile rows. vt: floats
+ * per transformed row of a block - tile rows are transformed in whole vectors, the last one
+ * running up to 7 tiles past the block's end, and the products run over whole vectors too. */
+static void wino_layout(c3_dir *d, int64_t images, int64_t block_rows) {
+  d->wino = 1;
+  d->images = images;
+  d->block_rows = block_rows;
+  d->vt = round_up(images * block_rows * d->wg.tw + FG_C3_VEC, FG_C3_VEC);
+  /* one extra line between xi planes, so that the 16 planes a transform reads or writes at
+   * once do not all fall into the same cache sets */
+  d->v_xi = round_up(d->in_ch * d->vt, FG_C3_SLICE) + FG_C3_SLICE;
+  d->m_xi = round_up(d->rows4 * d->vt, FG_C3_SLICE) + FG_C3_SLICE;
+  d->w_floats = slice(FG_C3_WINO * d->rows4 * d->in_ch);
+  d->v_off = slice(d->in_ch * d->wg.plane);
+  d->m_off = d->v_off + slice(FG_C3_WINO * d->v_xi);
+  d->lane_floats = d->m_off + slice(FG_C3_WINO * d->m_xi);
+}
+
+static void direct_layout(c3_dir *d, int64_t h, int64_t w, int64_t pad) {
+  d->wino = 0;
+  d->direct = make_geom(h, w, pad);
+  d->w_floats = slice(d->rows4 * d->in_ch * FG_C3_TAPS);
+  d->out_off = slice(d->in_ch * d->direct.in_floats);
+  d->lane_floats = d->out_off + slice(d->rows4 * d->direct.out_floats);
+}
+
+/* One direction for `lanes` lanes of at most `per_lane` images each. Images of fewer than
+ * FG_C3_WINO_MIN_PLANE tiles with FG_C3_WINO_GROUP_CHANNELS input channels and output rows go
+ * whole into Winograd blocks, FG_C3_WINO_GROUP_TILES tiles' worth of them (at most the images
+ * a lane has) - fewer where that needs more than `budget` floats of workspace, directly where
+ * even one image per block does: with many channels the products dominate whatever the
+ * block's size, and a workspace larger than what the call needs anyway would raise the
+ * model's peak (make_plan). */
 static c3_dir make_dir(int backward, int64_t in_ch, int64_t rows, int64_t h, int64_t w,
-                       int64_t pad) {
+                       int64_t pad, int lanes, int64_t per_lane, size_t budget) {
   c3_dir d;
   memset(&d, 0, sizeof d);
   d.backward = backward;
@@ -196,22 +235,21 @@ static c3_dir make_dir(int backward, int64_t in_ch, int64_t rows, int64_t h, int
   d.rows = rows;
   d.rows4 = round_up(rows, FG_C3_BLOCK);
   d.wg = make_wino(h, w, pad);
-  d.wino = in_ch >= FG_C3_WINO_MIN_CHANNELS && d.wg.tiles >= FG_C3_WINO_MIN_PLANE;
-  if (d.wino) {
-    choose_block(&d.wg, in_ch + d.rows4, &d.block_rows, &d.vt);
-    /* one extra line between xi planes, so that the 16 planes a transform reads or writes at
-     * once do not all fall into the same cache sets */
-    d.v_xi = round_up(in_ch * d.vt, FG_C3_SLICE) + FG_C3_SLICE;
-    d.m_xi = round_up(d.rows4 * d.vt, FG_C3_SLICE) + FG_C3_SLICE;
-    d.w_floats = slice(FG_C3_WINO * d.rows4 * in_ch);
-    d.v_off = slice(in_ch * d.wg.plane);
-    d.m_off = d.v_off + slice(FG_C3_WINO * d.v_xi);
-    d.lane_floats = d.m_off + slice(FG_C3_WINO * d.m_xi);
+  if (in_ch < FG_C3_WINO_MIN_CHANNELS) {
+    direct_layout(&d, h, w, pad);
+  } else if (d.wg.tiles >= FG_C3_WINO_MIN_PLANE) {
+    wino_layout(&d, 1, choose_block_rows(&d.wg, in_ch + d.rows4));
+  } else if (in_ch >= FG_C3_WINO_GROUP_CHANNELS && rows >= FG_C3_WINO_GROUP_CHANNELS &&
+             d.wg.tiles >= FG_C3_WINO_MIN_IMAGE_TILES) {
+    int64_t k = (FG_C3_WINO_GROUP_TILES + d.wg.tiles - 1) / d.wg.tiles;
+    if (k > per_lane) k = per_lane;
+    for (; k >= 1; k--) {
+      wino_layout(&d, k, d.wg.th);
+      if (d.w_floats + (size_t)lanes * d.lane_floats <= budget) break;
+    }
+    if (k < 1) direct_layout(&d, h, w, pad);
   } else {
-    d.direct = make_geom(h, w, pad);
-    d.w_floats = slice(d.rows4 * in_ch * FG_C3_TAPS);
-    d.out_off = slice(in_ch * d.direct.in_floats);
-    d.lane_floats = d.out_off + slice(d.rows4 * d.direct.out_floats);
+    direct_layout(&d, h, w, pad);
   }
   return d;
 }
@@ -298,8 +336,9 @@ static c3_plan make_plan(const fg_backend *b, const fg_conv_desc *d, const fg_te
   if (p.threads < 1) p.threads = 1;
   const int64_t per_lane = p.lanes > 0 ? (p.n + p.lanes - 1) / p.lanes : 0;
   p.grad = make_geom(h, w, d->pad);
-  p.fwd = make_dir(0, p.c, p.o, h, w, d->pad);
-  p.bwd = make_dir(1, p.o, p.c, p.grad.ho, p.grad.wo, 2 - d->pad);
+  /* first with no room for blocks of several small images: those directions go direct */
+  p.fwd = make_dir(0, p.c, p.o, h, w, d->pad, p.lanes, per_lane, 0);
+  p.bwd = make_dir(1, p.o, p.c, p.grad.ho, p.grad.wo, 2 - d->pad, p.lanes, per_lane, 0);
   p.group = (FG_C3_GRAD_VECS + p.grad.nvec - 1) / p.grad.nvec;
   if (p.group > per_lane) p.group = per_lane;
   if (p.group < 1) p.group = 1;
@@ -322,6 +361,11 @@ static c3_plan make_plan(const fg_backend *b, const fg_conv_desc *d, const fg_te
     p.gt_lane = p.gt_part_off + slice(p.c * FG_C3_TAPS * p.o16);
   }
   plan_wgrad(&p);
+  /* then such blocks where they fit in what the call needs anyway */
+  const size_t budget =
+      max_size(dir_floats(&p, &p.fwd), max_size(dir_floats(&p, &p.bwd), grad_floats(&p)));
+  p.fwd = make_dir(0, p.c, p.o, h, w, d->pad, p.lanes, per_lane, budget);
+  p.bwd = make_dir(1, p.o, p.c, p.grad.ho, p.grad.wo, 2 - d->pad, p.lanes, per_lane, budget);
   return p;
 }
 
@@ -954,22 +998,30 @@ static void g_times(double v0, double v1, double v2, double out[4]) {
 }
 
 /* Winograd: u[xi][rb][in][r] = (G g G^T)[xi] for g = kernel(4 rb + r, in), computed in double
- * and rounded once; rows spread over `threads` threads (each element is computed on its own). */
+ * and rounded once; row blocks spread over `threads` threads (each element is computed on its
+ * own). A block's 4 rows are done together, so that each plane xi gets its 4 values of (rb, in)
+ * in one contiguous store (16 planes, far apart, would otherwise take 64 scattered stores). */
 static void pack_winograd_weights(const c3_dir *d, const float *w, float *u, int threads) {
+  const int64_t blocks = d->rows4 / FG_C3_BLOCK;
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t row = 0; row < d->rows4; row++)
+  for (int64_t rb = 0; rb < blocks; rb++)
     for (int64_t in = 0; in < d->in_ch; in++) {
-      double gg[3][4]; /* gg[kx] = G (column kx of g) */
-      for (int kx = 0; kx < 3; kx++)
-        g_times(dir_kernel(d, w, row, in, kx), dir_kernel(d, w, row, in, 3 + kx),
-                dir_kernel(d, w, row, in, 6 + kx), gg[kx]);
-      const int64_t rb = row / FG_C3_BLOCK, r = row % FG_C3_BLOCK;
-      for (int a = 0; a < 4; a++) {
-        double t[4]; /* row a of (G g) G^T */
-        g_times(gg[0][a], gg[1][a], gg[2][a], t);
-        for (int b = 0; b < 4; b++)
-          u[(((4 * a + b) * d->rows4 / FG_C3_BLOCK + rb) * d->in_ch + in) * FG_C3_BLOCK + r] =
-              (float)t[b];
+      double t[FG_C3_WINO][FG_C3_BLOCK]; /* t[4 a + b][r]: (G g G^T)[a][b] of row 4 rb + r */
+      for (int r = 0; r < FG_C3_BLOCK; r++) {
+        const int64_t row = rb * FG_C3_BLOCK + r;
+        double gg[3][4]; /* gg[kx] = G (column kx of g) */
+        for (int kx = 0; kx < 3; kx++)
+          g_times(dir_kernel(d, w, row, in, kx), dir_kernel(d, w, row, in, 3 + kx),
+                  dir_kernel(d, w, row, in, 6 + kx), gg[kx]);
+        for (int a = 0; a < 4; a++) {
+          double ga[4]; /* row a of (G g) G^T */
+          g_times(gg[0][a], gg[1][a], gg[2][a], ga);
+          for (int b = 0; b < 4; b++) t[4 * a + b][r] = ga[b];
+        }
+      }
+      for (int xi = 0; xi < FG_C3_WINO; xi++) {
+        float *dst = u + ((xi * blocks + rb) * d->in_ch + in) * FG_C3_BLOCK;
+        for (int r = 0; r < FG_C3_BLOCK; r++) dst[r] = (float)t[xi][r];
       }
     }
 }
@@ -1004,17 +1056,30 @@ static void convolve_lane(const c3_job *job, int lane, const c3_dir *d, const fl
     float *pad = base, *v = base + d->v_off, *m = base + d->m_off;
     const int64_t in_plane = g->h * g->w, out_plane = g->ho * g->wo;
     memset(pad, 0, (size_t)(d->in_ch * g->plane) * sizeof(float)); /* borders stay zero */
-    for (int64_t n = lane; n < p->n; n += p->lanes) {
-      for (int64_t c = 0; c < d->in_ch; c++)
-        pad_plane(g, src + (n * d->in_ch + c) * in_plane, pad + c * g->plane);
+    /* a block: tile rows [i0, i1) of the images n0, n0 + L, ... (`count` of them; several
+     * only when a block holds whole images), image k's tiles at k * tiles in V and M */
+    for (int64_t n0 = lane; n0 < p->n; n0 += d->images * p->lanes) {
+      int64_t count = (p->n - n0 + p->lanes - 1) / p->lanes;
+      if (count > d->images) count = d->images;
       for (int64_t i0 = 0; i0 < g->th; i0 += d->block_rows) {
         const int64_t i1 = i0 + d->block_rows < g->th ? i0 + d->block_rows : g->th;
-        for (int64_t c = 0; c < d->in_ch; c++)
-          wino_input(g, pad + c * g->plane, i0, i1, v + c * d->vt, d->v_xi, 0, 4);
-        winograd_products(d, job->wpack, v, (i1 - i0) * g->tw, m);
-        for (int64_t r = 0; r < d->rows; r++)
-          wino_output(g, m + r * d->vt, d->m_xi, i0, i1, dst + (n * d->rows + r) * out_plane,
-                      bias ? bias[r] : 0.0f, accumulate);
+        const int64_t tiles = (i1 - i0) * g->tw;
+        /* in order of k: the junk of image k's last vector lands on image k + 1's first tiles */
+        for (int64_t k = 0; k < count; k++) {
+          const int64_t n = n0 + k * p->lanes;
+          if (i0 == 0) /* an image is padded once: before its first block of rows */
+            for (int64_t c = 0; c < d->in_ch; c++)
+              pad_plane(g, src + (n * d->in_ch + c) * in_plane, pad + c * g->plane);
+          for (int64_t c = 0; c < d->in_ch; c++)
+            wino_input(g, pad + c * g->plane, i0, i1, v + c * d->vt + k * tiles, d->v_xi, 0, 4);
+        }
+        winograd_products(d, job->wpack, v, count * tiles, m);
+        for (int64_t k = 0; k < count; k++) {
+          const int64_t n = n0 + k * p->lanes;
+          for (int64_t r = 0; r < d->rows; r++)
+            wino_output(g, m + r * d->vt + k * tiles, d->m_xi, i0, i1,
+                        dst + (n * d->rows + r) * out_plane, bias ? bias[r] : 0.0f, accumulate);
+        }
       }
     }
   } else {
@@ -1251,29 +1316,30 @@ static void wgrad_lane(const void *arg, int part) {
   if (filled) wgrad_products(p, v, d, filled, m);
 }
 
-/* dw[o][c] := A^T M[.][c][o] A (3x3 from the 16 planes). */
+/* dw[o][c] := A^T M[.][c][o] A (3x3 from the 16 planes). Input channels spread over the
+ * threads; each reads its row c of the 16 planes in order of o (M [16][C][o16] is large: read
+ * across o, it would be a cache miss per value). */
 static void wgrad_finish(const c3_job *job, float *dw) {
   const c3_plan *p = job->p;
   const float *m = job->lanes + FG_C3_WGRAD_PARTS * p->wg_part;
-  const int64_t count = p->o * p->c;
 #pragma omp parallel for num_threads(p->threads) schedule(static)
-  for (int64_t i = 0; i < count; i++) {
-    const int64_t o = i / p->c, c = i % p->c;
-    float x[FG_C3_WINO];
-    for (int xi = 0; xi < FG_C3_WINO; xi++) x[xi] = m[xi * p->wg_mxi + c * p->o16 + o];
-    float z[3][4]; /* A^T M */
-    for (int s = 0; s < 4; s++) {
-      z[0][s] = x[s] + x[4 + s] + x[8 + s];
-      z[1][s] = x[4 + s] - x[8 + s];
-      z[2][s] = x[4 + s] + x[8 + s] + x[12 + s];
+  for (int64_t c = 0; c < p->c; c++)
+    for (int64_t o = 0; o < p->o; o++) {
+      float x[FG_C3_WINO];
+      for (int xi = 0; xi < FG_C3_WINO; xi++) x[xi] = m[xi * p->wg_mxi + c * p->o16 + o];
+      float z[3][4]; /* A^T M */
+      for (int s = 0; s < 4; s++) {
+        z[0][s] = x[s] + x[4 + s] + x[8 + s];
+        z[1][s] = x[4 + s] - x[8 + s];
+        z[2][s] = x[4 + s] + x[8 + s] + x[12 + s];
+      }
+      float *out = dw + (o * p->c + c) * FG_C3_TAPS;
+      for (int a = 0; a < 3; a++) {
+        out[3 * a] = z[a][0] + z[a][1] + z[a][2];
+        out[3 * a + 1] = z[a][1] - z[a][2];
+        out[3 * a + 2] = z[a][1] + z[a][2] + z[a][3];
+      }
     }
-    float *out = dw + i * FG_C3_TAPS;
-    for (int a = 0; a < 3; a++) {
-      out[3 * a] = z[a][0] + z[a][1] + z[a][2];
-      out[3 * a + 1] = z[a][1] - z[a][2];
-      out[3 * a + 2] = z[a][1] + z[a][2] + z[a][3];
-    }
-  }
 }
 
 /* ----------------------------------------------------------------------------------------- */
@@ -1289,6 +1355,13 @@ fg_cpu_conv3x3_grad fg_cpu_conv3x3_grad_path(const fg_backend *b, const fg_conv_
   const c3_plan p = make_plan(b, d, x, w);
   if (p.wgrad) return FG_CPU_C3_GRAD_WINOGRAD;
   return p.gradt ? FG_CPU_C3_GRAD_VECTORS : FG_CPU_C3_GRAD_DIRECT;
+}
+
+int64_t fg_cpu_conv3x3_block_images(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
+                                    const fg_tensor *w, int backward) {
+  const c3_plan p = make_plan(b, d, x, w);
+  const c3_dir *dir = backward ? &p.bwd : &p.fwd;
+  return dir->wino ? dir->images : 0;
 }
 
 size_t fg_cpu_conv3x3_workspace(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,

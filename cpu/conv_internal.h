@@ -50,6 +50,12 @@ typedef enum fg_cpu_conv3x3_grad {
 fg_cpu_conv3x3_grad fg_cpu_conv3x3_grad_path(const fg_backend *b, const fg_conv_desc *d,
                                              const fg_tensor *x, const fg_tensor *w);
 
+/* How a direction of cpu/conv3x3.c runs for x [N,C,H,W] and w [O,C,3,3] (the forward, or the
+ * backward data when `backward`): 0 directly, else as Winograd with this many images per block
+ * (the tests check that their shapes reach blocks of several small images). */
+int64_t fg_cpu_conv3x3_block_images(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
+                                    const fg_tensor *w, int backward);
+
 /* Whether the generic path's GEMMs fit BLAS's int for the convolution q describes (the 3x3
  * kernels have no such limit): FG_OK or FG_ERR_UNSUPPORTED naming the extent. */
 fg_status fg_cpu_conv_supports(const fg_backend *b, const fg_op_query *q);

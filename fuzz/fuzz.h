@@ -4,7 +4,7 @@
  * corpora and every regression input by tests/cpu/test_fuzz_replay.c in the normal build.
  * A harness returns 0 for any input; a broken invariant (a round trip that does not give back
  * what was written, a reader that fails without a message) aborts, which both libFuzzer and the
- * replay test report. Owns: the per-process scratch directory of fuzz_util.c. */
+ * replay test report. Owns: the per-process scratch directory of fuzz_util.c (removed at a normal exit). */
 #ifndef FG_FUZZ_H
 #define FG_FUZZ_H
 

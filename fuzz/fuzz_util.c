@@ -1,5 +1,7 @@
 /* Scratch files and checks shared by the harnesses (fuzz.h). */
+#define _XOPEN_SOURCE 700 /* nftw */
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,18 @@ void fg_fuzz_init(void) {
   }
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st, (void)flag, (void)ftw;
+  remove(path);
+  return 0;
+}
+
+/* At a normal exit (libFuzzer's end of run, the replay test): the scratch directory goes. A
+ * harness that aborts leaves it, beside the crash it explains. */
+static void remove_scratch(void) {
+  if (scratch[0]) nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static const char *scratch_dir(void) {
   if (scratch[0]) return scratch;
   const char *t = getenv("TMPDIR");
@@ -35,6 +49,7 @@ static const char *scratch_dir(void) {
     perror("fuzz: mkdtemp");
     abort();
   }
+  atexit(remove_scratch);
   return scratch;
 }
 

@@ -1,10 +1,12 @@
 /* The dense 3x3 stride-1 convolution kernels (cpu/conv3x3.c, AVX2/FMA: Winograd F(2x2, 3x3)
- * from 8 input channels and 16 tiles, else direct; weight gradient as Winograd F(3x3, 2x2), or
+ * from 8 input channels and 16 tiles, or on small images of 32 channels with several images per
+ * block, else direct; weight gradient as Winograd F(3x3, 2x2), or
  * by output-channel vectors on small planes, or direct) and the generic path they replace: both
  * against the double-precision references (tests/ref/ref_nn.h) on shapes that exercise every
  * tile width, odd output extents (half tiles), channel counts that are not multiples of 4 (or
- * odd), pads 0..2, uneven lanes, grouped images, images cut into several blocks of tile rows
- * and Winograd weight-gradient batches across images, every weight-gradient path reached;
+ * odd), pads 0..2, uneven lanes, grouped images, images cut into several blocks of tile rows,
+ * Winograd blocks of several small images (full and partial) and Winograd weight-gradient
+ * batches across images, every weight-gradient path and the grouped blocks reached;
  * bit-identical results for 1 and 2 threads; and workspace sizes derived by hand from the
  * documented layout, refused when one byte short. */
 #include <math.h>
@@ -20,7 +22,7 @@
 
 /* Sums of at most 144 products forward and 480 for the weight gradient, of O(1) values: float
  * rounding stays far below these bounds, indexing errors are O(0.1..1). Cases with longer sums
- * (big images) scale the absolute tolerance with the number of terms. */
+ * (big images, many channels) scale the absolute tolerance with the number of terms. */
 #define C3_ATOL 1e-5
 #define C3_RTOL 1e-4
 #define C3_TERMS 480
@@ -47,6 +49,8 @@ static const c3_case CASES[] = {
     {1, 8, 76, 76, 4, 1},  /* Winograd: one image cut into blocks of tile rows */
     {4, 16, 28, 28, 16, 1}, /* Winograd weight gradient: batches of 4 tile rows across images */
     {3, 12, 9, 7, 20, 2},  /* ... pad 2, odd extents, O = 20 (32 with zero rows), C = 12 */
+    {20, 128, 4, 4, 128, 1}, /* Winograd on 4x4 images, 2 per block: lanes of 5 images */
+    {20, 128, 3, 3, 128, 1}, /* ... 3x3 outputs (half tiles), 2 per block */
 };
 enum { C3_CASES = sizeof CASES / sizeof CASES[0] };
 
@@ -158,7 +162,10 @@ static void check_case(const c3_case *k, uint64_t seed) {
   size_t bytes = 0;
   FGT_OK(fg_conv2d_workspace(&d.desc, &t.x, &t.w, &bytes));
   fg_workspace ws = nan_workspace(bytes);
-  const double terms = (double)(k->n * d.ho * d.wo); /* the weight gradient's, the longest */
+  /* the longest sum: the weight gradient's over pixels, or a direction's over 9 taps a channel */
+  double terms = (double)(k->n * d.ho * d.wo);
+  if (9.0 * k->c > terms) terms = 9.0 * k->c;
+  if (9.0 * k->o > terms) terms = 9.0 * k->o;
   const double atol = terms > C3_TERMS ? C3_ATOL * terms / C3_TERMS : C3_ATOL;
 
   for (int with_bias = 0; with_bias <= 1; with_bias++) {
@@ -220,6 +227,47 @@ Test(conv3x3, cases_reach_every_weight_gradient_path) {
   cr_assert(reached[FG_CPU_C3_GRAD_WINOGRAD] >= 2, "Winograd: %d cases", reached[2]);
 }
 
+/* The cases above run both directions as Winograd blocks of several images, two cases each at
+ * least; shapes group as derived by hand (workspace_is_exact_and_thread_independent derives the
+ * first case's sizes). */
+Test(conv3x3, cases_reach_winograd_blocks_of_several_images) {
+  fgt_setup_cpu(2);
+  if (!fg_cpu_uses_avx2()) return;
+  int grouped[2] = {0, 0};
+  for (int i = 0; i < C3_CASES; i++) {
+    c3_data d = c3_setup(&CASES[i], 700);
+    c3_tensors t = c3_views(&d, NULL, NULL, NULL, NULL);
+    for (int backward = 0; backward <= 1; backward++)
+      grouped[backward] +=
+          fg_cpu_conv3x3_block_images(fg_cpu_backend(), &d.desc, &t.x, &t.w, backward) > 1;
+    c3_free(&d);
+  }
+  cr_assert(grouped[0] >= 2, "forward: %d cases", grouped[0]);
+  cr_assert(grouped[1] >= 2, "backward data: %d cases", grouped[1]);
+  const struct {
+    c3_case k;
+    int64_t fwd, bwd;
+  } want[] = {
+      /* 4 lanes of 4 images; 24 / 4 tiles -> 6 images wanted, 4 at most, but only 2 fit in
+       * the weight gradient's 558592 floats */
+      {{16, 128, 4, 4, 128, 1}, 2, 2},
+      /* 2 images need 211968 floats, the call only 192512 (its direct weight gradient): 4x4
+       * images of 64 channels go direct */
+      {{17, 64, 4, 4, 64, 1}, 0, 0},
+      /* 16 input channels forward, 16 rows backward: under 32, direct */
+      {{30, 16, 4, 4, 36, 1}, 0, 0},
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    c3_data d = c3_setup(&want[i].k, 700);
+    c3_tensors t = c3_views(&d, NULL, NULL, NULL, NULL);
+    cr_assert_eq(fg_cpu_conv3x3_block_images(fg_cpu_backend(), &d.desc, &t.x, &t.w, 0),
+                 want[i].fwd, "[%s] forward", d.name);
+    cr_assert_eq(fg_cpu_conv3x3_block_images(fg_cpu_backend(), &d.desc, &t.x, &t.w, 1),
+                 want[i].bwd, "[%s] backward data", d.name);
+    c3_free(&d);
+  }
+}
+
 Test(conv3x3, matches_reference_with_generic_kernels) {
   fgt_setup_cpu(2);
   fg_cpu_set_generic_kernels(1);
@@ -257,7 +305,8 @@ Test(conv3x3, bit_identical_for_one_and_two_threads) {
       {5, 16, 14, 14, 16, 1}, /* cnn-like, Winograd */
       {9, 8, 8, 8, 12, 1},    /* Winograd, 9 images over 4 lanes */
       {2, 16, 30, 28, 8, 1},  /* Winograd with images cut into blocks of tile rows */
-      {4, 16, 28, 28, 16, 1}  /* the Winograd weight gradient in batches across images */
+      {4, 16, 28, 28, 16, 1}, /* the Winograd weight gradient in batches across images */
+      {20, 128, 4, 4, 128, 1} /* Winograd blocks of several 4x4 images */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     c3_data d = c3_setup(&cases[i], 500 + 10 * i);
@@ -402,4 +451,25 @@ Test(conv3x3, workspace_is_exact_and_thread_independent) {
   cr_assert_eq(grad_path_of(&wgrad12), FG_CPU_C3_GRAD_WINOGRAD);
   const size_t need_g12[3] = {38016, 39872, 32064};
   expect_workspace(&wgrad12, 39872, need_g12);
+  /* n16 c128 4x4 pad 1 o128, 4 lanes of 4 images.
+   * Direct directions: rows of 6, 4 * 6 = 24 positions -> 3 vectors, out 24, in 24 + 12 + 2 =
+   *             38 -> 40: w 128*128*9 = 147456, lane 128*40 = 5120 + 128*24 = 3072: 147456 +
+   *             4*8192 = 180224 each
+   * Weights     16 pixels: not by vectors. Direct: group 32 / 3 -> 11, capped at 4: lane
+   *             4*128*40 = 20480 + 4*128*24 = 12288, 3 partials 147456: 4*32768 + 3*147456 =
+   *             573440. Winograd on 2 x 2 = 4 tiles per image (rows of 6, plane 6 * 6 + 16 =
+   *             52): batches of 64 tiles, V rows 72; per part a padded image 128*52 = 6656,
+   *             dyt 16*128 = 2048, V 8 * (128*72 + 16) = 73856, D 8 * (64*128 + 16) = 65664 =
+   *             148224; M 16*128*128 = 262144: 2*148224 + 262144 = 558592, under 573440: it
+   *             runs, and 558592 is what the call needs.
+   * Grouped directions (4 tiles per image, under 16; 128 channels), within 558592: 6 images
+   *             wanted, 4 in a lane; vt = 4*4 + 8 = 24 (also for 3 images: 12 + 8 -> 24) gives
+   *             V and M planes 128*24 + 16 = 3088 apart: w 16*128*128 = 262144, lane 6656 +
+   *             2*16*3088 = 105472: 262144 + 4*105472 = 684032, too much; 2 images: vt 8 + 8 =
+   *             16, planes 2048 + 16 = 2064 apart, lane 6656 + 2*16*2064 = 72704: 262144 +
+   *             4*72704 = 552960, under 558592 */
+  const c3_case grouped = {16, 128, 4, 4, 128, 1};
+  cr_assert_eq(grad_path_of(&grouped), FG_CPU_C3_GRAD_WINOGRAD);
+  const size_t need_gr[3] = {552960, 552960, 558592};
+  expect_workspace(&grouped, 558592, need_gr);
 }
