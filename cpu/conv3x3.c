@@ -20,9 +20,11 @@
  * 16 multiplications per 2x2 outputs and input channel instead of 36. Images are copied into
  * zero-padded planes; the transforms read 8 tiles at a time (deinterleaving columns 2 apart) and
  * write the 2x2 outputs straight into y or dx. Tiles go in blocks of a few tile rows whose
- * transformed tiles and products stay in the L2 cache, or of a few whole small images (a lane's
- * next images, in order, each image's tiles after the previous one's); the products over
- * channels run on the register-blocked tile (4 rows x 24, 16 or 8 tiles).
+ * transformed tiles and products stay in the L2 cache, one lane per image; or of a few whole
+ * small images (each image's tiles after the previous one's), one block at a time for all
+ * threads, which share its buffers and split each step (transforms by channel, products by
+ * plane and row block, outputs by image and row), so that one block's buffers serve the call.
+ * The products over channels run on the register-blocked tile (4 rows x 24, 16 or 8 tiles).
  *
  * Direct. An image plane [H, W] is copied into a zero-padded plane of row width Wp = W + 2 pad;
  * output pixel (oy, ox) is computed at position p = oy * Wp + ox of an output plane with the
@@ -49,7 +51,8 @@
  * Lanes as in cpu/conv.c: lane l takes images l, l+L, l+2L, ... in order with its own buffers
  * and its own weight-gradient partial; the partials are added element by element in lane order.
  * Every sum therefore runs in an order fixed by the shapes and the lane count alone, so results
- * are bit-identical for any thread count.
+ * are bit-identical for any thread count. (Grouped Winograd directions have no lanes: each of
+ * their outputs is one thread's work whatever the split.)
  *
  * Workspace (floats; each piece rounded up to 16 floats = one 64-byte line):
  *   direction        [ packed weights | lane 0 | lane 1 | ... ]
@@ -57,7 +60,8 @@
  *     Winograd:      weights 16*R4*I, lane: I*plane + 16*vxi + 16*mxi (c3_wino, c3_dir)
  *                    with I input channels, R output rows rounded up to R4, a multiple of 4
  *                    (the extra rows have zero weights), vxi/mxi the strides of the 16
- *                    transformed planes of a block;
+ *                    transformed planes of a block; grouped blocks of small images: one
+ *                    such lane's worth for the whole call;
  *   weight gradient  [ lane 0: G*(C*in + O4*out) | lane 1 | ... | partial lane 1 | ... ]
  *                    with G images per group; lane 0 accumulates straight into dw when O is a
  *                    multiple of 4 (else it too has a partial [O4][C][3][3]);
@@ -91,7 +95,7 @@ enum {
   FG_C3_WINO_MIN_PLANE = 16,   /* fewer 2x2 tiles per image (outputs under 7x7): direct, */
   FG_C3_WINO_MIN_IMAGE_TILES = 4, /* ... or, from this many tiles (3x3 outputs), */
   FG_C3_WINO_GROUP_CHANNELS = 32, /* ... this many input channels and output rows */
-  FG_C3_WINO_GROUP_TILES = 24,    /* ... whole images grouped into blocks of this many tiles */
+  FG_C3_WINO_GROUP_TILES = 48,    /* ... whole images grouped into blocks of this many tiles */
   FG_C3_WINO_BLOCK = 1 << 16,   /* Winograd blocks: floats of transformed tiles at most, and */
   FG_C3_WINO_MIN_TILES = 48,    /* tiles at least (choose_block) */
   FG_C3_WGRAD_PARTS = 2,        /* Winograd weight gradient: transform rows 0-1 and 2-3 */
@@ -168,12 +172,12 @@ typedef struct c3_dir {
   int64_t in_ch, rows, rows4;
   c3_geom direct;    /* planes when !wino */
   c3_wino wg;        /* planes when wino */
-  int64_t images;    /* Winograd: images per block (several only for small images) */
+  int64_t images;    /* Winograd: images per block (> 1: grouped, one block at a time) */
   int64_t block_rows; /* Winograd: tile rows per block (all of them when images > 1) */
   int64_t vt;        /* Winograd: floats per transformed row (one xi, one channel, one block) */
   int64_t v_xi, m_xi; /* Winograd: floats between the xi planes of V [in_ch][vt], M [rows4][vt] */
   size_t w_floats;   /* packed weights, shared by the lanes */
-  size_t lane_floats;
+  size_t lane_floats; /* a lane's buffers (grouped: the one set of buffers) */
   /* a lane's pieces, as offsets from its start (the padded planes start it) */
   size_t v_off, m_off; /* Winograd: V, M */
   size_t out_off;      /* direct: the output planes */
@@ -219,15 +223,14 @@ static void direct_layout(c3_dir *d, int64_t h, int64_t w, int64_t pad) {
   d->lane_floats = d->out_off + slice(d->rows4 * d->direct.out_floats);
 }
 
-/* One direction for `lanes` lanes of at most `per_lane` images each. Images of fewer than
- * FG_C3_WINO_MIN_PLANE tiles with FG_C3_WINO_GROUP_CHANNELS input channels and output rows go
- * whole into Winograd blocks, FG_C3_WINO_GROUP_TILES tiles' worth of them (at most the images
- * a lane has) - fewer where that needs more than `budget` floats of workspace, directly where
- * even one image per block does: with many channels the products dominate whatever the
- * block's size, and a workspace larger than what the call needs anyway would raise the
- * model's peak (make_plan). */
+/* One direction of a call on n images. Images of fewer than FG_C3_WINO_MIN_PLANE tiles with
+ * FG_C3_WINO_GROUP_CHANNELS input channels and output rows go whole into Winograd blocks,
+ * FG_C3_WINO_GROUP_TILES tiles' worth of them (n at most) - fewer where that needs more than
+ * `budget` floats of workspace, directly where even one image per block does: with many
+ * channels the products dominate whatever the block's size, and a workspace larger than what
+ * the call needs anyway would raise the model's peak (make_plan). */
 static c3_dir make_dir(int backward, int64_t in_ch, int64_t rows, int64_t h, int64_t w,
-                       int64_t pad, int lanes, int64_t per_lane, size_t budget) {
+                       int64_t pad, int64_t n, size_t budget) {
   c3_dir d;
   memset(&d, 0, sizeof d);
   d.backward = backward;
@@ -242,10 +245,10 @@ static c3_dir make_dir(int backward, int64_t in_ch, int64_t rows, int64_t h, int
   } else if (in_ch >= FG_C3_WINO_GROUP_CHANNELS && rows >= FG_C3_WINO_GROUP_CHANNELS &&
              d.wg.tiles >= FG_C3_WINO_MIN_IMAGE_TILES) {
     int64_t k = (FG_C3_WINO_GROUP_TILES + d.wg.tiles - 1) / d.wg.tiles;
-    if (k > per_lane) k = per_lane;
+    if (k > n) k = n;
     for (; k >= 1; k--) {
       wino_layout(&d, k, d.wg.th);
-      if (d.w_floats + (size_t)lanes * d.lane_floats <= budget) break;
+      if (d.w_floats + d.lane_floats <= budget) break; /* one set of buffers (dir_floats) */
     }
     if (k < 1) direct_layout(&d, h, w, pad);
   } else {
@@ -279,9 +282,11 @@ typedef struct c3_plan {
   size_t wg_dyt_off, wg_v_off, wg_d_off, wg_part;
 } c3_plan;
 
-/* Floats a call needs; nothing at all for an empty batch (no lanes). */
+/* Floats a call needs; nothing at all for an empty batch (no lanes). Grouped directions have
+ * one set of buffers, the others one per lane. */
 static size_t dir_floats(const c3_plan *p, const c3_dir *d) {
-  return p->lanes ? d->w_floats + (size_t)p->lanes * d->lane_floats : 0;
+  if (!p->lanes) return 0;
+  return d->w_floats + (d->images > 1 ? 1 : (size_t)p->lanes) * d->lane_floats;
 }
 static size_t wgrad_floats(const c3_plan *p) {
   return FG_C3_WGRAD_PARTS * p->wg_part + (size_t)(FG_C3_WINO * p->wg_mxi);
@@ -337,8 +342,8 @@ static c3_plan make_plan(const fg_backend *b, const fg_conv_desc *d, const fg_te
   const int64_t per_lane = p.lanes > 0 ? (p.n + p.lanes - 1) / p.lanes : 0;
   p.grad = make_geom(h, w, d->pad);
   /* first with no room for blocks of several small images: those directions go direct */
-  p.fwd = make_dir(0, p.c, p.o, h, w, d->pad, p.lanes, per_lane, 0);
-  p.bwd = make_dir(1, p.o, p.c, p.grad.ho, p.grad.wo, 2 - d->pad, p.lanes, per_lane, 0);
+  p.fwd = make_dir(0, p.c, p.o, h, w, d->pad, p.n, 0);
+  p.bwd = make_dir(1, p.o, p.c, p.grad.ho, p.grad.wo, 2 - d->pad, p.n, 0);
   p.group = (FG_C3_GRAD_VECS + p.grad.nvec - 1) / p.grad.nvec;
   if (p.group > per_lane) p.group = per_lane;
   if (p.group < 1) p.group = 1;
@@ -364,8 +369,8 @@ static c3_plan make_plan(const fg_backend *b, const fg_conv_desc *d, const fg_te
   /* then such blocks where they fit in what the call needs anyway */
   const size_t budget =
       max_size(dir_floats(&p, &p.fwd), max_size(dir_floats(&p, &p.bwd), grad_floats(&p)));
-  p.fwd = make_dir(0, p.c, p.o, h, w, d->pad, p.lanes, per_lane, budget);
-  p.bwd = make_dir(1, p.o, p.c, p.grad.ho, p.grad.wo, 2 - d->pad, p.lanes, per_lane, budget);
+  p.fwd = make_dir(0, p.c, p.o, h, w, d->pad, p.n, budget);
+  p.bwd = make_dir(1, p.o, p.c, p.grad.ho, p.grad.wo, 2 - d->pad, p.n, budget);
   return p;
 }
 
@@ -948,9 +953,11 @@ static void pad_plane(const c3_wino *g, const float *src, float *pad) {
 }
 
 /* Winograd: m [16][rows4][vt] := the products over input channels of the transformed weights
- * u [16][rows4 / 4][in_ch][4] and the transformed tiles v [16][in_ch][vt] of `tiles` tiles. */
+ * u [16][rows4 / 4][in_ch][4] and the transformed tiles v [16][in_ch][vt] of `tiles` tiles,
+ * for the pieces (plane xi, row block rb) numbered [j0, j1) in the order xi * rows4 / 4 + rb
+ * (all of them: 0, 16 rows4 / 4). */
 static void winograd_products(const c3_dir *d, const float *u, const float *v, int64_t tiles,
-                              float *m) {
+                              float *m, int64_t j0, int64_t j1) {
   static const int64_t zero_offset[1] = {0};
   c3_tile t;
   memset(&t, 0, sizeof t);
@@ -959,12 +966,12 @@ static void winograd_products(const c3_dir *d, const float *u, const float *v, i
   t.off = zero_offset;
   t.taps = 1;
   t.out_stride = d->vt;
-  const int64_t nvec = (tiles + FG_C3_VEC - 1) / FG_C3_VEC;
-  for (int xi = 0; xi < FG_C3_WINO; xi++)
-    for (int64_t rb = 0; rb < d->rows4 / FG_C3_BLOCK; rb++) {
-      t.w = u + (xi * d->rows4 + rb * FG_C3_BLOCK) * d->in_ch;
-      tile_row(&t, v + xi * d->v_xi, m + xi * d->m_xi + rb * FG_C3_BLOCK * d->vt, nvec);
-    }
+  const int64_t nvec = (tiles + FG_C3_VEC - 1) / FG_C3_VEC, blocks = d->rows4 / FG_C3_BLOCK;
+  for (int64_t j = j0; j < j1; j++) {
+    const int64_t xi = j / blocks, rb = j % blocks;
+    t.w = u + (xi * d->rows4 + rb * FG_C3_BLOCK) * d->in_ch;
+    tile_row(&t, v + xi * d->v_xi, m + xi * d->m_xi + rb * FG_C3_BLOCK * d->vt, nvec);
+  }
 }
 
 /* ----------------------------------------------------------------------------------------- */
@@ -989,39 +996,39 @@ static void pack_direct_weights(const c3_dir *d, const float *w, float *wpack) {
               dir_kernel(d, w, rb * FG_C3_BLOCK + r, in, t);
 }
 
-/* G v for a 3-vector v, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]. */
-static void g_times(double v0, double v1, double v2, double out[4]) {
-  out[0] = v0;
-  out[1] = 0.5 * (v0 + v1 + v2);
-  out[2] = 0.5 * (v0 - v1 + v2);
-  out[3] = v2;
+/* out[i][r] = (G v)[i] for the 4 rows r of a block, v[j] = v0, v1, v2 (each [4]),
+ * G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]; the loops over r vectorise. */
+static void g_times4(const double *v0, const double *v1, const double *v2,
+                     double out[4][FG_C3_BLOCK]) {
+  for (int r = 0; r < FG_C3_BLOCK; r++) {
+    out[0][r] = v0[r];
+    out[1][r] = 0.5 * (v0[r] + v1[r] + v2[r]);
+    out[2][r] = 0.5 * (v0[r] - v1[r] + v2[r]);
+    out[3][r] = v2[r];
+  }
 }
 
 /* Winograd: u[xi][rb][in][r] = (G g G^T)[xi] for g = kernel(4 rb + r, in), computed in double
  * and rounded once; row blocks spread over `threads` threads (each element is computed on its
- * own). A block's 4 rows are done together, so that each plane xi gets its 4 values of (rb, in)
- * in one contiguous store (16 planes, far apart, would otherwise take 64 scattered stores). */
+ * own). A block's 4 rows go together, so that each plane xi gets its 4 values of (rb, in) in
+ * one contiguous store (16 planes, far apart, would otherwise take 64 scattered stores). */
 static void pack_winograd_weights(const c3_dir *d, const float *w, float *u, int threads) {
   const int64_t blocks = d->rows4 / FG_C3_BLOCK;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t rb = 0; rb < blocks; rb++)
     for (int64_t in = 0; in < d->in_ch; in++) {
-      double t[FG_C3_WINO][FG_C3_BLOCK]; /* t[4 a + b][r]: (G g G^T)[a][b] of row 4 rb + r */
-      for (int r = 0; r < FG_C3_BLOCK; r++) {
-        const int64_t row = rb * FG_C3_BLOCK + r;
-        double gg[3][4]; /* gg[kx] = G (column kx of g) */
-        for (int kx = 0; kx < 3; kx++)
-          g_times(dir_kernel(d, w, row, in, kx), dir_kernel(d, w, row, in, 3 + kx),
-                  dir_kernel(d, w, row, in, 6 + kx), gg[kx]);
-        for (int a = 0; a < 4; a++) {
-          double ga[4]; /* row a of (G g) G^T */
-          g_times(gg[0][a], gg[1][a], gg[2][a], ga);
-          for (int b = 0; b < 4; b++) t[4 * a + b][r] = ga[b];
+      double g[FG_C3_TAPS][FG_C3_BLOCK]; /* g[t][r]: tap t of row 4 rb + r */
+      for (int r = 0; r < FG_C3_BLOCK; r++)
+        for (int t = 0; t < FG_C3_TAPS; t++) g[t][r] = dir_kernel(d, w, rb * FG_C3_BLOCK + r, in, t);
+      double gg[3][4][FG_C3_BLOCK]; /* gg[kx] = G (column kx of g) */
+      for (int kx = 0; kx < 3; kx++) g_times4(g[kx], g[3 + kx], g[6 + kx], gg[kx]);
+      for (int a = 0; a < 4; a++) {
+        double t[4][FG_C3_BLOCK]; /* row a of (G g) G^T */
+        g_times4(gg[0][a], gg[1][a], gg[2][a], t);
+        for (int b = 0; b < 4; b++) {
+          float *dst = u + (((4 * a + b) * blocks + rb) * d->in_ch + in) * FG_C3_BLOCK;
+          for (int r = 0; r < FG_C3_BLOCK; r++) dst[r] = (float)t[b][r];
         }
-      }
-      for (int xi = 0; xi < FG_C3_WINO; xi++) {
-        float *dst = u + ((xi * blocks + rb) * d->in_ch + in) * FG_C3_BLOCK;
-        for (int r = 0; r < FG_C3_BLOCK; r++) dst[r] = (float)t[xi][r];
       }
     }
 }
@@ -1056,30 +1063,18 @@ static void convolve_lane(const c3_job *job, int lane, const c3_dir *d, const fl
     float *pad = base, *v = base + d->v_off, *m = base + d->m_off;
     const int64_t in_plane = g->h * g->w, out_plane = g->ho * g->wo;
     memset(pad, 0, (size_t)(d->in_ch * g->plane) * sizeof(float)); /* borders stay zero */
-    /* a block: tile rows [i0, i1) of the images n0, n0 + L, ... (`count` of them; several
-     * only when a block holds whole images), image k's tiles at k * tiles in V and M */
-    for (int64_t n0 = lane; n0 < p->n; n0 += d->images * p->lanes) {
-      int64_t count = (p->n - n0 + p->lanes - 1) / p->lanes;
-      if (count > d->images) count = d->images;
+    for (int64_t n = lane; n < p->n; n += p->lanes) {
+      for (int64_t c = 0; c < d->in_ch; c++)
+        pad_plane(g, src + (n * d->in_ch + c) * in_plane, pad + c * g->plane);
       for (int64_t i0 = 0; i0 < g->th; i0 += d->block_rows) {
         const int64_t i1 = i0 + d->block_rows < g->th ? i0 + d->block_rows : g->th;
-        const int64_t tiles = (i1 - i0) * g->tw;
-        /* in order of k: the junk of image k's last vector lands on image k + 1's first tiles */
-        for (int64_t k = 0; k < count; k++) {
-          const int64_t n = n0 + k * p->lanes;
-          if (i0 == 0) /* an image is padded once: before its first block of rows */
-            for (int64_t c = 0; c < d->in_ch; c++)
-              pad_plane(g, src + (n * d->in_ch + c) * in_plane, pad + c * g->plane);
-          for (int64_t c = 0; c < d->in_ch; c++)
-            wino_input(g, pad + c * g->plane, i0, i1, v + c * d->vt + k * tiles, d->v_xi, 0, 4);
-        }
-        winograd_products(d, job->wpack, v, count * tiles, m);
-        for (int64_t k = 0; k < count; k++) {
-          const int64_t n = n0 + k * p->lanes;
-          for (int64_t r = 0; r < d->rows; r++)
-            wino_output(g, m + r * d->vt + k * tiles, d->m_xi, i0, i1,
-                        dst + (n * d->rows + r) * out_plane, bias ? bias[r] : 0.0f, accumulate);
-        }
+        for (int64_t c = 0; c < d->in_ch; c++)
+          wino_input(g, pad + c * g->plane, i0, i1, v + c * d->vt, d->v_xi, 0, 4);
+        winograd_products(d, job->wpack, v, (i1 - i0) * g->tw, m, 0,
+                          FG_C3_WINO * d->rows4 / FG_C3_BLOCK);
+        for (int64_t r = 0; r < d->rows; r++)
+          wino_output(g, m + r * d->vt, d->m_xi, i0, i1, dst + (n * d->rows + r) * out_plane,
+                      bias ? bias[r] : 0.0f, accumulate);
       }
     }
   } else {
@@ -1091,6 +1086,44 @@ static void convolve_lane(const c3_job *job, int lane, const c3_dir *d, const fl
       pad_planes(g, d->in_ch, src + n * in_img, xpad, g->in_floats);
       convolve_planes(g, d->in_ch, d->rows4, xpad, job->wpack, out);
       unpad_planes(g, d->rows, out, bias, accumulate, dst + n * out_img);
+    }
+  }
+}
+
+/* One direction in Winograd blocks of d->images whole images (images n0 .. n0 + count - 1,
+ * image k's tiles at k * tiles in V and M), one block at a time; the threads share the one set
+ * of buffers and split each step: every output is still computed by one thread from start to
+ * end, in the same order whatever the thread count. */
+static void convolve_grouped(const c3_job *job, const c3_dir *d, const float *src, float *dst,
+                             const float *bias, int accumulate) {
+  const c3_plan *p = job->p;
+  const c3_wino *g = &d->wg;
+  float *pad = job->lanes, *v = pad + d->v_off, *m = pad + d->m_off;
+  const int64_t in_plane = g->h * g->w, out_plane = g->ho * g->wo;
+  const int64_t pieces = FG_C3_WINO * d->rows4 / FG_C3_BLOCK;
+  memset(pad, 0, (size_t)(d->in_ch * g->plane) * sizeof(float)); /* borders stay zero */
+  for (int64_t n0 = 0; n0 < p->n; n0 += d->images) {
+    const int64_t count = p->n - n0 < d->images ? p->n - n0 : d->images;
+#pragma omp parallel num_threads(p->threads)
+    {
+      /* a channel's images in order: the junk of image k's last vector lands on image k + 1's
+       * first tiles, which its transform writes afterwards */
+#pragma omp for schedule(static)
+      for (int64_t c = 0; c < d->in_ch; c++)
+        for (int64_t k = 0; k < count; k++) {
+          pad_plane(g, src + ((n0 + k) * d->in_ch + c) * in_plane, pad + c * g->plane);
+          wino_input(g, pad + c * g->plane, 0, g->th, v + c * d->vt + k * g->tiles, d->v_xi, 0,
+                     4);
+        }
+#pragma omp for schedule(static)
+      for (int64_t j = 0; j < pieces; j++)
+        winograd_products(d, job->wpack, v, count * g->tiles, m, j, j + 1);
+#pragma omp for schedule(static)
+      for (int64_t j = 0; j < count * d->rows; j++) {
+        const int64_t k = j / d->rows, r = j % d->rows;
+        wino_output(g, m + r * d->vt + k * g->tiles, d->m_xi, 0, g->th,
+                    dst + ((n0 + k) * d->rows + r) * out_plane, bias ? bias[r] : 0.0f, accumulate);
+      }
     }
   }
 }
@@ -1380,7 +1413,10 @@ fg_status fg_cpu_conv3x3_forward(const fg_backend *b, const fg_conv_desc *d, con
   pack_weights(&p.fwd, fg_f32(w), base, p.threads);
   const c3_job job = {.p = &p, .x = fg_f32(x), .bias = bias ? fg_f32(bias) : NULL,
                       .wpack = base, .y = fg_f32(y), .lanes = base + p.fwd.w_floats};
-  fg_cpu_run_lanes(p.lanes, p.threads, forward_lane, &job);
+  if (p.fwd.images > 1)
+    convolve_grouped(&job, &p.fwd, job.x, job.y, job.bias, 0);
+  else
+    fg_cpu_run_lanes(p.lanes, p.threads, forward_lane, &job);
   return FG_OK;
 }
 
@@ -1393,7 +1429,10 @@ fg_status fg_cpu_conv3x3_backward_data(const fg_backend *b, const fg_conv_desc *
   pack_weights(&p.bwd, fg_f32(w), base, p.threads);
   const c3_job job = {.p = &p, .dy = fg_f32(dy), .wpack = base, .dx = fg_f32(dx),
                       .lanes = base + p.bwd.w_floats, .accumulate = accumulate};
-  fg_cpu_run_lanes(p.lanes, p.threads, backward_data_lane, &job);
+  if (p.bwd.images > 1)
+    convolve_grouped(&job, &p.bwd, job.dy, job.dx, NULL, accumulate);
+  else
+    fg_cpu_run_lanes(p.lanes, p.threads, backward_data_lane, &job);
   return FG_OK;
 }
 

@@ -49,8 +49,8 @@ static const c3_case CASES[] = {
     {1, 8, 76, 76, 4, 1},  /* Winograd: one image cut into blocks of tile rows */
     {4, 16, 28, 28, 16, 1}, /* Winograd weight gradient: batches of 4 tile rows across images */
     {3, 12, 9, 7, 20, 2},  /* ... pad 2, odd extents, O = 20 (32 with zero rows), C = 12 */
-    {20, 128, 4, 4, 128, 1}, /* Winograd on 4x4 images, 2 per block: lanes of 5 images */
-    {20, 128, 3, 3, 128, 1}, /* ... 3x3 outputs (half tiles), 2 per block */
+    {20, 128, 4, 4, 128, 1}, /* Winograd on 4x4 images, blocks of 12 and 8 of them */
+    {20, 128, 3, 3, 128, 1}, /* ... 3x3 outputs (half tiles) */
 };
 enum { C3_CASES = sizeof CASES / sizeof CASES[0] };
 
@@ -248,12 +248,13 @@ Test(conv3x3, cases_reach_winograd_blocks_of_several_images) {
     c3_case k;
     int64_t fwd, bwd;
   } want[] = {
-      /* 4 lanes of 4 images; 24 / 4 tiles -> 6 images wanted, 4 at most, but only 2 fit in
-       * the weight gradient's 558592 floats */
-      {{16, 128, 4, 4, 128, 1}, 2, 2},
-      /* 2 images need 211968 floats, the call only 192512 (its direct weight gradient): 4x4
-       * images of 64 channels go direct */
-      {{17, 64, 4, 4, 64, 1}, 0, 0},
+      /* 48 / 4 tiles -> 12 images (workspace_is_exact_and_thread_independent) */
+      {{16, 128, 4, 4, 128, 1}, 12, 12},
+      /* 3 lanes of 1 image: the call needs 86016 floats (its direct weight gradient: 3 lanes
+       * of 64*40 + 64*24 = 4096, 2 partials of 64*64*9 = 36864; the Winograd one would take
+       * 111616), a block of 1 image 102144 (w 16*64*64 = 65536, buffers 64*52 = 3328 + 2 *
+       * 16 * (64*16 + 16) = 36608): direct */
+      {{3, 64, 4, 4, 64, 1}, 0, 0},
       /* 16 input channels forward, 16 rows backward: under 32, direct */
       {{30, 16, 4, 4, 36, 1}, 0, 0},
   };
@@ -451,7 +452,7 @@ Test(conv3x3, workspace_is_exact_and_thread_independent) {
   cr_assert_eq(grad_path_of(&wgrad12), FG_CPU_C3_GRAD_WINOGRAD);
   const size_t need_g12[3] = {38016, 39872, 32064};
   expect_workspace(&wgrad12, 39872, need_g12);
-  /* n16 c128 4x4 pad 1 o128, 4 lanes of 4 images.
+  /* n16 c128 4x4 pad 1 o128, 4 lanes of 4 images (the grouped directions have none).
    * Direct directions: rows of 6, 4 * 6 = 24 positions -> 3 vectors, out 24, in 24 + 12 + 2 =
    *             38 -> 40: w 128*128*9 = 147456, lane 128*40 = 5120 + 128*24 = 3072: 147456 +
    *             4*8192 = 180224 each
@@ -462,14 +463,11 @@ Test(conv3x3, workspace_is_exact_and_thread_independent) {
    *             dyt 16*128 = 2048, V 8 * (128*72 + 16) = 73856, D 8 * (64*128 + 16) = 65664 =
    *             148224; M 16*128*128 = 262144: 2*148224 + 262144 = 558592, under 573440: it
    *             runs, and 558592 is what the call needs.
-   * Grouped directions (4 tiles per image, under 16; 128 channels), within 558592: 6 images
-   *             wanted, 4 in a lane; vt = 4*4 + 8 = 24 (also for 3 images: 12 + 8 -> 24) gives
-   *             V and M planes 128*24 + 16 = 3088 apart: w 16*128*128 = 262144, lane 6656 +
-   *             2*16*3088 = 105472: 262144 + 4*105472 = 684032, too much; 2 images: vt 8 + 8 =
-   *             16, planes 2048 + 16 = 2064 apart, lane 6656 + 2*16*2064 = 72704: 262144 +
-   *             4*72704 = 552960, under 558592 */
+   * Grouped directions (4 tiles per image, under 16; 128 channels), within 558592: 48 / 4 =
+   *             12 images, vt = 48 + 8 = 56, V and M planes 128*56 + 16 = 7184 apart; one set
+   *             of buffers: w 16*128*128 = 262144, buffers 6656 + 2*16*7184 = 236544: 498688 */
   const c3_case grouped = {16, 128, 4, 4, 128, 1};
   cr_assert_eq(grad_path_of(&grouped), FG_CPU_C3_GRAD_WINOGRAD);
-  const size_t need_gr[3] = {552960, 552960, 558592};
+  const size_t need_gr[3] = {498688, 498688, 558592};
   expect_workspace(&grouped, 558592, need_gr);
 }
