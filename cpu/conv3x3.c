@@ -5,11 +5,11 @@
  * forward convolution of dy padded by 2 - pad with the weights flipped and transposed,
  * dx[c] = sum_o sum_t w[o][c][8 - t] dypad[o][. + off_t]. A direction runs as Winograd
  * F(2x2, 3x3) (Lavin & Gray) when it has at least FG_C3_WINO_MIN_CHANNELS input channels and
- * FG_C3_WINO_MIN_PLANE tiles per image, or, on smaller images of at least
- * FG_C3_WINO_MIN_IMAGE_TILES tiles, FG_C3_WINO_GROUP_CHANNELS input channels and output rows
- * (resnet18's 4x4 maps of 512 channels) with whole images grouped into its blocks, where these
- * fit in the workspace the call needs anyway; else directly (the first layer, small images of
- * few channels). The
+ * FG_C3_WINO_MIN_PLANE tiles per image, else directly (the first layer, small images). Images
+ * of fewer than FG_C3_WINO_GROUP_TILES tiles (but FG_C3_WINO_MIN_IMAGE_TILES at least) with
+ * FG_C3_WINO_GROUP_CHANNELS input channels and output rows - resnet18's 8x8 and 4x4 maps - go
+ * whole, several to a Winograd block, where such blocks fit in the workspace the call needs
+ * anyway. The
  * weight gradient runs as Winograd F(3x3, 2x2) from FG_C3_WGRAD_MIN_CHANNELS input and output
  * channels where its workspace fits in what the convolution needs anyway, else directly, or by
  * output-channel vectors (below).
@@ -92,12 +92,15 @@ enum {
   FG_C3_GRADT_PIXELS = 128,    /* and images grouped to this many pixels (when possible) */
   FG_C3_WINO = 16,      /* Winograd F(2x2, 3x3): transformed tile size 4x4 */
   FG_C3_WINO_MIN_CHANNELS = 8, /* fewer input channels: direct (transforms would dominate) */
-  FG_C3_WINO_MIN_PLANE = 16,   /* fewer 2x2 tiles per image (outputs under 7x7): direct, */
-  FG_C3_WINO_MIN_IMAGE_TILES = 4, /* ... or, from this many tiles (3x3 outputs), */
-  FG_C3_WINO_GROUP_CHANNELS = 32, /* ... this many input channels and output rows */
-  FG_C3_WINO_GROUP_TILES = 48,    /* ... whole images grouped into blocks of this many tiles */
+  FG_C3_WINO_MIN_PLANE = 16,   /* fewer 2x2 tiles per image (outputs under 7x7): direct */
+  FG_C3_WINO_GROUP_TILES = 48,    /* grouped (make_dir): images of fewer tiles, whole, several
+                                   * to a block of this many tiles, when they have */
+  FG_C3_WINO_MIN_IMAGE_TILES = 4, /* ... this many tiles at least (3x3 outputs) and */
+  FG_C3_WINO_GROUP_CHANNELS = 128, /* ... this many input channels and output rows (with
+                                    * fewer, the threads' sharing of a block's buffers costs
+                                    * more than the bigger blocks save) */
   FG_C3_WINO_BLOCK = 1 << 16,   /* Winograd blocks: floats of transformed tiles at most, and */
-  FG_C3_WINO_MIN_TILES = 48,    /* tiles at least (choose_block) */
+  FG_C3_WINO_MIN_TILES = 48,    /* tiles at least (choose_block_rows) */
   FG_C3_WGRAD_PARTS = 2,        /* Winograd weight gradient: transform rows 0-1 and 2-3 */
   FG_C3_WGRAD_XI = 8,           /* ... so 8 of the 16 transformed planes per part */
   FG_C3_WGRAD_TILES = 64,       /* ... in batches of this many tiles (or one tile row) */
@@ -223,14 +226,15 @@ static void direct_layout(c3_dir *d, int64_t h, int64_t w, int64_t pad) {
   d->lane_floats = d->out_off + slice(d->rows4 * d->direct.out_floats);
 }
 
-/* One direction of a call on n images. Images of fewer than FG_C3_WINO_MIN_PLANE tiles with
- * FG_C3_WINO_GROUP_CHANNELS input channels and output rows go whole into Winograd blocks,
- * FG_C3_WINO_GROUP_TILES tiles' worth of them (n at most) - fewer where that needs more than
- * `budget` floats of workspace, directly where even one image per block does: with many
- * channels the products dominate whatever the block's size, and a workspace larger than what
- * the call needs anyway would raise the model's peak (make_plan). */
+/* One direction of a call on n images over `lanes` lanes. Images of fewer than
+ * FG_C3_WINO_MIN_TILES tiles with FG_C3_WINO_GROUP_CHANNELS input channels and output rows go
+ * whole into Winograd blocks, FG_C3_WINO_GROUP_TILES tiles' worth of them (n at most) - fewer
+ * where that needs more than `budget` floats of workspace; where even one image per block does,
+ * they take the ungrouped path (per-image blocks from FG_C3_WINO_MIN_PLANE tiles, else direct):
+ * with many channels the products dominate whatever the block's size, and a workspace larger
+ * than what the call needs anyway would raise the model's peak (make_plan). */
 static c3_dir make_dir(int backward, int64_t in_ch, int64_t rows, int64_t h, int64_t w,
-                       int64_t pad, int64_t n, size_t budget) {
+                       int64_t pad, int64_t n, int lanes, size_t budget) {
   c3_dir d;
   memset(&d, 0, sizeof d);
   d.backward = backward;
@@ -240,17 +244,21 @@ static c3_dir make_dir(int backward, int64_t in_ch, int64_t rows, int64_t h, int
   d.wg = make_wino(h, w, pad);
   if (in_ch < FG_C3_WINO_MIN_CHANNELS) {
     direct_layout(&d, h, w, pad);
-  } else if (d.wg.tiles >= FG_C3_WINO_MIN_PLANE) {
-    wino_layout(&d, 1, choose_block_rows(&d.wg, in_ch + d.rows4));
   } else if (in_ch >= FG_C3_WINO_GROUP_CHANNELS && rows >= FG_C3_WINO_GROUP_CHANNELS &&
-             d.wg.tiles >= FG_C3_WINO_MIN_IMAGE_TILES) {
+             d.wg.tiles >= FG_C3_WINO_MIN_IMAGE_TILES && d.wg.tiles < FG_C3_WINO_MIN_TILES) {
     int64_t k = (FG_C3_WINO_GROUP_TILES + d.wg.tiles - 1) / d.wg.tiles;
     if (k > n) k = n;
     for (; k >= 1; k--) {
       wino_layout(&d, k, d.wg.th);
-      if (d.w_floats + d.lane_floats <= budget) break; /* one set of buffers (dir_floats) */
+      const size_t sets = k > 1 ? 1 : (size_t)lanes; /* as dir_floats counts them */
+      if (d.w_floats + sets * d.lane_floats <= budget) break;
     }
-    if (k < 1) direct_layout(&d, h, w, pad);
+    if (k < 1 && d.wg.tiles >= FG_C3_WINO_MIN_PLANE)
+      wino_layout(&d, 1, choose_block_rows(&d.wg, in_ch + d.rows4));
+    else if (k < 1)
+      direct_layout(&d, h, w, pad);
+  } else if (d.wg.tiles >= FG_C3_WINO_MIN_PLANE) {
+    wino_layout(&d, 1, choose_block_rows(&d.wg, in_ch + d.rows4));
   } else {
     direct_layout(&d, h, w, pad);
   }
@@ -342,8 +350,8 @@ static c3_plan make_plan(const fg_backend *b, const fg_conv_desc *d, const fg_te
   const int64_t per_lane = p.lanes > 0 ? (p.n + p.lanes - 1) / p.lanes : 0;
   p.grad = make_geom(h, w, d->pad);
   /* first with no room for blocks of several small images: those directions go direct */
-  p.fwd = make_dir(0, p.c, p.o, h, w, d->pad, p.n, 0);
-  p.bwd = make_dir(1, p.o, p.c, p.grad.ho, p.grad.wo, 2 - d->pad, p.n, 0);
+  p.fwd = make_dir(0, p.c, p.o, h, w, d->pad, p.n, p.lanes, 0);
+  p.bwd = make_dir(1, p.o, p.c, p.grad.ho, p.grad.wo, 2 - d->pad, p.n, p.lanes, 0);
   p.group = (FG_C3_GRAD_VECS + p.grad.nvec - 1) / p.grad.nvec;
   if (p.group > per_lane) p.group = per_lane;
   if (p.group < 1) p.group = 1;
@@ -369,8 +377,8 @@ static c3_plan make_plan(const fg_backend *b, const fg_conv_desc *d, const fg_te
   /* then such blocks where they fit in what the call needs anyway */
   const size_t budget =
       max_size(dir_floats(&p, &p.fwd), max_size(dir_floats(&p, &p.bwd), grad_floats(&p)));
-  p.fwd = make_dir(0, p.c, p.o, h, w, d->pad, p.n, budget);
-  p.bwd = make_dir(1, p.o, p.c, p.grad.ho, p.grad.wo, 2 - d->pad, p.n, budget);
+  p.fwd = make_dir(0, p.c, p.o, h, w, d->pad, p.n, p.lanes, budget);
+  p.bwd = make_dir(1, p.o, p.c, p.grad.ho, p.grad.wo, 2 - d->pad, p.n, p.lanes, budget);
   return p;
 }
 

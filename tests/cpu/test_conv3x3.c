@@ -1,6 +1,6 @@
 /* The dense 3x3 stride-1 convolution kernels (cpu/conv3x3.c, AVX2/FMA: Winograd F(2x2, 3x3)
- * from 8 input channels and 16 tiles, or on small images of 32 channels with several images per
- * block, else direct; weight gradient as Winograd F(3x3, 2x2), or
+ * from 8 input channels and 16 tiles, or on small images of 128 channels with several images
+ * per block, else direct; weight gradient as Winograd F(3x3, 2x2), or
  * by output-channel vectors on small planes, or direct) and the generic path they replace: both
  * against the double-precision references (tests/ref/ref_nn.h) on shapes that exercise every
  * tile width, odd output extents (half tiles), channel counts that are not multiples of 4 (or
@@ -51,6 +51,7 @@ static const c3_case CASES[] = {
     {3, 12, 9, 7, 20, 2},  /* ... pad 2, odd extents, O = 20 (32 with zero rows), C = 12 */
     {20, 128, 4, 4, 128, 1}, /* Winograd on 4x4 images, blocks of 12 and 8 of them */
     {20, 128, 3, 3, 128, 1}, /* ... 3x3 outputs (half tiles) */
+    {7, 128, 8, 7, 128, 1},  /* ... 4 x 4 = 16 tiles (half tiles): 3 images a block, then 1 */
 };
 enum { C3_CASES = sizeof CASES / sizeof CASES[0] };
 
@@ -250,13 +251,14 @@ Test(conv3x3, cases_reach_winograd_blocks_of_several_images) {
   } want[] = {
       /* 48 / 4 tiles -> 12 images (workspace_is_exact_and_thread_independent) */
       {{16, 128, 4, 4, 128, 1}, 12, 12},
-      /* 3 lanes of 1 image: the call needs 86016 floats (its direct weight gradient: 3 lanes
-       * of 64*40 + 64*24 = 4096, 2 partials of 64*64*9 = 36864; the Winograd one would take
-       * 111616), a block of 1 image 102144 (w 16*64*64 = 65536, buffers 64*52 = 3328 + 2 *
-       * 16 * (64*16 + 16) = 36608): direct */
-      {{3, 64, 4, 4, 64, 1}, 0, 0},
-      /* 16 input channels forward, 16 rows backward: under 32, direct */
-      {{30, 16, 4, 4, 36, 1}, 0, 0},
+      /* 3 lanes of 1 image: the call needs 319488 floats (its direct weight gradient: 3
+       * lanes of 128*40 + 128*24 = 8192, 2 partials of 128*128*9 = 147456; the Winograd one
+       * would take 353792); blocks of 3 images would need 367616 (w 16*128*128 = 262144,
+       * buffers 128*52 = 6656 + 2*16*(128*24 + 16) = 105472), of 2 334848 (vt 16: buffers
+       * 6656 + 2*16*(128*16 + 16) = 72704), of 1 per lane 262144 + 3*72704: direct */
+      {{3, 128, 4, 4, 128, 1}, 0, 0},
+      /* 64 input channels forward, 64 rows backward: under 128, 4 tiles: direct */
+      {{30, 64, 4, 4, 136, 1}, 0, 0},
   };
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
     c3_data d = c3_setup(&want[i].k, 700);
