@@ -349,7 +349,8 @@ static c3_plan make_plan(const fg_backend *b, const fg_conv_desc *d, const fg_te
   if (p.threads < 1) p.threads = 1;
   const int64_t per_lane = p.lanes > 0 ? (p.n + p.lanes - 1) / p.lanes : 0;
   p.grad = make_geom(h, w, d->pad);
-  /* first with no room for blocks of several small images: those directions go direct */
+  /* first with no room for blocks of several small images (those directions take the
+   * ungrouped path), to know what the call needs anyway */
   p.fwd = make_dir(0, p.c, p.o, h, w, d->pad, p.n, p.lanes, 0);
   p.bwd = make_dir(1, p.o, p.c, p.grad.ho, p.grad.wo, 2 - d->pad, p.n, p.lanes, 0);
   p.group = (FG_C3_GRAD_VECS + p.grad.nvec - 1) / p.grad.nvec;
@@ -1027,7 +1028,8 @@ static void pack_winograd_weights(const c3_dir *d, const float *w, float *u, int
     for (int64_t in = 0; in < d->in_ch; in++) {
       double g[FG_C3_TAPS][FG_C3_BLOCK]; /* g[t][r]: tap t of row 4 rb + r */
       for (int r = 0; r < FG_C3_BLOCK; r++)
-        for (int t = 0; t < FG_C3_TAPS; t++) g[t][r] = dir_kernel(d, w, rb * FG_C3_BLOCK + r, in, t);
+        for (int t = 0; t < FG_C3_TAPS; t++)
+          g[t][r] = dir_kernel(d, w, rb * FG_C3_BLOCK + r, in, t);
       double gg[3][4][FG_C3_BLOCK]; /* gg[kx] = G (column kx of g) */
       for (int kx = 0; kx < 3; kx++) g_times4(g[kx], g[3 + kx], g[6 + kx], gg[kx]);
       for (int a = 0; a < 4; a++) {
