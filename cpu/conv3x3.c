@@ -226,6 +226,25 @@ static void direct_layout(c3_dir *d, int64_t h, int64_t w, int64_t pad) {
   d->lane_floats = d->out_off + slice(d->rows4 * d->direct.out_floats);
 }
 
+/* Floats direction d needs with `lanes` lanes: its packed weights and one set of buffers per
+ * lane, or one for the call when its blocks group several images. */
+static size_t dir_need(const c3_dir *d, int lanes) {
+  return d->w_floats + (d->images > 1 ? 1 : (size_t)lanes) * d->lane_floats;
+}
+
+/* Groups whole images into d's Winograd blocks: the most images (FG_C3_WINO_GROUP_TILES tiles'
+ * worth, n at most) that fit in `budget` floats; 0 (d left to be laid out again) where not even
+ * one image does. */
+static int group_layout(c3_dir *d, int64_t n, int lanes, size_t budget) {
+  int64_t k = (FG_C3_WINO_GROUP_TILES + d->wg.tiles - 1) / d->wg.tiles;
+  if (k > n) k = n;
+  for (; k >= 1; k--) {
+    wino_layout(d, k, d->wg.th);
+    if (dir_need(d, lanes) <= budget) return 1;
+  }
+  return 0;
+}
+
 /* One direction of a call on n images over `lanes` lanes. Images of fewer than
  * FG_C3_WINO_MIN_TILES tiles with FG_C3_WINO_GROUP_CHANNELS input channels and output rows go
  * whole into Winograd blocks, FG_C3_WINO_GROUP_TILES tiles' worth of them (n at most) - fewer
@@ -242,26 +261,14 @@ static c3_dir make_dir(int backward, int64_t in_ch, int64_t rows, int64_t h, int
   d.rows = rows;
   d.rows4 = round_up(rows, FG_C3_BLOCK);
   d.wg = make_wino(h, w, pad);
-  if (in_ch < FG_C3_WINO_MIN_CHANNELS) {
-    direct_layout(&d, h, w, pad);
-  } else if (in_ch >= FG_C3_WINO_GROUP_CHANNELS && rows >= FG_C3_WINO_GROUP_CHANNELS &&
-             d.wg.tiles >= FG_C3_WINO_MIN_IMAGE_TILES && d.wg.tiles < FG_C3_WINO_MIN_TILES) {
-    int64_t k = (FG_C3_WINO_GROUP_TILES + d.wg.tiles - 1) / d.wg.tiles;
-    if (k > n) k = n;
-    for (; k >= 1; k--) {
-      wino_layout(&d, k, d.wg.th);
-      const size_t sets = k > 1 ? 1 : (size_t)lanes; /* as dir_floats counts them */
-      if (d.w_floats + sets * d.lane_floats <= budget) break;
-    }
-    if (k < 1 && d.wg.tiles >= FG_C3_WINO_MIN_PLANE)
-      wino_layout(&d, 1, choose_block_rows(&d.wg, in_ch + d.rows4));
-    else if (k < 1)
-      direct_layout(&d, h, w, pad);
-  } else if (d.wg.tiles >= FG_C3_WINO_MIN_PLANE) {
+  const int groupable = in_ch >= FG_C3_WINO_GROUP_CHANNELS && rows >= FG_C3_WINO_GROUP_CHANNELS &&
+                        d.wg.tiles >= FG_C3_WINO_MIN_IMAGE_TILES &&
+                        d.wg.tiles < FG_C3_WINO_MIN_TILES;
+  if (groupable && group_layout(&d, n, lanes, budget)) return d;
+  if (in_ch >= FG_C3_WINO_MIN_CHANNELS && d.wg.tiles >= FG_C3_WINO_MIN_PLANE)
     wino_layout(&d, 1, choose_block_rows(&d.wg, in_ch + d.rows4));
-  } else {
+  else
     direct_layout(&d, h, w, pad);
-  }
   return d;
 }
 
@@ -290,11 +297,9 @@ typedef struct c3_plan {
   size_t wg_dyt_off, wg_v_off, wg_d_off, wg_part;
 } c3_plan;
 
-/* Floats a call needs; nothing at all for an empty batch (no lanes). Grouped directions have
- * one set of buffers, the others one per lane. */
+/* Floats a call needs; nothing at all for an empty batch (no lanes). */
 static size_t dir_floats(const c3_plan *p, const c3_dir *d) {
-  if (!p->lanes) return 0;
-  return d->w_floats + (d->images > 1 ? 1 : (size_t)p->lanes) * d->lane_floats;
+  return p->lanes ? dir_need(d, p->lanes) : 0;
 }
 static size_t wgrad_floats(const c3_plan *p) {
   return FG_C3_WGRAD_PARTS * p->wg_part + (size_t)(FG_C3_WINO * p->wg_mxi);

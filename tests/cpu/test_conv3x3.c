@@ -228,6 +228,17 @@ Test(conv3x3, cases_reach_every_weight_gradient_path) {
   cr_assert(reached[FG_CPU_C3_GRAD_WINOGRAD] >= 2, "Winograd: %d cases", reached[2]);
 }
 
+/* The images per Winograd block of case k's forward (backward 0) or backward data (1): 0 when
+ * that direction runs directly. */
+static int64_t block_images_of(const c3_case *k, int backward) {
+  c3_data d = c3_setup(k, 700);
+  c3_tensors t = c3_views(&d, NULL, NULL, NULL, NULL);
+  const int64_t images =
+      fg_cpu_conv3x3_block_images(fg_cpu_backend(), &d.desc, &t.x, &t.w, backward);
+  c3_free(&d);
+  return images;
+}
+
 /* The cases above run both directions as Winograd blocks of several images, two cases each at
  * least; shapes group as derived by hand (workspace_is_exact_and_thread_independent derives the
  * first case's sizes). */
@@ -235,14 +246,9 @@ Test(conv3x3, cases_reach_winograd_blocks_of_several_images) {
   fgt_setup_cpu(2);
   if (!fg_cpu_uses_avx2()) return;
   int grouped[2] = {0, 0};
-  for (int i = 0; i < C3_CASES; i++) {
-    c3_data d = c3_setup(&CASES[i], 700);
-    c3_tensors t = c3_views(&d, NULL, NULL, NULL, NULL);
+  for (int i = 0; i < C3_CASES; i++)
     for (int backward = 0; backward <= 1; backward++)
-      grouped[backward] +=
-          fg_cpu_conv3x3_block_images(fg_cpu_backend(), &d.desc, &t.x, &t.w, backward) > 1;
-    c3_free(&d);
-  }
+      grouped[backward] += block_images_of(&CASES[i], backward) > 1;
   cr_assert(grouped[0] >= 2, "forward: %d cases", grouped[0]);
   cr_assert(grouped[1] >= 2, "backward data: %d cases", grouped[1]);
   const struct {
@@ -261,13 +267,11 @@ Test(conv3x3, cases_reach_winograd_blocks_of_several_images) {
       {{30, 64, 4, 4, 136, 1}, 0, 0},
   };
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-    c3_data d = c3_setup(&want[i].k, 700);
-    c3_tensors t = c3_views(&d, NULL, NULL, NULL, NULL);
-    cr_assert_eq(fg_cpu_conv3x3_block_images(fg_cpu_backend(), &d.desc, &t.x, &t.w, 0),
-                 want[i].fwd, "[%s] forward", d.name);
-    cr_assert_eq(fg_cpu_conv3x3_block_images(fg_cpu_backend(), &d.desc, &t.x, &t.w, 1),
-                 want[i].bwd, "[%s] backward data", d.name);
-    c3_free(&d);
+    const c3_case *k = &want[i].k;
+    cr_assert_eq(block_images_of(k, 0), want[i].fwd, "n%d c%d %dx%d o%d: forward", k->n, k->c,
+                 k->h, k->w, k->o);
+    cr_assert_eq(block_images_of(k, 1), want[i].bwd, "n%d c%d %dx%d o%d: backward data", k->n,
+                 k->c, k->h, k->w, k->o);
   }
 }
 
