@@ -4,8 +4,10 @@
  * Forward and backward data are the same computation ("a direction"): backward data is the
  * forward convolution of dy padded by 2 - pad with the weights flipped and transposed,
  * dx[c] = sum_o sum_t w[o][c][8 - t] dypad[o][. + off_t]. A direction runs as Winograd
- * F(2x2, 3x3) (Lavin & Gray) when it has at least FG_C3_WINO_MIN_CHANNELS input channels and
- * FG_C3_WINO_MIN_PLANE tiles per image, else directly (the first layer, small images). Images
+ * F(4x4, 3x3) or F(2x2, 3x3) (Lavin & Gray) when it has at least FG_C3_WINO_MIN_CHANNELS input
+ * channels and FG_C3_WINO_MIN_PLANE tiles per image, else directly (the first layer, small
+ * images): F(4x4) where its workspace (2.25 times the transformed weights) fits in what the
+ * call needs anyway with all the lanes or half of them (make_dir), else F(2x2). Images
  * of fewer than FG_C3_WINO_GROUP_TILES tiles (but FG_C3_WINO_MIN_IMAGE_TILES at least) with
  * FG_C3_WINO_GROUP_CHANNELS input channels and output rows - resnet18's 8x8 and 4x4 maps - go
  * whole, several to a Winograd block, where such blocks fit in the workspace the call needs
@@ -14,12 +16,13 @@
  * channels where its workspace fits in what the convolution needs anyway, else directly, or by
  * output-channel vectors (below).
  *
- * Winograd. Each 4x4 input tile d (tiles 2 apart) and each kernel g are transformed,
- *   V = B^T d B,  U = G g G^T,  M[xi][o][t] = sum_c U[xi][o][c] V[xi][c][t]  (xi < 16),
- *   y (2x2 outputs of tile t) = A^T M_t A,
- * 16 multiplications per 2x2 outputs and input channel instead of 36. Images are copied into
- * zero-padded planes; the transforms read 8 tiles at a time (deinterleaving columns 2 apart) and
- * write the 2x2 outputs straight into y or dx. Tiles go in blocks of a few tile rows whose
+ * Winograd. Each (m+2)x(m+2) input tile d (tiles m apart, m = 2 or 4) and each kernel g are
+ * transformed,
+ *   V = B^T d B,  U = G g G^T,  M[xi][o][t] = sum_c U[xi][o][c] V[xi][c][t]  (xi < (m+2)^2),
+ *   y (m x m outputs of tile t) = A^T M_t A,
+ * 16 multiplications per 2x2 outputs and input channel, or 36 per 4x4, instead of 36 or 144.
+ * Images are copied into zero-padded planes; the transforms read 8 tiles at a time
+ * (deinterleaving columns m apart) and write the outputs straight into y or dx. Tiles go in blocks of a few tile rows whose
  * transformed tiles and products stay in the L2 cache, one lane per image; or of a few whole
  * small images (each image's tiles after the previous one's), one block at a time for all
  * threads, which share its buffers and split each step (transforms by channel, products by
@@ -57,11 +60,12 @@
  * Workspace (floats; each piece rounded up to 16 floats = one 64-byte line):
  *   direction        [ packed weights | lane 0 | lane 1 | ... ]
  *     direct:        weights R4*I*9,  lane: I*in + R4*out              (c3_geom sizes)
- *     Winograd:      weights 16*R4*I, lane: I*plane + 16*vxi + 16*mxi (c3_wino, c3_dir)
- *                    with I input channels, R output rows rounded up to R4, a multiple of 4
- *                    (the extra rows have zero weights), vxi/mxi the strides of the 16
- *                    transformed planes of a block; grouped blocks of small images: one
- *                    such lane's worth for the whole call;
+ *     Winograd:      weights X*R4*I, lane: I*plane + X*vxi + X*mxi (c3_wino, c3_dir)
+ *                    with X = 16 or 36 planes, I input channels, R output rows rounded up to
+ *                    R4, a multiple of 4 (the extra rows have zero weights), vxi/mxi the
+ *                    strides of the X transformed planes of a block; F(4x4) on all the lanes
+ *                    or on half of them; grouped blocks of small images: one such lane's worth
+ *                    for the whole call;
  *   weight gradient  [ lane 0: G*(C*in + O4*out) | lane 1 | ... | partial lane 1 | ... ]
  *                    with G images per group; lane 0 accumulates straight into dw when O is a
  *                    multiple of 4 (else it too has a partial [O4][C][3][3]);
@@ -90,7 +94,8 @@ enum {
   FG_C3_GRAD_VECS = 32, /* weight gradient: vectors per image group at least (when possible) */
   FG_C3_GRADT_MIN_PIXELS = 49, /* gradient by output-channel vectors: 7x7 outputs at least, */
   FG_C3_GRADT_PIXELS = 128,    /* and images grouped to this many pixels (when possible) */
-  FG_C3_WINO = 16,      /* Winograd F(2x2, 3x3): transformed tile size 4x4 */
+  FG_C3_WINO = 16,      /* Winograd F(2x2, 3x3) (and the weight gradient's F(3x3, 2x2)): 4x4
+                         * transformed tiles */
   FG_C3_WINO_MIN_CHANNELS = 8, /* fewer input channels: direct (transforms would dominate) */
   FG_C3_WINO_MIN_PLANE = 16,   /* fewer 2x2 tiles per image (outputs under 7x7): direct */
   FG_C3_WINO_GROUP_TILES = 48,    /* grouped (make_dir): images of fewer tiles, whole, several
@@ -99,7 +104,8 @@ enum {
   FG_C3_WINO_GROUP_CHANNELS = 128, /* ... this many input channels and output rows (with
                                     * fewer, the threads' sharing of a block's buffers costs
                                     * more than the bigger blocks save) */
-  FG_C3_WINO_BLOCK = 1 << 16,   /* Winograd blocks: floats of transformed tiles at most, and */
+  FG_C3_WINO_BLOCK = 1 << 16,   /* Winograd blocks: floats of transformed tiles at most */
+  FG_C3_WINO4_BLOCK = 1 << 17,  /* ... (F(4x4, 3x3): 36 planes a tile instead of 16), and */
   FG_C3_WINO_MIN_TILES = 48,    /* tiles at least (choose_block_rows) */
   FG_C3_WGRAD_PARTS = 2,        /* Winograd weight gradient: transform rows 0-1 and 2-3 */
   FG_C3_WGRAD_XI = 8,           /* ... so 8 of the 16 transformed planes per part */
@@ -140,29 +146,34 @@ static c3_geom make_geom(int64_t h, int64_t w, int64_t pad) {
   return g;
 }
 
-/* Winograd F(2x2, 3x3) planes of one direction: input [h, w] padded by `pad`, output [ho, wo]
- * in 2x2 tiles (the last row / column of tiles half outside when ho / wo is odd). */
+/* Winograd planes of one direction, F(2x2, 3x3) or F(4x4, 3x3): input [h, w] padded by `pad`,
+ * output [ho, wo] in m x m tiles (the last row / column of tiles partly outside when m does not
+ * divide ho / wo), each read as an (m + 2) x (m + 2) input tile and transformed into xi planes. */
 typedef struct c3_wino {
+  int m;                 /* output tile: 2 or 4 */
+  int xi;                /* transformed planes: (m + 2)^2, 16 or 36 */
   int64_t h, w, pad, ho, wo;
   int64_t th, tw, tiles; /* tile rows, tiles per row, th * tw */
-  int64_t wp;            /* padded row: 2 tw + 2 (zeros past w + pad) */
-  int64_t plane;         /* padded plane: 2 th + 2 rows of wp, and 16 floats of slack */
+  int64_t wp;            /* padded row: m tw + 2 (zeros past w + pad) */
+  int64_t plane;         /* padded plane: m th + 2 rows of wp, and m * 8 floats of slack */
 } c3_wino;
 
-static c3_wino make_wino(int64_t h, int64_t w, int64_t pad) {
+static c3_wino make_wino(int64_t h, int64_t w, int64_t pad, int m) {
   c3_wino g;
+  g.m = m;
+  g.xi = (m + 2) * (m + 2);
   g.h = h;
   g.w = w;
   g.pad = pad;
   g.ho = h + 2 * pad - 2;
   g.wo = w + 2 * pad - 2;
-  g.th = (g.ho + 1) / 2;
-  g.tw = (g.wo + 1) / 2;
+  g.th = (g.ho + m - 1) / m;
+  g.tw = (g.wo + m - 1) / m;
   g.tiles = g.th * g.tw;
-  /* an 8-tile vector reads 18 columns: past a row's end it reads the next row (for tiles that
-   * are junk), past the last row the slack */
-  g.wp = 2 * g.tw + 2;
-  g.plane = (2 * g.th + 2) * g.wp + 2 * FG_C3_VEC;
+  /* an 8-tile vector reads 8 m + 2 columns: past a row's end it reads the next row (for tiles
+   * that are junk), past the last row the slack */
+  g.wp = m * g.tw + 2;
+  g.plane = (m * g.th + 2) * g.wp + m * FG_C3_VEC;
   return g;
 }
 
@@ -177,6 +188,7 @@ typedef struct c3_dir {
   c3_wino wg;        /* planes when wino */
   int64_t images;    /* Winograd: images per block (> 1: grouped, one block at a time) */
   int64_t block_rows; /* Winograd: tile rows per block (all of them when images > 1) */
+  int lanes;         /* lanes, each with its own buffers (1 when images > 1: the call's one set) */
   int64_t vt;        /* Winograd: floats per transformed row (one xi, one channel, one block) */
   int64_t v_xi, m_xi; /* Winograd: floats between the xi planes of V [in_ch][vt], M [rows4][vt] */
   size_t w_floats;   /* packed weights, shared by the lanes */
@@ -193,7 +205,7 @@ typedef struct c3_dir {
  * evenly. Returns the tile rows per block. */
 static int64_t choose_block_rows(const c3_wino *g, int64_t channels) {
   int64_t want = FG_C3_WINO_MIN_TILES;
-  const int64_t cap = FG_C3_WINO_BLOCK / (FG_C3_WINO * channels);
+  const int64_t cap = (g->m == 4 ? FG_C3_WINO4_BLOCK : FG_C3_WINO_BLOCK) / (g->xi * channels);
   if (want > cap) want = cap;
   const int64_t rows = want / g->tw > 0 ? want / g->tw : 1;
   const int64_t blocks = (g->th + rows - 1) / rows;
@@ -203,8 +215,9 @@ static int64_t choose_block_rows(const c3_wino *g, int64_t channels) {
 /* The Winograd layout of d for blocks of `images` images x `block_rows` tile rows. vt: floats
  * per transformed row of a block - tile rows are transformed in whole vectors, the last one
  * running up to 7 tiles past the block's end, and the products run over whole vectors too. */
-static void wino_layout(c3_dir *d, int64_t images, int64_t block_rows) {
+static void wino_layout(c3_dir *d, int64_t images, int64_t block_rows, int lanes) {
   d->wino = 1;
+  d->lanes = images > 1 ? 1 : lanes;
   d->images = images;
   d->block_rows = block_rows;
   d->vt = round_up(images * block_rows * d->wg.tw + FG_C3_VEC, FG_C3_VEC);
@@ -212,46 +225,68 @@ static void wino_layout(c3_dir *d, int64_t images, int64_t block_rows) {
    * once do not all fall into the same cache sets */
   d->v_xi = round_up(d->in_ch * d->vt, FG_C3_SLICE) + FG_C3_SLICE;
   d->m_xi = round_up(d->rows4 * d->vt, FG_C3_SLICE) + FG_C3_SLICE;
-  d->w_floats = slice(FG_C3_WINO * d->rows4 * d->in_ch);
+  d->w_floats = slice(d->wg.xi * d->rows4 * d->in_ch);
   d->v_off = slice(d->in_ch * d->wg.plane);
-  d->m_off = d->v_off + slice(FG_C3_WINO * d->v_xi);
-  d->lane_floats = d->m_off + slice(FG_C3_WINO * d->m_xi);
+  d->m_off = d->v_off + slice(d->wg.xi * d->v_xi);
+  d->lane_floats = d->m_off + slice(d->wg.xi * d->m_xi);
 }
 
-static void direct_layout(c3_dir *d, int64_t h, int64_t w, int64_t pad) {
+static void direct_layout(c3_dir *d, int64_t h, int64_t w, int64_t pad, int lanes) {
   d->wino = 0;
+  d->lanes = lanes;
   d->direct = make_geom(h, w, pad);
   d->w_floats = slice(d->rows4 * d->in_ch * FG_C3_TAPS);
   d->out_off = slice(d->in_ch * d->direct.in_floats);
   d->lane_floats = d->out_off + slice(d->rows4 * d->direct.out_floats);
 }
 
-/* Floats direction d needs with `lanes` lanes: its packed weights and one set of buffers per
- * lane, or one for the call when its blocks group several images. */
-static size_t dir_need(const c3_dir *d, int lanes) {
-  return d->w_floats + (d->images > 1 ? 1 : (size_t)lanes) * d->lane_floats;
+/* Floats direction d needs: its packed weights and one set of buffers per lane (one for the
+ * call when its blocks group several images). */
+static size_t dir_need(const c3_dir *d) {
+  return d->w_floats + (size_t)d->lanes * d->lane_floats;
 }
 
 /* Groups whole images into d's Winograd blocks: the most images (FG_C3_WINO_GROUP_TILES tiles'
  * worth, n at most) that fit in `budget` floats; 0 (d left to be laid out again) where not even
  * one image does. */
-static int group_layout(c3_dir *d, int64_t n, int lanes, size_t budget) {
+static int group_layout(c3_dir *d, int64_t n, size_t budget) {
   int64_t k = (FG_C3_WINO_GROUP_TILES + d->wg.tiles - 1) / d->wg.tiles;
   if (k > n) k = n;
   for (; k >= 1; k--) {
-    wino_layout(d, k, d->wg.th);
-    if (dir_need(d, lanes) <= budget) return 1;
+    wino_layout(d, k, d->wg.th, 1);
+    if (dir_need(d) <= budget) return 1;
   }
   return 0;
 }
 
-/* One direction of a call on n images over `lanes` lanes. Images of fewer than
- * FG_C3_WINO_MIN_TILES tiles with FG_C3_WINO_GROUP_CHANNELS input channels and output rows go
- * whole into Winograd blocks, FG_C3_WINO_GROUP_TILES tiles' worth of them (n at most) - fewer
- * where that needs more than `budget` floats of workspace; where even one image per block does,
- * they take the ungrouped path (per-image blocks from FG_C3_WINO_MIN_PLANE tiles, else direct):
- * with many channels the products dominate whatever the block's size, and a workspace larger
- * than what the call needs anyway would raise the model's peak (make_plan). */
+/* Lays d out as Winograd F(m x m, 3x3) on images [h, w] padded by pad: images of fewer than
+ * FG_C3_WINO_MIN_TILES tiles (FG_C3_WINO_MIN_IMAGE_TILES at least) with
+ * FG_C3_WINO_GROUP_CHANNELS input channels and output rows whole into blocks of several
+ * (group_layout, within `group_budget` floats), else per-image blocks of tile rows from
+ * FG_C3_WINO_MIN_CHANNELS input channels and FG_C3_WINO_MIN_PLANE tiles, within `budget`.
+ * Returns 0 (d to be laid out again) where neither applies or fits. */
+static int winograd_layout(c3_dir *d, int m, int64_t h, int64_t w, int64_t pad, int64_t n,
+                           int lanes, size_t group_budget, size_t budget) {
+  d->wg = make_wino(h, w, pad, m);
+  const int groupable = d->in_ch >= FG_C3_WINO_GROUP_CHANNELS &&
+                        d->rows >= FG_C3_WINO_GROUP_CHANNELS &&
+                        d->wg.tiles >= FG_C3_WINO_MIN_IMAGE_TILES &&
+                        d->wg.tiles < FG_C3_WINO_MIN_TILES;
+  if (groupable && group_layout(d, n, group_budget)) return 1;
+  if (d->in_ch < FG_C3_WINO_MIN_CHANNELS || d->wg.tiles < FG_C3_WINO_MIN_PLANE) return 0;
+  const int64_t rows = choose_block_rows(&d->wg, d->in_ch + d->rows4);
+  wino_layout(d, 1, rows, lanes);
+  if (dir_need(d) <= budget) return 1;
+  wino_layout(d, 1, rows, (lanes + 1) / 2); /* half the lanes: the threads stay evenly loaded */
+  return dir_need(d) <= budget;
+}
+
+/* One direction of a call on n images over `lanes` lanes, the first layout that applies:
+ * Winograd F(4x4, 3x3) where it fits in `budget` floats (2.25 times the transformed weights of
+ * F(2x2, 3x3), but 36 multiplications per 4x4 outputs and input channel instead of 64); then
+ * F(2x2, 3x3), its blocks of several small images within `budget`; then direct. `budget` is
+ * what the call needs anyway (make_plan): a workspace larger than that would raise the model's
+ * peak, and with many channels the products dominate whatever the block's size. */
 static c3_dir make_dir(int backward, int64_t in_ch, int64_t rows, int64_t h, int64_t w,
                        int64_t pad, int64_t n, int lanes, size_t budget) {
   c3_dir d;
@@ -260,15 +295,9 @@ static c3_dir make_dir(int backward, int64_t in_ch, int64_t rows, int64_t h, int
   d.in_ch = in_ch;
   d.rows = rows;
   d.rows4 = round_up(rows, FG_C3_BLOCK);
-  d.wg = make_wino(h, w, pad);
-  const int groupable = in_ch >= FG_C3_WINO_GROUP_CHANNELS && rows >= FG_C3_WINO_GROUP_CHANNELS &&
-                        d.wg.tiles >= FG_C3_WINO_MIN_IMAGE_TILES &&
-                        d.wg.tiles < FG_C3_WINO_MIN_TILES;
-  if (groupable && group_layout(&d, n, lanes, budget)) return d;
-  if (in_ch >= FG_C3_WINO_MIN_CHANNELS && d.wg.tiles >= FG_C3_WINO_MIN_PLANE)
-    wino_layout(&d, 1, choose_block_rows(&d.wg, in_ch + d.rows4));
-  else
-    direct_layout(&d, h, w, pad);
+  if (budget && winograd_layout(&d, 4, h, w, pad, n, lanes, budget, budget)) return d;
+  if (winograd_layout(&d, 2, h, w, pad, n, lanes, budget, SIZE_MAX)) return d;
+  direct_layout(&d, h, w, pad, lanes);
   return d;
 }
 
@@ -277,6 +306,7 @@ typedef struct c3_plan {
   int64_t n, c, o, c4, o4;
   c3_dir fwd;    /* x padded by pad -> y */
   c3_dir bwd;    /* dy padded by 2 - pad -> dx */
+  c3_wino wgg;   /* the Winograd weight gradient's F(2x2) tiles of x padded by pad */
   c3_geom grad;  /* the weight gradient's planes: x padded by pad, dy on the output plane */
   int lanes;     /* min(configured lanes, n) */
   int threads;   /* min(configured threads, lanes), at least 1 */
@@ -288,7 +318,7 @@ typedef struct c3_plan {
   int gradt;
   int64_t o16, gt_images;
   size_t gt_x_off, gt_dyt_off, gt_part_off, gt_lane;
-  /* the Winograd weight gradient (wgrad), on the forward's tiles (fwd.wg): per part a padded
+  /* the Winograd weight gradient (wgrad), on the tiles wgg: per part a padded
    * image [C][plane], its transposed dy [pixels][o16], and a batch of wg_tcap tiles
    * transformed, V [8][C][wg_vt] (xi planes wg_vxi apart) and D [8][wg_tcap][o16] (wg_dxi
    * apart); after the parts, M [16][C][o16] (wg_mxi apart) */
@@ -299,7 +329,7 @@ typedef struct c3_plan {
 
 /* Floats a call needs; nothing at all for an empty batch (no lanes). */
 static size_t dir_floats(const c3_plan *p, const c3_dir *d) {
-  return p->lanes ? dir_need(d, p->lanes) : 0;
+  return p->lanes ? dir_need(d) : 0;
 }
 static size_t wgrad_floats(const c3_plan *p) {
   return FG_C3_WGRAD_PARTS * p->wg_part + (size_t)(FG_C3_WINO * p->wg_mxi);
@@ -319,7 +349,7 @@ static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
  * workspace larger). A batch holds FG_C3_WGRAD_TILES tiles (whole tile rows; one row at least,
  * all the call's tiles at most). */
 static void plan_wgrad(c3_plan *p) {
-  const c3_wino *g = &p->fwd.wg;
+  const c3_wino *g = &p->wgg;
   int64_t tcap = FG_C3_WGRAD_TILES > g->tw ? FG_C3_WGRAD_TILES : g->tw;
   if (tcap > p->n * g->tiles) tcap = p->n * g->tiles;
   p->wg_tcap = tcap;
@@ -379,6 +409,7 @@ static c3_plan make_plan(const fg_backend *b, const fg_conv_desc *d, const fg_te
     p.gt_part_off = p.gt_dyt_off + slice(p.gt_images * pixels * p.o16);
     p.gt_lane = p.gt_part_off + slice(p.c * FG_C3_TAPS * p.o16);
   }
+  p.wgg = make_wino(h, w, d->pad, 2);
   plan_wgrad(&p);
   /* then such blocks where they fit in what the call needs anyway */
   const size_t budget =
@@ -631,30 +662,34 @@ FG_C3_TARGET static void wino_input(const c3_wino *g, const float *pad, int64_t 
   }
 }
 
-/* dst[0..n) (=|+=) the first n of the 16 interleaved values [y0_0 y1_0 y0_1 y1_1 ...] (+ b). A
- * partial group goes through a small buffer (masked stores are slow on some CPUs). */
+/* dst[0..n) (=|+=) the first n of the 8 k floats in out[0..k). A partial run goes through a
+ * small buffer (masked stores are slow on some CPUs). */
+FG_C3_TARGET static void store_run(float *dst, const __m256 *out, int k, int64_t n,
+                                   int accumulate) {
+  if (n >= FG_C3_VEC * k) {
+    for (int q = 0; q < k; q++) {
+      const __m256 y = accumulate ? _mm256_add_ps(out[q], _mm256_loadu_ps(dst + FG_C3_VEC * q))
+                                  : out[q];
+      _mm256_storeu_ps(dst + FG_C3_VEC * q, y);
+    }
+    return;
+  }
+  float tmp[4 * FG_C3_VEC];
+  for (int q = 0; q < k; q++) _mm256_storeu_ps(tmp + FG_C3_VEC * q, out[q]);
+  if (accumulate) {
+    for (int64_t e = 0; e < n; e++) dst[e] += tmp[e];
+  } else {
+    for (int64_t e = 0; e < n; e++) dst[e] = tmp[e];
+  }
+}
+
+/* dst[0..n) (=|+=) the first n of the 16 interleaved values [y0_0 y1_0 y0_1 y1_1 ...] (+ b). */
 FG_C3_TARGET static void store_pairs(float *dst, __m256 y0, __m256 y1, int64_t n, __m256 b,
                                      int accumulate) {
   const __m256 t0 = _mm256_unpacklo_ps(y0, y1), t1 = _mm256_unpackhi_ps(y0, y1);
-  __m256 lo = _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20), b);
-  __m256 hi = _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x31), b);
-  if (n >= 16) {
-    if (accumulate) {
-      lo = _mm256_add_ps(lo, _mm256_loadu_ps(dst));
-      hi = _mm256_add_ps(hi, _mm256_loadu_ps(dst + 8));
-    }
-    _mm256_storeu_ps(dst, lo);
-    _mm256_storeu_ps(dst + 8, hi);
-    return;
-  }
-  float tmp[16];
-  _mm256_storeu_ps(tmp, lo);
-  _mm256_storeu_ps(tmp + 8, hi);
-  if (accumulate) {
-    for (int64_t k = 0; k < n; k++) dst[k] += tmp[k];
-  } else {
-    for (int64_t k = 0; k < n; k++) dst[k] = tmp[k];
-  }
+  const __m256 out[2] = {_mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20), b),
+                         _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x31), b)};
+  store_run(dst, out, 2, n, accumulate);
 }
 
 /* Winograd output transform of tile rows [i0, i1) of one output channel: the 2x2 outputs
@@ -681,6 +716,118 @@ FG_C3_TARGET static void wino_output(const c3_wino *g, const float *m, int64_t x
         const __m256 y0 = _mm256_add_ps(_mm256_add_ps(z[a][0], z[a][1]), z[a][2]);
         const __m256 y1 = _mm256_sub_ps(_mm256_sub_ps(z[a][1], z[a][2]), z[a][3]);
         store_pairs(dst + (2 * i + a) * g->wo + 2 * j, y0, y1, g->wo - 2 * j, b, accumulate);
+      }
+    }
+}
+
+/* F(4x4, 3x3), with B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
+ * 0 2 -1 -2 1 0; 0 4 0 -5 0 1] and A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0;
+ * 0 1 -1 8 -8 1] (Lavin & Gray's, points 0, +-1, +-2): t := B^T d along one axis. */
+FG_C3_TARGET static void winograd_bt6(const __m256 d[6], __m256 t[6]) {
+  const __m256 four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f);
+  const __m256 two = _mm256_set1_ps(2.0f);
+  t[0] = _mm256_fmadd_ps(four, d[0], _mm256_fnmadd_ps(five, d[2], d[4]));
+  t[1] = _mm256_fnmadd_ps(four, _mm256_add_ps(d[1], d[2]), _mm256_add_ps(d[3], d[4]));
+  t[2] = _mm256_fmadd_ps(four, _mm256_sub_ps(d[1], d[2]), _mm256_sub_ps(d[4], d[3]));
+  const __m256 f = _mm256_sub_ps(d[4], d[2]), g = _mm256_sub_ps(d[3], d[1]);
+  t[3] = _mm256_fmadd_ps(two, g, f);
+  t[4] = _mm256_fnmadd_ps(two, g, f);
+  t[5] = _mm256_fmadd_ps(four, d[1], _mm256_fnmadd_ps(five, d[3], d[5]));
+}
+
+/* y := A^T m along one axis. */
+FG_C3_TARGET static void winograd_at6(const __m256 m[6], __m256 y[4]) {
+  const __m256 s12 = _mm256_add_ps(m[1], m[2]), d12 = _mm256_sub_ps(m[1], m[2]);
+  const __m256 s34 = _mm256_add_ps(m[3], m[4]), d34 = _mm256_sub_ps(m[3], m[4]);
+  y[0] = _mm256_add_ps(_mm256_add_ps(m[0], s12), s34);
+  y[1] = _mm256_fmadd_ps(_mm256_set1_ps(2.0f), d34, d12);
+  y[2] = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), s34, s12);
+  y[3] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0f), d34, d12), m[5]);
+}
+
+/* The 6 tile columns s of 8 tiles 4 apart from padded row r: col[s] holds r[4 l + s], l < 8
+ * (reads r[0..33]). */
+FG_C3_TARGET static void tile_row_columns6(const float *r, __m256 col[6]) {
+  const __m256 a0 = _mm256_loadu_ps(r), a1 = _mm256_loadu_ps(r + 8);
+  const __m256 a2 = _mm256_loadu_ps(r + 16), a3 = _mm256_loadu_ps(r + 24);
+  /* tiles (0 | 4), (1 | 5), (2 | 6), (3 | 7): a 4 x 4 transpose in each 128-bit half */
+  const __m256 p0 = _mm256_permute2f128_ps(a0, a2, 0x20), p1 = _mm256_permute2f128_ps(a0, a2, 0x31);
+  const __m256 p2 = _mm256_permute2f128_ps(a1, a3, 0x20), p3 = _mm256_permute2f128_ps(a1, a3, 0x31);
+  const __m256 t0 = _mm256_unpacklo_ps(p0, p1), t1 = _mm256_unpackhi_ps(p0, p1);
+  const __m256 t2 = _mm256_unpacklo_ps(p2, p3), t3 = _mm256_unpackhi_ps(p2, p3);
+  col[0] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  col[1] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  col[2] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  col[3] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  /* columns 4, 5 are columns 0, 1 of the next tile: shift by one lane, r[32], r[33] last */
+  const __m256i next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
+  col[4] = _mm256_blend_ps(_mm256_permutevar8x32_ps(col[0], next), _mm256_broadcast_ss(r + 32),
+                           0x80);
+  col[5] = _mm256_blend_ps(_mm256_permutevar8x32_ps(col[1], next), _mm256_broadcast_ss(r + 33),
+                           0x80);
+}
+
+/* F(4x4) input transform of tile rows [i0, i1) of one channel, as wino_input (all 36 planes
+ * xi = 6 r + s, tile (i, j) at v + (i - i0) tw + j): each padded row is transformed along x
+ * once (the two it shares with the next tile row kept), then each column along y. */
+FG_C3_TARGET static void wino_input4(const c3_wino *g, const float *pad, int64_t i0, int64_t i1,
+                                     float *v, int64_t xi_stride) {
+  for (int64_t j = (g->tw - 1) / FG_C3_VEC * FG_C3_VEC; j >= 0; j -= FG_C3_VEC) {
+    const float *col = pad + 4 * j;
+    __m256 h[6][6]; /* h[k][s]: padded row 4 i + k transformed along x, for the 8 tiles */
+    __m256 c[6];
+    for (int k = 4; k < 6; k++) {
+      tile_row_columns6(col + (4 * i0 + k - 4) * g->wp, c);
+      winograd_bt6(c, h[k]);
+    }
+    for (int64_t i = i0; i < i1; i++) {
+      for (int s = 0; s < 6; s++) h[0][s] = h[4][s], h[1][s] = h[5][s];
+      for (int k = 2; k < 6; k++) {
+        tile_row_columns6(col + (4 * i + k) * g->wp, c);
+        winograd_bt6(c, h[k]);
+      }
+      float *dst = v + (i - i0) * g->tw + j;
+      for (int s = 0; s < 6; s++) {
+        __m256 d[6], t[6];
+        for (int k = 0; k < 6; k++) d[k] = h[k][s];
+        winograd_bt6(d, t);
+        for (int r = 0; r < 6; r++) _mm256_storeu_ps(dst + (6 * r + s) * xi_stride, t[r]);
+      }
+    }
+  }
+}
+
+/* F(4x4) output transform of tile rows [i0, i1) of one output channel, as wino_output: the 4x4
+ * outputs A^T M_t A into dst [ho, wo] (=|+=, + bias); nothing outside the image is written. */
+FG_C3_TARGET static void wino_output4(const c3_wino *g, const float *m, int64_t xi_stride,
+                                      int64_t i0, int64_t i1, float *dst, float bias,
+                                      int accumulate) {
+  const __m256 b = _mm256_set1_ps(bias);
+  for (int64_t i = i0; i < i1; i++)
+    for (int64_t j = 0; j < g->tw; j += FG_C3_VEC) {
+      const float *src = m + (i - i0) * g->tw + j;
+      __m256 z[4][6]; /* A^T M along y: z[a][s] */
+      for (int s = 0; s < 6; s++) {
+        __m256 col[6], y[4];
+        for (int k = 0; k < 6; k++) col[k] = _mm256_loadu_ps(src + (6 * k + s) * xi_stride);
+        winograd_at6(col, y);
+        for (int a = 0; a < 4; a++) z[a][s] = y[a];
+      }
+      for (int a = 0; a < 4 && 4 * i + a < g->ho; a++) {
+        __m256 y[4]; /* y[q]: output column 4 (j + l) + q of the 8 tiles l */
+        winograd_at6(z[a], y);
+        /* interleave: out = [y0_0 y1_0 y2_0 y3_0 y0_1 ...] (a 4 x 4 transpose per half) */
+        const __m256 t0 = _mm256_unpacklo_ps(y[0], y[1]), t1 = _mm256_unpackhi_ps(y[0], y[1]);
+        const __m256 t2 = _mm256_unpacklo_ps(y[2], y[3]), t3 = _mm256_unpackhi_ps(y[2], y[3]);
+        const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+        const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+        const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+        const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+        const __m256 out[4] = {_mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), b),
+                               _mm256_add_ps(_mm256_permute2f128_ps(u2, u3, 0x20), b),
+                               _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x31), b),
+                               _mm256_add_ps(_mm256_permute2f128_ps(u2, u3, 0x31), b)};
+        store_run(dst + (4 * i + a) * g->wo + 4 * j, out, 4, g->wo - 4 * j, accumulate);
       }
     }
 }
@@ -867,6 +1014,14 @@ static void wino_input(const c3_wino *g, const float *pad, int64_t i0, int64_t i
                        int64_t xi_stride, int r0, int r1) {
   (void)g, (void)pad, (void)i0, (void)i1, (void)v, (void)xi_stride, (void)r0, (void)r1;
 }
+static void wino_input4(const c3_wino *g, const float *pad, int64_t i0, int64_t i1, float *v,
+                        int64_t xi_stride) {
+  (void)g, (void)pad, (void)i0, (void)i1, (void)v, (void)xi_stride;
+}
+static void wino_output4(const c3_wino *g, const float *m, int64_t xi_stride, int64_t i0,
+                         int64_t i1, float *dst, float bias, int accumulate) {
+  (void)g, (void)m, (void)xi_stride, (void)i0, (void)i1, (void)dst, (void)bias, (void)accumulate;
+}
 static void wino_output(const c3_wino *g, const float *m, int64_t xi_stride, int64_t i0,
                         int64_t i1, float *dst, float bias, int accumulate) {
   (void)g, (void)m, (void)xi_stride, (void)i0, (void)i1, (void)dst, (void)bias, (void)accumulate;
@@ -966,10 +1121,30 @@ static void pad_plane(const c3_wino *g, const float *src, float *pad) {
   }
 }
 
-/* Winograd: m [16][rows4][vt] := the products over input channels of the transformed weights
- * u [16][rows4 / 4][in_ch][4] and the transformed tiles v [16][in_ch][vt] of `tiles` tiles,
+/* Winograd: the input transform of tile rows [i0, i1) of one channel's padded plane into all
+ * of g's planes (xi_stride floats apart, tile (i, j) at v + (i - i0) tw + j). */
+static void transform_input(const c3_wino *g, const float *pad, int64_t i0, int64_t i1, float *v,
+                            int64_t xi_stride) {
+  if (g->m == 4)
+    wino_input4(g, pad, i0, i1, v, xi_stride);
+  else
+    wino_input(g, pad, i0, i1, v, xi_stride, 0, 4);
+}
+
+/* Winograd: the output transform of tile rows [i0, i1) of one output channel, from its planes
+ * (as transform_input's) into dst [ho, wo] (=|+=, + bias). */
+static void transform_output(const c3_wino *g, const float *m, int64_t xi_stride, int64_t i0,
+                             int64_t i1, float *dst, float bias, int accumulate) {
+  if (g->m == 4)
+    wino_output4(g, m, xi_stride, i0, i1, dst, bias, accumulate);
+  else
+    wino_output(g, m, xi_stride, i0, i1, dst, bias, accumulate);
+}
+
+/* Winograd: m [xi][rows4][vt] := the products over input channels of the transformed weights
+ * u [xi][rows4 / 4][in_ch][4] and the transformed tiles v [xi][in_ch][vt] of `tiles` tiles,
  * for the pieces (plane xi, row block rb) numbered [j0, j1) in the order xi * rows4 / 4 + rb
- * (all of them: 0, 16 rows4 / 4). */
+ * (all of them: 0, xi rows4 / 4). */
 static void winograd_products(const c3_dir *d, const float *u, const float *v, int64_t tiles,
                               float *m, int64_t j0, int64_t j1) {
   static const int64_t zero_offset[1] = {0};
@@ -1010,24 +1185,24 @@ static void pack_direct_weights(const c3_dir *d, const float *w, float *wpack) {
               dir_kernel(d, w, rb * FG_C3_BLOCK + r, in, t);
 }
 
-/* out[i][r] = (G v)[i] for the 4 rows r of a block, v[j] = v0, v1, v2 (each [4]),
- * G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]; the loops over r vectorise. */
-static void g_times4(const double *v0, const double *v1, const double *v2,
-                     double out[4][FG_C3_BLOCK]) {
-  for (int r = 0; r < FG_C3_BLOCK; r++) {
-    out[0][r] = v0[r];
-    out[1][r] = 0.5 * (v0[r] + v1[r] + v2[r]);
-    out[2][r] = 0.5 * (v0[r] - v1[r] + v2[r]);
-    out[3][r] = v2[r];
-  }
-}
+/* G of F(2x2, 3x3) and of F(4x4, 3x3): U = G g G^T. */
+static const double WINO_G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+static const double WINO_G4[6][3] = {{1.0 / 4, 0, 0},
+                                     {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                     {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                     {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                     {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                     {0, 0, 1}};
 
 /* Winograd: u[xi][rb][in][r] = (G g G^T)[xi] for g = kernel(4 rb + r, in), computed in double
  * and rounded once; row blocks spread over `threads` threads (each element is computed on its
  * own). A block's 4 rows go together, so that each plane xi gets its 4 values of (rb, in) in
- * one contiguous store (16 planes, far apart, would otherwise take 64 scattered stores). */
+ * one contiguous store (16 or 36 planes, far apart, would otherwise take 64 or 144 scattered
+ * stores). */
 static void pack_winograd_weights(const c3_dir *d, const float *w, float *u, int threads) {
   const int64_t blocks = d->rows4 / FG_C3_BLOCK;
+  const int a = d->wg.m + 2; /* transformed tile size */
+  const double(*gm)[3] = d->wg.m == 4 ? WINO_G4 : WINO_G2;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t rb = 0; rb < blocks; rb++)
     for (int64_t in = 0; in < d->in_ch; in++) {
@@ -1035,14 +1210,15 @@ static void pack_winograd_weights(const c3_dir *d, const float *w, float *u, int
       for (int r = 0; r < FG_C3_BLOCK; r++)
         for (int t = 0; t < FG_C3_TAPS; t++)
           g[t][r] = dir_kernel(d, w, rb * FG_C3_BLOCK + r, in, t);
-      double gg[3][4][FG_C3_BLOCK]; /* gg[kx] = G (column kx of g) */
-      for (int kx = 0; kx < 3; kx++) g_times4(g[kx], g[3 + kx], g[6 + kx], gg[kx]);
-      for (int a = 0; a < 4; a++) {
-        double t[4][FG_C3_BLOCK]; /* row a of (G g) G^T */
-        g_times4(gg[0][a], gg[1][a], gg[2][a], t);
-        for (int b = 0; b < 4; b++) {
-          float *dst = u + (((4 * a + b) * blocks + rb) * d->in_ch + in) * FG_C3_BLOCK;
-          for (int r = 0; r < FG_C3_BLOCK; r++) dst[r] = (float)t[b][r];
+      for (int y = 0; y < a; y++) {
+        double gg[3][FG_C3_BLOCK]; /* row y of G g: gg[kx][r] */
+        for (int kx = 0; kx < 3; kx++)
+          for (int r = 0; r < FG_C3_BLOCK; r++)
+            gg[kx][r] = gm[y][0] * g[kx][r] + gm[y][1] * g[3 + kx][r] + gm[y][2] * g[6 + kx][r];
+        for (int x = 0; x < a; x++) {
+          float *dst = u + (((y * a + x) * blocks + rb) * d->in_ch + in) * FG_C3_BLOCK;
+          for (int r = 0; r < FG_C3_BLOCK; r++)
+            dst[r] = (float)(gm[x][0] * gg[0][r] + gm[x][1] * gg[1][r] + gm[x][2] * gg[2][r]);
         }
       }
     }
@@ -1078,18 +1254,18 @@ static void convolve_lane(const c3_job *job, int lane, const c3_dir *d, const fl
     float *pad = base, *v = base + d->v_off, *m = base + d->m_off;
     const int64_t in_plane = g->h * g->w, out_plane = g->ho * g->wo;
     memset(pad, 0, (size_t)(d->in_ch * g->plane) * sizeof(float)); /* borders stay zero */
-    for (int64_t n = lane; n < p->n; n += p->lanes) {
+    for (int64_t n = lane; n < p->n; n += d->lanes) {
       for (int64_t c = 0; c < d->in_ch; c++)
         pad_plane(g, src + (n * d->in_ch + c) * in_plane, pad + c * g->plane);
       for (int64_t i0 = 0; i0 < g->th; i0 += d->block_rows) {
         const int64_t i1 = i0 + d->block_rows < g->th ? i0 + d->block_rows : g->th;
         for (int64_t c = 0; c < d->in_ch; c++)
-          wino_input(g, pad + c * g->plane, i0, i1, v + c * d->vt, d->v_xi, 0, 4);
+          transform_input(g, pad + c * g->plane, i0, i1, v + c * d->vt, d->v_xi);
         winograd_products(d, job->wpack, v, (i1 - i0) * g->tw, m, 0,
-                          FG_C3_WINO * d->rows4 / FG_C3_BLOCK);
+                          d->wg.xi * d->rows4 / FG_C3_BLOCK);
         for (int64_t r = 0; r < d->rows; r++)
-          wino_output(g, m + r * d->vt, d->m_xi, i0, i1, dst + (n * d->rows + r) * out_plane,
-                      bias ? bias[r] : 0.0f, accumulate);
+          transform_output(g, m + r * d->vt, d->m_xi, i0, i1,
+                           dst + (n * d->rows + r) * out_plane, bias ? bias[r] : 0.0f, accumulate);
       }
     }
   } else {
@@ -1097,7 +1273,7 @@ static void convolve_lane(const c3_job *job, int lane, const c3_dir *d, const fl
     float *xpad = base, *out = base + d->out_off;
     memset(xpad, 0, (size_t)(d->in_ch * g->in_floats) * sizeof(float));
     const int64_t in_img = d->in_ch * g->h * g->w, out_img = d->rows * g->ho * g->wo;
-    for (int64_t n = lane; n < p->n; n += p->lanes) {
+    for (int64_t n = lane; n < p->n; n += d->lanes) {
       pad_planes(g, d->in_ch, src + n * in_img, xpad, g->in_floats);
       convolve_planes(g, d->in_ch, d->rows4, xpad, job->wpack, out);
       unpad_planes(g, d->rows, out, bias, accumulate, dst + n * out_img);
@@ -1115,7 +1291,7 @@ static void convolve_grouped(const c3_job *job, const c3_dir *d, const float *sr
   const c3_wino *g = &d->wg;
   float *pad = job->lanes, *v = pad + d->v_off, *m = pad + d->m_off;
   const int64_t in_plane = g->h * g->w, out_plane = g->ho * g->wo;
-  const int64_t pieces = FG_C3_WINO * d->rows4 / FG_C3_BLOCK;
+  const int64_t pieces = g->xi * d->rows4 / FG_C3_BLOCK;
   memset(pad, 0, (size_t)(d->in_ch * g->plane) * sizeof(float)); /* borders stay zero */
   for (int64_t n0 = 0; n0 < p->n; n0 += d->images) {
     const int64_t count = p->n - n0 < d->images ? p->n - n0 : d->images;
@@ -1127,8 +1303,7 @@ static void convolve_grouped(const c3_job *job, const c3_dir *d, const float *sr
       for (int64_t c = 0; c < d->in_ch; c++)
         for (int64_t k = 0; k < count; k++) {
           pad_plane(g, src + ((n0 + k) * d->in_ch + c) * in_plane, pad + c * g->plane);
-          wino_input(g, pad + c * g->plane, 0, g->th, v + c * d->vt + k * g->tiles, d->v_xi, 0,
-                     4);
+          transform_input(g, pad + c * g->plane, 0, g->th, v + c * d->vt + k * g->tiles, d->v_xi);
         }
 #pragma omp for schedule(static)
       for (int64_t j = 0; j < pieces; j++)
@@ -1136,11 +1311,24 @@ static void convolve_grouped(const c3_job *job, const c3_dir *d, const float *sr
 #pragma omp for schedule(static)
       for (int64_t j = 0; j < count * d->rows; j++) {
         const int64_t k = j / d->rows, r = j % d->rows;
-        wino_output(g, m + r * d->vt + k * g->tiles, d->m_xi, 0, g->th,
-                    dst + ((n0 + k) * d->rows + r) * out_plane, bias ? bias[r] : 0.0f, accumulate);
+        transform_output(g, m + r * d->vt + k * g->tiles, d->m_xi, 0, g->th,
+                         dst + ((n0 + k) * d->rows + r) * out_plane, bias ? bias[r] : 0.0f,
+                         accumulate);
       }
     }
   }
+}
+
+/* Runs direction d over its lanes (fn: forward_lane or backward_data_lane), or in blocks of
+ * several images. */
+static void run_direction(const c3_job *job, const c3_dir *d, fg_cpu_lane_fn fn, const float *src,
+                          float *dst, const float *bias, int accumulate) {
+  if (d->images > 1) {
+    convolve_grouped(job, d, src, dst, bias, accumulate);
+    return;
+  }
+  const int threads = job->p->threads < d->lanes ? job->p->threads : d->lanes;
+  fg_cpu_run_lanes(d->lanes, threads, fn, job);
 }
 
 static void forward_lane(const void *arg, int lane) {
@@ -1329,7 +1517,7 @@ static void wgrad_products(const c3_plan *p, const float *v, const float *d, int
 static void wgrad_lane(const void *arg, int part) {
   const c3_job *job = arg;
   const c3_plan *p = job->p;
-  const c3_wino *g = &p->fwd.wg;
+  const c3_wino *g = &p->wgg;
   float *base = job->lanes + (size_t)part * p->wg_part;
   float *pad = base, *dyt = base + p->wg_dyt_off, *v = base + p->wg_v_off;
   float *d = base + p->wg_d_off;
@@ -1412,6 +1600,13 @@ int64_t fg_cpu_conv3x3_block_images(const fg_backend *b, const fg_conv_desc *d, 
   return dir->wino ? dir->images : 0;
 }
 
+int fg_cpu_conv3x3_wino_tile(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
+                             const fg_tensor *w, int backward) {
+  const c3_plan p = make_plan(b, d, x, w);
+  const c3_dir *dir = backward ? &p.bwd : &p.fwd;
+  return dir->wino ? dir->wg.m : 0;
+}
+
 size_t fg_cpu_conv3x3_workspace(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
                                 const fg_tensor *w) {
   const c3_plan p = make_plan(b, d, x, w);
@@ -1428,10 +1623,7 @@ fg_status fg_cpu_conv3x3_forward(const fg_backend *b, const fg_conv_desc *d, con
   pack_weights(&p.fwd, fg_f32(w), base, p.threads);
   const c3_job job = {.p = &p, .x = fg_f32(x), .bias = bias ? fg_f32(bias) : NULL,
                       .wpack = base, .y = fg_f32(y), .lanes = base + p.fwd.w_floats};
-  if (p.fwd.images > 1)
-    convolve_grouped(&job, &p.fwd, job.x, job.y, job.bias, 0);
-  else
-    fg_cpu_run_lanes(p.lanes, p.threads, forward_lane, &job);
+  run_direction(&job, &p.fwd, forward_lane, job.x, job.y, job.bias, 0);
   return FG_OK;
 }
 
@@ -1444,10 +1636,7 @@ fg_status fg_cpu_conv3x3_backward_data(const fg_backend *b, const fg_conv_desc *
   pack_weights(&p.bwd, fg_f32(w), base, p.threads);
   const c3_job job = {.p = &p, .dy = fg_f32(dy), .wpack = base, .dx = fg_f32(dx),
                       .lanes = base + p.bwd.w_floats, .accumulate = accumulate};
-  if (p.bwd.images > 1)
-    convolve_grouped(&job, &p.bwd, job.dy, job.dx, NULL, accumulate);
-  else
-    fg_cpu_run_lanes(p.lanes, p.threads, backward_data_lane, &job);
+  run_direction(&job, &p.bwd, backward_data_lane, job.dy, job.dx, NULL, accumulate);
   return FG_OK;
 }
 

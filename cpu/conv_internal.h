@@ -56,6 +56,11 @@ fg_cpu_conv3x3_grad fg_cpu_conv3x3_grad_path(const fg_backend *b, const fg_conv_
 int64_t fg_cpu_conv3x3_block_images(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
                                     const fg_tensor *w, int backward);
 
+/* The same direction's Winograd output tile: 2 (F(2x2, 3x3)), 4 (F(4x4, 3x3)), or 0 when it
+ * runs directly (the tests check that their shapes reach both tiles). */
+int fg_cpu_conv3x3_wino_tile(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
+                             const fg_tensor *w, int backward);
+
 /* Whether the generic path's GEMMs fit BLAS's int for the convolution q describes (the 3x3
  * kernels have no such limit): FG_OK or FG_ERR_UNSUPPORTED naming the extent. */
 fg_status fg_cpu_conv_supports(const fg_backend *b, const fg_op_query *q);

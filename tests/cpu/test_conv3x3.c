@@ -1,12 +1,13 @@
-/* The dense 3x3 stride-1 convolution kernels (cpu/conv3x3.c, AVX2/FMA: Winograd F(2x2, 3x3)
- * from 8 input channels and 16 tiles, or on small images of 128 channels with several images
- * per block, else direct; weight gradient as Winograd F(3x3, 2x2), or
+/* The dense 3x3 stride-1 convolution kernels (cpu/conv3x3.c, AVX2/FMA: Winograd F(4x4, 3x3)
+ * or F(2x2, 3x3) from 8 input channels and 16 tiles, or on small images of 128 channels with
+ * several images per block, else direct; weight gradient as Winograd F(3x3, 2x2), or
  * by output-channel vectors on small planes, or direct) and the generic path they replace: both
  * against the double-precision references (tests/ref/ref_nn.h) on shapes that exercise every
  * tile width, odd output extents (half tiles), channel counts that are not multiples of 4 (or
  * odd), pads 0..2, uneven lanes, grouped images, images cut into several blocks of tile rows,
  * Winograd blocks of several small images (full and partial) and Winograd weight-gradient
- * batches across images, every weight-gradient path and the grouped blocks reached;
+ * batches across images, every weight-gradient path, both Winograd tiles and the grouped blocks
+ * reached;
  * bit-identical results for 1 and 2 threads; and workspace sizes derived by hand from the
  * documented layout, refused when one byte short. */
 #include <math.h>
@@ -26,6 +27,7 @@
 #define C3_ATOL 1e-5
 #define C3_RTOL 1e-4
 #define C3_TERMS 480
+#define C3_WINO4_ERROR 4.0
 
 typedef struct c3_case {
   int n, c, h, w, o, pad;
@@ -52,6 +54,9 @@ static const c3_case CASES[] = {
     {20, 128, 4, 4, 128, 1}, /* Winograd on 4x4 images, blocks of 12 and 8 of them */
     {20, 128, 3, 3, 128, 1}, /* ... 3x3 outputs (half tiles) */
     {7, 128, 8, 7, 128, 1},  /* ... 4 x 4 = 16 tiles (half tiles): 3 images a block, then 1 */
+    {3, 12, 30, 33, 20, 0},  /* F(4x4) forward: pad 0, 28x31 outputs (a 3-wide last tile),
+                              * O = 20 (rows padded to 24), 8 tiles a row */
+    {2, 10, 21, 19, 12, 2},  /* F(4x4): pad 2, 23x21 outputs; backward data pad 0 */
 };
 enum { C3_CASES = sizeof CASES / sizeof CASES[0] };
 
@@ -152,6 +157,17 @@ static c3_tensors c3_views(const c3_data *d, float *y, float *dx, float *dw, flo
 /* ----------------------------------------------------------------------------------------- */
 /* Against the reference                                                                      */
 
+/* The Winograd output tile of case k's forward (backward 0) or backward data (1): 2, 4, or 0
+ * when that direction runs directly. */
+static int wino_tile_of(const c3_case *k, int backward) {
+  if (!fg_cpu_uses_avx2()) return 0; /* the generic path */
+  c3_data d = c3_setup(k, 700);
+  c3_tensors t = c3_views(&d, NULL, NULL, NULL, NULL);
+  const int tile = fg_cpu_conv3x3_wino_tile(fg_cpu_backend(), &d.desc, &t.x, &t.w, backward);
+  c3_free(&d);
+  return tile;
+}
+
 static void check_case(const c3_case *k, uint64_t seed) {
   c3_data d = c3_setup(k, seed);
   float *y = malloc(d.ny * sizeof *y), *dx = malloc(d.nx * sizeof *dx);
@@ -168,24 +184,28 @@ static void check_case(const c3_case *k, uint64_t seed) {
   if (9.0 * k->c > terms) terms = 9.0 * k->c;
   if (9.0 * k->o > terms) terms = 9.0 * k->o;
   const double atol = terms > C3_TERMS ? C3_ATOL * terms / C3_TERMS : C3_ATOL;
+  /* F(4x4, 3x3)'s transforms (entries up to 5 and 8, and 1/24) amplify the rounding of a sum:
+   * up to about twice the bound in these cases; 4 times it, still far below an indexing error */
+  const double atol_fwd = wino_tile_of(k, 0) == 4 ? C3_WINO4_ERROR * atol : atol;
+  const double atol_bwd = wino_tile_of(k, 1) == 4 ? C3_WINO4_ERROR * atol : atol;
 
   for (int with_bias = 0; with_bias <= 1; with_bias++) {
     fill_nan(y, d.ny);
     FGT_OK(fg_conv2d_forward(&d.desc, &t.x, &t.w, with_bias ? &t.b : NULL, &t.y, ws));
     fg_ref_conv2d_forward(&d.s, d.xd, d.wd, with_bias ? d.bd : NULL, yr);
-    expect_close(with_bias ? "forward with bias" : "forward", d.name, y, yr, d.ny, atol);
+    expect_close(with_bias ? "forward with bias" : "forward", d.name, y, yr, d.ny, atol_fwd);
   }
 
   fill_nan(dx, d.nx);
   FGT_OK(fg_conv2d_backward_data(&d.desc, &t.dy, &t.w, &t.dx, 0, ws));
   fg_ref_conv2d_backward_data(&d.s, d.dyd, d.wd, dxr, 0);
-  expect_close("backward_data", d.name, dx, dxr, d.nx, atol);
+  expect_close("backward_data", d.name, dx, dxr, d.nx, atol_bwd);
 
   memcpy(dx, d.dx0, d.nx * sizeof *dx);
   memcpy(dxr, d.dx0d, d.nx * sizeof *dxr);
   FGT_OK(fg_conv2d_backward_data(&d.desc, &t.dy, &t.w, &t.dx, 1, ws));
   fg_ref_conv2d_backward_data(&d.s, d.dyd, d.wd, dxr, 1);
-  expect_close("backward_data accumulate", d.name, dx, dxr, d.nx, atol);
+  expect_close("backward_data accumulate", d.name, dx, dxr, d.nx, atol_bwd);
 
   fill_nan(dw, d.nw);
   fill_nan(db, (size_t)k->o);
@@ -272,6 +292,26 @@ Test(conv3x3, cases_reach_winograd_blocks_of_several_images) {
                  k->h, k->w, k->o);
     cr_assert_eq(block_images_of(k, 1), want[i].bwd, "n%d c%d %dx%d o%d: backward data", k->n,
                  k->c, k->h, k->w, k->o);
+  }
+}
+
+/* The cases above run both directions as F(2x2, 3x3) and as F(4x4, 3x3), two cases each at
+ * least. */
+Test(conv3x3, cases_reach_both_winograd_tiles) {
+  fgt_setup_cpu(2);
+  if (!fg_cpu_uses_avx2()) return;
+  int reached[2][5] = {{0}};
+  for (int i = 0; i < C3_CASES; i++)
+    for (int backward = 0; backward <= 1; backward++) {
+      const int tile = wino_tile_of(&CASES[i], backward);
+      cr_assert(tile == 0 || tile == 2 || tile == 4, "tile %d", tile);
+      reached[backward][tile]++;
+    }
+  for (int backward = 0; backward <= 1; backward++) {
+    cr_assert(reached[backward][2] >= 2, "%s: F(2x2) in %d cases",
+              backward ? "backward data" : "forward", reached[backward][2]);
+    cr_assert(reached[backward][4] >= 2, "%s: F(4x4) in %d cases",
+              backward ? "backward data" : "forward", reached[backward][4]);
   }
 }
 
@@ -476,4 +516,22 @@ Test(conv3x3, workspace_is_exact_and_thread_independent) {
   cr_assert_eq(grad_path_of(&grouped), FG_CPU_C3_GRAD_WINOGRAD);
   const size_t need_gr[3] = {498688, 498688, 558592};
   expect_workspace(&grouped, 558592, need_gr);
+  /* n4 c8 16x16 pad 1 o8, 4 lanes of 1 image. What the call needs anyway (F(2x2) directions):
+   * 16x16 outputs in 8 x 8 tiles, padded rows of 18, plane 18 * 18 + 16 = 340; blocks of 4 tile
+   * rows (48 tiles wanted, 8 a row -> 6 rows -> 2 blocks), vt = 32 + 8 = 40, V and M planes
+   * 8*40 + 16 = 336 apart: w 16*8*8 = 1024, lane 8*340 = 2720 + 2*16*336 = 10752 = 13472:
+   *             1024 + 4*13472 = 54912 each.
+   * Weights     Winograd (256 pixels, 11% junk in the direct planes: by vectors would take
+   *             4 * 7872 = 31488): batches of 64 tiles, V rows 72; per part a padded image
+   *             2720, dyt 256*16 = 4096, V 8 * (8*72 + 16) = 4736, D 8 * (64*16 + 16) = 8320 =
+   *             19872; M 16*8*16 = 2048: 2*19872 + 2048 = 41792, under 54912: it runs.
+   * F(4x4) directions within 54912: 4 x 4 tiles, padded rows of 4*4 + 2 = 18, plane
+   *             18 * 18 + 32 = 356; one block of the 4 tile rows, vt = 16 + 8 = 24, V and M
+   *             planes 8*24 + 16 = 208 apart: w 36*8*8 = 2304, lane 8*356 = 2848 + 2*36*208 =
+   *             14976 = 17824. 4 lanes: 2304 + 4*17824 = 73600, too many; 2 lanes: 37952. */
+  const c3_case wino44 = {4, 8, 16, 16, 8, 1};
+  cr_assert_eq(wino_tile_of(&wino44, 0), 4);
+  cr_assert_eq(wino_tile_of(&wino44, 1), 4);
+  const size_t need_44[3] = {37952, 37952, 41792};
+  expect_workspace(&wino44, 41792, need_44);
 }
