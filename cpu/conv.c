@@ -94,11 +94,11 @@ static size_t filter_floats(const conv_plan *p) {
 }
 
 /* x [N,C,H,W], w [O,C/g,kh,kw] -> bytes (the backward-filter layout above, the largest of the
- * three calls' needs). */
+ * three calls' needs; the 3x3 kernels may plan faster directions within `limit`). */
 static fg_status cpu_conv2d_workspace(fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
-                                      const fg_tensor *w, size_t *bytes) {
+                                      const fg_tensor *w, size_t limit, size_t *bytes) {
   if (fg_cpu_conv3x3_applies(b, d, w->shape[2], w->shape[3])) {
-    *bytes = fg_cpu_conv3x3_workspace(b, d, x, w);
+    *bytes = fg_cpu_conv3x3_workspace(b, d, x, w, limit);
     return FG_OK;
   }
   const conv_plan p = make_plan(b, d, x, w);

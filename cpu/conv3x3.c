@@ -7,7 +7,9 @@
  * F(4x4, 3x3) or F(2x2, 3x3) (Lavin & Gray) when it has at least FG_C3_WINO_MIN_CHANNELS input
  * channels and FG_C3_WINO_MIN_PLANE tiles per image, else directly (the first layer, small
  * images): F(4x4) where its workspace (2.25 times the transformed weights) fits in what the
- * call needs anyway with all the lanes or half of them (make_dir), else F(2x2). Images
+ * call needs anyway with all the lanes or half of them, or in the larger workspace the call is
+ * given (the planner gives the room where it does not raise the step's peak; make_dir), else
+ * F(2x2). Images
  * of fewer than FG_C3_WINO_GROUP_TILES tiles (but FG_C3_WINO_MIN_IMAGE_TILES at least) with
  * FG_C3_WINO_GROUP_CHANNELS input channels and output rows - resnet18's 8x8 and 4x4 maps - go
  * whole, several to a Winograd block, where such blocks fit in the workspace the call needs
@@ -22,11 +24,12 @@
  *   y (m x m outputs of tile t) = A^T M_t A,
  * 16 multiplications per 2x2 outputs and input channel, or 36 per 4x4, instead of 36 or 144.
  * Images are copied into zero-padded planes; the transforms read 8 tiles at a time
- * (deinterleaving columns m apart) and write the outputs straight into y or dx. Tiles go in blocks of a few tile rows whose
- * transformed tiles and products stay in the L2 cache, one lane per image; or of a few whole
- * small images (each image's tiles after the previous one's), one block at a time for all
- * threads, which share its buffers and split each step (transforms by channel, products by
- * plane and row block, outputs by image and row), so that one block's buffers serve the call.
+ * (deinterleaving columns m apart) and write the outputs straight into y or dx. Tiles go in
+ * blocks of a few tile rows whose transformed tiles and products stay in the L2 cache, one lane
+ * per image; or of a few whole small images (each image's tiles after the previous one's), one
+ * block at a time for all threads, which share its buffers and split each step (transforms by
+ * channel, products by plane and row block, outputs by image and row), so that one block's
+ * buffers serve the call.
  * The products over channels run on the register-blocked tile (4 rows x 24, 16 or 8 tiles).
  *
  * Direct. An image plane [H, W] is copied into a zero-padded plane of row width Wp = W + 2 pad;
@@ -249,11 +252,11 @@ static size_t dir_need(const c3_dir *d) {
 /* Groups whole images into d's Winograd blocks: the most images (FG_C3_WINO_GROUP_TILES tiles'
  * worth, n at most) that fit in `budget` floats; 0 (d left to be laid out again) where not even
  * one image does. */
-static int group_layout(c3_dir *d, int64_t n, size_t budget) {
+static int group_layout(c3_dir *d, int64_t n, int lanes, size_t budget) {
   int64_t k = (FG_C3_WINO_GROUP_TILES + d->wg.tiles - 1) / d->wg.tiles;
   if (k > n) k = n;
   for (; k >= 1; k--) {
-    wino_layout(d, k, d->wg.th, 1);
+    wino_layout(d, k, d->wg.th, lanes);
     if (dir_need(d) <= budget) return 1;
   }
   return 0;
@@ -272,7 +275,7 @@ static int winograd_layout(c3_dir *d, int m, int64_t h, int64_t w, int64_t pad, 
                         d->rows >= FG_C3_WINO_GROUP_CHANNELS &&
                         d->wg.tiles >= FG_C3_WINO_MIN_IMAGE_TILES &&
                         d->wg.tiles < FG_C3_WINO_MIN_TILES;
-  if (groupable && group_layout(d, n, group_budget)) return 1;
+  if (groupable && group_layout(d, n, lanes, group_budget)) return 1;
   if (d->in_ch < FG_C3_WINO_MIN_CHANNELS || d->wg.tiles < FG_C3_WINO_MIN_PLANE) return 0;
   const int64_t rows = choose_block_rows(&d->wg, d->in_ch + d->rows4);
   wino_layout(d, 1, rows, lanes);
@@ -285,8 +288,8 @@ static int winograd_layout(c3_dir *d, int m, int64_t h, int64_t w, int64_t pad, 
  * Winograd F(4x4, 3x3) where it fits in `budget` floats (2.25 times the transformed weights of
  * F(2x2, 3x3), but 36 multiplications per 4x4 outputs and input channel instead of 64); then
  * F(2x2, 3x3), its blocks of several small images within `budget`; then direct. `budget` is
- * what the call needs anyway (make_plan): a workspace larger than that would raise the model's
- * peak, and with many channels the products dominate whatever the block's size. */
+ * what the call needs anyway, or the larger workspace it is given (make_plan): the planner
+ * decides whether a larger workspace would raise the step's peak. */
 static c3_dir make_dir(int backward, int64_t in_ch, int64_t rows, int64_t h, int64_t w,
                        int64_t pad, int64_t n, int lanes, size_t budget) {
   c3_dir d;
@@ -367,9 +370,11 @@ static void plan_wgrad(c3_plan *p) {
              p->lanes > 0 && wgrad_floats(p) <= others;
 }
 
-/* img: x or dx [N,C,H,W]; wt: w or dw [O,C,3,3]. */
+/* img: x or dx [N,C,H,W]; wt: w or dw [O,C,3,3]; room: floats the directions may use where
+ * that is more than the call needs anyway (the workspace a call is given, or the query's
+ * limit). */
 static c3_plan make_plan(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *img,
-                         const fg_tensor *wt) {
+                         const fg_tensor *wt, size_t room) {
   const fg_cpu_ctx *ctx = fg_cpu_ctx_of(b);
   c3_plan p;
   memset(&p, 0, sizeof p);
@@ -411,9 +416,9 @@ static c3_plan make_plan(const fg_backend *b, const fg_conv_desc *d, const fg_te
   }
   p.wgg = make_wino(h, w, d->pad, 2);
   plan_wgrad(&p);
-  /* then such blocks where they fit in what the call needs anyway */
-  const size_t budget =
-      max_size(dir_floats(&p, &p.fwd), max_size(dir_floats(&p, &p.bwd), grad_floats(&p)));
+  /* then the faster layouts where they fit in what the call needs anyway, or in the room */
+  const size_t budget = max_size(
+      room, max_size(dir_floats(&p, &p.fwd), max_size(dir_floats(&p, &p.bwd), grad_floats(&p))));
   p.fwd = make_dir(0, p.c, p.o, h, w, d->pad, p.n, p.lanes, budget);
   p.bwd = make_dir(1, p.o, p.c, p.grad.ho, p.grad.wo, 2 - d->pad, p.n, p.lanes, budget);
   return p;
@@ -1588,28 +1593,28 @@ int fg_cpu_conv3x3_applies(const fg_backend *b, const fg_conv_desc *d, int64_t k
 
 fg_cpu_conv3x3_grad fg_cpu_conv3x3_grad_path(const fg_backend *b, const fg_conv_desc *d,
                                              const fg_tensor *x, const fg_tensor *w) {
-  const c3_plan p = make_plan(b, d, x, w);
+  const c3_plan p = make_plan(b, d, x, w, 0);
   if (p.wgrad) return FG_CPU_C3_GRAD_WINOGRAD;
   return p.gradt ? FG_CPU_C3_GRAD_VECTORS : FG_CPU_C3_GRAD_DIRECT;
 }
 
 int64_t fg_cpu_conv3x3_block_images(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
                                     const fg_tensor *w, int backward) {
-  const c3_plan p = make_plan(b, d, x, w);
+  const c3_plan p = make_plan(b, d, x, w, 0);
   const c3_dir *dir = backward ? &p.bwd : &p.fwd;
   return dir->wino ? dir->images : 0;
 }
 
 int fg_cpu_conv3x3_wino_tile(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
-                             const fg_tensor *w, int backward) {
-  const c3_plan p = make_plan(b, d, x, w);
+                             const fg_tensor *w, size_t ws_bytes, int backward) {
+  const c3_plan p = make_plan(b, d, x, w, ws_bytes / sizeof(float));
   const c3_dir *dir = backward ? &p.bwd : &p.fwd;
   return dir->wino ? dir->wg.m : 0;
 }
 
 size_t fg_cpu_conv3x3_workspace(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
-                                const fg_tensor *w) {
-  const c3_plan p = make_plan(b, d, x, w);
+                                const fg_tensor *w, size_t limit) {
+  const c3_plan p = make_plan(b, d, x, w, limit / sizeof(float));
   return max_size(dir_floats(&p, &p.fwd), max_size(dir_floats(&p, &p.bwd), grad_floats(&p))) *
          sizeof(float);
 }
@@ -1617,7 +1622,7 @@ size_t fg_cpu_conv3x3_workspace(const fg_backend *b, const fg_conv_desc *d, cons
 fg_status fg_cpu_conv3x3_forward(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
                                  const fg_tensor *w, const fg_tensor *bias, fg_tensor *y,
                                  fg_workspace ws) {
-  const c3_plan p = make_plan(b, d, x, w);
+  const c3_plan p = make_plan(b, d, x, w, ws.bytes / sizeof(float));
   if (p.n == 0) return FG_OK;
   float *base = ws.ptr;
   pack_weights(&p.fwd, fg_f32(w), base, p.threads);
@@ -1630,7 +1635,7 @@ fg_status fg_cpu_conv3x3_forward(const fg_backend *b, const fg_conv_desc *d, con
 fg_status fg_cpu_conv3x3_backward_data(const fg_backend *b, const fg_conv_desc *d,
                                        const fg_tensor *dy, const fg_tensor *w, fg_tensor *dx,
                                        int accumulate, fg_workspace ws) {
-  const c3_plan p = make_plan(b, d, dx, w);
+  const c3_plan p = make_plan(b, d, dx, w, ws.bytes / sizeof(float));
   if (p.n == 0) return FG_OK;
   float *base = ws.ptr;
   pack_weights(&p.bwd, fg_f32(w), base, p.threads);
@@ -1643,7 +1648,7 @@ fg_status fg_cpu_conv3x3_backward_data(const fg_backend *b, const fg_conv_desc *
 fg_status fg_cpu_conv3x3_backward_filter(const fg_backend *b, const fg_conv_desc *d,
                                          const fg_tensor *x, const fg_tensor *dy, fg_tensor *dw,
                                          fg_workspace ws) {
-  const c3_plan p = make_plan(b, d, x, dw);
+  const c3_plan p = make_plan(b, d, x, dw, 0); /* the weight gradient takes no room */
   if (p.n == 0) {
     memset(fg_f32(dw), 0, (size_t)(p.o * p.c * FG_C3_TAPS) * sizeof(float));
     return FG_OK;

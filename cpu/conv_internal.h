@@ -27,9 +27,10 @@ int fg_cpu_conv3x3_applies(const fg_backend *b, const fg_conv_desc *d, int64_t k
 /* The same contracts as the backend entries (engine/backend/backend.h), for convolutions where
  * fg_cpu_conv3x3_applies: x, dx [N,C,H,W], w, dw [O,C,3,3], bias [O] | NULL, y, dy [N,O,Ho,Wo].
  * The weight gradient leaves dbias to the caller. The workspace holds at least what
- * fg_cpu_conv3x3_workspace reports (the entry point checked it). */
+ * fg_cpu_conv3x3_workspace reports with limit 0 (the entry point checked it); the directions
+ * run the fastest layouts that fit in it (F(4x4, 3x3) given room). */
 size_t fg_cpu_conv3x3_workspace(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
-                                const fg_tensor *w);
+                                const fg_tensor *w, size_t limit);
 fg_status fg_cpu_conv3x3_forward(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
                                  const fg_tensor *w, const fg_tensor *bias, fg_tensor *y,
                                  fg_workspace ws);
@@ -56,10 +57,10 @@ fg_cpu_conv3x3_grad fg_cpu_conv3x3_grad_path(const fg_backend *b, const fg_conv_
 int64_t fg_cpu_conv3x3_block_images(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
                                     const fg_tensor *w, int backward);
 
-/* The same direction's Winograd output tile: 2 (F(2x2, 3x3)), 4 (F(4x4, 3x3)), or 0 when it
- * runs directly (the tests check that their shapes reach both tiles). */
+/* The same direction's Winograd output tile given a workspace of ws_bytes: 2 (F(2x2, 3x3)), 4
+ * (F(4x4, 3x3)), or 0 when it runs directly (the tests check that their shapes reach both). */
 int fg_cpu_conv3x3_wino_tile(const fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
-                             const fg_tensor *w, int backward);
+                             const fg_tensor *w, size_t ws_bytes, int backward);
 
 /* Whether the generic path's GEMMs fit BLAS's int for the convolution q describes (the 3x3
  * kernels have no such limit): FG_OK or FG_ERR_UNSUPPORTED naming the extent. */

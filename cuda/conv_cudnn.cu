@@ -440,9 +440,11 @@ static fg_status cudnn_workspace(const conv_entry *e, int dir, fg_workspace ws, 
 }
 
 // x [N,C,H,W], w [O,C/g,kh,kw] -> bytes: the largest of the three chosen algorithms' workspaces
-// plus the alignment slack (0 when none needs any).
+// plus the alignment slack (0 when none needs any). The choice does not depend on `limit`: it is
+// cached per shape, made under fg_cuda_conv_workspace_limit.
 static fg_status cuda_conv2d_workspace(fg_backend *b, const fg_conv_desc *d, const fg_tensor *x, const fg_tensor *w,
-                                       size_t *bytes) {
+                                       size_t limit, size_t *bytes) {
+  (void)limit;
   conv_entry *e = NULL;
   FG_TRY(entry_get(fg_cuda_ctx_of(b), d, x, w, &e));
   size_t most = 0;

@@ -200,9 +200,12 @@ struct fg_backend {
   fg_status (*mem_query)(fg_backend *b, size_t *free_bytes, size_t *total_bytes);
 
   /* Convolution. x [N,C,H,W], w [O,C/groups,kh,kw], bias [O] or NULL, y [N,O,Ho,Wo].
-   * workspace: *bytes := what any of the three calls needs for these shapes. */
+   * workspace: *bytes := what any of the three calls needs for these shapes when they may use
+   * up to `limit` bytes (0: the least they need; a backend may plan faster algorithms with more,
+   * never more than the larger of the least and limit). A call given a workspace of ws.bytes
+   * bytes runs what the query with limit ws.bytes plans. */
   fg_status (*conv2d_workspace)(fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
-                                const fg_tensor *w, size_t *bytes);
+                                const fg_tensor *w, size_t limit, size_t *bytes);
   fg_status (*conv2d_forward)(fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
                               const fg_tensor *w, const fg_tensor *bias, fg_tensor *y,
                               fg_workspace ws);

@@ -20,9 +20,16 @@ fg_status fg_op_supported(fg_device device, const fg_op_query *q);
 /* Conv output extent: floor((in + 2 pad - k) / stride) + 1. */
 int64_t fg_conv_out_extent(int64_t in, int k, int stride, int pad);
 
-/* x [N,C,H,W], w [O,C/g,k,k] -> bytes of workspace the backend needs for this convolution. */
+/* x [N,C,H,W], w [O,C/g,k,k] -> the least bytes of workspace the backend needs for this
+ * convolution. */
 fg_status fg_conv2d_workspace(const fg_conv_desc *d, const fg_tensor *x, const fg_tensor *w,
                               size_t *bytes);
+/* The same, for a plan that may use up to `limit` bytes: the bytes of the fastest plan the
+ * backend has within max(least, limit) (the least where it has nothing faster). The three calls
+ * run the plan their workspace's size allows, so a caller that gives them this many bytes gets
+ * this plan. */
+fg_status fg_conv2d_workspace_within(const fg_conv_desc *d, const fg_tensor *x, const fg_tensor *w,
+                                     size_t limit, size_t *bytes);
 /* x [N,C,H,W], w [O,C/g,kh,kw], bias [O] | NULL, y [N,O,Ho,Wo]. */
 fg_status fg_conv2d_forward(const fg_conv_desc *d, const fg_tensor *x, const fg_tensor *w,
                             const fg_tensor *bias, fg_tensor *y, fg_workspace ws);

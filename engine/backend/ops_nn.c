@@ -150,14 +150,14 @@ static fg_status check_conv_output(const char *op, const char *arg, const fg_ten
   return check_extents(op, arg, t, e);
 }
 
-/* The workspace the backend needs for this convolution (x, w checked); a backend that runs
- * convolutions answers this query. */
+/* The workspace the backend's plan for this convolution needs within `limit` (x, w checked); a
+ * backend that runs convolutions answers this query. */
 static fg_status conv_workspace(const char *op, fg_backend *b, const fg_conv_desc *d, const fg_tensor *x,
-                                const fg_tensor *w, size_t *bytes) {
+                                const fg_tensor *w, size_t limit, size_t *bytes) {
   *bytes = 0;
   if (!b->conv2d_workspace)
     return FG_FAIL(FG_ERR_UNSUPPORTED, "conv2d_workspace: not supported by the %s backend", b->name);
-  fg_status s = b->conv2d_workspace(b, d, x, w, bytes);
+  fg_status s = b->conv2d_workspace(b, d, x, w, limit, bytes);
   if (s != FG_OK) fg_error_prefix("%s", op);
   return s;
 }
@@ -169,19 +169,24 @@ static fg_status conv_prepare(fg_op op, const fg_conv_desc *d, const fg_tensor *
   fg_op_query q = {.op = op, .t = {img, wt}, .conv = d};
   FG_TRY(fg_op_prepare(&q, ts, count, out));
   size_t need = 0;
-  FG_TRY(conv_workspace(fg_op_name(op), *out, d, img, wt, &need));
+  FG_TRY(conv_workspace(fg_op_name(op), *out, d, img, wt, 0, &need));
   return fg_check_workspace(fg_op_name(op), ws, need);
 }
 
-fg_status fg_conv2d_workspace(const fg_conv_desc *d, const fg_tensor *x, const fg_tensor *w,
-                              size_t *bytes) {
+fg_status fg_conv2d_workspace_within(const fg_conv_desc *d, const fg_tensor *x, const fg_tensor *w,
+                                     size_t limit, size_t *bytes) {
   const char *op = "conv2d_workspace";
   if (!bytes) return FG_FAIL(FG_ERR_INVALID, "%s: output pointer is missing", op);
   conv_geom g = {0};
   FG_TRY(check_conv(op, d, "x", x, "w", w, 0, &g));
   fg_backend *b;
   FG_TRY(fg_op_backend(op, (const fg_tensor *[]){x, w}, 2, &b));
-  return conv_workspace(op, b, d, x, w, bytes);
+  return conv_workspace(op, b, d, x, w, limit, bytes);
+}
+
+fg_status fg_conv2d_workspace(const fg_conv_desc *d, const fg_tensor *x, const fg_tensor *w,
+                              size_t *bytes) {
+  return fg_conv2d_workspace_within(d, x, w, 0, bytes);
 }
 
 fg_status fg_conv2d_forward(const fg_conv_desc *d, const fg_tensor *x, const fg_tensor *w,

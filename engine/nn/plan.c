@@ -9,6 +9,7 @@
 #include "engine/nn/plan.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -218,18 +219,23 @@ static int needs_backward(const builder *b, int i) { return b->live[i] && b->rg[
 /* ------------------------------------------------------------------------------------------ */
 /* Program generation                                                                          */
 
+/* The workspace conv node i's plan takes within `limit` bytes (0: the least) at the batch. */
+static fg_status conv_bytes(const fg_graph *g, const fg_trainer_options *o, int i, size_t limit,
+                            size_t *bytes) {
+  const fg_node *n = fg_graph_node(g, i), *x = fg_graph_node(g, n->in[0]);
+  const fg_param *w = fg_graph_param(g, n->param[0]);
+  int64_t xs[4] = {o->batch, x->shape[0], x->shape[1], x->shape[2]};
+  fg_tensor xt = fg_tensor_view(NULL, FG_F32, o->device, 4, xs);
+  fg_tensor wt = fg_tensor_view(NULL, FG_F32, o->device, 4, w->shape);
+  fg_status s = fg_conv2d_workspace_within(&n->conv, &xt, &wt, limit, bytes);
+  if (s != FG_OK) fg_error_prefix("plan: conv '%s'", n->name);
+  return s;
+}
+
 static size_t conv_workspace(builder *b, int i) {
-  const fg_node *n = node(b, i), *x = node(b, n->in[0]);
-  const fg_param *w = fg_graph_param(b->g, n->param[0]);
-  int64_t xs[4] = {batch(b), x->shape[0], x->shape[1], x->shape[2]};
-  fg_tensor xt = fg_tensor_view(NULL, FG_F32, b->o->device, 4, xs);
-  fg_tensor wt = fg_tensor_view(NULL, FG_F32, b->o->device, 4, w->shape);
   size_t bytes = 0;
-  fg_status s = fg_conv2d_workspace(&n->conv, &xt, &wt, &bytes);
-  if (s != FG_OK && b->status == FG_OK) {
-    fg_error_prefix("plan: conv '%s'", n->name);
-    b->status = s;
-  }
+  fg_status s = conv_bytes(b->g, b->o, i, 0, &bytes);
+  if (s != FG_OK && b->status == FG_OK) b->status = s;
   return bytes;
 }
 
@@ -597,34 +603,99 @@ static void keep_external_terms(fg_plan *p, const fg_graph *g) {
   }
 }
 
+/* Scratch of the packing: three arrays of one entry per vbuf. */
+typedef struct pack_scratch {
+  int *ids;
+  size_t *lo, *hi;
+} pack_scratch;
+
+/* Packs every root: saved activations (train values alive past the loss) in their arena, the
+ * rest in the workspace arena, or everything jointly (pack_jointly); *act, *ws: the extents. */
+static fg_status pack_all(fg_plan *p, const pack_scratch *s, size_t *act, size_t *ws) {
+  for (int v = 1; v < p->n_vbufs; v++) {
+    fg_vbuf *vb = &p->vbufs[v];
+    if (vb->parent != v) continue;
+    vb->arena = (vb->program == 0 && vb->is_value && vb->last > p->loss_at) ? FG_ARENA_ACT : FG_ARENA_WS;
+  }
+  *act = pack(p, 0, FG_ARENA_ACT, s->ids, s->lo, s->hi);
+  size_t ws_train = pack(p, 0, FG_ARENA_WS, s->ids, s->lo, s->hi);
+  size_t ws_eval = pack(p, 1, FG_ARENA_WS, s->ids, s->lo, s->hi);
+  *ws = ws_train > ws_eval ? ws_train : ws_eval;
+  return pack_jointly(p, s->ids, s->lo, s->hi, act, ws);
+}
+
+/* Packs with vbuf v at try[v] bytes: 1 when the extents' sum stays within `total` (the sizes
+ * stay), else 0 with every size back at had[v] (the offsets then need packing again). */
+static int fits_with(fg_plan *p, const pack_scratch *s, const size_t *try, const size_t *had,
+                     size_t total, fg_status *st) {
+  for (int v = 1; v < p->n_vbufs; v++) p->vbufs[v].bytes = try[v];
+  size_t a = 0, w = 0;
+  *st = pack_all(p, s, &a, &w);
+  if (*st == FG_OK && a + w <= total) return 1;
+  for (int v = 1; v < p->n_vbufs; v++) p->vbufs[v].bytes = had[v];
+  return 0;
+}
+
+/* Convolution workspaces with room: each grows to what the backend's fastest plan for it takes
+ * (no limit) where the step's activation and workspace bytes stay as they were - all of them at
+ * once when that fits, else one at a time in program order (train, then eval), each kept where
+ * it fits with the ones kept before. The packing is redone for the sizes kept. */
+static fg_status grow_conv_workspaces(fg_plan *p, const fg_graph *g, const pack_scratch *s,
+                                      size_t *act, size_t *ws) {
+  const size_t total = *act + *ws, n_bytes = (size_t)p->n_vbufs * sizeof(size_t);
+  size_t *had = malloc(n_bytes), *want = malloc(n_bytes), *try = malloc(n_bytes);
+  int *order = malloc((size_t)p->n_vbufs * sizeof *order);
+  if (!had || !want || !try || !order) {
+    free(had), free(want), free(try), free(order);
+    return FG_FAIL(FG_ERR_OOM, "plan: out of memory");
+  }
+  fg_status st = FG_OK;
+  int grown = 0;
+  for (int v = 0; v < p->n_vbufs; v++) had[v] = want[v] = p->vbufs[v].bytes;
+  for (int prog = 0; prog < 2 && st == FG_OK; prog++) {
+    const fg_instr *ins = prog ? p->eval : p->train;
+    const int n = prog ? p->n_eval : p->n_train;
+    for (int k = 0; k < n && st == FG_OK; k++) {
+      const fg_instr *in = &ins[k];
+      if (in->ws <= 0 || in->kind == FG_I_LOSS || fg_graph_node(g, in->node)->kind != FG_NODE_CONV)
+        continue;
+      size_t bytes = 0;
+      st = conv_bytes(g, &p->opt, in->node, SIZE_MAX, &bytes);
+      bytes = fg_region_round(p->opt.device, bytes);
+      if (st == FG_OK && bytes > want[in->ws]) {
+        want[in->ws] = bytes;
+        order[grown++] = in->ws;
+      }
+    }
+  }
+  if (st == FG_OK && grown && !fits_with(p, s, want, had, total, &st)) {
+    for (int i = 0; i < grown && st == FG_OK; i++) {
+      memcpy(try, had, n_bytes);
+      try[order[i]] = want[order[i]];
+      if (fits_with(p, s, try, had, total, &st)) had[order[i]] = want[order[i]];
+    }
+  }
+  if (st == FG_OK && grown) st = pack_all(p, s, act, ws); /* the offsets of the sizes kept */
+  free(had), free(want), free(try), free(order);
+  return st;
+}
+
 static fg_status layout(fg_plan *p, const fg_graph *g) {
   lifetimes(p, p->train, p->n_train);
   keep_external_terms(p, g);
   lifetimes(p, p->eval, p->n_eval);
   merge_inplace(p, g, p->train, p->n_train);
   merge_inplace(p, g, p->eval, p->n_eval);
-  for (int v = 1; v < p->n_vbufs; v++) {
-    fg_vbuf *vb = &p->vbufs[v];
-    if (vb->parent != v) continue;
-    vb->arena = (vb->program == 0 && vb->is_value && vb->last > p->loss_at) ? FG_ARENA_ACT : FG_ARENA_WS;
-  }
-  int *ids = malloc((size_t)p->n_vbufs * sizeof *ids);
-  size_t *lo = malloc((size_t)p->n_vbufs * sizeof *lo);
-  size_t *hi = malloc((size_t)p->n_vbufs * sizeof *hi);
-  if (!ids || !lo || !hi) {
-    free(ids);
-    free(lo);
-    free(hi);
-    return FG_FAIL(FG_ERR_OOM, "plan: out of memory");
-  }
-  size_t act = pack(p, 0, FG_ARENA_ACT, ids, lo, hi);
-  size_t ws_train = pack(p, 0, FG_ARENA_WS, ids, lo, hi);
-  size_t ws_eval = pack(p, 1, FG_ARENA_WS, ids, lo, hi);
-  size_t ws = ws_train > ws_eval ? ws_train : ws_eval;
-  fg_status st = pack_jointly(p, ids, lo, hi, &act, &ws);
-  free(ids);
-  free(lo);
-  free(hi);
+  pack_scratch s = {malloc((size_t)p->n_vbufs * sizeof *s.ids),
+                    malloc((size_t)p->n_vbufs * sizeof *s.lo),
+                    malloc((size_t)p->n_vbufs * sizeof *s.hi)};
+  size_t act = 0, ws = 0;
+  fg_status st = s.ids && s.lo && s.hi ? FG_OK : FG_FAIL(FG_ERR_OOM, "plan: out of memory");
+  if (st == FG_OK) st = pack_all(p, &s, &act, &ws);
+  if (st == FG_OK && !p->opt.lean_workspace) st = grow_conv_workspaces(p, g, &s, &act, &ws);
+  free(s.ids);
+  free(s.lo);
+  free(s.hi);
   FG_TRY(st);
   for (int v = 1; v < p->n_vbufs; v++) {
     int r = fg_plan_root(p, v);

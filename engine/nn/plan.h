@@ -76,6 +76,10 @@ typedef struct fg_trainer_options {
    * prox_mu = α, c = -g - α θ^t (up to a constant). The loss a step reports leaves the term out.
    * c takes a region laid out as the gradients (category optim). 0: no such term. */
   float prox_mu;
+  /* 1: every op gets the least workspace it needs. 0: a convolution's workspace grows to what
+   * the backend's fastest plan for it takes (fg_conv2d_workspace_within) wherever that leaves
+   * the step's activation and workspace bytes as they were. */
+  int lean_workspace;
 } fg_trainer_options;
 
 /* Where a buffer lives. */

@@ -135,6 +135,51 @@ static size_t saved_bytes(const fg_plan *p) {
   return bytes;
 }
 
+/* Bytes of the workspaces of train instruction k's convolution (0: none). */
+static size_t conv_ws_bytes(const fg_plan *p, const fg_graph *g, int k) {
+  const fg_instr *in = &p->train[k];
+  if (in->ws <= 0 || in->kind == FG_I_LOSS || fg_graph_node(g, in->node)->kind != FG_NODE_CONV)
+    return 0;
+  return p->vbufs[in->ws].bytes;
+}
+
+/* Convolution workspaces get room (the 3x3 kernels' F(4x4, 3x3), 2.25x the transformed weights)
+ * only where the step's activation and workspace bytes stay what the least workspaces give:
+ * the same program, some workspaces larger, none smaller, the totals no larger; and a step's
+ * measured peak is still the plan's (check_peak runs the models with room). */
+Test(plan, conv_workspaces_grow_within_the_lean_total) {
+  fgt_setup_cpu(2);
+  const fgt_model_case cases[] = {
+      {"cnn", 16, 1, 28, 28, 0, 16, 0, 0, 0}, /* the default cnn: 16- and 32-channel maps */
+      {"resnet18", 0.125, 3, 32, 32, 0, 8, 0, 0, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    fg_graph *g = fgt_model_build(&cases[i]);
+    fg_trainer_options o = fgt_model_options(&cases[i], FG_EXEC_STORE);
+    o.lean_workspace = 1;
+    fg_plan *lean, *roomy;
+    FGT_OK(fg_plan_build(g, &o, &lean));
+    o.lean_workspace = 0;
+    FGT_OK(fg_plan_build(g, &o, &roomy));
+    cr_assert_eq(roomy->n_train, lean->n_train);
+    int grew = 0;
+    for (int k = 0; k < lean->n_train; k++) {
+      const size_t a = conv_ws_bytes(lean, g, k), b = conv_ws_bytes(roomy, g, k);
+      cr_assert_geq(b, a, "%s: instruction %d's workspace shrank: %zu -> %zu", cases[i].arch, k, a, b);
+      grew += b > a;
+    }
+    cr_assert_gt(grew, 0, "%s: no convolution got room", cases[i].arch);
+    const size_t lean_aw = lean->region_bytes[FG_REGION_ACT] + lean->region_bytes[FG_REGION_WS];
+    const size_t roomy_aw = roomy->region_bytes[FG_REGION_ACT] + roomy->region_bytes[FG_REGION_WS];
+    cr_assert_leq(roomy_aw, lean_aw, "%s: %zu activation and workspace bytes, %zu lean",
+                  cases[i].arch, roomy_aw, lean_aw);
+    cr_assert_leq(roomy->total, lean->total);
+    fg_plan_free(lean);
+    fg_plan_free(roomy);
+    fg_graph_free(g);
+  }
+}
+
 Test(plan, frozen_prefix_keeps_nothing_for_the_prefix) {
   fgt_setup_cpu(1);
   fg_graph *full = fgt_model_build(&CNN), *part = fgt_model_build(&CNN);

@@ -279,6 +279,18 @@ Test(conv2d, workspace_query_and_descriptor_errors) {
   fgt_assert_error(fg_conv2d_forward(NULL, &x, &w, NULL, &y, none), FG_ERR_INVALID, NULL,
                    "conv2d_forward: convolution descriptor is missing");
   fgt_assert_error(fg_conv2d_workspace(&d, &x, &w, NULL), FG_ERR_INVALID, NULL, "output pointer");
+  /* within a limit: never less than the least, the least itself with limit 0, the same checks */
+  size_t least = 0, within0 = 0, unlimited = 0;
+  fg_tensor x16 = fg_tensor_4d(NULL, 4, 8, 16, 16), w8 = fg_tensor_4d(NULL, 8, 8, 3, 3);
+  FGT_OK(fg_conv2d_workspace(&d, &x16, &w8, &least));
+  FGT_OK(fg_conv2d_workspace_within(&d, &x16, &w8, 0, &within0));
+  FGT_OK(fg_conv2d_workspace_within(&d, &x16, &w8, SIZE_MAX, &unlimited));
+  cr_assert_eq(within0, least);
+  cr_assert_geq(unlimited, least);
+  fgt_assert_error(fg_conv2d_workspace_within(&d, &x, &bad_w, SIZE_MAX, &bytes), FG_ERR_SHAPE,
+                   NULL, "conv2d_workspace: w has shape [8, 3, 3, 3]");
+  fgt_assert_error(fg_conv2d_workspace_within(&d, &x, &w, 0, NULL), FG_ERR_INVALID, NULL,
+                   "output pointer");
   const fg_conv_desc g2 = {1, 1, 2}; /* w must have C/groups = 2 input channels */
   fgt_assert_error(fg_conv2d_workspace(&g2, &x, &w, &bytes), FG_ERR_SHAPE, NULL,
                    "conv2d_workspace: w has shape [8, 4, 3, 3], expected extent 2 in dimension 1");
