@@ -624,11 +624,11 @@ static fg_status pack_all(fg_plan *p, const pack_scratch *s, size_t *act, size_t
   return pack_jointly(p, s->ids, s->lo, s->hi, act, ws);
 }
 
-/* Packs with vbuf v at try[v] bytes: 1 when the extents' sum stays within `total` (the sizes
+/* Packs with vbuf v at trial[v] bytes: 1 when the extents' sum stays within `total` (the sizes
  * stay), else 0 with every size back at had[v] (the offsets then need packing again). */
-static int fits_with(fg_plan *p, const pack_scratch *s, const size_t *try, const size_t *had,
+static int fits_with(fg_plan *p, const pack_scratch *s, const size_t *trial, const size_t *had,
                      size_t total, fg_status *st) {
-  for (int v = 1; v < p->n_vbufs; v++) p->vbufs[v].bytes = try[v];
+  for (int v = 1; v < p->n_vbufs; v++) p->vbufs[v].bytes = trial[v];
   size_t a = 0, w = 0;
   *st = pack_all(p, s, &a, &w);
   if (*st == FG_OK && a + w <= total) return 1;
@@ -643,10 +643,10 @@ static int fits_with(fg_plan *p, const pack_scratch *s, const size_t *try, const
 static fg_status grow_conv_workspaces(fg_plan *p, const fg_graph *g, const pack_scratch *s,
                                       size_t *act, size_t *ws) {
   const size_t total = *act + *ws, n_bytes = (size_t)p->n_vbufs * sizeof(size_t);
-  size_t *had = malloc(n_bytes), *want = malloc(n_bytes), *try = malloc(n_bytes);
+  size_t *had = malloc(n_bytes), *want = malloc(n_bytes), *trial = malloc(n_bytes);
   int *order = malloc((size_t)p->n_vbufs * sizeof *order);
-  if (!had || !want || !try || !order) {
-    free(had), free(want), free(try), free(order);
+  if (!had || !want || !trial || !order) {
+    free(had), free(want), free(trial), free(order);
     return FG_FAIL(FG_ERR_OOM, "plan: out of memory");
   }
   fg_status st = FG_OK;
@@ -670,13 +670,13 @@ static fg_status grow_conv_workspaces(fg_plan *p, const fg_graph *g, const pack_
   }
   if (st == FG_OK && grown && !fits_with(p, s, want, had, total, &st)) {
     for (int i = 0; i < grown && st == FG_OK; i++) {
-      memcpy(try, had, n_bytes);
-      try[order[i]] = want[order[i]];
-      if (fits_with(p, s, try, had, total, &st)) had[order[i]] = want[order[i]];
+      memcpy(trial, had, n_bytes);
+      trial[order[i]] = want[order[i]];
+      if (fits_with(p, s, trial, had, total, &st)) had[order[i]] = want[order[i]];
     }
   }
   if (st == FG_OK && grown) st = pack_all(p, s, act, ws); /* the offsets of the sizes kept */
-  free(had), free(want), free(try), free(order);
+  free(had), free(want), free(trial), free(order);
   return st;
 }
 
