@@ -5,7 +5,8 @@
  * buffer of an elementwise op whose input dies at that op is merged into the input (in place).
  * Buffers whose lifetime reaches past the loss are saved activations; the rest is workspace.
  * Each arena is packed by placing buffers, largest first, at the lowest offset that overlaps no
- * buffer alive at the same time. */
+ * buffer alive at the same time. Convolutions then get the larger workspaces of their faster
+ * plans wherever the packing's total stays what the least workspaces give (grow_conv_workspaces). */
 #include "engine/nn/plan.h"
 
 #include <math.h>
