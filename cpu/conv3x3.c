@@ -667,6 +667,17 @@ FG_C3_TARGET static void wino_input(const c3_wino *g, const float *pad, int64_t 
   }
 }
 
+/* In each 128-bit half, the 4 x 4 transpose of rows x[0..3]: y[k] holds element k of each row
+ * ([a_k b_k c_k d_k] in each half, for rows a, b, c, d). */
+FG_C3_TARGET static void transpose4_halves(const __m256 x[4], __m256 y[4]) {
+  const __m256 t0 = _mm256_unpacklo_ps(x[0], x[1]), t1 = _mm256_unpackhi_ps(x[0], x[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(x[2], x[3]), t3 = _mm256_unpackhi_ps(x[2], x[3]);
+  y[0] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  y[1] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  y[2] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  y[3] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+}
+
 /* dst[0..n) (=|+=) the first n of the 8 k floats in out[0..k). A partial run goes through a
  * small buffer (masked stores are slow on some CPUs). */
 FG_C3_TARGET static void store_run(float *dst, const __m256 *out, int k, int64_t n,
@@ -755,15 +766,10 @@ FG_C3_TARGET static void winograd_at6(const __m256 m[6], __m256 y[4]) {
 FG_C3_TARGET static void tile_row_columns6(const float *r, __m256 col[6]) {
   const __m256 a0 = _mm256_loadu_ps(r), a1 = _mm256_loadu_ps(r + 8);
   const __m256 a2 = _mm256_loadu_ps(r + 16), a3 = _mm256_loadu_ps(r + 24);
-  /* tiles (0 | 4), (1 | 5), (2 | 6), (3 | 7): a 4 x 4 transpose in each 128-bit half */
-  const __m256 p0 = _mm256_permute2f128_ps(a0, a2, 0x20), p1 = _mm256_permute2f128_ps(a0, a2, 0x31);
-  const __m256 p2 = _mm256_permute2f128_ps(a1, a3, 0x20), p3 = _mm256_permute2f128_ps(a1, a3, 0x31);
-  const __m256 t0 = _mm256_unpacklo_ps(p0, p1), t1 = _mm256_unpackhi_ps(p0, p1);
-  const __m256 t2 = _mm256_unpacklo_ps(p2, p3), t3 = _mm256_unpackhi_ps(p2, p3);
-  col[0] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-  col[1] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-  col[2] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-  col[3] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  /* tiles (0 | 4), (1 | 5), (2 | 6), (3 | 7), then a 4 x 4 transpose in each 128-bit half */
+  const __m256 p[4] = {_mm256_permute2f128_ps(a0, a2, 0x20), _mm256_permute2f128_ps(a0, a2, 0x31),
+                       _mm256_permute2f128_ps(a1, a3, 0x20), _mm256_permute2f128_ps(a1, a3, 0x31)};
+  transpose4_halves(p, col);
   /* columns 4, 5 are columns 0, 1 of the next tile: shift by one lane, r[32], r[33] last */
   const __m256i next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
   col[4] = _mm256_blend_ps(_mm256_permutevar8x32_ps(col[0], next), _mm256_broadcast_ss(r + 32),
@@ -822,16 +828,12 @@ FG_C3_TARGET static void wino_output4(const c3_wino *g, const float *m, int64_t 
         __m256 y[4]; /* y[q]: output column 4 (j + l) + q of the 8 tiles l */
         winograd_at6(z[a], y);
         /* interleave: out = [y0_0 y1_0 y2_0 y3_0 y0_1 ...] (a 4 x 4 transpose per half) */
-        const __m256 t0 = _mm256_unpacklo_ps(y[0], y[1]), t1 = _mm256_unpackhi_ps(y[0], y[1]);
-        const __m256 t2 = _mm256_unpacklo_ps(y[2], y[3]), t3 = _mm256_unpackhi_ps(y[2], y[3]);
-        const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-        const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-        const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-        const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-        const __m256 out[4] = {_mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), b),
-                               _mm256_add_ps(_mm256_permute2f128_ps(u2, u3, 0x20), b),
-                               _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x31), b),
-                               _mm256_add_ps(_mm256_permute2f128_ps(u2, u3, 0x31), b)};
+        __m256 u[4];
+        transpose4_halves(y, u);
+        const __m256 out[4] = {_mm256_add_ps(_mm256_permute2f128_ps(u[0], u[1], 0x20), b),
+                               _mm256_add_ps(_mm256_permute2f128_ps(u[2], u[3], 0x20), b),
+                               _mm256_add_ps(_mm256_permute2f128_ps(u[0], u[1], 0x31), b),
+                               _mm256_add_ps(_mm256_permute2f128_ps(u[2], u[3], 0x31), b)};
         store_run(dst + (4 * i + a) * g->wo + 4 * j, out, 4, g->wo - 4 * j, accumulate);
       }
     }
@@ -992,18 +994,10 @@ FG_C3_TARGET static void wgrad_dy(const c3_wino *g, const float *dyt, int64_t o1
 /* dst[k][r] := src[r][k] for an 8 x 8 block (rows `src_row` and `dst_row` floats apart). */
 FG_C3_TARGET static void transpose8(const float *src, int64_t src_row, float *dst,
                                     int64_t dst_row) {
-  __m256 r[8], t[8];
-  for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(src + k * src_row);
-  for (int k = 0; k < 8; k += 2) {
-    t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);     /* a0 b0 a1 b1 | a4 b4 a5 b5 */
-    t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]); /* a2 b2 a3 b3 | a6 b6 a7 b7 */
-  }
-  for (int k = 0; k < 8; k += 4) {
-    r[k] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));     /* a0 b0 c0 d0 | 4 */
-    r[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2)); /* 1 | 5 */
-    r[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0)); /* 2 | 6 */
-    r[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2)); /* 3 | 7 */
-  }
+  __m256 x[8], r[8];
+  for (int k = 0; k < 8; k++) x[k] = _mm256_loadu_ps(src + k * src_row);
+  transpose4_halves(x, r);         /* rows 0-3: r[k] = [a_k b_k c_k d_k | a_k+4 ...] */
+  transpose4_halves(x + 4, r + 4); /* rows 4-7 */
   for (int k = 0; k < 4; k++) {
     _mm256_storeu_ps(dst + k * dst_row, _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
     _mm256_storeu_ps(dst + (k + 4) * dst_row, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));

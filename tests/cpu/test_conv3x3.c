@@ -419,15 +419,6 @@ static ws_calls call_with(const c3_case *k, size_t bytes) {
   return r;
 }
 
-static size_t workspace_of(const c3_case *k) {
-  c3_data d = c3_setup(k, 900);
-  c3_tensors t = c3_views(&d, NULL, NULL, NULL, NULL);
-  size_t bytes = 0;
-  FGT_OK(fg_conv2d_workspace(&d.desc, &t.x, &t.w, &bytes));
-  c3_free(&d);
-  return bytes;
-}
-
 typedef fg_status (*ws_pick)(const ws_calls *);
 static fg_status pick_forward(const ws_calls *c) { return c->forward; }
 static fg_status pick_backward_data(const ws_calls *c) { return c->backward_data; }
@@ -443,9 +434,9 @@ static void expect_workspace(const c3_case *k, size_t total, const size_t need[3
   static const ws_pick picks[3] = {pick_forward, pick_backward_data, pick_backward_filter};
   static const char *names[3] = {"forward", "backward_data", "backward_filter"};
   fgt_setup_cpu(1);
-  const size_t one = workspace_of(k);
+  const size_t one = workspace_within(k, 0);
   fgt_setup_cpu(2);
-  const size_t two = workspace_of(k);
+  const size_t two = workspace_within(k, 0);
   cr_assert_eq(one, total * 4, "c%d o%d: workspace %zu, want %zu", k->c, k->o, one, total * 4);
   cr_assert_eq(two, one, "c%d o%d: %zu bytes with 2 threads, %zu with 1", k->c, k->o, two, one);
   for (int i = 0; i < 3; i++) {

@@ -426,6 +426,10 @@ static void backend_fd(fg_device_kind kind) {
     if (s == FG_ERR_UNSUPPORTED)
       cr_skip_test("conv2d on %s: %s", fgt_kind_name(kind), fg_last_error());
     FGT_OK(s);
+    size_t roomy = 0; /* every backend: a plan within a limit never takes less than the least */
+    FGT_OK(fg_conv2d_workspace_within(&c.d, &c.x.t, &c.w.t, SIZE_MAX, &roomy));
+    cr_assert_geq(roomy, bytes, "conv2d case %zu on %s: %zu bytes within no limit, %zu least", k,
+                  fgt_kind_name(kind), roomy, bytes);
     c.ws = fgt_workspace_alloc(dev, bytes, &c.ws_region);
     FGT_OK(fg_conv2d_backward_data(&c.d, &dy.t, &c.w.t, &dx.t, 0, c.ws));
     FGT_OK(fg_conv2d_backward_filter(&c.d, &c.x.t, &dy.t, &dw.t, &db.t, c.ws));
